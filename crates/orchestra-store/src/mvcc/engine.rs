@@ -1,0 +1,474 @@
+//! The engine shared by every embedded store: the key index, the lease table and the watch hub
+//! behind one lock, with an optional [`Journal`] that makes writes durable before they are
+//! acknowledged or seen.
+//!
+//! Without a journal ([`MemStore`](crate::MemStore)) a write is visible when its lock is
+//! released. With one ([`DiskStore`](crate::DiskStore)) a write is applied in memory (so the
+//! next transaction's compares see it), queued, and made durable by whichever writer takes the
+//! flush lock first: it persists every queued record with one fsync (group commit), then
+//! publishes them to readers and watchers. Readers read at the newest durable revision.
+
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::StoreError;
+use crate::limits::{Limits, check_range};
+use crate::mvcc::hub::Hub;
+use crate::mvcc::journal::{Journal, Record, Recovered, ReplayOp};
+use crate::mvcc::keyspace::Keyspace;
+use crate::mvcc::leases::LeaseTable;
+use crate::types::{
+    CompareOp, CompareTarget, Event, KeyRange, KeyValue, LeaseId, LeaseStatus, Op, OpResponse,
+    RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
+};
+use crate::watch::WatchStream;
+
+/// Settings shared by the embedded stores.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Request limits.
+    pub limits: Limits,
+    /// How often a watch that asked for progress notifications gets one (etcd: 10 minutes).
+    pub progress_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { limits: Limits::default(), progress_interval: Duration::from_secs(600) }
+    }
+}
+
+struct State {
+    keys: Keyspace,
+    leases: LeaseTable,
+    /// Records applied in memory but not yet durable (journaled stores only).
+    pending: Vec<Record>,
+    /// The sequence number of the newest pending record.
+    pending_seq: u64,
+    /// Set when persisting failed: memory is then ahead of disk and writes must stop.
+    failed: Option<String>,
+}
+
+struct JournalState {
+    journal: Arc<dyn Journal>,
+    flush: Arc<tokio::sync::Mutex<()>>,
+    durable_seq: AtomicU64,
+}
+
+/// The engine. Shared through an `Arc`; background tasks hold a `Weak`.
+pub(crate) struct Engine {
+    state: RwLock<State>,
+    hub: Arc<Hub>,
+    limits: Limits,
+    journal: Option<JournalState>,
+    lease_wake: Arc<Notify>,
+    lease_task_started: AtomicBool,
+}
+
+impl Engine {
+    /// An empty in-memory engine.
+    pub(crate) fn new(options: EngineOptions) -> Arc<Self> {
+        Self::with_journal(options, None, Recovered::default())
+    }
+
+    /// An engine over a journal, starting from what the journal recovered.
+    pub(crate) fn with_journal(
+        options: EngineOptions,
+        journal: Option<Arc<dyn Journal>>,
+        recovered: Recovered,
+    ) -> Arc<Self> {
+        let hub = Arc::new(Hub::new(options.progress_interval));
+        let mut keys = Keyspace::default();
+        let mut leases = LeaseTable::default();
+        let now = Instant::now();
+        let has_history = recovered.revision > 1;
+        if has_history || recovered.compact_revision > 0 {
+            let first = recovered.compact_revision.max(1);
+            let before_first = recovered.revisions.first().map_or(recovered.revision, |(r, _)| *r - 1);
+            keys.restore(recovered.base, before_first.max(1), recovered.compact_revision);
+            let mut log = Vec::with_capacity(recovered.revisions.len() + 1);
+            if first == 1 {
+                log.push(Arc::from(Vec::new()));
+            }
+            for (rev, ops) in recovered.revisions {
+                let events: Vec<Event> = ops
+                    .into_iter()
+                    .filter_map(|op| match op {
+                        ReplayOp::Put { key, value, lease } => Some(keys.put(key, value, lease, rev)),
+                        ReplayOp::Delete { key } => {
+                            keys.latest(&key).cloned().map(|prev| keys.delete(prev, rev))
+                        }
+                    })
+                    .collect();
+                keys.commit(rev);
+                log.push(Arc::from(events));
+            }
+            hub.restore(first, log, recovered.compact_revision, keys.revision());
+        }
+        for (id, ttl) in recovered.leases {
+            leases.restore(id, ttl, now);
+        }
+        leases.reserve_ids_below(recovered.next_lease_id);
+        for kv in keys.live_keys(&KeyRange::prefix("")) {
+            if kv.lease != 0 {
+                leases.attach(&kv.key, 0, kv.lease);
+            }
+        }
+        let journal = journal.map(|journal| JournalState {
+            journal,
+            flush: Arc::new(tokio::sync::Mutex::new(())),
+            durable_seq: AtomicU64::new(0),
+        });
+        Arc::new(Engine {
+            state: RwLock::new(State { keys, leases, pending: Vec::new(), pending_seq: 0, failed: None }),
+            hub,
+            limits: options.limits,
+            journal,
+            lease_wake: Arc::new(Notify::new()),
+            lease_task_started: AtomicBool::new(false),
+        })
+    }
+
+    /// Read a range at the latest visible revision or a past one.
+    pub(crate) fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        check_range(&req.range)?;
+        let visible = self.hub.visible();
+        let st = self.state.read();
+        let at = st.keys.readable(req.revision, visible)?;
+        Ok(st.keys.range(req, at, visible))
+    }
+
+    /// Run a transaction; returns once it is durable and visible.
+    pub(crate) async fn txn(self: &Arc<Self>, txn: Txn) -> Result<TxnResponse, StoreError> {
+        self.limits.check_txn(&txn)?;
+        let (resp, seq) = {
+            let mut st = self.state.write();
+            let (resp, events) = st.apply_txn(txn)?;
+            let seq = self.record_events(&mut st, resp.header_revision, events);
+            (resp, seq)
+        };
+        self.sync(seq).await?;
+        Ok(resp)
+    }
+
+    /// Hand a transaction's events to the hub (no journal) or to the pending queue; returns the
+    /// sequence number to wait for.
+    fn record_events(&self, st: &mut State, revision: Revision, events: Vec<Event>) -> u64 {
+        if events.is_empty() {
+            return st.pending_seq;
+        }
+        let events: Arc<[Event]> = events.into();
+        if self.journal.is_none() {
+            self.hub.publish(revision, events);
+            return 0;
+        }
+        st.push(Record::Txn { revision, events })
+    }
+
+    /// Start a watch.
+    pub(crate) fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError> {
+        check_range(&req.range)?;
+        self.hub.watch(req)
+    }
+
+    /// Drop history below `revision`.
+    pub(crate) async fn compact(self: &Arc<Self>, revision: Revision) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.state.write();
+            st.check_writable()?;
+            let compacted = st.keys.compact_revision();
+            if revision <= compacted {
+                return Err(StoreError::Compacted { requested: revision, compact_revision: compacted });
+            }
+            let visible = self.hub.visible();
+            if revision > visible {
+                return Err(StoreError::FutureRevision { requested: revision, current: visible });
+            }
+            st.keys.compact(revision);
+            self.hub.compact(revision);
+            if self.journal.is_some() { st.push(Record::Compact { revision }) } else { 0 }
+        };
+        self.sync(seq).await
+    }
+
+    /// Grant a lease.
+    pub(crate) async fn lease_grant(self: &Arc<Self>, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let (id, seq) = {
+            let mut st = self.state.write();
+            st.check_writable()?;
+            let id = st.leases.grant(ttl, Instant::now())?;
+            let next_id = st.leases.next_id();
+            let seq = if self.journal.is_some() { st.push(Record::LeaseGrant { id, ttl, next_id }) } else { 0 };
+            (id, seq)
+        };
+        self.ensure_lease_task();
+        self.lease_wake.notify_one();
+        self.sync(seq).await?;
+        Ok(id)
+    }
+
+    /// Renew a lease.
+    pub(crate) fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
+        self.state.write().leases.keep_alive(id, Instant::now())
+    }
+
+    /// Revoke a lease and delete its keys in one transaction.
+    pub(crate) async fn lease_revoke(self: &Arc<Self>, id: LeaseId) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.state.write();
+            st.check_writable()?;
+            let keys = st.leases.remove(id)?;
+            let revision = st.keys.revision() + 1;
+            let mut events = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(prev) = st.keys.latest(&key).cloned() {
+                    events.push(st.keys.delete(prev, revision));
+                }
+            }
+            if !events.is_empty() {
+                st.keys.commit(revision);
+            }
+            let seq = self.record_events(&mut st, revision, events);
+            if self.journal.is_some() { st.push(Record::LeaseRevoke { id }) } else { seq }
+        };
+        self.sync(seq).await
+    }
+
+    /// A lease's state.
+    pub(crate) fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
+        let (granted_ttl, remaining, keys) = self.state.read().leases.status(id, Instant::now())?;
+        Ok(LeaseStatus { id, granted_ttl, remaining, keys })
+    }
+
+    /// Revisions and size.
+    pub(crate) fn status(&self) -> StoreStatus {
+        let st = self.state.read();
+        StoreStatus {
+            revision: self.hub.visible(),
+            compact_revision: st.keys.compact_revision(),
+            db_size: self.journal.as_ref().map_or(0, |j| j.journal.size()),
+        }
+    }
+
+    /// Wait until every record up to `seq` is durable, flushing if nobody else is.
+    async fn sync(self: &Arc<Self>, seq: u64) -> Result<(), StoreError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        loop {
+            if journal.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            let guard = journal.flush.clone().lock_owned().await;
+            if journal.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            // The flush runs in its own task so that a caller giving up half way (a dropped
+            // future) cannot leave a batch persisted but never published.
+            let engine = self.clone();
+            let flushed = tokio::spawn(async move {
+                let result = engine.flush().await;
+                drop(guard);
+                result
+            })
+            .await;
+            match flushed {
+                Ok(result) => result?,
+                Err(join) => return Err(StoreError::Failed(format!("flush task failed: {join}"))),
+            }
+        }
+    }
+
+    /// Persist every pending record with one fsync, then publish them. Called under the flush lock.
+    async fn flush(self: &Arc<Self>) -> Result<(), StoreError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let (batch, last_seq) = {
+            let mut st = self.state.write();
+            if let Some(reason) = &st.failed {
+                return Err(StoreError::Failed(reason.clone()));
+            }
+            (std::mem::take(&mut st.pending), st.pending_seq)
+        };
+        let sink = journal.journal.clone();
+        let persisted = tokio::task::spawn_blocking(move || sink.persist(&batch).map(|()| batch)).await;
+        let batch = match persisted {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(err)) => return Err(self.fail(err.to_string())),
+            Err(join) => return Err(self.fail(format!("persist task failed: {join}"))),
+        };
+        for record in batch {
+            if let Record::Txn { revision, events } = record {
+                self.hub.publish(revision, events);
+            }
+        }
+        journal.durable_seq.store(last_seq, Ordering::Release);
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) -> StoreError {
+        tracing::error!(%reason, "persisting to disk failed; the store refuses writes until reopened");
+        self.state.write().failed = Some(reason.clone());
+        StoreError::Failed(reason)
+    }
+
+    /// Start the task that expires leases, once.
+    fn ensure_lease_task(self: &Arc<Self>) {
+        if self.lease_task_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let wake = self.lease_wake.clone();
+        tokio::spawn(expire_leases(weak, wake));
+    }
+
+    /// Start lease expiry if leases were recovered from disk.
+    pub(crate) fn start_background(self: &Arc<Self>) {
+        if self.state.read().leases.next_deadline().is_some() {
+            self.ensure_lease_task();
+        }
+    }
+
+    /// Stop watches and background tasks.
+    pub(crate) fn shutdown(&self) {
+        self.hub.close();
+        self.lease_wake.notify_one();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Revoke leases as their deadlines pass, until the engine is gone.
+async fn expire_leases(engine: Weak<Engine>, wake: Arc<Notify>) {
+    loop {
+        let deadline = match engine.upgrade() {
+            Some(e) => e.state.read().leases.next_deadline(),
+            None => return,
+        };
+        let notified = wake.notified();
+        match deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = notified => continue,
+                }
+            }
+            None => notified.await,
+        }
+        let Some(engine) = engine.upgrade() else { return };
+        let expired = engine.state.read().leases.expired(Instant::now());
+        for id in expired {
+            match engine.lease_revoke(id).await {
+                Ok(()) | Err(StoreError::LeaseNotFound(_)) => {}
+                Err(err) => {
+                    tracing::error!(lease = id, %err, "revoking an expired lease failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    fn push(&mut self, record: Record) -> u64 {
+        self.pending.push(record);
+        self.pending_seq += 1;
+        self.pending_seq
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Evaluate and apply a transaction (already checked against the limits). Everything that
+    /// can fail is checked before the first change, so a failed transaction changes nothing.
+    fn apply_txn(&mut self, txn: Txn) -> Result<(TxnResponse, Vec<Event>), StoreError> {
+        self.check_writable()?;
+        let succeeded = txn.compares.iter().all(|cmp| compare_holds(self.keys.latest(&cmp.key), &cmp.target, cmp.op));
+        let ops = if succeeded { txn.success } else { txn.failure };
+        let current = self.keys.revision();
+        for op in &ops {
+            match op {
+                Op::Put(put) if put.lease != 0 && !self.leases.contains(put.lease) => {
+                    return Err(StoreError::LeaseNotFound(put.lease));
+                }
+                Op::Range(range) => {
+                    self.keys.readable(range.revision, current)?;
+                }
+                _ => {}
+            }
+        }
+        let revision = current + 1;
+        let mut events = Vec::new();
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match op {
+                Op::Range(req) => {
+                    let at = if req.revision > 0 { req.revision } else { revision };
+                    OpResponse::Range(self.keys.range(&req, at, 0))
+                }
+                Op::Put(put) => {
+                    let event = self.keys.put(put.key, put.value, put.lease, revision);
+                    let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
+                    self.leases.attach(&event.kv.key, previous_lease, put.lease);
+                    let prev_kv = if put.prev_kv { event.prev_kv.clone() } else { None };
+                    events.push(event);
+                    OpResponse::Put { prev_kv }
+                }
+                Op::Delete(del) => {
+                    let doomed = self.keys.live_keys(&del.range);
+                    let deleted = doomed.len();
+                    let mut prev_kvs = Vec::new();
+                    for prev in doomed {
+                        self.leases.detach(&prev.key, prev.lease);
+                        if del.prev_kv {
+                            prev_kvs.push(prev.clone());
+                        }
+                        events.push(self.keys.delete(prev, revision));
+                    }
+                    OpResponse::Delete { deleted, prev_kvs }
+                }
+            };
+            responses.push(response);
+        }
+        let header_revision = if events.is_empty() { current } else { revision };
+        if !events.is_empty() {
+            self.keys.commit(revision);
+        }
+        for response in &mut responses {
+            if let OpResponse::Range(range) = response {
+                range.header_revision = header_revision;
+            }
+        }
+        Ok((TxnResponse { header_revision, succeeded, responses }, events))
+    }
+}
+
+/// Does a compare hold against the key's latest value (None: absent)?
+fn compare_holds(kv: Option<&KeyValue>, target: &CompareTarget, op: CompareOp) -> bool {
+    use std::cmp::Ordering as O;
+    let ordering = match (target, kv) {
+        (CompareTarget::Value(_), None) => return false,
+        (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
+        (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
+        (CompareTarget::CreateRevision(want), kv) => kv.map_or(0, |kv| kv.create_revision).cmp(want),
+        (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
+        (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
+    };
+    match op {
+        CompareOp::Equal => ordering == O::Equal,
+        CompareOp::NotEqual => ordering != O::Equal,
+        CompareOp::Greater => ordering == O::Greater,
+        CompareOp::Less => ordering == O::Less,
+    }
+}

@@ -1,0 +1,48 @@
+//! The [`Store`] trait: what every key-value engine under orchestra provides.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::types::{
+    LeaseId, LeaseStatus, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
+    WatchRequest,
+};
+use crate::watch::WatchStream;
+
+/// An MVCC key-value store with etcd v3's semantics: one global revision per write
+/// transaction, reads at past revisions, watches from a revision, leases and compaction.
+///
+/// Implementations: [`MemStore`](crate::MemStore), [`DiskStore`](crate::DiskStore) and (in its
+/// own module) an etcd client. Any implementation can check itself with
+/// [`testing::run_conformance`](crate::testing::run_conformance).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Read one key, a prefix or a range, at the latest or a past revision.
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
+
+    /// Run a transaction atomically; a transaction that writes uses exactly one new revision.
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
+
+    /// Follow changes from a revision: ordered, each exactly once, whole transactions together.
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError>;
+
+    /// Drop the history below `revision`: reads and watches below it fail with `Compacted`.
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// Grant a lease that expires after `ttl` unless kept alive.
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
+
+    /// Renew a lease for its full TTL; returns that TTL.
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError>;
+
+    /// Revoke a lease now, deleting its keys in one transaction.
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError>;
+
+    /// A lease's TTL, remaining time and keys.
+    async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError>;
+
+    /// The current and compacted revisions, and the size on disk.
+    async fn status(&self) -> Result<StoreStatus, StoreError>;
+}
