@@ -56,17 +56,3 @@ pub(crate) struct Recovered {
     /// The id the next lease grant will use.
     pub next_lease_id: LeaseId,
 }
-
-impl ReplayOp {
-    /// The replay form of an event.
-    pub(crate) fn from_event(event: &Event) -> Self {
-        match event.kind {
-            crate::types::EventKind::Put => ReplayOp::Put {
-                key: event.kv.key.clone(),
-                value: event.kv.value.clone(),
-                lease: event.kv.lease,
-            },
-            crate::types::EventKind::Delete => ReplayOp::Delete { key: event.kv.key.clone() },
-        }
-    }
-}

@@ -1,0 +1,320 @@
+//! [`RedbJournal`]: the engine's journal on a redb database, and the recovery that reads it
+//! back on open.
+//!
+//! Tables:
+//! - `revs`: revision -> the revision's changes (every revision since the compact point);
+//! - `base`: key -> value and metadata of the keys alive just below the compact point;
+//! - `leases`: lease id -> the lease and its TTL in milliseconds;
+//! - `meta`: `format`, `revision`, `compact_revision`, `next_lease_id`.
+//!
+//! Every value carries a CRC32 (see `format`). One [`Journal::persist`] call is one redb write
+//! transaction committed with `Durability::Immediate`: one fsync for every record in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::disk::format::{StoredKv, StoredLease, StoredOp, decode, encode};
+use crate::error::StoreError;
+use crate::mvcc::journal::{Journal, Record, Recovered};
+use crate::types::Revision;
+
+const REVS: TableDefinition<u64, &[u8]> = TableDefinition::new("revs");
+const BASE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("base");
+const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// The on-disk format this code writes and reads.
+const FORMAT: i64 = 1;
+
+/// The journal of a [`DiskStore`](crate::DiskStore).
+pub(crate) struct RedbJournal {
+    db: Mutex<DbHandle>,
+    path: PathBuf,
+}
+
+impl RedbJournal {
+    /// Open (or create) the database file, check it, and read everything back.
+    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<(Self, Recovered), StoreError> {
+        if !path.exists() {
+            create_empty(path)?;
+        }
+        // `open`, not `create`: a file that exists but is empty or truncated is damage to
+        // report, not a new store to start.
+        let mut db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .open(path)
+            .map_err(|err| storage_error(path, err.into()))?;
+        // Verify every page's checksum: redb's own crash recovery covers torn commits, this
+        // covers a file damaged at rest, before any of it is trusted.
+        match db.check_integrity() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    detail: "page checksums failed; the engine rolled back what it could, so data may be missing".into(),
+                });
+            }
+            Err(err) => return Err(storage_error(path, err.into())),
+        }
+        let journal = RedbJournal { db: Mutex::new(DbHandle(Some(db))), path: path.to_path_buf() };
+        journal.initialize()?;
+        let recovered = journal.recover()?;
+        Ok((journal, recovered))
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { path: self.path.display().to_string(), detail: detail.into() }
+    }
+
+    fn err(&self, err: impl Into<redb::Error>) -> StoreError {
+        storage_error(&self.path, err.into())
+    }
+
+    fn database(&self) -> Result<std::sync::MutexGuard<'_, DbHandle>, StoreError> {
+        self.db.lock().map_err(|_| StoreError::Failed("a previous disk write panicked".into()))
+    }
+
+    /// Create the tables and stamp the format on a new file; refuse a file of another format.
+    fn initialize(&self) -> Result<(), StoreError> {
+        let db = self.database()?;
+        let txn = db.get()?.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let format = meta.get("format").map_err(|e| self.err(e))?.map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+                }
+                Some(FORMAT) => {}
+                Some(other) => {
+                    return Err(self.corrupt(format!(
+                        "on-disk format {other} is not the format {FORMAT} this version reads"
+                    )));
+                }
+            }
+            txn.open_table(REVS).map_err(|e| self.err(e))?;
+            txn.open_table(BASE).map_err(|e| self.err(e))?;
+            txn.open_table(LEASES).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Read the whole store back, checking every checksum and that revisions are contiguous.
+    fn recover(&self) -> Result<Recovered, StoreError> {
+        let db = self.database()?;
+        let txn = db.get()?.begin_read().map_err(|e| self.err(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        let read_meta = |name: &str, default: i64| -> Result<i64, StoreError> {
+            Ok(meta.get(name).map_err(|e| self.err(e))?.map_or(default, |v| v.value()))
+        };
+        let revision = read_meta("revision", 1)?;
+        let compact_revision = read_meta("compact_revision", 0)?;
+        let next_lease_id = read_meta("next_lease_id", 1)?;
+        if revision < 1 || compact_revision < 0 || compact_revision > revision {
+            return Err(self.corrupt(format!(
+                "meta says revision {revision} and compact revision {compact_revision}"
+            )));
+        }
+
+        let mut base = Vec::new();
+        for entry in txn.open_table(BASE).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+            let (key, value) = entry.map_err(|e| self.err(e))?;
+            let key = key.value();
+            let name = || String::from_utf8_lossy(key).into_owned();
+            let stored: StoredKv =
+                decode(value.value()).map_err(|detail| self.corrupt(format!("base key {:?}: {detail}", name())))?;
+            if stored.key.as_ref() != key {
+                return Err(self.corrupt(format!("base key {:?} holds the record of another key", name())));
+            }
+            base.push(stored.into_key_value());
+        }
+
+        let mut revisions = Vec::new();
+        let mut expected = compact_revision.max(2);
+        for entry in txn.open_table(REVS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+            let (rev, value) = entry.map_err(|e| self.err(e))?;
+            let rev = rev.value() as Revision;
+            if rev != expected {
+                return Err(self.corrupt(format!("revision {expected} is missing (found {rev} next)")));
+            }
+            let ops: Vec<StoredOp> =
+                decode(value.value()).map_err(|detail| self.corrupt(format!("revision {rev}: {detail}")))?;
+            revisions.push((rev, ops.into_iter().map(StoredOp::into_replay).collect()));
+            expected += 1;
+        }
+        if expected - 1 != revision {
+            return Err(self.corrupt(format!(
+                "history ends at revision {} but the store's revision is {revision}",
+                expected - 1
+            )));
+        }
+
+        let mut leases = Vec::new();
+        for entry in txn.open_table(LEASES).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+            let (id, value) = entry.map_err(|e| self.err(e))?;
+            let id = id.value();
+            let lease: StoredLease =
+                decode(value.value()).map_err(|detail| self.corrupt(format!("lease {id}: {detail}")))?;
+            if lease.id != id {
+                return Err(self.corrupt(format!("lease {id} holds the record of lease {}", lease.id)));
+            }
+            leases.push((id, Duration::from_millis(lease.ttl_ms)));
+        }
+        Ok(Recovered { base, compact_revision, revisions, revision, leases, next_lease_id })
+    }
+
+    /// Fold the revisions below `revision` into `base` and drop them.
+    fn compact_into_base(&self, txn: &redb::WriteTransaction, revision: Revision) -> Result<(), StoreError> {
+        let mut revs = txn.open_table(REVS).map_err(|e| self.err(e))?;
+        let mut base = txn.open_table(BASE).map_err(|e| self.err(e))?;
+        let doomed: Vec<(u64, Vec<u8>)> = revs
+            .range(..revision as u64)
+            .map_err(|e| self.err(e))?
+            .map(|entry| entry.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        for (rev, bytes) in doomed {
+            let ops: Vec<StoredOp> =
+                decode(&bytes).map_err(|detail| self.corrupt(format!("revision {rev}: {detail}")))?;
+            for op in ops {
+                match op {
+                    StoredOp::Put { key, value, lease } => {
+                        let prev: Option<StoredKv> = match base.get(key.as_ref()).map_err(|e| self.err(e))? {
+                            Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
+                            None => None,
+                        };
+                        let kv = StoredKv {
+                            key: key.clone(),
+                            value,
+                            create_revision: prev.as_ref().map_or(rev as Revision, |p| p.create_revision),
+                            mod_revision: rev as Revision,
+                            version: prev.as_ref().map_or(1, |p| p.version + 1),
+                            lease,
+                        };
+                        base.insert(key.as_ref(), encode(&kv).as_slice()).map_err(|e| self.err(e))?;
+                    }
+                    StoredOp::Delete { key } => {
+                        base.remove(key.as_ref()).map_err(|e| self.err(e))?;
+                    }
+                }
+            }
+            revs.remove(rev).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Journal for RedbJournal {
+    fn persist(&self, batch: &[Record]) -> Result<(), StoreError> {
+        let mut db = self.database()?;
+        let mut txn = db.get()?.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut compacted = false;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut revs = txn.open_table(REVS).map_err(|e| self.err(e))?;
+            let mut leases = txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            for record in batch {
+                match record {
+                    Record::Txn { revision, events } => {
+                        let ops: Vec<StoredOp> = events.iter().map(StoredOp::from_event).collect();
+                        revs.insert(*revision as u64, encode(&ops).as_slice()).map_err(|e| self.err(e))?;
+                        meta.insert("revision", *revision).map_err(|e| self.err(e))?;
+                    }
+                    Record::LeaseGrant { id, ttl, next_id } => {
+                        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                        let lease = encode(&StoredLease { id: *id, ttl_ms });
+                        leases.insert(*id, lease.as_slice()).map_err(|e| self.err(e))?;
+                        meta.insert("next_lease_id", *next_id).map_err(|e| self.err(e))?;
+                    }
+                    Record::LeaseRevoke { id } => {
+                        leases.remove(*id).map_err(|e| self.err(e))?;
+                    }
+                    Record::Compact { revision } => {
+                        meta.insert("compact_revision", *revision).map_err(|e| self.err(e))?;
+                    }
+                }
+            }
+        }
+        for record in batch {
+            if let Record::Compact { revision } = record {
+                self.compact_into_base(&txn, *revision)?;
+                compacted = true;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        if compacted {
+            // Give the freed pages back to the file system. Failing to shrink loses nothing.
+            if let Err(err) = db.get_mut()?.compact() {
+                tracing::warn!(%err, "could not shrink the database file after compaction");
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+}
+
+/// Create an empty store file: initialized under a temporary name, then renamed into place,
+/// so that a crash during creation leaves either no file or a complete one.
+fn create_empty(path: &Path) -> Result<(), StoreError> {
+    let tmp = path.with_extension("redb.new");
+    let io = |err: std::io::Error| StoreError::Io(format!("{}: {err}", tmp.display()));
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(io)?;
+    }
+    {
+        let db = Database::create(&tmp).map_err(|err| storage_error(&tmp, err.into()))?;
+        let mut txn = db.begin_write().map_err(|err| storage_error(&tmp, err.into()))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|err| storage_error(&tmp, err.into()))?;
+            meta.insert("format", FORMAT).map_err(|err| storage_error(&tmp, err.into()))?;
+        }
+        txn.commit().map_err(|err| storage_error(&tmp, err.into()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Owns the redb database; dropping it never panics, even when the file is damaged (redb's
+/// own drop writes allocator state and asserts on what it finds).
+struct DbHandle(Option<Database>);
+
+impl DbHandle {
+    fn get(&self) -> Result<&Database, StoreError> {
+        self.0.as_ref().ok_or(StoreError::Closed)
+    }
+    fn get_mut(&mut self) -> Result<&mut Database, StoreError> {
+        self.0.as_mut().ok_or(StoreError::Closed)
+    }
+}
+
+impl Drop for DbHandle {
+    fn drop(&mut self) {
+        let db = self.0.take();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db))).is_err() {
+            tracing::error!("closing the database file failed; it will be checked on the next open");
+        }
+    }
+}
+
+/// Map a redb error to the store's error, naming the file.
+fn storage_error(path: &Path, err: redb::Error) -> StoreError {
+    match err {
+        redb::Error::Corrupted(detail) => {
+            StoreError::Corrupt { path: path.display().to_string(), detail }
+        }
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked { path: path.display().to_string() },
+        redb::Error::Io(io) => StoreError::Io(format!("{}: {io}", path.display())),
+        other => StoreError::Io(format!("{}: {other}", path.display())),
+    }
+}

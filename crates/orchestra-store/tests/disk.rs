@@ -1,0 +1,217 @@
+//! DiskStore's durability: reopen restores everything, the directory is locked, leases survive
+//! a restart, compaction shrinks the file, and damaged files give errors, never wrong data.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestra_store::disk::DB_FILE;
+use orchestra_store::{
+    DiskStore, EventKind, RangeRequest, Store, StoreError, StoreExt, WatchRequest,
+};
+
+async fn collect_events(store: &DiskStore, req: WatchRequest, count: usize) -> Vec<orchestra_store::Event> {
+    let mut watch = store.watch(req).await.unwrap();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let resp = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("watch delivered nothing for 10 s")
+            .expect("watch ended")
+            .unwrap();
+        events.extend(resp.events);
+    }
+    events
+}
+
+#[tokio::test]
+async fn reopen_restores_keys_revision_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, last_rev) = {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        let first = store.put("/a", "1").await.unwrap();
+        store.put("/a", "2").await.unwrap();
+        store.put("/b", "1").await.unwrap();
+        store.delete("/b").await.unwrap();
+        let last = store.put("/c", "1").await.unwrap();
+        (first, last)
+    };
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.status().await.unwrap().revision, last_rev);
+    let a = store.get("/a").await.unwrap().unwrap();
+    assert_eq!((a.value.as_ref(), a.version, a.create_revision), (&b"2"[..], 2, first));
+    assert!(store.get("/b").await.unwrap().is_none());
+    let old = store.range(RangeRequest::key("/a").at_revision(first)).await.unwrap();
+    assert_eq!(old.kvs[0].value.as_ref(), b"1");
+    // A watcher resumes from the first revision and sees every event, with previous values.
+    let events = collect_events(&store, WatchRequest::prefix("/").from_revision(first).with_prev_kv(), 5).await;
+    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.kv.mod_revision)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (EventKind::Put, first),
+            (EventKind::Put, first + 1),
+            (EventKind::Put, first + 2),
+            (EventKind::Delete, first + 3),
+            (EventKind::Put, last_rev)
+        ]
+    );
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value.as_ref(), b"1");
+    assert_eq!(events[3].prev_kv.as_ref().unwrap().key.as_ref(), b"/b");
+    // New writes continue the revision sequence.
+    assert_eq!(store.put("/d", "1").await.unwrap(), last_rev + 1);
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    let err = DiskStore::open(dir.path()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    drop(store);
+    DiskStore::open(dir.path()).await.expect("the lock is released when the store is dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_survive_a_restart_with_their_full_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        let lease = store.lease_grant(Duration::from_secs(10)).await.unwrap();
+        store.put_with_lease("/lease/key", "v", lease).await.unwrap();
+        tokio::time::advance(Duration::from_secs(8)).await;
+        lease
+    };
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    let status = store.lease_time_to_live(lease).await.unwrap();
+    assert_eq!(status.granted_ttl, Duration::from_secs(10));
+    assert_eq!(status.remaining, Duration::from_secs(10), "restarted leases get their full TTL");
+    assert_eq!(status.keys.len(), 1);
+    // A new lease never reuses the id.
+    let other = store.lease_grant(Duration::from_secs(60)).await.unwrap();
+    assert_ne!(other, lease);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(store.get("/lease/key").await.unwrap().is_none(), "the key vanished with its lease");
+    assert!(matches!(store.lease_time_to_live(lease).await, Err(StoreError::LeaseNotFound(_))));
+    drop(store);
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    assert!(store.get("/lease/key").await.unwrap().is_none());
+    assert!(matches!(store.lease_time_to_live(lease).await, Err(StoreError::LeaseNotFound(_))));
+}
+
+#[tokio::test]
+async fn compaction_reclaims_disk_space_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = vec![7u8; 64 * 1024];
+    let (before, after, compact_at) = {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        let mut last = 0;
+        for round in 0..40 {
+            for key in 0..8 {
+                last = store.put(format!("/big/{key}"), value.clone()).await.unwrap();
+            }
+            if round == 0 {
+                store.put("/small", "kept").await.unwrap();
+            }
+        }
+        let before = store.status().await.unwrap().db_size;
+        store.compact(last).await.unwrap();
+        let after = store.status().await.unwrap().db_size;
+        (before, after, last)
+    };
+    assert!(
+        after * 2 < before,
+        "compaction should give back most of the space: {before} bytes before, {after} after"
+    );
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    let status = store.status().await.unwrap();
+    assert_eq!((status.revision, status.compact_revision), (compact_at, compact_at));
+    assert_eq!(store.list_prefix("/big/").await.unwrap().count, 8);
+    let small = store.get("/small").await.unwrap().unwrap();
+    assert_eq!(small.value.as_ref(), b"kept");
+    let big = store.get("/big/3").await.unwrap().unwrap();
+    assert_eq!(big.version, 40, "versions survive the fold into the base table");
+    let err = store.range(RangeRequest::key("/small").at_revision(compact_at - 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Compacted { .. }), "{err}");
+    let err = store.watch(WatchRequest::prefix("/").from_revision(compact_at - 5)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Compacted { compact_revision, .. } if compact_revision == compact_at));
+}
+
+/// Write a small store, then damage the file in `damage`; opening must either fail with a clear
+/// error or return exactly the data that was written.
+async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        for i in 0..50 {
+            let key = format!("/key/{i:03}");
+            let value = format!("value-{i}-{}", "x".repeat(i * 7));
+            store.put(key.clone(), value.clone()).await.unwrap();
+            expected.push((key, value));
+        }
+        store.compact(20).await.unwrap();
+    }
+    let path = dir.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    match DiskStore::open(dir.path()).await {
+        Err(err) => assert!(
+            matches!(err, StoreError::Corrupt { .. } | StoreError::Io(_)),
+            "damage must be reported as corruption or I/O, got {err:?}"
+        ),
+        Ok(store) => {
+            let all = store.list_prefix("/key/").await.unwrap();
+            let got: Vec<(String, String)> = all
+                .kvs
+                .iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(&kv.key).into_owned(),
+                        String::from_utf8_lossy(&kv.value).into_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, expected, "a store that opens must return exactly what was written");
+        }
+    }
+}
+
+#[tokio::test]
+async fn truncated_files_are_reported_not_misread() {
+    for keep in [0.0, 0.1, 0.5, 0.9, 0.99] {
+        reopen_after_damage(|bytes| {
+            let len = (bytes.len() as f64 * keep) as usize;
+            bytes.truncate(len);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn flipped_bytes_are_reported_not_misread() {
+    let len = {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        store.put("/x", "y").await.unwrap();
+        drop(store);
+        std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len() as usize
+    };
+    // Damage every 4 KiB page at a few offsets (the file is small, so this is quick).
+    let mut offsets = Vec::new();
+    let mut page = 0;
+    while page < len.max(64 * 1024) {
+        for delta in [0usize, 17, 600, 2048, 4000] {
+            offsets.push(page + delta);
+        }
+        page += 4096;
+    }
+    for offset in offsets {
+        reopen_after_damage(move |bytes| {
+            if let Some(b) = bytes.get_mut(offset) {
+                *b ^= 0x5a;
+            }
+        })
+        .await;
+    }
+}
