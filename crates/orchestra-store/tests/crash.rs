@@ -81,7 +81,7 @@ async fn crash_recovery_keeps_every_acknowledged_write() {
             .args(["crash_child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("child.stderr")).unwrap()))
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -114,7 +114,10 @@ async fn crash_recovery_keeps_every_acknowledged_write() {
                             round_acks += 1;
                         }
                     }
-                    Err(_) => panic!("round {round}: the child stopped acknowledging writes"),
+                    Err(_) => panic!(
+                        "round {round}: the child stopped acknowledging writes; its stderr:\n{}",
+                        std::fs::read_to_string(dir.path().join("child.stderr")).unwrap_or_default()
+                    ),
                 }
             }
         }

@@ -27,6 +27,15 @@ pub(crate) enum StoredOp {
     },
 }
 
+/// The changes of one revision, as stored inside a batch of the `revs` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredRevision {
+    /// The revision.
+    pub revision: Revision,
+    /// Its changes, in order.
+    pub ops: Vec<StoredOp>,
+}
+
 /// A live key at the compact point, as stored in the `base` table. The key is repeated inside
 /// the checksummed value so that damage to the table's key is detected too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

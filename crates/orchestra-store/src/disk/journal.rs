@@ -2,10 +2,12 @@
 //! back on open.
 //!
 //! Tables:
-//! - `revs`: revision -> the revision's changes (every revision since the compact point);
-//! - `base`: key -> value and metadata of the keys alive just below the compact point;
+//! - `revs`: first revision of a commit -> the changes of every revision in that commit (one
+//!   entry per group commit, so that a commit of a hundred writes is one B-tree insert);
+//! - `base`: key -> value and metadata of the keys alive at `base_revision`, the last revision
+//!   folded in by compaction (whole commits below the compact point are folded);
 //! - `leases`: lease id -> the lease and its TTL in milliseconds;
-//! - `meta`: `format`, `revision`, `compact_revision`, `next_lease_id`.
+//! - `meta`: `format`, `revision`, `base_revision`, `compact_revision`, `next_lease_id`.
 //!
 //! Every value carries a CRC32 (see `format`). One [`Journal::persist`] call is one redb write
 //! transaction committed with `Durability::Immediate`: one fsync for every record in it.
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::disk::format::{StoredKv, StoredLease, StoredOp, decode, encode};
+use crate::disk::lock::DirLock;
+use crate::disk::format::{StoredKv, StoredLease, StoredOp, StoredRevision, decode, encode};
 use crate::error::StoreError;
 use crate::mvcc::journal::{Journal, Record, Recovered};
 use crate::types::Revision;
@@ -33,33 +36,26 @@ const FORMAT: i64 = 1;
 pub(crate) struct RedbJournal {
     db: Mutex<DbHandle>,
     path: PathBuf,
+    /// Released after the database is closed (fields drop in order).
+    _lock: DirLock,
 }
 
 impl RedbJournal {
     /// Open (or create) the database file, check it, and read everything back.
-    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<(Self, Recovered), StoreError> {
+    pub(crate) fn open(path: &Path, cache_bytes: usize, lock: DirLock) -> Result<(Self, Recovered), StoreError> {
         if !path.exists() {
             create_empty(path)?;
         }
         // `open`, not `create`: a file that exists but is empty or truncated is damage to
         // report, not a new store to start.
-        let mut db = redb::Builder::new()
+        let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .open(path)
             .map_err(|err| storage_error(path, err.into()))?;
-        // Verify every page's checksum: redb's own crash recovery covers torn commits, this
-        // covers a file damaged at rest, before any of it is trusted.
-        match db.check_integrity() {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(StoreError::Corrupt {
-                    path: path.display().to_string(),
-                    detail: "page checksums failed; the engine rolled back what it could, so data may be missing".into(),
-                });
-            }
-            Err(err) => return Err(storage_error(path, err.into())),
-        }
-        let journal = RedbJournal { db: Mutex::new(DbHandle(Some(db))), path: path.to_path_buf() };
+        // No separate integrity pass: redb recovers torn commits on open, and `recover` below
+        // reads every stored value and checks its CRC32, each key against its record, and the
+        // revisions for gaps, so damage at rest is reported before anything is served.
+        let journal = RedbJournal { db: Mutex::new(DbHandle(Some(db))), path: path.to_path_buf(), _lock: lock };
         journal.initialize()?;
         let recovered = journal.recover()?;
         Ok((journal, recovered))
@@ -132,18 +128,30 @@ impl RedbJournal {
             base.push(stored.into_key_value());
         }
 
+        let base_revision = read_meta("base_revision", 1)?;
+        if base_revision < 1 || base_revision > revision {
+            return Err(self.corrupt(format!("meta says base revision {base_revision} and revision {revision}")));
+        }
         let mut revisions = Vec::new();
-        let mut expected = compact_revision.max(2);
+        let mut expected = base_revision + 1;
         for entry in txn.open_table(REVS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
-            let (rev, value) = entry.map_err(|e| self.err(e))?;
-            let rev = rev.value() as Revision;
-            if rev != expected {
-                return Err(self.corrupt(format!("revision {expected} is missing (found {rev} next)")));
+            let (first, value) = entry.map_err(|e| self.err(e))?;
+            let first = first.value();
+            let batch: Vec<StoredRevision> =
+                decode(value.value()).map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
+            if batch.first().map(|r| r.revision as u64) != Some(first) {
+                return Err(self.corrupt(format!("commit at revision {first} does not start there")));
             }
-            let ops: Vec<StoredOp> =
-                decode(value.value()).map_err(|detail| self.corrupt(format!("revision {rev}: {detail}")))?;
-            revisions.push((rev, ops.into_iter().map(StoredOp::into_replay).collect()));
-            expected += 1;
+            for stored in batch {
+                if stored.revision != expected {
+                    return Err(self.corrupt(format!(
+                        "revision {expected} is missing (found {} next)",
+                        stored.revision
+                    )));
+                }
+                revisions.push((stored.revision, stored.ops.into_iter().map(StoredOp::into_replay).collect()));
+                expected += 1;
+            }
         }
         if expected - 1 != revision {
             return Err(self.corrupt(format!(
@@ -163,45 +171,60 @@ impl RedbJournal {
             }
             leases.push((id, Duration::from_millis(lease.ttl_ms)));
         }
-        Ok(Recovered { base, compact_revision, revisions, revision, leases, next_lease_id })
+        Ok(Recovered { base, base_revision, compact_revision, revisions, revision, leases, next_lease_id })
     }
 
-    /// Fold the revisions below `revision` into `base` and drop them.
+    /// Fold the commits entirely below `revision` into `base` and drop them. A commit that
+    /// straddles the compact point is kept whole; recovery replays it and compacts in memory.
     fn compact_into_base(&self, txn: &redb::WriteTransaction, revision: Revision) -> Result<(), StoreError> {
         let mut revs = txn.open_table(REVS).map_err(|e| self.err(e))?;
         let mut base = txn.open_table(BASE).map_err(|e| self.err(e))?;
-        let doomed: Vec<(u64, Vec<u8>)> = revs
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        let candidates: Vec<(u64, Vec<u8>)> = revs
             .range(..revision as u64)
             .map_err(|e| self.err(e))?
             .map(|entry| entry.map(|(k, v)| (k.value(), v.value().to_vec())))
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
-        for (rev, bytes) in doomed {
-            let ops: Vec<StoredOp> =
-                decode(&bytes).map_err(|detail| self.corrupt(format!("revision {rev}: {detail}")))?;
-            for op in ops {
-                match op {
-                    StoredOp::Put { key, value, lease } => {
-                        let prev: Option<StoredKv> = match base.get(key.as_ref()).map_err(|e| self.err(e))? {
-                            Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
-                            None => None,
-                        };
-                        let kv = StoredKv {
-                            key: key.clone(),
-                            value,
-                            create_revision: prev.as_ref().map_or(rev as Revision, |p| p.create_revision),
-                            mod_revision: rev as Revision,
-                            version: prev.as_ref().map_or(1, |p| p.version + 1),
-                            lease,
-                        };
-                        base.insert(key.as_ref(), encode(&kv).as_slice()).map_err(|e| self.err(e))?;
-                    }
-                    StoredOp::Delete { key } => {
-                        base.remove(key.as_ref()).map_err(|e| self.err(e))?;
-                    }
+        for (first, bytes) in candidates {
+            let batch: Vec<StoredRevision> =
+                decode(&bytes).map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
+            let Some(last) = batch.last().map(|r| r.revision) else { continue };
+            if last >= revision {
+                break;
+            }
+            for stored in batch {
+                for op in stored.ops {
+                    self.fold(&mut base, stored.revision, op)?;
                 }
             }
-            revs.remove(rev).map_err(|e| self.err(e))?;
+            revs.remove(first).map_err(|e| self.err(e))?;
+            meta.insert("base_revision", last).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Apply one change at `rev` to the base table.
+    fn fold(&self, base: &mut redb::Table<&[u8], &[u8]>, rev: Revision, op: StoredOp) -> Result<(), StoreError> {
+        match op {
+            StoredOp::Put { key, value, lease } => {
+                let prev: Option<StoredKv> = match base.get(key.as_ref()).map_err(|e| self.err(e))? {
+                    Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
+                    None => None,
+                };
+                let kv = StoredKv {
+                    key: key.clone(),
+                    value,
+                    create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+                    mod_revision: rev,
+                    version: prev.as_ref().map_or(1, |p| p.version + 1),
+                    lease,
+                };
+                base.insert(key.as_ref(), encode(&kv).as_slice()).map_err(|e| self.err(e))?;
+            }
+            StoredOp::Delete { key } => {
+                base.remove(key.as_ref()).map_err(|e| self.err(e))?;
+            }
         }
         Ok(())
     }
@@ -217,12 +240,12 @@ impl Journal for RedbJournal {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             let mut revs = txn.open_table(REVS).map_err(|e| self.err(e))?;
             let mut leases = txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            let mut commit: Vec<StoredRevision> = Vec::new();
             for record in batch {
                 match record {
                     Record::Txn { revision, events } => {
-                        let ops: Vec<StoredOp> = events.iter().map(StoredOp::from_event).collect();
-                        revs.insert(*revision as u64, encode(&ops).as_slice()).map_err(|e| self.err(e))?;
-                        meta.insert("revision", *revision).map_err(|e| self.err(e))?;
+                        let ops = events.iter().map(StoredOp::from_event).collect();
+                        commit.push(StoredRevision { revision: *revision, ops });
                     }
                     Record::LeaseGrant { id, ttl, next_id } => {
                         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
@@ -237,6 +260,11 @@ impl Journal for RedbJournal {
                         meta.insert("compact_revision", *revision).map_err(|e| self.err(e))?;
                     }
                 }
+            }
+            if let (Some(first), Some(last)) = (commit.first(), commit.last()) {
+                let (first, last) = (first.revision as u64, last.revision);
+                revs.insert(first, encode(&commit).as_slice()).map_err(|e| self.err(e))?;
+                meta.insert("revision", last).map_err(|e| self.err(e))?;
             }
         }
         for record in batch {

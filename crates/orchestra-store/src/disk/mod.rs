@@ -63,12 +63,11 @@ impl Default for DiskStoreOptions {
 }
 
 /// The durable embedded store. Cloning is cheap and shares the store; the data directory stays
-/// locked until the last clone is dropped.
+/// locked until the last clone is dropped and its last flush has finished.
 #[derive(Clone)]
 pub struct DiskStore {
     engine: Arc<Engine>,
     dir: Arc<PathBuf>,
-    _lock: Arc<DirLock>,
 }
 
 impl DiskStore {
@@ -81,12 +80,12 @@ impl DiskStore {
     pub async fn open_with(dir: impl AsRef<Path>, options: DiskStoreOptions) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|err| StoreError::Io(format!("{}: {err}", dir.display())))?;
-        let lock = DirLock::acquire(&dir)?;
+        let lock = DirLock::acquire(&dir).await?;
         let path = dir.join(DB_FILE);
         let cache = options.cache_bytes;
         let opened = tokio::task::spawn_blocking(move || {
             // A damaged file must give an error, never take the process down.
-            std::panic::catch_unwind(AssertUnwindSafe(|| RedbJournal::open(&path, cache))).unwrap_or_else(|panic| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| RedbJournal::open(&path, cache, lock))).unwrap_or_else(|panic| {
                 let detail = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -107,7 +106,7 @@ impl DiskStore {
         );
         let engine = Engine::with_journal(options.engine, Some(Arc::new(journal)), recovered);
         engine.start_background();
-        Ok(DiskStore { engine, dir: Arc::new(dir), _lock: Arc::new(lock) })
+        Ok(DiskStore { engine, dir: Arc::new(dir) })
     }
 
     /// The data directory.

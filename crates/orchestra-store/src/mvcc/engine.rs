@@ -4,13 +4,15 @@
 //!
 //! Without a journal ([`MemStore`](crate::MemStore)) a write is visible when its lock is
 //! released. With one ([`DiskStore`](crate::DiskStore)) a write is applied in memory (so the
-//! next transaction's compares see it), queued, and made durable by whichever writer takes the
-//! flush lock first: it persists every queued record with one fsync (group commit), then
-//! publishes them to readers and watchers. Readers read at the newest durable revision.
+//! next transaction's compares see it) and queued; the first writer to find no flush running
+//! starts one on the blocking pool, which persists every queued record with one fsync (group
+//! commit), publishes them to readers and watchers, and goes on while records keep arriving.
+//! Writers wait on a watch channel of the durable sequence number, so one flush releases all
+//! of its writers at once. Readers read at the newest durable revision.
 
 use std::sync::Arc;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -57,8 +59,10 @@ struct State {
 
 struct JournalState {
     journal: Arc<dyn Journal>,
-    flush: Arc<tokio::sync::Mutex<()>>,
-    durable_seq: AtomicU64,
+    /// True while a flush runs; the writer that flips it starts the flush.
+    flushing: AtomicBool,
+    /// The newest durable sequence number; bumped (and every waiter woken) after each flush.
+    durable: tokio::sync::watch::Sender<u64>,
 }
 
 /// The engine. Shared through an `Arc`; background tasks hold a `Weak`.
@@ -87,11 +91,11 @@ impl Engine {
         let mut keys = Keyspace::default();
         let mut leases = LeaseTable::default();
         let now = Instant::now();
-        let has_history = recovered.revision > 1;
-        if has_history || recovered.compact_revision > 0 {
-            let first = recovered.compact_revision.max(1);
-            let before_first = recovered.revisions.first().map_or(recovered.revision, |(r, _)| *r - 1);
-            keys.restore(recovered.base, before_first.max(1), recovered.compact_revision);
+        if recovered.revision > 1 {
+            let base_revision = recovered.base_revision.max(1);
+            keys.restore(recovered.base, base_revision);
+            // The log starts right after the base; an empty store's revision 1 has no events.
+            let first = if base_revision == 1 { 1 } else { base_revision + 1 };
             let mut log = Vec::with_capacity(recovered.revisions.len() + 1);
             if first == 1 {
                 log.push(Arc::from(Vec::new()));
@@ -109,7 +113,11 @@ impl Engine {
                 keys.commit(rev);
                 log.push(Arc::from(events));
             }
-            hub.restore(first, log, recovered.compact_revision, keys.revision());
+            hub.restore(first, log, keys.revision());
+            if recovered.compact_revision > 0 {
+                keys.compact(recovered.compact_revision);
+                hub.compact(recovered.compact_revision);
+            }
         }
         for (id, ttl) in recovered.leases {
             leases.restore(id, ttl, now);
@@ -122,8 +130,8 @@ impl Engine {
         }
         let journal = journal.map(|journal| JournalState {
             journal,
-            flush: Arc::new(tokio::sync::Mutex::new(())),
-            durable_seq: AtomicU64::new(0),
+            flushing: AtomicBool::new(false),
+            durable: tokio::sync::watch::Sender::new(0),
         });
         Arc::new(Engine {
             state: RwLock::new(State { keys, leases, pending: Vec::new(), pending_seq: 0, failed: None }),
@@ -256,57 +264,76 @@ impl Engine {
         }
     }
 
-    /// Wait until every record up to `seq` is durable, flushing if nobody else is.
+    /// Wait until every record up to `seq` is durable, starting a flush if none is running.
     async fn sync(self: &Arc<Self>, seq: u64) -> Result<(), StoreError> {
         let Some(journal) = &self.journal else { return Ok(()) };
+        let mut durable = journal.durable.subscribe();
         loop {
-            if journal.durable_seq.load(Ordering::Acquire) >= seq {
+            if *durable.borrow_and_update() >= seq {
                 return Ok(());
             }
-            let guard = journal.flush.clone().lock_owned().await;
-            if journal.durable_seq.load(Ordering::Acquire) >= seq {
-                return Ok(());
+            self.state.read().check_writable()?;
+            if !journal.flushing.swap(true, Ordering::AcqRel) {
+                // The flush runs on its own thread, so a caller giving up half way (a dropped
+                // future) cannot leave a batch persisted but never published.
+                let engine = self.clone();
+                tokio::task::spawn_blocking(move || engine.flush_while_pending());
             }
-            // The flush runs in its own task so that a caller giving up half way (a dropped
-            // future) cannot leave a batch persisted but never published.
-            let engine = self.clone();
-            let flushed = tokio::spawn(async move {
-                let result = engine.flush().await;
-                drop(guard);
-                result
-            })
-            .await;
-            match flushed {
-                Ok(result) => result?,
-                Err(join) => return Err(StoreError::Failed(format!("flush task failed: {join}"))),
+            if durable.changed().await.is_err() {
+                return Err(StoreError::Closed);
             }
         }
     }
 
-    /// Persist every pending record with one fsync, then publish them. Called under the flush lock.
-    async fn flush(self: &Arc<Self>) -> Result<(), StoreError> {
-        let Some(journal) = &self.journal else { return Ok(()) };
-        let (batch, last_seq) = {
-            let mut st = self.state.write();
-            if let Some(reason) = &st.failed {
-                return Err(StoreError::Failed(reason.clone()));
+    /// Persist the queued records, one batch and one fsync at a time, publishing each batch,
+    /// until the queue is empty. Runs on the blocking pool, one at a time.
+    fn flush_while_pending(&self) {
+        let Some(journal) = &self.journal else { return };
+        let mut last_batch = 0;
+        loop {
+            self.gather(last_batch);
+            let (batch, last_seq) = {
+                let mut st = self.state.write();
+                if st.failed.is_some() || st.pending.is_empty() {
+                    break;
+                }
+                (std::mem::take(&mut st.pending), st.pending_seq)
+            };
+            last_batch = batch.len();
+            let persisted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| journal.journal.persist(&batch)))
+                .unwrap_or_else(|_| Err(StoreError::Failed("the disk write panicked".into())));
+            if let Err(err) = persisted {
+                self.fail(err.to_string());
+                break;
             }
-            (std::mem::take(&mut st.pending), st.pending_seq)
-        };
-        let sink = journal.journal.clone();
-        let persisted = tokio::task::spawn_blocking(move || sink.persist(&batch).map(|()| batch)).await;
-        let batch = match persisted {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(err)) => return Err(self.fail(err.to_string())),
-            Err(join) => return Err(self.fail(format!("persist task failed: {join}"))),
-        };
-        for record in batch {
-            if let Record::Txn { revision, events } = record {
-                self.hub.publish(revision, events);
+            for record in batch {
+                if let Record::Txn { revision, events } = record {
+                    self.hub.publish(revision, events);
+                }
             }
+            journal.durable.send_replace(last_seq);
         }
-        journal.durable_seq.store(last_seq, Ordering::Release);
-        Ok(())
+        journal.flushing.store(false, Ordering::Release);
+        // Wake every waiter: those whose records arrived after the last batch start the next
+        // flush, and after a failure all of them see it.
+        journal.durable.send_modify(|_| {});
+    }
+
+    /// After a batch of `last_batch` records, its writers were just released and are sending
+    /// their next writes: wait a moment (at most ~100 µs) for half of them, so that the next
+    /// fsync carries them all instead of the first few (which would halve the batch size under
+    /// load). A lone writer (`last_batch` of 1) never waits.
+    fn gather(&self, last_batch: usize) {
+        let wanted = last_batch / 2;
+        if wanted < 2 {
+            return;
+        }
+        for _ in 0..5 {
+            if self.state.read().pending.len() >= wanted {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
     }
 
     fn fail(&self, reason: String) -> StoreError {

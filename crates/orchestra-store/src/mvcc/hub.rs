@@ -24,14 +24,23 @@ use crate::error::StoreError;
 use crate::types::{Event, Revision, WatchRequest, WatchResponse};
 use crate::watch::{WatchControl, WatchStream};
 
-/// How many responses a watcher's channel holds before it falls back to catching up.
+/// How many revisions a watcher's channel holds before it falls back to catching up.
 const CHANNEL_CAPACITY: usize = 256;
+/// The most revisions a stream merges into one response when several are waiting.
+const MERGE_REVISIONS: usize = 64;
+
+/// One revision's events as pushed to a watcher: shared by every watcher, filtered by the
+/// receiving stream, so that the writer's cost per watcher is a range check and a pointer copy.
+struct Delivery {
+    revision: Revision,
+    events: Arc<[Event]>,
+}
 /// The most revisions one catch-up step reads, so that the hub's lock is held briefly.
 const CATCH_UP_REVISIONS: usize = 512;
 
 struct Watcher {
     request: Arc<WatchRequest>,
-    tx: mpsc::Sender<WatchResponse>,
+    tx: mpsc::Sender<Delivery>,
     synced: bool,
     /// The next revision this watcher must receive.
     next: Revision,
@@ -80,18 +89,11 @@ impl Hub {
     }
 
     /// Load history read back from disk: the events of revisions `first ..= visible`, one entry
-    /// per revision, after a compaction at `compact_revision`.
-    pub(crate) fn restore(
-        &self,
-        first: Revision,
-        log: Vec<Arc<[Event]>>,
-        compact_revision: Revision,
-        visible: Revision,
-    ) {
+    /// per revision.
+    pub(crate) fn restore(&self, first: Revision, log: Vec<Arc<[Event]>>, visible: Revision) {
         let mut st = self.state.lock();
         st.first_revision = first;
         st.log = log.into();
-        st.compact_revision = compact_revision;
         st.visible = visible;
         self.visible.store(visible, Ordering::Release);
     }
@@ -112,13 +114,11 @@ impl Hub {
             if !watcher.synced || revision < watcher.next {
                 continue;
             }
-            let matching = filter(&watcher.request, &events);
-            if matching.is_empty() {
+            if !events.iter().any(|e| watcher.request.matches(e)) {
                 watcher.next = revision + 1;
                 continue;
             }
-            let resp = WatchResponse { header_revision: revision, events: matching };
-            match watcher.tx.try_send(resp) {
+            match watcher.tx.try_send(Delivery { revision, events: events.clone() }) {
                 Ok(()) => watcher.next = revision + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     watcher.synced = false;
@@ -167,7 +167,8 @@ impl Hub {
         st.next_id += 1;
         let synced = start > st.visible;
         let progress = request.progress_notify;
-        st.watchers.insert(id, Watcher { request: Arc::new(request), tx, synced, next: start });
+        let request = Arc::new(request);
+        st.watchers.insert(id, Watcher { request: request.clone(), tx, synced, next: start });
         drop(st);
         let wants_progress = Arc::new(AtomicBool::new(false));
         let ticker = progress.then(|| {
@@ -178,6 +179,7 @@ impl Hub {
         });
         let stream = HubStream {
             hub: self.clone(),
+            request,
             id,
             rx,
             wants_progress: wants_progress.clone(),
@@ -192,7 +194,7 @@ impl Hub {
     fn poll_watcher(
         &self,
         id: u64,
-        rx: &mut mpsc::Receiver<WatchResponse>,
+        rx: &mut mpsc::Receiver<Delivery>,
         wants_progress: &AtomicBool,
     ) -> WatcherStep {
         let mut st = self.state.lock();
@@ -203,8 +205,8 @@ impl Hub {
         let Some(watcher) = st.watchers.get(&id) else { return WatcherStep::End(None) };
         if watcher.synced {
             // A publish may have slipped in between the caller's poll and our lock.
-            if let Ok(resp) = rx.try_recv() {
-                return WatcherStep::Deliver(resp);
+            if let Ok(delivery) = rx.try_recv() {
+                return WatcherStep::Received(delivery);
             }
             if wants_progress.swap(false, Ordering::AcqRel) {
                 let header_revision = visible.max(watcher.next - 1);
@@ -259,6 +261,7 @@ fn filter(request: &WatchRequest, events: &[Event]) -> Vec<Event> {
 }
 
 enum WatcherStep {
+    Received(Delivery),
     Deliver(WatchResponse),
     Retry,
     Wait,
@@ -275,8 +278,9 @@ impl WatchControl for ProgressFlag {
 
 struct HubStream {
     hub: Arc<Hub>,
+    request: Arc<WatchRequest>,
     id: u64,
-    rx: mpsc::Receiver<WatchResponse>,
+    rx: mpsc::Receiver<Delivery>,
     wants_progress: Arc<AtomicBool>,
     ticker: Option<tokio::time::Interval>,
     done: bool,
@@ -296,24 +300,50 @@ impl Stream for HubStream {
             }
         }
         loop {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(resp)) => return Poll::Ready(Some(Ok(resp))),
+            let first = match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(delivery)) => delivery,
                 Poll::Ready(None) => {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                Poll::Pending => {}
-            }
-            match this.hub.poll_watcher(this.id, &mut this.rx, &this.wants_progress) {
-                WatcherStep::Deliver(resp) => return Poll::Ready(Some(Ok(resp))),
-                WatcherStep::Retry => continue,
-                WatcherStep::Wait => return Poll::Pending,
-                WatcherStep::End(err) => {
-                    this.done = true;
-                    return Poll::Ready(err.map(Err));
-                }
+                Poll::Pending => match this.hub.poll_watcher(this.id, &mut this.rx, &this.wants_progress) {
+                    WatcherStep::Received(delivery) => delivery,
+                    WatcherStep::Deliver(resp) => return Poll::Ready(Some(Ok(resp))),
+                    WatcherStep::Retry => continue,
+                    WatcherStep::Wait => return Poll::Pending,
+                    WatcherStep::End(err) => {
+                        this.done = true;
+                        return Poll::Ready(err.map(Err));
+                    }
+                },
+            };
+            if let Some(resp) = this.merge(first) {
+                return Poll::Ready(Some(Ok(resp)));
             }
         }
+    }
+}
+
+impl HubStream {
+    /// Turn a delivery, and any others already waiting, into one response of the events this
+    /// watch wants (None if it wants none of them).
+    fn merge(&mut self, first: Delivery) -> Option<WatchResponse> {
+        let mut resp = WatchResponse::default();
+        let add = |delivery: Delivery, resp: &mut WatchResponse| {
+            let matching = filter(&self.request, &delivery.events);
+            if !matching.is_empty() {
+                resp.events.extend(matching);
+                resp.header_revision = delivery.revision;
+            }
+        };
+        add(first, &mut resp);
+        for _ in 1..MERGE_REVISIONS {
+            match self.rx.try_recv() {
+                Ok(delivery) => add(delivery, &mut resp),
+                Err(_) => break,
+            }
+        }
+        (!resp.events.is_empty()).then_some(resp)
     }
 }
 

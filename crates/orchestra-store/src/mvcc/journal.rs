@@ -43,11 +43,13 @@ pub(crate) enum ReplayOp {
 /// What a journal read back on open.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
-    /// The keys alive just below `compact_revision` (all history below it folded in).
+    /// The keys alive at `base_revision` (the history up to it folded in).
     pub base: Vec<KeyValue>,
-    /// The revision history was compacted at (0: never).
+    /// The revision `base` reflects (1 when nothing was folded).
+    pub base_revision: Revision,
+    /// The revision history was compacted at (0: never); at or above `base_revision`.
     pub compact_revision: Revision,
-    /// The revisions from the compact point on, contiguous and in order.
+    /// The revisions after `base_revision`, contiguous and in order.
     pub revisions: Vec<(Revision, Vec<ReplayOp>)>,
     /// The newest revision (the store's revision when it was closed).
     pub revision: Revision,

@@ -135,15 +135,13 @@ impl Keyspace {
         self.revision = revision;
     }
 
-    /// Restore the state of a compacted store: the live keys at the compact point, and the
-    /// revisions around it.
-    pub(crate) fn restore(&mut self, live: Vec<KeyValue>, revision: Revision, compact_revision: Revision) {
+    /// Start from the live keys at `revision`, read back from disk.
+    pub(crate) fn restore(&mut self, live: Vec<KeyValue>, revision: Revision) {
         for kv in live {
             let version = Version { mod_revision: kv.mod_revision, kv: Some(kv.clone()) };
             self.keys.insert(kv.key, vec![version]);
         }
         self.revision = revision;
-        self.compact_revision = compact_revision;
     }
 
     /// Drop the versions that no read at or above `revision` can see.

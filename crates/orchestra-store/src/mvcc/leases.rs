@@ -69,6 +69,10 @@ impl LeaseTable {
     /// Renew a lease for its full TTL.
     pub(crate) fn keep_alive(&mut self, id: LeaseId, now: Instant) -> Result<Duration, StoreError> {
         let lease = self.leases.get_mut(&id).ok_or(StoreError::LeaseNotFound(id))?;
+        if lease.deadline <= now {
+            // Expired, its revocation pending: renewing must not revive it (etcd's Renew fails too).
+            return Err(StoreError::LeaseNotFound(id));
+        }
         lease.deadline = now + lease.ttl;
         Ok(lease.ttl)
     }
