@@ -68,21 +68,27 @@ pub enum StoreError {
     #[error("lease {0} not found (it expired, was revoked, or was never granted)")]
     LeaseNotFound(LeaseId),
     /// A lease TTL outside what the store accepts.
-    #[error("lease TTL {ttl_ms} ms is invalid: it must be at least {min_ms} ms")]
+    #[error("lease TTL {ttl_ms} ms is invalid: it must be between {min_ms} ms and {max_ms} ms")]
     InvalidTtl {
         /// The requested TTL in milliseconds.
         ttl_ms: u128,
         /// The smallest accepted TTL in milliseconds.
         min_ms: u128,
+        /// The largest accepted TTL in milliseconds.
+        max_ms: u128,
     },
     /// The data directory is held by another process.
-    #[error("data directory {path} is locked by another process; stop it or choose another --data-dir")]
+    #[error(
+        "data directory {path} is locked by another process; stop it or choose another --data-dir"
+    )]
     Locked {
         /// The data directory.
         path: String,
     },
     /// The on-disk data failed a consistency check.
-    #[error("store data in {path} is corrupt: {detail}; restore from a backup or start with an empty data directory")]
+    #[error(
+        "store data in {path} is corrupt: {detail}; restore from a backup or start with an empty data directory"
+    )]
     Corrupt {
         /// The file or directory that failed the check.
         path: String,
@@ -106,7 +112,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when a caller should re-list and re-watch (history is gone).
     pub fn is_compacted(&self) -> bool {
-        matches!(self, StoreError::Compacted { .. } | StoreError::Lagged { .. })
+        matches!(
+            self,
+            StoreError::Compacted { .. } | StoreError::Lagged { .. }
+        )
     }
 }
 

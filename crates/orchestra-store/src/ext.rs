@@ -7,8 +7,8 @@ use bytes::Bytes;
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{
-    Compare, CompareOp, KeyValue, LeaseId, Op, OpResponse, PutRequest, RangeRequest,
-    RangeResponse, Revision, Txn,
+    Compare, CompareOp, KeyValue, LeaseId, Op, OpResponse, PutRequest, RangeRequest, RangeResponse,
+    Revision, Txn,
 };
 
 /// The outcome of a conditional write.
@@ -45,7 +45,10 @@ pub trait StoreExt: Store {
         key: impl Into<Bytes> + Send,
         value: impl Into<Bytes> + Send,
     ) -> Result<Revision, StoreError> {
-        Ok(self.txn(Txn::new().and_then([Op::put(key, value)])).await?.header_revision)
+        Ok(self
+            .txn(Txn::new().and_then([Op::put(key, value)]))
+            .await?
+            .header_revision)
     }
 
     /// Write a key attached to a lease; returns the revision.
@@ -71,8 +74,12 @@ pub trait StoreExt: Store {
         value: impl Into<Bytes> + Send,
     ) -> Result<CasOutcome, StoreError> {
         let key = key.into();
-        self.write_if(Compare::create_revision(key.clone(), CompareOp::Equal, 0), Op::put(key.clone(), value), key)
-            .await
+        self.write_if(
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Op::put(key.clone(), value),
+            key,
+        )
+        .await
     }
 
     /// Update a key only if its mod revision is still `mod_revision`.
@@ -108,18 +115,30 @@ pub trait StoreExt: Store {
     }
 
     /// Every key with a prefix, at the latest revision.
-    async fn list_prefix(&self, prefix: impl Into<Bytes> + Send) -> Result<RangeResponse, StoreError> {
+    async fn list_prefix(
+        &self,
+        prefix: impl Into<Bytes> + Send,
+    ) -> Result<RangeResponse, StoreError> {
         self.range(RangeRequest::prefix(prefix)).await
     }
 
     /// Run `op` if `guard` holds, else read `key`'s current value.
     async fn write_if(&self, guard: Compare, op: Op, key: Bytes) -> Result<CasOutcome, StoreError> {
-        let resp = self.txn(Txn::new().when([guard]).and_then([op]).or_else([Op::get(key)])).await?;
+        let resp = self
+            .txn(
+                Txn::new()
+                    .when([guard])
+                    .and_then([op])
+                    .or_else([Op::get(key)]),
+            )
+            .await?;
         if resp.succeeded {
             return Ok(CasOutcome::Written(resp.header_revision));
         }
         match resp.responses.into_iter().next() {
-            Some(OpResponse::Range(range)) => Ok(CasOutcome::Conflict(range.kvs.into_iter().next())),
+            Some(OpResponse::Range(range)) => {
+                Ok(CasOutcome::Conflict(range.kvs.into_iter().next()))
+            }
             _ => Ok(CasOutcome::Conflict(None)),
         }
     }

@@ -1,8 +1,6 @@
 //! Request limits, and the checks every store runs before it touches its state, so that a bad
 //! request fails with a clear error and changes nothing.
 
-use std::collections::HashSet;
-
 use crate::error::StoreError;
 use crate::types::{KeyRange, Op, Txn};
 
@@ -17,7 +15,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_request_bytes: 1536 * 1024, max_txn_ops: 128 }
+        Limits {
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+        }
     }
 }
 
@@ -25,9 +26,16 @@ impl Limits {
     /// Check a transaction against the limits and the rules every store enforces: no empty key,
     /// valid ranges, no key written twice in one branch.
     pub fn check_txn(&self, txn: &Txn) -> Result<(), StoreError> {
-        let ops = txn.compares.len().max(txn.success.len()).max(txn.failure.len());
+        let ops = txn
+            .compares
+            .len()
+            .max(txn.success.len())
+            .max(txn.failure.len());
         if ops > self.max_txn_ops {
-            return Err(StoreError::TooManyOps { ops, limit: self.max_txn_ops });
+            return Err(StoreError::TooManyOps {
+                ops,
+                limit: self.max_txn_ops,
+            });
         }
         let mut size = 0usize;
         for cmp in &txn.compares {
@@ -38,28 +46,17 @@ impl Limits {
             }
         }
         for branch in [&txn.success, &txn.failure] {
-            let mut written: HashSet<&[u8]> = HashSet::new();
-            let mut deleted: Vec<&KeyRange> = Vec::new();
-            for op in branch {
+            for (i, op) in branch.iter().enumerate() {
                 size += op_size(op);
                 match op {
                     Op::Range(r) => check_range(&r.range)?,
-                    Op::Put(p) => {
-                        check_key(&p.key)?;
-                        if !written.insert(p.key.as_ref()) || deleted.iter().any(|r| r.contains(&p.key)) {
-                            return Err(duplicate(&p.key));
-                        }
-                    }
-                    Op::Delete(d) => {
-                        check_range(&d.range)?;
-                        if let Some(key) = written.iter().find(|k| d.range.contains(k)) {
-                            return Err(duplicate(key));
-                        }
-                        if deleted.iter().any(|r| ranges_overlap(r, &d.range)) {
-                            return Err(duplicate(&d.range.key));
-                        }
-                        deleted.push(&d.range);
-                    }
+                    Op::Put(p) => check_key(&p.key)?,
+                    Op::Delete(d) => check_range(&d.range)?,
+                }
+                // Quadratic, but branches are short (at most `max_txn_ops`) and this avoids
+                // allocating a set for the common one-operation transaction.
+                if let Some(key) = branch[..i].iter().find_map(|earlier| overlap(earlier, op)) {
+                    return Err(duplicate(&key));
                 }
             }
         }
@@ -69,7 +66,10 @@ impl Limits {
     /// Check the size of a request of `size` bytes.
     pub fn check_size(&self, size: usize) -> Result<(), StoreError> {
         if size > self.max_request_bytes {
-            return Err(StoreError::RequestTooLarge { size, limit: self.max_request_bytes });
+            return Err(StoreError::RequestTooLarge {
+                size,
+                limit: self.max_request_bytes,
+            });
         }
         Ok(())
     }
@@ -77,7 +77,11 @@ impl Limits {
 
 /// Reject the empty key.
 pub fn check_key(key: &[u8]) -> Result<(), StoreError> {
-    if key.is_empty() { Err(StoreError::EmptyKey) } else { Ok(()) }
+    if key.is_empty() {
+        Err(StoreError::EmptyKey)
+    } else {
+        Ok(())
+    }
 }
 
 /// Reject an empty key and a range whose end is not after its start.
@@ -102,21 +106,22 @@ fn op_size(op: &Op) -> usize {
     }
 }
 
-fn duplicate(key: &[u8]) -> StoreError {
-    StoreError::DuplicateKey { key: String::from_utf8_lossy(key).into_owned() }
+/// If two writes of one branch touch a common key, one such key. As in etcd, two deletes may
+/// overlap (the second finds nothing left to delete); a put may not meet another write.
+fn overlap(a: &Op, b: &Op) -> Option<bytes::Bytes> {
+    match (a, b) {
+        (Op::Put(x), Op::Put(y)) => (x.key == y.key).then(|| x.key.clone()),
+        (Op::Put(p), Op::Delete(d)) | (Op::Delete(d), Op::Put(p)) => {
+            d.range.contains(&p.key).then(|| p.key.clone())
+        }
+        _ => None,
+    }
 }
 
-/// Do two key ranges share a key?
-fn ranges_overlap(a: &KeyRange, b: &KeyRange) -> bool {
-    if a.is_single() {
-        return b.contains(&a.key);
+fn duplicate(key: &[u8]) -> StoreError {
+    StoreError::DuplicateKey {
+        key: String::from_utf8_lossy(key).into_owned(),
     }
-    if b.is_single() {
-        return a.contains(&b.key);
-    }
-    let a_before_b_end = b.end_bound().is_none_or(|end| a.key.as_ref() < end);
-    let b_before_a_end = a.end_bound().is_none_or(|end| b.key.as_ref() < end);
-    a_before_b_end && b_before_a_end
 }
 
 #[cfg(test)]
@@ -127,21 +132,44 @@ mod tests {
     #[test]
     fn rejects_the_same_key_twice_in_a_branch() {
         let txn = Txn::new().and_then([Op::put("a", "1"), Op::put("a", "2")]);
-        assert!(matches!(Limits::default().check_txn(&txn), Err(StoreError::DuplicateKey { .. })));
-        let txn = Txn::new().and_then([Op::put("a/1", "1"), Op::delete_range(KeyRange::prefix("a/"))]);
-        assert!(matches!(Limits::default().check_txn(&txn), Err(StoreError::DuplicateKey { .. })));
+        assert!(matches!(
+            Limits::default().check_txn(&txn),
+            Err(StoreError::DuplicateKey { .. })
+        ));
+        let txn = Txn::new().and_then([
+            Op::put("a/1", "1"),
+            Op::delete_range(KeyRange::prefix("a/")),
+        ]);
+        assert!(matches!(
+            Limits::default().check_txn(&txn),
+            Err(StoreError::DuplicateKey { .. })
+        ));
         // The same key in the two branches is fine: only one runs.
-        let txn = Txn::new().and_then([Op::put("a", "1")]).or_else([Op::put("a", "2")]);
+        let txn = Txn::new()
+            .and_then([Op::put("a", "1")])
+            .or_else([Op::put("a", "2")]);
         assert!(Limits::default().check_txn(&txn).is_ok());
     }
 
     #[test]
     fn rejects_oversized_and_overlong_requests() {
-        let limits = Limits { max_request_bytes: 10, max_txn_ops: 2 };
+        let limits = Limits {
+            max_request_bytes: 10,
+            max_txn_ops: 2,
+        };
         let big = Txn::new().and_then([Op::put("k", vec![0u8; 11])]);
-        assert!(matches!(limits.check_txn(&big), Err(StoreError::RequestTooLarge { size: 12, limit: 10 })));
+        assert!(matches!(
+            limits.check_txn(&big),
+            Err(StoreError::RequestTooLarge {
+                size: 12,
+                limit: 10
+            })
+        ));
         let long = Txn::new().and_then([Op::put("a", ""), Op::put("b", ""), Op::put("c", "")]);
-        assert!(matches!(limits.check_txn(&long), Err(StoreError::TooManyOps { ops: 3, limit: 2 })));
+        assert!(matches!(
+            limits.check_txn(&long),
+            Err(StoreError::TooManyOps { ops: 3, limit: 2 })
+        ));
     }
 
     #[test]
@@ -149,6 +177,9 @@ mod tests {
         let txn = Txn::new().and_then([Op::put("", "v")]);
         assert_eq!(Limits::default().check_txn(&txn), Err(StoreError::EmptyKey));
         let inverted = KeyRange::interval("b", "a");
-        assert!(matches!(check_range(&inverted), Err(StoreError::InvalidRange { .. })));
+        assert!(matches!(
+            check_range(&inverted),
+            Err(StoreError::InvalidRange { .. })
+        ));
     }
 }

@@ -32,7 +32,9 @@ impl MemStore {
 
     /// An empty store with custom limits and settings.
     pub fn with_options(options: EngineOptions) -> Self {
-        MemStore { engine: Engine::new(options) }
+        MemStore {
+            engine: Engine::new(options),
+        }
     }
 }
 
@@ -44,7 +46,9 @@ impl Default for MemStore {
 
 impl std::fmt::Debug for MemStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemStore").field("status", &self.engine.status()).finish()
+        f.debug_struct("MemStore")
+            .field("status", &self.engine.status())
+            .finish()
     }
 }
 

@@ -66,7 +66,10 @@ pub struct KeyRange {
 impl KeyRange {
     /// Exactly one key.
     pub fn single(key: impl Into<Bytes>) -> Self {
-        KeyRange { key: key.into(), range_end: Bytes::new() }
+        KeyRange {
+            key: key.into(),
+            range_end: Bytes::new(),
+        }
     }
 
     /// Every key that starts with `prefix` (every key at all when the prefix is empty).
@@ -74,19 +77,28 @@ impl KeyRange {
         let key: Bytes = prefix.into();
         let range_end = prefix_end(&key);
         if key.is_empty() {
-            return KeyRange { key: Bytes::from_static(b"\0"), range_end };
+            return KeyRange {
+                key: Bytes::from_static(b"\0"),
+                range_end,
+            };
         }
         KeyRange { key, range_end }
     }
 
     /// The keys in `[start, end)`.
     pub fn interval(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
-        KeyRange { key: start.into(), range_end: end.into() }
+        KeyRange {
+            key: start.into(),
+            range_end: end.into(),
+        }
     }
 
     /// Every key `>= start`.
     pub fn from_key(start: impl Into<Bytes>) -> Self {
-        KeyRange { key: start.into(), range_end: Bytes::from_static(b"\0") }
+        KeyRange {
+            key: start.into(),
+            range_end: Bytes::from_static(b"\0"),
+        }
     }
 
     /// True when this names one key only.
@@ -109,7 +121,11 @@ impl KeyRange {
 
     /// The exclusive upper bound as a slice, `None` when unbounded or single.
     pub fn end_bound(&self) -> Option<&[u8]> {
-        if self.is_single() || self.is_unbounded() { None } else { Some(self.range_end.as_ref()) }
+        if self.is_single() || self.is_unbounded() {
+            None
+        } else {
+            Some(self.range_end.as_ref())
+        }
     }
 }
 
@@ -144,15 +160,24 @@ pub struct RangeRequest {
 impl RangeRequest {
     /// Read one key.
     pub fn key(key: impl Into<Bytes>) -> Self {
-        RangeRequest { range: KeyRange::single(key), ..Default::default() }
+        RangeRequest {
+            range: KeyRange::single(key),
+            ..Default::default()
+        }
     }
     /// Read every key with a prefix.
     pub fn prefix(prefix: impl Into<Bytes>) -> Self {
-        RangeRequest { range: KeyRange::prefix(prefix), ..Default::default() }
+        RangeRequest {
+            range: KeyRange::prefix(prefix),
+            ..Default::default()
+        }
     }
     /// Read the keys of a range.
     pub fn range(range: KeyRange) -> Self {
-        RangeRequest { range, ..Default::default() }
+        RangeRequest {
+            range,
+            ..Default::default()
+        }
     }
     /// Read at a past revision.
     pub fn at_revision(mut self, revision: Revision) -> Self {
@@ -225,7 +250,11 @@ pub enum Op {
 impl Op {
     /// A put without lease.
     pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        Op::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() })
+        Op::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        })
     }
     /// A put that returns the previous value.
     pub fn put_prev(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
@@ -238,11 +267,17 @@ impl Op {
     }
     /// A delete of one key, returning the previous value.
     pub fn delete(key: impl Into<Bytes>) -> Self {
-        Op::Delete(DeleteRequest { range: KeyRange::single(key), prev_kv: true })
+        Op::Delete(DeleteRequest {
+            range: KeyRange::single(key),
+            prev_kv: true,
+        })
     }
     /// A delete of a range.
     pub fn delete_range(range: KeyRange) -> Self {
-        Op::Delete(DeleteRequest { range, prev_kv: false })
+        Op::Delete(DeleteRequest {
+            range,
+            prev_kv: false,
+        })
     }
     /// A read of one key.
     pub fn get(key: impl Into<Bytes>) -> Self {
@@ -311,23 +346,43 @@ pub struct Compare {
 impl Compare {
     /// `key.mod_revision op revision`.
     pub fn mod_revision(key: impl Into<Bytes>, op: CompareOp, revision: Revision) -> Self {
-        Compare { key: key.into(), target: CompareTarget::ModRevision(revision), op }
+        Compare {
+            key: key.into(),
+            target: CompareTarget::ModRevision(revision),
+            op,
+        }
     }
     /// `key.create_revision op revision`.
     pub fn create_revision(key: impl Into<Bytes>, op: CompareOp, revision: Revision) -> Self {
-        Compare { key: key.into(), target: CompareTarget::CreateRevision(revision), op }
+        Compare {
+            key: key.into(),
+            target: CompareTarget::CreateRevision(revision),
+            op,
+        }
     }
     /// `key.version op version`.
     pub fn version(key: impl Into<Bytes>, op: CompareOp, version: i64) -> Self {
-        Compare { key: key.into(), target: CompareTarget::Version(version), op }
+        Compare {
+            key: key.into(),
+            target: CompareTarget::Version(version),
+            op,
+        }
     }
     /// `key.value op value`.
     pub fn value(key: impl Into<Bytes>, op: CompareOp, value: impl Into<Bytes>) -> Self {
-        Compare { key: key.into(), target: CompareTarget::Value(value.into()), op }
+        Compare {
+            key: key.into(),
+            target: CompareTarget::Value(value.into()),
+            op,
+        }
     }
     /// `key.lease op lease`.
     pub fn lease(key: impl Into<Bytes>, op: CompareOp, lease: LeaseId) -> Self {
-        Compare { key: key.into(), target: CompareTarget::Lease(lease), op }
+        Compare {
+            key: key.into(),
+            target: CompareTarget::Lease(lease),
+            op,
+        }
     }
 }
 
@@ -396,15 +451,24 @@ pub struct WatchRequest {
 impl WatchRequest {
     /// Watch one key.
     pub fn key(key: impl Into<Bytes>) -> Self {
-        WatchRequest { range: KeyRange::single(key), ..Default::default() }
+        WatchRequest {
+            range: KeyRange::single(key),
+            ..Default::default()
+        }
     }
     /// Watch a prefix.
     pub fn prefix(prefix: impl Into<Bytes>) -> Self {
-        WatchRequest { range: KeyRange::prefix(prefix), ..Default::default() }
+        WatchRequest {
+            range: KeyRange::prefix(prefix),
+            ..Default::default()
+        }
     }
     /// Watch a range.
     pub fn range(range: KeyRange) -> Self {
-        WatchRequest { range, ..Default::default() }
+        WatchRequest {
+            range,
+            ..Default::default()
+        }
     }
     /// Start at a revision (inclusive).
     pub fn from_revision(mut self, revision: Revision) -> Self {

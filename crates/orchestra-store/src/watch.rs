@@ -28,7 +28,10 @@ impl WatchStream {
         inner: impl Stream<Item = Result<WatchResponse, StoreError>> + Send + 'static,
         control: impl WatchControl + 'static,
     ) -> Self {
-        WatchStream { inner: Box::pin(inner), control: Box::new(control) }
+        WatchStream {
+            inner: Box::pin(inner),
+            control: Box::new(control),
+        }
     }
 
     /// Ask for a progress notification (see [`WatchControl::request_progress`]).

@@ -9,7 +9,11 @@ use orchestra_store::{
     DiskStore, EventKind, RangeRequest, Store, StoreError, StoreExt, WatchRequest,
 };
 
-async fn collect_events(store: &DiskStore, req: WatchRequest, count: usize) -> Vec<orchestra_store::Event> {
+async fn collect_events(
+    store: &DiskStore,
+    req: WatchRequest,
+    count: usize,
+) -> Vec<orchestra_store::Event> {
     let mut watch = store.watch(req).await.unwrap();
     let mut events = Vec::new();
     while events.len() < count {
@@ -38,12 +42,25 @@ async fn reopen_restores_keys_revision_and_history() {
     let store = DiskStore::open(dir.path()).await.unwrap();
     assert_eq!(store.status().await.unwrap().revision, last_rev);
     let a = store.get("/a").await.unwrap().unwrap();
-    assert_eq!((a.value.as_ref(), a.version, a.create_revision), (&b"2"[..], 2, first));
+    assert_eq!(
+        (a.value.as_ref(), a.version, a.create_revision),
+        (&b"2"[..], 2, first)
+    );
     assert!(store.get("/b").await.unwrap().is_none());
-    let old = store.range(RangeRequest::key("/a").at_revision(first)).await.unwrap();
+    let old = store
+        .range(RangeRequest::key("/a").at_revision(first))
+        .await
+        .unwrap();
     assert_eq!(old.kvs[0].value.as_ref(), b"1");
     // A watcher resumes from the first revision and sees every event, with previous values.
-    let events = collect_events(&store, WatchRequest::prefix("/").from_revision(first).with_prev_kv(), 5).await;
+    let events = collect_events(
+        &store,
+        WatchRequest::prefix("/")
+            .from_revision(first)
+            .with_prev_kv(),
+        5,
+    )
+    .await;
     let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.kv.mod_revision)).collect();
     assert_eq!(
         kinds,
@@ -68,7 +85,9 @@ async fn a_second_open_of_the_same_directory_is_refused() {
     let err = DiskStore::open(dir.path()).await.unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     drop(store);
-    DiskStore::open(dir.path()).await.expect("the lock is released when the store is dropped");
+    DiskStore::open(dir.path())
+        .await
+        .expect("the lock is released when the store is dropped");
 }
 
 #[tokio::test(start_paused = true)]
@@ -77,25 +96,41 @@ async fn leases_survive_a_restart_with_their_full_ttl() {
     let lease = {
         let store = DiskStore::open(dir.path()).await.unwrap();
         let lease = store.lease_grant(Duration::from_secs(10)).await.unwrap();
-        store.put_with_lease("/lease/key", "v", lease).await.unwrap();
+        store
+            .put_with_lease("/lease/key", "v", lease)
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
         lease
     };
     let store = DiskStore::open(dir.path()).await.unwrap();
     let status = store.lease_time_to_live(lease).await.unwrap();
     assert_eq!(status.granted_ttl, Duration::from_secs(10));
-    assert_eq!(status.remaining, Duration::from_secs(10), "restarted leases get their full TTL");
+    assert_eq!(
+        status.remaining,
+        Duration::from_secs(10),
+        "restarted leases get their full TTL"
+    );
     assert_eq!(status.keys.len(), 1);
     // A new lease never reuses the id.
     let other = store.lease_grant(Duration::from_secs(60)).await.unwrap();
     assert_ne!(other, lease);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert!(store.get("/lease/key").await.unwrap().is_none(), "the key vanished with its lease");
-    assert!(matches!(store.lease_time_to_live(lease).await, Err(StoreError::LeaseNotFound(_))));
+    assert!(
+        store.get("/lease/key").await.unwrap().is_none(),
+        "the key vanished with its lease"
+    );
+    assert!(matches!(
+        store.lease_time_to_live(lease).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
     drop(store);
     let store = DiskStore::open(dir.path()).await.unwrap();
     assert!(store.get("/lease/key").await.unwrap().is_none());
-    assert!(matches!(store.lease_time_to_live(lease).await, Err(StoreError::LeaseNotFound(_))));
+    assert!(matches!(
+        store.lease_time_to_live(lease).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -107,7 +142,10 @@ async fn compaction_reclaims_disk_space_and_survives_reopen() {
         let mut last = 0;
         for round in 0..40 {
             for key in 0..8 {
-                last = store.put(format!("/big/{key}"), value.clone()).await.unwrap();
+                last = store
+                    .put(format!("/big/{key}"), value.clone())
+                    .await
+                    .unwrap();
             }
             if round == 0 {
                 store.put("/small", "kept").await.unwrap();
@@ -124,16 +162,30 @@ async fn compaction_reclaims_disk_space_and_survives_reopen() {
     );
     let store = DiskStore::open(dir.path()).await.unwrap();
     let status = store.status().await.unwrap();
-    assert_eq!((status.revision, status.compact_revision), (compact_at, compact_at));
+    assert_eq!(
+        (status.revision, status.compact_revision),
+        (compact_at, compact_at)
+    );
     assert_eq!(store.list_prefix("/big/").await.unwrap().count, 8);
     let small = store.get("/small").await.unwrap().unwrap();
     assert_eq!(small.value.as_ref(), b"kept");
     let big = store.get("/big/3").await.unwrap().unwrap();
-    assert_eq!(big.version, 40, "versions survive the fold into the base table");
-    let err = store.range(RangeRequest::key("/small").at_revision(compact_at - 1)).await.unwrap_err();
+    assert_eq!(
+        big.version, 40,
+        "versions survive the fold into the base table"
+    );
+    let err = store
+        .range(RangeRequest::key("/small").at_revision(compact_at - 1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Compacted { .. }), "{err}");
-    let err = store.watch(WatchRequest::prefix("/").from_revision(compact_at - 5)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Compacted { compact_revision, .. } if compact_revision == compact_at));
+    let err = store
+        .watch(WatchRequest::prefix("/").from_revision(compact_at - 5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Compacted { compact_revision, .. } if compact_revision == compact_at)
+    );
 }
 
 /// Write a small store, then damage the file in `damage`; opening must either fail with a clear
@@ -172,7 +224,10 @@ async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
                     )
                 })
                 .collect();
-            assert_eq!(got, expected, "a store that opens must return exactly what was written");
+            assert_eq!(
+                got, expected,
+                "a store that opens must return exactly what was written"
+            );
         }
     }
 }

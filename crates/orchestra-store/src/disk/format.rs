@@ -57,7 +57,9 @@ impl StoredOp {
                 value: event.kv.value.clone(),
                 lease: event.kv.lease,
             },
-            EventKind::Delete => StoredOp::Delete { key: event.kv.key.clone() },
+            EventKind::Delete => StoredOp::Delete {
+                key: event.kv.key.clone(),
+            },
         }
     }
 
@@ -105,13 +107,18 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Check the CRC32 and deserialize; the error says what was wrong.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
     if bytes.len() < 4 {
-        return Err(format!("record of {} bytes is shorter than its checksum", bytes.len()));
+        return Err(format!(
+            "record of {} bytes is shorter than its checksum",
+            bytes.len()
+        ));
     }
     let (crc, payload) = bytes.split_at(4);
     let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     let actual = crc32fast::hash(payload);
     if stored != actual {
-        return Err(format!("checksum mismatch (stored {stored:08x}, computed {actual:08x})"));
+        return Err(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
+        ));
     }
     postcard::from_bytes(payload).map_err(|err| format!("undecodable record: {err}"))
 }
@@ -124,8 +131,14 @@ mod tests {
     #[test]
     fn round_trips_ops() {
         let ops = vec![
-            StoredOp::Put { key: Bytes::from("k"), value: Bytes::from("v"), lease: 7 },
-            StoredOp::Delete { key: Bytes::from("d") },
+            StoredOp::Put {
+                key: Bytes::from("k"),
+                value: Bytes::from("v"),
+                lease: 7,
+            },
+            StoredOp::Delete {
+                key: Bytes::from("d"),
+            },
         ];
         let decoded: Vec<StoredOp> = decode(&encode(&ops)).unwrap();
         assert_eq!(decoded, ops);

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::disk::lock::DirLock;
 use crate::disk::format::{StoredKv, StoredLease, StoredOp, StoredRevision, decode, encode};
+use crate::disk::lock::DirLock;
 use crate::error::StoreError;
 use crate::mvcc::journal::{Journal, Record, Recovered};
 use crate::types::Revision;
@@ -42,7 +42,11 @@ pub(crate) struct RedbJournal {
 
 impl RedbJournal {
     /// Open (or create) the database file, check it, and read everything back.
-    pub(crate) fn open(path: &Path, cache_bytes: usize, lock: DirLock) -> Result<(Self, Recovered), StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        cache_bytes: usize,
+        lock: DirLock,
+    ) -> Result<(Self, Recovered), StoreError> {
         if !path.exists() {
             create_empty(path)?;
         }
@@ -55,14 +59,21 @@ impl RedbJournal {
         // No separate integrity pass: redb recovers torn commits on open, and `recover` below
         // reads every stored value and checks its CRC32, each key against its record, and the
         // revisions for gaps, so damage at rest is reported before anything is served.
-        let journal = RedbJournal { db: Mutex::new(DbHandle(Some(db))), path: path.to_path_buf(), _lock: lock };
+        let journal = RedbJournal {
+            db: Mutex::new(DbHandle(Some(db))),
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
         journal.initialize()?;
         let recovered = journal.recover()?;
         Ok((journal, recovered))
     }
 
     fn corrupt(&self, detail: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { path: self.path.display().to_string(), detail: detail.into() }
+        StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            detail: detail.into(),
+        }
     }
 
     fn err(&self, err: impl Into<redb::Error>) -> StoreError {
@@ -70,7 +81,9 @@ impl RedbJournal {
     }
 
     fn database(&self) -> Result<std::sync::MutexGuard<'_, DbHandle>, StoreError> {
-        self.db.lock().map_err(|_| StoreError::Failed("a previous disk write panicked".into()))
+        self.db
+            .lock()
+            .map_err(|_| StoreError::Failed("a previous disk write panicked".into()))
     }
 
     /// Create the tables and stamp the format on a new file; refuse a file of another format.
@@ -79,7 +92,10 @@ impl RedbJournal {
         let txn = db.get()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let format = meta.get("format").map_err(|e| self.err(e))?.map(|v| v.value());
+            let format = meta
+                .get("format")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value());
             match format {
                 None => {
                     meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
@@ -104,7 +120,10 @@ impl RedbJournal {
         let txn = db.get()?.begin_read().map_err(|e| self.err(e))?;
         let meta = txn.open_table(META).map_err(|e| self.err(e))?;
         let read_meta = |name: &str, default: i64| -> Result<i64, StoreError> {
-            Ok(meta.get(name).map_err(|e| self.err(e))?.map_or(default, |v| v.value()))
+            Ok(meta
+                .get(name)
+                .map_err(|e| self.err(e))?
+                .map_or(default, |v| v.value()))
         };
         let revision = read_meta("revision", 1)?;
         let compact_revision = read_meta("compact_revision", 0)?;
@@ -116,31 +135,48 @@ impl RedbJournal {
         }
 
         let mut base = Vec::new();
-        for entry in txn.open_table(BASE).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for entry in txn
+            .open_table(BASE)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (key, value) = entry.map_err(|e| self.err(e))?;
             let key = key.value();
             let name = || String::from_utf8_lossy(key).into_owned();
-            let stored: StoredKv =
-                decode(value.value()).map_err(|detail| self.corrupt(format!("base key {:?}: {detail}", name())))?;
+            let stored: StoredKv = decode(value.value())
+                .map_err(|detail| self.corrupt(format!("base key {:?}: {detail}", name())))?;
             if stored.key.as_ref() != key {
-                return Err(self.corrupt(format!("base key {:?} holds the record of another key", name())));
+                return Err(self.corrupt(format!(
+                    "base key {:?} holds the record of another key",
+                    name()
+                )));
             }
             base.push(stored.into_key_value());
         }
 
         let base_revision = read_meta("base_revision", 1)?;
         if base_revision < 1 || base_revision > revision {
-            return Err(self.corrupt(format!("meta says base revision {base_revision} and revision {revision}")));
+            return Err(self.corrupt(format!(
+                "meta says base revision {base_revision} and revision {revision}"
+            )));
         }
         let mut revisions = Vec::new();
         let mut expected = base_revision + 1;
-        for entry in txn.open_table(REVS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for entry in txn
+            .open_table(REVS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (first, value) = entry.map_err(|e| self.err(e))?;
             let first = first.value();
-            let batch: Vec<StoredRevision> =
-                decode(value.value()).map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
+            let batch: Vec<StoredRevision> = decode(value.value())
+                .map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
             if batch.first().map(|r| r.revision as u64) != Some(first) {
-                return Err(self.corrupt(format!("commit at revision {first} does not start there")));
+                return Err(
+                    self.corrupt(format!("commit at revision {first} does not start there"))
+                );
             }
             for stored in batch {
                 if stored.revision != expected {
@@ -149,7 +185,10 @@ impl RedbJournal {
                         stored.revision
                     )));
                 }
-                revisions.push((stored.revision, stored.ops.into_iter().map(StoredOp::into_replay).collect()));
+                revisions.push((
+                    stored.revision,
+                    stored.ops.into_iter().map(StoredOp::into_replay).collect(),
+                ));
                 expected += 1;
             }
         }
@@ -161,22 +200,41 @@ impl RedbJournal {
         }
 
         let mut leases = Vec::new();
-        for entry in txn.open_table(LEASES).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for entry in txn
+            .open_table(LEASES)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (id, value) = entry.map_err(|e| self.err(e))?;
             let id = id.value();
-            let lease: StoredLease =
-                decode(value.value()).map_err(|detail| self.corrupt(format!("lease {id}: {detail}")))?;
+            let lease: StoredLease = decode(value.value())
+                .map_err(|detail| self.corrupt(format!("lease {id}: {detail}")))?;
             if lease.id != id {
-                return Err(self.corrupt(format!("lease {id} holds the record of lease {}", lease.id)));
+                return Err(
+                    self.corrupt(format!("lease {id} holds the record of lease {}", lease.id))
+                );
             }
             leases.push((id, Duration::from_millis(lease.ttl_ms)));
         }
-        Ok(Recovered { base, base_revision, compact_revision, revisions, revision, leases, next_lease_id })
+        Ok(Recovered {
+            base,
+            base_revision,
+            compact_revision,
+            revisions,
+            revision,
+            leases,
+            next_lease_id,
+        })
     }
 
     /// Fold the commits entirely below `revision` into `base` and drop them. A commit that
     /// straddles the compact point is kept whole; recovery replays it and compacts in memory.
-    fn compact_into_base(&self, txn: &redb::WriteTransaction, revision: Revision) -> Result<(), StoreError> {
+    fn compact_into_base(
+        &self,
+        txn: &redb::WriteTransaction,
+        revision: Revision,
+    ) -> Result<(), StoreError> {
         let mut revs = txn.open_table(REVS).map_err(|e| self.err(e))?;
         let mut base = txn.open_table(BASE).map_err(|e| self.err(e))?;
         let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -187,9 +245,11 @@ impl RedbJournal {
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
         for (first, bytes) in candidates {
-            let batch: Vec<StoredRevision> =
-                decode(&bytes).map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
-            let Some(last) = batch.last().map(|r| r.revision) else { continue };
+            let batch: Vec<StoredRevision> = decode(&bytes)
+                .map_err(|detail| self.corrupt(format!("commit at revision {first}: {detail}")))?;
+            let Some(last) = batch.last().map(|r| r.revision) else {
+                continue;
+            };
             if last >= revision {
                 break;
             }
@@ -199,19 +259,26 @@ impl RedbJournal {
                 }
             }
             revs.remove(first).map_err(|e| self.err(e))?;
-            meta.insert("base_revision", last).map_err(|e| self.err(e))?;
+            meta.insert("base_revision", last)
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     /// Apply one change at `rev` to the base table.
-    fn fold(&self, base: &mut redb::Table<&[u8], &[u8]>, rev: Revision, op: StoredOp) -> Result<(), StoreError> {
+    fn fold(
+        &self,
+        base: &mut redb::Table<&[u8], &[u8]>,
+        rev: Revision,
+        op: StoredOp,
+    ) -> Result<(), StoreError> {
         match op {
             StoredOp::Put { key, value, lease } => {
-                let prev: Option<StoredKv> = match base.get(key.as_ref()).map_err(|e| self.err(e))? {
-                    Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
-                    None => None,
-                };
+                let prev: Option<StoredKv> =
+                    match base.get(key.as_ref()).map_err(|e| self.err(e))? {
+                        Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
+                        None => None,
+                    };
                 let kv = StoredKv {
                     key: key.clone(),
                     value,
@@ -220,7 +287,8 @@ impl RedbJournal {
                     version: prev.as_ref().map_or(1, |p| p.version + 1),
                     lease,
                 };
-                base.insert(key.as_ref(), encode(&kv).as_slice()).map_err(|e| self.err(e))?;
+                base.insert(key.as_ref(), encode(&kv).as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             StoredOp::Delete { key } => {
                 base.remove(key.as_ref()).map_err(|e| self.err(e))?;
@@ -234,7 +302,8 @@ impl Journal for RedbJournal {
     fn persist(&self, batch: &[Record]) -> Result<(), StoreError> {
         let mut db = self.database()?;
         let mut txn = db.get()?.begin_write().map_err(|e| self.err(e))?;
-        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         let mut compacted = false;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -245,25 +314,33 @@ impl Journal for RedbJournal {
                 match record {
                     Record::Txn { revision, events } => {
                         let ops = events.iter().map(StoredOp::from_event).collect();
-                        commit.push(StoredRevision { revision: *revision, ops });
+                        commit.push(StoredRevision {
+                            revision: *revision,
+                            ops,
+                        });
                     }
                     Record::LeaseGrant { id, ttl, next_id } => {
                         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
                         let lease = encode(&StoredLease { id: *id, ttl_ms });
-                        leases.insert(*id, lease.as_slice()).map_err(|e| self.err(e))?;
-                        meta.insert("next_lease_id", *next_id).map_err(|e| self.err(e))?;
+                        leases
+                            .insert(*id, lease.as_slice())
+                            .map_err(|e| self.err(e))?;
+                        meta.insert("next_lease_id", *next_id)
+                            .map_err(|e| self.err(e))?;
                     }
                     Record::LeaseRevoke { id } => {
                         leases.remove(*id).map_err(|e| self.err(e))?;
                     }
                     Record::Compact { revision } => {
-                        meta.insert("compact_revision", *revision).map_err(|e| self.err(e))?;
+                        meta.insert("compact_revision", *revision)
+                            .map_err(|e| self.err(e))?;
                     }
                 }
             }
             if let (Some(first), Some(last)) = (commit.first(), commit.last()) {
                 let (first, last) = (first.revision as u64, last.revision);
-                revs.insert(first, encode(&commit).as_slice()).map_err(|e| self.err(e))?;
+                revs.insert(first, encode(&commit).as_slice())
+                    .map_err(|e| self.err(e))?;
                 meta.insert("revision", last).map_err(|e| self.err(e))?;
             }
         }
@@ -298,17 +375,26 @@ fn create_empty(path: &Path) -> Result<(), StoreError> {
     }
     {
         let db = Database::create(&tmp).map_err(|err| storage_error(&tmp, err.into()))?;
-        let mut txn = db.begin_write().map_err(|err| storage_error(&tmp, err.into()))?;
-        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut txn = db
+            .begin_write()
+            .map_err(|err| storage_error(&tmp, err.into()))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         {
-            let mut meta = txn.open_table(META).map_err(|err| storage_error(&tmp, err.into()))?;
-            meta.insert("format", FORMAT).map_err(|err| storage_error(&tmp, err.into()))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|err| storage_error(&tmp, err.into()))?;
+            meta.insert("format", FORMAT)
+                .map_err(|err| storage_error(&tmp, err.into()))?;
         }
-        txn.commit().map_err(|err| storage_error(&tmp, err.into()))?;
+        txn.commit()
+            .map_err(|err| storage_error(&tmp, err.into()))?;
     }
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
     }
     Ok(())
 }
@@ -330,7 +416,9 @@ impl Drop for DbHandle {
     fn drop(&mut self) {
         let db = self.0.take();
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db))).is_err() {
-            tracing::error!("closing the database file failed; it will be checked on the next open");
+            tracing::error!(
+                "closing the database file failed; it will be checked on the next open"
+            );
         }
     }
 }
@@ -338,10 +426,13 @@ impl Drop for DbHandle {
 /// Map a redb error to the store's error, naming the file.
 fn storage_error(path: &Path, err: redb::Error) -> StoreError {
     match err {
-        redb::Error::Corrupted(detail) => {
-            StoreError::Corrupt { path: path.display().to_string(), detail }
-        }
-        redb::Error::DatabaseAlreadyOpen => StoreError::Locked { path: path.display().to_string() },
+        redb::Error::Corrupted(detail) => StoreError::Corrupt {
+            path: path.display().to_string(),
+            detail,
+        },
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked {
+            path: path.display().to_string(),
+        },
         redb::Error::Io(io) => StoreError::Io(format!("{}: {io}", path.display())),
         other => StoreError::Io(format!("{}: {other}", path.display())),
     }

@@ -32,7 +32,9 @@ pub(crate) struct DirLock {
 impl DirLock {
     /// Take the lock of `dir`, or fail with `Locked` if another holder keeps it.
     pub(crate) async fn acquire(dir: &Path) -> Result<Self, StoreError> {
-        let dir = dir.canonicalize().map_err(|err| StoreError::Io(format!("{}: {err}", dir.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|err| StoreError::Io(format!("{}: {err}", dir.display())))?;
         let deadline = tokio::time::Instant::now() + CLOSING_WAIT;
         loop {
             match Self::try_acquire(&dir) {
@@ -57,18 +59,28 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {
                 if let Ok(mut held) = HELD.lock() {
-                    held.get_or_insert_with(HashSet::new).insert(dir.to_path_buf());
+                    held.get_or_insert_with(HashSet::new)
+                        .insert(dir.to_path_buf());
                 }
-                Ok(DirLock { _file: file, dir: dir.to_path_buf() })
+                Ok(DirLock {
+                    _file: file,
+                    dir: dir.to_path_buf(),
+                })
             }
-            Err(TryLockError::WouldBlock) => Err(StoreError::Locked { path: dir.display().to_string() }),
-            Err(TryLockError::Error(err)) => Err(StoreError::Io(format!("{}: {err}", path.display()))),
+            Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+                path: dir.display().to_string(),
+            }),
+            Err(TryLockError::Error(err)) => {
+                Err(StoreError::Io(format!("{}: {err}", path.display())))
+            }
         }
     }
 }
 
 fn held_here(dir: &Path) -> bool {
-    HELD.lock().map(|held| held.as_ref().is_some_and(|h| h.contains(dir))).unwrap_or(false)
+    HELD.lock()
+        .map(|held| held.as_ref().is_some_and(|h| h.contains(dir)))
+        .unwrap_or(false)
 }
 
 impl Drop for DirLock {

@@ -58,7 +58,10 @@ pub struct DiskStoreOptions {
 
 impl Default for DiskStoreOptions {
     fn default() -> Self {
-        DiskStoreOptions { engine: EngineOptions::default(), cache_bytes: 256 * 1024 * 1024 }
+        DiskStoreOptions {
+            engine: EngineOptions::default(),
+            cache_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -77,22 +80,30 @@ impl DiskStore {
     }
 
     /// Open with custom settings.
-    pub async fn open_with(dir: impl AsRef<Path>, options: DiskStoreOptions) -> Result<Self, StoreError> {
+    pub async fn open_with(
+        dir: impl AsRef<Path>,
+        options: DiskStoreOptions,
+    ) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|err| StoreError::Io(format!("{}: {err}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| StoreError::Io(format!("{}: {err}", dir.display())))?;
         let lock = DirLock::acquire(&dir).await?;
         let path = dir.join(DB_FILE);
         let cache = options.cache_bytes;
         let opened = tokio::task::spawn_blocking(move || {
             // A damaged file must give an error, never take the process down.
-            std::panic::catch_unwind(AssertUnwindSafe(|| RedbJournal::open(&path, cache, lock))).unwrap_or_else(|panic| {
-                let detail = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the database engine panicked while reading it".into());
-                Err(StoreError::Corrupt { path: path.display().to_string(), detail })
-            })
+            std::panic::catch_unwind(AssertUnwindSafe(|| RedbJournal::open(&path, cache, lock)))
+                .unwrap_or_else(|panic| {
+                    let detail = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "the database engine panicked while reading it".into());
+                    Err(StoreError::Corrupt {
+                        path: path.display().to_string(),
+                        detail,
+                    })
+                })
         })
         .await
         .map_err(|err| StoreError::Failed(format!("opening the store failed: {err}")))?;
@@ -106,7 +117,10 @@ impl DiskStore {
         );
         let engine = Engine::with_journal(options.engine, Some(Arc::new(journal)), recovered);
         engine.start_background();
-        Ok(DiskStore { engine, dir: Arc::new(dir) })
+        Ok(DiskStore {
+            engine,
+            dir: Arc::new(dir),
+        })
     }
 
     /// The data directory.
@@ -117,7 +131,10 @@ impl DiskStore {
 
 impl std::fmt::Debug for DiskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskStore").field("dir", &self.dir).field("status", &self.engine.status()).finish()
+        f.debug_struct("DiskStore")
+            .field("dir", &self.dir)
+            .field("status", &self.engine.status())
+            .finish()
     }
 }
 

@@ -42,7 +42,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { limits: Limits::default(), progress_interval: Duration::from_secs(600) }
+        EngineOptions {
+            limits: Limits::default(),
+            progress_interval: Duration::from_secs(600),
+        }
     }
 }
 
@@ -95,7 +98,11 @@ impl Engine {
             let base_revision = recovered.base_revision.max(1);
             keys.restore(recovered.base, base_revision);
             // The log starts right after the base; an empty store's revision 1 has no events.
-            let first = if base_revision == 1 { 1 } else { base_revision + 1 };
+            let first = if base_revision == 1 {
+                1
+            } else {
+                base_revision + 1
+            };
             let mut log = Vec::with_capacity(recovered.revisions.len() + 1);
             if first == 1 {
                 log.push(Arc::from(Vec::new()));
@@ -104,10 +111,13 @@ impl Engine {
                 let events: Vec<Event> = ops
                     .into_iter()
                     .filter_map(|op| match op {
-                        ReplayOp::Put { key, value, lease } => Some(keys.put(key, value, lease, rev)),
-                        ReplayOp::Delete { key } => {
-                            keys.latest(&key).cloned().map(|prev| keys.delete(prev, rev))
+                        ReplayOp::Put { key, value, lease } => {
+                            Some(keys.put(key, value, lease, rev))
                         }
+                        ReplayOp::Delete { key } => keys
+                            .latest(&key)
+                            .cloned()
+                            .map(|prev| keys.delete(prev, rev)),
                     })
                     .collect();
                 keys.commit(rev);
@@ -134,7 +144,13 @@ impl Engine {
             durable: tokio::sync::watch::Sender::new(0),
         });
         Arc::new(Engine {
-            state: RwLock::new(State { keys, leases, pending: Vec::new(), pending_seq: 0, failed: None }),
+            state: RwLock::new(State {
+                keys,
+                leases,
+                pending: Vec::new(),
+                pending_seq: 0,
+                failed: None,
+            }),
             hub,
             limits: options.limits,
             journal,
@@ -192,27 +208,44 @@ impl Engine {
             st.check_writable()?;
             let compacted = st.keys.compact_revision();
             if revision <= compacted {
-                return Err(StoreError::Compacted { requested: revision, compact_revision: compacted });
+                return Err(StoreError::Compacted {
+                    requested: revision,
+                    compact_revision: compacted,
+                });
             }
             let visible = self.hub.visible();
             if revision > visible {
-                return Err(StoreError::FutureRevision { requested: revision, current: visible });
+                return Err(StoreError::FutureRevision {
+                    requested: revision,
+                    current: visible,
+                });
             }
             st.keys.compact(revision);
             self.hub.compact(revision);
-            if self.journal.is_some() { st.push(Record::Compact { revision }) } else { 0 }
+            if self.journal.is_some() {
+                st.push(Record::Compact { revision })
+            } else {
+                0
+            }
         };
         self.sync(seq).await
     }
 
     /// Grant a lease.
-    pub(crate) async fn lease_grant(self: &Arc<Self>, ttl: Duration) -> Result<LeaseId, StoreError> {
+    pub(crate) async fn lease_grant(
+        self: &Arc<Self>,
+        ttl: Duration,
+    ) -> Result<LeaseId, StoreError> {
         let (id, seq) = {
             let mut st = self.state.write();
             st.check_writable()?;
             let id = st.leases.grant(ttl, Instant::now())?;
             let next_id = st.leases.next_id();
-            let seq = if self.journal.is_some() { st.push(Record::LeaseGrant { id, ttl, next_id }) } else { 0 };
+            let seq = if self.journal.is_some() {
+                st.push(Record::LeaseGrant { id, ttl, next_id })
+            } else {
+                0
+            };
             (id, seq)
         };
         self.ensure_lease_task();
@@ -243,7 +276,11 @@ impl Engine {
                 st.keys.commit(revision);
             }
             let seq = self.record_events(&mut st, revision, events);
-            if self.journal.is_some() { st.push(Record::LeaseRevoke { id }) } else { seq }
+            if self.journal.is_some() {
+                st.push(Record::LeaseRevoke { id })
+            } else {
+                seq
+            }
         };
         self.sync(seq).await
     }
@@ -251,7 +288,12 @@ impl Engine {
     /// A lease's state.
     pub(crate) fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
         let (granted_ttl, remaining, keys) = self.state.read().leases.status(id, Instant::now())?;
-        Ok(LeaseStatus { id, granted_ttl, remaining, keys })
+        Ok(LeaseStatus {
+            id,
+            granted_ttl,
+            remaining,
+            keys,
+        })
     }
 
     /// Revisions and size.
@@ -266,7 +308,9 @@ impl Engine {
 
     /// Wait until every record up to `seq` is durable, starting a flush if none is running.
     async fn sync(self: &Arc<Self>, seq: u64) -> Result<(), StoreError> {
-        let Some(journal) = &self.journal else { return Ok(()) };
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
         let mut durable = journal.durable.subscribe();
         loop {
             if *durable.borrow_and_update() >= seq {
@@ -300,8 +344,10 @@ impl Engine {
                 (std::mem::take(&mut st.pending), st.pending_seq)
             };
             last_batch = batch.len();
-            let persisted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| journal.journal.persist(&batch)))
-                .unwrap_or_else(|_| Err(StoreError::Failed("the disk write panicked".into())));
+            let persisted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                journal.journal.persist(&batch)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::Failed("the disk write panicked".into())));
             if let Err(err) = persisted {
                 self.fail(err.to_string());
                 break;
@@ -389,7 +435,9 @@ async fn expire_leases(engine: Weak<Engine>, wake: Arc<Notify>) {
             }
             None => notified.await,
         }
-        let Some(engine) = engine.upgrade() else { return };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
         let expired = engine.state.read().leases.expired(Instant::now());
         for id in expired {
             match engine.lease_revoke(id).await {
@@ -421,7 +469,10 @@ impl State {
     /// can fail is checked before the first change, so a failed transaction changes nothing.
     fn apply_txn(&mut self, txn: Txn) -> Result<(TxnResponse, Vec<Event>), StoreError> {
         self.check_writable()?;
-        let succeeded = txn.compares.iter().all(|cmp| compare_holds(self.keys.latest(&cmp.key), &cmp.target, cmp.op));
+        let succeeded = txn
+            .compares
+            .iter()
+            .all(|cmp| compare_holds(self.keys.latest(&cmp.key), &cmp.target, cmp.op));
         let ops = if succeeded { txn.success } else { txn.failure };
         let current = self.keys.revision();
         for op in &ops {
@@ -441,14 +492,22 @@ impl State {
         for op in ops {
             let response = match op {
                 Op::Range(req) => {
-                    let at = if req.revision > 0 { req.revision } else { revision };
+                    let at = if req.revision > 0 {
+                        req.revision
+                    } else {
+                        revision
+                    };
                     OpResponse::Range(self.keys.range(&req, at, 0))
                 }
                 Op::Put(put) => {
                     let event = self.keys.put(put.key, put.value, put.lease, revision);
                     let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
                     self.leases.attach(&event.kv.key, previous_lease, put.lease);
-                    let prev_kv = if put.prev_kv { event.prev_kv.clone() } else { None };
+                    let prev_kv = if put.prev_kv {
+                        event.prev_kv.clone()
+                    } else {
+                        None
+                    };
                     events.push(event);
                     OpResponse::Put { prev_kv }
                 }
@@ -477,7 +536,14 @@ impl State {
                 range.header_revision = header_revision;
             }
         }
-        Ok((TxnResponse { header_revision, succeeded, responses }, events))
+        Ok((
+            TxnResponse {
+                header_revision,
+                succeeded,
+                responses,
+            },
+            events,
+        ))
     }
 }
 
@@ -488,7 +554,9 @@ fn compare_holds(kv: Option<&KeyValue>, target: &CompareTarget, op: CompareOp) -
         (CompareTarget::Value(_), None) => return false,
         (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
         (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
-        (CompareTarget::CreateRevision(want), kv) => kv.map_or(0, |kv| kv.create_revision).cmp(want),
+        (CompareTarget::CreateRevision(want), kv) => {
+            kv.map_or(0, |kv| kv.create_revision).cmp(want)
+        }
         (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
         (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
     };

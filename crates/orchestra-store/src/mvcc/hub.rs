@@ -118,7 +118,10 @@ impl Hub {
                 watcher.next = revision + 1;
                 continue;
             }
-            match watcher.tx.try_send(Delivery { revision, events: events.clone() }) {
+            match watcher.tx.try_send(Delivery {
+                revision,
+                events: events.clone(),
+            }) {
                 Ok(()) => watcher.next = revision + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     watcher.synced = false;
@@ -153,14 +156,24 @@ impl Hub {
     }
 
     /// Start a watch.
-    pub(crate) fn watch(self: &Arc<Self>, request: WatchRequest) -> Result<WatchStream, StoreError> {
+    pub(crate) fn watch(
+        self: &Arc<Self>,
+        request: WatchRequest,
+    ) -> Result<WatchStream, StoreError> {
         let mut st = self.state.lock();
         if st.closed {
             return Err(StoreError::Closed);
         }
-        let start = if request.start_revision <= 0 { st.visible + 1 } else { request.start_revision };
+        let start = if request.start_revision <= 0 {
+            st.visible + 1
+        } else {
+            request.start_revision
+        };
         if start < st.compact_revision {
-            return Err(StoreError::Compacted { requested: start, compact_revision: st.compact_revision });
+            return Err(StoreError::Compacted {
+                requested: start,
+                compact_revision: st.compact_revision,
+            });
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let id = st.next_id;
@@ -168,7 +181,15 @@ impl Hub {
         let synced = start > st.visible;
         let progress = request.progress_notify;
         let request = Arc::new(request);
-        st.watchers.insert(id, Watcher { request: request.clone(), tx, synced, next: start });
+        st.watchers.insert(
+            id,
+            Watcher {
+                request: request.clone(),
+                tx,
+                synced,
+                next: start,
+            },
+        );
         drop(st);
         let wants_progress = Arc::new(AtomicBool::new(false));
         let ticker = progress.then(|| {
@@ -202,20 +223,30 @@ impl Hub {
             return WatcherStep::End(None);
         }
         let (first, compact, visible) = (st.first_revision, st.compact_revision, st.visible);
-        let Some(watcher) = st.watchers.get(&id) else { return WatcherStep::End(None) };
+        let Some(watcher) = st.watchers.get(&id) else {
+            return WatcherStep::End(None);
+        };
         if watcher.synced {
             // A publish may have slipped in between the caller's poll and our lock.
             if let Ok(delivery) = rx.try_recv() {
                 return WatcherStep::Received(delivery);
             }
             if wants_progress.swap(false, Ordering::AcqRel) {
-                let header_revision = visible.max(watcher.next - 1);
-                return WatcherStep::Deliver(WatchResponse { header_revision, events: Vec::new() });
+                // The store's revision, as etcd sends: a watch that starts in the future has
+                // nothing below its start anyway, and a client may re-list at this revision.
+                let header_revision = visible;
+                return WatcherStep::Deliver(WatchResponse {
+                    header_revision,
+                    events: Vec::new(),
+                });
             }
             return WatcherStep::Wait;
         }
         if watcher.next < first {
-            let err = StoreError::Compacted { requested: watcher.next, compact_revision: compact };
+            let err = StoreError::Compacted {
+                requested: watcher.next,
+                compact_revision: compact,
+            };
             st.watchers.remove(&id);
             return WatcherStep::End(Some(err));
         }
@@ -237,7 +268,14 @@ impl Hub {
         let watcher = st.watchers.get_mut(&id).expect("watcher checked above");
         watcher.next = next;
         watcher.synced = next > visible;
-        if events.is_empty() { WatcherStep::Retry } else { WatcherStep::Deliver(WatchResponse { header_revision, events }) }
+        if events.is_empty() {
+            WatcherStep::Retry
+        } else {
+            WatcherStep::Deliver(WatchResponse {
+                header_revision,
+                events,
+            })
+        }
     }
 
     fn remove(&self, id: u64) {
@@ -306,16 +344,21 @@ impl Stream for HubStream {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                Poll::Pending => match this.hub.poll_watcher(this.id, &mut this.rx, &this.wants_progress) {
-                    WatcherStep::Received(delivery) => delivery,
-                    WatcherStep::Deliver(resp) => return Poll::Ready(Some(Ok(resp))),
-                    WatcherStep::Retry => continue,
-                    WatcherStep::Wait => return Poll::Pending,
-                    WatcherStep::End(err) => {
-                        this.done = true;
-                        return Poll::Ready(err.map(Err));
+                Poll::Pending => {
+                    match this
+                        .hub
+                        .poll_watcher(this.id, &mut this.rx, &this.wants_progress)
+                    {
+                        WatcherStep::Received(delivery) => delivery,
+                        WatcherStep::Deliver(resp) => return Poll::Ready(Some(Ok(resp))),
+                        WatcherStep::Retry => continue,
+                        WatcherStep::Wait => return Poll::Pending,
+                        WatcherStep::End(err) => {
+                            this.done = true;
+                            return Poll::Ready(err.map(Err));
+                        }
                     }
-                },
+                }
             };
             if let Some(resp) = this.merge(first) {
                 return Poll::Ready(Some(Ok(resp)));

@@ -13,9 +13,16 @@ use crate::types::{Event, KeyValue, LeaseId, Revision};
 #[derive(Clone, Debug)]
 pub(crate) enum Record {
     /// A write transaction's events at its revision.
-    Txn { revision: Revision, events: Arc<[Event]> },
+    Txn {
+        revision: Revision,
+        events: Arc<[Event]>,
+    },
     /// A lease was granted; `next_id` is the id the next grant will use.
-    LeaseGrant { id: LeaseId, ttl: Duration, next_id: LeaseId },
+    LeaseGrant {
+        id: LeaseId,
+        ttl: Duration,
+        next_id: LeaseId,
+    },
     /// A lease was revoked or expired (its keys' deletion is a `Txn` record just before).
     LeaseRevoke { id: LeaseId },
     /// History below `revision` was dropped.
@@ -35,7 +42,11 @@ pub(crate) trait Journal: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub(crate) enum ReplayOp {
     /// The key was written.
-    Put { key: Bytes, value: Bytes, lease: LeaseId },
+    Put {
+        key: Bytes,
+        value: Bytes,
+        lease: LeaseId,
+    },
     /// The key was deleted.
     Delete { key: Bytes },
 }

@@ -26,7 +26,11 @@ pub(crate) struct Keyspace {
 
 impl Default for Keyspace {
     fn default() -> Self {
-        Keyspace { keys: BTreeMap::new(), revision: 1, compact_revision: 0 }
+        Keyspace {
+            keys: BTreeMap::new(),
+            revision: 1,
+            compact_revision: 0,
+        }
     }
 }
 
@@ -43,17 +47,27 @@ impl Keyspace {
 
     /// The key's latest value, if it exists.
     pub(crate) fn latest(&self, key: &[u8]) -> Option<&KeyValue> {
-        self.keys.get(key).and_then(|versions| versions.last()).and_then(|v| v.kv.as_ref())
+        self.keys
+            .get(key)
+            .and_then(|versions| versions.last())
+            .and_then(|v| v.kv.as_ref())
     }
 
     /// Check that `revision` (0: latest) can be read when `visible` is the newest readable
     /// revision; returns the revision to read at.
-    pub(crate) fn readable(&self, revision: Revision, visible: Revision) -> Result<Revision, StoreError> {
+    pub(crate) fn readable(
+        &self,
+        revision: Revision,
+        visible: Revision,
+    ) -> Result<Revision, StoreError> {
         if revision <= 0 {
             return Ok(visible);
         }
         if revision > visible {
-            return Err(StoreError::FutureRevision { requested: revision, current: visible });
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current: visible,
+            });
         }
         if revision < self.compact_revision {
             return Err(StoreError::Compacted {
@@ -65,10 +79,20 @@ impl Keyspace {
     }
 
     /// Read a range at `at` (already checked with [`Keyspace::readable`]).
-    pub(crate) fn range(&self, req: &RangeRequest, at: Revision, header: Revision) -> RangeResponse {
-        let mut resp = RangeResponse { header_revision: header, ..Default::default() };
+    pub(crate) fn range(
+        &self,
+        req: &RangeRequest,
+        at: Revision,
+        header: Revision,
+    ) -> RangeResponse {
+        let mut resp = RangeResponse {
+            header_revision: header,
+            ..Default::default()
+        };
         for (_, versions) in self.keys_in(&req.range) {
-            let Some(kv) = value_at(versions, at) else { continue };
+            let Some(kv) = value_at(versions, at) else {
+                continue;
+            };
             resp.count += 1;
             if req.count_only {
                 continue;
@@ -104,29 +128,58 @@ impl Keyspace {
             Some(end) => Bound::Excluded(end),
             None => Bound::Unbounded,
         };
-        Box::new(self.keys.range::<[u8], _>((Bound::Included(range.key.as_ref()), end)))
+        Box::new(
+            self.keys
+                .range::<[u8], _>((Bound::Included(range.key.as_ref()), end)),
+        )
     }
 
     /// Write a new value of `key` at revision `at` (the next revision); returns the event.
     pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64, at: Revision) -> Event {
-        let prev = self.latest(&key).cloned();
+        // One tree lookup for an existing key (the common case: updates), two for a new one.
+        let versions = match self.keys.get_mut(key.as_ref()) {
+            Some(versions) => versions,
+            None => self.keys.entry(key.clone()).or_default(),
+        };
+        let prev = versions.last().and_then(|v| v.kv.clone());
         let kv = KeyValue {
-            key: key.clone(),
+            key,
             value,
             create_revision: prev.as_ref().map_or(at, |p| p.create_revision),
             mod_revision: at,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
             lease,
         };
-        self.keys.entry(key).or_default().push(Version { mod_revision: at, kv: Some(kv.clone()) });
-        Event { kind: EventKind::Put, kv, prev_kv: prev }
+        versions.push(Version {
+            mod_revision: at,
+            kv: Some(kv.clone()),
+        });
+        Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: prev,
+        }
     }
 
     /// Delete `key` (which must be alive) at revision `at`; returns the event.
     pub(crate) fn delete(&mut self, prev: KeyValue, at: Revision) -> Event {
-        let kv = KeyValue { key: prev.key.clone(), mod_revision: at, ..Default::default() };
-        self.keys.entry(prev.key.clone()).or_default().push(Version { mod_revision: at, kv: None });
-        Event { kind: EventKind::Delete, kv, prev_kv: Some(prev) }
+        let kv = KeyValue {
+            key: prev.key.clone(),
+            mod_revision: at,
+            ..Default::default()
+        };
+        self.keys
+            .entry(prev.key.clone())
+            .or_default()
+            .push(Version {
+                mod_revision: at,
+                kv: None,
+            });
+        Event {
+            kind: EventKind::Delete,
+            kv,
+            prev_kv: Some(prev),
+        }
     }
 
     /// Make `revision` the latest (after writing its versions).
@@ -138,7 +191,10 @@ impl Keyspace {
     /// Start from the live keys at `revision`, read back from disk.
     pub(crate) fn restore(&mut self, live: Vec<KeyValue>, revision: Revision) {
         for kv in live {
-            let version = Version { mod_revision: kv.mod_revision, kv: Some(kv.clone()) };
+            let version = Version {
+                mod_revision: kv.mod_revision,
+                kv: Some(kv.clone()),
+            };
             self.keys.insert(kv.key, vec![version]);
         }
         self.revision = revision;
@@ -153,7 +209,11 @@ impl Keyspace {
             }
             // Keep the newest version below the compact point if it is a value: reads at
             // `revision` still see it.
-            let keep_from = if versions[below - 1].kv.is_some() { below - 1 } else { below };
+            let keep_from = if versions[below - 1].kv.is_some() {
+                below - 1
+            } else {
+                below
+            };
             versions.drain(..keep_from);
             !versions.is_empty()
         });
@@ -187,7 +247,10 @@ mod tests {
         let r1 = put(&mut ks, "a", "1");
         let r2 = put(&mut ks, "a", "2");
         let latest = ks.latest(b"a").unwrap();
-        assert_eq!((latest.create_revision, latest.mod_revision, latest.version), (r1, r2, 2));
+        assert_eq!(
+            (latest.create_revision, latest.mod_revision, latest.version),
+            (r1, r2, 2)
+        );
         let old = ks.range(&RangeRequest::key("a"), r1, r2);
         assert_eq!(old.kvs[0].value.as_ref(), b"1");
     }

@@ -12,6 +12,8 @@ use crate::types::LeaseId;
 
 /// The shortest TTL a lease may have.
 pub(crate) const MIN_TTL: Duration = Duration::from_millis(100);
+/// The longest TTL a lease may have (etcd's limit).
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(9_000_000_000);
 
 #[derive(Debug)]
 struct Lease {
@@ -29,25 +31,47 @@ pub(crate) struct LeaseTable {
 
 impl Default for LeaseTable {
     fn default() -> Self {
-        LeaseTable { leases: HashMap::new(), next_id: 1 }
+        LeaseTable {
+            leases: HashMap::new(),
+            next_id: 1,
+        }
     }
 }
 
 impl LeaseTable {
     /// Grant a new lease expiring `ttl` after `now`.
     pub(crate) fn grant(&mut self, ttl: Duration, now: Instant) -> Result<LeaseId, StoreError> {
-        if ttl < MIN_TTL {
-            return Err(StoreError::InvalidTtl { ttl_ms: ttl.as_millis(), min_ms: MIN_TTL.as_millis() });
+        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+            return Err(StoreError::InvalidTtl {
+                ttl_ms: ttl.as_millis(),
+                min_ms: MIN_TTL.as_millis(),
+                max_ms: MAX_TTL.as_millis(),
+            });
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.leases.insert(id, Lease { ttl, deadline: now + ttl, keys: BTreeSet::new() });
+        self.leases.insert(
+            id,
+            Lease {
+                ttl,
+                deadline: now + ttl,
+                keys: BTreeSet::new(),
+            },
+        );
         Ok(id)
     }
 
     /// Re-create a lease read back from disk, with its full TTL from `now` (as etcd does on restart).
     pub(crate) fn restore(&mut self, id: LeaseId, ttl: Duration, now: Instant) {
-        self.leases.insert(id, Lease { ttl, deadline: now + ttl, keys: BTreeSet::new() });
+        let ttl = ttl.clamp(MIN_TTL, MAX_TTL);
+        self.leases.insert(
+            id,
+            Lease {
+                ttl,
+                deadline: now + ttl,
+                keys: BTreeSet::new(),
+            },
+        );
         self.next_id = self.next_id.max(id + 1);
     }
 
@@ -68,7 +92,10 @@ impl LeaseTable {
 
     /// Renew a lease for its full TTL.
     pub(crate) fn keep_alive(&mut self, id: LeaseId, now: Instant) -> Result<Duration, StoreError> {
-        let lease = self.leases.get_mut(&id).ok_or(StoreError::LeaseNotFound(id))?;
+        let lease = self
+            .leases
+            .get_mut(&id)
+            .ok_or(StoreError::LeaseNotFound(id))?;
         if lease.deadline <= now {
             // Expired, its revocation pending: renewing must not revive it (etcd's Renew fails too).
             return Err(StoreError::LeaseNotFound(id));
@@ -78,7 +105,11 @@ impl LeaseTable {
     }
 
     /// The granted TTL, the time left and the attached keys.
-    pub(crate) fn status(&self, id: LeaseId, now: Instant) -> Result<(Duration, Duration, Vec<Bytes>), StoreError> {
+    pub(crate) fn status(
+        &self,
+        id: LeaseId,
+        now: Instant,
+    ) -> Result<(Duration, Duration, Vec<Bytes>), StoreError> {
         let lease = self.leases.get(&id).ok_or(StoreError::LeaseNotFound(id))?;
         let remaining = lease.deadline.saturating_duration_since(now);
         Ok((lease.ttl, remaining, lease.keys.iter().cloned().collect()))
@@ -86,7 +117,10 @@ impl LeaseTable {
 
     /// Remove a lease, returning its keys.
     pub(crate) fn remove(&mut self, id: LeaseId) -> Result<Vec<Bytes>, StoreError> {
-        let lease = self.leases.remove(&id).ok_or(StoreError::LeaseNotFound(id))?;
+        let lease = self
+            .leases
+            .remove(&id)
+            .ok_or(StoreError::LeaseNotFound(id))?;
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -114,8 +148,12 @@ impl LeaseTable {
 
     /// The leases whose deadline has passed.
     pub(crate) fn expired(&self, now: Instant) -> Vec<LeaseId> {
-        let mut ids: Vec<LeaseId> =
-            self.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        let mut ids: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
         ids
     }
