@@ -188,9 +188,8 @@ async fn compaction_reclaims_disk_space_and_survives_reopen() {
     );
 }
 
-/// Write a small store, then damage the file in `damage`; opening must either fail with a clear
-/// error or return exactly the data that was written.
-async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
+/// A small store's file and the data in it: written once, then damaged in copies.
+async fn pristine_store() -> (Vec<u8>, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let mut expected = Vec::new();
     {
@@ -203,10 +202,20 @@ async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
         }
         store.compact(20).await.unwrap();
     }
-    let path = dir.path().join(DB_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
+    (std::fs::read(dir.path().join(DB_FILE)).unwrap(), expected)
+}
+
+/// Open a copy of the pristine store damaged by `damage`: opening must either fail with a
+/// clear error or return exactly the data that was written.
+async fn reopen_after_damage(
+    pristine: &(Vec<u8>, Vec<(String, String)>),
+    damage: impl FnOnce(&mut Vec<u8>),
+) {
+    let (bytes, expected) = pristine;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = bytes.clone();
     damage(&mut bytes);
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(dir.path().join(DB_FILE), &bytes).unwrap();
     match DiskStore::open(dir.path()).await {
         Err(err) => assert!(
             matches!(err, StoreError::Corrupt { .. } | StoreError::Io(_)),
@@ -225,7 +234,7 @@ async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
                 })
                 .collect();
             assert_eq!(
-                got, expected,
+                &got, expected,
                 "a store that opens must return exactly what was written"
             );
         }
@@ -234,8 +243,9 @@ async fn reopen_after_damage(damage: impl FnOnce(&mut Vec<u8>)) {
 
 #[tokio::test]
 async fn truncated_files_are_reported_not_misread() {
+    let pristine = pristine_store().await;
     for keep in [0.0, 0.1, 0.5, 0.9, 0.99] {
-        reopen_after_damage(|bytes| {
+        reopen_after_damage(&pristine, |bytes| {
             let len = (bytes.len() as f64 * keep) as usize;
             bytes.truncate(len);
         })
@@ -245,13 +255,8 @@ async fn truncated_files_are_reported_not_misread() {
 
 #[tokio::test]
 async fn flipped_bytes_are_reported_not_misread() {
-    let len = {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path()).await.unwrap();
-        store.put("/x", "y").await.unwrap();
-        drop(store);
-        std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len() as usize
-    };
+    let pristine = pristine_store().await;
+    let len = pristine.0.len();
     // Damage every 4 KiB page at a few offsets (the file is small, so this is quick).
     let mut offsets = Vec::new();
     let mut page = 0;
@@ -262,7 +267,7 @@ async fn flipped_bytes_are_reported_not_misread() {
         page += 4096;
     }
     for offset in offsets {
-        reopen_after_damage(move |bytes| {
+        reopen_after_damage(&pristine, move |bytes| {
             if let Some(b) = bytes.get_mut(offset) {
                 *b ^= 0x5a;
             }

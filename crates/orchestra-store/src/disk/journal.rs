@@ -125,14 +125,8 @@ impl RedbJournal {
                 .map_err(|e| self.err(e))?
                 .map_or(default, |v| v.value()))
         };
-        let revision = read_meta("revision", 1)?;
         let compact_revision = read_meta("compact_revision", 0)?;
         let next_lease_id = read_meta("next_lease_id", 1)?;
-        if revision < 1 || compact_revision < 0 || compact_revision > revision {
-            return Err(self.corrupt(format!(
-                "meta says revision {revision} and compact revision {compact_revision}"
-            )));
-        }
 
         let mut base = Vec::new();
         for entry in txn
@@ -156,9 +150,11 @@ impl RedbJournal {
         }
 
         let base_revision = read_meta("base_revision", 1)?;
-        if base_revision < 1 || base_revision > revision {
+        // Only whole commits below the compact point are folded into the base.
+        let folded_ok = base_revision == 1 || base_revision < compact_revision;
+        if base_revision < 1 || compact_revision < 0 || !folded_ok {
             return Err(self.corrupt(format!(
-                "meta says base revision {base_revision} and revision {revision}"
+                "meta says base revision {base_revision} and compact revision {compact_revision}"
             )));
         }
         let mut revisions = Vec::new();
@@ -192,10 +188,11 @@ impl RedbJournal {
                 expected += 1;
             }
         }
-        if expected - 1 != revision {
+        // The newest stored revision is the store's revision (the base's when nothing follows it).
+        let revision = expected - 1;
+        if compact_revision > revision {
             return Err(self.corrupt(format!(
-                "history ends at revision {} but the store's revision is {revision}",
-                expected - 1
+                "history ends at revision {revision}, below the compact revision {compact_revision}"
             )));
         }
 
@@ -337,11 +334,11 @@ impl Journal for RedbJournal {
                     }
                 }
             }
-            if let (Some(first), Some(last)) = (commit.first(), commit.last()) {
-                let (first, last) = (first.revision as u64, last.revision);
-                revs.insert(first, encode(&commit).as_slice())
+            if let Some(first) = commit.first() {
+                // The store's revision is the last one stored: no meta write per commit, which
+                // would cost a second B-tree path copy in every fsync.
+                revs.insert(first.revision as u64, encode(&commit).as_slice())
                     .map_err(|e| self.err(e))?;
-                meta.insert("revision", last).map_err(|e| self.err(e))?;
             }
         }
         for record in batch {

@@ -318,10 +318,7 @@ impl Engine {
             }
             self.state.read().check_writable()?;
             if !journal.flushing.swap(true, Ordering::AcqRel) {
-                // The flush runs on its own thread, so a caller giving up half way (a dropped
-                // future) cannot leave a batch persisted but never published.
-                let engine = self.clone();
-                tokio::task::spawn_blocking(move || engine.flush_while_pending());
+                self.start_flush();
             }
             if durable.changed().await.is_err() {
                 return Err(StoreError::Closed);
@@ -329,40 +326,69 @@ impl Engine {
         }
     }
 
-    /// Persist the queued records, one batch and one fsync at a time, publishing each batch,
-    /// until the queue is empty. Runs on the blocking pool, one at a time.
-    fn flush_while_pending(&self) {
-        let Some(journal) = &self.journal else { return };
-        let mut last_batch = 0;
-        loop {
-            self.gather(last_batch);
-            let (batch, last_seq) = {
-                let mut st = self.state.write();
-                if st.failed.is_some() || st.pending.is_empty() {
-                    break;
-                }
-                (std::mem::take(&mut st.pending), st.pending_seq)
-            };
-            last_batch = batch.len();
-            let persisted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                journal.journal.persist(&batch)
-            }))
-            .unwrap_or_else(|_| Err(StoreError::Failed("the disk write panicked".into())));
-            if let Err(err) = persisted {
-                self.fail(err.to_string());
-                break;
+    /// Run a flush (the caller just set `flushing`). A flush never runs inside a future that
+    /// could be dropped half way, which would leave a batch persisted but never published: on a
+    /// multi-threaded runtime the writer persists the first batch itself in `block_in_place`
+    /// (saving two thread hand-offs for a lone writer), and any batch after it goes to the
+    /// blocking pool, so that no writer is held flushing for others indefinitely.
+    fn start_flush(self: &Arc<Self>) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let multi_threaded =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if multi_threaded {
+            let more = tokio::task::block_in_place(|| self.flush_batch(0));
+            if more.is_none() {
+                self.end_flush();
+                return;
             }
-            for record in batch {
-                if let Record::Txn { revision, events } = record {
-                    self.hub.publish(revision, events);
-                }
-            }
-            journal.durable.send_replace(last_seq);
         }
-        journal.flushing.store(false, Ordering::Release);
-        // Wake every waiter: those whose records arrived after the last batch start the next
-        // flush, and after a failure all of them see it.
-        journal.durable.send_modify(|_| {});
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last_batch = 0;
+            while let Some(size) = engine.flush_batch(last_batch) {
+                last_batch = size;
+            }
+            engine.end_flush();
+        });
+    }
+
+    /// Persist the queued records with one fsync and publish them; returns the batch size, or
+    /// None when nothing was queued or the store has failed.
+    fn flush_batch(&self, last_batch: usize) -> Option<usize> {
+        let journal = self.journal.as_ref()?;
+        self.gather(last_batch);
+        let (batch, last_seq) = {
+            let mut st = self.state.write();
+            if st.failed.is_some() || st.pending.is_empty() {
+                return None;
+            }
+            (std::mem::take(&mut st.pending), st.pending_seq)
+        };
+        let size = batch.len();
+        let persisted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            journal.journal.persist(&batch)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Failed("the disk write panicked".into())));
+        if let Err(err) = persisted {
+            self.fail(err.to_string());
+            return None;
+        }
+        for record in batch {
+            if let Record::Txn { revision, events } = record {
+                self.hub.publish(revision, events);
+            }
+        }
+        journal.durable.send_replace(last_seq);
+        Some(size)
+    }
+
+    /// Let the next writer start a flush, and wake every waiter: those whose records arrived
+    /// after the last batch start it, and after a failure all of them see it.
+    fn end_flush(&self) {
+        if let Some(journal) = &self.journal {
+            journal.flushing.store(false, Ordering::Release);
+            journal.durable.send_modify(|_| {});
+        }
     }
 
     /// After a batch of `last_batch` records, its writers were just released and are sending
