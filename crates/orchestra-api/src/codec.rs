@@ -1,0 +1,341 @@
+//! JSON encoding and decoding of objects with their `apiVersion` and `kind`, reporting fields
+//! the type does not know by their path instead of dropping them silently.
+//!
+//! Decoding tracks two things as serde walks the value: the path to a value of the wrong type
+//! ([`serde_path_to_error`]: `spec.replicas: invalid type: string "three", expected i32`) and
+//! every field the type ignored ([`serde_ignored`]:
+//! `spec.template.spec.containers[0].imagePullPolicyy`). Fields set to `null` count as absent,
+//! as in Kubernetes.
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::resource::Resource;
+
+/// Why a JSON value could not be decoded into an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The value is not a JSON object.
+    #[error("expected an object with apiVersion, kind and metadata, found {found}")]
+    NotAnObject {
+        /// What was found instead: `an array`, `a string`, ...
+        found: &'static str,
+    },
+    /// `apiVersion` or `kind` is missing or not a string.
+    #[error("{field}: Required value: every object must set apiVersion and kind")]
+    MissingTypeField {
+        /// `apiVersion` or `kind`.
+        field: &'static str,
+    },
+    /// The object's `apiVersion`/`kind` is not the type it was decoded as.
+    #[error(
+        "expected apiVersion {expected_api_version:?} and kind {expected_kind:?}, found {api_version:?} and {kind:?}"
+    )]
+    WrongType {
+        /// The type's `apiVersion`.
+        expected_api_version: String,
+        /// The type's kind.
+        expected_kind: String,
+        /// The object's `apiVersion`.
+        api_version: String,
+        /// The object's kind.
+        kind: String,
+    },
+    /// No kind of that `apiVersion` and name is registered in the scheme.
+    #[error("no kind {kind:?} is registered for apiVersion {api_version:?}{hint}")]
+    UnknownKind {
+        /// The object's `apiVersion`.
+        api_version: String,
+        /// The object's kind.
+        kind: String,
+        /// A hint: the kinds registered for that apiVersion, or the apiVersions of that kind.
+        hint: String,
+    },
+    /// A field has a value of the wrong type or an invalid value.
+    #[error("{path}: {message}")]
+    InvalidField {
+        /// The field's path, e.g. `spec.replicas` or `spec.containers[0].ports[0].containerPort`.
+        path: String,
+        /// What is wrong, e.g. `invalid type: string "three", expected i32`.
+        message: String,
+    },
+    /// Strict decoding found fields the type does not know.
+    #[error("{}", unknown_fields_message(paths))]
+    UnknownFields {
+        /// The fields' paths.
+        paths: Vec<String>,
+    },
+}
+
+fn unknown_fields_message(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("{p}: unknown field"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A decoded value and the paths of the fields its type ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<T> {
+    /// The value.
+    pub object: T,
+    /// The paths of fields the type does not know, e.g. `spec.replicass`.
+    pub unknown_fields: Vec<String>,
+}
+
+impl<T> Decoded<T> {
+    /// The value, or [`DecodeError::UnknownFields`] if any field was unknown.
+    pub fn strict(self) -> Result<T, DecodeError> {
+        if self.unknown_fields.is_empty() {
+            Ok(self.object)
+        } else {
+            Err(DecodeError::UnknownFields {
+                paths: self.unknown_fields,
+            })
+        }
+    }
+}
+
+/// Serializes an object with its `apiVersion` and `kind` (serde alone gives only the body).
+#[derive(Debug, Clone, Copy)]
+pub struct Typed<'a, R>(pub &'a R);
+
+impl<R: Resource> Serialize for Typed<'_, R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct WithType<'a, R> {
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            kind: &'static str,
+            #[serde(flatten)]
+            object: &'a R,
+        }
+        WithType {
+            api_version: R::API_VERSION,
+            kind: R::KIND,
+            object: self.0,
+        }
+        .serialize(s)
+    }
+}
+
+/// The object as a JSON value with its `apiVersion` and `kind`.
+pub fn to_value<R: Resource>(object: &R) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(Typed(object))
+}
+
+/// The object as JSON text with its `apiVersion` and `kind`.
+pub fn to_string<R: Resource>(object: &R) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Typed(object))
+}
+
+/// Decodes a full object of type `R` from JSON. `apiVersion` and `kind` may be absent; when
+/// present they must be `R`'s. Unknown fields are returned, not dropped.
+pub fn decode<R: Resource>(value: Value) -> Result<Decoded<R>, DecodeError> {
+    let mut map = match value {
+        Value::Object(map) => map,
+        other => {
+            return Err(DecodeError::NotAnObject {
+                found: json_type(&other),
+            });
+        }
+    };
+    let api_version = map.remove("apiVersion");
+    let kind = map.remove("kind");
+    let as_str = |v: &Option<Value>| match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let (api_version, kind) = (as_str(&api_version), as_str(&kind));
+    if api_version.as_deref().is_some_and(|v| v != R::API_VERSION)
+        || kind.as_deref().is_some_and(|k| k != R::KIND)
+    {
+        return Err(DecodeError::WrongType {
+            expected_api_version: R::API_VERSION.to_owned(),
+            expected_kind: R::KIND.to_owned(),
+            api_version: api_version.unwrap_or_default(),
+            kind: kind.unwrap_or_default(),
+        });
+    }
+    decode_body(Value::Object(map))
+}
+
+/// Decodes any deserializable type from JSON, tracking the path of a bad value and the
+/// fields the type ignored. `null` fields count as absent.
+pub fn decode_body<T: DeserializeOwned>(mut value: Value) -> Result<Decoded<T>, DecodeError> {
+    strip_nulls(&mut value);
+    let mut unknown_fields = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| {
+        unknown_fields.push(format_ignored_path(&path));
+    };
+    let ignored = serde_ignored::Deserializer::new(value, &mut record);
+    let result = serde_path_to_error::deserialize::<_, T>(ignored);
+    match result {
+        Ok(object) => Ok(Decoded {
+            object,
+            unknown_fields,
+        }),
+        Err(err) => {
+            let path = err.path().to_string();
+            Err(DecodeError::InvalidField {
+                path: if path == "." {
+                    "<root>".to_owned()
+                } else {
+                    path
+                },
+                message: err.into_inner().to_string(),
+            })
+        }
+    }
+}
+
+/// Removes every `null` member of every object (Kubernetes reads `null` as absent).
+fn strip_nulls(value: &mut Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                stack.extend(map.values_mut());
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// Formats a path as Kubernetes does: `spec.containers[0].image`.
+fn format_ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    let mut segments = Vec::new();
+    let mut current = path;
+    loop {
+        match current {
+            serde_ignored::Path::Root => break,
+            serde_ignored::Path::Seq { parent, index } => {
+                segments.push(format!("[{index}]"));
+                current = parent;
+            }
+            serde_ignored::Path::Map { parent, key } => {
+                segments.push(format!(".{key}"));
+                current = parent;
+            }
+            serde_ignored::Path::Some { parent }
+            | serde_ignored::Path::NewtypeStruct { parent }
+            | serde_ignored::Path::NewtypeVariant { parent } => current = parent,
+        }
+    }
+    let joined: String = segments.into_iter().rev().collect();
+    joined.strip_prefix('.').unwrap_or(&joined).to_owned()
+}
+
+/// A JSON value's type, for messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads `apiVersion` and `kind` from an object (for dispatch).
+pub(crate) fn type_fields(map: &Map<String, Value>) -> Result<(&str, &str), DecodeError> {
+    let field = |name: &'static str| match map.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
+        _ => Err(DecodeError::MissingTypeField { field: name }),
+    };
+    Ok((field("apiVersion")?, field("kind")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{Deployment, Pod};
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_reported_by_path() {
+        let decoded = decode::<Deployment>(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labelz": {}},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx"},
+                {"name": "side", "image": "envoy", "imagePullPolicyy": "Always"}
+            ]}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            decoded.unknown_fields,
+            vec![
+                "metadata.labelz",
+                "spec.template.spec.containers[1].imagePullPolicyy"
+            ]
+        );
+        let err = decoded.strict().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metadata.labelz: unknown field, spec.template.spec.containers[1].imagePullPolicyy: unknown field"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_path() {
+        let err = decode::<Deployment>(json!({
+            "spec": {"replicas": "three"}
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.replicas: invalid type: string \"three\", expected i32"
+        );
+        let err = decode::<Pod>(json!({
+            "spec": {"containers": [{"name": "a", "ports": [{"containerPort": "http"}]}]}
+        }))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("spec.containers[0].ports[0].containerPort: invalid type"),
+            "{err}"
+        );
+        let err = decode::<Pod>(json!({
+            "spec": {"containers": [{"resources": {"limits": {"cpu": "lots"}}}]}
+        }))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("spec.containers[0].resources.limits.cpu: invalid quantity \"lots\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn type_fields_are_checked_and_added() {
+        let err = decode::<Pod>(json!({"apiVersion": "apps/v1", "kind": "Pod"})).unwrap_err();
+        assert!(matches!(err, DecodeError::WrongType { .. }), "{err}");
+        let pod = decode::<Pod>(json!({"metadata": {"name": "a"}}))
+            .unwrap()
+            .object;
+        let value = to_value(&pod).unwrap();
+        assert_eq!(value["apiVersion"], "v1");
+        assert_eq!(value["kind"], "Pod");
+        assert_eq!(value["metadata"]["name"], "a");
+        assert_eq!(decode::<Pod>(value).unwrap().object, pod);
+    }
+
+    #[test]
+    fn nulls_are_absent_and_non_objects_are_rejected() {
+        let pod = decode::<Pod>(json!({"metadata": {"name": "a", "labels": null}, "spec": null}))
+            .unwrap();
+        assert!(pod.unknown_fields.is_empty());
+        assert!(matches!(
+            decode::<Pod>(json!([1, 2])),
+            Err(DecodeError::NotAnObject { found: "a list" })
+        ));
+    }
+}

@@ -1,0 +1,36 @@
+//! Defaulting: the values Kubernetes fills in when a field is left out, applied by the API
+//! server to every object it stores (through [`Resource::apply_defaults`](crate::Resource)),
+//! so that controllers and the node agent read complete objects.
+//!
+//! | kind | defaults |
+//! |---|---|
+//! | every namespaced kind | `metadata.namespace: default` |
+//! | Pod (and pod templates) | `restartPolicy: Always`, `terminationGracePeriodSeconds: 30`, `dnsPolicy: ClusterFirst`, `schedulerName: default-scheduler`; per container `imagePullPolicy` (`Always` for `:latest` or no tag, else `IfNotPresent`), port `protocol: TCP`, requests = limits where only limits are given, probe timing (`timeoutSeconds: 1`, `periodSeconds: 10`, `successThreshold: 1`, `failureThreshold: 3`), `httpGet` `path: /` and `scheme: HTTP`, `fieldRef` `apiVersion: v1` |
+//! | ReplicaSet | `replicas: 1` |
+//! | Deployment | `replicas: 1`, `strategy: RollingUpdate` with `maxSurge: 25%`, `maxUnavailable: 25%`, `revisionHistoryLimit: 10`, `progressDeadlineSeconds: 600` |
+//! | Service | `type: ClusterIP`, `sessionAffinity: None` (`ClientIP` gets `timeoutSeconds: 10800`), port `protocol: TCP`, `targetPort` = `port` |
+//! | Endpoints | port `protocol: TCP` |
+//! | Node | `allocatable` = `capacity` when absent |
+//! | Namespace | `status.phase: Active` |
+
+mod apps;
+mod node;
+mod pod;
+mod service;
+
+pub use apps::{default_deployment, default_replica_set};
+pub use node::default_node;
+pub use pod::{default_container, default_pod_spec, image_pull_policy};
+pub use service::default_service_spec;
+
+use crate::meta::ObjectMeta;
+
+/// The namespace objects land in when they name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Sets `namespace: default` on a namespaced object that names none.
+pub fn default_object_meta(meta: &mut ObjectMeta, namespaced: bool) {
+    if namespaced && meta.namespace.is_empty() {
+        meta.namespace = DEFAULT_NAMESPACE.to_owned();
+    }
+}

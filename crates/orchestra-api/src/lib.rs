@@ -1,0 +1,92 @@
+//! orchestra's API model: the Kubernetes-shaped resources every orchestra component reads and
+//! writes, and everything about them that needs no server: quantities, selectors,
+//! validation, defaulting, manifests, and the [`Scheme`] where an embedding program registers
+//! its own kinds next to the built-in ones.
+//!
+//! The shapes and JSON names are Kubernetes' (`apiVersion`, `kind`, `metadata`, `spec`,
+//! `status`, camelCase), so manifests written for Kubernetes read unchanged, and a field
+//! orchestra does not know is reported by its path, never silently dropped.
+//!
+//! ```
+//! use orchestra_api::manifest::{self, ManifestOptions};
+//! use orchestra_api::resources::{Deployment, Service};
+//! use orchestra_api::{Quantity, Resource, Scheme};
+//!
+//! let yaml = r#"
+//! apiVersion: v1
+//! kind: Service
+//! metadata: {name: web}
+//! spec:
+//!   selector: {app: web}
+//!   ports: [{name: http, port: 80, targetPort: http}]
+//! ---
+//! apiVersion: apps/v1
+//! kind: Deployment
+//! metadata: {name: web}
+//! spec:
+//!   replicas: 3
+//!   selector: {matchLabels: {app: web}}
+//!   template:
+//!     metadata: {labels: {app: web}}
+//!     spec:
+//!       containers:
+//!       - name: web
+//!         image: nginx:1.27
+//!         ports: [{name: http, containerPort: 8080}]
+//!         resources:
+//!           requests: {cpu: 250m, memory: 64Mi}
+//! "#;
+//! let scheme = Scheme::new();
+//! let options = ManifestOptions { apply_defaults: true, ..ManifestOptions::default() };
+//! let parsed = manifest::parse(&scheme, yaml, &options)?;
+//! assert_eq!(parsed.len(), 2);
+//!
+//! let web: &Deployment = parsed.objects_of::<Deployment>().next().unwrap();
+//! assert_eq!(web.metadata.namespace, "default");
+//! let cpu = &web.spec.template.spec.containers[0].resources.requests["cpu"];
+//! assert_eq!(cpu.milli_value() * 3, Quantity::parse("750m").unwrap().milli_value());
+//! let service: &Service = parsed.objects_of::<Service>().next().unwrap();
+//! assert!(service.validate().is_empty());
+//! # Ok::<(), orchestra_api::manifest::ManifestError>(())
+//! ```
+//!
+//! # Layout
+//! - [`meta`]: [`ObjectMeta`], [`TypeMeta`], [`OwnerReference`], [`LabelSelector`],
+//!   [`Time`] / [`MicroTime`], [`IntOrString`].
+//! - [`quantity`]: [`Quantity`], exact resource amounts (`500m`, `1Gi`) with arithmetic.
+//! - [`resources`]: the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event
+//!   (`v1`), ReplicaSet, Deployment (`apps/v1`), Lease (`coordination.k8s.io/v1`).
+//! - [`resource`]: the [`Resource`] trait (identity, metadata, defaulting and validation
+//!   hooks) that built-in and custom kinds implement.
+//! - [`scheme`]: the [`Scheme`] registry of kinds and their type-erased [`KindCodec`]s;
+//!   objects of any kind as `Box<dyn DynResource>`.
+//! - [`codec`]: JSON with `apiVersion`/`kind` ([`to_value`], [`decode`]), reporting
+//!   unknown fields and bad values by path.
+//! - [`manifest`]: multi-document YAML/JSON manifests, with warnings or `strict` errors.
+//! - [`validation`]: Kubernetes-style field errors ([`ErrorList`]) and the checks of every
+//!   kind; [`validation::names`] for DNS names, label syntax, ports and IPs.
+//! - [`defaulting`]: the defaults Kubernetes fills in (restartPolicy, 25%/25% rollouts, TCP,
+//!   ...).
+//! - [`selector`]: label selectors ([`Selector`]) and field selectors ([`FieldSelector`]).
+
+pub mod codec;
+pub mod defaulting;
+pub mod manifest;
+pub mod meta;
+pub mod quantity;
+pub mod resource;
+pub mod resources;
+pub mod scheme;
+pub mod selector;
+pub mod validation;
+
+pub use codec::{DecodeError, Decoded, Typed, decode, decode_body, to_string, to_value};
+pub use meta::{
+    IntOrString, LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, MicroTime,
+    ObjectMeta, OwnerReference, Time, TypeMeta,
+};
+pub use quantity::{Format, Quantity, QuantityError};
+pub use resource::{NameRule, Resource, TypeInfo};
+pub use scheme::{DecodedObject, DynResource, EncodeError, KindCodec, Scheme, SchemeError, erase};
+pub use selector::{FieldSelector, Selector, SelectorError};
+pub use validation::{ErrorList, ErrorType, FieldError, FieldPath};

@@ -1,0 +1,31 @@
+//! Validation with Kubernetes-style field errors:
+//! `spec.template.spec.containers[0].image: Required value`,
+//! `metadata.name: Invalid value: "Foo_Bar": a lowercase RFC 1123 subdomain must consist of ...`.
+//!
+//! A check returns an [`ErrorList`] of [`FieldError`]s, each naming the field by its
+//! [`FieldPath`]; an empty list means valid. [`names`] holds the syntax checks (DNS names,
+//! label keys and values, port names, IPs) that return Kubernetes' messages. The per-kind
+//! checks are the `validate_*` functions here, which the built-in kinds'
+//! [`Resource`](crate::Resource) implementations call.
+
+mod apps;
+mod error;
+mod event;
+mod lease;
+mod meta;
+pub mod names;
+mod node;
+mod pod;
+mod service;
+
+pub use apps::{validate_deployment, validate_replica_set, validate_selector_unchanged};
+pub use error::{ErrorList, ErrorType, FieldError, FieldPath};
+pub use event::validate_event;
+pub use lease::validate_lease;
+pub use meta::{
+    validate_annotations, validate_label_selector, validate_labels, validate_object_meta,
+    validate_object_meta_update,
+};
+pub use node::{validate_node, validate_taint};
+pub use pod::{validate_pod_spec, validate_pod_template, validate_pod_update};
+pub use service::{validate_endpoints, validate_service, validate_service_update};
