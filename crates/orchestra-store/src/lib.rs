@@ -24,11 +24,13 @@
 //! # Layout
 //! - [`types`]: keys, values, revisions, requests and responses (etcd's shapes).
 //! - [`store`]: the [`Store`] trait; [`ext`]: [`StoreExt`], get/put/compare-and-swap helpers.
-//! - [`watch`]: [`WatchStream`].
+//! - [`watch`][]: [`WatchStream`].
 //! - [`limits`]: request limits and the checks that reject bad requests before any change.
-//! - [`error`]: [`StoreError`].
+//! - [`error`][]: [`StoreError`].
 //! - `mvcc`: the embedded engine (key index, leases, watch hub, group commit).
 //! - [`mem`]: [`MemStore`]; [`disk`]: [`DiskStore`].
+//! - `etcd` (feature `etcd`): `EtcdStore`, the store over etcd's v3 gRPC API, and the generated
+//!   etcd API.
 //! - [`testing`]: the conformance suite, and checkers for watch streams.
 
 pub mod error;
@@ -42,12 +44,16 @@ pub mod watch;
 
 #[cfg(feature = "disk")]
 pub mod disk;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 #[cfg(feature = "disk")]
 pub use disk::{DiskStore, DiskStoreOptions};
 pub use error::StoreError;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use ext::{CasOutcome, StoreExt};
 pub use limits::Limits;
 pub use mem::MemStore;

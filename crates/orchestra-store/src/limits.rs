@@ -87,13 +87,13 @@ pub fn check_key(key: &[u8]) -> Result<(), StoreError> {
 /// Reject an empty key and a range whose end is not after its start.
 pub fn check_range(range: &KeyRange) -> Result<(), StoreError> {
     check_key(&range.key)?;
-    if let Some(end) = range.end_bound() {
-        if end <= range.key.as_ref() {
-            return Err(StoreError::InvalidRange {
-                key: String::from_utf8_lossy(&range.key).into_owned(),
-                end: String::from_utf8_lossy(end).into_owned(),
-            });
-        }
+    if let Some(end) = range.end_bound()
+        && end <= range.key.as_ref()
+    {
+        return Err(StoreError::InvalidRange {
+            key: String::from_utf8_lossy(&range.key).into_owned(),
+            end: String::from_utf8_lossy(end).into_owned(),
+        });
     }
     Ok(())
 }

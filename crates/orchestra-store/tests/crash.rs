@@ -67,9 +67,8 @@ fn crash_child_process() {
                 }
             }));
         }
-        for task in tasks {
-            task.await.unwrap();
-        }
+        // The writers run until the parent kills the process.
+        futures::future::join_all(tasks).await;
     });
 }
 

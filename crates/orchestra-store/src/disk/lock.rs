@@ -85,10 +85,10 @@ fn held_here(dir: &Path) -> bool {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        if let Ok(mut held) = HELD.lock() {
-            if let Some(held) = held.as_mut() {
-                held.remove(&self.dir);
-            }
+        if let Ok(mut held) = HELD.lock()
+            && let Some(held) = held.as_mut()
+        {
+            held.remove(&self.dir);
         }
     }
 }

@@ -332,10 +332,10 @@ impl Stream for HubStream {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(ticker) = this.ticker.as_mut() {
-            if ticker.poll_tick(cx).is_ready() {
-                this.wants_progress.store(true, Ordering::Release);
-            }
+        if let Some(ticker) = this.ticker.as_mut()
+            && ticker.poll_tick(cx).is_ready()
+        {
+            this.wants_progress.store(true, Ordering::Release);
         }
         loop {
             let first = match this.rx.poll_recv(cx) {
