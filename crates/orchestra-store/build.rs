@@ -10,11 +10,11 @@
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_ETCD").is_none() {
-        return;
-    }
+    // The feature gates both the build dependencies (cfg) and the work (the env check).
     #[cfg(feature = "etcd")]
-    etcd::generate();
+    if std::env::var_os("CARGO_FEATURE_ETCD").is_some() {
+        etcd::generate();
+    }
 }
 
 #[cfg(feature = "etcd")]

@@ -68,24 +68,34 @@
 //! - [`defaulting`]: the defaults Kubernetes fills in (restartPolicy, 25%/25% rollouts, TCP,
 //!   ...).
 //! - [`selector`]: label selectors ([`Selector`]) and field selectors ([`FieldSelector`]).
+//! - [`registry`]: the [`Registry`]: typed objects over any `orchestra_store::Store`
+//!   (create, get, list, update, status, patch, delete with finalizers, bind, watch), and
+//!   [`ApiError`].
+//! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
+//! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 
+pub mod client;
 pub mod codec;
 pub mod defaulting;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;
+pub mod registry;
 pub mod resource;
 pub mod resources;
 pub mod scheme;
 pub mod selector;
+pub mod testing;
 pub mod validation;
 
+pub use client::{Client, LocalClient};
 pub use codec::{DecodeError, Decoded, Typed, decode, decode_body, to_string, to_value};
 pub use meta::{
     IntOrString, LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, MicroTime,
     ObjectMeta, OwnerReference, Time, TypeMeta,
 };
 pub use quantity::{Format, Quantity, QuantityError};
+pub use registry::{ApiError, Registry, WatchEvent};
 pub use resource::{NameRule, Resource, TypeInfo};
 pub use scheme::{DecodedObject, DynResource, EncodeError, KindCodec, Scheme, SchemeError, erase};
 pub use selector::{FieldSelector, Selector, SelectorError};

@@ -335,3 +335,156 @@ fn registration_checks_the_kind_constants() {
         "{err}"
     );
 }
+
+/// The custom kind stored, validated, updated (spec and status) and watched through the
+/// registry and `LocalClient` like the built-ins, at `/registry/databases/{namespace}/{name}`.
+#[tokio::test]
+async fn the_registry_and_local_client_serve_the_custom_kind() {
+    use futures::StreamExt;
+    use orchestra_api::registry::{ApiError, ListOptions, WatchEvent, WatchOptions};
+    use orchestra_api::{Client, LocalClient};
+    use orchestra_store::{MemStore, StoreExt};
+
+    let client = LocalClient::new(MemStore::new());
+    let mut watch = client
+        .watch::<Database>(
+            Some("shop"),
+            &WatchOptions {
+                field_selector: FieldSelector::parse("status.phase=Ready").unwrap(),
+                ..WatchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let orders = Database {
+        metadata: ObjectMeta::namespaced("shop", "orders"),
+        spec: DatabaseSpec {
+            engine: "postgres".into(),
+            ..DatabaseSpec::default()
+        },
+        status: None,
+    };
+    let created = client.create(&orders).await.unwrap();
+    assert_eq!(created.spec.replicas, Some(1), "defaulted");
+    let key = "/registry/databases/shop/orders";
+    assert!(client.registry().store().get(key).await.unwrap().is_some());
+
+    let mut other_engine = created.clone();
+    other_engine.spec.engine = "mysql".into();
+    let err = client.update(&other_engine).await.unwrap_err();
+    match err {
+        ApiError::Invalid { errors, .. } => {
+            assert_eq!(
+                errors.to_string(),
+                "spec.engine: Invalid value: \"mysql\": field is immutable"
+            )
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    let mut ready = created.clone();
+    ready.status = Some(DatabaseStatus {
+        phase: "Ready".into(),
+    });
+    let ready = client.update_status(&ready).await.unwrap();
+    assert_eq!(ready.metadata.generation, Some(1));
+    assert_eq!(
+        watch.next().await.unwrap().unwrap(),
+        WatchEvent::Added(ready.clone()),
+        "it starts matching status.phase=Ready"
+    );
+    let list = client
+        .list::<Database>(
+            None,
+            &ListOptions::fields(FieldSelector::parse("spec.engine=postgres").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.items, [ready]);
+    let mut bad = orders.clone();
+    bad.metadata.name = "bad".into();
+    bad.spec.engine = "oracle".into();
+    let err = client.create(&bad).await.unwrap_err();
+    assert_eq!(err.code(), 422, "{err}");
+}
+
+/// The custom kind through the type-erased `DynRegistry`: decoded by the scheme from JSON,
+/// created, read, listed, patched and deleted by `(apiVersion, kind)`.
+#[tokio::test]
+async fn the_dyn_registry_serves_kinds_chosen_at_run_time() {
+    use orchestra_api::Registry;
+    use orchestra_api::registry::{DeleteOptions, DynRegistry, ListOptions};
+    use orchestra_store::MemStore;
+
+    let registry = Registry::new(MemStore::new());
+    let mut dynamic = DynRegistry::new(registry.clone());
+    let decoded = scheme()
+        .decode(json!({
+            "apiVersion": "db.example.com/v1", "kind": "Database",
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": {"engine": "postgres"}
+        }))
+        .unwrap();
+    let unknown = dynamic.create(decoded.object.clone()).await.unwrap_err();
+    assert_eq!(unknown.code(), 400, "not registered yet: {unknown}");
+    dynamic.register::<Database>();
+    let created = dynamic.create(decoded.object).await.unwrap();
+    assert_eq!(created.meta().generation, Some(1));
+    let typed: Database = registry.get("shop", "orders").await.unwrap();
+    assert_eq!(typed.spec.replicas, Some(1));
+
+    let read = dynamic
+        .get("db.example.com/v1", "Database", "shop", "orders")
+        .await
+        .unwrap();
+    assert_eq!(read.downcast_ref::<Database>(), Some(&typed));
+    let patched = dynamic
+        .patch(
+            "db.example.com/v1",
+            "Database",
+            "shop",
+            "orders",
+            &json!({"spec": {"replicas": 3}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.downcast_ref::<Database>().unwrap().spec.replicas,
+        Some(3)
+    );
+    assert_eq!(patched.meta().generation, Some(2));
+    let list = dynamic
+        .list(
+            "db.example.com/v1",
+            "Database",
+            None,
+            &ListOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let pods = dynamic
+        .list("v1", "Pod", Some("shop"), &ListOptions::default())
+        .await
+        .unwrap();
+    assert!(pods.items.is_empty());
+    let outcome = dynamic
+        .delete(
+            "db.example.com/v1",
+            "Database",
+            "shop",
+            "orders",
+            &DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.is_deleted());
+    assert!(
+        registry
+            .get::<Database>("shop", "orders")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let missing = dynamic.get("v1", "Pod", "shop", "x").await.unwrap_err();
+    assert!(missing.is_not_found());
+}

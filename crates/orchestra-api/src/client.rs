@@ -1,0 +1,178 @@
+//! The [`Client`] trait every orchestra component talks to the cluster through, and
+//! [`LocalClient`], its in-process implementation over a [`Registry`] (no network, no
+//! serialization beyond the store's).
+//!
+//! The trait's methods are generic over the kind (`R: Resource`), so a call is typed end to end
+//! (`client.get::<Pod>("default", "web")`) without downcasts. The price is that `Client` is not
+//! object-safe: code that needs to choose a client at run time is generic over `C: Client`
+//! (clients are cheap to clone), which is also what the conformance suite in
+//! [`testing`](crate::testing) does. Type-erased access for kinds known only at run time belongs
+//! to a separate, `DynResource`-based surface.
+//!
+//! ```
+//! use orchestra_api::registry::DeleteOptions;
+//! use orchestra_api::resources::{Container, Pod, PodSpec};
+//! use orchestra_api::{Client, LocalClient, ObjectMeta};
+//! use orchestra_store::MemStore;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let client = LocalClient::new(MemStore::new());
+//! let pod = Pod {
+//!     metadata: ObjectMeta::namespaced("default", "web"),
+//!     spec: PodSpec {
+//!         containers: vec![Container { name: "web".into(), image: "nginx".into(), ..Default::default() }],
+//!         ..Default::default()
+//!     },
+//!     ..Default::default()
+//! };
+//! client.create(&pod).await?;
+//! let bound = client.bind("default", "web", "node-1").await?;
+//! assert_eq!(bound.spec.node_name, "node-1");
+//! assert!(client.bind("default", "web", "node-2").await.unwrap_err().is_conflict());
+//! client.delete::<Pod>("default", "web", &DeleteOptions::default()).await?;
+//! # Ok::<(), orchestra_api::ApiError>(())
+//! # }).unwrap();
+//! ```
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::registry::{
+    ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, Registry, WatchEvents,
+    WatchOptions,
+};
+use crate::resource::Resource;
+use crate::resources::Pod;
+
+/// Typed access to the cluster's objects, with the registry's contracts (see
+/// [`Registry`]): resourceVersion preconditions, the status subresource, merge patches,
+/// finalizers, pod binding and watches. `namespace` is ignored for cluster-scoped kinds.
+#[async_trait]
+pub trait Client: Clone + Send + Sync + 'static {
+    /// Reads one object.
+    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError>;
+
+    /// Lists objects of one namespace (`None`: all), with selectors and pages.
+    async fn list<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<R>, ApiError>;
+
+    /// Creates an object; returns it as stored.
+    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError>;
+
+    /// Updates spec and metadata (status is kept); a set resourceVersion is a precondition.
+    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError>;
+
+    /// Updates the status only.
+    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError>;
+
+    /// Applies a JSON merge patch (RFC 7386).
+    async fn patch<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<R, ApiError>;
+
+    /// Deletes an object, or marks it for deletion when it has finalizers.
+    async fn delete<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome<R>, ApiError>;
+
+    /// Watches objects from a resourceVersion.
+    async fn watch<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError>;
+
+    /// Binds an unbound pod to a node (sets `spec.nodeName` once).
+    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError>;
+}
+
+/// The in-process [`Client`]: calls the [`Registry`] directly. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LocalClient {
+    registry: Registry,
+}
+
+impl LocalClient {
+    /// A client over its own registry on `store`.
+    pub fn new(store: impl orchestra_store::Store) -> Self {
+        LocalClient {
+            registry: Registry::new(store),
+        }
+    }
+
+    /// A client over an existing registry (sharing its store).
+    pub fn from_registry(registry: Registry) -> Self {
+        LocalClient { registry }
+    }
+
+    /// The registry underneath.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+#[async_trait]
+impl Client for LocalClient {
+    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+        self.registry.get(namespace, name).await
+    }
+
+    async fn list<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<R>, ApiError> {
+        self.registry.list(namespace, options).await
+    }
+
+    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.registry.create(object.clone()).await
+    }
+
+    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.registry.update(object.clone()).await
+    }
+
+    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.registry.update_status(object.clone()).await
+    }
+
+    async fn patch<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<R, ApiError> {
+        self.registry.patch(namespace, name, patch).await
+    }
+
+    async fn delete<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome<R>, ApiError> {
+        self.registry.delete(namespace, name, options).await
+    }
+
+    async fn watch<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError> {
+        self.registry.watch(namespace, options).await
+    }
+
+    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+        self.registry.bind(namespace, pod, node).await
+    }
+}
