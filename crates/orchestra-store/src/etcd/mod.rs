@@ -65,12 +65,14 @@
 //! - `watch`: the task behind each watch stream (reconnection, progress).
 //! - `convert`: conversions between the store's types and etcd's messages.
 //! - [`proto`]: etcd's v3 API, generated from `proto/` by the build script.
+//! - [`server`]: any [`Store`](crate::Store) served over etcd's v3 gRPC API (`orchestra etcd`).
 
 mod connection;
 mod convert;
 pub mod error;
 pub mod options;
 pub mod proto;
+pub mod server;
 pub mod store;
 mod watch;
 
