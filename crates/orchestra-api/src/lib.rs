@@ -73,6 +73,10 @@
 //!   [`ApiError`].
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
+//! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
+//!   after disconnects, re-lists on 410 and backs off after failures.
+//! - [`reflector`]: a cache fed by a watcher: one writer, cloneable [`reflector::Store`]
+//!   readers with secondary indexes and `wait_until_ready`.
 
 pub mod client;
 pub mod codec;
@@ -80,6 +84,7 @@ pub mod defaulting;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;
+pub mod reflector;
 pub mod registry;
 pub mod resource;
 pub mod resources;
@@ -87,6 +92,7 @@ pub mod scheme;
 pub mod selector;
 pub mod testing;
 pub mod validation;
+pub mod watcher;
 
 pub use client::{Client, LocalClient};
 pub use codec::{DecodeError, Decoded, Typed, decode, decode_body, to_string, to_value};
