@@ -1,1 +1,105 @@
-fn main() {}
+//! The `orchestra` binary: one command for every part of an orchestra cluster.
+//!
+//! Today it serves the store over etcd's v3 API (`orchestra etcd ...`) and runs the store
+//! benchmark (`orchestra bench store ...`); the control plane (`server`, `scheduler`,
+//! `controller-manager`), the node `agent`, `cluster` and `ctl` arrive with the issues that
+//! build those components (see `docs/architecture.md`).
+//! Logs go to stderr through `tracing` (filter with `RUST_LOG`, default `info`); results go
+//! to stdout.
+//!
+//! # Layout
+//! - `cli`: the command line (clap derive), one module per command family.
+//! - `bench`: `orchestra bench ...`, the benchmarks.
+
+mod bench;
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// A benchmark failed.
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+    /// The etcd API server failed.
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Etcd(#[from] orchestra_store::etcd::server::ServeError),
+    /// The async runtime could not start.
+    #[error("starting the tokio runtime failed")]
+    Runtime(#[source] std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run the command on a multi-thread tokio runtime.
+fn run(cli: Cli) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Bench(command) => bench::run(command).await?,
+            #[cfg(feature = "etcd")]
+            Command::Etcd(args) => {
+                orchestra_store::etcd::server::run_etcd_server(args.run_options()).await?
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Log to stderr, filtered by `RUST_LOG` (default: `info`).
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// An error and its sources, as `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_joins_an_error_and_its_sources() {
+        let io = std::io::Error::other("disk full");
+        let err = bench::BenchError::Output(io);
+        assert_eq!(
+            chain(&err),
+            "writing the result to stdout failed: disk full"
+        );
+    }
+}

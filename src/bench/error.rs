@@ -1,0 +1,60 @@
+//! [`BenchError`]: why a benchmark stopped.
+
+use std::path::PathBuf;
+
+use orchestra::store::StoreError;
+
+/// Why a benchmark stopped. Any error ends the whole invocation with a non-zero exit code:
+/// a benchmark whose operations fail measures nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The data directory for the disk backend could not be created.
+    #[error("cannot create a data directory in {path}: {source}; pass a writable --data-dir")]
+    DataDir {
+        /// The parent directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("opening the {backend} store in {path} failed")]
+    Open {
+        /// The backend's name.
+        backend: &'static str,
+        /// Its data directory.
+        path: PathBuf,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// An operation the benchmark relies on failed.
+    #[error("{what} failed on the {backend} store")]
+    Store {
+        /// What the benchmark was doing.
+        what: &'static str,
+        /// The backend's name.
+        backend: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The store answered, but not what its contract promises (a pre-populated key missing, a
+    /// watch event lost or out of order).
+    #[error("the {backend} store broke its contract: {detail}")]
+    Contract {
+        /// The backend's name.
+        backend: &'static str,
+        /// What was observed.
+        detail: String,
+    },
+    /// A latency histogram could not be created or merged (a bug in the benchmark).
+    #[error("latency histogram: {0}")]
+    Histogram(String),
+    /// A benchmark task panicked.
+    #[error("a benchmark task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The result could not be written to stdout.
+    #[error("writing the result to stdout failed")]
+    Output(#[source] std::io::Error),
+}

@@ -1,0 +1,22 @@
+//! `orchestra bench ...`: benchmarks that print one JSON object per result line on stdout
+//! (logs go to stderr), so that runs can be compared and recorded in `docs/benchmarks.md`.
+//!
+//! # Layout
+//! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
+//! - [`report`]: the result lines and latency summaries.
+//! - [`error`]: why a benchmark stops ([`BenchError`]).
+
+pub mod error;
+pub mod report;
+pub mod store;
+
+pub use error::BenchError;
+
+use crate::cli::bench::{BenchCommand, BenchTarget};
+
+/// Run the benchmark a [`BenchCommand`] names.
+pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
+    match command.target {
+        BenchTarget::Store(args) => store::run(args).await,
+    }
+}

@@ -1,0 +1,217 @@
+//! `orchestra bench ...`: the arguments of the benchmarks.
+//!
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store` exists, the
+//! `sched`, `cluster`, `proxy` and `mesh` targets arrive with their components.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// `orchestra bench TARGET ...`.
+#[derive(Debug, Args)]
+pub struct BenchCommand {
+    /// The component to benchmark.
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+/// The benchmarked components.
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// The key-value store: put, get, compare-and-swap and watch fan-out, per backend.
+    Store(StoreBenchArgs),
+}
+
+/// The store backends a benchmark can run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `MemStore`: everything in memory.
+    Memory,
+    /// `DiskStore`: durable, on redb, one fsync per group commit.
+    Disk,
+}
+
+impl Backend {
+    /// The name used on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Disk => "disk",
+        }
+    }
+}
+
+/// The store operations a benchmark can measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreOp {
+    /// Unconditional puts to random keys of the key space.
+    Put,
+    /// Gets of random keys of a pre-populated key space.
+    Get,
+    /// Compare-and-swap transactions (update if the mod revision is unchanged) on random keys.
+    Txn,
+    /// Watch fan-out: many watchers on one prefix, one writer at a fixed rate.
+    Watch,
+}
+
+impl StoreOp {
+    /// The name used on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Put => "put",
+            StoreOp::Get => "get",
+            StoreOp::Txn => "txn",
+            StoreOp::Watch => "watch",
+        }
+    }
+}
+
+/// `orchestra bench store`: every combination of `--op`, `--clients` and `--backend` is one run
+/// with a fresh store, and prints one JSON line. Runs of the same op and clients on different
+/// backends are printed next to each other.
+#[derive(Clone, Debug, Args)]
+pub struct StoreBenchArgs {
+    /// Backends, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory")]
+    pub backend: Vec<Backend>,
+
+    /// Operations, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "put")]
+    pub op: Vec<StoreOp>,
+
+    /// Concurrent clients, comma-separated (ignored by `watch`, which has one writer).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub clients: Vec<u32>,
+
+    /// How long each run lasts, in seconds (fractions allowed).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub seconds: Duration,
+
+    /// Bytes per value (the watch benchmark keeps a timestamp and a sequence number in the
+    /// first 16).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub value_size: u32,
+
+    /// Distinct keys the clients pick from at random.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub keys: u32,
+
+    /// Watchers of the watch benchmark, all on one prefix.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watchers: u32,
+
+    /// Writes per second of the watch benchmark's writer.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+
+    /// Where the disk backend keeps its data: each run gets a fresh subdirectory, removed
+    /// afterwards (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Cap everything for CI: at most 1 second per run, 100 watchers, 1000 keys.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+/// The longest run `--seconds` accepts.
+const MAX_SECONDS: f64 = 24.0 * 3600.0;
+
+/// Parse `--seconds`: a positive number of seconds, at most a day.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (for example 5 or 0.5)"))?;
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_SECONDS {
+        return Err(format!(
+            "{seconds} seconds is out of range: use more than 0 and at most {MAX_SECONDS}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// Parse `orchestra bench store LINE...` into its arguments (for the tests of every module).
+    pub(crate) fn store_args(line: &[&str]) -> Result<StoreBenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["orchestra", "bench", "store"].iter().chain(line))?;
+        // Other commands and targets exist only with some features: the last arm is then
+        // unreachable.
+        #[allow(unreachable_patterns)]
+        match cli.command {
+            Command::Bench(BenchCommand {
+                target: BenchTarget::Store(args),
+            }) => Ok(args),
+            other => panic!("`bench store` parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_comma_separated_lists() {
+        let args = store_args(&[
+            "--backend",
+            "memory,disk",
+            "--op",
+            "put,watch",
+            "--clients",
+            "1,100",
+        ])
+        .unwrap();
+        assert_eq!(args.backend, [Backend::Memory, Backend::Disk]);
+        assert_eq!(args.op, [StoreOp::Put, StoreOp::Watch]);
+        assert_eq!(args.clients, [1, 100]);
+    }
+
+    #[test]
+    fn has_small_defaults() {
+        let args = store_args(&[]).unwrap();
+        assert_eq!(args.backend, [Backend::Memory]);
+        assert_eq!(args.op, [StoreOp::Put]);
+        assert_eq!(args.clients, [1]);
+        assert_eq!(args.seconds, Duration::from_secs(5));
+        assert_eq!(
+            (args.value_size, args.keys, args.watchers, args.rate),
+            (256, 10_000, 10_000, 1_000)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_clear_error() {
+        for bad in [
+            &["--clients", "0"][..],
+            &["--backend", "etcd"],
+            &["--op", "scan"],
+            &["--seconds", "-1"],
+            &["--seconds", "NaN"],
+            &["--seconds", "soon"],
+            &["--value-size", "8"],
+        ] {
+            assert!(store_args(bad).is_err(), "{bad:?} was accepted");
+        }
+        let err = store_args(&["--seconds", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("not a number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn accepts_fractional_seconds() {
+        assert_eq!(
+            store_args(&["--seconds", "0.25"]).unwrap().seconds,
+            Duration::from_millis(250)
+        );
+    }
+}

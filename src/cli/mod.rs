@@ -1,0 +1,51 @@
+//! The command line of the `orchestra` binary (clap derive).
+//!
+//! [`Cli`] is the whole command line; [`Command`] has one variant per top-level subcommand of
+//! the design (`server`, `agent`, `ctl`, `bench`, ...). Each command family keeps its
+//! arguments in its own module, so adding a subcommand is one variant here and one module.
+//!
+//! # Layout
+//! - [`bench`]: `orchestra bench ...`, the benchmarks.
+//! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
+
+pub mod bench;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use clap::{Parser, Subcommand};
+
+pub use bench::BenchCommand;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdArgs;
+
+/// orchestra: a Kubernetes-style orchestration SDK, and the one binary that runs it.
+#[derive(Debug, Parser)]
+#[command(name = "orchestra", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level subcommands. The control plane, the node agent and `ctl` arrive with later
+/// issues, each as one more variant.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a benchmark; prints one JSON object per result line on stdout.
+    Bench(BenchCommand),
+    /// Serve the embedded store over etcd's v3 gRPC API (etcdctl and etcd clients work).
+    #[cfg(feature = "etcd")]
+    Etcd(EtcdArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}
