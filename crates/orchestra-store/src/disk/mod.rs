@@ -27,19 +27,10 @@ mod lock;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::mvcc::EngineOptions;
 use crate::mvcc::engine::Engine;
-use crate::store::Store;
-use crate::types::{
-    LeaseId, LeaseStatus, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
-    WatchRequest,
-};
-use crate::watch::WatchStream;
 
 use journal::RedbJournal;
 use lock::DirLock;
@@ -138,33 +129,4 @@ impl std::fmt::Debug for DiskStore {
     }
 }
 
-#[async_trait]
-impl Store for DiskStore {
-    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
-        self.engine.range(&req)
-    }
-    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.engine.txn(txn).await
-    }
-    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError> {
-        self.engine.watch(req)
-    }
-    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.engine.compact(revision).await
-    }
-    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
-        self.engine.lease_grant(ttl).await
-    }
-    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
-        self.engine.lease_keep_alive(id)
-    }
-    async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
-        self.engine.lease_revoke(id).await
-    }
-    async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
-        self.engine.lease_time_to_live(id)
-    }
-    async fn status(&self) -> Result<StoreStatus, StoreError> {
-        Ok(self.engine.status())
-    }
-}
+crate::mvcc::engine::store_over_engine!(DiskStore);

@@ -444,6 +444,70 @@ impl Drop for Engine {
     }
 }
 
+/// Implement [`Store`](crate::Store) for a type with an `engine: Arc<Engine>` field: the
+/// embedded stores differ only in how they build their engine.
+macro_rules! store_over_engine {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn range(
+                &self,
+                req: $crate::types::RangeRequest,
+            ) -> Result<$crate::types::RangeResponse, $crate::error::StoreError> {
+                self.engine.range(&req)
+            }
+            async fn txn(
+                &self,
+                txn: $crate::types::Txn,
+            ) -> Result<$crate::types::TxnResponse, $crate::error::StoreError> {
+                self.engine.txn(txn).await
+            }
+            async fn watch(
+                &self,
+                req: $crate::types::WatchRequest,
+            ) -> Result<$crate::watch::WatchStream, $crate::error::StoreError> {
+                self.engine.watch(req)
+            }
+            async fn compact(
+                &self,
+                revision: $crate::types::Revision,
+            ) -> Result<(), $crate::error::StoreError> {
+                self.engine.compact(revision).await
+            }
+            async fn lease_grant(
+                &self,
+                ttl: std::time::Duration,
+            ) -> Result<$crate::types::LeaseId, $crate::error::StoreError> {
+                self.engine.lease_grant(ttl).await
+            }
+            async fn lease_keep_alive(
+                &self,
+                id: $crate::types::LeaseId,
+            ) -> Result<std::time::Duration, $crate::error::StoreError> {
+                self.engine.lease_keep_alive(id)
+            }
+            async fn lease_revoke(
+                &self,
+                id: $crate::types::LeaseId,
+            ) -> Result<(), $crate::error::StoreError> {
+                self.engine.lease_revoke(id).await
+            }
+            async fn lease_time_to_live(
+                &self,
+                id: $crate::types::LeaseId,
+            ) -> Result<$crate::types::LeaseStatus, $crate::error::StoreError> {
+                self.engine.lease_time_to_live(id)
+            }
+            async fn status(
+                &self,
+            ) -> Result<$crate::types::StoreStatus, $crate::error::StoreError> {
+                Ok(self.engine.status())
+            }
+        }
+    };
+}
+pub(crate) use store_over_engine;
+
 /// Revoke leases as their deadlines pass, until the engine is gone.
 async fn expire_leases(engine: Weak<Engine>, wake: Arc<Notify>) {
     loop {
