@@ -103,6 +103,9 @@ pub struct StoreResult {
     pub value_size: u32,
     /// Distinct keys.
     pub keys: u32,
+    /// Automatic compaction's retention in revisions, when the run used it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_revisions: Option<u64>,
     /// Compare-and-swap transactions that found the key changed (`txn` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<u64>,
@@ -166,6 +169,7 @@ mod tests {
             seconds: 1.0,
             value_size: 256,
             keys: 100,
+            retain_revisions: None,
             conflicts: None,
             watch: None,
             db_size_bytes: Some(4096),

@@ -118,6 +118,12 @@ pub struct StoreBenchArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Compact the memory and disk stores automatically, keeping at least this many revisions
+    /// of history (etcd's `--auto-compaction-mode=revision`); without it, history grows for
+    /// the whole run.
+    #[arg(long, value_name = "REVISIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_revisions: Option<u64>,
+
     /// Cap everything for CI: at most 1 second per run, 100 watchers, 1000 keys.
     #[arg(long)]
     pub smoke: bool,

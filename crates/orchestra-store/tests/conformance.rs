@@ -388,3 +388,49 @@ async fn disk_store_keep_alive_after_the_ttl_fails() {
         .expect("open a DiskStore");
     keep_alive_after_the_ttl_fails(testing::Guarded::new(store, dir)).await;
 }
+
+/// Automatic compaction keeps at least the configured history: reads within the retention
+/// work, reads further back fail with `Compacted`, and it runs again as writes go on.
+#[tokio::test(start_paused = true)]
+async fn mem_store_auto_compaction_keeps_the_retention() {
+    use orchestra_store::{RangeRequest, StoreError, StoreExt};
+    let retention = 10;
+    let store = MemStore::with_options(EngineOptions {
+        auto_compaction_retention: Some(retention),
+        ..Default::default()
+    });
+    let mut last = 0;
+    for i in 0..25 {
+        last = store.put("/k", format!("{i}")).await.expect("put");
+    }
+    let status = store.status().await.expect("status");
+    assert!(
+        status.compact_revision > 1,
+        "25 writes with a retention of 10 compact: {status:?}"
+    );
+    assert!(
+        status.compact_revision <= last - retention as i64,
+        "compaction keeps at least the retention: {status:?}, last revision {last}"
+    );
+    let oldest_kept = last - retention as i64;
+    let old = store
+        .range(RangeRequest::key("/k").at_revision(oldest_kept))
+        .await
+        .expect("a read within the retention");
+    assert_eq!(old.kvs[0].mod_revision, oldest_kept);
+    let err = store
+        .range(RangeRequest::key("/k").at_revision(2))
+        .await
+        .expect_err("a read far behind the retention");
+    assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
+
+    let before = status.compact_revision;
+    for i in 0..25 {
+        last = store.put("/k", format!("again {i}")).await.expect("put");
+    }
+    let after = store.status().await.expect("status").compact_revision;
+    assert!(
+        after > before && after <= last - retention as i64,
+        "compaction follows the writes: {before} -> {after}, last {last}"
+    );
+}

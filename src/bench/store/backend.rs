@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orchestra::store::{DiskStore, MemStore, Store};
+use orchestra::store::{DiskStore, DiskStoreOptions, EngineOptions, MemStore, Store};
 use tempfile::TempDir;
 
 use crate::bench::BenchError;
@@ -31,17 +31,30 @@ impl Opened {
     }
 }
 
-/// Open a fresh, empty store of `backend`. The disk backend gets a new directory inside
-/// `data_dir` (created if missing), or in the system's temporary directory.
-pub async fn open(backend: Backend, data_dir: Option<&Path>) -> Result<Opened, BenchError> {
+/// Open a fresh, empty store of `backend`, compacting automatically when `retain_revisions` is
+/// set. The disk backend gets a new directory inside `data_dir` (created if missing), or in
+/// the system's temporary directory.
+pub async fn open(
+    backend: Backend,
+    data_dir: Option<&Path>,
+    retain_revisions: Option<u64>,
+) -> Result<Opened, BenchError> {
+    let engine = EngineOptions {
+        auto_compaction_retention: retain_revisions,
+        ..EngineOptions::default()
+    };
     match backend {
         Backend::Memory => Ok(Opened {
-            store: Arc::new(MemStore::new()),
+            store: Arc::new(MemStore::with_options(engine)),
             dir: None,
         }),
         Backend::Disk => {
             let dir = fresh_dir(data_dir)?;
-            let store = DiskStore::open(dir.path())
+            let options = DiskStoreOptions {
+                engine,
+                ..DiskStoreOptions::default()
+            };
+            let store = DiskStore::open_with(dir.path(), options)
                 .await
                 .map_err(|source| BenchError::Open {
                     backend: backend.as_str(),

@@ -63,7 +63,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         seconds = plan.duration.as_secs_f64(),
         "starting run"
     );
-    let opened = backend::open(backend, plan.data_dir.as_deref()).await?;
+    let opened = backend::open(backend, plan.data_dir.as_deref(), plan.retain_revisions).await?;
     let store: Arc<dyn Store> = opened.store.clone();
     let mut result = StoreResult {
         bench: "store",
@@ -76,6 +76,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         seconds: 0.0,
         value_size: plan.value_size,
         keys: plan.keys,
+        retain_revisions: plan.retain_revisions,
         conflicts: None,
         watch: None,
         db_size_bytes: None,

@@ -37,6 +37,8 @@ pub struct Plan {
     pub drain_timeout: Duration,
     /// Where the disk backend makes its data directories.
     pub data_dir: Option<PathBuf>,
+    /// Automatic compaction's retention, in revisions (None: history grows for the whole run).
+    pub retain_revisions: Option<u64>,
 }
 
 /// One run: a fresh store of `backend`, `clients` clients doing `op`.
@@ -64,6 +66,7 @@ impl Plan {
             rate: args.rate,
             drain_timeout: MIN_DRAIN.max(args.seconds * 4),
             data_dir: args.data_dir.clone(),
+            retain_revisions: args.retain_revisions,
         };
         if args.smoke {
             plan.duration = plan.duration.min(SMOKE_DURATION);

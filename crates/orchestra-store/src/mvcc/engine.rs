@@ -38,6 +38,11 @@ pub struct EngineOptions {
     pub limits: Limits,
     /// How often a watch that asked for progress notifications gets one (etcd: 10 minutes).
     pub progress_interval: Duration,
+    /// Keep at least this many revisions of history and compact older ones automatically, as
+    /// etcd's `--auto-compaction-mode=revision` does (None: only explicit compactions, the
+    /// default). The store compacts when it holds twice the retention, so one pass over the
+    /// keys is paid once per `retention` writes.
+    pub auto_compaction_retention: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +50,7 @@ impl Default for EngineOptions {
         EngineOptions {
             limits: Limits::default(),
             progress_interval: Duration::from_secs(600),
+            auto_compaction_retention: None,
         }
     }
 }
@@ -73,6 +79,8 @@ pub(crate) struct Engine {
     state: RwLock<State>,
     hub: Arc<Hub>,
     limits: Limits,
+    /// See [`EngineOptions::auto_compaction_retention`] (0: off).
+    auto_compaction_retention: Revision,
     journal: Option<JournalState>,
     lease_wake: Arc<Notify>,
     lease_task_started: AtomicBool,
@@ -153,6 +161,9 @@ impl Engine {
             }),
             hub,
             limits: options.limits,
+            auto_compaction_retention: options
+                .auto_compaction_retention
+                .map_or(0, |r| Revision::try_from(r).unwrap_or(Revision::MAX)),
             journal,
             lease_wake: Arc::new(Notify::new()),
             lease_task_started: AtomicBool::new(false),
@@ -175,6 +186,7 @@ impl Engine {
             let mut st = self.state.write();
             let (resp, events) = st.apply_txn(txn)?;
             let seq = self.record_events(&mut st, resp.header_revision, events);
+            self.auto_compact(&mut st);
             (resp, seq)
         };
         self.sync(seq).await?;
@@ -193,6 +205,26 @@ impl Engine {
             return 0;
         }
         st.push(Record::Txn { revision, events })
+    }
+
+    /// Compact to `retention` revisions behind the newest visible one when twice that much
+    /// history is kept. A journaled store persists the compaction with its next batch; should
+    /// it be lost in a crash, the store merely keeps more history than it needs.
+    fn auto_compact(&self, st: &mut State) {
+        let retention = self.auto_compaction_retention;
+        if retention <= 0 {
+            return;
+        }
+        let target = self.hub.visible().saturating_sub(retention);
+        let kept_from = st.keys.compact_revision().max(1);
+        if target.saturating_sub(kept_from) < retention {
+            return;
+        }
+        st.keys.compact(target);
+        self.hub.compact(target);
+        if self.journal.is_some() {
+            st.push(Record::Compact { revision: target });
+        }
     }
 
     /// Start a watch.

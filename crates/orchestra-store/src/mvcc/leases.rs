@@ -129,6 +129,9 @@ impl LeaseTable {
         if previous != 0 && previous != lease {
             self.detach(key, previous);
         }
+        if lease == 0 {
+            return;
+        }
         if let Some(l) = self.leases.get_mut(&lease) {
             l.keys.insert(key.clone());
         }
