@@ -196,7 +196,13 @@ impl Hub {
         if next > log.visible {
             return Step::CaughtUp(log.visible);
         }
-        let mut response = WatchResponse::default();
+        // Most watches take an event or so of each revision they read: size the response for
+        // that, so that a watcher catching up does not regrow (and copy) it several times.
+        let pending = usize::try_from(log.visible - next + 1).unwrap_or(1);
+        let mut response = WatchResponse {
+            header_revision: 0,
+            events: Vec::with_capacity(pending.min(SCAN_REVISIONS)),
+        };
         let mut rev = next;
         let mut scanned = 0;
         while rev <= log.visible
@@ -208,11 +214,18 @@ impl Hub {
             response
                 .events
                 .extend(entry.iter().filter(|e| request.matches(e)).map(|e| {
-                    let mut e = e.clone();
-                    if !request.prev_kv {
-                        e.prev_kv = None;
+                    // Every watcher of a revision clones its events from the same log entry,
+                    // so each refcount bump here is contended: skip prev_kv's two unless the
+                    // watch asked for it.
+                    Event {
+                        kind: e.kind,
+                        kv: e.kv.clone(),
+                        prev_kv: if request.prev_kv {
+                            e.prev_kv.clone()
+                        } else {
+                            None
+                        },
                     }
-                    e
                 }));
             if response.events.len() > before {
                 response.header_revision = rev;
