@@ -1,6 +1,7 @@
 //! The `orchestra` binary: one command for every part of an orchestra cluster.
 //!
-//! Today it serves the API (`orchestra server ...`), the store over etcd's v3 API
+//! Today it serves the API (`orchestra server ...`) and talks to it (`orchestra ctl apply|get`),
+//! serves the store over etcd's v3 API
 //! (`orchestra etcd ...`) and runs the store benchmark (`orchestra bench store ...`); the
 //! rest of the control plane (`scheduler`,
 //! `controller-manager`), the node `agent`, `cluster` and `ctl` arrive with the issues that
@@ -37,6 +38,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Server(#[from] cli::server::ServerError),
+    /// A `ctl` command failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Ctl(#[from] cli::ctl::CtlError),
     /// The async runtime could not start.
     #[error("starting the tokio runtime failed")]
     Runtime(#[source] std::io::Error),
@@ -69,6 +74,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             #[cfg(feature = "server")]
             Command::Server(args) => cli::server::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::Ctl(args) => cli::ctl::run(args).await?,
         }
         Ok(())
     })

@@ -8,8 +8,11 @@
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
+//! - [`ctl`]: `orchestra ctl ...`, kubectl's habits over `RemoteClient` (apply, get).
 
 pub mod bench;
+#[cfg(feature = "server")]
+pub mod ctl;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "server")]
@@ -18,6 +21,8 @@ pub mod server;
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchCommand;
+#[cfg(feature = "server")]
+pub use ctl::CtlArgs;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdArgs;
 #[cfg(feature = "server")]
@@ -45,6 +50,9 @@ pub enum Command {
     /// with /healthz, /readyz and /metrics, on one address.
     #[cfg(feature = "server")]
     Server(ServerArgs),
+    /// Talk to an API server as kubectl does: apply manifests, get objects.
+    #[cfg(feature = "server")]
+    Ctl(CtlArgs),
 }
 
 #[cfg(test)]

@@ -16,7 +16,14 @@
 //! ```
 //!
 //! Objects travel as their JSON encoding (the kind named by apiVersion and kind), so custom
-//! kinds registered on the server work with no generated code.
+//! kinds registered on the server work with no generated code. For kinds known only at run
+//! time (a manifest, a command line), the `*_json` methods take and return JSON values.
+//!
+//! # Layout
+//! - this module: [`RemoteClient`] and its typed [`Client`] implementation.
+//! - `json`: the same calls on JSON values, for kinds chosen at run time (`orchestra ctl`).
+
+mod json;
 
 use async_trait::async_trait;
 use bytes::Bytes;
