@@ -1,7 +1,9 @@
 //! The `orchestra` binary: one command for every part of an orchestra cluster.
 //!
-//! Today it serves the store over etcd's v3 API (`orchestra etcd ...`) and runs the store
-//! benchmark (`orchestra bench store ...`); the control plane (`server`, `scheduler`,
+//! Today it serves the API (`orchestra server ...`) and talks to it (`orchestra ctl apply|get`),
+//! serves the store over etcd's v3 API
+//! (`orchestra etcd ...`) and runs the store benchmark (`orchestra bench store ...`); the
+//! rest of the control plane (`scheduler`,
 //! `controller-manager`), the node `agent`, `cluster` and `ctl` arrive with the issues that
 //! build those components (see `docs/architecture.md`).
 //! Logs go to stderr through `tracing` (filter with `RUST_LOG`, default `info`); results go
@@ -38,6 +40,14 @@ enum Error {
     #[cfg(feature = "etcd")]
     #[error(transparent)]
     Etcd(#[from] orchestra_store::etcd::server::ServeError),
+    /// The API server failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Server(#[from] cli::server::ServerError),
+    /// A `ctl` command failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Ctl(#[from] cli::ctl::CtlError),
     /// The async runtime could not start.
     #[error("starting the tokio runtime failed")]
     Runtime(#[source] std::io::Error),
@@ -68,6 +78,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             Command::Etcd(args) => {
                 orchestra_store::etcd::server::run_etcd_server(args.run_options()).await?
             }
+            #[cfg(feature = "server")]
+            Command::Server(args) => cli::server::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::Ctl(args) => cli::ctl::run(args).await?,
         }
         Ok(())
     })

@@ -7,16 +7,26 @@
 //! # Layout
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
+//! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
+//! - [`ctl`]: `orchestra ctl ...`, kubectl's habits over `RemoteClient` (apply, get).
 
 pub mod bench;
+#[cfg(feature = "server")]
+pub mod ctl;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "server")]
+pub mod server;
 
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchCommand;
+#[cfg(feature = "server")]
+pub use ctl::CtlArgs;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdArgs;
+#[cfg(feature = "server")]
+pub use server::ServerArgs;
 
 /// orchestra: a Kubernetes-style orchestration SDK, and the one binary that runs it.
 #[derive(Debug, Parser)]
@@ -36,6 +46,13 @@ pub enum Command {
     /// Serve the embedded store over etcd's v3 gRPC API (etcdctl and etcd clients work).
     #[cfg(feature = "etcd")]
     Etcd(EtcdArgs),
+    /// Serve the orchestra API: gRPC (RemoteClient) and HTTP/JSON on Kubernetes' REST paths,
+    /// with /healthz, /readyz and /metrics, on one address.
+    #[cfg(feature = "server")]
+    Server(ServerArgs),
+    /// Talk to an API server as kubectl does: apply manifests, get objects.
+    #[cfg(feature = "server")]
+    Ctl(CtlArgs),
 }
 
 #[cfg(test)]

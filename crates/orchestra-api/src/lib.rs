@@ -77,6 +77,11 @@
 //!   after disconnects, re-lists on 410 and backs off after failures.
 //! - [`reflector`]: a cache fed by a watcher: one writer, cloneable [`reflector::Store`]
 //!   readers with secondary indexes and `wait_until_ready`.
+//! - `server` (feature `server`): the API server, gRPC and HTTP/JSON (Kubernetes' REST
+//!   paths) on one address, with `/healthz`, `/readyz` and `/metrics`.
+//! - `remote` (feature `remote`): `RemoteClient`, the [`Client`] over the server's gRPC API.
+//! - `wire` (feature `server` or `remote`): the gRPC messages and Kubernetes' `Status`, which
+//!   carries an [`ApiError`] over both protocols.
 
 pub mod client;
 pub mod codec;
@@ -86,13 +91,19 @@ pub mod meta;
 pub mod quantity;
 pub mod reflector;
 pub mod registry;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod resource;
 pub mod resources;
 pub mod scheme;
 pub mod selector;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod testing;
 pub mod validation;
 pub mod watcher;
+#[cfg(any(feature = "server", feature = "remote"))]
+pub mod wire;
 
 pub use client::{Client, LocalClient};
 pub use codec::{DecodeError, Decoded, Typed, decode, decode_body, to_string, to_value};
@@ -102,6 +113,8 @@ pub use meta::{
 };
 pub use quantity::{Format, Quantity, QuantityError};
 pub use registry::{ApiError, Registry, WatchEvent};
+#[cfg(feature = "remote")]
+pub use remote::RemoteClient;
 pub use resource::{NameRule, Resource, TypeInfo};
 pub use scheme::{DecodedObject, DynResource, EncodeError, KindCodec, Scheme, SchemeError, erase};
 pub use selector::{FieldSelector, Selector, SelectorError};

@@ -9,12 +9,18 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, Registry};
+use futures::StreamExt;
+
+use super::{
+    ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, Registry, WatchEvent,
+    WatchEvents, WatchOptions,
+};
+use crate::codec::DecodeError;
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::{
     Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
 };
-use crate::scheme::{DynResource, erase};
+use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
 
 /// A boxed future of the type-erased operations.
 pub type DynFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -31,6 +37,11 @@ type DeleteFn = for<'a> fn(
     &'a str,
     &'a DeleteOptions,
 ) -> DynFuture<'a, DeleteOutcome<Object>>;
+type WatchFn = for<'a> fn(
+    &'a Registry,
+    Option<&'a str>,
+    &'a WatchOptions,
+) -> DynFuture<'a, WatchEvents<Object>>;
 
 /// The registry operations of one kind, with the kind erased.
 #[derive(Clone, Copy)]
@@ -43,6 +54,8 @@ pub struct DynOps {
     list: ListFn,
     patch: PatchFn,
     delete: DeleteFn,
+    watch: WatchFn,
+    codec: KindCodec,
 }
 
 impl std::fmt::Debug for DynOps {
@@ -95,12 +108,37 @@ impl DynOps {
                     )
                 })
             },
+            watch: |registry, namespace, options| {
+                Box::pin(async move {
+                    let events = registry.watch::<R>(namespace, options).await?;
+                    let erased: WatchEvents<Object> =
+                        Box::pin(events.map(|event| event.map(erase_event)));
+                    Ok(erased)
+                })
+            },
+            codec: KindCodec::of::<R>(),
         }
     }
 
     /// The kind these operations serve.
     pub fn info(&self) -> TypeInfo {
         self.info
+    }
+
+    /// Decodes a JSON object of this kind (`apiVersion` and `kind`, when present, must be
+    /// this kind's); unknown fields are returned by path.
+    pub fn decode(&self, value: Value) -> Result<DecodedObject, DecodeError> {
+        self.codec.decode(value)
+    }
+}
+
+/// A typed watch event with its object erased.
+fn erase_event<R: Resource>(event: WatchEvent<R>) -> WatchEvent<Object> {
+    match event {
+        WatchEvent::Added(object) => WatchEvent::Added(erase(object)),
+        WatchEvent::Modified(object) => WatchEvent::Modified(erase(object)),
+        WatchEvent::Deleted(object) => WatchEvent::Deleted(erase(object)),
+        WatchEvent::Bookmark(rv) => WatchEvent::Bookmark(rv),
     }
 }
 
@@ -162,6 +200,35 @@ impl DynRegistry {
                 "no kind {kind:?} is registered for apiVersion {api_version:?}"
             ))
         })
+    }
+
+    /// The operations of the kind with this plural in `api_version` (`("apps/v1",
+    /// "deployments")`), as HTTP paths name kinds.
+    pub fn ops_by_plural(&self, api_version: &str, plural: &str) -> Option<&DynOps> {
+        self.kinds
+            .values()
+            .find(|ops| ops.info.api_version == api_version && ops.info.plural == plural)
+    }
+
+    /// Every registered kind's operations.
+    pub fn kinds(&self) -> impl Iterator<Item = &DynOps> {
+        self.kinds.values()
+    }
+
+    /// The typed registry underneath (for operations of one kind, like pod binding).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// [`Registry::watch`] for any registered kind.
+    pub async fn watch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<Object>, ApiError> {
+        (self.ops(api_version, kind)?.watch)(&self.registry, namespace, options).await
     }
 
     fn ops_of(&self, object: &dyn DynResource) -> Result<&DynOps, ApiError> {

@@ -1,0 +1,352 @@
+//! [`RemoteClient`]: the [`Client`] trait over the API server's gRPC service, so that a
+//! scheduler, a controller or a node agent in another process behaves exactly as it does over
+//! [`LocalClient`](crate::LocalClient): the same objects, the same [`ApiError`]s (rebuilt from
+//! the `Status` the server sends), the same watch events, bookmarks and 410s.
+//!
+//! ```no_run
+//! use orchestra_api::resources::Pod;
+//! use orchestra_api::{Client, RemoteClient};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = RemoteClient::connect("http://127.0.0.1:7443").await?;
+//! let pod: Pod = client.get("default", "web").await?;
+//! println!("{} runs on {:?}", pod.metadata.name, pod.spec.node_name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Objects travel as their JSON encoding (the kind named by apiVersion and kind), so custom
+//! kinds registered on the server work with no generated code. For kinds known only at run
+//! time (a manifest, a command line), the `*_json` methods take and return JSON values.
+//!
+//! # Layout
+//! - this module: [`RemoteClient`] and its typed [`Client`] implementation.
+//! - `json`: the same calls on JSON values, for kinds chosen at run time (`orchestra ctl`).
+
+mod json;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use orchestra_store::StoreError;
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::client::Client;
+use crate::codec;
+use crate::registry::{
+    ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvent, WatchEvents,
+    WatchOptions,
+};
+use crate::resource::Resource;
+use crate::resources::Pod;
+use crate::wire::proto::{self, api_client::ApiClient};
+use crate::wire::{self, Status};
+
+/// The largest response a client accepts (a list of many objects).
+const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+/// The largest request a client sends: one object and some slack (the server refuses objects
+/// over [`MAX_OBJECT_BYTES`](crate::registry::MAX_OBJECT_BYTES) with a precise error).
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a [`RemoteClient`] could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL does not parse.
+    #[error("invalid API server URL {url:?}: {source}; expected http://HOST:PORT")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why it was refused.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// No connection could be made.
+    #[error(
+        "cannot connect to the API server at {url}: {source}; is `orchestra server` running there?"
+    )]
+    Connect {
+        /// The URL given.
+        url: String,
+        /// The transport's error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// The [`Client`] over gRPC to an orchestra API server. Cheap to clone: clones share one
+/// HTTP/2 connection.
+#[derive(Clone, Debug)]
+pub struct RemoteClient {
+    api: ApiClient<Channel>,
+}
+
+impl RemoteClient {
+    /// Connects to the server at `url` (`http://127.0.0.1:7443`; a bare `host:port` means
+    /// `http://`).
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        let (url, endpoint) = endpoint(url)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ConnectError::Connect { url, source })?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// A client that connects on its first request (and reconnects after failures).
+    pub fn connect_lazy(url: &str) -> Result<Self, ConnectError> {
+        let (_, endpoint) = endpoint(url)?;
+        Ok(Self::from_channel(endpoint.connect_lazy()))
+    }
+
+    /// A client over an existing tonic channel (for TLS or custom timeouts).
+    pub fn from_channel(channel: Channel) -> Self {
+        RemoteClient {
+            api: ApiClient::new(channel)
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+        }
+    }
+
+    fn api(&self) -> ApiClient<Channel> {
+        self.api.clone()
+    }
+}
+
+fn endpoint(url: &str) -> Result<(String, Endpoint), ConnectError> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let endpoint =
+        Endpoint::from_shared(url.clone()).map_err(|source| ConnectError::InvalidUrl {
+            url: url.clone(),
+            source,
+        })?;
+    Ok((url, endpoint.tcp_nodelay(true)))
+}
+
+/// The object as JSON bytes for a request.
+fn encode<R: Resource>(object: &R) -> Result<Bytes, ApiError> {
+    codec::to_string(object).map(Bytes::from).map_err(|err| {
+        ApiError::BadRequest(format!("the {} does not encode as JSON: {err}", R::KIND))
+    })
+}
+
+/// An object of kind `R` from the server's JSON bytes.
+fn decode<R: Resource>(bytes: &[u8]) -> Result<R, ApiError> {
+    let broken = |err: &dyn std::fmt::Display| {
+        ApiError::Internal(StoreError::Other(format!(
+            "the API server sent a {} that does not decode: {err}",
+            R::KIND
+        )))
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| broken(&err))?;
+    codec::decode::<R>(value)
+        .map(|decoded| decoded.object)
+        .map_err(|err| broken(&err))
+}
+
+fn error<R: Resource>(status: tonic::Status) -> ApiError {
+    wire::from_grpc(&status, R::KIND)
+}
+
+fn target<R: Resource>(namespace: &str, name: &str) -> proto::ObjectRef {
+    proto::ObjectRef {
+        api_version: R::API_VERSION.to_owned(),
+        kind: R::KIND.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn object_request<R: Resource>(object: &R) -> Result<proto::ObjectRequest, ApiError> {
+    Ok(proto::ObjectRequest {
+        api_version: R::API_VERSION.to_owned(),
+        kind: R::KIND.to_owned(),
+        object: encode(object)?,
+    })
+}
+
+/// One watch event from the wire; `Err` ends the stream.
+fn watch_event<R: Resource>(event: proto::WatchEvent) -> Result<WatchEvent<R>, ApiError> {
+    match event.r#type.as_str() {
+        "ADDED" => decode(&event.object).map(WatchEvent::Added),
+        "MODIFIED" => decode(&event.object).map(WatchEvent::Modified),
+        "DELETED" => decode(&event.object).map(WatchEvent::Deleted),
+        "BOOKMARK" => Ok(WatchEvent::Bookmark(event.resource_version)),
+        "ERROR" => Err(match serde_json::from_slice::<Status>(&event.object) {
+            Ok(status) => status.into_error(R::KIND),
+            Err(err) => ApiError::Internal(StoreError::Other(format!(
+                "the API server ended the watch with an error that does not decode: {err}"
+            ))),
+        }),
+        other => Err(ApiError::Internal(StoreError::Other(format!(
+            "the API server sent a watch event of unknown type {other:?}"
+        )))),
+    }
+}
+
+#[async_trait]
+impl Client for RemoteClient {
+    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+        let response = self
+            .api()
+            .get(target::<R>(namespace, name))
+            .await
+            .map_err(error::<R>)?;
+        decode(&response.into_inner().object)
+    }
+
+    async fn list<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<R>, ApiError> {
+        let request = proto::ListRequest {
+            api_version: R::API_VERSION.to_owned(),
+            kind: R::KIND.to_owned(),
+            namespace: namespace.unwrap_or_default().to_owned(),
+            all_namespaces: namespace.is_none(),
+            label_selector: wire::label_selector_text(&options.label_selector),
+            field_selector: options.field_selector.to_string(),
+            limit: options.limit as u64,
+            continue_token: options.continue_token.clone(),
+        };
+        let response = self
+            .api()
+            .list(request)
+            .await
+            .map_err(error::<R>)?
+            .into_inner();
+        Ok(ObjectList {
+            items: response
+                .items
+                .iter()
+                .map(|item| decode(item))
+                .collect::<Result<_, _>>()?,
+            resource_version: response.resource_version,
+            continue_token: response.continue_token,
+        })
+    }
+
+    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        let response = self
+            .api()
+            .create(object_request(object)?)
+            .await
+            .map_err(error::<R>)?;
+        decode(&response.into_inner().object)
+    }
+
+    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        let response = self
+            .api()
+            .update(object_request(object)?)
+            .await
+            .map_err(error::<R>)?;
+        decode(&response.into_inner().object)
+    }
+
+    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        let response = self
+            .api()
+            .update_status(object_request(object)?)
+            .await
+            .map_err(error::<R>)?;
+        decode(&response.into_inner().object)
+    }
+
+    async fn patch<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<R, ApiError> {
+        let patch = serde_json::to_vec(patch)
+            .map_err(|err| ApiError::BadRequest(format!("the patch does not encode: {err}")))?;
+        let request = proto::PatchRequest {
+            target: Some(target::<R>(namespace, name)),
+            patch: Bytes::from(patch),
+        };
+        let response = self.api().patch(request).await.map_err(error::<R>)?;
+        decode(&response.into_inner().object)
+    }
+
+    async fn delete<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome<R>, ApiError> {
+        let request = proto::DeleteRequest {
+            target: Some(target::<R>(namespace, name)),
+            grace_period_seconds: options.grace_period_seconds,
+            propagation_policy: options
+                .propagation_policy
+                .map(|policy| policy.as_str().to_owned())
+                .unwrap_or_default(),
+            resource_version: options.resource_version.clone(),
+        };
+        let response = self
+            .api()
+            .delete(request)
+            .await
+            .map_err(error::<R>)?
+            .into_inner();
+        let object = decode(&response.object)?;
+        Ok(if response.deleted {
+            DeleteOutcome::Deleted(object)
+        } else {
+            DeleteOutcome::Pending(object)
+        })
+    }
+
+    async fn watch<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError> {
+        let request = proto::WatchRequest {
+            api_version: R::API_VERSION.to_owned(),
+            kind: R::KIND.to_owned(),
+            namespace: namespace.unwrap_or_default().to_owned(),
+            all_namespaces: namespace.is_none(),
+            label_selector: wire::label_selector_text(&options.label_selector),
+            field_selector: options.field_selector.to_string(),
+            resource_version: options.resource_version.clone(),
+            bookmark_interval_ms: options
+                .bookmark_interval
+                .map(|interval| (interval.as_millis() as u64).max(1))
+                .unwrap_or(0),
+        };
+        let stream = self
+            .api()
+            .watch(request)
+            .await
+            .map_err(error::<R>)?
+            .into_inner();
+        // The first error ends the stream, as on the registry's own watches.
+        let events = futures::stream::unfold(Some(stream), |stream| async move {
+            let mut stream = stream?;
+            let item = match stream.next().await? {
+                Ok(event) => watch_event::<R>(event),
+                Err(status) => Err(error::<R>(status)),
+            };
+            let rest = item.is_ok().then_some(stream);
+            Some((item, rest))
+        });
+        Ok(Box::pin(events))
+    }
+
+    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+        let request = proto::BindRequest {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            node: node.to_owned(),
+        };
+        let response = self.api().bind(request).await.map_err(error::<Pod>)?;
+        decode(&response.into_inner().object)
+    }
+}

@@ -1,0 +1,345 @@
+//! The gRPC service (`orchestra.api.v1.Api`): each call names a kind by apiVersion and kind
+//! and is dispatched through the [`DynRegistry`](crate::registry::DynRegistry), so custom
+//! kinds are served like the built-in ones. Objects are JSON bytes; errors are gRPC statuses
+//! with the [`Status`](crate::wire::Status) JSON in their details.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response};
+
+use super::State;
+use crate::codec;
+use crate::registry::{
+    ApiError, DeleteOptions, DeleteOutcome, ListOptions, PropagationPolicy, WatchEvent,
+    WatchOptions,
+};
+use crate::scheme::DynResource;
+use crate::wire::proto::{self, api_server::Api};
+use crate::wire::{self, Status};
+
+/// The gRPC service over the server's state.
+#[derive(Clone, Debug)]
+pub(crate) struct GrpcApi {
+    pub(crate) state: Arc<State>,
+}
+
+type Object = Box<dyn DynResource>;
+
+/// An object as JSON bytes.
+pub(crate) fn encode(object: &dyn DynResource) -> Result<Bytes, ApiError> {
+    let value = object.to_json().map_err(|err| {
+        ApiError::BadRequest(format!(
+            "the {} does not encode as JSON: {err}",
+            object.type_info()
+        ))
+    })?;
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|err| ApiError::BadRequest(format!("the object does not encode as JSON: {err}")))
+}
+
+/// A policy by Kubernetes' name.
+pub(crate) fn propagation_policy(text: &str) -> Result<Option<PropagationPolicy>, ApiError> {
+    match text {
+        "" => Ok(None),
+        "Background" => Ok(Some(PropagationPolicy::Background)),
+        "Foreground" => Ok(Some(PropagationPolicy::Foreground)),
+        "Orphan" => Ok(Some(PropagationPolicy::Orphan)),
+        other => Err(ApiError::BadRequest(format!(
+            "invalid propagationPolicy {other:?}: use Background, Foreground or Orphan"
+        ))),
+    }
+}
+
+impl GrpcApi {
+    /// Decodes a request's object strictly: a field the kind does not know is an error, never
+    /// silently dropped.
+    fn decode(&self, request: &proto::ObjectRequest) -> Result<Object, ApiError> {
+        let ops = self
+            .state
+            .registry
+            .ops(&request.api_version, &request.kind)?;
+        let value = serde_json::from_slice(&request.object)
+            .map_err(|err| ApiError::BadRequest(format!("the object is not valid JSON: {err}")))?;
+        ops.decode(value)
+            .and_then(|decoded| decoded.strict())
+            .map_err(|err| ApiError::BadRequest(err.to_string()))
+    }
+
+    /// Counts the call and turns the result into a gRPC response.
+    fn finish<T>(
+        &self,
+        verb: &'static str,
+        kind: &str,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, tonic::Status> {
+        let code = match &result {
+            Ok(_) => 200,
+            Err(err) => err.code(),
+        };
+        self.state.metrics.record("grpc", verb, kind, code);
+        result.map(Response::new).map_err(|err| wire::to_grpc(&err))
+    }
+
+    async fn write(
+        &self,
+        verb: &'static str,
+        request: proto::ObjectRequest,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let result = async {
+            let object = self.decode(&request)?;
+            let registry = &self.state.registry;
+            let stored = match verb {
+                "create" => registry.create(object).await?,
+                "update" => registry.update(object).await?,
+                _ => registry.update_status(object).await?,
+            };
+            Ok(proto::ObjectResponse {
+                object: encode(stored.as_ref())?,
+            })
+        }
+        .await;
+        self.finish(verb, &request.kind, result)
+    }
+}
+
+fn target(target: Option<proto::ObjectRef>) -> Result<proto::ObjectRef, ApiError> {
+    target.ok_or_else(|| ApiError::BadRequest("the request names no object (target)".into()))
+}
+
+/// The gRPC stream of a watch.
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Api for GrpcApi {
+    async fn get(
+        &self,
+        request: Request<proto::ObjectRef>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let result = async {
+            let object = self
+                .state
+                .registry
+                .get(&r.api_version, &r.kind, &r.namespace, &r.name)
+                .await?;
+            Ok(proto::ObjectResponse {
+                object: encode(object.as_ref())?,
+            })
+        }
+        .await;
+        self.finish("get", &r.kind, result)
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let result = async {
+            let options = ListOptions {
+                label_selector: wire::parse_label_selector(&r.label_selector)?,
+                field_selector: wire::parse_field_selector(&r.field_selector)?,
+                limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
+                continue_token: r.continue_token.clone(),
+            };
+            let namespace = (!r.all_namespaces).then_some(r.namespace.as_str());
+            let list = self
+                .state
+                .registry
+                .list(&r.api_version, &r.kind, namespace, &options)
+                .await?;
+            Ok(proto::ListResponse {
+                items: list
+                    .items
+                    .iter()
+                    .map(|item| encode(item.as_ref()))
+                    .collect::<Result<_, _>>()?,
+                resource_version: list.resource_version,
+                continue_token: list.continue_token,
+            })
+        }
+        .await;
+        self.finish("list", &r.kind, result)
+    }
+
+    async fn create(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        self.write("create", request.into_inner()).await
+    }
+
+    async fn update(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        self.write("update", request.into_inner()).await
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        self.write("update_status", request.into_inner()).await
+    }
+
+    async fn patch(
+        &self,
+        request: Request<proto::PatchRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let kind = r
+            .target
+            .as_ref()
+            .map(|t| t.kind.clone())
+            .unwrap_or_default();
+        let result = async {
+            let t = target(r.target)?;
+            let patch = serde_json::from_slice(&r.patch).map_err(|err| {
+                ApiError::BadRequest(format!("the patch is not valid JSON: {err}"))
+            })?;
+            let object = self
+                .state
+                .registry
+                .patch(&t.api_version, &t.kind, &t.namespace, &t.name, &patch)
+                .await?;
+            Ok(proto::ObjectResponse {
+                object: encode(object.as_ref())?,
+            })
+        }
+        .await;
+        self.finish("patch", &kind, result)
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let kind = r
+            .target
+            .as_ref()
+            .map(|t| t.kind.clone())
+            .unwrap_or_default();
+        let result = async {
+            let t = target(r.target)?;
+            let options = DeleteOptions {
+                grace_period_seconds: r.grace_period_seconds,
+                propagation_policy: propagation_policy(&r.propagation_policy)?,
+                resource_version: r.resource_version,
+            };
+            let outcome = self
+                .state
+                .registry
+                .delete(&t.api_version, &t.kind, &t.namespace, &t.name, &options)
+                .await?;
+            Ok(proto::DeleteResponse {
+                deleted: outcome.is_deleted(),
+                object: match &outcome {
+                    DeleteOutcome::Deleted(o) | DeleteOutcome::Pending(o) => encode(o.as_ref())?,
+                },
+            })
+        }
+        .await;
+        self.finish("delete", &kind, result)
+    }
+
+    async fn bind(
+        &self,
+        request: Request<proto::BindRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let result = async {
+            let pod = self
+                .state
+                .registry
+                .registry()
+                .bind(&r.namespace, &r.pod, &r.node)
+                .await?;
+            let json = codec::to_string(&pod)
+                .map_err(|err| ApiError::BadRequest(format!("the Pod does not encode: {err}")))?;
+            Ok(proto::ObjectResponse {
+                object: Bytes::from(json),
+            })
+        }
+        .await;
+        self.finish("bind", "Pod", result)
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<EventStream>, tonic::Status> {
+        let r = request.into_inner();
+        let result = async {
+            let options = WatchOptions {
+                label_selector: wire::parse_label_selector(&r.label_selector)?,
+                field_selector: wire::parse_field_selector(&r.field_selector)?,
+                resource_version: r.resource_version.clone(),
+                bookmark_interval: (r.bookmark_interval_ms > 0)
+                    .then(|| Duration::from_millis(r.bookmark_interval_ms)),
+            };
+            let namespace = (!r.all_namespaces).then_some(r.namespace.as_str());
+            self.state
+                .registry
+                .watch(&r.api_version, &r.kind, namespace, &options)
+                .await
+        }
+        .await;
+        let events = self.finish("watch", &r.kind, result)?.into_inner();
+        let guard = self.state.metrics.watch_opened();
+        // Ends at the first error (sent as an ERROR event, as Kubernetes does) or when the
+        // server shuts down.
+        let stream = futures::stream::unfold(Some((events, guard)), |state| async move {
+            let (mut events, guard) = state?;
+            let event = match events.next().await? {
+                Ok(event) => to_proto(&event),
+                Err(err) => error_event(&err),
+            };
+            let more = event.r#type != "ERROR";
+            Some((Ok(event), more.then_some((events, guard))))
+        })
+        .take_until(self.state.shutdown_signal());
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A watch event on the wire.
+fn to_proto(event: &WatchEvent<Object>) -> proto::WatchEvent {
+    let (kind, object) = match event {
+        WatchEvent::Added(o) => ("ADDED", o),
+        WatchEvent::Modified(o) => ("MODIFIED", o),
+        WatchEvent::Deleted(o) => ("DELETED", o),
+        WatchEvent::Bookmark(rv) => {
+            return proto::WatchEvent {
+                r#type: "BOOKMARK".into(),
+                object: Bytes::new(),
+                resource_version: rv.clone(),
+            };
+        }
+    };
+    match encode(object.as_ref()) {
+        Ok(bytes) => proto::WatchEvent {
+            r#type: kind.into(),
+            resource_version: object.meta().resource_version.clone(),
+            object: bytes,
+        },
+        Err(err) => error_event(&err),
+    }
+}
+
+/// The ERROR event that ends a watch.
+fn error_event(err: &ApiError) -> proto::WatchEvent {
+    proto::WatchEvent {
+        r#type: "ERROR".into(),
+        object: Bytes::from(serde_json::to_vec(&Status::from_error(err)).unwrap_or_default()),
+        resource_version: String::new(),
+    }
+}

@@ -1,0 +1,252 @@
+//! The API server: the registry served over gRPC (for [`RemoteClient`](crate::RemoteClient))
+//! and over HTTP/JSON on Kubernetes' REST paths (for curl and people), both on one listen
+//! address, with `/healthz`, `/readyz` and Prometheus `/metrics`.
+//!
+//! Requests whose `content-type` is `application/grpc...` go to the gRPC service, every other
+//! request to the REST handlers. Both dispatch through a [`DynRegistry`], so the kinds an
+//! embedder registers there are served like the built-in ones, and both report failures as
+//! Kubernetes `Status` objects built from the same [`ApiError`](crate::ApiError).
+//!
+//! ```no_run
+//! use orchestra_api::Registry;
+//! use orchestra_api::registry::DynRegistry;
+//! use orchestra_api::server::ApiServer;
+//! use orchestra_store::MemStore;
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let registry = DynRegistry::new(Registry::new(MemStore::new()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7443").await?;
+//! // Serves until the future completes (here: Ctrl-C), then drains connections.
+//! ApiServer::new(registry)
+//!     .serve(listener, async { tokio::signal::ctrl_c().await.ok(); })
+//!     .await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `grpc`: the `orchestra.api.v1.Api` service.
+//! - `rest`: the HTTP/JSON handlers; `path`: REST paths and query strings, parsed.
+//! - [`metrics`]: request counters and the `/metrics` text.
+
+mod grpc;
+pub mod metrics;
+mod path;
+mod rest;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tower::ServiceExt;
+
+use crate::registry::DynRegistry;
+use crate::wire::proto::api_server::ApiServer as GrpcServer;
+
+pub use metrics::Metrics;
+
+/// The response body of both protocols.
+pub(crate) type Body = tonic::body::Body;
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// The largest HTTP request body read (Kubernetes: 3 MiB); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The bookmark interval of HTTP watches with `allowWatchBookmarks=true`.
+    pub bookmark_interval: Duration,
+    /// How long a shutdown waits for open requests before it closes their connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_body_bytes: 3 * 1024 * 1024,
+            bookmark_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) registry: DynRegistry,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) options: ServerOptions,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl State {
+    /// Completes when the server shuts down (ends watches, which never end by themselves).
+    pub(crate) fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut shutdown = self.shutdown.clone();
+        async move {
+            // An error means the server is gone: shut down too.
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
+    }
+}
+
+/// The API server over a [`DynRegistry`]. See the [module docs](self).
+#[derive(Debug)]
+pub struct ApiServer {
+    registry: DynRegistry,
+    options: ServerOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl ApiServer {
+    /// A server for the registry's kinds, with default options.
+    pub fn new(registry: DynRegistry) -> Self {
+        Self::with_options(registry, ServerOptions::default())
+    }
+
+    /// A server with these options.
+    pub fn with_options(registry: DynRegistry, options: ServerOptions) -> Self {
+        ApiServer {
+            registry,
+            options,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The server's metrics (shared with the running server).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then stops accepting,
+    /// ends open watches, and waits up to [`ServerOptions::shutdown_grace`] for open requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let (stop, stopping) = watch::channel(false);
+        let state = Arc::new(State {
+            registry: self.registry,
+            metrics: self.metrics,
+            options: self.options,
+            shutdown: stopping,
+        });
+        let grpc = GrpcServer::new(grpc::GrpcApi {
+            state: state.clone(),
+        })
+        .max_decoding_message_size(state.options.max_body_bytes.max(16 * 1024 * 1024))
+        .max_encoding_message_size(usize::MAX);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: log, breathe, go on.
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            let grpc = grpc.clone();
+            let service = hyper::service::service_fn(move |request| {
+                dispatch(state.clone(), grpc.clone(), request)
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("API server shutting down");
+        let _ = stop.send(true);
+        let grace = state.options.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "open requests did not finish in time; closing them");
+        }
+        Ok(())
+    }
+
+    /// Binds `addr` (port 0: any free port) and serves in a background task until the
+    /// returned handle is shut down or dropped.
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer {
+            local_addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+/// A server serving in a background task: its address, and a way to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://` and the address, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        }
+    }
+}
+
+/// gRPC or REST, by content-type.
+async fn dispatch(
+    state: Arc<State>,
+    grpc: GrpcServer<grpc::GrpcApi>,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Body>, Infallible> {
+    let is_grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        grpc.oneshot(request).await
+    } else {
+        Ok(rest::handle(&state, request).await)
+    }
+}

@@ -1,0 +1,155 @@
+//! `orchestra server`: the API server (gRPC for `RemoteClient`, HTTP/JSON on Kubernetes' REST
+//! paths for curl, `/healthz`, `/readyz`, `/metrics`) on one address, over the embedded
+//! durable store, an in-memory one, or etcd. Stops cleanly on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use orchestra_api::Registry;
+use orchestra_api::registry::DynRegistry;
+use orchestra_api::server::ApiServer;
+use orchestra_store::{Store, StoreError};
+
+/// Where the server keeps its objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The durable embedded store in `--data-dir` (the default).
+    Embedded,
+    /// In memory: nothing survives a restart.
+    Memory,
+    /// An etcd cluster at `--etcd-endpoints`.
+    Etcd,
+}
+
+/// `orchestra server --listen ADDR --data-dir DIR [--store embedded|memory|etcd --etcd-endpoints URLS]`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The address to serve the API on (gRPC and HTTP on the same port).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// The embedded store's data directory (created if missing).
+    #[arg(long, required_if_eq("store", "embedded"))]
+    pub data_dir: Option<PathBuf>,
+    /// The store behind the API.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// etcd's client URLs, comma-separated (with `--store etcd`).
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    pub etcd_endpoints: Vec<String>,
+}
+
+/// Why `orchestra server` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error("opening the {what} store failed")]
+    Store {
+        /// Which store.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// etcd could not be reached.
+    #[cfg(feature = "etcd")]
+    #[error("connecting to etcd at {endpoints} failed")]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// Why.
+        #[source]
+        source: orchestra_store::etcd::EtcdError,
+    },
+    /// This build has no etcd support.
+    #[cfg(not(feature = "etcd"))]
+    #[error("--store etcd needs a build with the `etcd` feature")]
+    NoEtcd,
+    /// The listen address could not be bound.
+    #[error("listening on {addr} failed")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving the API failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
+    let store = open_store(&args).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let registry = DynRegistry::new(Registry::from_arc(store));
+    tracing::info!(listen = %args.listen, store = ?args.store, "serving the orchestra API (gRPC and HTTP)");
+    ApiServer::new(registry)
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(ServerError::Serve)?;
+    tracing::info!("API server stopped");
+    Ok(())
+}
+
+async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>, ServerError> {
+    match args.store {
+        StoreKind::Memory => Ok(Arc::new(orchestra_store::MemStore::new())),
+        StoreKind::Embedded => {
+            let dir = args.data_dir.clone().unwrap_or_default();
+            let store = orchestra_store::DiskStore::open(&dir)
+                .await
+                .map_err(|source| ServerError::Store {
+                    what: "embedded",
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "etcd")]
+        StoreKind::Etcd => {
+            let options = orchestra_store::EtcdOptions {
+                endpoints: args.etcd_endpoints.clone(),
+                ..Default::default()
+            };
+            let store = orchestra_store::EtcdStore::connect(options)
+                .await
+                .map_err(|source| ServerError::Etcd {
+                    endpoints: args.etcd_endpoints.join(","),
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "etcd"))]
+        StoreKind::Etcd => Err(ServerError::NoEtcd),
+    }
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

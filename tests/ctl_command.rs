@@ -1,0 +1,197 @@
+//! `orchestra ctl`: apply a multi-document manifest (create, then unchanged, then configured),
+//! get objects as tables, JSON and YAML, and readable errors, against `orchestra server` run
+//! by the test on a free loopback port.
+
+#![cfg(feature = "server")]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use orchestra_api::RemoteClient;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start() -> (Server, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args([
+            "server",
+            "--store",
+            "memory",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while RemoteClient::connect(&url).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orchestra server did not come up in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (server, url)
+}
+
+fn ctl(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .arg("ctl")
+        .args(args)
+        .env("ORCHESTRA_SERVER", url)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "ctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const MANIFEST: &str = r#"
+# a service and its deployment, and one bare pod
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tools, namespace: shop, labels: {app: tools}}
+spec:
+  containers: [{name: sh, image: "busybox:1.36"}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_get() {
+    let (_server, url) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.yaml");
+    std::fs::write(&file, MANIFEST).unwrap();
+    let file = file.to_str().unwrap();
+
+    let out = stdout(&ctl(&url, &["apply", "-f", file]));
+    assert_eq!(
+        out,
+        "service/web created\ndeployment/web created\npod/tools created\n"
+    );
+    let out = stdout(&ctl(&url, &["apply", "-f", file]));
+    assert_eq!(
+        out,
+        "service/web unchanged\ndeployment/web unchanged\npod/tools unchanged\n"
+    );
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        MANIFEST.replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    let out = stdout(&ctl(&url, &["apply", "-f", dir.path().to_str().unwrap()]));
+    assert_eq!(
+        out,
+        "service/web unchanged\ndeployment/web configured\npod/tools unchanged\n"
+    );
+
+    let table = stdout(&ctl(&url, &["get", "pods", "-n", "shop"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "NAME    READY   STATUS    RESTARTS   AGE   NODE");
+    assert!(
+        lines[1].starts_with("tools   0/1     Pending   0          "),
+        "{table}"
+    );
+    assert!(lines[1].ends_with("<none>"), "{table}");
+    let table = stdout(&ctl(&url, &["get", "deploy", "-A"]));
+    assert!(
+        table.starts_with(
+            "NAMESPACE   NAME   READY   AVAILABLE   AGE\nshop        web    0/3     0"
+        ),
+        "{table}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&ctl(
+        &url,
+        &["get", "po", "tools", "-n", "shop", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(json["kind"], "Pod");
+    assert_eq!(json["spec"]["containers"][0]["image"], "busybox:1.36");
+    let yaml = stdout(&ctl(
+        &url,
+        &[
+            "get", "services", "-n", "shop", "-o", "yaml", "-l", "app!=x",
+        ],
+    ));
+    assert!(
+        yaml.contains("kind: List") && yaml.contains("name: web"),
+        "{yaml}"
+    );
+
+    let empty = ctl(&url, &["get", "pods", "-n", "nowhere"]);
+    assert!(empty.status.success());
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("No resources found in nowhere namespace.")
+    );
+    let missing = ctl(&url, &["get", "pod", "nope", "-n", "shop"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Pod \"shop/nope\" not found"),
+        "{missing:?}"
+    );
+    let unknown = ctl(&url, &["get", "widgets"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("unknown kind \"widgets\""),
+        "{unknown:?}"
+    );
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\n",
+    )
+    .unwrap();
+    let bad = ctl(
+        &url,
+        &["apply", "-f", dir.path().join("bad.yaml").to_str().unwrap()],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("metadata.name"),
+        "{bad:?}"
+    );
+}

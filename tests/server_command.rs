@@ -1,0 +1,116 @@
+//! `orchestra server`: the binary serves the API over the embedded store on one address, a
+//! pod created through `RemoteClient` reads back over gRPC and over HTTP, the server stops with
+//! exit 0 on SIGTERM (even with a watch open), and the pod is there after a restart.
+
+#![cfg(feature = "server")]
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestra_api::registry::WatchOptions;
+use orchestra_api::resources::Pod;
+use orchestra_api::{Client, RemoteClient, testing};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(port: u16, data_dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Connects, retrying while the server starts (a failure guard, not a timing assumption).
+async fn connect(port: u16) -> RemoteClient {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = RemoteClient::connect(&format!("http://127.0.0.1:{port}")).await {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orchestra server did not come up in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET (the server speaks HTTP/JSON on the gRPC port).
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn stop(mut child: Child) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "orchestra server should exit 0 on SIGTERM, got {exit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_api_and_keeps_objects_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start(port, dir.path());
+    let client = connect(port).await;
+    let created = client
+        .create(&testing::pod("shop", "web", "web"))
+        .await
+        .unwrap();
+    let read: Pod = client.get("shop", "web").await.unwrap();
+    assert_eq!(read, created);
+    let over_http = http_get(port, "/api/v1/namespaces/shop/pods/web");
+    assert!(over_http.starts_with("HTTP/1.1 200"), "{over_http}");
+    assert!(
+        over_http.contains(&format!(
+            "\"resourceVersion\":\"{}\"",
+            created.metadata.resource_version
+        )),
+        "{over_http}"
+    );
+    assert!(http_get(port, "/healthz").ends_with("ok"));
+    // An open watch must not keep the server from stopping.
+    let mut watch = client
+        .watch::<Pod>(Some("shop"), &WatchOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(watch.next().await, Some(Ok(_))));
+    stop(server);
+    drop((watch, client));
+
+    let port = free_port();
+    let server = start(port, dir.path());
+    let client = connect(port).await;
+    let read: Pod = client.get("shop", "web").await.unwrap();
+    assert_eq!(read, created, "the pod survived the restart");
+    drop(client);
+    stop(server);
+}
