@@ -1,20 +1,22 @@
 //! The `orchestra` binary: one command for every part of an orchestra cluster.
 //!
-//! Today it serves the API (`orchestra server ...`) and talks to it (`orchestra ctl apply|get`),
-//! serves the store over etcd's v3 API
-//! (`orchestra etcd ...`) and runs the store benchmark (`orchestra bench store ...`); the
-//! rest of the control plane (`scheduler`,
-//! `controller-manager`), the node `agent`, `cluster` and `ctl` arrive with the issues that
-//! build those components (see `docs/architecture.md`).
+//! Today it serves the API (`orchestra server ...`) and talks to it as kubectl does
+//! (`orchestra ctl apply|get|describe|delete`), serves the store over etcd's v3 API
+//! (`orchestra etcd ...`) and runs the benchmarks (`orchestra bench ...`); the rest of the
+//! control plane (`scheduler`, `controller-manager`), the node `agent` and `cluster` arrive
+//! with the issues that build those components (see `docs/architecture.md`).
 //! Logs go to stderr through `tracing` (filter with `RUST_LOG`, default `info`); results go
 //! to stdout.
 //!
 //! # Layout
 //! - `cli`: the command line (clap derive), one module per command family.
 //! - `bench`: `orchestra bench ...`, the benchmarks.
+//! - `ctl`: what `orchestra ctl` does, over any `Client`.
 
 mod bench;
 mod cli;
+#[cfg(feature = "server")]
+mod ctl;
 
 /// mimalloc instead of the system allocator: the store allocates and frees a few small objects
 /// per write (events, versions, responses), and glibc's malloc, with its arena locks and
@@ -47,7 +49,7 @@ enum Error {
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
-    Ctl(#[from] cli::ctl::CtlError),
+    Ctl(#[from] ctl::CtlError),
     /// The async runtime could not start.
     #[error("starting the tokio runtime failed")]
     Runtime(#[source] std::io::Error),
@@ -81,7 +83,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             #[cfg(feature = "server")]
             Command::Server(args) => cli::server::run(args).await?,
             #[cfg(feature = "server")]
-            Command::Ctl(args) => cli::ctl::run(args).await?,
+            Command::Ctl(args) => {
+                let client = orchestra_api::RemoteClient::connect(&args.server)
+                    .await
+                    .map_err(|source| ctl::CtlError::Connect {
+                        server: args.server.clone(),
+                        source,
+                    })?;
+                let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+                ctl::run(&client, &args, &mut out, &mut err).await?
+            }
         }
         Ok(())
     })

@@ -140,7 +140,7 @@ async fn apply_and_get() {
     let table = stdout(&ctl(&url, &["get", "deploy", "-A"]));
     assert!(
         table.starts_with(
-            "NAMESPACE   NAME   READY   AVAILABLE   AGE\nshop        web    0/3     0"
+            "NAMESPACE   NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nshop        web    0/3     0            0"
         ),
         "{table}"
     );
@@ -177,7 +177,8 @@ async fn apply_and_get() {
     let unknown = ctl(&url, &["get", "widgets"]);
     assert!(!unknown.status.success());
     assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("unknown kind \"widgets\""),
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("doesn't have a resource type \"widgets\""),
         "{unknown:?}"
     );
     std::fs::write(
@@ -194,4 +195,15 @@ async fn apply_and_get() {
         String::from_utf8_lossy(&bad.stderr).contains("metadata.name"),
         "{bad:?}"
     );
+
+    let described = stdout(&ctl(&url, &["describe", "deploy", "web", "-n", "shop"]));
+    assert!(
+        described.starts_with("Name:         web\nNamespace:    shop\n"),
+        "{described}"
+    );
+    assert!(described.contains("replicas: 3"), "{described}");
+    let deleted = stdout(&ctl(&url, &["delete", "pod", "tools", "-n", "shop"]));
+    assert_eq!(deleted, "pod \"tools\" deleted\n");
+    let gone = ctl(&url, &["get", "pod", "tools", "-n", "shop"]);
+    assert!(!gone.status.success());
 }

@@ -6,9 +6,9 @@
 //!
 //! # Layout
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
+//! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
-//! - [`ctl`]: `orchestra ctl ...`, kubectl's habits over `RemoteClient` (apply, get).
 
 pub mod bench;
 #[cfg(feature = "server")]
@@ -50,7 +50,7 @@ pub enum Command {
     /// with /healthz, /readyz and /metrics, on one address.
     #[cfg(feature = "server")]
     Server(ServerArgs),
-    /// Talk to an API server as kubectl does: apply manifests, get objects.
+    /// Talk to an API server as kubectl does: apply, get, describe, delete.
     #[cfg(feature = "server")]
     Ctl(CtlArgs),
 }

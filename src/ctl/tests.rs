@@ -1,0 +1,239 @@
+//! `ctl` end to end over a `LocalClient`: the command lines a user types, parsed by clap, and
+//! the exact text they print.
+
+use clap::Parser;
+use orchestra::api::LocalClient;
+use orchestra::store::MemStore;
+
+use super::*;
+use crate::cli::{Cli, Command};
+
+const MANIFEST: &str = r#"
+# A service and its deployment, as people write them.
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  selector: {app: web}
+  ports:
+    - port: 80
+      targetPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: debug
+  labels: {app: debug}
+spec:
+  containers:
+    - name: sh
+      image: busybox
+"#;
+
+/// Run `orchestra ctl ...` and return (stdout, stderr) or the error.
+async fn ctl(client: &LocalClient, line: &str) -> Result<(String, String), CtlError> {
+    let argv = std::iter::once("orchestra").chain(line.split_whitespace());
+    let cli = Cli::try_parse_from(argv).expect("the command line parses");
+    let Command::Ctl(args) = cli.command else {
+        panic!("not a ctl command: {line}");
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    run(client, &args, &mut out, &mut err).await?;
+    Ok((
+        String::from_utf8(out).expect("utf-8"),
+        String::from_utf8(err).expect("utf-8"),
+    ))
+}
+
+fn manifest_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .suffix(".yaml")
+        .tempfile()
+        .expect("temp file");
+    std::fs::write(file.path(), text).expect("write the manifest");
+    file
+}
+
+#[tokio::test]
+async fn apply_creates_then_leaves_unchanged_then_configures() {
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(MANIFEST);
+    let apply = format!("ctl apply -f {}", file.path().display());
+    let (out, err) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "service/web created\ndeployment/web created\npod/debug created\n"
+    );
+    assert_eq!(err, "");
+
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "service/web unchanged\ndeployment/web unchanged\npod/debug unchanged\n"
+    );
+
+    std::fs::write(file.path(), MANIFEST.replace("replicas: 3", "replicas: 5")).unwrap();
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "service/web unchanged\ndeployment/web configured\npod/debug unchanged\n"
+    );
+    let (out, _) = ctl(&client, "ctl get deploy web -o json").await.unwrap();
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["spec"]["replicas"], 5);
+    assert_eq!(value["kind"], "Deployment");
+}
+
+#[tokio::test]
+async fn get_prints_kubectl_tables_lists_and_selections() {
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(MANIFEST);
+    ctl(&client, &format!("ctl apply -f {}", file.path().display()))
+        .await
+        .unwrap();
+
+    let (out, _) = ctl(&client, "ctl get pods").await.unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("NAME    READY   STATUS    RESTARTS   AGE   NODE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("debug   0/1     Pending   0          "),
+        "{out}"
+    );
+
+    let (out, _) = ctl(&client, "ctl get svc -o wide").await.unwrap();
+    assert!(out.contains("80/TCP"), "{out}");
+    assert!(out.contains("app=web"), "{out}");
+
+    let (out, _) = ctl(&client, "ctl get deployments -o yaml").await.unwrap();
+    let list: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["metadata"]["name"], "web");
+
+    let (out, err) = ctl(&client, "ctl get pods -l app=web").await.unwrap();
+    assert_eq!(out, "");
+    assert_eq!(err, "No resources found in default namespace.\n");
+
+    let (out, _) = ctl(&client, "ctl get po -A").await.unwrap();
+    assert!(out.starts_with("NAMESPACE   NAME"), "{out}");
+}
+
+#[tokio::test]
+async fn describe_shows_metadata_spec_and_events() {
+    use orchestra::api::resources::{Event, ObjectReference};
+    use orchestra::api::{Client, ObjectMeta};
+
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(MANIFEST);
+    ctl(&client, &format!("ctl apply -f {}", file.path().display()))
+        .await
+        .unwrap();
+    let event = Event {
+        metadata: ObjectMeta::namespaced("default", "debug.1"),
+        involved_object: ObjectReference {
+            kind: "Pod".into(),
+            name: "debug".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        },
+        reason: "FailedScheduling".into(),
+        message: "0/0 nodes are available".into(),
+        type_: "Warning".into(),
+        ..Default::default()
+    };
+    client.create(&event).await.unwrap();
+
+    let (out, _) = ctl(&client, "ctl describe pod debug").await.unwrap();
+    assert!(
+        out.starts_with("Name:         debug\nNamespace:    default\n"),
+        "{out}"
+    );
+    assert!(out.contains("Labels:       app=debug"), "{out}");
+    assert!(out.contains("Spec:\n  containers:"), "{out}");
+    assert!(out.contains("FailedScheduling"), "{out}");
+    assert!(out.contains("0/0 nodes are available"), "{out}");
+}
+
+#[tokio::test]
+async fn delete_removes_and_errors_name_what_was_wrong() {
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(MANIFEST);
+    ctl(&client, &format!("ctl apply -f {}", file.path().display()))
+        .await
+        .unwrap();
+    let (out, _) = ctl(&client, "ctl delete pod debug").await.unwrap();
+    assert_eq!(out, "pod \"debug\" deleted\n");
+
+    let err = ctl(&client, "ctl get pod debug").await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    let err = ctl(&client, "ctl get pdos").await.unwrap_err();
+    assert!(err.to_string().contains("resource type \"pdos\""), "{err}");
+    let err = ctl(&client, "ctl get pods -l app=(").await.unwrap_err();
+    assert!(err.to_string().contains("invalid label selector"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_manifest_names_the_file_and_document_and_writes_nothing() {
+    let client = LocalClient::new(MemStore::new());
+    let good = manifest_file(MANIFEST);
+    let bad =
+        manifest_file("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: 3\n");
+    let line = format!(
+        "ctl apply -f {} -f {}",
+        good.path().display(),
+        bad.path().display()
+    );
+    let err = ctl(&client, &line).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&bad.path().display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("spec.containers"), "{message}");
+    let (_, notice) = ctl(&client, "ctl get pods").await.unwrap();
+    assert_eq!(
+        notice, "No resources found in default namespace.\n",
+        "nothing was applied"
+    );
+
+    let unknown = manifest_file(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: y}\nspec:\n  containers: [{name: c, image: i}]\n  bogus: 1\n",
+    );
+    let (out, warning) = ctl(
+        &client,
+        &format!("ctl apply -f {}", unknown.path().display()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, "pod/y created\n");
+    assert!(warning.contains("spec.bogus: unknown field"), "{warning}");
+    let strict = ctl(
+        &client,
+        &format!("ctl apply --strict -f {}", unknown.path().display()),
+    )
+    .await
+    .unwrap_err();
+    assert!(strict.to_string().contains("spec.bogus"), "{strict}");
+}
