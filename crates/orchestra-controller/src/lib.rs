@@ -61,7 +61,7 @@
 //! - [`informer`]: [`SharedInformers`], [`Informer`] and their [`informer::Notification`]s.
 //! - [`controller`]: [`Controller`], the builder and runner.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
-//! - [`controllers`]: the built-in ReplicaSet and Endpoints controllers.
+//! - [`controllers`]: the built-in ReplicaSet, Deployment and Endpoints controllers.
 
 pub mod controller;
 pub mod controllers;
