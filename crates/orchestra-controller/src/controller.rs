@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,6 +21,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::informer::{Informer, Notification, SharedInformers};
+use crate::metrics::Metrics;
 use crate::queue::{RateLimiter, WorkQueue, default_controller_rate_limiter};
 use crate::reconciler::{Action, Context, Reconciler};
 
@@ -36,7 +38,12 @@ struct Source {
 
 /// Starts feeding a queue until the stop signal.
 type SourceRun = Box<
-    dyn FnOnce(WorkQueue<ObjectKey>, Resync, watch::Receiver<bool>) -> BoxFuture<'static, ()>
+    dyn FnOnce(
+            WorkQueue<ObjectKey>,
+            Resync,
+            watch::Receiver<bool>,
+            Duration,
+        ) -> BoxFuture<'static, ()>
         + Send,
 >;
 
@@ -52,7 +59,9 @@ pub struct Controller<R: Reconciler, C> {
     primary: Informer<R::Object>,
     sources: Vec<Source>,
     concurrency: usize,
+    debounce: Duration,
     queue: WorkQueue<ObjectKey>,
+    metrics: Arc<Metrics>,
 }
 
 impl<R: Reconciler, C> std::fmt::Debug for Controller<R, C> {
@@ -81,7 +90,9 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
             primary: primary.clone(),
             sources: Vec::new(),
             concurrency: 1,
+            debounce: Duration::ZERO,
             queue: WorkQueue::with_rate_limiter(default_controller_rate_limiter()),
+            metrics: Arc::default(),
         };
         controller.add_source(primary, Arc::new(keys_of::<R::Object>));
         controller
@@ -96,6 +107,14 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
     /// Runs up to `workers` reconciles at once (of different keys; at least 1).
     pub fn concurrency(mut self, workers: usize) -> Self {
         self.concurrency = workers.max(1);
+        self
+    }
+
+    /// Waits `delay` after a change before reconciling its key, so that a burst of changes
+    /// (a rollout touching many pods) makes one reconcile instead of many (default: none). The
+    /// first change of a burst sets the time; later ones within it are merged into it.
+    pub fn debounce(mut self, delay: Duration) -> Self {
+        self.debounce = delay;
         self
     }
 
@@ -131,6 +150,16 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
         self.queue.clone()
     }
 
+    /// The controller's metrics (call after [`Controller::name`]): counters and the queue, in
+    /// Prometheus' text format with [`MetricsHandle::render`].
+    pub fn metrics(&self) -> MetricsHandle {
+        MetricsHandle {
+            name: Arc::from(self.name.as_str()),
+            queue: self.queue.clone(),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
     /// The primary kind's cache.
     pub fn store(&self) -> Store<R::Object> {
         self.primary.store().clone()
@@ -147,8 +176,8 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
             }
             .boxed()
         };
-        let run = Box::new(move |queue, resync, stop| {
-            feed(receiver, mapper, queue, resync, stop).boxed()
+        let run = Box::new(move |queue, resync, stop, debounce| {
+            feed(receiver, mapper, queue, resync, stop, debounce).boxed()
         });
         self.sources.push(Source { ready, run });
     }
@@ -163,7 +192,9 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
             primary,
             sources,
             concurrency,
+            debounce,
             queue,
+            metrics,
             ..
         } = self;
         let name: Arc<str> = Arc::from(name);
@@ -183,7 +214,12 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
         let mut readiness = Vec::new();
         for source in sources {
             readiness.push(source.ready);
-            tasks.spawn((source.run)(queue.clone(), resync.clone(), stop_rx.clone()));
+            tasks.spawn((source.run)(
+                queue.clone(),
+                resync.clone(),
+                stop_rx.clone(),
+                debounce,
+            ));
         }
         let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
@@ -205,6 +241,7 @@ impl<R: Reconciler, C: Client> Controller<R, C> {
                 Arc::clone(&reconciler),
                 store.clone(),
                 queue.clone(),
+                Arc::clone(&metrics),
                 stop_rx.clone(),
             ));
         }
@@ -242,6 +279,7 @@ async fn feed<K: Resource>(
     queue: WorkQueue<ObjectKey>,
     resync: Resync,
     mut stop: watch::Receiver<bool>,
+    debounce: Duration,
 ) {
     loop {
         let received = tokio::select! {
@@ -253,7 +291,7 @@ async fn feed<K: Resource>(
             Ok(notification) => {
                 for object in notification.objects() {
                     for key in mapper(object) {
-                        queue.add(key);
+                        queue.add_after(key, debounce);
                     }
                 }
             }
@@ -275,6 +313,7 @@ async fn work<R: Reconciler>(
     reconciler: Arc<R>,
     store: Store<R::Object>,
     queue: WorkQueue<ObjectKey>,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -286,7 +325,12 @@ async fn work<R: Reconciler>(
                 None => return,
             },
         };
-        reconcile_one(&name, reconciler.as_ref(), &store, &queue, &key).await;
+        let started = tokio::time::Instant::now();
+        let ok = reconcile_one(&name, reconciler.as_ref(), &store, &queue, &key).await;
+        metrics.record(started.elapsed(), ok);
+        if !ok {
+            metrics.record_retry();
+        }
         queue.done(&key);
     }
 }
@@ -297,35 +341,56 @@ async fn reconcile_one<R: Reconciler>(
     store: &Store<R::Object>,
     queue: &WorkQueue<ObjectKey>,
     key: &ObjectKey,
-) {
+) -> bool {
     let ctx = Context::new(name, key.clone())
         .with_retries(queue.num_requeues(key), std::time::Duration::ZERO);
-    let action = match store.get(&key.namespace, &key.name) {
+    let (action, ok) = match store.get(&key.namespace, &key.name) {
         Some(object) => match reconciler.reconcile(Arc::clone(&object), &ctx).await {
             Ok(action) => {
                 queue.forget(key);
-                action
+                (action, true)
             }
             Err(err) => {
                 let backoff = queue.next_backoff(key);
                 tracing::warn!(controller = %name, namespace = %key.namespace, name = %key.name, error = %err, retry_in = ?backoff, "reconcile failed");
                 let ctx = ctx.with_retries(queue.num_requeues(key), backoff);
-                reconciler.error_policy(&object, &err, &ctx)
+                (reconciler.error_policy(&object, &err, &ctx), false)
             }
         },
         None => match reconciler.deleted(key, &ctx).await {
             Ok(action) => {
                 queue.forget(key);
-                action
+                (action, true)
             }
             Err(err) => {
                 let backoff = queue.next_backoff(key);
                 tracing::warn!(controller = %name, namespace = %key.namespace, name = %key.name, error = %err, retry_in = ?backoff, "cleanup after deletion failed");
-                Action::Requeue(backoff)
+                (Action::Requeue(backoff), false)
             }
         },
     };
     if let Action::Requeue(delay) = action {
         queue.add_after(key.clone(), delay);
+    }
+    ok
+}
+
+/// Reads a controller's metrics while it runs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MetricsHandle {
+    name: Arc<str>,
+    queue: WorkQueue<ObjectKey>,
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsHandle {
+    /// The counters.
+    pub fn counters(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Everything in Prometheus' text format, labelled `controller="<name>"`.
+    pub fn render(&self) -> String {
+        self.metrics.render(&self.name, &self.queue)
     }
 }

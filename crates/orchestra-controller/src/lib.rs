@@ -60,6 +60,7 @@
 //! - [`reconciler`]: [`Reconciler`], [`Action`], [`Context`].
 //! - [`informer`]: [`SharedInformers`], [`Informer`] and their [`informer::Notification`]s.
 //! - [`controller`]: [`Controller`], the builder and runner.
+//! - [`metrics`]: per-controller counters in Prometheus' text format.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
 //! - [`controllers`]: the built-in ReplicaSet, Deployment and Endpoints controllers.
 
@@ -67,6 +68,7 @@ pub mod controller;
 pub mod controllers;
 pub mod finalizer;
 pub mod informer;
+pub mod metrics;
 pub mod queue;
 pub mod reconciler;
 

@@ -207,7 +207,9 @@ async fn errors_back_off_exponentially_and_success_resets_the_backoff() {
         .lock()
         .unwrap()
         .insert("flaky".into(), 4);
-    let running = start(Controller::new(Shared(Arc::clone(&recorder)), &informers));
+    let controller = Controller::new(Shared(Arc::clone(&recorder)), &informers).name("flaky");
+    let metrics = controller.metrics();
+    let running = start(controller);
     eventually("four failures and a success", || {
         recorder.calls_of("flaky").len() == 5
     })
@@ -221,6 +223,16 @@ async fn errors_back_off_exponentially_and_success_resets_the_backoff() {
     );
     let retries: Vec<u32> = calls.iter().map(|(_, r)| *r).collect();
     assert_eq!(retries, [0, 1, 2, 3, 4]);
+    let counters = metrics.counters();
+    assert_eq!(
+        (counters.errors(), counters.retries(), counters.successes()),
+        (4, 4, 1)
+    );
+    assert!(
+        metrics
+            .render()
+            .contains("orchestra_controller_reconcile_errors_total{controller=\"flaky\"} 4")
+    );
 
     // After the success the backoff starts over.
     recorder
@@ -477,4 +489,34 @@ async fn finalizer_adds_applies_cleans_up_then_removes_idempotently() {
         log.lock().unwrap().as_slice(),
         ["apply", "apply", "cleanup", "cleanup", "cleanup"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn debounce_merges_a_burst_of_changes_into_one_reconcile() {
+    let client = LocalClient::new(MemStore::new());
+    client
+        .create(&testing::pod("ns", "busy", "web"))
+        .await
+        .unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let recorder = Arc::new(Recorder::default());
+    let controller = Controller::new(Shared(Arc::clone(&recorder)), &informers)
+        .debounce(Duration::from_millis(100));
+    let running = start(controller);
+    eventually("initial reconcile", || recorder.calls_of("busy").len() == 1).await;
+    // The informer's first list reaches the queue debounced too: let it pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = recorder.calls_of("busy").len();
+    let first_change = Instant::now();
+    for i in 0..5 {
+        let mut pod: Pod = client.get("ns", "busy").await.unwrap();
+        pod.metadata.labels.insert("i".into(), i.to_string());
+        client.update(&pod).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = recorder.calls_of("busy");
+    assert_eq!(calls.len(), before + 1, "one reconcile for the burst");
+    assert_eq!(calls[before].0 - first_change, Duration::from_millis(100));
+    running.stop().await;
 }
