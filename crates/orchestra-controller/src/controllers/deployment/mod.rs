@@ -1,0 +1,265 @@
+//! The Deployment controller: rolls pods from one template to the next through replica sets,
+//! RollingUpdate (within `maxSurge` and `maxUnavailable`, 25% each by default) or Recreate,
+//! with the `pod-template-hash` label, revision annotations and `revisionHistoryLimit`.
+//!
+//! Decisions are [`plan::plan`]'s (pure); this module carries them out through conditional
+//! updates and waits until the replica set cache shows its writes before deciding again. Not
+//! yet: `progressDeadlineSeconds` and the Progressing condition, proportional scaling of
+//! several replica sets when `replicas` changes mid-rollout, adoption of orphan replica sets,
+//! rollback by `rollout undo` (re-applying an old template works: its replica set becomes new
+//! again, with the next revision).
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestra_api::reflector::index;
+use orchestra_api::registry::DeleteOptions;
+use orchestra_api::resources::{Deployment, ReplicaSet};
+use orchestra_api::{ApiError, Client};
+
+use crate::controller::Controller;
+use crate::controllers::expectations::Expectations;
+use crate::informer::{Informer, SharedInformers};
+use crate::reconciler::{Action, Context, Reconciler};
+
+/// The replica set cache's index by controller uid.
+const CONTROLLER_INDEX: &str = "controller-uid";
+
+/// How long one reconcile waits for the cache to show its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a Deployment sync failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// The rollout settings are invalid.
+    #[error("deployment {name:?}: {source}")]
+    Plan {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: plan::PlanError,
+    },
+    /// A write failed; the next sync starts over from the cache.
+    #[error("deployment {name:?}: could not {action}: {source}")]
+    Api {
+        /// `namespace/name`.
+        name: String,
+        /// What was being done.
+        action: &'static str,
+        /// The API's answer.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// The Deployment reconciler. Build a ready-to-run controller with
+/// [`DeploymentController::controller`].
+pub struct DeploymentController<C> {
+    client: C,
+    replica_sets: Informer<ReplicaSet>,
+    expectations: Expectations,
+}
+
+impl<C> std::fmt::Debug for DeploymentController<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentController")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Client> DeploymentController<C> {
+    /// The reconciler, reading replica sets from `informers`.
+    pub fn new(informers: &SharedInformers<C>) -> Self {
+        let replica_sets = informers.informer::<ReplicaSet>();
+        // Shared with other controllers: an existing index is the same function.
+        let _ = replica_sets
+            .store()
+            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<ReplicaSet>);
+        DeploymentController {
+            client: informers.client().clone(),
+            replica_sets,
+            expectations: Expectations::default(),
+        }
+    }
+
+    /// The controller: Deployments and the replica sets they own.
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        Controller::new(Self::new(informers), informers)
+            .name("deployment")
+            .owns::<ReplicaSet>()
+    }
+
+    async fn sync(&self, deployment: &Deployment, name: &str) -> Result<(), DeploymentError> {
+        let api = |action: &'static str| {
+            move |source| DeploymentError::Api {
+                name: name.to_owned(),
+                action,
+                source,
+            }
+        };
+        let owned = self
+            .replica_sets
+            .store()
+            .by_index(CONTROLLER_INDEX, &deployment.metadata.uid)
+            .unwrap_or_default();
+        let plan = plan::plan(deployment, &owned).map_err(|source| DeploymentError::Plan {
+            name: name.to_owned(),
+            source,
+        })?;
+        let mut written = 0i64;
+        let result = self.execute(deployment, &plan, &mut written).await;
+        if written > 0 {
+            let key = orchestra_api::reflector::ObjectKey::of(deployment);
+            self.expectations.expect(&key, written);
+            if tokio::time::timeout(CACHE_WAIT, self.replica_sets.wait_for_revision(written))
+                .await
+                .is_ok()
+            {
+                self.expectations.forget(&key);
+            }
+        }
+        result.map_err(|(action, err)| api(action)(err))?;
+
+        let mut current = deployment.clone();
+        if let Some(revision) = &plan.deployment_revision {
+            current
+                .metadata
+                .annotations
+                .insert(plan::REVISION_ANNOTATION.into(), revision.clone());
+            current = self
+                .client
+                .update(&current)
+                .await
+                .map_err(api("annotate the revision"))?;
+        }
+        if current.status.as_ref() != Some(&plan.status) {
+            current.status = Some(plan.status.clone());
+            self.client
+                .update_status(&current)
+                .await
+                .map_err(api("update the status"))?;
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        deployment: &Deployment,
+        plan: &plan::Plan,
+        written: &mut i64,
+    ) -> Result<(), (&'static str, ApiError)> {
+        let mut note = |rv: &str| *written = (*written).max(rv.parse().unwrap_or(0));
+        let store = self.replica_sets.store();
+        let namespace = &deployment.metadata.namespace;
+        if let Some(rs) = &plan.create {
+            match self.client.create(rs).await {
+                Ok(created) => note(&created.metadata.resource_version),
+                Err(ApiError::AlreadyExists { .. }) => {
+                    // Either the cache is behind (the next event brings it) or another
+                    // template hashed to the same name: count a collision so that the next
+                    // name differs.
+                    let existing: ReplicaSet = self
+                        .client
+                        .get(namespace, &rs.metadata.name)
+                        .await
+                        .map_err(|e| ("read a replica set", e))?;
+                    let ours = existing
+                        .metadata
+                        .controller_ref()
+                        .is_some_and(|o| o.uid == deployment.metadata.uid);
+                    if !ours || existing.spec.template != rs.spec.template {
+                        let mut bumped = deployment.clone();
+                        let status = bumped.status.get_or_insert_with(Default::default);
+                        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+                        self.client
+                            .update_status(&bumped)
+                            .await
+                            .map_err(|e| ("count a hash collision", e))?;
+                        return Err((
+                            "create the replica set (its name was taken; retrying with another)",
+                            ApiError::AlreadyExists {
+                                kind: "ReplicaSet",
+                                name: rs.metadata.name.clone(),
+                            },
+                        ));
+                    }
+                }
+                Err(err) => return Err(("create the replica set", err)),
+            }
+        }
+        for (name, revision) in &plan.set_revision {
+            let Some(rs) = store.get(namespace, name) else {
+                continue;
+            };
+            let mut rs = (*rs).clone();
+            rs.metadata
+                .annotations
+                .insert(plan::REVISION_ANNOTATION.into(), revision.clone());
+            let rs = self
+                .client
+                .update(&rs)
+                .await
+                .map_err(|e| ("set a revision", e))?;
+            note(&rs.metadata.resource_version);
+        }
+        for (name, replicas) in &plan.scale {
+            // Read again when the revision was just set: the cached copy is stale then.
+            let rs = match store.get(namespace, name) {
+                Some(rs) if !plan.set_revision.iter().any(|(n, _)| n == name) => (*rs).clone(),
+                _ => self
+                    .client
+                    .get(namespace, name)
+                    .await
+                    .map_err(|e| ("read a replica set", e))?,
+            };
+            let mut rs = rs;
+            rs.spec.replicas = Some(*replicas);
+            let rs = self
+                .client
+                .update(&rs)
+                .await
+                .map_err(|e| ("scale a replica set", e))?;
+            note(&rs.metadata.resource_version);
+        }
+        for name in &plan.delete {
+            match self
+                .client
+                .delete::<ReplicaSet>(namespace, name, &DeleteOptions::default())
+                .await
+            {
+                Ok(outcome) => note(&outcome.object().metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("delete an old replica set", err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<C: Client> Reconciler for DeploymentController<C> {
+    type Object = Deployment;
+    type Error = DeploymentError;
+
+    async fn reconcile(
+        &self,
+        deployment: Arc<Deployment>,
+        ctx: &Context,
+    ) -> Result<Action, Self::Error> {
+        let key = ctx.key();
+        if let Some(revision) = self.expectations.unmet(key, self.replica_sets.revision()) {
+            let wait = self.replica_sets.wait_for_revision(revision);
+            if tokio::time::timeout(CACHE_WAIT, wait).await.is_err() {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            self.expectations.forget(key);
+        }
+        let name = format!("{}/{}", key.namespace, key.name);
+        self.sync(&deployment, &name).await?;
+        Ok(Action::AwaitChange)
+    }
+}

@@ -1,0 +1,20 @@
+//! The built-in controllers. Each keeps its decisions in a pure `plan` module (state in, exact
+//! actions out) and carries them out through a [`Client`](orchestra_api::Client) in its
+//! reconciler.
+//!
+//! # Layout
+//! - [`replica_set`]: pods to match `spec.replicas`, adoption and release, status.
+//! - [`deployment`]: rolling and recreating updates through replica sets, revisions.
+//! - [`endpoints`]: the ready and not-ready addresses of each selector Service's pods.
+//! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
+//! - [`expectations`]: waiting for the cache to show a controller's own writes.
+
+pub mod deployment;
+pub mod endpoints;
+pub mod expectations;
+pub mod pods;
+pub mod replica_set;
+
+pub use deployment::DeploymentController;
+pub use endpoints::EndpointsController;
+pub use replica_set::ReplicaSetController;

@@ -1,0 +1,255 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods from the template, adopting
+//! matching orphans and releasing pods that stopped matching, and reports the counts in
+//! `status`.
+//!
+//! Decisions are [`plan::plan`]'s (pure); this module carries them out: adoption and release
+//! as updates conditional on the pod's resourceVersion, creations in slow-start batches (1, 2,
+//! 4, ...; a failing batch stops the rest), deletions at once, then the status. Before it
+//! decides, it waits until the pod cache shows its previous writes ([`Expectations`]).
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::registry::DeleteOptions;
+use orchestra_api::resources::{Pod, ReplicaSet};
+use orchestra_api::{ApiError, Client, Selector, SelectorError};
+
+use crate::controller::Controller;
+use crate::controllers::expectations::Expectations;
+use crate::informer::{Informer, SharedInformers};
+use crate::reconciler::{Action, Context, Reconciler};
+
+/// The index of pods by namespace that the controllers share.
+pub(crate) const NAMESPACE_INDEX: &str = "namespace";
+
+/// How long one reconcile waits for the cache to show its own writes before it lets the
+/// expectation hold the key back instead.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a ReplicaSet sync failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaSetError {
+    /// The selector or template labels do not parse (validation should have refused them).
+    #[error("replica set {name:?} has an invalid selector: {source}")]
+    Selector {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
+    },
+    /// A write failed; the next sync starts over from the cache.
+    #[error("replica set {name:?}: could not {action}: {source}")]
+    Api {
+        /// `namespace/name`.
+        name: String,
+        /// What was being done, e.g. `create pods`.
+        action: &'static str,
+        /// The API's answer.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// The ReplicaSet reconciler. Build a ready-to-run controller with
+/// [`ReplicaSetController::controller`].
+pub struct ReplicaSetController<C> {
+    client: C,
+    pods: Informer<Pod>,
+    expectations: Expectations,
+}
+
+impl<C> std::fmt::Debug for ReplicaSetController<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSetController")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers the pod-by-namespace index (shared: a second registration is not an error).
+pub(crate) fn pods_by_namespace(pods: &Informer<Pod>) {
+    let _ = pods
+        .store()
+        .add_index(NAMESPACE_INDEX, index::by_namespace::<Pod>);
+}
+
+impl<C: Client> ReplicaSetController<C> {
+    /// The reconciler, reading pods from `informers`.
+    pub fn new(informers: &SharedInformers<C>) -> Self {
+        let pods = informers.informer::<Pod>();
+        pods_by_namespace(&pods);
+        ReplicaSetController {
+            client: informers.client().clone(),
+            pods,
+            expectations: Expectations::default(),
+        }
+    }
+
+    /// The controller: ReplicaSets, the pods they own, and orphan pods (mapped to every
+    /// replica set of their namespace whose selector matches, for adoption).
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let replica_sets = informers.store::<ReplicaSet>();
+        Controller::new(Self::new(informers), informers)
+            .name("replicaset")
+            .owns::<Pod>()
+            .watches::<Pod, _>(move |pod| {
+                if pod.metadata.controller_ref().is_some() {
+                    return Vec::new();
+                }
+                replica_sets
+                    .list()
+                    .iter()
+                    .filter(|rs| rs.metadata.namespace == pod.metadata.namespace)
+                    .filter(|rs| {
+                        Selector::try_from(&rs.spec.selector)
+                            .is_ok_and(|s| s.matches(&pod.metadata.labels))
+                    })
+                    .map(|rs| ObjectKey::of(rs.as_ref()))
+                    .collect()
+            })
+    }
+
+    async fn sync(&self, rs: &ReplicaSet, key: &ObjectKey) -> Result<Action, ReplicaSetError> {
+        let name = format!("{}/{}", key.namespace, key.name);
+        let api = |action: &'static str| {
+            let name = name.clone();
+            move |source| ReplicaSetError::Api {
+                name,
+                action,
+                source,
+            }
+        };
+        let pods = self
+            .pods
+            .store()
+            .by_index(NAMESPACE_INDEX, &key.namespace)
+            .unwrap_or_default();
+        let plan = plan::plan(rs, &pods, jiff::Timestamp::now()).map_err(|source| {
+            ReplicaSetError::Selector {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let mut written = 0i64;
+        let mut note = |rv: &str| written = written.max(rv.parse().unwrap_or(0));
+        let result = self.execute(rs, &key.namespace, &plan, &mut note).await;
+        if written > 0 {
+            self.expectations.expect(key, written);
+            // Usually the cache catches up in moments; then the next sync needs no wait.
+            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
+                .await
+                .is_ok()
+            {
+                self.expectations.forget(key);
+            }
+        }
+        result.map_err(|(action, err)| api(action)(err))?;
+        if rs.status.as_ref() != Some(&plan.status) {
+            let mut updated = rs.clone();
+            updated.status = Some(plan.status.clone());
+            self.client
+                .update_status(&updated)
+                .await
+                .map_err(api("update the status"))?;
+        }
+        Ok(match plan.recheck_after {
+            Some(after) => Action::requeue(after),
+            None => Action::AwaitChange,
+        })
+    }
+
+    async fn execute(
+        &self,
+        rs: &ReplicaSet,
+        namespace: &str,
+        plan: &plan::Plan,
+        note: &mut impl FnMut(&str),
+    ) -> Result<(), (&'static str, ApiError)> {
+        let store = self.pods.store();
+        for name in &plan.adopt {
+            let Some(pod) = store.get(namespace, name) else {
+                continue;
+            };
+            let mut pod = (*pod).clone();
+            pod.metadata.owner_references.push(plan::controller_ref(rs));
+            let pod = self
+                .client
+                .update(&pod)
+                .await
+                .map_err(|e| ("adopt a pod", e))?;
+            note(&pod.metadata.resource_version);
+        }
+        for name in &plan.release {
+            let Some(pod) = store.get(namespace, name) else {
+                continue;
+            };
+            let mut pod = (*pod).clone();
+            pod.metadata
+                .owner_references
+                .retain(|owner| owner.uid != rs.metadata.uid);
+            match self.client.update(&pod).await {
+                Ok(pod) => note(&pod.metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("release a pod", err)),
+            }
+        }
+        let template = plan::pod_from_template(rs);
+        for batch in plan::slow_start_batches(plan.create) {
+            let results = join_all((0..batch).map(|_| self.client.create(&template))).await;
+            let mut failure = None;
+            for result in results {
+                match result {
+                    Ok(pod) => note(&pod.metadata.resource_version),
+                    Err(err) => failure = Some(err),
+                }
+            }
+            if let Some(err) = failure {
+                return Err(("create pods", err));
+            }
+        }
+        let options = DeleteOptions::default();
+        let deletions = join_all(
+            plan.delete
+                .iter()
+                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
+        )
+        .await;
+        for result in deletions {
+            match result {
+                Ok(outcome) => note(&outcome.object().metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("delete pods", err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<C: Client> Reconciler for ReplicaSetController<C> {
+    type Object = ReplicaSet;
+    type Error = ReplicaSetError;
+
+    async fn reconcile(&self, rs: Arc<ReplicaSet>, ctx: &Context) -> Result<Action, Self::Error> {
+        let key = ctx.key();
+        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
+            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
+            if caught_up.await.is_err() {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            self.expectations.forget(key);
+        }
+        self.sync(&rs, key).await
+    }
+
+    async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
+        // Its pods go with the garbage collector (their ownerReferences); nothing to wait for.
+        self.expectations.forget(key);
+        Ok(Action::AwaitChange)
+    }
+}

@@ -1,0 +1,186 @@
+//! Helpers shared by the integration tests: a client whose writes fail on demand, waiting for
+//! a condition in paused time, and running a controller until told to stop.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestra_api::registry::{
+    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
+};
+use orchestra_api::resources::Pod;
+use orchestra_api::{ApiError, Client, Resource};
+use orchestra_controller::{Controller, Reconciler};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// For each coming write (create, update, update_status, patch, delete): fail it with a
+    /// conflict when `true`.
+    writes: VecDeque<bool>,
+    /// Creates succeed this many times, then fail (None: no limit).
+    creates_left: Option<usize>,
+    /// The time of every create attempt.
+    creates: Vec<Instant>,
+}
+
+/// A client whose writes fail as planned (reads and watches pass through).
+#[derive(Clone, Debug)]
+pub struct FlakyClient<C> {
+    inner: C,
+    plan: Arc<Mutex<Plan>>,
+}
+
+impl<C: Client> FlakyClient<C> {
+    pub fn new(inner: C) -> Self {
+        FlakyClient {
+            inner,
+            plan: Arc::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// The coming writes fail (`true`) or pass (`false`) in this order; later ones pass.
+    pub fn plan_writes(&self, outcomes: impl IntoIterator<Item = bool>) {
+        self.plan.lock().unwrap().writes.extend(outcomes);
+    }
+
+    /// Creates after the next `n` fail.
+    pub fn creates_succeed(&self, n: Option<usize>) {
+        self.plan.lock().unwrap().creates_left = n;
+    }
+
+    pub fn create_attempts(&self) -> Vec<Instant> {
+        self.plan.lock().unwrap().creates.clone()
+    }
+
+    fn write(&self, what: &str) -> Result<(), ApiError> {
+        if self.plan.lock().unwrap().writes.pop_front() == Some(true) {
+            return Err(ApiError::Conflict(format!("planned conflict on {what}")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<C: Client> Client for FlakyClient<C> {
+    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+        self.inner.get(namespace, name).await
+    }
+
+    async fn list<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<R>, ApiError> {
+        self.inner.list(namespace, options).await
+    }
+
+    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        {
+            let mut plan = self.plan.lock().unwrap();
+            plan.creates.push(Instant::now());
+            if let Some(left) = plan.creates_left.as_mut() {
+                if *left == 0 {
+                    return Err(ApiError::BadRequest("planned create failure".into()));
+                }
+                *left -= 1;
+            }
+        }
+        self.write("create")?;
+        self.inner.create(object).await
+    }
+
+    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.write("update")?;
+        self.inner.update(object).await
+    }
+
+    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.write("update_status")?;
+        self.inner.update_status(object).await
+    }
+
+    async fn patch<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<R, ApiError> {
+        self.write("patch")?;
+        self.inner.patch(namespace, name, patch).await
+    }
+
+    async fn delete<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome<R>, ApiError> {
+        self.write("delete")?;
+        self.inner.delete(namespace, name, options).await
+    }
+
+    async fn watch<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError> {
+        self.inner.watch(namespace, options).await
+    }
+
+    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+        self.inner.bind(namespace, pod, node).await
+    }
+}
+
+/// Waits (in paused time) until `cond` holds, failing after `limit` of virtual time.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// [`eventually_within`] a minute.
+pub async fn eventually<F, Fut>(what: &str, cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(what, Duration::from_secs(60), cond).await;
+}
+
+/// A controller running in a task until [`Running::stop`].
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub fn start<R: Reconciler, C: Client>(controller: Controller<R, C>) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller.run(async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("controller task");
+    }
+}
