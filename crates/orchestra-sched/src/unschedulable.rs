@@ -3,12 +3,11 @@
 //! `0/5000 nodes are available: 3000 Insufficient cpu, 2000 node(s) had untolerated taint
 //! {dedicated: gpu}.`
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::framework::{Code, PostFilterResult};
+use crate::framework::{Code, PostFilterResult, Reasons};
 
 /// Where a pod goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub struct NodeRejection {
     /// [`Code::Unschedulable`] or [`Code::UnschedulableAndUnresolvable`].
     pub code: Code,
     /// The reasons, e.g. `Insufficient cpu`.
-    pub reasons: Vec<Cow<'static, str>>,
+    pub reasons: Reasons,
 }
 
 /// Why a pod could not be placed; see the [module docs](self).
@@ -76,8 +75,8 @@ impl Unschedulable {
     pub fn reason_counts(&self) -> Vec<(&str, usize)> {
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for rejection in &self.nodes {
-            for reason in &rejection.reasons {
-                *counts.entry(reason.as_ref()).or_default() += 1;
+            for reason in rejection.reasons.iter() {
+                *counts.entry(reason).or_default() += 1;
             }
         }
         let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
@@ -89,7 +88,7 @@ impl Unschedulable {
     pub fn count(&self, reason: &str) -> usize {
         self.nodes
             .iter()
-            .filter(|r| r.reasons.iter().any(|x| x == reason))
+            .filter(|r| r.reasons.contains(reason))
             .count()
     }
 
@@ -149,7 +148,7 @@ mod tests {
             node: Arc::from(node),
             plugin: "P",
             code: Code::Unschedulable,
-            reasons: reasons.iter().map(|r| Cow::Borrowed(*r)).collect(),
+            reasons: reasons.iter().copied().collect(),
         }
     }
 

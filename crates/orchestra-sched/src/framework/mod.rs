@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`plugin`]: [`Plugin`] and one trait per extension point.
-//! - [`status`]: [`Status`] and its [`Code`].
+//! - [`status`]: [`Status`], its [`Code`] and [`Reasons`].
 //! - [`cycle_state`]: [`CycleState`] and [`StateData`].
 //! - [`profile`]: [`Profile`], [`ExtensionPoint`].
 //! - [`runtime`]: [`Framework`], [`Profiles`], [`num_feasible_nodes_to_find`].
@@ -21,4 +21,4 @@ pub use profile::{DEFAULT_SCHEDULER_NAME, ExtensionPoint, Profile, ProfileError}
 pub use runtime::{
     Framework, PermitOutcome, Profiles, ScheduleOutcome, num_feasible_nodes_to_find, scheduler_name,
 };
-pub use status::{Code, Status};
+pub use status::{Code, Reasons, Status};

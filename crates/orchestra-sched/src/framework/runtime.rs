@@ -256,6 +256,8 @@ impl Framework {
         }
 
         // Select: the best total, ties broken uniformly at random (reservoir sampling).
+        // One draw from the shared generator per cycle; the ties use a local one.
+        let mut rng = self.next_random();
         let mut best = 0;
         let mut ties = 1u64;
         for i in 1..feasible_nodes {
@@ -264,7 +266,7 @@ impl Framework {
                 ties = 1;
             } else if totals[i] == totals[best] {
                 ties += 1;
-                if self.next_random().is_multiple_of(ties) {
+                if splitmix(&mut rng).is_multiple_of(ties) {
                     best = i;
                 }
             }
@@ -398,14 +400,20 @@ impl Framework {
 
     /// The next number of the seeded generator (SplitMix64: lock-free and repeatable).
     fn next_random(&self) -> u64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let mut state = self.rng.fetch_add(GOLDEN, Ordering::Relaxed);
+        splitmix(&mut state)
     }
+}
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64: advance `state` and return the next number.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(GOLDEN);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The filters on one node: `None` if all pass, else the first failure.

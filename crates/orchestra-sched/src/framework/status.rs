@@ -21,12 +21,69 @@ pub enum Code {
     Skip,
 }
 
-/// The result of a plugin call; see the [module docs](self). Success and skip carry no reason
-/// and allocate nothing.
+/// The reasons of a [`Status`]: the first is kept inline, so that the common rejection with
+/// one static reason allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reasons {
+    first: Option<Cow<'static, str>>,
+    rest: Vec<Cow<'static, str>>,
+}
+
+impl Reasons {
+    /// No reason.
+    pub const fn new() -> Self {
+        Reasons {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    /// Add a reason.
+    pub fn push(&mut self, reason: impl Into<Cow<'static, str>>) {
+        if self.first.is_none() {
+            self.first = Some(reason.into());
+        } else {
+            self.rest.push(reason.into());
+        }
+    }
+
+    /// The reasons in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.first.iter().chain(&self.rest).map(|r| r.as_ref())
+    }
+
+    /// The number of reasons.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether there is no reason.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Whether `reason` is one of them.
+    pub fn contains(&self, reason: &str) -> bool {
+        self.iter().any(|r| r == reason)
+    }
+}
+
+impl<R: Into<Cow<'static, str>>> FromIterator<R> for Reasons {
+    fn from_iter<I: IntoIterator<Item = R>>(iter: I) -> Self {
+        let mut reasons = Reasons::new();
+        for r in iter {
+            reasons.push(r);
+        }
+        reasons
+    }
+}
+
+/// The result of a plugin call; see the [module docs](self). Success, skip and a rejection
+/// with one static reason allocate nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     code: Code,
-    reasons: Vec<Cow<'static, str>>,
+    reasons: Reasons,
     plugin: &'static str,
 }
 
@@ -35,7 +92,7 @@ impl Status {
     pub const fn success() -> Self {
         Status {
             code: Code::Success,
-            reasons: Vec::new(),
+            reasons: Reasons::new(),
             plugin: "",
         }
     }
@@ -44,7 +101,7 @@ impl Status {
     pub const fn skip() -> Self {
         Status {
             code: Code::Skip,
-            reasons: Vec::new(),
+            reasons: Reasons::new(),
             plugin: "",
         }
     }
@@ -53,7 +110,10 @@ impl Status {
     pub fn new(code: Code, reason: impl Into<Cow<'static, str>>) -> Self {
         Status {
             code,
-            reasons: vec![reason.into()],
+            reasons: Reasons {
+                first: Some(reason.into()),
+                rest: Vec::new(),
+            },
             plugin: "",
         }
     }
@@ -91,12 +151,12 @@ impl Status {
     }
 
     /// The reasons, e.g. `Insufficient cpu`.
-    pub fn reasons(&self) -> &[Cow<'static, str>] {
+    pub fn reasons(&self) -> &Reasons {
         &self.reasons
     }
 
     /// Take the reasons out.
-    pub fn into_reasons(self) -> Vec<Cow<'static, str>> {
+    pub fn into_reasons(self) -> Reasons {
         self.reasons
     }
 
@@ -126,7 +186,7 @@ impl Status {
 
     /// The reasons joined by `, `.
     pub fn message(&self) -> String {
-        self.reasons.join(", ")
+        self.reasons.iter().collect::<Vec<_>>().join(", ")
     }
 }
 

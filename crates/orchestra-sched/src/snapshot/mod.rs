@@ -1,9 +1,11 @@
 //! [`ClusterSnapshot`]: the cluster as one scheduling cycle sees it, built incrementally (add,
 //! update and remove nodes and pods; assume a pod onto its chosen node) and cheap to clone.
 //!
-//! Nodes live in chunks of [`CHUNK`] `Arc<NodeInfo>`s behind `Arc`s, so cloning a snapshot is
-//! a handful of reference-count increments whatever the cluster's size, and changing one node
-//! of a shared snapshot copies one chunk of pointers and that node only (copy on write).
+//! Nodes live inline in chunks of [`CHUNK`] behind `Arc`s, so cloning a snapshot is a handful
+//! of reference-count increments whatever the cluster's size, and changing one node of a
+//! shared snapshot copies its chunk only (copy on write; the pods in it are shared `Arc`s).
+//! Inline nodes keep the Filter phase's walk over consecutive nodes sequential in memory, and
+//! label strings are interned so that nodes share them.
 //!
 //! # Layout
 //! - [`node_info`]: [`NodeInfo`], one node and its pods' totals.
@@ -49,7 +51,8 @@ pub enum SnapshotError {
 /// The cluster for scheduling; see the [module docs](self).
 #[derive(Clone, Debug, Default)]
 pub struct ClusterSnapshot {
-    chunks: Arc<Vec<Arc<Vec<Arc<NodeInfo>>>>>,
+    chunks: Arc<Vec<Arc<Vec<NodeInfo>>>>,
+    strings: Arc<HashMap<Arc<str>, ()>>,
     len: usize,
     by_name: Arc<HashMap<Arc<str>, usize>>,
     pod_nodes: Arc<HashMap<String, Arc<str>>>,
@@ -105,7 +108,7 @@ impl ClusterSnapshot {
 
     /// Every node, in index order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.chunks.iter().flat_map(|c| c.iter().map(|n| &**n))
+        self.chunks.iter().flat_map(|c| c.iter())
     }
 
     /// The number of pods (bound or assumed).
@@ -154,11 +157,22 @@ impl ClusterSnapshot {
         if node.metadata.name.is_empty() {
             return Err(SnapshotError::UnnamedNode);
         }
+        let strings = Arc::make_mut(&mut self.strings);
+        let mut intern = |s: &str| match strings.get_key_value(s) {
+            Some((k, ())) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(s);
+                strings.insert(k.clone(), ());
+                k
+            }
+        };
         if let Some(&i) = self.by_name.get(node.metadata.name.as_str()) {
-            self.node_mut(i).set_node(node);
+            let chunk = &mut Arc::make_mut(&mut self.chunks)[i / CHUNK];
+            Arc::make_mut(chunk)[i % CHUNK].set_node_interned(node, &mut intern);
             return Ok(());
         }
-        let info = NodeInfo::new(node);
+        let mut info = NodeInfo::new(node.clone());
+        info.set_node_interned(node, &mut intern);
         let index = self.len;
         Arc::make_mut(&mut self.by_name).insert(info.name().clone(), index);
         let chunks = Arc::make_mut(&mut self.chunks);
@@ -166,7 +180,7 @@ impl ClusterSnapshot {
             chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let last = chunks.last_mut().expect("a chunk was just ensured");
-        Arc::make_mut(last).push(Arc::new(info));
+        Arc::make_mut(last).push(info);
         self.len += 1;
         Ok(())
     }
@@ -288,10 +302,10 @@ impl ClusterSnapshot {
             .ok_or_else(|| SnapshotError::NodeNotFound(node.to_owned()))
     }
 
-    /// The node at `index`, copied first if another snapshot shares it.
+    /// The node at `index`, its chunk copied first if another snapshot shares it.
     fn node_mut(&mut self, index: usize) -> &mut NodeInfo {
         let chunk = &mut Arc::make_mut(&mut self.chunks)[index / CHUNK];
-        Arc::make_mut(&mut Arc::make_mut(chunk)[index % CHUNK])
+        &mut Arc::make_mut(chunk)[index % CHUNK]
     }
 }
 

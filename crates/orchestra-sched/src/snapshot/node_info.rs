@@ -34,6 +34,10 @@ pub struct NodeInfo {
     pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     used_ports: Vec<HostPort>,
     images: Vec<ImageState>,
+    // Copies of the node's hot fields, so that filters read this struct only (the node object
+    // is another allocation: a cache miss per node visited).
+    unschedulable: bool,
+    has_taints: bool,
 }
 
 impl NodeInfo {
@@ -54,6 +58,8 @@ impl NodeInfo {
             pods_with_required_anti_affinity: Vec::new(),
             used_ports: Vec::new(),
             images: Vec::new(),
+            unschedulable: false,
+            has_taints: false,
         };
         info.set_node(node);
         info
@@ -61,14 +67,26 @@ impl NodeInfo {
 
     /// Replace the node object (labels, taints, allocatable may change), keeping its pods.
     pub fn set_node(&mut self, node: impl Into<Arc<Node>>) {
+        self.set_node_interned(node, &mut |s| Arc::from(s));
+    }
+
+    /// [`NodeInfo::set_node`], sharing label strings through `intern` (the snapshot shares
+    /// them between nodes, so that label lookups touch few distinct cache lines).
+    pub(crate) fn set_node_interned(
+        &mut self,
+        node: impl Into<Arc<Node>>,
+        intern: &mut dyn FnMut(&str) -> Arc<str>,
+    ) {
         let node: Arc<Node> = node.into();
         // BTreeMap iteration is sorted by key: `label` relies on it for binary search.
         self.labels = node
             .metadata
             .labels
             .iter()
-            .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+            .map(|(k, v)| (intern(k), intern(v)))
             .collect();
+        self.unschedulable = node.spec.unschedulable;
+        self.has_taints = !node.spec.taints.is_empty();
         self.allocatable = node.status.as_ref().map_or_else(Resources::default, |s| {
             if s.allocatable.is_empty() {
                 Resources::from_list(&s.capacity)
@@ -115,12 +133,16 @@ impl NodeInfo {
 
     /// The node's taints.
     pub fn taints(&self) -> &[Taint] {
-        &self.node.spec.taints
+        if self.has_taints {
+            &self.node.spec.taints
+        } else {
+            &[]
+        }
     }
 
     /// Whether the node is cordoned (`spec.unschedulable`).
     pub fn unschedulable(&self) -> bool {
-        self.node.spec.unschedulable
+        self.unschedulable
     }
 
     /// What the node offers to pods.
