@@ -112,30 +112,36 @@ impl PreFilterPlugin for InterPodAffinity {
             return Status::skip();
         }
         let mut s = FilterState::default();
-        if cluster.pods_with_required_anti_affinity() > 0 {
-            for node in cluster.nodes() {
-                for existing in node.pods_with_required_anti_affinity() {
-                    for term in &existing.required_anti_affinity {
-                        if matches(term, pod, cluster) {
-                            s.existing_anti_affinity.add(&term.topology_key, node, 1);
-                        }
+        // Pods that look alike are one group: each selector is matched once per group.
+        let mut anti_matching: Vec<&AffinityTerm> = Vec::new();
+        for group in cluster.pod_groups() {
+            let sample = group.sample();
+            for term in &sample.required_anti_affinity {
+                if matches(term, pod, cluster) {
+                    for (i, n) in group.nodes() {
+                        s.existing_anti_affinity
+                            .add(&term.topology_key, cluster.node(i), n);
                     }
                 }
             }
-        }
-        if !aff.is_empty() || !anti.is_empty() {
-            for node in cluster.nodes() {
-                for existing in node.pods() {
-                    if !aff.is_empty() && aff.iter().all(|t| matches(t, existing, cluster)) {
-                        for term in aff {
-                            s.affinity.add(&term.topology_key, node, 1);
-                        }
+            if aff.is_empty() && anti.is_empty() {
+                continue;
+            }
+            let aff_match = !aff.is_empty() && aff.iter().all(|t| matches(t, sample, cluster));
+            anti_matching.clear();
+            anti_matching.extend(anti.iter().filter(|t| matches(t, sample, cluster)));
+            if !aff_match && anti_matching.is_empty() {
+                continue;
+            }
+            for (i, n) in group.nodes() {
+                let node = cluster.node(i);
+                if aff_match {
+                    for term in aff {
+                        s.affinity.add(&term.topology_key, node, n);
                     }
-                    for term in anti {
-                        if matches(term, existing, cluster) {
-                            s.anti_affinity.add(&term.topology_key, node, 1);
-                        }
-                    }
+                }
+                for term in &anti_matching {
+                    s.anti_affinity.add(&term.topology_key, node, n);
                 }
             }
         }
@@ -195,42 +201,50 @@ impl PreScorePlugin for InterPodAffinity {
         }
         let hard = self.args.hard_pod_affinity_weight;
         let mut scores = TopologyCounts::new();
-        for node in cluster.nodes() {
-            let pods = if has_preferred {
-                node.pods()
-            } else {
-                node.pods_with_affinity()
-            };
-            for existing in pods {
-                for term in &pod.preferred_affinity {
-                    if matches(term, existing, cluster) {
-                        scores.add(&term.topology_key, node, term.weight);
-                    }
+        // Per group: the (topology key, score) its pods add to their domains.
+        let mut deltas: Vec<(&std::sync::Arc<str>, i64)> = Vec::new();
+        for group in cluster.pod_groups() {
+            let existing = group.sample();
+            if !has_preferred && !existing.has_affinity() {
+                continue;
+            }
+            deltas.clear();
+            for term in &pod.preferred_affinity {
+                if matches(term, existing, cluster) {
+                    deltas.push((&term.topology_key, term.weight));
                 }
-                for term in &pod.preferred_anti_affinity {
-                    if matches(term, existing, cluster) {
-                        scores.add(&term.topology_key, node, -term.weight);
-                    }
+            }
+            for term in &pod.preferred_anti_affinity {
+                if matches(term, existing, cluster) {
+                    deltas.push((&term.topology_key, -term.weight));
                 }
-                if !existing.has_affinity() {
-                    continue;
-                }
+            }
+            if existing.has_affinity() {
                 if hard > 0 {
                     for term in &existing.required_affinity {
                         if matches(term, pod, cluster) {
-                            scores.add(&term.topology_key, node, hard);
+                            deltas.push((&term.topology_key, hard));
                         }
                     }
                 }
                 for term in &existing.preferred_affinity {
                     if matches(term, pod, cluster) {
-                        scores.add(&term.topology_key, node, term.weight);
+                        deltas.push((&term.topology_key, term.weight));
                     }
                 }
                 for term in &existing.preferred_anti_affinity {
                     if matches(term, pod, cluster) {
-                        scores.add(&term.topology_key, node, -term.weight);
+                        deltas.push((&term.topology_key, -term.weight));
                     }
+                }
+            }
+            if deltas.is_empty() {
+                continue;
+            }
+            for (i, n) in group.nodes() {
+                let node = cluster.node(i);
+                for (key, delta) in &deltas {
+                    scores.add(key, node, delta * n);
                 }
             }
         }

@@ -17,7 +17,7 @@ use crate::framework::{
     CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin,
     ScorePlugin, Status,
 };
-use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo, SpreadConstraint};
+use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
 /// The reason for nodes that would exceed a constraint's skew.
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
@@ -54,36 +54,42 @@ fn constraints(pod: &PodInfo, action: UnsatisfiableConstraintAction) -> Vec<usiz
         .collect()
 }
 
-/// Count, per domain of each constraint, the matching pods on eligible nodes.
+/// Count, per domain of each constraint, the matching pods on eligible nodes (every eligible
+/// node's domain is present, with 0 when it has no matching pod).
 fn count(pod: &PodInfo, cluster: &ClusterSnapshot, which: &[usize]) -> TopologyCounts {
     let mut counts = TopologyCounts::new();
     let cs = &pod.spread_constraints;
-    for node in cluster.nodes() {
-        if !which
+    let mut eligible = vec![false; cluster.len()];
+    for (i, node) in cluster.nodes().enumerate() {
+        if which
             .iter()
-            .all(|&i| node.label(&cs[i].topology_key).is_some())
-            || !required_matches(pod, node)
+            .all(|&c| node.label(&cs[c].topology_key).is_some())
+            && required_matches(pod, node)
+        {
+            eligible[i] = true;
+            for &c in which {
+                counts.add(&cs[c].topology_key, node, 0);
+            }
+        }
+    }
+    for group in cluster.pod_groups() {
+        let sample = group.sample();
+        if sample.namespace() != pod.namespace() || sample.pod.metadata.deletion_timestamp.is_some()
         {
             continue;
         }
-        for &i in which {
-            let n = matching_pods(&cs[i], pod, node);
-            counts.add(&cs[i].topology_key, node, n);
+        for &c in which {
+            if !cs[c].selector.matches(&sample.pod.metadata.labels) {
+                continue;
+            }
+            for (i, n) in group.nodes() {
+                if eligible[i] {
+                    counts.add(&cs[c].topology_key, cluster.node(i), n);
+                }
+            }
         }
     }
     counts
-}
-
-/// The pods on `node` that a constraint of `pod` counts.
-fn matching_pods(c: &SpreadConstraint, pod: &PodInfo, node: &NodeInfo) -> i64 {
-    node.pods()
-        .iter()
-        .filter(|p| {
-            p.namespace() == pod.namespace()
-                && p.pod.metadata.deletion_timestamp.is_none()
-                && c.selector.matches(&p.pod.metadata.labels)
-        })
-        .count() as i64
 }
 
 /// What PreFilter computed for the `DoNotSchedule` constraints.

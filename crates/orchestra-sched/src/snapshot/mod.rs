@@ -10,8 +10,10 @@
 //! # Layout
 //! - [`node_info`]: [`NodeInfo`], one node and its pods' totals.
 //! - [`pod_info`]: [`PodInfo`], one pod with its precomputed requests, ports and selectors.
+//! - [`pod_groups`]: [`PodGroups`], pods grouped by namespace, labels and affinity, per node.
 
 pub mod node_info;
+pub mod pod_groups;
 pub mod pod_info;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use orchestra_api::resources::{Node, Pod};
 
 pub use node_info::{ImageState, NodeInfo};
+pub use pod_groups::{PodGroup, PodGroups};
 pub use pod_info::{AffinityTerm, HostPort, PodInfo, PodInfoError, SpreadConstraint};
 
 /// Nodes per chunk.
@@ -53,6 +56,7 @@ pub enum SnapshotError {
 pub struct ClusterSnapshot {
     chunks: Arc<Vec<Arc<Vec<NodeInfo>>>>,
     strings: Arc<HashMap<Arc<str>, ()>>,
+    groups: Arc<PodGroups>,
     len: usize,
     by_name: Arc<HashMap<Arc<str>, usize>>,
     pod_nodes: Arc<HashMap<String, Arc<str>>>,
@@ -119,6 +123,11 @@ impl ClusterSnapshot {
     /// The node a pod (`namespace/name`) is on.
     pub fn pod_node(&self, key: &str) -> Option<&Arc<str>> {
         self.pod_nodes.get(key)
+    }
+
+    /// The pods grouped by namespace, labels and affinity, with their nodes.
+    pub fn pod_groups(&self) -> impl Iterator<Item = &PodGroup> {
+        self.groups.iter()
     }
 
     /// The number of pods with any pod (anti-)affinity term.
@@ -214,6 +223,8 @@ impl ClusterSnapshot {
             Arc::make_mut(&mut chunks[index / CHUNK])[index % CHUNK] = moved;
         }
         self.len -= 1;
+        // Node indexes moved: regroup (removing a node is rare next to placing pods).
+        self.groups = Arc::new(PodGroups::build(self.nodes()));
         Ok(())
     }
 
@@ -274,6 +285,7 @@ impl ClusterSnapshot {
         self.pods_with_affinity += usize::from(pod.has_affinity());
         self.pods_with_required_anti_affinity +=
             usize::from(!pod.required_anti_affinity.is_empty());
+        Arc::make_mut(&mut self.groups).add(&pod, index as u32);
         self.node_mut(index).add_pod(pod);
         Ok(())
     }
@@ -292,6 +304,7 @@ impl ClusterSnapshot {
         self.pods_with_affinity -= usize::from(pod.has_affinity());
         self.pods_with_required_anti_affinity -=
             usize::from(!pod.required_anti_affinity.is_empty());
+        Arc::make_mut(&mut self.groups).remove(&pod, index as u32);
         Ok(pod)
     }
 
@@ -378,6 +391,65 @@ mod tests {
         );
         s.remove_pod("default/p").unwrap();
         assert!(s.remove_pod("default/p").is_err());
+    }
+
+    #[test]
+    fn groups_follow_assume_remove_and_node_removal() {
+        let labelled = |name: &str, node: &str| {
+            let mut p = pod(name, node);
+            p.metadata.labels.insert("app".into(), "web".into());
+            p
+        };
+        let mut s = ClusterSnapshot::from_objects(
+            [node("a"), node("b"), node("c")],
+            [
+                labelled("p1", "a"),
+                labelled("p2", "a"),
+                labelled("p3", "c"),
+                pod("q", "b"),
+            ],
+        )
+        .unwrap();
+        let groups = |s: &ClusterSnapshot| {
+            let mut g: Vec<(String, Vec<(String, i64)>)> = s
+                .pod_groups()
+                .map(|g| {
+                    let mut nodes: Vec<(String, i64)> = g
+                        .nodes()
+                        .map(|(i, n)| (s.node(i).name().to_string(), n))
+                        .collect();
+                    nodes.sort();
+                    (format!("{:?}", g.sample().pod.metadata.labels), nodes)
+                })
+                .collect();
+            g.sort();
+            g
+        };
+        assert_eq!(
+            groups(&s),
+            [
+                (
+                    "{\"app\": \"web\"}".to_owned(),
+                    vec![("a".to_owned(), 2), ("c".to_owned(), 1)]
+                ),
+                ("{}".to_owned(), vec![("b".to_owned(), 1)]),
+            ]
+        );
+        s.remove_pod("default/p1").unwrap();
+        s.remove_pod("default/q").unwrap();
+        assert_eq!(
+            groups(&s),
+            [(
+                "{\"app\": \"web\"}".to_owned(),
+                vec![("a".to_owned(), 1), ("c".to_owned(), 1)]
+            )]
+        );
+        // Removing "a" moves "c" to index 0: the groups follow.
+        s.remove_node("a").unwrap();
+        assert_eq!(
+            groups(&s),
+            [("{\"app\": \"web\"}".to_owned(), vec![("c".to_owned(), 1)])]
+        );
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct PodInfo {
     pub images: Vec<Arc<str>>,
     /// Its priority (0 when unset).
     pub priority: i32,
+    /// The hash of its namespace and labels (see [`super::PodGroups`]).
+    pub(crate) group_hash: u64,
 }
 
 impl PodInfo {
@@ -251,6 +253,7 @@ impl PodInfo {
             spread_constraints,
             images,
             priority: spec.priority.unwrap_or(0),
+            group_hash: super::pod_groups::group_hash(&pod),
             key,
             pod,
         })
