@@ -8,8 +8,11 @@
 //! - [`store`]: `orchestra-store`, the MVCC key-value store (etcd's job).
 //! - [`api`]: `orchestra-api`, the resources, the registry over a store, clients, watcher
 //!   and reflector (the API server itself is in progress).
+//! - [`sched`]: `orchestra-sched`, the `Scheduler` trait, the plugin framework and the
+//!   default plugins (the scheduling loop against the API is in progress).
 
 pub use orchestra_api as api;
+pub use orchestra_sched as sched;
 pub use orchestra_store as store;
 
 /// The README's code, compiled by `cargo test --doc` so that it stays true.

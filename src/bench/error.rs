@@ -48,6 +48,10 @@ pub enum BenchError {
         /// What was observed.
         detail: String,
     },
+    /// The scheduler benchmark's cluster could not be built or a pod not assumed (a bug in
+    /// the benchmark or the snapshot).
+    #[error("scheduler benchmark: {0}")]
+    Sched(String),
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

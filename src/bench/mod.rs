@@ -3,11 +3,13 @@
 //!
 //! # Layout
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
+//! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
 pub mod error;
 pub mod report;
+pub mod sched;
 pub mod store;
 
 pub use error::BenchError;
@@ -18,5 +20,6 @@ use crate::cli::bench::{BenchCommand, BenchTarget};
 pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command.target {
         BenchTarget::Store(args) => store::run(args).await,
+        BenchTarget::Sched(args) => sched::run(args),
     }
 }

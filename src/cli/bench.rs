@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
-//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store` exists, the
-//! `sched`, `cluster`, `proxy` and `mesh` targets arrive with their components.
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store` and `sched`
+//! exist, the `cluster`, `proxy` and `mesh` targets arrive with their components.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +22,63 @@ pub struct BenchCommand {
 pub enum BenchTarget {
     /// The key-value store: put, get, compare-and-swap and watch fan-out, per backend.
     Store(StoreBenchArgs),
+    /// The scheduler framework alone: pods placed one by one on a snapshot, per workload.
+    Sched(SchedBenchArgs),
+}
+
+/// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedWorkload {
+    /// Pods with CPU and memory requests and nothing else (SchedulingBasic).
+    Basic,
+    /// Pods requiring a node label half of the nodes carry (SchedulingNodeAffinity).
+    NodeAffinity,
+    /// Pods in groups, each requiring a pod of its group in its zone (SchedulingPodAffinity).
+    PodAffinity,
+    /// Pods in groups, at most one pod of a group per node (SchedulingPodAntiAffinity).
+    PodAntiAffinity,
+    /// Pods in groups spread evenly over zones, maxSkew 1 (TopologySpreading).
+    TopologySpread,
+}
+
+impl SchedWorkload {
+    /// The name used on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedWorkload::Basic => "basic",
+            SchedWorkload::NodeAffinity => "node-affinity",
+            SchedWorkload::PodAffinity => "pod-affinity",
+            SchedWorkload::PodAntiAffinity => "pod-anti-affinity",
+            SchedWorkload::TopologySpread => "topology-spread",
+        }
+    }
+}
+
+/// `orchestra bench sched`: each workload is one run on a fresh snapshot of `--nodes` nodes,
+/// placing `--pods` pods one by one with the default profile (each placement assumed into the
+/// snapshot before the next pod), and prints one JSON line.
+#[derive(Clone, Debug, Args)]
+pub struct SchedBenchArgs {
+    /// Workloads, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "basic")]
+    pub workload: Vec<SchedWorkload>,
+
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub nodes: u32,
+
+    /// Pods to place.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub pods: u32,
+
+    /// Seed of the scheduler's tie-breaking (runs with the same seed place pods identically).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Cap everything for CI: at most 200 nodes and 400 pods.
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// The store backends a benchmark can run against.
@@ -211,6 +268,30 @@ pub(crate) mod tests {
         }
         let err = store_args(&["--seconds", "soon"]).unwrap_err().to_string();
         assert!(err.contains("not a number of seconds"), "{err}");
+    }
+
+    fn sched_args(line: &[&str]) -> Result<SchedBenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["orchestra", "bench", "sched"].iter().chain(line))?;
+        #[allow(unreachable_patterns)]
+        match cli.command {
+            Command::Bench(BenchCommand {
+                target: BenchTarget::Sched(args),
+            }) => Ok(args),
+            other => panic!("`bench sched` parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sched_parses_workloads_and_sizes() {
+        let args =
+            sched_args(&["--workload", "basic,pod-anti-affinity", "--nodes", "100"]).unwrap();
+        assert_eq!(
+            args.workload,
+            [SchedWorkload::Basic, SchedWorkload::PodAntiAffinity]
+        );
+        assert_eq!((args.nodes, args.pods, args.smoke), (100, 10_000, false));
+        assert!(sched_args(&["--workload", "gang"]).is_err());
+        assert!(sched_args(&["--nodes", "0"]).is_err());
     }
 
     #[test]

@@ -1,0 +1,561 @@
+//! [`Framework`]: runs one [`Profile`]'s plugins over a pod and a snapshot (the scheduling
+//! cycle, and the binding cycle's steps), and [`Profiles`]: one framework per scheduler name.
+//!
+//! The Filter phase visits nodes round-robin from where the previous cycle stopped, and stops
+//! once it has found [`num_feasible_nodes_to_find`] feasible nodes, as kube-scheduler does.
+//! Equal best scores are broken at random with a seeded generator, so runs repeat.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orchestra_api::resources::Pod;
+
+use super::plugin::{
+    FilterPlugin, MAX_NODE_SCORE, PermitDecision, PostFilterResult, QueuedPodInfo, ScorePlugin,
+};
+use super::profile::{DEFAULT_SCHEDULER_NAME, Profile};
+use super::{Code, CycleState, Status};
+use crate::scheduler::Scheduler;
+use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
+use crate::unschedulable::{NodeRejection, Placement, Unschedulable};
+
+/// Below this many nodes, the Filter phase looks at every node.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The adaptive percentage never drops below this.
+pub const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+
+/// How many feasible nodes the Filter phase looks for before it stops: every node below 100
+/// nodes or at 100%; otherwise `percentage` of the nodes (0 means kube-scheduler's adaptive
+/// `50 - nodes/125`, at least 5), and at least 100.
+pub fn num_feasible_nodes_to_find(percentage: u32, num_nodes: usize) -> usize {
+    if num_nodes < MIN_FEASIBLE_NODES_TO_FIND || percentage >= 100 {
+        return num_nodes;
+    }
+    let percentage = if percentage == 0 {
+        50usize
+            .saturating_sub(num_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE)
+    } else {
+        percentage as usize
+    };
+    (num_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// A successful scheduling cycle: the placement, and the cycle's state for Reserve, Permit
+/// and the binding cycle.
+#[derive(Debug)]
+pub struct ScheduleOutcome {
+    /// Where the pod goes.
+    pub placement: Placement,
+    /// What the plugins computed this cycle.
+    pub state: CycleState,
+}
+
+/// What the Permit plugins decided together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PermitOutcome {
+    /// Every plugin allowed the pod.
+    Allow,
+    /// A plugin denied it (the status names the plugin).
+    Deny(Status),
+    /// Some plugins asked to wait: `(plugin, timeout)` for each; the pod binds when all of
+    /// them allow it, and is denied when one times out.
+    Wait(Vec<(&'static str, Duration)>),
+}
+
+/// Runs one profile; see the [module docs](self).
+pub struct Framework {
+    profile: Profile,
+    /// PreFilter index of each Filter plugin (to skip Filters whose PreFilter said skip).
+    filter_pre: Vec<Option<usize>>,
+    /// PreScore index of each Score plugin.
+    score_pre: Vec<Option<usize>>,
+    next_start: AtomicUsize,
+    rng: AtomicU64,
+}
+
+impl std::fmt::Debug for Framework {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framework")
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+impl Framework {
+    /// A framework running `profile`.
+    pub fn new(profile: Profile) -> Self {
+        let filter_pre = profile
+            .filter
+            .iter()
+            .map(|f| profile.pre_filter.iter().position(|p| p.name() == f.name()))
+            .collect();
+        let score_pre = profile
+            .score
+            .iter()
+            .map(|(s, _)| profile.pre_score.iter().position(|p| p.name() == s.name()))
+            .collect();
+        Framework {
+            rng: AtomicU64::new(profile.seed),
+            profile,
+            filter_pre,
+            score_pre,
+            next_start: AtomicUsize::new(0),
+        }
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// QueueSort: whether `a` goes before `b` (by the profile's QueueSort plugin; by arrival
+    /// when it has none).
+    pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
+        match &self.profile.queue_sort {
+            Some(plugin) => plugin.less(a, b),
+            None => a.sequence < b.sequence,
+        }
+    }
+
+    /// The scheduling cycle up to the choice of a node: PreFilter, Filter (PostFilter on
+    /// failure), PreScore, Score, NormalizeScore, weights, selection.
+    pub fn schedule_pod(
+        &self,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+    ) -> Result<ScheduleOutcome, Unschedulable> {
+        let num_nodes = cluster.len();
+        if num_nodes == 0 {
+            return Err(Unschedulable::whole_pod(
+                pod.key(),
+                0,
+                "Framework",
+                "no nodes available to schedule pods",
+            ));
+        }
+        let mut state = CycleState::new();
+        let error = |status: Status| Unschedulable {
+            pod: pod.key().to_owned(),
+            num_nodes,
+            error: Some(format!("{}: {}", status.plugin(), status.message()).into()),
+            ..Unschedulable::default()
+        };
+
+        // PreFilter.
+        let mut skipped_pre: u64 = 0;
+        for (i, plugin) in self.profile.pre_filter.iter().enumerate() {
+            let status = plugin.pre_filter(&mut state, pod, cluster);
+            match status.code() {
+                Code::Success => {}
+                Code::Skip => skipped_pre |= 1 << i,
+                Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                    return Err(Unschedulable::whole_pod(
+                        pod.key(),
+                        num_nodes,
+                        plugin.name(),
+                        status.message(),
+                    ));
+                }
+                Code::Error | Code::Wait => return Err(error(status.with_plugin(plugin.name()))),
+            }
+        }
+        let filters: Vec<&dyn FilterPlugin> = self
+            .profile
+            .filter
+            .iter()
+            .zip(&self.filter_pre)
+            .filter(|(_, pre)| pre.is_none_or(|i| skipped_pre & (1 << i) == 0))
+            .map(|(f, _)| &**f)
+            .collect();
+
+        // Filter, round-robin from where the last cycle stopped, until enough are found.
+        let to_find =
+            num_feasible_nodes_to_find(self.profile.percentage_of_nodes_to_score, num_nodes);
+        let start = self.next_start.load(Ordering::Relaxed) % num_nodes;
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(num_nodes));
+        let mut rejections: Vec<NodeRejection> = Vec::new();
+        let mut index = start;
+        let mut processed = 0;
+        while processed < num_nodes {
+            let node = cluster.node(index);
+            processed += 1;
+            index += 1;
+            if index == num_nodes {
+                index = 0;
+            }
+            match run_filters(&filters, &state, pod, node) {
+                None => {
+                    feasible.push(node);
+                    if feasible.len() >= to_find {
+                        break;
+                    }
+                }
+                Some((plugin, status)) if status.is_rejected() => rejections.push(NodeRejection {
+                    node: node.name().clone(),
+                    plugin,
+                    code: status.code(),
+                    reasons: status.into_reasons(),
+                }),
+                Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
+            }
+        }
+        self.next_start
+            .store((start + processed) % num_nodes, Ordering::Relaxed);
+
+        if feasible.is_empty() {
+            let mut rejection = Unschedulable {
+                pod: pod.key().to_owned(),
+                num_nodes,
+                nodes: rejections,
+                ..Unschedulable::default()
+            };
+            rejection.post_filter = self
+                .run_post_filter(&state, pod, cluster, &rejection)
+                .map(Box::new);
+            return Err(rejection);
+        }
+        let evaluated_nodes = processed;
+        let feasible_nodes = feasible.len();
+        if feasible_nodes == 1 {
+            return Ok(ScheduleOutcome {
+                placement: Placement {
+                    node: feasible[0].name().clone(),
+                    evaluated_nodes,
+                    feasible_nodes,
+                    score: 0,
+                },
+                state,
+            });
+        }
+
+        // PreScore.
+        let mut skipped_pre: u64 = 0;
+        for (i, plugin) in self.profile.pre_score.iter().enumerate() {
+            let status = plugin.pre_score(&mut state, pod, cluster, &feasible);
+            match status.code() {
+                Code::Success => {}
+                Code::Skip => skipped_pre |= 1 << i,
+                _ => return Err(error(status.with_plugin(plugin.name()))),
+            }
+        }
+
+        // Score, NormalizeScore, weights.
+        let mut totals = vec![0i64; feasible_nodes];
+        let mut scores = vec![0i64; feasible_nodes];
+        for ((plugin, weight), pre) in self.profile.score.iter().zip(&self.score_pre) {
+            if pre.is_some_and(|i| skipped_pre & (1 << i) != 0) {
+                continue;
+            }
+            score_all(&**plugin, &state, pod, &feasible, &mut scores).map_err(&error)?;
+            for (total, score) in totals.iter_mut().zip(&scores) {
+                *total += score * weight;
+            }
+        }
+
+        // Select: the best total, ties broken uniformly at random (reservoir sampling).
+        // One draw from the shared generator per cycle; the ties use a local one.
+        let mut rng = self.next_random();
+        let mut best = 0;
+        let mut ties = 1u64;
+        for i in 1..feasible_nodes {
+            if totals[i] > totals[best] {
+                best = i;
+                ties = 1;
+            } else if totals[i] == totals[best] {
+                ties += 1;
+                if splitmix(&mut rng).is_multiple_of(ties) {
+                    best = i;
+                }
+            }
+        }
+        Ok(ScheduleOutcome {
+            placement: Placement {
+                node: feasible[best].name().clone(),
+                evaluated_nodes,
+                feasible_nodes,
+                score: totals[best],
+            },
+            state,
+        })
+    }
+
+    /// Run every Filter plugin on one node, regardless of early stopping: the first rejection
+    /// (as `(plugin, status)`), or `None` if the node is feasible. Used by tests and
+    /// preemption to check a node on its own.
+    pub fn check_node(
+        &self,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        node: &NodeInfo,
+    ) -> Option<(&'static str, Status)> {
+        let mut state = CycleState::new();
+        let mut skipped_pre: u64 = 0;
+        for (i, plugin) in self.profile.pre_filter.iter().enumerate() {
+            let status = plugin.pre_filter(&mut state, pod, cluster);
+            if status.is_skip() {
+                skipped_pre |= 1 << i;
+            } else if !status.is_success() {
+                return Some((plugin.name(), status));
+            }
+        }
+        let filters: Vec<&dyn FilterPlugin> = self
+            .profile
+            .filter
+            .iter()
+            .zip(&self.filter_pre)
+            .filter(|(_, pre)| pre.is_none_or(|i| skipped_pre & (1 << i) == 0))
+            .map(|(f, _)| &**f)
+            .collect();
+        run_filters(&filters, &state, pod, node)
+    }
+
+    /// PostFilter: the first plugin that succeeds proposes a nomination.
+    fn run_post_filter(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        rejection: &Unschedulable,
+    ) -> Option<PostFilterResult> {
+        for plugin in &self.profile.post_filter {
+            let (result, status) = plugin.post_filter(state, pod, cluster, rejection);
+            if status.is_success() {
+                return result;
+            }
+        }
+        None
+    }
+
+    /// Reserve on every plugin in order; if one fails, Unreserve runs on all of them (in
+    /// reverse) and its status is returned.
+    pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        for plugin in &self.profile.reserve {
+            let status = plugin.reserve(state, pod, node);
+            if !status.is_success() {
+                self.run_unreserve(state, pod, node);
+                return status.with_plugin(plugin.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Unreserve on every Reserve plugin, in reverse order.
+    pub fn run_unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {
+        for plugin in self.profile.reserve.iter().rev() {
+            plugin.unreserve(state, pod, node);
+        }
+    }
+
+    /// Permit on every plugin: the first denial wins; otherwise the waits, if any.
+    pub fn run_permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitOutcome {
+        let mut waits = Vec::new();
+        for plugin in &self.profile.permit {
+            match plugin.permit(state, pod, node) {
+                PermitDecision::Allow => {}
+                PermitDecision::Deny(status) => {
+                    return PermitOutcome::Deny(status.with_plugin(plugin.name()));
+                }
+                PermitDecision::Wait(timeout) => waits.push((plugin.name(), timeout)),
+            }
+        }
+        if waits.is_empty() {
+            PermitOutcome::Allow
+        } else {
+            PermitOutcome::Wait(waits)
+        }
+    }
+
+    /// PreBind on every plugin; the first failure stops.
+    pub async fn run_pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        for plugin in &self.profile.pre_bind {
+            let status = plugin.pre_bind(state, pod, node).await;
+            if !status.is_success() {
+                return status.with_plugin(plugin.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Bind: binders in order until one does not skip. A profile without a binder that takes
+    /// the pod is an error.
+    pub async fn run_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        for plugin in &self.profile.bind {
+            let status = plugin.bind(state, pod, node).await;
+            if !status.is_skip() {
+                return status.with_plugin(plugin.name());
+            }
+        }
+        Status::error("no bind plugin bound the pod")
+    }
+
+    /// PostBind on every plugin.
+    pub async fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+        for plugin in &self.profile.post_bind {
+            plugin.post_bind(state, pod, node).await;
+        }
+    }
+
+    /// The next number of the seeded generator (SplitMix64: lock-free and repeatable).
+    fn next_random(&self) -> u64 {
+        let mut state = self.rng.fetch_add(GOLDEN, Ordering::Relaxed);
+        splitmix(&mut state)
+    }
+}
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64: advance `state` and return the next number.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(GOLDEN);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The filters on one node: `None` if all pass, else the first failure.
+fn run_filters(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Option<(&'static str, Status)> {
+    for filter in filters {
+        let status = filter.filter(state, pod, node);
+        if !status.is_success() {
+            return Some((filter.name(), status));
+        }
+    }
+    None
+}
+
+/// Score every feasible node with one plugin, then normalize and check the range.
+fn score_all(
+    plugin: &dyn ScorePlugin,
+    state: &CycleState,
+    pod: &PodInfo,
+    nodes: &[&NodeInfo],
+    scores: &mut [i64],
+) -> Result<(), Status> {
+    let name = plugin.name();
+    for (score, node) in scores.iter_mut().zip(nodes) {
+        *score = plugin
+            .score(state, pod, node)
+            .map_err(|s| s.with_plugin(name))?;
+    }
+    let status = plugin.normalize(state, pod, nodes, scores);
+    if !status.is_success() {
+        return Err(status.with_plugin(name));
+    }
+    if let Some((i, bad)) = scores
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !(0..=MAX_NODE_SCORE).contains(*s))
+    {
+        return Err(Status::error(format!(
+            "score {bad} for node {} is outside 0..={MAX_NODE_SCORE}",
+            nodes[i].name()
+        ))
+        .with_plugin(name));
+    }
+    Ok(())
+}
+
+impl Scheduler for Framework {
+    fn schedule(&self, pod: &Pod, cluster: &ClusterSnapshot) -> Result<Placement, Unschedulable> {
+        let info = PodInfo::new(pod.clone()).map_err(|e| {
+            Unschedulable::whole_pod(e.pod.clone(), cluster.len(), "PodInfo", e.to_string())
+        })?;
+        self.schedule_pod(&info, cluster).map(|o| o.placement)
+    }
+}
+
+/// One [`Framework`] per scheduler name: a pod goes to the profile of its
+/// `spec.schedulerName` (`default-scheduler` when empty).
+#[derive(Debug, Default)]
+pub struct Profiles {
+    frameworks: HashMap<String, Arc<Framework>>,
+}
+
+impl Profiles {
+    /// No profiles.
+    pub fn new() -> Self {
+        Profiles::default()
+    }
+
+    /// Add a profile (replacing one of the same scheduler name).
+    pub fn insert(&mut self, profile: Profile) {
+        self.frameworks.insert(
+            profile.scheduler_name.clone(),
+            Arc::new(Framework::new(profile)),
+        );
+    }
+
+    /// The framework for a scheduler name.
+    pub fn get(&self, scheduler_name: &str) -> Option<&Arc<Framework>> {
+        self.frameworks.get(scheduler_name)
+    }
+
+    /// The framework for a pod.
+    pub fn for_pod(&self, pod: &Pod) -> Option<&Arc<Framework>> {
+        self.get(scheduler_name(pod))
+    }
+
+    /// The scheduler names served, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.frameworks.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// A pod's scheduler name, `default-scheduler` when unset.
+pub fn scheduler_name(pod: &Pod) -> &str {
+    match pod.spec.scheduler_name.as_str() {
+        "" => DEFAULT_SCHEDULER_NAME,
+        name => name,
+    }
+}
+
+impl Scheduler for Profiles {
+    fn schedule(&self, pod: &Pod, cluster: &ClusterSnapshot) -> Result<Placement, Unschedulable> {
+        match self.for_pod(pod) {
+            Some(framework) => framework.schedule(pod, cluster),
+            None => Err(Unschedulable::whole_pod(
+                format!("{}/{}", pod.metadata.namespace, pod.metadata.name),
+                cluster.len(),
+                "Profiles",
+                format!(
+                    "no scheduler profile is named {:?} (profiles: {})",
+                    scheduler_name(pod),
+                    self.names().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasible_nodes_to_find_follows_kube_scheduler() {
+        assert_eq!(num_feasible_nodes_to_find(0, 50), 50);
+        assert_eq!(num_feasible_nodes_to_find(0, 99), 99);
+        // 50 - 1000/125 = 42%.
+        assert_eq!(num_feasible_nodes_to_find(0, 1000), 420);
+        // 50 - 5000/125 = 10%.
+        assert_eq!(num_feasible_nodes_to_find(0, 5000), 500);
+        // Floor of 5%.
+        assert_eq!(num_feasible_nodes_to_find(0, 10_000), 500);
+        assert_eq!(num_feasible_nodes_to_find(0, 100_000), 5000);
+        // At least 100 nodes.
+        assert_eq!(num_feasible_nodes_to_find(1, 1000), 100);
+        assert_eq!(num_feasible_nodes_to_find(100, 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(30, 1000), 300);
+    }
+}

@@ -1,0 +1,151 @@
+//! NodeAffinity. Filter: the node must have every `spec.nodeSelector` label and match one of
+//! the required node affinity terms. Score: the sum of the weights of the preferred terms the
+//! node matches, normalized so the best node gets 100.
+
+use std::sync::Arc;
+
+use crate::framework::{
+    CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+    Status,
+};
+use crate::plugins::helpers::{default_normalize, term_matches};
+use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
+
+/// The reason for nodes that do not match.
+pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
+
+/// See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeAffinity;
+
+impl NodeAffinity {
+    /// The plugin's name.
+    pub const NAME: &'static str = "NodeAffinity";
+}
+
+impl Plugin for NodeAffinity {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn extensions(self: Arc<Self>) -> Extensions {
+        Extensions::new()
+            .pre_filter(self.clone())
+            .filter(self.clone())
+            .pre_score(self.clone())
+            .score(self)
+    }
+}
+
+/// Whether a node satisfies the pod's node selector and required node affinity.
+pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
+    let spec = &pod.pod.spec;
+    let selector_ok = spec
+        .node_selector
+        .iter()
+        .all(|(k, v)| node.label(k).is_some_and(|x| **x == **v));
+    selector_ok
+        && spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_none_or(|sel| {
+                sel.node_selector_terms
+                    .iter()
+                    .any(|t| term_matches(t, node))
+            })
+}
+
+impl PreFilterPlugin for NodeAffinity {
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &ClusterSnapshot) -> Status {
+        let spec = &pod.pod.spec;
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
+        if spec.node_selector.is_empty() && required.is_none() {
+            return Status::skip();
+        }
+        if required.is_some_and(|r| r.node_selector_terms.is_empty()) {
+            // No term can match: reject the pod once instead of every node.
+            return Status::unresolvable(
+                "the pod's required node affinity has no nodeSelectorTerms: no node can match",
+            );
+        }
+        Status::success()
+    }
+}
+
+impl FilterPlugin for NodeAffinity {
+    fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if required_matches(pod, node) {
+            Status::success()
+        } else {
+            Status::unresolvable(REASON)
+        }
+    }
+}
+
+impl PreScorePlugin for NodeAffinity {
+    fn pre_score(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &ClusterSnapshot,
+        _: &[&NodeInfo],
+    ) -> Status {
+        let preferred = pod
+            .pod
+            .spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .is_some_and(|na| {
+                !na.preferred_during_scheduling_ignored_during_execution
+                    .is_empty()
+            });
+        if preferred {
+            Status::success()
+        } else {
+            Status::skip()
+        }
+    }
+}
+
+impl ScorePlugin for NodeAffinity {
+    fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        let Some(na) = pod
+            .pod
+            .spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+        else {
+            return Ok(0);
+        };
+        Ok(na
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .filter(|p| p.weight != 0 && term_matches(&p.preference, node))
+            .map(|p| i64::from(p.weight))
+            .sum())
+    }
+
+    fn normalize(
+        &self,
+        _: &CycleState,
+        _: &PodInfo,
+        _: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Status {
+        default_normalize(scores, false);
+        Status::success()
+    }
+}

@@ -1,0 +1,50 @@
+//! NodeUnschedulable (Filter): cordoned nodes (`spec.unschedulable`) take no new pods, except
+//! pods tolerating the `node.kubernetes.io/unschedulable:NoSchedule` taint.
+
+use std::sync::Arc;
+
+use orchestra_api::resources::{Taint, TaintEffect};
+
+use crate::framework::{CycleState, Extensions, FilterPlugin, Plugin, Status};
+use crate::snapshot::{NodeInfo, PodInfo};
+
+/// The taint key a cordoned node implies.
+pub const TAINT_KEY: &str = "node.kubernetes.io/unschedulable";
+/// The reason for cordoned nodes.
+pub const REASON: &str = "node(s) were unschedulable";
+
+/// See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeUnschedulable;
+
+impl NodeUnschedulable {
+    /// The plugin's name.
+    pub const NAME: &'static str = "NodeUnschedulable";
+}
+
+impl Plugin for NodeUnschedulable {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn extensions(self: Arc<Self>) -> Extensions {
+        Extensions::new().filter(self)
+    }
+}
+
+impl FilterPlugin for NodeUnschedulable {
+    fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if !node.unschedulable() {
+            return Status::success();
+        }
+        let taint = Taint {
+            key: TAINT_KEY.into(),
+            effect: TaintEffect::NoSchedule,
+            ..Taint::default()
+        };
+        if pod.pod.spec.tolerations.iter().any(|t| t.tolerates(&taint)) {
+            Status::success()
+        } else {
+            Status::unresolvable(REASON)
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! [`ClusterSnapshot`]: the cluster as one scheduling cycle sees it, built incrementally (add,
+//! update and remove nodes and pods; assume a pod onto its chosen node) and cheap to clone.
+//!
+//! Nodes live inline in chunks of [`CHUNK`] behind `Arc`s, so cloning a snapshot is a handful
+//! of reference-count increments whatever the cluster's size, and changing one node of a
+//! shared snapshot copies its chunk only (copy on write; the pods in it are shared `Arc`s).
+//! Inline nodes keep the Filter phase's walk over consecutive nodes sequential in memory, and
+//! label strings are interned so that nodes share them.
+//!
+//! # Layout
+//! - [`node_info`]: [`NodeInfo`], one node and its pods' totals.
+//! - [`pod_info`]: [`PodInfo`], one pod with its precomputed requests, ports and selectors.
+//! - [`pod_groups`]: [`PodGroups`], pods grouped by namespace, labels and affinity, per node.
+
+pub mod node_info;
+pub mod pod_groups;
+pub mod pod_info;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use orchestra_api::resources::{Node, Pod};
+
+pub use node_info::{ImageState, NodeInfo};
+pub use pod_groups::{PodGroup, PodGroups};
+pub use pod_info::{AffinityTerm, HostPort, PodInfo, PodInfoError, SpreadConstraint};
+
+/// Nodes per chunk.
+pub const CHUNK: usize = 64;
+
+/// Why a snapshot refused a change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The node is not in the snapshot.
+    #[error("node {0:?} is not in the snapshot")]
+    NodeNotFound(String),
+    /// A node without a name.
+    #[error("a node without metadata.name cannot be added")]
+    UnnamedNode,
+    /// The pod is not bound to a node (`spec.nodeName` is empty).
+    #[error("pod {0} has no spec.nodeName; use `assume` to place an unbound pod")]
+    Unbound(String),
+    /// A pod with this key is already in the snapshot.
+    #[error("pod {0} is already in the snapshot")]
+    DuplicatePod(String),
+    /// The pod is not in the snapshot.
+    #[error("pod {0} is not in the snapshot")]
+    PodNotFound(String),
+    /// The pod's selectors are invalid.
+    #[error(transparent)]
+    InvalidPod(#[from] PodInfoError),
+}
+
+/// The cluster for scheduling; see the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterSnapshot {
+    chunks: Arc<Vec<Arc<Vec<NodeInfo>>>>,
+    strings: Arc<HashMap<Arc<str>, ()>>,
+    groups: Arc<PodGroups>,
+    len: usize,
+    by_name: Arc<HashMap<Arc<str>, usize>>,
+    pod_nodes: Arc<HashMap<String, Arc<str>>>,
+    image_nodes: Arc<HashMap<Arc<str>, u32>>,
+    namespaces: Arc<HashMap<String, BTreeMap<String, String>>>,
+    pods_with_affinity: usize,
+    pods_with_required_anti_affinity: usize,
+}
+
+impl ClusterSnapshot {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        ClusterSnapshot::default()
+    }
+
+    /// A cluster of these nodes, then these pods (each bound through `spec.nodeName`).
+    pub fn from_objects(
+        nodes: impl IntoIterator<Item = Node>,
+        pods: impl IntoIterator<Item = Pod>,
+    ) -> Result<Self, SnapshotError> {
+        let mut snapshot = ClusterSnapshot::new();
+        for node in nodes {
+            snapshot.upsert_node(node)?;
+        }
+        for pod in pods {
+            snapshot.add_pod(pod)?;
+        }
+        Ok(snapshot)
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The node at `index` (0..len); the order is stable until a node is removed.
+    ///
+    /// # Panics
+    /// If `index >= len()`.
+    pub fn node(&self, index: usize) -> &NodeInfo {
+        &self.chunks[index / CHUNK][index % CHUNK]
+    }
+
+    /// The node with this name.
+    pub fn get(&self, name: &str) -> Option<&NodeInfo> {
+        self.by_name.get(name).map(|&i| self.node(i))
+    }
+
+    /// Every node, in index order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The number of pods (bound or assumed).
+    pub fn num_pods(&self) -> usize {
+        self.pod_nodes.len()
+    }
+
+    /// The node a pod (`namespace/name`) is on.
+    pub fn pod_node(&self, key: &str) -> Option<&Arc<str>> {
+        self.pod_nodes.get(key)
+    }
+
+    /// The pods grouped by namespace, labels and affinity, with their nodes.
+    pub fn pod_groups(&self) -> impl Iterator<Item = &PodGroup> {
+        self.groups.iter()
+    }
+
+    /// The number of pods with any pod (anti-)affinity term.
+    pub fn pods_with_affinity(&self) -> usize {
+        self.pods_with_affinity
+    }
+
+    /// The number of pods with required anti-affinity terms.
+    pub fn pods_with_required_anti_affinity(&self) -> usize {
+        self.pods_with_required_anti_affinity
+    }
+
+    /// On how many nodes an image (normalized name) is present.
+    pub fn image_spread(&self, image: &str) -> u32 {
+        self.image_nodes.get(image).copied().unwrap_or(0)
+    }
+
+    /// The number of distinct images known on nodes.
+    pub fn num_images(&self) -> usize {
+        self.image_nodes.len()
+    }
+
+    /// A namespace's labels, if registered with [`ClusterSnapshot::set_namespace_labels`].
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(namespace)
+    }
+
+    /// Register a namespace's labels (for affinity terms' namespace selectors).
+    pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
+        Arc::make_mut(&mut self.namespaces).insert(namespace.to_owned(), labels);
+    }
+
+    /// Add a node, or replace the node object of the same name (its pods stay).
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) -> Result<(), SnapshotError> {
+        let node: Arc<Node> = node.into();
+        if node.metadata.name.is_empty() {
+            return Err(SnapshotError::UnnamedNode);
+        }
+        let strings = Arc::make_mut(&mut self.strings);
+        let mut intern = |s: &str| match strings.get_key_value(s) {
+            Some((k, ())) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(s);
+                strings.insert(k.clone(), ());
+                k
+            }
+        };
+        if let Some(&i) = self.by_name.get(node.metadata.name.as_str()) {
+            let chunk = &mut Arc::make_mut(&mut self.chunks)[i / CHUNK];
+            Arc::make_mut(chunk)[i % CHUNK].set_node_interned(node, &mut intern);
+            return Ok(());
+        }
+        let mut info = NodeInfo::new(node.clone());
+        info.set_node_interned(node, &mut intern);
+        let index = self.len;
+        Arc::make_mut(&mut self.by_name).insert(info.name().clone(), index);
+        let chunks = Arc::make_mut(&mut self.chunks);
+        if index.is_multiple_of(CHUNK) {
+            chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let last = chunks.last_mut().expect("a chunk was just ensured");
+        Arc::make_mut(last).push(info);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Remove a node and its pods; the last node takes its index.
+    pub fn remove_node(&mut self, name: &str) -> Result<(), SnapshotError> {
+        let index = *self
+            .by_name
+            .get(name)
+            .ok_or_else(|| SnapshotError::NodeNotFound(name.to_owned()))?;
+        let removed = self.node(index).clone();
+        self.set_images(name, Vec::new())?;
+        let pod_nodes = Arc::make_mut(&mut self.pod_nodes);
+        for pod in removed.pods() {
+            pod_nodes.remove(pod.key());
+        }
+        self.pods_with_affinity -= removed.pods_with_affinity().len();
+        self.pods_with_required_anti_affinity -= removed.pods_with_required_anti_affinity().len();
+        let last = self.len - 1;
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let moved = Arc::make_mut(&mut chunks[last / CHUNK])
+            .pop()
+            .expect("the last chunk holds the last node");
+        if chunks[last / CHUNK].is_empty() {
+            chunks.pop();
+        }
+        let by_name = Arc::make_mut(&mut self.by_name);
+        by_name.remove(name);
+        if index != last {
+            by_name.insert(moved.name().clone(), index);
+            Arc::make_mut(&mut chunks[index / CHUNK])[index % CHUNK] = moved;
+        }
+        self.len -= 1;
+        // Node indexes moved: regroup (removing a node is rare next to placing pods).
+        self.groups = Arc::new(PodGroups::build(self.nodes()));
+        Ok(())
+    }
+
+    /// Set the images present on a node (name and size in bytes), for ImageLocality.
+    pub fn set_images(
+        &mut self,
+        node: &str,
+        images: impl IntoIterator<Item = (String, i64)>,
+    ) -> Result<(), SnapshotError> {
+        let index = self.index_of(node)?;
+        let old: Vec<Arc<str>> = self
+            .node(index)
+            .images()
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        self.node_mut(index).set_images(images);
+        let new: Vec<Arc<str>> = self
+            .node(index)
+            .images()
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        let counts = Arc::make_mut(&mut self.image_nodes);
+        for name in old {
+            if let Some(n) = counts.get_mut(&name) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&name);
+                }
+            }
+        }
+        for name in new {
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// Add a pod bound to a node (`spec.nodeName`).
+    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) -> Result<(), SnapshotError> {
+        let info = PodInfo::new(pod)?;
+        if info.pod.spec.node_name.is_empty() {
+            return Err(SnapshotError::Unbound(info.key().to_owned()));
+        }
+        let node = info.pod.spec.node_name.clone();
+        self.assume(Arc::new(info), &node)
+    }
+
+    /// Account a pod on a node, whatever its `spec.nodeName` says: the scheduler does this as
+    /// soon as it chooses a node, before the binding is written (an assumed pod).
+    pub fn assume(&mut self, pod: Arc<PodInfo>, node: &str) -> Result<(), SnapshotError> {
+        let index = self.index_of(node)?;
+        if self.pod_nodes.contains_key(pod.key()) {
+            return Err(SnapshotError::DuplicatePod(pod.key().to_owned()));
+        }
+        let name = self.node(index).name().clone();
+        Arc::make_mut(&mut self.pod_nodes).insert(pod.key().to_owned(), name);
+        self.pods_with_affinity += usize::from(pod.has_affinity());
+        self.pods_with_required_anti_affinity +=
+            usize::from(!pod.required_anti_affinity.is_empty());
+        Arc::make_mut(&mut self.groups).add(&pod, index as u32);
+        self.node_mut(index).add_pod(pod);
+        Ok(())
+    }
+
+    /// Remove a pod (`namespace/name`) from its node (deleted, or an assumed pod whose binding
+    /// failed); returns it.
+    pub fn remove_pod(&mut self, key: &str) -> Result<Arc<PodInfo>, SnapshotError> {
+        let node = Arc::make_mut(&mut self.pod_nodes)
+            .remove(key)
+            .ok_or_else(|| SnapshotError::PodNotFound(key.to_owned()))?;
+        let index = self.index_of(&node)?;
+        let pod = self
+            .node_mut(index)
+            .remove_pod(key)
+            .ok_or_else(|| SnapshotError::PodNotFound(key.to_owned()))?;
+        self.pods_with_affinity -= usize::from(pod.has_affinity());
+        self.pods_with_required_anti_affinity -=
+            usize::from(!pod.required_anti_affinity.is_empty());
+        Arc::make_mut(&mut self.groups).remove(&pod, index as u32);
+        Ok(pod)
+    }
+
+    fn index_of(&self, node: &str) -> Result<usize, SnapshotError> {
+        self.by_name
+            .get(node)
+            .copied()
+            .ok_or_else(|| SnapshotError::NodeNotFound(node.to_owned()))
+    }
+
+    /// The node at `index`, its chunk copied first if another snapshot shares it.
+    fn node_mut(&mut self, index: usize) -> &mut NodeInfo {
+        let chunk = &mut Arc::make_mut(&mut self.chunks)[index / CHUNK];
+        &mut Arc::make_mut(chunk)[index % CHUNK]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestra_api::meta::ObjectMeta;
+    use orchestra_api::resources::PodSpec;
+
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        Node {
+            metadata: ObjectMeta::named(name),
+            ..Node::default()
+        }
+    }
+
+    fn pod(name: &str, node: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta::namespaced("default", name),
+            spec: PodSpec {
+                node_name: node.into(),
+                ..PodSpec::default()
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn clones_share_nodes_until_one_changes() {
+        let nodes = (0..200).map(|i| node(&format!("n{i}")));
+        let mut a = ClusterSnapshot::from_objects(nodes, [pod("p", "n5")]).unwrap();
+        let b = a.clone();
+        a.add_pod(pod("q", "n150")).unwrap();
+        assert_eq!(a.get("n150").unwrap().pods().len(), 1);
+        assert_eq!(b.get("n150").unwrap().pods().len(), 0);
+        // Untouched chunks are still shared.
+        assert!(Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
+        assert_eq!((a.num_pods(), b.num_pods()), (2, 1));
+    }
+
+    #[test]
+    fn removing_a_node_moves_the_last_into_its_place() {
+        let nodes = (0..70).map(|i| node(&format!("n{i}")));
+        let mut s = ClusterSnapshot::from_objects(nodes, [pod("p", "n3")]).unwrap();
+        s.remove_node("n3").unwrap();
+        assert_eq!(s.len(), 69);
+        assert_eq!(s.node(3).name().as_ref(), "n69");
+        assert_eq!(s.get("n69").unwrap().name().as_ref(), "n69");
+        assert!(s.get("n3").is_none());
+        assert_eq!(s.num_pods(), 0);
+        assert_eq!(s.nodes().count(), 69);
+        assert_eq!(s.chunks.len(), 2);
+    }
+
+    #[test]
+    fn rejects_duplicates_unbound_pods_and_unknown_nodes() {
+        let mut s = ClusterSnapshot::from_objects([node("n1")], [pod("p", "n1")]).unwrap();
+        assert_eq!(
+            s.add_pod(pod("p", "n1")),
+            Err(SnapshotError::DuplicatePod("default/p".into()))
+        );
+        assert!(matches!(
+            s.add_pod(pod("q", "")),
+            Err(SnapshotError::Unbound(_))
+        ));
+        assert_eq!(
+            s.add_pod(pod("q", "n9")),
+            Err(SnapshotError::NodeNotFound("n9".into()))
+        );
+        s.remove_pod("default/p").unwrap();
+        assert!(s.remove_pod("default/p").is_err());
+    }
+
+    #[test]
+    fn groups_follow_assume_remove_and_node_removal() {
+        let labelled = |name: &str, node: &str| {
+            let mut p = pod(name, node);
+            p.metadata.labels.insert("app".into(), "web".into());
+            p
+        };
+        let mut s = ClusterSnapshot::from_objects(
+            [node("a"), node("b"), node("c")],
+            [
+                labelled("p1", "a"),
+                labelled("p2", "a"),
+                labelled("p3", "c"),
+                pod("q", "b"),
+            ],
+        )
+        .unwrap();
+        let groups = |s: &ClusterSnapshot| {
+            let mut g: Vec<(String, Vec<(String, i64)>)> = s
+                .pod_groups()
+                .map(|g| {
+                    let mut nodes: Vec<(String, i64)> = g
+                        .nodes()
+                        .map(|(i, n)| (s.node(i).name().to_string(), n))
+                        .collect();
+                    nodes.sort();
+                    (format!("{:?}", g.sample().pod.metadata.labels), nodes)
+                })
+                .collect();
+            g.sort();
+            g
+        };
+        assert_eq!(
+            groups(&s),
+            [
+                (
+                    "{\"app\": \"web\"}".to_owned(),
+                    vec![("a".to_owned(), 2), ("c".to_owned(), 1)]
+                ),
+                ("{}".to_owned(), vec![("b".to_owned(), 1)]),
+            ]
+        );
+        s.remove_pod("default/p1").unwrap();
+        s.remove_pod("default/q").unwrap();
+        assert_eq!(
+            groups(&s),
+            [(
+                "{\"app\": \"web\"}".to_owned(),
+                vec![("a".to_owned(), 1), ("c".to_owned(), 1)]
+            )]
+        );
+        // Removing "a" moves "c" to index 0: the groups follow.
+        s.remove_node("a").unwrap();
+        assert_eq!(
+            groups(&s),
+            [("{\"app\": \"web\"}".to_owned(), vec![("c".to_owned(), 1)])]
+        );
+    }
+
+    #[test]
+    fn counts_nodes_per_image() {
+        let mut s = ClusterSnapshot::from_objects([node("a"), node("b")], []).unwrap();
+        s.set_images("a", [("nginx".to_owned(), 100)]).unwrap();
+        s.set_images("b", [("nginx:latest".to_owned(), 100)])
+            .unwrap();
+        assert_eq!(s.image_spread("nginx:latest"), 2);
+        s.remove_node("a").unwrap();
+        assert_eq!(s.image_spread("nginx:latest"), 1);
+    }
+}

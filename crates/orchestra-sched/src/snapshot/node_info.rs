@@ -1,0 +1,328 @@
+//! [`NodeInfo`]: one node and what is on it (pods, requested resources, used host ports,
+//! images), kept up to date as pods are added and removed so that plugins read totals instead
+//! of summing pods.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use orchestra_api::resources::{Node, Taint};
+
+use super::pod_info::{HostPort, PodInfo, normalize_image};
+use crate::resources::Resources;
+
+/// An image present on a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageState {
+    /// The normalized image name.
+    pub name: Arc<str>,
+    /// Its size in bytes.
+    pub size_bytes: i64,
+}
+
+/// A node and its pods; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    node: Arc<Node>,
+    name: Arc<str>,
+    labels: Box<[(Arc<str>, Arc<str>)]>,
+    allocatable: Resources,
+    requested: Resources,
+    non_zero_milli_cpu: i64,
+    non_zero_memory: i64,
+    pods: Vec<Arc<PodInfo>>,
+    pods_with_affinity: Vec<Arc<PodInfo>>,
+    pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
+    used_ports: Vec<HostPort>,
+    images: Vec<ImageState>,
+    // Copies of the node's hot fields, so that filters read this struct only (the node object
+    // is another allocation: a cache miss per node visited).
+    unschedulable: bool,
+    has_taints: bool,
+}
+
+impl NodeInfo {
+    /// A node with no pods. Its allocatable resources are `status.allocatable`, or
+    /// `status.capacity` when that is empty (a node without status offers nothing).
+    pub fn new(node: impl Into<Arc<Node>>) -> NodeInfo {
+        let node: Arc<Node> = node.into();
+        let mut info = NodeInfo {
+            name: Arc::from(node.metadata.name.as_str()),
+            node: node.clone(),
+            labels: Box::default(),
+            allocatable: Resources::default(),
+            requested: Resources::default(),
+            non_zero_milli_cpu: 0,
+            non_zero_memory: 0,
+            pods: Vec::new(),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
+            used_ports: Vec::new(),
+            images: Vec::new(),
+            unschedulable: false,
+            has_taints: false,
+        };
+        info.set_node(node);
+        info
+    }
+
+    /// Replace the node object (labels, taints, allocatable may change), keeping its pods.
+    pub fn set_node(&mut self, node: impl Into<Arc<Node>>) {
+        self.set_node_interned(node, &mut |s| Arc::from(s));
+    }
+
+    /// [`NodeInfo::set_node`], sharing label strings through `intern` (the snapshot shares
+    /// them between nodes, so that label lookups touch few distinct cache lines).
+    pub(crate) fn set_node_interned(
+        &mut self,
+        node: impl Into<Arc<Node>>,
+        intern: &mut dyn FnMut(&str) -> Arc<str>,
+    ) {
+        let node: Arc<Node> = node.into();
+        // BTreeMap iteration is sorted by key: `label` relies on it for binary search.
+        self.labels = node
+            .metadata
+            .labels
+            .iter()
+            .map(|(k, v)| (intern(k), intern(v)))
+            .collect();
+        self.unschedulable = node.spec.unschedulable;
+        self.has_taints = !node.spec.taints.is_empty();
+        self.allocatable = node.status.as_ref().map_or_else(Resources::default, |s| {
+            if s.allocatable.is_empty() {
+                Resources::from_list(&s.capacity)
+            } else {
+                Resources::from_list(&s.allocatable)
+            }
+        });
+        self.name = Arc::from(node.metadata.name.as_str());
+        self.node = node;
+    }
+
+    /// The node object.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The node object, shared.
+    pub fn node_arc(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The value of a node label.
+    pub fn label(&self, key: &str) -> Option<&Arc<str>> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &self.labels[i].1)
+    }
+
+    /// The node's labels, sorted by key.
+    pub fn labels(&self) -> &[(Arc<str>, Arc<str>)] {
+        &self.labels
+    }
+
+    /// The node's labels as a map (the node object's).
+    pub fn label_map(&self) -> &BTreeMap<String, String> {
+        &self.node.metadata.labels
+    }
+
+    /// The node's taints.
+    pub fn taints(&self) -> &[Taint] {
+        if self.has_taints {
+            &self.node.spec.taints
+        } else {
+            &[]
+        }
+    }
+
+    /// Whether the node is cordoned (`spec.unschedulable`).
+    pub fn unschedulable(&self) -> bool {
+        self.unschedulable
+    }
+
+    /// What the node offers to pods.
+    pub fn allocatable(&self) -> &Resources {
+        &self.allocatable
+    }
+
+    /// What its pods request (`pods` is their number).
+    pub fn requested(&self) -> &Resources {
+        &self.requested
+    }
+
+    /// CPU its pods request, counting defaults for containers without a request (for scoring).
+    pub fn non_zero_milli_cpu(&self) -> i64 {
+        self.non_zero_milli_cpu
+    }
+
+    /// Memory its pods request, counting defaults (for scoring).
+    pub fn non_zero_memory(&self) -> i64 {
+        self.non_zero_memory
+    }
+
+    /// The pods on the node (bound or assumed).
+    pub fn pods(&self) -> &[Arc<PodInfo>] {
+        &self.pods
+    }
+
+    /// The pods on the node with any pod affinity or anti-affinity term.
+    pub fn pods_with_affinity(&self) -> &[Arc<PodInfo>] {
+        &self.pods_with_affinity
+    }
+
+    /// The pods on the node with required anti-affinity terms.
+    pub fn pods_with_required_anti_affinity(&self) -> &[Arc<PodInfo>] {
+        &self.pods_with_required_anti_affinity
+    }
+
+    /// The host ports bound on the node.
+    pub fn used_ports(&self) -> &[HostPort] {
+        &self.used_ports
+    }
+
+    /// The images present on the node, sorted by name.
+    pub fn images(&self) -> &[ImageState] {
+        &self.images
+    }
+
+    /// The size of an image if present on the node.
+    pub fn image_size(&self, name: &str) -> Option<i64> {
+        self.images
+            .binary_search_by(|i| (*i.name).cmp(name))
+            .ok()
+            .map(|i| self.images[i].size_bytes)
+    }
+
+    /// Replace the images present on the node (names are normalized).
+    pub(crate) fn set_images(&mut self, images: impl IntoIterator<Item = (String, i64)>) {
+        self.images = images
+            .into_iter()
+            .map(|(name, size_bytes)| ImageState {
+                name: normalize_image(&name),
+                size_bytes,
+            })
+            .collect();
+        self.images.sort_by(|a, b| a.name.cmp(&b.name));
+        self.images.dedup_by(|a, b| a.name == b.name);
+    }
+
+    /// Account a pod on the node.
+    pub(crate) fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.requested.add(&pod.requests.requests);
+        self.non_zero_milli_cpu += pod.requests.non_zero_milli_cpu;
+        self.non_zero_memory += pod.requests.non_zero_memory;
+        self.used_ports.extend_from_slice(&pod.host_ports);
+        if pod.has_affinity() {
+            self.pods_with_affinity.push(pod.clone());
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity.push(pod.clone());
+        }
+        self.pods.push(pod);
+    }
+
+    /// Remove a pod by key; returns it if it was there.
+    pub(crate) fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+        let at = self.pods.iter().position(|p| p.key() == key)?;
+        let pod = self.pods.swap_remove(at);
+        self.pods_with_affinity.retain(|p| p.key() != key);
+        self.pods_with_required_anti_affinity
+            .retain(|p| p.key() != key);
+        self.requested.sub(&pod.requests.requests);
+        self.non_zero_milli_cpu -= pod.requests.non_zero_milli_cpu;
+        self.non_zero_memory -= pod.requests.non_zero_memory;
+        for port in &pod.host_ports {
+            if let Some(i) = self.used_ports.iter().position(|p| p == port) {
+                self.used_ports.swap_remove(i);
+            }
+        }
+        Some(pod)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestra_api::Quantity;
+    use orchestra_api::meta::ObjectMeta;
+    use orchestra_api::resources::{
+        Container, ContainerPort, NodeStatus, Pod, PodSpec, ResourceRequirements,
+    };
+
+    use super::*;
+
+    fn node() -> Node {
+        Node {
+            metadata: ObjectMeta::named("n1")
+                .with_label("zone", "a")
+                .with_label("kubernetes.io/hostname", "n1"),
+            status: Some(NodeStatus {
+                capacity: [
+                    ("cpu".to_owned(), Quantity::parse("4").unwrap()),
+                    ("pods".to_owned(), Quantity::parse("110").unwrap()),
+                ]
+                .into(),
+                ..NodeStatus::default()
+            }),
+            ..Node::default()
+        }
+    }
+
+    fn pod(name: &str, cpu: &str, host_port: Option<i32>) -> Arc<PodInfo> {
+        let container = Container {
+            name: "c".into(),
+            resources: ResourceRequirements {
+                requests: [("cpu".to_owned(), Quantity::parse(cpu).unwrap())].into(),
+                ..ResourceRequirements::default()
+            },
+            ports: host_port
+                .map(|p| ContainerPort {
+                    container_port: p,
+                    host_port: Some(p),
+                    ..ContainerPort::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Container::default()
+        };
+        Arc::new(
+            PodInfo::new(Pod {
+                metadata: ObjectMeta::namespaced("default", name),
+                spec: PodSpec {
+                    containers: vec![container],
+                    ..PodSpec::default()
+                },
+                status: None,
+            })
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn capacity_stands_in_for_allocatable_and_labels_are_looked_up() {
+        let info = NodeInfo::new(node());
+        assert_eq!(info.allocatable().milli_cpu, 4000);
+        assert_eq!(info.allocatable().pods, 110);
+        assert_eq!(info.label("zone").map(|v| &**v), Some("a"));
+        assert_eq!(info.label("region"), None);
+    }
+
+    #[test]
+    fn adding_and_removing_pods_keeps_totals() {
+        let mut info = NodeInfo::new(node());
+        info.add_pod(pod("a", "500m", Some(80)));
+        info.add_pod(pod("b", "1", None));
+        assert_eq!(info.requested().milli_cpu, 1500);
+        assert_eq!(info.requested().pods, 2);
+        assert_eq!(info.used_ports().len(), 1);
+        assert!(info.remove_pod("default/a").is_some());
+        assert_eq!(info.requested().milli_cpu, 1000);
+        assert_eq!(info.requested().pods, 1);
+        assert!(info.used_ports().is_empty());
+        assert!(info.remove_pod("default/a").is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! `orchestra bench sched`: the scheduler framework alone. Each workload builds a snapshot of
+//! `--nodes` nodes, then places `--pods` pods one by one with the default profile: prepare the
+//! pod (`PodInfo`), run the scheduling cycle, assume the pod onto its node. That loop is
+//! timed; building the pod objects and the nodes is not. One JSON line per workload.
+//!
+//! # Layout
+//! - [`workload`]: the nodes and pods of each workload.
+
+pub mod workload;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use orchestra::sched::{ClusterSnapshot, Framework, PodInfo, plugins};
+use serde::Serialize;
+
+use crate::bench::BenchError;
+use crate::bench::report::{Latency, latency_histogram, record, round1};
+use crate::cli::bench::{SchedBenchArgs, SchedWorkload};
+
+/// One result line of `orchestra bench sched`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SchedResult {
+    /// Always `"sched"`.
+    pub bench: &'static str,
+    /// The workload.
+    pub workload: SchedWorkload,
+    /// Nodes in the cluster.
+    pub nodes: u32,
+    /// Pods placed or found unschedulable.
+    pub pods: u32,
+    /// Pods per second over the timed loop.
+    pub pods_per_sec: f64,
+    /// Pods placed.
+    pub scheduled: u64,
+    /// Pods no node accepted (0 for every workload at the default sizes).
+    pub unschedulable: u64,
+    /// The timed loop's duration in seconds.
+    pub seconds: f64,
+    /// Latency of one pod (prepare, schedule, assume).
+    #[serde(flatten)]
+    pub latency: Latency,
+    /// The tie-breaking seed.
+    pub seed: u64,
+}
+
+/// Run every requested workload.
+pub fn run(args: SchedBenchArgs) -> Result<(), BenchError> {
+    let (nodes, pods) = if args.smoke {
+        (args.nodes.min(200), args.pods.min(400))
+    } else {
+        (args.nodes, args.pods)
+    };
+    for workload in &args.workload {
+        let result = run_one(*workload, nodes, pods, args.seed)?;
+        let line = serde_json::to_string(&result).map_err(|e| BenchError::Output(e.into()))?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .map_err(BenchError::Output)?;
+    }
+    Ok(())
+}
+
+/// One workload on a fresh snapshot.
+fn run_one(
+    workload: SchedWorkload,
+    nodes: u32,
+    pods: u32,
+    seed: u64,
+) -> Result<SchedResult, BenchError> {
+    let mut cluster = ClusterSnapshot::from_objects((0..nodes as usize).map(workload::node), [])
+        .map_err(|e| BenchError::Sched(e.to_string()))?;
+    let objects: Vec<_> = (0..pods as usize)
+        .map(|i| workload::pod(workload, i))
+        .collect();
+    let mut profile = plugins::default_profile();
+    profile.seed = seed;
+    let framework = Framework::new(profile);
+    let mut hist = latency_histogram()?;
+    let (mut scheduled, mut unschedulable) = (0u64, 0u64);
+    tracing::info!(workload = workload.as_str(), nodes, pods, "scheduling");
+    let started = Instant::now();
+    for pod in objects {
+        let one = Instant::now();
+        let info = Arc::new(PodInfo::new(pod).map_err(|e| BenchError::Sched(e.to_string()))?);
+        match framework.schedule_pod(&info, &cluster) {
+            Ok(outcome) => {
+                cluster
+                    .assume(info, &outcome.placement.node)
+                    .map_err(|e| BenchError::Sched(e.to_string()))?;
+                scheduled += 1;
+            }
+            Err(why) => {
+                if unschedulable == 0 {
+                    tracing::warn!(pod = why.pod, "unschedulable: {why}");
+                }
+                unschedulable += 1;
+            }
+        }
+        record(&mut hist, one.elapsed());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(SchedResult {
+        bench: "sched",
+        workload,
+        nodes,
+        pods,
+        pods_per_sec: round1(f64::from(pods) / seconds),
+        scheduled,
+        unschedulable,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        latency: Latency::of(&hist),
+        seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_places_every_pod_on_a_small_cluster() {
+        for workload in [
+            SchedWorkload::Basic,
+            SchedWorkload::NodeAffinity,
+            SchedWorkload::PodAffinity,
+            SchedWorkload::PodAntiAffinity,
+            SchedWorkload::TopologySpread,
+        ] {
+            let result = run_one(workload, 120, 300, 7).unwrap();
+            assert_eq!(
+                (result.scheduled, result.unschedulable),
+                (300, 0),
+                "{workload:?}"
+            );
+            let line = serde_json::to_string(&result).unwrap();
+            assert!(
+                line.starts_with(&format!(
+                    r#"{{"bench":"sched","workload":"{}","nodes":120,"pods":300,"pods_per_sec":"#,
+                    workload.as_str()
+                )),
+                "{line}"
+            );
+        }
+    }
+}
