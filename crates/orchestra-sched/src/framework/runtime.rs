@@ -176,7 +176,8 @@ impl Framework {
             num_feasible_nodes_to_find(self.profile.percentage_of_nodes_to_score, num_nodes);
         let start = self.next_start.load(Ordering::Relaxed) % num_nodes;
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(num_nodes));
-        let mut rejections: Vec<NodeRejection> = Vec::new();
+        // Rejections stay borrowed and cheap until the cycle fails (most cycles succeed).
+        let mut rejections: Vec<(&NodeInfo, &'static str, Status)> = Vec::new();
         let mut index = start;
         let mut processed = 0;
         while processed < num_nodes {
@@ -193,12 +194,9 @@ impl Framework {
                         break;
                     }
                 }
-                Some((plugin, status)) if status.is_rejected() => rejections.push(NodeRejection {
-                    node: node.name().clone(),
-                    plugin,
-                    code: status.code(),
-                    reasons: status.into_reasons(),
-                }),
+                Some((plugin, status)) if status.is_rejected() => {
+                    rejections.push((node, plugin, status));
+                }
                 Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
             }
         }
@@ -209,7 +207,15 @@ impl Framework {
             let mut rejection = Unschedulable {
                 pod: pod.key().to_owned(),
                 num_nodes,
-                nodes: rejections,
+                nodes: rejections
+                    .into_iter()
+                    .map(|(node, plugin, status)| NodeRejection {
+                        node: node.name().clone(),
+                        plugin,
+                        code: status.code(),
+                        reasons: status.into_reasons(),
+                    })
+                    .collect(),
                 ..Unschedulable::default()
             };
             rejection.post_filter = self
