@@ -2,7 +2,7 @@
 //! process.
 //!
 //! [`SharedInformers::informer`] starts, on first use, a task that lists and watches the kind
-//! (the [`watcher`](orchestra_api::watcher) with its retries), applies every event to a
+//! (the `orchestra_api` watcher with its retries), applies every event to a
 //! [`reflector::Store`] and then broadcasts a [`Notification`] (with the object's previous
 //! state) to the subscribers. Later calls for the same kind return the same [`Informer`].
 //! [`Informer::revision`] tells how far the cache has caught up, so that a controller can wait

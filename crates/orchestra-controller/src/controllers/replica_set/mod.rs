@@ -26,6 +26,10 @@ use crate::reconciler::{Action, Context, Reconciler};
 
 /// The index of pods by namespace that the controllers share.
 pub(crate) const NAMESPACE_INDEX: &str = "namespace";
+/// The index of pods by the uid of their controller.
+const CONTROLLER_INDEX: &str = "controller-uid";
+/// The index of pods without a controller, by namespace (candidates for adoption).
+const ORPHAN_INDEX: &str = "orphans-by-namespace";
 
 /// How long one reconcile waits for the cache to show its own writes before it lets the
 /// expectation hold the key back instead.
@@ -82,7 +86,17 @@ impl<C: Client> ReplicaSetController<C> {
     /// The reconciler, reading pods from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
         let pods = informers.informer::<Pod>();
-        pods_by_namespace(&pods);
+        // Shared with other controllers: an existing index is the same function.
+        let _ = pods
+            .store()
+            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        let _ = pods.store().add_index(ORPHAN_INDEX, |pod: &Pod| {
+            if pod.metadata.controller_ref().is_some() {
+                Vec::new()
+            } else {
+                vec![pod.metadata.namespace.clone()]
+            }
+        });
         ReplicaSetController {
             client: informers.client().clone(),
             pods,
@@ -124,11 +138,17 @@ impl<C: Client> ReplicaSetController<C> {
                 source,
             }
         };
-        let pods = self
-            .pods
-            .store()
-            .by_index(NAMESPACE_INDEX, &key.namespace)
+        // Only the pods it controls and the orphans of its namespace concern a replica set:
+        // looking at these, not the whole namespace, keeps a sync cheap in a big namespace.
+        let store = self.pods.store();
+        let mut pods = store
+            .by_index(CONTROLLER_INDEX, &rs.metadata.uid)
             .unwrap_or_default();
+        pods.extend(
+            store
+                .by_index(ORPHAN_INDEX, &key.namespace)
+                .unwrap_or_default(),
+        );
         let plan = plan::plan(rs, &pods, jiff::Timestamp::now()).map_err(|source| {
             ReplicaSetError::Selector {
                 name: name.clone(),
