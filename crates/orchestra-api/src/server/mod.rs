@@ -16,10 +16,10 @@
 //! # async fn demo() -> std::io::Result<()> {
 //! let registry = DynRegistry::new(Registry::new(MemStore::new()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7443").await?;
-//! // Serves until the future completes (here: Ctrl-C), then drains connections.
-//! ApiServer::new(registry)
-//!     .serve(listener, async { tokio::signal::ctrl_c().await.ok(); })
-//!     .await
+//! // Serves until the future completes (here: a minute; `orchestra server` waits for
+//! // SIGTERM or Ctrl-C), then ends watches and drains connections.
+//! let stop = tokio::time::sleep(std::time::Duration::from_secs(60));
+//! ApiServer::new(registry).serve(listener, stop).await
 //! # }
 //! ```
 //!
