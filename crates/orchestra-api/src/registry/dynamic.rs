@@ -21,6 +21,7 @@ use crate::resources::{
     Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
+use crate::selector::{FieldSelector, SelectorError};
 
 /// A boxed future of the type-erased operations.
 pub type DynFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -56,6 +57,7 @@ pub struct DynOps {
     delete: DeleteFn,
     watch: WatchFn,
     codec: KindCodec,
+    check_fields: fn(&FieldSelector) -> Result<(), SelectorError>,
 }
 
 impl std::fmt::Debug for DynOps {
@@ -117,12 +119,18 @@ impl DynOps {
                 })
             },
             codec: KindCodec::of::<R>(),
+            check_fields: |selector| selector.check::<R>(),
         }
     }
 
     /// The kind these operations serve.
     pub fn info(&self) -> TypeInfo {
         self.info
+    }
+
+    /// Checks that a field selector uses only fields this kind supports.
+    pub fn check_field_selector(&self, selector: &FieldSelector) -> Result<(), ApiError> {
+        (self.check_fields)(selector).map_err(|err| ApiError::BadRequest(err.to_string()))
     }
 
     /// Decodes a JSON object of this kind (`apiVersion` and `kind`, when present, must be

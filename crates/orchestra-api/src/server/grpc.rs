@@ -12,10 +12,10 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response};
 
 use super::State;
+use super::watch_cache::CacheEvent;
 use crate::codec;
 use crate::registry::{
-    ApiError, DeleteOptions, DeleteOutcome, ListOptions, PropagationPolicy, WatchEvent,
-    WatchOptions,
+    ApiError, DeleteOptions, DeleteOutcome, ListOptions, PropagationPolicy, WatchOptions,
 };
 use crate::scheme::DynResource;
 use crate::wire::proto::{self, api_server::Api};
@@ -287,10 +287,15 @@ impl Api for GrpcApi {
                     .then(|| Duration::from_millis(r.bookmark_interval_ms)),
             };
             let namespace = (!r.all_namespaces).then_some(r.namespace.as_str());
-            self.state
-                .registry
-                .watch(&r.api_version, &r.kind, namespace, &options)
-                .await
+            super::watch_cache::open(
+                &self.state.registry,
+                self.state.cache.as_ref(),
+                &r.api_version,
+                &r.kind,
+                namespace,
+                &options,
+            )
+            .await
         }
         .await;
         let events = self.finish("watch", &r.kind, result)?.into_inner();
@@ -300,7 +305,7 @@ impl Api for GrpcApi {
         let stream = futures::stream::unfold(Some((events, guard)), |state| async move {
             let (mut events, guard) = state?;
             let event = match events.next().await? {
-                Ok(event) => to_proto(&event),
+                Ok(event) => to_proto(event),
                 Err(err) => error_event(&err),
             };
             let more = event.r#type != "ERROR";
@@ -312,26 +317,22 @@ impl Api for GrpcApi {
 }
 
 /// A watch event on the wire.
-fn to_proto(event: &WatchEvent<Object>) -> proto::WatchEvent {
-    let (kind, object) = match event {
-        WatchEvent::Added(o) => ("ADDED", o),
-        WatchEvent::Modified(o) => ("MODIFIED", o),
-        WatchEvent::Deleted(o) => ("DELETED", o),
-        WatchEvent::Bookmark(rv) => {
-            return proto::WatchEvent {
-                r#type: "BOOKMARK".into(),
-                object: Bytes::new(),
-                resource_version: rv.clone(),
-            };
-        }
-    };
-    match encode(object.as_ref()) {
-        Ok(bytes) => proto::WatchEvent {
+fn to_proto(event: CacheEvent) -> proto::WatchEvent {
+    match event {
+        CacheEvent::Object {
+            kind,
+            json,
+            resource_version,
+        } => proto::WatchEvent {
             r#type: kind.into(),
-            resource_version: object.meta().resource_version.clone(),
-            object: bytes,
+            object: json,
+            resource_version,
         },
-        Err(err) => error_event(&err),
+        CacheEvent::Bookmark(rv) => proto::WatchEvent {
+            r#type: "BOOKMARK".into(),
+            object: Bytes::new(),
+            resource_version: rv,
+        },
     }
 }
 

@@ -16,10 +16,10 @@
 //! # async fn demo() -> std::io::Result<()> {
 //! let registry = DynRegistry::new(Registry::new(MemStore::new()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7443").await?;
-//! // Serves until the future completes (here: Ctrl-C), then drains connections.
-//! ApiServer::new(registry)
-//!     .serve(listener, async { tokio::signal::ctrl_c().await.ok(); })
-//!     .await
+//! // Serves until the future completes (here: a minute; `orchestra server` waits for
+//! // SIGTERM or Ctrl-C), then ends watches and drains connections.
+//! let stop = tokio::time::sleep(std::time::Duration::from_secs(60));
+//! ApiServer::new(registry).serve(listener, stop).await
 //! # }
 //! ```
 //!
@@ -27,11 +27,13 @@
 //! - `grpc`: the `orchestra.api.v1.Api` service.
 //! - `rest`: the HTTP/JSON handlers; `path`: REST paths and query strings, parsed.
 //! - [`metrics`]: request counters and the `/metrics` text.
+//! - [`watch_cache`]: per kind, one store watch serving every client watch from memory.
 
 mod grpc;
 pub mod metrics;
 mod path;
 mod rest;
+pub mod watch_cache;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,6 +52,7 @@ use crate::registry::DynRegistry;
 use crate::wire::proto::api_server::ApiServer as GrpcServer;
 
 pub use metrics::Metrics;
+pub use watch_cache::{CacheOptions, WatchCache};
 
 /// The response body of both protocols.
 pub(crate) type Body = tonic::body::Body;
@@ -63,6 +66,8 @@ pub struct ServerOptions {
     pub bookmark_interval: Duration,
     /// How long a shutdown waits for open requests before it closes their connections.
     pub shutdown_grace: Duration,
+    /// The watch cache (`None`: every watch is its own store watch).
+    pub watch_cache: Option<CacheOptions>,
 }
 
 impl Default for ServerOptions {
@@ -71,6 +76,7 @@ impl Default for ServerOptions {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            watch_cache: Some(CacheOptions::default()),
         }
     }
 }
@@ -81,6 +87,7 @@ pub(crate) struct State {
     pub(crate) registry: DynRegistry,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) options: ServerOptions,
+    pub(crate) cache: Option<WatchCache>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -131,10 +138,20 @@ impl ApiServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let (stop, stopping) = watch::channel(false);
+        let cache = self.options.watch_cache.clone().map(|options| {
+            let stopping = stopping.clone();
+            WatchCache::start(&self.registry, options, move || {
+                let mut stopping = stopping.clone();
+                Box::pin(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+            })
+        });
         let state = Arc::new(State {
             registry: self.registry,
             metrics: self.metrics,
             options: self.options,
+            cache,
             shutdown: stopping,
         });
         let grpc = GrpcServer::new(grpc::GrpcApi {

@@ -20,10 +20,9 @@ use serde_json::{Map, Value, json};
 
 use super::grpc::propagation_policy;
 use super::path::{Target, parse_query, parse_target};
+use super::watch_cache::CacheEvent;
 use super::{Body, State};
-use crate::registry::{
-    ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchEvent, WatchOptions,
-};
+use crate::registry::{ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchOptions};
 use crate::resource::TypeInfo;
 use crate::scheme::DynResource;
 use crate::wire::{self, Status};
@@ -337,25 +336,22 @@ async fn watch(
             .then_some(state.options.bookmark_interval),
     };
     let timeout: Option<u64> = number(query, "timeoutSeconds")?;
-    let events = state
-        .registry
-        .watch(
-            info.api_version,
-            info.kind,
-            target.namespace.as_deref(),
-            &options,
-        )
-        .await?;
+    let events = super::watch_cache::open(
+        &state.registry,
+        state.cache.as_ref(),
+        info.api_version,
+        info.kind,
+        target.namespace.as_deref(),
+        &options,
+    )
+    .await?;
     let guard = state.metrics.watch_opened();
     let info = *info;
     // One JSON line per event; the first error is sent as an ERROR event and ends the stream.
     let lines = futures::stream::unfold(Some((events, guard)), move |stream| async move {
         let (mut events, guard) = stream?;
         let (line, more) = match events.next().await? {
-            Ok(event) => match event_line(&info, &event) {
-                Ok(line) => (line, true),
-                Err(err) => (error_line(&err), false),
-            },
+            Ok(event) => (event_line(&info, event), true),
             Err(err) => (error_line(&err), false),
         };
         Some((line, more.then_some((events, guard))))
@@ -373,22 +369,28 @@ async fn watch(
     Ok(response)
 }
 
-/// `{"type":"ADDED","object":{...}}` and a newline.
-fn event_line(info: &TypeInfo, event: &WatchEvent<Object>) -> Result<Bytes, ApiError> {
-    let (kind, object) = match event {
-        WatchEvent::Added(o) => ("ADDED", to_json_api(o.as_ref())?),
-        WatchEvent::Modified(o) => ("MODIFIED", to_json_api(o.as_ref())?),
-        WatchEvent::Deleted(o) => ("DELETED", to_json_api(o.as_ref())?),
-        WatchEvent::Bookmark(rv) => (
-            "BOOKMARK",
-            json!({
+/// `{"type":"ADDED","object":{...}}` and a newline (the object's JSON spliced in as the cache
+/// encoded it).
+fn event_line(info: &TypeInfo, event: CacheEvent) -> Bytes {
+    match event {
+        CacheEvent::Object { kind, json, .. } => {
+            let mut bytes = Vec::with_capacity(json.len() + 32);
+            bytes.extend_from_slice(b"{\"type\":\"");
+            bytes.extend_from_slice(kind.as_bytes());
+            bytes.extend_from_slice(b"\",\"object\":");
+            bytes.extend_from_slice(&json);
+            bytes.extend_from_slice(b"}\n");
+            Bytes::from(bytes)
+        }
+        CacheEvent::Bookmark(rv) => line(&json!({
+            "type": "BOOKMARK",
+            "object": {
                 "apiVersion": info.api_version,
                 "kind": info.kind,
                 "metadata": {"resourceVersion": rv},
-            }),
-        ),
-    };
-    Ok(line(&json!({"type": kind, "object": object})))
+            },
+        })),
+    }
 }
 
 fn error_line(err: &ApiError) -> Bytes {

@@ -1,0 +1,223 @@
+//! The watch cache: one store watch per kind serves many client watches from memory, with the
+//! registry's selector transitions, cuts off a client that does not read instead of waiting
+//! for it, and leaves watches it cannot serve (too old, no resourceVersion) to the registry.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestra_api::registry::{DynRegistry, ListOptions, WatchOptions};
+use orchestra_api::resources::Pod;
+use orchestra_api::server::watch_cache::{CacheEvent, CacheEvents};
+use orchestra_api::server::{CacheOptions, WatchCache};
+use orchestra_api::{ApiError, Registry, Selector, testing, to_value};
+use orchestra_store::MemStore;
+use serde_json::{Value, json};
+
+async fn setup(options: CacheOptions) -> (Registry, DynRegistry, WatchCache) {
+    let registry = Registry::new(MemStore::new());
+    let dynamic = DynRegistry::new(registry.clone());
+    let cache = WatchCache::start(&dynamic, options, || Box::pin(std::future::pending()));
+    cache.wait_ready("v1", "Pod").await;
+    (registry, dynamic, cache)
+}
+
+async fn watch(cache: &WatchCache, registry: &Registry, options: &WatchOptions) -> CacheEvents {
+    cache
+        .watch(registry.store().as_ref(), "v1", "Pod", Some("ns"), options)
+        .await
+        .expect("watch")
+        .expect("served from the cache")
+}
+
+async fn next(events: &mut CacheEvents) -> Result<(String, Value), ApiError> {
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("no event within 10 s")
+        .expect("the watch ended");
+    match event? {
+        CacheEvent::Object { kind, json, .. } => Ok((
+            kind.to_owned(),
+            serde_json::from_slice(&json).expect("JSON"),
+        )),
+        CacheEvent::Bookmark(rv) => Ok(("BOOKMARK".to_owned(), json!(rv))),
+    }
+}
+
+async fn current_rv(registry: &Registry) -> String {
+    registry
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .expect("list")
+        .resource_version
+}
+
+#[tokio::test]
+async fn many_watches_share_the_cache_and_each_sees_every_event() {
+    let (registry, _, cache) = setup(CacheOptions::default()).await;
+    let from = WatchOptions::from_version(current_rv(&registry).await);
+    let mut watches = Vec::new();
+    for _ in 0..100 {
+        watches.push(watch(&cache, &registry, &from).await);
+    }
+    assert_eq!(cache.subscribers("v1", "Pod"), 100);
+    let mut created = Vec::new();
+    for i in 0..10 {
+        let pod = registry
+            .create(testing::pod("ns", &format!("p{i}"), "web"))
+            .await
+            .expect("create");
+        created.push(to_value(&pod).expect("json"));
+    }
+    for events in &mut watches {
+        for want in &created {
+            assert_eq!(
+                next(events).await.expect("event"),
+                ("ADDED".to_owned(), want.clone())
+            );
+        }
+    }
+    drop(watches);
+    assert_eq!(cache.subscribers("v1", "Pod"), 0);
+}
+
+#[tokio::test]
+async fn selector_transitions_match_the_registry() {
+    let (registry, _, cache) = setup(CacheOptions::default()).await;
+    let rv = current_rv(&registry).await;
+    let options = WatchOptions {
+        label_selector: Selector::parse("app=web").expect("selector"),
+        ..WatchOptions::from_version(rv.clone())
+    };
+    let mut cached = watch(&cache, &registry, &options).await;
+    let mut direct = registry
+        .watch::<Pod>(Some("ns"), &options)
+        .await
+        .expect("watch");
+    registry
+        .create(testing::pod("ns", "a", "web"))
+        .await
+        .expect("create");
+    registry
+        .create(testing::pod("other", "a", "web"))
+        .await
+        .expect("create elsewhere");
+    registry
+        .patch::<Pod>("ns", "a", &json!({"metadata": {"labels": {"app": "db"}}}))
+        .await
+        .expect("patch");
+    registry
+        .patch::<Pod>("ns", "a", &json!({"metadata": {"labels": {"app": "web"}}}))
+        .await
+        .expect("patch");
+    registry.bind("ns", "a", "node-1").await.expect("bind");
+    registry
+        .delete::<Pod>("ns", "a", &Default::default())
+        .await
+        .expect("delete");
+    for _ in 0..5 {
+        let want = direct.next().await.expect("event").expect("ok");
+        let (kind, object) = next(&mut cached).await.expect("event");
+        let want_kind = match &want {
+            orchestra_api::WatchEvent::Added(_) => "ADDED",
+            orchestra_api::WatchEvent::Modified(_) => "MODIFIED",
+            orchestra_api::WatchEvent::Deleted(_) => "DELETED",
+            orchestra_api::WatchEvent::Bookmark(_) => "BOOKMARK",
+        };
+        assert_eq!(kind, want_kind);
+        assert_eq!(
+            object,
+            to_value(want.object().expect("object")).expect("json")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_and_the_others_go_on() {
+    let options = CacheOptions {
+        client_buffer: 4,
+        ..CacheOptions::default()
+    };
+    let (registry, _, cache) = setup(options).await;
+    let from = WatchOptions::from_version(current_rv(&registry).await);
+    let mut fast = watch(&cache, &registry, &from).await;
+    let mut slow = watch(&cache, &registry, &from).await;
+    for i in 0..10 {
+        registry
+            .create(testing::pod("ns", &format!("p{i}"), "web"))
+            .await
+            .expect("create");
+        // The fast client keeps up.
+        assert_eq!(next(&mut fast).await.expect("event").0, "ADDED");
+    }
+    for _ in 0..4 {
+        assert_eq!(next(&mut slow).await.expect("buffered event").0, "ADDED");
+    }
+    match next(&mut slow).await {
+        Err(ApiError::Expired(message)) => assert!(message.contains("fell behind"), "{message}"),
+        other => panic!("expected the slow client to be cut off, got {other:?}"),
+    }
+    assert_eq!(cache.subscribers("v1", "Pod"), 1);
+}
+
+#[tokio::test]
+async fn watches_it_cannot_serve_go_to_the_registry() {
+    let options = CacheOptions {
+        history: 3,
+        ..CacheOptions::default()
+    };
+    let (registry, _, cache) = setup(options).await;
+    let first = current_rv(&registry).await;
+    let mut tail = watch(
+        &cache,
+        &registry,
+        &WatchOptions::from_version(first.clone()),
+    )
+    .await;
+    for i in 0..10 {
+        registry
+            .create(testing::pod("ns", &format!("p{i}"), "web"))
+            .await
+            .expect("create");
+    }
+    // Once this watch has seen all ten writes, the cache has applied them too, and the
+    // first seven fell out of its 3-event window.
+    for _ in 0..10 {
+        next(&mut tail).await.expect("event");
+    }
+    let store = registry.store().as_ref();
+    let stale = cache
+        .watch(
+            store,
+            "v1",
+            "Pod",
+            Some("ns"),
+            &WatchOptions::from_version(first),
+        )
+        .await
+        .expect("watch");
+    assert!(
+        stale.is_none(),
+        "a version older than the window goes to the registry"
+    );
+    let unversioned = cache
+        .watch(store, "v1", "Pod", Some("ns"), &WatchOptions::default())
+        .await
+        .expect("watch");
+    assert!(
+        unversioned.is_none(),
+        "a watch without resourceVersion needs the registry's snapshot"
+    );
+    let bad = cache
+        .watch(
+            store,
+            "v1",
+            "Pod",
+            Some("ns"),
+            &WatchOptions {
+                field_selector: orchestra_api::FieldSelector::equals("spec.color", "red"),
+                ..WatchOptions::from_version("5")
+            },
+        )
+        .await;
+    assert!(matches!(&bad, Err(e) if e.code() == 400), "{:?}", bad.err());
+}
