@@ -112,6 +112,42 @@ pub struct StoreResult {
     /// Bytes on disk after the run (`disk` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_size_bytes: Option<u64>,
+    /// How this run compares with the first backend's run of the same op and clients (absent
+    /// on the first backend's own runs).
+    #[serde(flatten)]
+    pub vs: Option<Comparison>,
+}
+
+/// One run against another of the same op and clients on the first backend.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The first backend, which the ratios divide by.
+    pub vs_backend: Backend,
+    /// This run's ops per second over the first backend's (2: twice as many).
+    pub ops_ratio: Option<f64>,
+    /// This run's p99 latency over the first backend's (0.5: half as long).
+    pub p99_ratio: Option<f64>,
+}
+
+impl Comparison {
+    /// `result` against `base`; a ratio over zero is `None` (`null` in the output).
+    pub fn of(base: &StoreResult, result: &StoreResult) -> Self {
+        Comparison {
+            vs_backend: base.backend,
+            ops_ratio: ratio(result.ops_per_sec, base.ops_per_sec),
+            p99_ratio: ratio(result.latency.p99_us, base.latency.p99_us),
+        }
+    }
+}
+
+/// `x / base` with two decimals (three below 0.1, so that small ratios stay readable).
+fn ratio(x: f64, base: f64) -> Option<f64> {
+    if base <= 0.0 || !base.is_finite() || !x.is_finite() {
+        return None;
+    }
+    let r = x / base;
+    let scale = if r < 0.1 { 1000.0 } else { 100.0 };
+    Some((r * scale).round() / scale)
 }
 
 /// The extra figures of a watch run.
@@ -169,6 +205,7 @@ mod tests {
             conflicts: None,
             watch: None,
             db_size_bytes: Some(4096),
+            vs: None,
         };
         let line = serde_json::to_string(&result).unwrap();
         assert!(
@@ -178,7 +215,57 @@ mod tests {
             "{line}"
         );
         assert!(
-            !line.contains("conflicts") && !line.contains("watchers"),
+            !line.contains("conflicts") && !line.contains("watchers") && !line.contains("vs_"),
+            "{line}"
+        );
+    }
+
+    fn result(backend: Backend, ops_per_sec: f64, p99_us: f64) -> StoreResult {
+        StoreResult {
+            bench: "store",
+            backend,
+            op: StoreOp::Get,
+            clients: 100,
+            ops_per_sec,
+            latency: Latency {
+                p99_us,
+                ..Latency::ZERO
+            },
+            ops: 1,
+            seconds: 1.0,
+            value_size: 256,
+            keys: 100,
+            conflicts: None,
+            watch: None,
+            db_size_bytes: None,
+            vs: None,
+        }
+    }
+
+    #[test]
+    fn comparisons_divide_by_the_first_backend() {
+        let base = result(Backend::Etcd, 10_000.0, 8_000.0);
+        let other = result(Backend::Disk, 25_000.0, 2_000.0);
+        let vs = Comparison::of(&base, &other);
+        assert_eq!(
+            vs,
+            Comparison {
+                vs_backend: Backend::Etcd,
+                ops_ratio: Some(2.5),
+                p99_ratio: Some(0.25),
+            }
+        );
+        let slow = result(Backend::Disk, 123.0, 8_000.0);
+        assert_eq!(Comparison::of(&base, &slow).ops_ratio, Some(0.012));
+        let zero = result(Backend::Memory, 0.0, 0.0);
+        assert_eq!(Comparison::of(&zero, &other).ops_ratio, None);
+        let line = serde_json::to_string(&StoreResult {
+            vs: Some(vs),
+            ..other
+        })
+        .unwrap();
+        assert!(
+            line.contains(r#""vs_backend":"etcd","ops_ratio":2.5,"p99_ratio":0.25"#),
             "{line}"
         );
     }

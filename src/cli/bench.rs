@@ -32,6 +32,9 @@ pub enum Backend {
     Memory,
     /// `DiskStore`: durable, on redb, one fsync per group commit.
     Disk,
+    /// `EtcdStore` against the etcd v3 endpoints of `--etcd-endpoints` (a real etcd or
+    /// `orchestra etcd`); each run works under its own key prefix and deletes it afterwards.
+    Etcd,
 }
 
 impl Backend {
@@ -40,6 +43,7 @@ impl Backend {
         match self {
             Backend::Memory => "memory",
             Backend::Disk => "disk",
+            Backend::Etcd => "etcd",
         }
     }
 }
@@ -118,6 +122,15 @@ pub struct StoreBenchArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The etcd v3 endpoints of the `etcd` backend, comma-separated (`http://host:port`).
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Connections (HTTP/2 channels) the `etcd` backend opens to each endpoint; clients are
+    /// spread over them round-robin, each request multiplexed as a stream on its channel.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub etcd_connections: u32,
+
     /// Cap everything for CI: at most 1 second per run, 100 watchers, 1000 keys.
     #[arg(long)]
     pub smoke: bool,
@@ -194,7 +207,8 @@ pub(crate) mod tests {
     fn rejects_bad_values_with_a_clear_error() {
         for bad in [
             &["--clients", "0"][..],
-            &["--backend", "etcd"],
+            &["--backend", "zookeeper"],
+            &["--etcd-connections", "0"],
             &["--op", "scan"],
             &["--seconds", "-1"],
             &["--seconds", "NaN"],
@@ -205,6 +219,28 @@ pub(crate) mod tests {
         }
         let err = store_args(&["--seconds", "soon"]).unwrap_err().to_string();
         assert!(err.contains("not a number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn parses_the_etcd_backend_and_its_endpoints() {
+        let args = store_args(&[
+            "--backend",
+            "disk,etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--etcd-connections",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(args.backend, [Backend::Disk, Backend::Etcd]);
+        assert_eq!(
+            args.etcd_endpoints,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
+        );
+        assert_eq!(args.etcd_connections, 4);
+        let defaults = store_args(&[]).unwrap();
+        assert!(defaults.etcd_endpoints.is_empty());
+        assert_eq!(defaults.etcd_connections, 1);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `orchestra bench store`: put, get, compare-and-swap and watch fan-out against each backend.
 //!
 //! Every combination of op, clients and backend is one run on a fresh store (a fresh temporary
-//! directory for `disk`), printed as one JSON line as soon as it ends. Runs that differ only in
-//! the backend are printed next to each other.
+//! directory for `disk`, a key prefix of its own on the server for `etcd`), printed as one JSON
+//! line as soon as it ends. Runs that differ only in the backend are printed next to each
+//! other, and each carries its ratios to the run of the first backend (`vs_backend`,
+//! `ops_ratio`, `p99_ratio`).
 //!
 //! # Layout
 //! - [`plan`]: the runs an invocation asks for.
@@ -21,20 +23,30 @@ use std::sync::Arc;
 use orchestra::store::{Store, StoreError};
 
 use crate::bench::BenchError;
-use crate::bench::report::{Latency, StoreResult, WatchFigures, round1};
+use crate::bench::report::{Comparison, Latency, StoreResult, WatchFigures, round1};
 use crate::cli::bench::{Backend, StoreBenchArgs, StoreOp};
 use plan::{Plan, Run};
 
 /// Run every benchmark `args` asks for, printing one JSON line per run.
 pub async fn run(args: StoreBenchArgs) -> Result<(), BenchError> {
     let plan = Plan::from_args(&args);
+    backend::check(&plan.backends, &plan.etcd)?;
     if plan.ignores_clients() {
         tracing::info!(
             "--clients does not apply to --op watch (one writer); it runs once per backend"
         );
     }
+    let mut baselines: Vec<StoreResult> = Vec::new();
     for run in plan.runs() {
-        let result = run_one(&plan, run).await?;
+        let mut result = run_one(&plan, run).await?;
+        if plan.backends.first() == Some(&run.backend) {
+            baselines.push(result.clone());
+        } else if let Some(base) = baselines
+            .iter()
+            .find(|b| b.op == result.op && b.clients == result.clients)
+        {
+            result.vs = Some(Comparison::of(base, &result));
+        }
         print_line(&result)?;
     }
     Ok(())
@@ -63,7 +75,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         seconds = plan.duration.as_secs_f64(),
         "starting run"
     );
-    let opened = backend::open(backend, plan.data_dir.as_deref()).await?;
+    let opened = backend::open(backend, plan.data_dir.as_deref(), &plan.etcd).await?;
     let store: Arc<dyn Store> = opened.store.clone();
     let mut result = StoreResult {
         bench: "store",
@@ -79,6 +91,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         conflicts: None,
         watch: None,
         db_size_bytes: None,
+        vs: None,
     };
     let config = load::LoadConfig {
         backend,
@@ -86,6 +99,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         duration: plan.duration,
         keys: plan.keys,
         value_size: plan.value_size,
+        prefix: opened.prefix.clone(),
     };
     match op {
         StoreOp::Put | StoreOp::Get | StoreOp::Txn => {
@@ -107,6 +121,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
                 keys: plan.keys,
                 value_size: plan.value_size,
                 drain_timeout: plan.drain_timeout,
+                prefix: opened.prefix.clone(),
             };
             let outcome = watch::run(store.clone(), &config).await?;
             let write = Latency::of(&outcome.write_latency);
@@ -134,7 +149,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         result.db_size_bytes = Some(status.db_size);
     }
     drop(store);
-    opened.close();
+    opened.close(backend).await?;
     Ok(result)
 }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::backend::EtcdTarget;
 use crate::cli::bench::{Backend, StoreBenchArgs, StoreOp};
 
 /// `--smoke`: the longest run.
@@ -37,6 +38,8 @@ pub struct Plan {
     pub drain_timeout: Duration,
     /// Where the disk backend makes its data directories.
     pub data_dir: Option<PathBuf>,
+    /// Where the etcd backend connects.
+    pub etcd: EtcdTarget,
 }
 
 /// One run: a fresh store of `backend`, `clients` clients doing `op`.
@@ -64,6 +67,10 @@ impl Plan {
             rate: args.rate,
             drain_timeout: MIN_DRAIN.max(args.seconds * 4),
             data_dir: args.data_dir.clone(),
+            etcd: EtcdTarget {
+                endpoints: args.etcd_endpoints.clone(),
+                connections: usize::try_from(args.etcd_connections).unwrap_or(1),
+            },
         };
         if args.smoke {
             plan.duration = plan.duration.min(SMOKE_DURATION);
