@@ -85,6 +85,12 @@ pub struct StoreResult {
     pub bench: &'static str,
     /// The backend.
     pub backend: Backend,
+    /// The etcd endpoints (`etcd` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<String>,
+    /// HTTP/2 connections per etcd endpoint (`etcd` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
     /// The operation.
     pub op: StoreOp,
     /// Concurrent clients (1 for `watch`: its one writer).
@@ -121,8 +127,8 @@ pub struct StoreResult {
 /// One run against another of the same op and clients on the first backend.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Comparison {
-    /// The first backend, which the ratios divide by.
-    pub vs_backend: Backend,
+    /// The first backend (with its endpoints for etcd), which the ratios divide by.
+    pub vs: String,
     /// This run's ops per second over the first backend's (2: twice as many).
     pub ops_ratio: Option<f64>,
     /// This run's p99 latency over the first backend's (0.5: half as long).
@@ -133,10 +139,18 @@ impl Comparison {
     /// `result` against `base`; a ratio over zero is `None` (`null` in the output).
     pub fn of(base: &StoreResult, result: &StoreResult) -> Self {
         Comparison {
-            vs_backend: base.backend,
+            vs: label(base),
             ops_ratio: ratio(result.ops_per_sec, base.ops_per_sec),
             p99_ratio: ratio(result.latency.p99_us, base.latency.p99_us),
         }
+    }
+}
+
+/// A result's backend, with its endpoints for etcd (as the plan's target labels).
+fn label(result: &StoreResult) -> String {
+    match &result.endpoints {
+        Some(endpoints) => format!("{}@{endpoints}", result.backend.as_str()),
+        None => result.backend.as_str().to_string(),
     }
 }
 
@@ -194,6 +208,8 @@ mod tests {
         let result = StoreResult {
             bench: "store",
             backend: Backend::Disk,
+            endpoints: None,
+            connections: None,
             op: StoreOp::Put,
             clients: 4,
             ops_per_sec: 1234.5,
@@ -215,7 +231,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            !line.contains("conflicts") && !line.contains("watchers") && !line.contains("vs_"),
+            !line.contains("conflicts") && !line.contains("watchers") && !line.contains("vs"),
             "{line}"
         );
     }
@@ -224,6 +240,8 @@ mod tests {
         StoreResult {
             bench: "store",
             backend,
+            endpoints: (backend == Backend::Etcd).then(|| "http://e:1".to_string()),
+            connections: None,
             op: StoreOp::Get,
             clients: 100,
             ops_per_sec,
@@ -250,7 +268,7 @@ mod tests {
         assert_eq!(
             vs,
             Comparison {
-                vs_backend: Backend::Etcd,
+                vs: "etcd@http://e:1".to_string(),
                 ops_ratio: Some(2.5),
                 p99_ratio: Some(0.25),
             }
@@ -265,7 +283,7 @@ mod tests {
         })
         .unwrap();
         assert!(
-            line.contains(r#""vs_backend":"etcd","ops_ratio":2.5,"p99_ratio":0.25"#),
+            line.contains(r#""vs":"etcd@http://e:1","ops_ratio":2.5,"p99_ratio":0.25"#),
             "{line}"
         );
     }

@@ -122,8 +122,11 @@ pub struct StoreBenchArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// The etcd v3 endpoints of the `etcd` backend, comma-separated (`http://host:port`).
-    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    /// The etcd v3 endpoints of the `etcd` backend, comma-separated (`http://host:port`): the
+    /// members of one server or cluster. Repeat the flag to run against several servers in
+    /// one invocation (say a real etcd and `orchestra etcd`): each is a backend of its own,
+    /// compared with the first.
+    #[arg(long, value_name = "URLS", value_parser = parse_endpoints)]
     pub etcd_endpoints: Vec<String>,
 
     /// Connections (HTTP/2 channels) the `etcd` backend opens to each endpoint; clients are
@@ -134,6 +137,22 @@ pub struct StoreBenchArgs {
     /// Cap everything for CI: at most 1 second per run, 100 watchers, 1000 keys.
     #[arg(long)]
     pub smoke: bool,
+}
+
+/// Check one `--etcd-endpoints`: comma-separated, none empty.
+fn parse_endpoints(text: &str) -> Result<String, String> {
+    let endpoints: Vec<&str> = text.split(',').map(str::trim).collect();
+    if endpoints.iter().any(|e| e.is_empty()) {
+        return Err(format!(
+            "`{text}` has an empty endpoint: give comma-separated URLs like http://127.0.0.1:2379"
+        ));
+    }
+    Ok(endpoints.join(","))
+}
+
+/// The endpoints of one `--etcd-endpoints`.
+pub fn split_endpoints(group: &str) -> Vec<String> {
+    group.split(',').map(str::to_string).collect()
 }
 
 /// The longest run `--seconds` accepts.
@@ -209,6 +228,8 @@ pub(crate) mod tests {
             &["--clients", "0"][..],
             &["--backend", "zookeeper"],
             &["--etcd-connections", "0"],
+            &["--etcd-endpoints", "http://a:1,,http://b:2"],
+            &["--etcd-endpoints", ""],
             &["--op", "scan"],
             &["--seconds", "-1"],
             &["--seconds", "NaN"],
@@ -228,6 +249,8 @@ pub(crate) mod tests {
             "disk,etcd",
             "--etcd-endpoints",
             "http://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--etcd-endpoints",
+            "http://127.0.0.1:32379",
             "--etcd-connections",
             "4",
         ])
@@ -235,6 +258,13 @@ pub(crate) mod tests {
         assert_eq!(args.backend, [Backend::Disk, Backend::Etcd]);
         assert_eq!(
             args.etcd_endpoints,
+            [
+                "http://127.0.0.1:2379,http://127.0.0.1:22379",
+                "http://127.0.0.1:32379"
+            ]
+        );
+        assert_eq!(
+            split_endpoints(&args.etcd_endpoints[0]),
             ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
         );
         assert_eq!(args.etcd_connections, 4);

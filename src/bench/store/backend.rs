@@ -11,20 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use orchestra::store::{DiskStore, KeyRange, MemStore, Op, Store, Txn};
 use tempfile::TempDir;
 
+use super::plan::Target;
 use crate::bench::BenchError;
 use crate::cli::bench::Backend;
 
 /// The prefix every benchmark key starts with.
 pub const BENCH_PREFIX: &str = "/bench/";
-
-/// Where the `etcd` backend connects.
-#[derive(Clone, Debug, Default)]
-pub struct EtcdTarget {
-    /// The endpoints (`--etcd-endpoints`).
-    pub endpoints: Vec<String>,
-    /// HTTP/2 connections per endpoint (`--etcd-connections`).
-    pub connections: usize,
-}
 
 /// A fresh store, the key prefix the run works under, and what to clean up afterwards.
 pub struct Opened {
@@ -66,14 +58,16 @@ impl Opened {
     }
 }
 
-/// Open a fresh, empty store of `backend`. The disk backend gets a new directory inside
+/// Open a fresh, empty store of `target`. The disk backend gets a new directory inside
 /// `data_dir` (created if missing), or in the system's temporary directory; the etcd backend
-/// connects to `etcd` and gets a prefix of its own.
+/// connects to the target's endpoints with `connections` connections to each, and gets a
+/// prefix of its own.
 pub async fn open(
-    backend: Backend,
+    target: &Target,
     data_dir: Option<&Path>,
-    etcd: &EtcdTarget,
+    connections: usize,
 ) -> Result<Opened, BenchError> {
+    let backend = target.backend;
     match backend {
         Backend::Memory => Ok(Opened {
             store: Arc::new(MemStore::new()),
@@ -98,22 +92,21 @@ pub async fn open(
                 shared_server: false,
             })
         }
-        Backend::Etcd => open_etcd(etcd).await,
+        Backend::Etcd => open_etcd(&target.endpoints, connections).await,
     }
 }
 
 #[cfg(feature = "etcd")]
-async fn open_etcd(target: &EtcdTarget) -> Result<Opened, BenchError> {
+async fn open_etcd(endpoints: &[String], connections: usize) -> Result<Opened, BenchError> {
     use orchestra::store::{EtcdOptions, EtcdStore};
-    if target.endpoints.is_empty() {
+    if endpoints.is_empty() {
         return Err(BenchError::NoEtcdEndpoints);
     }
-    let options =
-        EtcdOptions::new(target.endpoints.iter().cloned()).with_connections(target.connections);
+    let options = EtcdOptions::new(endpoints.iter().cloned()).with_connections(connections);
     let store = EtcdStore::connect(options)
         .await
         .map_err(|source| BenchError::EtcdConnect {
-            endpoints: target.endpoints.join(","),
+            endpoints: endpoints.join(","),
             source,
         })?;
     let prefix = run_prefix(std::process::id(), wall_clock_nanos());
@@ -127,7 +120,7 @@ async fn open_etcd(target: &EtcdTarget) -> Result<Opened, BenchError> {
 }
 
 #[cfg(not(feature = "etcd"))]
-async fn open_etcd(_target: &EtcdTarget) -> Result<Opened, BenchError> {
+async fn open_etcd(_endpoints: &[String], _connections: usize) -> Result<Opened, BenchError> {
     Err(BenchError::EtcdUnsupported)
 }
 
@@ -144,19 +137,6 @@ pub fn run_prefix(pid: u32, nanos: u128) -> String {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     format!("{BENCH_PREFIX}{pid}-{nanos}-{run}/")
-}
-
-/// Check, before any run, that every backend has what it needs.
-pub fn check(backends: &[Backend], etcd: &EtcdTarget) -> Result<(), BenchError> {
-    if backends.contains(&Backend::Etcd) {
-        if !cfg!(feature = "etcd") {
-            return Err(BenchError::EtcdUnsupported);
-        }
-        if etcd.endpoints.is_empty() {
-            return Err(BenchError::NoEtcdEndpoints);
-        }
-    }
-    Ok(())
 }
 
 /// A new empty directory inside `parent` (or the system's temporary directory).
@@ -224,18 +204,5 @@ mod tests {
         let b = run_prefix(7, 100);
         assert_ne!(a, b);
         assert!(a.starts_with("/bench/7-100-") && a.ends_with('/'), "{a}");
-    }
-
-    #[test]
-    fn the_etcd_backend_needs_endpoints() {
-        let none = EtcdTarget::default();
-        let err = check(&[Backend::Disk, Backend::Etcd], &none).unwrap_err();
-        assert!(err.to_string().contains("--etcd-endpoints"), "{err}");
-        assert!(check(&[Backend::Disk, Backend::Memory], &none).is_ok());
-        let some = EtcdTarget {
-            endpoints: vec!["http://127.0.0.1:2379".into()],
-            connections: 1,
-        };
-        assert!(check(&[Backend::Etcd], &some).is_ok());
     }
 }

@@ -29,8 +29,7 @@ use plan::{Plan, Run};
 
 /// Run every benchmark `args` asks for, printing one JSON line per run.
 pub async fn run(args: StoreBenchArgs) -> Result<(), BenchError> {
-    let plan = Plan::from_args(&args);
-    backend::check(&plan.backends, &plan.etcd)?;
+    let plan = Plan::from_args(&args)?;
     if plan.ignores_clients() {
         tracing::info!(
             "--clients does not apply to --op watch (one writer); it runs once per backend"
@@ -38,8 +37,9 @@ pub async fn run(args: StoreBenchArgs) -> Result<(), BenchError> {
     }
     let mut baselines: Vec<StoreResult> = Vec::new();
     for run in plan.runs() {
+        let first = plan.targets.first() == Some(&run.target);
         let mut result = run_one(&plan, run).await?;
-        if plan.backends.first() == Some(&run.backend) {
+        if first {
             baselines.push(result.clone());
         } else if let Some(base) = baselines
             .iter()
@@ -64,22 +64,25 @@ fn print_line(result: &StoreResult) -> Result<(), BenchError> {
 /// One run on a fresh store.
 async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
     let Run {
-        backend,
+        target,
         op,
         clients,
     } = run;
+    let backend = target.backend;
     tracing::info!(
-        backend = backend.as_str(),
+        backend = %target.label(),
         op = op.as_str(),
         clients,
         seconds = plan.duration.as_secs_f64(),
         "starting run"
     );
-    let opened = backend::open(backend, plan.data_dir.as_deref(), &plan.etcd).await?;
+    let opened = backend::open(&target, plan.data_dir.as_deref(), plan.etcd_connections).await?;
     let store: Arc<dyn Store> = opened.store.clone();
     let mut result = StoreResult {
         bench: "store",
         backend,
+        endpoints: (!target.endpoints.is_empty()).then(|| target.endpoints.join(",")),
+        connections: (backend == Backend::Etcd).then_some(plan.etcd_connections),
         op,
         clients,
         ops_per_sec: 0.0,
