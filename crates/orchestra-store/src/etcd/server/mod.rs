@@ -19,8 +19,11 @@
 //! - KV: Range (single key, prefix, `[key, end)`, from-key, revision, limit, count-only,
 //!   keys-only, sorting, min/max mod and create revision filters applied here), Put (prev_kv,
 //!   lease, ignore_value and ignore_lease through a read and a compare-and-swap), DeleteRange
-//!   (prev_kv), Txn (every compare target and result), Compact.
-//!   Not supported (`Unimplemented`, with a message saying so): nested transactions, compares
+//!   (prev_kv), Txn (every compare target and result, nested transactions), Compact. Nested
+//!   transactions run as etcd runs them (every compare sees the state before the transaction);
+//!   the store's transactions are flat, so the compared keys are read, the path is chosen
+//!   here, and the flattened path runs guarded by those keys' mod revisions (again if one
+//!   changed in between). Not supported (`Unimplemented`, with a message saying so): compares
 //!   over a key range (`range_end` in a compare), and ignore_value/ignore_lease inside a
 //!   transaction — the [`Store`](crate::Store) trait cannot express them atomically.
 //! - Watch: many watchers on one stream; create (start revision, prev_kv, progress_notify,
