@@ -552,12 +552,32 @@ async fn kv_options() {
 /// chosen path's operations make one revision, and the responses nest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_transactions() {
+    let server = Served::memory().await;
+    check_nested_transactions(Kv::new(server.channel().await)).await;
+}
+
+/// The same nested transactions against the real etcd: the checks hold there too, so the
+/// semantics checked are etcd's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_transactions_behave_the_same_on_real_etcd() {
+    let Some(etcd) = etcd_harness::etcd_or_skip("nested_transactions_behave_the_same_on_real_etcd")
+    else {
+        return;
+    };
+    let member = etcd_harness::Member::single(&etcd).await;
+    let channel = tonic::transport::Endpoint::from_shared(member.url())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to etcd");
+    check_nested_transactions(Kv::new(channel)).await;
+}
+
+async fn check_nested_transactions(mut kv: Kv) {
     use pb::compare::{CompareResult, CompareTarget, TargetUnion};
     use pb::request_op::Request;
     use pb::response_op::Response as R;
 
-    let server = Served::memory().await;
-    let mut kv = Kv::new(server.channel().await);
     let r1 = put(&mut kv, "/n/a", "1").await;
     let op = |request| pb::RequestOp {
         request: Some(request),
