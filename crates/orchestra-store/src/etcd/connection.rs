@@ -308,3 +308,26 @@ fn with_tls(endpoint: Endpoint, _url: &str, options: &EtcdOptions) -> Result<End
 pub(crate) const fn max_response_bytes() -> usize {
     MAX_RESPONSE_BYTES
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_endpoint_gets_the_asked_connections_and_calls_take_them_in_turn() {
+        let options = EtcdOptions::new(["127.0.0.1:1"]).with_connections(3);
+        let three = slot("127.0.0.1:1", &options).expect("a valid endpoint");
+        assert_eq!(three.url, "http://127.0.0.1:1");
+        assert_eq!(three.unary.len(), 3);
+        for turn in 0..7 {
+            assert_eq!(three.next.load(Ordering::Relaxed), turn);
+            let _channel = three.next_unary();
+        }
+        let one = slot(
+            "127.0.0.1:1",
+            &EtcdOptions::new(["127.0.0.1:1"]).with_connections(0),
+        )
+        .expect("a valid endpoint");
+        assert_eq!(one.unary.len(), 1, "0 connections means 1");
+    }
+}
