@@ -133,6 +133,7 @@ fn wall_clock_nanos() -> u128 {
 }
 
 /// A prefix no other run uses: the process, the time, and a counter within the process.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn run_prefix(pid: u32, nanos: u128) -> String {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
