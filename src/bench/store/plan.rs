@@ -206,6 +206,7 @@ mod tests {
         assert!(plan.ignores_clients());
     }
 
+    #[cfg(feature = "etcd")]
     #[test]
     fn each_etcd_endpoints_flag_is_a_target_of_its_own() {
         let plan = plan(&[
@@ -225,6 +226,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "etcd")]
     #[test]
     fn the_etcd_backend_without_endpoints_is_a_clear_error() {
         let args = store_args(&["--backend", "disk,etcd"]).unwrap();
@@ -233,6 +235,14 @@ mod tests {
         // Endpoints without the etcd backend are simply unused.
         let args = store_args(&["--backend", "disk", "--etcd-endpoints", "http://a:1"]).unwrap();
         assert_eq!(Plan::from_args(&args).unwrap().targets.len(), 1);
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn the_etcd_backend_needs_a_build_with_etcd() {
+        let args = store_args(&["--backend", "etcd", "--etcd-endpoints", "http://a:1"]).unwrap();
+        let err = Plan::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("`etcd` feature"), "{err}");
     }
 
     #[test]
