@@ -52,6 +52,24 @@ pub enum BenchError {
     /// the benchmark or the snapshot).
     #[error("scheduler benchmark: {0}")]
     Sched(String),
+    /// `--backend etcd` without `--etcd-endpoints`.
+    #[error(
+        "the etcd backend needs the endpoints of a running etcd (or `orchestra etcd`): pass --etcd-endpoints http://HOST:PORT[,...]"
+    )]
+    NoEtcdEndpoints,
+    /// `--backend etcd` in a build without the `etcd` feature.
+    #[error("this build has no etcd support: rebuild orchestra with the `etcd` feature")]
+    EtcdUnsupported,
+    /// The etcd endpoints did not answer.
+    #[cfg(feature = "etcd")]
+    #[error("connecting to etcd at {endpoints} failed")]
+    EtcdConnect {
+        /// The endpoints, comma-separated.
+        endpoints: String,
+        /// Why.
+        #[source]
+        source: orchestra::store::etcd::EtcdError,
+    },
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

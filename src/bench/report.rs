@@ -85,6 +85,12 @@ pub struct StoreResult {
     pub bench: &'static str,
     /// The backend.
     pub backend: Backend,
+    /// The etcd endpoints (`etcd` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<String>,
+    /// HTTP/2 connections per etcd endpoint (`etcd` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
     /// The operation.
     pub op: StoreOp,
     /// Concurrent clients (1 for `watch`: its one writer).
@@ -115,6 +121,50 @@ pub struct StoreResult {
     /// Bytes on disk after the run (`disk` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_size_bytes: Option<u64>,
+    /// How this run compares with the first backend's run of the same op and clients (absent
+    /// on the first backend's own runs).
+    #[serde(flatten)]
+    pub vs: Option<Comparison>,
+}
+
+/// One run against another of the same op and clients on the first backend.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The first backend (with its endpoints for etcd), which the ratios divide by.
+    pub vs: String,
+    /// This run's ops per second over the first backend's (2: twice as many).
+    pub ops_ratio: Option<f64>,
+    /// This run's p99 latency over the first backend's (0.5: half as long).
+    pub p99_ratio: Option<f64>,
+}
+
+impl Comparison {
+    /// `result` against `base`; a ratio over zero is `None` (`null` in the output).
+    pub fn of(base: &StoreResult, result: &StoreResult) -> Self {
+        Comparison {
+            vs: label(base),
+            ops_ratio: ratio(result.ops_per_sec, base.ops_per_sec),
+            p99_ratio: ratio(result.latency.p99_us, base.latency.p99_us),
+        }
+    }
+}
+
+/// A result's backend, with its endpoints for etcd (as the plan's target labels).
+fn label(result: &StoreResult) -> String {
+    match &result.endpoints {
+        Some(endpoints) => format!("{}@{endpoints}", result.backend.as_str()),
+        None => result.backend.as_str().to_string(),
+    }
+}
+
+/// `x / base` with two decimals (three below 0.1, so that small ratios stay readable).
+fn ratio(x: f64, base: f64) -> Option<f64> {
+    if base <= 0.0 || !base.is_finite() || !x.is_finite() {
+        return None;
+    }
+    let r = x / base;
+    let scale = if r < 0.1 { 1000.0 } else { 100.0 };
+    Some((r * scale).round() / scale)
 }
 
 /// The extra figures of a watch run.
@@ -161,6 +211,8 @@ mod tests {
         let result = StoreResult {
             bench: "store",
             backend: Backend::Disk,
+            endpoints: None,
+            connections: None,
             op: StoreOp::Put,
             clients: 4,
             ops_per_sec: 1234.5,
@@ -173,6 +225,7 @@ mod tests {
             conflicts: None,
             watch: None,
             db_size_bytes: Some(4096),
+            vs: None,
         };
         let line = serde_json::to_string(&result).unwrap();
         assert!(
@@ -182,7 +235,60 @@ mod tests {
             "{line}"
         );
         assert!(
-            !line.contains("conflicts") && !line.contains("watchers"),
+            !line.contains("conflicts") && !line.contains("watchers") && !line.contains("vs"),
+            "{line}"
+        );
+    }
+
+    fn result(backend: Backend, ops_per_sec: f64, p99_us: f64) -> StoreResult {
+        StoreResult {
+            bench: "store",
+            backend,
+            endpoints: (backend == Backend::Etcd).then(|| "http://e:1".to_string()),
+            connections: None,
+            op: StoreOp::Get,
+            clients: 100,
+            ops_per_sec,
+            latency: Latency {
+                p99_us,
+                ..Latency::ZERO
+            },
+            ops: 1,
+            seconds: 1.0,
+            value_size: 256,
+            keys: 100,
+            retain_revisions: None,
+            conflicts: None,
+            watch: None,
+            db_size_bytes: None,
+            vs: None,
+        }
+    }
+
+    #[test]
+    fn comparisons_divide_by_the_first_backend() {
+        let base = result(Backend::Etcd, 10_000.0, 8_000.0);
+        let other = result(Backend::Disk, 25_000.0, 2_000.0);
+        let vs = Comparison::of(&base, &other);
+        assert_eq!(
+            vs,
+            Comparison {
+                vs: "etcd@http://e:1".to_string(),
+                ops_ratio: Some(2.5),
+                p99_ratio: Some(0.25),
+            }
+        );
+        let slow = result(Backend::Disk, 123.0, 8_000.0);
+        assert_eq!(Comparison::of(&base, &slow).ops_ratio, Some(0.012));
+        let zero = result(Backend::Memory, 0.0, 0.0);
+        assert_eq!(Comparison::of(&zero, &other).ops_ratio, None);
+        let line = serde_json::to_string(&StoreResult {
+            vs: Some(vs),
+            ..other
+        })
+        .unwrap();
+        assert!(
+            line.contains(r#""vs":"etcd@http://e:1","ops_ratio":2.5,"p99_ratio":0.25"#),
             "{line}"
         );
     }

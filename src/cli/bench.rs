@@ -89,6 +89,9 @@ pub enum Backend {
     Memory,
     /// `DiskStore`: durable, on redb, one fsync per group commit.
     Disk,
+    /// `EtcdStore` against the etcd v3 endpoints of `--etcd-endpoints` (a real etcd or
+    /// `orchestra etcd`); each run works under its own key prefix and deletes it afterwards.
+    Etcd,
 }
 
 impl Backend {
@@ -97,6 +100,7 @@ impl Backend {
         match self {
             Backend::Memory => "memory",
             Backend::Disk => "disk",
+            Backend::Etcd => "etcd",
         }
     }
 }
@@ -175,6 +179,18 @@ pub struct StoreBenchArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The etcd v3 endpoints of the `etcd` backend, comma-separated (`http://host:port`): the
+    /// members of one server or cluster. Repeat the flag to run against several servers in
+    /// one invocation (say a real etcd and `orchestra etcd`): each is a backend of its own,
+    /// compared with the first.
+    #[arg(long, value_name = "URLS", value_parser = parse_endpoints)]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Connections (HTTP/2 channels) the `etcd` backend opens to each endpoint; clients are
+    /// spread over them round-robin, each request multiplexed as a stream on its channel.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub etcd_connections: u32,
+
     /// Compact the memory and disk stores automatically, keeping at least this many revisions
     /// of history (etcd's `--auto-compaction-mode=revision`); without it, history grows for
     /// the whole run.
@@ -184,6 +200,22 @@ pub struct StoreBenchArgs {
     /// Cap everything for CI: at most 1 second per run, 100 watchers, 1000 keys.
     #[arg(long)]
     pub smoke: bool,
+}
+
+/// Check one `--etcd-endpoints`: comma-separated, none empty.
+fn parse_endpoints(text: &str) -> Result<String, String> {
+    let endpoints: Vec<&str> = text.split(',').map(str::trim).collect();
+    if endpoints.iter().any(|e| e.is_empty()) {
+        return Err(format!(
+            "`{text}` has an empty endpoint: give comma-separated URLs like http://127.0.0.1:2379"
+        ));
+    }
+    Ok(endpoints.join(","))
+}
+
+/// The endpoints of one `--etcd-endpoints`.
+pub fn split_endpoints(group: &str) -> Vec<String> {
+    group.split(',').map(str::to_string).collect()
 }
 
 /// The longest run `--seconds` accepts.
@@ -257,7 +289,10 @@ pub(crate) mod tests {
     fn rejects_bad_values_with_a_clear_error() {
         for bad in [
             &["--clients", "0"][..],
-            &["--backend", "etcd"],
+            &["--backend", "zookeeper"],
+            &["--etcd-connections", "0"],
+            &["--etcd-endpoints", "http://a:1,,http://b:2"],
+            &["--etcd-endpoints", ""],
             &["--op", "scan"],
             &["--seconds", "-1"],
             &["--seconds", "NaN"],
@@ -292,6 +327,37 @@ pub(crate) mod tests {
         assert_eq!((args.nodes, args.pods, args.smoke), (100, 10_000, false));
         assert!(sched_args(&["--workload", "gang"]).is_err());
         assert!(sched_args(&["--nodes", "0"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_etcd_backend_and_its_endpoints() {
+        let args = store_args(&[
+            "--backend",
+            "disk,etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--etcd-endpoints",
+            "http://127.0.0.1:32379",
+            "--etcd-connections",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(args.backend, [Backend::Disk, Backend::Etcd]);
+        assert_eq!(
+            args.etcd_endpoints,
+            [
+                "http://127.0.0.1:2379,http://127.0.0.1:22379",
+                "http://127.0.0.1:32379"
+            ]
+        );
+        assert_eq!(
+            split_endpoints(&args.etcd_endpoints[0]),
+            ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
+        );
+        assert_eq!(args.etcd_connections, 4);
+        let defaults = store_args(&[]).unwrap();
+        assert!(defaults.etcd_endpoints.is_empty());
+        assert_eq!(defaults.etcd_connections, 1);
     }
 
     #[test]

@@ -454,8 +454,8 @@ async fn put(kv: &mut Kv, key: &str, value: &str) -> i64 {
 }
 
 /// Range options applied by the server as etcd applies them: count-only, revision filters,
-/// sorting then the limit; put with ignore_value and ignore_lease; nested transactions refused
-/// with `Unimplemented`; headers carry the ids and the revision.
+/// sorting then the limit; put with ignore_value and ignore_lease; headers carry the ids and the
+/// revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_options() {
     let server = Served::memory().await;
@@ -545,16 +545,142 @@ async fn kv_options() {
         .await
         .expect_err("ignore_value on an absent key");
     assert_eq!(err.message(), "etcdserver: key not found");
+}
 
-    let nested = pb::TxnRequest {
-        success: vec![pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestTxn(Default::default())),
-        }],
+/// Nested transactions run as etcd runs them: every compare of the tree sees the state before
+/// the transaction (an inner compare does not see the outer branch's earlier writes), the
+/// chosen path's operations make one revision, and the responses nest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_transactions() {
+    let server = Served::memory().await;
+    check_nested_transactions(Kv::new(server.channel().await)).await;
+}
+
+/// The same nested transactions against the real etcd: the checks hold there too, so the
+/// semantics checked are etcd's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_transactions_behave_the_same_on_real_etcd() {
+    let Some(etcd) = etcd_harness::etcd_or_skip("nested_transactions_behave_the_same_on_real_etcd")
+    else {
+        return;
+    };
+    let member = etcd_harness::Member::single(&etcd).await;
+    let channel = tonic::transport::Endpoint::from_shared(member.url())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to etcd");
+    check_nested_transactions(Kv::new(channel)).await;
+}
+
+async fn check_nested_transactions(mut kv: Kv) {
+    use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+    use pb::request_op::Request;
+    use pb::response_op::Response as R;
+
+    let r1 = put(&mut kv, "/n/a", "1").await;
+    let op = |request| pb::RequestOp {
+        request: Some(request),
+    };
+    let put_op = |key: &'static str, value: &'static str| {
+        op(Request::RequestPut(pb::PutRequest {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
+            ..Default::default()
+        }))
+    };
+    let version_is = |key: &'static str, version: i64| pb::Compare {
+        key: Bytes::from_static(key.as_bytes()),
+        target: CompareTarget::Version as i32,
+        result: CompareResult::Equal as i32,
+        target_union: Some(TargetUnion::Version(version)),
         ..Default::default()
     };
-    let err = kv.txn(nested).await.expect_err("nested txn");
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("nested transaction"), "{err:?}");
+    // /n/b is absent before the transaction, though the outer branch puts it first.
+    let sees_the_state_before = pb::TxnRequest {
+        compare: vec![version_is("/n/b", 0)],
+        success: vec![put_op("/n/c", "absent-before")],
+        failure: vec![put_op("/n/c", "present-before")],
+    };
+    let fails = pb::TxnRequest {
+        compare: vec![version_is("/n/a", 5)],
+        success: vec![put_op("/n/x", "never")],
+        failure: vec![op(Request::RequestRange(pb::RangeRequest {
+            key: Bytes::from_static(b"/n/a"),
+            ..Default::default()
+        }))],
+    };
+    let outer = pb::TxnRequest {
+        compare: vec![version_is("/n/a", 1)],
+        success: vec![
+            put_op("/n/b", "2"),
+            op(Request::RequestTxn(sees_the_state_before)),
+            op(Request::RequestTxn(fails)),
+        ],
+        failure: vec![put_op("/n/z", "never")],
+    };
+    let resp = kv.txn(outer).await.expect("nested txn").into_inner();
+    assert!(resp.succeeded);
+    let revision = resp.header.expect("header").revision;
+    assert_eq!(revision, r1 + 1, "one revision for the whole path");
+    let responses: Vec<R> = resp
+        .responses
+        .into_iter()
+        .map(|r| r.response.expect("a response"))
+        .collect();
+    assert!(matches!(responses[0], R::ResponsePut(_)), "{responses:?}");
+    match &responses[1] {
+        R::ResponseTxn(inner) => {
+            assert!(inner.succeeded);
+            assert!(matches!(
+                inner.responses[0].response,
+                Some(R::ResponsePut(_))
+            ));
+        }
+        other => panic!("expected a nested txn response, got {other:?}"),
+    }
+    match &responses[2] {
+        R::ResponseTxn(inner) => {
+            assert!(!inner.succeeded);
+            match &inner.responses[0].response {
+                Some(R::ResponseRange(range)) => {
+                    assert_eq!(range.kvs[0].value.as_ref(), b"1");
+                }
+                other => panic!("expected a range response, got {other:?}"),
+            }
+        }
+        other => panic!("expected a nested txn response, got {other:?}"),
+    }
+    assert_eq!(responses.len(), 3);
+
+    let get = |key: &'static str| pb::RangeRequest {
+        key: Bytes::from_static(key.as_bytes()),
+        ..Default::default()
+    };
+    let c = kv.range(get("/n/c")).await.expect("get").into_inner();
+    assert_eq!(c.kvs[0].value.as_ref(), b"absent-before");
+    assert_eq!(c.kvs[0].mod_revision, revision);
+    for never in ["/n/x", "/n/z"] {
+        let resp = kv.range(get(never)).await.expect("get").into_inner();
+        assert!(resp.kvs.is_empty(), "{never} was written");
+    }
+
+    // A write conflict inside the chosen path is etcd's duplicate-key error, and nothing is
+    // written.
+    let duplicate = pb::TxnRequest {
+        success: vec![
+            put_op("/n/d", "1"),
+            op(Request::RequestTxn(pb::TxnRequest {
+                success: vec![put_op("/n/d", "2")],
+                ..Default::default()
+            })),
+        ],
+        ..Default::default()
+    };
+    let err = kv.txn(duplicate).await.expect_err("a key put twice");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let d = kv.range(get("/n/d")).await.expect("get").into_inner();
+    assert!(d.kvs.is_empty());
 }
 
 /// The next response of a watch stream, within a guard.

@@ -37,6 +37,8 @@ pub struct LoadConfig {
     pub keys: u32,
     /// Bytes per value.
     pub value_size: u32,
+    /// The run's key prefix (ends with `/`): its keys are `{prefix}load/{index:08}`.
+    pub prefix: String,
 }
 
 /// What a load run measured.
@@ -72,7 +74,7 @@ pub async fn run(
     op: StoreOp,
     config: &LoadConfig,
 ) -> Result<LoadOutcome, BenchError> {
-    let keys = key_space("/bench/load/", config.keys);
+    let keys = key_space(&format!("{}load/", config.prefix), config.keys);
     let value = random_value(config.value_size, 0);
     let backend = config.backend;
     let rng = |client: u32| SmallRng::seed_from_u64(u64::from(client) + 1);
@@ -326,6 +328,7 @@ mod tests {
             duration: Duration::from_millis(50),
             keys: 20,
             value_size: 32,
+            prefix: "/bench/".to_string(),
         }
     }
 

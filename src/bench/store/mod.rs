@@ -1,8 +1,10 @@
 //! `orchestra bench store`: put, get, compare-and-swap and watch fan-out against each backend.
 //!
 //! Every combination of op, clients and backend is one run on a fresh store (a fresh temporary
-//! directory for `disk`), printed as one JSON line as soon as it ends. Runs that differ only in
-//! the backend are printed next to each other.
+//! directory for `disk`, a key prefix of its own on the server for `etcd`), printed as one JSON
+//! line as soon as it ends. Runs that differ only in the backend are printed next to each
+//! other, and each carries its ratios to the run of the first backend (`vs_backend`,
+//! `ops_ratio`, `p99_ratio`).
 //!
 //! # Layout
 //! - [`plan`]: the runs an invocation asks for.
@@ -21,20 +23,30 @@ use std::sync::Arc;
 use orchestra::store::{Store, StoreError};
 
 use crate::bench::BenchError;
-use crate::bench::report::{Latency, StoreResult, WatchFigures, round1};
+use crate::bench::report::{Comparison, Latency, StoreResult, WatchFigures, round1};
 use crate::cli::bench::{Backend, StoreBenchArgs, StoreOp};
 use plan::{Plan, Run};
 
 /// Run every benchmark `args` asks for, printing one JSON line per run.
 pub async fn run(args: StoreBenchArgs) -> Result<(), BenchError> {
-    let plan = Plan::from_args(&args);
+    let plan = Plan::from_args(&args)?;
     if plan.ignores_clients() {
         tracing::info!(
             "--clients does not apply to --op watch (one writer); it runs once per backend"
         );
     }
+    let mut baselines: Vec<StoreResult> = Vec::new();
     for run in plan.runs() {
-        let result = run_one(&plan, run).await?;
+        let first = plan.targets.first() == Some(&run.target);
+        let mut result = run_one(&plan, run).await?;
+        if first {
+            baselines.push(result.clone());
+        } else if let Some(base) = baselines
+            .iter()
+            .find(|b| b.op == result.op && b.clients == result.clients)
+        {
+            result.vs = Some(Comparison::of(base, &result));
+        }
         print_line(&result)?;
     }
     Ok(())
@@ -52,22 +64,25 @@ fn print_line(result: &StoreResult) -> Result<(), BenchError> {
 /// One run on a fresh store.
 async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
     let Run {
-        backend,
+        target,
         op,
         clients,
     } = run;
+    let backend = target.backend;
     tracing::info!(
-        backend = backend.as_str(),
+        backend = %target.label(),
         op = op.as_str(),
         clients,
         seconds = plan.duration.as_secs_f64(),
         "starting run"
     );
-    let opened = backend::open(backend, plan.data_dir.as_deref(), plan.retain_revisions).await?;
+    let opened = backend::open(&target, plan, plan.etcd_connections).await?;
     let store: Arc<dyn Store> = opened.store.clone();
     let mut result = StoreResult {
         bench: "store",
         backend,
+        endpoints: (!target.endpoints.is_empty()).then(|| target.endpoints.join(",")),
+        connections: (backend == Backend::Etcd).then_some(plan.etcd_connections),
         op,
         clients,
         ops_per_sec: 0.0,
@@ -80,6 +95,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         conflicts: None,
         watch: None,
         db_size_bytes: None,
+        vs: None,
     };
     let config = load::LoadConfig {
         backend,
@@ -87,6 +103,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         duration: plan.duration,
         keys: plan.keys,
         value_size: plan.value_size,
+        prefix: opened.prefix.clone(),
     };
     match op {
         StoreOp::Put | StoreOp::Get | StoreOp::Txn => {
@@ -108,6 +125,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
                 keys: plan.keys,
                 value_size: plan.value_size,
                 drain_timeout: plan.drain_timeout,
+                prefix: opened.prefix.clone(),
             };
             let outcome = watch::run(store.clone(), &config).await?;
             let write = Latency::of(&outcome.write_latency);
@@ -135,7 +153,7 @@ async fn run_one(plan: &Plan, run: Run) -> Result<StoreResult, BenchError> {
         result.db_size_bytes = Some(status.db_size);
     }
     drop(store);
-    opened.close();
+    opened.close(backend).await?;
     Ok(result)
 }
 

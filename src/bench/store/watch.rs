@@ -21,8 +21,6 @@ use crate::bench::BenchError;
 use crate::bench::report::{latency_histogram, merge, record};
 use crate::cli::bench::Backend;
 
-/// The prefix every watcher watches and the writer writes under.
-const PREFIX: &str = "/bench/watch/";
 /// Watchers record into this many shared histograms (one per watcher would take too much
 /// memory for 10,000 watchers).
 const SHARDS: usize = 64;
@@ -48,6 +46,16 @@ pub struct WatchConfig {
     pub value_size: u32,
     /// How long to wait for deliveries after the last write.
     pub drain_timeout: Duration,
+    /// The run's key prefix (ends with `/`): every watcher watches `{prefix}watch/`, and the
+    /// writer writes under it.
+    pub prefix: String,
+}
+
+impl WatchConfig {
+    /// The prefix the watchers watch and the writer writes under.
+    fn watched(&self) -> String {
+        format!("{}watch/", self.prefix)
+    }
 }
 
 /// What a watch run measured.
@@ -122,7 +130,7 @@ pub async fn run(store: Arc<dyn Store>, config: &WatchConfig) -> Result<WatchOut
     let mut watchers = JoinSet::new();
     for id in 0..config.watchers as usize {
         let stream = store
-            .watch(WatchRequest::prefix(PREFIX))
+            .watch(WatchRequest::prefix(config.watched()))
             .await
             .map_err(|e| store_error(backend, "starting a watch", e))?;
         watchers.spawn(watch_loop(id, stream, shared.clone()));
@@ -195,7 +203,7 @@ async fn write_loop(
     config: &WatchConfig,
     shared: &Shared,
 ) -> Result<(u64, Duration, Histogram<u64>), BenchError> {
-    let keys = key_space(PREFIX, config.keys);
+    let keys = key_space(&config.watched(), config.keys);
     let interval = 1.0 / f64::from(config.rate);
     let mut latency = latency_histogram()?;
     let start = Instant::now();
@@ -334,6 +342,7 @@ mod tests {
             keys: 10,
             value_size: 16,
             drain_timeout: Duration::from_secs(10),
+            prefix: "/bench/".to_string(),
         };
         let outcome = run(Arc::new(store), &config).await.unwrap();
         // 100 ms of 10 ms writes: about 10, far from the 100 the rate asks for.
@@ -368,6 +377,7 @@ mod tests {
             keys: 10,
             value_size: 16,
             drain_timeout: Duration::from_secs(10),
+            prefix: "/bench/".to_string(),
         };
         let outcome = run(Arc::new(MemStore::new()), &config).await.unwrap();
         assert!(outcome.writes > 0);

@@ -51,14 +51,25 @@ pub(crate) enum RpcError {
     Unavailable(String),
 }
 
-/// One endpoint's channels: one for unary calls and one for watch streams (whose small stream
-/// windows would slow large reads down).
+/// One endpoint's channels: [`EtcdOptions::connections`] for unary calls and one for watch
+/// streams (whose small stream windows would slow large reads down).
 #[derive(Debug)]
 pub(crate) struct Slot {
     /// The URL, for messages.
     pub(crate) url: String,
-    unary: Channel,
+    /// At least one.
+    unary: Vec<Channel>,
+    /// The unary channel the next call takes (round-robin).
+    next: AtomicUsize,
     watch: Channel,
+}
+
+impl Slot {
+    /// The next unary channel, round-robin.
+    fn next_unary(&self) -> Channel {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.unary[turn % self.unary.len()].clone()
+    }
 }
 
 /// The channels to every endpoint, and which one is current.
@@ -86,7 +97,7 @@ impl Connection {
         };
         let mut failures = Vec::new();
         for (index, slot) in connection.slots.iter().enumerate() {
-            let mut client = MaintenanceClient::new(slot.unary.clone());
+            let mut client = MaintenanceClient::new(slot.next_unary());
             let call = client.status(request(StatusRequest {}));
             match tokio::time::timeout(connection.options.connect_timeout, call).await {
                 Ok(Ok(_)) => {
@@ -118,12 +129,12 @@ impl Connection {
     /// The current endpoint's index and unary channel.
     pub(crate) fn unary(&self) -> (usize, Channel) {
         let index = self.current.load(Ordering::Relaxed) % self.slots.len();
-        (index, self.slots[index].unary.clone())
+        (index, self.slots[index].next_unary())
     }
 
     /// The unary channel of endpoint `index`.
     pub(crate) fn unary_at(&self, index: usize) -> Channel {
-        self.slots[index].unary.clone()
+        self.slots[index].next_unary()
     }
 
     /// The current endpoint's index and watch channel.
@@ -249,9 +260,14 @@ fn slot(endpoint: &str, options: &EtcdOptions) -> Result<Slot, EtcdError> {
         .clone()
         .initial_stream_window_size(WATCH_STREAM_WINDOW)
         .initial_connection_window_size(WATCH_CONNECTION_WINDOW);
+    // Each `connect_lazy` is a connection of its own.
+    let unary = (0..options.connections.max(1))
+        .map(|_| base.clone().connect_lazy())
+        .collect();
     Ok(Slot {
         url,
-        unary: base.connect_lazy(),
+        unary,
+        next: AtomicUsize::new(0),
         watch: watch.connect_lazy(),
     })
 }
@@ -291,4 +307,27 @@ fn with_tls(endpoint: Endpoint, _url: &str, options: &EtcdOptions) -> Result<End
 /// Decoding limits for a client of the generated stubs.
 pub(crate) const fn max_response_bytes() -> usize {
     MAX_RESPONSE_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_endpoint_gets_the_asked_connections_and_calls_take_them_in_turn() {
+        let options = EtcdOptions::new(["127.0.0.1:1"]).with_connections(3);
+        let three = slot("127.0.0.1:1", &options).expect("a valid endpoint");
+        assert_eq!(three.url, "http://127.0.0.1:1");
+        assert_eq!(three.unary.len(), 3);
+        for turn in 0..7 {
+            assert_eq!(three.next.load(Ordering::Relaxed), turn);
+            let _channel = three.next_unary();
+        }
+        let one = slot(
+            "127.0.0.1:1",
+            &EtcdOptions::new(["127.0.0.1:1"]).with_connections(0),
+        )
+        .expect("a valid endpoint");
+        assert_eq!(one.unary.len(), 1, "0 connections means 1");
+    }
 }

@@ -35,6 +35,11 @@ pub struct EtcdOptions {
     /// The HTTP/2 keep-alive ping interval, which finds dead connections that no packet
     /// reports (a host that vanished without closing its sockets).
     pub keep_alive_interval: Duration,
+    /// HTTP/2 connections for requests to each endpoint (at least 1). Concurrent requests are
+    /// multiplexed as streams on a connection; with many concurrent callers, a few connections
+    /// spread the work of framing and flow control over more tasks (calls pick one
+    /// round-robin). Watches always share one separate connection per endpoint.
+    pub connections: usize,
 }
 
 impl Default for EtcdOptions {
@@ -47,6 +52,7 @@ impl Default for EtcdOptions {
             limits: Limits::default(),
             watch_reconnect_timeout: Duration::from_secs(60),
             keep_alive_interval: Duration::from_secs(10),
+            connections: 1,
         }
     }
 }
@@ -85,6 +91,12 @@ impl EtcdOptions {
     /// Set the server's request limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Set the number of HTTP/2 connections for requests to each endpoint (0 counts as 1).
+    pub fn with_connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
         self
     }
 

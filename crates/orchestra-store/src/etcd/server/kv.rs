@@ -79,6 +79,270 @@ impl KvService {
     }
 }
 
+impl KvService {
+    /// A transaction with nested transactions, as etcd runs it: every compare of the tree is
+    /// evaluated against the state before the transaction, which picks one path through it;
+    /// the path's operations then run in order as one flat transaction. The store's
+    /// transactions are flat, so the compared keys are read first, the path is chosen here,
+    /// and the flat transaction is guarded by those keys' mod revisions; when another write
+    /// changed one of them in between, it is read and chosen again.
+    async fn nested_txn(&self, req: &pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+        let tree = plan_tree(req)?;
+        let mut keys = Vec::new();
+        tree.compared_keys(&mut keys);
+        keys.sort();
+        keys.dedup();
+        loop {
+            let read = Txn::new().and_then(
+                keys.iter()
+                    .map(|key| Op::Range(RangeRequest::key(key.clone()))),
+            );
+            let state = self.run_txn(read).await?;
+            let mut seen = Vec::with_capacity(keys.len());
+            for (key, response) in keys.iter().zip(state.responses) {
+                let kv = match response {
+                    OpResponse::Range(r) => r.kvs.into_iter().next(),
+                    other => {
+                        return Err(Status::internal(format!(
+                            "orchestra: the store answered a read with {other:?}"
+                        )));
+                    }
+                };
+                seen.push((key.clone(), kv));
+            }
+            let path = tree.choose(&seen);
+            let mut ops = Vec::new();
+            path.flatten(&mut ops);
+            let guard = seen.iter().map(|(key, kv)| {
+                Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.as_ref().map_or(0, |kv| kv.mod_revision),
+                )
+            });
+            let resp = self.run_txn(Txn::new().when(guard).and_then(ops)).await?;
+            if !resp.succeeded {
+                continue;
+            }
+            let revision = resp.header_revision;
+            let mut results = resp.responses.into_iter();
+            let responses = self.respond(path.nodes, &mut results, revision)?;
+            return Ok(pb::TxnResponse {
+                header: self.shared.header(revision),
+                succeeded: path.succeeded,
+                responses,
+            });
+        }
+    }
+
+    /// etcd's responses for the operations of a chosen branch, from the store's responses to
+    /// them (in order).
+    fn respond(
+        &self,
+        nodes: Vec<Chosen>,
+        results: &mut std::vec::IntoIter<OpResponse>,
+        revision: Revision,
+    ) -> Result<Vec<pb::ResponseOp>, Status> {
+        use pb::response_op::Response as R;
+        let mut responses = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let plan = match node {
+                Chosen::Leaf(plan) => plan,
+                Chosen::Txn(path) => {
+                    let inner = self.respond(path.nodes, results, revision)?;
+                    responses.push(pb::ResponseOp {
+                        response: Some(R::ResponseTxn(pb::TxnResponse {
+                            header: inner_header(revision),
+                            succeeded: path.succeeded,
+                            responses: inner,
+                        })),
+                    });
+                    continue;
+                }
+            };
+            let response = match plan {
+                Planned::Empty(true) => R::ResponseRange(pb::RangeResponse {
+                    header: inner_header(revision),
+                    ..Default::default()
+                }),
+                Planned::Empty(false) => R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    header: inner_header(revision),
+                    ..Default::default()
+                }),
+                Planned::Op(_, original) => match (results.next(), original) {
+                    (Some(OpResponse::Range(r)), Some(original)) => {
+                        let mut r = finish_range(&self.shared, &original, r);
+                        r.header = inner_header(revision);
+                        R::ResponseRange(r)
+                    }
+                    (Some(OpResponse::Put { prev_kv }), _) => R::ResponsePut(pb::PutResponse {
+                        header: inner_header(revision),
+                        prev_kv: prev_kv.map(key_value),
+                    }),
+                    (Some(OpResponse::Delete { deleted, prev_kvs }), _) => {
+                        R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                            header: inner_header(revision),
+                            deleted: i64::try_from(deleted).unwrap_or(i64::MAX),
+                            prev_kvs: prev_kvs.into_iter().map(key_value).collect(),
+                        })
+                    }
+                    (other, _) => {
+                        return Err(Status::internal(format!(
+                            "orchestra: the store answered a transaction operation with {other:?}"
+                        )));
+                    }
+                },
+            };
+            responses.push(pb::ResponseOp {
+                response: Some(response),
+            });
+        }
+        Ok(responses)
+    }
+}
+
+/// A transaction whose branches may nest transactions.
+struct Tree {
+    compares: Vec<Compare>,
+    success: Vec<Node>,
+    failure: Vec<Node>,
+}
+
+/// One operation of a [`Tree`]'s branch.
+enum Node {
+    Leaf(Planned),
+    Txn(Tree),
+}
+
+/// The branch a [`Tree`] takes, with the branches its nested transactions take.
+struct Path {
+    succeeded: bool,
+    nodes: Vec<Chosen>,
+}
+
+/// One operation of a chosen branch.
+enum Chosen {
+    Leaf(Planned),
+    Txn(Path),
+}
+
+/// The deepest nesting accepted (etcd sets no limit; this bounds the recursion).
+const MAX_TXN_DEPTH: usize = 64;
+
+/// Does any branch of `req` hold a nested transaction?
+fn has_nested(req: &pb::TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .any(|op| matches!(op.request, Some(pb::request_op::Request::RequestTxn(_))))
+}
+
+fn plan_tree(req: &pb::TxnRequest) -> Result<Tree, Status> {
+    plan_tree_at(req, 0)
+}
+
+fn plan_tree_at(req: &pb::TxnRequest, depth: usize) -> Result<Tree, Status> {
+    if depth > MAX_TXN_DEPTH {
+        return Err(Status::invalid_argument(format!(
+            "orchestra: transactions nested deeper than {MAX_TXN_DEPTH}"
+        )));
+    }
+    let branch = |ops: &[pb::RequestOp]| -> Result<Vec<Node>, Status> {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(pb::request_op::Request::RequestTxn(inner)) => {
+                    plan_tree_at(inner, depth + 1).map(Node::Txn)
+                }
+                _ => plan_op(op).map(Node::Leaf),
+            })
+            .collect()
+    };
+    Ok(Tree {
+        compares: req
+            .compare
+            .iter()
+            .map(compare)
+            .collect::<Result<Vec<_>, _>>()?,
+        success: branch(&req.success)?,
+        failure: branch(&req.failure)?,
+    })
+}
+
+impl Tree {
+    /// Every key any compare of the tree reads.
+    fn compared_keys(&self, keys: &mut Vec<Bytes>) {
+        keys.extend(self.compares.iter().map(|c| c.key.clone()));
+        for node in self.success.iter().chain(&self.failure) {
+            if let Node::Txn(inner) = node {
+                inner.compared_keys(keys);
+            }
+        }
+    }
+
+    /// The path through the tree for the keys' values in `seen` (every compared key, `None`
+    /// when absent).
+    fn choose(&self, seen: &[(Bytes, Option<KeyValue>)]) -> Path {
+        let current = |key: &Bytes| {
+            seen.iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, kv)| kv.as_ref())
+        };
+        let succeeded = self
+            .compares
+            .iter()
+            .all(|c| compare_holds(current(&c.key), &c.target, c.op));
+        let branch = if succeeded {
+            &self.success
+        } else {
+            &self.failure
+        };
+        let nodes = branch
+            .iter()
+            .map(|node| match node {
+                Node::Leaf(plan) => Chosen::Leaf(plan.clone()),
+                Node::Txn(inner) => Chosen::Txn(inner.choose(seen)),
+            })
+            .collect();
+        Path { succeeded, nodes }
+    }
+}
+
+impl Path {
+    /// The store operations of the path, in order.
+    fn flatten(&self, ops: &mut Vec<Op>) {
+        for node in &self.nodes {
+            match node {
+                Chosen::Leaf(Planned::Op(op, _)) => ops.push(op.clone()),
+                Chosen::Leaf(Planned::Empty(_)) => {}
+                Chosen::Txn(inner) => inner.flatten(ops),
+            }
+        }
+    }
+}
+
+/// Does a compare hold for the key's current value (`None`: absent)? The store's semantics
+/// (see [`CompareTarget`]): absent keys have version, revisions and lease 0, and a compare on
+/// the value of an absent key is false.
+fn compare_holds(kv: Option<&KeyValue>, target: &CompareTarget, op: CompareOp) -> bool {
+    use std::cmp::Ordering as O;
+    let ordering = match (target, kv) {
+        (CompareTarget::Value(_), None) => return false,
+        (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
+        (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
+        (CompareTarget::CreateRevision(want), kv) => {
+            kv.map_or(0, |kv| kv.create_revision).cmp(want)
+        }
+        (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
+        (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
+    };
+    match op {
+        CompareOp::Equal => ordering == O::Equal,
+        CompareOp::NotEqual => ordering != O::Equal,
+        CompareOp::Greater => ordering == O::Greater,
+        CompareOp::Less => ordering == O::Less,
+    }
+}
+
 fn put_prev(resp: &TxnResponse) -> Option<mvccpb::KeyValue> {
     match resp.responses.first() {
         Some(OpResponse::Put { prev_kv }) => prev_kv.clone().map(key_value),
@@ -212,6 +476,7 @@ fn inner_header(revision: Revision) -> Option<pb::ResponseHeader> {
 }
 
 /// How one operation of a transaction maps: the store's op, and what etcd's response needs.
+#[derive(Clone)]
 enum Planned {
     /// A store op; for ranges, the etcd request to finish the response with.
     Op(Op, Option<Box<pb::RangeRequest>>),
@@ -252,8 +517,9 @@ fn plan_op(op: &pb::RequestOp) -> Result<Planned, Status> {
             ),
             None => Planned::Empty(false),
         }),
-        Some(Request::RequestTxn(_)) => Err(unsupported(
-            "a nested transaction (the store's transactions are flat)",
+        // Nested transactions are planned by `plan_tree`.
+        Some(Request::RequestTxn(_)) => Err(Status::internal(
+            "orchestra: a nested transaction reached the flat planner (a bug)",
         )),
         None => Err(Status::invalid_argument(
             "orchestra: a transaction operation without a request",
@@ -414,6 +680,9 @@ impl pb::kv_server::Kv for KvService {
                 "etcdserver: too many operations in txn request",
             ));
         }
+        if has_nested(&req) {
+            return self.nested_txn(&req).await.map(Response::new);
+        }
         let compares = req
             .compare
             .iter()
@@ -447,46 +716,8 @@ impl pb::kv_server::Kv for KvService {
         let plans = if resp.succeeded { success } else { failure };
         let revision = resp.header_revision;
         let mut results = resp.responses.into_iter();
-        let mut responses = Vec::with_capacity(plans.len());
-        for plan in plans {
-            use pb::response_op::Response as R;
-            let response = match plan {
-                Planned::Empty(true) => R::ResponseRange(pb::RangeResponse {
-                    header: inner_header(revision),
-                    ..Default::default()
-                }),
-                Planned::Empty(false) => R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                    header: inner_header(revision),
-                    ..Default::default()
-                }),
-                Planned::Op(_, original) => match (results.next(), original) {
-                    (Some(OpResponse::Range(r)), Some(original)) => {
-                        let mut r = finish_range(&self.shared, &original, r);
-                        r.header = inner_header(revision);
-                        R::ResponseRange(r)
-                    }
-                    (Some(OpResponse::Put { prev_kv }), _) => R::ResponsePut(pb::PutResponse {
-                        header: inner_header(revision),
-                        prev_kv: prev_kv.map(key_value),
-                    }),
-                    (Some(OpResponse::Delete { deleted, prev_kvs }), _) => {
-                        R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                            header: inner_header(revision),
-                            deleted: i64::try_from(deleted).unwrap_or(i64::MAX),
-                            prev_kvs: prev_kvs.into_iter().map(key_value).collect(),
-                        })
-                    }
-                    (other, _) => {
-                        return Err(Status::internal(format!(
-                            "orchestra: the store answered a transaction operation with {other:?}"
-                        )));
-                    }
-                },
-            };
-            responses.push(pb::ResponseOp {
-                response: Some(response),
-            });
-        }
+        let nodes = plans.into_iter().map(Chosen::Leaf).collect();
+        let responses = self.respond(nodes, &mut results, revision)?;
         Ok(Response::new(pb::TxnResponse {
             header: self.shared.header(revision),
             succeeded: resp.succeeded,

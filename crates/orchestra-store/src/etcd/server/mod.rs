@@ -19,8 +19,11 @@
 //! - KV: Range (single key, prefix, `[key, end)`, from-key, revision, limit, count-only,
 //!   keys-only, sorting, min/max mod and create revision filters applied here), Put (prev_kv,
 //!   lease, ignore_value and ignore_lease through a read and a compare-and-swap), DeleteRange
-//!   (prev_kv), Txn (every compare target and result), Compact.
-//!   Not supported (`Unimplemented`, with a message saying so): nested transactions, compares
+//!   (prev_kv), Txn (every compare target and result, nested transactions), Compact. Nested
+//!   transactions run as etcd runs them (every compare sees the state before the transaction);
+//!   the store's transactions are flat, so the compared keys are read, the path is chosen
+//!   here, and the flattened path runs guarded by those keys' mod revisions (again if one
+//!   changed in between). Not supported (`Unimplemented`, with a message saying so): compares
 //!   over a key range (`range_end` in a compare), and ignore_value/ignore_lease inside a
 //!   transaction — the [`Store`](crate::Store) trait cannot express them atomically.
 //! - Watch: many watchers on one stream; create (start revision, prev_kv, progress_notify,
@@ -32,6 +35,9 @@
 //!   [`ServerOptions::min_lease_ttl`] are raised to it, as etcd does), Revoke, KeepAlive,
 //!   TimeToLive (with keys). Leases (listing) is `Unimplemented`: the trait cannot list leases.
 //! - Maintenance: Status (version, db size, this member as leader, fixed raft term).
+//! - TLS (feature `etcd-tls`): [`ServerOptions::tls`] serves HTTPS with a certificate and key,
+//!   and with a trusted CA requires clients to present certificates it signed (etcd's
+//!   `--cert-file`, `--key-file`, `--trusted-ca-file` with `--client-cert-auth`).
 //!
 //! Errors carry etcd's gRPC codes and messages (see `status`), so clients react as they do to
 //! etcd. Revisions are the store's: the store's compact revision is etcd's compact revision.
@@ -78,6 +84,30 @@ pub struct ServerOptions {
     /// The smallest lease TTL in seconds; shorter TTLs are raised to it (etcd's default
     /// minimum, with its default election timeout, is 2 seconds).
     pub min_lease_ttl: i64,
+    /// Serve over TLS (needs the `etcd-tls` feature); `None`: plain HTTP/2.
+    pub tls: Option<ServerTls>,
+}
+
+/// The server's TLS identity, and the CA its clients' certificates must be signed by.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The server's PEM certificate chain (etcd's `--cert-file`).
+    pub cert_pem: Vec<u8>,
+    /// The server's PEM private key (etcd's `--key-file`).
+    pub key_pem: Vec<u8>,
+    /// PEM certificates of the CA that signs client certificates (etcd's `--trusted-ca-file`):
+    /// when set, every client must present a certificate it signed; `None`: any client.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("ServerTls")
+            .field("cert_pem", &self.cert_pem.len())
+            .field("client_ca_pem", &self.client_ca_pem.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerOptions {
@@ -89,6 +119,7 @@ impl Default for ServerOptions {
             version: "3.4.0-orchestra".to_string(),
             limits: Limits::default(),
             min_lease_ttl: 2,
+            tls: None,
         }
     }
 }
@@ -111,6 +142,25 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("the etcd gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A TLS file could not be read.
+    #[error("cannot read the {what} {path}")]
+    TlsFile {
+        /// Which file (`--cert-file`, ...).
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate, key or CA is not usable.
+    #[error(
+        "the TLS settings are not usable (check that --cert-file and --key-file are a PEM certificate and its PEM private key): {0}"
+    )]
+    Tls(tonic::transport::Error),
+    /// TLS was asked for in a build without it.
+    #[error("this build has no TLS: rebuild with the `etcd-tls` feature to serve HTTPS")]
+    TlsUnsupported,
 }
 
 /// What every service shares: the store and how to build response headers.
@@ -161,6 +211,7 @@ where
     use pb::watch_server::WatchServer;
 
     let max = max_message_bytes(&options.limits);
+    let builder = with_tls(tonic::transport::Server::builder(), options.tls.as_ref())?;
     let shared = Shared {
         store,
         options: Arc::new(options),
@@ -174,10 +225,39 @@ where
         maintenance: MaintenanceServer::new(maintenance::MaintenanceService::new(shared)),
     };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    builder
         .serve_with_incoming_shutdown(router, incoming, shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(feature = "etcd-tls")]
+fn with_tls(
+    mut builder: tonic::transport::Server,
+    tls: Option<&ServerTls>,
+) -> Result<tonic::transport::Server, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let Some(tls) = tls else {
+        return Ok(builder);
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+    if let Some(ca) = &tls.client_ca_pem {
+        config = config.client_ca_root(Certificate::from_pem(ca));
+    }
+    builder = builder.tls_config(config).map_err(ServeError::Tls)?;
+    Ok(builder)
+}
+
+#[cfg(not(feature = "etcd-tls"))]
+fn with_tls(
+    builder: tonic::transport::Server,
+    tls: Option<&ServerTls>,
+) -> Result<tonic::transport::Server, ServeError> {
+    match tls {
+        Some(_) => Err(ServeError::TlsUnsupported),
+        None => Ok(builder),
+    }
 }
 
 /// What `orchestra etcd` needs to run: where to listen and which store to serve.
@@ -191,10 +271,51 @@ pub struct RunOptions {
     pub memory: bool,
     /// The server's options.
     pub server: ServerOptions,
+    /// TLS files to read into [`ServerOptions::tls`] at start.
+    pub tls_files: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate, key and client CA are (etcd's flags of the same names).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// `--cert-file`: the server's PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// `--key-file`: its PEM private key.
+    pub key_file: PathBuf,
+    /// `--trusted-ca-file`: the CA that client certificates must be signed by.
+    pub trusted_ca_file: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Read the files.
+    pub fn read(&self) -> Result<ServerTls, ServeError> {
+        let read = |what, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ServeError::TlsFile {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(ServerTls {
+            cert_pem: read("--cert-file", &self.cert_file)?,
+            key_pem: read("--key-file", &self.key_file)?,
+            client_ca_pem: match &self.trusted_ca_file {
+                Some(path) => Some(read("--trusted-ca-file", path)?),
+                None => None,
+            },
+        })
+    }
 }
 
 /// Open the store that `options` names, listen, and serve until Ctrl-C or SIGTERM.
-pub async fn run_etcd_server(options: RunOptions) -> Result<(), ServeError> {
+pub async fn run_etcd_server(mut options: RunOptions) -> Result<(), ServeError> {
+    let wants_tls = options.tls_files.is_some() || options.server.tls.is_some();
+    if wants_tls && !cfg!(feature = "etcd-tls") {
+        return Err(ServeError::TlsUnsupported);
+    }
+    if let Some(files) = &options.tls_files {
+        options.server.tls = Some(files.read()?);
+    }
     let store: Arc<dyn Store> = if options.memory {
         Arc::new(crate::MemStore::new())
     } else {
@@ -206,7 +327,7 @@ pub async fn run_etcd_server(options: RunOptions) -> Result<(), ServeError> {
             addr: options.listen,
             source,
         })?;
-    tracing::info!(listen = %options.listen, memory = options.memory, "serving the etcd v3 API");
+    tracing::info!(listen = %options.listen, memory = options.memory, tls = options.server.tls.is_some(), "serving the etcd v3 API");
     serve(store, listener, options.server, shutdown_signal()).await
 }
 
