@@ -61,10 +61,12 @@
 //!   [`Profile`], and the runtime ([`Framework`], [`Profiles`]).
 //! - [`plugins`]: the default plugins and the [`plugins::Registry`] of plugins by name.
 //! - [`config`]: the YAML configuration file ([`config::SchedulerConfig`]).
+//! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
 
 pub mod config;
 pub mod framework;
 pub mod plugins;
+pub mod queue;
 pub mod resources;
 pub mod scheduler;
 pub mod snapshot;
@@ -73,6 +75,7 @@ pub mod unschedulable;
 pub use framework::{
     CycleState, Framework, PermitOutcome, Plugin, Profile, Profiles, ScheduleOutcome, Status,
 };
+pub use queue::SchedulingQueue;
 pub use resources::Resources;
 pub use scheduler::Scheduler;
 pub use snapshot::{ClusterSnapshot, NodeInfo, PodInfo, SnapshotError};
