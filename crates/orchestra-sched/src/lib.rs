@@ -62,7 +62,9 @@
 //! - [`plugins`]: the default plugins and the [`plugins::Registry`] of plugins by name.
 //! - [`config`]: the YAML configuration file ([`config::SchedulerConfig`]).
 //! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
+//! - [`cache`]: [`cache::SchedulerCache`], the snapshot kept by watch events and assumed pods.
 
+pub mod cache;
 pub mod config;
 pub mod framework;
 pub mod plugins;
