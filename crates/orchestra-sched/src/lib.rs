@@ -62,6 +62,7 @@
 //! - [`plugins`]: the default plugins and the [`plugins::Registry`] of plugins by name.
 //! - [`config`]: the YAML configuration file ([`config::SchedulerConfig`]).
 //! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
+//! - [`run`]: [`run::SchedulerLoop`], the scheduling loop over a `Client`.
 //! - [`cache`]: [`cache::SchedulerCache`], the snapshot kept by watch events and assumed pods.
 
 pub mod cache;
@@ -70,6 +71,7 @@ pub mod framework;
 pub mod plugins;
 pub mod queue;
 pub mod resources;
+pub mod run;
 pub mod scheduler;
 pub mod snapshot;
 pub mod unschedulable;

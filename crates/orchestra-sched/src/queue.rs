@@ -152,6 +152,11 @@ impl SchedulingQueue {
         self.pods.get(key).map(|e| e.place)
     }
 
+    /// The keys of every pod held, in no order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pods.keys().map(String::as_str)
+    }
+
     /// The pods in a place, for inspection.
     pub fn count(&self, place: fn(&Place) -> bool) -> usize {
         self.pods.values().filter(|e| place(&e.place)).count()
