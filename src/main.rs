@@ -46,6 +46,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Server(#[from] cli::server::ServerError),
+    /// The scheduler failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Scheduler(#[from] cli::scheduler::SchedulerError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -93,6 +97,8 @@ fn run(cli: Cli) -> Result<(), Error> {
                 let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
                 ctl::run(&client, &args, &mut out, &mut err).await?
             }
+            #[cfg(feature = "server")]
+            Command::Scheduler(args) => cli::scheduler::run(args).await?,
         }
         Ok(())
     })

@@ -8,6 +8,7 @@
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
+//! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 
 pub mod bench;
@@ -15,6 +16,8 @@ pub mod bench;
 pub mod ctl;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "server")]
+pub mod scheduler;
 #[cfg(feature = "server")]
 pub mod server;
 
@@ -25,6 +28,8 @@ pub use bench::BenchCommand;
 pub use ctl::CtlArgs;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdArgs;
+#[cfg(feature = "server")]
+pub use scheduler::SchedulerArgs;
 #[cfg(feature = "server")]
 pub use server::ServerArgs;
 
@@ -53,6 +58,9 @@ pub enum Command {
     /// Talk to an API server as kubectl does: apply, get, describe, delete.
     #[cfg(feature = "server")]
     Ctl(CtlArgs),
+    /// Schedule pending pods onto nodes through an API server.
+    #[cfg(feature = "server")]
+    Scheduler(SchedulerArgs),
 }
 
 #[cfg(test)]

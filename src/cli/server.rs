@@ -132,7 +132,7 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>, ServerError> {
 }
 
 /// Completes on Ctrl-C, or on SIGTERM on Unix.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -61,11 +61,17 @@
 //!   [`Profile`], and the runtime ([`Framework`], [`Profiles`]).
 //! - [`plugins`]: the default plugins and the [`plugins::Registry`] of plugins by name.
 //! - [`config`]: the YAML configuration file ([`config::SchedulerConfig`]).
+//! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
+//! - [`run`]: [`run::SchedulerLoop`], the scheduling loop over a `Client`.
+//! - [`cache`]: [`cache::SchedulerCache`], the snapshot kept by watch events and assumed pods.
 
+pub mod cache;
 pub mod config;
 pub mod framework;
 pub mod plugins;
+pub mod queue;
 pub mod resources;
+pub mod run;
 pub mod scheduler;
 pub mod snapshot;
 pub mod unschedulable;
@@ -73,6 +79,7 @@ pub mod unschedulable;
 pub use framework::{
     CycleState, Framework, PermitOutcome, Plugin, Profile, Profiles, ScheduleOutcome, Status,
 };
+pub use queue::SchedulingQueue;
 pub use resources::Resources;
 pub use scheduler::Scheduler;
 pub use snapshot::{ClusterSnapshot, NodeInfo, PodInfo, SnapshotError};

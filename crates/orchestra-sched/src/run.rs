@@ -1,0 +1,394 @@
+//! [`SchedulerLoop`]: the scheduling loop over any [`Client`].
+//!
+//! It watches every pod and node. Pending pods (no `spec.nodeName`) whose `schedulerName` is
+//! one of the profiles' go to the [`SchedulingQueue`]; assigned pods and nodes feed the
+//! [`SchedulerCache`]. Once both watches listed, the loop pops the next pod, runs its
+//! profile's framework on the cache's snapshot (read in place, never copied), runs Reserve
+//! and Permit, assumes the pod onto the chosen node and binds it in a background task
+//! (PreBind, [`Client::bind`], PostBind), so that the next cycle does not wait for the API.
+//!
+//! - No node fits: a `FailedScheduling` Warning event with the summary
+//!   ("0/N nodes are available: ...") is recorded on the pod, which waits as unschedulable
+//!   until a cluster event (node added or changed, assigned pod deleted) or the flush.
+//! - The binding fails (a conflict, the pod gone): the assumption is forgotten and the pod
+//!   retried after its backoff (or dropped, when the watch shows it bound or deleted).
+//!
+//! [`SchedulerLoop::run`] returns when its shutdown future completes, after the bindings in
+//! flight have finished.
+//!
+//! Not yet: Permit plugins that ask to wait (gangs) are treated as a failed attempt and
+//! retried after backoff.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use orchestra_api::meta::{ObjectMeta, Time};
+use orchestra_api::resources::{
+    EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
+};
+use orchestra_api::watcher::{self, WatcherConfig};
+use orchestra_api::{Client, watcher::Event as WatchEvent};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cache::{SchedulerCache, pod_key};
+use crate::framework::{DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
+use crate::queue::{ClusterEvent, LessFn, SchedulingQueue};
+use crate::snapshot::PodInfo;
+
+/// The reason of the event recorded when a pod fits nowhere.
+pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// Why the loop cannot start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoopError {
+    /// No profile: the loop would schedule nothing.
+    #[error("the scheduler has no profiles: configure at least one schedulerName")]
+    NoProfiles,
+}
+
+/// What a binding task reports.
+#[derive(Debug)]
+struct Bound {
+    key: String,
+    node: String,
+    result: Result<(), String>,
+}
+
+/// The scheduling loop; see the [module docs](self).
+pub struct SchedulerLoop<C: Client> {
+    client: C,
+    profiles: Arc<Profiles>,
+    queue: SchedulingQueue,
+    cache: SchedulerCache,
+    start: Instant,
+    binds: JoinSet<Bound>,
+}
+
+impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerLoop")
+            .field("queue", &self.queue)
+            .field("binds", &self.binds.len())
+            .finish()
+    }
+}
+
+impl<C: Client> SchedulerLoop<C> {
+    /// A loop scheduling the pods of `profiles`' scheduler names through `client`. The active
+    /// queue is ordered by the QueueSort of the `default-scheduler` profile (else of the
+    /// first profile by name): one order for the whole queue, as in kube-scheduler.
+    pub fn new(client: C, profiles: Profiles) -> Result<Self, LoopError> {
+        let mut names = profiles.names();
+        names.sort_unstable();
+        let sorter: Arc<Framework> = profiles
+            .get(DEFAULT_SCHEDULER_NAME)
+            .or_else(|| names.first().and_then(|n| profiles.get(n)))
+            .cloned()
+            .ok_or(LoopError::NoProfiles)?;
+        let less: LessFn = Arc::new(move |a, b| sorter.less(a, b));
+        Ok(SchedulerLoop {
+            client,
+            profiles: Arc::new(profiles),
+            queue: SchedulingQueue::new(less),
+            cache: SchedulerCache::new(),
+            start: Instant::now(),
+            binds: JoinSet::new(),
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Runs until `shutdown` completes, then waits for the bindings in flight.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        let mut pods = watcher::watcher::<Pod, _>(self.client.clone(), WatcherConfig::default());
+        let mut nodes = watcher::watcher::<Node, _>(self.client.clone(), WatcherConfig::default());
+        let (mut pods_listed, mut nodes_listed) = (false, false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let now = self.now();
+            let ready = pods_listed && nodes_listed && self.queue.has_ready(now);
+            let wakeup = self.queue.next_wakeup().map(|at| self.start + at);
+            // Events first, so that every cycle sees the freshest cluster; then bindings;
+            // then one cycle.
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(event) = pods.next() => match event {
+                    Ok(event) => {
+                        pods_listed |= matches!(event, WatchEvent::Restarted(_));
+                        self.on_pod_event(event);
+                    }
+                    Err(e) => tracing::warn!("pod watch: {e}"),
+                },
+                Some(event) = nodes.next() => match event {
+                    Ok(event) => {
+                        nodes_listed |= matches!(event, WatchEvent::Restarted(_));
+                        self.on_node_event(event);
+                    }
+                    Err(e) => tracing::warn!("node watch: {e}"),
+                },
+                Some(done) = self.binds.join_next(), if !self.binds.is_empty() => {
+                    self.on_bound(done);
+                }
+                () = std::future::ready(()), if ready => self.schedule_one().await,
+                () = tokio::time::sleep_until(wakeup.unwrap_or(Instant::now())), if wakeup.is_some() => {}
+            }
+        }
+        while let Some(done) = self.binds.join_next().await {
+            self.on_bound(done);
+        }
+    }
+
+    fn is_ours(&self, pod: &Pod) -> bool {
+        self.profiles.for_pod(pod).is_some() && pod.metadata.deletion_timestamp.is_none()
+    }
+
+    fn enqueue(&mut self, pod: Pod, now: Duration) {
+        let key = pod_key(&pod);
+        match PodInfo::new(pod) {
+            // A pod placed and binding keeps its place (in flight, or gone once bound): a
+            // late unassigned update must not queue it again.
+            Ok(info) if self.cache.is_assumed(&key) => {
+                if self.queue.place(&key).is_some() {
+                    self.queue.update(Arc::new(info), now);
+                }
+            }
+            Ok(info) => self.queue.add(Arc::new(info), now),
+            Err(e) => tracing::warn!("not scheduling {key}: {e}"),
+        }
+    }
+
+    fn on_pod_event(&mut self, event: WatchEvent<Pod>) {
+        let now = self.now();
+        match event {
+            WatchEvent::Restarted(pods) => {
+                let (assigned, pending): (Vec<Pod>, Vec<Pod>) =
+                    pods.into_iter().partition(|p| !p.spec.node_name.is_empty());
+                for error in self.cache.sync_pods(assigned) {
+                    tracing::warn!("pod cache: {error}");
+                }
+                let pending: Vec<Pod> = pending.into_iter().filter(|p| self.is_ours(p)).collect();
+                let keep: HashSet<String> = pending.iter().map(pod_key).collect();
+                let gone: Vec<String> = self
+                    .queue
+                    .keys()
+                    .filter(|k| !keep.contains(*k))
+                    .map(str::to_owned)
+                    .collect();
+                for key in gone {
+                    self.queue.delete(&key);
+                }
+                for pod in pending {
+                    self.enqueue(pod, now);
+                }
+                self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+            }
+            WatchEvent::Applied(pod) => {
+                let key = pod_key(&pod);
+                if !pod.spec.node_name.is_empty() {
+                    self.queue.delete(&key);
+                    if let Err(e) = self.cache.add_or_update_pod(pod) {
+                        tracing::warn!("pod cache: {e}");
+                    }
+                } else if self.is_ours(&pod) {
+                    self.enqueue(pod, now);
+                } else {
+                    self.queue.delete(&key);
+                }
+            }
+            WatchEvent::Deleted(pod) => {
+                let key = pod_key(&pod);
+                self.queue.delete(&key);
+                if self.cache.remove_pod(&key) {
+                    self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+                }
+            }
+        }
+    }
+
+    fn on_node_event(&mut self, event: WatchEvent<Node>) {
+        let now = self.now();
+        match event {
+            WatchEvent::Restarted(nodes) => {
+                if let Err(e) = self.cache.sync_nodes(nodes) {
+                    tracing::warn!("node cache: {e}");
+                }
+                self.queue.on_event(ClusterEvent::NodeAdded, now);
+            }
+            WatchEvent::Applied(node) => match self.cache.upsert_node(node) {
+                Ok(true) => self.queue.on_event(ClusterEvent::NodeAdded, now),
+                Ok(false) => self.queue.on_event(ClusterEvent::NodeUpdated, now),
+                Err(e) => tracing::warn!("node cache: {e}"),
+            },
+            WatchEvent::Deleted(node) => {
+                // Already gone from the cache is fine (a relist may have removed it).
+                let _ = self.cache.remove_node(&node.metadata.name);
+            }
+        }
+    }
+
+    /// One scheduling cycle for the next pod.
+    async fn schedule_one(&mut self) {
+        let now = self.now();
+        let Some(queued) = self.queue.pop(now) else {
+            return;
+        };
+        let info = queued.pod;
+        let key = info.key().to_owned();
+        let Some(framework) = self.profiles.for_pod(&info.pod).cloned() else {
+            self.queue.done(&key);
+            return;
+        };
+        let outcome = match framework.schedule_pod(&info, self.cache.snapshot()) {
+            Ok(outcome) => outcome,
+            Err(unschedulable) => {
+                self.record_failure(&info.pod, &unschedulable.to_string())
+                    .await;
+                if unschedulable.error.is_some() {
+                    self.queue.requeue_backoff(&key, now);
+                } else {
+                    self.queue.requeue_unschedulable(&key, now);
+                }
+                return;
+            }
+        };
+        let node = outcome.placement.node.to_string();
+        let mut state = outcome.state;
+        let reserved = framework.run_reserve(&mut state, &info, &node);
+        if !reserved.is_success() {
+            tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
+            self.queue.requeue_backoff(&key, now);
+            return;
+        }
+        match framework.run_permit(&state, &info, &node) {
+            PermitOutcome::Allow => {}
+            PermitOutcome::Deny(status) => {
+                framework.run_unreserve(&mut state, &info, &node);
+                let message = format!("{}: {}", status.plugin(), status.message());
+                self.record_failure(&info.pod, &message).await;
+                self.queue.requeue_unschedulable(&key, now);
+                return;
+            }
+            PermitOutcome::Wait(waits) => {
+                framework.run_unreserve(&mut state, &info, &node);
+                tracing::warn!("{key}: Permit asked to wait ({waits:?}); not supported yet");
+                self.queue.requeue_backoff(&key, now);
+                return;
+            }
+        }
+        if let Err(e) = self.cache.assume(info.clone(), &node) {
+            framework.run_unreserve(&mut state, &info, &node);
+            tracing::warn!("{key}: assume on {node}: {e}");
+            self.queue.requeue_backoff(&key, now);
+            return;
+        }
+        let client = self.client.clone();
+        let target = node.clone();
+        let bind = async move {
+            let pre = framework.run_pre_bind(&state, &info, &node).await;
+            let result = if pre.is_success() {
+                let meta = &info.pod.metadata;
+                client
+                    .bind(&meta.namespace, &meta.name, &node)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                Err(format!("{}: {}", pre.plugin(), pre.message()))
+            };
+            if result.is_ok() {
+                framework.run_post_bind(&state, &info, &node).await;
+            } else {
+                framework.run_unreserve(&mut state, &info, &node);
+            }
+            result
+        };
+        self.binds.spawn(async move {
+            // A panicking plugin fails the binding, it does not lose the pod.
+            let result = AssertUnwindSafe(bind)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err("the binding cycle panicked".to_owned()));
+            Bound {
+                key,
+                node: target,
+                result,
+            }
+        });
+    }
+
+    fn on_bound(&mut self, done: Result<Bound, tokio::task::JoinError>) {
+        let now = self.now();
+        let bound = match done {
+            Ok(bound) => bound,
+            // Only on cancellation, which the loop never does.
+            Err(e) => return tracing::error!("binding task: {e}"),
+        };
+        match bound.result {
+            // The assumption stays until the watch shows the binding.
+            Ok(()) => {
+                self.queue.done(&bound.key);
+            }
+            Err(e) => {
+                tracing::warn!("binding {} to {}: {e}", bound.key, bound.node);
+                if self.cache.forget(&bound.key) {
+                    self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+                }
+                self.queue.requeue_backoff(&bound.key, now);
+            }
+        }
+    }
+
+    /// Records a `FailedScheduling` Warning event on the pod (a failure to record is logged:
+    /// the event is informational).
+    async fn record_failure(&self, pod: &Pod, message: &str) {
+        let meta = &pod.metadata;
+        let scheduler = if pod.spec.scheduler_name.is_empty() {
+            DEFAULT_SCHEDULER_NAME
+        } else {
+            pod.spec.scheduler_name.as_str()
+        };
+        let now = Time::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                namespace: meta.namespace.clone(),
+                generate_name: format!("{}.", meta.name),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                uid: meta.uid.clone(),
+                ..ObjectReference::default()
+            },
+            reason: FAILED_SCHEDULING.into(),
+            message: message.to_owned(),
+            source: Some(EventSource {
+                component: scheduler.to_owned(),
+                ..EventSource::default()
+            }),
+            first_timestamp: Some(now),
+            last_timestamp: Some(now),
+            count: Some(1),
+            type_: EVENT_TYPE_WARNING.into(),
+            reporting_component: scheduler.to_owned(),
+            ..Event::default()
+        };
+        if let Err(e) = self.client.create(&event).await {
+            tracing::warn!(
+                "recording FailedScheduling for {}/{}: {e}",
+                meta.namespace,
+                meta.name
+            );
+        }
+    }
+}

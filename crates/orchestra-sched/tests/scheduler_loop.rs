@@ -1,0 +1,330 @@
+//! The scheduling loop over an in-process API (LocalClient over MemStore), in paused time:
+//! pods are bound to nodes that fit them, an unschedulable pod gets a FailedScheduling event
+//! and is placed once a node that fits is added, a failed binding is retried, no pod is bound
+//! twice, and shutdown waits for the loop.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{node, pod};
+use orchestra_api::registry::{
+    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
+};
+use orchestra_api::resources::{Event, Node, Pod};
+use orchestra_api::{ApiError, Client, LocalClient, Resource};
+use orchestra_sched::run::SchedulerLoop;
+use orchestra_sched::{Profiles, plugins};
+use orchestra_store::MemStore;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Counts bind calls per pod, and fails the first binding of the pods named in `conflict`.
+#[derive(Clone)]
+struct BindSpy {
+    inner: LocalClient,
+    binds: Arc<Mutex<HashMap<String, usize>>>,
+    conflict: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl Client for BindSpy {
+    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+        self.inner.get(namespace, name).await
+    }
+    async fn list<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<R>, ApiError> {
+        self.inner.list(namespace, options).await
+    }
+    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.inner.create(object).await
+    }
+    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.inner.update(object).await
+    }
+    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
+        self.inner.update_status(object).await
+    }
+    async fn patch<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<R, ApiError> {
+        self.inner.patch(namespace, name, patch).await
+    }
+    async fn delete<R: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome<R>, ApiError> {
+        self.inner.delete(namespace, name, options).await
+    }
+    async fn watch<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError> {
+        self.inner.watch(namespace, options).await
+    }
+    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+        *self
+            .binds
+            .lock()
+            .unwrap()
+            .entry(pod.to_owned())
+            .or_default() += 1;
+        let planned = {
+            let mut conflict = self.conflict.lock().unwrap();
+            let at = conflict.iter().position(|p| p == pod);
+            at.map(|i| conflict.remove(i))
+        };
+        if planned.is_some() {
+            return Err(ApiError::Conflict(format!("pod {pod}: planned conflict")));
+        }
+        self.inner.bind(namespace, pod, node).await
+    }
+}
+
+fn spy() -> BindSpy {
+    BindSpy {
+        inner: LocalClient::new(MemStore::new()),
+        binds: Arc::default(),
+        conflict: Arc::default(),
+    }
+}
+
+fn start(client: &BindSpy) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let mut profiles = Profiles::new();
+    profiles.insert(plugins::default_profile());
+    let scheduler = SchedulerLoop::new(client.clone(), profiles).expect("a profile");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+async fn pods(client: &BindSpy) -> Vec<Pod> {
+    client
+        .list::<Pod>(Some("default"), &ListOptions::default())
+        .await
+        .expect("list pods")
+        .items
+}
+
+async fn events(client: &BindSpy) -> Vec<Event> {
+    client
+        .list::<Event>(Some("default"), &ListOptions::default())
+        .await
+        .expect("list events")
+        .items
+}
+
+/// Waits (in paused time) until `done` holds, at most `limit` of virtual time.
+async fn until<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done().await
+}
+
+fn node_of<'a>(pods: &'a [Pod], name: &str) -> &'a str {
+    pods.iter()
+        .find(|p| p.metadata.name == name)
+        .map(|p| p.spec.node_name.as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_are_bound_to_nodes_that_fit_and_unschedulable_ones_wait_for_a_node() {
+    let client = spy();
+    client.create(&node("a", "2")).await.unwrap();
+    client.create(&node("b", "1")).await.unwrap();
+    for name in ["p1", "p2", "p3"] {
+        client.create(&pod(name, "1")).await.unwrap();
+    }
+    let (stop, task) = start(&client);
+
+    assert!(
+        until(Duration::from_secs(5), || async {
+            pods(&client)
+                .await
+                .iter()
+                .all(|p| !p.spec.node_name.is_empty())
+        })
+        .await,
+        "the three pods are bound"
+    );
+    let placed = pods(&client).await;
+    let on = |n: &str| placed.iter().filter(|p| p.spec.node_name == n).count();
+    assert_eq!((on("a"), on("b")), (2, 1), "each node holds what fits");
+
+    // A fourth CPU fits nowhere: a FailedScheduling warning, and no binding.
+    client.create(&pod("big", "1")).await.unwrap();
+    assert!(
+        until(Duration::from_secs(5), || async {
+            !events(&client).await.is_empty()
+        })
+        .await,
+        "an event is recorded"
+    );
+    let event = &events(&client).await[0];
+    assert_eq!(event.reason, "FailedScheduling");
+    assert_eq!(event.type_, "Warning");
+    assert_eq!(
+        event.message,
+        "0/2 nodes are available: 2 Insufficient cpu."
+    );
+    assert_eq!(
+        (
+            event.involved_object.kind.as_str(),
+            event.involved_object.name.as_str()
+        ),
+        ("Pod", "big")
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(node_of(&pods(&client).await, "big"), "");
+
+    // A node that fits arrives: the pod goes there, well before the 5-minute flush.
+    client.create(&node("c", "1")).await.unwrap();
+    assert!(
+        until(Duration::from_secs(15), || async {
+            node_of(&pods(&client).await, "big") == "c"
+        })
+        .await,
+        "the pod is placed on the new node"
+    );
+
+    stop.send(()).unwrap();
+    task.await.expect("the loop stops cleanly");
+    assert!(client.binds.lock().unwrap().values().all(|&n| n == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_pod_is_bound_twice_and_capacity_is_respected() {
+    let client = spy();
+    for i in 0..5 {
+        client.create(&node(&format!("n{i}"), "4")).await.unwrap();
+    }
+    let (stop, task) = start(&client);
+    // Pods arrive while the loop runs: 20 fit (5 nodes x 4 CPUs), 5 do not.
+    for i in 0..25 {
+        client.create(&pod(&format!("p{i}"), "1")).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        until(Duration::from_secs(10), || async {
+            pods(&client)
+                .await
+                .iter()
+                .filter(|p| !p.spec.node_name.is_empty())
+                .count()
+                == 20
+        })
+        .await,
+        "20 pods bound"
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let placed = pods(&client).await;
+    assert_eq!(
+        placed
+            .iter()
+            .filter(|p| !p.spec.node_name.is_empty())
+            .count(),
+        20
+    );
+    for i in 0..5 {
+        let n = format!("n{i}");
+        assert_eq!(
+            placed.iter().filter(|p| p.spec.node_name == n).count(),
+            4,
+            "{n} is full"
+        );
+    }
+    let binds = client.binds.lock().unwrap().clone();
+    assert_eq!(binds.len(), 20);
+    assert!(binds.values().all(|&n| n == 1), "{binds:?}");
+    // Every unscheduled pod got its event.
+    let failed: std::collections::HashSet<String> = events(&client)
+        .await
+        .into_iter()
+        .map(|e| e.involved_object.name)
+        .collect();
+    assert_eq!(failed.len(), 5);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_binding_is_forgotten_and_retried() {
+    let client = spy();
+    // One node with room for exactly one pod: if the failed assumption were kept, the retry
+    // would find the node full.
+    client.create(&node("only", "1")).await.unwrap();
+    client.conflict.lock().unwrap().push("p".to_owned());
+    client.create(&pod("p", "1")).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(15), || async {
+            node_of(&pods(&client).await, "p") == "only"
+        })
+        .await,
+        "bound on the retry"
+    );
+    assert_eq!(client.binds.lock().unwrap()["p"], 2);
+    assert!(
+        events(&client).await.is_empty(),
+        "the node never looked full"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_of_other_schedulers_are_left_alone() {
+    let client = spy();
+    client.create(&node("a", "4")).await.unwrap();
+    let mut other = pod("other", "1");
+    other.spec.scheduler_name = "someone-else".into();
+    client.create(&other).await.unwrap();
+    client.create(&pod("mine", "1")).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "mine") == "a"
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(node_of(&pods(&client).await, "other"), "");
+    assert!(events(&client).await.is_empty());
+    // Nodes are cluster-scoped; the loop never wrote one.
+    assert_eq!(
+        client
+            .list::<Node>(None, &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
