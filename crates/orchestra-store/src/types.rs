@@ -344,6 +344,29 @@ pub struct Compare {
 }
 
 impl Compare {
+    /// Does the compare hold for the key's current value (`None`: absent)? Absent keys have
+    /// version, revisions and lease 0, and a compare on the value of an absent key is false,
+    /// as in etcd. For implementors of [`Store`](crate::Store).
+    pub fn holds(&self, kv: Option<&KeyValue>) -> bool {
+        use std::cmp::Ordering as O;
+        let ordering = match (&self.target, kv) {
+            (CompareTarget::Value(_), None) => return false,
+            (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
+            (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
+            (CompareTarget::CreateRevision(want), kv) => {
+                kv.map_or(0, |kv| kv.create_revision).cmp(want)
+            }
+            (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
+            (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
+        };
+        match self.op {
+            CompareOp::Equal => ordering == O::Equal,
+            CompareOp::NotEqual => ordering != O::Equal,
+            CompareOp::Greater => ordering == O::Greater,
+            CompareOp::Less => ordering == O::Less,
+        }
+    }
+
     /// `key.mod_revision op revision`.
     pub fn mod_revision(key: impl Into<Bytes>, op: CompareOp, revision: Revision) -> Self {
         Compare {

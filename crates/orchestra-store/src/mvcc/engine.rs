@@ -26,8 +26,8 @@ use crate::mvcc::journal::{Journal, Record, Recovered, ReplayOp};
 use crate::mvcc::keyspace::Keyspace;
 use crate::mvcc::leases::LeaseTable;
 use crate::types::{
-    CompareOp, CompareTarget, Event, KeyRange, KeyValue, LeaseId, LeaseStatus, Op, OpResponse,
-    RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
+    Event, KeyRange, LeaseId, LeaseStatus, Op, OpResponse, RangeRequest, RangeResponse, Revision,
+    StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -594,7 +594,7 @@ impl State {
         let succeeded = txn
             .compares
             .iter()
-            .all(|cmp| compare_holds(self.keys.latest(&cmp.key), &cmp.target, cmp.op));
+            .all(|cmp| cmp.holds(self.keys.latest(&cmp.key)));
         let ops = if succeeded { txn.success } else { txn.failure };
         let current = self.keys.revision();
         for op in &ops {
@@ -666,26 +666,5 @@ impl State {
             },
             events,
         ))
-    }
-}
-
-/// Does a compare hold against the key's latest value (None: absent)?
-fn compare_holds(kv: Option<&KeyValue>, target: &CompareTarget, op: CompareOp) -> bool {
-    use std::cmp::Ordering as O;
-    let ordering = match (target, kv) {
-        (CompareTarget::Value(_), None) => return false,
-        (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
-        (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
-        (CompareTarget::CreateRevision(want), kv) => {
-            kv.map_or(0, |kv| kv.create_revision).cmp(want)
-        }
-        (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
-        (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
-    };
-    match op {
-        CompareOp::Equal => ordering == O::Equal,
-        CompareOp::NotEqual => ordering != O::Equal,
-        CompareOp::Greater => ordering == O::Greater,
-        CompareOp::Less => ordering == O::Less,
     }
 }

@@ -287,10 +287,7 @@ impl Tree {
                 .find(|(k, _)| k == key)
                 .and_then(|(_, kv)| kv.as_ref())
         };
-        let succeeded = self
-            .compares
-            .iter()
-            .all(|c| compare_holds(current(&c.key), &c.target, c.op));
+        let succeeded = self.compares.iter().all(|c| c.holds(current(&c.key)));
         let branch = if succeeded {
             &self.success
         } else {
@@ -317,29 +314,6 @@ impl Path {
                 Chosen::Txn(inner) => inner.flatten(ops),
             }
         }
-    }
-}
-
-/// Does a compare hold for the key's current value (`None`: absent)? The store's semantics
-/// (see [`CompareTarget`]): absent keys have version, revisions and lease 0, and a compare on
-/// the value of an absent key is false.
-fn compare_holds(kv: Option<&KeyValue>, target: &CompareTarget, op: CompareOp) -> bool {
-    use std::cmp::Ordering as O;
-    let ordering = match (target, kv) {
-        (CompareTarget::Value(_), None) => return false,
-        (CompareTarget::Value(want), Some(kv)) => kv.value.as_ref().cmp(want.as_ref()),
-        (CompareTarget::Version(want), kv) => kv.map_or(0, |kv| kv.version).cmp(want),
-        (CompareTarget::CreateRevision(want), kv) => {
-            kv.map_or(0, |kv| kv.create_revision).cmp(want)
-        }
-        (CompareTarget::ModRevision(want), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(want),
-        (CompareTarget::Lease(want), kv) => kv.map_or(0, |kv| kv.lease).cmp(want),
-    };
-    match op {
-        CompareOp::Equal => ordering == O::Equal,
-        CompareOp::NotEqual => ordering != O::Equal,
-        CompareOp::Greater => ordering == O::Greater,
-        CompareOp::Less => ordering == O::Less,
     }
 }
 
