@@ -504,6 +504,10 @@ impl orchestra_store::Store for Racing {
         self.inner.lease_time_to_live(id).await
     }
 
+    async fn lease_list(&self) -> Result<Vec<i64>, orchestra_store::StoreError> {
+        self.inner.lease_list().await
+    }
+
     async fn status(&self) -> Result<orchestra_store::StoreStatus, orchestra_store::StoreError> {
         self.inner.status().await
     }

@@ -43,6 +43,9 @@ pub trait Store: Send + Sync + 'static {
     /// A lease's TTL, remaining time and keys.
     async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError>;
 
+    /// Every lease that exists (granted, not yet revoked or expired), in ascending id order.
+    async fn lease_list(&self) -> Result<Vec<LeaseId>, StoreError>;
+
     /// The current and compacted revisions, and the size on disk.
     async fn status(&self) -> Result<StoreStatus, StoreError>;
 }

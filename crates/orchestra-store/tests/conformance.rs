@@ -277,6 +277,9 @@ mod broken_stores {
         async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
             self.inner.lease_time_to_live(id).await
         }
+        async fn lease_list(&self) -> Result<Vec<LeaseId>, StoreError> {
+            self.inner.lease_list().await
+        }
         async fn status(&self) -> Result<StoreStatus, StoreError> {
             let mut status = self.inner.status().await?;
             if let Fault::LaggingStatus = self.fault {

@@ -384,6 +384,11 @@ async fn etcdctl_session() {
         ok(&ctl, url, &["put", "leased", "v", "--lease", &id]).await,
         "OK\n"
     );
+    let listed = ok(&ctl, url, &["lease", "list"]).await;
+    assert!(
+        listed.starts_with("found 1 leases\n") && listed.contains(&id),
+        "{listed}"
+    );
     let kept = ok(&ctl, url, &["lease", "keep-alive", "--once", &id]).await;
     assert_eq!(kept, format!("lease {id} keepalived with TTL(60)\n"));
     let ttl = ok(&ctl, url, &["lease", "timetolive", "--keys", &id]).await;

@@ -321,6 +321,9 @@ mod tests {
         async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
             self.inner.lease_time_to_live(id).await
         }
+        async fn lease_list(&self) -> Result<Vec<LeaseId>, StoreError> {
+            self.inner.lease_list().await
+        }
         async fn status(&self) -> Result<StoreStatus, StoreError> {
             self.inner.status().await
         }

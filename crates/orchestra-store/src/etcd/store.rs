@@ -641,6 +641,27 @@ impl Store for EtcdStore {
         }
     }
 
+    async fn lease_list(&self) -> Result<Vec<LeaseId>, StoreError> {
+        let result = self
+            .inner
+            .conn
+            .call("lease list", Retry::Idempotent, |channel| async move {
+                LeaseClient::new(channel)
+                    .max_decoding_message_size(max_response_bytes())
+                    .lease_leases(request(pb::LeaseLeasesRequest {}))
+                    .await
+            })
+            .await;
+        match result {
+            Ok(resp) => {
+                let mut ids: Vec<LeaseId> = resp.leases.into_iter().map(|l| l.id).collect();
+                ids.sort_unstable();
+                Ok(ids)
+            }
+            Err(err) => Err(self.error(err, Context::Status).await),
+        }
+    }
+
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         let result = self
             .inner

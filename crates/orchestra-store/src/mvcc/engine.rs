@@ -328,6 +328,11 @@ impl Engine {
         })
     }
 
+    /// Every lease's id, ascending.
+    pub(crate) fn lease_list(&self) -> Vec<LeaseId> {
+        self.state.read().leases.ids()
+    }
+
     /// Revisions and size.
     pub(crate) fn status(&self) -> StoreStatus {
         let st = self.state.read();
@@ -529,6 +534,11 @@ macro_rules! store_over_engine {
                 id: $crate::types::LeaseId,
             ) -> Result<$crate::types::LeaseStatus, $crate::error::StoreError> {
                 self.engine.lease_time_to_live(id)
+            }
+            async fn lease_list(
+                &self,
+            ) -> Result<Vec<$crate::types::LeaseId>, $crate::error::StoreError> {
+                Ok(self.engine.lease_list())
             }
             async fn status(
                 &self,

@@ -75,6 +75,13 @@ impl LeaseTable {
         self.next_id = self.next_id.max(id + 1);
     }
 
+    /// Every lease's id, ascending.
+    pub(crate) fn ids(&self) -> Vec<LeaseId> {
+        let mut ids: Vec<LeaseId> = self.leases.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The id the next grant will use (persisted so that ids are never reused).
     pub(crate) fn next_id(&self) -> LeaseId {
         self.next_id

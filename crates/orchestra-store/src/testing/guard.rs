@@ -73,6 +73,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn lease_time_to_live(&self, id: LeaseId) -> Result<LeaseStatus, StoreError> {
         self.store.lease_time_to_live(id).await
     }
+    async fn lease_list(&self) -> Result<Vec<LeaseId>, StoreError> {
+        self.store.lease_list().await
+    }
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.store.status().await
     }

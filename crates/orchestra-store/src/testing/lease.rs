@@ -23,13 +23,23 @@ use crate::types::{EventKind, Op, RangeRequest, Txn, WatchRequest};
 /// granularity (etcd) represents it exactly, and long enough for a remote store's round trips.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// Grant, time-to-live (TTL, remaining time, attached keys), keep-alive (renews to the full
-/// TTL), revoke; afterwards every lease operation fails with `LeaseNotFound`.
+/// Grant, list, time-to-live (TTL, remaining time, attached keys), keep-alive (renews to the
+/// full TTL), revoke; afterwards every lease operation fails with `LeaseNotFound` and the
+/// list no longer has it.
 pub async fn lease_lifecycle<S: Store>(store: S) {
     let id = ok(store.lease_grant(LEASE_TTL).await, "lease_grant");
     assert_ne!(id, 0, "a lease id is never 0 (0 means no lease)");
     let other = ok(store.lease_grant(LEASE_TTL).await, "a second lease_grant");
     assert_ne!(id, other, "two leases have distinct ids");
+    let listed = ok(store.lease_list().await, "lease_list");
+    assert!(
+        listed.contains(&id) && listed.contains(&other),
+        "lease_list has every granted lease: {id} and {other} in {listed:?}"
+    );
+    assert!(
+        listed.is_sorted(),
+        "lease_list is in ascending id order: {listed:?}"
+    );
 
     let status = ok(store.lease_time_to_live(id).await, "lease_time_to_live");
     assert_eq!(
@@ -98,6 +108,11 @@ pub async fn lease_lifecycle<S: Store>(store: S) {
     );
 
     ok(store.lease_revoke(id).await, "lease_revoke");
+    let listed = ok(store.lease_list().await, "lease_list after a revoke");
+    assert!(
+        !listed.contains(&id) && listed.contains(&other),
+        "lease_list drops the revoked lease {id} and keeps {other}: {listed:?}"
+    );
     assert_eq!(
         err(
             store.lease_time_to_live(id).await,

@@ -148,8 +148,11 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         _request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        Err(unsupported(
-            "listing leases (the Store trait cannot list them)",
-        ))
+        let header = self.shared.current_header().await?;
+        let ids = self.shared.store.lease_list().await.map_err(to_status)?;
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header,
+            leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+        }))
     }
 }
