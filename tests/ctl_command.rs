@@ -4,18 +4,14 @@
 
 #![cfg(feature = "server")]
 
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::process::{Child, Command, Output};
+
 use std::time::Duration;
+use support::{free_port, spawn_orchestra};
 
 use orchestra_api::RemoteClient;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server(Child);
 
@@ -30,18 +26,8 @@ impl Drop for Server {
 
 async fn start() -> (Server, String) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_orchestra"))
-        .args([
-            "server",
-            "--store",
-            "memory",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_orchestra(["server", "--store", "memory", "--listen", &listen]);
     let server = Server(child);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

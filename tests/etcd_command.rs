@@ -3,32 +3,24 @@
 
 #![cfg(feature = "etcd")]
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
+
 use std::time::Duration;
+use support::{free_port, spawn_orchestra};
 
 use orchestra_store::{EtcdOptions, EtcdStore, StoreExt};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(port: u16, data_dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orchestra"))
-        .args([
-            "etcd",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    let listen = format!("127.0.0.1:{port}");
+    spawn_orchestra([
+        std::ffi::OsStr::new("etcd"),
+        "--listen".as_ref(),
+        listen.as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ])
 }
 
 /// Connect, retrying while the server starts (a failure guard, not a timing assumption).

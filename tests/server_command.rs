@@ -4,36 +4,28 @@
 
 #![cfg(feature = "server")]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
 use std::time::Duration;
+use support::{free_port, spawn_orchestra};
 
 use futures::StreamExt;
 use orchestra_api::registry::WatchOptions;
 use orchestra_api::resources::Pod;
 use orchestra_api::{Client, RemoteClient, testing};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(port: u16, data_dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orchestra"))
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    let listen = format!("127.0.0.1:{port}");
+    spawn_orchestra([
+        std::ffi::OsStr::new("server"),
+        "--listen".as_ref(),
+        listen.as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ])
 }
 
 /// Connects, retrying while the server starts (a failure guard, not a timing assumption).
