@@ -1,0 +1,214 @@
+//! The identifiers, configurations and statuses that cross the [`RuntimeDriver`](super::RuntimeDriver)
+//! boundary. They mirror CRI's messages, trimmed to what orchestra's pods use.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::RuntimeError;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The id as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                $name(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name(id.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A pod sandbox's id, chosen by the runtime.
+    SandboxId
+);
+id_type!(
+    /// A container's id, chosen by the runtime.
+    ContainerId
+);
+
+/// What a sandbox is created from: the pod's identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The pod's name.
+    pub name: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's uid: the key under which an agent finds its sandbox again after a restart.
+    pub uid: String,
+    /// How many sandboxes this pod had before (0 for the first).
+    pub attempt: u32,
+    /// The pod's hostname.
+    pub hostname: String,
+    /// Labels the runtime stores with the sandbox and returns in [`RuntimeDriver::list`](super::RuntimeDriver::list).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations stored likewise.
+    pub annotations: BTreeMap<String, String>,
+    /// Where the sandbox's container logs go (`<dir>/<container>/<attempt>.log`), if the
+    /// runtime writes log files.
+    pub log_directory: Option<PathBuf>,
+}
+
+/// Whether a sandbox is up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SandboxState {
+    /// Running: containers can be created in it.
+    Ready,
+    /// Stopped (or failed).
+    NotReady,
+}
+
+/// A sandbox as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxStatus {
+    /// Its id.
+    pub id: SandboxId,
+    /// The configuration it was created with.
+    pub config: SandboxConfig,
+    /// Up or not.
+    pub state: SandboxState,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// The pod's IP, once it has one.
+    pub ip: Option<IpAddr>,
+}
+
+/// CPU and memory limits for a container, as integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerResources {
+    /// CPU limit in millicores.
+    pub cpu_limit_millis: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU request in millicores (a share, where the runtime supports shares).
+    pub cpu_request_millis: Option<u64>,
+}
+
+/// What a container is created from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// The container's name in its pod.
+    pub name: String,
+    /// How many times this container was started before (its restart count).
+    pub attempt: u32,
+    /// The image reference (ignored by runtimes without images).
+    pub image: String,
+    /// The entrypoint (Kubernetes' `command`); empty means the image's.
+    pub command: Vec<String>,
+    /// Its arguments (Kubernetes' `args`).
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// The working directory, if not the image's.
+    pub working_dir: Option<PathBuf>,
+    /// Limits and requests.
+    pub resources: ContainerResources,
+    /// The signal `stop_container` sends first (`TERM` when `None`).
+    pub stop_signal: Option<String>,
+    /// Labels stored with the container and returned by `list`.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations stored likewise.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A container's lifecycle state, as CRI names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Started and not yet exited.
+    Running,
+    /// Exited (on its own, stopped, or failed to start).
+    Exited,
+    /// The runtime lost track of it.
+    Unknown,
+}
+
+/// A container as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Its id.
+    pub id: ContainerId,
+    /// The sandbox it lives in.
+    pub sandbox: SandboxId,
+    /// The configuration it was created with.
+    pub config: ContainerConfig,
+    /// Its state.
+    pub state: ContainerState,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it started running.
+    pub started_at: Option<SystemTime>,
+    /// When it exited.
+    pub finished_at: Option<SystemTime>,
+    /// Its exit code, once exited (128 + signal for a signalled process, as shells report).
+    pub exit_code: Option<i32>,
+    /// A short reason for the state (`Completed`, `Error`, `OOMKilled`, `StartError`).
+    pub reason: String,
+    /// A human-readable message with the details.
+    pub message: String,
+    /// Where its log file is, when the runtime writes one.
+    pub log_path: Option<PathBuf>,
+}
+
+/// Everything the runtime holds: what an agent re-adopts after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// Every sandbox, ready or not.
+    pub sandboxes: Vec<SandboxStatus>,
+    /// Every container, in any state.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// The outcome of [`RuntimeDriver::exec_sync`](super::RuntimeDriver::exec_sync).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    /// The command's exit code.
+    pub exit_code: i32,
+    /// What it wrote on stdout.
+    pub stdout: Vec<u8>,
+    /// What it wrote on stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Which part of a container's log to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open and deliver new output as it is written.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail_lines: Option<usize>,
+    /// At most this many bytes (from the start of what is selected).
+    pub limit_bytes: Option<usize>,
+}
+
+/// A container's log output, in chunks.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
