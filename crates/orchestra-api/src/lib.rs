@@ -71,6 +71,9 @@
 //! - [`registry`]: the [`Registry`]: typed objects over any `orchestra_store::Store`
 //!   (create, get, list, update, status, patch, delete with finalizers, bind, watch), and
 //!   [`ApiError`].
+//! - [`admission`]: the [`admission::Admission`] chain of mutating and validating plug-ins
+//!   every write passes (NamespaceLifecycle, DefaultTolerationSeconds, Service cluster IP and
+//!   node port allocation, and an embedder's own).
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 //! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
@@ -83,6 +86,7 @@
 //! - `wire` (feature `server` or `remote`): the gRPC messages and Kubernetes' `Status`, which
 //!   carries an [`ApiError`] over both protocols.
 
+pub mod admission;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
