@@ -231,7 +231,7 @@ fn field_error(cause: StatusCause) -> FieldError {
 }
 
 /// The kinds an error may name besides the one a request was about.
-const BUILT_IN_KINDS: [&str; 11] = [
+const BUILT_IN_KINDS: [&str; 15] = [
     "Namespace",
     "Node",
     "Pod",
@@ -241,6 +241,10 @@ const BUILT_IN_KINDS: [&str; 11] = [
     "ReplicaSet",
     "Deployment",
     "Lease",
+    "ConfigMap",
+    "Secret",
+    "DaemonSet",
+    "Job",
     "Binding",
     "",
 ];
