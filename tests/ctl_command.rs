@@ -60,7 +60,11 @@ fn stdout(output: &Output) -> String {
 }
 
 const MANIFEST: &str = r#"
-# a service and its deployment, and one bare pod
+# a namespace, a service and its deployment, and one bare pod
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
@@ -97,12 +101,12 @@ async fn apply_and_get() {
     let out = stdout(&ctl(&url, &["apply", "-f", file]));
     assert_eq!(
         out,
-        "service/web created\ndeployment/web created\npod/tools created\n"
+        "namespace/shop created\nservice/web created\ndeployment/web created\npod/tools created\n"
     );
     let out = stdout(&ctl(&url, &["apply", "-f", file]));
     assert_eq!(
         out,
-        "service/web unchanged\ndeployment/web unchanged\npod/tools unchanged\n"
+        "namespace/shop unchanged\nservice/web unchanged\ndeployment/web unchanged\npod/tools unchanged\n"
     );
     std::fs::write(
         dir.path().join("shop.yaml"),
@@ -112,7 +116,7 @@ async fn apply_and_get() {
     let out = stdout(&ctl(&url, &["apply", "-f", dir.path().to_str().unwrap()]));
     assert_eq!(
         out,
-        "service/web unchanged\ndeployment/web configured\npod/tools unchanged\n"
+        "namespace/shop unchanged\nservice/web unchanged\ndeployment/web configured\npod/tools unchanged\n"
     );
 
     let table = stdout(&ctl(&url, &["get", "pods", "-n", "shop"]));

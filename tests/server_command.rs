@@ -14,8 +14,8 @@ use support::{free_port, spawn_orchestra};
 
 use futures::StreamExt;
 use orchestra_api::registry::WatchOptions;
-use orchestra_api::resources::Pod;
-use orchestra_api::{Client, RemoteClient, testing};
+use orchestra_api::resources::{Namespace, Pod};
+use orchestra_api::{Client, ObjectMeta, RemoteClient, testing};
 
 fn start(port: u16, data_dir: &std::path::Path) -> Child {
     let listen = format!("127.0.0.1:{port}");
@@ -73,6 +73,20 @@ async fn serves_the_api_and_keeps_objects_across_restarts() {
     let port = free_port();
     let server = start(port, dir.path());
     let client = connect(port).await;
+    // Admission: objects go into namespaces that exist (the system ones do from the start).
+    let refused = client
+        .create(&testing::pod("shop", "web", "web"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), 403, "{refused}");
+    let _: Namespace = client.get("", "kube-system").await.unwrap();
+    client
+        .create(&Namespace {
+            metadata: ObjectMeta::named("shop"),
+            ..Namespace::default()
+        })
+        .await
+        .unwrap();
     let created = client
         .create(&testing::pod("shop", "web", "web"))
         .await

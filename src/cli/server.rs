@@ -3,11 +3,14 @@
 //! durable store, an in-memory one, or etcd. Stops cleanly on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use orchestra_api::Registry;
+use orchestra_api::admission::service_ip::RangeError;
+use orchestra_api::admission::{Admission, AdmissionConfig, Ipv4Cidr, ServiceRanges};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::ApiServer;
 use orchestra_store::{Store, StoreError};
@@ -23,7 +26,8 @@ pub enum StoreKind {
     Etcd,
 }
 
-/// `orchestra server --listen ADDR --data-dir DIR [--store embedded|memory|etcd --etcd-endpoints URLS]`.
+/// `orchestra server --listen ADDR --data-dir DIR [--store embedded|memory|etcd --etcd-endpoints URLS]
+/// [--service-cluster-ip-range CIDR] [--service-node-port-range LOW-HIGH]`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// The address to serve the API on (gRPC and HTTP on the same port).
@@ -38,6 +42,16 @@ pub struct ServerArgs {
     /// etcd's client URLs, comma-separated (with `--store etcd`).
     #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
     pub etcd_endpoints: Vec<String>,
+    /// Where Services' cluster IPs come from (a loopback range needs no privileges).
+    #[arg(long, default_value = "127.2.0.0/16", value_parser = parse_cidr)]
+    pub service_cluster_ip_range: Ipv4Cidr,
+    /// Where NodePort Services' node ports come from, `LOW-HIGH`.
+    #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
+    pub service_node_port_range: RangeInclusive<u16>,
+}
+
+fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
+    text.parse()
 }
 
 /// Why `orchestra server` failed.
@@ -89,7 +103,13 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             addr: args.listen,
             source,
         })?;
-    let registry = DynRegistry::new(Registry::from_arc(store));
+    let admission = Admission::recommended(AdmissionConfig {
+        service_ranges: ServiceRanges {
+            cluster_ips: args.service_cluster_ip_range,
+            node_ports: args.service_node_port_range.clone(),
+        },
+    });
+    let registry = DynRegistry::new(Registry::from_arc(store).with_admission(admission));
     tracing::info!(listen = %args.listen, store = ?args.store, "serving the orchestra API (gRPC and HTTP)");
     ApiServer::new(registry)
         .serve(listener, shutdown_signal())

@@ -125,7 +125,10 @@ pub async fn apply_one<C: Client, R: Resource>(
         }
         Err(e) => return Err(CtlError::api(format!("reading {}", what()), e)),
     };
-    if applied_state(&desired, true)? == applied_state(&existing, false)? {
+    if covers_manifest(
+        &applied_state(&existing, false)?,
+        &applied_state(&desired, true)?,
+    ) {
         return Ok(Applied::Unchanged);
     }
     let meta = desired.meta_mut();
@@ -166,6 +169,38 @@ fn applied_state<R: Resource>(object: &R, default: bool) -> Result<Value, CtlErr
         );
     }
     Ok(value)
+}
+
+/// Whether the stored object already holds everything the manifest says: labels exactly,
+/// every other field the manifest sets with the same value. Fields the manifest leaves out may
+/// have been filled by the server (an allocated `clusterIP`, a namespace's finalizers, a pod's
+/// default tolerations) and do not make it differ.
+fn covers_manifest(existing: &Value, desired: &Value) -> bool {
+    match (existing, desired) {
+        (Value::Object(stored), Value::Object(wanted)) => wanted.iter().all(|(key, value)| {
+            let current = stored.get(key).unwrap_or(&Value::Null);
+            if key == "labels" {
+                current == value
+            } else {
+                covers(current, value)
+            }
+        }),
+        _ => existing == desired,
+    }
+}
+
+/// Whether `stored` has every field of `wanted` with its value (arrays element by element).
+fn covers(stored: &Value, wanted: &Value) -> bool {
+    match (stored, wanted) {
+        (_, Value::Null) => true,
+        (Value::Object(stored), Value::Object(wanted)) => wanted
+            .iter()
+            .all(|(key, value)| covers(stored.get(key).unwrap_or(&Value::Null), value)),
+        (Value::Array(stored), Value::Array(wanted)) => {
+            stored.len() == wanted.len() && stored.iter().zip(wanted).all(|(s, w)| covers(s, w))
+        }
+        _ => stored == wanted,
+    }
 }
 
 /// The files `-f` names: files as given, the manifest files of directories (sorted, not

@@ -24,11 +24,19 @@ pub enum Kind {
     Lease,
     /// `Event` (`ev`).
     Event,
+    /// `ConfigMap` (`cm`).
+    ConfigMap,
+    /// `Secret`.
+    Secret,
+    /// `Job` (`batch/v1`).
+    Job,
+    /// `DaemonSet` (`ds`).
+    DaemonSet,
 }
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -38,6 +46,10 @@ impl Kind {
         Kind::Deployment,
         Kind::Lease,
         Kind::Event,
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::Job,
+        Kind::DaemonSet,
     ];
 
     /// The names a user may type for this kind, the plural first.
@@ -52,6 +64,10 @@ impl Kind {
             Kind::Deployment => &["deployments", "deployment", "deploy"],
             Kind::Lease => &["leases", "lease"],
             Kind::Event => &["events", "event", "ev"],
+            Kind::ConfigMap => &["configmaps", "configmap", "cm"],
+            Kind::Secret => &["secrets", "secret"],
+            Kind::Job => &["jobs", "job"],
+            Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
         }
     }
 
@@ -82,7 +98,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -128,6 +144,22 @@ macro_rules! with_kind {
                 type $r = res::Event;
                 $body
             }
+            $crate::ctl::kind::Kind::ConfigMap => {
+                type $r = res::ConfigMap;
+                $body
+            }
+            $crate::ctl::kind::Kind::Secret => {
+                type $r = res::Secret;
+                $body
+            }
+            $crate::ctl::kind::Kind::Job => {
+                type $r = res::Job;
+                $body
+            }
+            $crate::ctl::kind::Kind::DaemonSet => {
+                type $r = res::DaemonSet;
+                $body
+            }
         }
     }};
 }
@@ -152,6 +184,10 @@ mod tests {
             ("no", Kind::Node),
             ("ev", Kind::Event),
             ("lease", Kind::Lease),
+            ("cm", Kind::ConfigMap),
+            ("secrets", Kind::Secret),
+            ("job", Kind::Job),
+            ("ds", Kind::DaemonSet),
         ] {
             assert_eq!(Kind::parse(name), Ok(kind), "{name}");
         }

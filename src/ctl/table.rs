@@ -3,8 +3,8 @@
 
 use jiff::Timestamp;
 use orchestra::api::resources::{
-    ConditionStatus, Deployment, Endpoints, Event, Lease, Namespace, NamespacePhase, Node, Pod,
-    ReplicaSet, Service, ServiceType,
+    ConditionStatus, ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
+    NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceType,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -377,6 +377,103 @@ impl Tabular for Deployment {
             format!("{}/{desired}", count(status.and_then(|s| s.ready_replicas))),
             count(status.and_then(|s| s.updated_replicas)).to_string(),
             count(status.and_then(|s| s.available_replicas)).to_string(),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for ConfigMap {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "DATA", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            (self.data.len() + self.binary_data.len()).to_string(),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for Secret {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "TYPE", "DATA", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            self.type_.clone(),
+            self.data.len().to_string(),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for Job {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "COMPLETIONS", "DURATION", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        let status = self.status.as_ref();
+        let succeeded = count(status.and_then(|s| s.succeeded));
+        // kubectl: "1/3" with completions, "1/1 of 2" (parallelism) for work queues.
+        let completions = match self.spec.completions {
+            Some(n) => format!("{succeeded}/{n}"),
+            None => format!("{succeeded}/1 of {}", self.spec.parallelism.unwrap_or(1)),
+        };
+        let duration = match status.and_then(|s| s.start_time) {
+            Some(start) => {
+                let end = status
+                    .and_then(|s| s.completion_time)
+                    .map_or(now.as_second(), |t| t.as_second());
+                human_duration(end - start.as_second())
+            }
+            None => String::new(),
+        };
+        vec![
+            self.metadata.name.clone(),
+            completions,
+            duration,
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for DaemonSet {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec![
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE SELECTOR",
+            "AGE",
+        ]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        let status = self.status.as_ref();
+        let selector: Vec<String> = self
+            .spec
+            .template
+            .spec
+            .node_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vec![
+            self.metadata.name.clone(),
+            status.map_or(0, |s| s.desired_number_scheduled).to_string(),
+            status.map_or(0, |s| s.current_number_scheduled).to_string(),
+            status.map_or(0, |s| s.number_ready).to_string(),
+            count(status.and_then(|s| s.updated_number_scheduled)).to_string(),
+            count(status.and_then(|s| s.number_available)).to_string(),
+            or_none(&selector.join(",")),
             age(&self.metadata, now),
         ]
     }

@@ -237,3 +237,76 @@ async fn a_bad_manifest_names_the_file_and_document_and_writes_nothing() {
     .unwrap_err();
     assert!(strict.to_string().contains("spec.bogus"), "{strict}");
 }
+
+const WORKLOADS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {LOG_LEVEL: info}
+binaryData: {logo.png: iVBORw0KGgo=}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: s3cret}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  completions: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "shop/migrate:1"}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {role: edge}
+      containers: [{name: agent, image: "agent:1"}]
+"#;
+
+#[tokio::test]
+async fn config_maps_secrets_jobs_and_daemon_sets_apply_and_print() {
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(WORKLOADS);
+    let apply = format!("ctl apply -f {}", file.path().display());
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "configmap/settings created\nsecret/db created\njob/migrate created\ndaemonset/agent created\n"
+    );
+    // Applied again: the server's additions (the Job's selector, the Secret's merged data)
+    // do not count as changes.
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "configmap/settings unchanged\nsecret/db unchanged\njob/migrate unchanged\ndaemonset/agent unchanged\n"
+    );
+    let (out, _) = ctl(&client, "ctl get cm").await.unwrap();
+    assert!(
+        out.starts_with("NAME       DATA   AGE\nsettings   2      "),
+        "{out}"
+    );
+    let (out, _) = ctl(&client, "ctl get secrets").await.unwrap();
+    assert!(
+        out.starts_with("NAME   TYPE     DATA   AGE\ndb     Opaque   1      "),
+        "{out}"
+    );
+    let (out, _) = ctl(&client, "ctl get jobs").await.unwrap();
+    assert!(
+        out.starts_with("NAME      COMPLETIONS   DURATION   AGE\nmigrate   0/3"),
+        "{out}"
+    );
+    let (out, _) = ctl(&client, "ctl get ds").await.unwrap();
+    assert!(
+        out.starts_with("NAME    DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE   NODE SELECTOR   AGE\nagent   0         0         0       0            0           role=edge       "),
+        "{out}"
+    );
+}

@@ -54,8 +54,9 @@
 //! - [`meta`]: [`ObjectMeta`], [`TypeMeta`], [`OwnerReference`], [`LabelSelector`],
 //!   [`Time`] / [`MicroTime`], [`IntOrString`].
 //! - [`quantity`]: [`Quantity`], exact resource amounts (`500m`, `1Gi`) with arithmetic.
-//! - [`resources`]: the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event
-//!   (`v1`), ReplicaSet, Deployment (`apps/v1`), Lease (`coordination.k8s.io/v1`).
+//! - [`resources`]: the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
+//!   ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet (`apps/v1`), Job
+//!   (`batch/v1`), Lease (`coordination.k8s.io/v1`).
 //! - [`resource`]: the [`Resource`] trait (identity, metadata, defaulting and validation
 //!   hooks) that built-in and custom kinds implement.
 //! - [`scheme`]: the [`Scheme`] registry of kinds and their type-erased [`KindCodec`]s;
@@ -71,6 +72,9 @@
 //! - [`registry`]: the [`Registry`]: typed objects over any `orchestra_store::Store`
 //!   (create, get, list, update, status, patch, delete with finalizers, bind, watch), and
 //!   [`ApiError`].
+//! - [`admission`]: the [`admission::Admission`] chain of mutating and validating plug-ins
+//!   every write passes (NamespaceLifecycle, DefaultTolerationSeconds, Service cluster IP and
+//!   node port allocation, and an embedder's own).
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 //! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
@@ -83,6 +87,7 @@
 //! - `wire` (feature `server` or `remote`): the gRPC messages and Kubernetes' `Status`, which
 //!   carries an [`ApiError`] over both protocols.
 
+pub mod admission;
 pub mod client;
 pub mod codec;
 pub mod defaulting;

@@ -169,6 +169,27 @@ pub trait Resource:
         ErrorList::new()
     }
 
+    /// Hook: what the registry sets on a new object before validating it, after defaulting
+    /// (Kubernetes' `PrepareForCreate`; a Namespace gets its `kubernetes` finalizer).
+    fn prepare_for_create(&mut self) {}
+
+    /// Hook: what an update keeps from the stored object before validating (Kubernetes'
+    /// `PrepareForUpdate`; a Namespace update without `spec` keeps the stored finalizers).
+    /// `self` is the new object.
+    fn prepare_for_update(&mut self, old: &Self) {
+        let _ = old;
+    }
+
+    /// Hook: what changes when the object is marked for deletion, besides its
+    /// deletionTimestamp (a Namespace turns `Terminating`).
+    fn prepare_for_delete(&mut self) {}
+
+    /// Hook: whether the kind's own finalizers (beyond `metadata.finalizers`) still hold the
+    /// object after its deletion was asked for (a Namespace's `spec.finalizers`).
+    fn holds_deletion(&self) -> bool {
+        false
+    }
+
     /// Hook: the value of a field in [`Resource::SELECTABLE_FIELDS`] as a field selector sees
     /// it (`""` when unset); `None` for other fields.
     fn field_value(&self, field: &str) -> Option<String> {

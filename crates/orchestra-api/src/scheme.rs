@@ -29,7 +29,8 @@ use crate::codec::{self, DecodeError, Decoded};
 use crate::meta::ObjectMeta;
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::{
-    Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
+    ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
+    ReplicaSet, Secret, Service,
 };
 use crate::validation::{ErrorList, names};
 
@@ -326,8 +327,9 @@ pub struct Scheme {
 }
 
 impl Scheme {
-    /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event
-    /// (`v1`), ReplicaSet, Deployment (`apps/v1`) and Lease (`coordination.k8s.io/v1`).
+    /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
+    /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet (`apps/v1`), Job
+    /// (`batch/v1`) and Lease (`coordination.k8s.io/v1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -340,6 +342,10 @@ impl Scheme {
             KindCodec::of::<ReplicaSet>(),
             KindCodec::of::<Deployment>(),
             KindCodec::of::<Lease>(),
+            KindCodec::of::<ConfigMap>(),
+            KindCodec::of::<Secret>(),
+            KindCodec::of::<DaemonSet>(),
+            KindCodec::of::<Job>(),
         ];
         scheme
     }
@@ -488,7 +494,19 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 9);
+        assert_eq!(scheme.kinds().count(), 13);
+        assert!(
+            scheme
+                .get_by_plural("batch/v1", "jobs")
+                .unwrap()
+                .is::<Job>()
+        );
+        assert!(
+            scheme
+                .get_by_plural("v1", "secrets")
+                .unwrap()
+                .is::<Secret>()
+        );
         assert!(
             scheme
                 .get("apps/v1", "Deployment")
@@ -511,7 +529,7 @@ mod tests {
             "no kind \"Deployment\" is registered for apiVersion \"v1\"; did you mean apps/v1 Deployment?"
         );
         let err = scheme
-            .decode(json!({"apiVersion": "v1", "kind": "ConfigMap"}))
+            .decode(json!({"apiVersion": "v1", "kind": "PersistentVolume"}))
             .unwrap_err();
         assert!(
             err.to_string()

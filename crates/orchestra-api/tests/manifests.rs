@@ -5,47 +5,19 @@
 use std::collections::BTreeMap;
 
 use orchestra_api::manifest::{self, DocumentErrorKind, Manifest, ManifestOptions};
-use orchestra_api::resources::{Deployment, Pod};
+use orchestra_api::resources::{ConfigMap, Deployment, Pod};
 use orchestra_api::resources::{
     DeploymentStrategyType, EnvVar, KeySelector, Namespace, NodeSelectorOperator, Protocol,
     PullPolicy, RestartPolicy, Service, ServiceType, SessionAffinity, TaintEffect,
     TolerationOperator, UnsatisfiableConstraintAction,
 };
-use orchestra_api::{DecodeError, IntOrString, ObjectMeta, Quantity, Resource, Scheme};
+use orchestra_api::{DecodeError, IntOrString, Quantity, Scheme};
 use proptest::prelude::*;
-use serde::{Deserialize, Serialize};
 
 const ONLINE_SHOP: &str = include_str!("data/online-shop.yaml");
 
-/// A minimal ConfigMap, registered by the test the way an embedder registers a kind: the
-/// built-in scheme does not have one (yet).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ConfigMap {
-    metadata: ObjectMeta,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    data: BTreeMap<String, String>,
-}
-
-impl Resource for ConfigMap {
-    const API_VERSION: &'static str = "v1";
-    const KIND: &'static str = "ConfigMap";
-    const PLURAL: &'static str = "configmaps";
-    const NAMESPACED: bool = true;
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 fn scheme_with_config_map() -> Scheme {
-    let mut scheme = Scheme::new();
-    scheme.register::<ConfigMap>().unwrap();
-    scheme
+    Scheme::new()
 }
 
 fn parse_shop() -> Manifest {
@@ -74,14 +46,14 @@ fn service<'a>(m: &'a Manifest, name: &str) -> &'a Service {
 }
 
 #[test]
-fn the_unknown_config_map_kind_is_a_clear_error() {
-    let err =
-        manifest::parse(&Scheme::new(), ONLINE_SHOP, &ManifestOptions::default()).unwrap_err();
+fn an_unknown_kind_is_a_clear_error() {
+    let shop = ONLINE_SHOP.replace("kind: ConfigMap", "kind: ConfigMapp");
+    let err = manifest::parse(&Scheme::new(), &shop, &ManifestOptions::default()).unwrap_err();
     assert_eq!(err.errors.len(), 1, "{err}");
     assert_eq!(
         err.to_string(),
-        "document 2 (ConfigMap \"api-config\"): no kind \"ConfigMap\" is registered for apiVersion \"v1\"; \
-         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event"
+        "document 2 (ConfigMapp \"api-config\"): no kind \"ConfigMapp\" is registered for apiVersion \"v1\"; \
+         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event, ConfigMap, Secret"
     );
     assert!(matches!(
         err.errors[0].kind,
@@ -539,7 +511,7 @@ fn invalid_names_and_fields_are_validation_errors() {
 fn unknown_kinds_missing_types_and_non_objects() {
     assert_eq!(
         parse_err("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n"),
-        "document 1 (StatefulSet \"db\"): no kind \"StatefulSet\" is registered for apiVersion \"apps/v1\"; the kinds of \"apps/v1\" are: ReplicaSet, Deployment"
+        "document 1 (StatefulSet \"db\"): no kind \"StatefulSet\" is registered for apiVersion \"apps/v1\"; the kinds of \"apps/v1\" are: ReplicaSet, Deployment, DaemonSet"
     );
     assert_eq!(
         parse_err("apiVersion: v1\nkind: deployment\nmetadata: {name: db}\n"),
@@ -629,4 +601,132 @@ proptest! {
         let strict = ManifestOptions { strict: true, ..ManifestOptions::default() };
         let _ = manifest::parse_bytes(&scheme_with_config_map(), &bytes, &strict);
     }
+}
+
+const WORKLOADS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data:
+  LOG_LEVEL: info
+binaryData:
+  logo.png: iVBORw0KGgo=
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: shop}
+data:
+  username: YWRtaW4=        # admin
+stringData:
+  password: s3cret
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: shop}
+spec:
+  completions: 3
+  parallelism: 2
+  backoffLimit: 2
+  activeDeadlineSeconds: 600
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers: [{name: migrate, image: "shop/migrate:1.0", args: ["--all"]}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: log-agent, namespace: shop}
+spec:
+  selector: {matchLabels: {app: log-agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}
+  template:
+    metadata: {labels: {app: log-agent}}
+    spec:
+      containers: [{name: agent, image: "fluent-bit:3.0"}]
+"#;
+
+#[test]
+fn config_maps_secrets_jobs_and_daemon_sets_round_trip() {
+    use orchestra_api::resources::{DaemonSet, DaemonSetUpdateStrategyType, Job, Secret};
+    let options = ManifestOptions {
+        apply_defaults: true,
+        strict: true,
+        ..ManifestOptions::default()
+    };
+    let m = manifest::parse(&Scheme::new(), WORKLOADS, &options).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.len(), 4);
+    for object in &m.objects {
+        assert!(object.object.validate().is_empty(), "{:?}", object.location);
+        // Encoded and decoded again, every object is the same.
+        let json = object.object.to_json().unwrap();
+        let again = Scheme::new().decode(json).unwrap();
+        assert!(again.unknown_fields.is_empty());
+        assert_eq!(
+            again.object.to_json().unwrap(),
+            object.object.to_json().unwrap()
+        );
+    }
+    let cm = m.objects_of::<ConfigMap>().next().unwrap();
+    assert_eq!(cm.data["LOG_LEVEL"], "info");
+    assert_eq!(&cm.binary_data["logo.png"].0[..4], b"\x89PNG");
+    let secret = m.objects_of::<Secret>().next().unwrap();
+    assert_eq!(secret.type_, "Opaque");
+    assert!(
+        secret.string_data.is_empty(),
+        "stringData is merged into data"
+    );
+    assert_eq!(secret.data["username"].0, b"admin");
+    assert_eq!(secret.data["password"].0, b"s3cret");
+    let json = serde_json::to_value(secret).unwrap();
+    assert_eq!(json["data"]["password"], "czNjcmV0");
+    let job = m.objects_of::<Job>().next().unwrap();
+    assert_eq!(
+        (
+            job.spec.completions,
+            job.spec.parallelism,
+            job.spec.backoff_limit
+        ),
+        (Some(3), Some(2), Some(2))
+    );
+    assert_eq!(
+        job.spec.template.spec.restart_policy,
+        Some(RestartPolicy::OnFailure)
+    );
+    let ds = m.objects_of::<DaemonSet>().next().unwrap();
+    let strategy = ds.spec.update_strategy.as_ref().unwrap();
+    assert_eq!(
+        strategy.type_,
+        Some(DaemonSetUpdateStrategyType::RollingUpdate)
+    );
+    assert_eq!(
+        strategy.rolling_update.as_ref().unwrap().max_unavailable,
+        Some(IntOrString::Int(2))
+    );
+}
+
+#[test]
+fn bad_workloads_name_the_field() {
+    let job = WORKLOADS
+        .split("---")
+        .nth(2)
+        .unwrap()
+        .replace("restartPolicy: OnFailure", "restartPolicy: Always");
+    let options = ManifestOptions {
+        apply_defaults: true,
+        ..ManifestOptions::default()
+    };
+    let errors = manifest::parse(&Scheme::new(), &job, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""),
+        "{errors}"
+    );
+    let bad_base64 =
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {key: \"not base64!\"}\n";
+    let err = parse_err(bad_base64);
+    assert!(
+        err.contains("data.key") && err.contains("invalid base64"),
+        "{err}"
+    );
 }

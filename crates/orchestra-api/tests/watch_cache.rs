@@ -221,3 +221,94 @@ async fn watches_it_cannot_serve_go_to_the_registry() {
         .await;
     assert!(matches!(&bad, Err(e) if e.code() == 400), "{:?}", bad.err());
 }
+
+#[tokio::test]
+async fn lists_at_resource_version_0_come_from_the_cache() {
+    let (registry, dynamic, cache) = setup(CacheOptions::default()).await;
+    let from = WatchOptions::from_version(current_rv(&registry).await);
+    let mut events = watch(&cache, &registry, &from).await;
+    registry
+        .create(testing::pod("other", "elsewhere", "web"))
+        .await
+        .expect("create");
+    for (i, app) in ["web", "db", "web"].iter().enumerate() {
+        registry
+            .create(testing::pod("ns", &format!("p{i}"), app))
+            .await
+            .expect("create");
+    }
+    // The cache has applied a change (and every earlier one) once its watchers got it.
+    for _ in 0..3 {
+        next(&mut events).await.expect("event");
+    }
+    let any = ListOptions {
+        resource_version: Some("0".into()),
+        label_selector: Selector::parse("app=web").expect("selector"),
+        ..ListOptions::default()
+    };
+    let cached = cache
+        .list("v1", "Pod", Some("ns"), &any)
+        .expect("list")
+        .expect("served from the cache");
+    let names: Vec<&str> = cached
+        .items
+        .iter()
+        .map(|p| p.meta().name.as_str())
+        .collect();
+    assert_eq!(names, ["p0", "p2"]);
+    let consistent = dynamic
+        .list(
+            "v1",
+            "Pod",
+            Some("ns"),
+            &ListOptions {
+                resource_version: None,
+                ..any.clone()
+            },
+        )
+        .await
+        .expect("store list");
+    assert_eq!(consistent.items.len(), 2);
+    let all = cache
+        .list(
+            "v1",
+            "Pod",
+            None,
+            &ListOptions {
+                resource_version: Some("0".into()),
+                ..ListOptions::default()
+            },
+        )
+        .expect("list")
+        .expect("cached");
+    assert_eq!(all.items.len(), 4);
+    assert!(all.resource_version.parse::<i64>().expect("rv") >= 4);
+
+    // Unset resourceVersion (a consistent read), a page size or a continue token: the store.
+    for options in [
+        ListOptions::default(),
+        ListOptions {
+            resource_version: Some("0".into()),
+            limit: 1,
+            ..ListOptions::default()
+        },
+        ListOptions {
+            resource_version: Some("5".into()),
+            ..ListOptions::default()
+        },
+    ] {
+        assert!(
+            cache
+                .list("v1", "Pod", Some("ns"), &options)
+                .expect("list")
+                .is_none()
+        );
+    }
+    // A bad field selector is an error either way.
+    let bad = ListOptions {
+        resource_version: Some("0".into()),
+        field_selector: orchestra_api::FieldSelector::parse("spec.bogus=x").expect("parse"),
+        ..ListOptions::default()
+    };
+    assert!(cache.list("v1", "Pod", None, &bad).is_err());
+}

@@ -1,8 +1,9 @@
 //! delete: at once, or — when the object has finalizers — by marking it with a
 //! deletionTimestamp and keeping it until an update empties its finalizers.
 
-use orchestra_store::{CasOutcome, StoreExt};
+use orchestra_store::{Compare, CompareOp, Op, StoreExt};
 
+use super::admit::Written;
 use super::write::Check;
 use super::{
     ApiError, DeleteOptions, PROPAGATION_POLICY_ANNOTATION, Registry, decode_kv, display_name,
@@ -69,20 +70,28 @@ impl Registry {
             };
             let kv = self.store.get(key.clone()).await?.ok_or_else(not_found)?;
             let current: R = decode_kv(&kv)?;
+            self.admit_delete(&current).await?;
             let policy_finalizer = options.propagation_policy.and_then(|p| p.finalizer());
             let meta = current.meta();
-            if meta.finalizers.is_empty() && policy_finalizer.is_none() {
+            if meta.finalizers.is_empty() && policy_finalizer.is_none() && !current.holds_deletion()
+            {
                 if precondition.is_some_and(|rv| rv != kv.mod_revision) {
                     return Err(stale::<R>(namespace, name));
                 }
-                match self.store.delete_if(key.clone(), kv.mod_revision).await? {
-                    CasOutcome::Written(revision) => {
+                let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision);
+                let held = self.claims_of(&current);
+                let op = Op::delete(key.clone());
+                match self
+                    .write_guarded(key.clone(), guard, op, &[], &held)
+                    .await?
+                {
+                    Written::At(revision) => {
                         let mut last = current;
                         last.meta_mut().resource_version = revision.to_string();
                         return Ok(DeleteOutcome::Deleted(last));
                     }
-                    CasOutcome::Conflict(_) if precondition.is_none() && attempts < 5 => continue,
-                    CasOutcome::Conflict(_) => return Err(stale::<R>(namespace, name)),
+                    _ if precondition.is_none() && attempts < 5 => continue,
+                    _ => return Err(stale::<R>(namespace, name)),
                 }
             }
             if meta.deletion_timestamp.is_some() {
@@ -95,7 +104,9 @@ impl Registry {
                     name,
                     Some(precondition.unwrap_or(kv.mod_revision)),
                     Check::Update,
+                    None,
                     move |mut object: R| {
+                        object.prepare_for_delete();
                         let meta = object.meta_mut();
                         meta.deletion_timestamp = Some(Time::now());
                         meta.deletion_grace_period_seconds = Some(grace);

@@ -18,7 +18,8 @@ use super::{
 use crate::codec::DecodeError;
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::{
-    Deployment, Endpoints, Event, Lease, Namespace, Node, Pod, ReplicaSet, Service,
+    ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
+    ReplicaSet, Secret, Service,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
 use crate::selector::{FieldSelector, SelectorError};
@@ -190,7 +191,11 @@ impl DynRegistry {
             .register::<Event>()
             .register::<ReplicaSet>()
             .register::<Deployment>()
-            .register::<Lease>();
+            .register::<Lease>()
+            .register::<ConfigMap>()
+            .register::<Secret>()
+            .register::<DaemonSet>()
+            .register::<Job>();
         this
     }
 

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// A precondition failed: a stale resourceVersion, or a pod bound already (409 `Conflict`).
     #[error("{0}")]
     Conflict(String),
+    /// The request is refused by policy, e.g. admission: a create in a namespace that does not
+    /// exist or is terminating, the deletion of a system namespace (403 `Forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
     /// The object failed validation (422 `Invalid`); the list names each field.
     #[error("{kind} {name:?} is invalid: {errors}")]
     Invalid {
@@ -76,6 +80,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict(_) => 409,
+            ApiError::Forbidden(_) => 403,
             ApiError::Invalid { .. } => 422,
             ApiError::Expired(_) => 410,
             ApiError::BadRequest(_) => 400,
@@ -90,6 +95,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Expired(_) => "Expired",
             ApiError::BadRequest(_) => "BadRequest",
@@ -152,6 +158,8 @@ mod tests {
             limit: 1,
         };
         assert_eq!(big.code(), 413);
+        let forbidden = ApiError::Forbidden("namespace gone".into());
+        assert_eq!((forbidden.code(), forbidden.reason()), (403, "Forbidden"));
         let internal = ApiError::from(StoreError::Closed);
         assert_eq!((internal.code(), internal.reason()), (500, "InternalError"));
     }

@@ -47,6 +47,13 @@ impl Registry {
             .field_selector
             .check::<R>()
             .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+        if let Some(rv) = options
+            .resource_version
+            .as_deref()
+            .filter(|rv| !rv.is_empty())
+        {
+            super::parse_resource_version(rv)?;
+        }
         let prefix = list_prefix::<R>(namespace);
         let end = prefix_end(prefix.as_bytes());
         let (mut revision, mut start) = match options.continue_token.as_deref() {

@@ -27,6 +27,8 @@
 //! ```
 //!
 //! # Layout
+//! - `admit`: the admission stage of every write ([`crate::admission`]) and the transactions
+//!   that write an object with the keys it claims.
 //! - [`error`]: [`ApiError`], Kubernetes' status codes and reasons.
 //! - `write`: create, update, update_status, patch and bind.
 //! - `delete`: delete with finalizers, grace periods and propagation policies.
@@ -37,6 +39,7 @@
 //! - `patch`: [`merge_patch`] (RFC 7386).
 //! - `token`: the `continue` token of paged lists.
 
+mod admit;
 mod delete;
 mod dynamic;
 pub mod error;
@@ -53,6 +56,7 @@ use bytes::Bytes;
 use orchestra_store::{KeyValue, Store};
 use serde_json::Value;
 
+use crate::admission::Admission;
 use crate::codec;
 use crate::resource::Resource;
 
@@ -73,25 +77,30 @@ pub const PROPAGATION_POLICY_ANNOTATION: &str = "orchestra.io/propagation-policy
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    admission: Admission,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
     }
 }
 
 impl Registry {
-    /// A registry over `store`.
+    /// A registry over `store`, without admission plug-ins
+    /// ([`Registry::with_admission`] adds them).
     pub fn new(store: impl Store) -> Self {
-        Registry {
-            store: Arc::new(store),
-        }
+        Self::from_arc(Arc::new(store))
     }
 
     /// A registry over a store shared with others.
     pub fn from_arc(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            admission: Admission::default(),
+        }
     }
 
     /// The store underneath.

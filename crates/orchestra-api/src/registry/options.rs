@@ -16,6 +16,11 @@ pub struct ListOptions {
     pub limit: usize,
     /// The `continue` token of the previous page.
     pub continue_token: Option<String>,
+    /// Which state to read, as Kubernetes' `resourceVersion` of a list: `None` (or empty) is a
+    /// consistent read of the latest state from the store; `"0"` accepts any recent state, which
+    /// the API server serves from its watch cache (without a `limit` or `continue`); another
+    /// resourceVersion is read as the latest state, which is not older than it.
+    pub resource_version: Option<String>,
 }
 
 impl ListOptions {

@@ -5,14 +5,16 @@
 //! transaction that compares the key's mod_revision with the one read, so a concurrent writer
 //! makes this one fail with [`ApiError::Conflict`] instead of being overwritten.
 
-use orchestra_store::{CasOutcome, StoreExt};
+use orchestra_store::{Compare, CompareOp, Op, StoreExt};
 use rand::Rng;
 use serde_json::Value;
 
+use super::admit::Written;
 use super::{
     ApiError, Registry, decode_kv, display_name, encode, merge_patch, object_key,
     parse_resource_version,
 };
+use crate::admission::Operation;
 use crate::codec;
 use crate::meta::Time;
 use crate::resource::Resource;
@@ -21,6 +23,15 @@ use crate::validation::{ErrorList, names};
 
 /// How many times a write that carried no resourceVersion of its own is retried on a conflict.
 const RETRIES: usize = 5;
+
+/// How many times a create is admitted again after another object took what admission had
+/// allocated for it (a cluster IP picked by two concurrent creates).
+const CLAIM_RETRIES: usize = 16;
+
+/// The store key of an object.
+fn key_of<R: Resource>(object: &R) -> String {
+    object_key::<R>(&object.meta().namespace, &object.meta().name)
+}
 
 /// Which validation a guarded update runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,26 +64,50 @@ impl Registry {
             meta.deletion_timestamp = None;
             meta.deletion_grace_period_seconds = None;
         }
-        let attempts = if generated { RETRIES } else { 1 };
-        for _ in 0..attempts {
+        object.prepare_for_create();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if generated {
                 let name = generate_name(&object.meta().generate_name);
                 object.meta_mut().name = name;
             }
             invalid_if_any(&object, object.validate())?;
-            let meta = object.meta();
+            // Admission may allocate (a cluster IP): a retry after a lost race starts over
+            // from the object as given.
+            let original = (!self.admission.is_empty()).then(|| object.clone());
+            let (mut admitted, claims) = self.admit(Operation::Create, "", object, None).await?;
+            let meta = admitted.meta();
             let key = object_key::<R>(&meta.namespace, &meta.name);
-            let bytes = encode(&object)?;
-            if let CasOutcome::Written(revision) = self.store.create(key, bytes).await? {
-                object.meta_mut().resource_version = revision.to_string();
-                return Ok(object);
+            let bytes = encode(&admitted)?;
+            let guard = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            let written = self
+                .write_guarded(key, guard, Op::put(key_of(&admitted), bytes), &claims, &[])
+                .await?;
+            match written {
+                Written::At(revision) => {
+                    admitted.meta_mut().resource_version = revision.to_string();
+                    return Ok(admitted);
+                }
+                Written::Guard if generated && attempt < RETRIES => {}
+                Written::ClaimTaken if attempt < CLAIM_RETRIES => {}
+                Written::Guard => {
+                    let meta = admitted.meta();
+                    return Err(ApiError::AlreadyExists {
+                        kind: R::KIND,
+                        name: display_name::<R>(&meta.namespace, &meta.name),
+                    });
+                }
+                Written::ClaimTaken => {
+                    return Err(ApiError::Conflict(format!(
+                        "{} {:?}: what admission allocated for it was taken by concurrent writes {attempt} times; retry",
+                        R::KIND,
+                        admitted.meta().name
+                    )));
+                }
             }
+            object = original.unwrap_or(admitted);
         }
-        let meta = object.meta();
-        Err(ApiError::AlreadyExists {
-            kind: R::KIND,
-            name: display_name::<R>(&meta.namespace, &meta.name),
-        })
     }
 
     /// Replaces an object's spec and metadata. A non-empty `metadata.resourceVersion` must be
@@ -89,8 +124,10 @@ impl Registry {
             &name,
             precondition,
             Check::Update,
+            Some(""),
             move |old: R| {
                 let mut new = with_section(&object, &old, "status")?;
+                new.prepare_for_update(&old);
                 let spec_changed = body(&new)? != body(&old)?;
                 let (meta, old_meta) = (new.meta_mut(), old.meta());
                 if meta.uid.is_empty() {
@@ -125,6 +162,7 @@ impl Registry {
             &name,
             precondition,
             Check::Update,
+            Some("status"),
             move |old: R| with_section(&old, &object, "status"),
         )
         .await
@@ -184,32 +222,42 @@ impl Registry {
             )));
         }
         let (ns, name, node) = (namespace.to_owned(), pod.to_owned(), node.to_owned());
-        self.guarded_update(namespace, pod, None, Check::Object, move |mut pod: Pod| {
-            if !pod.spec.node_name.is_empty() {
-                return Err(ApiError::Conflict(format!(
-                    "pod {ns}/{name} is already assigned to node {:?}",
-                    pod.spec.node_name
-                )));
-            }
-            if pod.metadata.deletion_timestamp.is_some() {
-                return Err(ApiError::Conflict(format!(
-                    "pod {ns}/{name} is being deleted and cannot be bound"
-                )));
-            }
-            pod.spec.node_name = node;
-            Ok(pod)
-        })
+        let admit = Some("binding");
+        self.guarded_update(
+            namespace,
+            pod,
+            None,
+            Check::Object,
+            admit,
+            move |mut pod: Pod| {
+                if !pod.spec.node_name.is_empty() {
+                    return Err(ApiError::Conflict(format!(
+                        "pod {ns}/{name} is already assigned to node {:?}",
+                        pod.spec.node_name
+                    )));
+                }
+                if pod.metadata.deletion_timestamp.is_some() {
+                    return Err(ApiError::Conflict(format!(
+                        "pod {ns}/{name} is being deleted and cannot be bound"
+                    )));
+                }
+                pod.spec.node_name = node;
+                Ok(pod)
+            },
+        )
         .await
     }
 
     /// Reads the object, checks `precondition`, builds the new object with `mutate`, validates
-    /// it, and writes it if the key has not changed since the read. No change, no write.
+    /// it, admits it (as an update of `subresource`, unless `None`), and writes it if the key
+    /// has not changed since the read. No change, no write.
     pub(crate) async fn guarded_update<R, F>(
         &self,
         namespace: &str,
         name: &str,
         precondition: Option<i64>,
         check: Check,
+        subresource: Option<&'static str>,
         mutate: F,
     ) -> Result<R, ApiError>
     where
@@ -236,32 +284,48 @@ impl Registry {
             return Err(conflict());
         }
         let old: R = decode_kv(&kv)?;
-        let mut new = mutate(old.clone())?;
+        let new = mutate(old.clone())?;
         let errors = match check {
             Check::Update => new.validate_update(&old),
             Check::Object => new.validate(),
         };
         invalid_if_any(&new, errors)?;
+        let (mut new, claims) = match subresource {
+            Some(subresource) => {
+                self.admit(Operation::Update, subresource, new, Some(&old))
+                    .await?
+            }
+            None => {
+                let claims = self.claims_of(&new);
+                (new, claims)
+            }
+        };
+        let held = self.claims_of(&old);
+        let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision);
         let meta = new.meta();
-        if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
-            return match self.store.delete_if(key, kv.mod_revision).await? {
-                CasOutcome::Written(revision) => {
-                    new.meta_mut().resource_version = revision.to_string();
-                    Ok(new)
-                }
-                CasOutcome::Conflict(_) => Err(conflict()),
-            };
-        }
-        let bytes = encode(&new)?;
-        if bytes == kv.value {
-            return Ok(old);
-        }
-        match self.store.update_if(key, bytes, kv.mod_revision).await? {
-            CasOutcome::Written(revision) => {
+        let (op, hold) = if meta.deletion_timestamp.is_some()
+            && meta.finalizers.is_empty()
+            && !new.holds_deletion()
+        {
+            (Op::delete(key.clone()), &[][..])
+        } else {
+            let bytes = encode(&new)?;
+            if bytes == kv.value {
+                return Ok(old);
+            }
+            (Op::put(key.clone(), bytes), &claims[..])
+        };
+        match self.write_guarded(key, guard, op, hold, &held).await? {
+            Written::At(revision) => {
                 new.meta_mut().resource_version = revision.to_string();
                 Ok(new)
             }
-            CasOutcome::Conflict(_) => Err(conflict()),
+            Written::Guard => Err(conflict()),
+            Written::ClaimTaken => Err(ApiError::Conflict(format!(
+                "Operation cannot be fulfilled on {} {:?}: a value admission allocated for it was taken concurrently; try again",
+                R::PLURAL,
+                display_name::<R>(namespace, name)
+            ))),
         }
     }
 }

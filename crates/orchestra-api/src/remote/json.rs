@@ -89,6 +89,7 @@ impl RemoteClient {
             field_selector: options.field_selector.to_string(),
             limit: options.limit as u64,
             continue_token: options.continue_token.clone(),
+            resource_version: options.resource_version.clone(),
         };
         let response = self.api().list(request).await.map_err(error)?.into_inner();
         Ok(ObjectList {

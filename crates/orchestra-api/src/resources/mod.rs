@@ -1,15 +1,19 @@
 //! The built-in kinds, with Kubernetes' shapes and JSON names: [`Namespace`], [`Node`],
-//! [`Pod`], [`Service`], [`Endpoints`] (`v1`); [`ReplicaSet`], [`Deployment`] (`apps/v1`);
-//! [`Lease`] (`coordination.k8s.io/v1`); [`Event`] (`v1`).
+//! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`] (`v1`); [`ReplicaSet`],
+//! [`Deployment`], [`DaemonSet`] (`apps/v1`); [`Job`] (`batch/v1`); [`Lease`]
+//! (`coordination.k8s.io/v1`); [`Event`] (`v1`).
 //!
 //! Each kind implements [`Resource`](crate::Resource). Serializing one with serde gives its
 //! body (`metadata`, `spec`, `status`); [`crate::to_value`] adds `apiVersion` and `kind`, and
 //! [`crate::Scheme`] decodes full objects by them.
 
 pub mod common;
+pub mod config;
+pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
 pub mod event;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -18,9 +22,12 @@ pub mod replica_set;
 pub mod service;
 
 pub use common::*;
+pub use config::*;
+pub use daemon_set::*;
 pub use deployment::*;
 pub use endpoints::*;
 pub use event::*;
+pub use job::*;
 pub use lease::*;
 pub use namespace::*;
 pub use node::*;

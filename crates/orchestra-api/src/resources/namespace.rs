@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 use crate::meta::ObjectMeta;
 use crate::resource::{NameRule, Resource};
 
+/// The finalizer the registry puts in every new namespace's `spec.finalizers`: the
+/// namespace controller removes it once the namespace's contents are deleted, and only then is
+/// a deleted namespace removed.
+pub const FINALIZER_KUBERNETES: &str = "kubernetes";
+
+/// The namespaces that exist from the start and cannot be deleted.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-node-lease"];
+
 /// A namespace (`v1`, `Namespace`, cluster-scoped). Its name is a DNS label.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -38,6 +46,35 @@ impl Resource for Namespace {
     fn default_fields(&mut self) {
         let status = self.status.get_or_insert_with(NamespaceStatus::default);
         status.phase.get_or_insert(NamespacePhase::Active);
+    }
+
+    fn prepare_for_create(&mut self) {
+        let spec = self.spec.get_or_insert_with(NamespaceSpec::default);
+        if !spec.finalizers.iter().any(|f| f == FINALIZER_KUBERNETES) {
+            spec.finalizers.push(FINALIZER_KUBERNETES.to_owned());
+        }
+        self.status
+            .get_or_insert_with(NamespaceStatus::default)
+            .phase = Some(NamespacePhase::Active);
+    }
+
+    fn prepare_for_update(&mut self, old: &Self) {
+        // A manifest applied again has no `spec`: it must not drop the finalizer that holds
+        // the namespace until its contents are deleted. A `spec` given (by the namespace
+        // controller, or a `/finalize` request) replaces the finalizers.
+        if self.spec.is_none() {
+            self.spec.clone_from(&old.spec);
+        }
+    }
+
+    fn prepare_for_delete(&mut self) {
+        self.status
+            .get_or_insert_with(NamespaceStatus::default)
+            .phase = Some(NamespacePhase::Terminating);
+    }
+
+    fn holds_deletion(&self) -> bool {
+        self.spec.as_ref().is_some_and(|s| !s.finalizers.is_empty())
     }
 
     fn field_value(&self, field: &str) -> Option<String> {

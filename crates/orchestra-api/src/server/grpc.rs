@@ -146,13 +146,18 @@ impl Api for GrpcApi {
                 field_selector: wire::parse_field_selector(&r.field_selector)?,
                 limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
                 continue_token: r.continue_token.clone(),
+                resource_version: r.resource_version.clone(),
             };
             let namespace = (!r.all_namespaces).then_some(r.namespace.as_str());
-            let list = self
-                .state
-                .registry
-                .list(&r.api_version, &r.kind, namespace, &options)
-                .await?;
+            let list = super::watch_cache::list(
+                &self.state.registry,
+                self.state.cache.as_ref(),
+                &r.api_version,
+                &r.kind,
+                namespace,
+                &options,
+            )
+            .await?;
             Ok(proto::ListResponse {
                 items: list
                     .items

@@ -2,6 +2,10 @@
 //! and over HTTP/JSON on Kubernetes' REST paths (for curl and people), both on one listen
 //! address, with `/healthz`, `/readyz` and Prometheus `/metrics`.
 //!
+//! The server admits writes with its registry's [`Admission`](crate::admission::Admission)
+//! chain (`Registry::with_admission(Admission::recommended(..))` is what `orchestra server`
+//! runs) and runs the chain's start-up work before it serves.
+//!
 //! Requests whose `content-type` is `application/grpc...` go to the gRPC service, every other
 //! request to the REST handlers. Both dispatch through a [`DynRegistry`], so the kinds an
 //! embedder registers there are served like the built-in ones, and both report failures as
@@ -137,6 +141,13 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        // The admission plug-ins' start-up work (the system namespaces) comes before the
+        // first request.
+        self.registry
+            .registry()
+            .initialize()
+            .await
+            .map_err(std::io::Error::other)?;
         let (stop, stopping) = watch::channel(false);
         let cache = self.options.watch_cache.clone().map(|options| {
             let stopping = stopping.clone();

@@ -289,16 +289,17 @@ async fn list(
         )?,
         limit: number(query, "limit")?.unwrap_or(0),
         continue_token: query.get("continue").filter(|t| !t.is_empty()).cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
     };
-    let list = state
-        .registry
-        .list(
-            info.api_version,
-            info.kind,
-            target.namespace.as_deref(),
-            &options,
-        )
-        .await?;
+    let list = super::watch_cache::list(
+        &state.registry,
+        state.cache.as_ref(),
+        info.api_version,
+        info.kind,
+        target.namespace.as_deref(),
+        &options,
+    )
+    .await?;
     let items = list
         .items
         .iter()

@@ -2,6 +2,9 @@
 //! bounded window of recent events, and every client watch from a resourceVersion inside the
 //! window is served from memory, each event encoded to JSON once for all watchers.
 //!
+//! Lists that accept any recent state (`resourceVersion=0`) are served from the same
+//! objects; a list without resourceVersion is a consistent read from the store.
+//!
 //! A watch the cache cannot serve (not ready yet, a resourceVersion older than the window, a
 //! watch without resourceVersion, which needs a consistent snapshot) goes to the registry as
 //! before, so the contracts (410 for compacted versions, the initial ADDED list) are the
@@ -20,7 +23,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::grpc::encode;
-use crate::registry::{ApiError, DynOps, DynRegistry, ListOptions, WatchEvent, WatchOptions};
+use crate::registry::{
+    ApiError, DynOps, DynRegistry, ListOptions, ObjectList, WatchEvent, WatchOptions,
+};
 use crate::scheme::DynResource;
 use crate::selector::{FieldSelector, Selector};
 
@@ -256,6 +261,50 @@ impl WatchCache {
             stream,
             Subscription::next,
         ))))
+    }
+
+    /// Serves a list from the cache when the request accepts any recent state
+    /// (`resourceVersion: "0"`, no `limit`, no `continue`) and the kind's cache is ready;
+    /// `None` otherwise: the caller reads the store. Items come in the store's order
+    /// (namespace, then name) at the cache's resourceVersion.
+    pub fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<Option<ObjectList<Object>>, ApiError> {
+        if options.resource_version.as_deref() != Some("0")
+            || options.limit > 0
+            || options.continue_token.is_some()
+        {
+            return Ok(None);
+        }
+        let Some(cache) = self.kinds.get(&key(api_version, kind)) else {
+            return Ok(None);
+        };
+        cache.ops.check_field_selector(&options.field_selector)?;
+        let filter = Filter {
+            namespace: namespace.filter(|ns| !ns.is_empty()).map(str::to_owned),
+            labels: options.label_selector.clone(),
+            fields: options.field_selector.clone(),
+            from: 0,
+        };
+        let state = cache.lock();
+        if !state.ready {
+            return Ok(None);
+        }
+        let mut items: Vec<(&String, &Arc<Object>)> = state
+            .objects
+            .iter()
+            .filter(|(_, object)| filter.matches(object.as_ref().as_ref()))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(Some(ObjectList {
+            items: items.into_iter().map(|(_, o)| (**o).clone()).collect(),
+            resource_version: state.revision.to_string(),
+            continue_token: None,
+        }))
     }
 
     /// The number of client watches the cache serves now, per kind.
@@ -505,6 +554,24 @@ impl Subscription {
             }
         }
     }
+}
+
+/// Lists: from the cache when the request allows it (see [`WatchCache::list`]), else from
+/// the registry.
+pub(crate) async fn list(
+    registry: &DynRegistry,
+    cache: Option<&WatchCache>,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    options: &ListOptions,
+) -> Result<ObjectList<Object>, ApiError> {
+    if let Some(cache) = cache
+        && let Some(list) = cache.list(api_version, kind, namespace, options)?
+    {
+        return Ok(list);
+    }
+    registry.list(api_version, kind, namespace, options).await
 }
 
 /// Opens a watch: from the cache when it can serve it, else from the registry, as one stream

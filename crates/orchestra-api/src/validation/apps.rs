@@ -6,7 +6,10 @@ use super::pod::validate_pod_template;
 use super::{ErrorList, FieldError, FieldPath};
 use crate::meta::{IntOrString, LabelSelector};
 use crate::resources::pod::PodTemplateSpec;
-use crate::resources::{Deployment, DeploymentStrategyType, ReplicaSet};
+use crate::resources::{
+    CompletionMode, DaemonSet, DaemonSetUpdateStrategyType, Deployment, DeploymentStrategyType,
+    Job, ReplicaSet, RestartPolicy,
+};
 use crate::selector::Selector;
 
 fn non_negative(errors: &mut ErrorList, path: &FieldPath, value: Option<i32>) {
@@ -26,6 +29,8 @@ fn validate_selector_and_template(
     spec: &FieldPath,
     kind: &str,
 ) -> ErrorList {
+    // Jobs run pods to completion; every other controller keeps them running.
+    let require_always = kind != "job";
     let mut errors = ErrorList::new();
     let selector_path = spec.child("selector");
     if selector.is_empty() {
@@ -51,7 +56,7 @@ fn validate_selector_and_template(
     errors.extend(validate_pod_template(
         template,
         &spec.child("template"),
-        true,
+        require_always,
     ));
     errors
 }
@@ -72,6 +77,188 @@ pub fn validate_replica_set(rs: &ReplicaSet) -> ErrorList {
         &spec,
         "replicaset",
     ));
+    errors
+}
+
+/// Checks a DaemonSet's spec: selector, template (restartPolicy `Always`), and update
+/// strategy (`maxUnavailable` and `maxSurge` not negative, not both zero).
+pub fn validate_daemon_set(ds: &DaemonSet) -> ErrorList {
+    let spec = FieldPath::new("spec");
+    let mut errors = ErrorList::new();
+    non_negative(
+        &mut errors,
+        &spec.child("minReadySeconds"),
+        ds.spec.min_ready_seconds,
+    );
+    non_negative(
+        &mut errors,
+        &spec.child("revisionHistoryLimit"),
+        ds.spec.revision_history_limit,
+    );
+    errors.extend(validate_selector_and_template(
+        &ds.spec.selector,
+        &ds.spec.template,
+        &spec,
+        "daemonset",
+    ));
+    let Some(strategy) = &ds.spec.update_strategy else {
+        return errors;
+    };
+    let sp = spec.child("updateStrategy");
+    match (strategy.type_, &strategy.rolling_update) {
+        (Some(DaemonSetUpdateStrategyType::OnDelete), Some(_)) => {
+            errors.push(FieldError::forbidden(
+                &sp.child("rollingUpdate"),
+                "may not be specified when strategy `type` is 'OnDelete'",
+            ));
+        }
+        (_, Some(rolling)) => {
+            let rp = sp.child("rollingUpdate");
+            let unavailable = rolling.max_unavailable.as_ref();
+            let surge = rolling.max_surge.as_ref();
+            for (field, value) in [("maxUnavailable", unavailable), ("maxSurge", surge)] {
+                if let Some(value) = value {
+                    errors.extend(validate_int_or_percent(value, &rp.child(field)));
+                }
+            }
+            if unavailable.is_some_and(is_zero) && surge.is_none_or(is_zero) {
+                errors.push(FieldError::invalid(
+                    &rp.child("maxUnavailable"),
+                    0,
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        _ => {}
+    }
+    errors
+}
+
+fn is_zero(value: &IntOrString) -> bool {
+    match value {
+        IntOrString::Int(n) => *n == 0,
+        IntOrString::String(s) => s.trim_end_matches('%').parse::<i64>() == Ok(0),
+    }
+}
+
+/// A count or a percentage, not negative (percentages at most 100%).
+fn validate_int_or_percent(value: &IntOrString, path: &FieldPath) -> ErrorList {
+    let mut errors = ErrorList::new();
+    match value {
+        IntOrString::Int(n) if *n < 0 => errors.push(FieldError::invalid(
+            path,
+            *n,
+            "must be greater than or equal to 0",
+        )),
+        IntOrString::Int(_) => {}
+        IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<i64>) {
+            Some(Ok(p)) if (0..=100).contains(&p) => {}
+            Some(Ok(_)) => errors.push(FieldError::invalid(
+                path,
+                s.as_str(),
+                "must not be greater than 100%",
+            )),
+            _ => errors.push(FieldError::invalid(
+                path,
+                s.as_str(),
+                "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%')",
+            )),
+        },
+    }
+    errors
+}
+
+/// Checks a Job's spec: counts not negative, a positive deadline, the NonIndexed completion
+/// mode, a selector matching the template, and a template whose restartPolicy is `OnFailure`
+/// or `Never`.
+pub fn validate_job(job: &Job) -> ErrorList {
+    let spec = FieldPath::new("spec");
+    let s = &job.spec;
+    let mut errors = ErrorList::new();
+    non_negative(&mut errors, &spec.child("parallelism"), s.parallelism);
+    non_negative(&mut errors, &spec.child("completions"), s.completions);
+    non_negative(&mut errors, &spec.child("backoffLimit"), s.backoff_limit);
+    non_negative(
+        &mut errors,
+        &spec.child("ttlSecondsAfterFinished"),
+        s.ttl_seconds_after_finished,
+    );
+    if let Some(deadline) = s.active_deadline_seconds.filter(|d| *d <= 0) {
+        errors.push(FieldError::invalid(
+            &spec.child("activeDeadlineSeconds"),
+            deadline,
+            "must be greater than 0",
+        ));
+    }
+    if let Some(CompletionMode::Indexed) = s.completion_mode {
+        errors.push(FieldError::not_supported(
+            &spec.child("completionMode"),
+            "Indexed",
+            &["NonIndexed"],
+        ));
+    }
+    match &s.selector {
+        Some(selector) => errors.extend(validate_selector_and_template(
+            selector,
+            &s.template,
+            &spec,
+            "job",
+        )),
+        None => {
+            // The registry generates it on create, unless the user asked to give their own.
+            if s.manual_selector == Some(true) {
+                errors.push(FieldError::required(
+                    &spec.child("selector"),
+                    "`manualSelector` is true",
+                ));
+            }
+            errors.extend(validate_pod_template(
+                &s.template,
+                &spec.child("template"),
+                false,
+            ));
+        }
+    }
+    let policy = s
+        .template
+        .spec
+        .restart_policy
+        .unwrap_or(RestartPolicy::Always);
+    if !matches!(policy, RestartPolicy::OnFailure | RestartPolicy::Never) {
+        errors.push(FieldError::not_supported(
+            &spec.child("template").child("spec").child("restartPolicy"),
+            policy.as_str(),
+            &["OnFailure", "Never"],
+        ));
+    }
+    errors
+}
+
+/// Checks a Job update: the selector, the template and the completion mode never change.
+pub fn validate_job_update(new: &Job, old: &Job) -> ErrorList {
+    let spec = FieldPath::new("spec");
+    let mut errors = ErrorList::new();
+    if new.spec.selector != old.spec.selector {
+        errors.push(FieldError::invalid(
+            &spec.child("selector"),
+            serde_json::to_value(&new.spec.selector).unwrap_or_default(),
+            "field is immutable",
+        ));
+    }
+    if new.spec.template != old.spec.template {
+        errors.push(FieldError::invalid(
+            &spec.child("template"),
+            "",
+            "field is immutable",
+        ));
+    }
+    if new.spec.completion_mode != old.spec.completion_mode {
+        errors.push(FieldError::invalid(
+            &spec.child("completionMode"),
+            "",
+            "field is immutable",
+        ));
+    }
     errors
 }
 

@@ -9,6 +9,7 @@
 //! [`Resource`](crate::Resource) implementations call.
 
 mod apps;
+mod config;
 mod error;
 mod event;
 mod lease;
@@ -18,7 +19,14 @@ mod node;
 mod pod;
 mod service;
 
-pub use apps::{validate_deployment, validate_replica_set, validate_selector_unchanged};
+pub use apps::{
+    validate_daemon_set, validate_deployment, validate_job, validate_job_update,
+    validate_replica_set, validate_selector_unchanged,
+};
+pub use config::{
+    MAX_DATA_BYTES, validate_config_map, validate_config_map_update, validate_secret,
+    validate_secret_update,
+};
 pub use error::{ErrorList, ErrorType, FieldError, FieldPath};
 pub use event::validate_event;
 pub use lease::validate_lease;

@@ -140,6 +140,8 @@ async fn list<R: Resource, C: Client>(
         field_selector: config.field_selector.clone(),
         limit: config.page_size,
         continue_token: None,
+        // A consistent list: the watch resumes from its resourceVersion.
+        resource_version: None,
     };
     let namespace = config.namespace.as_deref();
     let mut objects = Vec::new();

@@ -51,6 +51,7 @@ fn bad_selector(what: &str, text: &str, err: &SelectorError) -> ApiError {
 pub fn grpc_code(http: u16) -> tonic::Code {
     match http {
         400 | 422 => tonic::Code::InvalidArgument,
+        403 => tonic::Code::PermissionDenied,
         404 => tonic::Code::NotFound,
         409 => tonic::Code::Aborted,
         410 => tonic::Code::OutOfRange,

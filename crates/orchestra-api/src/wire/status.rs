@@ -134,6 +134,7 @@ impl Status {
                 ..StatusDetails::default()
             }),
             ApiError::Conflict(_)
+            | ApiError::Forbidden(_)
             | ApiError::Expired(_)
             | ApiError::BadRequest(_)
             | ApiError::Internal(_) => None,
@@ -152,6 +153,7 @@ impl Status {
             ("NotFound", _) => ApiError::NotFound { kind, name },
             ("AlreadyExists", _) => ApiError::AlreadyExists { kind, name },
             ("Conflict", _) => ApiError::Conflict(self.message),
+            ("Forbidden", _) | (_, 403) => ApiError::Forbidden(self.message),
             ("Invalid", _) => {
                 let mut errors = ErrorList::new();
                 for cause in details.causes {
@@ -229,7 +231,7 @@ fn field_error(cause: StatusCause) -> FieldError {
 }
 
 /// The kinds an error may name besides the one a request was about.
-const BUILT_IN_KINDS: [&str; 11] = [
+const BUILT_IN_KINDS: [&str; 15] = [
     "Namespace",
     "Node",
     "Pod",
@@ -239,6 +241,10 @@ const BUILT_IN_KINDS: [&str; 11] = [
     "ReplicaSet",
     "Deployment",
     "Lease",
+    "ConfigMap",
+    "Secret",
+    "DaemonSet",
+    "Job",
     "Binding",
     "",
 ];
@@ -288,6 +294,7 @@ mod tests {
                 name: "n1".into(),
             },
             ApiError::Conflict("the object has been modified".into()),
+            ApiError::Forbidden("namespace shop is terminating".into()),
             ApiError::Invalid {
                 kind: "Pod",
                 name: "Not_Valid".into(),
@@ -310,8 +317,8 @@ mod tests {
                 (err.code(), err.reason(), err.to_string())
             );
         }
-        let back = round_trip(&cases[3], "Pod");
-        match (&back, &cases[3]) {
+        let back = round_trip(&cases[4], "Pod");
+        match (&back, &cases[4]) {
             (ApiError::Invalid { errors: a, .. }, ApiError::Invalid { errors: b, .. }) => {
                 assert_eq!(a, b)
             }
