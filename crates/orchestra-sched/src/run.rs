@@ -5,7 +5,8 @@
 //! [`SchedulerCache`]. Once both watches listed, the loop pops the next pod, runs its
 //! profile's framework on the cache's snapshot (read in place, never copied), runs Reserve
 //! and Permit, assumes the pod onto the chosen node and binds it in a background task
-//! (PreBind, [`Client::bind`], PostBind), so that the next cycle does not wait for the API.
+//! (PreBind, Bind, PostBind; [`crate::plugins::DefaultBinder`] calls [`Client::bind`]), so
+//! that the next cycle does not wait for the API.
 //!
 //! - No node fits: a `FailedScheduling` Warning event with the summary
 //!   ("0/N nodes are available: ...") is recorded on the pod, which waits as unschedulable
@@ -36,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cache::{SchedulerCache, pod_key};
-use crate::framework::{DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
+use crate::framework::{ApiHandle, DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
 use crate::queue::{ClusterEvent, LessFn, SchedulingQueue};
 use crate::snapshot::PodInfo;
 
@@ -49,6 +50,11 @@ pub enum LoopError {
     /// No profile: the loop would schedule nothing.
     #[error("the scheduler has no profiles: configure at least one schedulerName")]
     NoProfiles,
+    /// A profile has no Bind plugin: its pods could never be bound.
+    #[error(
+        "profile {0:?} has no Bind plugin: enable DefaultBinder (or your own binder) at the bind extension point"
+    )]
+    NoBinder(String),
 }
 
 /// What a binding task reports.
@@ -90,6 +96,13 @@ impl<C: Client> SchedulerLoop<C> {
             .or_else(|| names.first().and_then(|n| profiles.get(n)))
             .cloned()
             .ok_or(LoopError::NoProfiles)?;
+        if let Some(name) = names.iter().find(|n| {
+            profiles
+                .get(n)
+                .is_some_and(|f| f.profile().bind_plugins() == 0)
+        }) {
+            return Err(LoopError::NoBinder((*name).to_owned()));
+        }
         let less: LessFn = Arc::new(move |a, b| sorter.less(a, b));
         Ok(SchedulerLoop {
             client,
@@ -292,23 +305,20 @@ impl<C: Client> SchedulerLoop<C> {
         let client = self.client.clone();
         let target = node.clone();
         let bind = async move {
-            let pre = framework.run_pre_bind(&state, &info, &node).await;
-            let result = if pre.is_success() {
-                let meta = &info.pod.metadata;
-                client
-                    .bind(&meta.namespace, &meta.name, &node)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+            let api: &dyn ApiHandle = &client;
+            let pre = framework.run_pre_bind(api, &state, &info, &node).await;
+            let status = if pre.is_success() {
+                framework.run_bind(api, &state, &info, &node).await
             } else {
-                Err(format!("{}: {}", pre.plugin(), pre.message()))
+                pre
             };
-            if result.is_ok() {
-                framework.run_post_bind(&state, &info, &node).await;
+            if status.is_success() {
+                framework.run_post_bind(api, &state, &info, &node).await;
+                Ok(())
             } else {
                 framework.run_unreserve(&mut state, &info, &node);
+                Err(format!("{}: {}", status.plugin(), status.message()))
             }
-            result
         };
         self.binds.spawn(async move {
             // A panicking plugin fails the binding, it does not lose the pod.

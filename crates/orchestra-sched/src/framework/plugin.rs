@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CycleState, Status};
+use super::{ApiHandle, CycleState, Status};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::Unschedulable;
 
@@ -209,24 +209,36 @@ pub trait PermitPlugin: Plugin {
     fn permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitDecision;
 }
 
-/// PreBind: work before the binding (attach volumes, ...).
+/// PreBind: work before the binding (attach volumes, ...), through `api`.
 #[async_trait]
 pub trait PreBindPlugin: Plugin {
     /// Run PreBind.
-    async fn pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status;
+    async fn pre_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status;
 }
 
-/// Bind: write the binding. Binders run in order until one does not return
-/// [`Status::skip`].
+/// Bind: write the binding through `api`. Binders run in order until one does not return
+/// [`Status::skip`]; [`crate::plugins::DefaultBinder`] is the default one.
 #[async_trait]
 pub trait BindPlugin: Plugin {
     /// Run Bind.
-    async fn bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status;
+    async fn bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status;
 }
 
 /// PostBind: informational, after a successful bind.
 #[async_trait]
 pub trait PostBindPlugin: Plugin {
     /// Run PostBind.
-    async fn post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str);
+    async fn post_bind(&self, api: &dyn ApiHandle, state: &CycleState, pod: &PodInfo, node: &str);
 }

@@ -16,7 +16,7 @@ use super::plugin::{
     FilterPlugin, MAX_NODE_SCORE, PermitDecision, PostFilterResult, QueuedPodInfo, ScorePlugin,
 };
 use super::profile::{DEFAULT_SCHEDULER_NAME, Profile};
-use super::{Code, CycleState, Status};
+use super::{ApiHandle, Code, CycleState, Status};
 use crate::scheduler::Scheduler;
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::{NodeRejection, Placement, Unschedulable};
@@ -375,9 +375,15 @@ impl Framework {
     }
 
     /// PreBind on every plugin; the first failure stops.
-    pub async fn run_pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+    pub async fn run_pre_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status {
         for plugin in &self.profile.pre_bind {
-            let status = plugin.pre_bind(state, pod, node).await;
+            let status = plugin.pre_bind(api, state, pod, node).await;
             if !status.is_success() {
                 return status.with_plugin(plugin.name());
             }
@@ -387,9 +393,15 @@ impl Framework {
 
     /// Bind: binders in order until one does not skip. A profile without a binder that takes
     /// the pod is an error.
-    pub async fn run_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+    pub async fn run_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status {
         for plugin in &self.profile.bind {
-            let status = plugin.bind(state, pod, node).await;
+            let status = plugin.bind(api, state, pod, node).await;
             if !status.is_skip() {
                 return status.with_plugin(plugin.name());
             }
@@ -398,9 +410,15 @@ impl Framework {
     }
 
     /// PostBind on every plugin.
-    pub async fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+    pub async fn run_post_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) {
         for plugin in &self.profile.post_bind {
-            plugin.post_bind(state, pod, node).await;
+            plugin.post_bind(api, state, pod, node).await;
         }
     }
 

@@ -14,12 +14,14 @@
 //! | [`ImageLocality`] | PreScore, Score |
 //! | [`InterPodAffinity`] | PreFilter, Filter, PreScore, Score |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score |
+//! | [`DefaultBinder`] | Bind |
 //!
 //! # Layout
 //! One module per plugin, plus [`helpers`] (normalization, node selector matching, a fast
 //! hasher) and [`topology_counts`] (numbers per topology domain).
 
 pub mod balanced_allocation;
+pub mod default_binder;
 pub mod helpers;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -39,6 +41,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 pub use balanced_allocation::BalancedAllocation;
+pub use default_binder::DefaultBinder;
 pub use image_locality::ImageLocality;
 pub use inter_pod_affinity::{InterPodAffinity, InterPodAffinityArgs};
 pub use node_affinity::NodeAffinity;
@@ -67,6 +70,7 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (InterPodAffinity::NAME, 2),
     (BalancedAllocation::NAME, 1),
     (ImageLocality::NAME, 1),
+    (DefaultBinder::NAME, 1),
 ];
 
 /// Creates a plugin from its optional arguments (`pluginConfig[].args`); an error message
@@ -131,6 +135,7 @@ impl Default for Registry {
         );
         registry.register(BalancedAllocation::NAME, plain::<BalancedAllocation>());
         registry.register(ImageLocality::NAME, plain::<ImageLocality>());
+        registry.register(DefaultBinder::NAME, plain::<DefaultBinder>());
         registry
     }
 }
