@@ -27,9 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use orchestra_api::ApiError;
 use orchestra_api::meta::{ObjectMeta, Time};
+use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{
-    EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
+    EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
 };
 use orchestra_api::watcher::{self, WatcherConfig};
 use orchestra_api::{Client, watcher::Event as WatchEvent};
@@ -43,6 +45,12 @@ use crate::snapshot::PodInfo;
 
 /// The reason of the event recorded when a pod fits nowhere.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// The reason of the event recorded on a pod evicted by preemption.
+pub const PREEMPTED: &str = "Preempted";
+
+/// A victim's grace period when its spec sets none (Kubernetes' default).
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 /// Why the loop cannot start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -165,6 +173,11 @@ impl<C: Client> SchedulerLoop<C> {
 
     fn enqueue(&mut self, pod: Pod, now: Duration) {
         let key = pod_key(&pod);
+        let nominated = pod
+            .status
+            .as_ref()
+            .map(|s| s.nominated_node_name.clone())
+            .unwrap_or_default();
         match PodInfo::new(pod) {
             // A pod placed and binding keeps its place (in flight, or gone once bound): a
             // late unassigned update must not queue it again.
@@ -173,7 +186,13 @@ impl<C: Client> SchedulerLoop<C> {
                     self.queue.update(Arc::new(info), now);
                 }
             }
-            Ok(info) => self.queue.add(Arc::new(info), now),
+            Ok(info) => {
+                let info = Arc::new(info);
+                if nominated.is_empty() || self.cache.nominate(info.clone(), &nominated).is_err() {
+                    self.cache.clear_nomination(&key);
+                }
+                self.queue.add(info, now);
+            }
             Err(e) => tracing::warn!("not scheduling {key}: {e}"),
         }
     }
@@ -197,6 +216,7 @@ impl<C: Client> SchedulerLoop<C> {
                     .collect();
                 for key in gone {
                     self.queue.delete(&key);
+                    self.cache.clear_nomination(&key);
                 }
                 for pod in pending {
                     self.enqueue(pod, now);
@@ -214,11 +234,13 @@ impl<C: Client> SchedulerLoop<C> {
                     self.enqueue(pod, now);
                 } else {
                     self.queue.delete(&key);
+                    self.cache.clear_nomination(&key);
                 }
             }
             WatchEvent::Deleted(pod) => {
                 let key = pod_key(&pod);
                 self.queue.delete(&key);
+                self.cache.clear_nomination(&key);
                 if self.cache.remove_pod(&key) {
                     self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
                 }
@@ -264,6 +286,13 @@ impl<C: Client> SchedulerLoop<C> {
             Err(unschedulable) => {
                 self.record_failure(&info.pod, &unschedulable.to_string())
                     .await;
+                if let Some(nominated) = unschedulable
+                    .post_filter
+                    .as_deref()
+                    .and_then(|r| r.nominated_node.as_deref().map(|n| (n, &r.victims)))
+                {
+                    self.preempt(&info, nominated.0, nominated.1).await;
+                }
                 if unschedulable.error.is_some() {
                     self.queue.requeue_backoff(&key, now);
                 } else {
@@ -356,9 +385,86 @@ impl<C: Client> SchedulerLoop<C> {
         }
     }
 
+    /// Carries out a preemption the framework chose: nominates the pod (in the cache at once,
+    /// and in its `status.nominatedNodeName`), then deletes the victims gracefully, with a
+    /// `Preempted` event on each. Failures are logged: the pod is retried anyway, and a
+    /// victim not deleted is chosen again if still in the way.
+    async fn preempt(&mut self, info: &Arc<PodInfo>, node: &str, victims: &[String]) {
+        let key = info.key().to_owned();
+        if let Err(e) = self.cache.nominate(info.clone(), node) {
+            return tracing::warn!("{key}: nominating {node}: {e}");
+        }
+        if let Err(e) = self.set_nominated_node(&info.pod, node).await {
+            tracing::warn!("{key}: setting status.nominatedNodeName: {e}");
+        }
+        let found: Vec<Arc<PodInfo>> = self
+            .cache
+            .snapshot()
+            .get(node)
+            .map(|n| {
+                n.pods()
+                    .iter()
+                    .filter(|p| victims.iter().any(|v| v == p.key()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for victim in found {
+            let meta = &victim.pod.metadata;
+            let options = DeleteOptions {
+                grace_period_seconds: Some(
+                    victim
+                        .pod
+                        .spec
+                        .termination_grace_period_seconds
+                        .unwrap_or(DEFAULT_GRACE_SECONDS),
+                ),
+                ..DeleteOptions::default()
+            };
+            match self
+                .client
+                .delete::<Pod>(&meta.namespace, &meta.name, &options)
+                .await
+            {
+                Ok(_) => {
+                    let message = format!("Preempted by {key} on node {node}");
+                    self.record_event(&victim.pod, EVENT_TYPE_NORMAL, PREEMPTED, &message)
+                        .await;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("{key}: preempting {}: {e}", victim.key()),
+            }
+        }
+    }
+
+    /// Writes `status.nominatedNodeName` (retrying on conflicts with other writers).
+    async fn set_nominated_node(&self, pod: &Pod, node: &str) -> Result<(), ApiError> {
+        let meta = &pod.metadata;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut current: Pod = self.client.get(&meta.namespace, &meta.name).await?;
+            let status = current.status.get_or_insert_with(Default::default);
+            if status.nominated_node_name == node {
+                return Ok(());
+            }
+            status.nominated_node_name = node.to_owned();
+            match self.client.update_status(&current).await {
+                Err(e) if e.is_conflict() && attempts < 3 => continue,
+                result => return result.map(|_| ()),
+            }
+        }
+    }
+
     /// Records a `FailedScheduling` Warning event on the pod (a failure to record is logged:
     /// the event is informational).
     async fn record_failure(&self, pod: &Pod, message: &str) {
+        self.record_event(pod, EVENT_TYPE_WARNING, FAILED_SCHEDULING, message)
+            .await;
+    }
+
+    /// Records an event on a pod (a failure to record is logged).
+    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         let meta = &pod.metadata;
         let scheduler = if pod.spec.scheduler_name.is_empty() {
             DEFAULT_SCHEDULER_NAME
@@ -380,7 +486,7 @@ impl<C: Client> SchedulerLoop<C> {
                 uid: meta.uid.clone(),
                 ..ObjectReference::default()
             },
-            reason: FAILED_SCHEDULING.into(),
+            reason: reason.into(),
             message: message.to_owned(),
             source: Some(EventSource {
                 component: scheduler.to_owned(),
@@ -389,13 +495,13 @@ impl<C: Client> SchedulerLoop<C> {
             first_timestamp: Some(now),
             last_timestamp: Some(now),
             count: Some(1),
-            type_: EVENT_TYPE_WARNING.into(),
+            type_: type_.into(),
             reporting_component: scheduler.to_owned(),
             ..Event::default()
         };
         if let Err(e) = self.client.create(&event).await {
             tracing::warn!(
-                "recording FailedScheduling for {}/{}: {e}",
+                "recording {reason} for {}/{}: {e}",
                 meta.namespace,
                 meta.name
             );

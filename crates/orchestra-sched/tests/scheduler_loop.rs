@@ -430,3 +430,62 @@ fn a_profile_without_a_binder_is_refused_at_start() {
     );
     assert!(err.to_string().contains("enable DefaultBinder"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_high_priority_pod_preempts_a_lower_one_and_takes_its_node() {
+    let client = spy();
+    client.create(&node("a", "2")).await.unwrap();
+    let mut batch = pod("batch", "2");
+    batch.spec.priority = Some(1);
+    let mut keeper = pod("keeper", "1");
+    keeper.spec.priority = Some(1000);
+    client.create(&node("b", "1")).await.unwrap();
+    client.create(&batch).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "batch") == "a"
+        })
+        .await
+    );
+    // b is taken by a pod of higher priority than the preemptor's: not a candidate.
+    client.create(&keeper).await.unwrap();
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "keeper") == "b"
+        })
+        .await
+    );
+    let mut vip = pod("vip", "2");
+    vip.spec.priority = Some(100);
+    client.create(&vip).await.unwrap();
+    assert!(
+        until(Duration::from_secs(15), || async {
+            node_of(&pods(&client).await, "vip") == "a"
+        })
+        .await,
+        "the preemptor is bound where its victim was"
+    );
+    let now = pods(&client).await;
+    assert!(
+        now.iter().all(|p| p.metadata.name != "batch"),
+        "the victim is deleted"
+    );
+    assert_eq!(node_of(&now, "keeper"), "b");
+    let vip = now.iter().find(|p| p.metadata.name == "vip").unwrap();
+    assert_eq!(
+        vip.status.as_ref().map(|s| s.nominated_node_name.as_str()),
+        Some("a"),
+        "the preemptor was nominated"
+    );
+    let preempted: Vec<Event> = events(&client)
+        .await
+        .into_iter()
+        .filter(|e| e.reason == "Preempted")
+        .collect();
+    assert_eq!(preempted.len(), 1);
+    assert_eq!(preempted[0].involved_object.name, "batch");
+    assert_eq!(preempted[0].message, "Preempted by default/vip on node a");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ApiHandle, CycleState, Status};
+use super::{ApiHandle, CycleState, Framework, Status};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::Unschedulable;
 
@@ -138,11 +138,13 @@ pub struct PostFilterResult {
 }
 
 /// PostFilter: runs when no node passed the filters (preemption lives here). The first
-/// plugin returning success ends the phase.
+/// plugin returning success ends the phase. `framework` runs the profile's filters on
+/// what-if snapshots ([`Framework::check_node`]).
 pub trait PostFilterPlugin: Plugin {
     /// Run PostFilter.
     fn post_filter(
         &self,
+        framework: &Framework,
         state: &CycleState,
         pod: &PodInfo,
         cluster: &ClusterSnapshot,

@@ -187,7 +187,7 @@ impl Framework {
             if index == num_nodes {
                 index = 0;
             }
-            match run_filters(&filters, &state, pod, node) {
+            match run_filters_nominated(&filters, &state, pod, cluster, node) {
                 None => {
                     feasible.push(node);
                     if feasible.len() >= to_find {
@@ -315,7 +315,7 @@ impl Framework {
             .filter(|(_, pre)| pre.is_none_or(|i| skipped_pre & (1 << i) == 0))
             .map(|(f, _)| &**f)
             .collect();
-        run_filters(&filters, &state, pod, node)
+        run_filters_nominated(&filters, &state, pod, cluster, node)
     }
 
     /// PostFilter: the first plugin that succeeds proposes a nomination.
@@ -327,7 +327,7 @@ impl Framework {
         rejection: &Unschedulable,
     ) -> Option<PostFilterResult> {
         for plugin in &self.profile.post_filter {
-            let (result, status) = plugin.post_filter(state, pod, cluster, rejection);
+            let (result, status) = plugin.post_filter(self, state, pod, cluster, rejection);
             if status.is_success() {
                 return result;
             }
@@ -454,6 +454,33 @@ fn run_filters(
         }
     }
     None
+}
+
+/// The filters on one node with the pods nominated to it of at least the pod's priority
+/// counted there (kube-scheduler's nominated pods: room preemption cleared for a pod is not
+/// given to a less important one meanwhile).
+fn run_filters_nominated(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    node: &NodeInfo,
+) -> Option<(&'static str, Status)> {
+    if cluster.has_nominations() {
+        let mut ahead = cluster
+            .nominated_pods(node.name())
+            .iter()
+            .filter(|p| p.priority >= pod.priority && p.key() != pod.key())
+            .peekable();
+        if ahead.peek().is_some() {
+            let mut with_nominated = node.clone();
+            for p in ahead {
+                with_nominated.add_pod(p.clone());
+            }
+            return run_filters(filters, state, pod, &with_nominated);
+        }
+    }
+    run_filters(filters, state, pod, node)
 }
 
 /// Score every feasible node with one plugin, then normalize and check the range.

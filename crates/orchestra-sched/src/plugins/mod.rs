@@ -14,6 +14,7 @@
 //! | [`ImageLocality`] | PreScore, Score |
 //! | [`InterPodAffinity`] | PreFilter, Filter, PreScore, Score |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score |
+//! | [`DefaultPreemption`] | PostFilter |
 //! | [`DefaultBinder`] | Bind |
 //!
 //! # Layout
@@ -22,6 +23,7 @@
 
 pub mod balanced_allocation;
 pub mod default_binder;
+pub mod default_preemption;
 pub mod helpers;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -42,6 +44,7 @@ use serde::de::DeserializeOwned;
 
 pub use balanced_allocation::BalancedAllocation;
 pub use default_binder::DefaultBinder;
+pub use default_preemption::DefaultPreemption;
 pub use image_locality::ImageLocality;
 pub use inter_pod_affinity::{InterPodAffinity, InterPodAffinityArgs};
 pub use node_affinity::NodeAffinity;
@@ -70,6 +73,7 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (InterPodAffinity::NAME, 2),
     (BalancedAllocation::NAME, 1),
     (ImageLocality::NAME, 1),
+    (DefaultPreemption::NAME, 1),
     (DefaultBinder::NAME, 1),
 ];
 
@@ -135,6 +139,7 @@ impl Default for Registry {
         );
         registry.register(BalancedAllocation::NAME, plain::<BalancedAllocation>());
         registry.register(ImageLocality::NAME, plain::<ImageLocality>());
+        registry.register(DefaultPreemption::NAME, plain::<DefaultPreemption>());
         registry.register(DefaultBinder::NAME, plain::<DefaultBinder>());
         registry
     }
