@@ -17,10 +17,17 @@
 //! [`SchedulerLoop::run`] returns when its shutdown future completes, after the bindings in
 //! flight have finished.
 //!
-//! Not yet: Permit plugins that ask to wait (gangs) are treated as a failed attempt and
-//! retried after backoff.
+//! - Permit says wait (a gang's member): the pod stays assumed on its node, holding its
+//!   room, and Permit is asked again whenever another pod is placed; allowed, it is bound;
+//!   denied or timed out, it is rejected with the waiting pods sharing its fate
+//!   ([`crate::framework::PermitPlugin::shares_fate`]): their room is freed and they go back
+//!   to the queue after their backoff.
+//! - PostFilter (DefaultPreemption) proposes a node and victims: the pod is nominated
+//!   there (`status.nominatedNodeName`, and in the cache so that pods of lower priority leave
+//!   the room alone), the victims are deleted with their grace period and a `Preempted`
+//!   event, and the pod is retried when they are gone.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -39,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cache::{SchedulerCache, pod_key};
+use crate::framework::CycleState;
 use crate::framework::{ApiHandle, DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
 use crate::queue::{ClusterEvent, LessFn, SchedulingQueue};
 use crate::snapshot::PodInfo;
@@ -73,6 +81,17 @@ struct Bound {
     result: Result<(), String>,
 }
 
+/// A pod placed (assumed) whose Permit said wait.
+struct Waiting {
+    framework: Arc<Framework>,
+    state: CycleState,
+    info: Arc<PodInfo>,
+    node: String,
+    deadline: Instant,
+    /// The plugins that asked to wait, for messages.
+    plugins: String,
+}
+
 /// The scheduling loop; see the [module docs](self).
 pub struct SchedulerLoop<C: Client> {
     client: C,
@@ -81,6 +100,8 @@ pub struct SchedulerLoop<C: Client> {
     cache: SchedulerCache,
     start: Instant,
     binds: JoinSet<Bound>,
+    /// Pods waiting at Permit, by key (ordered, so that runs repeat).
+    waiting: BTreeMap<String, Waiting>,
 }
 
 impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
@@ -88,6 +109,7 @@ impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
         f.debug_struct("SchedulerLoop")
             .field("queue", &self.queue)
             .field("binds", &self.binds.len())
+            .field("waiting", &self.waiting.len())
             .finish()
     }
 }
@@ -119,6 +141,7 @@ impl<C: Client> SchedulerLoop<C> {
             cache: SchedulerCache::new(),
             start: Instant::now(),
             binds: JoinSet::new(),
+            waiting: BTreeMap::new(),
         })
     }
 
@@ -135,7 +158,18 @@ impl<C: Client> SchedulerLoop<C> {
         loop {
             let now = self.now();
             let ready = pods_listed && nodes_listed && self.queue.has_ready(now);
-            let wakeup = self.queue.next_wakeup().map(|at| self.start + at);
+            let permit_deadline = self.waiting.values().map(|w| w.deadline).min();
+            let wakeup = match (
+                self.queue.next_wakeup().map(|at| self.start + at),
+                permit_deadline,
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if permit_deadline.is_some_and(|d| d <= Instant::now()) {
+                self.expire_waiting().await;
+                continue;
+            }
             // Events first, so that every cycle sees the freshest cluster; then bindings;
             // then one cycle.
             tokio::select! {
@@ -239,6 +273,9 @@ impl<C: Client> SchedulerLoop<C> {
             }
             WatchEvent::Deleted(pod) => {
                 let key = pod_key(&pod);
+                if let Some(mut w) = self.waiting.remove(&key) {
+                    w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
+                }
                 self.queue.delete(&key);
                 self.cache.clear_nomination(&key);
                 if self.cache.remove_pod(&key) {
@@ -303,34 +340,144 @@ impl<C: Client> SchedulerLoop<C> {
         };
         let node = outcome.placement.node.to_string();
         let mut state = outcome.state;
-        let reserved = framework.run_reserve(&mut state, &info, &node);
-        if !reserved.is_success() {
-            tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
+        // Assume first, as kube-scheduler does: Reserve and Permit see the pod on its node
+        // (a gang's Permit counts its placed members).
+        if let Err(e) = self.cache.assume(info.clone(), &node) {
+            tracing::warn!("{key}: assume on {node}: {e}");
             self.queue.requeue_backoff(&key, now);
             return;
         }
-        match framework.run_permit(&state, &info, &node) {
-            PermitOutcome::Allow => {}
+        let reserved = framework.run_reserve(&mut state, &info, &node);
+        if !reserved.is_success() {
+            tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
+            self.release(&key, now);
+            self.queue.requeue_backoff(&key, now);
+            return;
+        }
+        match framework.run_permit(&state, &info, &node, self.cache.snapshot()) {
+            PermitOutcome::Allow => {
+                self.spawn_binding(framework, state, info, node);
+            }
             PermitOutcome::Deny(status) => {
                 framework.run_unreserve(&mut state, &info, &node);
+                self.release(&key, now);
                 let message = format!("{}: {}", status.plugin(), status.message());
                 self.record_failure(&info.pod, &message).await;
                 self.queue.requeue_unschedulable(&key, now);
                 return;
             }
             PermitOutcome::Wait(waits) => {
-                framework.run_unreserve(&mut state, &info, &node);
-                tracing::warn!("{key}: Permit asked to wait ({waits:?}); not supported yet");
-                self.queue.requeue_backoff(&key, now);
-                return;
+                let wait = waits.iter().map(|(_, d)| *d).min().unwrap_or_default();
+                let plugins: Vec<&str> = waits.iter().map(|(p, _)| *p).collect();
+                self.waiting.insert(
+                    key,
+                    Waiting {
+                        framework,
+                        state,
+                        info,
+                        node,
+                        deadline: Instant::now() + wait,
+                        plugins: plugins.join(", "),
+                    },
+                );
             }
         }
-        if let Err(e) = self.cache.assume(info.clone(), &node) {
-            framework.run_unreserve(&mut state, &info, &node);
-            tracing::warn!("{key}: assume on {node}: {e}");
-            self.queue.requeue_backoff(&key, now);
+        // A pod placed may complete what waiting pods wait for.
+        self.recheck_waiting().await;
+    }
+
+    /// Forgets an assumption that will not be bound, and tells the queue room was freed.
+    fn release(&mut self, key: &str, now: Duration) {
+        if self.cache.forget(key) {
+            self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+        }
+    }
+
+    /// Permit again for every waiting pod: those allowed now are bound, those denied are
+    /// rejected (with the pods that share their fate).
+    async fn recheck_waiting(&mut self) {
+        if self.waiting.is_empty() {
             return;
         }
+        let keys: Vec<String> = self.waiting.keys().cloned().collect();
+        for key in keys {
+            let Some(w) = self.waiting.get(&key) else {
+                continue;
+            };
+            match w
+                .framework
+                .run_permit(&w.state, &w.info, &w.node, self.cache.snapshot())
+            {
+                PermitOutcome::Allow => {
+                    if let Some(w) = self.waiting.remove(&key) {
+                        self.spawn_binding(w.framework, w.state, w.info, w.node);
+                    }
+                }
+                PermitOutcome::Deny(status) => {
+                    let message = format!("{}: {}", status.plugin(), status.message());
+                    self.reject_waiting(&key, &message).await;
+                }
+                PermitOutcome::Wait(_) => {}
+            }
+        }
+    }
+
+    /// Rejects waiting pods whose wait is over (and the pods sharing their fate).
+    async fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(String, String)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(k, w)| (k.clone(), w.plugins.clone()))
+            .collect();
+        for (key, plugins) in expired {
+            let message = format!("rejected: timed out waiting at Permit ({plugins})");
+            self.reject_waiting(&key, &message).await;
+        }
+    }
+
+    /// Rejects a waiting pod, and every waiting pod sharing its fate: Unreserve, the
+    /// assumption forgotten (its room freed), a FailedScheduling event, back to the queue
+    /// after backoff.
+    async fn reject_waiting(&mut self, key: &str, message: &str) {
+        let Some(first) = self.waiting.remove(key) else {
+            return;
+        };
+        let fellows: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                first.framework.shares_fate(&first.info, &w.info)
+                    || w.framework.shares_fate(&first.info, &w.info)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut rejected = vec![(key.to_owned(), first, message.to_owned())];
+        for k in fellows {
+            if let Some(w) = self.waiting.remove(&k) {
+                let why = format!("rejected with {key}: {message}");
+                rejected.push((k, w, why));
+            }
+        }
+        let now = self.now();
+        for (k, mut w, why) in rejected {
+            w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
+            self.release(&k, now);
+            self.record_failure(&w.info.pod, &why).await;
+            self.queue.requeue_backoff(&k, now);
+        }
+    }
+
+    /// The binding cycle in a background task: PreBind, Bind, PostBind (Unreserve on failure).
+    fn spawn_binding(
+        &mut self,
+        framework: Arc<Framework>,
+        mut state: CycleState,
+        info: Arc<PodInfo>,
+        node: String,
+    ) {
+        let key = info.key().to_owned();
         let client = self.client.clone();
         let target = node.clone();
         let bind = async move {

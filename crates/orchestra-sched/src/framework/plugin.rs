@@ -205,10 +205,25 @@ pub enum PermitDecision {
     Wait(Duration),
 }
 
-/// Permit: the last word before binding.
+/// Permit: the last word before binding. The pod is already assumed on `node` in
+/// `cluster` (it holds its room). A pod told to wait is asked again whenever another pod is
+/// placed, until it is allowed, denied, or its wait times out.
 pub trait PermitPlugin: Plugin {
     /// Run Permit.
-    fn permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitDecision;
+    fn permit(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+        cluster: &ClusterSnapshot,
+    ) -> PermitDecision;
+
+    /// Whether the waiting pod `waiting` must be rejected along with `rejected`, a waiting
+    /// pod that timed out or was denied (the members of a gang). The default: no.
+    fn shares_fate(&self, rejected: &PodInfo, waiting: &PodInfo) -> bool {
+        let _ = (rejected, waiting);
+        false
+    }
 }
 
 /// PreBind: work before the binding (attach volumes, ...), through `api`.

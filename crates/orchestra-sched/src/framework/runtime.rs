@@ -356,10 +356,16 @@ impl Framework {
     }
 
     /// Permit on every plugin: the first denial wins; otherwise the waits, if any.
-    pub fn run_permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitOutcome {
+    pub fn run_permit(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+        cluster: &ClusterSnapshot,
+    ) -> PermitOutcome {
         let mut waits = Vec::new();
         for plugin in &self.profile.permit {
-            match plugin.permit(state, pod, node) {
+            match plugin.permit(state, pod, node, cluster) {
                 PermitDecision::Allow => {}
                 PermitDecision::Deny(status) => {
                     return PermitOutcome::Deny(status.with_plugin(plugin.name()));
@@ -372,6 +378,15 @@ impl Framework {
         } else {
             PermitOutcome::Wait(waits)
         }
+    }
+
+    /// Whether a waiting pod must be rejected along with another (a Permit plugin says so;
+    /// see [`PermitPlugin::shares_fate`](super::PermitPlugin::shares_fate)).
+    pub fn shares_fate(&self, rejected: &PodInfo, waiting: &PodInfo) -> bool {
+        self.profile
+            .permit
+            .iter()
+            .any(|p| p.shares_fate(rejected, waiting))
     }
 
     /// PreBind on every plugin; the first failure stops.

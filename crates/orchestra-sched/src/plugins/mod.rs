@@ -15,6 +15,7 @@
 //! | [`InterPodAffinity`] | PreFilter, Filter, PreScore, Score |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score |
 //! | [`DefaultPreemption`] | PostFilter |
+//! | [`Coscheduling`] | Permit |
 //! | [`DefaultBinder`] | Bind |
 //!
 //! # Layout
@@ -22,6 +23,7 @@
 //! hasher) and [`topology_counts`] (numbers per topology domain).
 
 pub mod balanced_allocation;
+pub mod coscheduling;
 pub mod default_binder;
 pub mod default_preemption;
 pub mod helpers;
@@ -43,6 +45,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 pub use balanced_allocation::BalancedAllocation;
+pub use coscheduling::{Coscheduling, CoschedulingArgs};
 pub use default_binder::DefaultBinder;
 pub use default_preemption::DefaultPreemption;
 pub use image_locality::ImageLocality;
@@ -74,6 +77,7 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (BalancedAllocation::NAME, 1),
     (ImageLocality::NAME, 1),
     (DefaultPreemption::NAME, 1),
+    (Coscheduling::NAME, 1),
     (DefaultBinder::NAME, 1),
 ];
 
@@ -140,6 +144,13 @@ impl Default for Registry {
         registry.register(BalancedAllocation::NAME, plain::<BalancedAllocation>());
         registry.register(ImageLocality::NAME, plain::<ImageLocality>());
         registry.register(DefaultPreemption::NAME, plain::<DefaultPreemption>());
+        registry.register(
+            Coscheduling::NAME,
+            Arc::new(|args| {
+                let args: CoschedulingArgs = parse_args(args)?;
+                Ok(Arc::new(Coscheduling::new(args)?) as Arc<dyn Plugin>)
+            }),
+        );
         registry.register(DefaultBinder::NAME, plain::<DefaultBinder>());
         registry
     }
