@@ -198,26 +198,52 @@ pub fn victims_on_node(
     if potential.is_empty() {
         return None;
     }
-    let mut what_if = cluster.clone();
-    for p in &potential {
-        what_if.remove_pod(p.key()).ok()?;
-    }
-    let fits = |s: &ClusterSnapshot| {
-        s.get(node)
-            .is_some_and(|n| framework.check_node(pod, s, n).is_none())
-    };
-    if !fits(&what_if) {
-        return None;
-    }
     potential.sort_by(|a, b| more_important(a, b));
-    let mut victims = Vec::new();
-    for p in potential {
-        what_if.assume(p.clone(), node).ok()?;
-        if !fits(&what_if) {
-            what_if.remove_pod(p.key()).ok()?;
-            victims.push(p);
+    // When no pod anywhere has pod (anti-)affinity and the pod has no affinity or spreading,
+    // no plugin looks at other nodes' pods: a copy of the node is the whole what-if (a copy of
+    // the snapshot would clone its pod index per candidate node).
+    let node_only = cluster.pods_with_affinity() == 0
+        && !pod.has_affinity()
+        && pod.spread_constraints.is_empty();
+    let victims = if node_only {
+        let mut what_if = info.clone();
+        for p in &potential {
+            what_if.remove_pod(p.key())?;
         }
-    }
+        if framework.check_node(pod, cluster, &what_if).is_some() {
+            return None;
+        }
+        let mut victims = Vec::new();
+        for p in potential {
+            what_if.add_pod(p.clone());
+            if framework.check_node(pod, cluster, &what_if).is_some() {
+                what_if.remove_pod(p.key())?;
+                victims.push(p);
+            }
+        }
+        victims
+    } else {
+        let mut what_if = cluster.clone();
+        for p in &potential {
+            what_if.remove_pod(p.key()).ok()?;
+        }
+        let fits = |s: &ClusterSnapshot| {
+            s.get(node)
+                .is_some_and(|n| framework.check_node(pod, s, n).is_none())
+        };
+        if !fits(&what_if) {
+            return None;
+        }
+        let mut victims = Vec::new();
+        for p in potential {
+            what_if.assume(p.clone(), node).ok()?;
+            if !fits(&what_if) {
+                what_if.remove_pod(p.key()).ok()?;
+                victims.push(p);
+            }
+        }
+        victims
+    };
     Some(Candidate {
         node: info.name().clone(),
         victims,
