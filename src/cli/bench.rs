@@ -40,6 +40,9 @@ pub enum SchedWorkload {
     PodAntiAffinity,
     /// Pods in groups spread evenly over zones, maxSkew 1 (TopologySpreading).
     TopologySpread,
+    /// Nodes full of low-priority pods; each high-priority pod preempts one
+    /// (PreemptionBasic).
+    Preemption,
 }
 
 impl SchedWorkload {
@@ -51,6 +54,7 @@ impl SchedWorkload {
             SchedWorkload::PodAffinity => "pod-affinity",
             SchedWorkload::PodAntiAffinity => "pod-anti-affinity",
             SchedWorkload::TopologySpread => "topology-spread",
+            SchedWorkload::Preemption => "preemption",
         }
     }
 }

@@ -128,6 +128,17 @@ impl SchedulerCache {
         Ok(())
     }
 
+    /// Nominates a pending pod to a node (preemption cleared room for it there); see
+    /// [`ClusterSnapshot::nominate`].
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) -> Result<(), SnapshotError> {
+        self.snapshot.nominate(pod, node)
+    }
+
+    /// Drops a pod's nomination, if any.
+    pub fn clear_nomination(&mut self, key: &str) {
+        self.snapshot.clear_nomination(key);
+    }
+
     /// Drops an assumption whose binding failed; returns whether the pod was assumed.
     pub fn forget(&mut self, key: &str) -> bool {
         if self.assumed.remove(key).is_none() {
@@ -162,6 +173,7 @@ impl SchedulerCache {
     /// A pod deleted (assigned, assumed or waiting for its node); returns whether it was known.
     pub fn remove_pod(&mut self, key: &str) -> bool {
         self.assumed.remove(key);
+        self.snapshot.clear_nomination(key);
         let orphan = self.orphans.remove(key).is_some();
         self.snapshot.remove_pod(key).is_ok() || orphan
     }

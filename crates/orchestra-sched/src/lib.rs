@@ -59,7 +59,8 @@
 //! - [`resources`]: [`Resources`] and a pod's requests as integers.
 //! - [`framework`]: the plugin traits per extension point, [`CycleState`], [`Status`],
 //!   [`Profile`], and the runtime ([`Framework`], [`Profiles`]).
-//! - [`plugins`]: the default plugins and the [`plugins::Registry`] of plugins by name.
+//! - [`plugins`]: the default plugins (DefaultPreemption, Coscheduling and DefaultBinder
+//!   among them) and the [`plugins::Registry`] of plugins by name.
 //! - [`config`]: the YAML configuration file ([`config::SchedulerConfig`]).
 //! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
 //! - [`run`]: [`run::SchedulerLoop`], the scheduling loop over a `Client`.

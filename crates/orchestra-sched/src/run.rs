@@ -5,7 +5,8 @@
 //! [`SchedulerCache`]. Once both watches listed, the loop pops the next pod, runs its
 //! profile's framework on the cache's snapshot (read in place, never copied), runs Reserve
 //! and Permit, assumes the pod onto the chosen node and binds it in a background task
-//! (PreBind, [`Client::bind`], PostBind), so that the next cycle does not wait for the API.
+//! (PreBind, Bind, PostBind; [`crate::plugins::DefaultBinder`] calls [`Client::bind`]), so
+//! that the next cycle does not wait for the API.
 //!
 //! - No node fits: a `FailedScheduling` Warning event with the summary
 //!   ("0/N nodes are available: ...") is recorded on the pod, which waits as unschedulable
@@ -16,19 +17,28 @@
 //! [`SchedulerLoop::run`] returns when its shutdown future completes, after the bindings in
 //! flight have finished.
 //!
-//! Not yet: Permit plugins that ask to wait (gangs) are treated as a failed attempt and
-//! retried after backoff.
+//! - Permit says wait (a gang's member): the pod stays assumed on its node, holding its
+//!   room, and Permit is asked again whenever another pod is placed; allowed, it is bound;
+//!   denied or timed out, it is rejected with the waiting pods sharing its fate
+//!   ([`crate::framework::PermitPlugin::shares_fate`]): their room is freed and they go back
+//!   to the queue after their backoff.
+//! - PostFilter (DefaultPreemption) proposes a node and victims: the pod is nominated
+//!   there (`status.nominatedNodeName`, and in the cache so that pods of lower priority leave
+//!   the room alone), the victims are deleted with their grace period and a `Preempted`
+//!   event, and the pod is retried when they are gone.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use orchestra_api::ApiError;
 use orchestra_api::meta::{ObjectMeta, Time};
+use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{
-    EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
+    EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
 };
 use orchestra_api::watcher::{self, WatcherConfig};
 use orchestra_api::{Client, watcher::Event as WatchEvent};
@@ -36,12 +46,19 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cache::{SchedulerCache, pod_key};
-use crate::framework::{DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
+use crate::framework::CycleState;
+use crate::framework::{ApiHandle, DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
 use crate::queue::{ClusterEvent, LessFn, SchedulingQueue};
 use crate::snapshot::PodInfo;
 
 /// The reason of the event recorded when a pod fits nowhere.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// The reason of the event recorded on a pod evicted by preemption.
+pub const PREEMPTED: &str = "Preempted";
+
+/// A victim's grace period when its spec sets none (Kubernetes' default).
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 /// Why the loop cannot start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +66,11 @@ pub enum LoopError {
     /// No profile: the loop would schedule nothing.
     #[error("the scheduler has no profiles: configure at least one schedulerName")]
     NoProfiles,
+    /// A profile has no Bind plugin: its pods could never be bound.
+    #[error(
+        "profile {0:?} has no Bind plugin: enable DefaultBinder (or your own binder) at the bind extension point"
+    )]
+    NoBinder(String),
 }
 
 /// What a binding task reports.
@@ -59,6 +81,17 @@ struct Bound {
     result: Result<(), String>,
 }
 
+/// A pod placed (assumed) whose Permit said wait.
+struct Waiting {
+    framework: Arc<Framework>,
+    state: CycleState,
+    info: Arc<PodInfo>,
+    node: String,
+    deadline: Instant,
+    /// The plugins that asked to wait, for messages.
+    plugins: String,
+}
+
 /// The scheduling loop; see the [module docs](self).
 pub struct SchedulerLoop<C: Client> {
     client: C,
@@ -67,6 +100,8 @@ pub struct SchedulerLoop<C: Client> {
     cache: SchedulerCache,
     start: Instant,
     binds: JoinSet<Bound>,
+    /// Pods waiting at Permit, by key (ordered, so that runs repeat).
+    waiting: BTreeMap<String, Waiting>,
 }
 
 impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
@@ -74,6 +109,7 @@ impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
         f.debug_struct("SchedulerLoop")
             .field("queue", &self.queue)
             .field("binds", &self.binds.len())
+            .field("waiting", &self.waiting.len())
             .finish()
     }
 }
@@ -90,6 +126,13 @@ impl<C: Client> SchedulerLoop<C> {
             .or_else(|| names.first().and_then(|n| profiles.get(n)))
             .cloned()
             .ok_or(LoopError::NoProfiles)?;
+        if let Some(name) = names.iter().find(|n| {
+            profiles
+                .get(n)
+                .is_some_and(|f| f.profile().bind_plugins() == 0)
+        }) {
+            return Err(LoopError::NoBinder((*name).to_owned()));
+        }
         let less: LessFn = Arc::new(move |a, b| sorter.less(a, b));
         Ok(SchedulerLoop {
             client,
@@ -98,6 +141,7 @@ impl<C: Client> SchedulerLoop<C> {
             cache: SchedulerCache::new(),
             start: Instant::now(),
             binds: JoinSet::new(),
+            waiting: BTreeMap::new(),
         })
     }
 
@@ -114,7 +158,18 @@ impl<C: Client> SchedulerLoop<C> {
         loop {
             let now = self.now();
             let ready = pods_listed && nodes_listed && self.queue.has_ready(now);
-            let wakeup = self.queue.next_wakeup().map(|at| self.start + at);
+            let permit_deadline = self.waiting.values().map(|w| w.deadline).min();
+            let wakeup = match (
+                self.queue.next_wakeup().map(|at| self.start + at),
+                permit_deadline,
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if permit_deadline.is_some_and(|d| d <= Instant::now()) {
+                self.expire_waiting().await;
+                continue;
+            }
             // Events first, so that every cycle sees the freshest cluster; then bindings;
             // then one cycle.
             tokio::select! {
@@ -152,6 +207,11 @@ impl<C: Client> SchedulerLoop<C> {
 
     fn enqueue(&mut self, pod: Pod, now: Duration) {
         let key = pod_key(&pod);
+        let nominated = pod
+            .status
+            .as_ref()
+            .map(|s| s.nominated_node_name.clone())
+            .unwrap_or_default();
         match PodInfo::new(pod) {
             // A pod placed and binding keeps its place (in flight, or gone once bound): a
             // late unassigned update must not queue it again.
@@ -160,7 +220,13 @@ impl<C: Client> SchedulerLoop<C> {
                     self.queue.update(Arc::new(info), now);
                 }
             }
-            Ok(info) => self.queue.add(Arc::new(info), now),
+            Ok(info) => {
+                let info = Arc::new(info);
+                if nominated.is_empty() || self.cache.nominate(info.clone(), &nominated).is_err() {
+                    self.cache.clear_nomination(&key);
+                }
+                self.queue.add(info, now);
+            }
             Err(e) => tracing::warn!("not scheduling {key}: {e}"),
         }
     }
@@ -184,6 +250,7 @@ impl<C: Client> SchedulerLoop<C> {
                     .collect();
                 for key in gone {
                     self.queue.delete(&key);
+                    self.cache.clear_nomination(&key);
                 }
                 for pod in pending {
                     self.enqueue(pod, now);
@@ -201,11 +268,16 @@ impl<C: Client> SchedulerLoop<C> {
                     self.enqueue(pod, now);
                 } else {
                     self.queue.delete(&key);
+                    self.cache.clear_nomination(&key);
                 }
             }
             WatchEvent::Deleted(pod) => {
                 let key = pod_key(&pod);
+                if let Some(mut w) = self.waiting.remove(&key) {
+                    w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
+                }
                 self.queue.delete(&key);
+                self.cache.clear_nomination(&key);
                 if self.cache.remove_pod(&key) {
                     self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
                 }
@@ -251,6 +323,13 @@ impl<C: Client> SchedulerLoop<C> {
             Err(unschedulable) => {
                 self.record_failure(&info.pod, &unschedulable.to_string())
                     .await;
+                if let Some(nominated) = unschedulable
+                    .post_filter
+                    .as_deref()
+                    .and_then(|r| r.nominated_node.as_deref().map(|n| (n, &r.victims)))
+                {
+                    self.preempt(&info, nominated.0, nominated.1).await;
+                }
                 if unschedulable.error.is_some() {
                     self.queue.requeue_backoff(&key, now);
                 } else {
@@ -261,54 +340,161 @@ impl<C: Client> SchedulerLoop<C> {
         };
         let node = outcome.placement.node.to_string();
         let mut state = outcome.state;
-        let reserved = framework.run_reserve(&mut state, &info, &node);
-        if !reserved.is_success() {
-            tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
+        // Assume first, as kube-scheduler does: Reserve and Permit see the pod on its node
+        // (a gang's Permit counts its placed members).
+        if let Err(e) = self.cache.assume(info.clone(), &node) {
+            tracing::warn!("{key}: assume on {node}: {e}");
             self.queue.requeue_backoff(&key, now);
             return;
         }
-        match framework.run_permit(&state, &info, &node) {
-            PermitOutcome::Allow => {}
+        let reserved = framework.run_reserve(&mut state, &info, &node);
+        if !reserved.is_success() {
+            tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
+            self.release(&key, now);
+            self.queue.requeue_backoff(&key, now);
+            return;
+        }
+        match framework.run_permit(&state, &info, &node, self.cache.snapshot()) {
+            PermitOutcome::Allow => {
+                self.spawn_binding(framework, state, info, node);
+            }
             PermitOutcome::Deny(status) => {
                 framework.run_unreserve(&mut state, &info, &node);
+                self.release(&key, now);
                 let message = format!("{}: {}", status.plugin(), status.message());
                 self.record_failure(&info.pod, &message).await;
                 self.queue.requeue_unschedulable(&key, now);
                 return;
             }
             PermitOutcome::Wait(waits) => {
-                framework.run_unreserve(&mut state, &info, &node);
-                tracing::warn!("{key}: Permit asked to wait ({waits:?}); not supported yet");
-                self.queue.requeue_backoff(&key, now);
-                return;
+                let wait = waits.iter().map(|(_, d)| *d).min().unwrap_or_default();
+                let plugins: Vec<&str> = waits.iter().map(|(p, _)| *p).collect();
+                self.waiting.insert(
+                    key,
+                    Waiting {
+                        framework,
+                        state,
+                        info,
+                        node,
+                        deadline: Instant::now() + wait,
+                        plugins: plugins.join(", "),
+                    },
+                );
             }
         }
-        if let Err(e) = self.cache.assume(info.clone(), &node) {
-            framework.run_unreserve(&mut state, &info, &node);
-            tracing::warn!("{key}: assume on {node}: {e}");
-            self.queue.requeue_backoff(&key, now);
+        // A pod placed may complete what waiting pods wait for.
+        self.recheck_waiting().await;
+    }
+
+    /// Forgets an assumption that will not be bound, and tells the queue room was freed.
+    fn release(&mut self, key: &str, now: Duration) {
+        if self.cache.forget(key) {
+            self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+        }
+    }
+
+    /// Permit again for every waiting pod: those allowed now are bound, those denied are
+    /// rejected (with the pods that share their fate).
+    async fn recheck_waiting(&mut self) {
+        if self.waiting.is_empty() {
             return;
         }
+        let keys: Vec<String> = self.waiting.keys().cloned().collect();
+        for key in keys {
+            let Some(w) = self.waiting.get(&key) else {
+                continue;
+            };
+            match w
+                .framework
+                .run_permit(&w.state, &w.info, &w.node, self.cache.snapshot())
+            {
+                PermitOutcome::Allow => {
+                    if let Some(w) = self.waiting.remove(&key) {
+                        self.spawn_binding(w.framework, w.state, w.info, w.node);
+                    }
+                }
+                PermitOutcome::Deny(status) => {
+                    let message = format!("{}: {}", status.plugin(), status.message());
+                    self.reject_waiting(&key, &message).await;
+                }
+                PermitOutcome::Wait(_) => {}
+            }
+        }
+    }
+
+    /// Rejects waiting pods whose wait is over (and the pods sharing their fate).
+    async fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(String, String)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(k, w)| (k.clone(), w.plugins.clone()))
+            .collect();
+        for (key, plugins) in expired {
+            let message = format!("rejected: timed out waiting at Permit ({plugins})");
+            self.reject_waiting(&key, &message).await;
+        }
+    }
+
+    /// Rejects a waiting pod, and every waiting pod sharing its fate: Unreserve, the
+    /// assumption forgotten (its room freed), a FailedScheduling event, back to the queue
+    /// after backoff.
+    async fn reject_waiting(&mut self, key: &str, message: &str) {
+        let Some(first) = self.waiting.remove(key) else {
+            return;
+        };
+        let fellows: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                first.framework.shares_fate(&first.info, &w.info)
+                    || w.framework.shares_fate(&first.info, &w.info)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut rejected = vec![(key.to_owned(), first, message.to_owned())];
+        for k in fellows {
+            if let Some(w) = self.waiting.remove(&k) {
+                let why = format!("rejected with {key}: {message}");
+                rejected.push((k, w, why));
+            }
+        }
+        let now = self.now();
+        for (k, mut w, why) in rejected {
+            w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
+            self.release(&k, now);
+            self.record_failure(&w.info.pod, &why).await;
+            self.queue.requeue_backoff(&k, now);
+        }
+    }
+
+    /// The binding cycle in a background task: PreBind, Bind, PostBind (Unreserve on failure).
+    fn spawn_binding(
+        &mut self,
+        framework: Arc<Framework>,
+        mut state: CycleState,
+        info: Arc<PodInfo>,
+        node: String,
+    ) {
+        let key = info.key().to_owned();
         let client = self.client.clone();
         let target = node.clone();
         let bind = async move {
-            let pre = framework.run_pre_bind(&state, &info, &node).await;
-            let result = if pre.is_success() {
-                let meta = &info.pod.metadata;
-                client
-                    .bind(&meta.namespace, &meta.name, &node)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+            let api: &dyn ApiHandle = &client;
+            let pre = framework.run_pre_bind(api, &state, &info, &node).await;
+            let status = if pre.is_success() {
+                framework.run_bind(api, &state, &info, &node).await
             } else {
-                Err(format!("{}: {}", pre.plugin(), pre.message()))
+                pre
             };
-            if result.is_ok() {
-                framework.run_post_bind(&state, &info, &node).await;
+            if status.is_success() {
+                framework.run_post_bind(api, &state, &info, &node).await;
+                Ok(())
             } else {
                 framework.run_unreserve(&mut state, &info, &node);
+                Err(format!("{}: {}", status.plugin(), status.message()))
             }
-            result
         };
         self.binds.spawn(async move {
             // A panicking plugin fails the binding, it does not lose the pod.
@@ -346,9 +532,86 @@ impl<C: Client> SchedulerLoop<C> {
         }
     }
 
+    /// Carries out a preemption the framework chose: nominates the pod (in the cache at once,
+    /// and in its `status.nominatedNodeName`), then deletes the victims gracefully, with a
+    /// `Preempted` event on each. Failures are logged: the pod is retried anyway, and a
+    /// victim not deleted is chosen again if still in the way.
+    async fn preempt(&mut self, info: &Arc<PodInfo>, node: &str, victims: &[String]) {
+        let key = info.key().to_owned();
+        if let Err(e) = self.cache.nominate(info.clone(), node) {
+            return tracing::warn!("{key}: nominating {node}: {e}");
+        }
+        if let Err(e) = self.set_nominated_node(&info.pod, node).await {
+            tracing::warn!("{key}: setting status.nominatedNodeName: {e}");
+        }
+        let found: Vec<Arc<PodInfo>> = self
+            .cache
+            .snapshot()
+            .get(node)
+            .map(|n| {
+                n.pods()
+                    .iter()
+                    .filter(|p| victims.iter().any(|v| v == p.key()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for victim in found {
+            let meta = &victim.pod.metadata;
+            let options = DeleteOptions {
+                grace_period_seconds: Some(
+                    victim
+                        .pod
+                        .spec
+                        .termination_grace_period_seconds
+                        .unwrap_or(DEFAULT_GRACE_SECONDS),
+                ),
+                ..DeleteOptions::default()
+            };
+            match self
+                .client
+                .delete::<Pod>(&meta.namespace, &meta.name, &options)
+                .await
+            {
+                Ok(_) => {
+                    let message = format!("Preempted by {key} on node {node}");
+                    self.record_event(&victim.pod, EVENT_TYPE_NORMAL, PREEMPTED, &message)
+                        .await;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("{key}: preempting {}: {e}", victim.key()),
+            }
+        }
+    }
+
+    /// Writes `status.nominatedNodeName` (retrying on conflicts with other writers).
+    async fn set_nominated_node(&self, pod: &Pod, node: &str) -> Result<(), ApiError> {
+        let meta = &pod.metadata;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut current: Pod = self.client.get(&meta.namespace, &meta.name).await?;
+            let status = current.status.get_or_insert_with(Default::default);
+            if status.nominated_node_name == node {
+                return Ok(());
+            }
+            status.nominated_node_name = node.to_owned();
+            match self.client.update_status(&current).await {
+                Err(e) if e.is_conflict() && attempts < 3 => continue,
+                result => return result.map(|_| ()),
+            }
+        }
+    }
+
     /// Records a `FailedScheduling` Warning event on the pod (a failure to record is logged:
     /// the event is informational).
     async fn record_failure(&self, pod: &Pod, message: &str) {
+        self.record_event(pod, EVENT_TYPE_WARNING, FAILED_SCHEDULING, message)
+            .await;
+    }
+
+    /// Records an event on a pod (a failure to record is logged).
+    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         let meta = &pod.metadata;
         let scheduler = if pod.spec.scheduler_name.is_empty() {
             DEFAULT_SCHEDULER_NAME
@@ -370,7 +633,7 @@ impl<C: Client> SchedulerLoop<C> {
                 uid: meta.uid.clone(),
                 ..ObjectReference::default()
             },
-            reason: FAILED_SCHEDULING.into(),
+            reason: reason.into(),
             message: message.to_owned(),
             source: Some(EventSource {
                 component: scheduler.to_owned(),
@@ -379,13 +642,13 @@ impl<C: Client> SchedulerLoop<C> {
             first_timestamp: Some(now),
             last_timestamp: Some(now),
             count: Some(1),
-            type_: EVENT_TYPE_WARNING.into(),
+            type_: type_.into(),
             reporting_component: scheduler.to_owned(),
             ..Event::default()
         };
         if let Err(e) = self.client.create(&event).await {
             tracing::warn!(
-                "recording FailedScheduling for {}/{}: {e}",
+                "recording {reason} for {}/{}: {e}",
                 meta.namespace,
                 meta.name
             );

@@ -62,6 +62,8 @@ struct PodCase {
     namespace: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
     /// The node an existing pod is bound to.
     #[serde(default)]
     node: String,
@@ -94,6 +96,20 @@ struct Expect {
     /// Per-reason node counts of the Unschedulable.
     #[serde(default)]
     reasons: BTreeMap<String, usize>,
+    /// What preemption (PostFilter) proposes for the unschedulable pod; `{}` for nothing.
+    #[serde(default)]
+    preempt: Option<Preempt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Preempt {
+    /// The nominated node (absent: no preemption).
+    #[serde(default)]
+    node: Option<String>,
+    /// The victims' names (namespace `default`), in order.
+    #[serde(default)]
+    victims: Vec<String>,
 }
 
 fn node(case: &NodeCase) -> Node {
@@ -126,6 +142,7 @@ fn node(case: &NodeCase) -> Node {
 fn pod(case: &PodCase) -> Pod {
     let mut metadata = ObjectMeta::namespaced(&case.namespace, &case.name);
     metadata.labels = case.labels.clone();
+    metadata.annotations = case.annotations.clone();
     let mut spec = case.spec.clone();
     if !case.requests.is_empty() || spec.containers.is_empty() {
         spec.containers.push(Container {
@@ -206,7 +223,25 @@ fn run(case: &Case) -> Result<(), String> {
                     ));
                 }
             }
-            if e.unschedulable.is_none() && e.reasons.is_empty() && e.message_contains.is_none() {
+            if let Some(want) = &e.preempt {
+                let got = err.post_filter.as_deref().cloned().unwrap_or_default();
+                let victims: Vec<String> = want
+                    .victims
+                    .iter()
+                    .map(|v| format!("default/{v}"))
+                    .collect();
+                if got.nominated_node != want.node || got.victims != victims {
+                    return Err(format!(
+                        "preemption proposed {:?} evicting {:?}, expected {:?} evicting {victims:?}",
+                        got.nominated_node, got.victims, want.node
+                    ));
+                }
+            }
+            if e.unschedulable.is_none()
+                && e.preempt.is_none()
+                && e.reasons.is_empty()
+                && e.message_contains.is_none()
+            {
                 return Err(format!(
                     "unschedulable ({err}) but the case expects nothing"
                 ));

@@ -328,3 +328,164 @@ async fn pods_of_other_schedulers_are_left_alone() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// A Bind plugin that annotates the pod before binding it, and counts what it bound.
+struct AnnotatingBinder {
+    bound: Arc<Mutex<Vec<String>>>,
+}
+
+impl orchestra_sched::Plugin for AnnotatingBinder {
+    fn name(&self) -> &'static str {
+        "AnnotatingBinder"
+    }
+    fn extensions(self: Arc<Self>) -> orchestra_sched::framework::Extensions {
+        orchestra_sched::framework::Extensions::new().bind(self)
+    }
+}
+
+#[async_trait]
+impl orchestra_sched::framework::BindPlugin for AnnotatingBinder {
+    async fn bind(
+        &self,
+        api: &dyn orchestra_sched::framework::ApiHandle,
+        _: &orchestra_sched::CycleState,
+        pod: &orchestra_sched::PodInfo,
+        node: &str,
+    ) -> orchestra_sched::Status {
+        let mut object = match api.get_pod(pod.namespace(), pod.name()).await {
+            Ok(p) => p,
+            Err(e) => return orchestra_sched::Status::error(e.to_string()),
+        };
+        object
+            .metadata
+            .annotations
+            .insert("example.com/bound-by".into(), "AnnotatingBinder".into());
+        if let Err(e) = api.update_pod(&object).await {
+            return orchestra_sched::Status::error(e.to_string());
+        }
+        match api.bind(pod.namespace(), pod.name(), node).await {
+            Ok(_) => {
+                self.bound.lock().unwrap().push(pod.name().to_owned());
+                orchestra_sched::Status::success()
+            }
+            Err(e) => orchestra_sched::Status::error(e.to_string()),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_bind_plugin_replaces_the_default_binder() {
+    let client = spy();
+    client.create(&node("a", "4")).await.unwrap();
+    client.create(&pod("p", "1")).await.unwrap();
+    let bound = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = plugins::Registry::default();
+    let seen = bound.clone();
+    registry.register(
+        "AnnotatingBinder",
+        Arc::new(move |_| {
+            Ok(Arc::new(AnnotatingBinder {
+                bound: seen.clone(),
+            }) as Arc<dyn orchestra_sched::Plugin>)
+        }),
+    );
+    let profiles = orchestra_sched::config::SchedulerConfig::parse(
+        "profiles:\n- plugins:\n    bind:\n      disabled: [{name: DefaultBinder}]\n      enabled: [{name: AnnotatingBinder}]\n",
+    )
+    .unwrap()
+    .build(&registry)
+    .unwrap();
+    let scheduler = SchedulerLoop::new(client.clone(), profiles).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "p") == "a"
+        })
+        .await
+    );
+    let p = &pods(&client).await[0];
+    assert_eq!(
+        p.metadata
+            .annotations
+            .get("example.com/bound-by")
+            .map(String::as_str),
+        Some("AnnotatingBinder")
+    );
+    assert_eq!(*bound.lock().unwrap(), ["p"]);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[test]
+fn a_profile_without_a_binder_is_refused_at_start() {
+    let mut profiles = Profiles::new();
+    profiles.insert(orchestra_sched::Profile::new("bare"));
+    let err = SchedulerLoop::new(spy(), profiles).unwrap_err();
+    assert_eq!(
+        err,
+        orchestra_sched::run::LoopError::NoBinder("bare".into())
+    );
+    assert!(err.to_string().contains("enable DefaultBinder"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_high_priority_pod_preempts_a_lower_one_and_takes_its_node() {
+    let client = spy();
+    client.create(&node("a", "2")).await.unwrap();
+    let mut batch = pod("batch", "2");
+    batch.spec.priority = Some(1);
+    let mut keeper = pod("keeper", "1");
+    keeper.spec.priority = Some(1000);
+    client.create(&node("b", "1")).await.unwrap();
+    client.create(&batch).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "batch") == "a"
+        })
+        .await
+    );
+    // b is taken by a pod of higher priority than the preemptor's: not a candidate.
+    client.create(&keeper).await.unwrap();
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "keeper") == "b"
+        })
+        .await
+    );
+    let mut vip = pod("vip", "2");
+    vip.spec.priority = Some(100);
+    client.create(&vip).await.unwrap();
+    assert!(
+        until(Duration::from_secs(15), || async {
+            node_of(&pods(&client).await, "vip") == "a"
+        })
+        .await,
+        "the preemptor is bound where its victim was"
+    );
+    let now = pods(&client).await;
+    assert!(
+        now.iter().all(|p| p.metadata.name != "batch"),
+        "the victim is deleted"
+    );
+    assert_eq!(node_of(&now, "keeper"), "b");
+    let vip = now.iter().find(|p| p.metadata.name == "vip").unwrap();
+    assert_eq!(
+        vip.status.as_ref().map(|s| s.nominated_node_name.as_str()),
+        Some("a"),
+        "the preemptor was nominated"
+    );
+    let preempted: Vec<Event> = events(&client)
+        .await
+        .into_iter()
+        .filter(|e| e.reason == "Preempted")
+        .collect();
+    assert_eq!(preempted.len(), 1);
+    assert_eq!(preempted[0].involved_object.name, "batch");
+    assert_eq!(preempted[0].message, "Preempted by default/vip on node a");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -3,6 +3,10 @@
 //! pod (`PodInfo`), run the scheduling cycle, assume the pod onto its node. That loop is
 //! timed; building the pod objects and the nodes is not. One JSON line per workload.
 //!
+//! The preemption workload fills every node with low-priority pods first; each pod then fits
+//! nowhere, DefaultPreemption (PostFilter) chooses a node and a victim, and the timed loop
+//! carries it out in the snapshot (the victim removed, the pod assumed on its nominated node).
+//!
 //! # Layout
 //! - [`workload`]: the nodes and pods of each workload.
 
@@ -70,7 +74,15 @@ fn run_one(
     pods: u32,
     seed: u64,
 ) -> Result<SchedResult, BenchError> {
-    let mut cluster = ClusterSnapshot::from_objects((0..nodes as usize).map(workload::node), [])
+    let low: Vec<_> = if workload == SchedWorkload::Preemption {
+        (0..nodes as usize)
+            .flat_map(|i| (0..workload::LOW_PRIORITY_PER_NODE).map(move |j| (i, j)))
+            .map(|(i, j)| workload::low_priority_pod(i, j))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut cluster = ClusterSnapshot::from_objects((0..nodes as usize).map(workload::node), low)
         .map_err(|e| BenchError::Sched(e.to_string()))?;
     let objects: Vec<_> = (0..pods as usize)
         .map(|i| workload::pod(workload, i))
@@ -89,6 +101,25 @@ fn run_one(
             Ok(outcome) => {
                 cluster
                     .assume(info, &outcome.placement.node)
+                    .map_err(|e| BenchError::Sched(e.to_string()))?;
+                scheduled += 1;
+            }
+            Err(why)
+                if why
+                    .post_filter
+                    .as_ref()
+                    .is_some_and(|p| p.nominated_node.is_some()) =>
+            {
+                // Preemption: the victims leave, the pod takes their room.
+                let proposal = why.post_filter.as_deref().cloned().unwrap_or_default();
+                for victim in &proposal.victims {
+                    cluster
+                        .remove_pod(victim)
+                        .map_err(|e| BenchError::Sched(e.to_string()))?;
+                }
+                let node = proposal.nominated_node.unwrap_or_default();
+                cluster
+                    .assume(info, &node)
                     .map_err(|e| BenchError::Sched(e.to_string()))?;
                 scheduled += 1;
             }
@@ -128,6 +159,7 @@ mod tests {
             SchedWorkload::PodAffinity,
             SchedWorkload::PodAntiAffinity,
             SchedWorkload::TopologySpread,
+            SchedWorkload::Preemption,
         ] {
             let result = run_one(workload, 120, 300, 7).unwrap();
             assert_eq!(

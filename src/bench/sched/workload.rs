@@ -45,6 +45,34 @@ pub fn node(i: usize) -> Node {
     }
 }
 
+/// Low-priority pods per node in the preemption workload (filling its CPUs).
+pub const LOW_PRIORITY_PER_NODE: usize = 4;
+/// The CPUs of each low-priority pod (and of each preemptor).
+pub const LOW_PRIORITY_CPU: i64 = 8;
+
+/// The `j`-th low-priority pod bound to node `i` (the preemption workload fills every node
+/// with [`LOW_PRIORITY_PER_NODE`] of them, priority 0).
+pub fn low_priority_pod(i: usize, j: usize) -> Pod {
+    Pod {
+        metadata: ObjectMeta::namespaced("bench", format!("low-{i}-{j}")),
+        spec: PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: "registry.example/batch:1".into(),
+                resources: ResourceRequirements {
+                    requests: [("cpu".to_owned(), Quantity::from_value(LOW_PRIORITY_CPU))].into(),
+                    ..ResourceRequirements::default()
+                },
+                ..Container::default()
+            }],
+            node_name: format!("node-{i}"),
+            priority: Some(0),
+            ..PodSpec::default()
+        },
+        status: None,
+    }
+}
+
 /// Pod `i` of a workload: 100m CPU and 256 MiB, label `group: g<i % 100>`, and the
 /// workload's constraint on that group.
 pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
@@ -73,6 +101,14 @@ pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
     };
     match workload {
         SchedWorkload::Basic => {}
+        SchedWorkload::Preemption => {
+            // A quarter of a node at priority 100: one low-priority pod must go.
+            spec.containers[0]
+                .resources
+                .requests
+                .insert("cpu".to_owned(), Quantity::from_value(LOW_PRIORITY_CPU));
+            spec.priority = Some(100);
+        }
         SchedWorkload::NodeAffinity => {
             spec.affinity = Some(Affinity {
                 node_affinity: Some(NodeAffinity {

@@ -6,16 +6,19 @@
 //! - [`plugin`]: [`Plugin`] and one trait per extension point.
 //! - [`status`]: [`Status`], its [`Code`] and [`Reasons`].
 //! - [`cycle_state`]: [`CycleState`] and [`StateData`].
+//! - [`handle`]: [`ApiHandle`], the API as the binding cycle's plugins see it.
 //! - [`profile`]: [`Profile`], [`ExtensionPoint`].
 //! - [`runtime`]: [`Framework`], [`Profiles`], [`num_feasible_nodes_to_find`].
 
 pub mod cycle_state;
+pub mod handle;
 pub mod plugin;
 pub mod profile;
 pub mod runtime;
 pub mod status;
 
 pub use cycle_state::{CycleState, StateData};
+pub use handle::ApiHandle;
 pub use plugin::*;
 pub use profile::{DEFAULT_SCHEDULER_NAME, ExtensionPoint, Profile, ProfileError};
 pub use runtime::{

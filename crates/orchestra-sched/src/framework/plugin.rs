@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CycleState, Status};
+use super::{ApiHandle, CycleState, Framework, Status};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::Unschedulable;
 
@@ -138,11 +138,13 @@ pub struct PostFilterResult {
 }
 
 /// PostFilter: runs when no node passed the filters (preemption lives here). The first
-/// plugin returning success ends the phase.
+/// plugin returning success ends the phase. `framework` runs the profile's filters on
+/// what-if snapshots ([`Framework::check_node`]).
 pub trait PostFilterPlugin: Plugin {
     /// Run PostFilter.
     fn post_filter(
         &self,
+        framework: &Framework,
         state: &CycleState,
         pod: &PodInfo,
         cluster: &ClusterSnapshot,
@@ -203,30 +205,57 @@ pub enum PermitDecision {
     Wait(Duration),
 }
 
-/// Permit: the last word before binding.
+/// Permit: the last word before binding. The pod is already assumed on `node` in
+/// `cluster` (it holds its room). A pod told to wait is asked again whenever another pod is
+/// placed, until it is allowed, denied, or its wait times out.
 pub trait PermitPlugin: Plugin {
     /// Run Permit.
-    fn permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitDecision;
+    fn permit(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+        cluster: &ClusterSnapshot,
+    ) -> PermitDecision;
+
+    /// Whether the waiting pod `waiting` must be rejected along with `rejected`, a waiting
+    /// pod that timed out or was denied (the members of a gang). The default: no.
+    fn shares_fate(&self, rejected: &PodInfo, waiting: &PodInfo) -> bool {
+        let _ = (rejected, waiting);
+        false
+    }
 }
 
-/// PreBind: work before the binding (attach volumes, ...).
+/// PreBind: work before the binding (attach volumes, ...), through `api`.
 #[async_trait]
 pub trait PreBindPlugin: Plugin {
     /// Run PreBind.
-    async fn pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status;
+    async fn pre_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status;
 }
 
-/// Bind: write the binding. Binders run in order until one does not return
-/// [`Status::skip`].
+/// Bind: write the binding through `api`. Binders run in order until one does not return
+/// [`Status::skip`]; [`crate::plugins::DefaultBinder`] is the default one.
 #[async_trait]
 pub trait BindPlugin: Plugin {
     /// Run Bind.
-    async fn bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status;
+    async fn bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status;
 }
 
 /// PostBind: informational, after a successful bind.
 #[async_trait]
 pub trait PostBindPlugin: Plugin {
     /// Run PostBind.
-    async fn post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str);
+    async fn post_bind(&self, api: &dyn ApiHandle, state: &CycleState, pod: &PodInfo, node: &str);
 }

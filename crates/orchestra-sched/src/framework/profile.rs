@@ -246,6 +246,11 @@ impl Profile {
         ]
     }
 
+    /// The number of Bind plugins (a profile the loop runs needs one).
+    pub fn bind_plugins(&self) -> usize {
+        self.bind.len()
+    }
+
     /// The Score plugins and their weights.
     pub fn score_weights(&self) -> Vec<(&'static str, i64)> {
         self.score.iter().map(|(p, w)| (p.name(), *w)).collect()

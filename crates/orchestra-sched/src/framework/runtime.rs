@@ -16,7 +16,7 @@ use super::plugin::{
     FilterPlugin, MAX_NODE_SCORE, PermitDecision, PostFilterResult, QueuedPodInfo, ScorePlugin,
 };
 use super::profile::{DEFAULT_SCHEDULER_NAME, Profile};
-use super::{Code, CycleState, Status};
+use super::{ApiHandle, Code, CycleState, Status};
 use crate::scheduler::Scheduler;
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::{NodeRejection, Placement, Unschedulable};
@@ -187,7 +187,7 @@ impl Framework {
             if index == num_nodes {
                 index = 0;
             }
-            match run_filters(&filters, &state, pod, node) {
+            match run_filters_nominated(&filters, &state, pod, cluster, node) {
                 None => {
                     feasible.push(node);
                     if feasible.len() >= to_find {
@@ -315,7 +315,7 @@ impl Framework {
             .filter(|(_, pre)| pre.is_none_or(|i| skipped_pre & (1 << i) == 0))
             .map(|(f, _)| &**f)
             .collect();
-        run_filters(&filters, &state, pod, node)
+        run_filters_nominated(&filters, &state, pod, cluster, node)
     }
 
     /// PostFilter: the first plugin that succeeds proposes a nomination.
@@ -327,7 +327,7 @@ impl Framework {
         rejection: &Unschedulable,
     ) -> Option<PostFilterResult> {
         for plugin in &self.profile.post_filter {
-            let (result, status) = plugin.post_filter(state, pod, cluster, rejection);
+            let (result, status) = plugin.post_filter(self, state, pod, cluster, rejection);
             if status.is_success() {
                 return result;
             }
@@ -356,10 +356,16 @@ impl Framework {
     }
 
     /// Permit on every plugin: the first denial wins; otherwise the waits, if any.
-    pub fn run_permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> PermitOutcome {
+    pub fn run_permit(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+        cluster: &ClusterSnapshot,
+    ) -> PermitOutcome {
         let mut waits = Vec::new();
         for plugin in &self.profile.permit {
-            match plugin.permit(state, pod, node) {
+            match plugin.permit(state, pod, node, cluster) {
                 PermitDecision::Allow => {}
                 PermitDecision::Deny(status) => {
                     return PermitOutcome::Deny(status.with_plugin(plugin.name()));
@@ -374,10 +380,25 @@ impl Framework {
         }
     }
 
+    /// Whether a waiting pod must be rejected along with another (a Permit plugin says so;
+    /// see [`PermitPlugin::shares_fate`](super::PermitPlugin::shares_fate)).
+    pub fn shares_fate(&self, rejected: &PodInfo, waiting: &PodInfo) -> bool {
+        self.profile
+            .permit
+            .iter()
+            .any(|p| p.shares_fate(rejected, waiting))
+    }
+
     /// PreBind on every plugin; the first failure stops.
-    pub async fn run_pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+    pub async fn run_pre_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status {
         for plugin in &self.profile.pre_bind {
-            let status = plugin.pre_bind(state, pod, node).await;
+            let status = plugin.pre_bind(api, state, pod, node).await;
             if !status.is_success() {
                 return status.with_plugin(plugin.name());
             }
@@ -387,9 +408,15 @@ impl Framework {
 
     /// Bind: binders in order until one does not skip. A profile without a binder that takes
     /// the pod is an error.
-    pub async fn run_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+    pub async fn run_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status {
         for plugin in &self.profile.bind {
-            let status = plugin.bind(state, pod, node).await;
+            let status = plugin.bind(api, state, pod, node).await;
             if !status.is_skip() {
                 return status.with_plugin(plugin.name());
             }
@@ -398,9 +425,15 @@ impl Framework {
     }
 
     /// PostBind on every plugin.
-    pub async fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+    pub async fn run_post_bind(
+        &self,
+        api: &dyn ApiHandle,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) {
         for plugin in &self.profile.post_bind {
-            plugin.post_bind(state, pod, node).await;
+            plugin.post_bind(api, state, pod, node).await;
         }
     }
 
@@ -436,6 +469,33 @@ fn run_filters(
         }
     }
     None
+}
+
+/// The filters on one node with the pods nominated to it of at least the pod's priority
+/// counted there (kube-scheduler's nominated pods: room preemption cleared for a pod is not
+/// given to a less important one meanwhile).
+fn run_filters_nominated(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    node: &NodeInfo,
+) -> Option<(&'static str, Status)> {
+    if cluster.has_nominations() {
+        let mut ahead = cluster
+            .nominated_pods(node.name())
+            .iter()
+            .filter(|p| p.priority >= pod.priority && p.key() != pod.key())
+            .peekable();
+        if ahead.peek().is_some() {
+            let mut with_nominated = node.clone();
+            for p in ahead {
+                with_nominated.add_pod(p.clone());
+            }
+            return run_filters(filters, state, pod, &with_nominated);
+        }
+    }
+    run_filters(filters, state, pod, node)
 }
 
 /// Score every feasible node with one plugin, then normalize and check the range.

@@ -14,12 +14,18 @@
 //! | [`ImageLocality`] | PreScore, Score |
 //! | [`InterPodAffinity`] | PreFilter, Filter, PreScore, Score |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score |
+//! | [`DefaultPreemption`] | PostFilter |
+//! | [`Coscheduling`] | Permit |
+//! | [`DefaultBinder`] | Bind |
 //!
 //! # Layout
 //! One module per plugin, plus [`helpers`] (normalization, node selector matching, a fast
 //! hasher) and [`topology_counts`] (numbers per topology domain).
 
 pub mod balanced_allocation;
+pub mod coscheduling;
+pub mod default_binder;
+pub mod default_preemption;
 pub mod helpers;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -39,6 +45,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 pub use balanced_allocation::BalancedAllocation;
+pub use coscheduling::{Coscheduling, CoschedulingArgs};
+pub use default_binder::DefaultBinder;
+pub use default_preemption::DefaultPreemption;
 pub use image_locality::ImageLocality;
 pub use inter_pod_affinity::{InterPodAffinity, InterPodAffinityArgs};
 pub use node_affinity::NodeAffinity;
@@ -67,6 +76,9 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (InterPodAffinity::NAME, 2),
     (BalancedAllocation::NAME, 1),
     (ImageLocality::NAME, 1),
+    (DefaultPreemption::NAME, 1),
+    (Coscheduling::NAME, 1),
+    (DefaultBinder::NAME, 1),
 ];
 
 /// Creates a plugin from its optional arguments (`pluginConfig[].args`); an error message
@@ -131,6 +143,15 @@ impl Default for Registry {
         );
         registry.register(BalancedAllocation::NAME, plain::<BalancedAllocation>());
         registry.register(ImageLocality::NAME, plain::<ImageLocality>());
+        registry.register(DefaultPreemption::NAME, plain::<DefaultPreemption>());
+        registry.register(
+            Coscheduling::NAME,
+            Arc::new(|args| {
+                let args: CoschedulingArgs = parse_args(args)?;
+                Ok(Arc::new(Coscheduling::new(args)?) as Arc<dyn Plugin>)
+            }),
+        );
+        registry.register(DefaultBinder::NAME, plain::<DefaultBinder>());
         registry
     }
 }

@@ -64,6 +64,10 @@ pub struct ClusterSnapshot {
     namespaces: Arc<HashMap<String, BTreeMap<String, String>>>,
     pods_with_affinity: usize,
     pods_with_required_anti_affinity: usize,
+    /// Pending pods nominated to a node by preemption, per node.
+    nominated: Arc<HashMap<Arc<str>, Vec<Arc<PodInfo>>>>,
+    /// The node each nominated pod is nominated to.
+    nominations: Arc<HashMap<String, Arc<str>>>,
 }
 
 impl ClusterSnapshot {
@@ -155,6 +159,53 @@ impl ClusterSnapshot {
         self.namespaces.get(namespace)
     }
 
+    /// Nominate a pending pod to a node: preemption is clearing room for it there, and the
+    /// Filter phase counts it on that node for pods of lower or equal priority (kube-scheduler's
+    /// nominated pods). Replaces the pod's previous nomination.
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) -> Result<(), SnapshotError> {
+        let index = self.index_of(node)?;
+        let name = self.node(index).name().clone();
+        self.clear_nomination(pod.key());
+        Arc::make_mut(&mut self.nominations).insert(pod.key().to_owned(), name.clone());
+        Arc::make_mut(&mut self.nominated)
+            .entry(name)
+            .or_default()
+            .push(pod);
+        Ok(())
+    }
+
+    /// Drop a pod's nomination (bound, deleted, or nominated nowhere any more); returns the
+    /// node it was nominated to.
+    pub fn clear_nomination(&mut self, key: &str) -> Option<Arc<str>> {
+        if !self.nominations.contains_key(key) {
+            return None;
+        }
+        let node = Arc::make_mut(&mut self.nominations).remove(key)?;
+        let nominated = Arc::make_mut(&mut self.nominated);
+        if let Some(pods) = nominated.get_mut(&node) {
+            pods.retain(|p| p.key() != key);
+            if pods.is_empty() {
+                nominated.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    /// The pods nominated to a node.
+    pub fn nominated_pods(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map_or(&[], |v| &v[..])
+    }
+
+    /// The node a pod (`namespace/name`) is nominated to.
+    pub fn nomination(&self, key: &str) -> Option<&Arc<str>> {
+        self.nominations.get(key)
+    }
+
+    /// Whether any pod is nominated anywhere (the Filter phase's fast path).
+    pub fn has_nominations(&self) -> bool {
+        !self.nominations.is_empty()
+    }
+
     /// Register a namespace's labels (for affinity terms' namespace selectors).
     pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
         Arc::make_mut(&mut self.namespaces).insert(namespace.to_owned(), labels);
@@ -202,6 +253,14 @@ impl ClusterSnapshot {
             .ok_or_else(|| SnapshotError::NodeNotFound(name.to_owned()))?;
         let removed = self.node(index).clone();
         self.set_images(name, Vec::new())?;
+        let nominated: Vec<String> = self
+            .nominated_pods(name)
+            .iter()
+            .map(|p| p.key().to_owned())
+            .collect();
+        for key in nominated {
+            self.clear_nomination(&key);
+        }
         let pod_nodes = Arc::make_mut(&mut self.pod_nodes);
         for pod in removed.pods() {
             pod_nodes.remove(pod.key());
@@ -280,6 +339,8 @@ impl ClusterSnapshot {
         if self.pod_nodes.contains_key(pod.key()) {
             return Err(SnapshotError::DuplicatePod(pod.key().to_owned()));
         }
+        // A pod placed is nominated nowhere any more.
+        self.clear_nomination(pod.key());
         let name = self.node(index).name().clone();
         Arc::make_mut(&mut self.pod_nodes).insert(pod.key().to_owned(), name);
         self.pods_with_affinity += usize::from(pod.has_affinity());

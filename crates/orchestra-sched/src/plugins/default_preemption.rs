@@ -1,0 +1,481 @@
+//! DefaultPreemption (PostFilter): when no node fits a pod, find a node where evicting pods
+//! of lower priority makes it fit, with Kubernetes' rules:
+//!
+//! - The pod may preempt unless its preemption policy is `Never`, and unless it is already
+//!   nominated to a node where a lower-priority pod is still terminating (it waits for the
+//!   room it cleared instead of clearing more).
+//! - Only nodes rejected as `Unschedulable` (not `UnschedulableAndUnresolvable`) are tried.
+//!   On each, every pod of lower priority is removed from a what-if copy of the snapshot and
+//!   the profile's PreFilter and Filter plugins run again; if the pod fits, victims are
+//!   reprieved one by one, most important first (higher priority, then earlier start), as
+//!   long as the pod still fits, so that the victims are a minimal set.
+//! - Among the candidate nodes the chosen one has the lowest highest-priority victim, then
+//!   the smallest sum of victims' priorities, then the fewest victims, then the latest start
+//!   time of its highest-priority victims, then the first in snapshot order.
+//!   (PodDisruptionBudgets are not considered.)
+//!
+//! The choice ([`select_candidate`]) is a pure function of the pod and the snapshot. The
+//! scheduling loop carries it out: it sets the pod's `status.nominatedNodeName`, deletes the
+//! victims gracefully (their `terminationGracePeriodSeconds`) with a `Preempted` event on each,
+//! and counts the pod on its nominated node for pods of lower priority until it is placed.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use orchestra_api::meta::Time;
+use orchestra_api::resources::Pod;
+
+use crate::framework::{
+    Code, CycleState, Extensions, Framework, Plugin, PostFilterPlugin, PostFilterResult, Status,
+};
+use crate::snapshot::{ClusterSnapshot, PodInfo};
+use crate::unschedulable::Unschedulable;
+
+/// The pod annotation standing in for `spec.preemptionPolicy` (`PreemptLowerPriority`, the
+/// default, or `Never`) until the Pod type carries that field.
+pub const PREEMPTION_POLICY_ANNOTATION: &str = "scheduling.orchestra.dev/preemption-policy";
+
+/// Candidate nodes looked for at least (kube-scheduler's `minCandidateNodesAbsolute`).
+pub const MIN_CANDIDATE_NODES: usize = 100;
+/// Candidate nodes looked for, in percent of the nodes (`minCandidateNodesPercentage`).
+pub const MIN_CANDIDATE_NODES_PERCENTAGE: usize = 10;
+
+/// See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultPreemption;
+
+impl DefaultPreemption {
+    /// The plugin's name.
+    pub const NAME: &'static str = "DefaultPreemption";
+}
+
+impl Plugin for DefaultPreemption {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn extensions(self: Arc<Self>) -> Extensions {
+        Extensions::new().post_filter(self)
+    }
+}
+
+impl PostFilterPlugin for DefaultPreemption {
+    fn post_filter(
+        &self,
+        framework: &Framework,
+        _: &CycleState,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        rejection: &Unschedulable,
+    ) -> (Option<PostFilterResult>, Status) {
+        match select_candidate(framework, pod, cluster, rejection) {
+            Ok(candidate) => (
+                Some(PostFilterResult {
+                    nominated_node: Some(candidate.node.to_string()),
+                    victims: candidate
+                        .victims
+                        .iter()
+                        .map(|v| v.key().to_owned())
+                        .collect(),
+                }),
+                Status::success(),
+            ),
+            Err(status) => (None, status),
+        }
+    }
+}
+
+/// A node and the pods to evict from it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// The node.
+    pub node: Arc<str>,
+    /// The victims, most important first.
+    pub victims: Vec<Arc<PodInfo>>,
+}
+
+/// Whether a pod may preempt at all (its preemption policy).
+pub fn may_preempt(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .get(PREEMPTION_POLICY_ANNOTATION)
+        .is_none_or(|p| p != "Never")
+}
+
+/// `a` is more important than `b`: higher priority, then the earlier start (a pod not
+/// started yet counts as starting now, after every started one), then the key (so that the
+/// order is total and runs repeat).
+fn more_important(a: &PodInfo, b: &PodInfo) -> Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| start_key(a).cmp(&start_key(b)))
+        .then_with(|| a.key().cmp(b.key()))
+}
+
+/// A pod's start time; `None` (not started) sorts last.
+fn start_key(pod: &PodInfo) -> (bool, Option<Time>) {
+    let start = pod.pod.status.as_ref().and_then(|s| s.start_time);
+    (start.is_none(), start)
+}
+
+/// The pure choice: the node to nominate and its victims, or why preemption cannot help
+/// (see the [module docs](self)).
+pub fn select_candidate(
+    framework: &Framework,
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    rejection: &Unschedulable,
+) -> Result<Candidate, Status> {
+    if !may_preempt(&pod.pod) {
+        return Err(Status::unresolvable(
+            "not eligible for preemption: its preemption policy is Never",
+        ));
+    }
+    if rejection.pre_filter.is_some() {
+        return Err(Status::unresolvable(
+            "preemption cannot help a pod rejected before any node was looked at",
+        ));
+    }
+    // Already nominated where a lower-priority pod is terminating: wait for that room.
+    let nominated = pod
+        .pod
+        .status
+        .as_ref()
+        .map(|s| s.nominated_node_name.as_str())
+        .filter(|n| !n.is_empty());
+    if let Some(node) = nominated.and_then(|n| cluster.get(n)) {
+        let terminating = node
+            .pods()
+            .iter()
+            .any(|p| p.pod.metadata.deletion_timestamp.is_some() && p.priority < pod.priority);
+        if terminating {
+            return Err(Status::unschedulable(
+                "not eligible for preemption: victims on its nominated node are terminating",
+            ));
+        }
+    }
+    // The nodes worth trying, in snapshot order.
+    let resolvable: std::collections::HashSet<&str> = rejection
+        .nodes
+        .iter()
+        .filter(|r| r.code == Code::Unschedulable)
+        .map(|r| &*r.node)
+        .collect();
+    let tries = (0..cluster.len()).filter(|&i| resolvable.contains(&**cluster.node(i).name()));
+    let wanted = (cluster.len() * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
+        .max(MIN_CANDIDATE_NODES)
+        .min(cluster.len());
+    let mut candidates = Vec::new();
+    for index in tries {
+        if candidates.len() >= wanted {
+            break;
+        }
+        if let Some(c) = victims_on_node(framework, pod, cluster, cluster.node(index).name()) {
+            candidates.push(c);
+        }
+    }
+    pick(candidates).ok_or_else(|| {
+        Status::unschedulable(
+            "preemption: no node fits the pod even after evicting every pod of lower priority",
+        )
+    })
+}
+
+/// The minimal victims on one node, or `None` if evicting every lower-priority pod there
+/// would not make the pod fit.
+pub fn victims_on_node(
+    framework: &Framework,
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    node: &str,
+) -> Option<Candidate> {
+    let info = cluster.get(node)?;
+    let mut potential: Vec<Arc<PodInfo>> = info
+        .pods()
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
+    if potential.is_empty() {
+        return None;
+    }
+    potential.sort_by(|a, b| more_important(a, b));
+    // When no pod anywhere has pod (anti-)affinity and the pod has no affinity or spreading,
+    // no plugin looks at other nodes' pods: a copy of the node is the whole what-if (a copy of
+    // the snapshot would clone its pod index per candidate node).
+    let node_only = cluster.pods_with_affinity() == 0
+        && !pod.has_affinity()
+        && pod.spread_constraints.is_empty();
+    let victims = if node_only {
+        let mut what_if = info.clone();
+        for p in &potential {
+            what_if.remove_pod(p.key())?;
+        }
+        if framework.check_node(pod, cluster, &what_if).is_some() {
+            return None;
+        }
+        let mut victims = Vec::new();
+        for p in potential {
+            what_if.add_pod(p.clone());
+            if framework.check_node(pod, cluster, &what_if).is_some() {
+                what_if.remove_pod(p.key())?;
+                victims.push(p);
+            }
+        }
+        victims
+    } else {
+        let mut what_if = cluster.clone();
+        for p in &potential {
+            what_if.remove_pod(p.key()).ok()?;
+        }
+        let fits = |s: &ClusterSnapshot| {
+            s.get(node)
+                .is_some_and(|n| framework.check_node(pod, s, n).is_none())
+        };
+        if !fits(&what_if) {
+            return None;
+        }
+        let mut victims = Vec::new();
+        for p in potential {
+            what_if.assume(p.clone(), node).ok()?;
+            if !fits(&what_if) {
+                what_if.remove_pod(p.key()).ok()?;
+                victims.push(p);
+            }
+        }
+        victims
+    };
+    Some(Candidate {
+        node: info.name().clone(),
+        victims,
+    })
+}
+
+/// Kubernetes' order among candidates (see the [module docs](self)); the first wins ties.
+fn pick(candidates: Vec<Candidate>) -> Option<Candidate> {
+    // Offsetting by 2^31 makes every priority positive, so that more victims weigh more.
+    let sum = |c: &Candidate| -> i64 {
+        c.victims
+            .iter()
+            .map(|v| i64::from(v.priority) + (1i64 << 31))
+            .sum()
+    };
+    let highest = |c: &Candidate| c.victims.iter().map(|v| v.priority).max();
+    // The earliest start among the highest-priority victims (`None` sorts as "now").
+    let earliest_of_highest = |c: &Candidate| {
+        let top = highest(c);
+        c.victims
+            .iter()
+            .filter(|v| Some(v.priority) == top)
+            .map(|v| start_key(v))
+            .min()
+    };
+    candidates.into_iter().reduce(|best, c| {
+        let order = highest(&c)
+            .cmp(&highest(&best))
+            .then_with(|| sum(&c).cmp(&sum(&best)))
+            .then_with(|| c.victims.len().cmp(&best.victims.len()))
+            // Later is better: reversed.
+            .then_with(|| earliest_of_highest(&best).cmp(&earliest_of_highest(&c)));
+        if order == Ordering::Less { c } else { best }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestra_api::meta::ObjectMeta;
+    use orchestra_api::resources::{
+        Container, Node, NodeStatus, PodSpec, PodStatus, ResourceRequirements,
+    };
+
+    use super::*;
+    use crate::Scheduler;
+    use crate::plugins::default_profile;
+
+    fn node(name: &str, cpu: &str) -> Node {
+        Node {
+            metadata: ObjectMeta::named(name),
+            status: Some(NodeStatus {
+                allocatable: [
+                    ("cpu".to_owned(), cpu.parse().unwrap()),
+                    ("memory".to_owned(), "8Gi".parse().unwrap()),
+                    ("pods".to_owned(), "110".parse().unwrap()),
+                ]
+                .into(),
+                ..NodeStatus::default()
+            }),
+            ..Node::default()
+        }
+    }
+
+    /// A pod requesting `cpu`, with a priority, bound to `node` (if not empty) and started
+    /// at hour `start` of a day (if given).
+    fn pod(name: &str, cpu: &str, priority: i32, node: &str, start: Option<i64>) -> Pod {
+        Pod {
+            metadata: ObjectMeta::namespaced("default", name),
+            spec: PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: ResourceRequirements {
+                        requests: [("cpu".to_owned(), cpu.parse().unwrap())].into(),
+                        ..ResourceRequirements::default()
+                    },
+                    ..Container::default()
+                }],
+                node_name: node.into(),
+                priority: Some(priority),
+                ..PodSpec::default()
+            },
+            status: start.map(|hour| PodStatus {
+                start_time: Some(format!("2024-05-01T{hour:02}:00:00Z").parse().unwrap()),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    /// Run the framework on the pod and return the preemption it proposes.
+    fn preempt(cluster: &ClusterSnapshot, p: Pod) -> Option<PostFilterResult> {
+        let framework = Framework::new(default_profile());
+        let err = framework
+            .schedule(&p, cluster)
+            .expect_err("the pod must not fit");
+        err.post_filter.map(|b| *b)
+    }
+
+    fn result(node: &str, victims: &[&str]) -> Option<PostFilterResult> {
+        Some(PostFilterResult {
+            nominated_node: Some(node.into()),
+            victims: victims.iter().map(|v| format!("default/{v}")).collect(),
+        })
+    }
+
+    #[test]
+    fn the_node_whose_highest_victim_is_lowest_wins() {
+        let cluster = ClusterSnapshot::from_objects(
+            [node("a", "2"), node("b", "2")],
+            [
+                pod("a1", "2", 5, "a", None),
+                pod("b1", "1", 1, "b", None),
+                pod("b2", "1", 1, "b", None),
+            ],
+        )
+        .unwrap();
+        // b costs two victims of priority 1, a one of priority 5: the lower priority wins.
+        assert_eq!(
+            preempt(&cluster, pod("p", "2", 10, "", None)),
+            result("b", &["b1", "b2"])
+        );
+    }
+
+    #[test]
+    fn victims_are_minimal_and_reprieved_from_the_most_important() {
+        let cluster = ClusterSnapshot::from_objects(
+            [node("a", "4")],
+            [
+                pod("low", "1", 1, "a", None),
+                pod("mid", "1", 2, "a", None),
+                pod("high", "1", 3, "a", None),
+                pod("top", "1", 100, "a", None),
+            ],
+        )
+        .unwrap();
+        // The pod needs 2 of 4 CPUs; "top" (priority 100) stays. Reprieved most important
+        // first: "high" back still fits (top + high + p = 4); "mid" back would not (5), nor
+        // "low": they are the victims, in that order.
+        assert_eq!(
+            preempt(&cluster, pod("p", "2", 10, "", None)),
+            result("a", &["mid", "low"])
+        );
+    }
+
+    #[test]
+    fn smaller_priority_sum_then_fewer_victims_then_latest_start() {
+        // Highest victim equal (1) on both; a's sum is larger (two victims): b wins.
+        let cluster = ClusterSnapshot::from_objects(
+            [node("a", "2"), node("b", "2")],
+            [
+                pod("a1", "1", 1, "a", None),
+                pod("a2", "1", 1, "a", None),
+                pod("b1", "2", 1, "b", None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            preempt(&cluster, pod("p", "2", 10, "", None)),
+            result("b", &["b1"])
+        );
+        // Everything equal but the start time: the node whose victim started last wins.
+        let cluster = ClusterSnapshot::from_objects(
+            [node("a", "2"), node("b", "2")],
+            [
+                pod("a1", "2", 1, "a", Some(2)),
+                pod("b1", "2", 1, "b", Some(1)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            preempt(&cluster, pod("p", "2", 10, "", None)),
+            result("a", &["a1"])
+        );
+    }
+
+    #[test]
+    fn no_preemption_of_equal_or_higher_priority_nor_with_policy_never() {
+        let cluster =
+            ClusterSnapshot::from_objects([node("a", "2")], [pod("a1", "2", 10, "a", None)])
+                .unwrap();
+        assert_eq!(preempt(&cluster, pod("p", "2", 10, "", None)), None);
+        let cluster =
+            ClusterSnapshot::from_objects([node("a", "2")], [pod("a1", "2", 1, "a", None)])
+                .unwrap();
+        let mut never = pod("p", "2", 10, "", None);
+        never
+            .metadata
+            .annotations
+            .insert(PREEMPTION_POLICY_ANNOTATION.into(), "Never".into());
+        assert_eq!(preempt(&cluster, never), None);
+        // Too big for the node even empty: nothing to gain.
+        assert_eq!(preempt(&cluster, pod("p", "3", 10, "", None)), None);
+    }
+
+    #[test]
+    fn unresolvable_nodes_are_not_tried() {
+        let mut tainted = node("a", "2");
+        tainted.spec.unschedulable = true;
+        let cluster = ClusterSnapshot::from_objects(
+            [tainted, node("b", "2")],
+            [pod("a1", "1", 1, "a", None), pod("b1", "2", 5, "b", None)],
+        )
+        .unwrap();
+        // a needs only one cheap victim, but it is cordoned.
+        assert_eq!(
+            preempt(&cluster, pod("p", "2", 10, "", None)),
+            result("b", &["b1"])
+        );
+    }
+
+    #[test]
+    fn a_nominated_pod_holds_its_room_against_lower_priority_pods() {
+        let mut cluster =
+            ClusterSnapshot::from_objects([node("a", "2"), node("b", "1")], []).unwrap();
+        let nominated = Arc::new(PodInfo::new(pod("big", "2", 10, "", None)).unwrap());
+        cluster.nominate(nominated, "a").unwrap();
+        let framework = Framework::new(default_profile());
+        // Lower priority: a is taken by the nominated pod, so b.
+        let placed = framework
+            .schedule(&pod("small", "1", 1, "", None), &cluster)
+            .unwrap();
+        assert_eq!(&*placed.node, "b");
+        // Higher priority ignores the nomination.
+        let mut found = std::collections::HashSet::new();
+        for i in 0..8 {
+            let p = pod(&format!("vip{i}"), "2", 20, "", None);
+            found.insert(framework.schedule(&p, &cluster).unwrap().node.to_string());
+        }
+        assert_eq!(found, ["a".to_owned()].into());
+        // The nominated pod itself is not in its own way.
+        let placed = framework
+            .schedule(&pod("big", "2", 10, "", None), &cluster)
+            .unwrap();
+        assert_eq!(&*placed.node, "a");
+    }
+}
