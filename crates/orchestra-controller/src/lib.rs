@@ -63,11 +63,13 @@
 //! - [`metrics`]: per-controller counters in Prometheus' text format.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
 //! - [`controllers`]: the built-in ReplicaSet, Deployment and Endpoints controllers.
+//! - [`leader`]: [`leader::LeaderElector`], leader election on a Lease.
 
 pub mod controller;
 pub mod controllers;
 pub mod finalizer;
 pub mod informer;
+pub mod leader;
 pub mod metrics;
 pub mod queue;
 pub mod reconciler;
