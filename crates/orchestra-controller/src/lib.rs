@@ -65,6 +65,8 @@
 //! - [`controllers`]: the built-in ReplicaSet, Deployment, Endpoints, NodeLifecycle,
 //!   GarbageCollector and Namespace controllers.
 //! - [`set`]: [`ControllerSet`], several controllers run and stopped together.
+//! - [`manager`]: [`manager::ControllerManager`], every built-in controller, behind leader
+//!   election.
 //! - [`leader`]: [`leader::LeaderElector`], leader election on a Lease.
 
 pub mod controller;
@@ -72,6 +74,7 @@ pub mod controllers;
 pub mod finalizer;
 pub mod informer;
 pub mod leader;
+pub mod manager;
 pub mod metrics;
 pub mod queue;
 pub mod reconciler;
