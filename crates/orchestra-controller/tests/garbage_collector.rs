@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orchestra_api::registry::{DeleteOptions, ListOptions};
+use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{Deployment, Namespace, Pod, ReplicaSet, Service, ServicePort};
 use orchestra_api::{
     Client, LabelSelector, LocalClient, ObjectMeta, OwnerReference, Resource, testing,
@@ -227,5 +227,74 @@ async fn a_deleted_namespace_is_emptied_then_removed() {
     assert_eq!(count::<Pod>(&client, "shop").await, 0);
     assert_eq!(count::<Deployment>(&client, "other").await, 1);
     assert_eq!(count::<Pod>(&client, "other").await, 1);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orphaning_delete_leaves_the_dependents_without_the_owner() {
+    let client = LocalClient::new(MemStore::new());
+    let informers = SharedInformers::new(client.clone());
+    let running = run(all_controllers(&informers));
+    client.create(&deployment("ns", 2)).await.unwrap();
+    eventually_within("two pods", Duration::from_secs(10), || async {
+        count::<Pod>(&client, "ns").await == 2
+    })
+    .await;
+    let options = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteOptions::default()
+    };
+    let outcome = client
+        .delete::<Deployment>("ns", "web", &options)
+        .await
+        .unwrap();
+    assert!(!outcome.is_deleted(), "held by the orphan finalizer");
+    eventually_within(
+        "the deployment is gone",
+        Duration::from_secs(10),
+        || async { client.get::<Deployment>("ns", "web").await.is_err() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let replica_sets = client
+        .list::<ReplicaSet>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(replica_sets.len(), 1);
+    assert!(replica_sets[0].metadata.owner_references.is_empty());
+    assert_eq!(count::<Pod>(&client, "ns").await, 2);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foreground_delete_removes_the_dependents_before_the_owner() {
+    let client = LocalClient::new(MemStore::new());
+    let informers = SharedInformers::new(client.clone());
+    let running = run(all_controllers(&informers));
+    client.create(&deployment("ns", 2)).await.unwrap();
+    eventually_within("two pods", Duration::from_secs(10), || async {
+        count::<Pod>(&client, "ns").await == 2
+    })
+    .await;
+    let options = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete::<Deployment>("ns", "web", &options)
+        .await
+        .unwrap();
+    eventually_within("everything is gone", Duration::from_secs(10), || async {
+        let deployment_gone = client.get::<Deployment>("ns", "web").await.is_err();
+        let pods = count::<Pod>(&client, "ns").await;
+        let replica_sets = count::<ReplicaSet>(&client, "ns").await;
+        assert!(
+            !deployment_gone || (pods == 0 && replica_sets == 0),
+            "the owner went before its dependents ({replica_sets} replica sets, {pods} pods)"
+        );
+        deployment_gone
+    })
+    .await;
     running.stop().await;
 }

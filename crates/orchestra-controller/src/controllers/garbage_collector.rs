@@ -8,11 +8,17 @@
 //! on a stale cache would lose data). The object is deleted, conditional on the
 //! resourceVersion it was judged at, only when every owner is positively gone ([`collectable`]).
 //!
-//! Not done: the `Foreground` and `Orphan` propagation policies (the registry records them as
-//! the `foregroundDeletion` and `orphan` finalizers, which nothing removes yet, so such a delete
-//! stays pending), `blockOwnerDeletion`, removing dangling references from objects that still
-//! have a live owner, and owners of kinds outside [`OWNER_KINDS`] (custom kinds: such a
-//! reference counts as alive, so nothing is deleted on a guess).
+//! The `Orphan` and `Foreground` propagation policies, which the registry records as the
+//! `orphan` and `foregroundDeletion` finalizers on the owner, are carried out by
+//! [`OwnerFinalizers`], one controller per owner kind: `orphan` removes the owner's references
+//! from its dependents, then the finalizer; `foregroundDeletion` deletes the dependents (in the
+//! foreground too, so a chain is deleted from the bottom up), waits until the cache shows none
+//! left, then removes the finalizer.
+//!
+//! Not done: `blockOwnerDeletion` (foreground waits for every dependent, not only the
+//! blocking ones), removing dangling references from objects that still have a live owner, and
+//! owners of kinds outside [`OWNER_KINDS`] (custom kinds: such a reference counts as alive, so
+//! nothing is deleted on a guess).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -88,6 +94,36 @@ macro_rules! for_owner_kinds {
         }
         {
             type $kind = Namespace;
+            $body
+        }
+    }};
+}
+
+/// Runs `$body` with `$kind` bound to each dependent kind.
+macro_rules! for_dependent_kinds {
+    ($kind:ident => $body:expr) => {{
+        {
+            type $kind = Pod;
+            $body
+        }
+        {
+            type $kind = ReplicaSet;
+            $body
+        }
+        {
+            type $kind = Deployment;
+            $body
+        }
+        {
+            type $kind = Service;
+            $body
+        }
+        {
+            type $kind = Endpoints;
+            $body
+        }
+        {
+            type $kind = Lease;
             $body
         }
     }};
@@ -259,14 +295,155 @@ impl<K: Resource, C: Client> Reconciler for GarbageCollector<K, C> {
     }
 }
 
-/// Adds a garbage collector for every [`DEPENDENT_KINDS`] kind to `set`.
+/// Adds a garbage collector for every [`DEPENDENT_KINDS`] kind, and the [`OwnerFinalizers`]
+/// of every [`OWNER_KINDS`] kind, to `set`.
 pub fn add_garbage_collectors<C: Client>(set: &mut ControllerSet, informers: &SharedInformers<C>) {
-    set.add(GarbageCollector::<Pod, C>::controller(informers));
-    set.add(GarbageCollector::<ReplicaSet, C>::controller(informers));
-    set.add(GarbageCollector::<Deployment, C>::controller(informers));
-    set.add(GarbageCollector::<Service, C>::controller(informers));
-    set.add(GarbageCollector::<Endpoints, C>::controller(informers));
-    set.add(GarbageCollector::<Lease, C>::controller(informers));
+    for_dependent_kinds!(K => set.add(GarbageCollector::<K, C>::controller(informers)));
+    for_owner_kinds!(O => set.add(OwnerFinalizers::<O, C>::controller(informers)));
+}
+
+/// The finalizer of the `Orphan` propagation policy.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer of the `Foreground` propagation policy.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Carries out the `Orphan` and `Foreground` propagation policies for owners of kind `O` (see
+/// the [module docs](self)).
+pub struct OwnerFinalizers<O, C> {
+    informers: SharedInformers<C>,
+    kind: PhantomData<fn() -> O>,
+}
+
+impl<O, C> std::fmt::Debug for OwnerFinalizers<O, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerFinalizers").finish_non_exhaustive()
+    }
+}
+
+/// The keys of the owners of kind `O` that `dependent` references.
+fn owners_of<O: Resource, K: Resource>(dependent: &K) -> Vec<ObjectKey> {
+    let meta = dependent.meta();
+    meta.owner_references
+        .iter()
+        .filter(|owner| owner.kind == O::KIND && owner.api_version == O::API_VERSION)
+        .map(|owner| ObjectKey {
+            namespace: if O::NAMESPACED {
+                meta.namespace.clone()
+            } else {
+                String::new()
+            },
+            name: owner.name.clone(),
+        })
+        .collect()
+}
+
+impl<O: Resource, C: Client> OwnerFinalizers<O, C> {
+    /// Its controller: owners of kind `O`, and every dependent kind (mapped to its owners of
+    /// kind `O`, so that a foreground deletion notices its last dependent going).
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let mut controller = Controller::new(
+            OwnerFinalizers {
+                informers: informers.clone(),
+                kind: PhantomData,
+            },
+            informers,
+        )
+        .name(format!("ownerfinalizers-{}", O::PLURAL));
+        for_dependent_kinds!(K => {
+            let _ = informers.store::<K>().add_index(OWNER_INDEX, index::by_owner_uid::<K>);
+            controller = controller.watches::<K, _>(owners_of::<O, K>);
+        });
+        controller
+    }
+
+    /// Removes the references to `uid` from every dependent; returns how many it changed.
+    async fn orphan_dependents(&self, uid: &str) -> Result<usize, ApiError> {
+        let client = self.informers.client();
+        let mut changed = 0;
+        for_dependent_kinds!(K => {
+            for dependent in self.informers.store::<K>().by_index(OWNER_INDEX, uid).unwrap_or_default() {
+                let mut released = (*dependent).clone();
+                released.meta_mut().owner_references.retain(|o| o.uid != uid);
+                match client.update(&released).await {
+                    Ok(_) => changed += 1,
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        });
+        Ok(changed)
+    }
+
+    /// Deletes (in the foreground) every dependent of `uid` not being deleted yet; returns how
+    /// many dependents are left in the cache.
+    async fn delete_dependents(&self, uid: &str) -> Result<usize, ApiError> {
+        let client = self.informers.client();
+        let options = DeleteOptions {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..DeleteOptions::default()
+        };
+        let mut left = 0;
+        for_dependent_kinds!(K => {
+            for dependent in self.informers.store::<K>().by_index(OWNER_INDEX, uid).unwrap_or_default() {
+                left += 1;
+                let meta = dependent.meta();
+                if meta.deletion_timestamp.is_some() {
+                    continue;
+                }
+                match client.delete::<K>(&meta.namespace, &meta.name, &options).await {
+                    Ok(_) => {}
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        });
+        Ok(left)
+    }
+}
+
+#[async_trait]
+impl<O: Resource, C: Client> Reconciler for OwnerFinalizers<O, C> {
+    type Object = O;
+    type Error = GarbageCollectorError;
+
+    async fn reconcile(&self, owner: Arc<O>, ctx: &Context) -> Result<Action, Self::Error> {
+        let meta = owner.meta();
+        let has = |finalizer: &str| meta.finalizers.iter().any(|f| f == finalizer);
+        if meta.deletion_timestamp.is_none()
+            || !(has(ORPHAN_FINALIZER) || has(FOREGROUND_FINALIZER))
+        {
+            return Ok(Action::await_change());
+        }
+        let key = ctx.key();
+        let api = |source| GarbageCollectorError::Api {
+            kind: O::KIND,
+            name: format!("{}/{}", key.namespace, key.name),
+            source,
+        };
+        let mut done = Vec::new();
+        if has(ORPHAN_FINALIZER) {
+            self.orphan_dependents(&meta.uid).await.map_err(api)?;
+            done.push(ORPHAN_FINALIZER);
+        }
+        if has(FOREGROUND_FINALIZER) {
+            let left = self.delete_dependents(&meta.uid).await.map_err(api)?;
+            if left > 0 {
+                // Their deletions map back to this owner; look again then.
+                return Ok(Action::await_change());
+            }
+            done.push(FOREGROUND_FINALIZER);
+        }
+        let mut finished = (*owner).clone();
+        finished
+            .meta_mut()
+            .finalizers
+            .retain(|f| !done.contains(&f.as_str()));
+        match self.informers.client().update(&finished).await {
+            Ok(_) => Ok(Action::await_change()),
+            Err(err) if err.is_not_found() => Ok(Action::await_change()),
+            Err(err) => Err(api(err)),
+        }
+    }
 }
 
 #[cfg(test)]
