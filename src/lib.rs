@@ -10,8 +10,11 @@
 //!   and reflector (the API server itself is in progress).
 //! - [`sched`]: `orchestra-sched`, the `Scheduler` trait, the plugin framework and the
 //!   default plugins (the scheduling loop against the API is in progress).
+//! - [`controller`]: `orchestra-controller`, the controller runtime, the built-in controllers,
+//!   leader election and the controller manager.
 
 pub use orchestra_api as api;
+pub use orchestra_controller as controller;
 pub use orchestra_sched as sched;
 pub use orchestra_store as store;
 

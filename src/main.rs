@@ -50,6 +50,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Scheduler(#[from] cli::scheduler::SchedulerError),
+    /// The controller manager failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    ControllerManager(#[from] cli::controller_manager::ControllerManagerError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -99,6 +103,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             #[cfg(feature = "server")]
             Command::Scheduler(args) => cli::scheduler::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::ControllerManager(args) => cli::controller_manager::run(args).await?,
         }
         Ok(())
     })

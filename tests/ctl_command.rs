@@ -27,7 +27,16 @@ impl Drop for Server {
 async fn start() -> (Server, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = spawn_orchestra(["server", "--store", "memory", "--listen", &listen]);
+    // Only the API: controllers would add pods and annotations the checks below do not expect.
+    let child = spawn_orchestra([
+        "server",
+        "--store",
+        "memory",
+        "--listen",
+        &listen,
+        "--no-controllers",
+        "--no-scheduler",
+    ]);
     let server = Server(child);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

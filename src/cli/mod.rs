@@ -6,12 +6,15 @@
 //!
 //! # Layout
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
+//! - [`controller_manager`]: `orchestra controller-manager ...`, the built-in controllers.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 
 pub mod bench;
+#[cfg(feature = "server")]
+pub mod controller_manager;
 #[cfg(feature = "server")]
 pub mod ctl;
 #[cfg(feature = "etcd")]
@@ -61,6 +64,9 @@ pub enum Command {
     /// Schedule pending pods onto nodes through an API server.
     #[cfg(feature = "server")]
     Scheduler(SchedulerArgs),
+    /// Run the built-in controllers against an API server, behind leader election.
+    #[cfg(feature = "server")]
+    ControllerManager(controller_manager::ControllerManagerArgs),
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! `orchestra server`: the API server (gRPC for `RemoteClient`, HTTP/JSON on Kubernetes' REST
 //! paths for curl, `/healthz`, `/readyz`, `/metrics`) on one address, over the embedded
-//! durable store, an in-memory one, or etcd. Stops cleanly on SIGTERM or Ctrl-C.
+//! durable store, an in-memory one, or etcd; and, in the same process over an in-process
+//! client on the same store, the scheduling loop (unless `--no-scheduler`) and the built-in
+//! controllers (unless `--no-controllers`; behind leader election with `--store etcd`, where
+//! several servers may share the store). Stops cleanly on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -8,11 +11,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use orchestra_api::Registry;
 use orchestra_api::admission::service_ip::RangeError;
 use orchestra_api::admission::{Admission, AdmissionConfig, Ipv4Cidr, ServiceRanges};
+use orchestra::controller::leader::LeaderElectionConfig;
+use orchestra::controller::manager::ControllerManager;
+use orchestra::sched::run::SchedulerLoop;
+use orchestra::sched::{Profiles, plugins};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::ApiServer;
+use orchestra_api::{LocalClient, Registry};
 use orchestra_store::{Store, StoreError};
 
 /// Where the server keeps its objects.
@@ -48,6 +55,13 @@ pub struct ServerArgs {
     /// Where NodePort Services' node ports come from, `LOW-HIGH`.
     #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
     pub service_node_port_range: RangeInclusive<u16>,
+    /// Do not run the scheduler in this process (run `orchestra scheduler` instead).
+    #[arg(long)]
+    pub no_scheduler: bool,
+    /// Do not run the controllers in this process (run `orchestra controller-manager`
+    /// instead).
+    #[arg(long)]
+    pub no_controllers: bool,
 }
 
 fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
@@ -92,6 +106,12 @@ pub enum ServerError {
     /// Serving failed.
     #[error("serving the API failed")]
     Serve(#[source] std::io::Error),
+    /// The scheduling loop could not start.
+    #[error("starting the scheduler failed")]
+    Scheduler(#[source] orchestra::sched::run::LoopError),
+    /// The controllers' leader election settings are invalid.
+    #[error("leader election of the controllers")]
+    LeaderElection(#[source] orchestra::controller::leader::LeaderElectionError),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -109,12 +129,39 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             node_ports: args.service_node_port_range.clone(),
         },
     });
-    let registry = DynRegistry::new(Registry::from_arc(store).with_admission(admission));
-    tracing::info!(listen = %args.listen, store = ?args.store, "serving the orchestra API (gRPC and HTTP)");
-    ApiServer::new(registry)
+    let registry = Registry::from_arc(store).with_admission(admission);
+    let dyn_registry = DynRegistry::new(registry.clone());
+    // The scheduler and the controllers talk to the same store in-process: no network hop,
+    // the same registry rules.
+    let client = LocalClient::from_registry(registry);
+    let mut components = tokio::task::JoinSet::new();
+    if !args.no_scheduler {
+        let mut profiles = Profiles::new();
+        profiles.insert(plugins::default_profile());
+        let scheduler =
+            SchedulerLoop::new(client.clone(), profiles).map_err(ServerError::Scheduler)?;
+        components.spawn(scheduler.run(shutdown_signal()));
+    }
+    if !args.no_controllers {
+        let mut manager = ControllerManager::new(client);
+        if args.store == StoreKind::Etcd {
+            let config = LeaderElectionConfig::new(
+                "kube-system",
+                super::controller_manager::LEASE_NAME,
+                super::controller_manager::default_identity(),
+            );
+            manager = manager
+                .leader_election(config)
+                .map_err(ServerError::LeaderElection)?;
+        }
+        components.spawn(manager.run(shutdown_signal()));
+    }
+    tracing::info!(listen = %args.listen, store = ?args.store, scheduler = !args.no_scheduler, controllers = !args.no_controllers, "serving the orchestra API (gRPC and HTTP)");
+    ApiServer::new(dyn_registry)
         .serve(listener, shutdown_signal())
         .await
         .map_err(ServerError::Serve)?;
+    while components.join_next().await.is_some() {}
     tracing::info!("API server stopped");
     Ok(())
 }

@@ -389,6 +389,11 @@ impl MetricsHandle {
         &self.metrics
     }
 
+    /// The controller's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Everything in Prometheus' text format, labelled `controller="<name>"`.
     pub fn render(&self) -> String {
         self.metrics.render(&self.name, &self.queue)

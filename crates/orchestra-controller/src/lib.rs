@@ -62,17 +62,26 @@
 //! - [`controller`]: [`Controller`], the builder and runner.
 //! - [`metrics`]: per-controller counters in Prometheus' text format.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
-//! - [`controllers`]: the built-in ReplicaSet, Deployment and Endpoints controllers.
+//! - [`controllers`]: the built-in ReplicaSet, Deployment, Endpoints, NodeLifecycle,
+//!   GarbageCollector and Namespace controllers.
+//! - [`set`]: [`ControllerSet`], several controllers run and stopped together.
+//! - [`manager`]: [`manager::ControllerManager`], every built-in controller, behind leader
+//!   election.
+//! - [`leader`]: [`leader::LeaderElector`], leader election on a Lease.
 
 pub mod controller;
 pub mod controllers;
 pub mod finalizer;
 pub mod informer;
+pub mod leader;
+pub mod manager;
 pub mod metrics;
 pub mod queue;
 pub mod reconciler;
+pub mod set;
 
 pub use controller::Controller;
 pub use informer::{Informer, SharedInformers};
 pub use queue::WorkQueue;
 pub use reconciler::{Action, Context, Reconciler};
+pub use set::ControllerSet;

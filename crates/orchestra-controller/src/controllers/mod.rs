@@ -6,15 +6,24 @@
 //! - [`replica_set`]: pods to match `spec.replicas`, adoption and release, status.
 //! - [`deployment`]: rolling and recreating updates through replica sets, revisions.
 //! - [`endpoints`]: the ready and not-ready addresses of each selector Service's pods.
+//! - [`garbage_collector`]: deletes objects whose owners are all gone.
+//! - [`namespace`]: empties a deleted namespace, then lets it go.
+//! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
 
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replica_set;
 
 pub use deployment::DeploymentController;
 pub use endpoints::EndpointsController;
+pub use garbage_collector::GarbageCollector;
+pub use namespace::NamespaceController;
+pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;

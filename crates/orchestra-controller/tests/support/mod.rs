@@ -27,6 +27,8 @@ struct Plan {
     creates_left: Option<usize>,
     /// The time of every create attempt.
     creates: Vec<Instant>,
+    /// Every call (reads, writes, watches) fails while set: the API is unreachable.
+    down: bool,
 }
 
 /// A client whose writes fail as planned (reads and watches pass through).
@@ -62,7 +64,23 @@ impl<C: Client> FlakyClient<C> {
         self.plan.lock().unwrap().creates.clone()
     }
 
+    /// Makes every later call fail (`true`), as if the API server were unreachable, or work
+    /// again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.plan.lock().unwrap().down = down;
+    }
+
+    fn reachable(&self) -> Result<(), ApiError> {
+        if self.plan.lock().unwrap().down {
+            return Err(ApiError::Internal(orchestra_store::StoreError::Io(
+                "injected fault: the API server is unreachable".into(),
+            )));
+        }
+        Ok(())
+    }
+
     fn write(&self, what: &str) -> Result<(), ApiError> {
+        self.reachable()?;
         if self.plan.lock().unwrap().writes.pop_front() == Some(true) {
             return Err(ApiError::Conflict(format!("planned conflict on {what}")));
         }
@@ -73,6 +91,7 @@ impl<C: Client> FlakyClient<C> {
 #[async_trait]
 impl<C: Client> Client for FlakyClient<C> {
     async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+        self.reachable()?;
         self.inner.get(namespace, name).await
     }
 
@@ -81,6 +100,7 @@ impl<C: Client> Client for FlakyClient<C> {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ObjectList<R>, ApiError> {
+        self.reachable()?;
         self.inner.list(namespace, options).await
     }
 
@@ -134,10 +154,12 @@ impl<C: Client> Client for FlakyClient<C> {
         namespace: Option<&str>,
         options: &WatchOptions,
     ) -> Result<WatchEvents<R>, ApiError> {
+        self.reachable()?;
         self.inner.watch(namespace, options).await
     }
 
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+        self.reachable()?;
         self.inner.bind(namespace, pod, node).await
     }
 }

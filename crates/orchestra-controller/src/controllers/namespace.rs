@@ -1,0 +1,206 @@
+//! The Namespace controller: deleting a namespace deletes everything in it, then the namespace.
+//!
+//! Every namespace gets the finalizer [`NAMESPACE_FINALIZER`] (through
+//! [`finalizer`](crate::finalizer::finalizer)), so that a delete only marks it (the registry
+//! keeps an object with finalizers, with a deletionTimestamp). The controller then sets its
+//! phase to `Terminating`, deletes the namespaced objects of every [`NAMESPACED_KINDS`] kind in
+//! it (background propagation), waits until none is left (objects with finalizers of their own
+//! leave when those are done), and removes the finalizer, which lets the registry delete the
+//! namespace. A namespace deleted before the controller added its finalizer is gone at once;
+//! its objects are then deleted all the same, when the controller sees it disappear.
+//!
+//! Not done: kinds registered at run time (custom kinds) are not emptied, and new objects are
+//! not refused in a terminating namespace (that is admission's job in the API server).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orchestra_api::reflector::ObjectKey;
+use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
+use orchestra_api::resources::{
+    Deployment, Endpoints, Event, Lease, Namespace, NamespacePhase, NamespaceStatus, Pod,
+    ReplicaSet, Service,
+};
+use orchestra_api::{ApiError, Client, Resource};
+
+use crate::controller::Controller;
+use crate::finalizer::{self, FinalizerError};
+use crate::informer::SharedInformers;
+use crate::reconciler::{Action, Context, Reconciler};
+
+/// The finalizer that holds a namespace until it is empty (Kubernetes' name for it).
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+/// The namespaced kinds a terminating namespace is emptied of.
+pub const NAMESPACED_KINDS: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+    "Service",
+    "Endpoints",
+    "Lease",
+    "Event",
+];
+
+/// Why emptying a namespace has not finished (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    /// Listing or deleting failed.
+    #[error("could not empty namespace {namespace:?}: {source}")]
+    Api {
+        /// The namespace.
+        namespace: String,
+        /// The API's answer.
+        #[source]
+        source: ApiError,
+    },
+    /// Objects are still there (waiting for their own finalizers); looked at again later.
+    #[error("namespace {namespace:?} still has {remaining} objects being deleted")]
+    NotEmpty {
+        /// The namespace.
+        namespace: String,
+        /// How many objects are left.
+        remaining: usize,
+    },
+    /// Adding or removing the namespace's finalizer failed.
+    #[error(transparent)]
+    Finalizer(#[from] FinalizerError<Box<NamespaceError>>),
+}
+
+/// The Namespace reconciler. Build a ready-to-run controller with
+/// [`NamespaceController::controller`].
+pub struct NamespaceController<C> {
+    client: C,
+}
+
+impl<C> std::fmt::Debug for NamespaceController<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespaceController")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Client> NamespaceController<C> {
+    /// The reconciler, writing through `informers`' client.
+    pub fn new(informers: &SharedInformers<C>) -> Self {
+        NamespaceController {
+            client: informers.client().clone(),
+        }
+    }
+
+    /// The controller of Namespaces.
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        Controller::new(Self::new(informers), informers).name("namespace")
+    }
+
+    /// Marks the namespace `Terminating` (once).
+    async fn mark_terminating(&self, namespace: &Namespace) -> Result<(), ApiError> {
+        if namespace.status.as_ref().and_then(|s| s.phase) == Some(NamespacePhase::Terminating) {
+            return Ok(());
+        }
+        let mut marked = namespace.clone();
+        marked.status = Some(NamespaceStatus {
+            phase: Some(NamespacePhase::Terminating),
+        });
+        match self.client.update_status(&marked).await {
+            Ok(_) => Ok(()),
+            // The namespace changed meanwhile (or is gone): the next reconcile sees it.
+            Err(err) if err.is_conflict() || err.is_not_found() => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Deletes every object of kind `K` in `namespace`; returns how many are still there (marked
+/// for deletion and waiting for finalizers).
+async fn delete_all<K: Resource, C: Client>(
+    client: &C,
+    namespace: &str,
+) -> Result<usize, ApiError> {
+    let objects = client
+        .list::<K>(Some(namespace), &ListOptions::default())
+        .await?;
+    let options = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteOptions::default()
+    };
+    let mut remaining = 0;
+    for object in &objects.items {
+        match client
+            .delete::<K>(namespace, &object.meta().name, &options)
+            .await
+        {
+            Ok(outcome) if !outcome.is_deleted() => remaining += 1,
+            Ok(_) => {}
+            Err(err) if err.is_not_found() => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(remaining)
+}
+
+/// Deletes everything in `namespace`; returns how many objects are still there.
+pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<usize, ApiError> {
+    // Owners before what they own, so that controllers do not recreate what was just deleted.
+    Ok(delete_all::<Deployment, C>(client, namespace).await?
+        + delete_all::<ReplicaSet, C>(client, namespace).await?
+        + delete_all::<Pod, C>(client, namespace).await?
+        + delete_all::<Service, C>(client, namespace).await?
+        + delete_all::<Endpoints, C>(client, namespace).await?
+        + delete_all::<Lease, C>(client, namespace).await?
+        + delete_all::<Event, C>(client, namespace).await?)
+}
+
+#[async_trait]
+impl<C: Client> Reconciler for NamespaceController<C> {
+    type Object = Namespace;
+    type Error = NamespaceError;
+
+    async fn reconcile(
+        &self,
+        namespace: Arc<Namespace>,
+        _ctx: &Context,
+    ) -> Result<Action, Self::Error> {
+        let name = namespace.metadata.name.clone();
+        let action = finalizer::finalizer(&self.client, NAMESPACE_FINALIZER, namespace, |event| async {
+            match event {
+                finalizer::Event::Apply(_) => Ok(Action::await_change()),
+                finalizer::Event::Cleanup(namespace) => {
+                    let api = |source| Box::new(NamespaceError::Api {
+                        namespace: name.clone(),
+                        source,
+                    });
+                    self.mark_terminating(&namespace).await.map_err(api)?;
+                    let remaining = empty_namespace(&self.client, &name).await.map_err(api)?;
+                    if remaining > 0 {
+                        return Err(Box::new(NamespaceError::NotEmpty {
+                            namespace: name.clone(),
+                            remaining,
+                        }));
+                    }
+                    tracing::info!(namespace = %name, "namespace empty; removing its finalizer");
+                    Ok(Action::await_change())
+                }
+            }
+        })
+        .await?;
+        Ok(action)
+    }
+
+    async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
+        // Gone without our finalizer (deleted before we added it): empty it all the same.
+        let remaining = empty_namespace(&self.client, &key.name)
+            .await
+            .map_err(|source| NamespaceError::Api {
+                namespace: key.name.clone(),
+                source,
+            })?;
+        if remaining > 0 {
+            return Err(NamespaceError::NotEmpty {
+                namespace: key.name.clone(),
+                remaining,
+            });
+        }
+        Ok(Action::await_change())
+    }
+}

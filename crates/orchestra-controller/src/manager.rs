@@ -1,0 +1,172 @@
+//! [`ControllerManager`]: every built-in controller over one client, optionally behind leader
+//! election, as `orchestra controller-manager` and `orchestra server` run them.
+//!
+//! With leader election, each term of leadership starts fresh informers and controllers (a
+//! cache from before a lost term may be stale) and stops them when leadership is lost; the
+//! manager then campaigns again.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use orchestra_api::Client;
+
+use crate::controller::MetricsHandle;
+use crate::controllers::garbage_collector::add_garbage_collectors;
+use crate::controllers::node_lifecycle::NodeLifecycleConfig;
+use crate::controllers::{
+    DeploymentController, EndpointsController, NamespaceController, NodeLifecycleController,
+    ReplicaSetController,
+};
+use crate::informer::SharedInformers;
+use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
+use crate::set::ControllerSet;
+
+/// The names of the built-in controllers [`ControllerManager`] runs.
+pub const CONTROLLERS: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "endpoints",
+    "nodelifecycle",
+    "garbagecollector",
+    "namespace",
+];
+
+/// Every built-in controller over `informers`: ReplicaSet, Deployment, Endpoints,
+/// NodeLifecycle, the garbage collectors and Namespace.
+pub fn built_in_controllers<C: Client>(
+    informers: &SharedInformers<C>,
+    node_lifecycle: NodeLifecycleConfig,
+) -> ControllerSet {
+    let mut set = ControllerSet::new();
+    set.add(ReplicaSetController::controller(informers).concurrency(4));
+    set.add(DeploymentController::controller(informers).concurrency(2));
+    set.add(EndpointsController::controller(informers).concurrency(2));
+    set.add(NodeLifecycleController::controller(
+        informers,
+        node_lifecycle,
+    ));
+    add_garbage_collectors(&mut set, informers);
+    set.add(NamespaceController::controller(informers));
+    set
+}
+
+/// Runs the built-in controllers, behind leader election when configured.
+#[derive(Debug)]
+pub struct ControllerManager<C> {
+    client: C,
+    leader_election: Option<LeaderElectionConfig>,
+    node_lifecycle: NodeLifecycleConfig,
+    metrics: Arc<Mutex<Vec<MetricsHandle>>>,
+}
+
+impl<C: Client> ControllerManager<C> {
+    /// A manager over `client`, without leader election, with default settings.
+    pub fn new(client: C) -> Self {
+        ControllerManager {
+            client,
+            leader_election: None,
+            node_lifecycle: NodeLifecycleConfig::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Runs the controllers only while holding the lease `config` names.
+    pub fn leader_election(
+        mut self,
+        config: LeaderElectionConfig,
+    ) -> Result<Self, LeaderElectionError> {
+        config.validate()?;
+        self.leader_election = Some(config);
+        Ok(self)
+    }
+
+    /// The NodeLifecycle controller's settings.
+    pub fn node_lifecycle(mut self, config: NodeLifecycleConfig) -> Self {
+        self.node_lifecycle = config;
+        self
+    }
+
+    /// A handle rendering the running controllers' metrics (empty while not leading).
+    pub fn metrics(&self) -> ManagerMetrics {
+        ManagerMetrics {
+            handles: Arc::clone(&self.metrics),
+        }
+    }
+
+    /// Runs until `shutdown` resolves; the running reconciles finish and the lease is released.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let ControllerManager {
+            client,
+            leader_election,
+            node_lifecycle,
+            metrics,
+        } = self;
+        let elector_client = client.clone();
+        let term = move |stop: futures::future::BoxFuture<'static, ()>| {
+            let informers = SharedInformers::new(client.clone());
+            let set = built_in_controllers(&informers, node_lifecycle.clone());
+            *metrics.lock().unwrap_or_else(PoisonError::into_inner) = set.metrics();
+            let metrics = Arc::clone(&metrics);
+            async move {
+                set.run(stop).await;
+                informers.shut_down();
+                metrics
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+            }
+        };
+        match leader_election {
+            None => {
+                use futures::FutureExt;
+                term(shutdown.boxed()).await;
+            }
+            Some(config) => {
+                let elector = match LeaderElector::new(elector_client, config) {
+                    Ok(elector) => elector,
+                    // Validated by `leader_election` already.
+                    Err(err) => {
+                        tracing::error!(error = %err, "invalid leader election settings");
+                        return;
+                    }
+                };
+                elector
+                    .run(shutdown, |leadership| {
+                        use futures::FutureExt;
+                        term(async move { leadership.lost().await }.boxed())
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// Renders the metrics of the controllers running now. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ManagerMetrics {
+    handles: Arc<Mutex<Vec<MetricsHandle>>>,
+}
+
+impl ManagerMetrics {
+    /// Every running controller's metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let handles = self
+            .handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // Each controller's text repeats the HELP and TYPE lines; a family is described once.
+        let mut described = std::collections::HashSet::new();
+        let mut out = String::new();
+        for text in handles.iter().map(MetricsHandle::render) {
+            for line in text.lines() {
+                if line.starts_with('#') && !described.insert(line.to_owned()) {
+                    continue;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
