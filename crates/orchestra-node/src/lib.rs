@@ -7,8 +7,10 @@
 //!
 //! # Layout
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
+//! - [`testing`]: the runtimes' conformance suite ([`testing::Suite`]) and its portable [`testing::Workload`]s.
 
 pub mod runtime;
+pub mod testing;
 
 pub use runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
