@@ -580,3 +580,59 @@ async fn state_files_that_are_not_json_give_a_clear_error() {
     };
     assert!(err.to_string().contains("abc.json"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reused_pid_is_not_mistaken_for_the_container() {
+    let harness = ProcessHarness::new();
+    let config = harness.config();
+    let first = ProcessRuntime::new(config.clone())
+        .await
+        .expect("first runtime");
+    let sandbox = first
+        .run_pod_sandbox(&sandbox_config("reuse"))
+        .await
+        .expect("sandbox");
+    let id = first
+        .create_container(
+            &sandbox,
+            &container("c", "echo pid=$$; while :; do sleep 1; done"),
+        )
+        .await
+        .expect("create");
+    first.start_container(&id).await.expect("start");
+    let log = wait_for_log(&first, &id, "pid=", LIMIT).await;
+    let pid: u32 = field(&log, "pid").parse().expect("pid");
+    drop(first);
+
+    // Make the record say the pid belonged to a process that started at another time, as if
+    // the container had ended and the number had been reused.
+    let file = config.state_dir.join(format!("containers/{id}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read record")).expect("json");
+    let ticks = record["pid_start_ticks"]
+        .as_u64()
+        .expect("start ticks recorded");
+    record["pid_start_ticks"] = serde_json::json!(ticks + 1);
+    std::fs::write(&file, serde_json::to_vec(&record).expect("json")).expect("write record");
+
+    let second = ProcessRuntime::new(config).await.expect("second runtime");
+    let status = second.container_status(&id).await.expect("status");
+    assert_eq!(
+        (status.state, status.exit_code),
+        (ContainerState::Exited, None),
+        "{status:?}"
+    );
+    assert_eq!(status.reason, "Unknown");
+    // Removing the container must not signal a process it does not own.
+    second.remove_pod_sandbox(&sandbox).await.expect("remove");
+    assert!(
+        !is_gone(pid),
+        "a process that is not the container's was signalled"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    wait_gone(pid).await;
+}
