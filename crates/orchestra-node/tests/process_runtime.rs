@@ -636,3 +636,43 @@ async fn a_reused_pid_is_not_mistaken_for_the_container() {
     assert!(killed.success());
     wait_gone(pid).await;
 }
+
+#[tokio::test]
+async fn an_exec_that_times_out_is_killed_with_its_children() {
+    let harness = ProcessHarness::new();
+    let rt = harness.runtime().await;
+    let sandbox = rt
+        .run_pod_sandbox(&sandbox_config("exec-kill"))
+        .await
+        .expect("sandbox");
+    let id = rt
+        .create_container(
+            &sandbox,
+            &container("c", "echo ready; while :; do sleep 1; done"),
+        )
+        .await
+        .expect("create");
+    rt.start_container(&id).await.expect("start");
+    wait_for_log(&rt, &id, "ready", LIMIT).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let pid_file = dir.path().join("pid");
+    let script = format!("sleep 1000 & echo $! > {}; wait", pid_file.display());
+    let err = rt
+        .exec_sync(&id, &sh(&script), Duration::from_secs(1))
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, RuntimeError::Timeout { .. }), "{err:?}");
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the exec wrote its child's pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_gone(child).await;
+    let status = rt.container_status(&id).await.expect("status");
+    assert_eq!(
+        status.state,
+        ContainerState::Running,
+        "the container is not disturbed"
+    );
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove");
+}

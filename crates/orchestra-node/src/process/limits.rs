@@ -151,4 +151,49 @@ mod tests {
         );
         assert_eq!(LimitsMode::Rlimit.name(), "rlimit");
     }
+
+    #[test]
+    fn cgroup_files_get_the_kernel_formats() {
+        // The files a cgroup v2 directory offers, written into a plain directory: this checks
+        // what is written, not that a kernel enforces it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = LimitsMode::CgroupV2 {
+            root: dir.path().to_owned(),
+        };
+        let resources = ContainerResources {
+            cpu_limit_millis: Some(500),
+            memory_limit_bytes: Some(64 << 20),
+            cpu_request_millis: None,
+        };
+        let cgroup = mode
+            .create_cgroup("c1", &resources)
+            .expect("create")
+            .expect("a cgroup");
+        assert_eq!(cgroup, dir.path().join("c1"));
+        assert_eq!(
+            fs::read_to_string(cgroup.join("cpu.max")).expect("cpu.max"),
+            "50000 100000"
+        );
+        assert_eq!(
+            fs::read_to_string(cgroup.join("memory.max")).expect("memory.max"),
+            "67108864"
+        );
+        mode.apply(4242, Some(&cgroup), &resources).expect("apply");
+        assert_eq!(
+            fs::read_to_string(cgroup.join("cgroup.procs")).expect("procs"),
+            "4242"
+        );
+        // No limits: no limit files, the cgroup still groups the processes.
+        let bare = mode
+            .create_cgroup("c2", &ContainerResources::default())
+            .expect("create")
+            .expect("cgroup");
+        assert!(!bare.join("cpu.max").exists() && !bare.join("memory.max").exists());
+        assert_eq!(
+            LimitsMode::Rlimit
+                .create_cgroup("c3", &resources)
+                .expect("rlimit"),
+            None
+        );
+    }
 }

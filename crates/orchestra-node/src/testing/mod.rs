@@ -7,11 +7,30 @@
 //! [`runtime_conformance_tests!`](crate::runtime_conformance_tests) generates one `#[test]` per
 //! check so that a failure names it:
 //!
-//! ```ignore
+//! ```no_run
+//! use orchestra_node::testing::{Harness, Workload};
+//! use orchestra_node::{ProcessRuntime, ProcessRuntimeConfig};
+//!
+//! /// Process runtimes, each on a fresh state directory.
+//! struct Local(tempfile::TempDir);
+//!
+//! #[async_trait::async_trait]
+//! impl Harness for Local {
+//!     type Runtime = ProcessRuntime;
+//!     async fn runtime(&self) -> ProcessRuntime {
+//!         let dir = tempfile::tempdir_in(self.0.path()).expect("state dir").keep();
+//!         ProcessRuntime::new(ProcessRuntimeConfig::new(dir)).await.expect("runtime")
+//!     }
+//!     fn command(&self, workload: &Workload) -> Vec<String> {
+//!         vec!["/bin/sh".into(), "-c".into(), workload.shell_script()]
+//!     }
+//! }
+//!
 //! orchestra_node::runtime_conformance_tests! {
 //!     #[tokio::test]
-//!     harness = MyHarness::new(),
+//!     harness = Local(tempfile::tempdir().expect("tempdir")),
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! Checks panic (with what was expected and what was seen) when the runtime misbehaves.
