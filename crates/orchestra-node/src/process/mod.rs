@@ -11,8 +11,8 @@
 //!   default), exported as `POD_IP` (and `HOSTNAME`), so that pods on one host can all listen
 //!   on the same port.
 //! - stdout and stderr go to `<log dir>/<container name>/<attempt>.log` (the log dir is the
-//!   sandbox's `log_directory`, or `<state>/pods/<sandbox id>`), rotated by size (see
-//!   [`logfile`](self) notes in [`ProcessRuntimeConfig::log_max_bytes`]).
+//!   sandbox's `log_directory`, or `<state>/pods/<sandbox id>`), rotated by size (copy, then
+//!   truncate: see [`ProcessRuntimeConfig::log_max_bytes`]).
 //! - Limits: cgroup v2 when available, otherwise rlimits; see [`LimitsMode`] and
 //!   [`ProcessRuntime::limits_mode`].
 //! - Exit codes: the process's code, or 128 + n for a process killed by signal n.

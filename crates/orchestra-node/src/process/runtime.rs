@@ -240,6 +240,10 @@ impl Shared {
 
     /// Records that container `id`'s process `pid` ended, and kills what is left of its group.
     fn process_ended(&self, id: &str, pid: i32, (code, reason, message): reap::Ending) {
+        // The leader is reaped by now, so its pid is free again; the group id stays in use while
+        // any member lives, and a new process reusing the number would lead a group of that
+        // id only if it was also spawned with `process_group(0)` in the instant between: a
+        // risk taken, since std and tokio reap on wait and offer no wait-without-reaping.
         signal_group(pid, Signal::KILL);
         let mut state = self.state();
         let Some(entry) = state.containers.get_mut(id) else {

@@ -60,6 +60,47 @@ impl Workload {
         ])
     }
 
+    /// The workload as a command line for runtimes without a shell (a simulated runtime
+    /// carries it in `command`, and in `exec_sync`'s command): `orchestra-workload` followed by
+    /// one argument per step (`print=TEXT`, `print-err=TEXT`, `sleep-ms=N`, `exit=N`,
+    /// `ignore-term`, `forever`). [`Workload::from_command`] reads it back.
+    pub fn to_command(&self) -> Vec<String> {
+        let mut argv = vec![COMMAND_NAME.to_owned()];
+        argv.extend(self.steps.iter().map(|step| match step {
+            Step::IgnoreTerm => "ignore-term".to_owned(),
+            Step::Print(line) => format!("print={line}"),
+            Step::PrintErr(line) => format!("print-err={line}"),
+            Step::Sleep(d) => format!("sleep-ms={}", d.as_millis()),
+            Step::Exit(code) => format!("exit={code}"),
+            Step::RunForever => "forever".to_owned(),
+        }));
+        argv
+    }
+
+    /// Reads a command made by [`Workload::to_command`]; `None` if `argv` is not one (another
+    /// program, or an argument it does not understand).
+    pub fn from_command(argv: &[String]) -> Option<Workload> {
+        let (program, args) = argv.split_first()?;
+        if program != COMMAND_NAME {
+            return None;
+        }
+        let steps = args
+            .iter()
+            .map(|arg| {
+                Some(match arg.split_once('=') {
+                    Some(("print", line)) => Step::Print(line.to_owned()),
+                    Some(("print-err", line)) => Step::PrintErr(line.to_owned()),
+                    Some(("sleep-ms", ms)) => Step::Sleep(Duration::from_millis(ms.parse().ok()?)),
+                    Some(("exit", code)) => Step::Exit(code.parse().ok()?),
+                    None if arg == "ignore-term" => Step::IgnoreTerm,
+                    None if arg == "forever" => Step::RunForever,
+                    _ => return None,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Workload { steps })
+    }
+
     /// The workload as a POSIX shell script (for `/bin/sh -c`, dash or busybox sh): lines are
     /// written with `printf '%s\n'` and single-quoted, so any text is safe.
     pub fn shell_script(&self) -> String {
@@ -79,6 +120,9 @@ impl Workload {
         parts.join("; ")
     }
 }
+
+/// The program name of [`Workload::to_command`]'s command lines.
+pub const COMMAND_NAME: &str = "orchestra-workload";
 
 /// `s` single-quoted for a POSIX shell (`'` becomes `'\''`).
 fn shell_quote(s: &str) -> String {
@@ -101,6 +145,29 @@ mod tests {
         assert_eq!(
             w.shell_script(),
             r"trap '' TERM; printf '%s\n' 'it'\''s'; printf '%s\n' 'e' >&2; sleep 1.500; exit 3"
+        );
+    }
+
+    #[test]
+    fn command_lines_round_trip() {
+        let w = Workload::new(vec![
+            Step::IgnoreTerm,
+            Step::Print("a=b c".into()),
+            Step::PrintErr(String::new()),
+            Step::Sleep(Duration::from_millis(250)),
+            Step::Exit(-1),
+            Step::RunForever,
+        ]);
+        let argv = w.to_command();
+        assert_eq!(argv[0], COMMAND_NAME);
+        assert_eq!(argv[2], "print=a=b c");
+        assert_eq!(Workload::from_command(&argv), Some(w));
+        assert_eq!(Workload::from_command(&["sh".to_owned()]), None);
+        let bad = vec![COMMAND_NAME.to_owned(), "sleep-ms=soon".to_owned()];
+        assert_eq!(Workload::from_command(&bad), None);
+        assert_eq!(
+            Workload::from_command(&[COMMAND_NAME.to_owned()]),
+            Some(Workload::default())
         );
     }
 
