@@ -25,6 +25,7 @@
 //!   reported the same way.
 //!
 //! # Layout
+//! - `follow`: following a log file;
 //! - [`ip`]: [`IpRange`], pod IP allocation;
 //! - [`limits`]: [`LimitsMode`], cgroup v2 and rlimits;
 //! - `logfile`: log files, rotation and reading;
@@ -33,6 +34,7 @@
 //! - `signal`: stop-signal names;
 //! - `reap`: waiting for processes to end.
 
+mod follow;
 pub mod ip;
 pub mod limits;
 mod logfile;

@@ -1,7 +1,7 @@
 //! [`ProcessRuntime`] and its configuration: the [`RuntimeDriver`] over local processes.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::follow;
 use super::ip::IpRange;
 use super::limits::LimitsMode;
 use super::logfile;
@@ -27,8 +28,6 @@ use crate::runtime::{
 /// How long `stop_container` waits for a process to end after SIGKILL before reporting a
 /// timeout (a process stuck in the kernel, state D, ignores even KILL for a while).
 const KILL_WAIT: Duration = Duration::from_secs(10);
-/// How often a followed log looks for new output.
-const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// `PATH` for containers when the runtime itself has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -363,24 +362,6 @@ impl Shared {
         record.pid = Some(pid);
         record.pid_start_ticks = procfs::read_stat(pid).ok().flatten().map(|s| s.start_ticks);
         Ok(child)
-    }
-
-    fn read_new_output(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = match std::fs::File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        if len < *offset {
-            *offset = 0; // rotated (truncated) since the last read
-        }
-        file.seek(SeekFrom::Start(*offset))?;
-        let mut buf = Vec::new();
-        file.take(len - *offset).read_to_end(&mut buf)?;
-        *offset += buf.len() as u64;
-        Ok(buf)
     }
 }
 
@@ -812,7 +793,7 @@ impl RuntimeDriver for ProcessRuntime {
         };
         // The current file is read once: its length is where a follower continues.
         let current = logfile::read_if_present(&path).map_err(io_err)?;
-        let mut offset = current.len() as u64;
+        let offset = current.len() as u64;
         let mut all = logfile::read_rotated(&path, keep).map_err(io_err)?;
         all.extend(current);
         let all = all.as_slice();
@@ -826,44 +807,16 @@ impl RuntimeDriver for ProcessRuntime {
             let chunks = (!selected.is_empty()).then(|| Ok(Bytes::from(selected)));
             return Ok(Box::pin(futures::stream::iter(chunks)));
         }
-        let (tx, mut rx) = mpsc::channel::<Result<Bytes, RuntimeError>>(16);
         let shared = Arc::clone(&self.shared);
         let container = id.0.clone();
-        tokio::spawn(async move {
-            if !selected.is_empty() && tx.send(Ok(Bytes::from(selected))).await.is_err() {
-                return;
-            }
-            while !tx.is_closed() {
-                // Whether it had ended is decided before reading, so its last output is read.
-                let ended = shared
-                    .state()
-                    .containers
-                    .get(&container)
-                    .is_none_or(|e| e.record.state == StoredState::Exited);
-                let mut new = match Shared::read_new_output(&path, &mut offset) {
-                    Ok(new) => new,
-                    Err(source) => {
-                        let context = format!("following the log {}", path.display());
-                        let _ = tx.send(Err(RuntimeError::Io { context, source })).await;
-                        return;
-                    }
-                };
-                if let Some(left) = remaining.as_mut() {
-                    new.truncate(*left);
-                    *left -= new.len();
-                }
-                if !new.is_empty() && tx.send(Ok(Bytes::from(new))).await.is_err() {
-                    return;
-                }
-                if ended || remaining == Some(0) {
-                    return;
-                }
-                tokio::time::sleep(FOLLOW_POLL).await;
-            }
-        });
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
-            rx.poll_recv(cx)
-        })))
+        let ended = move || {
+            shared
+                .state()
+                .containers
+                .get(&container)
+                .is_none_or(|e| e.record.state == StoredState::Exited)
+        };
+        Ok(follow::follow(path, offset, selected, remaining, ended))
     }
 
     /// Images do not apply to local processes: always succeeds, does nothing.
