@@ -33,11 +33,22 @@ impl LimitsMode {
     /// Chooses the mode: cgroup v2 under `cgroup_root` if its parent offers the cpu and memory
     /// controllers and the runtime may create and configure it; rlimits otherwise.
     pub fn detect(cgroup_root: Option<&Path>) -> LimitsMode {
-        match cgroup_root {
-            Some(root) if prepare_cgroup_root(root).is_ok() => LimitsMode::CgroupV2 {
+        let Some(root) = cgroup_root else {
+            return LimitsMode::Rlimit;
+        };
+        let existed = root.exists();
+        match prepare_cgroup_root(root) {
+            Ok(()) => LimitsMode::CgroupV2 {
                 root: root.to_owned(),
             },
-            _ => LimitsMode::Rlimit,
+            Err(e) => {
+                tracing::info!(cgroup = %root.display(), error = %e, "no usable cgroup v2: limits fall back to rlimits");
+                if !existed {
+                    // Best effort: leave no unusable empty cgroup behind.
+                    let _ = fs::remove_dir(root);
+                }
+                LimitsMode::Rlimit
+            }
         }
     }
 
