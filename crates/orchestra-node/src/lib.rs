@@ -6,10 +6,15 @@
 //! pods as plain local processes.
 //!
 //! # Layout
+//! - [`process`]: [`ProcessRuntime`], containers as local processes.
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
+//! - [`testing`]: the runtimes' conformance suite ([`testing::Suite`]) and its portable [`testing::Workload`]s.
 
+pub mod process;
 pub mod runtime;
+pub mod testing;
 
+pub use process::{IpRange, LimitsMode, ProcessRuntime, ProcessRuntimeConfig};
 pub use runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
     LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId,
