@@ -7,9 +7,14 @@
 //!
 //! # Layout
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
+//! - [`fake`]: [`FakeRuntime`], containers simulated on tokio's clock, for tests and scale.
+//! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
 
+pub mod fake;
+pub mod pod;
 pub mod runtime;
 
+pub use fake::{FakeBehaviour, FakeRuntime};
 pub use runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
     LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId,
