@@ -15,6 +15,7 @@ pub mod pod;
 pub mod runtime;
 
 pub use fake::{FakeBehaviour, FakeRuntime};
+pub use pod::{Action, Plan, plan};
 pub use runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
     LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId,
