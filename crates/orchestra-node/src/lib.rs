@@ -9,9 +9,11 @@
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
 //! - [`fake`]: [`FakeRuntime`], containers simulated on tokio's clock, for tests and scale.
 //! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
+//! - [`probe`]: startup, liveness and readiness probes (exec, httpGet, tcpSocket).
 
 pub mod fake;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 
 pub use fake::{FakeBehaviour, FakeRuntime};
