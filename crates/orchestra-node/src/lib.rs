@@ -7,15 +7,18 @@
 //!
 //! # Layout
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
+//! - [`agent`]: the node agent: node registration, lease, one worker per pod.
 //! - [`fake`]: [`FakeRuntime`], containers simulated on tokio's clock, for tests and scale.
 //! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
 //! - [`probe`]: startup, liveness and readiness probes (exec, httpGet, tcpSocket).
 
+pub mod agent;
 pub mod fake;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
 
+pub use agent::{Agent, AgentConfig};
 pub use fake::{FakeBehaviour, FakeRuntime};
 pub use pod::{Action, Plan, plan};
 pub use runtime::{

@@ -77,14 +77,19 @@ impl Prober {
             results,
             notify,
         };
-        sink.update(|s| {
-            *s = ProbeState {
-                container: id.clone(),
-                started: startup.is_none(),
-                ready: false,
-                failed: None,
-            }
-        });
+        // A new container replaces whatever an earlier attempt left.
+        sink.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                spec.name.clone(),
+                ProbeState {
+                    container: id.clone(),
+                    started: startup.is_none(),
+                    ready: false,
+                    failed: None,
+                },
+            );
         let run = Run {
             runtime,
             container: id.clone(),

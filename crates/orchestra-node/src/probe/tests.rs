@@ -252,3 +252,34 @@ async fn http_and_tcp_probes_reach_a_local_server() {
         Err("the pod has no IP yet".into())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_attempt_replaces_the_verdicts_of_the_previous_one() {
+    let runtime = FakeRuntime::new();
+    let first = running(&runtime, "fake/run?healthy-for=1s").await;
+    let results = ProbeResults::default();
+    let spec = Container {
+        name: "web".into(),
+        liveness_probe: Some(exec_probe(1, 1)),
+        ..Container::default()
+    };
+    let start = |id: ContainerId| {
+        Prober::start(
+            Arc::new(runtime.clone()),
+            &spec,
+            id,
+            None,
+            results.clone(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap()
+    };
+    let prober = start(first.clone());
+    sleep(Duration::from_millis(1500)).await;
+    assert!(state(&results).failed.is_some());
+    drop(prober);
+    let second = running(&runtime, "fake/run").await;
+    let _prober = start(second.clone());
+    let now = state(&results);
+    assert_eq!((now.container, now.failed), (second, None));
+}
