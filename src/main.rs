@@ -50,6 +50,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Scheduler(#[from] cli::scheduler::SchedulerError),
+    /// The node agent failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Agent(#[from] cli::agent::AgentError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -99,6 +103,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             #[cfg(feature = "server")]
             Command::Scheduler(args) => cli::scheduler::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::Agent(args) => cli::agent::run(args).await?,
         }
         Ok(())
     })

@@ -5,12 +5,15 @@
 //! arguments in its own module, so adding a subcommand is one variant here and one module.
 //!
 //! # Layout
+//! - [`agent`]: `orchestra agent ...`, the node agent against an API server.
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 
+#[cfg(feature = "server")]
+pub mod agent;
 pub mod bench;
 #[cfg(feature = "server")]
 pub mod ctl;
@@ -23,6 +26,8 @@ pub mod server;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "server")]
+pub use agent::AgentArgs;
 pub use bench::BenchCommand;
 #[cfg(feature = "server")]
 pub use ctl::CtlArgs;
@@ -61,6 +66,9 @@ pub enum Command {
     /// Schedule pending pods onto nodes through an API server.
     #[cfg(feature = "server")]
     Scheduler(SchedulerArgs),
+    /// Run the pods bound to a node (the node agent, kubelet's job) through a container runtime.
+    #[cfg(feature = "server")]
+    Agent(AgentArgs),
 }
 
 #[cfg(test)]
