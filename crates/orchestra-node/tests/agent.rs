@@ -384,3 +384,52 @@ async fn bad_input_ends_up_in_the_status_not_in_a_crash() {
     wait_pod(&client, "fine", Duration::from_secs(5), is_ready).await;
     agent.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_run_in_order_and_a_job_succeeds() {
+    use orchestra_api::resources::RestartPolicy;
+    let client = LocalClient::new(MemStore::new());
+    let runtime = FakeRuntime::new();
+    let agent = start_agent(&client, &runtime);
+    let mut job = pod("job", "fake/exit:0?after=10s");
+    job.spec.restart_policy = Some(RestartPolicy::OnFailure);
+    job.spec.init_containers = vec![
+        Container {
+            name: "first".into(),
+            image: "fake/exit:0?after=3s".into(),
+            ..Container::default()
+        },
+        Container {
+            name: "second".into(),
+            image: "fake/exit:0?after=3s".into(),
+            ..Container::default()
+        },
+    ];
+    client.create(&job).await.unwrap();
+    let t0 = Instant::now();
+    sleep(Duration::from_secs(4)).await;
+    let p = get(&client, "job").await.unwrap();
+    let status = p.status.clone().unwrap();
+    assert_eq!(status.phase, Some(PodPhase::Pending));
+    let init = &status.init_container_statuses;
+    assert!(init[0].state.as_ref().unwrap().terminated.is_some());
+    assert!(init[1].state.as_ref().unwrap().running.is_some());
+    assert_eq!(waiting(&p).unwrap().0, "PodInitializing");
+
+    let done = wait_pod(&client, "job", Duration::from_secs(15), |p| {
+        p.status.as_ref().and_then(|s| s.phase) == Some(PodPhase::Succeeded)
+    })
+    .await;
+    // 3 s + 3 s of init containers, then 10 s of the job.
+    assert!(t0.elapsed() >= Duration::from_secs(16));
+    let status = done.status.unwrap();
+    let t = status.container_statuses[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!((t.exit_code, t.reason.as_str()), (0, "Completed"));
+    assert_eq!(status.container_statuses[0].restart_count, 0);
+    agent.stop().await;
+}

@@ -192,17 +192,6 @@ impl<'a> Planner<'a> {
             .sandbox
             .as_ref()
             .filter(|s| s.state == SandboxState::Ready);
-        if sandbox.is_none() && self.may_start {
-            if let Some(old) = &input.observed.sandbox {
-                self.actions.push(Action::RemoveSandbox(old.id.clone()));
-            }
-            let attempt = input
-                .observed
-                .sandbox
-                .as_ref()
-                .map_or(0, |s| s.config.attempt + 1);
-            self.actions.push(Action::CreateSandbox { attempt });
-        }
         let has_sandbox = sandbox.is_some();
         if deleting {
             for c in &input.observed.containers {
@@ -298,6 +287,22 @@ impl<'a> Planner<'a> {
             self.actions.push(Action::StopSandbox(sandbox.id.clone()));
         }
         let terminated = deleting && running == 0;
+        // A new sandbox only for a pod that still has something to run: a terminal pod's
+        // stopped sandbox stays stopped (decided after the phase, which may just have turned
+        // terminal in this very plan).
+        if sandbox.is_none() && self.may_start && !terminal {
+            let mut front = Vec::new();
+            if let Some(old) = &input.observed.sandbox {
+                front.push(Action::RemoveSandbox(old.id.clone()));
+            }
+            let attempt = input
+                .observed
+                .sandbox
+                .as_ref()
+                .map_or(0, |s| s.config.attempt + 1);
+            front.push(Action::CreateSandbox { attempt });
+            self.actions.splice(0..0, front);
+        }
 
         let previous = pod.status.as_ref();
         let now = to_time(input.now);

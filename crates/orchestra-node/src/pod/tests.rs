@@ -695,3 +695,26 @@ fn transition_times_change_only_with_the_condition() {
         .unwrap();
     assert_eq!(scheduled.last_transition_time, Some(to_time(at(1))));
 }
+
+#[test]
+fn a_pod_that_just_finished_keeps_its_stopped_sandbox() {
+    // Regression: the sandbox stopped for a pod that turned Succeeded in the previous plan,
+    // before that status was written, must not be recreated (which reran the pod).
+    let mut case = Case::new(
+        pod(&["job"], RestartPolicy::OnFailure),
+        vec![exited("c1", "job", 0, 0, 3, 0)],
+    );
+    case.observed.sandbox = Some(sandbox(SandboxState::NotReady));
+    let plan = case.plan(4);
+    assert_eq!(plan.actions, vec![]);
+    assert_eq!(plan.status.phase, Some(PodPhase::Succeeded));
+    // With Always, the same stopped sandbox is replaced: the pod must run again.
+    case.pod.spec.restart_policy = Some(RestartPolicy::Always);
+    assert_eq!(
+        case.plan(4).actions,
+        vec![
+            Action::RemoveSandbox("s1".into()),
+            Action::CreateSandbox { attempt: 1 }
+        ]
+    );
+}
