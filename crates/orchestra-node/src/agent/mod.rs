@@ -149,13 +149,11 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(7));
             }
-            let status = tokio::spawn(node::status_loop(
-                client.clone(),
-                config.clone(),
-                runtime.name().to_owned(),
-            ));
-            node::lease_loop(client, config).await;
-            status.abort();
+            // Both loops live in this task, so stopping the agent stops them.
+            tokio::join!(
+                node::status_loop(client.clone(), config.clone(), runtime.name().to_owned()),
+                node::lease_loop(client, config),
+            );
         });
         tokio::select! {
             () = shutdown => {}
