@@ -1,6 +1,6 @@
 //! `orchestra agent --runtime fake`: with `orchestra server` and `orchestra scheduler`, a pod
 //! created without a node is bound to the agent's node and reported Running and Ready; the
-//! agent registers its Node and stops with exit 0 on SIGTERM; `--runtime process` is refused
+//! agent registers its Node, deleting the pod goes through the agent, and the agent stops with exit 0 on SIGTERM; `--runtime process` is refused
 //! with a clear message until that runtime is built in.
 
 #![cfg(feature = "server")]
@@ -103,6 +103,28 @@ async fn the_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
     let capacity = node.status.unwrap().capacity;
     assert_eq!(capacity["cpu"].value(), 8);
     assert_eq!(capacity["memory"].value(), 32 << 30);
+
+    // Deleting goes through the agent: the pod is marked, its container stopped, then removed.
+    let deleted = client
+        .delete::<Pod>(
+            "default",
+            "web",
+            &orchestra_api::registry::DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !deleted.is_deleted(),
+        "the agent's finalizer should hold the pod"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while client.get::<Pod>("default", "web").await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     stop(agent, "orchestra agent");
     stop(scheduler, "orchestra scheduler");
