@@ -316,3 +316,38 @@ pub fn group_by_pod(state: RuntimeState) -> HashMap<String, Adopted> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeRuntime;
+    use crate::runtime::{ContainerConfig, SandboxConfig};
+
+    #[tokio::test(start_paused = true)]
+    async fn adoption_groups_by_pod_uid_preferring_the_ready_newest_sandbox() {
+        let runtime = FakeRuntime::new();
+        let sandbox = |uid: &str, attempt| SandboxConfig {
+            uid: uid.into(),
+            attempt,
+            ..SandboxConfig::default()
+        };
+        let old = runtime.run_pod_sandbox(&sandbox("a", 0)).await.unwrap();
+        runtime.stop_pod_sandbox(&old).await.unwrap();
+        let current = runtime.run_pod_sandbox(&sandbox("a", 1)).await.unwrap();
+        let other = runtime.run_pod_sandbox(&sandbox("b", 0)).await.unwrap();
+        let config = ContainerConfig {
+            name: "main".into(),
+            ..ContainerConfig::default()
+        };
+        let in_current = runtime.create_container(&current, &config).await.unwrap();
+        runtime.create_container(&old, &config).await.ok();
+        let in_other = runtime.create_container(&other, &config).await.unwrap();
+
+        let grouped = group_by_pod(runtime.list().await.unwrap());
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped["a"].sandbox, Some(current));
+        assert_eq!(grouped["a"].containers, vec![in_current]);
+        assert_eq!(grouped["b"].sandbox, Some(other));
+        assert_eq!(grouped["b"].containers, vec![in_other]);
+    }
+}
