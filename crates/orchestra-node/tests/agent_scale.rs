@@ -1,4 +1,4 @@
-//! Many pods on one agent over FakeRuntime, in paused time: every one reports Running and
+//! A hundred pods on one agent over FakeRuntime, in paused time: every one reports Running and
 //! Ready, and deleting them all leaves the runtime empty.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use orchestra_node::fake::FakeRuntime;
 use orchestra_store::MemStore;
 use tokio::time::{Instant, sleep};
 
-const PODS: usize = 200;
+const PODS: usize = 100;
 
 fn ready(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|s| {
@@ -23,7 +23,7 @@ fn ready(pod: &Pod) -> bool {
 }
 
 #[tokio::test(start_paused = true)]
-async fn hundreds_of_pods_run_and_go_away() {
+async fn a_hundred_pods_run_and_go_away() {
     let client = LocalClient::new(MemStore::new());
     let runtime = FakeRuntime::new();
     let agent = Agent::new(client.clone(), runtime.clone(), AgentConfig::new("node-1"));
