@@ -54,6 +54,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     ControllerManager(#[from] cli::controller_manager::ControllerManagerError),
+    /// The node agent failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Agent(#[from] cli::agent::AgentError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             Command::Scheduler(args) => cli::scheduler::run(args).await?,
             #[cfg(feature = "server")]
             Command::ControllerManager(args) => cli::controller_manager::run(args).await?,
+            Command::Agent(args) => cli::agent::run(args).await?,
         }
         Ok(())
     })

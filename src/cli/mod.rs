@@ -5,6 +5,7 @@
 //! arguments in its own module, so adding a subcommand is one variant here and one module.
 //!
 //! # Layout
+//! - [`agent`]: `orchestra agent ...`, the node agent against an API server.
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`controller_manager`]: `orchestra controller-manager ...`, the built-in controllers.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
@@ -12,6 +13,8 @@
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 
+#[cfg(feature = "server")]
+pub mod agent;
 pub mod bench;
 #[cfg(feature = "server")]
 pub mod controller_manager;
@@ -26,6 +29,8 @@ pub mod server;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "server")]
+pub use agent::AgentArgs;
 pub use bench::BenchCommand;
 #[cfg(feature = "server")]
 pub use ctl::CtlArgs;
@@ -67,6 +72,9 @@ pub enum Command {
     /// Run the built-in controllers against an API server, behind leader election.
     #[cfg(feature = "server")]
     ControllerManager(controller_manager::ControllerManagerArgs),
+    /// Run the pods bound to a node (the node agent, kubelet's job) through a container runtime.
+    #[cfg(feature = "server")]
+    Agent(AgentArgs),
 }
 
 #[cfg(test)]

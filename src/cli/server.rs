@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use orchestra_api::admission::service_ip::RangeError;
-use orchestra_api::admission::{Admission, AdmissionConfig, Ipv4Cidr, ServiceRanges};
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra::controller::manager::ControllerManager;
 use orchestra::sched::run::SchedulerLoop;
 use orchestra::sched::{Profiles, plugins};
+use orchestra_api::admission::service_ip::RangeError;
+use orchestra_api::admission::{Admission, AdmissionConfig, Ipv4Cidr, ServiceRanges};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::ApiServer;
 use orchestra_api::{LocalClient, Registry};

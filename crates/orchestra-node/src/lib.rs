@@ -6,14 +6,25 @@
 //! pods as plain local processes.
 //!
 //! # Layout
-//! - [`process`]: [`ProcessRuntime`], containers as local processes.
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
+//! - [`fake`]: [`FakeRuntime`], containers simulated on tokio's clock, for tests and scale.
+//! - [`process`]: [`ProcessRuntime`], containers as local processes.
 //! - [`testing`]: the runtimes' conformance suite ([`testing::Suite`]) and its portable [`testing::Workload`]s.
+//! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
+//! - [`probe`]: startup, liveness and readiness probes (exec, httpGet, tcpSocket).
+//! - [`agent`]: the node agent: node registration, lease, one worker per pod.
 
+pub mod agent;
+pub mod fake;
+pub mod pod;
+pub mod probe;
 pub mod process;
 pub mod runtime;
 pub mod testing;
 
+pub use agent::{Agent, AgentConfig};
+pub use fake::{FakeBehaviour, FakeRuntime};
+pub use pod::{Action, Plan, plan};
 pub use process::{IpRange, LimitsMode, ProcessRuntime, ProcessRuntimeConfig};
 pub use runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,

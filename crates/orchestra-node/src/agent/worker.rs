@@ -1,0 +1,487 @@
+//! The pod worker: one task per pod, which observes the runtime, asks the
+//! [state machine](crate::pod) what to do, does it, and writes the pod's status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy};
+use orchestra_api::{ApiError, Client};
+use tokio::sync::{Notify, watch};
+
+use super::AgentConfig;
+use crate::pod::{
+    self, Action, Backoff, LABEL_CONTAINER_NAME, LABEL_POD_UID, Observed, StartFailure, clock,
+};
+use crate::probe::{ProbeResults, Prober};
+use crate::runtime::{
+    ContainerConfig, ContainerId, ContainerResources, ContainerState, RuntimeDriver, RuntimeError,
+    SandboxConfig, SandboxId,
+};
+
+/// The finalizer the agent puts on the pods it runs, so that a deletion waits for their
+/// containers to stop (the registry deletes an object without finalizers at once).
+pub const FINALIZER: &str = "orchestra.io/node-agent";
+
+/// What an agent found in the runtime for one pod when it started.
+#[derive(Clone, Debug, Default)]
+pub struct Adopted {
+    /// The sandbox to keep using.
+    pub sandbox: Option<SandboxId>,
+    /// Its containers.
+    pub containers: Vec<ContainerId>,
+}
+
+/// How many action rounds a worker runs before it waits (a guard against a rule that keeps
+/// asking for actions).
+const MAX_ROUNDS: usize = 16;
+
+pub(super) struct Worker<C, R: ?Sized> {
+    pub client: C,
+    pub runtime: Arc<R>,
+    pub config: Arc<AgentConfig>,
+    pub pod: watch::Receiver<Option<Arc<Pod>>>,
+    pub sandbox: Option<SandboxId>,
+    pub containers: Vec<ContainerId>,
+    pub backoff: BTreeMap<String, Backoff>,
+    pub failures: BTreeMap<String, StartFailure>,
+    pub probes: ProbeResults,
+    pub probers: BTreeMap<String, Prober>,
+    pub notify: Arc<Notify>,
+    pub last_status: Option<PodStatus>,
+}
+
+impl<C: Client, R: RuntimeDriver> Worker<C, R> {
+    pub(super) fn new(
+        client: C,
+        runtime: Arc<R>,
+        config: Arc<AgentConfig>,
+        pod: watch::Receiver<Option<Arc<Pod>>>,
+        adopted: Adopted,
+    ) -> Self {
+        Worker {
+            client,
+            runtime,
+            config,
+            pod,
+            sandbox: adopted.sandbox,
+            containers: adopted.containers,
+            backoff: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            probes: ProbeResults::default(),
+            probers: BTreeMap::new(),
+            notify: Arc::new(Notify::new()),
+            last_status: None,
+        }
+    }
+
+    /// Runs until the pod is gone from the API and from the runtime.
+    pub(super) async fn run(mut self) {
+        let mut has_finalizer = false;
+        loop {
+            let Some(api_pod) = self.pod.borrow_and_update().clone() else {
+                self.clean_up().await;
+                return;
+            };
+            if self.last_status.is_none() {
+                self.last_status = api_pod.status.clone();
+            }
+            let deleting = api_pod.metadata.deletion_timestamp.is_some();
+            if !has_finalizer {
+                has_finalizer = api_pod.metadata.finalizers.iter().any(|f| f == FINALIZER);
+            }
+            if !has_finalizer && !deleting {
+                match self.set_finalizer(&api_pod, true).await {
+                    Ok(true) => has_finalizer = true,
+                    Ok(false) => {
+                        // Gone meanwhile: the watch will say so.
+                    }
+                    Err(err) => {
+                        tracing::warn!(pod = %api_pod.metadata.name, %err, "adding the agent's finalizer failed; retrying");
+                        self.wait(Some(Duration::from_secs(1))).await;
+                        continue;
+                    }
+                }
+            }
+            let mut pod = (*api_pod).clone();
+            pod.status = self.last_status.clone();
+
+            let mut plan = None;
+            for _ in 0..MAX_ROUNDS {
+                let observed = self.observe().await;
+                self.sync_probers(&pod, &observed);
+                let probes = self
+                    .probes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let next = pod::plan(pod::Input {
+                    pod: &pod,
+                    observed: &observed,
+                    probes: &probes,
+                    backoff: &self.backoff,
+                    failures: &self.failures,
+                    runtime: self.runtime.name(),
+                    host_ip: &self.config.address,
+                    now: clock::now(),
+                });
+                if next.actions.is_empty() {
+                    plan = Some(next);
+                    break;
+                }
+                if let Err(err) = self.execute(&pod, next.actions).await {
+                    tracing::warn!(pod = %pod.metadata.name, %err, "a runtime call failed; retrying");
+                    break;
+                }
+            }
+            let wake_at = plan.as_ref().and_then(|p| p.wake_at);
+            if let Some(plan) = plan {
+                if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
+                    match self.write_status(&api_pod, &plan.status).await {
+                        Ok(()) => self.last_status = Some(plan.status.clone()),
+                        Err(err) if err.is_not_found() => {}
+                        Err(err) => {
+                            tracing::warn!(pod = %pod.metadata.name, %err, "writing the pod status failed; retrying");
+                        }
+                    }
+                }
+                if plan.terminated {
+                    match self.set_finalizer(&api_pod, false).await {
+                        Ok(_) => {
+                            self.clean_up().await;
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(pod = %pod.metadata.name, %err, "removing the agent's finalizer failed; retrying");
+                        }
+                    }
+                }
+            }
+            let until = wake_at.and_then(|t| t.duration_since(clock::now()).ok());
+            self.wait(until).await;
+        }
+    }
+
+    /// Waits for a pod change, a probe verdict, `until` (if sooner) or the sync interval.
+    async fn wait(&mut self, until: Option<Duration>) {
+        let delay = until
+            .map_or(self.config.sync_interval, |d| {
+                d.min(self.config.sync_interval)
+            })
+            .max(Duration::from_millis(1));
+        tokio::select! {
+            changed = self.pod.changed() => {
+                if changed.is_err() {
+                    // The agent stopped: nothing will send again; the dispatcher aborts us.
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = self.notify.notified() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+
+    async fn observe(&mut self) -> Observed {
+        let mut observed = Observed::default();
+        if let Some(id) = &self.sandbox {
+            match self.runtime.sandbox_status(id).await {
+                Ok(status) => observed.sandbox = Some(status),
+                Err(err) if err.is_not_found() => {
+                    self.sandbox = None;
+                    self.containers.clear();
+                }
+                Err(err) => tracing::warn!(sandbox = %id, %err, "reading the sandbox failed"),
+            }
+        }
+        let mut kept = Vec::with_capacity(self.containers.len());
+        for id in std::mem::take(&mut self.containers) {
+            match self.runtime.container_status(&id).await {
+                Ok(status) => {
+                    observed.containers.push(status);
+                    kept.push(id);
+                }
+                Err(err) if err.is_not_found() => {}
+                Err(err) => {
+                    tracing::warn!(container = %id, %err, "reading the container failed");
+                    kept.push(id);
+                }
+            }
+        }
+        self.containers = kept;
+        observed
+    }
+
+    /// Starts probers for running containers with probes, and drops those of others.
+    fn sync_probers(&mut self, pod: &Pod, observed: &Observed) {
+        let ip = observed.sandbox.as_ref().and_then(|s| s.ip);
+        let running: BTreeMap<&str, &ContainerId> = observed
+            .containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| (c.config.name.as_str(), &c.id))
+            .collect();
+        self.probers
+            .retain(|name, prober| running.get(name.as_str()) == Some(&prober.container()));
+        for spec in &pod.spec.containers {
+            let Some(id) = running.get(spec.name.as_str()) else {
+                continue;
+            };
+            if self.probers.contains_key(&spec.name) {
+                continue;
+            }
+            let runtime: Arc<dyn RuntimeDriver> = self.runtime.clone();
+            if let Some(prober) = Prober::start(
+                runtime,
+                spec,
+                (*id).clone(),
+                ip,
+                self.probes.clone(),
+                self.notify.clone(),
+            ) {
+                self.probers.insert(spec.name.clone(), prober);
+            }
+        }
+    }
+
+    async fn execute(&mut self, pod: &Pod, actions: Vec<Action>) -> Result<(), RuntimeError> {
+        let mut kills = Vec::new();
+        for action in actions {
+            match action {
+                Action::CreateSandbox { attempt } => {
+                    let id = self
+                        .runtime
+                        .run_pod_sandbox(&sandbox_config(pod, attempt))
+                        .await?;
+                    self.sandbox = Some(id);
+                    self.containers.clear();
+                }
+                Action::RemoveSandbox(id) => {
+                    self.runtime.stop_pod_sandbox(&id).await?;
+                    self.runtime.remove_pod_sandbox(&id).await?;
+                    if self.sandbox.as_ref() == Some(&id) {
+                        self.sandbox = None;
+                        self.containers.clear();
+                    }
+                }
+                Action::StopSandbox(id) => self.runtime.stop_pod_sandbox(&id).await?,
+                Action::StartContainer {
+                    name,
+                    init,
+                    attempt,
+                } => {
+                    self.start(pod, &name, init, attempt).await;
+                }
+                Action::KillContainer {
+                    id,
+                    name,
+                    grace,
+                    reason,
+                } => {
+                    tracing::info!(pod = %pod.metadata.name, container = %name, %reason, ?grace, "stopping container");
+                    kills.push((id, grace));
+                }
+                Action::RemoveContainer(id) => {
+                    self.runtime.remove_container(&id).await?;
+                    self.containers.retain(|c| *c != id);
+                }
+                Action::RecordBackoff { name, backoff } => {
+                    self.backoff.insert(name, backoff);
+                }
+            }
+        }
+        if !kills.is_empty() {
+            let runtime = &self.runtime;
+            let results = futures::future::join_all(
+                kills
+                    .iter()
+                    .map(|(id, grace)| runtime.stop_container(id, *grace)),
+            )
+            .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        }
+        Ok(())
+    }
+
+    /// Pulls, creates and starts one container; a failure is recorded for the state machine.
+    async fn start(&mut self, pod: &Pod, name: &str, init: bool, attempt: u32) {
+        let spec = if init {
+            pod.spec.init_containers.iter().find(|c| c.name == name)
+        } else {
+            pod.spec.containers.iter().find(|c| c.name == name)
+        };
+        let (Some(spec), Some(sandbox)) = (spec, self.sandbox.clone()) else {
+            return;
+        };
+        let config = container_config(pod, spec, attempt, self.pod_ip());
+        let mut created = None;
+        let outcome = async {
+            if spec.image_pull_policy != Some(PullPolicy::Never) {
+                self.runtime.pull_image(&spec.image).await?;
+            }
+            let id = self.runtime.create_container(&sandbox, &config).await?;
+            created = Some(id.clone());
+            self.runtime.start_container(&id).await?;
+            Ok::<_, RuntimeError>(id)
+        }
+        .await;
+        match outcome {
+            Ok(id) => {
+                self.failures.remove(name);
+                self.containers.push(id);
+            }
+            Err(err) => {
+                tracing::warn!(pod = %pod.metadata.name, container = %name, %err, "starting container failed");
+                if let Some(id) = created
+                    && let Err(err) = self.runtime.remove_container(&id).await
+                {
+                    tracing::warn!(container = %id, %err, "removing a container that failed to start failed");
+                }
+                let failures = self.failures.get(name).map_or(0, |f| f.failures) + 1;
+                self.failures.insert(
+                    name.to_owned(),
+                    StartFailure {
+                        reason: err.waiting_reason().to_owned(),
+                        message: err.to_string(),
+                        failures,
+                        retry_at: clock::now() + pod::backoff::start_retry_delay(failures),
+                    },
+                );
+            }
+        }
+    }
+
+    fn pod_ip(&self) -> Option<String> {
+        self.last_status
+            .as_ref()
+            .map(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty())
+    }
+
+    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+        let mut update = pod.clone();
+        update.metadata.resource_version.clear();
+        update.status = Some(status.clone());
+        self.client.update_status(&update).await.map(drop)
+    }
+
+    /// Adds (`true`) or removes the agent's finalizer; `Ok(false)` when the pod is gone.
+    async fn set_finalizer(&self, pod: &Pod, add: bool) -> Result<bool, ApiError> {
+        let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut latest: Pod = match self.client.get::<Pod>(ns, name).await {
+                Ok(p) if p.metadata.uid == pod.metadata.uid => p,
+                Ok(_) => return Ok(false),
+                Err(err) if err.is_not_found() => return Ok(false),
+                Err(err) => return Err(err),
+            };
+            let has = latest.metadata.finalizers.iter().any(|f| f == FINALIZER);
+            if has == add {
+                return Ok(true);
+            }
+            if add {
+                latest.metadata.finalizers.push(FINALIZER.to_owned());
+            } else {
+                latest.metadata.finalizers.retain(|f| f != FINALIZER);
+            }
+            match self.client.update(&latest).await {
+                Ok(_) => return Ok(true),
+                Err(err) if err.is_not_found() => return Ok(false),
+                Err(err) if err.is_conflict() && attempts < 5 => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Kills and removes everything the pod has in the runtime.
+    async fn clean_up(&mut self) {
+        self.probers.clear();
+        if let Some(id) = self.sandbox.take() {
+            if let Err(err) = self.runtime.stop_pod_sandbox(&id).await {
+                tracing::warn!(sandbox = %id, %err, "stopping the sandbox of a gone pod failed");
+            }
+            if let Err(err) = self.runtime.remove_pod_sandbox(&id).await {
+                tracing::warn!(sandbox = %id, %err, "removing the sandbox of a gone pod failed");
+            }
+        }
+        self.containers.clear();
+    }
+}
+
+/// The sandbox configuration of a pod.
+pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
+    let meta = &pod.metadata;
+    SandboxConfig {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        attempt,
+        hostname: if pod.spec.hostname.is_empty() {
+            meta.name.clone()
+        } else {
+            pod.spec.hostname.clone()
+        },
+        labels: BTreeMap::from([(LABEL_POD_UID.to_owned(), meta.uid.clone())]),
+        annotations: BTreeMap::new(),
+        log_directory: None,
+    }
+}
+
+/// The runtime configuration of one of a pod's containers.
+pub fn container_config(
+    pod: &Pod,
+    spec: &Container,
+    attempt: u32,
+    pod_ip: Option<String>,
+) -> ContainerConfig {
+    let meta = &pod.metadata;
+    let field = |path: &str| -> Option<String> {
+        Some(match path {
+            "metadata.name" => meta.name.clone(),
+            "metadata.namespace" => meta.namespace.clone(),
+            "metadata.uid" => meta.uid.clone(),
+            "spec.nodeName" => pod.spec.node_name.clone(),
+            "spec.serviceAccountName" => pod.spec.service_account_name.clone(),
+            "status.podIP" => pod_ip.clone().unwrap_or_default(),
+            _ => return None,
+        })
+    };
+    let env = spec
+        .env
+        .iter()
+        .filter_map(|var| {
+            let value = match (&var.value, &var.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(from)) => from.field_ref.as_ref().and_then(|f| field(&f.field_path))?,
+                (None, None) => String::new(),
+            };
+            Some((var.name.clone(), value))
+        })
+        .collect();
+    let limit = |r: &str| spec.resources.limits.get(r);
+    ContainerConfig {
+        name: spec.name.clone(),
+        attempt,
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env,
+        working_dir: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone().into()),
+        resources: ContainerResources {
+            cpu_limit_millis: limit("cpu").and_then(|q| u64::try_from(q.milli_value()).ok()),
+            memory_limit_bytes: limit("memory").and_then(|q| u64::try_from(q.value()).ok()),
+            cpu_request_millis: spec
+                .resources
+                .requests
+                .get("cpu")
+                .and_then(|q| u64::try_from(q.milli_value()).ok()),
+        },
+        stop_signal: None,
+        labels: BTreeMap::from([
+            (LABEL_POD_UID.to_owned(), meta.uid.clone()),
+            (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
+        ]),
+        annotations: BTreeMap::new(),
+    }
+}

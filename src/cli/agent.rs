@@ -1,0 +1,173 @@
+//! `orchestra agent --server URL --node-name NAME --runtime fake|process [--state-dir DIR]
+//! [--cpu N --memory Q --pods N] [--address IP]`: the node agent against an API server.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use orchestra::api::{Quantity, RemoteClient};
+use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::fake::FakeRuntime;
+
+/// Which container runtime the agent drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Simulated containers (no processes): for tests and for simulating many nodes.
+    Fake,
+    /// Containers as local processes.
+    Process,
+}
+
+/// `orchestra agent ...`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server (`ORCHESTRA_SERVER` sets the default).
+    #[arg(
+        long,
+        env = "ORCHESTRA_SERVER",
+        default_value = "http://127.0.0.1:7443"
+    )]
+    pub server: String,
+    /// The node's name (a DNS subdomain).
+    #[arg(long)]
+    pub node_name: String,
+    /// The container runtime.
+    #[arg(long, value_enum)]
+    pub runtime: RuntimeKind,
+    /// Where the runtime keeps its state (the process runtime; ignored by `fake`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// CPU capacity (a quantity: `4`, `3500m`); the machine's CPU count by default.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory capacity (a quantity: `16Gi`); the machine's memory by default.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// How many pods the node runs at most.
+    #[arg(long, default_value_t = 110)]
+    pub pods: u32,
+    /// The node's InternalIP.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A capacity flag is not a quantity.
+    #[error("--{flag} {value:?} is not a quantity (e.g. 4, 500m, 16Gi)")]
+    Quantity {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: orchestra::api::QuantityError,
+    },
+    /// The runtime asked for is not part of this build.
+    #[error("the {0} runtime is not built in this version of orchestra; use --runtime fake")]
+    RuntimeNotBuilt(&'static str),
+    /// The API server could not be reached.
+    #[error("connecting to the API server at {server}")]
+    Connect {
+        /// The address tried.
+        server: String,
+        /// Why.
+        #[source]
+        source: orchestra::api::remote::ConnectError,
+    },
+}
+
+/// The agent's configuration from the flags (checked before anything connects).
+pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
+    let mut config = AgentConfig::new(args.node_name.clone());
+    let quantity = |flag: &'static str, value: &str| {
+        Quantity::parse(value).map_err(|source| AgentError::Quantity {
+            flag,
+            value: value.to_owned(),
+            source,
+        })
+    };
+    if let Some(cpu) = &args.cpu {
+        config.cpu = quantity("cpu", cpu)?;
+    }
+    if let Some(memory) = &args.memory {
+        config.memory = quantity("memory", memory)?;
+    }
+    config.pods = args.pods;
+    config.address.clone_from(&args.address);
+    Ok(config)
+}
+
+/// Runs the agent until Ctrl-C or SIGTERM. Pods keep running in the runtime: the next agent
+/// re-adopts them.
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let config = config(&args)?;
+    match args.runtime {
+        RuntimeKind::Fake => {}
+        // Filled in when ProcessRuntime is merged: build it over --state-dir and run the agent
+        // with it, as the fake arm below does.
+        RuntimeKind::Process => return Err(AgentError::RuntimeNotBuilt("process")),
+    }
+    let client = RemoteClient::connect(&args.server)
+        .await
+        .map_err(|source| AgentError::Connect {
+            server: args.server.clone(),
+            source,
+        })?;
+    tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, "agent running");
+    Agent::new(client, FakeRuntime::new(), config)
+        .run(super::server::shutdown_signal())
+        .await;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> AgentArgs {
+        let mut argv = vec!["orchestra", "agent", "--node-name", "n1"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Agent(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn capacity_flags_become_the_node_capacity() {
+        let args = parse(&[
+            "--runtime",
+            "fake",
+            "--cpu",
+            "4",
+            "--memory",
+            "16Gi",
+            "--pods",
+            "50",
+        ]);
+        let config = config(&args).unwrap();
+        assert_eq!(config.cpu.milli_value(), 4000);
+        assert_eq!(config.memory.value(), 16 << 30);
+        assert_eq!(config.pods, 50);
+    }
+
+    #[test]
+    fn a_bad_quantity_names_the_flag() {
+        let args = parse(&["--runtime", "fake", "--memory", "lots"]);
+        let err = config(&args).unwrap_err().to_string();
+        assert!(err.contains("--memory \"lots\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_process_runtime_says_it_is_not_built() {
+        let args = parse(&["--runtime", "process", "--server", "http://127.0.0.1:1"]);
+        let err = run(args).await.unwrap_err().to_string();
+        assert!(err.contains("not built in this version"), "{err}");
+    }
+}
