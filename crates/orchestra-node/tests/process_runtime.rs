@@ -676,3 +676,33 @@ async fn an_exec_that_times_out_is_killed_with_its_children() {
     );
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
 }
+
+#[tokio::test]
+async fn logs_go_to_the_sandbox_log_directory_when_given() {
+    let harness = ProcessHarness::new();
+    let rt = harness.runtime().await;
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut config = sandbox_config("logdir");
+    config.log_directory = Some(logs.path().to_owned());
+    let sandbox = rt.run_pod_sandbox(&config).await.expect("sandbox");
+    let mut c = container("app", "echo hello");
+    c.attempt = 3;
+    let id = rt.create_container(&sandbox, &c).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    wait_for_container(&rt, &id, LIMIT, "exit", |s| {
+        s.state == ContainerState::Exited
+    })
+    .await;
+    let path = logs.path().join("app/3.log");
+    assert_eq!(
+        rt.container_status(&id).await.expect("status").log_path,
+        Some(path.clone())
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("log file"), "hello\n");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove");
+    assert!(!path.exists(), "the container's log goes with it");
+    assert!(
+        logs.path().exists(),
+        "a log directory the runtime was given is left in place"
+    );
+}
