@@ -12,6 +12,7 @@
 //!   default plugins (the scheduling loop against the API is in progress).
 
 pub use orchestra_api as api;
+pub use orchestra_mesh as mesh;
 pub use orchestra_sched as sched;
 pub use orchestra_store as store;
 
