@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
-//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store` and `sched`
-//! exist, the `cluster`, `proxy` and `mesh` targets arrive with their components.
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store`, `sched` and
+//! `proxy` exist, the `cluster` and `mesh` targets arrive with their components.
 
 use std::path::PathBuf;
 use std::time::Duration;
