@@ -1,20 +1,23 @@
-//! orchestra: a Kubernetes-style orchestration SDK. This facade re-exports the component crates.
-//!
-//! Today the store and the API's resource model, registry and clients exist; the API server,
-//! scheduler, controllers, node agent and mesh arrive with later issues, each re-exported here
-//! as it lands.
+//! orchestra: a Kubernetes-style orchestration SDK. This facade re-exports the component crates,
+//! so that one dependency gives the whole cluster's parts.
 //!
 //! # Layout
 //! - [`store`]: `orchestra-store`, the MVCC key-value store (etcd's job).
-//! - [`api`]: `orchestra-api`, the resources, the registry over a store, clients, watcher
-//!   and reflector (the API server itself is in progress).
-//! - [`sched`]: `orchestra-sched`, the `Scheduler` trait, the plugin framework and the
-//!   default plugins (the scheduling loop against the API is in progress).
+//! - [`api`]: `orchestra-api`, the resources, the registry over a store with admission, the
+//!   API server, clients, watcher and reflector.
+//! - [`sched`]: `orchestra-sched`, the `Scheduler` trait, the plugin framework, the default
+//!   plugins (preemption and gangs included) and the scheduling loop against the API.
 //! - [`controller`]: `orchestra-controller`, the controller runtime, the built-in controllers,
 //!   leader election and the controller manager.
+//! - [`node`]: `orchestra-node`, the `RuntimeDriver` trait, the fake and process runtimes and
+//!   the node agent.
+//! - [`mesh`]: `orchestra-mesh`, the `ServiceProxy` trait, `MemoryProxy`, the userspace
+//!   `TcpProxy` and the follower that feeds it Services and Endpoints.
 
 pub use orchestra_api as api;
 pub use orchestra_controller as controller;
+pub use orchestra_mesh as mesh;
+pub use orchestra_node as node;
 pub use orchestra_sched as sched;
 pub use orchestra_store as store;
 

@@ -70,6 +70,15 @@ pub enum BenchError {
         #[source]
         source: orchestra::store::etcd::EtcdError,
     },
+    /// The proxy benchmark could not set up or drive a path (a socket, the proxy, nginx).
+    #[error("proxy benchmark: {what}")]
+    Proxy {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

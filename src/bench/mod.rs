@@ -3,11 +3,13 @@
 //!
 //! # Layout
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
+//! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
 pub mod error;
+pub mod proxy;
 pub mod report;
 pub mod sched;
 pub mod store;
@@ -21,5 +23,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command.target {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Sched(args) => sched::run(args),
+        BenchTarget::Proxy(args) => proxy::run(args).await,
     }
 }

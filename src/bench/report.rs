@@ -158,7 +158,7 @@ fn label(result: &StoreResult) -> String {
 }
 
 /// `x / base` with two decimals (three below 0.1, so that small ratios stay readable).
-fn ratio(x: f64, base: f64) -> Option<f64> {
+pub fn ratio(x: f64, base: f64) -> Option<f64> {
     if base <= 0.0 || !base.is_finite() || !x.is_finite() {
         return None;
     }

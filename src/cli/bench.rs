@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
-//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store` and `sched`
-//! exist, the `cluster`, `proxy` and `mesh` targets arrive with their components.
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store`, `sched` and
+//! `proxy` exist, the `cluster` and `mesh` targets arrive with their components.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,9 @@ pub enum BenchTarget {
     Store(StoreBenchArgs),
     /// The scheduler framework alone: pods placed one by one on a snapshot, per workload.
     Sched(SchedBenchArgs),
+    /// The L4 service proxy: bulk throughput, latency at a fixed rate and max requests/s,
+    /// direct vs through TcpProxy vs through nginx.
+    Proxy(ProxyBenchArgs),
 }
 
 /// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.
@@ -371,4 +374,40 @@ pub(crate) mod tests {
             Duration::from_millis(250)
         );
     }
+}
+
+/// `orchestra bench proxy`: an in-process echo backend reached three ways (directly, through
+/// `TcpProxy`, through nginx's TCP proxy when nginx is installed), each measured for bulk
+/// throughput, latency at a fixed open-loop rate, and max requests/s with many connections.
+#[derive(Clone, Debug, Args)]
+pub struct ProxyBenchArgs {
+    /// MiB streamed through one connection by the bulk test.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub bulk_mib: u32,
+
+    /// Requests per second of the open-loop latency test.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+
+    /// Connections of the latency test (requests go to them in turn) and of the closed-loop
+    /// max-throughput test.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Bytes per request (and per echoed response).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_size: u32,
+
+    /// How long the latency and the max-throughput tests each last, in seconds.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub seconds: Duration,
+
+    /// The nginx binary (default: `nginx` on PATH, then /usr/sbin/nginx); without one the
+    /// nginx path is reported as skipped.
+    #[arg(long, value_name = "PATH")]
+    pub nginx: Option<PathBuf>,
+
+    /// Cap everything for CI: 16 MiB bulk, 0.5 s per timed test, 8 connections.
+    #[arg(long)]
+    pub smoke: bool,
 }
