@@ -1,13 +1,14 @@
-//! `orchestra agent --runtime fake`: with `orchestra server` and `orchestra scheduler`, a pod
-//! created without a node is bound to the agent's node and reported Running and Ready; the
-//! agent registers its Node, deleting the pod goes through the agent, and the agent stops with exit 0 on SIGTERM; `--runtime process` is refused
-//! with a clear message until that runtime is built in.
+//! `orchestra agent --runtime fake|process`: with `orchestra server` and `orchestra scheduler`,
+//! a pod created without a node is bound to the agent's node and reported Running and Ready
+//! (with the process runtime: a real process, with a pod IP from the agent's range); the agent
+//! registers its Node, deleting the pod goes through the agent, and the agent stops with exit 0
+//! on SIGTERM.
 
 #![cfg(feature = "server")]
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use orchestra_api::resources::{ConditionStatus, Node, Pod, PodPhase};
@@ -54,7 +55,44 @@ fn ready(pod: &Pod) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
+async fn the_fake_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
+    let pod = run_one_pod(
+        &["--runtime", "fake"],
+        testing::pod("default", "web", "web"),
+    )
+    .await;
+    assert!(!pod.status.unwrap().pod_ip.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_agent_runs_a_real_process_with_its_own_pod_ip() {
+    let state = tempfile::tempdir().unwrap();
+    let mut pod = testing::pod("default", "web", "web");
+    pod.spec.containers[0].command = vec!["sleep".into(), "1000".into()];
+    pod.spec.termination_grace_period_seconds = Some(1);
+    let pod = run_one_pod(
+        &[
+            "--runtime",
+            "process",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--pod-ip-range",
+            "127.3.7.0/24",
+        ],
+        pod,
+    )
+    .await;
+    let ip = pod.status.unwrap().pod_ip;
+    assert!(
+        ip.starts_with("127.3.7."),
+        "pod IP {ip} is outside the agent's range"
+    );
+}
+
+/// Starts a server (without its own scheduler), an agent with `runtime_args` and a scheduler;
+/// creates `pod` unbound, waits until it runs on the agent's node, deletes it through the
+/// agent, stops everything, and returns the pod as it was when Running and Ready.
+async fn run_one_pod(runtime_args: &[&str], pod: Pod) -> Pod {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server_url = format!("http://127.0.0.1:{port}");
@@ -64,26 +102,24 @@ async fn the_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
         format!("127.0.0.1:{port}").as_ref(),
         "--data-dir".as_ref(),
         dir.path().as_os_str(),
+        "--no-scheduler".as_ref(),
     ]);
     let client = connect(&server_url).await;
-    let agent = spawn_orchestra([
+    let mut agent_args = vec![
         "agent",
         "--server",
         &server_url,
         "--node-name",
-        "fake-1",
-        "--runtime",
-        "fake",
+        "node-1",
         "--cpu",
         "8",
         "--memory",
         "32Gi",
-    ]);
+    ];
+    agent_args.extend_from_slice(runtime_args);
+    let agent = spawn_orchestra(agent_args);
     let scheduler = spawn_orchestra(["scheduler", "--server", &server_url]);
-    client
-        .create(&testing::pod("default", "web", "web"))
-        .await
-        .unwrap();
+    client.create(&pod).await.unwrap();
 
     // A failure guard, not a timing assumption: in practice this takes well under a second.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -98,8 +134,8 @@ async fn the_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(pod.spec.node_name, "fake-1");
-    let node: Node = client.get("", "fake-1").await.unwrap();
+    assert_eq!(pod.spec.node_name, "node-1");
+    let node: Node = client.get("", "node-1").await.unwrap();
     let capacity = node.status.unwrap().capacity;
     assert_eq!(capacity["cpu"].value(), 8);
     assert_eq!(capacity["memory"].value(), 32 << 30);
@@ -129,27 +165,5 @@ async fn the_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
     stop(agent, "orchestra agent");
     stop(scheduler, "orchestra scheduler");
     stop(server, "orchestra server");
-}
-
-#[test]
-fn the_process_runtime_is_refused_with_a_clear_message() {
-    let output = Command::new(env!("CARGO_BIN_EXE_orchestra"))
-        .args([
-            "agent",
-            "--server",
-            "http://127.0.0.1:1",
-            "--node-name",
-            "n1",
-            "--runtime",
-            "process",
-        ])
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("process runtime is not built in this version"),
-        "{stderr}"
-    );
+    pod
 }

@@ -1,12 +1,15 @@
 //! `orchestra agent --server URL --node-name NAME --runtime fake|process [--state-dir DIR]
-//! [--cpu N --memory Q --pods N] [--address IP]`: the node agent against an API server.
+//! [--pod-ip-range CIDR] [--cpu N --memory Q --pods N] [--address IP]`: the node agent against
+//! an API server.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use orchestra::api::{Quantity, RemoteClient};
+use orchestra_node::RuntimeDriver;
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
+use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
 
 /// Which container runtime the agent drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,9 +36,14 @@ pub struct AgentArgs {
     /// The container runtime.
     #[arg(long, value_enum)]
     pub runtime: RuntimeKind,
-    /// Where the runtime keeps its state (the process runtime; ignored by `fake`).
-    #[arg(long)]
+    /// Where the runtime keeps its state (the process runtime; ignored by `fake`). An agent
+    /// restarted on the same directory re-adopts the running pods.
+    #[arg(long, required_if_eq("runtime", "process"))]
     pub state_dir: Option<PathBuf>,
+    /// The loopback range the process runtime gives pod IPs from. Agents sharing one host
+    /// need ranges that do not overlap.
+    #[arg(long, default_value = "127.3.0.0/16", value_parser = parse_ip_range)]
+    pub pod_ip_range: IpRange,
     /// CPU capacity (a quantity: `4`, `3500m`); the machine's CPU count by default.
     #[arg(long)]
     pub cpu: Option<String>,
@@ -64,9 +72,15 @@ pub enum AgentError {
         #[source]
         source: orchestra::api::QuantityError,
     },
-    /// The runtime asked for is not part of this build.
-    #[error("the {0} runtime is not built in this version of orchestra; use --runtime fake")]
-    RuntimeNotBuilt(&'static str),
+    /// The runtime could not start (its state directory, its recorded state).
+    #[error("starting the {runtime} runtime")]
+    Runtime {
+        /// Which runtime.
+        runtime: &'static str,
+        /// Why.
+        #[source]
+        source: orchestra_node::RuntimeError,
+    },
     /// The API server could not be reached.
     #[error("connecting to the API server at {server}")]
     Connect {
@@ -104,11 +118,28 @@ pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
 pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let config = config(&args)?;
     match args.runtime {
-        RuntimeKind::Fake => {}
-        // Filled in when ProcessRuntime is merged: build it over --state-dir and run the agent
-        // with it, as the fake arm below does.
-        RuntimeKind::Process => return Err(AgentError::RuntimeNotBuilt("process")),
+        RuntimeKind::Fake => serve(&args, config, FakeRuntime::new()).await,
+        RuntimeKind::Process => {
+            let mut runtime_config =
+                ProcessRuntimeConfig::new(args.state_dir.clone().unwrap_or_default());
+            runtime_config.ip_range = args.pod_ip_range;
+            let runtime = ProcessRuntime::new(runtime_config)
+                .await
+                .map_err(|source| AgentError::Runtime {
+                    runtime: "process",
+                    source,
+                })?;
+            serve(&args, config, runtime).await
+        }
     }
+}
+
+/// Connect and run the agent over `runtime` until the shutdown signal.
+async fn serve(
+    args: &AgentArgs,
+    config: AgentConfig,
+    runtime: impl RuntimeDriver,
+) -> Result<(), AgentError> {
     let client = RemoteClient::connect(&args.server)
         .await
         .map_err(|source| AgentError::Connect {
@@ -116,11 +147,16 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             source,
         })?;
     tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, "agent running");
-    Agent::new(client, FakeRuntime::new(), config)
+    Agent::new(client, runtime, config)
         .run(super::server::shutdown_signal())
         .await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+fn parse_ip_range(text: &str) -> Result<IpRange, String> {
+    text.parse()
+        .map_err(|e: orchestra_node::RuntimeError| e.to_string())
 }
 
 #[cfg(test)]
@@ -164,10 +200,38 @@ mod tests {
         assert!(err.contains("--memory \"lots\""), "{err}");
     }
 
-    #[tokio::test]
-    async fn the_process_runtime_says_it_is_not_built() {
-        let args = parse(&["--runtime", "process", "--server", "http://127.0.0.1:1"]);
-        let err = run(args).await.unwrap_err().to_string();
-        assert!(err.contains("not built in this version"), "{err}");
+    #[test]
+    fn the_process_runtime_needs_a_state_dir_and_a_valid_range() {
+        let missing = Cli::try_parse_from([
+            "orchestra",
+            "agent",
+            "--node-name",
+            "n1",
+            "--runtime",
+            "process",
+        ]);
+        assert!(missing.unwrap_err().to_string().contains("--state-dir"));
+        let args = parse(&[
+            "--runtime",
+            "process",
+            "--state-dir",
+            "/tmp/x",
+            "--pod-ip-range",
+            "127.5.0.0/24",
+        ]);
+        assert_eq!(args.pod_ip_range.to_string(), "127.5.0.0/24");
+        let bad = Cli::try_parse_from([
+            "orchestra",
+            "agent",
+            "--node-name",
+            "n1",
+            "--runtime",
+            "process",
+            "--state-dir",
+            "/tmp/x",
+            "--pod-ip-range",
+            "10.0.0.0/8",
+        ]);
+        assert!(bad.unwrap_err().to_string().contains("--pod-ip-range"));
     }
 }
