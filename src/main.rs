@@ -1,10 +1,12 @@
 //! The `orchestra` binary: one command for every part of an orchestra cluster.
 //!
-//! Today it serves the API (`orchestra server ...`) and talks to it as kubectl does
+//! Today it serves the API with the scheduler and the controllers in-process
+//! (`orchestra server ...`), runs those alone against an API server (`orchestra scheduler`,
+//! `orchestra controller-manager`), talks to it as kubectl does
 //! (`orchestra ctl apply|get|describe|delete`), serves the store over etcd's v3 API
-//! (`orchestra etcd ...`) and runs the benchmarks (`orchestra bench ...`); the rest of the
-//! control plane (`scheduler`, `controller-manager`), the node `agent` and `cluster` arrive
-//! with the issues that build those components (see `docs/architecture.md`).
+//! (`orchestra etcd ...`) and runs the benchmarks (`orchestra bench ...`); the node `agent`
+//! and `cluster` arrive with the issues that build those components (see
+//! `docs/architecture.md`).
 //! Logs go to stderr through `tracing` (filter with `RUST_LOG`, default `info`); results go
 //! to stdout.
 //!

@@ -60,13 +60,14 @@ impl ControllerSet {
     }
 
     /// Runs every controller until `shutdown` resolves; returns once all have stopped.
+    /// Dropping the returned future stops them all at once (each runs in a task of a
+    /// `JoinSet`, aborted on drop), which is what a leader that must stop acting relies on.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let signal = shutdown.boxed().shared();
-        futures::future::join_all(
-            self.runners
-                .into_iter()
-                .map(|(_, runner)| tokio::spawn(runner(signal.clone()))),
-        )
-        .await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, runner) in self.runners {
+            tasks.spawn(runner(signal.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
     }
 }

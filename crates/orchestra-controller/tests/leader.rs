@@ -284,3 +284,70 @@ fn durations_that_leave_no_time_to_stop_are_refused() {
             .is_err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn of_two_controller_managers_only_the_leader_reconciles_and_the_other_takes_over() {
+    use orchestra_api::registry::ListOptions;
+    use orchestra_api::resources::{Deployment, Pod};
+    use orchestra_controller::manager::ControllerManager;
+
+    let client = LocalClient::new(MemStore::new());
+    let config = |id: &str| LeaderElectionConfig::new("kube-system", "controller-manager", id);
+    let a = ControllerManager::new(client.clone())
+        .leader_election(config("a"))
+        .unwrap();
+    let a_metrics = a.metrics();
+    let a_task = tokio::spawn(a.run(futures::future::pending()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = ControllerManager::new(client.clone())
+        .leader_election(config("b"))
+        .unwrap();
+    let b_metrics = b.metrics();
+    let (stop_b, stopped_b) = oneshot::channel::<()>();
+    let b_task = tokio::spawn(b.run(async move {
+        let _ = stopped_b.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a_metrics.render().contains("controller=\"replicaset\""));
+    assert!(b_metrics.render().is_empty(), "b runs no controller");
+
+    let mut deployment = Deployment {
+        metadata: orchestra_api::ObjectMeta::namespaced("ns", "web"),
+        ..Deployment::default()
+    };
+    deployment.spec.replicas = Some(2);
+    deployment.spec.selector = orchestra_api::LabelSelector::match_labels([("app", "web")]);
+    deployment.spec.template.metadata.labels = [("app".to_owned(), "web".to_owned())].into();
+    deployment.spec.template.spec = orchestra_api::testing::pod("ns", "x", "web").spec;
+    client.create(&deployment).await.unwrap();
+    let pods = || async {
+        client
+            .list::<Pod>(Some("ns"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    support::eventually("a's controllers create two pods", || async {
+        pods().await == 2
+    })
+    .await;
+
+    // a dies (its controllers with it); b takes over within the lease and reconciles.
+    a_task.abort();
+    let _ = a_task.await;
+    let died = Instant::now();
+    let mut scaled: Deployment = client.get("ns", "web").await.unwrap();
+    scaled.spec.replicas = Some(3);
+    client.update(&scaled).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(pods().await, 2, "nobody acts while a's lease lasts");
+    support::eventually_within("b scales to three", LEASE + 2 * RETRY, || async {
+        pods().await == 3
+    })
+    .await;
+    assert!(Instant::now() >= died + LEASE - RETRY);
+    assert!(b_metrics.render().contains("controller=\"replicaset\""));
+    let _ = stop_b.send(());
+    b_task.await.unwrap();
+}

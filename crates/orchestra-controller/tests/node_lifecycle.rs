@@ -67,6 +67,37 @@ async fn renew(client: &LocalClient, node: &str, second: i64) {
     }
 }
 
+/// Healthy nodes `names`, whose agent renews their Leases every 10 s until the task is
+/// aborted: they keep the unhealthy fraction under the threshold that pauses evictions.
+async fn healthy_nodes(
+    client: &LocalClient,
+    names: &[&'static str],
+) -> tokio::task::JoinHandle<()> {
+    for name in names {
+        let node = client.create(&ready_node(name, 0)).await.unwrap();
+        client
+            .update_status(&Node {
+                status: ready_node(name, 0).status,
+                ..node
+            })
+            .await
+            .unwrap();
+        renew(client, name, 0).await;
+    }
+    let client = client.clone();
+    let names = names.to_vec();
+    tokio::spawn(async move {
+        let mut second = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            second += 10;
+            for name in &names {
+                renew(&client, name, second).await;
+            }
+        }
+    })
+}
+
 fn bound_pod(name: &str, tolerate_unreachable: Option<Option<i64>>) -> Pod {
     let mut pod = testing::pod("default", name, "web");
     pod.spec.node_name = "n1".into();
@@ -107,6 +138,7 @@ async fn a_silent_node_turns_unknown_its_pods_go_by_their_tolerations_and_it_rec
         .create(&bound_pod("forever", Some(None)))
         .await
         .unwrap();
+    let others = healthy_nodes(&client, &["n2", "n3"]).await;
 
     let informers = SharedInformers::new(client.clone());
     let controller = start(NodeLifecycleController::controller(
@@ -194,6 +226,57 @@ async fn a_silent_node_turns_unknown_its_pods_go_by_their_tolerations_and_it_rec
     })
     .await;
     assert!(exists(&client, "forever").await);
+    others.abort();
+    controller.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn evictions_pause_when_most_nodes_are_unhealthy() {
+    let client = LocalClient::new(MemStore::new());
+    let others = healthy_nodes(&client, &["n1", "n2", "n3"]).await;
+    client.create(&bound_pod("intolerant", None)).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let controller = start(NodeLifecycleController::controller(
+        &informers,
+        NodeLifecycleConfig::default(),
+    ));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Every agent goes silent at once (as when the control plane is cut off).
+    others.abort();
+    eventually_within(
+        "all nodes unreachable",
+        GRACE + Duration::from_secs(15),
+        || async {
+            let nodes = client
+                .list::<Node>(None, &Default::default())
+                .await
+                .unwrap()
+                .items;
+            nodes
+                .iter()
+                .all(|n| n.spec.taints.iter().any(|t| t.key == UNREACHABLE_TAINT))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(
+        exists(&client, "intolerant").await,
+        "no eviction while most nodes are unhealthy"
+    );
+
+    // Two nodes come back: one of three unhealthy, evictions resume.
+    for name in ["n2", "n3"] {
+        renew(&client, name, 5000).await;
+        let mut node: Node = client.get("", name).await.unwrap();
+        let status = node.status.as_mut().unwrap();
+        status.conditions[0].status = ConditionStatus::True;
+        status.conditions[0].last_heartbeat_time = Some(Time::new(wall(5000)));
+        client.update_status(&node).await.unwrap();
+    }
+    eventually_within("the pod is evicted", Duration::from_secs(20), || async {
+        !exists(&client, "intolerant").await
+    })
+    .await;
     controller.stop().await;
 }
 
@@ -215,6 +298,7 @@ async fn a_node_reporting_not_ready_gets_not_ready_taints_and_the_grace_period_i
         grace_period: Duration::from_secs(5),
         ..Default::default()
     };
+    let others = healthy_nodes(&client, &["n2", "n3"]).await;
     let controller = start(NodeLifecycleController::controller(&informers, config));
     eventually_within("not-ready taints", Duration::from_secs(1), || async {
         let node: Node = client.get("", "n1").await.unwrap();
@@ -230,5 +314,6 @@ async fn a_node_reporting_not_ready_gets_not_ready_taints_and_the_grace_period_i
         node.spec.taints.iter().all(|t| t.key == UNREACHABLE_TAINT) && !node.spec.taints.is_empty()
     })
     .await;
+    others.abort();
     controller.stop().await;
 }

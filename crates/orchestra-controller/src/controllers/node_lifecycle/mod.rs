@@ -6,9 +6,13 @@
 //! are evicted (deleted) when their `tolerationSeconds` run out; the taints go when the node is
 //! Ready again. The decisions are in [`plan`].
 //!
-//! Not done: Kubernetes' eviction rate limit (0.1 nodes/s) and its pause when most nodes are
-//! unhealthy (a network partition of the control plane must not evict everything); here every
-//! eligible pod is evicted at once.
+//! Evictions are rate-limited by node (one node starts evicting per
+//! [`NodeLifecycleConfig::eviction_interval`], 10 s by default: Kubernetes' 0.1 nodes/s) and
+//! pause while more than [`NodeLifecycleConfig::unhealthy_threshold`] (55%) of the nodes are
+//! not Ready (a partition of the control plane must not evict everything).
+//!
+//! Not done: zones (Kubernetes judges disruption per zone, and lowers the rate in large
+//! clusters instead of stopping).
 
 pub mod plan;
 
@@ -38,13 +42,17 @@ const NODE_INDEX: &str = "node-name";
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The NodeLifecycle controller's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeLifecycleConfig {
     /// How long a node may go without a heartbeat before it is Unknown (default 40 s,
     /// Kubernetes' `--node-monitor-grace-period`).
     pub grace_period: Duration,
     /// Where node Leases live (default `kube-node-lease`).
     pub lease_namespace: String,
+    /// At most one node starts evicting its pods per this interval (default 10 s).
+    pub eviction_interval: Duration,
+    /// Evictions pause while more than this fraction of the nodes are not Ready (default 0.55).
+    pub unhealthy_threshold: f64,
 }
 
 impl Default for NodeLifecycleConfig {
@@ -52,6 +60,8 @@ impl Default for NodeLifecycleConfig {
         NodeLifecycleConfig {
             grace_period: Duration::from_secs(40),
             lease_namespace: NODE_LEASE_NAMESPACE.to_owned(),
+            eviction_interval: Duration::from_secs(10),
+            unhealthy_threshold: 0.55,
         }
     }
 }
@@ -101,7 +111,16 @@ pub struct NodeLifecycleController<C> {
     config: NodeLifecycleConfig,
     leases: Informer<Lease>,
     pods: Informer<Pod>,
+    nodes: Informer<Node>,
     seen: Mutex<HashMap<String, Seen>>,
+    evicting: Mutex<Evicting>,
+}
+
+/// The nodes allowed to evict, and when the last one started (the rate limit).
+#[derive(Debug, Default)]
+struct Evicting {
+    nodes: std::collections::HashSet<String>,
+    last_start: Option<Instant>,
 }
 
 impl<C> std::fmt::Debug for NodeLifecycleController<C> {
@@ -123,7 +142,9 @@ impl<C: Client> NodeLifecycleController<C> {
             config,
             leases: informers.informer::<Lease>(),
             pods,
+            nodes: informers.informer::<Node>(),
             seen: Mutex::default(),
+            evicting: Mutex::default(),
         }
     }
 
@@ -187,6 +208,42 @@ impl<C: Client> NodeLifecycleController<C> {
             entry.at = now;
         }
         entry.at
+    }
+
+    /// Whether `node` may evict now: evictions are not paused, and it holds (or gets) one of the
+    /// rate-limited slots. `Err(at)`: look again then.
+    fn may_evict(&self, node: &str, now: Instant) -> Result<(), Instant> {
+        let nodes = self.nodes.store().list();
+        let unhealthy = {
+            // Our own clock's verdict counts as well as the cached condition: nodes that went
+            // silent together are judged together, before their Unknown writes reach the cache.
+            let seen = self.seen();
+            nodes
+                .iter()
+                .filter(|n| {
+                    plan::ready_status(n) != Some(ConditionStatus::True)
+                        || seen
+                            .get(&n.metadata.name)
+                            .is_some_and(|s| plan::is_stale(s.at, now, self.config.grace_period))
+                })
+                .count()
+        };
+        if plan::evictions_paused(nodes.len(), unhealthy, self.config.unhealthy_threshold) {
+            tracing::warn!(
+                unhealthy,
+                total = nodes.len(),
+                "too many nodes are unhealthy; evictions paused"
+            );
+            return Err(now + self.config.eviction_interval);
+        }
+        let mut evicting = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+        if evicting.nodes.contains(node) {
+            return Ok(());
+        }
+        plan::eviction_slot(evicting.last_start, now, self.config.eviction_interval)?;
+        evicting.last_start = Some(now);
+        evicting.nodes.insert(node.to_owned());
+        Ok(())
     }
 
     /// When each `NoExecute` taint of `node` was first seen (forgetting removed ones).
@@ -276,6 +333,13 @@ impl<C: Client> Reconciler for NodeLifecycleController<C> {
             .collect();
         // A node that is not stale yet is looked at again when it would be.
         let mut next: Option<Instant> = (!stale).then_some(heartbeat + grace);
+        if taints.is_empty() {
+            self.evicting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .nodes
+                .remove(&name);
+        }
         if !taints.is_empty() {
             let pods = self
                 .pods
@@ -287,6 +351,10 @@ impl<C: Client> Reconciler for NodeLifecycleController<C> {
                     Eviction::Keep => {}
                     Eviction::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
                     Eviction::Now => {
+                        if let Err(at) = self.may_evict(&name, now) {
+                            next = Some(next.map_or(at, |n| n.min(at)));
+                            continue;
+                        }
                         let (ns, pod_name) = (&pod.metadata.namespace, &pod.metadata.name);
                         tracing::info!(node = %name, pod = %format!("{ns}/{pod_name}"), "evicting");
                         match self
@@ -319,6 +387,11 @@ impl<C: Client> Reconciler for NodeLifecycleController<C> {
 
     async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
         self.seen().remove(&key.name);
+        self.evicting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .remove(&key.name);
         Ok(Action::await_change())
     }
 }

@@ -166,6 +166,27 @@ pub fn eviction(pod: &Pod, taints: &[(&Taint, Instant)], now: Instant) -> Evicti
     }
 }
 
+/// Whether evictions pause because too much of the cluster looks unhealthy: more than
+/// `threshold` (0.55 by default) of `total` nodes. Kubernetes' reasoning: when most nodes go
+/// silent at once, the likelier cause is the control plane's own network, and evicting
+/// everything would turn a partition into an outage.
+pub fn evictions_paused(total: usize, unhealthy: usize, threshold: f64) -> bool {
+    total > 0 && unhealthy as f64 > threshold * total as f64
+}
+
+/// Whether a node may start evicting now, given when the last node started (at most one node
+/// per `interval`: Kubernetes' 0.1 nodes/s is one every 10 s); otherwise when it may.
+pub fn eviction_slot(
+    last_start: Option<Instant>,
+    now: Instant,
+    interval: Duration,
+) -> Result<(), Instant> {
+    match last_start {
+        Some(last) if now < last + interval => Err(last + interval),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use orchestra_api::resources::{NodeCondition, NodeStatus, Toleration, TolerationOperator};
@@ -351,6 +372,30 @@ mod tests {
         let no_execute = taint(UNREACHABLE_TAINT, TaintEffect::NoExecute, None);
         pod.metadata.deletion_timestamp = Some(now_wall());
         assert_eq!(eviction(&pod, &[(&no_execute, t0)], t0), Eviction::Keep);
+    }
+
+    #[test]
+    fn evictions_pause_when_more_than_the_threshold_is_unhealthy() {
+        assert!(!evictions_paused(0, 0, 0.55));
+        assert!(!evictions_paused(2, 1, 0.55));
+        assert!(!evictions_paused(20, 11, 0.55));
+        assert!(evictions_paused(20, 12, 0.55));
+        assert!(
+            evictions_paused(1, 1, 0.55),
+            "the only node silent: likely our partition"
+        );
+    }
+
+    #[test]
+    fn one_node_starts_evicting_per_interval() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(10);
+        assert_eq!(eviction_slot(None, t0, interval), Ok(()));
+        assert_eq!(
+            eviction_slot(Some(t0), t0 + Duration::from_secs(3), interval),
+            Err(t0 + interval)
+        );
+        assert_eq!(eviction_slot(Some(t0), t0 + interval, interval), Ok(()));
     }
 
     #[test]
