@@ -13,6 +13,11 @@
 //!   the node agent.
 //! - [`mesh`]: `orchestra-mesh`, the `ServiceProxy` trait, `MemoryProxy`, the userspace
 //!   `TcpProxy` and the follower that feeds it Services and Endpoints.
+//! - [`cluster`]: [`cluster::Cluster`], all of the above composed into one running cluster
+//!   (feature `server`).
+
+#[cfg(feature = "server")]
+pub mod cluster;
 
 pub use orchestra_api as api;
 pub use orchestra_controller as controller;

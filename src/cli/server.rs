@@ -11,15 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use orchestra::cluster::{ControlPlane, ControlPlaneConfig, ControlPlaneError};
 use orchestra::controller::leader::LeaderElectionConfig;
-use orchestra::controller::manager::ControllerManager;
-use orchestra::sched::run::SchedulerLoop;
-use orchestra::sched::{Profiles, plugins};
 use orchestra_api::admission::service_ip::RangeError;
-use orchestra_api::admission::{Admission, AdmissionConfig, Ipv4Cidr, ServiceRanges};
+use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::ApiServer;
-use orchestra_api::{LocalClient, Registry};
 use orchestra_store::{Store, StoreError};
 
 /// Where the server keeps its objects.
@@ -106,12 +103,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("serving the API failed")]
     Serve(#[source] std::io::Error),
-    /// The scheduling loop could not start.
-    #[error("starting the scheduler failed")]
-    Scheduler(#[source] orchestra::sched::run::LoopError),
-    /// The controllers' leader election settings are invalid.
-    #[error("leader election of the controllers")]
-    LeaderElection(#[source] orchestra::controller::leader::LeaderElectionError),
+    /// The scheduler or the controllers could not start.
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -123,39 +117,29 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             addr: args.listen,
             source,
         })?;
-    let admission = Admission::recommended(AdmissionConfig {
-        service_ranges: ServiceRanges {
-            cluster_ips: args.service_cluster_ip_range,
-            node_ports: args.service_node_port_range.clone(),
-        },
+    let leader_election = (args.store == StoreKind::Etcd).then(|| {
+        LeaderElectionConfig::new(
+            "kube-system",
+            super::controller_manager::LEASE_NAME,
+            super::controller_manager::default_identity(),
+        )
     });
-    let registry = Registry::from_arc(store).with_admission(admission);
-    let dyn_registry = DynRegistry::new(registry.clone());
-    // The scheduler and the controllers talk to the same store in-process: no network hop,
-    // the same registry rules.
-    let client = LocalClient::from_registry(registry);
+    let control_plane = ControlPlane::new(
+        store,
+        ControlPlaneConfig {
+            service_ranges: ServiceRanges {
+                cluster_ips: args.service_cluster_ip_range,
+                node_ports: args.service_node_port_range.clone(),
+            },
+            scheduler: !args.no_scheduler,
+            controllers: !args.no_controllers,
+            leader_election,
+            ..ControlPlaneConfig::default()
+        },
+    );
+    let dyn_registry = DynRegistry::new(control_plane.registry().clone());
     let mut components = tokio::task::JoinSet::new();
-    if !args.no_scheduler {
-        let mut profiles = Profiles::new();
-        profiles.insert(plugins::default_profile());
-        let scheduler =
-            SchedulerLoop::new(client.clone(), profiles).map_err(ServerError::Scheduler)?;
-        components.spawn(scheduler.run(shutdown_signal()));
-    }
-    if !args.no_controllers {
-        let mut manager = ControllerManager::new(client);
-        if args.store == StoreKind::Etcd {
-            let config = LeaderElectionConfig::new(
-                "kube-system",
-                super::controller_manager::LEASE_NAME,
-                super::controller_manager::default_identity(),
-            );
-            manager = manager
-                .leader_election(config)
-                .map_err(ServerError::LeaderElection)?;
-        }
-        components.spawn(manager.run(shutdown_signal()));
-    }
+    control_plane.spawn(&mut components, shutdown_signal)?;
     tracing::info!(listen = %args.listen, store = ?args.store, scheduler = !args.no_scheduler, controllers = !args.no_controllers, "serving the orchestra API (gRPC and HTTP)");
     ApiServer::new(dyn_registry)
         .serve(listener, shutdown_signal())

@@ -1,0 +1,325 @@
+//! [`Cluster`]: a whole orchestra cluster in one process, composed from the public crates: a
+//! store, the API server on a loopback port, the scheduler and the controllers
+//! ([`ControlPlane`]), N node agents with the fake or the process runtime, and the userspace
+//! service proxy. `examples/full_cluster.rs` and `orchestra cluster` stand on it.
+//!
+//! ```no_run
+//! use orchestra::cluster::{Cluster, NodeRuntime};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::builder().nodes(3).runtime(NodeRuntime::Fake).start().await?;
+//! println!("API at {}", cluster.url());
+//! // ... cluster.client() creates Deployments, Services ...
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`control_plane`]: [`ControlPlane`], the registry with admission, the scheduler and the
+//!   controllers (also what `orchestra server` runs).
+//! - [`nodes`]: the node agents and their runtimes.
+
+pub mod control_plane;
+pub mod nodes;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestra_api::LocalClient;
+use orchestra_api::registry::DynRegistry;
+use orchestra_api::server::{ApiServer, RunningServer};
+use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
+use orchestra_mesh::{FollowerConfig, ProxyFollower, TcpProxy, TcpProxyConfig};
+use orchestra_store::{DiskStore, MemStore, Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use control_plane::{ControlPlane, ControlPlaneConfig, ControlPlaneError};
+pub use nodes::{NodeRuntime, RunningNode};
+
+/// Why a cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store could not be opened.
+    #[error("opening the store in {dir}")]
+    Store {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A temporary directory could not be made.
+    #[error("creating a temporary directory")]
+    TempDir(#[source] std::io::Error),
+    /// The API server could not listen.
+    #[error("serving the API on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The scheduler or the controllers could not start.
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
+    /// A node's runtime could not start.
+    #[error("starting node {node}'s runtime")]
+    Runtime {
+        /// The node.
+        node: String,
+        /// Why.
+        #[source]
+        source: orchestra_node::RuntimeError,
+    },
+}
+
+/// How to build a [`Cluster`]; see [`Cluster::builder`].
+#[derive(Clone, Debug)]
+pub struct ClusterBuilder {
+    data_dir: Option<PathBuf>,
+    listen: SocketAddr,
+    nodes: usize,
+    runtime: NodeRuntime,
+    proxy: bool,
+    node_monitor_grace: Duration,
+    lease_renew_interval: Duration,
+    node_cpu: i64,
+    node_memory: i64,
+}
+
+impl ClusterBuilder {
+    /// Keep the store (and the process runtime's state) in `dir` (default: a temporary
+    /// directory, removed at shutdown).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Serve the API on `addr` (default: a free loopback port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// How many node agents run (default 3).
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Their runtime (default: local processes).
+    pub fn runtime(mut self, runtime: NodeRuntime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Run the userspace service proxy, so that ClusterIPs answer (default on).
+    pub fn proxy(mut self, proxy: bool) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// How long a node may stay silent before it is marked unreachable (default 40 s); the
+    /// agents renew their leases four times within it.
+    pub fn node_monitor_grace(mut self, grace: Duration) -> Self {
+        self.node_monitor_grace = grace;
+        self.lease_renew_interval = grace / 4;
+        self
+    }
+
+    /// Each node's capacity: CPUs and bytes of memory (default 4 and 8 GiB).
+    pub fn node_capacity(mut self, cpu: i64, memory: i64) -> Self {
+        self.node_cpu = cpu;
+        self.node_memory = memory;
+        self
+    }
+
+    /// Opens the store, serves the API, starts the control plane, the nodes and the proxy.
+    pub async fn start(self) -> Result<Cluster, ClusterError> {
+        let (data_dir, temp_dir) = match &self.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("orchestra-cluster-")
+                    .tempdir()
+                    .map_err(ClusterError::TempDir)?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let store: Arc<dyn Store> = match self.runtime {
+            // A simulated cluster keeps its objects in memory: it is about scale, not durability.
+            NodeRuntime::Fake if self.data_dir.is_none() => Arc::new(MemStore::new()),
+            _ => {
+                let dir = data_dir.join("store");
+                let store = DiskStore::open(&dir)
+                    .await
+                    .map_err(|source| ClusterError::Store { dir, source })?;
+                Arc::new(store)
+            }
+        };
+        let control_plane = ControlPlane::new(
+            store,
+            ControlPlaneConfig {
+                node_lifecycle: NodeLifecycleConfig {
+                    grace_period: self.node_monitor_grace,
+                    eviction_interval: Duration::ZERO,
+                    ..NodeLifecycleConfig::default()
+                },
+                ..ControlPlaneConfig::default()
+            },
+        );
+        let server = ApiServer::new(DynRegistry::new(control_plane.registry().clone()))
+            .spawn(self.listen)
+            .await
+            .map_err(|source| ClusterError::Listen {
+                addr: self.listen,
+                source,
+            })?;
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let mut tasks = JoinSet::new();
+        control_plane.spawn(&mut tasks, &shutdown)?;
+        let client = control_plane.client();
+
+        let mut nodes = Vec::with_capacity(self.nodes);
+        for index in 0..self.nodes {
+            let spec = nodes::NodeSpec {
+                name: format!("node-{}", index + 1),
+                index,
+                runtime: self.runtime,
+                state_dir: data_dir.join("nodes").join(format!("node-{}", index + 1)),
+                cpu: self.node_cpu,
+                memory: self.node_memory,
+                lease_renew_interval: self.lease_renew_interval,
+                lease_duration: self.node_monitor_grace,
+            };
+            nodes.push(nodes::start(client.clone(), spec).await?);
+        }
+
+        let proxy = self.proxy.then(|| {
+            let proxy = Arc::new(TcpProxy::new(TcpProxyConfig {
+                node_address: Ipv4Addr::LOCALHOST.into(),
+                drain_timeout: Duration::from_secs(5),
+                ..TcpProxyConfig::default()
+            }));
+            let follower =
+                ProxyFollower::new(client.clone(), proxy.clone(), FollowerConfig::default());
+            let stopped = shutdown();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = follower.run() => {}
+                    () = stopped => {}
+                }
+            });
+            proxy
+        });
+
+        Ok(Cluster {
+            server: Some(server),
+            client,
+            stop,
+            tasks,
+            nodes,
+            proxy,
+            _temp_dir: temp_dir,
+        })
+    }
+}
+
+/// A running cluster. Drop it only through [`Cluster::shutdown`], which also stops the pods.
+pub struct Cluster {
+    server: Option<RunningServer>,
+    client: LocalClient,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    nodes: Vec<RunningNode>,
+    proxy: Option<Arc<TcpProxy>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// A builder with the defaults: 3 process nodes, the proxy, a temporary data directory,
+    /// a free loopback port.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder {
+            data_dir: None,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            nodes: 3,
+            runtime: NodeRuntime::Process,
+            proxy: true,
+            node_monitor_grace: Duration::from_secs(40),
+            lease_renew_interval: Duration::from_secs(10),
+            node_cpu: 4,
+            node_memory: 8 << 30,
+        }
+    }
+
+    /// An in-process client (the same registry, admission included, as the API server's).
+    pub fn client(&self) -> &LocalClient {
+        &self.client
+    }
+
+    /// The API server's URL, for `orchestra ctl --server` and `RemoteClient`.
+    pub fn url(&self) -> String {
+        self.server
+            .as_ref()
+            .map_or_else(String::new, RunningServer::url)
+    }
+
+    /// The names of the nodes whose agents still run.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|node| node.is_running())
+            .map(|node| node.name().to_owned())
+            .collect()
+    }
+
+    /// The service proxy, when it runs.
+    pub fn proxy(&self) -> Option<&Arc<TcpProxy>> {
+        self.proxy.as_ref()
+    }
+
+    /// Simulates losing a machine: stops `node`'s agent and kills its pods' containers. The
+    /// node stops renewing its lease, so the controllers mark it unreachable and evict its
+    /// pods. Returns false when no running node has that name.
+    pub async fn crash_node(&mut self, node: &str) -> bool {
+        match self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name() == node && n.is_running())
+        {
+            Some(running) => {
+                running.crash().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops everything: the nodes (and their pods' processes), the proxy, the control plane
+    /// and the API server.
+    pub async fn shutdown(mut self) {
+        for node in &mut self.nodes {
+            node.crash().await;
+        }
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.proxy = None;
+        if let Some(server) = self.server.take()
+            && let Err(error) = server.shutdown().await
+        {
+            tracing::warn!(%error, "the API server did not stop cleanly");
+        }
+    }
+}

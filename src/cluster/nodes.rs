@@ -1,0 +1,151 @@
+//! The cluster's node agents: one [`Agent`] per node over an in-process client, with the fake
+//! runtime or the process runtime (each node its own state directory and pod IP range, so that
+//! several nodes share one host without colliding).
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestra_api::{LocalClient, Quantity};
+use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::fake::FakeRuntime;
+use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
+use orchestra_node::{RuntimeDriver, SandboxState};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::ClusterError;
+
+/// Which runtime the cluster's nodes use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
+pub enum NodeRuntime {
+    /// Simulated containers: no processes, for scale.
+    Fake,
+    /// Containers as local processes, each pod with its own loopback IP.
+    #[default]
+    Process,
+}
+
+/// What one node is made of.
+pub(crate) struct NodeSpec {
+    pub(crate) name: String,
+    /// Its position: picks its pod IP range (127.3.{index + 1}.0/24).
+    pub(crate) index: usize,
+    pub(crate) runtime: NodeRuntime,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) cpu: i64,
+    pub(crate) memory: i64,
+    pub(crate) lease_renew_interval: Duration,
+    pub(crate) lease_duration: Duration,
+}
+
+type Teardown = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A node agent running in the cluster's process.
+pub struct RunningNode {
+    name: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    /// Stops every sandbox of the node's runtime (what a lost machine does to its pods).
+    kill_pods: Option<Teardown>,
+}
+
+impl RunningNode {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether its agent still runs.
+    pub fn is_running(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// Stops the agent, then kills its pods' containers.
+    pub(crate) async fn crash(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(kill) = self.kill_pods.take() {
+            kill().await;
+        }
+    }
+}
+
+/// Starts one node's runtime and agent.
+pub(crate) async fn start(
+    client: LocalClient,
+    spec: NodeSpec,
+) -> Result<RunningNode, ClusterError> {
+    let mut config = AgentConfig::new(spec.name.clone());
+    config.cpu = Quantity::from_value(spec.cpu);
+    config.memory = Quantity::from_bytes(spec.memory);
+    config.lease_renew_interval = spec.lease_renew_interval;
+    config.lease_duration = spec.lease_duration;
+    match spec.runtime {
+        NodeRuntime::Fake => Ok(spawn(client, Arc::new(FakeRuntime::new()), config)),
+        NodeRuntime::Process => {
+            let mut runtime_config = ProcessRuntimeConfig::new(&spec.state_dir);
+            let third = u8::try_from(spec.index + 1).unwrap_or(u8::MAX);
+            runtime_config.ip_range =
+                IpRange::new(Ipv4Addr::new(127, 3, third, 0), 24).map_err(|source| {
+                    ClusterError::Runtime {
+                        node: spec.name.clone(),
+                        source,
+                    }
+                })?;
+            let runtime = ProcessRuntime::new(runtime_config)
+                .await
+                .map_err(|source| ClusterError::Runtime {
+                    node: spec.name.clone(),
+                    source,
+                })?;
+            Ok(spawn(client, Arc::new(runtime), config))
+        }
+    }
+}
+
+fn spawn<R: RuntimeDriver>(
+    client: LocalClient,
+    runtime: Arc<R>,
+    config: AgentConfig,
+) -> RunningNode {
+    let name = config.node_name.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let agent = Agent::with_shared_runtime(client, runtime.clone(), config);
+    let task = tokio::spawn(agent.run(async move {
+        let _ = stopped.await;
+    }));
+    let kill_pods: Teardown = Box::new(move || Box::pin(stop_all_sandboxes(runtime)));
+    RunningNode {
+        name,
+        stop: Some(stop),
+        task: Some(task),
+        kill_pods: Some(kill_pods),
+    }
+}
+
+/// Stops every ready sandbox of `runtime` (killing its containers at once).
+async fn stop_all_sandboxes<R: RuntimeDriver>(runtime: Arc<R>) {
+    let state = match runtime.list().await {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::warn!(%error, "listing the runtime's sandboxes failed; pods may be left running");
+            return;
+        }
+    };
+    for sandbox in state.sandboxes {
+        if sandbox.state == SandboxState::Ready
+            && let Err(error) = runtime.stop_pod_sandbox(&sandbox.id).await
+        {
+            tracing::warn!(sandbox = %sandbox.id, %error, "stopping a sandbox failed");
+        }
+    }
+}
