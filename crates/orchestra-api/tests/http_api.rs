@@ -772,5 +772,29 @@ async fn admission_namespaces_service_ips_and_cached_lists_over_http() {
             .is_some_and(|items| items.len() <= 1),
         "{cached}"
     );
+    // The namespace controller's last step, as Kubernetes': PUT /finalize with no finalizers
+    // removes the namespace.
+    let (code, _, body) = call(
+        addr,
+        Method::PUT,
+        "/api/v1/namespaces/shop/finalize",
+        Some(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"},
+                    "spec": {"finalizers": []}}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _, _) = call(addr, Method::GET, "/api/v1/namespaces/shop", None).await;
+    assert_eq!(code, 404);
+    // /finalize is for namespaces only.
+    let (code, _, _) = call(
+        addr,
+        Method::PUT,
+        "/api/v1/nodes/n1/finalize",
+        Some(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})),
+    )
+    .await;
+    assert_eq!(code, 405);
     running.shutdown().await.expect("shutdown");
 }
