@@ -693,3 +693,108 @@ async fn health_readiness_and_metrics() {
     }
     server.running.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_namespaces_service_ips_and_cached_lists_over_http() {
+    use orchestra_api::admission::{Admission, AdmissionConfig};
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let registry = Registry::from_arc(store)
+        .with_admission(Admission::recommended(AdmissionConfig::default()));
+    let running = ApiServer::new(DynRegistry::new(registry))
+        .spawn("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = running.local_addr();
+    // The system namespaces are there from the start.
+    let (code, _, body) = call(addr, Method::GET, "/api/v1/namespaces/kube-system", None).await;
+    assert_eq!(code, 200, "{body}");
+    // A pod in a namespace that does not exist: 403 Forbidden, nothing stored.
+    let (code, _, body) = call(
+        addr,
+        Method::POST,
+        "/api/v1/namespaces/shop/pods",
+        Some(pod("web", "web")),
+    )
+    .await;
+    assert_status(&body, 403, "Forbidden");
+    assert_eq!(code, 403);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("namespace shop"),
+        "{body}"
+    );
+    let (code, _, _) = call(
+        addr,
+        Method::POST,
+        "/api/v1/namespaces",
+        Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+    });
+    let (code, _, body) = call(
+        addr,
+        Method::POST,
+        "/api/v1/namespaces/shop/services",
+        Some(service),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let ip = body["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
+    assert!(ip.starts_with("127.2."), "{body}");
+    // Deleting the namespace: 202, Terminating, held by the kubernetes finalizer.
+    let (code, _, body) = call(addr, Method::DELETE, "/api/v1/namespaces/shop", None).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["status"]["phase"], "Terminating");
+    assert_eq!(body["spec"]["finalizers"], json!(["kubernetes"]));
+    // A list at resourceVersion=0 (from the watch cache, once it has caught up) and a
+    // consistent one agree.
+    let (code, _, consistent) =
+        call(addr, Method::GET, "/api/v1/namespaces/shop/services", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(consistent["items"][0]["spec"]["clusterIP"], ip.as_str());
+    let (code, _, cached) = call(
+        addr,
+        Method::GET,
+        "/api/v1/namespaces/shop/services?resourceVersion=0",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{cached}");
+    assert!(
+        cached["items"]
+            .as_array()
+            .is_some_and(|items| items.len() <= 1),
+        "{cached}"
+    );
+    // The namespace controller's last step, as Kubernetes': PUT /finalize with no finalizers
+    // removes the namespace.
+    let (code, _, body) = call(
+        addr,
+        Method::PUT,
+        "/api/v1/namespaces/shop/finalize",
+        Some(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"},
+                    "spec": {"finalizers": []}}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _, _) = call(addr, Method::GET, "/api/v1/namespaces/shop", None).await;
+    assert_eq!(code, 404);
+    // /finalize is for namespaces only.
+    let (code, _, _) = call(
+        addr,
+        Method::PUT,
+        "/api/v1/nodes/n1/finalize",
+        Some(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})),
+    )
+    .await;
+    assert_eq!(code, 405);
+    running.shutdown().await.expect("shutdown");
+}

@@ -18,7 +18,7 @@ use crate::admission::Operation;
 use crate::codec;
 use crate::meta::Time;
 use crate::resource::Resource;
-use crate::resources::Pod;
+use crate::resources::{Namespace, NamespaceSpec, Pod};
 use crate::validation::{ErrorList, names};
 
 /// How many times a write that carried no resourceVersion of its own is retried on a conflict.
@@ -209,6 +209,37 @@ impl Registry {
                 result => return result,
             }
         }
+    }
+
+    /// The namespace `finalize` subresource: replaces `spec.finalizers` of a namespace and
+    /// nothing else (a non-empty `resourceVersion` is a precondition). Emptying them removes
+    /// a namespace marked for deletion.
+    pub async fn finalize_namespace(
+        &self,
+        name: &str,
+        finalizers: Vec<String>,
+        resource_version: &str,
+    ) -> Result<Namespace, ApiError> {
+        let precondition = if resource_version.is_empty() {
+            None
+        } else {
+            Some(parse_resource_version(resource_version)?)
+        };
+        self.guarded_update(
+            "",
+            name,
+            precondition,
+            Check::Update,
+            Some("finalize"),
+            move |mut namespace: Namespace| {
+                namespace
+                    .spec
+                    .get_or_insert_with(NamespaceSpec::default)
+                    .finalizers = finalizers;
+                Ok(namespace)
+            },
+        )
+        .await
     }
 
     /// The pod binding subresource: sets `spec.nodeName` of an unbound pod. A pod bound

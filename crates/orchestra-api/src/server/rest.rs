@@ -23,7 +23,8 @@ use super::path::{Target, parse_query, parse_target};
 use super::watch_cache::CacheEvent;
 use super::{Body, State};
 use crate::registry::{ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchOptions};
-use crate::resource::TypeInfo;
+use crate::resource::{Resource, TypeInfo};
+use crate::resources::Namespace;
 use crate::scheme::DynResource;
 use crate::wire::{self, Status};
 
@@ -164,6 +165,25 @@ async fn route(
             };
             object_response(StatusCode::OK, stored.as_ref(), &warnings)
         }
+        (&Method::PUT, Some(name), Some("finalize")) if info == Namespace::type_info() => {
+            *verb = "finalize";
+            let body = read_json(state, request).await?;
+            let (object, _) = decode(ops, target, body, &query)?;
+            let Some(namespace) = object.downcast_ref::<Namespace>() else {
+                return Err(bad_request("the body of /finalize must be a v1 Namespace"));
+            };
+            let finalizers = namespace
+                .spec
+                .as_ref()
+                .map(|spec| spec.finalizers.clone())
+                .unwrap_or_default();
+            let stored = state
+                .registry
+                .registry()
+                .finalize_namespace(name, finalizers, &namespace.metadata.resource_version)
+                .await?;
+            object_response(StatusCode::OK, stored.into_dyn().as_ref(), &[])
+        }
         (&Method::PATCH, Some(name), None) => {
             *verb = "patch";
             check_patch_type(&request)?;
@@ -178,7 +198,7 @@ async fn route(
             *verb = "delete";
             delete(state, &info, target, name, &query, request).await
         }
-        (_, _, Some(sub)) if !matches!(sub, "status" | "binding") => Err(fail(
+        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize") => Err(fail(
             404,
             "NotFound",
             format!(
