@@ -1,13 +1,13 @@
 //! The Namespace controller: deleting a namespace deletes everything in it, then the namespace.
 //!
-//! Every namespace gets the finalizer [`NAMESPACE_FINALIZER`] (through
-//! [`finalizer`](crate::finalizer::finalizer)), so that a delete only marks it (the registry
-//! keeps an object with finalizers, with a deletionTimestamp). The controller then sets its
-//! phase to `Terminating`, deletes the namespaced objects of every [`NAMESPACED_KINDS`] kind in
-//! it (background propagation), waits until none is left (objects with finalizers of their own
-//! leave when those are done), and removes the finalizer, which lets the registry delete the
-//! namespace. A namespace deleted before the controller added its finalizer is gone at once;
-//! its objects are then deleted all the same, when the controller sees it disappear.
+//! The API gives every namespace the finalizer [`NAMESPACE_FINALIZER`] in `spec.finalizers`
+//! (as Kubernetes does), so that a delete only marks it: deletionTimestamp set, phase
+//! `Terminating`. The controller then deletes the namespaced objects of every
+//! [`NAMESPACED_KINDS`] kind in it (background propagation), waits until none is left (objects
+//! with finalizers of their own leave when those are done), and clears that finalizer, which
+//! lets the registry delete the namespace. Namespaces stored by an earlier version carried the
+//! finalizer in `metadata.finalizers`: it is removed from there too. A namespace that vanished
+//! without the finalizer is emptied all the same when the controller sees it disappear.
 //!
 //! Not done: kinds registered at run time (custom kinds) are not emptied, and new objects are
 //! not refused in a terminating namespace (that is admission's job in the API server).
@@ -24,7 +24,7 @@ use orchestra_api::resources::{
 use orchestra_api::{ApiError, Client, Resource};
 
 use crate::controller::Controller;
-use crate::finalizer::{self, FinalizerError};
+use crate::finalizer::FinalizerError;
 use crate::informer::SharedInformers;
 use crate::reconciler::{Action, Context, Reconciler};
 
@@ -161,30 +161,44 @@ impl<C: Client> Reconciler for NamespaceController<C> {
         namespace: Arc<Namespace>,
         _ctx: &Context,
     ) -> Result<Action, Self::Error> {
+        if namespace.metadata.deletion_timestamp.is_none() {
+            return Ok(Action::await_change());
+        }
         let name = namespace.metadata.name.clone();
-        let action = finalizer::finalizer(&self.client, NAMESPACE_FINALIZER, namespace, |event| async {
-            match event {
-                finalizer::Event::Apply(_) => Ok(Action::await_change()),
-                finalizer::Event::Cleanup(namespace) => {
-                    let api = |source| Box::new(NamespaceError::Api {
-                        namespace: name.clone(),
-                        source,
-                    });
-                    self.mark_terminating(&namespace).await.map_err(api)?;
-                    let remaining = empty_namespace(&self.client, &name).await.map_err(api)?;
-                    if remaining > 0 {
-                        return Err(Box::new(NamespaceError::NotEmpty {
-                            namespace: name.clone(),
-                            remaining,
-                        }));
-                    }
-                    tracing::info!(namespace = %name, "namespace empty; removing its finalizer");
-                    Ok(Action::await_change())
-                }
+        let api = |source| NamespaceError::Api {
+            namespace: name.clone(),
+            source,
+        };
+        self.mark_terminating(&namespace).await.map_err(api)?;
+        let remaining = empty_namespace(&self.client, &name).await.map_err(api)?;
+        if remaining > 0 {
+            return Err(NamespaceError::NotEmpty {
+                namespace: name.clone(),
+                remaining,
+            });
+        }
+        tracing::info!(namespace = %name, "namespace empty; removing its finalizer");
+        // Re-read: marking it Terminating changed its resourceVersion.
+        let mut latest: Namespace = match self.client.get("", &name).await {
+            Ok(latest) => latest,
+            Err(err) if err.is_not_found() => return Ok(Action::await_change()),
+            Err(err) => return Err(api(err)),
+        };
+        if let Some(spec) = latest.spec.as_mut() {
+            spec.finalizers.retain(|f| f != NAMESPACE_FINALIZER);
+        }
+        latest
+            .metadata
+            .finalizers
+            .retain(|f| f != NAMESPACE_FINALIZER);
+        match self.client.update(&latest).await {
+            Ok(_) => Ok(Action::await_change()),
+            // Changed meanwhile or already gone: the next reconcile looks again.
+            Err(err) if err.is_conflict() || err.is_not_found() => {
+                Ok(Action::requeue(std::time::Duration::from_millis(100)))
             }
-        })
-        .await?;
-        Ok(action)
+            Err(err) => Err(api(err)),
+        }
     }
 
     async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
