@@ -22,6 +22,7 @@ pub use handle::ApiHandle;
 pub use plugin::*;
 pub use profile::{DEFAULT_SCHEDULER_NAME, ExtensionPoint, Profile, ProfileError};
 pub use runtime::{
-    Framework, PermitOutcome, Profiles, ScheduleOutcome, num_feasible_nodes_to_find, scheduler_name,
+    Framework, NodeChecker, PermitOutcome, Profiles, ScheduleOutcome, num_feasible_nodes_to_find,
+    scheduler_name,
 };
 pub use status::{Code, Reasons, Status};

@@ -297,6 +297,20 @@ impl Framework {
         cluster: &ClusterSnapshot,
         node: &NodeInfo,
     ) -> Option<(&'static str, Status)> {
+        match self.node_checker(pod, cluster) {
+            Ok(checker) => checker.check(pod, cluster, node),
+            Err(rejection) => Some(rejection),
+        }
+    }
+
+    /// PreFilter once for `pod` on `cluster`, then check any number of nodes (or what-if
+    /// copies of nodes) with [`NodeChecker::check`]; a PreFilter rejection is returned as
+    /// `(plugin, status)`. Preemption uses it when no plugin looks beyond the node.
+    pub fn node_checker(
+        &self,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+    ) -> Result<NodeChecker<'_>, (&'static str, Status)> {
         let mut state = CycleState::new();
         let mut skipped_pre: u64 = 0;
         for (i, plugin) in self.profile.pre_filter.iter().enumerate() {
@@ -304,7 +318,7 @@ impl Framework {
             if status.is_skip() {
                 skipped_pre |= 1 << i;
             } else if !status.is_success() {
-                return Some((plugin.name(), status));
+                return Err((plugin.name(), status));
             }
         }
         let filters: Vec<&dyn FilterPlugin> = self
@@ -315,7 +329,7 @@ impl Framework {
             .filter(|(_, pre)| pre.is_none_or(|i| skipped_pre & (1 << i) == 0))
             .map(|(f, _)| &**f)
             .collect();
-        run_filters_nominated(&filters, &state, pod, cluster, node)
+        Ok(NodeChecker { state, filters })
     }
 
     /// PostFilter: the first plugin that succeeds proposes a nomination.
@@ -536,6 +550,34 @@ impl Scheduler for Framework {
             Unschedulable::whole_pod(e.pod.clone(), cluster.len(), "PodInfo", e.to_string())
         })?;
         self.schedule_pod(&info, cluster).map(|o| o.placement)
+    }
+}
+
+/// The PreFilter results for one pod and the Filter plugins to run; see
+/// [`Framework::node_checker`].
+pub struct NodeChecker<'a> {
+    state: CycleState,
+    filters: Vec<&'a dyn FilterPlugin>,
+}
+
+impl std::fmt::Debug for NodeChecker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeChecker")
+            .field("filters", &self.filters.len())
+            .finish()
+    }
+}
+
+impl NodeChecker<'_> {
+    /// The filters on one node (with the pods nominated to it that go before `pod`): the
+    /// first rejection, or `None` if the pod fits.
+    pub fn check(
+        &self,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        node: &NodeInfo,
+    ) -> Option<(&'static str, Status)> {
+        run_filters_nominated(&self.filters, &self.state, pod, cluster, node)
     }
 }
 

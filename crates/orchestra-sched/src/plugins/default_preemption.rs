@@ -26,7 +26,8 @@ use orchestra_api::meta::Time;
 use orchestra_api::resources::Pod;
 
 use crate::framework::{
-    Code, CycleState, Extensions, Framework, Plugin, PostFilterPlugin, PostFilterResult, Status,
+    Code, CycleState, Extensions, Framework, NodeChecker, Plugin, PostFilterPlugin,
+    PostFilterResult, Status,
 };
 use crate::snapshot::{ClusterSnapshot, PodInfo};
 use crate::unschedulable::Unschedulable;
@@ -164,12 +165,31 @@ pub fn select_candidate(
     let wanted = (cluster.len() * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
         .max(MIN_CANDIDATE_NODES)
         .min(cluster.len());
+    // When no pod anywhere has pod (anti-)affinity and the pod has no affinity or spreading,
+    // no plugin looks at other nodes' pods: PreFilter runs once, and a copy of each node is
+    // the whole what-if (a copy of the snapshot would clone its pod index per node).
+    let node_only = cluster.pods_with_affinity() == 0
+        && !pod.has_affinity()
+        && pod.spread_constraints.is_empty();
+    let checker = if node_only {
+        match framework.node_checker(pod, cluster) {
+            Ok(checker) => Some(checker),
+            Err((_, status)) => return Err(status),
+        }
+    } else {
+        None
+    };
     let mut candidates = Vec::new();
     for index in tries {
         if candidates.len() >= wanted {
             break;
         }
-        if let Some(c) = victims_on_node(framework, pod, cluster, cluster.node(index).name()) {
+        let name = cluster.node(index).name();
+        let found = match &checker {
+            Some(checker) => victims_on_node_alone(checker, pod, cluster, name),
+            None => victims_on_node(framework, pod, cluster, name),
+        };
+        if let Some(c) = found {
             candidates.push(c);
         }
     }
@@ -199,51 +219,65 @@ pub fn victims_on_node(
         return None;
     }
     potential.sort_by(|a, b| more_important(a, b));
-    // When no pod anywhere has pod (anti-)affinity and the pod has no affinity or spreading,
-    // no plugin looks at other nodes' pods: a copy of the node is the whole what-if (a copy of
-    // the snapshot would clone its pod index per candidate node).
-    let node_only = cluster.pods_with_affinity() == 0
-        && !pod.has_affinity()
-        && pod.spread_constraints.is_empty();
-    let victims = if node_only {
-        let mut what_if = info.clone();
-        for p in &potential {
-            what_if.remove_pod(p.key())?;
-        }
-        if framework.check_node(pod, cluster, &what_if).is_some() {
-            return None;
-        }
-        let mut victims = Vec::new();
-        for p in potential {
-            what_if.add_pod(p.clone());
-            if framework.check_node(pod, cluster, &what_if).is_some() {
-                what_if.remove_pod(p.key())?;
-                victims.push(p);
-            }
-        }
-        victims
-    } else {
-        let mut what_if = cluster.clone();
-        for p in &potential {
-            what_if.remove_pod(p.key()).ok()?;
-        }
-        let fits = |s: &ClusterSnapshot| {
-            s.get(node)
-                .is_some_and(|n| framework.check_node(pod, s, n).is_none())
-        };
-        if !fits(&what_if) {
-            return None;
-        }
-        let mut victims = Vec::new();
-        for p in potential {
-            what_if.assume(p.clone(), node).ok()?;
-            if !fits(&what_if) {
-                what_if.remove_pod(p.key()).ok()?;
-                victims.push(p);
-            }
-        }
-        victims
+    let mut what_if = cluster.clone();
+    for p in &potential {
+        what_if.remove_pod(p.key()).ok()?;
+    }
+    let fits = |s: &ClusterSnapshot| {
+        s.get(node)
+            .is_some_and(|n| framework.check_node(pod, s, n).is_none())
     };
+    if !fits(&what_if) {
+        return None;
+    }
+    let mut victims = Vec::new();
+    for p in potential {
+        what_if.assume(p.clone(), node).ok()?;
+        if !fits(&what_if) {
+            what_if.remove_pod(p.key()).ok()?;
+            victims.push(p);
+        }
+    }
+    Some(Candidate {
+        node: info.name().clone(),
+        victims,
+    })
+}
+
+/// [`victims_on_node`] when no plugin looks beyond the node: the what-if is a copy of the
+/// node, checked with PreFilter results computed once.
+fn victims_on_node_alone(
+    checker: &NodeChecker<'_>,
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    node: &str,
+) -> Option<Candidate> {
+    let info = cluster.get(node)?;
+    let mut potential: Vec<Arc<PodInfo>> = info
+        .pods()
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
+    if potential.is_empty() {
+        return None;
+    }
+    potential.sort_by(|a, b| more_important(a, b));
+    let mut what_if = info.clone();
+    for p in &potential {
+        what_if.remove_pod(p.key())?;
+    }
+    if checker.check(pod, cluster, &what_if).is_some() {
+        return None;
+    }
+    let mut victims = Vec::new();
+    for p in potential {
+        what_if.add_pod(p.clone());
+        if checker.check(pod, cluster, &what_if).is_some() {
+            what_if.remove_pod(p.key())?;
+            victims.push(p);
+        }
+    }
     Some(Candidate {
         node: info.name().clone(),
         victims,
