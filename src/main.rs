@@ -60,6 +60,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Agent(#[from] cli::agent::AgentError),
+    /// The in-process cluster failed to start.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Cluster(#[from] orchestra::cluster::ClusterError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -112,6 +116,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             #[cfg(feature = "server")]
             Command::ControllerManager(args) => cli::controller_manager::run(args).await?,
             Command::Agent(args) => cli::agent::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::Cluster(args) => cli::cluster::run(args).await?,
         }
         Ok(())
     })

@@ -8,42 +8,11 @@
 
 mod support;
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use orchestra_api::resources::{ConditionStatus, Node, Pod, PodPhase};
-use orchestra_api::{Client, RemoteClient, testing};
-use support::{free_port, spawn_orchestra};
-
-async fn connect(server: &str) -> RemoteClient {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(client) = RemoteClient::connect(server).await {
-            return client;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "orchestra server did not come up in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn stop(mut child: Child, what: &str) {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = child.wait().unwrap();
-    assert!(
-        exit.success(),
-        "{what} should exit 0 on SIGTERM, got {exit}"
-    );
-}
+use orchestra_api::{Client, testing};
+use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
 
 fn ready(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|s| {
@@ -104,7 +73,7 @@ async fn run_one_pod(runtime_args: &[&str], pod: Pod) -> Pod {
         dir.path().as_os_str(),
         "--no-scheduler".as_ref(),
     ]);
-    let client = connect(&server_url).await;
+    let client = connect_api(&server_url).await;
     let mut agent_args = vec![
         "agent",
         "--server",
@@ -162,8 +131,8 @@ async fn run_one_pod(runtime_args: &[&str], pod: Pod) -> Pod {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    stop(agent, "orchestra agent");
-    stop(scheduler, "orchestra scheduler");
-    stop(server, "orchestra server");
+    stop_with_sigterm(agent, "orchestra agent");
+    stop_with_sigterm(scheduler, "orchestra scheduler");
+    stop_with_sigterm(server, "orchestra server");
     pod
 }

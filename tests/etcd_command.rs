@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 
 use std::time::Duration;
-use support::{free_port, spawn_orchestra};
+use support::{free_port, spawn_orchestra, stop_with_sigterm};
 
 use orchestra_store::{EtcdOptions, EtcdStore, StoreExt};
 
@@ -44,17 +44,6 @@ async fn connect(port: u16) -> EtcdStore {
     }
 }
 
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(
-        exit.success(),
-        "orchestra etcd should exit 0 on SIGTERM, got {exit}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_a_durable_store_over_the_etcd_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +61,7 @@ async fn serves_a_durable_store_over_the_etcd_api() {
         rev
     );
     drop(store);
-    stop(server);
+    stop_with_sigterm(server, "orchestra etcd");
 
     let port = free_port();
     let server = start(port, dir.path());
@@ -84,5 +73,5 @@ async fn serves_a_durable_store_over_the_etcd_api() {
         .unwrap();
     assert_eq!((kv.value.as_ref(), kv.mod_revision), (&b"v1"[..], rev));
     drop(store);
-    stop(server);
+    stop_with_sigterm(server, "orchestra etcd");
 }

@@ -7,15 +7,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command};
+use std::process::Child;
 
-use std::time::Duration;
-use support::{free_port, spawn_orchestra};
+use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
 
 use futures::StreamExt;
 use orchestra_api::registry::WatchOptions;
 use orchestra_api::resources::{Namespace, Pod};
-use orchestra_api::{Client, ObjectMeta, RemoteClient, testing};
+use orchestra_api::{Client, ObjectMeta, testing};
 
 fn start(port: u16, data_dir: &std::path::Path) -> Child {
     let listen = format!("127.0.0.1:{port}");
@@ -29,20 +28,6 @@ fn start(port: u16, data_dir: &std::path::Path) -> Child {
 }
 
 /// Connects, retrying while the server starts (a failure guard, not a timing assumption).
-async fn connect(port: u16) -> RemoteClient {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(client) = RemoteClient::connect(&format!("http://127.0.0.1:{port}")).await {
-            return client;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "orchestra server did not come up in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A plain HTTP/1.1 GET (the server speaks HTTP/JSON on the gRPC port).
 fn http_get(port: u16, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -56,23 +41,12 @@ fn http_get(port: u16, path: &str) -> String {
     response
 }
 
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(
-        exit.success(),
-        "orchestra server should exit 0 on SIGTERM, got {exit}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_api_and_keeps_objects_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = start(port, dir.path());
-    let client = connect(port).await;
+    let client = connect_api(&format!("http://127.0.0.1:{}", port)).await;
     // Admission: objects go into namespaces that exist (the system ones do from the start).
     let refused = client
         .create(&testing::pod("shop", "web", "web"))
@@ -109,14 +83,14 @@ async fn serves_the_api_and_keeps_objects_across_restarts() {
         .await
         .unwrap();
     assert!(matches!(watch.next().await, Some(Ok(_))));
-    stop(server);
+    stop_with_sigterm(server, "orchestra server");
     drop((watch, client));
 
     let port = free_port();
     let server = start(port, dir.path());
-    let client = connect(port).await;
+    let client = connect_api(&format!("http://127.0.0.1:{}", port)).await;
     let read: Pod = client.get("shop", "web").await.unwrap();
     assert_eq!(read, created, "the pod survived the restart");
     drop(client);
-    stop(server);
+    stop_with_sigterm(server, "orchestra server");
 }

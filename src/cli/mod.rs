@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`agent`]: `orchestra agent ...`, the node agent against an API server.
+//! - [`cluster`]: `orchestra cluster ...`, a whole cluster in one process.
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`controller_manager`]: `orchestra controller-manager ...`, the built-in controllers.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
@@ -16,6 +17,8 @@
 #[cfg(feature = "server")]
 pub mod agent;
 pub mod bench;
+#[cfg(feature = "server")]
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod controller_manager;
 #[cfg(feature = "server")]
@@ -32,6 +35,8 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "server")]
 pub use agent::AgentArgs;
 pub use bench::BenchCommand;
+#[cfg(feature = "server")]
+pub use cluster::ClusterArgs;
 #[cfg(feature = "server")]
 pub use ctl::CtlArgs;
 #[cfg(feature = "etcd")]
@@ -75,6 +80,10 @@ pub enum Command {
     /// Run the pods bound to a node (the node agent, kubelet's job) through a container runtime.
     #[cfg(feature = "server")]
     Agent(AgentArgs),
+    /// A whole cluster in one process: store, API server, scheduler, controllers, N node
+    /// agents and the service proxy.
+    #[cfg(feature = "server")]
+    Cluster(ClusterArgs),
 }
 
 #[cfg(test)]

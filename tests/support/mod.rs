@@ -25,3 +25,34 @@ where
         .spawn()
         .unwrap()
 }
+
+/// Send SIGTERM to a started `orchestra` and check that it exits 0 (`what` names it in the
+/// failure message).
+#[allow(dead_code)] // Not every test file stops a child this way.
+pub fn stop_with_sigterm(mut child: Child, what: &str) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success(), "kill -TERM {pid} failed");
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "{what} should exit 0 on SIGTERM, got {exit}"
+    );
+}
+
+/// A `RemoteClient` to the API at `url`, once the server there answers (30 s at most).
+#[cfg(feature = "server")]
+#[allow(dead_code)] // Not every test file talks to an API server.
+pub async fn connect_api(url: &str) -> orchestra::api::RemoteClient {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(client) = orchestra::api::RemoteClient::connect(url).await {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no API server came up at {url} in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,56 @@
+//! `orchestra cluster --nodes N --runtime fake|process [--listen ADDR] [--data-dir DIR]`: a whole
+//! cluster in one process ([`orchestra::cluster::Cluster`]): the store, the API server, the
+//! scheduler, the controllers, N node agents and the service proxy. Stops cleanly (pods
+//! included) on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use orchestra::cluster::{Cluster, ClusterError, NodeRuntime};
+
+/// `orchestra cluster ...`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// How many node agents.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// How the nodes run pods: simulated (`fake`, for scale) or as local processes.
+    #[arg(long, value_enum, default_value_t = NodeRuntime::Process)]
+    pub runtime: NodeRuntime,
+    /// Where the API server listens (gRPC and HTTP on one port).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// Keep the store and the nodes' state here (default: a temporary directory, removed on
+    /// exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// How long a silent node stays Ready, in seconds (Kubernetes: 40).
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
+}
+
+/// Runs the cluster until SIGTERM or Ctrl-C.
+pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
+    let mut builder = Cluster::builder()
+        .nodes(args.nodes)
+        .runtime(args.runtime)
+        .listen(args.listen)
+        .node_monitor_grace(Duration::from_secs(args.node_monitor_grace_period.max(1)));
+    if let Some(dir) = &args.data_dir {
+        builder = builder.data_dir(dir);
+    }
+    let cluster = builder.start().await?;
+    tracing::info!(url = %cluster.url(), nodes = args.nodes, runtime = ?args.runtime, "cluster running");
+    println!(
+        "orchestra cluster: API at {} ({} {:?} nodes)",
+        cluster.url(),
+        args.nodes,
+        args.runtime
+    );
+    super::server::shutdown_signal().await;
+    tracing::info!("stopping the cluster");
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `orchestra cluster --nodes 2 --runtime fake`: the whole cluster in one process registers
+//! its nodes, runs a Deployment's pods on them (scheduler, controllers and agents at work),
+//! and stops with exit 0 on SIGTERM.
+
+#![cfg(feature = "server")]
+
+mod support;
+
+use std::time::Duration;
+
+use orchestra_api::registry::ListOptions;
+use orchestra_api::resources::{ConditionStatus, Deployment, Node, Pod, PodPhase};
+use orchestra_api::{Client, RemoteClient};
+use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
+
+/// Polls `done` every 50 ms; a failure guard of 60 s, not a timing assumption.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn running_pods(client: &RemoteClient) -> Vec<Pod> {
+    client
+        .list::<Pod>(Some("default"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase) == Some(PodPhase::Running))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_cluster_runs_a_deployment_on_its_nodes() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let cluster = spawn_orchestra([
+        "cluster",
+        "--nodes",
+        "2",
+        "--runtime",
+        "fake",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let client = connect_api(&url).await;
+    eventually("both nodes are Ready", || async {
+        let nodes = client
+            .list::<Node>(None, &ListOptions::default())
+            .await
+            .unwrap();
+        nodes.items.len() == 2
+            && nodes.items.iter().all(|n| {
+                n.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+                })
+            })
+    })
+    .await;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            },
+        },
+    }))
+    .unwrap();
+    client.create(&deployment).await.unwrap();
+    eventually("4 pods run", || async {
+        running_pods(&client).await.len() == 4
+    })
+    .await;
+    let nodes: std::collections::BTreeSet<String> = running_pods(&client)
+        .await
+        .into_iter()
+        .map(|p| p.spec.node_name)
+        .collect();
+    assert_eq!(
+        nodes,
+        ["node-1".to_owned(), "node-2".to_owned()].into(),
+        "the scheduler spreads the pods over both nodes"
+    );
+    stop_with_sigterm(cluster, "orchestra cluster");
+}
