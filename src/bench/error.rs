@@ -79,6 +79,18 @@ pub enum BenchError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The node benchmark could not set up or drive a runtime, the agent or the API.
+    #[error("node benchmark: {what}")]
+    Node {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The node benchmark waited too long for pods to become ready or to go away.
+    #[error("node benchmark: {0}")]
+    NodeTimeout(String),
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

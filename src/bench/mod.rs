@@ -4,11 +4,13 @@
 //! # Layout
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
 //! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
+//! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
 pub mod error;
+pub mod node;
 pub mod proxy;
 pub mod report;
 pub mod sched;
@@ -24,5 +26,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Sched(args) => sched::run(args),
         BenchTarget::Proxy(args) => proxy::run(args).await,
+        BenchTarget::Node(args) => node::run(args).await,
     }
 }

@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
-//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store`, `sched` and
-//! `proxy` exist, the `cluster` and `mesh` targets arrive with their components.
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store`, `sched`,
+//! `proxy` and `node` exist, the `cluster` and `mesh` targets arrive with their components.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub enum BenchTarget {
     /// The L4 service proxy: bulk throughput, latency at a fixed rate and max requests/s,
     /// direct vs through TcpProxy vs through nginx.
     Proxy(ProxyBenchArgs),
+    /// The node agent: pod start latency (bound to Running and Ready) and teardown per
+    /// runtime, against the bare runtime calls; memory per pod of the fake runtime.
+    Node(NodeBenchArgs),
 }
 
 /// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.
@@ -410,4 +413,131 @@ pub struct ProxyBenchArgs {
     /// Cap everything for CI: 16 MiB bulk, 0.5 s per timed test, 8 connections.
     #[arg(long)]
     pub smoke: bool,
+}
+
+/// The runtimes `orchestra bench node` can measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRuntime {
+    /// `FakeRuntime`: containers simulated in memory, no processes.
+    Fake,
+    /// `ProcessRuntime`: containers as local processes (`sleep 1000`), state in a temporary
+    /// directory.
+    Process,
+}
+
+impl NodeRuntime {
+    /// The name used on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRuntime::Fake => "fake",
+            NodeRuntime::Process => "process",
+        }
+    }
+}
+
+/// `orchestra bench node`: per runtime and per batch size, pods created already bound to the
+/// agent's node, timed until a watch sees them Running and Ready, then deleted and timed until
+/// they are gone; the bare runtime calls are timed in the same run for comparison.
+#[derive(Clone, Debug, Args)]
+pub struct NodeBenchArgs {
+    /// Runtimes, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fake,process"
+    )]
+    pub runtime: Vec<NodeRuntime>,
+
+    /// Batch sizes, comma-separated: pods created at once (a batch of 1 is repeated
+    /// `--repeat` times; larger batches run once).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,100",
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub pods: Vec<u32>,
+
+    /// How many times a batch of 1 pod is run.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub repeat: u32,
+
+    /// The agent's sync interval(s) in seconds, comma-separated (the agent's default is 1):
+    /// how often a pod worker re-reads the runtime when nothing else wakes it.
+    #[arg(long, value_delimiter = ',', default_value = "1,0.01", value_parser = parse_seconds)]
+    pub sync_interval: Vec<Duration>,
+
+    /// Fake pods created directly in a FakeRuntime to measure its memory per pod (0: skip).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub memory_pods: u32,
+
+    /// Cap everything for CI: batches of at most 10 pods, 5 repeats, 1,000 memory pods.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+#[cfg(test)]
+mod node_tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn node_args(line: &[&str]) -> Result<NodeBenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["orchestra", "bench", "node"].iter().chain(line))?;
+        #[allow(unreachable_patterns)]
+        match cli.command {
+            Command::Bench(BenchCommand {
+                target: BenchTarget::Node(args),
+            }) => Ok(args),
+            other => panic!("`bench node` parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn node_parses_runtimes_batches_and_intervals() {
+        let args = node_args(&[
+            "--runtime",
+            "process",
+            "--pods",
+            "1,20",
+            "--sync-interval",
+            "0.05",
+            "--smoke",
+        ])
+        .unwrap();
+        assert_eq!(args.runtime, [NodeRuntime::Process]);
+        assert_eq!(args.pods, [1, 20]);
+        assert_eq!(args.sync_interval, [Duration::from_millis(50)]);
+        assert!(args.smoke);
+    }
+
+    #[test]
+    fn node_has_the_issues_defaults() {
+        let args = node_args(&[]).unwrap();
+        assert_eq!(args.runtime, [NodeRuntime::Fake, NodeRuntime::Process]);
+        assert_eq!(args.pods, [1, 100]);
+        assert_eq!(args.repeat, 50);
+        assert_eq!(
+            args.sync_interval,
+            [Duration::from_secs(1), Duration::from_millis(10)]
+        );
+        assert_eq!((args.memory_pods, args.smoke), (10_000, false));
+    }
+
+    #[test]
+    fn node_rejects_bad_values() {
+        for bad in [
+            &["--runtime", "cri"][..],
+            &["--pods", "0"],
+            &["--pods", "1,,2"],
+            &["--repeat", "0"],
+            &["--sync-interval", "0"],
+            &["--sync-interval", "often"],
+        ] {
+            assert!(node_args(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }
