@@ -102,6 +102,10 @@ async fn pods(client: &RemoteClient) -> Vec<Pod> {
 }
 
 const DEPLOYMENT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: shop}
