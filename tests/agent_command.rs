@@ -10,18 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use orchestra_api::resources::{ConditionStatus, Node, Pod, PodPhase};
+use orchestra_api::resources::{Node, Pod};
 use orchestra_api::{Client, testing};
-use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
-
-fn ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
+use support::{connect_api, free_port, ready, spawn_orchestra, stop_with_sigterm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fake_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {

@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 
 use std::time::Duration;
-use support::{free_port, spawn_orchestra};
+use support::{ctl, free_port, spawn_orchestra, stdout};
 
 use orchestra_api::RemoteClient;
 
@@ -48,24 +48,6 @@ async fn start() -> (Server, String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (server, url)
-}
-
-fn ctl(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orchestra"))
-        .arg("ctl")
-        .args(args)
-        .env("ORCHESTRA_SERVER", url)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "ctl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 const MANIFEST: &str = r#"

@@ -3,6 +3,7 @@
 //! an API server.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use orchestra::api::{Quantity, RemoteClient};
@@ -56,6 +57,10 @@ pub struct AgentArgs {
     /// The node's InternalIP.
     #[arg(long, default_value = "127.0.0.1")]
     pub address: String,
+    /// The node Lease's duration in seconds; the agent renews it four times within it (as
+    /// kubelet does). Keep it below the controllers' `--node-monitor-grace-period`.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub node_lease_duration_seconds: u64,
 }
 
 /// Why the agent could not run.
@@ -110,6 +115,8 @@ pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
     }
     config.pods = args.pods;
     config.address.clone_from(&args.address);
+    config.lease_duration = Duration::from_secs(args.node_lease_duration_seconds);
+    config.lease_renew_interval = config.lease_duration / 4;
     Ok(config)
 }
 

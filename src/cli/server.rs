@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use orchestra::cluster::{ControlPlane, ControlPlaneConfig, ControlPlaneError};
+use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
 use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
@@ -59,6 +61,10 @@ pub struct ServerArgs {
     /// instead).
     #[arg(long)]
     pub no_controllers: bool,
+    /// How long a node may go without a heartbeat before it is Unknown and its pods are
+    /// evicted after their tolerations, in seconds (the in-process NodeLifecycle controller).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_monitor_grace_period: u64,
 }
 
 fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
@@ -134,7 +140,10 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             scheduler: !args.no_scheduler,
             controllers: !args.no_controllers,
             leader_election,
-            ..ControlPlaneConfig::default()
+            node_lifecycle: NodeLifecycleConfig {
+                grace_period: Duration::from_secs(args.node_monitor_grace_period),
+                ..NodeLifecycleConfig::default()
+            },
         },
     );
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());

@@ -1,7 +1,7 @@
 //! What the binary's integration tests share: a free loopback port, and the `orchestra`
 //! binary started with some arguments (its output discarded).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -55,4 +55,39 @@ pub async fn connect_api(url: &str) -> orchestra::api::RemoteClient {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Run `orchestra ctl ARGS...` against the API at `url` and return what it printed.
+#[allow(dead_code)] // Not every test file runs ctl.
+pub fn ctl(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .arg("ctl")
+        .args(args)
+        .env("ORCHESTRA_SERVER", url)
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a `ctl` run that must have succeeded (its stderr in the failure).
+#[allow(dead_code)] // Not every test file runs ctl.
+pub fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "ctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Whether the pod is Running with its Ready condition True.
+#[cfg(feature = "server")]
+#[allow(dead_code)] // Not every test file runs pods.
+pub fn ready(pod: &orchestra_api::resources::Pod) -> bool {
+    use orchestra_api::resources::{ConditionStatus, PodPhase};
+    pod.status.as_ref().is_some_and(|s| {
+        s.phase == Some(PodPhase::Running)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+    })
 }
