@@ -91,6 +91,18 @@ pub enum BenchError {
     /// The node benchmark waited too long for pods to become ready or to go away.
     #[error("node benchmark: {0}")]
     NodeTimeout(String),
+    /// The cluster benchmark could not start the cluster or drive the API.
+    #[error("cluster benchmark: {what}")]
+    Cluster {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The cluster benchmark waited too long for nodes or pods.
+    #[error("cluster benchmark: {0}")]
+    ClusterTimeout(String),
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

@@ -6,9 +6,12 @@
 //! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
+//! - [`cluster`]: `orchestra bench cluster`, the whole control plane with fake nodes at scale.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
+#[cfg(feature = "server")]
+pub mod cluster;
 pub mod error;
 pub mod node;
 pub mod proxy;
@@ -27,5 +30,7 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Sched(args) => sched::run(args),
         BenchTarget::Proxy(args) => proxy::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
+        #[cfg(feature = "server")]
+        BenchTarget::Cluster(args) => cluster::run(args).await,
     }
 }

@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
-//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component; `store`, `sched`,
-//! `proxy` and `node` exist, the `cluster` and `mesh` targets arrive with their components.
+//! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component: `store`, `sched`,
+//! `proxy`, `node` and `cluster`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +30,10 @@ pub enum BenchTarget {
     /// The node agent: pod start latency (bound to Running and Ready) and teardown per
     /// runtime, against the bare runtime calls; memory per pod of the fake runtime.
     Node(NodeBenchArgs),
+    /// The whole control plane with simulated nodes at scale: time until every pod runs, pod
+    /// startup latency in bulk and under churn, peak memory and CPU.
+    #[cfg(feature = "server")]
+    Cluster(ClusterBenchArgs),
 }
 
 /// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.
@@ -474,6 +478,39 @@ pub struct NodeBenchArgs {
     pub memory_pods: u32,
 
     /// Cap everything for CI: batches of at most 10 pods, 5 repeats, 1,000 memory pods.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+/// `orchestra bench cluster`: `--nodes` fake nodes, `--pods` pods as ReplicaSets, then churn;
+/// one JSON line per phase.
+#[derive(Clone, Debug, Args)]
+pub struct ClusterBenchArgs {
+    /// Simulated nodes (agents on the fake runtime).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub nodes: u32,
+
+    /// Pods of the bulk load.
+    #[arg(long, default_value_t = 150_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub pods: u32,
+
+    /// Replicas per ReplicaSet of the bulk load.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pods_per_set: u32,
+
+    /// Pods created (and deleted) per second in the churn phase (0: skip it).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub churn_rate: u32,
+
+    /// How long the churn phase creates pods, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub churn_seconds: u32,
+
+    /// How long each phase may take before the run fails, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+
+    /// Cap everything for CI: 20 nodes, 400 pods in sets of 50, 2 s of churn at 50 pods/s.
     #[arg(long)]
     pub smoke: bool,
 }
