@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use orchestra_api::resources::{Node, Pod};
 use orchestra_api::{Client, testing};
-use support::{connect_api, free_port, ready, spawn_orchestra, stop_with_sigterm};
+use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fake_agent_runs_a_scheduled_pod_and_stops_on_sigterm() {
@@ -85,7 +85,7 @@ async fn run_one_pod(runtime_args: &[&str], pod: Pod) -> Pod {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let pod = loop {
         let pod: Pod = client.get("default", "web").await.unwrap();
-        if ready(&pod) {
+        if pod.is_running_and_ready() {
             break pod;
         }
         assert!(

@@ -20,9 +20,9 @@ use std::process::Child;
 use std::time::Duration;
 
 use orchestra_api::registry::ListOptions;
-use orchestra_api::resources::{ConditionStatus, Node, Pod};
+use orchestra_api::resources::{Node, Pod};
 use orchestra_api::{Client, RemoteClient};
-use support::{connect_api, ctl, free_port, ready, spawn_orchestra, stdout, stop_with_sigterm};
+use support::{connect_api, ctl, free_port, spawn_orchestra, stdout, stop_with_sigterm};
 
 /// How long a silent node stays Ready, and the agents' lease duration (renewed four times
 /// within it): short, so that the scenario runs in seconds.
@@ -166,14 +166,6 @@ async fn sleeper_pods(client: &RemoteClient) -> Vec<Pod> {
     }
 }
 
-fn node_ready(node: &Node) -> bool {
-    node.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
-
 fn live(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
 }
@@ -194,7 +186,7 @@ async fn deploy_lose_a_node_and_recover(
             .list::<Node>(None, &ListOptions::default())
             .await
             .ok()?;
-        (nodes.items.iter().filter(|n| node_ready(n)).count() == 3).then_some(())
+        (nodes.items.iter().filter(|n| n.is_ready()).count() == 3).then_some(())
     })
     .await;
 
@@ -207,7 +199,8 @@ async fn deploy_lose_a_node_and_recover(
     assert!(applied.contains("sleeper created"), "{applied}");
     let pods = wait_for("three Running and Ready replicas", || async {
         let pods = sleeper_pods(&client).await;
-        (pods.len() == 3 && pods.iter().all(|p| live(p) && ready(p))).then_some(pods)
+        (pods.len() == 3 && pods.iter().all(|p| live(p) && p.is_running_and_ready()))
+            .then_some(pods)
     })
     .await;
     for pod in &pods {
@@ -233,7 +226,7 @@ async fn deploy_lose_a_node_and_recover(
             let pods = sleeper_pods(&client).await;
             let replaced = pods
                 .iter()
-                .filter(|p| live(p) && ready(p) && p.spec.node_name != lost)
+                .filter(|p| live(p) && p.is_running_and_ready() && p.spec.node_name != lost)
                 .count();
             let evicted = pods
                 .iter()
@@ -317,38 +310,8 @@ async fn a_cluster_on_three_etcd_members_keeps_working_when_one_dies() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial_cluster = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let flags = ["--heartbeat-interval", "50", "--election-timeout", "500"];
-    let mut members: Vec<Member> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &(client, peer))| {
-            let name = format!("m{i}");
-            Member::of_cluster(
-                &binary,
-                dir.path(),
-                &name,
-                client,
-                peer,
-                &initial_cluster,
-                &flags,
-            )
-        })
-        .collect();
-    for member in &mut members {
-        member.spawn();
-    }
-    for member in &mut members {
-        if let Err(log) = member.wait_ready().await {
-            panic!("{} did not start: {log}", member.name);
-        }
-    }
+    let mut members = Member::start_cluster(&binary, dir.path(), 3, &flags).await;
     let endpoints = members
         .iter()
         .map(Member::url)

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use orchestra::api::registry::{DeleteOptions, ListOptions};
-use orchestra::api::resources::{ConditionStatus, Node, Pod, PodPhase, ReplicaSet};
+use orchestra::api::resources::{Node, Pod, ReplicaSet};
 use orchestra::api::watcher::{self, Event, WatcherConfig};
 use orchestra::api::{Client, LocalClient};
 use orchestra::cluster::{Cluster, NodeRuntime};
@@ -137,7 +137,7 @@ impl Tracker {
         if !churn && !self.started.contains_key(name) {
             self.started.insert(name.clone(), now);
         }
-        if !running(pod) {
+        if !pod.is_running_and_ready() {
             return;
         }
         // The entry is removed on the first Running sighting: later updates are not counted.
@@ -154,23 +154,6 @@ impl Tracker {
             self.last_bulk_running = Some(now);
         }
     }
-}
-
-fn running(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
 }
 
 fn cluster_error<E: std::error::Error + Send + Sync + 'static>(
@@ -281,7 +264,7 @@ pub async fn run(args: ClusterBenchArgs) -> Result<(), BenchError> {
             .list::<Node>(None, &ListOptions::default())
             .await
             .map_err(cluster_error("listing nodes"))?;
-        ready = list.items.iter().filter(|n| node_ready(n)).count();
+        ready = list.items.iter().filter(|n| n.is_ready()).count();
     }
     let mut line = ClusterResult::new("nodes", nodes);
     line.seconds = Some(round3(started.elapsed()));

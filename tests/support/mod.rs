@@ -78,16 +78,3 @@ pub fn stdout(output: &Output) -> String {
     );
     String::from_utf8(output.stdout.clone()).unwrap()
 }
-
-/// Whether the pod is Running with its Ready condition True.
-#[cfg(feature = "server")]
-#[allow(dead_code)] // Not every test file runs pods.
-pub fn ready(pod: &orchestra_api::resources::Pod) -> bool {
-    use orchestra_api::resources::{ConditionStatus, PodPhase};
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}

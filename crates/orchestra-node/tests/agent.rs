@@ -95,15 +95,6 @@ async fn wait_pod(
     }
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
-
 fn restarts(pod: &Pod) -> i32 {
     pod.status
         .as_ref()
@@ -130,7 +121,13 @@ async fn a_pod_runs_and_reports_running_and_ready_and_the_node_registers() {
     let runtime = FakeRuntime::new();
     let agent = start_agent(&client, &runtime);
     client.create(&pod("web", "nginx:1.27")).await.unwrap();
-    let pod = wait_pod(&client, "web", Duration::from_secs(5), is_ready).await;
+    let pod = wait_pod(
+        &client,
+        "web",
+        Duration::from_secs(5),
+        Pod::is_running_and_ready,
+    )
+    .await;
     let status = pod.status.clone().unwrap();
     assert!(status.pod_ip.starts_with("10."), "{}", status.pod_ip);
     assert_eq!(status.host_ip, "127.0.0.1");
@@ -249,7 +246,13 @@ async fn deletion_honours_the_grace_period_then_removes_the_pod() {
     let mut p = pod("stubborn", "fake/run?ignore-term=true");
     p.spec.termination_grace_period_seconds = Some(20);
     client.create(&p).await.unwrap();
-    wait_pod(&client, "stubborn", Duration::from_secs(5), is_ready).await;
+    wait_pod(
+        &client,
+        "stubborn",
+        Duration::from_secs(5),
+        Pod::is_running_and_ready,
+    )
+    .await;
     let t0 = Instant::now();
     let outcome = client
         .delete::<Pod>("default", "stubborn", &DeleteOptions::default())
@@ -281,7 +284,13 @@ async fn a_restarted_agent_re_adopts_without_restarting_and_drops_orphans() {
     let runtime = FakeRuntime::new();
     let agent = start_agent(&client, &runtime);
     client.create(&pod("web", "nginx:1.27")).await.unwrap();
-    let before = wait_pod(&client, "web", Duration::from_secs(5), is_ready).await;
+    let before = wait_pod(
+        &client,
+        "web",
+        Duration::from_secs(5),
+        Pod::is_running_and_ready,
+    )
+    .await;
     let id = before.status.unwrap().container_statuses[0]
         .container_id
         .clone();
@@ -299,7 +308,7 @@ async fn a_restarted_agent_re_adopts_without_restarting_and_drops_orphans() {
     let agent = start_agent(&client, &runtime);
     sleep(Duration::from_secs(30)).await;
     let after = get(&client, "web").await.unwrap();
-    assert!(is_ready(&after));
+    assert!(after.is_running_and_ready());
     let main = &after.status.unwrap().container_statuses[0];
     assert_eq!(main.container_id, id);
     assert_eq!(main.restart_count, 0);
@@ -313,7 +322,13 @@ async fn a_pod_gone_from_the_api_is_cleaned_from_the_runtime() {
     let runtime = FakeRuntime::new();
     let agent = start_agent(&client, &runtime);
     client.create(&pod("web", "nginx:1.27")).await.unwrap();
-    let mut running = wait_pod(&client, "web", Duration::from_secs(5), is_ready).await;
+    let mut running = wait_pod(
+        &client,
+        "web",
+        Duration::from_secs(5),
+        Pod::is_running_and_ready,
+    )
+    .await;
     // Force-remove: drop the finalizer, then delete.
     running.metadata.finalizers.clear();
     client.update(&running).await.unwrap();
@@ -381,7 +396,13 @@ async fn bad_input_ends_up_in_the_status_not_in_a_crash() {
 
     // The agent still works.
     client.create(&pod("fine", "nginx:1.27")).await.unwrap();
-    wait_pod(&client, "fine", Duration::from_secs(5), is_ready).await;
+    wait_pod(
+        &client,
+        "fine",
+        Duration::from_secs(5),
+        Pod::is_running_and_ready,
+    )
+    .await;
     agent.stop().await;
 }
 

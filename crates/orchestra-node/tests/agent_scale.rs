@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use orchestra_api::registry::{DeleteOptions, ListOptions};
-use orchestra_api::resources::{ConditionStatus, Pod, PodPhase};
+use orchestra_api::resources::Pod;
 use orchestra_api::{Client, LocalClient, testing};
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
@@ -12,15 +12,6 @@ use orchestra_store::MemStore;
 use tokio::time::{Instant, sleep};
 
 const PODS: usize = 100;
-
-fn ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_hundred_pods_run_and_go_away() {
@@ -42,7 +33,13 @@ async fn a_hundred_pods_run_and_go_away() {
             .list::<Pod>(Some("default"), &ListOptions::default())
             .await
             .unwrap();
-        if pods.items.iter().filter(|p| ready(p)).count() == PODS {
+        if pods
+            .items
+            .iter()
+            .filter(|p| p.is_running_and_ready())
+            .count()
+            == PODS
+        {
             break;
         }
         assert!(Instant::now() < deadline, "not all pods became ready");

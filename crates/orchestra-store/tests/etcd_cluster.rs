@@ -21,7 +21,7 @@ use orchestra_store::{Revision, Store, StoreExt, WatchRequest, WatchResponse};
 use tokio::sync::watch as signal;
 use tokio::time::Instant;
 
-use etcd_harness::{Member, etcd_or_skip, free_port};
+use etcd_harness::{Member, etcd_or_skip};
 
 /// Elections in about half a second (etcd's defaults: 100 ms heartbeats, 1 s elections).
 const FLAGS: &[&str] = &["--heartbeat-interval", "50", "--election-timeout", "500"];
@@ -74,36 +74,7 @@ async fn writes_and_watch_survive_killing_a_follower_then_the_leader() {
         return;
     };
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial_cluster = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut members: Vec<Member> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &(client, peer))| {
-            Member::of_cluster(
-                &binary,
-                dir.path(),
-                &format!("m{i}"),
-                client,
-                peer,
-                &initial_cluster,
-                FLAGS,
-            )
-        })
-        .collect();
-    for member in &mut members {
-        member.spawn();
-    }
-    for member in &mut members {
-        if let Err(log) = member.wait_ready().await {
-            panic!("{} did not start: {log}", member.name);
-        }
-    }
+    let mut members = Member::start_cluster(&binary, dir.path(), 3, FLAGS).await;
 
     let urls: Vec<String> = members.iter().map(Member::url).collect();
     let store =

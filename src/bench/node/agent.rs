@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use orchestra::api::registry::DeleteOptions;
-use orchestra::api::resources::{ConditionStatus, Pod, PodPhase};
+use orchestra::api::resources::Pod;
 use orchestra::api::watcher::{self, Event, WatcherConfig};
 use orchestra::api::{Client, LocalClient};
 use orchestra::node::{Agent, AgentConfig, RuntimeDriver};
@@ -68,12 +68,12 @@ impl Harness {
                 let sent = match event {
                     Event::Restarted(pods) => {
                         let mut ok = tx.send(Seen::Listed).is_ok();
-                        for pod in pods.iter().filter(|p| ready(p)) {
+                        for pod in pods.iter().filter(|p| p.is_running_and_ready()) {
                             ok &= tx.send(Seen::Ready(pod.metadata.name.clone())).is_ok();
                         }
                         ok
                     }
-                    Event::Applied(pod) if ready(&pod) => {
+                    Event::Applied(pod) if pod.is_running_and_ready() => {
                         tx.send(Seen::Ready(pod.metadata.name)).is_ok()
                     }
                     Event::Applied(_) => true,
@@ -193,14 +193,4 @@ impl Drop for Harness {
         }
         self.watch.abort();
     }
-}
-
-/// Running with Ready=True.
-fn ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase == Some(PodPhase::Running)
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
 }

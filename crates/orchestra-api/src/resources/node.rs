@@ -126,6 +126,16 @@ pub struct NodeStatus {
     pub node_info: Option<NodeSystemInfo>,
 }
 
+impl Node {
+    /// Whether the node reports its `Ready` condition True.
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.condition("Ready"))
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    }
+}
+
 impl NodeStatus {
     /// The condition of the given type, if reported.
     pub fn condition(&self, type_: &str) -> Option<&NodeCondition> {

@@ -138,6 +138,40 @@ impl Member {
         }
     }
 
+    /// A cluster of `size` members named `m0`, `m1`, ... on free loopback ports, with data
+    /// under `base`, started and ready (panics with the member's log otherwise).
+    pub async fn start_cluster(
+        binary: &Path,
+        base: &Path,
+        size: usize,
+        extra: &[&str],
+    ) -> Vec<Member> {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client, peer))| {
+                let name = format!("m{i}");
+                Member::of_cluster(binary, base, &name, client, peer, &initial_cluster, extra)
+            })
+            .collect();
+        for member in &mut members {
+            member.spawn();
+        }
+        for member in &mut members {
+            if let Err(log) = member.wait_ready().await {
+                panic!("{} did not start: {log}", member.name);
+            }
+        }
+        members
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)

@@ -38,6 +38,19 @@ pub struct Pod {
     pub status: Option<PodStatus>,
 }
 
+impl Pod {
+    /// Whether the pod is Running with its `Ready` condition True: what kubectl's READY column
+    /// and a Service's ready endpoints count.
+    pub fn is_running_and_ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.phase == Some(PodPhase::Running)
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+        })
+    }
+}
+
 impl Resource for Pod {
     const API_VERSION: &'static str = "v1";
     const KIND: &'static str = "Pod";
