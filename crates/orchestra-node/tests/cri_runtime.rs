@@ -136,6 +136,158 @@ async fn checks(containerd: &Containerd) {
     println!("conformance suite: {:?}", started.elapsed());
     served_port_exec_logs_and_graceful_stop(&rt, containerd).await;
     missing_image(&rt).await;
+    agent_over_cri(containerd).await;
+}
+
+/// The node agent over CriRuntime (LocalClient, real time): a pod with an httpGet readiness
+/// probe (sent from the host to the pod IP) and an exec liveness probe runs and reports
+/// Running, Ready and its CNI address; failing liveness restarts the container; deletion stops
+/// it on TERM and removes everything from containerd.
+async fn agent_over_cri(containerd: &Containerd) {
+    use std::sync::Arc;
+
+    use orchestra_api::registry::DeleteOptions;
+    use orchestra_api::resources::{
+        ConditionStatus, Container, ExecAction, HttpGetAction, Pod, PodPhase, PodSpec, Probe,
+    };
+    use orchestra_api::{Client, IntOrString, LocalClient, ObjectMeta};
+    use orchestra_node::agent::{Agent, AgentConfig};
+
+    let client = LocalClient::new(orchestra_store::MemStore::new());
+    let runtime = Arc::new(containerd.runtime().await);
+    let mut config = AgentConfig::new("cri-node");
+    config.sync_interval = Duration::from_millis(100);
+    let agent = Agent::with_shared_runtime(client.clone(), Arc::clone(&runtime), config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    }));
+
+    let script = "touch /tmp/healthy; mkdir -p /tmp/www && echo ok > /tmp/www/index.html \
+        && httpd -f -p 8080 -h /tmp/www & trap 'exit 0' TERM; wait";
+    let pod = Pod {
+        metadata: ObjectMeta::namespaced("default", "agent-web"),
+        spec: PodSpec {
+            node_name: "cri-node".into(),
+            termination_grace_period_seconds: Some(30),
+            containers: vec![Container {
+                name: "web".into(),
+                image: IMAGE.into(),
+                command: sh(script),
+                readiness_probe: Some(Probe {
+                    http_get: Some(HttpGetAction {
+                        path: "/index.html".into(),
+                        port: IntOrString::Int(8080),
+                        ..HttpGetAction::default()
+                    }),
+                    period_seconds: Some(1),
+                    ..Probe::default()
+                }),
+                liveness_probe: Some(Probe {
+                    exec: Some(ExecAction {
+                        command: vec!["cat".into(), "/tmp/healthy".into()],
+                    }),
+                    period_seconds: Some(1),
+                    failure_threshold: Some(1),
+                    ..Probe::default()
+                }),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        },
+        ..Pod::default()
+    };
+    client.create(&pod).await.expect("create the pod");
+    let ready = |p: &Pod| {
+        p.status.as_ref().is_some_and(|s| {
+            s.phase == Some(PodPhase::Running)
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+        })
+    };
+    let restarts = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.first())
+            .map_or(0, |c| c.restart_count)
+    };
+    let wait = |what: &'static str, check: Box<dyn Fn(&Pod) -> bool + Send + Sync>| {
+        let client = client.clone();
+        async move {
+            let mut last = None;
+            let found = tokio::time::timeout(LIMIT, async {
+                loop {
+                    match client.get::<Pod>("default", "agent-web").await {
+                        Ok(p) if check(&p) => return p,
+                        Ok(p) => last = Some(format!("{:#?}", p.status)),
+                        Err(e) => last = Some(e.to_string()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            found
+                .unwrap_or_else(|_| panic!("the pod did not get {what} within {LIMIT:?}: {last:?}"))
+        }
+    };
+    let t = Instant::now();
+    let running = wait("Running and Ready", Box::new(ready)).await;
+    println!(
+        "agent over CRI: pod Running and Ready after {:?}",
+        t.elapsed()
+    );
+    let status = running.status.expect("status");
+    assert!(status.pod_ip.starts_with("10.231.17."), "{status:?}");
+
+    // Liveness: take the file away; the agent restarts the container, which makes it again.
+    let state = runtime.list().await.expect("list");
+    let first = state
+        .containers
+        .iter()
+        .find(|c| c.config.name == "web" && c.state == ContainerState::Running)
+        .expect("the pod's container runs in containerd");
+    let rm = runtime
+        .exec_sync(&first.id, &sh("rm /tmp/healthy"), LIMIT)
+        .await
+        .expect("exec");
+    assert_eq!(rm.exit_code, 0);
+    wait(
+        "restarted by its liveness probe and Ready again",
+        Box::new(move |p| restarts(p) >= 1 && ready(p)),
+    )
+    .await;
+
+    client
+        .delete::<Pod>("default", "agent-web", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    let gone = tokio::time::timeout(LIMIT, async {
+        while client.get::<Pod>("default", "agent-web").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the pod object was not removed within {LIMIT:?}"
+    );
+    let cleaned = tokio::time::timeout(LIMIT, async {
+        loop {
+            let state = runtime.list().await.expect("list");
+            if state.sandboxes.iter().all(|s| s.config.name != "agent-web") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        cleaned.is_ok(),
+        "the agent left the pod's sandbox in containerd"
+    );
+    let _ = stop.send(());
+    task.await.expect("agent task");
 }
 
 /// The imported image is present (pull is a no-op); an image that is not present and cannot be
