@@ -60,6 +60,10 @@ pub enum BenchError {
     /// `--backend etcd` in a build without the `etcd` feature.
     #[error("this build has no etcd support: rebuild orchestra with the `etcd` feature")]
     EtcdUnsupported,
+    /// `bench node --runtime cri` in a build without the `cri` feature.
+    #[cfg(not(feature = "cri"))]
+    #[error("this build has no CRI support: rebuild orchestra with the `cri` feature")]
+    CriUnsupported,
     /// The etcd endpoints did not answer.
     #[cfg(feature = "etcd")]
     #[error("connecting to etcd at {endpoints} failed")]

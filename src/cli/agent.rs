@@ -1,6 +1,6 @@
-//! `orchestra agent --server URL --node-name NAME --runtime fake|process [--state-dir DIR]
-//! [--pod-ip-range CIDR] [--cpu N --memory Q --pods N] [--address IP]`: the node agent against
-//! an API server.
+//! `orchestra agent --server URL --node-name NAME --runtime fake|process|cri [--state-dir DIR]
+//! [--pod-ip-range CIDR] [--cri-endpoint unix:///PATH --pod-log-dir DIR] [--cpu N --memory Q
+//! --pods N] [--address IP]`: the node agent against an API server.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +19,9 @@ pub enum RuntimeKind {
     Fake,
     /// Containers as local processes.
     Process,
+    /// containerd (or any CRI v1 server) over its unix socket (`--cri-endpoint`); needs the
+    /// `cri` feature.
+    Cri,
 }
 
 /// `orchestra agent ...`.
@@ -45,6 +48,12 @@ pub struct AgentArgs {
     /// need ranges that do not overlap.
     #[arg(long, default_value = "127.3.0.0/16", value_parser = parse_ip_range)]
     pub pod_ip_range: IpRange,
+    /// The CRI runtime's socket (`--runtime cri`).
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    pub cri_endpoint: String,
+    /// Where the CRI runtime's containers log (`<dir>/<namespace>_<pod>_<uid>/<container>/<n>.log`).
+    #[arg(long, default_value = "/var/log/orchestra/pods")]
+    pub pod_log_dir: PathBuf,
     /// CPU capacity (a quantity: `4`, `3500m`); the machine's CPU count by default.
     #[arg(long)]
     pub cpu: Option<String>,
@@ -86,6 +95,10 @@ pub enum AgentError {
         #[source]
         source: orchestra_node::RuntimeError,
     },
+    /// `--runtime cri` in a binary built without the `cri` feature.
+    #[cfg(not(feature = "cri"))]
+    #[error("this orchestra was built without the `cri` feature: rebuild it with `--features cri`")]
+    CriNotBuilt,
     /// The API server could not be reached.
     #[error("connecting to the API server at {server}")]
     Connect {
@@ -138,6 +151,23 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
                 })?;
             serve(&args, config, runtime).await
         }
+        #[cfg(feature = "cri")]
+        RuntimeKind::Cri => {
+            let runtime_config = orchestra_node::CriRuntimeConfig::new(
+                args.cri_endpoint.clone(),
+                args.pod_log_dir.clone(),
+            );
+            let runtime = orchestra_node::CriRuntime::connect(runtime_config)
+                .await
+                .map_err(|source| AgentError::Runtime {
+                    runtime: "cri",
+                    source,
+                })?;
+            tracing::info!(endpoint = %args.cri_endpoint, runtime = runtime.runtime_version(), "CRI runtime connected");
+            serve(&args, config, runtime).await
+        }
+        #[cfg(not(feature = "cri"))]
+        RuntimeKind::Cri => Err(AgentError::CriNotBuilt),
     }
 }
 
@@ -240,5 +270,50 @@ mod tests {
             "10.0.0.0/8",
         ]);
         assert!(bad.unwrap_err().to_string().contains("--pod-ip-range"));
+    }
+
+    #[test]
+    fn the_cri_runtime_takes_an_endpoint_and_a_log_dir() {
+        let args = parse(&["--runtime", "cri"]);
+        assert_eq!(args.runtime, RuntimeKind::Cri);
+        assert_eq!(args.cri_endpoint, "unix:///run/containerd/containerd.sock");
+        let args = parse(&[
+            "--runtime",
+            "cri",
+            "--cri-endpoint",
+            "unix:///tmp/c.sock",
+            "--pod-log-dir",
+            "/tmp/logs",
+        ]);
+        assert_eq!(args.cri_endpoint, "unix:///tmp/c.sock");
+        assert_eq!(args.pod_log_dir, PathBuf::from("/tmp/logs"));
+    }
+
+    #[cfg(feature = "cri")]
+    #[tokio::test]
+    async fn a_cri_endpoint_that_does_not_answer_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let endpoint = format!("unix://{}", socket.display());
+        let err = run(parse(&["--runtime", "cri", "--cri-endpoint", &endpoint]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AgentError::Runtime { runtime: "cri", .. }),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("none.sock"), "{source}");
+
+        let err = run(parse(&[
+            "--runtime",
+            "cri",
+            "--cri-endpoint",
+            "tcp://127.0.0.1:1",
+        ]))
+        .await
+        .unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("unix:///PATH"), "{source}");
     }
 }

@@ -428,6 +428,9 @@ pub enum NodeRuntime {
     /// `ProcessRuntime`: containers as local processes (`sleep 1000`), state in a temporary
     /// directory.
     Process,
+    /// `CriRuntime`: containerd at `--cri-endpoint`, pods of `--cri-image` (needs the `cri`
+    /// feature).
+    Cri,
 }
 
 impl NodeRuntime {
@@ -436,6 +439,7 @@ impl NodeRuntime {
         match self {
             NodeRuntime::Fake => "fake",
             NodeRuntime::Process => "process",
+            NodeRuntime::Cri => "cri",
         }
     }
 }
@@ -476,6 +480,15 @@ pub struct NodeBenchArgs {
     /// Fake pods created directly in a FakeRuntime to measure its memory per pod (0: skip).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub memory_pods: u32,
+
+    /// The CRI runtime's socket (`--runtime cri`).
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    pub cri_endpoint: String,
+
+    /// The image of the CRI runtime's pods: it must be present (or pullable) and have
+    /// `/bin/sh` and `sleep` (busybox does).
+    #[arg(long, default_value = "docker.io/library/busybox:latest")]
+    pub cri_image: String,
 
     /// Cap everything for CI: batches of at most 10 pods, 5 repeats, 1,000 memory pods.
     #[arg(long)]
@@ -547,6 +560,9 @@ mod node_tests {
         .unwrap();
         assert_eq!(args.runtime, [NodeRuntime::Process]);
         assert_eq!(args.pods, [1, 20]);
+        let cri = node_args(&["--runtime", "cri", "--cri-endpoint", "unix:///tmp/c.sock"]).unwrap();
+        assert_eq!(cri.runtime, [NodeRuntime::Cri]);
+        assert_eq!(cri.cri_endpoint, "unix:///tmp/c.sock");
         assert_eq!(args.sync_interval, [Duration::from_millis(50)]);
         assert!(args.smoke);
     }
@@ -567,7 +583,7 @@ mod node_tests {
     #[test]
     fn node_rejects_bad_values() {
         for bad in [
-            &["--runtime", "cri"][..],
+            &["--runtime", "containerd"][..],
             &["--pods", "0"],
             &["--pods", "1,,2"],
             &["--repeat", "0"],

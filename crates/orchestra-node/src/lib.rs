@@ -9,12 +9,15 @@
 //! - [`runtime`]: the [`RuntimeDriver`] trait, its request and status types, [`RuntimeError`].
 //! - [`fake`]: [`FakeRuntime`], containers simulated on tokio's clock, for tests and scale.
 //! - [`process`]: [`ProcessRuntime`], containers as local processes.
+//! - `cri` (feature `cri`): `CriRuntime`, containerd over the CRI gRPC API.
 //! - [`testing`]: the runtimes' conformance suite ([`testing::Suite`]) and its portable [`testing::Workload`]s.
 //! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
 //! - [`probe`]: startup, liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`agent`]: the node agent: node registration, lease, one worker per pod.
 
 pub mod agent;
+#[cfg(feature = "cri")]
+pub mod cri;
 pub mod fake;
 pub mod pod;
 pub mod probe;
@@ -23,6 +26,8 @@ pub mod runtime;
 pub mod testing;
 
 pub use agent::{Agent, AgentConfig};
+#[cfg(feature = "cri")]
+pub use cri::{CriRuntime, CriRuntimeConfig};
 pub use fake::{FakeBehaviour, FakeRuntime};
 pub use pod::{Action, Plan, plan};
 pub use process::{IpRange, LimitsMode, ProcessRuntime, ProcessRuntimeConfig};

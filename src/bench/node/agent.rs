@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::bench::BenchError;
-use crate::bench::node::{NODE, bench_pod, node_error};
+use crate::bench::node::{NODE, PodShape, bench_pod, node_error};
 use crate::bench::report::{latency_histogram, record};
 
 /// How long a batch may take to become ready or to go away before the run fails.
@@ -41,7 +41,7 @@ pub struct Harness {
     stop_agent: Option<oneshot::Sender<()>>,
     agent: Option<JoinHandle<()>>,
     watch: JoinHandle<()>,
-    kind: String,
+    shape: PodShape,
 }
 
 /// Start and teardown latencies of pods through the agent.
@@ -56,7 +56,7 @@ impl Harness {
     /// Starts the API, the watch and an agent over `runtime` with `sync_interval`.
     pub async fn start<R: RuntimeDriver + 'static>(
         runtime: Arc<R>,
-        kind: &str,
+        shape: PodShape,
         sync_interval: Duration,
     ) -> Result<Self, BenchError> {
         let client = LocalClient::new(MemStore::new());
@@ -106,7 +106,7 @@ impl Harness {
             stop_agent: Some(stop_agent),
             agent: Some(agent),
             watch,
-            kind: kind.to_string(),
+            shape,
         })
     }
 
@@ -122,7 +122,7 @@ impl Harness {
                 .collect();
             let mut pending = HashMap::with_capacity(names.len());
             for name in &names {
-                let pod = bench_pod(name, &self.kind, false);
+                let pod = bench_pod(name, &self.shape, false);
                 pending.insert(name.clone(), Instant::now());
                 self.client
                     .create(&pod)
@@ -157,7 +157,7 @@ impl Harness {
                     return Err(BenchError::NodeTimeout(format!(
                         "{} {} pods did not become {} within {} s",
                         pending.len(),
-                        self.kind,
+                        self.shape.runtime,
                         if ready { "ready" } else { "gone" },
                         BATCH_TIMEOUT.as_secs()
                     )));

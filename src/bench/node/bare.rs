@@ -12,7 +12,7 @@ use orchestra::node::agent::{container_config, sandbox_config};
 use orchestra::node::{ContainerId, RuntimeDriver, SandboxId};
 
 use crate::bench::BenchError;
-use crate::bench::node::{bench_pod, node_error};
+use crate::bench::node::{PodShape, bench_pod, node_error};
 use crate::bench::report::{latency_histogram, record};
 
 /// Start and teardown latencies of the bare calls.
@@ -26,7 +26,7 @@ pub struct BareTimes {
 /// Runs `rounds` batches of `batch` pods through the bare calls on `runtime`.
 pub async fn measure<R: RuntimeDriver>(
     runtime: &R,
-    kind: &str,
+    shape: &PodShape,
     batch: u32,
     rounds: u32,
 ) -> Result<BareTimes, BenchError> {
@@ -36,7 +36,7 @@ pub async fn measure<R: RuntimeDriver>(
     };
     for round in 0..rounds {
         let started = try_join_all(
-            (0..batch).map(|i| start_one(runtime, kind, format!("bare-{batch}-{round}-{i}"))),
+            (0..batch).map(|i| start_one(runtime, shape, format!("bare-{batch}-{round}-{i}"))),
         )
         .await?;
         let mut ids = Vec::with_capacity(started.len());
@@ -58,10 +58,10 @@ pub async fn measure<R: RuntimeDriver>(
 
 async fn start_one<R: RuntimeDriver>(
     runtime: &R,
-    kind: &str,
+    shape: &PodShape,
     name: String,
 ) -> Result<(Duration, SandboxId, ContainerId), BenchError> {
-    let pod = bench_pod(&name, kind, true);
+    let pod = bench_pod(&name, shape, true);
     let sandbox_config = sandbox_config(&pod, 0);
     let start = Instant::now();
     let sandbox = runtime

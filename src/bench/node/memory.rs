@@ -6,7 +6,8 @@ use orchestra::node::agent::{container_config, sandbox_config};
 use orchestra::node::{FakeRuntime, RuntimeDriver};
 
 use crate::bench::BenchError;
-use crate::bench::node::{bench_pod, node_error};
+use crate::bench::node::{PodShape, bench_pod, node_error};
+use crate::cli::bench::NodeRuntime;
 
 /// Resident memory in bytes, from `/proc/self/statm` (`None` where it cannot be read).
 pub fn rss_bytes() -> Option<u64> {
@@ -27,8 +28,9 @@ pub async fn fake_bytes_per_pod(pods: u32) -> Result<Option<u64>, BenchError> {
         return Ok(None);
     };
     let runtime = FakeRuntime::new();
+    let shape = PodShape::plain(NodeRuntime::Fake);
     for i in 0..pods {
-        let pod = bench_pod(&format!("mem-{i}"), "fake", true);
+        let pod = bench_pod(&format!("mem-{i}"), &shape, true);
         let sandbox = runtime
             .run_pod_sandbox(&sandbox_config(&pod, 0))
             .await
