@@ -47,6 +47,8 @@
 
 pub mod follower;
 pub mod l4;
+#[cfg(feature = "l7")]
+pub mod l7;
 pub mod proxy;
 pub mod table;
 pub mod testing;
