@@ -11,9 +11,29 @@
 //! - `directory`: [`MeshDirectory`], the services and their names, fed like any
 //!   [`ServiceProxy`](crate::ServiceProxy).
 //! - `discover`: [`EndpointDiscover`], a service's endpoints as a tower `Discover` stream.
+//! - `body`: [`MeshBody`], request bodies that can be replayed when held in memory.
+//! - `endpoint`: [`Endpoint`], hyper's pooled client to one endpoint address.
+//! - `breaker`: [`CircuitBreaker`], per-endpoint ejection with a doubling backoff.
+//! - `retry`: [`RetryPolicy`], retryable failures only, under a `TpsBudget`.
+//! - `route`: [`RouteTimeouts`], a timeout per path prefix.
+//! - `stack`: [`Outbound`], one service's stack from those pieces.
 
+mod body;
+mod breaker;
 mod directory;
 mod discover;
+mod endpoint;
+mod retry;
+mod route;
+mod stack;
 
+pub use body::{BodyError, MeshBody};
+pub use breaker::{
+    Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
+};
 pub use directory::{DirectoryConfig, MeshDirectory};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
+pub use endpoint::{Endpoint, EndpointError, FixedConnector};
+pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
+pub use route::{Route, RouteTimeouts};
+pub use stack::{Outbound, StackConfig};
