@@ -17,12 +17,18 @@
 //! - `retry`: [`RetryPolicy`], retryable failures only, under a `TpsBudget`.
 //! - `route`: [`RouteTimeouts`], a timeout per path prefix.
 //! - `stack`: [`Outbound`], one service's stack from those pieces.
+//! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
+//! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
+//! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
 
 mod body;
 mod breaker;
+mod detect;
 mod directory;
 mod discover;
 mod endpoint;
+mod http_proxy;
+mod metrics;
 mod retry;
 mod route;
 mod stack;
@@ -31,9 +37,12 @@ pub use body::{BodyError, MeshBody};
 pub use breaker::{
     Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
 };
+pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
 pub use directory::{DirectoryConfig, MeshDirectory};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
 pub use endpoint::{Endpoint, EndpointError, FixedConnector};
+pub use http_proxy::{HttpProxy, HttpProxyConfig, ProxyBody};
+pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
 pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
 pub use route::{Route, RouteTimeouts};
 pub use stack::{Outbound, StackConfig};

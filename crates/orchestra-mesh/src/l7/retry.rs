@@ -6,9 +6,10 @@
 //! not made, so that a failing service never sees a retry storm.
 //!
 //! Retryable are only failures where sending again is safe: the endpoint could not be
-//! connected to (the request never left, whatever its method), and 502/503 answers to
-//! idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). Requests whose body streams
-//! (not held in memory) are never retried.
+//! connected to (the request never left, whatever its method); and, for idempotent methods
+//! (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), 502/503 answers and connections that broke
+//! under the request (an endpoint killed mid-request: the proxy would otherwise answer 502
+//! itself). Requests whose body streams (not held in memory) are never retried.
 
 use std::future::{Ready, ready};
 use std::sync::Arc;
@@ -77,10 +78,11 @@ pub fn is_retryable<B>(method: &Method, result: &Result<Response<B>, BoxError>) 
                 StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
             ) && is_idempotent(method)
         }
-        Err(error) => matches!(
-            error.downcast_ref::<EndpointError>(),
-            Some(EndpointError::Connect { .. })
-        ),
+        Err(error) => match error.downcast_ref::<EndpointError>() {
+            Some(EndpointError::Connect { .. }) => true,
+            Some(EndpointError::Request { .. }) => is_idempotent(method),
+            None => false,
+        },
     }
 }
 
@@ -224,7 +226,17 @@ mod tests {
             is_retryable(&Method::POST, &refused),
             "never sent: any method"
         );
-        let other: Result<Response<()>, BoxError> = Err("connection reset".into());
+        let broken: Result<Response<()>, BoxError> = Err(EndpointError::Request {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            source: "connection reset".into(),
+        }
+        .into());
+        assert!(is_retryable(&Method::GET, &broken));
+        assert!(
+            !is_retryable(&Method::POST, &broken),
+            "a POST may have been processed"
+        );
+        let other: Result<Response<()>, BoxError> = Err("timed out".into());
         assert!(!is_retryable(&Method::GET, &other));
     }
 
