@@ -7,6 +7,33 @@
 //! and then, per endpoint, a circuit breaker ([`CircuitBreaker`], written here: tower has none)
 //! in front of a pooled hyper client.
 //!
+//! A sidecar's outbound proxy, fed here by hand (in a cluster, a
+//! [`ProxyFollower`](crate::ProxyFollower) applies the API's Services and Endpoints to the
+//! directory instead):
+//!
+//! ```no_run
+//! use orchestra_mesh::l7::{DirectoryConfig, HttpProxy, HttpProxyConfig, MeshDirectory};
+//! use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = MeshDirectory::new(DirectoryConfig::default());
+//! let web = ServiceEntry {
+//!     cluster: "127.2.0.10:80".parse()?,
+//!     node_port: None,
+//!     protocol: Protocol::Tcp,
+//!     affinity: Affinity::None,
+//!     endpoints: vec!["127.0.0.1:8081".parse()?, "127.0.0.1:8082".parse()?],
+//! };
+//! let table: ServiceTable = [(ServiceKey::new("shop", "web", ""), web)].into_iter().collect();
+//! directory.apply(&table).await?;
+//! let proxy = HttpProxy::new(directory, HttpProxyConfig::default());
+//! tokio::spawn(proxy.clone().serve_admin(tokio::net::TcpListener::bind("127.0.0.1:4191").await?));
+//! // `curl -H 'Host: web.shop' http://127.0.0.1:4140/` now reaches one of the two endpoints.
+//! proxy.serve(tokio::net::TcpListener::bind("127.0.0.1:4140").await?).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - `directory`: [`MeshDirectory`], the services and their names, fed like any
 //!   [`ServiceProxy`](crate::ServiceProxy).
