@@ -4,8 +4,10 @@
 //! [`ServiceProxy`] that routes accordingly.
 //!
 //! Today: the L4 proxy ([`TcpProxy`], userspace TCP and UDP on tokio, kube-proxy's job) and
-//! [`MemoryProxy`] (the same decisions, without sockets). The L7 mesh (HTTP-aware sidecars
-//! with mTLS) will live next to [`l4`] as its own module and implement the same trait.
+//! [`MemoryProxy`] (the same decisions, without sockets). With the `l7` feature, the `l7`
+//! module holds the first slice of the L7 mesh: an HTTP proxy routing by authority through a
+//! tower stack per service (p2c over peak-EWMA, retries under a budget, route timeouts, a
+//! per-endpoint circuit breaker); mTLS between sidecars is still to come.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -43,10 +45,14 @@
 //! - [`proxy`]: the [`ServiceProxy`] trait and [`ProxyError`].
 //! - [`l4`]: [`Balancer`], [`MemoryProxy`], [`TcpProxy`].
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
+//! - `l7` (feature `l7`): `MeshDirectory`, `EndpointDiscover`, `Outbound`, `CircuitBreaker`,
+//!   `HttpProxy`.
 //! - [`testing`]: the conformance suite every [`ServiceProxy`] runs, and its [`testing::Probe`].
 
 pub mod follower;
 pub mod l4;
+#[cfg(feature = "l7")]
+pub mod l7;
 pub mod proxy;
 pub mod table;
 pub mod testing;

@@ -1,0 +1,402 @@
+//! [`HttpProxy`]: the outbound L7 listener of a sidecar.
+//!
+//! Each accepted connection is classified from its first bytes ([`detect`](super::detect)):
+//! HTTP/2 (the preface) and HTTP/1 (a request line) are served by hyper and every request is
+//! routed by its authority (`:authority` or `Host`) to that service's [`Outbound`] stack;
+//! anything else, or a client that stays silent past the detection timeout (a
+//! server-speaks-first protocol), is forwarded opaquely to the listener's opaque service. A
+//! listener configured as opaque skips detection altogether, so that such protocols never
+//! wait. Headers travel unchanged except the hop-by-hop ones, so a W3C `traceparent` passes
+//! through.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, ServiceExt};
+use tracing::debug;
+
+use super::body::MeshBody;
+use super::breaker::{CircuitBreakerLayer, HttpFailures};
+use super::detect::{Detected, PrefixedIo, detect};
+use super::directory::MeshDirectory;
+use super::discover::EndpointDiscover;
+use super::endpoint::{Endpoint, EndpointError};
+use super::metrics::MeshMetrics;
+use super::stack::{Outbound, StackConfig};
+use crate::table::ServiceKey;
+
+/// The body of the proxy's responses: the endpoint's, or the proxy's own error text.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The settings of an [`HttpProxy`].
+#[derive(Clone, Debug)]
+pub struct HttpProxyConfig {
+    /// Every service's outbound stack.
+    pub stack: StackConfig,
+    /// How long a new connection may stay silent before it is taken for a
+    /// server-speaks-first protocol and forwarded opaquely (default 1 s).
+    pub detect_timeout: Duration,
+    /// Skip detection: every connection is opaque TCP (for MySQL, SMTP and the like).
+    pub opaque: bool,
+    /// Where opaque connections go (none: they are closed).
+    pub opaque_service: Option<ServiceKey>,
+    /// Request bodies up to this size (by `Content-Length`) are read whole before they are
+    /// forwarded, so that they can be retried (default 64 KiB); larger ones stream.
+    pub max_buffered_body: u64,
+    /// How long an HTTP/1 client may take to send its request headers (default 10 s).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpProxyConfig {
+    fn default() -> Self {
+        HttpProxyConfig {
+            stack: StackConfig::default(),
+            detect_timeout: Duration::from_secs(1),
+            opaque: false,
+            opaque_service: None,
+            max_buffered_body: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The outbound L7 proxy (see the module docs). Shared (`Arc`) by its accept loop, its
+/// connections and its admin endpoint.
+#[derive(Debug)]
+pub struct HttpProxy {
+    directory: MeshDirectory,
+    config: HttpProxyConfig,
+    metrics: Arc<MeshMetrics>,
+    stacks: Mutex<HashMap<ServiceKey, Outbound<Incoming>>>,
+    opaque_next: AtomicUsize,
+}
+
+impl HttpProxy {
+    /// A proxy routing by `directory` (which a [`ProxyFollower`](crate::ProxyFollower) or a
+    /// test keeps up to date).
+    pub fn new(directory: MeshDirectory, config: HttpProxyConfig) -> Arc<Self> {
+        Arc::new(HttpProxy {
+            directory,
+            config,
+            metrics: Arc::default(),
+            stacks: Mutex::default(),
+            opaque_next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The proxy's counters.
+    pub fn metrics(&self) -> &MeshMetrics {
+        &self.metrics
+    }
+
+    /// Accepts and serves connections on `listener` until the future is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().connection(stream));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    debug!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Serves `/metrics` (Prometheus text) and `/healthz` on `listener` until dropped.
+    pub async fn serve_admin(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let proxy = proxy.clone();
+                    async move {
+                        let (status, text) = match request.uri().path() {
+                            "/metrics" => (StatusCode::OK, proxy.metrics.render()),
+                            "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+                            _ => (
+                                StatusCode::NOT_FOUND,
+                                "not found: try /metrics or /healthz\n".to_owned(),
+                            ),
+                        };
+                        Ok::<_, std::convert::Infallible>(text_response(status, text))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    /// Detects the connection's protocol and serves it.
+    async fn connection(self: Arc<Self>, mut stream: TcpStream) {
+        if self.config.opaque {
+            return self.opaque(stream, Bytes::new()).await;
+        }
+        let mut prefix = BytesMut::with_capacity(64);
+        let deadline = Instant::now() + self.config.detect_timeout;
+        let detected = loop {
+            match detect(&prefix) {
+                Detected::NeedMore => {}
+                done => break done,
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut prefix)).await {
+                // Silent past the timeout: a server-speaks-first protocol.
+                Err(_) => break Detected::Opaque,
+                // Closed or broken before saying anything useful.
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+            }
+        };
+        let io = TokioIo::new(PrefixedIo::new(prefix.freeze(), stream));
+        let proxy = self.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.route(request).await) }
+        });
+        let served = match detected {
+            Detected::Http2 => {
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .serve_connection(io, service)
+                    .await
+            }
+            Detected::Http1 => {
+                hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(self.config.header_read_timeout)
+                    .serve_connection(io, service)
+                    .await
+            }
+            Detected::Opaque | Detected::NeedMore => {
+                let (prefix, stream) = io.into_inner().into_parts();
+                return self.opaque(stream, prefix).await;
+            }
+        };
+        if let Err(error) = served {
+            debug!(%error, "HTTP connection ended with an error");
+        }
+    }
+
+    /// Forwards a connection byte for byte to one endpoint of the opaque service.
+    async fn opaque(&self, mut client: TcpStream, prefix: Bytes) {
+        let endpoint = self.config.opaque_service.as_ref().and_then(|key| {
+            let endpoints = self.directory.endpoints(key)?;
+            let endpoints = endpoints.borrow();
+            let n = endpoints.len();
+            (n > 0).then(|| endpoints[self.opaque_next.fetch_add(1, Ordering::Relaxed) % n])
+        });
+        let Some(endpoint) = endpoint else {
+            debug!("opaque connection with no opaque service endpoint: closed");
+            return;
+        };
+        let Ok(mut server) = TcpStream::connect(endpoint).await else {
+            return;
+        };
+        let _ = server.set_nodelay(true);
+        if server.write_all(&prefix).await.is_err() {
+            return;
+        }
+        let moved = match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+            Ok((up, down)) => up + down,
+            Err(_) => 0,
+        };
+        self.metrics.record_opaque(moved + prefix.len() as u64);
+    }
+
+    /// The stack of `key`, built on first use.
+    fn stack(&self, key: &ServiceKey) -> Option<Outbound<Incoming>> {
+        let mut stacks = self.stacks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stack) = stacks.get(key) {
+            return Some(stack.clone());
+        }
+        let endpoints = self.directory.endpoints(key)?;
+        let breaker = CircuitBreakerLayer::new(
+            self.config.stack.breaker,
+            HttpFailures,
+            self.metrics.ejections.clone(),
+        );
+        let connect_timeout = self.config.stack.connect_timeout;
+        let discover = EndpointDiscover::new(endpoints, move |addr| {
+            breaker.layer(Endpoint::new(addr, connect_timeout))
+        });
+        let stack = Outbound::new(discover, &self.config.stack, self.metrics.retries.clone());
+        stacks.insert(key.clone(), stack.clone());
+        Some(stack)
+    }
+
+    /// Answers one request: finds its service and sends it through that service's stack.
+    async fn route(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                let host = request.headers().get(header::HOST)?;
+                host.to_str().ok().map(str::to_owned)
+            });
+        let Some(authority) = authority else {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                "the request names no authority (no Host header)\n",
+            );
+        };
+        let Some(key) = self.directory.resolve(&authority) else {
+            self.metrics.record_request("unknown", 404, start.elapsed());
+            return text_response(
+                StatusCode::NOT_FOUND,
+                format!("no service is known as {authority}\n"),
+            );
+        };
+        let no_endpoints = self
+            .directory
+            .endpoints(&key)
+            .is_none_or(|endpoints| endpoints.borrow().is_empty());
+        let stack = if no_endpoints { None } else { self.stack(&key) };
+        let response = match stack {
+            // Fail at once rather than wait for an endpoint until the timeout.
+            None if no_endpoints => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("service {key} has no ready endpoint\n"),
+            ),
+            None => text_response(
+                StatusCode::NOT_FOUND,
+                format!("no service is known as {authority}\n"),
+            ),
+            Some(stack) => match self.forward(stack, request).await {
+                Ok(response) => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+                Err(error) => error_response(&key, &error),
+            },
+        };
+        self.metrics
+            .record_request(&authority, response.status().as_u16(), start.elapsed());
+        response
+    }
+
+    /// Prepares the request (body, hop-by-hop headers) and sends it through `stack`.
+    async fn forward(
+        &self,
+        stack: Outbound<Incoming>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let (mut parts, body) = request.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = if body.is_end_stream() {
+            MeshBody::empty()
+        } else if length.is_some_and(|n| n <= self.config.max_buffered_body) {
+            let limit = usize::try_from(self.config.max_buffered_body).unwrap_or(usize::MAX);
+            MeshBody::from(Limited::new(body, limit).collect().await?.to_bytes())
+        } else {
+            MeshBody::Streaming(body)
+        };
+        stack.oneshot(Request::from_parts(parts, body)).await
+    }
+}
+
+/// Removes the headers that describe one hop's connection (RFC 9110, 7.6.1), and those the
+/// `Connection` header names. `Transfer-Encoding` stays: hyper frames bodies by it.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| name.trim().parse().ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The proxy's answer when the stack failed: 504 for a timeout, 503 when no endpoint could
+/// be connected to, 502 for anything else.
+fn error_response(key: &ServiceKey, error: &BoxError) -> Response<ProxyBody> {
+    let status = if error.is::<tower::timeout::error::Elapsed>() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else if matches!(
+        error.downcast_ref::<EndpointError>(),
+        Some(EndpointError::Connect { .. })
+    ) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    text_response(status, format!("service {key}: {error}\n"))
+}
+
+fn text_response(status: StatusCode, text: impl Into<String>) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text.into()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_tracing_headers_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, x-hop".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert(header::CONTENT_LENGTH, "3".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "traceparent"]);
+    }
+}

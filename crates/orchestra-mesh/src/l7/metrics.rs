@@ -1,0 +1,185 @@
+//! [`MeshMetrics`]: what the HTTP proxy counts, rendered in Prometheus' text format on its
+//! admin address: requests by authority and status, a latency histogram, retries, ejections
+//! and opaque TCP connections and bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The upper bounds (seconds) of the latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The proxy's counters; shared (`Arc`) between its connections and its admin endpoint.
+#[derive(Debug, Default)]
+pub struct MeshMetrics {
+    /// (authority, status) -> requests.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros: AtomicU64,
+    /// Retries made by the retry policies (shared with them).
+    pub(crate) retries: Arc<AtomicU64>,
+    /// Endpoint ejections by the circuit breakers (shared with them).
+    pub(crate) ejections: Arc<AtomicU64>,
+    opaque_connections: AtomicU64,
+    opaque_bytes: AtomicU64,
+}
+
+impl MeshMetrics {
+    /// Counts one HTTP request for `authority` answered with `status` after `took`.
+    pub fn record_request(&self, authority: &str, status: u16, took: Duration) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((authority.to_owned(), status))
+            .or_default() += 1;
+        let secs = took.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.latency_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts one opaque (non-HTTP) TCP connection that moved `bytes` in both directions.
+    pub fn record_opaque(&self, bytes: u64) {
+        self.opaque_connections.fetch_add(1, Ordering::Relaxed);
+        self.opaque_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Requests counted for `authority` with `status`.
+    pub fn requests(&self, authority: &str, status: u16) -> u64 {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(authority.to_owned(), status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Retries made.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Endpoint ejections.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Opaque TCP connections forwarded.
+    pub fn opaque_connections(&self) -> u64 {
+        self.opaque_connections.load(Ordering::Relaxed)
+    }
+
+    /// Everything in Prometheus' text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP orchestra_mesh_requests_total HTTP requests by authority and status.\n",
+        );
+        out.push_str("# TYPE orchestra_mesh_requests_total counter\n");
+        for ((authority, status), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let authority = authority.replace(['\\', '"', '\n'], "_");
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_requests_total{{direction=\"outbound\",authority=\"{authority}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP orchestra_mesh_response_latency_seconds Time to the response headers.\n",
+        );
+        out.push_str("# TYPE orchestra_mesh_response_latency_seconds histogram\n");
+        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_response_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum = self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "orchestra_mesh_response_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "orchestra_mesh_response_latency_seconds_sum {sum}");
+        let _ = writeln!(out, "orchestra_mesh_response_latency_seconds_count {count}");
+        let counters = [
+            (
+                "orchestra_mesh_retries_total",
+                "Requests sent again after a retryable failure.",
+                self.retries(),
+            ),
+            (
+                "orchestra_mesh_ejections_total",
+                "Endpoints ejected by their circuit breaker.",
+                self.ejections(),
+            ),
+            (
+                "orchestra_mesh_tcp_connections_total",
+                "Opaque TCP connections forwarded.",
+                self.opaque_connections(),
+            ),
+            (
+                "orchestra_mesh_tcp_bytes_total",
+                "Bytes moved by opaque TCP connections.",
+                self.opaque_bytes.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let metrics = MeshMetrics::default();
+        metrics.record_request("web.shop", 200, Duration::from_millis(3));
+        metrics.record_request("web.shop", 200, Duration::from_millis(30));
+        metrics.record_request("web\"x", 503, Duration::from_secs(20));
+        metrics.retries.fetch_add(2, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(text.contains("orchestra_mesh_requests_total{direction=\"outbound\",authority=\"web.shop\",status=\"200\"} 2\n"), "{text}");
+        assert!(
+            text.contains("authority=\"web_x\",status=\"503\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"0.05\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("orchestra_mesh_retries_total 2\n"), "{text}");
+        assert_eq!(metrics.requests("web.shop", 200), 2);
+    }
+}

@@ -1,0 +1,75 @@
+//! The L7 mesh: HTTP-aware service routing built from tower layers on hyper.
+//!
+//! A request for a service goes through, outermost first: a per-route timeout
+//! (`tower::timeout`), retries under a budget (`tower::retry` with
+//! `tower::retry::budget::TpsBudget`), a buffer that lets every connection share the service's
+//! balancer (`tower::buffer`), the balancer (`tower::balance::p2c` over `tower::load::PeakEwma`),
+//! and then, per endpoint, a circuit breaker ([`CircuitBreaker`], written here: tower has none)
+//! in front of a pooled hyper client.
+//!
+//! A sidecar's outbound proxy, fed here by hand (in a cluster, a
+//! [`ProxyFollower`](crate::ProxyFollower) applies the API's Services and Endpoints to the
+//! directory instead):
+//!
+//! ```no_run
+//! use orchestra_mesh::l7::{DirectoryConfig, HttpProxy, HttpProxyConfig, MeshDirectory};
+//! use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = MeshDirectory::new(DirectoryConfig::default());
+//! let web = ServiceEntry {
+//!     cluster: "127.2.0.10:80".parse()?,
+//!     node_port: None,
+//!     protocol: Protocol::Tcp,
+//!     affinity: Affinity::None,
+//!     endpoints: vec!["127.0.0.1:8081".parse()?, "127.0.0.1:8082".parse()?],
+//! };
+//! let table: ServiceTable = [(ServiceKey::new("shop", "web", ""), web)].into_iter().collect();
+//! directory.apply(&table).await?;
+//! let proxy = HttpProxy::new(directory, HttpProxyConfig::default());
+//! tokio::spawn(proxy.clone().serve_admin(tokio::net::TcpListener::bind("127.0.0.1:4191").await?));
+//! // `curl -H 'Host: web.shop' http://127.0.0.1:4140/` now reaches one of the two endpoints.
+//! proxy.serve(tokio::net::TcpListener::bind("127.0.0.1:4140").await?).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `directory`: [`MeshDirectory`], the services and their names, fed like any
+//!   [`ServiceProxy`](crate::ServiceProxy).
+//! - `discover`: [`EndpointDiscover`], a service's endpoints as a tower `Discover` stream.
+//! - `body`: [`MeshBody`], request bodies that can be replayed when held in memory.
+//! - `endpoint`: [`Endpoint`], hyper's pooled client to one endpoint address.
+//! - `breaker`: [`CircuitBreaker`], per-endpoint ejection with a doubling backoff.
+//! - `retry`: [`RetryPolicy`], retryable failures only, under a `TpsBudget`.
+//! - `route`: [`RouteTimeouts`], a timeout per path prefix.
+//! - `stack`: [`Outbound`], one service's stack from those pieces.
+//! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
+//! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
+//! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
+
+mod body;
+mod breaker;
+mod detect;
+mod directory;
+mod discover;
+mod endpoint;
+mod http_proxy;
+mod metrics;
+mod retry;
+mod route;
+mod stack;
+
+pub use body::{BodyError, MeshBody};
+pub use breaker::{
+    Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
+};
+pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
+pub use directory::{DirectoryConfig, MeshDirectory};
+pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
+pub use endpoint::{Endpoint, EndpointError, FixedConnector};
+pub use http_proxy::{HttpProxy, HttpProxyConfig, ProxyBody};
+pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
+pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
+pub use route::{Route, RouteTimeouts};
+pub use stack::{Outbound, StackConfig};

@@ -1,0 +1,335 @@
+//! The L7 proxy end to end on loopback: in-process HTTP backends behind an [`HttpProxy`],
+//! through endpoint churn (a backend failing, one removed, one killed without notice), over
+//! HTTP/1.1 and HTTP/2, with opaque TCP passthrough and the admin metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use orchestra_mesh::l7::{DirectoryConfig, HttpProxy, HttpProxyConfig, MeshDirectory};
+use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// An in-process HTTP backend: answers `NAME METHOD PATH` and echoes `traceparent`; 503 while
+/// `failing`; `kill` closes its listener and every connection.
+struct Backend {
+    addr: SocketAddr,
+    served: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+    tasks: JoinSet<()>,
+}
+
+impl Backend {
+    async fn start(name: &'static str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let rejected = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        let (s, f, rj) = (served.clone(), failing.clone(), rejected.clone());
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (served, failing, rejected) = (s.clone(), f.clone(), rj.clone());
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (served, failing, rejected) =
+                        (served.clone(), failing.clone(), rejected.clone());
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let mut response = if failing.load(Ordering::SeqCst) {
+                            rejected.fetch_add(1, Ordering::SeqCst);
+                            let mut r = Response::new(Full::new(Bytes::from_static(b"failing")));
+                            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                            r
+                        } else {
+                            served.fetch_add(1, Ordering::SeqCst);
+                            let text = format!(
+                                "{name} {} {} {}",
+                                parts.method,
+                                parts.uri.path(),
+                                body.len()
+                            );
+                            Response::new(Full::new(Bytes::from(text)))
+                        };
+                        if let Some(trace) = parts.headers.get("traceparent") {
+                            response.headers_mut().insert("traceparent", trace.clone());
+                        }
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                connections.spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            addr,
+            served,
+            rejected,
+            failing,
+            tasks,
+        }
+    }
+
+    fn served(&self) -> u64 {
+        self.served.load(Ordering::SeqCst)
+    }
+}
+
+fn key() -> ServiceKey {
+    ServiceKey::new("shop", "web", "")
+}
+
+fn table(endpoints: &[SocketAddr], echo: Option<SocketAddr>) -> ServiceTable {
+    let entry = |cluster: &str, endpoints: Vec<SocketAddr>| ServiceEntry {
+        cluster: cluster.parse().unwrap(),
+        node_port: None,
+        protocol: Protocol::Tcp,
+        affinity: Affinity::None,
+        endpoints,
+    };
+    let mut table: ServiceTable = [(key(), entry("127.2.0.10:80", endpoints.to_vec()))]
+        .into_iter()
+        .collect();
+    if let Some(echo) = echo {
+        table.insert(
+            ServiceKey::new("shop", "echo", ""),
+            entry("127.2.0.11:7", vec![echo]),
+        );
+    }
+    table
+}
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends `n` GETs for `web.shop` through the proxy, 10 at a time, returning the bodies; every
+/// one must be 200.
+async fn get_all(client: &TestClient, proxy: SocketAddr, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for batch in (0..n).collect::<Vec<_>>().chunks(10) {
+        let gets = batch.iter().map(|&i| get(client, proxy, i));
+        bodies.extend(futures::future::join_all(gets).await);
+    }
+    bodies
+}
+
+async fn get(client: &TestClient, proxy: SocketAddr, i: usize) -> String {
+    {
+        let request = Request::get(format!("http://{proxy}/item/{i}"))
+            .header("host", "web.shop")
+            .body(Full::default())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, StatusCode::OK, "request {i} lost: {body}");
+        body
+    }
+}
+
+async fn start_proxy(
+    directory: MeshDirectory,
+    config: HttpProxyConfig,
+) -> (Arc<HttpProxy>, SocketAddr) {
+    let proxy = HttpProxy::new(directory, config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.clone().serve(listener));
+    (proxy, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_retryable_request_is_lost_through_endpoint_churn() {
+    let a = Backend::start("a").await;
+    let mut b = Backend::start("b").await;
+    let directory = MeshDirectory::new(DirectoryConfig::default());
+    directory
+        .apply(&table(&[a.addr, b.addr], None))
+        .await
+        .unwrap();
+    let (proxy, proxy_addr) = start_proxy(directory.clone(), HttpProxyConfig::default()).await;
+    let client: TestClient = Client::builder(TokioExecutor::new()).build_http();
+
+    // Both backends serve.
+    let bodies = get_all(&client, proxy_addr, 60).await;
+    assert!(
+        bodies.iter().any(|b| b.starts_with("a GET /item/")),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.starts_with("b GET /item/")),
+        "{bodies:?}"
+    );
+
+    // b fails with 503: its requests are retried on a, and b is ejected.
+    b.failing.store(true, Ordering::SeqCst);
+    // (Which endpoint p2c picks is random: count what b refused rather than assume.)
+    get_all(&client, proxy_addr, 60).await;
+    assert_eq!(
+        proxy.metrics().retries(),
+        b.rejected.load(Ordering::SeqCst),
+        "every 503 retried once"
+    );
+    if b.rejected.load(Ordering::SeqCst) >= 7 {
+        assert!(proxy.metrics().ejections() >= 1);
+    }
+
+    // b is removed (then killed) and c added: no request reaches b after the removal.
+    let c = Backend::start("c").await;
+    directory
+        .apply(&table(&[a.addr, c.addr], None))
+        .await
+        .unwrap();
+    b.failing.store(false, Ordering::SeqCst);
+    let b_before = b.served();
+    // (Sequential requests all go to a: peak-EWMA has measured it fast, and c starts at the
+    // default 30 ms estimate; c takes over below when a dies.)
+    let bodies = get_all(&client, proxy_addr, 60).await;
+    assert_eq!(b.served(), b_before, "a removed endpoint got requests");
+    assert!(bodies.iter().all(|b| !b.starts_with("b ")));
+    b.tasks.shutdown().await;
+
+    // a dies without notice (its port refuses, its pooled connections break): every GET is
+    // retried on c.
+    let mut a = a;
+    a.tasks.shutdown().await;
+    let bodies = get_all(&client, proxy_addr, 60).await;
+    assert!(bodies.iter().all(|b| b.starts_with("c ")), "{bodies:?}");
+    assert_eq!(proxy.metrics().requests("web.shop", 200), 240);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_traceparent_errors_and_metrics() {
+    let a = Backend::start("a").await;
+    let directory = MeshDirectory::new(DirectoryConfig::default());
+    directory.apply(&table(&[a.addr], None)).await.unwrap();
+    let (proxy, proxy_addr) = start_proxy(directory.clone(), HttpProxyConfig::default()).await;
+
+    // HTTP/2 with prior knowledge, a body, and a traceparent that comes back unchanged.
+    let stream = TcpStream::connect(proxy_addr).await.unwrap();
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = Request::post("http://web.shop.svc.cluster.local/upload")
+        .header("traceparent", trace)
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    let response = h2.send_request(request).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["traceparent"], trace);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "a POST /upload 5");
+
+    // Unknown services are 404, services without endpoints 503 at once.
+    let h1: TestClient = Client::builder(TokioExecutor::new()).build_http();
+    let status = |host: &'static str| {
+        let h1 = h1.clone();
+        async move {
+            let request = Request::get(format!("http://{proxy_addr}/"))
+                .header("host", host)
+                .body(Full::default())
+                .unwrap();
+            h1.request(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(status("nothing.here").await, StatusCode::NOT_FOUND);
+    directory.apply(&table(&[], None)).await.unwrap();
+    assert_eq!(status("web.shop").await, StatusCode::SERVICE_UNAVAILABLE);
+
+    // The admin endpoint renders the counts.
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    tokio::spawn(proxy.clone().serve_admin(admin));
+    let response = h1
+        .get(format!("http://{admin_addr}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("authority=\"web.shop.svc.cluster.local\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("authority=\"web.shop\",status=\"503\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("orchestra_mesh_response_latency_seconds_count 3"),
+        "{text}"
+    );
+}
+
+/// A TCP echo server.
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_http_bytes_pass_through_opaquely() {
+    let echo = echo_server().await;
+    let directory = MeshDirectory::new(DirectoryConfig::default());
+    directory.apply(&table(&[], Some(echo))).await.unwrap();
+    let config = HttpProxyConfig {
+        opaque_service: Some(ServiceKey::new("shop", "echo", "")),
+        ..HttpProxyConfig::default()
+    };
+    let (proxy, proxy_addr) = start_proxy(directory.clone(), config.clone()).await;
+    let mut stream = TcpStream::connect(proxy_addr).await.unwrap();
+    stream.write_all(b"SSH-2.0-test\r\n").await.unwrap();
+    let mut reply = [0u8; 14];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"SSH-2.0-test\r\n");
+    drop(stream);
+
+    // An opaque listener forwards a server-speaks-first exchange without waiting for the
+    // client: here the "server" (echo) answers what the client sends at once.
+    let (opaque, opaque_addr) = start_proxy(
+        directory,
+        HttpProxyConfig {
+            opaque: true,
+            ..config
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(opaque_addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut reply = [0u8; 18];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(
+        &reply, b"GET / HTTP/1.1\r\n\r\n",
+        "HTTP bytes on an opaque port are not parsed"
+    );
+    drop(stream);
+    let _ = (proxy, opaque);
+}
