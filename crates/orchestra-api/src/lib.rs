@@ -76,6 +76,8 @@
 //!   every write passes (NamespaceLifecycle, DefaultTolerationSeconds, Service cluster IP and
 //!   node port allocation, and an embedder's own).
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
+//! - [`events`]: [`events::EventRecorder`], recording Events from components with
+//!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 //! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
 //!   after disconnects, re-lists on 410 and backs off after failures.
@@ -91,6 +93,7 @@ pub mod admission;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
+pub mod events;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;
