@@ -91,6 +91,15 @@ pub enum BenchError {
     /// The node benchmark waited too long for pods to become ready or to go away.
     #[error("node benchmark: {0}")]
     NodeTimeout(String),
+    /// An API call of the API benchmark failed.
+    #[error("API benchmark: {what}")]
+    Api {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

@@ -2,6 +2,8 @@
 //! (logs go to stderr), so that runs can be compared and recorded in `docs/benchmarks.md`.
 //!
 //! # Layout
+//! - [`api`]: `orchestra bench api`, creates/gets/lists/watch through the bare store,
+//!   LocalClient and RemoteClient.
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
 //! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
@@ -9,6 +11,7 @@
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
+pub mod api;
 pub mod error;
 pub mod node;
 pub mod proxy;
@@ -27,5 +30,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Sched(args) => sched::run(args),
         BenchTarget::Proxy(args) => proxy::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
+        BenchTarget::Api(args) => api::run(args).await,
     }
 }

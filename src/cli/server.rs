@@ -52,6 +52,10 @@ pub struct ServerArgs {
     /// Where NodePort Services' node ports come from, `LOW-HIGH`.
     #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
     pub service_node_port_range: RangeInclusive<u16>,
+    /// How long Events live after their last write (`1h`, `90m`, `30s`), then the store's
+    /// lease expiry deletes them.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub event_ttl: std::time::Duration,
     /// Do not run the scheduler in this process (run `orchestra scheduler` instead).
     #[arg(long)]
     pub no_scheduler: bool,
@@ -59,6 +63,16 @@ pub struct ServerArgs {
     /// instead).
     #[arg(long)]
     pub no_controllers: bool,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|err| format!("{text:?} is not a duration like 1h, 90m or 30s: {err}"))?;
+    std::time::Duration::try_from(duration)
+        .ok()
+        .filter(|ttl| *ttl >= std::time::Duration::from_secs(1))
+        .ok_or_else(|| format!("the event TTL {text:?} must be at least one second"))
 }
 
 fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
@@ -134,6 +148,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             scheduler: !args.no_scheduler,
             controllers: !args.no_controllers,
             leader_election,
+            event_ttl: args.event_ttl,
             ..ControlPlaneConfig::default()
         },
     );
@@ -202,5 +217,24 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn event_ttls_read_like_kubernetes_durations() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_ttl("45s"), Ok(Duration::from_secs(45)));
+        assert!(
+            parse_ttl("soon")
+                .unwrap_err()
+                .contains("\"soon\" is not a duration")
+        );
+        assert!(parse_ttl("0s").unwrap_err().contains("at least one second"));
     }
 }

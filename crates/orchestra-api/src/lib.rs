@@ -75,6 +75,8 @@
 //! - [`admission`]: the [`admission::Admission`] chain of mutating and validating plug-ins
 //!   every write passes (NamespaceLifecycle, DefaultTolerationSeconds, Service cluster IP and
 //!   node port allocation, and an embedder's own).
+//! - [`apply`]: [`apply::three_way_merge`], client-side apply's merge of the last-applied
+//!   manifest, the new manifest and the live object (strategic for keyed lists).
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`events`]: [`events::EventRecorder`], recording Events from components with
 //!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
@@ -90,6 +92,7 @@
 //!   carries an [`ApiError`] over both protocols.
 
 pub mod admission;
+pub mod apply;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
