@@ -188,3 +188,111 @@ async fn apply_and_get() {
     let gone = ctl(&url, &["get", "pod", "tools", "-n", "shop"]);
     assert!(!gone.status.success());
 }
+
+const WEB_V1: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  minReadySeconds: 5
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: "nginx:1.26"
+        env: [{name: MODE, value: blue}, {name: DEBUG, value: "1"}]
+        ports: [{containerPort: 80}, {containerPort: 9090, name: metrics}]
+"#;
+
+/// The same deployment with the `tier` label, `minReadySeconds`, `DEBUG` and the metrics
+/// port removed and the image changed.
+const WEB_V2: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: "nginx:1.27"
+        env: [{name: MODE, value: blue}]
+        ports: [{containerPort: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_merges_three_ways() {
+    use orchestra_api::Client;
+    use orchestra_api::apply::LAST_APPLIED_ANNOTATION;
+    use orchestra_api::resources::{Deployment, EnvVar};
+
+    let (_server, url) = start().await;
+    let client = RemoteClient::connect(&url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, WEB_V1).unwrap();
+    let file = file.to_str().unwrap();
+    assert_eq!(
+        stdout(&ctl(&url, &["apply", "-f", file])),
+        "deployment/web created\n"
+    );
+    let created: Deployment = client.get("default", "web").await.unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_str(&created.metadata.annotations[LAST_APPLIED_ANNOTATION]).unwrap();
+    assert_eq!(recorded["spec"]["minReadySeconds"], 5);
+
+    // Another writer scales it, annotates it and injects an env var.
+    let mut other = created.clone();
+    other.spec.replicas = Some(4);
+    other
+        .metadata
+        .annotations
+        .insert("team".into(), "ops".into());
+    other.spec.template.spec.containers[0].env.push(EnvVar {
+        name: "INJECTED".into(),
+        value: Some("yes".into()),
+        ..EnvVar::default()
+    });
+    client.update(&other).await.unwrap();
+
+    std::fs::write(dir.path().join("web.yaml"), WEB_V2).unwrap();
+    assert_eq!(
+        stdout(&ctl(&url, &["apply", "-f", file])),
+        "deployment/web configured\n"
+    );
+    let web: Deployment = client.get("default", "web").await.unwrap();
+    let labels: Vec<&str> = web.metadata.labels.keys().map(String::as_str).collect();
+    assert_eq!(labels, ["app"], "the removed label is gone");
+    assert_eq!(
+        web.metadata.annotations["team"], "ops",
+        "others' annotation kept"
+    );
+    assert_eq!(
+        web.spec.min_ready_seconds, None,
+        "the removed field is gone"
+    );
+    // The manifest says 2 replicas both times: the scale to 4 by someone else is overwritten
+    // only because the manifest sets the field (as kubectl does).
+    assert_eq!(web.spec.replicas, Some(2));
+    let container = &web.spec.template.spec.containers[0];
+    assert_eq!(container.image, "nginx:1.27");
+    let env: Vec<&str> = container.env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(env, ["MODE", "INJECTED"], "DEBUG removed, INJECTED kept");
+    let ports: Vec<i32> = container.ports.iter().map(|p| p.container_port).collect();
+    assert_eq!(ports, [80]);
+
+    assert_eq!(
+        stdout(&ctl(&url, &["apply", "-f", file])),
+        "deployment/web unchanged\n"
+    );
+}

@@ -104,6 +104,15 @@ pub enum BenchError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An API call of the API benchmark failed.
+    #[error("API benchmark: {what}")]
+    Api {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The cluster benchmark waited too long for nodes or pods.
     #[error("cluster benchmark: {0}")]
     ClusterTimeout(String),

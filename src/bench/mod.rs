@@ -2,6 +2,8 @@
 //! (logs go to stderr), so that runs can be compared and recorded in `docs/benchmarks.md`.
 //!
 //! # Layout
+//! - [`api`]: `orchestra bench api`, creates/gets/lists/watch through the bare store,
+//!   LocalClient and RemoteClient.
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
 //! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
@@ -10,6 +12,7 @@
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
+pub mod api;
 #[cfg(feature = "server")]
 pub mod cluster;
 pub mod error;
@@ -32,5 +35,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Node(args) => node::run(args).await,
         #[cfg(feature = "server")]
         BenchTarget::Cluster(args) => cluster::run(args).await,
+        BenchTarget::Api(args) => api::run(args).await,
     }
 }

@@ -34,6 +34,9 @@ pub enum BenchTarget {
     /// startup latency in bulk and under churn, peak memory and CPU.
     #[cfg(feature = "server")]
     Cluster(ClusterBenchArgs),
+    /// The API: creates, gets, lists and watch fan-out through the bare store, LocalClient
+    /// and RemoteClient (gRPC to an API server in the same process).
+    Api(ApiBenchArgs),
 }
 
 /// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.
@@ -216,6 +219,108 @@ pub struct StoreBenchArgs {
     pub smoke: bool,
 }
 
+/// How `orchestra bench api` reaches the objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiPath {
+    /// The bare store underneath: the same JSON at the same keys, no API (the baseline).
+    Store,
+    /// `LocalClient`: the registry in process.
+    Local,
+    /// `RemoteClient`: gRPC over loopback to an API server in the same process.
+    Remote,
+}
+
+/// The operations of `orchestra bench api`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiOp {
+    /// Create new pods.
+    Create,
+    /// Get pods at random out of `--objects`.
+    Get,
+    /// List a namespace of `--list-size` pods.
+    List,
+    /// `--watchers` watches of one namespace's pods while one writer creates pods at `--rate`.
+    Watch,
+}
+
+/// Which store the API benchmark runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiStore {
+    /// The durable embedded store (DiskStore) in a fresh temporary directory.
+    Embedded,
+    /// The in-memory store.
+    Memory,
+}
+
+/// `orchestra bench api`: every combination of `--op`, `--clients` and `--path` is one run on
+/// a fresh store, printing one JSON line; the paths of one op and client count are printed
+/// next to each other, with the ratio to the bare store.
+#[derive(Clone, Debug, Args)]
+pub struct ApiBenchArgs {
+    /// Paths, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "store,local,remote"
+    )]
+    pub path: Vec<ApiPath>,
+
+    /// Operations, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "create,get,list,watch"
+    )]
+    pub op: Vec<ApiOp>,
+
+    /// Concurrent clients, comma-separated (the watch benchmark has one writer).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,64",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub clients: Vec<u32>,
+
+    /// The store under the API.
+    #[arg(long, value_enum, default_value_t = ApiStore::Embedded)]
+    pub store: ApiStore,
+
+    /// How long each run lasts, in seconds (fractions allowed).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub seconds: Duration,
+
+    /// Pods written before a `get` run, picked from at random.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub objects: u32,
+
+    /// Pods in the namespace a `list` run lists.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub list_size: u32,
+
+    /// Watchers of the watch benchmark.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub watchers: u32,
+
+    /// Writes per second of the watch benchmark's writer.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+
+    /// gRPC connections the remote path opens; clients and watchers are spread over them.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+
+    /// Cap everything for CI: 0.2 s per run, at most 4 clients, 4 watchers at 50 writes/s,
+    /// 100 objects.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
 /// Check one `--etcd-endpoints`: comma-separated, none empty.
 fn parse_endpoints(text: &str) -> Result<String, String> {
     let endpoints: Vec<&str> = text.split(',').map(str::trim).collect();
@@ -317,6 +422,47 @@ pub(crate) mod tests {
         }
         let err = store_args(&["--seconds", "soon"]).unwrap_err().to_string();
         assert!(err.contains("not a number of seconds"), "{err}");
+    }
+
+    fn api_args(line: &[&str]) -> Result<ApiBenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["orchestra", "bench", "api"].iter().chain(line))?;
+        #[allow(unreachable_patterns)]
+        match cli.command {
+            Command::Bench(BenchCommand {
+                target: BenchTarget::Api(args),
+            }) => Ok(args),
+            other => panic!("`bench api` parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn api_parses_paths_ops_and_sizes() {
+        let args = api_args(&[]).unwrap();
+        assert_eq!(args.path, [ApiPath::Store, ApiPath::Local, ApiPath::Remote]);
+        assert_eq!(
+            args.op,
+            [ApiOp::Create, ApiOp::Get, ApiOp::List, ApiOp::Watch]
+        );
+        assert_eq!(args.clients, [1, 64]);
+        assert_eq!(
+            (args.store, args.watchers, args.rate),
+            (ApiStore::Embedded, 1000, 1000)
+        );
+        let args = api_args(&[
+            "--path", "remote", "--op", "watch", "--store", "memory", "--smoke",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.path, args.op, args.smoke),
+            (vec![ApiPath::Remote], vec![ApiOp::Watch], true)
+        );
+        for bad in [
+            &["--path", "grpc"][..],
+            &["--clients", "0"],
+            &["--op", "scan"],
+        ] {
+            assert!(api_args(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     fn sched_args(line: &[&str]) -> Result<SchedBenchArgs, clap::Error> {

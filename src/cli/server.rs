@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// Where NodePort Services' node ports come from, `LOW-HIGH`.
     #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
     pub service_node_port_range: RangeInclusive<u16>,
+    /// How long Events live after their last write (`1h`, `90m`, `30s`), then the store's
+    /// lease expiry deletes them.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub event_ttl: std::time::Duration,
     /// Do not run the scheduler in this process (run `orchestra scheduler` instead).
     #[arg(long)]
     pub no_scheduler: bool,
@@ -65,6 +69,16 @@ pub struct ServerArgs {
     /// evicted after their tolerations, in seconds (the in-process NodeLifecycle controller).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_monitor_grace_period: u64,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|err| format!("{text:?} is not a duration like 1h, 90m or 30s: {err}"))?;
+    std::time::Duration::try_from(duration)
+        .ok()
+        .filter(|ttl| *ttl >= std::time::Duration::from_secs(1))
+        .ok_or_else(|| format!("the event TTL {text:?} must be at least one second"))
 }
 
 fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
@@ -144,6 +158,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 grace_period: Duration::from_secs(args.node_monitor_grace_period),
                 ..NodeLifecycleConfig::default()
             },
+            event_ttl: args.event_ttl,
         },
     );
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());
@@ -211,5 +226,24 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn event_ttls_read_like_kubernetes_durations() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_ttl("45s"), Ok(Duration::from_secs(45)));
+        assert!(
+            parse_ttl("soon")
+                .unwrap_err()
+                .contains("\"soon\" is not a duration")
+        );
+        assert!(parse_ttl("0s").unwrap_err().contains("at least one second"));
     }
 }

@@ -28,6 +28,8 @@ pub struct ControlPlaneConfig {
     pub node_lifecycle: NodeLifecycleConfig,
     /// Run the controllers only while holding this lease (several servers on one store).
     pub leader_election: Option<LeaderElectionConfig>,
+    /// How long Events live after their last write (Kubernetes' `--event-ttl`).
+    pub event_ttl: std::time::Duration,
 }
 
 impl Default for ControlPlaneConfig {
@@ -38,6 +40,7 @@ impl Default for ControlPlaneConfig {
             controllers: true,
             node_lifecycle: NodeLifecycleConfig::default(),
             leader_election: None,
+            event_ttl: orchestra_api::registry::DEFAULT_EVENT_TTL,
         }
     }
 }
@@ -66,7 +69,9 @@ impl ControlPlane {
             service_ranges: config.service_ranges.clone(),
         });
         ControlPlane {
-            registry: Registry::from_arc(store).with_admission(admission),
+            registry: Registry::from_arc(store)
+                .with_admission(admission)
+                .with_ttl::<orchestra_api::resources::Event>(Some(config.event_ttl)),
             config,
         }
     }

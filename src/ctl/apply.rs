@@ -1,16 +1,20 @@
 //! `orchestra ctl apply -f FILE|DIR|-`: create each object of the manifests, or update it when
 //! it exists and differs (kubectl's "created", "configured", "unchanged").
 //!
-//! The update replaces what the manifest says (labels, annotations, spec and the other
-//! non-status fields) at the resourceVersion just read, so a concurrent writer makes it fail
-//! with a conflict rather than be overwritten. Unlike kubectl there is no three-way merge:
-//! fields set by others and absent from the manifest are reset.
+//! As `kubectl apply`, it records each manifest on its object (the
+//! [`LAST_APPLIED_ANNOTATION`] annotation) and updates with a three-way merge
+//! ([`three_way_merge`]) of that last-applied manifest, the new manifest and the live object:
+//! fields removed from the manifest are removed from the object, fields set by others (the
+//! server, controllers, `ctl scale`) are kept, and lists such as containers, env, ports and
+//! volumes merge item by item. The update is made at the resourceVersion just read, so a
+//! concurrent writer makes it fail with a conflict rather than be overwritten.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use orchestra::api::manifest::{self, ManifestOptions};
-use orchestra::api::{Client, DynResource, Resource, Scheme, to_value};
+use orchestra::api::apply::{LAST_APPLIED_ANNOTATION, three_way_merge};
+use orchestra::api::manifest::{self, ManifestOptions, RawDocument};
+use orchestra::api::{Client, DynResource, Resource, Scheme, decode, to_value};
 use serde_json::Value;
 
 use super::kind::{Kind, with_kind};
@@ -66,14 +70,24 @@ pub async fn apply<C: Client>(
         for warning in manifest.warnings() {
             writeln!(err, "Warning: {}: {warning}", path.display())?;
         }
-        parsed.push((path, manifest));
+        // The documents as written: what the last-applied annotation records.
+        let raw = std::str::from_utf8(&text)
+            .map(|text| manifest::split_documents(text).0)
+            .unwrap_or_default();
+        parsed.push((path, manifest, raw));
     }
-    if parsed.iter().all(|(_, m)| m.is_empty()) {
+    if parsed.iter().all(|(_, m, _)| m.is_empty()) {
         return Err(CtlError::NothingToApply);
     }
-    for (path, manifest) in parsed {
+    for (path, manifest, raw) in parsed {
         for item in &manifest.objects {
             let object = item.object.as_ref();
+            let written = raw
+                .iter()
+                .find(|doc| {
+                    doc.document == item.location.document && doc.item == item.location.item
+                })
+                .map(|doc: &RawDocument| &doc.value);
             let Some(kind) = kind_of(object) else {
                 return Err(CtlError::UnsupportedKind {
                     path,
@@ -85,7 +99,11 @@ pub async fn apply<C: Client>(
                     path: path.clone(),
                     what: item.location.to_string(),
                 })?;
-                let applied = apply_one(client, typed, scope.namespace()).await?;
+                let written = match written {
+                    Some(value) => value.clone(),
+                    None => encode(typed)?,
+                };
+                let applied = apply_one(client, typed, &written, scope.namespace()).await?;
                 (typed.meta().name.clone(), applied)
             });
             writeln!(out, "{}/{name} {}", kind.singular(), applied.as_str())?;
@@ -101,10 +119,12 @@ fn kind_of(object: &dyn DynResource) -> Option<Kind> {
         .find(|kind| with_kind!(*kind, R => object.is::<R>()))
 }
 
-/// Create `desired`, or update the stored object if it differs.
+/// Create `desired` (the manifest `written`, decoded), or update the stored object with the
+/// three-way merge of its last-applied manifest, `written` and itself, if that changes it.
 pub async fn apply_one<C: Client, R: Resource>(
     client: &C,
     desired: &R,
+    written: &Value,
     default_namespace: &str,
 ) -> Result<Applied, CtlError> {
     let mut desired = desired.clone();
@@ -114,9 +134,18 @@ pub async fn apply_one<C: Client, R: Resource>(
     let namespace = desired.meta().namespace.clone();
     let name = desired.meta().name.clone();
     let what = || format!("{} {namespace}/{name}", R::KIND);
+    let encode_error = |e: serde_json::Error| CtlError::Encode {
+        what: what(),
+        message: e.to_string(),
+    };
+    let last_applied = last_applied(written).map_err(encode_error)?;
     let existing = match client.get::<R>(&namespace, &name).await {
         Ok(existing) => existing,
         Err(e) if e.is_not_found() => {
+            desired
+                .meta_mut()
+                .annotations
+                .insert(LAST_APPLIED_ANNOTATION.to_owned(), last_applied);
             client
                 .create(&desired)
                 .await
@@ -125,82 +154,79 @@ pub async fn apply_one<C: Client, R: Resource>(
         }
         Err(e) => return Err(CtlError::api(format!("reading {}", what()), e)),
     };
-    if covers_manifest(
-        &applied_state(&existing, false)?,
-        &applied_state(&desired, true)?,
-    ) {
+    let original: Option<Value> = existing
+        .meta()
+        .annotations
+        .get(LAST_APPLIED_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok());
+    let mut modified = written.clone();
+    set_annotation(&mut modified, &namespace, last_applied);
+    let live = to_value(&existing).map_err(encode_error)?;
+    let merged = three_way_merge(original.as_ref(), &modified, &live);
+    // Unknown fields of the manifest were reported as warnings already.
+    let mut merged: R = decode(merged)
+        .map_err(|e| CtlError::Encode {
+            what: what(),
+            message: format!("the merged object does not decode: {e}"),
+        })?
+        .object;
+    merged.meta_mut().resource_version = existing.meta().resource_version.clone();
+    // As the server will store it (a Secret's stringData folded into data, ...).
+    let mut normalized = merged.clone();
+    normalized.apply_defaults();
+    if to_value(&normalized).map_err(encode_error)? == live {
         return Ok(Applied::Unchanged);
     }
-    let meta = desired.meta_mut();
-    meta.resource_version = existing.meta().resource_version.clone();
-    if meta.finalizers.is_empty() {
-        meta.finalizers = existing.meta().finalizers.clone();
-    }
-    if meta.owner_references.is_empty() {
-        meta.owner_references = existing.meta().owner_references.clone();
-    }
     client
-        .update(&desired)
+        .update(&merged)
         .await
         .map_err(|e| CtlError::api(format!("updating {}", what()), e))?;
     Ok(Applied::Configured)
 }
 
-/// What a manifest controls of an object: its labels, annotations and every field but
-/// metadata and status, as JSON (after defaulting, for the manifest's side, so that a
-/// manifest that leaves a defaulted field out still reads as unchanged).
-fn applied_state<R: Resource>(object: &R, default: bool) -> Result<Value, CtlError> {
-    let mut object = object.clone();
-    if default {
-        object.apply_defaults();
+/// The last-applied annotation's value: the manifest as written, without that annotation.
+fn last_applied(written: &Value) -> Result<String, serde_json::Error> {
+    let mut value = written.clone();
+    if let Some(annotations) = value
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
     }
-    let mut value = to_value(&object).map_err(|e| CtlError::Encode {
+    serde_json::to_string(&value)
+}
+
+/// `written` with the last-applied annotation set, and the namespace `-n` gave it.
+fn set_annotation(written: &mut Value, namespace: &str, last_applied: String) {
+    let Some(object) = written.as_object_mut() else {
+        return;
+    };
+    let meta = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(meta) = meta.as_object_mut() {
+        if !namespace.is_empty() {
+            meta.entry("namespace")
+                .or_insert_with(|| Value::String(namespace.to_owned()));
+        }
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(
+                LAST_APPLIED_ANNOTATION.to_owned(),
+                Value::String(last_applied),
+            );
+        }
+    }
+}
+
+/// An object as JSON, when its manifest text is not at hand.
+fn encode<R: Resource>(object: &R) -> Result<Value, CtlError> {
+    to_value(object).map_err(|e| CtlError::Encode {
         what: format!("{} {}", R::KIND, object.meta().name),
         message: e.to_string(),
-    })?;
-    if let Value::Object(map) = &mut value {
-        map.remove("status");
-        let meta = map.remove("metadata");
-        let keep = |field: &str| meta.as_ref().and_then(|m| m.get(field)).cloned();
-        map.insert("labels".into(), keep("labels").unwrap_or(Value::Null));
-        map.insert(
-            "annotations".into(),
-            keep("annotations").unwrap_or(Value::Null),
-        );
-    }
-    Ok(value)
-}
-
-/// Whether the stored object already holds everything the manifest says: labels exactly,
-/// every other field the manifest sets with the same value. Fields the manifest leaves out may
-/// have been filled by the server (an allocated `clusterIP`, a namespace's finalizers, a pod's
-/// default tolerations) and do not make it differ.
-fn covers_manifest(existing: &Value, desired: &Value) -> bool {
-    match (existing, desired) {
-        (Value::Object(stored), Value::Object(wanted)) => wanted.iter().all(|(key, value)| {
-            let current = stored.get(key).unwrap_or(&Value::Null);
-            if key == "labels" {
-                current == value
-            } else {
-                covers(current, value)
-            }
-        }),
-        _ => existing == desired,
-    }
-}
-
-/// Whether `stored` has every field of `wanted` with its value (arrays element by element).
-fn covers(stored: &Value, wanted: &Value) -> bool {
-    match (stored, wanted) {
-        (_, Value::Null) => true,
-        (Value::Object(stored), Value::Object(wanted)) => wanted
-            .iter()
-            .all(|(key, value)| covers(stored.get(key).unwrap_or(&Value::Null), value)),
-        (Value::Array(stored), Value::Array(wanted)) => {
-            stored.len() == wanted.len() && stored.iter().zip(wanted).all(|(s, w)| covers(s, w))
-        }
-        _ => stored == wanted,
-    }
+    })
 }
 
 /// The files `-f` names: files as given, the manifest files of directories (sorted, not

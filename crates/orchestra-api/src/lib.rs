@@ -75,7 +75,11 @@
 //! - [`admission`]: the [`admission::Admission`] chain of mutating and validating plug-ins
 //!   every write passes (NamespaceLifecycle, DefaultTolerationSeconds, Service cluster IP and
 //!   node port allocation, and an embedder's own).
+//! - [`apply`]: [`apply::three_way_merge`], client-side apply's merge of the last-applied
+//!   manifest, the new manifest and the live object (strategic for keyed lists).
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
+//! - [`events`]: [`events::EventRecorder`], recording Events from components with
+//!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 //! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
 //!   after disconnects, re-lists on 410 and backs off after failures.
@@ -88,9 +92,11 @@
 //!   carries an [`ApiError`] over both protocols.
 
 pub mod admission;
+pub mod apply;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
+pub mod events;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;

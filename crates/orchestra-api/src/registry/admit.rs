@@ -1,7 +1,7 @@
 //! The admission stage of every write, and the transactions that create and delete an
 //! object's [`Claim`]s together with the object.
 
-use orchestra_store::{Compare, CompareOp, Op, OpResponse, Txn};
+use orchestra_store::{Compare, CompareOp, LeaseId, Op, OpResponse, PutRequest, StoreError, Txn};
 
 use super::{ApiError, Registry};
 use crate::admission::{Admission, AdmissionRequest, Claim, Operation};
@@ -16,6 +16,8 @@ pub(crate) enum Written {
     Guard,
     /// A claim another object holds: admit again (it will pick another value, or refuse).
     ClaimTaken,
+    /// The lease the object was to be attached to is gone: write again with a new one.
+    LeaseGone,
 }
 
 impl Registry {
@@ -93,6 +95,31 @@ impl Registry {
         self.admission.admit(&mut { request }).await
     }
 
+    /// The put of an object of kind `R` (`key`, `value`): attached to its kind's shared
+    /// lease when the kind expires (see `ttl`). Returns the lease too (0: none).
+    pub(crate) async fn put_op<R: Resource>(
+        &self,
+        key: String,
+        value: bytes::Bytes,
+    ) -> Result<(Op, LeaseId), ApiError> {
+        let lease = self
+            .expiry
+            .lease_for(self.store.as_ref(), R::PLURAL)
+            .await?;
+        let put = Op::Put(PutRequest {
+            key: key.into(),
+            value,
+            lease,
+            prev_kv: false,
+        });
+        Ok((put, lease))
+    }
+
+    /// Forgets a lease the store no longer has, so that the next write of `R` gets a new one.
+    pub(crate) async fn lease_gone<R: Resource>(&self, lease: LeaseId) {
+        self.expiry.forget(R::PLURAL, lease).await;
+    }
+
     /// The keys a stored object holds.
     pub(crate) fn claims_of<R: Resource>(&self, object: &R) -> Vec<Claim> {
         if self.admission.is_empty() {
@@ -129,7 +156,7 @@ impl Registry {
                 ops.push(Op::delete(claim.key.clone()));
             }
         }
-        let response = self
+        let response = match self
             .store
             .txn(
                 Txn::new()
@@ -137,7 +164,11 @@ impl Registry {
                     .and_then(ops)
                     .or_else([Op::get(key)]),
             )
-            .await?;
+            .await
+        {
+            Err(StoreError::LeaseNotFound(_)) => return Ok(Written::LeaseGone),
+            result => result?,
+        };
         if response.succeeded {
             return Ok(Written::At(response.header_revision));
         }

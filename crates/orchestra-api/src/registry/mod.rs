@@ -38,6 +38,7 @@
 //! - `watch`: [`WatchEvent`] streams with selector transitions and bookmarks.
 //! - `patch`: [`merge_patch`] (RFC 7386).
 //! - `token`: the `continue` token of paged lists.
+//! - `ttl`: objects that expire (Events) through leases shared per time window.
 
 mod admit;
 mod delete;
@@ -47,10 +48,12 @@ mod list;
 mod options;
 mod patch;
 mod token;
+mod ttl;
 mod watch;
 mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use orchestra_store::{KeyValue, Store};
@@ -66,6 +69,7 @@ pub use error::{ApiError, MAX_OBJECT_BYTES};
 pub use list::ObjectList;
 pub use options::{DeleteOptions, ListOptions, PropagationPolicy, WatchOptions};
 pub use patch::merge_patch;
+pub use ttl::{DEFAULT_EVENT_TTL, MAX_OBJECTS_PER_LEASE, reuse_window};
 pub use watch::{WatchEvent, WatchEvents};
 
 /// The annotation where [`Registry::delete`] records the caller's [`PropagationPolicy`] for the
@@ -78,6 +82,7 @@ pub const PROPAGATION_POLICY_ANNOTATION: &str = "orchestra.io/propagation-policy
 pub struct Registry {
     store: Arc<dyn Store>,
     admission: Admission,
+    expiry: Arc<ttl::Expiry>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -100,7 +105,22 @@ impl Registry {
         Registry {
             store,
             admission: Admission::default(),
+            expiry: Arc::new(ttl::Expiry::kubernetes_defaults()),
         }
+    }
+
+    /// This registry with objects of kind `R` expiring `ttl` after their last write (`None`:
+    /// never). Events expire after [`DEFAULT_EVENT_TTL`] unless changed here (Kubernetes'
+    /// `--event-ttl`); nothing else expires by default. Expired objects are deleted by the
+    /// store's lease expiry, which watchers see as DELETED events.
+    pub fn with_ttl<R: Resource>(mut self, ttl: Option<Duration>) -> Self {
+        self.expiry = Arc::new(self.expiry.with_ttl(R::PLURAL, ttl));
+        self
+    }
+
+    /// How long objects of kind `R` live after their last write, if they expire.
+    pub fn ttl<R: Resource>(&self) -> Option<Duration> {
+        self.expiry.ttl(R::PLURAL)
     }
 
     /// The store underneath.

@@ -81,9 +81,8 @@ impl Registry {
             let key = object_key::<R>(&meta.namespace, &meta.name);
             let bytes = encode(&admitted)?;
             let guard = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
-            let written = self
-                .write_guarded(key, guard, Op::put(key_of(&admitted), bytes), &claims, &[])
-                .await?;
+            let (put, lease) = self.put_op::<R>(key_of(&admitted), bytes).await?;
+            let written = self.write_guarded(key, guard, put, &claims, &[]).await?;
             match written {
                 Written::At(revision) => {
                     admitted.meta_mut().resource_version = revision.to_string();
@@ -91,6 +90,7 @@ impl Registry {
                 }
                 Written::Guard if generated && attempt < RETRIES => {}
                 Written::ClaimTaken if attempt < CLAIM_RETRIES => {}
+                Written::LeaseGone if attempt < RETRIES => self.lease_gone::<R>(lease).await,
                 Written::Guard => {
                     let meta = admitted.meta();
                     return Err(ApiError::AlreadyExists {
@@ -105,6 +105,7 @@ impl Registry {
                         admitted.meta().name
                     )));
                 }
+                Written::LeaseGone => return Err(lease_gone::<R>(admitted.meta())),
             }
             object = original.unwrap_or(admitted);
         }
@@ -334,24 +335,43 @@ impl Registry {
         let held = self.claims_of(&old);
         let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision);
         let meta = new.meta();
-        let (op, hold) = if meta.deletion_timestamp.is_some()
+        let removed = meta.deletion_timestamp.is_some()
             && meta.finalizers.is_empty()
-            && !new.holds_deletion()
-        {
-            (Op::delete(key.clone()), &[][..])
+            && !new.holds_deletion();
+        let bytes = if removed {
+            None
         } else {
             let bytes = encode(&new)?;
             if bytes == kv.value {
                 return Ok(old);
             }
-            (Op::put(key.clone(), bytes), &claims[..])
+            Some(bytes)
         };
-        match self.write_guarded(key, guard, op, hold, &held).await? {
+        let mut attempt = 0;
+        let written = loop {
+            attempt += 1;
+            let (op, hold, lease) = match &bytes {
+                None => (Op::delete(key.clone()), &[][..], 0),
+                Some(bytes) => {
+                    let (put, lease) = self.put_op::<R>(key.clone(), bytes.clone()).await?;
+                    (put, &claims[..], lease)
+                }
+            };
+            match self
+                .write_guarded(key.clone(), guard.clone(), op, hold, &held)
+                .await?
+            {
+                Written::LeaseGone if attempt < RETRIES => self.lease_gone::<R>(lease).await,
+                written => break written,
+            }
+        };
+        match written {
             Written::At(revision) => {
                 new.meta_mut().resource_version = revision.to_string();
                 Ok(new)
             }
             Written::Guard => Err(conflict()),
+            Written::LeaseGone => Err(lease_gone::<R>(new.meta())),
             Written::ClaimTaken => Err(ApiError::Conflict(format!(
                 "Operation cannot be fulfilled on {} {:?}: a value admission allocated for it was taken concurrently; try again",
                 R::PLURAL,
@@ -369,6 +389,15 @@ fn precondition<R: Resource>(object: &R) -> Result<Option<i64>, ApiError> {
     } else {
         parse_resource_version(rv).map(Some)
     }
+}
+
+/// The error of a write whose expiry lease the store kept losing.
+fn lease_gone<R: Resource>(meta: &crate::meta::ObjectMeta) -> ApiError {
+    ApiError::Conflict(format!(
+        "{} {:?}: the store lease it expires with was revoked {RETRIES} times while it was written; retry",
+        R::KIND,
+        meta.name
+    ))
 }
 
 /// `Invalid` if `errors` is not empty.

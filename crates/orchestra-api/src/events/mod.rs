@@ -1,0 +1,40 @@
+//! Recording [`Event`](crate::resources::Event)s from components, as Kubernetes' event
+//! recorder does: an event that happens again (same object, type, reason, message and
+//! source) bumps the `count` and `lastTimestamp` of the event recorded first instead of
+//! creating another, and a burst of similar events whose messages differ (more than ten kinds
+//! within ten minutes) is folded into one event marked
+//! `(combined from similar events): ...`. Events expire after an hour (the registry's TTL,
+//! see [`Registry::with_ttl`](crate::Registry::with_ttl)), so a recurring event that expired
+//! is simply recorded anew.
+//!
+//! ```
+//! use orchestra_api::events::EventRecorder;
+//! use orchestra_api::resources::{Event, EventSource, Pod};
+//! use orchestra_api::{Client, LocalClient, ObjectMeta};
+//! use orchestra_store::MemStore;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let client = LocalClient::new(MemStore::new());
+//! let recorder = EventRecorder::new(client.clone(), EventSource { component: "my-controller".into(), host: String::new() });
+//! let pod = Pod { metadata: ObjectMeta::namespaced("default", "web"), ..Default::default() };
+//! recorder.warning(&pod, "BackOff", "Back-off restarting failed container").await?;
+//! let again = recorder.warning(&pod, "BackOff", "Back-off restarting failed container").await?;
+//! assert_eq!(again.count, Some(2));
+//! let events = client.list::<Event>(Some("default"), &Default::default()).await?;
+//! assert_eq!(events.items.len(), 1);
+//! # Ok::<(), orchestra_api::ApiError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Layout
+//! - [`correlator`]: [`EventCorrelator`], the pure decision (create, or bump which event)
+//!   with its bounded caches.
+//! - [`recorder`]: [`EventRecorder`], the correlator over a [`Client`](crate::Client).
+
+pub mod correlator;
+pub mod recorder;
+
+pub use correlator::{
+    AGGREGATE_PREFIX, CorrelatorOptions, Decision, EventCorrelator, reference_to,
+};
+pub use recorder::EventRecorder;
