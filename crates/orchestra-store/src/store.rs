@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::types::{
-    LeaseId, LeaseStatus, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
-    WatchRequest,
+    LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -24,6 +24,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Run a transaction atomically; a transaction that writes uses exactly one new revision.
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
+
+    /// Write one key unconditionally: exactly `txn` of a transaction with no compares and this
+    /// one put (the same checks, errors, revision and watch event), which is what the default
+    /// does. The most common write, so stores may serve it without the transaction machinery.
+    async fn put_one(&self, req: PutRequest) -> Result<PutResponse, StoreError> {
+        let resp = self.txn(Txn::new().and_then([Op::Put(req)])).await?;
+        let prev_kv = match resp.responses.into_iter().next() {
+            Some(OpResponse::Put { prev_kv }) => prev_kv,
+            _ => None,
+        };
+        Ok(PutResponse {
+            header_revision: resp.header_revision,
+            prev_kv,
+        })
+    }
 
     /// Follow changes from a revision: ordered, each exactly once, whole transactions together.
     async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError>;
