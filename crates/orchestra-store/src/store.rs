@@ -49,6 +49,19 @@ pub trait Store: Send + Sync + 'static {
     /// Grant a lease that expires after `ttl` unless kept alive.
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
 
+    /// Grant a lease with the id the caller chose, as etcd's LeaseGrant with a nonzero ID does:
+    /// `LeaseExists` when a lease with that id exists. An id of 0 lets the store choose, as
+    /// [`Store::lease_grant`] does. The default supports only 0; every store of this crate
+    /// supports any id.
+    async fn lease_grant_id(&self, id: LeaseId, ttl: Duration) -> Result<LeaseId, StoreError> {
+        if id == 0 {
+            return self.lease_grant(ttl).await;
+        }
+        Err(StoreError::Other(format!(
+            "this store cannot grant a lease with a chosen id ({id}); grant with id 0"
+        )))
+    }
+
     /// Renew a lease for its full TTL; returns that TTL.
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError>;
 

@@ -314,15 +314,16 @@ impl Engine {
         self.sync(seq).await
     }
 
-    /// Grant a lease.
+    /// Grant a lease with id `id`, or (0) the next free id.
     pub(crate) async fn lease_grant(
         self: &Arc<Self>,
+        id: LeaseId,
         ttl: Duration,
     ) -> Result<LeaseId, StoreError> {
         let (id, seq) = {
             let mut st = self.state.write();
             st.check_writable()?;
-            let id = st.leases.grant(ttl, Instant::now())?;
+            let id = st.leases.grant(id, ttl, Instant::now())?;
             let next_id = st.leases.next_id();
             let seq = if self.journal.is_some() {
                 st.push(Record::LeaseGrant { id, ttl, next_id })
@@ -572,7 +573,14 @@ macro_rules! store_over_engine {
                 &self,
                 ttl: std::time::Duration,
             ) -> Result<$crate::types::LeaseId, $crate::error::StoreError> {
-                self.engine.lease_grant(ttl).await
+                self.engine.lease_grant(0, ttl).await
+            }
+            async fn lease_grant_id(
+                &self,
+                id: $crate::types::LeaseId,
+                ttl: std::time::Duration,
+            ) -> Result<$crate::types::LeaseId, $crate::error::StoreError> {
+                self.engine.lease_grant(id, ttl).await
             }
             async fn lease_keep_alive(
                 &self,

@@ -67,6 +67,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         self.store.lease_grant(ttl).await
     }
+    async fn lease_grant_id(&self, id: LeaseId, ttl: Duration) -> Result<LeaseId, StoreError> {
+        self.store.lease_grant_id(id, ttl).await
+    }
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
         self.store.lease_keep_alive(id).await
     }

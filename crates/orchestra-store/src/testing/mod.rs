@@ -36,7 +36,7 @@
 //! - `txn`: compares, branches, one revision per transaction, `prev_kv`, [`StoreExt`](crate::StoreExt);
 //! - `put`: [`Store::put_one`], the single put, against the one-put transaction;
 //! - `watch`: watch ranges, start revisions, atomicity, filters, progress, slow watchers;
-//! - `lease`: grant, keep-alive, revoke, time-to-live, expiry;
+//! - `lease`: grant (with a chosen id too), keep-alive, revoke, time-to-live, expiry;
 //! - `compaction`: compaction and `status()`;
 //! - `input`: bad input and request limits;
 //! - [`checker`]: [`WatchChecker`]; [`workload`]: a random concurrent workload it checks;
@@ -71,8 +71,8 @@ pub use kv::{
     range_shapes, revisions_and_versions,
 };
 pub use lease::{
-    lease_detach, lease_expiry, lease_huge_ttl, lease_lifecycle, lease_revoke_deletes_keys,
-    lease_unknown_put,
+    lease_chosen_id, lease_detach, lease_expiry, lease_huge_ttl, lease_lifecycle,
+    lease_revoke_deletes_keys, lease_unknown_put,
 };
 pub use put::put_one;
 pub use txn::{ext_helpers, txn_branches, txn_compares, txn_one_revision, txn_prev_kv};
@@ -167,6 +167,7 @@ pub fn checks<S: Store>() -> Vec<Check<S>> {
         check!(lease_detach),
         check!(lease_expiry),
         check!(lease_huge_ttl),
+        check!(lease_chosen_id),
         check!(compaction),
         check!(compact_errors),
         check!(bad_input),
@@ -274,7 +275,7 @@ macro_rules! store_conformance_tests {
             watch_from_past_revision, watch_from_now, watch_txn_atomic, watch_prev_kv,
             watch_filters, watch_progress, watch_compacted_start, watch_slow_catches_up,
             watch_slow_compacted, watch_guarantees, lease_lifecycle, lease_revoke_deletes_keys,
-            lease_unknown_put, lease_detach, lease_expiry, lease_huge_ttl, compaction,
+            lease_unknown_put, lease_detach, lease_expiry, lease_huge_ttl, lease_chosen_id, compaction,
             compact_errors, bad_input, request_limits
         );
     };
