@@ -67,6 +67,11 @@ pub enum StoreError {
     /// The lease does not exist (never granted, expired or revoked).
     #[error("lease {0} not found (it expired, was revoked, or was never granted)")]
     LeaseNotFound(LeaseId),
+    /// A lease with the id a grant asked for already exists.
+    #[error(
+        "lease {0} already exists; grant with another id, or with id 0 to let the store choose"
+    )]
+    LeaseExists(LeaseId),
     /// A lease TTL outside what the store accepts.
     #[error("lease TTL {ttl_ms} ms is invalid: it must be between {min_ms} ms and {max_ms} ms")]
     InvalidTtl {

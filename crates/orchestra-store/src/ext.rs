@@ -1,6 +1,8 @@
 //! [`StoreExt`]: the everyday operations (get, put, compare-and-swap, delete, list) built on
 //! [`Store::range`] and [`Store::txn`], for every store.
 
+use std::future::Future;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -40,31 +42,31 @@ pub trait StoreExt: Store {
     }
 
     /// Write a key unconditionally; returns the revision.
-    async fn put(
+    ///
+    /// Not boxed (unlike the other helpers): a put is the hottest write, and its future only
+    /// wraps [`Store::put_one`]'s.
+    fn put(
         &self,
         key: impl Into<Bytes> + Send,
         value: impl Into<Bytes> + Send,
-    ) -> Result<Revision, StoreError> {
-        Ok(self
-            .txn(Txn::new().and_then([Op::put(key, value)]))
-            .await?
-            .header_revision)
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send {
+        self.put_with_lease(key, value, 0)
     }
 
-    /// Write a key attached to a lease; returns the revision.
-    async fn put_with_lease(
+    /// Write a key attached to a lease (0: none); returns the revision.
+    fn put_with_lease(
         &self,
         key: impl Into<Bytes> + Send,
         value: impl Into<Bytes> + Send,
         lease: LeaseId,
-    ) -> Result<Revision, StoreError> {
-        let op = Op::Put(PutRequest {
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send {
+        let req = PutRequest {
             key: key.into(),
             value: value.into(),
             lease,
             prev_kv: false,
-        });
-        Ok(self.txn(Txn::new().and_then([op])).await?.header_revision)
+        };
+        async move { Ok(self.put_one(req).await?.header_revision) }
     }
 
     /// Create a key only if it does not exist.

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::types::{
-    LeaseId, LeaseStatus, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
-    WatchRequest,
+    LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -25,6 +25,21 @@ pub trait Store: Send + Sync + 'static {
     /// Run a transaction atomically; a transaction that writes uses exactly one new revision.
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
 
+    /// Write one key unconditionally: exactly `txn` of a transaction with no compares and this
+    /// one put (the same checks, errors, revision and watch event), which is what the default
+    /// does. The most common write, so stores may serve it without the transaction machinery.
+    async fn put_one(&self, req: PutRequest) -> Result<PutResponse, StoreError> {
+        let resp = self.txn(Txn::new().and_then([Op::Put(req)])).await?;
+        let prev_kv = match resp.responses.into_iter().next() {
+            Some(OpResponse::Put { prev_kv }) => prev_kv,
+            _ => None,
+        };
+        Ok(PutResponse {
+            header_revision: resp.header_revision,
+            prev_kv,
+        })
+    }
+
     /// Follow changes from a revision: ordered, each exactly once, whole transactions together.
     async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError>;
 
@@ -33,6 +48,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Grant a lease that expires after `ttl` unless kept alive.
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
+
+    /// Grant a lease with the id the caller chose, as etcd's LeaseGrant with a nonzero ID does:
+    /// `LeaseExists` when a lease with that id exists. An id of 0 lets the store choose, as
+    /// [`Store::lease_grant`] does. The default supports only 0; every store of this crate
+    /// supports any id.
+    async fn lease_grant_id(&self, id: LeaseId, ttl: Duration) -> Result<LeaseId, StoreError> {
+        if id == 0 {
+            return self.lease_grant(ttl).await;
+        }
+        Err(StoreError::Other(format!(
+            "this store cannot grant a lease with a chosen id ({id}); grant with id 0"
+        )))
+    }
 
     /// Renew a lease for its full TTL; returns that TTL.
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError>;

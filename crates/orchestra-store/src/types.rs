@@ -227,6 +227,15 @@ pub struct PutRequest {
     pub prev_kv: bool,
 }
 
+/// The answer to a single put ([`Store::put_one`](crate::Store::put_one)).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PutResponse {
+    /// The revision of the write.
+    pub header_revision: Revision,
+    /// The previous value, when the request asked for it and the key existed.
+    pub prev_kv: Option<KeyValue>,
+}
+
 /// Delete one key or a range.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DeleteRequest {

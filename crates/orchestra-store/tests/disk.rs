@@ -133,6 +133,38 @@ async fn leases_survive_a_restart_with_their_full_ttl() {
     ));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lease_with_a_chosen_id_survives_a_restart_and_its_id_stays_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = 1 << 45;
+    let auto = {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        let granted = store
+            .lease_grant_id(chosen, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(granted, chosen);
+        store
+            .put_with_lease("/chosen/key", "v", chosen)
+            .await
+            .unwrap();
+        store.lease_grant(Duration::from_secs(30)).await.unwrap()
+    };
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    let status = store.lease_time_to_live(chosen).await.unwrap();
+    assert_eq!(status.keys.len(), 1, "the chosen lease kept its key");
+    assert_eq!(
+        store.lease_grant_id(chosen, Duration::from_secs(30)).await,
+        Err(StoreError::LeaseExists(chosen)),
+        "the chosen id is still taken after the restart"
+    );
+    let next = store.lease_grant(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        next != chosen && next != auto,
+        "a new lease takes a free id, not {next}"
+    );
+}
+
 #[tokio::test]
 async fn compaction_reclaims_disk_space_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Model test: random sequences of puts, deletes (single and range), transactions with
+//! Model test: random sequences of puts (as transactions and through `put_one`), deletes (single and range), transactions with
 //! compares, reads at past revisions and compactions, run against a store and against a
 //! reference model (one `BTreeMap` snapshot per revision), compared after every step.
 //!
@@ -14,7 +14,8 @@ use std::future::Future;
 use bytes::Bytes;
 use orchestra_store::{
     Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, MemStore, Op, OpResponse,
-    PutRequest, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn, TxnResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn,
+    TxnResponse,
 };
 use proptest::prelude::*;
 
@@ -90,10 +91,12 @@ struct Guard {
 
 #[derive(Clone, Debug)]
 enum Step {
+    /// A put, as a one-put transaction or (`one`) through `Store::put_one`.
     Put {
         k: u8,
         v: u8,
         prev_kv: bool,
+        one: bool,
     },
     Delete {
         k: u8,
@@ -177,7 +180,8 @@ fn guard() -> impl Strategy<Value = Guard> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        5 => (0..KEYS, 0..VALUES, any::<bool>()).prop_map(|(k, v, prev_kv)| Step::Put { k, v, prev_kv }),
+        5 => (0..KEYS, 0..VALUES, any::<bool>(), any::<bool>())
+            .prop_map(|(k, v, prev_kv, one)| Step::Put { k, v, prev_kv, one }),
         2 => (0..KEYS).prop_map(|k| Step::Delete { k }),
         1 => (shape(), any::<bool>()).prop_map(|(shape, prev_kv)| Step::DeleteRange { shape, prev_kv }),
         4 => (
@@ -458,7 +462,7 @@ impl Model {
                 .collect()
         };
         match step {
-            Step::Put { k, v, prev_kv } => Txn::new().and_then([put(*k, *v, *prev_kv)]),
+            Step::Put { k, v, prev_kv, .. } => Txn::new().and_then([put(*k, *v, *prev_kv)]),
             Step::Delete { k } => Txn::new().and_then([Op::delete(key(*k))]),
             Step::DeleteRange { shape, prev_kv } => {
                 Txn::new().and_then([Op::Delete(DeleteRequest {
@@ -506,6 +510,25 @@ async fn check_against_model<S: Store>(store: S, steps: Vec<Step>) {
                     store.compact(revision).await,
                     model.compact(revision),
                     "step {i}: compact({revision})"
+                );
+            }
+            Step::Put { one: true, .. } => {
+                let txn = model.txn_for(step);
+                let Some(Op::Put(put)) = txn.success.first().cloned() else {
+                    unreachable!("a put step is a one-put transaction")
+                };
+                // put_one must answer exactly what the one-put transaction would.
+                let expected = model.txn(&txn).map(|resp| PutResponse {
+                    header_revision: resp.header_revision,
+                    prev_kv: match resp.responses.into_iter().next() {
+                        Some(OpResponse::Put { prev_kv }) => prev_kv,
+                        _ => None,
+                    },
+                });
+                assert_eq!(
+                    store.put_one(put.clone()).await,
+                    expected,
+                    "step {i}: {step:?} as {put:?}"
                 );
             }
             _ => {

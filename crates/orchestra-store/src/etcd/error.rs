@@ -88,6 +88,8 @@ pub(crate) enum Refusal {
     EmptyKey,
     /// "too large lease TTL".
     TtlTooLarge,
+    /// "lease already exists" (a grant with a chosen id).
+    LeaseExists,
     /// Any other error: reported as [`StoreError::Other`] with etcd's message.
     Other,
 }
@@ -105,6 +107,7 @@ pub(crate) fn classify(status: &Status) -> Failure {
             "duplicate key given in txn request" => Refusal::DuplicateKey,
             "key is not provided" => Refusal::EmptyKey,
             "too large lease TTL" => Refusal::TtlTooLarge,
+            "lease already exists" => Refusal::LeaseExists,
             "no leader" | "too many requests" | "not capable" => return Failure::NotProcessed,
             "leader changed"
             | "request timed out"

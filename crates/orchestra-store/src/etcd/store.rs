@@ -84,7 +84,7 @@ enum Context<'a> {
     Txn(&'a Txn),
     Compact(Revision),
     Lease(LeaseId),
-    Grant(Duration),
+    Grant(LeaseId, Duration),
     Status,
 }
 
@@ -324,7 +324,8 @@ impl EtcdStore {
                 key: "(etcd does not name the key)".to_string(),
             },
             (Refusal::EmptyKey, _) => StoreError::EmptyKey,
-            (Refusal::TtlTooLarge, Context::Grant(ttl)) => invalid_ttl(*ttl),
+            (Refusal::TtlTooLarge, Context::Grant(_, ttl)) => invalid_ttl(*ttl),
+            (Refusal::LeaseExists, Context::Grant(id, _)) => StoreError::LeaseExists(*id),
             _ => StoreError::Other(format!("etcd refused the request: {}", describe(&status))),
         }
     }
@@ -541,9 +542,13 @@ impl Store for EtcdStore {
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        self.lease_grant_id(0, ttl).await
+    }
+
+    async fn lease_grant_id(&self, id: LeaseId, ttl: Duration) -> Result<LeaseId, StoreError> {
         let message = pb::LeaseGrantRequest {
             ttl: ttl_secs(ttl)?,
-            id: 0,
+            id,
         };
         let result = self
             .inner
@@ -560,7 +565,7 @@ impl Store for EtcdStore {
                 resp.error
             ))),
             Ok(resp) => Ok(resp.id),
-            Err(err) => Err(self.error(err, Context::Grant(ttl)).await),
+            Err(err) => Err(self.error(err, Context::Grant(id, ttl)).await),
         }
     }
 

@@ -215,25 +215,49 @@ impl Keyspace {
     }
 
     /// Write a new value of `key` at revision `at` (the next revision); returns the event.
+    /// One hash probe for a key seen before (the common case): its entry is found once and
+    /// updated in place.
     pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64, at: Revision) -> Event {
-        let prev = self.latest(&key).cloned();
+        if let Some(entry) = self.keys.get_mut(key.as_ref()) {
+            let prev = entry.newest.kv.clone();
+            let kv = KeyValue {
+                key,
+                value,
+                create_revision: prev.as_ref().map_or(at, |p| p.create_revision),
+                mod_revision: at,
+                version: prev.as_ref().map_or(1, |p| p.version + 1),
+                lease,
+            };
+            entry.push(Version {
+                mod_revision: at,
+                kv: Some(kv.clone()),
+            });
+            return Event {
+                kind: EventKind::Put,
+                kv,
+                prev_kv: prev,
+            };
+        }
         let kv = KeyValue {
             key,
             value,
-            create_revision: prev.as_ref().map_or(at, |p| p.create_revision),
+            create_revision: at,
             mod_revision: at,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: 1,
             lease,
         };
-        let version = Version {
-            mod_revision: at,
-            kv: Some(kv.clone()),
-        };
-        self.push(&kv.key, version);
+        self.order.insert(kv.key.clone());
+        self.keys.insert(
+            kv.key.clone(),
+            KeyEntry::new(Version {
+                mod_revision: at,
+                kv: Some(kv.clone()),
+            }),
+        );
         Event {
             kind: EventKind::Put,
             kv,
-            prev_kv: prev,
+            prev_kv: None,
         }
     }
 

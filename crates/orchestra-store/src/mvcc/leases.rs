@@ -39,8 +39,13 @@ impl Default for LeaseTable {
 }
 
 impl LeaseTable {
-    /// Grant a new lease expiring `ttl` after `now`.
-    pub(crate) fn grant(&mut self, ttl: Duration, now: Instant) -> Result<LeaseId, StoreError> {
+    /// Grant a new lease expiring `ttl` after `now`, with id `id`, or (0) the next free id.
+    pub(crate) fn grant(
+        &mut self,
+        id: LeaseId,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<LeaseId, StoreError> {
         if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
             return Err(StoreError::InvalidTtl {
                 ttl_ms: ttl.as_millis(),
@@ -48,8 +53,13 @@ impl LeaseTable {
                 max_ms: MAX_TTL.as_millis(),
             });
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = if id == 0 {
+            self.free_id()?
+        } else if self.leases.contains_key(&id) {
+            return Err(StoreError::LeaseExists(id));
+        } else {
+            id
+        };
         self.leases.insert(
             id,
             Lease {
@@ -58,6 +68,18 @@ impl LeaseTable {
                 keys: BTreeSet::new(),
             },
         );
+        Ok(id)
+    }
+
+    /// The next id no lease holds (a client may have chosen ids ahead of `next_id`).
+    fn free_id(&mut self) -> Result<LeaseId, StoreError> {
+        let mut id = self.next_id.max(1);
+        while self.leases.contains_key(&id) {
+            id = id
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Other("every positive lease id is in use".into()))?;
+        }
+        self.next_id = id.saturating_add(1);
         Ok(id)
     }
 
@@ -72,7 +94,7 @@ impl LeaseTable {
                 keys: BTreeSet::new(),
             },
         );
-        self.next_id = self.next_id.max(id + 1);
+        self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
     /// Every lease's id, ascending.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{
-    LeaseId, LeaseStatus, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
-    WatchRequest,
+    LeaseId, LeaseStatus, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
+    StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -55,6 +55,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
         self.store.txn(txn).await
     }
+    async fn put_one(&self, req: PutRequest) -> Result<PutResponse, StoreError> {
+        self.store.put_one(req).await
+    }
     async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError> {
         self.store.watch(req).await
     }
@@ -63,6 +66,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     }
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         self.store.lease_grant(ttl).await
+    }
+    async fn lease_grant_id(&self, id: LeaseId, ttl: Duration) -> Result<LeaseId, StoreError> {
+        self.store.lease_grant_id(id, ttl).await
     }
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
         self.store.lease_keep_alive(id).await

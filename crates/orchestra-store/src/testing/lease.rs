@@ -397,3 +397,89 @@ pub async fn lease_huge_ttl<S: Store>(store: S) {
     );
     ok(store.lease_revoke(id).await, "revoke");
 }
+
+/// A grant with an id the caller chose (etcd's LeaseGrant with a nonzero ID): the lease has
+/// that id and works as any other; a second grant of a live id fails with `LeaseExists` and
+/// changes nothing; once revoked, the id can be granted again; id 0 lets the store choose, and
+/// the store never chooses an id a caller holds.
+pub async fn lease_chosen_id<S: Store>(store: S) {
+    use rand::Rng;
+    // Random, so that leases left by an earlier run on a shared server cannot collide.
+    let chosen: i64 = rand::rng().random_range(1i64 << 40..1i64 << 50);
+    let granted = ok(
+        store.lease_grant_id(chosen, LEASE_TTL).await,
+        "lease_grant_id with a chosen id",
+    );
+    assert_eq!(granted, chosen, "the lease has the id the caller chose");
+    let status = ok(
+        store.lease_time_to_live(chosen).await,
+        "time-to-live of the chosen id",
+    );
+    assert_eq!(
+        (status.id, status.granted_ttl),
+        (chosen, LEASE_TTL),
+        "the chosen lease's id and TTL"
+    );
+    assert!(
+        ok(store.lease_list().await, "lease_list").contains(&chosen),
+        "the chosen lease is listed"
+    );
+    ok(
+        store.put_with_lease("/chosen/a", "1", chosen).await,
+        "put with the chosen lease",
+    );
+
+    let before = Snapshot::take(&store).await;
+    let e = err(
+        store.lease_grant_id(chosen, LEASE_TTL).await,
+        "a second grant of a live id",
+    );
+    assert_eq!(
+        e,
+        StoreError::LeaseExists(chosen),
+        "a second grant of a live id"
+    );
+    before
+        .assert_unchanged(&store, "a second grant of a live id")
+        .await;
+    let status = ok(
+        store.lease_time_to_live(chosen).await,
+        "time-to-live after the refused grant",
+    );
+    assert_eq!(
+        status.keys,
+        [bytes::Bytes::from_static(b"/chosen/a")],
+        "the refused grant left the lease and its keys alone"
+    );
+
+    ok(store.lease_revoke(chosen).await, "revoke the chosen lease");
+    assert_eq!(
+        ok(store.get("/chosen/a").await, "get /chosen/a"),
+        None,
+        "revoking the chosen lease deletes its key"
+    );
+    let again = ok(
+        store.lease_grant_id(chosen, LEASE_TTL).await,
+        "grant a revoked id again",
+    );
+    assert_eq!(again, chosen, "a revoked id can be granted again");
+    ok(store.lease_revoke(chosen).await, "revoke it again");
+
+    // The store chooses around ids callers hold: claim the id after one it chose, then ask it
+    // to choose again.
+    let first = ok(store.lease_grant_id(0, LEASE_TTL).await, "lease_grant_id 0");
+    assert_ne!(first, 0, "id 0 asks the store to choose an id");
+    let claimed = first.wrapping_add(1);
+    let held = store.lease_grant_id(claimed, LEASE_TTL).await;
+    let next = ok(store.lease_grant(LEASE_TTL).await, "lease_grant");
+    assert!(
+        next != first && next != claimed,
+        "the store chose {next}, an id already held (held: {first} and {claimed})"
+    );
+    for id in [first, next] {
+        ok(store.lease_revoke(id).await, "revoke");
+    }
+    if held.is_ok() {
+        ok(store.lease_revoke(claimed).await, "revoke the claimed id");
+    }
+}

@@ -34,8 +34,9 @@
 //! # Layout
 //! - `kv`: revisions, versions and every shape of range;
 //! - `txn`: compares, branches, one revision per transaction, `prev_kv`, [`StoreExt`](crate::StoreExt);
+//! - `put`: [`Store::put_one`], the single put, against the one-put transaction;
 //! - `watch`: watch ranges, start revisions, atomicity, filters, progress, slow watchers;
-//! - `lease`: grant, keep-alive, revoke, time-to-live, expiry;
+//! - `lease`: grant (with a chosen id too), keep-alive, revoke, time-to-live, expiry;
 //! - `compaction`: compaction and `status()`;
 //! - `input`: bad input and request limits;
 //! - [`checker`]: [`WatchChecker`]; [`workload`]: a random concurrent workload it checks;
@@ -55,6 +56,7 @@ pub mod guard;
 pub mod input;
 pub mod kv;
 pub mod lease;
+pub mod put;
 pub mod txn;
 pub mod util;
 pub mod watch;
@@ -69,9 +71,10 @@ pub use kv::{
     range_shapes, revisions_and_versions,
 };
 pub use lease::{
-    lease_detach, lease_expiry, lease_huge_ttl, lease_lifecycle, lease_revoke_deletes_keys,
-    lease_unknown_put,
+    lease_chosen_id, lease_detach, lease_expiry, lease_huge_ttl, lease_lifecycle,
+    lease_revoke_deletes_keys, lease_unknown_put,
 };
+pub use put::put_one;
 pub use txn::{ext_helpers, txn_branches, txn_compares, txn_one_revision, txn_prev_kv};
 pub use watch::{
     watch_compacted_start, watch_filters, watch_from_now, watch_from_past_revision,
@@ -143,6 +146,10 @@ pub fn checks<S: Store>() -> Vec<Check<S>> {
         check!(txn_one_revision),
         check!(txn_prev_kv),
         check!(ext_helpers),
+        Check {
+            name: "put_one",
+            run: |store, config| put_one(store, config.limits).boxed(),
+        },
         check!(watch_key_and_prefix),
         check!(watch_from_past_revision),
         check!(watch_from_now),
@@ -160,6 +167,7 @@ pub fn checks<S: Store>() -> Vec<Check<S>> {
         check!(lease_detach),
         check!(lease_expiry),
         check!(lease_huge_ttl),
+        check!(lease_chosen_id),
         check!(compaction),
         check!(compact_errors),
         check!(bad_input),
@@ -263,11 +271,11 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@all [$(#[$attr])*] ($new_store) ($($config)?);
             empty_store, revisions_and_versions, range_shapes, range_at_past_revision,
             range_revision_errors, range_limit_and_count, txn_compares, txn_branches,
-            txn_one_revision, txn_prev_kv, ext_helpers, watch_key_and_prefix,
+            txn_one_revision, txn_prev_kv, ext_helpers, put_one, watch_key_and_prefix,
             watch_from_past_revision, watch_from_now, watch_txn_atomic, watch_prev_kv,
             watch_filters, watch_progress, watch_compacted_start, watch_slow_catches_up,
             watch_slow_compacted, watch_guarantees, lease_lifecycle, lease_revoke_deletes_keys,
-            lease_unknown_put, lease_detach, lease_expiry, lease_huge_ttl, compaction,
+            lease_unknown_put, lease_detach, lease_expiry, lease_huge_ttl, lease_chosen_id, compaction,
             compact_errors, bad_input, request_limits
         );
     };

@@ -592,16 +592,20 @@ impl pb::kv_server::Kv for KvService {
         if req.ignore_value || req.ignore_lease {
             return self.put_keeping(&req).await.map(Response::new);
         }
-        let txn = Txn::new().and_then([Op::Put(PutRequest {
-            key: req.key,
-            value: req.value,
-            lease: req.lease,
-            prev_kv: req.prev_kv,
-        })]);
-        let resp = self.run_txn(txn).await?;
+        let resp = self
+            .shared
+            .store
+            .put_one(PutRequest {
+                key: req.key,
+                value: req.value,
+                lease: req.lease,
+                prev_kv: req.prev_kv,
+            })
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::PutResponse {
             header: self.shared.header(resp.header_revision),
-            prev_kv: put_prev(&resp),
+            prev_kv: resp.prev_kv.map(key_value),
         }))
     }
 

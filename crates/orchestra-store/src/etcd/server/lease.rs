@@ -1,5 +1,5 @@
-//! The Lease service: Grant, Revoke, KeepAlive (a stream), TimeToLive. Leases (listing) is
-//! not served: the [`Store`](crate::Store) trait cannot list leases.
+//! The Lease service: Grant (with the client's ID, or 0 for one the store chooses), Revoke,
+//! KeepAlive (a stream), TimeToLive, Leases.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
-use super::status::{to_status, unsupported};
+use super::status::to_status;
 use crate::error::StoreError;
 use crate::etcd::proto::etcdserverpb as pb;
 
@@ -49,17 +49,12 @@ impl pb::lease_server::Lease for LeaseService {
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = request.into_inner();
-        if req.id != 0 {
-            return Err(unsupported(
-                "granting a lease with an ID chosen by the client (send ID 0)",
-            ));
-        }
         let ttl = req.ttl.max(self.shared.options.min_lease_ttl).max(1);
         let ttl_secs = u64::try_from(ttl).unwrap_or(u64::MAX);
         let id = self
             .shared
             .store
-            .lease_grant(Duration::from_secs(ttl_secs))
+            .lease_grant_id(req.id, Duration::from_secs(ttl_secs))
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::LeaseGrantResponse {

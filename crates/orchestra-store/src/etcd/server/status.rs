@@ -23,6 +23,9 @@ pub(crate) fn to_status(err: StoreError) -> Status {
         StoreError::Compacted { .. } | StoreError::Lagged { .. } => Status::out_of_range(COMPACTED),
         StoreError::FutureRevision { .. } => Status::out_of_range(FUTURE_REV),
         StoreError::LeaseNotFound(_) => Status::not_found(LEASE_NOT_FOUND),
+        StoreError::LeaseExists(_) => {
+            Status::failed_precondition("etcdserver: lease already exists")
+        }
         StoreError::RequestTooLarge { .. } => Status::invalid_argument(TOO_LARGE),
         StoreError::TooManyOps { .. } => {
             Status::invalid_argument("etcdserver: too many operations in txn request")
