@@ -52,6 +52,24 @@ impl NodeSet {
         index < self.len && self.words[index / 64] & (1 << (index % 64)) != 0
     }
 
+    /// Add the nodes of a bitset given as words (bit `i % 64` of word `i / 64` is node `i`;
+    /// nodes at or beyond the bound are ignored).
+    pub fn union_words(&mut self, words: &[u64]) {
+        for (a, b) in self.words.iter_mut().zip(words) {
+            *a |= *b;
+        }
+        if let Some(last) = self.words.last_mut()
+            && !self.len.is_multiple_of(64)
+        {
+            *last &= (1u64 << (self.len % 64)) - 1;
+        }
+    }
+
+    /// Add the nodes in `other`.
+    pub fn union(&mut self, other: &NodeSet) {
+        self.union_words(&other.words);
+    }
+
     /// Keep only the nodes also in `other`.
     pub fn intersect(&mut self, other: &NodeSet) {
         for (a, b) in self.words.iter_mut().zip(&other.words) {
@@ -120,5 +138,12 @@ mod tests {
         a.intersect(&NodeSet::empty(200));
         assert!(a.is_empty());
         assert_eq!(NodeSet::empty(0).next_from(0), None);
+        let mut b = NodeSet::from_indexes(70, [1]);
+        b.union_words(&[1 << 5, u64::MAX, 7]);
+        // Bits beyond the bound (70) are dropped.
+        assert_eq!(b.count(), 2 + 6);
+        assert!(b.contains(69) && b.contains(5) && !b.contains(70));
+        b.union(&NodeSet::from_indexes(70, [2]));
+        assert!(b.contains(2));
     }
 }

@@ -156,7 +156,7 @@ impl PreFilterPlugin for InterPodAffinity {
                 if let Some(index) = cluster.label_domains(&term.topology_key) {
                     for (value, n) in s.affinity.entries(&term.topology_key) {
                         if n > 0 {
-                            set.extend(index.nodes_with(value).iter().copied());
+                            index.add_nodes_to(value, &mut set);
                         }
                     }
                 }

@@ -77,7 +77,7 @@ fn term_candidates(term: &NodeSelectorTerm, cluster: &ClusterSnapshot) -> Option
         let mut set = NodeSet::empty(len);
         if let Some(k) = cluster.label_domains(&r.key) {
             for v in &r.values {
-                set.extend(k.nodes_with(v).iter().copied());
+                k.add_nodes_to(v, &mut set);
             }
         }
         narrow(set);
@@ -98,10 +98,10 @@ fn candidates(pod: &PodInfo, cluster: &ClusterSnapshot) -> Option<NodeSet> {
     let len = cluster.len();
     let mut out: Option<NodeSet> = None;
     for (k, v) in &pod.pod.spec.node_selector {
-        let nodes = cluster
-            .label_domains(k)
-            .map_or(&[][..], |index| index.nodes_with(v));
-        let set = NodeSet::from_indexes(len, nodes.iter().copied());
+        let mut set = NodeSet::empty(len);
+        if let Some(index) = cluster.label_domains(k) {
+            index.add_nodes_to(v, &mut set);
+        }
         match &mut out {
             Some(o) => o.intersect(&set),
             None => out = Some(set),
@@ -112,7 +112,7 @@ fn candidates(pod: &PodInfo, cluster: &ClusterSnapshot) -> Option<NodeSet> {
         for term in &required.node_selector_terms {
             // A term any node may match: the terms cannot narrow.
             let set = term_candidates(term, cluster)?;
-            union.extend(set.iter().map(|i| i as u32));
+            union.union(&set);
         }
         Some(union)
     });

@@ -127,9 +127,9 @@ fn candidates(pod: &PodInfo, cluster: &ClusterSnapshot, s: &FilterState) -> Opti
             };
             all = index.num_nodes() == cluster.len() && index.domains().all(|(v, _)| allowed(v));
             if !all {
-                for (value, nodes) in index.domains() {
+                for (value, _) in index.domains() {
                     if allowed(value) {
-                        set.extend(nodes.iter().copied());
+                        index.add_nodes_to(value, &mut set);
                     }
                 }
             }

@@ -6,24 +6,73 @@
 
 use std::sync::Arc;
 
+use crate::framework::NodeSet;
 use crate::plugins::helpers::FxHashMap;
+
+/// Nodes of a domain with at least this many nodes are also kept as a bitset, so that adding
+/// a large domain to a [`NodeSet`] is a few word ORs (there are at most `nodes / BITSET_MIN`
+/// such domains per key, so the bitsets cost at most `nodes² / (8 * BITSET_MIN)` bytes).
+const BITSET_MIN: usize = 64;
+
+/// The nodes of one domain: sorted indexes, and a bitset of them when there are many.
+#[derive(Clone, Debug, Default)]
+struct Domain {
+    nodes: Vec<u32>,
+    bits: Vec<u64>,
+}
+
+impl Domain {
+    fn set_bit(&mut self, node: u32, on: bool) {
+        let (w, b) = (node as usize / 64, node % 64);
+        if on {
+            if self.bits.len() <= w {
+                self.bits.resize(w + 1, 0);
+            }
+            self.bits[w] |= 1 << b;
+        } else if let Some(word) = self.bits.get_mut(w) {
+            *word &= !(1 << b);
+        }
+    }
+
+    /// Keep the bitset in step with the list's size.
+    fn sync_bits(&mut self) {
+        if self.nodes.len() < BITSET_MIN / 2 {
+            self.bits = Vec::new();
+        } else if self.nodes.len() >= BITSET_MIN && self.bits.is_empty() {
+            for i in 0..self.nodes.len() {
+                self.set_bit(self.nodes[i], true);
+            }
+        }
+    }
+}
 
 /// The nodes carrying one label key, per value.
 #[derive(Clone, Debug, Default)]
 pub struct KeyIndex {
-    values: FxHashMap<Arc<str>, Vec<u32>>,
+    values: FxHashMap<Arc<str>, Domain>,
     nodes: usize,
 }
 
 impl KeyIndex {
     /// The indexes of the nodes whose label has this value, sorted (empty if none).
     pub fn nodes_with(&self, value: &str) -> &[u32] {
-        self.values.get(value).map_or(&[], |v| &v[..])
+        self.values.get(value).map_or(&[], |d| &d.nodes[..])
+    }
+
+    /// Add the nodes whose label has this value to `set`.
+    pub fn add_nodes_to(&self, value: &str, set: &mut NodeSet) {
+        if let Some(domain) = self.values.get(value) {
+            if domain.bits.is_empty() {
+                set.extend(domain.nodes.iter().copied());
+            } else {
+                set.union_words(&domain.bits);
+            }
+        }
     }
 
     /// Every value with its nodes (sorted indexes), in no particular order.
     pub fn domains(&self) -> impl Iterator<Item = (&Arc<str>, &[u32])> {
-        self.values.iter().map(|(v, n)| (v, &n[..]))
+        self.values.iter().map(|(v, d)| (v, &d.nodes[..]))
     }
 
     /// The number of distinct values (domains).
@@ -37,10 +86,11 @@ impl KeyIndex {
     }
 
     fn insert(&mut self, value: &Arc<str>, node: u32) {
-        let list = match self.values.get_mut(&**value) {
-            Some(list) => list,
+        let domain = match self.values.get_mut(&**value) {
+            Some(domain) => domain,
             None => self.values.entry(value.clone()).or_default(),
         };
+        let list = &mut domain.nodes;
         // Nodes are mostly appended with the largest index: push is the common case.
         match list.last() {
             Some(&last) if last > node => {
@@ -53,17 +103,23 @@ impl KeyIndex {
             Some(&last) if last == node => return,
             _ => list.push(node),
         }
+        if !domain.bits.is_empty() {
+            domain.set_bit(node, true);
+        }
+        domain.sync_bits();
         self.nodes += 1;
     }
 
     fn remove(&mut self, value: &str, node: u32) {
-        let Some(list) = self.values.get_mut(value) else {
+        let Some(domain) = self.values.get_mut(value) else {
             return;
         };
-        if let Ok(at) = list.binary_search(&node) {
-            list.remove(at);
+        if let Ok(at) = domain.nodes.binary_search(&node) {
+            domain.nodes.remove(at);
+            domain.set_bit(node, false);
+            domain.sync_bits();
             self.nodes -= 1;
-            if list.is_empty() {
+            if domain.nodes.is_empty() {
                 self.values.remove(value);
             }
         }
@@ -140,5 +196,30 @@ mod tests {
         assert_eq!((zone.num_domains(), zone.num_nodes()), (1, 2));
         index.remove(&labels(&[("host", "n0")]), 0);
         assert!(index.key("host").is_none());
+    }
+
+    #[test]
+    fn large_domains_add_to_node_sets_as_bitsets() {
+        let mut index = LabelIndex::default();
+        for i in 0..300 {
+            index.add(&labels(&[("zone", if i % 3 == 0 { "a" } else { "b" })]), i);
+        }
+        let zone = index.key("zone").unwrap();
+        let mut set = NodeSet::empty(300);
+        zone.add_nodes_to("a", &mut set);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            (0..300).step_by(3).collect::<Vec<_>>()
+        );
+        // Shrinking below the threshold drops the bitset; the set stays right.
+        for i in (3..300).step_by(3) {
+            index.remove(&labels(&[("zone", "a")]), i);
+        }
+        let mut set = NodeSet::empty(300);
+        index.key("zone").unwrap().add_nodes_to("a", &mut set);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0]);
+        let mut set = NodeSet::empty(300);
+        index.key("zone").unwrap().add_nodes_to("b", &mut set);
+        assert_eq!(set.count(), 200);
     }
 }
