@@ -3,8 +3,9 @@
 //! pods one after another (each assumed onto its node); every chosen node must pass every
 //! Filter when checked on its own, and must satisfy the basic rules checked here directly,
 //! without the plugins' code (resources fit, NoSchedule taints tolerated, nodeSelector
-//! labels, free host ports). When a pod is unschedulable, every node must have a rejection
-//! and really fail a Filter.
+//! labels, free host ports), and the search must have found every feasible node (the nodes
+//! PreFilter plugins narrow the search to lose none). When a pod is unschedulable, every node
+//! must have a rejection and really fail a Filter.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use orchestra_api::Quantity;
 use orchestra_api::meta::{LabelSelector, ObjectMeta};
 use orchestra_api::resources::{
-    Affinity, Container, ContainerPort, Node, NodeSpec, NodeStatus, Pod, PodAffinityTerm,
-    PodAntiAffinity, PodSpec, ResourceRequirements, Taint, TaintEffect, Toleration,
-    TopologySpreadConstraint, UnsatisfiableConstraintAction,
+    Affinity, Container, ContainerPort, Node, NodeAffinity, NodeSelector, NodeSelectorOperator,
+    NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, NodeStatus, Pod, PodAffinity,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, ResourceRequirements, Taint, TaintEffect,
+    Toleration, TopologySpreadConstraint, UnsatisfiableConstraintAction,
 };
 use orchestra_sched::{ClusterSnapshot, Framework, PodInfo, plugins};
 use proptest::prelude::*;
@@ -38,6 +40,10 @@ struct PodParams {
     tolerate: Option<u8>,
     anti_affinity: bool,
     spread: bool,
+    /// 0: required pod affinity to its own app over the zone; 1: required node affinity to
+    /// zones z0 and z1.
+    affinity: Option<u8>,
+    spread_host: bool,
 }
 
 fn node_params() -> impl Strategy<Value = NodeParams> {
@@ -68,9 +74,11 @@ fn pod_params() -> impl Strategy<Value = PodParams> {
         proptest::option::weighted(0.3, 0u8..2),
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.3),
+        proptest::option::weighted(0.3, 0u8..2),
+        proptest::bool::weighted(0.2),
     )
         .prop_map(
-            |(app, cpu, host_port, want_ssd, tolerate, anti_affinity, spread)| PodParams {
+            |(
                 app,
                 cpu,
                 host_port,
@@ -78,6 +86,18 @@ fn pod_params() -> impl Strategy<Value = PodParams> {
                 tolerate,
                 anti_affinity,
                 spread,
+                affinity,
+                spread_host,
+            )| PodParams {
+                app,
+                cpu,
+                host_port,
+                want_ssd,
+                tolerate,
+                anti_affinity,
+                spread,
+                affinity,
+                spread_host,
             },
         )
 }
@@ -159,8 +179,8 @@ fn pod(i: usize, p: &PodParams) -> Pod {
                 })
                 .into_iter()
                 .collect(),
-            affinity: p.anti_affinity.then(|| Affinity {
-                pod_anti_affinity: Some(PodAntiAffinity {
+            affinity: (p.anti_affinity || p.affinity.is_some()).then(|| Affinity {
+                pod_anti_affinity: p.anti_affinity.then(|| PodAntiAffinity {
                     required_during_scheduling_ignored_during_execution: vec![PodAffinityTerm {
                         label_selector: selector.clone(),
                         topology_key: "kubernetes.io/hostname".into(),
@@ -168,19 +188,42 @@ fn pod(i: usize, p: &PodParams) -> Pod {
                     }],
                     ..PodAntiAffinity::default()
                 }),
-                ..Affinity::default()
+                pod_affinity: (p.affinity == Some(0)).then(|| PodAffinity {
+                    required_during_scheduling_ignored_during_execution: vec![PodAffinityTerm {
+                        label_selector: selector.clone(),
+                        topology_key: "zone".into(),
+                        ..PodAffinityTerm::default()
+                    }],
+                    ..PodAffinity::default()
+                }),
+                node_affinity: (p.affinity == Some(1)).then(|| NodeAffinity {
+                    required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                        node_selector_terms: vec![NodeSelectorTerm {
+                            match_expressions: vec![NodeSelectorRequirement {
+                                key: "zone".into(),
+                                operator: NodeSelectorOperator::In,
+                                values: vec!["z0".into(), "z1".into()],
+                            }],
+                            ..NodeSelectorTerm::default()
+                        }],
+                    }),
+                    ..NodeAffinity::default()
+                }),
             }),
-            topology_spread_constraints: if p.spread {
-                vec![TopologySpreadConstraint {
-                    max_skew: 1,
-                    topology_key: "zone".into(),
-                    when_unsatisfiable: UnsatisfiableConstraintAction::DoNotSchedule,
-                    label_selector: selector,
-                    min_domains: None,
-                }]
-            } else {
-                Vec::new()
-            },
+            topology_spread_constraints: [
+                ("zone", p.spread),
+                ("kubernetes.io/hostname", p.spread_host),
+            ]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(key, _)| TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: key.into(),
+                when_unsatisfiable: UnsatisfiableConstraintAction::DoNotSchedule,
+                label_selector: selector.clone(),
+                min_domains: None,
+            })
+            .collect(),
             ..PodSpec::default()
         },
         status: None,
@@ -255,6 +298,13 @@ proptest! {
                     if let Err(why) = obviously_fits(&info, chosen) {
                         prop_assert!(false, "pod {i} placed on {}: {why}", chosen.name());
                     }
+                    // Below 100 nodes every node is searched: the nodes PreFilter plugins left
+                    // possible must include every node that passes the Filters.
+                    let feasible = cluster
+                        .nodes()
+                        .filter(|n| framework.check_node(&info, &cluster, n).is_none())
+                        .count();
+                    prop_assert_eq!(outcome.placement.feasible_nodes, feasible, "pod {}", i);
                     cluster.assume(info, &outcome.placement.node.clone()).unwrap();
                 }
                 Err(unschedulable) => {

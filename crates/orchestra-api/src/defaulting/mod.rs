@@ -5,7 +5,7 @@
 //! | kind | defaults |
 //! |---|---|
 //! | every namespaced kind | `metadata.namespace: default` |
-//! | Pod (and pod templates) | `restartPolicy: Always`, `terminationGracePeriodSeconds: 30`, `dnsPolicy: ClusterFirst`, `schedulerName: default-scheduler`; per container `imagePullPolicy` (`Always` for `:latest` or no tag, else `IfNotPresent`), port `protocol: TCP`, requests = limits where only limits are given, probe timing (`timeoutSeconds: 1`, `periodSeconds: 10`, `successThreshold: 1`, `failureThreshold: 3`), `httpGet` `path: /` and `scheme: HTTP`, `fieldRef` `apiVersion: v1` |
+//! | Pod (and pod templates) | `restartPolicy: Always`, `terminationGracePeriodSeconds: 30`, `dnsPolicy: ClusterFirst`, `schedulerName: default-scheduler`, `preemptionPolicy: PreemptLowerPriority`; per container `imagePullPolicy` (`Always` for `:latest` or no tag, else `IfNotPresent`), port `protocol: TCP`, requests = limits where only limits are given, probe timing (`timeoutSeconds: 1`, `periodSeconds: 10`, `successThreshold: 1`, `failureThreshold: 3`), `httpGet` `path: /` and `scheme: HTTP`, `fieldRef` `apiVersion: v1` |
 //! | ReplicaSet | `replicas: 1` |
 //! | Deployment | `replicas: 1`, `strategy: RollingUpdate` with `maxSurge: 25%`, `maxUnavailable: 25%`, `revisionHistoryLimit: 10`, `progressDeadlineSeconds: 600` |
 //! | Service | `type: ClusterIP`, `sessionAffinity: None` (`ClientIP` gets `timeoutSeconds: 10800`), port `protocol: TCP`, `targetPort` = `port` |

@@ -2,7 +2,7 @@
 
 use crate::resources::Protocol;
 use crate::resources::pod::{
-    Container, DnsPolicy, PodSpec, Probe, PullPolicy, RestartPolicy, UriScheme,
+    Container, DnsPolicy, PodSpec, PreemptionPolicy, Probe, PullPolicy, RestartPolicy, UriScheme,
 };
 
 /// The scheduler pods go to when they name none.
@@ -19,6 +19,8 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     if spec.scheduler_name.is_empty() {
         spec.scheduler_name = DEFAULT_SCHEDULER_NAME.to_owned();
     }
+    spec.preemption_policy
+        .get_or_insert(PreemptionPolicy::PreemptLowerPriority);
     for container in spec
         .init_containers
         .iter_mut()
@@ -132,6 +134,10 @@ mod tests {
             .insert("memory".into(), "128Mi".parse().unwrap());
         default_pod_spec(&mut spec);
         assert_eq!(spec.restart_policy, Some(RestartPolicy::Always));
+        assert_eq!(
+            spec.preemption_policy,
+            Some(PreemptionPolicy::PreemptLowerPriority)
+        );
         assert_eq!(spec.termination_grace_period_seconds, Some(30));
         assert_eq!(spec.dns_policy, Some(DnsPolicy::ClusterFirst));
         assert_eq!(spec.scheduler_name, "default-scheduler");

@@ -107,7 +107,7 @@ mod tests {
                 },
                 "tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 300}],
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}, "minDomains": 2}],
-                "priority": 1000, "priorityClassName": "high", "schedulerName": "custom"
+                "priority": 1000, "priorityClassName": "high", "schedulerName": "custom", "preemptionPolicy": "Never"
             },
             "status": {
                 "phase": "Running",

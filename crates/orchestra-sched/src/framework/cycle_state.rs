@@ -4,6 +4,8 @@
 
 use std::any::{Any, TypeId};
 
+use super::NodeSet;
+
 /// A value kept in a [`CycleState`]: any `Clone + Send + Sync + 'static` type (cloning is
 /// needed when preemption evaluates what-ifs on a copy of the state).
 pub trait StateData: Any + Send + Sync {
@@ -31,6 +33,8 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 #[derive(Default)]
 pub struct CycleState {
     entries: Vec<(TypeId, Box<dyn StateData>)>,
+    /// The nodes PreFilter plugins left possible (every node when `None`).
+    candidates: Option<NodeSet>,
 }
 
 impl Clone for CycleState {
@@ -41,6 +45,7 @@ impl Clone for CycleState {
                 .iter()
                 .map(|(id, v)| (*id, (**v).clone_box()))
                 .collect(),
+            candidates: self.candidates.clone(),
         }
     }
 }
@@ -75,6 +80,23 @@ impl CycleState {
             .iter()
             .find(|(k, _)| *k == id)
             .and_then(|(_, v)| (**v).as_any().downcast_ref())
+    }
+
+    /// PreFilter: only the nodes in `nodes` can pass this plugin's Filter, whatever pods they
+    /// run (the Filter depends on node labels, names or the like); the Filter phase then
+    /// visits only the nodes every such plugin left. A node outside the set must be one the
+    /// plugin's Filter rejects: the set narrows the search, it never decides on its own
+    /// (when the cycle finds no node, every node is filtered to explain why).
+    pub fn restrict_nodes(&mut self, nodes: NodeSet) {
+        match &mut self.candidates {
+            Some(set) => set.intersect(&nodes),
+            None => self.candidates = Some(nodes),
+        }
+    }
+
+    /// The nodes the PreFilter plugins left, if any restricted them.
+    pub fn candidate_nodes(&self) -> Option<&NodeSet> {
+        self.candidates.as_ref()
     }
 
     /// The value of type `T`, mutably.

@@ -7,11 +7,13 @@
 //! - [`status`]: [`Status`], its [`Code`] and [`Reasons`].
 //! - [`cycle_state`]: [`CycleState`] and [`StateData`].
 //! - [`handle`]: [`ApiHandle`], the API as the binding cycle's plugins see it.
+//! - [`node_set`]: [`NodeSet`], the nodes a PreFilter leaves possible.
 //! - [`profile`]: [`Profile`], [`ExtensionPoint`].
 //! - [`runtime`]: [`Framework`], [`Profiles`], [`num_feasible_nodes_to_find`].
 
 pub mod cycle_state;
 pub mod handle;
+pub mod node_set;
 pub mod plugin;
 pub mod profile;
 pub mod runtime;
@@ -19,6 +21,7 @@ pub mod status;
 
 pub use cycle_state::{CycleState, StateData};
 pub use handle::ApiHandle;
+pub use node_set::NodeSet;
 pub use plugin::*;
 pub use profile::{DEFAULT_SCHEDULER_NAME, ExtensionPoint, Profile, ProfileError};
 pub use runtime::{

@@ -171,51 +171,80 @@ impl Framework {
             .map(|(f, _)| &**f)
             .collect();
 
-        // Filter, round-robin from where the last cycle stopped, until enough are found.
+        // Filter, round-robin from where the last cycle stopped, until enough are found; only
+        // the nodes the PreFilter plugins left possible, if they restricted them.
         let to_find =
             num_feasible_nodes_to_find(self.profile.percentage_of_nodes_to_score, num_nodes);
         let start = self.next_start.load(Ordering::Relaxed) % num_nodes;
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(num_nodes));
-        // Rejections stay borrowed and cheap until the cycle fails (most cycles succeed).
-        let mut rejections: Vec<(&NodeInfo, &'static str, Status)> = Vec::new();
-        let mut index = start;
-        let mut processed = 0;
-        while processed < num_nodes {
+        // Nodes passed over in round-robin order (visited or skipped as impossible).
+        let mut processed = num_nodes;
+        // Rejections are not recorded here: most cycles succeed, and a failed one filters
+        // every node again below to explain itself.
+        let mut visit = |index: usize| -> Result<bool, Unschedulable> {
             let node = cluster.node(index);
-            processed += 1;
-            index += 1;
-            if index == num_nodes {
-                index = 0;
-            }
             match run_filters_nominated(&filters, &state, pod, cluster, node) {
                 None => {
                     feasible.push(node);
-                    if feasible.len() >= to_find {
+                    Ok(feasible.len() >= to_find)
+                }
+                Some((_, status)) if status.is_rejected() => Ok(false),
+                Some((plugin, status)) => Err(error(status.with_plugin(plugin))),
+            }
+        };
+        match state.candidate_nodes() {
+            None => {
+                for (n, index) in (start..num_nodes).chain(0..start).enumerate() {
+                    if visit(index)? {
+                        processed = n + 1;
                         break;
                     }
                 }
-                Some((plugin, status)) if status.is_rejected() => {
-                    rejections.push((node, plugin, status));
+            }
+            Some(candidates) => {
+                let mut next = candidates.next_from(start);
+                let mut wrapped = false;
+                loop {
+                    let index = match next {
+                        Some(i) if wrapped && i >= start => break,
+                        Some(i) => i,
+                        None if wrapped => break,
+                        None => {
+                            wrapped = true;
+                            next = candidates.next_from(0);
+                            continue;
+                        }
+                    };
+                    if visit(index)? {
+                        processed = (index + num_nodes - start) % num_nodes + 1;
+                        break;
+                    }
+                    next = candidates.next_from(index + 1);
                 }
-                Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
             }
         }
         self.next_start
             .store((start + processed) % num_nodes, Ordering::Relaxed);
 
         if feasible.is_empty() {
-            let mut rejection = Unschedulable {
-                pod: pod.key().to_owned(),
-                num_nodes,
-                nodes: rejections
-                    .into_iter()
-                    .map(|(node, plugin, status)| NodeRejection {
+            let mut nodes = Vec::new();
+            for index in (start..num_nodes).chain(0..start) {
+                let node = cluster.node(index);
+                match run_filters_nominated(&filters, &state, pod, cluster, node) {
+                    None => {}
+                    Some((plugin, status)) if status.is_rejected() => nodes.push(NodeRejection {
                         node: node.name().clone(),
                         plugin,
                         code: status.code(),
                         reasons: status.into_reasons(),
-                    })
-                    .collect(),
+                    }),
+                    Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
+                }
+            }
+            let mut rejection = Unschedulable {
+                pod: pod.key().to_owned(),
+                num_nodes,
+                nodes,
                 ..Unschedulable::default()
             };
             rejection.post_filter = self

@@ -47,6 +47,30 @@ impl ScorePlugin for BalancedAllocation {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let mut fractions = [0f64; 8];
         let mut n = 0;
+        // The default resources (CPU and memory) in straight-line code: the same arithmetic
+        // as the general case below, without its dispatch per resource.
+        if let [Kind::Cpu, Kind::Memory] = &self.resources[..] {
+            let alloc = node.allocatable();
+            let r = &pod.requests;
+            for (requested, capacity) in [
+                (
+                    node.non_zero_milli_cpu() + r.non_zero_milli_cpu,
+                    alloc.milli_cpu,
+                ),
+                (node.non_zero_memory() + r.non_zero_memory, alloc.memory),
+            ] {
+                if capacity > 0 {
+                    fractions[n] = (requested as f64 / capacity as f64).min(1.0);
+                    n += 1;
+                }
+            }
+            let std = if n == 2 {
+                (fractions[0] - fractions[1]).abs() / 2.0
+            } else {
+                0.0
+            };
+            return Ok(((1.0 - std) * MAX_NODE_SCORE as f64) as i64);
+        }
         for kind in &self.resources {
             let Some((requested, capacity)) = kind.amounts(pod, node) else {
                 continue;

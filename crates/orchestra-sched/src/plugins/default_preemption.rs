@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use orchestra_api::meta::Time;
-use orchestra_api::resources::Pod;
+use orchestra_api::resources::{Pod, PreemptionPolicy};
 
 use crate::framework::{
     Code, CycleState, Extensions, Framework, NodeChecker, Plugin, PostFilterPlugin,
@@ -31,10 +31,6 @@ use crate::framework::{
 };
 use crate::snapshot::{ClusterSnapshot, PodInfo};
 use crate::unschedulable::Unschedulable;
-
-/// The pod annotation standing in for `spec.preemptionPolicy` (`PreemptLowerPriority`, the
-/// default, or `Never`) until the Pod type carries that field.
-pub const PREEMPTION_POLICY_ANNOTATION: &str = "scheduling.orchestra.dev/preemption-policy";
 
 /// Candidate nodes looked for at least (kube-scheduler's `minCandidateNodesAbsolute`).
 pub const MIN_CANDIDATE_NODES: usize = 100;
@@ -94,12 +90,10 @@ pub struct Candidate {
     pub victims: Vec<Arc<PodInfo>>,
 }
 
-/// Whether a pod may preempt at all (its preemption policy).
+/// Whether a pod may preempt at all: its `spec.preemptionPolicy` is not `Never` (unset means
+/// `PreemptLowerPriority`).
 pub fn may_preempt(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .get(PREEMPTION_POLICY_ANNOTATION)
-        .is_none_or(|p| p != "Never")
+    pod.spec.preemption_policy != Some(PreemptionPolicy::Never)
 }
 
 /// `a` is more important than `b`: higher priority, then the earlier start (a pod not
@@ -462,11 +456,11 @@ mod tests {
             ClusterSnapshot::from_objects([node("a", "2")], [pod("a1", "2", 1, "a", None)])
                 .unwrap();
         let mut never = pod("p", "2", 10, "", None);
-        never
-            .metadata
-            .annotations
-            .insert(PREEMPTION_POLICY_ANNOTATION.into(), "Never".into());
-        assert_eq!(preempt(&cluster, never), None);
+        never.spec.preemption_policy = Some(PreemptionPolicy::Never);
+        assert_eq!(preempt(&cluster, never.clone()), None);
+        // The same pod with the default policy preempts.
+        never.spec.preemption_policy = Some(PreemptionPolicy::PreemptLowerPriority);
+        assert!(preempt(&cluster, never).is_some());
         // Too big for the node even empty: nothing to gain.
         assert_eq!(preempt(&cluster, pod("p", "3", 10, "", None)), None);
     }

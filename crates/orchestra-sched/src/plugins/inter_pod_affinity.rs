@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::topology_counts::TopologyCounts;
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status,
+    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status,
 };
 use crate::snapshot::{AffinityTerm, ClusterSnapshot, NodeInfo, PodInfo};
 
@@ -146,6 +146,29 @@ impl PreFilterPlugin for InterPodAffinity {
             }
         }
         s.matches_own_affinity = aff.iter().all(|t| matches(t, pod, cluster));
+        let first_of_group = s.affinity.is_empty() && s.matches_own_affinity;
+        if !aff.is_empty() && !first_of_group {
+            // Filter accepts only nodes in a domain of each term with a matching pod: visit
+            // those nodes only.
+            let mut nodes: Option<NodeSet> = None;
+            for term in aff {
+                let mut set = NodeSet::empty(cluster.len());
+                if let Some(index) = cluster.label_domains(&term.topology_key) {
+                    for (value, n) in s.affinity.entries(&term.topology_key) {
+                        if n > 0 {
+                            index.add_nodes_to(value, &mut set);
+                        }
+                    }
+                }
+                match &mut nodes {
+                    Some(o) => o.intersect(&set),
+                    None => nodes = Some(set),
+                }
+            }
+            if let Some(nodes) = nodes {
+                state.restrict_nodes(nodes);
+            }
+        }
         state.write(s);
         Status::success()
     }

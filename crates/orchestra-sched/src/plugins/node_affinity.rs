@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use orchestra_api::resources::{NodeSelector, NodeSelectorOperator, NodeSelectorTerm};
+
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
-    Status,
+    CycleState, Extensions, FilterPlugin, NodeSet, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status,
 };
 use crate::plugins::helpers::{default_normalize, term_matches};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
@@ -36,6 +38,93 @@ impl Plugin for NodeAffinity {
     }
 }
 
+/// The pod's required node affinity, if any.
+fn required(pod: &PodInfo) -> Option<&NodeSelector> {
+    pod.pod
+        .spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+}
+
+/// Whether the pod has a node selector or required node affinity (some nodes may fail
+/// [`required_matches`]).
+pub fn has_required(pod: &PodInfo) -> bool {
+    !pod.pod.spec.node_selector.is_empty() || required(pod).is_some()
+}
+
+/// The nodes that can match a term, judged by its `In` requirements only (`None`: the term
+/// has none, any node may match). A node outside the set fails one of them.
+fn term_candidates(term: &NodeSelectorTerm, cluster: &ClusterSnapshot) -> Option<NodeSet> {
+    let len = cluster.len();
+    if term.match_expressions.is_empty() && term.match_fields.is_empty() {
+        // An empty term matches nothing.
+        return Some(NodeSet::empty(len));
+    }
+    let mut out: Option<NodeSet> = None;
+    let mut narrow = |set: NodeSet| match &mut out {
+        Some(o) => o.intersect(&set),
+        None => out = Some(set),
+    };
+    for r in &term.match_expressions {
+        if r.operator != NodeSelectorOperator::In {
+            continue;
+        }
+        let mut set = NodeSet::empty(len);
+        if let Some(k) = cluster.label_domains(&r.key) {
+            for v in &r.values {
+                k.add_nodes_to(v, &mut set);
+            }
+        }
+        narrow(set);
+    }
+    for r in &term.match_fields {
+        if r.operator == NodeSelectorOperator::In && r.key == "metadata.name" {
+            let indexes = r.values.iter().filter_map(|n| cluster.position(n));
+            narrow(NodeSet::from_indexes(len, indexes.map(|i| i as u32)));
+        }
+    }
+    out
+}
+
+/// The nodes that can satisfy the pod's node selector and required node affinity, judged by
+/// label values (`None`: no narrowing possible). A node outside it fails
+/// [`required_matches`].
+fn candidates(pod: &PodInfo, cluster: &ClusterSnapshot) -> Option<NodeSet> {
+    let len = cluster.len();
+    let mut out: Option<NodeSet> = None;
+    for (k, v) in &pod.pod.spec.node_selector {
+        let mut set = NodeSet::empty(len);
+        if let Some(index) = cluster.label_domains(k) {
+            index.add_nodes_to(v, &mut set);
+        }
+        match &mut out {
+            Some(o) => o.intersect(&set),
+            None => out = Some(set),
+        }
+    }
+    let union = required(pod).and_then(|required| {
+        let mut union = NodeSet::empty(len);
+        for term in &required.node_selector_terms {
+            // A term any node may match: the terms cannot narrow.
+            let set = term_candidates(term, cluster)?;
+            union.union(&set);
+        }
+        Some(union)
+    });
+    match (out, union) {
+        (Some(mut o), Some(u)) => {
+            o.intersect(&u);
+            Some(o)
+        }
+        (o, u) => o.or(u),
+    }
+}
+
 /// Whether a node satisfies the pod's node selector and required node affinity.
 pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
     let spec = &pod.pod.spec;
@@ -60,7 +149,12 @@ pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
 }
 
 impl PreFilterPlugin for NodeAffinity {
-    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &ClusterSnapshot) -> Status {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+    ) -> Status {
         let spec = &pod.pod.spec;
         let required = spec
             .affinity
@@ -78,6 +172,9 @@ impl PreFilterPlugin for NodeAffinity {
             return Status::unresolvable(
                 "the pod's required node affinity has no nodeSelectorTerms: no node can match",
             );
+        }
+        if let Some(nodes) = candidates(pod, cluster) {
+            state.restrict_nodes(nodes);
         }
         Status::success()
     }

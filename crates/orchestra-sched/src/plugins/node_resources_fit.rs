@@ -311,6 +311,23 @@ impl FilterPlugin for NodeResourcesFit {
 impl ScorePlugin for NodeResourcesFit {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let (mut total, mut weights) = (0i64, 0i64);
+        // The default resources (CPU and memory) in straight-line code: the same sums as the
+        // loop below, without its dispatch per resource (this runs for every feasible node).
+        if let [(Kind::Cpu, cpu_weight), (Kind::Memory, memory_weight)] = &self.resources[..] {
+            let alloc = node.allocatable();
+            let r = &pod.requests;
+            if alloc.milli_cpu > 0 {
+                let requested = node.non_zero_milli_cpu() + r.non_zero_milli_cpu;
+                total += self.resource_score(requested, alloc.milli_cpu) * cpu_weight;
+                weights += cpu_weight;
+            }
+            if alloc.memory > 0 {
+                let requested = node.non_zero_memory() + r.non_zero_memory;
+                total += self.resource_score(requested, alloc.memory) * memory_weight;
+                weights += memory_weight;
+            }
+            return Ok(if weights == 0 { 0 } else { total / weights });
+        }
         for (kind, weight) in &self.resources {
             let Some((requested, capacity)) = kind.amounts(pod, node) else {
                 continue;

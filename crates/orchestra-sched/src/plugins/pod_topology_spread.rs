@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use orchestra_api::resources::UnsatisfiableConstraintAction;
 
-use super::node_affinity::required_matches;
+use super::node_affinity::{has_required, required_matches};
 use super::topology_counts::TopologyCounts;
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status,
+    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status,
 };
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
@@ -59,19 +59,40 @@ fn constraints(pod: &PodInfo, action: UnsatisfiableConstraintAction) -> Vec<usiz
 fn count(pod: &PodInfo, cluster: &ClusterSnapshot, which: &[usize]) -> TopologyCounts {
     let mut counts = TopologyCounts::new();
     let cs = &pod.spread_constraints;
-    let mut eligible = vec![false; cluster.len()];
-    for (i, node) in cluster.nodes().enumerate() {
-        if which
-            .iter()
-            .all(|&c| node.label(&cs[c].topology_key).is_some())
-            && required_matches(pod, node)
-        {
-            eligible[i] = true;
-            for &c in which {
-                counts.add(&cs[c].topology_key, node, 0);
+    // Eligible nodes carry every constraint's key and pass the pod's node affinity. Without
+    // node affinity, and with one key (or keys every node carries), the eligible domains are
+    // the snapshot's label index: no walk over the nodes.
+    let every_node_has_keys = which.iter().all(|&c| {
+        cluster
+            .label_domains(&cs[c].topology_key)
+            .is_some_and(|k| k.num_nodes() == cluster.len())
+    });
+    let eligible = if !has_required(pod) && (which.len() == 1 || every_node_has_keys) {
+        for &c in which {
+            if let Some(index) = cluster.label_domains(&cs[c].topology_key) {
+                for (value, _) in index.domains() {
+                    counts.add_value(&cs[c].topology_key, value, 0);
+                }
             }
         }
-    }
+        // Nodes without the key are in no domain: `TopologyCounts::add` skips them.
+        None
+    } else {
+        let mut eligible = vec![false; cluster.len()];
+        for (i, node) in cluster.nodes().enumerate() {
+            if which
+                .iter()
+                .all(|&c| node.label(&cs[c].topology_key).is_some())
+                && required_matches(pod, node)
+            {
+                eligible[i] = true;
+                for &c in which {
+                    counts.add(&cs[c].topology_key, node, 0);
+                }
+            }
+        }
+        Some(eligible)
+    };
     for group in cluster.pod_groups() {
         let sample = group.sample();
         if sample.namespace() != pod.namespace() || sample.pod.metadata.deletion_timestamp.is_some()
@@ -83,13 +104,45 @@ fn count(pod: &PodInfo, cluster: &ClusterSnapshot, which: &[usize]) -> TopologyC
                 continue;
             }
             for (i, n) in group.nodes() {
-                if eligible[i] {
+                if eligible.as_ref().is_none_or(|e| e[i]) {
                     counts.add(&cs[c].topology_key, cluster.node(i), n);
                 }
             }
         }
     }
     counts
+}
+
+/// The nodes Filter can accept: for every constraint, the nodes of the domains whose skew
+/// stays within `maxSkew` (`None`: every node may pass).
+fn candidates(pod: &PodInfo, cluster: &ClusterSnapshot, s: &FilterState) -> Option<NodeSet> {
+    let mut out: Option<NodeSet> = None;
+    for (j, &i) in s.which.iter().enumerate() {
+        let c = &pod.spread_constraints[i];
+        let mut set = NodeSet::empty(cluster.len());
+        let mut all = false;
+        if let Some(index) = cluster.label_domains(&c.topology_key) {
+            let allowed = |value: &str| {
+                s.counts.get(&c.topology_key, value) + s.self_match[j] - s.min[j] <= c.max_skew
+            };
+            all = index.num_nodes() == cluster.len() && index.domains().all(|(v, _)| allowed(v));
+            if !all {
+                for (value, _) in index.domains() {
+                    if allowed(value) {
+                        index.add_nodes_to(value, &mut set);
+                    }
+                }
+            }
+        }
+        if all {
+            continue;
+        }
+        match &mut out {
+            Some(o) => o.intersect(&set),
+            None => out = Some(set),
+        }
+    }
+    out
 }
 
 /// What PreFilter computed for the `DoNotSchedule` constraints.
@@ -131,12 +184,16 @@ impl PreFilterPlugin for PodTopologySpread {
             .iter()
             .map(|&i| i64::from(cs[i].selector.matches(&pod.pod.metadata.labels)))
             .collect();
-        state.write(FilterState {
+        let s = FilterState {
             which,
             counts,
             min,
             self_match,
-        });
+        };
+        if let Some(nodes) = candidates(pod, cluster, &s) {
+            state.restrict_nodes(nodes);
+        }
+        state.write(s);
         Status::success()
     }
 }

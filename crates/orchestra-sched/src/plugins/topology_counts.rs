@@ -84,6 +84,14 @@ impl TopologyCounts {
             .flat_map(|v| v.values().copied())
     }
 
+    /// The domains under `key` with their numbers.
+    pub fn entries(&self, key: &str) -> impl Iterator<Item = (&Arc<str>, i64)> + '_ {
+        self.keys
+            .get(key)
+            .into_iter()
+            .flat_map(|v| v.iter().map(|(value, n)| (value, *n)))
+    }
+
     /// The number of domains under `key`.
     pub fn domains(&self, key: &str) -> usize {
         self.keys.get(key).map_or(0, |v| v.len())

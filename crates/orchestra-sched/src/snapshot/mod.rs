@@ -8,10 +8,12 @@
 //! label strings are interned so that nodes share them.
 //!
 //! # Layout
+//! - [`label_index`]: [`LabelIndex`], the nodes per label key and value.
 //! - [`node_info`]: [`NodeInfo`], one node and its pods' totals.
 //! - [`pod_info`]: [`PodInfo`], one pod with its precomputed requests, ports and selectors.
 //! - [`pod_groups`]: [`PodGroups`], pods grouped by namespace, labels and affinity, per node.
 
+pub mod label_index;
 pub mod node_info;
 pub mod pod_groups;
 pub mod pod_info;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use orchestra_api::resources::{Node, Pod};
 
+pub use label_index::{KeyIndex, LabelIndex};
 pub use node_info::{ImageState, NodeInfo};
 pub use pod_groups::{PodGroup, PodGroups};
 pub use pod_info::{AffinityTerm, HostPort, PodInfo, PodInfoError, SpreadConstraint};
@@ -57,6 +60,7 @@ pub struct ClusterSnapshot {
     chunks: Arc<Vec<Arc<Vec<NodeInfo>>>>,
     strings: Arc<HashMap<Arc<str>, ()>>,
     groups: Arc<PodGroups>,
+    labels: Arc<LabelIndex>,
     len: usize,
     by_name: Arc<HashMap<Arc<str>, usize>>,
     pod_nodes: Arc<HashMap<String, Arc<str>>>,
@@ -114,6 +118,11 @@ impl ClusterSnapshot {
         self.by_name.get(name).map(|&i| self.node(i))
     }
 
+    /// The index of the node with this name.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// Every node, in index order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.chunks.iter().flat_map(|c| c.iter())
@@ -127,6 +136,11 @@ impl ClusterSnapshot {
     /// The node a pod (`namespace/name`) is on.
     pub fn pod_node(&self, key: &str) -> Option<&Arc<str>> {
         self.pod_nodes.get(key)
+    }
+
+    /// The nodes carrying a label key, per value (`None` when no node carries it).
+    pub fn label_domains(&self, key: &str) -> Option<&KeyIndex> {
+        self.labels.key(key)
     }
 
     /// The pods grouped by namespace, labels and affinity, with their nodes.
@@ -228,13 +242,21 @@ impl ClusterSnapshot {
         };
         if let Some(&i) = self.by_name.get(node.metadata.name.as_str()) {
             let chunk = &mut Arc::make_mut(&mut self.chunks)[i / CHUNK];
-            Arc::make_mut(chunk)[i % CHUNK].set_node_interned(node, &mut intern);
+            let info = &mut Arc::make_mut(chunk)[i % CHUNK];
+            let old: Vec<(Arc<str>, Arc<str>)> = info.labels().to_vec();
+            info.set_node_interned(node, &mut intern);
+            if old[..] != *info.labels() {
+                let index = Arc::make_mut(&mut self.labels);
+                index.remove(&old, i as u32);
+                index.add(info.labels(), i as u32);
+            }
             return Ok(());
         }
         let mut info = NodeInfo::new(node.clone());
         info.set_node_interned(node, &mut intern);
         let index = self.len;
         Arc::make_mut(&mut self.by_name).insert(info.name().clone(), index);
+        Arc::make_mut(&mut self.labels).add(info.labels(), index as u32);
         let chunks = Arc::make_mut(&mut self.chunks);
         if index.is_multiple_of(CHUNK) {
             chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
@@ -277,7 +299,11 @@ impl ClusterSnapshot {
         }
         let by_name = Arc::make_mut(&mut self.by_name);
         by_name.remove(name);
+        let labels = Arc::make_mut(&mut self.labels);
+        labels.remove(removed.labels(), index as u32);
         if index != last {
+            labels.remove(moved.labels(), last as u32);
+            labels.add(moved.labels(), index as u32);
             by_name.insert(moved.name().clone(), index);
             Arc::make_mut(&mut chunks[index / CHUNK])[index % CHUNK] = moved;
         }
@@ -419,6 +445,50 @@ mod tests {
         // Untouched chunks are still shared.
         assert!(Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
         assert_eq!((a.num_pods(), b.num_pods()), (2, 1));
+    }
+
+    #[test]
+    fn label_domains_follow_node_changes() {
+        let zoned = |name: &str, zone: &str| {
+            let mut n = node(name);
+            n.metadata.labels.insert("zone".into(), zone.into());
+            n
+        };
+        let mut s = ClusterSnapshot::from_objects(
+            (0..70).map(|i| zoned(&format!("n{i}"), if i % 2 == 0 { "a" } else { "b" })),
+            [],
+        )
+        .unwrap();
+        let domain = |s: &ClusterSnapshot, v: &str| -> Vec<String> {
+            s.label_domains("zone")
+                .map(|k| {
+                    k.nodes_with(v)
+                        .iter()
+                        .map(|&i| s.node(i as usize).name().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(s.label_domains("zone").unwrap().num_nodes(), 70);
+        assert_eq!(domain(&s, "b").len(), 35);
+        // Relabel n1 from b to c.
+        s.upsert_node(zoned("n1", "c")).unwrap();
+        assert_eq!(domain(&s, "c"), ["n1"]);
+        assert_eq!(domain(&s, "b").len(), 34);
+        // Remove n3: n69 (zone b) takes index 3.
+        s.remove_node("n3").unwrap();
+        let b = domain(&s, "b");
+        assert_eq!(b.len(), 33);
+        assert!(b.contains(&"n69".to_owned()) && !b.contains(&"n3".to_owned()));
+        let k = s.label_domains("zone").unwrap();
+        assert!(k.nodes_with("b").windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(k.num_nodes(), 69);
+        s.remove_node("n1").unwrap();
+        assert!(domain(&s, "c").is_empty());
+        assert_eq!(s.label_domains("zone").unwrap().num_domains(), 2);
+        // A node without the label is in no domain.
+        s.upsert_node(node("bare")).unwrap();
+        assert_eq!(s.label_domains("zone").unwrap().num_nodes(), 68);
     }
 
     #[test]

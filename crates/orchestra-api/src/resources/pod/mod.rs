@@ -174,6 +174,31 @@ pub struct PodSpec {
     /// The scheduler that places the pod; `default-scheduler` by default.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scheduler_name: String,
+    /// Whether the pod may preempt pods of lower priority to make room for itself;
+    /// `PreemptLowerPriority` by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemption_policy: Option<PreemptionPolicy>,
+}
+
+/// Whether a pod may preempt others (`spec.preemptionPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PreemptionPolicy {
+    /// The scheduler may evict pods of lower priority to place it (the default).
+    #[default]
+    PreemptLowerPriority,
+    /// The pod waits for room and never evicts others (it still goes ahead of lower
+    /// priorities in the scheduling queue).
+    Never,
+}
+
+impl PreemptionPolicy {
+    /// The policy's name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreemptionPolicy::PreemptLowerPriority => "PreemptLowerPriority",
+            PreemptionPolicy::Never => "Never",
+        }
+    }
 }
 
 /// When a pod's containers are restarted.
@@ -405,4 +430,22 @@ pub struct ContainerStateTerminated {
     /// The runtime's container id.
     #[serde(rename = "containerID", skip_serializing_if = "String::is_empty")]
     pub container_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preemption_policy_is_camel_case_and_omitted_when_unset() {
+        let spec: PodSpec =
+            serde_json::from_str(r#"{"containers": [], "preemptionPolicy": "Never"}"#).unwrap();
+        assert_eq!(spec.preemption_policy, Some(PreemptionPolicy::Never));
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["preemptionPolicy"], "Never");
+        let unset = serde_json::to_value(PodSpec::default()).unwrap();
+        assert!(unset.get("preemptionPolicy").is_none());
+        let bad = serde_json::from_str::<PodSpec>(r#"{"preemptionPolicy": "Sometimes"}"#);
+        assert!(bad.unwrap_err().to_string().contains("Sometimes"));
+    }
 }
