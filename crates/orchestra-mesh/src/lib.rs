@@ -43,8 +43,10 @@
 //! - [`proxy`]: the [`ServiceProxy`] trait and [`ProxyError`].
 //! - [`l4`]: [`Balancer`], [`MemoryProxy`], [`TcpProxy`].
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
+//! - [`dns`]: the cluster DNS server ([`dns::DnsServer`]) fed by [`dns::DnsFollower`].
 //! - [`testing`]: the conformance suite every [`ServiceProxy`] runs, and its [`testing::Probe`].
 
+pub mod dns;
 pub mod follower;
 pub mod l4;
 pub mod proxy;
