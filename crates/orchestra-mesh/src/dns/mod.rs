@@ -53,11 +53,13 @@
 //! - `follower`: [`DnsFollower`], snapshots from the API.
 //! - `server`: [`DnsServer`], the UDP and TCP server.
 //! - `forward`: the upstream forwarder.
+//! - `running`: [`ClusterDns`], the server and its follower started together.
 
 mod answer;
 mod config;
 mod follower;
 mod forward;
+mod running;
 mod server;
 mod snapshot;
 #[cfg(test)]
@@ -67,5 +69,6 @@ pub use answer::{Answer, Resolution, resolve};
 pub use config::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_TTL, DnsConfig, DnsConfigError};
 pub use follower::{DEFAULT_DNS_DEBOUNCE, DnsFollower};
 pub use forward::ForwardError;
+pub use running::ClusterDns;
 pub use server::{DnsServer, DnsServerError, MAX_UDP_PAYLOAD};
 pub use snapshot::{DnsSnapshot, EndpointRecord, PortRecord, ServiceRecords, dashed};
