@@ -1,13 +1,17 @@
 //! `orchestra agent --server URL --node-name NAME --runtime fake|process|cri [--state-dir DIR]
 //! [--pod-ip-range CIDR] [--cri-endpoint unix:///PATH --pod-log-dir DIR] [--cpu N --memory Q
-//! --pods N] [--address IP]`: the node agent against an API server.
+//! --pods N] [--address IP] [--node-lease-duration-seconds S]
+//! [--dns ADDR | --cluster-dns ADDR] [--cluster-domain DOMAIN] [--dns-upstream ADDRS]`: the node
+//! agent against an API server, optionally serving the cluster DNS itself (`--dns`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use orchestra::api::{Quantity, RemoteClient};
 use orchestra_node::RuntimeDriver;
+use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
@@ -70,6 +74,17 @@ pub struct AgentArgs {
     /// kubelet does). Keep it below the controllers' `--node-monitor-grace-period`.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub node_lease_duration_seconds: u64,
+    /// Run a cluster DNS server on this address (UDP and TCP; port 0: a free port) and point
+    /// `dnsPolicy: ClusterFirst` pods at it.
+    #[arg(long, conflicts_with = "cluster_dns")]
+    pub dns: Option<SocketAddr>,
+    /// Point `dnsPolicy: ClusterFirst` pods at the cluster DNS served elsewhere (e.g. by
+    /// `orchestra server --cluster-dns-addr`).
+    #[arg(long)]
+    pub cluster_dns: Option<SocketAddr>,
+    /// The cluster DNS's domain and upstreams.
+    #[command(flatten)]
+    pub dns_args: super::dns::DnsArgs,
 }
 
 /// Why the agent could not run.
@@ -99,6 +114,9 @@ pub enum AgentError {
     #[cfg(not(feature = "cri"))]
     #[error("this orchestra was built without the `cri` feature: rebuild it with `--features cri`")]
     CriNotBuilt,
+    /// The cluster DNS could not start.
+    #[error(transparent)]
+    Dns(#[from] super::dns::DnsStartError),
     /// The API server could not be reached.
     #[error("connecting to the API server at {server}")]
     Connect {
@@ -130,6 +148,13 @@ pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
     config.address.clone_from(&args.address);
     config.lease_duration = Duration::from_secs(args.node_lease_duration_seconds);
     config.lease_renew_interval = config.lease_duration / 4;
+    if let Some(server) = args.cluster_dns {
+        config.cluster_dns = Some(ClusterDnsSettings {
+            server,
+            domain: args.dns_args.domain(),
+        });
+    }
+    args.dns_args.config()?;
     Ok(config)
 }
 
@@ -174,7 +199,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
 /// Connect and run the agent over `runtime` until the shutdown signal.
 async fn serve(
     args: &AgentArgs,
-    config: AgentConfig,
+    mut config: AgentConfig,
     runtime: impl RuntimeDriver,
 ) -> Result<(), AgentError> {
     let client = RemoteClient::connect(&args.server)
@@ -183,10 +208,26 @@ async fn serve(
             server: args.server.clone(),
             source,
         })?;
+    let dns = match args.dns {
+        Some(addr) => {
+            let dns = args.dns_args.start(client.clone(), addr).await?;
+            config.cluster_dns = Some(ClusterDnsSettings {
+                server: dns.local_addr(),
+                domain: args.dns_args.domain(),
+            });
+            Some(dns)
+        }
+        None => None,
+    };
     tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, "agent running");
     Agent::new(client, runtime, config)
         .run(super::server::shutdown_signal())
         .await;
+    if let Some(dns) = dns
+        && let Err(error) = dns.shutdown().await
+    {
+        tracing::warn!(%error, "the cluster DNS did not stop cleanly");
+    }
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -228,6 +269,42 @@ mod tests {
         assert_eq!(config.cpu.milli_value(), 4000);
         assert_eq!(config.memory.value(), 16 << 30);
         assert_eq!(config.pods, 50);
+    }
+
+    #[test]
+    fn cluster_dns_flags_point_pods_at_it_and_bad_domains_are_refused() {
+        let args = parse(&[
+            "--runtime",
+            "fake",
+            "--cluster-dns",
+            "127.0.0.1:5353",
+            "--cluster-domain",
+            "corp.example.",
+        ]);
+        let settings = config(&args).unwrap();
+        assert_eq!(
+            settings.cluster_dns,
+            Some(ClusterDnsSettings {
+                server: "127.0.0.1:5353".parse().unwrap(),
+                domain: "corp.example".into(),
+            })
+        );
+        let args = parse(&["--runtime", "fake", "--cluster-domain", "a..b"]);
+        let err = config(&args).unwrap_err().to_string();
+        assert!(err.contains("--cluster-domain"), "{err}");
+        let both = Cli::try_parse_from([
+            "orchestra",
+            "agent",
+            "--node-name",
+            "n1",
+            "--runtime",
+            "fake",
+            "--dns",
+            "127.0.0.1:0",
+            "--cluster-dns",
+            "127.0.0.1:53",
+        ]);
+        assert!(both.is_err());
     }
 
     #[test]

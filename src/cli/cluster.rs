@@ -29,6 +29,12 @@ pub struct ClusterArgs {
     /// How long a silent node stays Ready, in seconds (Kubernetes: 40).
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// Where the cluster DNS listens, UDP and TCP (port 0: a free port, printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub cluster_dns_addr: SocketAddr,
+    /// Do not run the cluster DNS.
+    #[arg(long)]
+    pub no_cluster_dns: bool,
 }
 
 /// Runs the cluster until SIGTERM or Ctrl-C.
@@ -41,6 +47,9 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
     if let Some(dir) = &args.data_dir {
         builder = builder.data_dir(dir);
     }
+    if !args.no_cluster_dns {
+        builder = builder.dns(args.cluster_dns_addr);
+    }
     let cluster = builder.start().await?;
     tracing::info!(url = %cluster.url(), nodes = args.nodes, runtime = ?args.runtime, "cluster running");
     println!(
@@ -49,6 +58,9 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         args.nodes,
         args.runtime
     );
+    if let Some(dns) = cluster.dns_addr() {
+        println!("orchestra cluster: cluster DNS at {dns} (UDP and TCP, domain cluster.local)");
+    }
     super::server::shutdown_signal().await;
     tracing::info!("stopping the cluster");
     cluster.shutdown().await;

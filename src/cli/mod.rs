@@ -9,6 +9,7 @@
 //! - [`cluster`]: `orchestra cluster ...`, a whole cluster in one process.
 //! - [`bench`]: `orchestra bench ...`, the benchmarks.
 //! - [`controller_manager`]: `orchestra controller-manager ...`, the built-in controllers.
+//! - [`dns`]: the cluster DNS flags of `server` and `agent`.
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
@@ -23,6 +24,8 @@ pub mod cluster;
 pub mod controller_manager;
 #[cfg(feature = "server")]
 pub mod ctl;
+#[cfg(feature = "server")]
+pub mod dns;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "server")]

@@ -69,6 +69,14 @@ pub struct ServerArgs {
     /// evicted after their tolerations, in seconds (the in-process NodeLifecycle controller).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_monitor_grace_period: u64,
+    /// Serve the cluster DNS on this address, UDP and TCP (port 0: a free port, logged).
+    /// Off by default: pods reach it on the address given here, which agents learn from
+    /// `orchestra agent --cluster-dns ADDR`.
+    #[arg(long)]
+    pub cluster_dns_addr: Option<SocketAddr>,
+    /// The cluster DNS's domain and upstreams.
+    #[command(flatten)]
+    pub dns: super::dns::DnsArgs,
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -126,6 +134,9 @@ pub enum ServerError {
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
+    /// The cluster DNS could not start.
+    #[error(transparent)]
+    Dns(#[from] super::dns::DnsStartError),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -164,12 +175,21 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());
     let mut components = tokio::task::JoinSet::new();
     control_plane.spawn(&mut components, shutdown_signal)?;
+    let dns = match args.cluster_dns_addr {
+        Some(addr) => Some(args.dns.start(control_plane.client(), addr).await?),
+        None => None,
+    };
     tracing::info!(listen = %args.listen, store = ?args.store, scheduler = !args.no_scheduler, controllers = !args.no_controllers, "serving the orchestra API (gRPC and HTTP)");
     ApiServer::new(dyn_registry)
         .serve(listener, shutdown_signal())
         .await
         .map_err(ServerError::Serve)?;
     while components.join_next().await.is_some() {}
+    if let Some(dns) = dns
+        && let Err(error) = dns.shutdown().await
+    {
+        tracing::warn!(%error, "the cluster DNS did not stop cleanly");
+    }
     tracing::info!("API server stopped");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! [`Cluster`]: a whole orchestra cluster in one process, composed from the public crates: a
 //! store, the API server on a loopback port, the scheduler and the controllers
-//! ([`ControlPlane`]), N node agents with the fake or the process runtime, and the userspace
-//! service proxy. `examples/full_cluster.rs` and `orchestra cluster` stand on it.
+//! ([`ControlPlane`]), N node agents with the fake or the process runtime, the userspace
+//! service proxy, and (with [`ClusterBuilder::dns`]) the cluster DNS. `examples/full_cluster.rs` and `orchestra cluster` stand on it.
 //!
 //! ```no_run
 //! use orchestra::cluster::{Cluster, NodeRuntime};
@@ -32,7 +32,9 @@ use orchestra_api::LocalClient;
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::{ApiServer, RunningServer};
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
+use orchestra_mesh::dns::{ClusterDns, DnsConfig, DnsServerError};
 use orchestra_mesh::{FollowerConfig, ProxyFollower, TcpProxy, TcpProxyConfig};
+use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_store::{DiskStore, MemStore, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -67,6 +69,9 @@ pub enum ClusterError {
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
+    /// The cluster DNS could not start.
+    #[error("starting the cluster DNS")]
+    Dns(#[source] DnsServerError),
     /// A node's runtime could not start.
     #[error("starting node {node}'s runtime")]
     Runtime {
@@ -90,9 +95,18 @@ pub struct ClusterBuilder {
     lease_renew_interval: Duration,
     node_cpu: i64,
     node_memory: i64,
+    dns: Option<SocketAddr>,
 }
 
 impl ClusterBuilder {
+    /// Serve the cluster DNS (`cluster.local`) on `addr`, UDP and TCP (port 0: a free
+    /// port, see [`Cluster::dns_addr`]), and point the nodes' `ClusterFirst` pods at it
+    /// (default off).
+    pub fn dns(mut self, addr: SocketAddr) -> Self {
+        self.dns = Some(addr);
+        self
+    }
+
     /// Keep the store (and the process runtime's state) in `dir` (default: a temporary
     /// directory, removed at shutdown).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -190,6 +204,18 @@ impl ClusterBuilder {
         let mut tasks = JoinSet::new();
         control_plane.spawn(&mut tasks, &shutdown)?;
         let client = control_plane.client();
+        let dns = match self.dns {
+            Some(addr) => Some(
+                ClusterDns::start(client.clone(), addr, DnsConfig::default())
+                    .await
+                    .map_err(ClusterError::Dns)?,
+            ),
+            None => None,
+        };
+        let cluster_dns = dns.as_ref().map(|dns| ClusterDnsSettings {
+            server: dns.local_addr(),
+            domain: orchestra_mesh::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        });
 
         let mut nodes = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {
@@ -202,6 +228,7 @@ impl ClusterBuilder {
                 memory: self.node_memory,
                 lease_renew_interval: self.lease_renew_interval,
                 lease_duration: self.node_monitor_grace,
+                cluster_dns: cluster_dns.clone(),
             };
             nodes.push(nodes::start(client.clone(), spec).await?);
         }
@@ -231,6 +258,7 @@ impl ClusterBuilder {
             tasks,
             nodes,
             proxy,
+            dns,
             _temp_dir: temp_dir,
         })
     }
@@ -244,6 +272,7 @@ pub struct Cluster {
     tasks: JoinSet<()>,
     nodes: Vec<RunningNode>,
     proxy: Option<Arc<TcpProxy>>,
+    dns: Option<ClusterDns>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -261,6 +290,7 @@ impl Cluster {
             lease_renew_interval: Duration::from_secs(10),
             node_cpu: 4,
             node_memory: 8 << 30,
+            dns: None,
         }
     }
 
@@ -283,6 +313,11 @@ impl Cluster {
             .filter(|node| node.is_running())
             .map(|node| node.name().to_owned())
             .collect()
+    }
+
+    /// Where the cluster DNS listens, when it runs.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(ClusterDns::local_addr)
     }
 
     /// The service proxy, when it runs.
@@ -316,6 +351,11 @@ impl Cluster {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         self.proxy = None;
+        if let Some(dns) = self.dns.take()
+            && let Err(error) = dns.shutdown().await
+        {
+            tracing::warn!(%error, "the cluster DNS did not stop cleanly");
+        }
         if let Some(server) = self.server.take()
             && let Err(error) = server.shutdown().await
         {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::{LocalClient, Quantity};
+use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
@@ -41,6 +42,8 @@ pub(crate) struct NodeSpec {
     pub(crate) memory: i64,
     pub(crate) lease_renew_interval: Duration,
     pub(crate) lease_duration: Duration,
+    /// The cluster DNS the node's pods are pointed at.
+    pub(crate) cluster_dns: Option<ClusterDnsSettings>,
 }
 
 type Teardown = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -89,6 +92,7 @@ pub(crate) async fn start(
     config.memory = Quantity::from_bytes(spec.memory);
     config.lease_renew_interval = spec.lease_renew_interval;
     config.lease_duration = spec.lease_duration;
+    config.cluster_dns = spec.cluster_dns.clone();
     match spec.runtime {
         NodeRuntime::Fake => Ok(spawn(client, Arc::new(FakeRuntime::new()), config)),
         NodeRuntime::Process => {

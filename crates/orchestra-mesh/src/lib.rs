@@ -47,8 +47,10 @@
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
 //! - `l7` (feature `l7`): `MeshDirectory`, `EndpointDiscover`, `Outbound`, `CircuitBreaker`,
 //!   `HttpProxy`.
+//! - [`dns`]: the cluster DNS server ([`dns::DnsServer`]) fed by [`dns::DnsFollower`].
 //! - [`testing`]: the conformance suite every [`ServiceProxy`] runs, and its [`testing::Probe`].
 
+pub mod dns;
 pub mod follower;
 pub mod l4;
 #[cfg(feature = "l7")]

@@ -37,8 +37,10 @@
 //!
 //! # Layout
 //! - [`node`]: the Node object, its status and lease.
+//! - [`env`]: the variables added to every container (services, DNS settings).
 //! - `worker`: the per-pod worker.
 
+pub mod env;
 pub mod node;
 mod worker;
 
@@ -48,9 +50,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use orchestra_api::resources::Pod;
+use orchestra_api::resources::{Pod, Service};
 use orchestra_api::watcher::{self, Event, WatcherConfig};
-use orchestra_api::{Client, FieldSelector, Quantity};
+use orchestra_api::{Client, FieldSelector, Quantity, reflector};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -81,6 +83,9 @@ pub struct AgentConfig {
     pub status_report_interval: Duration,
     /// How often a pod worker re-reads the runtime when nothing else wakes it, 1 s.
     pub sync_interval: Duration,
+    /// The cluster DNS that `dnsPolicy: ClusterFirst` pods are pointed at (none by default:
+    /// pods keep the host's resolver).
+    pub cluster_dns: Option<env::ClusterDnsSettings>,
 }
 
 impl AgentConfig {
@@ -99,6 +104,7 @@ impl AgentConfig {
             lease_renew_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
             sync_interval: Duration::from_secs(1),
+            cluster_dns: None,
         }
     }
 }
@@ -155,15 +161,30 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                 node::lease_loop(client, config),
             );
         });
+        // The namespace's services become the containers' environment (service links).
+        let (services, services_writer) = reflector::store::<Service>();
+        let service_events = reflector::reflector(
+            services_writer,
+            watcher::watcher::<Service, C>(self.client.clone(), WatcherConfig::default()),
+        );
+        let node_name = self.config.node_name.clone();
+        background.spawn(async move {
+            futures::pin_mut!(service_events);
+            while let Some(event) = service_events.next().await {
+                if let Err(err) = event {
+                    tracing::warn!(node = %node_name, %err, "watching services failed; retrying");
+                }
+            }
+        });
         tokio::select! {
             () = shutdown => {}
-            () = self.dispatch() => {}
+            () = self.dispatch(&services) => {}
         }
         background.shutdown().await;
     }
 
     /// Follows the node's pods and runs their workers. Never returns.
-    async fn dispatch(&self) {
+    async fn dispatch(&self, services: &reflector::Store<Service>) {
         let mut adopted = self.adopt().await;
         let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
         let mut tasks = JoinSet::new();
@@ -200,7 +221,14 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                         }
                     }
                     for pod in pods {
-                        self.deliver(pod, &mut workers, &mut tasks, &mut adopted, &done_tx);
+                        self.deliver(
+                            pod,
+                            &mut workers,
+                            &mut tasks,
+                            &mut adopted,
+                            &done_tx,
+                            services,
+                        );
                     }
                     if !listed_once {
                         listed_once = true;
@@ -208,7 +236,14 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                     }
                 }
                 Event::Applied(pod) => {
-                    self.deliver(pod, &mut workers, &mut tasks, &mut adopted, &done_tx);
+                    self.deliver(
+                        pod,
+                        &mut workers,
+                        &mut tasks,
+                        &mut adopted,
+                        &done_tx,
+                        services,
+                    );
                 }
                 Event::Deleted(pod) => {
                     if let Some(tx) = workers.get(&pod.metadata.uid) {
@@ -226,6 +261,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
         tasks: &mut JoinSet<()>,
         adopted: &mut HashMap<String, Adopted>,
         done: &mpsc::UnboundedSender<String>,
+        services: &reflector::Store<Service>,
     ) {
         let uid = pod.metadata.uid.clone();
         if let Some(tx) = workers.get(&uid) {
@@ -240,6 +276,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             self.config.clone(),
             rx,
             adopted.remove(&uid).unwrap_or_default(),
+            services.clone(),
         );
         let done = done.clone();
         tasks.spawn(async move {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy};
-use orchestra_api::{ApiError, Client};
+use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy, Service};
+use orchestra_api::{ApiError, Client, reflector};
 use tokio::sync::{Notify, watch};
 
 use super::AgentConfig;
@@ -49,6 +49,8 @@ pub(super) struct Worker<C, R: ?Sized> {
     pub probers: BTreeMap<String, Prober>,
     pub notify: Arc<Notify>,
     pub last_status: Option<PodStatus>,
+    /// The cluster's services (for the containers' service variables).
+    pub services: reflector::Store<Service>,
 }
 
 impl<C: Client, R: RuntimeDriver> Worker<C, R> {
@@ -58,6 +60,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         config: Arc<AgentConfig>,
         pod: watch::Receiver<Option<Arc<Pod>>>,
         adopted: Adopted,
+        services: reflector::Store<Service>,
     ) -> Self {
         Worker {
             client,
@@ -72,6 +75,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             probers: BTreeMap::new(),
             notify: Arc::new(Notify::new()),
             last_status: None,
+            services,
         }
     }
 
@@ -312,7 +316,11 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         let (Some(spec), Some(sandbox)) = (spec, self.sandbox.clone()) else {
             return;
         };
-        let config = container_config(pod, spec, attempt, self.pod_ip());
+        let mut config = container_config(pod, spec, attempt, self.pod_ip());
+        // The added variables come first, so that the container's own win.
+        let mut env = self.injected_env(pod).await;
+        env.append(&mut config.env);
+        config.env = env;
         let mut created = None;
         let outcome = async {
             if spec.image_pull_policy != Some(PullPolicy::Never) {
@@ -348,6 +356,27 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 );
             }
         }
+    }
+
+    /// The service variables of the pod's namespace (unless `enableServiceLinks: false`) and
+    /// its DNS settings.
+    async fn injected_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if pod.spec.enable_service_links != Some(false) {
+            // Kubernetes waits for the first list too: a container started before it would
+            // miss services that exist.
+            if self.services.wait_until_ready().await.is_ok() {
+                let services = self.services.list();
+                env = super::env::service_env(
+                    &pod.metadata.namespace,
+                    services.iter().map(|s| s.as_ref()),
+                );
+            }
+        }
+        if let Some(dns) = super::env::pod_dns(pod, self.config.cluster_dns.as_ref()) {
+            env.extend(super::env::dns_env(&dns));
+        }
+        env
     }
 
     fn pod_ip(&self) -> Option<String> {

@@ -178,6 +178,13 @@ pub struct PodSpec {
     /// `PreemptLowerPriority` by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preemption_policy: Option<PreemptionPolicy>,
+    /// Whether the node agent gives the containers the environment variables of the
+    /// namespace's services (`{NAME}_SERVICE_HOST`, ...); true when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_service_links: Option<bool>,
+    /// DNS settings added to those of `dnsPolicy` (the only ones with `dnsPolicy: None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<PodDnsConfig>,
 }
 
 /// Whether a pod may preempt others (`spec.preemptionPolicy`).
@@ -199,6 +206,32 @@ impl PreemptionPolicy {
             PreemptionPolicy::Never => "Never",
         }
     }
+}
+
+/// A pod's own DNS settings (`spec.dnsConfig`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodDnsConfig {
+    /// Name server addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<String>,
+    /// Resolver options (`ndots`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<PodDnsConfigOption>,
+}
+
+/// One resolver option of a [`PodDnsConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodDnsConfigOption {
+    /// The option's name, e.g. `ndots`.
+    pub name: String,
+    /// Its value, if it takes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// When a pod's containers are restarted.
