@@ -9,13 +9,17 @@
 //! - [`garbage_collector`]: deletes objects whose owners are all gone.
 //! - [`namespace`]: empties a deleted namespace, then lets it go.
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
+//! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
+//! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
 
+pub mod clock;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
@@ -24,6 +28,7 @@ pub mod replica_set;
 pub use deployment::DeploymentController;
 pub use endpoints::EndpointsController;
 pub use garbage_collector::GarbageCollector;
+pub use job::JobController;
 pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;
