@@ -296,3 +296,155 @@ async fn apply_merges_three_ways() {
         "deployment/web unchanged\n"
     );
 }
+
+/// `ctl scale` and `ctl rollout status|pause|resume|undo` against a server running the
+/// controllers (no scheduler and no node: pods stay pending, so rollouts never finish).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_and_rollout() {
+    use orchestra::api::Client;
+    use orchestra::api::resources::{Deployment, ReplicaSet};
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server(spawn_orchestra([
+        "server",
+        "--store",
+        "memory",
+        "--listen",
+        &listen,
+        "--no-scheduler",
+    ]));
+    let url = format!("http://127.0.0.1:{port}");
+    let client = support::connect_api(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    let manifest = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+        apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n\
+        spec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    \
+        metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: \"web:v1\"}]\n";
+    std::fs::write(&file, manifest).unwrap();
+    let file = file.to_str().unwrap();
+    stdout(&ctl(&url, &["apply", "-f", file]));
+
+    // Waits until the deployment has its `revision`th replica set and knows it.
+    let at_revision = |revision: &'static str| {
+        let client = client.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let d: Deployment = client.get("shop", "web").await.unwrap();
+                let sets = client
+                    .list::<ReplicaSet>(Some("shop"), &Default::default())
+                    .await
+                    .unwrap();
+                let current = d
+                    .metadata
+                    .annotations
+                    .get("deployment.kubernetes.io/revision")
+                    .map(String::as_str);
+                if current == Some(revision) && sets.items.len().to_string() == revision {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no revision {revision} in 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    at_revision("1").await;
+
+    let out = stdout(&ctl(
+        &url,
+        &["scale", "deploy/web", "--replicas", "3", "-n", "shop"],
+    ));
+    assert_eq!(out, "deployment/web scaled\n");
+    let d: Deployment = client.get("shop", "web").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(3));
+    let bad = ctl(&url, &["scale", "pod/web", "--replicas", "1", "-n", "shop"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cannot scale pods"),
+        "{bad:?}"
+    );
+
+    // The controllers observe the change; no pod can become ready without a node.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = stdout(&ctl(
+            &url,
+            &[
+                "rollout",
+                "status",
+                "deployment/web",
+                "--watch=false",
+                "-n",
+                "shop",
+            ],
+        ));
+        if out.starts_with(
+            "Waiting for deployment \"web\" rollout to finish: 0 of 3 updated replicas are available",
+        ) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unexpected status: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let timed_out = ctl(
+        &url,
+        &["rollout", "status", "web", "--timeout", "1", "-n", "shop"],
+    );
+    assert!(!timed_out.status.success());
+    assert!(
+        String::from_utf8_lossy(&timed_out.stderr).contains("timed out waiting for the rollout"),
+        "{timed_out:?}"
+    );
+
+    let out = stdout(&ctl(
+        &url,
+        &["rollout", "pause", "deployment/web", "-n", "shop"],
+    ));
+    assert_eq!(out, "deployment/web paused\n");
+    let again = ctl(&url, &["rollout", "pause", "deployment/web", "-n", "shop"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already paused"),
+        "{again:?}"
+    );
+    let out = stdout(&ctl(&url, &["rollout", "resume", "web", "-n", "shop"]));
+    assert_eq!(out, "deployment/web resumed\n");
+
+    // A second revision, then undo back to the first.
+    let mut d: Deployment = client.get("shop", "web").await.unwrap();
+    d.spec.template.spec.containers[0].image = "web:v2".into();
+    client.update(&d).await.unwrap();
+    at_revision("2").await;
+    let missing = ctl(
+        &url,
+        &[
+            "rollout",
+            "undo",
+            "deployment/web",
+            "--to-revision",
+            "9",
+            "-n",
+            "shop",
+        ],
+    );
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("unable to find specified revision 9"),
+        "{missing:?}"
+    );
+    let out = stdout(&ctl(
+        &url,
+        &["rollout", "undo", "deployment/web", "-n", "shop"],
+    ));
+    assert_eq!(out, "deployment/web rolled back\n");
+    let d: Deployment = client.get("shop", "web").await.unwrap();
+    assert_eq!(d.spec.template.spec.containers[0].image, "web:v1");
+    drop(server);
+}

@@ -1,6 +1,7 @@
-//! `orchestra controller-manager --server URL [--leader-elect] [--lease-namespace NS]
-//! [--identity ID] [--metrics-listen ADDR]`: every built-in controller (replicaset, deployment,
-//! endpoints, nodelifecycle, garbagecollector, namespace) over `RemoteClient`, behind leader
+//! `orchestra controller-manager --server URL [--controllers LIST] [--leader-elect]
+//! [--lease-namespace NS] [--identity ID] [--metrics-listen ADDR]`: the built-in controllers
+//! (replicaset, deployment, job, daemonset, endpoints, nodelifecycle, garbagecollector,
+//! namespace; all by default) over `RemoteClient`, behind leader
 //! election on the Lease `controller-manager` by default, with Prometheus metrics on
 //! `/metrics` of the admin address. Stops on SIGTERM or Ctrl-C, releasing the lease.
 
@@ -18,7 +19,9 @@ use hyper_util::rt::TokioIo;
 use orchestra::api::RemoteClient;
 use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::{LeaderElectionConfig, LeaderElectionError};
-use orchestra::controller::manager::{CONTROLLERS, ControllerManager, ManagerMetrics};
+use orchestra::controller::manager::{
+    ControllerManager, ManagerMetrics, UnknownController, parse_controllers,
+};
 
 /// The Lease the controller managers elect their leader on.
 pub const LEASE_NAME: &str = "controller-manager";
@@ -33,6 +36,10 @@ pub struct ControllerManagerArgs {
         default_value = "http://127.0.0.1:7443"
     )]
     pub server: String,
+    /// The controllers to run: comma-separated names, `*` for all, `-name` to leave one out
+    /// (e.g. `*,-nodelifecycle`).
+    #[arg(long, default_value = "*")]
+    pub controllers: String,
     /// Run the controllers only while holding the Lease (`--leader-elect=false` to run them
     /// unconditionally: only with a single manager).
     #[arg(long, action = ArgAction::Set, default_value_t = true, num_args = 0..=1, default_missing_value = "true")]
@@ -75,6 +82,9 @@ pub enum ControllerManagerError {
         #[source]
         source: std::io::Error,
     },
+    /// `--controllers` names an unknown controller.
+    #[error(transparent)]
+    Controllers(#[from] UnknownController),
     /// The grace period is zero.
     #[error("--node-monitor-grace-period must be at least 1 second")]
     GracePeriod,
@@ -96,6 +106,7 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
     if args.node_monitor_grace_period == 0 {
         return Err(ControllerManagerError::GracePeriod);
     }
+    let controllers = parse_controllers(&args.controllers)?;
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .map_err(|source| ControllerManagerError::Metrics {
@@ -108,10 +119,12 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
             server: args.server.clone(),
             source,
         })?;
-    let mut manager = ControllerManager::new(client).node_lifecycle(NodeLifecycleConfig {
-        grace_period: Duration::from_secs(args.node_monitor_grace_period),
-        ..NodeLifecycleConfig::default()
-    });
+    let mut manager = ControllerManager::new(client)
+        .node_lifecycle(NodeLifecycleConfig {
+            grace_period: Duration::from_secs(args.node_monitor_grace_period),
+            ..NodeLifecycleConfig::default()
+        })
+        .controllers(controllers.clone());
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     if args.leader_elect {
         manager = manager.leader_election(LeaderElectionConfig::new(
@@ -121,7 +134,7 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
         ))?;
     }
     let metrics = manager.metrics();
-    tracing::info!(server = %args.server, leader_elect = args.leader_elect, %identity, controllers = ?CONTROLLERS, metrics = %args.metrics_listen, "controller manager running");
+    tracing::info!(server = %args.server, leader_elect = args.leader_elect, %identity, controllers = ?controllers, metrics = %args.metrics_listen, "controller manager running");
     let serving = tokio::spawn(serve_metrics(
         listener,
         metrics,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{ArgAction, Args, Subcommand};
 
 use crate::ctl::{Output, Scope};
 
@@ -83,5 +83,53 @@ pub enum CtlVerb {
         kind: String,
         /// The object's name.
         name: String,
+    },
+    /// Set the replicas of a deployment or replica set.
+    Scale {
+        /// `deployment/NAME` or `replicaset/NAME`.
+        target: String,
+        /// The new number of replicas.
+        #[arg(long)]
+        replicas: i32,
+    },
+    /// Follow, undo, pause or resume a deployment's rollout.
+    Rollout {
+        /// What to do.
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
+}
+
+/// `rollout` actions; each names a deployment as `deployment/NAME` or `NAME`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Print the rollout's progress until it is done (an error past its progress deadline).
+    Status {
+        /// The deployment.
+        deployment: String,
+        /// Keep watching until done (`--watch=false`: print the state once).
+        #[arg(short = 'w', long, action = ArgAction::Set, default_value_t = true, num_args = 0..=1, default_missing_value = "true")]
+        watch: bool,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Roll back to the previous revision, or to `--to-revision N`.
+    Undo {
+        /// The deployment.
+        deployment: String,
+        /// The revision to go back to (0 or absent: the previous one).
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
+    /// Pause the rollout: template changes wait until resumed.
+    Pause {
+        /// The deployment.
+        deployment: String,
+    },
+    /// Resume a paused rollout.
+    Resume {
+        /// The deployment.
+        deployment: String,
     },
 }

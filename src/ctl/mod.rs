@@ -9,9 +9,11 @@
 //! - [`table`]: kubectl's tables and ages, as pure functions.
 //! - [`apply`]: create-or-update from manifest files.
 //! - [`show`]: `get` (tables, JSON, YAML, watch), `describe` and `delete`.
+//! - [`rollout`]: `rollout status|undo|pause|resume` and `scale`.
 
 pub mod apply;
 pub mod kind;
+pub mod rollout;
 pub mod show;
 pub mod table;
 
@@ -119,6 +121,9 @@ pub enum CtlError {
     /// `-f` named nothing to apply.
     #[error("no objects passed to apply (the files and directories given hold no manifest)")]
     NothingToApply,
+    /// The command line or the object does not allow what was asked (the message says why).
+    #[error("{0}")]
+    Usage(String),
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
     Output(#[from] std::io::Error),
@@ -179,6 +184,32 @@ pub async fn run<C: orchestra::api::Client>(
         }
         CtlVerb::Delete { kind, name } => {
             show::delete(client, Kind::parse(kind)?, name, &scope, out).await
+        }
+        CtlVerb::Scale { target, replicas } => {
+            rollout::scale(client, target, *replicas, &scope, out).await
+        }
+        CtlVerb::Rollout { action } => {
+            use crate::cli::ctl::RolloutAction;
+            match action {
+                RolloutAction::Status {
+                    deployment,
+                    watch,
+                    timeout,
+                } => {
+                    let timeout = timeout.map(std::time::Duration::from_secs);
+                    rollout::status(client, deployment, *watch, timeout, &scope, out).await
+                }
+                RolloutAction::Undo {
+                    deployment,
+                    to_revision,
+                } => rollout::undo(client, deployment, *to_revision, &scope, out).await,
+                RolloutAction::Pause { deployment } => {
+                    rollout::set_paused(client, deployment, true, &scope, out).await
+                }
+                RolloutAction::Resume { deployment } => {
+                    rollout::set_paused(client, deployment, false, &scope, out).await
+                }
+            }
         }
     }
 }

@@ -62,8 +62,8 @@
 //! - [`controller`]: [`Controller`], the builder and runner.
 //! - [`metrics`]: per-controller counters in Prometheus' text format.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
-//! - [`controllers`]: the built-in ReplicaSet, Deployment, Endpoints, NodeLifecycle,
-//!   GarbageCollector and Namespace controllers.
+//! - [`controllers`]: the built-in ReplicaSet, Deployment, Job, DaemonSet, Endpoints,
+//!   NodeLifecycle, GarbageCollector and Namespace controllers.
 //! - [`set`]: [`ControllerSet`], several controllers run and stopped together.
 //! - [`manager`]: [`manager::ControllerManager`], every built-in controller, behind leader
 //!   election.

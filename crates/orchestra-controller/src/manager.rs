@@ -14,8 +14,8 @@ use crate::controller::MetricsHandle;
 use crate::controllers::garbage_collector::add_garbage_collectors;
 use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
-    DeploymentController, EndpointsController, NamespaceController, NodeLifecycleController,
-    ReplicaSetController,
+    DaemonSetController, DeploymentController, EndpointsController, JobController,
+    NamespaceController, NodeLifecycleController, ReplicaSetController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -25,29 +25,99 @@ use crate::set::ControllerSet;
 pub const CONTROLLERS: &[&str] = &[
     "replicaset",
     "deployment",
+    "job",
+    "daemonset",
     "endpoints",
     "nodelifecycle",
     "garbagecollector",
     "namespace",
 ];
 
-/// Every built-in controller over `informers`: ReplicaSet, Deployment, Endpoints,
-/// NodeLifecycle, the garbage collectors and Namespace.
+/// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
+/// Endpoints, NodeLifecycle, the garbage collectors and Namespace.
 pub fn built_in_controllers<C: Client>(
     informers: &SharedInformers<C>,
     node_lifecycle: NodeLifecycleConfig,
 ) -> ControllerSet {
+    selected_controllers(informers, node_lifecycle, CONTROLLERS)
+}
+
+/// The built-in controllers named in `names` (see [`CONTROLLERS`]; other names are ignored,
+/// [`parse_controllers`] refuses them first).
+pub fn selected_controllers<C: Client>(
+    informers: &SharedInformers<C>,
+    node_lifecycle: NodeLifecycleConfig,
+    names: &[&str],
+) -> ControllerSet {
+    let on = |name: &str| names.contains(&name);
     let mut set = ControllerSet::new();
-    set.add(ReplicaSetController::controller(informers).concurrency(4));
-    set.add(DeploymentController::controller(informers).concurrency(2));
-    set.add(EndpointsController::controller(informers).concurrency(2));
-    set.add(NodeLifecycleController::controller(
-        informers,
-        node_lifecycle,
-    ));
-    add_garbage_collectors(&mut set, informers);
-    set.add(NamespaceController::controller(informers));
+    if on("replicaset") {
+        set.add(ReplicaSetController::controller(informers).concurrency(4));
+    }
+    if on("deployment") {
+        set.add(DeploymentController::controller(informers).concurrency(2));
+    }
+    if on("job") {
+        set.add(JobController::controller(informers).concurrency(2));
+    }
+    if on("daemonset") {
+        set.add(DaemonSetController::controller(informers).concurrency(2));
+    }
+    if on("endpoints") {
+        set.add(EndpointsController::controller(informers).concurrency(2));
+    }
+    if on("nodelifecycle") {
+        set.add(NodeLifecycleController::controller(
+            informers,
+            node_lifecycle,
+        ));
+    }
+    if on("garbagecollector") {
+        add_garbage_collectors(&mut set, informers);
+    }
+    if on("namespace") {
+        set.add(NamespaceController::controller(informers));
+    }
     set
+}
+
+/// A `--controllers` value that names no built-in controller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown controller {name:?} in --controllers (known: *, {known})", known = CONTROLLERS.join(", "))]
+pub struct UnknownController {
+    /// The name given.
+    pub name: String,
+}
+
+/// Parses a `--controllers` list as Kubernetes' controller manager does: comma-separated
+/// names, `*` for every built-in controller, `-name` to leave one out. The result keeps the
+/// order of [`CONTROLLERS`].
+pub fn parse_controllers(list: &str) -> Result<Vec<&'static str>, UnknownController> {
+    let mut enabled: Vec<&'static str> = Vec::new();
+    let mut disabled: Vec<&'static str> = Vec::new();
+    let known = |name: &str| {
+        CONTROLLERS
+            .iter()
+            .copied()
+            .find(|c| *c == name)
+            .ok_or_else(|| UnknownController {
+                name: name.to_owned(),
+            })
+    };
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "*" {
+            enabled.extend(CONTROLLERS);
+        } else if let Some(name) = item.strip_prefix('-') {
+            disabled.push(known(name)?);
+        } else {
+            enabled.push(known(item)?);
+        }
+    }
+    Ok(CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| enabled.contains(c) && !disabled.contains(c))
+        .collect())
 }
 
 /// Runs the built-in controllers, behind leader election when configured.
@@ -56,6 +126,7 @@ pub struct ControllerManager<C> {
     client: C,
     leader_election: Option<LeaderElectionConfig>,
     node_lifecycle: NodeLifecycleConfig,
+    controllers: Vec<&'static str>,
     metrics: Arc<Mutex<Vec<MetricsHandle>>>,
 }
 
@@ -66,8 +137,15 @@ impl<C: Client> ControllerManager<C> {
             client,
             leader_election: None,
             node_lifecycle: NodeLifecycleConfig::default(),
+            controllers: CONTROLLERS.to_vec(),
             metrics: Arc::default(),
         }
+    }
+
+    /// Runs only these controllers (from [`parse_controllers`]); all by default.
+    pub fn controllers(mut self, names: Vec<&'static str>) -> Self {
+        self.controllers = names;
+        self
     }
 
     /// Runs the controllers only while holding the lease `config` names.
@@ -99,12 +177,13 @@ impl<C: Client> ControllerManager<C> {
             client,
             leader_election,
             node_lifecycle,
+            controllers,
             metrics,
         } = self;
         let elector_client = client.clone();
         let term = move |stop: futures::future::BoxFuture<'static, ()>| {
             let informers = SharedInformers::new(client.clone());
-            let set = built_in_controllers(&informers, node_lifecycle.clone());
+            let set = selected_controllers(&informers, node_lifecycle.clone(), &controllers);
             *metrics.lock().unwrap_or_else(PoisonError::into_inner) = set.metrics();
             let metrics = Arc::clone(&metrics);
             async move {
@@ -168,5 +247,33 @@ impl ManagerMetrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_lists_parse_like_kubernetes() {
+        assert_eq!(parse_controllers("*").unwrap(), CONTROLLERS);
+        assert_eq!(
+            parse_controllers("*,-nodelifecycle,-job").unwrap(),
+            [
+                "replicaset",
+                "deployment",
+                "daemonset",
+                "endpoints",
+                "garbagecollector",
+                "namespace"
+            ]
+        );
+        assert_eq!(
+            parse_controllers("job, replicaset").unwrap(),
+            ["replicaset", "job"]
+        );
+        let err = parse_controllers("replicaset,cronjob").unwrap_err();
+        assert_eq!(err.name, "cronjob");
+        assert!(err.to_string().contains("known: *, replicaset"), "{err}");
     }
 }

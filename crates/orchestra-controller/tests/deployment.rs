@@ -18,6 +18,10 @@ use orchestra_api::resources::{
 use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, testing};
 use orchestra_controller::SharedInformers;
 use orchestra_controller::controllers::deployment::plan::REVISION_ANNOTATION;
+use orchestra_controller::controllers::deployment::progress::{
+    DEADLINE_EXCEEDED, NEW_RS_AVAILABLE, PAUSED, RolloutStatus, rollout_status,
+};
+use orchestra_controller::controllers::deployment::rollback::{Rollback, rollback};
 use orchestra_controller::controllers::{DeploymentController, ReplicaSetController};
 use orchestra_store::MemStore;
 use support::{eventually, start};
@@ -46,6 +50,10 @@ fn kubelet(client: LocalClient) -> tokio::task::JoinHandle<()> {
                 .unwrap();
             for mut pod in pods.items {
                 if pod.status.is_some() || pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                // A broken image never starts (for the progress deadline).
+                if pod.spec.containers[0].image.ends_with(":broken") {
                     continue;
                 }
                 pod.status = Some(PodStatus {
@@ -234,6 +242,122 @@ async fn recreate_never_runs_old_and_new_pods_together() {
         saw_none |= images.is_empty();
     }
     assert!(saw_none, "all old pods went before new ones came");
+    kubelet.abort();
+    deployments.stop().await;
+    replica_sets.stop().await;
+}
+
+async fn progressing(client: &LocalClient) -> Option<(ConditionStatus, String)> {
+    let d: Deployment = client.get("ns", "web").await.unwrap();
+    d.status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .map(|c| (c.status, c.reason))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_rollout_exceeds_its_progress_deadline_and_rolls_back() {
+    let client = LocalClient::new(MemStore::new());
+    let mut d = deployment(4, "web:v1");
+    d.spec.progress_deadline_seconds = Some(30);
+    client.create(&d).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let deployments = start(DeploymentController::controller(&informers));
+    let replica_sets = start(ReplicaSetController::controller(&informers));
+    let kubelet = kubelet(client.clone());
+    eventually("v1 rolled out", || async {
+        rolled_out(&client, "web:v1", 4).await
+            && progressing(&client).await == Some((ConditionStatus::True, NEW_RS_AVAILABLE.into()))
+    })
+    .await;
+
+    set_image(&client, "web:broken").await;
+    let changed = tokio::time::Instant::now();
+    eventually("the deadline passes", || async {
+        progressing(&client).await == Some((ConditionStatus::False, DEADLINE_EXCEEDED.into()))
+    })
+    .await;
+    let waited = changed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29) && waited <= Duration::from_secs(33),
+        "timed out after {waited:?}, not the 30 s deadline"
+    );
+    let stalled: Deployment = client.get("ns", "web").await.unwrap();
+    assert!(matches!(rollout_status(&stalled), RolloutStatus::Failed(_)));
+    assert_eq!(
+        sample(&client).await.ready,
+        3,
+        "maxUnavailable kept 3 of 4 old pods"
+    );
+
+    // Undo: back to revision 1's template, which becomes revision 3.
+    let sets: Vec<ReplicaSet> = client
+        .list::<ReplicaSet>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items;
+    let Rollback::To { revision, template } = rollback(&stalled, &sets, None).unwrap() else {
+        panic!("a rollback to revision 1");
+    };
+    assert_eq!(revision, 1);
+    let mut undone = stalled.clone();
+    undone.spec.template = *template;
+    client.update(&undone).await.unwrap();
+    eventually("v1 back", || async {
+        rolled_out(&client, "web:v1", 4).await
+            && progressing(&client).await == Some((ConditionStatus::True, NEW_RS_AVAILABLE.into()))
+    })
+    .await;
+    let d: Deployment = client.get("ns", "web").await.unwrap();
+    assert_eq!(d.metadata.annotations[REVISION_ANNOTATION], "3");
+    assert!(matches!(rollout_status(&d), RolloutStatus::Done(_)));
+    kubelet.abort();
+    deployments.stop().await;
+    replica_sets.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_deployment_rolls_out_only_when_resumed() {
+    let client = LocalClient::new(MemStore::new());
+    let mut d = deployment(2, "web:v1");
+    d.spec.progress_deadline_seconds = Some(30);
+    client.create(&d).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let deployments = start(DeploymentController::controller(&informers));
+    let replica_sets = start(ReplicaSetController::controller(&informers));
+    let kubelet = kubelet(client.clone());
+    eventually("v1 rolled out", || rolled_out(&client, "web:v1", 2)).await;
+
+    let mut d: Deployment = client.get("ns", "web").await.unwrap();
+    d.spec.paused = true;
+    d.spec.template.spec.containers[0].image = "web:v2".into();
+    client.update(&d).await.unwrap();
+    eventually("paused", || async {
+        progressing(&client).await == Some((ConditionStatus::Unknown, PAUSED.into()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await; // twice the deadline
+    let sets = client
+        .list::<ReplicaSet>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(sets.items.len(), 1, "no new replica set while paused");
+    assert_eq!(sample(&client).await.images, ["web:v1"]);
+    assert_eq!(
+        progressing(&client).await,
+        Some((ConditionStatus::Unknown, PAUSED.into())),
+        "no deadline while paused"
+    );
+
+    let mut d: Deployment = client.get("ns", "web").await.unwrap();
+    d.spec.paused = false;
+    client.update(&d).await.unwrap();
+    eventually("v2 rolled out", || async {
+        rolled_out(&client, "web:v2", 2).await
+            && progressing(&client).await == Some((ConditionStatus::True, NEW_RS_AVAILABLE.into()))
+    })
+    .await;
     kubelet.abort();
     deployments.stop().await;
     replica_sets.stop().await;

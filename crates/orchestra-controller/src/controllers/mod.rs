@@ -9,21 +9,29 @@
 //! - [`garbage_collector`]: deletes objects whose owners are all gone.
 //! - [`namespace`]: empties a deleted namespace, then lets it go.
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
+//! - [`daemon_set`]: one pod per eligible node, rolling or on-delete updates.
+//! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
+//! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
 
+pub mod clock;
+pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod replica_set;
 
+pub use daemon_set::DaemonSetController;
 pub use deployment::DeploymentController;
 pub use endpoints::EndpointsController;
 pub use garbage_collector::GarbageCollector;
+pub use job::JobController;
 pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;

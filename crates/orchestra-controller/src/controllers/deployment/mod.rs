@@ -2,14 +2,17 @@
 //! RollingUpdate (within `maxSurge` and `maxUnavailable`, 25% each by default) or Recreate,
 //! with the `pod-template-hash` label, revision annotations and `revisionHistoryLimit`.
 //!
-//! Decisions are [`plan::plan`]'s (pure); this module carries them out through conditional
-//! updates and waits until the replica set cache shows its writes before deciding again. Not
-//! yet: `progressDeadlineSeconds` and the Progressing condition, proportional scaling of
-//! several replica sets when `replicas` changes mid-rollout, adoption of orphan replica sets,
-//! rollback by `rollout undo` (re-applying an old template works: its replica set becomes new
-//! again, with the next revision).
+//! Decisions are [`plan::plan_at`]'s (pure); this module carries them out through conditional
+//! updates and waits until the replica set cache shows its writes before deciding again. The
+//! `Progressing` condition and `progressDeadlineSeconds` are [`progress`]'s; a paused
+//! deployment rolls nothing out. Rolling back ([`rollback`]) puts an old revision's template
+//! back into the deployment: its replica set becomes the new one again, with the next
+//! revision. Not yet: proportional scaling of several replica sets when `replicas` changes
+//! mid-rollout, scaling while paused, adoption of orphan replica sets.
 
 pub mod plan;
+pub mod progress;
+pub mod rollback;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use orchestra_api::resources::{Deployment, ReplicaSet};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
+use crate::controllers::clock::Clock;
 use crate::controllers::expectations::Expectations;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
@@ -62,6 +66,7 @@ pub struct DeploymentController<C> {
     client: C,
     replica_sets: Informer<ReplicaSet>,
     expectations: Expectations,
+    clock: Clock,
 }
 
 impl<C> std::fmt::Debug for DeploymentController<C> {
@@ -83,6 +88,7 @@ impl<C: Client> DeploymentController<C> {
             client: informers.client().clone(),
             replica_sets,
             expectations: Expectations::default(),
+            clock: Clock::new(),
         }
     }
 
@@ -93,7 +99,11 @@ impl<C: Client> DeploymentController<C> {
             .owns::<ReplicaSet>()
     }
 
-    async fn sync(&self, deployment: &Deployment, name: &str) -> Result<(), DeploymentError> {
+    async fn sync(
+        &self,
+        deployment: &Deployment,
+        name: &str,
+    ) -> Result<Option<Duration>, DeploymentError> {
         let api = |action: &'static str| {
             move |source| DeploymentError::Api {
                 name: name.to_owned(),
@@ -106,9 +116,11 @@ impl<C: Client> DeploymentController<C> {
             .store()
             .by_index(CONTROLLER_INDEX, &deployment.metadata.uid)
             .unwrap_or_default();
-        let plan = plan::plan(deployment, &owned).map_err(|source| DeploymentError::Plan {
-            name: name.to_owned(),
-            source,
+        let plan = plan::plan_at(deployment, &owned, self.clock.now()).map_err(|source| {
+            DeploymentError::Plan {
+                name: name.to_owned(),
+                source,
+            }
         })?;
         let mut written = 0i64;
         let result = self.execute(deployment, &plan, &mut written).await;
@@ -143,7 +155,7 @@ impl<C: Client> DeploymentController<C> {
                 .await
                 .map_err(api("update the status"))?;
         }
-        Ok(())
+        Ok(plan.recheck_after)
     }
 
     async fn execute(
@@ -259,7 +271,9 @@ impl<C: Client> Reconciler for DeploymentController<C> {
             self.expectations.forget(key);
         }
         let name = format!("{}/{}", key.namespace, key.name);
-        self.sync(&deployment, &name).await?;
-        Ok(Action::AwaitChange)
+        Ok(match self.sync(&deployment, &name).await? {
+            Some(after) => Action::requeue(after),
+            None => Action::AwaitChange,
+        })
     }
 }

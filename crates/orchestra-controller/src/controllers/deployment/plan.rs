@@ -15,6 +15,8 @@ use orchestra_api::resources::{
 };
 use orchestra_api::{IntOrString, LabelSelector, ObjectMeta, OwnerReference, Resource};
 
+use super::progress;
+
 /// The label (on replica sets, their selectors and their pods) that tells templates apart.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The annotation holding a replica set's (and its deployment's) revision number.
@@ -49,6 +51,8 @@ pub struct Plan {
     pub deployment_revision: Option<String>,
     /// The status the deployment should report.
     pub status: DeploymentStatus,
+    /// Sync again after this long (the progress deadline passes then).
+    pub recheck_after: Option<std::time::Duration>,
 }
 
 /// The pod-template hash of `template` (FNV-1a over its JSON, with the collision count when
@@ -196,7 +200,36 @@ pub fn surge_and_unavailable(
     })
 }
 
-/// Decides one sync of `deployment` given the replica sets it controls (see the module docs).
+/// [`plan`], with the `Progressing` condition decided at `now` (see [`super::progress`]).
+pub fn plan_at(
+    deployment: &Deployment,
+    owned: &[Arc<ReplicaSet>],
+    now: jiff::Timestamp,
+) -> Result<Plan, PlanError> {
+    let mut plan = plan(deployment, owned)?;
+    let collisions = deployment.status.as_ref().and_then(|s| s.collision_count);
+    let new_rs = format!(
+        "{}-{}",
+        deployment.metadata.name,
+        template_hash(&deployment.spec.template, collisions)
+    );
+    let progress = progress::progress(
+        deployment,
+        &plan.status,
+        &new_rs,
+        plan.create.is_some(),
+        now,
+    );
+    let conditions = &mut plan.status.conditions;
+    conditions.retain(|c| c.type_ != progress::PROGRESSING);
+    conditions.push(progress.condition);
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    plan.recheck_after = progress.recheck_after;
+    Ok(plan)
+}
+
+/// Decides one sync of `deployment` given the replica sets it controls (see the module docs),
+/// leaving the `Progressing` condition as it was.
 pub fn plan(deployment: &Deployment, owned: &[Arc<ReplicaSet>]) -> Result<Plan, PlanError> {
     let desired = deployment.spec.replicas.unwrap_or(1).max(0);
     let (max_surge, max_unavailable) = surge_and_unavailable(deployment, desired)?;

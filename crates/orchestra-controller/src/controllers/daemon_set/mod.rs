@@ -1,0 +1,215 @@
+//! The DaemonSet controller: one pod on every node that should run it, replaced node by node
+//! when the template changes (`RollingUpdate`) or when deleted (`OnDelete`), with the counts in
+//! `status`.
+//!
+//! Decisions are [`plan::plan`]'s (pure); this module carries them out (deletions first, then
+//! creations, then the status) and waits until the pod cache shows its writes before deciding
+//! again. Any node change resyncs every daemon set. Not supported: `maxSurge` (a node never
+//! runs an old and a new pod at once), ControllerRevision history, adoption of orphan pods.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::registry::DeleteOptions;
+use orchestra_api::resources::{DaemonSet, Node, Pod};
+use orchestra_api::{ApiError, Client};
+
+use crate::controller::Controller;
+use crate::controllers::clock::Clock;
+use crate::controllers::expectations::Expectations;
+use crate::informer::{Informer, SharedInformers};
+use crate::reconciler::{Action, Context, Reconciler};
+
+/// The pod cache's index by controller uid (shared with the other controllers).
+const CONTROLLER_INDEX: &str = "controller-uid";
+/// How long one reconcile waits for the cache to show its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a DaemonSet sync failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonSetError {
+    /// The update settings are invalid.
+    #[error("daemon set {name:?}: {source}")]
+    Plan {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: plan::PlanError,
+    },
+    /// A write failed; the next sync starts over from the cache.
+    #[error("daemon set {name:?}: could not {action}: {source}")]
+    Api {
+        /// `namespace/name`.
+        name: String,
+        /// What was being done, e.g. `create pods`.
+        action: &'static str,
+        /// The API's answer.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// The DaemonSet reconciler. Build a ready-to-run controller with
+/// [`DaemonSetController::controller`].
+pub struct DaemonSetController<C> {
+    client: C,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    expectations: Expectations,
+    clock: Clock,
+}
+
+impl<C> std::fmt::Debug for DaemonSetController<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonSetController")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Client> DaemonSetController<C> {
+    /// The reconciler, reading pods and nodes from `informers`.
+    pub fn new(informers: &SharedInformers<C>) -> Self {
+        let pods = informers.informer::<Pod>();
+        let _ = pods
+            .store()
+            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        DaemonSetController {
+            client: informers.client().clone(),
+            pods,
+            nodes: informers.informer::<Node>(),
+            expectations: Expectations::default(),
+            clock: Clock::new(),
+        }
+    }
+
+    /// The controller: DaemonSets, the pods they own, and nodes (a change of any node
+    /// resyncs every daemon set).
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let daemon_sets = informers.store::<DaemonSet>();
+        Controller::new(Self::new(informers), informers)
+            .name("daemonset")
+            .owns::<Pod>()
+            .watches::<Node, _>(move |_node| {
+                daemon_sets
+                    .list()
+                    .iter()
+                    .map(|ds| ObjectKey::of(ds.as_ref()))
+                    .collect()
+            })
+    }
+
+    async fn sync(&self, ds: &DaemonSet, key: &ObjectKey) -> Result<Action, DaemonSetError> {
+        let name = format!("{}/{}", key.namespace, key.name);
+        let api = |action: &'static str| {
+            let name = name.clone();
+            move |source| DaemonSetError::Api {
+                name,
+                action,
+                source,
+            }
+        };
+        let owned = self
+            .pods
+            .store()
+            .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
+            .unwrap_or_default();
+        let nodes = self.nodes.store().list();
+        let plan = plan::plan(ds, &nodes, &owned, self.clock.now()).map_err(|source| {
+            DaemonSetError::Plan {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let mut written = 0i64;
+        let result = self.execute(ds, &plan, &mut written).await;
+        if written > 0 {
+            self.expectations.expect(key, written);
+            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
+                .await
+                .is_ok()
+            {
+                self.expectations.forget(key);
+            }
+        }
+        result.map_err(|(action, err)| api(action)(err))?;
+        if ds.status.as_ref() != Some(&plan.status) {
+            let mut updated = ds.clone();
+            updated.status = Some(plan.status.clone());
+            self.client
+                .update_status(&updated)
+                .await
+                .map_err(api("update the status"))?;
+        }
+        Ok(match plan.recheck_after {
+            Some(after) => Action::requeue(after),
+            None => Action::AwaitChange,
+        })
+    }
+
+    async fn execute(
+        &self,
+        ds: &DaemonSet,
+        plan: &plan::Plan,
+        written: &mut i64,
+    ) -> Result<(), (&'static str, ApiError)> {
+        let mut note = |rv: &str| *written = (*written).max(rv.parse().unwrap_or(0));
+        let options = DeleteOptions::default();
+        let namespace = &ds.metadata.namespace;
+        let deletions = join_all(
+            plan.delete
+                .iter()
+                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
+        )
+        .await;
+        for result in deletions {
+            match result {
+                Ok(outcome) => note(&outcome.object().metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("delete pods", err)),
+            }
+        }
+        let hash = plan::current_hash(ds);
+        let pods: Vec<Pod> = plan
+            .create
+            .iter()
+            .map(|node| plan::pod_for_node(ds, node, &hash))
+            .collect();
+        let created = join_all(pods.iter().map(|pod| self.client.create(pod))).await;
+        for result in created {
+            match result {
+                Ok(pod) => note(&pod.metadata.resource_version),
+                Err(err) => return Err(("create pods", err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<C: Client> Reconciler for DaemonSetController<C> {
+    type Object = DaemonSet;
+    type Error = DaemonSetError;
+
+    async fn reconcile(&self, ds: Arc<DaemonSet>, ctx: &Context) -> Result<Action, Self::Error> {
+        let key = ctx.key();
+        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
+            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
+            if caught_up.await.is_err() {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            self.expectations.forget(key);
+        }
+        self.sync(&ds, key).await
+    }
+
+    async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
+        self.expectations.forget(key);
+        Ok(Action::AwaitChange)
+    }
+}

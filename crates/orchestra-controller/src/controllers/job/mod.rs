@@ -1,0 +1,219 @@
+//! The Job controller: runs a job's pods until enough succeed, within `parallelism`, backing
+//! off after failures, and fails the job past `backoffLimit` or `activeDeadlineSeconds`.
+//!
+//! Decisions are [`plan::plan`]'s (pure); this module carries them out (creations in
+//! slow-start batches, deletions, then the status) and keeps each job's
+//! [`plan::BackoffRecord`] in memory, as Kubernetes does: after a restart, a job's earlier
+//! failures no longer delay its next pod. Time comes from a [`Clock`] that follows tokio's, so
+//! the backoff and the deadline run in paused time in tests. Not supported: `Indexed`
+//! completion mode (validation refuses it), pod failure policies, `ttlSecondsAfterFinished`,
+//! adoption of orphan pods.
+
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::registry::DeleteOptions;
+use orchestra_api::resources::{Job, Pod};
+use orchestra_api::{ApiError, Client};
+
+use crate::controller::Controller;
+use crate::controllers::clock::Clock;
+use crate::controllers::expectations::Expectations;
+use crate::controllers::replica_set::plan::slow_start_batches;
+use crate::informer::{Informer, SharedInformers};
+use crate::reconciler::{Action, Context, Reconciler};
+
+/// The pod cache's index by controller uid (shared with the other controllers).
+const CONTROLLER_INDEX: &str = "controller-uid";
+/// How long one reconcile waits for the cache to show its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a Job sync failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A write failed; the next sync starts over from the cache.
+    #[error("job {name:?}: could not {action}: {source}")]
+    Api {
+        /// `namespace/name`.
+        name: String,
+        /// What was being done, e.g. `create pods`.
+        action: &'static str,
+        /// The API's answer.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// What the controller remembers of one job's pods.
+#[derive(Debug, Default)]
+struct Memory {
+    record: plan::BackoffRecord,
+    seen_failed: HashSet<String>,
+    seen_succeeded: usize,
+}
+
+/// The Job reconciler. Build a ready-to-run controller with [`JobController::controller`].
+pub struct JobController<C> {
+    client: C,
+    pods: Informer<Pod>,
+    expectations: Expectations,
+    memory: Mutex<HashMap<ObjectKey, Memory>>,
+    clock: Clock,
+}
+
+impl<C> std::fmt::Debug for JobController<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobController").finish_non_exhaustive()
+    }
+}
+
+impl<C: Client> JobController<C> {
+    /// The reconciler, reading pods from `informers`.
+    pub fn new(informers: &SharedInformers<C>) -> Self {
+        let pods = informers.informer::<Pod>();
+        let _ = pods
+            .store()
+            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        JobController {
+            client: informers.client().clone(),
+            pods,
+            expectations: Expectations::default(),
+            memory: Mutex::default(),
+            clock: Clock::new(),
+        }
+    }
+
+    /// The controller: Jobs and the pods they own.
+    pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        Controller::new(Self::new(informers), informers)
+            .name("job")
+            .owns::<Pod>()
+    }
+
+    async fn sync(&self, job: &Job, key: &ObjectKey) -> Result<Action, JobError> {
+        let name = format!("{}/{}", key.namespace, key.name);
+        let api = |action: &'static str| {
+            let name = name.clone();
+            move |source| JobError::Api {
+                name,
+                action,
+                source,
+            }
+        };
+        let owned = self
+            .pods
+            .store()
+            .by_index(CONTROLLER_INDEX, &job.metadata.uid)
+            .unwrap_or_default();
+        let now = self.clock.now();
+        let record = {
+            let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+            let memory = memory.entry(key.clone()).or_default();
+            memory.record = plan::observe(
+                &memory.record,
+                &owned,
+                &mut memory.seen_failed,
+                &mut memory.seen_succeeded,
+                now,
+            );
+            memory.record.clone()
+        };
+        let plan = plan::plan(job, &owned, &record, now);
+        let mut written = 0i64;
+        let result = self.execute(job, &plan, &mut written).await;
+        if written > 0 {
+            self.expectations.expect(key, written);
+            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
+                .await
+                .is_ok()
+            {
+                self.expectations.forget(key);
+            }
+        }
+        result.map_err(|(action, err)| api(action)(err))?;
+        if job.status.as_ref() != Some(&plan.status) {
+            let mut updated = job.clone();
+            updated.status = Some(plan.status.clone());
+            self.client
+                .update_status(&updated)
+                .await
+                .map_err(api("update the status"))?;
+        }
+        Ok(match plan.recheck_after {
+            Some(after) => Action::requeue(after),
+            None => Action::AwaitChange,
+        })
+    }
+
+    async fn execute(
+        &self,
+        job: &Job,
+        plan: &plan::Plan,
+        written: &mut i64,
+    ) -> Result<(), (&'static str, ApiError)> {
+        let mut note = |rv: &str| *written = (*written).max(rv.parse().unwrap_or(0));
+        let template = plan::pod_from_template(job);
+        for batch in slow_start_batches(plan.create) {
+            let results = join_all((0..batch).map(|_| self.client.create(&template))).await;
+            let mut failure = None;
+            for result in results {
+                match result {
+                    Ok(pod) => note(&pod.metadata.resource_version),
+                    Err(err) => failure = Some(err),
+                }
+            }
+            if let Some(err) = failure {
+                return Err(("create pods", err));
+            }
+        }
+        let options = DeleteOptions::default();
+        let namespace = &job.metadata.namespace;
+        let deletions = join_all(
+            plan.delete
+                .iter()
+                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
+        )
+        .await;
+        for result in deletions {
+            match result {
+                Ok(outcome) => note(&outcome.object().metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("delete pods", err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<C: Client> Reconciler for JobController<C> {
+    type Object = Job;
+    type Error = JobError;
+
+    async fn reconcile(&self, job: Arc<Job>, ctx: &Context) -> Result<Action, Self::Error> {
+        let key = ctx.key();
+        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
+            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
+            if caught_up.await.is_err() {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            self.expectations.forget(key);
+        }
+        self.sync(&job, key).await
+    }
+
+    async fn deleted(&self, key: &ObjectKey, _ctx: &Context) -> Result<Action, Self::Error> {
+        self.expectations.forget(key);
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        Ok(Action::AwaitChange)
+    }
+}

@@ -1,0 +1,299 @@
+//! The DaemonSet controller over LocalClient in paused time: pods follow the eligible nodes
+//! (selector, taints, the daemon tolerations), a rolling update never leaves more than
+//! maxUnavailable nodes without an available pod, and OnDelete replaces only deleted pods.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use orchestra_api::registry::{DeleteOptions, ListOptions};
+use orchestra_api::resources::{
+    ConditionStatus, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy,
+    DaemonSetUpdateStrategyType, Node, Pod, PodCondition, PodPhase, PodStatus, Taint, TaintEffect,
+};
+use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, testing};
+use orchestra_controller::SharedInformers;
+use orchestra_controller::controllers::DaemonSetController;
+use orchestra_controller::controllers::daemon_set::plan::pod_node;
+use orchestra_controller::controllers::pods::is_ready;
+use orchestra_store::MemStore;
+use support::{eventually, start};
+
+fn daemon_set(image: &str) -> DaemonSet {
+    let mut ds = DaemonSet {
+        metadata: ObjectMeta::namespaced("ns", "agent"),
+        ..DaemonSet::default()
+    };
+    ds.spec.selector = LabelSelector::match_labels([("app", "agent")]);
+    ds.spec.template.metadata.labels = BTreeMap::from([("app".to_owned(), "agent".to_owned())]);
+    ds.spec.template.spec = testing::pod("ns", "x", "agent").spec;
+    ds.spec.template.spec.containers[0].image = image.into();
+    ds
+}
+
+fn node(name: &str, role: &str, taints: &[(&str, TaintEffect)]) -> Node {
+    let mut node = Node {
+        metadata: ObjectMeta::named(name).with_label("role", role),
+        ..Node::default()
+    };
+    node.spec.taints = taints
+        .iter()
+        .map(|(key, effect)| Taint {
+            key: (*key).into(),
+            effect: *effect,
+            ..Taint::default()
+        })
+        .collect();
+    node
+}
+
+/// The live pods: node -> image.
+async fn placement(client: &LocalClient) -> BTreeMap<String, Vec<String>> {
+    let pods = client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pod in pods.items {
+        if pod.metadata.deletion_timestamp.is_none() {
+            out.entry(pod_node(&pod).unwrap_or("?").to_owned())
+                .or_default()
+                .push(pod.spec.containers[0].image.clone());
+        }
+    }
+    out
+}
+
+async fn status(client: &LocalClient) -> DaemonSetStatus {
+    let ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    ds.status.unwrap_or_default()
+}
+
+fn on(nodes: &[&str], image: &str) -> BTreeMap<String, Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| ((*n).to_owned(), vec![image.to_owned()]))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_follow_the_eligible_nodes() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("a", "edge", &[])).await.unwrap();
+    client
+        .create(&node(
+            "b",
+            "edge",
+            &[("dedicated", TaintEffect::NoSchedule)],
+        ))
+        .await
+        .unwrap();
+    client.create(&node("c", "core", &[])).await.unwrap();
+    client
+        .create(&node(
+            "d",
+            "edge",
+            &[("node.kubernetes.io/unreachable", TaintEffect::NoExecute)],
+        ))
+        .await
+        .unwrap();
+    let mut ds = daemon_set("v1");
+    ds.spec
+        .template
+        .spec
+        .node_selector
+        .insert("role".into(), "edge".into());
+    let created = client.create(&ds).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    eventually("pods on a and d", || async {
+        placement(&client).await == on(&["a", "d"], "v1")
+            && status(&client).await.current_number_scheduled == 2
+    })
+    .await;
+    let s = status(&client).await;
+    assert_eq!((s.desired_number_scheduled, s.number_misscheduled), (2, 0));
+    let pods = client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    assert!(pods.items.iter().all(|p| {
+        p.metadata.controller_ref().unwrap().uid == created.metadata.uid
+            && p.spec.node_name.is_empty()
+    }));
+
+    // A new edge node gets a pod; a node relabelled out loses its pod.
+    client.create(&node("e", "edge", &[])).await.unwrap();
+    let mut a: Node = client.get("", "a").await.unwrap();
+    a.metadata.labels.insert("role".into(), "core".into());
+    client.update(&a).await.unwrap();
+    eventually("pods on d and e", || async {
+        placement(&client).await == on(&["d", "e"], "v1")
+            && status(&client).await.desired_number_scheduled == 2
+    })
+    .await;
+
+    // A NoExecute taint the daemon does not tolerate evicts its pod.
+    let mut e: Node = client.get("", "e").await.unwrap();
+    e.spec.taints.push(Taint {
+        key: "maintenance".into(),
+        effect: TaintEffect::NoExecute,
+        ..Taint::default()
+    });
+    client.update(&e).await.unwrap();
+    eventually("pod only on d", || async {
+        placement(&client).await == on(&["d"], "v1")
+    })
+    .await;
+    running.stop().await;
+}
+
+/// Marks every daemon pod ready 1 s (virtual) after it appears, and binds it to its node.
+fn kubelet(client: LocalClient) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pods = client
+                .list::<Pod>(Some("ns"), &ListOptions::default())
+                .await
+                .unwrap();
+            for mut pod in pods.items {
+                if pod.status.is_some() || pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                pod.status = Some(PodStatus {
+                    phase: Some(PodPhase::Running),
+                    conditions: vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: ConditionStatus::True,
+                        ..PodCondition::default()
+                    }],
+                    ..PodStatus::default()
+                });
+                let _ = client.update_status(&pod).await;
+            }
+        }
+    })
+}
+
+/// How many of the `nodes` have no ready, live pod of `image` or any other image.
+async fn nodes_without_a_ready_pod(client: &LocalClient, nodes: usize) -> usize {
+    let pods = client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    let mut covered: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+        .filter_map(|p| pod_node(p).map(str::to_owned))
+        .collect();
+    covered.sort();
+    covered.dedup();
+    nodes - covered.len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_update_keeps_all_but_max_unavailable_nodes_covered() {
+    let client = LocalClient::new(MemStore::new());
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    for name in names {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    client.create(&daemon_set("v1")).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    let kubelet = kubelet(client.clone());
+    eventually("v1 everywhere, ready", || async {
+        placement(&client).await == on(&names, "v1") && status(&client).await.number_ready == 5
+    })
+    .await;
+
+    let mut ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    ds.spec.template.spec.containers[0].image = "v2".into();
+    client.update(&ds).await.unwrap();
+    let mut worst = 0;
+    for _ in 0..2000 {
+        worst = worst.max(nodes_without_a_ready_pod(&client, 5).await);
+        let s = status(&client).await;
+        if placement(&client).await == on(&names, "v2")
+            && s.updated_number_scheduled == Some(5)
+            && s.number_ready == 5
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(placement(&client).await, on(&names, "v2"), "rolled out");
+    assert_eq!(worst, 1, "one node at a time (maxUnavailable 1)");
+    let s = status(&client).await;
+    assert_eq!(
+        (
+            s.desired_number_scheduled,
+            s.current_number_scheduled,
+            s.number_ready,
+            s.updated_number_scheduled,
+            s.number_available,
+        ),
+        (5, 5, 5, Some(5), Some(5))
+    );
+    kubelet.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_delete_replaces_only_the_pods_deleted() {
+    let client = LocalClient::new(MemStore::new());
+    for name in ["n1", "n2"] {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    let mut ds = daemon_set("v1");
+    ds.spec.update_strategy = Some(DaemonSetUpdateStrategy {
+        type_: Some(DaemonSetUpdateStrategyType::OnDelete),
+        rolling_update: None,
+    });
+    client.create(&ds).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    eventually("v1 on both", || async {
+        placement(&client).await == on(&["n1", "n2"], "v1")
+    })
+    .await;
+    let mut ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    ds.spec.template.spec.containers[0].image = "v2".into();
+    client.update(&ds).await.unwrap();
+    eventually("the new generation observed", || async {
+        let s = status(&client).await;
+        s.observed_generation == Some(2) && s.updated_number_scheduled == Some(0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        placement(&client).await,
+        on(&["n1", "n2"], "v1"),
+        "nothing replaced"
+    );
+
+    let pods = client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    let n1 = pods
+        .items
+        .iter()
+        .find(|p| pod_node(p) == Some("n1"))
+        .unwrap();
+    client
+        .delete::<Pod>("ns", &n1.metadata.name, &DeleteOptions::default())
+        .await
+        .unwrap();
+    eventually("n1 replaced with v2", || async {
+        let mut want = on(&["n2"], "v1");
+        want.insert("n1".into(), vec!["v2".into()]);
+        placement(&client).await == want
+            && status(&client).await.updated_number_scheduled == Some(1)
+    })
+    .await;
+    running.stop().await;
+}

@@ -1,0 +1,213 @@
+//! The Job controller over LocalClient in paused time, with a stand-in kubelet that runs each
+//! pod for one tick and then finishes it as the test says: parallelism and completions are
+//! kept, failures back off 10 s then 20 s and past the limit fail the job, and the active
+//! deadline fails a job whose pods never finish.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orchestra_api::registry::ListOptions;
+use orchestra_api::resources::{Job, Pod, PodPhase, PodStatus, RestartPolicy};
+use orchestra_api::{Client, LocalClient, ObjectMeta, testing};
+use orchestra_controller::SharedInformers;
+use orchestra_controller::controllers::JobController;
+use orchestra_controller::controllers::pods::is_active;
+use orchestra_store::MemStore;
+use support::{eventually_within, start};
+use tokio::time::Instant;
+
+fn job(completions: i32, parallelism: i32) -> Job {
+    let mut job = Job {
+        metadata: ObjectMeta::namespaced("ns", "batch"),
+        ..Job::default()
+    };
+    job.spec.completions = Some(completions);
+    job.spec.parallelism = Some(parallelism);
+    job.spec.template.spec = testing::pod("ns", "x", "batch").spec;
+    job.spec.template.spec.restart_policy = Some(RestartPolicy::Never);
+    job
+}
+
+/// What the stand-in kubelet saw: when each pod first appeared, and the most pods active at once.
+#[derive(Debug, Default)]
+struct Seen {
+    first_seen: HashMap<String, Instant>,
+    max_active: usize,
+}
+
+/// Every second (virtual): a new pod starts Running; a Running one ends in `outcome` (or
+/// keeps running when `outcome` is None).
+fn kubelet(
+    client: LocalClient,
+    outcome: Option<PodPhase>,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pods = client
+                .list::<Pod>(Some("ns"), &ListOptions::default())
+                .await
+                .unwrap();
+            {
+                let mut seen = record.lock().unwrap();
+                let active = pods.items.iter().filter(|p| is_active(p)).count();
+                seen.max_active = seen.max_active.max(active);
+                for pod in &pods.items {
+                    seen.first_seen
+                        .entry(pod.metadata.name.clone())
+                        .or_insert_with(Instant::now);
+                }
+            }
+            for mut pod in pods.items {
+                let next = match pod.status.as_ref().and_then(|s| s.phase) {
+                    None => PodPhase::Running,
+                    Some(PodPhase::Running) => match outcome {
+                        Some(phase) => phase,
+                        None => continue,
+                    },
+                    Some(_) => continue,
+                };
+                pod.status = Some(PodStatus {
+                    phase: Some(next),
+                    ..PodStatus::default()
+                });
+                let _ = client.update_status(&pod).await;
+            }
+        }
+    });
+    (seen, task)
+}
+
+async fn condition(client: &LocalClient) -> Option<(String, String)> {
+    let job: Job = client.get("ns", "batch").await.unwrap();
+    job.status?
+        .conditions
+        .first()
+        .map(|c| (c.type_.clone(), c.reason.clone()))
+}
+
+async fn pods(client: &LocalClient) -> Vec<Pod> {
+    client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_to_completion_within_parallelism() {
+    let client = LocalClient::new(MemStore::new());
+    let created = client.create(&job(5, 2)).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(JobController::controller(&informers));
+    let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
+    eventually_within("complete", Duration::from_secs(60), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&client).await,
+        Some(("Complete".into(), String::new()))
+    );
+    let job: Job = client.get("ns", "batch").await.unwrap();
+    let status = job.status.unwrap();
+    assert_eq!(
+        (status.active, status.succeeded, status.failed),
+        (Some(0), Some(5), Some(0))
+    );
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
+    let pods = pods(&client).await;
+    assert_eq!(pods.len(), 5, "exactly as many pods as completions");
+    assert!(pods.iter().all(|p| {
+        let owner = p.metadata.controller_ref().unwrap();
+        owner.uid == created.metadata.uid && owner.kind == "Job"
+    }));
+    assert!(pods.iter().all(|p| p.metadata.name.starts_with("batch-")));
+    assert_eq!(seen.lock().unwrap().max_active, 2, "parallelism 2");
+    kubelet.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_and_past_the_limit_fail_the_job() {
+    let client = LocalClient::new(MemStore::new());
+    let mut spec = job(1, 1);
+    spec.spec.backoff_limit = Some(2);
+    client.create(&spec).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(JobController::controller(&informers));
+    let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Failed));
+    eventually_within("failed", Duration::from_secs(120), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&client).await,
+        Some(("Failed".into(), "BackoffLimitExceeded".into()))
+    );
+    let job: Job = client.get("ns", "batch").await.unwrap();
+    assert_eq!(
+        job.status.as_ref().unwrap().failed,
+        Some(3),
+        "limit 2: the third failure fails it"
+    );
+    assert_eq!(job.status.as_ref().unwrap().active, Some(0));
+    // Each pod runs a tick and fails the next; its replacement waits 10 s, then 20 s.
+    let mut times: Vec<Instant> = seen.lock().unwrap().first_seen.values().copied().collect();
+    times.sort();
+    assert_eq!(times.len(), 3, "no pod after the job failed");
+    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    assert!(
+        (11..=13).contains(&gaps[0]),
+        "10 s backoff (+ the pod's run): {gaps:?}"
+    );
+    assert!(
+        (21..=23).contains(&gaps[1]),
+        "20 s backoff (+ the pod's run): {gaps:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(pods(&client).await.len(), 3, "still no new pod");
+    kubelet.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_active_deadline_fails_a_job_and_deletes_its_pods() {
+    let client = LocalClient::new(MemStore::new());
+    let mut spec = job(2, 2);
+    spec.spec.active_deadline_seconds = Some(30);
+    client.create(&spec).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let started = Instant::now();
+    let running = start(JobController::controller(&informers));
+    let (_seen, kubelet) = kubelet(client.clone(), None);
+    eventually_within("two running", Duration::from_secs(10), || async {
+        pods(&client).await.len() == 2
+    })
+    .await;
+    eventually_within("failed", Duration::from_secs(60), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    let elapsed = started.elapsed();
+    // startTime is stored to the second, so the deadline may pass up to a second early.
+    assert!(
+        elapsed >= Duration::from_secs(29) && elapsed < Duration::from_secs(32),
+        "failed at the deadline, {elapsed:?} in"
+    );
+    assert_eq!(
+        condition(&client).await,
+        Some(("Failed".into(), "DeadlineExceeded".into()))
+    );
+    eventually_within("pods deleted", Duration::from_secs(5), || async {
+        pods(&client).await.iter().all(|p| !is_active(p))
+    })
+    .await;
+    kubelet.abort();
+    running.stop().await;
+}

@@ -1,0 +1,210 @@
+//! `rollout status|undo|pause|resume DEPLOYMENT` and `scale KIND/NAME --replicas N`.
+//!
+//! The decisions (what a rollout's status says, which template an undo restores) are
+//! orchestra-controller's pure functions; this module reads, writes and prints.
+
+use std::io::Write;
+use std::time::Duration;
+
+use orchestra::api::Client;
+use orchestra::api::resources::{Deployment, ReplicaSet};
+use orchestra::controller::controllers::deployment::progress::{RolloutStatus, rollout_status};
+use orchestra::controller::controllers::deployment::rollback::{Rollback, rollback};
+
+use super::{CtlError, Kind, Scope};
+
+/// How often `rollout status` looks again while it waits.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Splits `KIND/NAME` (or a bare `NAME`, taken as `default_kind`).
+pub fn parse_target(text: &str, default_kind: Option<Kind>) -> Result<(Kind, String), CtlError> {
+    match text.split_once('/') {
+        Some((kind, name)) if !name.is_empty() => Ok((Kind::parse(kind)?, name.to_owned())),
+        None if !text.is_empty() => match default_kind {
+            Some(kind) => Ok((kind, text.to_owned())),
+            None => Err(CtlError::Usage(format!(
+                "{text:?}: name the object as KIND/NAME, e.g. deployment/web"
+            ))),
+        },
+        _ => Err(CtlError::Usage(format!(
+            "{text:?}: name the object as KIND/NAME, e.g. deployment/web"
+        ))),
+    }
+}
+
+fn deployment_name(text: &str) -> Result<String, CtlError> {
+    match parse_target(text, Some(Kind::Deployment))? {
+        (Kind::Deployment, name) => Ok(name),
+        (kind, _) => Err(CtlError::Usage(format!(
+            "rollout works on deployments, not {kind}s"
+        ))),
+    }
+}
+
+async fn get_deployment<C: Client>(
+    client: &C,
+    scope: &Scope,
+    name: &str,
+) -> Result<Deployment, CtlError> {
+    client
+        .get::<Deployment>(scope.namespace(), name)
+        .await
+        .map_err(|e| CtlError::api(format!("reading deployment {name:?}"), e))
+}
+
+/// `scale KIND/NAME --replicas N` (deployments and replica sets).
+pub async fn scale<C: Client>(
+    client: &C,
+    target: &str,
+    replicas: i32,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    if replicas < 0 {
+        return Err(CtlError::Usage(format!(
+            "--replicas must not be negative (it is {replicas})"
+        )));
+    }
+    let (kind, name) = parse_target(target, None)?;
+    let ns = scope.namespace();
+    let context = || format!("scaling {kind} {name:?}");
+    match kind {
+        Kind::Deployment => {
+            let mut d: Deployment = client
+                .get(ns, &name)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+            d.spec.replicas = Some(replicas);
+            client
+                .update(&d)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+        }
+        Kind::ReplicaSet => {
+            let mut rs: ReplicaSet = client
+                .get(ns, &name)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+            rs.spec.replicas = Some(replicas);
+            client
+                .update(&rs)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+        }
+        other => {
+            return Err(CtlError::Usage(format!(
+                "cannot scale {other}s (deployments and replicasets can be scaled)"
+            )));
+        }
+    }
+    writeln!(out, "{kind}/{name} scaled")?;
+    Ok(())
+}
+
+/// `rollout pause|resume DEPLOYMENT`.
+pub async fn set_paused<C: Client>(
+    client: &C,
+    target: &str,
+    paused: bool,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let name = deployment_name(target)?;
+    let mut d = get_deployment(client, scope, &name).await?;
+    let verb = if paused { "paused" } else { "resumed" };
+    if d.spec.paused == paused {
+        let state = if paused { "paused" } else { "not paused" };
+        return Err(CtlError::Usage(format!(
+            "deployment {name:?} is already {state}"
+        )));
+    }
+    d.spec.paused = paused;
+    client
+        .update(&d)
+        .await
+        .map_err(|e| CtlError::api(format!("updating deployment {name:?}"), e))?;
+    writeln!(out, "deployment/{name} {verb}")?;
+    Ok(())
+}
+
+/// `rollout undo DEPLOYMENT [--to-revision N]`.
+pub async fn undo<C: Client>(
+    client: &C,
+    target: &str,
+    to_revision: Option<i64>,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let name = deployment_name(target)?;
+    let mut d = get_deployment(client, scope, &name).await?;
+    let sets = client
+        .list::<ReplicaSet>(Some(scope.namespace()), &Default::default())
+        .await
+        .map_err(|e| CtlError::api("listing replica sets", e))?;
+    let owned: Vec<ReplicaSet> = sets
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .controller_ref()
+                .is_some_and(|o| o.uid == d.metadata.uid)
+        })
+        .collect();
+    match rollback(&d, &owned, to_revision).map_err(|e| CtlError::Usage(e.to_string()))? {
+        Rollback::AlreadyThere { revision } => writeln!(
+            out,
+            "deployment/{name} skipped rollback (current template already matches revision {revision})"
+        )?,
+        Rollback::To { template, .. } => {
+            d.spec.template = *template;
+            client
+                .update(&d)
+                .await
+                .map_err(|e| CtlError::api(format!("rolling back deployment {name:?}"), e))?;
+            writeln!(out, "deployment/{name} rolled back")?;
+        }
+    }
+    Ok(())
+}
+
+/// `rollout status DEPLOYMENT [--watch=false] [--timeout SECONDS]`: prints each new state of
+/// the rollout until it is done (or once, without watching); a rollout past its progress
+/// deadline, or still going at the timeout, is an error.
+pub async fn status<C: Client>(
+    client: &C,
+    target: &str,
+    watch: bool,
+    timeout: Option<Duration>,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let name = deployment_name(target)?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut last = String::new();
+    loop {
+        let d = get_deployment(client, scope, &name).await?;
+        match rollout_status(&d) {
+            RolloutStatus::Done(message) => {
+                writeln!(out, "{message}")?;
+                return Ok(());
+            }
+            RolloutStatus::Failed(message) => return Err(CtlError::Usage(message)),
+            RolloutStatus::Waiting(message) => {
+                if message != last {
+                    writeln!(out, "{message}")?;
+                    out.flush()?;
+                    last = message;
+                }
+            }
+        }
+        if !watch {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Err(CtlError::Usage(format!(
+                "timed out waiting for the rollout of deployment {name:?}"
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
