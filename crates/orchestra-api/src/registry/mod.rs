@@ -78,6 +78,8 @@ pub const PROPAGATION_POLICY_ANNOTATION: &str = "orchestra.io/propagation-policy
 pub struct Registry {
     store: Arc<dyn Store>,
     admission: Admission,
+    /// The in-process watch caches of [`LocalClient`](crate::LocalClient), shared by clones.
+    watch_cache: crate::watch_cache::LocalWatchCache,
 }
 
 impl std::fmt::Debug for Registry {
@@ -100,12 +102,18 @@ impl Registry {
         Registry {
             store,
             admission: Admission::default(),
+            watch_cache: crate::watch_cache::LocalWatchCache::default(),
         }
     }
 
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The in-process watch caches, shared by every clone of this registry.
+    pub(crate) fn watch_cache(&self) -> &crate::watch_cache::LocalWatchCache {
+        &self.watch_cache
     }
 }
 
