@@ -190,6 +190,12 @@ impl ClusterBuilder {
         let mut tasks = JoinSet::new();
         control_plane.spawn(&mut tasks, &shutdown)?;
         let client = control_plane.client();
+        // The node agents watch pods from the versions they list: with the pod cache running
+        // before they start, every agent's watch is served by the one shared, indexed cache.
+        client
+            .watch_cache()
+            .start::<orchestra_api::resources::Pod>(client.registry())
+            .await;
 
         let mut nodes = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {
