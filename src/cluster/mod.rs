@@ -216,6 +216,12 @@ impl ClusterBuilder {
             server: dns.local_addr(),
             domain: orchestra_mesh::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
         });
+        // The node agents watch pods from the versions they list: with the pod cache running
+        // before they start, every agent's watch is served by the one shared, indexed cache.
+        client
+            .watch_cache()
+            .start::<orchestra_api::resources::Pod>(client.registry())
+            .await;
 
         let mut nodes = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {

@@ -43,6 +43,7 @@ use crate::registry::{
 };
 use crate::resource::Resource;
 use crate::resources::Pod;
+use crate::watch_cache::LocalWatchCache;
 
 /// Typed access to the cluster's objects, with the registry's contracts (see
 /// [`Registry`]): resourceVersion preconditions, the status subresource, merge patches,
@@ -118,6 +119,13 @@ impl LocalClient {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// The watch caches this client's watches are served from (shared with every client
+    /// on the same registry): start a kind's cache ahead of its watches with
+    /// [`LocalWatchCache::start`].
+    pub fn watch_cache(&self) -> &LocalWatchCache {
+        self.registry.watch_cache()
+    }
 }
 
 #[async_trait]
@@ -169,7 +177,10 @@ impl Client for LocalClient {
         namespace: Option<&str>,
         options: &WatchOptions,
     ) -> Result<WatchEvents<R>, ApiError> {
-        self.registry.watch(namespace, options).await
+        self.registry
+            .watch_cache()
+            .watch(&self.registry, namespace, options)
+            .await
     }
 
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {

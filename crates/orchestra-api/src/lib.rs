@@ -81,6 +81,9 @@
 //! - [`events`]: [`events::EventRecorder`], recording Events from components with
 //!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
+//! - [`watch_cache`]: per kind, one store watch fanned out to every watch of the process,
+//!   indexed by the field values watches require (pods by `spec.nodeName`); behind
+//!   [`LocalClient`]'s watches and the API server's.
 //! - [`watcher`]: list then watch one kind as a stream of [`watcher::Event`]s that resumes
 //!   after disconnects, re-lists on 410 and backs off after failures.
 //! - [`reflector`]: a cache fed by a watcher: one writer, cloneable [`reflector::Store`]
@@ -112,6 +115,7 @@ pub mod selector;
 pub mod server;
 pub mod testing;
 pub mod validation;
+pub mod watch_cache;
 pub mod watcher;
 #[cfg(any(feature = "server", feature = "remote"))]
 pub mod wire;

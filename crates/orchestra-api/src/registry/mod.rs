@@ -83,6 +83,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     admission: Admission,
     expiry: Arc<ttl::Expiry>,
+    /// The in-process watch caches of [`LocalClient`](crate::LocalClient), shared by clones.
+    watch_cache: crate::watch_cache::LocalWatchCache,
 }
 
 impl std::fmt::Debug for Registry {
@@ -106,6 +108,7 @@ impl Registry {
             store,
             admission: Admission::default(),
             expiry: Arc::new(ttl::Expiry::kubernetes_defaults()),
+            watch_cache: crate::watch_cache::LocalWatchCache::default(),
         }
     }
 
@@ -126,6 +129,11 @@ impl Registry {
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The in-process watch caches, shared by every clone of this registry.
+    pub(crate) fn watch_cache(&self) -> &crate::watch_cache::LocalWatchCache {
+        &self.watch_cache
     }
 }
 

@@ -1,0 +1,300 @@
+//! The cache of one kind: one list and one store watch feed the current objects and a
+//! bounded window of recent changes; every change is decoded once, kept as an `Arc`, and
+//! queued for the watches it may concern (see [`index`](super::index)).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use orchestra_store::{EventKind, KeyValue, RangeRequest, Store, StoreError, WatchRequest};
+use tokio::sync::{Notify, mpsc};
+
+use super::CacheOptions;
+use super::filter::Filter;
+use super::index::{Subscriber, Subscribers};
+use super::subscription::Subscription;
+use crate::registry::ApiError;
+use crate::scheme::DynResource;
+
+/// An object of any kind.
+pub(crate) type Object = Box<dyn DynResource>;
+
+/// Decodes a stored key-value at its mod_revision.
+pub(crate) type Decode = Arc<dyn Fn(&KeyValue) -> Result<Object, ApiError> + Send + Sync>;
+
+/// One change to a kind, shared by every watch it concerns.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) revision: i64,
+    pub(crate) deleted: bool,
+    /// The new state; for a deletion, the last state at the deletion's revision.
+    pub(crate) object: Arc<Object>,
+    /// The state before (absent for a creation).
+    pub(crate) prev: Option<Arc<Object>>,
+    /// `object` as the API server's JSON, encoded by the first remote watch that needs it
+    /// (in-process watches never do).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) json: OnceLock<Bytes>,
+}
+
+/// Where a kind's objects are.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pub(crate) store: Arc<dyn Store>,
+    /// `/registry/{plural}/`.
+    pub(crate) prefix: String,
+    pub(crate) decode: Decode,
+    /// The kind, for logs.
+    pub(crate) kind: &'static str,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) ready: bool,
+    /// The cache has seen every change up to here.
+    pub(crate) revision: i64,
+    /// The history covers the changes after this revision.
+    pub(crate) oldest: i64,
+    /// By store key, so that sorting by key is the store's order.
+    pub(crate) objects: HashMap<Bytes, Arc<Object>>,
+    history: VecDeque<Arc<Entry>>,
+    pub(crate) subscribers: Subscribers,
+}
+
+/// The cache of one kind. See the [module docs](self).
+pub(crate) struct KindCache {
+    state: Mutex<State>,
+    ready: Notify,
+    options: CacheOptions,
+}
+
+impl KindCache {
+    /// A cache and the future that feeds it (forever: spawn it, and abort it to stop). The
+    /// first list reads `start` when given and not compacted (so that the watch that
+    /// creates a cache lazily is served from it), else the latest state.
+    pub(crate) fn new(
+        source: Source,
+        options: CacheOptions,
+        start: Option<i64>,
+    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let cache = Arc::new(KindCache {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            options,
+        });
+        let feeder = feed(cache.clone(), source, start);
+        (cache, feeder)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the cache has listed and is watching.
+    pub(crate) async fn wait_ready(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if self.lock().ready {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A watch of the changes after `filter.from`, or `None` when the cache cannot serve it
+    /// (not ready, or `from` is older than the window).
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        filter: Filter,
+        bookmark_interval: Option<Duration>,
+    ) -> Option<Subscription> {
+        let (sender, receiver) = mpsc::channel(self.options.client_buffer.max(1));
+        let cut = Arc::new(AtomicBool::new(false));
+        let (id, backlog) = {
+            let mut state = self.lock();
+            if !state.ready || filter.from < state.oldest {
+                return None;
+            }
+            let backlog: VecDeque<Arc<Entry>> = state
+                .history
+                .iter()
+                .filter(|e| e.revision > filter.from)
+                .cloned()
+                .collect();
+            let id = state.subscribers.insert(Subscriber {
+                sender,
+                cut: cut.clone(),
+                key: filter.index_key(),
+            });
+            (id, backlog)
+        };
+        Some(Subscription::new(
+            self.clone(),
+            id,
+            backlog,
+            receiver,
+            cut,
+            filter,
+            bookmark_interval,
+        ))
+    }
+
+    /// The selected objects in the store's key order, and the revision they are at; `None`
+    /// until the cache is ready.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn snapshot(&self, filter: &Filter) -> Option<(Vec<Arc<Object>>, i64)> {
+        let state = self.lock();
+        if !state.ready {
+            return None;
+        }
+        let mut items: Vec<(&Bytes, &Arc<Object>)> = state
+            .objects
+            .iter()
+            .filter(|(_, object)| filter.matches(object))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        Some((
+            items.into_iter().map(|(_, o)| o.clone()).collect(),
+            state.revision,
+        ))
+    }
+
+    /// The number of watches it serves now.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        let mut state = self.lock();
+        state.subscribers.prune();
+        state.subscribers.len()
+    }
+
+    /// Records a change and queues it for the watches it concerns.
+    fn apply(&self, state: &mut State, entry: Entry) {
+        let entry = Arc::new(entry);
+        state.history.push_back(entry.clone());
+        while state.history.len() > self.options.history.max(1) {
+            if let Some(dropped) = state.history.pop_front() {
+                state.oldest = dropped.revision;
+            }
+        }
+        state.revision = state.revision.max(entry.revision);
+        state.subscribers.send(&entry);
+    }
+}
+
+/// Lists, then watches, applying every change; after a failure, drops the watches (they end
+/// with an error and watch again) and starts over.
+async fn feed(cache: Arc<KindCache>, source: Source, mut start: Option<i64>) {
+    loop {
+        if let Err(err) = feed_once(&cache, &source, start.take()).await {
+            tracing::warn!(kind = source.kind, error = %err, "watch cache restarts");
+        }
+        *cache.lock() = State::default();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn store_error(message: &str) -> ApiError {
+    ApiError::Internal(StoreError::Other(message.to_owned()))
+}
+
+async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Result<(), ApiError> {
+    let latest = RangeRequest::prefix(source.prefix.clone());
+    let (listed, revision) = match start {
+        Some(rev) => match source.store.range(latest.clone().at_revision(rev)).await {
+            Ok(listed) => (listed, rev),
+            // Compacted, or not written yet: the latest state will do.
+            Err(_) => {
+                let listed = source.store.range(latest).await?;
+                let rev = listed.header_revision;
+                (listed, rev)
+            }
+        },
+        None => {
+            let listed = source.store.range(latest).await?;
+            let rev = listed.header_revision;
+            (listed, rev)
+        }
+    };
+    let mut objects = HashMap::with_capacity(listed.kvs.len());
+    for kv in &listed.kvs {
+        objects.insert(kv.key.clone(), Arc::new((source.decode)(kv)?));
+    }
+    let request = WatchRequest::prefix(source.prefix.clone())
+        .from_revision(revision + 1)
+        .with_progress_notify();
+    let mut events = source.store.watch(request).await?;
+    {
+        let mut state = cache.lock();
+        state.objects = objects;
+        state.revision = revision;
+        state.oldest = revision;
+        state.ready = true;
+    }
+    cache.ready.notify_waiters();
+    let period = cache
+        .options
+        .progress_interval
+        .max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        let response = tokio::select! {
+            _ = ticker.tick() => {
+                events.request_progress();
+                continue;
+            }
+            response = events.next() => response,
+        };
+        let response = response.ok_or_else(|| store_error("the store watch ended"))??;
+        if response.is_progress_notify() {
+            let mut state = cache.lock();
+            state.revision = state.revision.max(response.header_revision);
+            continue;
+        }
+        // Decoding is the expensive part: done once, outside the lock.
+        let mut decoded = Vec::with_capacity(response.events.len());
+        for event in &response.events {
+            let object = match event.kind {
+                EventKind::Put => Some((source.decode)(&event.kv)?),
+                EventKind::Delete => None,
+            };
+            decoded.push((event, object));
+        }
+        let mut state = cache.lock();
+        for (event, object) in decoded {
+            let key = &event.kv.key;
+            let revision = event.kv.mod_revision;
+            let entry = match object {
+                Some(object) => {
+                    let object = Arc::new(object);
+                    let prev = state.objects.insert(key.clone(), object.clone());
+                    Entry {
+                        revision,
+                        deleted: false,
+                        object,
+                        prev,
+                        json: OnceLock::new(),
+                    }
+                }
+                None => {
+                    // A key the cache never saw (deleted before it listed) concerns nobody.
+                    let Some(prev) = state.objects.remove(key) else {
+                        continue;
+                    };
+                    let mut last = prev.clone_boxed();
+                    last.meta_mut().resource_version = revision.to_string();
+                    Entry {
+                        revision,
+                        deleted: true,
+                        object: Arc::new(last),
+                        prev: Some(prev),
+                        json: OnceLock::new(),
+                    }
+                }
+            };
+            cache.apply(&mut state, entry);
+        }
+        state.revision = state.revision.max(response.header_revision);
+    }
+}

@@ -1,0 +1,227 @@
+//! [`LocalWatchCache`]: the per-kind caches behind [`LocalClient`](crate::LocalClient)'s
+//! watches, created lazily on a kind's first watch and shared by every clone of the
+//! [`Registry`] (so all the in-process components of a control plane share them).
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use orchestra_store::RangeRequest;
+
+use super::CacheOptions;
+use super::filter::{Change, Filter};
+use super::kind::{Decode, KindCache, Object, Source};
+use super::subscription::Subscription;
+use crate::registry::{
+    ApiError, ListOptions, Registry, WatchEvent, WatchEvents, WatchOptions, decode_kv,
+    parse_resource_version,
+};
+use crate::resource::Resource;
+use crate::scheme::erase;
+
+/// The in-process watch caches of one registry. Cheap to clone (shared); the feeders stop
+/// when the last clone is dropped.
+#[derive(Clone, Default)]
+pub struct LocalWatchCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    kinds: Mutex<HashMap<TypeId, Arc<KindCache>>>,
+    feeders: Mutex<Vec<tokio::task::AbortHandle>>,
+    options: Mutex<Option<CacheOptions>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let feeders = self
+            .feeders
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for feeder in feeders.drain(..) {
+            feeder.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalWatchCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds = self
+            .inner
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("LocalWatchCache")
+            .field("kinds", &kinds)
+            .finish()
+    }
+}
+
+impl LocalWatchCache {
+    /// Sets the options of the caches not started yet ([`CacheOptions::in_process`] by
+    /// default).
+    pub fn set_options(&self, options: CacheOptions) {
+        *self
+            .inner
+            .options
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(options);
+    }
+
+    /// Starts the cache of kind `R` now (at the latest state) and waits until it is ready,
+    /// so that watches from any later resourceVersion are served from it. Without this, a
+    /// kind's cache starts on its first watch, and watches from versions older than that
+    /// go to the store.
+    pub async fn start<R: Resource>(&self, registry: &Registry) {
+        self.kind::<R>(registry, None).wait_ready().await;
+    }
+
+    /// The number of watches of kind `R` served from the cache now.
+    pub fn watches<R: Resource>(&self) -> usize {
+        self.inner
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<R>())
+            .map_or(0, |cache| cache.subscriber_count())
+    }
+
+    fn kind<R: Resource>(&self, registry: &Registry, start: Option<i64>) -> Arc<KindCache> {
+        let mut kinds = self
+            .inner
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(cache) = kinds.get(&TypeId::of::<R>()) {
+            return cache.clone();
+        }
+        let decode: Decode = Arc::new(|kv| decode_kv::<R>(kv).map(erase));
+        let source = Source {
+            store: registry.store().clone(),
+            prefix: format!("/registry/{}/", R::PLURAL),
+            decode,
+            kind: R::KIND,
+        };
+        let options = self
+            .inner
+            .options
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(CacheOptions::in_process);
+        let (cache, feeder) = KindCache::new(source, options, start);
+        let handle = tokio::spawn(feeder).abort_handle();
+        self.inner
+            .feeders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(handle);
+        kinds.insert(TypeId::of::<R>(), cache.clone());
+        cache
+    }
+
+    /// [`Registry::watch`], served from the cache when it can be (see the
+    /// [module docs](super)), from the registry otherwise.
+    pub(crate) async fn watch<R: Resource>(
+        &self,
+        registry: &Registry,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<WatchEvents<R>, ApiError> {
+        options
+            .field_selector
+            .check::<R>()
+            .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+        let namespace = namespace
+            .filter(|ns| R::NAMESPACED && !ns.is_empty())
+            .map(str::to_owned);
+        let (initial, from) = match options.resource_version.as_deref() {
+            None | Some("" | "0") => {
+                // One consistent list, then the changes after it, as the registry does.
+                let list_options = ListOptions {
+                    label_selector: options.label_selector.clone(),
+                    field_selector: options.field_selector.clone(),
+                    ..ListOptions::default()
+                };
+                let list = registry
+                    .list::<R>(namespace.as_deref(), &list_options)
+                    .await?;
+                let from = parse_resource_version(&list.resource_version)?;
+                (list.items, from)
+            }
+            Some(rv) => {
+                let from = parse_resource_version(rv)?;
+                // A compacted resourceVersion gets the store's 410 through the registry, as
+                // it would without the cache, even while the window still holds it.
+                let probe = RangeRequest::key("/registry/")
+                    .at_revision(from + 1)
+                    .count_only();
+                if let Err(err) = registry.store().range(probe).await
+                    && err.is_compacted()
+                {
+                    return registry.watch(namespace.as_deref(), options).await;
+                }
+                (Vec::new(), from)
+            }
+        };
+        let cache = self.kind::<R>(registry, Some(from));
+        cache.wait_ready().await;
+        let filter = Filter {
+            namespace: namespace.clone(),
+            labels: options.label_selector.clone(),
+            fields: options.field_selector.clone(),
+            from,
+        };
+        let initial = futures::stream::iter(initial.into_iter().map(|o| Ok(WatchEvent::Added(o))));
+        match cache.subscribe(filter, options.bookmark_interval) {
+            Some(subscription) => {
+                let changes = futures::stream::unfold(subscription, Subscription::next)
+                    .map(|change| change.and_then(typed::<R>));
+                Ok(Box::pin(initial.chain(changes)))
+            }
+            None => {
+                let rest = WatchOptions {
+                    resource_version: Some(from.to_string()),
+                    ..options.clone()
+                };
+                let events = registry.watch(namespace.as_deref(), &rest).await?;
+                Ok(Box::pin(initial.chain(events)))
+            }
+        }
+    }
+}
+
+/// The typed event of a change.
+fn typed<R: Resource>(change: Change) -> Result<WatchEvent<R>, ApiError> {
+    Ok(match change {
+        Change::Added(entry) => WatchEvent::Added(object(&entry.object)?),
+        Change::Modified(entry) => WatchEvent::Modified(object(&entry.object)?),
+        Change::Deleted(entry) => WatchEvent::Deleted(object(&entry.object)?),
+        Change::Left(entry) => {
+            let prev = entry
+                .prev
+                .as_ref()
+                .ok_or_else(|| internal("a change that leaves a watch has no previous state"))?;
+            let mut last: R = object(prev)?;
+            last.meta_mut().resource_version = entry.revision.to_string();
+            WatchEvent::Deleted(last)
+        }
+        Change::Bookmark(revision) => WatchEvent::Bookmark(revision.to_string()),
+    })
+}
+
+fn object<R: Resource>(object: &Arc<Object>) -> Result<R, ApiError> {
+    object
+        .as_ref()
+        .as_ref()
+        .downcast_ref::<R>()
+        .cloned()
+        .ok_or_else(|| internal("the watch cache holds an object of another kind"))
+}
+
+fn internal(message: &str) -> ApiError {
+    ApiError::Internal(orchestra_store::StoreError::Other(message.to_owned()))
+}
