@@ -14,6 +14,8 @@
 //! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
+//! - `pod_writes`: the pod creations and deletions of the workload controllers, with their
+//!   expectations.
 
 pub mod clock;
 pub mod daemon_set;
@@ -24,6 +26,7 @@ pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
+pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
 

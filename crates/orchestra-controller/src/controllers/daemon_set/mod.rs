@@ -10,26 +10,23 @@
 pub mod plan;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{DaemonSet, Node, Pod};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::expectations::Expectations;
+use crate::controllers::pod_writes::{
+    WriteError, Written, create_each, delete_each, expect_own_writes, wait_for_own_writes,
+};
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
 /// The pod cache's index by controller uid (shared with the other controllers).
 const CONTROLLER_INDEX: &str = "controller-uid";
-/// How long one reconcile waits for the cache to show its own writes.
-const CACHE_WAIT: Duration = Duration::from_secs(5);
-
 /// Why a DaemonSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonSetError {
@@ -126,17 +123,9 @@ impl<C: Client> DaemonSetController<C> {
                 source,
             }
         })?;
-        let mut written = 0i64;
+        let mut written = Written::default();
         let result = self.execute(ds, &plan, &mut written).await;
-        if written > 0 {
-            self.expectations.expect(key, written);
-            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
-                .await
-                .is_ok()
-            {
-                self.expectations.forget(key);
-            }
-        }
+        expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if ds.status.as_ref() != Some(&plan.status) {
             let mut updated = ds.clone();
@@ -156,38 +145,16 @@ impl<C: Client> DaemonSetController<C> {
         &self,
         ds: &DaemonSet,
         plan: &plan::Plan,
-        written: &mut i64,
-    ) -> Result<(), (&'static str, ApiError)> {
-        let mut note = |rv: &str| *written = (*written).max(rv.parse().unwrap_or(0));
-        let options = DeleteOptions::default();
-        let namespace = &ds.metadata.namespace;
-        let deletions = join_all(
-            plan.delete
-                .iter()
-                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
-        )
-        .await;
-        for result in deletions {
-            match result {
-                Ok(outcome) => note(&outcome.object().metadata.resource_version),
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(("delete pods", err)),
-            }
-        }
+        written: &mut Written,
+    ) -> Result<(), WriteError> {
+        delete_each(&self.client, &ds.metadata.namespace, &plan.delete, written).await?;
         let hash = plan::current_hash(ds);
         let pods: Vec<Pod> = plan
             .create
             .iter()
             .map(|node| plan::pod_for_node(ds, node, &hash))
             .collect();
-        let created = join_all(pods.iter().map(|pod| self.client.create(pod))).await;
-        for result in created {
-            match result {
-                Ok(pod) => note(&pod.metadata.resource_version),
-                Err(err) => return Err(("create pods", err)),
-            }
-        }
-        Ok(())
+        create_each(&self.client, &pods, written).await
     }
 }
 
@@ -198,12 +165,8 @@ impl<C: Client> Reconciler for DaemonSetController<C> {
 
     async fn reconcile(&self, ds: Arc<DaemonSet>, ctx: &Context) -> Result<Action, Self::Error> {
         let key = ctx.key();
-        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
-            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
-            if caught_up.await.is_err() {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            self.expectations.forget(key);
+        if let Some(requeue) = wait_for_own_writes(&self.expectations, &self.pods, key).await {
+            return Ok(requeue);
         }
         self.sync(&ds, key).await
     }

@@ -13,27 +13,23 @@ pub mod plan;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Job, Pod};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::expectations::Expectations;
-use crate::controllers::replica_set::plan::slow_start_batches;
+use crate::controllers::pod_writes::{
+    WriteError, Written, create_from_template, delete_each, expect_own_writes, wait_for_own_writes,
+};
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
 /// The pod cache's index by controller uid (shared with the other controllers).
 const CONTROLLER_INDEX: &str = "controller-uid";
-/// How long one reconcile waits for the cache to show its own writes.
-const CACHE_WAIT: Duration = Duration::from_secs(5);
-
 /// Why a Job sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -125,17 +121,9 @@ impl<C: Client> JobController<C> {
             memory.record.clone()
         };
         let plan = plan::plan(job, &owned, &record, now);
-        let mut written = 0i64;
+        let mut written = Written::default();
         let result = self.execute(job, &plan, &mut written).await;
-        if written > 0 {
-            self.expectations.expect(key, written);
-            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
-                .await
-                .is_ok()
-            {
-                self.expectations.forget(key);
-            }
-        }
+        expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if job.status.as_ref() != Some(&plan.status) {
             let mut updated = job.clone();
@@ -155,39 +143,11 @@ impl<C: Client> JobController<C> {
         &self,
         job: &Job,
         plan: &plan::Plan,
-        written: &mut i64,
-    ) -> Result<(), (&'static str, ApiError)> {
-        let mut note = |rv: &str| *written = (*written).max(rv.parse().unwrap_or(0));
+        written: &mut Written,
+    ) -> Result<(), WriteError> {
         let template = plan::pod_from_template(job);
-        for batch in slow_start_batches(plan.create) {
-            let results = join_all((0..batch).map(|_| self.client.create(&template))).await;
-            let mut failure = None;
-            for result in results {
-                match result {
-                    Ok(pod) => note(&pod.metadata.resource_version),
-                    Err(err) => failure = Some(err),
-                }
-            }
-            if let Some(err) = failure {
-                return Err(("create pods", err));
-            }
-        }
-        let options = DeleteOptions::default();
-        let namespace = &job.metadata.namespace;
-        let deletions = join_all(
-            plan.delete
-                .iter()
-                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
-        )
-        .await;
-        for result in deletions {
-            match result {
-                Ok(outcome) => note(&outcome.object().metadata.resource_version),
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(("delete pods", err)),
-            }
-        }
-        Ok(())
+        create_from_template(&self.client, &template, plan.create, written).await?;
+        delete_each(&self.client, &job.metadata.namespace, &plan.delete, written).await
     }
 }
 
@@ -198,12 +158,8 @@ impl<C: Client> Reconciler for JobController<C> {
 
     async fn reconcile(&self, job: Arc<Job>, ctx: &Context) -> Result<Action, Self::Error> {
         let key = ctx.key();
-        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
-            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
-            if caught_up.await.is_err() {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            self.expectations.forget(key);
+        if let Some(requeue) = wait_for_own_writes(&self.expectations, &self.pods, key).await {
+            return Ok(requeue);
         }
         self.sync(&job, key).await
     }

@@ -10,17 +10,17 @@
 pub mod plan;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Pod, ReplicaSet};
 use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::expectations::Expectations;
+use crate::controllers::pod_writes::{
+    WriteError, Written, create_from_template, delete_each, expect_own_writes, wait_for_own_writes,
+};
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
@@ -30,10 +30,6 @@ pub(crate) const NAMESPACE_INDEX: &str = "namespace";
 const CONTROLLER_INDEX: &str = "controller-uid";
 /// The index of pods without a controller, by namespace (candidates for adoption).
 const ORPHAN_INDEX: &str = "orphans-by-namespace";
-
-/// How long one reconcile waits for the cache to show its own writes before it lets the
-/// expectation hold the key back instead.
-const CACHE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a ReplicaSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -155,19 +151,9 @@ impl<C: Client> ReplicaSetController<C> {
                 source,
             }
         })?;
-        let mut written = 0i64;
-        let mut note = |rv: &str| written = written.max(rv.parse().unwrap_or(0));
-        let result = self.execute(rs, &key.namespace, &plan, &mut note).await;
-        if written > 0 {
-            self.expectations.expect(key, written);
-            // Usually the cache catches up in moments; then the next sync needs no wait.
-            if tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(written))
-                .await
-                .is_ok()
-            {
-                self.expectations.forget(key);
-            }
-        }
+        let mut written = Written::default();
+        let result = self.execute(rs, &key.namespace, &plan, &mut written).await;
+        expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if rs.status.as_ref() != Some(&plan.status) {
             let mut updated = rs.clone();
@@ -188,8 +174,8 @@ impl<C: Client> ReplicaSetController<C> {
         rs: &ReplicaSet,
         namespace: &str,
         plan: &plan::Plan,
-        note: &mut impl FnMut(&str),
-    ) -> Result<(), (&'static str, ApiError)> {
+        written: &mut Written,
+    ) -> Result<(), WriteError> {
         let store = self.pods.store();
         for name in &plan.adopt {
             let Some(pod) = store.get(namespace, name) else {
@@ -202,7 +188,7 @@ impl<C: Client> ReplicaSetController<C> {
                 .update(&pod)
                 .await
                 .map_err(|e| ("adopt a pod", e))?;
-            note(&pod.metadata.resource_version);
+            written.note(&pod.metadata.resource_version);
         }
         for name in &plan.release {
             let Some(pod) = store.get(namespace, name) else {
@@ -213,40 +199,14 @@ impl<C: Client> ReplicaSetController<C> {
                 .owner_references
                 .retain(|owner| owner.uid != rs.metadata.uid);
             match self.client.update(&pod).await {
-                Ok(pod) => note(&pod.metadata.resource_version),
+                Ok(pod) => written.note(&pod.metadata.resource_version),
                 Err(err) if err.is_not_found() => {}
                 Err(err) => return Err(("release a pod", err)),
             }
         }
         let template = plan::pod_from_template(rs);
-        for batch in plan::slow_start_batches(plan.create) {
-            let results = join_all((0..batch).map(|_| self.client.create(&template))).await;
-            let mut failure = None;
-            for result in results {
-                match result {
-                    Ok(pod) => note(&pod.metadata.resource_version),
-                    Err(err) => failure = Some(err),
-                }
-            }
-            if let Some(err) = failure {
-                return Err(("create pods", err));
-            }
-        }
-        let options = DeleteOptions::default();
-        let deletions = join_all(
-            plan.delete
-                .iter()
-                .map(|name| self.client.delete::<Pod>(namespace, name, &options)),
-        )
-        .await;
-        for result in deletions {
-            match result {
-                Ok(outcome) => note(&outcome.object().metadata.resource_version),
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(("delete pods", err)),
-            }
-        }
-        Ok(())
+        create_from_template(&self.client, &template, plan.create, written).await?;
+        delete_each(&self.client, namespace, &plan.delete, written).await
     }
 }
 
@@ -257,12 +217,8 @@ impl<C: Client> Reconciler for ReplicaSetController<C> {
 
     async fn reconcile(&self, rs: Arc<ReplicaSet>, ctx: &Context) -> Result<Action, Self::Error> {
         let key = ctx.key();
-        if let Some(revision) = self.expectations.unmet(key, self.pods.revision()) {
-            let caught_up = tokio::time::timeout(CACHE_WAIT, self.pods.wait_for_revision(revision));
-            if caught_up.await.is_err() {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            self.expectations.forget(key);
+        if let Some(requeue) = wait_for_own_writes(&self.expectations, &self.pods, key).await {
+            return Ok(requeue);
         }
         self.sync(&rs, key).await
     }
