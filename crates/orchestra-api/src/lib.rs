@@ -77,6 +77,8 @@
 //!   node port allocation, and an embedder's own).
 //! - [`apply`]: [`apply::three_way_merge`], client-side apply's merge of the last-applied
 //!   manifest, the new manifest and the live object (strategic for keyed lists).
+//! - [`auth`]: [`auth::UserInfo`], [`auth::RequestAttributes`], the [`auth::Authorizer`] and
+//!   [`auth::AuditSink`] traits: the contract between authentication, authorization and audit.
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`events`]: [`events::EventRecorder`], recording Events from components with
 //!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
@@ -96,6 +98,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
