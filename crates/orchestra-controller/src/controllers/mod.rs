@@ -14,6 +14,8 @@
 //! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
+//! - `status`: status writes that survive a cache one event behind (one fresh read on
+//!   `Conflict`).
 //! - `pod_writes`: the pod creations and deletions of the workload controllers, with their
 //!   expectations.
 
@@ -29,6 +31,7 @@ pub mod node_lifecycle;
 pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
+pub(crate) mod status;
 
 pub use daemon_set::DaemonSetController;
 pub use deployment::DeploymentController;

@@ -128,12 +128,11 @@ impl<C: Client> DaemonSetController<C> {
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if ds.status.as_ref() != Some(&plan.status) {
-            let mut updated = ds.clone();
-            updated.status = Some(plan.status.clone());
-            self.client
-                .update_status(&updated)
-                .await
-                .map_err(api("update the status"))?;
+            super::status::write_status(&self.client, ds, |object| {
+                object.status = Some(plan.status.clone())
+            })
+            .await
+            .map_err(api("update the status"))?;
         }
         Ok(match plan.recheck_after {
             Some(after) => Action::requeue(after),

@@ -149,11 +149,11 @@ impl<C: Client> DeploymentController<C> {
                 .map_err(api("annotate the revision"))?;
         }
         if current.status.as_ref() != Some(&plan.status) {
-            current.status = Some(plan.status.clone());
-            self.client
-                .update_status(&current)
-                .await
-                .map_err(api("update the status"))?;
+            super::status::write_status(&self.client, &current, |object| {
+                object.status = Some(plan.status.clone())
+            })
+            .await
+            .map_err(api("update the status"))?;
         }
         Ok(plan.recheck_after)
     }

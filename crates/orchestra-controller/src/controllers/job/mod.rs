@@ -126,12 +126,11 @@ impl<C: Client> JobController<C> {
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if job.status.as_ref() != Some(&plan.status) {
-            let mut updated = job.clone();
-            updated.status = Some(plan.status.clone());
-            self.client
-                .update_status(&updated)
-                .await
-                .map_err(api("update the status"))?;
+            super::status::write_status(&self.client, job, |object| {
+                object.status = Some(plan.status.clone())
+            })
+            .await
+            .map_err(api("update the status"))?;
         }
         Ok(match plan.recheck_after {
             Some(after) => Action::requeue(after),

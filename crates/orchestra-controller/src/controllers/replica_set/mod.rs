@@ -156,12 +156,11 @@ impl<C: Client> ReplicaSetController<C> {
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if rs.status.as_ref() != Some(&plan.status) {
-            let mut updated = rs.clone();
-            updated.status = Some(plan.status.clone());
-            self.client
-                .update_status(&updated)
-                .await
-                .map_err(api("update the status"))?;
+            super::status::write_status(&self.client, rs, |object| {
+                object.status = Some(plan.status.clone())
+            })
+            .await
+            .map_err(api("update the status"))?;
         }
         Ok(match plan.recheck_after {
             Some(after) => Action::requeue(after),
