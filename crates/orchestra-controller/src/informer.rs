@@ -20,8 +20,10 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 
 /// How many notifications a slow subscriber may fall behind before it must resync from the
-/// cache.
-const NOTIFICATION_BUFFER: usize = 4096;
+/// cache. A resync loses nothing but re-queues every object; at 4,096 the controllers'
+/// feeders lagged 370 times while `orchestra bench cluster` loaded 30,000 pods on 2 busy
+/// cores. The slots are allocated up front (a few MB per kind at this size).
+const NOTIFICATION_BUFFER: usize = 16_384;
 
 /// A change the cache has applied, as subscribers receive it.
 #[derive(Debug)]
