@@ -191,6 +191,7 @@ pub struct KindCodec {
     type_id: TypeId,
     type_name: &'static str,
     decode: fn(Value) -> Result<DecodedObject, DecodeError>,
+    decode_stored: fn(&[u8]) -> Option<Box<dyn DynResource>>,
 }
 
 impl fmt::Debug for KindCodec {
@@ -210,6 +211,10 @@ fn decode_erased<R: Resource>(value: Value) -> Result<DecodedObject, DecodeError
     })
 }
 
+fn decode_stored_erased<R: Resource>(bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+    codec::decode_stored::<R>(bytes).map(erase)
+}
+
 impl KindCodec {
     /// The codec of `R`.
     pub fn of<R: Resource>() -> Self {
@@ -218,6 +223,7 @@ impl KindCodec {
             type_id: TypeId::of::<R>(),
             type_name: std::any::type_name::<R>(),
             decode: decode_erased::<R>,
+            decode_stored: decode_stored_erased::<R>,
         }
     }
 
@@ -240,6 +246,12 @@ impl KindCodec {
     /// be this kind's. Unknown fields are returned by path.
     pub fn decode(&self, value: Value) -> Result<DecodedObject, DecodeError> {
         (self.decode)(value)
+    }
+
+    /// [`codec::decode_stored`] for this kind: the fast path for stored bytes, `None` when
+    /// the caller must take [`KindCodec::decode`].
+    pub fn decode_stored(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+        (self.decode_stored)(bytes)
     }
 
     /// Fills the object's defaults.

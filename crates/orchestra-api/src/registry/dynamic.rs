@@ -139,6 +139,12 @@ impl DynOps {
     pub fn decode(&self, value: Value) -> Result<DecodedObject, DecodeError> {
         self.codec.decode(value)
     }
+
+    /// The fast path for bytes the registry stored (see [`crate::codec::decode_stored`]);
+    /// `None` when the caller must take [`DynOps::decode`].
+    pub fn decode_stored(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+        self.codec.decode_stored(bytes)
+    }
 }
 
 /// A typed watch event with its object erased.

@@ -188,10 +188,16 @@ pub(crate) fn decode_at<R: Resource>(
     value: &[u8],
     revision: i64,
 ) -> Result<R, ApiError> {
-    let json: Value = serde_json::from_slice(value).map_err(|err| ApiError::corrupt(key, err))?;
-    let mut object = codec::decode::<R>(json)
-        .map_err(|err| ApiError::corrupt(key, err))?
-        .object;
+    let mut object = match codec::decode_stored::<R>(value) {
+        Some(object) => object,
+        None => {
+            let json: Value =
+                serde_json::from_slice(value).map_err(|err| ApiError::corrupt(key, err))?;
+            codec::decode::<R>(json)
+                .map_err(|err| ApiError::corrupt(key, err))?
+                .object
+        }
+    };
     object.meta_mut().resource_version = revision.to_string();
     Ok(object)
 }

@@ -76,12 +76,16 @@ fn key(api_version: &str, kind: &str) -> String {
 /// Decodes a stored object of the kind of `ops`, at its mod_revision.
 fn decoder(ops: DynOps) -> Decode {
     Arc::new(move |kv| {
-        let value: Value =
-            serde_json::from_slice(&kv.value).map_err(|err| ApiError::corrupt(&kv.key, err))?;
-        let mut object = ops
-            .decode(value)
-            .map_err(|err| ApiError::corrupt(&kv.key, err))?
-            .object;
+        let mut object = match ops.decode_stored(&kv.value) {
+            Some(object) => object,
+            None => {
+                let value: Value = serde_json::from_slice(&kv.value)
+                    .map_err(|err| ApiError::corrupt(&kv.key, err))?;
+                ops.decode(value)
+                    .map_err(|err| ApiError::corrupt(&kv.key, err))?
+                    .object
+            }
+        };
         object.meta_mut().resource_version = kv.mod_revision.to_string();
         Ok(object)
     })
