@@ -296,10 +296,18 @@ mod tests {
     #[test]
     fn the_stored_fast_path_declines_what_only_the_full_path_reads() {
         // Kubernetes reads `null` as absent; serde does not for a field that is not an Option.
-        let with_null = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":null}}"#;
+        let with_null =
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":null}}"#;
         assert!(decode_stored::<Pod>(with_null).is_none());
         let value: Value = serde_json::from_slice(with_null).expect("json");
-        assert_eq!(decode::<Pod>(value).expect("full path").object.metadata.name, "a");
+        assert_eq!(
+            decode::<Pod>(value)
+                .expect("full path")
+                .object
+                .metadata
+                .name,
+            "a"
+        );
         assert!(decode_stored::<Pod>(b"{not json").is_none());
     }
 

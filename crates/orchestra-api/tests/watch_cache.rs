@@ -52,6 +52,41 @@ async fn current_rv(registry: &Registry) -> String {
 }
 
 #[tokio::test]
+async fn a_kind_is_cached_only_once_something_asks_for_it() {
+    let registry = Registry::new(MemStore::new());
+    let dynamic = DynRegistry::new(registry.clone());
+    registry
+        .create(testing::pod("ns", "a", "web"))
+        .await
+        .expect("create");
+    let cache = WatchCache::start(&dynamic, CacheOptions::default(), || {
+        Box::pin(std::future::pending())
+    });
+    assert!(!cache.is_started("v1", "Pod"));
+
+    // The first list starts the cache; until it is ready, the caller reads the store.
+    let any_recent = ListOptions {
+        resource_version: Some("0".into()),
+        ..ListOptions::default()
+    };
+    let first = cache
+        .list("v1", "Pod", Some("ns"), &any_recent)
+        .expect("list");
+    assert!(cache.is_started("v1", "Pod"));
+    cache.wait_ready("v1", "Pod").await;
+    let served = cache
+        .list("v1", "Pod", Some("ns"), &any_recent)
+        .expect("list")
+        .expect("served from the cache once ready");
+    assert_eq!(served.items.len(), 1);
+    assert!(first.is_none() || first.is_some_and(|list| list.items.len() == 1));
+    assert!(
+        !cache.is_started("v1", "Service"),
+        "no one asked for services"
+    );
+}
+
+#[tokio::test]
 async fn many_watches_share_the_cache_and_each_sees_every_event() {
     let (registry, _, cache) = setup(CacheOptions::default()).await;
     let from = WatchOptions::from_version(current_rv(&registry).await);

@@ -3,6 +3,12 @@
 //! watches indexed by the field values they require) with every event encoded to JSON once
 //! for all remote watchers, on the first watch that needs it.
 //!
+//! A kind's cache starts on the first watch or list of that kind, so that an embedded
+//! server whose components use [`LocalClient`](crate::LocalClient) (which has a cache of its
+//! own) does not decode and hold every object a second time for remote watchers it does not
+//! have. That first request is served by the registry, as any request the cache is not yet
+//! ready for.
+//!
 //! Lists that accept any recent state (`resourceVersion=0`) are served from the same
 //! objects; a list without resourceVersion is a consistent read from the store.
 //!
@@ -14,8 +20,9 @@
 //! again from its last resourceVersion.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -53,11 +60,22 @@ pub enum CacheEvent {
 /// The events of a cached watch; the first error ends it.
 pub type CacheEvents = Pin<Box<dyn Stream<Item = Result<CacheEvent, ApiError>> + Send>>;
 
+/// Completes when the server shuts down (stops the feeders).
+type Shutdown = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// One kind: how to decode it, and its cache once something asked for it.
+struct KindSlot {
+    ops: DynOps,
+    cache: OnceLock<Arc<KindCache>>,
+}
+
 /// The watch caches of every kind of a [`DynRegistry`]. See the [module docs](self).
 #[derive(Clone)]
 pub struct WatchCache {
-    kinds: Arc<HashMap<String, (DynOps, Arc<KindCache>)>>,
+    kinds: Arc<HashMap<String, KindSlot>>,
+    store: Arc<dyn orchestra_store::Store>,
     options: CacheOptions,
+    shutdown: Shutdown,
 }
 
 impl std::fmt::Debug for WatchCache {
@@ -99,40 +117,60 @@ fn namespace_of(ops: &DynOps, namespace: Option<&str>) -> Option<String> {
 }
 
 impl WatchCache {
-    /// Starts one feeder task per kind of `registry`; they stop when `shutdown` completes.
+    /// The caches of every kind of `registry`, each started (one feeder task) on the first
+    /// watch or list of its kind; the feeders stop when `shutdown` completes.
     pub fn start(
         registry: &DynRegistry,
         options: CacheOptions,
-        shutdown: impl Fn() -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        shutdown: impl Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
     ) -> Self {
-        let mut kinds = HashMap::new();
-        for ops in registry.kinds() {
-            let info = ops.info();
+        let kinds = registry
+            .kinds()
+            .map(|ops| {
+                let info = ops.info();
+                let slot = KindSlot {
+                    ops: *ops,
+                    cache: OnceLock::new(),
+                };
+                (key(info.api_version, info.kind), slot)
+            })
+            .collect();
+        WatchCache {
+            kinds: Arc::new(kinds),
+            store: registry.registry().store().clone(),
+            options,
+            shutdown: Arc::new(shutdown),
+        }
+    }
+
+    /// The kind's cache, started now if nothing asked for it before (within a tokio runtime).
+    fn kind(&self, api_version: &str, kind: &str) -> Option<(&DynOps, &Arc<KindCache>)> {
+        let slot = self.kinds.get(&key(api_version, kind))?;
+        let cache = slot.cache.get_or_init(|| {
+            let info = slot.ops.info();
             let source = Source {
-                store: registry.registry().store().clone(),
+                store: self.store.clone(),
                 prefix: format!("/registry/{}/", info.plural),
-                decode: decoder(*ops),
+                decode: decoder(slot.ops),
                 kind: info.kind,
             };
-            let (cache, feeder) = KindCache::new(source, options.clone(), None);
-            kinds.insert(key(info.api_version, info.kind), (*ops, cache));
-            let stop = shutdown();
+            let (cache, feeder) = KindCache::new(source, self.options.clone(), None);
+            let stop = (self.shutdown)();
             tokio::spawn(async move {
                 tokio::select! {
                     () = feeder => {}
                     () = stop => {}
                 }
             });
-        }
-        WatchCache {
-            kinds: Arc::new(kinds),
-            options,
-        }
+            cache
+        });
+        Some((&slot.ops, cache))
     }
 
-    /// Waits until the cache of a kind has listed and is watching (for tests and warm-up).
+    /// Starts the cache of a kind if needed and waits until it has listed and is watching
+    /// (for tests and warm-up).
     pub async fn wait_ready(&self, api_version: &str, kind: &str) {
-        if let Some((_, cache)) = self.kinds.get(&key(api_version, kind)) {
+        if let Some((_, cache)) = self.kind(api_version, kind) {
             cache.wait_ready().await;
         }
     }
@@ -149,7 +187,7 @@ impl WatchCache {
         namespace: Option<&str>,
         options: &WatchOptions,
     ) -> Result<Option<CacheEvents>, ApiError> {
-        let Some((ops, cache)) = self.kinds.get(&key(api_version, kind)) else {
+        let Some((ops, cache)) = self.kind(api_version, kind) else {
             return Ok(None);
         };
         let from = match options.resource_version.as_deref() {
@@ -202,7 +240,7 @@ impl WatchCache {
         {
             return Ok(None);
         }
-        let Some((ops, cache)) = self.kinds.get(&key(api_version, kind)) else {
+        let Some((ops, cache)) = self.kind(api_version, kind) else {
             return Ok(None);
         };
         ops.check_field_selector(&options.field_selector)?;
@@ -219,11 +257,19 @@ impl WatchCache {
         }))
     }
 
+    /// Whether the cache of a kind has started (something watched or listed the kind).
+    pub fn is_started(&self, api_version: &str, kind: &str) -> bool {
+        self.kinds
+            .get(&key(api_version, kind))
+            .is_some_and(|slot| slot.cache.get().is_some())
+    }
+
     /// The number of client watches the cache serves now, per kind.
     pub fn subscribers(&self, api_version: &str, kind: &str) -> usize {
         self.kinds
             .get(&key(api_version, kind))
-            .map_or(0, |(_, cache)| cache.subscriber_count())
+            .and_then(|slot| slot.cache.get())
+            .map_or(0, |cache| cache.subscriber_count())
     }
 }
 

@@ -45,8 +45,8 @@ where
 #[cfg(test)]
 mod tests {
     use orchestra_api::LocalClient;
-    use orchestra_api::resources::{ReplicaSet, ReplicaSetStatus};
     use orchestra_api::Resource;
+    use orchestra_api::resources::{ReplicaSet, ReplicaSetStatus};
     use orchestra_store::MemStore;
 
     use super::*;
