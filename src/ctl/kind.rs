@@ -32,11 +32,19 @@ pub enum Kind {
     Job,
     /// `DaemonSet` (`ds`).
     DaemonSet,
+    /// `Role` (`rbac.authorization.k8s.io/v1`).
+    Role,
+    /// `ClusterRole`.
+    ClusterRole,
+    /// `RoleBinding`.
+    RoleBinding,
+    /// `ClusterRoleBinding`.
+    ClusterRoleBinding,
 }
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -50,6 +58,10 @@ impl Kind {
         Kind::Secret,
         Kind::Job,
         Kind::DaemonSet,
+        Kind::Role,
+        Kind::ClusterRole,
+        Kind::RoleBinding,
+        Kind::ClusterRoleBinding,
     ];
 
     /// The names a user may type for this kind, the plural first.
@@ -68,6 +80,10 @@ impl Kind {
             Kind::Secret => &["secrets", "secret"],
             Kind::Job => &["jobs", "job"],
             Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
+            Kind::Role => &["roles", "role"],
+            Kind::ClusterRole => &["clusterroles", "clusterrole"],
+            Kind::RoleBinding => &["rolebindings", "rolebinding"],
+            Kind::ClusterRoleBinding => &["clusterrolebindings", "clusterrolebinding"],
         }
     }
 
@@ -98,7 +114,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets, roles, clusterroles, rolebindings, clusterrolebindings)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -160,6 +176,22 @@ macro_rules! with_kind {
                 type $r = res::DaemonSet;
                 $body
             }
+            $crate::ctl::kind::Kind::Role => {
+                type $r = res::Role;
+                $body
+            }
+            $crate::ctl::kind::Kind::ClusterRole => {
+                type $r = res::ClusterRole;
+                $body
+            }
+            $crate::ctl::kind::Kind::RoleBinding => {
+                type $r = res::RoleBinding;
+                $body
+            }
+            $crate::ctl::kind::Kind::ClusterRoleBinding => {
+                type $r = res::ClusterRoleBinding;
+                $body
+            }
         }
     }};
 }
@@ -188,6 +220,8 @@ mod tests {
             ("secrets", Kind::Secret),
             ("job", Kind::Job),
             ("ds", Kind::DaemonSet),
+            ("clusterrolebindings", Kind::ClusterRoleBinding),
+            ("Role", Kind::Role),
         ] {
             assert_eq!(Kind::parse(name), Ok(kind), "{name}");
         }

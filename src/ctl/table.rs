@@ -2,6 +2,7 @@
 //! Every function here is pure (objects and "now" in, text out), so tests assert exact output.
 
 use jiff::Timestamp;
+use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef};
 use orchestra::api::resources::{
     ConditionStatus, ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceType,
@@ -531,6 +532,65 @@ impl Tabular for Event {
             or_none(&self.reason),
             format!("{}/{}", object.kind.to_ascii_lowercase(), object.name),
             self.message.clone(),
+        ]
+    }
+}
+
+/// kubectl's `CREATED AT` column of the RBAC roles: the creation time itself.
+fn created_at(meta: &ObjectMeta) -> String {
+    meta.creation_timestamp
+        .map_or("<unknown>".to_string(), |t| t.to_string())
+}
+
+/// kubectl's `ROLE` column of bindings: `Kind/name`.
+fn role_ref(role: &RoleRef) -> String {
+    format!("{}/{}", role.kind, role.name)
+}
+
+impl Tabular for Role {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "CREATED AT"]
+    }
+
+    fn row(&self, _now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![self.metadata.name.clone(), created_at(&self.metadata)]
+    }
+}
+
+impl Tabular for ClusterRole {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "CREATED AT"]
+    }
+
+    fn row(&self, _now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![self.metadata.name.clone(), created_at(&self.metadata)]
+    }
+}
+
+impl Tabular for RoleBinding {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "ROLE", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            role_ref(&self.role_ref),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for ClusterRoleBinding {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "ROLE", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            role_ref(&self.role_ref),
+            age(&self.metadata, now),
         ]
     }
 }

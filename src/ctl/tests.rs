@@ -310,3 +310,43 @@ async fn config_maps_secrets_jobs_and_daemon_sets_apply_and_print() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn apply_and_get_rbac_objects() {
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: shop}
+rules:
+- apiGroups: [""]
+  resources: [pods, pods/status]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read-pods, namespace: shop}
+subjects:
+- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}
+roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
+"#,
+    );
+    let apply = format!("ctl apply -f {}", file.path().display());
+    let (out, err) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "role/pod-reader created\nrolebinding/read-pods created\n"
+    );
+    assert_eq!(err, "");
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(
+        out,
+        "role/pod-reader unchanged\nrolebinding/read-pods unchanged\n"
+    );
+    let (out, _) = ctl(&client, "ctl get rolebindings -n shop").await.unwrap();
+    assert!(
+        out.starts_with("NAME        ROLE              AGE\nread-pods   Role/pod-reader   "),
+        "{out}"
+    );
+}

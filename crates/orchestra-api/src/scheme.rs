@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::codec::{self, DecodeError, Decoded};
 use crate::meta::ObjectMeta;
 use crate::resource::{Resource, TypeInfo};
+use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
     ReplicaSet, Secret, Service,
@@ -341,7 +342,8 @@ pub struct Scheme {
 impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
     /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet (`apps/v1`), Job
-    /// (`batch/v1`) and Lease (`coordination.k8s.io/v1`).
+    /// (`batch/v1`), Lease (`coordination.k8s.io/v1`) and Role, ClusterRole, RoleBinding,
+    /// ClusterRoleBinding (`rbac.authorization.k8s.io/v1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -358,6 +360,10 @@ impl Scheme {
             KindCodec::of::<Secret>(),
             KindCodec::of::<DaemonSet>(),
             KindCodec::of::<Job>(),
+            KindCodec::of::<Role>(),
+            KindCodec::of::<ClusterRole>(),
+            KindCodec::of::<RoleBinding>(),
+            KindCodec::of::<ClusterRoleBinding>(),
         ];
         scheme
     }
@@ -506,7 +512,13 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 13);
+        assert_eq!(scheme.kinds().count(), 17);
+        assert!(
+            scheme
+                .get_by_plural("rbac.authorization.k8s.io/v1", "clusterrolebindings")
+                .unwrap()
+                .is::<ClusterRoleBinding>()
+        );
         assert!(
             scheme
                 .get_by_plural("batch/v1", "jobs")

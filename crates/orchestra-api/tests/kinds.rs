@@ -98,6 +98,10 @@ async fn the_new_kinds_are_served_by_plural() {
         ("v1", "secrets"),
         ("batch/v1", "jobs"),
         ("apps/v1", "daemonsets"),
+        ("rbac.authorization.k8s.io/v1", "roles"),
+        ("rbac.authorization.k8s.io/v1", "clusterroles"),
+        ("rbac.authorization.k8s.io/v1", "rolebindings"),
+        ("rbac.authorization.k8s.io/v1", "clusterrolebindings"),
     ] {
         assert!(
             dynamic.ops_by_plural(api_version, plural).is_some(),

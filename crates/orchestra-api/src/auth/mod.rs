@@ -6,6 +6,30 @@
 //! decides; every write, and every denial, becomes an [`AuditEntry`] for an [`AuditSink`].
 //! The names of users and groups follow Kubernetes' (`system:node:NAME` in `system:nodes`,
 //! `system:masters` for administrators), so RBAC rules written for Kubernetes read the same.
+//!
+//! # Layout
+//! - [`rbac`]: [`rbac::RbacAuthorizer`], Kubernetes' RBAC over Roles, ClusterRoles and their
+//!   bindings, answered from an index fed by watches; [`rbac::rules`], the pure rule matching.
+//! - [`node`]: [`node::NodeAuthorizer`], node restriction (a node writes only its own Node,
+//!   Lease and pods, and reads only the secrets its pods reference).
+//! - [`chain`]: [`AuthorizerChain`], authorizers in order, with denial counts for metrics.
+//! - [`bootstrap`]: the built-in ClusterRoles and bindings, and
+//!   [`bootstrap::ensure_default_roles`] for the server's start.
+//! - [`audit`]: [`audit::FileAuditSink`] (JSON lines, written off the request path) and
+//!   [`audit::MemoryAuditSink`].
+//!
+//! A secure server builds
+//! `AuthorizerChain::standard(NodeAuthorizer::new(), RbacAuthorizer::new())`, spawns
+//! `node.run(client.clone())` and `rbac.run(client.clone())`, calls
+//! `ensure_default_roles(&client)` once, and records to a `FileAuditSink`.
+
+pub mod audit;
+pub mod bootstrap;
+pub mod chain;
+pub mod node;
+pub mod rbac;
+
+pub use chain::AuthorizerChain;
 
 use std::fmt;
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::codec::DecodeError;
 use crate::resource::{Resource, TypeInfo};
+use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
     ReplicaSet, Secret, Service,
@@ -201,7 +202,11 @@ impl DynRegistry {
             .register::<ConfigMap>()
             .register::<Secret>()
             .register::<DaemonSet>()
-            .register::<Job>();
+            .register::<Job>()
+            .register::<Role>()
+            .register::<ClusterRole>()
+            .register::<RoleBinding>()
+            .register::<ClusterRoleBinding>();
         this
     }
 

@@ -1,7 +1,8 @@
 //! The built-in kinds, with Kubernetes' shapes and JSON names: [`Namespace`], [`Node`],
 //! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`] (`v1`); [`ReplicaSet`],
 //! [`Deployment`], [`DaemonSet`] (`apps/v1`); [`Job`] (`batch/v1`); [`Lease`]
-//! (`coordination.k8s.io/v1`); [`Event`] (`v1`).
+//! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
+//! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`).
 //!
 //! Each kind implements [`Resource`](crate::Resource). Serializing one with serde gives its
 //! body (`metadata`, `spec`, `status`); [`crate::to_value`] adds `apiVersion` and `kind`, and
@@ -18,6 +19,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod rbac;
 pub mod replica_set;
 pub mod service;
 
@@ -32,6 +34,7 @@ pub use lease::*;
 pub use namespace::*;
 pub use node::*;
 pub use pod::*;
+pub use rbac::*;
 pub use replica_set::*;
 pub use service::*;
 
@@ -158,6 +161,38 @@ mod tests {
             "reason": "BackOff", "message": "Back-off restarting failed container", "source": {"component": "kubelet", "host": "node-1"},
             "firstTimestamp": T, "lastTimestamp": T, "count": 7, "type": "Warning", "eventTime": MT,
             "action": "Restarting", "reportingComponent": "orchestra.dev/agent", "reportingInstance": "node-1"
+        }));
+    }
+
+    #[test]
+    fn rbac_kinds() {
+        let rules = json!([
+            {"apiGroups": [""], "resources": ["pods", "pods/status"], "verbs": ["get", "list"], "resourceNames": ["web"]},
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+        ]);
+        round_trip(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "reader", "namespace": "shop"}, "rules": rules
+        }));
+        round_trip(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "system:health"},
+            "rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}]
+        }));
+        let subjects = json!([
+            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "builder", "namespace": "ci"}
+        ]);
+        round_trip(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "readers", "namespace": "shop"}, "subjects": subjects,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}
+        }));
+        round_trip(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "admins"}, "subjects": subjects,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
         }));
     }
 

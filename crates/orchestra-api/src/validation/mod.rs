@@ -17,6 +17,7 @@ mod meta;
 pub mod names;
 mod node;
 mod pod;
+mod rbac;
 mod service;
 
 pub use apps::{
@@ -36,4 +37,8 @@ pub use meta::{
 };
 pub use node::{validate_node, validate_taint};
 pub use pod::{validate_pod_spec, validate_pod_template, validate_pod_update};
+pub use rbac::{
+    validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
+    validate_role_ref_unchanged,
+};
 pub use service::{validate_endpoints, validate_service, validate_service_update};
