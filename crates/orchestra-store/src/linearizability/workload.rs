@@ -25,7 +25,8 @@ pub struct Workload {
     pub prefix: String,
     /// Also run transactions that write two keys at once (joins the keys' partitions).
     pub cross_key_txns: bool,
-    /// The seed of the clients' choices.
+    /// The seed of the clients' choices; it is part of every value written, so that runs
+    /// with different seeds on one store write distinct values.
     pub seed: u64,
     /// How long a client waits after a failed call before the next (a server that is down).
     pub retry_pause: Duration,
@@ -78,7 +79,7 @@ pub async fn run_client<S: Store>(store: &S, workload: &Workload, client: usize)
         let keys = workload.keys.max(1);
         let k = rng.random_range(0..keys);
         let key = workload.key(k);
-        let value = Bytes::from(format!("c{client}-{n}"));
+        let value = Bytes::from(format!("s{}c{client}-{n}", workload.seed));
         let ok = match rng.random_range(0..100) {
             0..35 => store.range(RangeRequest::key(key)).await.is_ok(),
             35..60 => store
@@ -118,7 +119,8 @@ pub async fn run_client<S: Store>(store: &S, workload: &Workload, client: usize)
             85..93 => {
                 // Compare on the value: swap a value this client may have seen.
                 let seen = Bytes::from(format!(
-                    "c{}-{}",
+                    "s{}c{}-{}",
+                    workload.seed,
                     rng.random_range(0..workload.clients.max(1)),
                     rng.random_range(0..n.max(1))
                 ));
