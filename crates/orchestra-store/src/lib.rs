@@ -27,6 +27,7 @@
 //! - [`watch`][]: [`WatchStream`].
 //! - [`limits`]: request limits and the checks that reject bad requests before any change.
 //! - [`error`][]: [`StoreError`].
+//! - [`linearizability`]: record concurrent histories against any store and check them.
 //! - `mvcc`: the embedded engine (key index, leases, watch hub, group commit).
 //! - [`mem`]: [`MemStore`]; [`disk`]: [`DiskStore`].
 //! - `etcd` (feature `etcd`): `EtcdStore`, the store over etcd's v3 gRPC API, and the generated
@@ -36,6 +37,7 @@
 pub mod error;
 pub mod ext;
 pub mod limits;
+pub mod linearizability;
 pub mod mem;
 mod mvcc;
 pub mod store;

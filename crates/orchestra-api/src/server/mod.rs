@@ -278,3 +278,20 @@ async fn dispatch(
         Ok(rest::handle(&state, request).await)
     }
 }
+
+/// Parses a REST path and a query string exactly as the HTTP API does, returning what the
+/// path names (debug-formatted) and the query's parameters. For the fuzz targets; not a
+/// stable API.
+#[doc(hidden)]
+pub fn parse_path_for_fuzzing(
+    path: &str,
+    query: Option<&str>,
+) -> (
+    Option<String>,
+    Result<std::collections::BTreeMap<String, String>, String>,
+) {
+    (
+        path::parse_target(path).map(|t| format!("{t:?}")),
+        path::parse_query(query),
+    )
+}
