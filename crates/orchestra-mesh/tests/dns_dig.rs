@@ -175,8 +175,9 @@ async fn dig(binary: &PathBuf, server: SocketAddr, args: &[&str]) -> Dig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dig_gets_a_srv_ptr_nxdomain_refused_and_tcp_for_large_answers() {
-    let Some(binary) = dig_or_skip("dig_gets_a_srv_ptr_nxdomain_refused_and_tcp_for_large_answers")
+async fn dig_gets_a_srv_ptr_pod_nxdomain_refused_and_tcp_for_large_answers() {
+    let Some(binary) =
+        dig_or_skip("dig_gets_a_srv_ptr_pod_nxdomain_refused_and_tcp_for_large_answers")
     else {
         return;
     };
@@ -243,6 +244,12 @@ async fn dig_gets_a_srv_ptr_nxdomain_refused_and_tcp_for_large_answers() {
     let missing = dig(&binary, addr, &["nope.shop.svc.cluster.local", "A"]).await;
     assert_eq!(missing.status, "NXDOMAIN", "{}", missing.text);
     assert_eq!(missing.authority_types, ["SOA"], "{}", missing.text);
+
+    // A pod's name spells its address (Kubernetes' `pods insecure`).
+    let pod = dig(&binary, addr, &["127-3-0-9.shop.pod.cluster.local", "A"]).await;
+    assert_eq!(pod.status, "NOERROR", "{}", pod.text);
+    assert_eq!(pod.answers.len(), 1, "{}", pod.text);
+    assert_eq!(pod.answers[0].2, "127.3.0.9", "{}", pod.text);
 
     // A name outside the domain, with no upstream configured: REFUSED.
     let outside = dig(&binary, addr, &["example.com", "A"]).await;
