@@ -123,9 +123,11 @@ fn run(cli: Cli) -> Result<(), Error> {
     })
 }
 
-/// Log to stderr, filtered by `RUST_LOG` (default: `info`).
+/// Log to stderr, filtered by `RUST_LOG` (default: `info`, but `warn` for hickory-server,
+/// which logs every DNS query it answers at info).
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

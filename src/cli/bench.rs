@@ -37,6 +37,29 @@ pub enum BenchTarget {
     /// The API: creates, gets, lists and watch fan-out through the bare store, LocalClient
     /// and RemoteClient (gRPC to an API server in the same process).
     Api(ApiBenchArgs),
+    /// The cluster DNS: queries/s and latency on loopback UDP with many services, side by
+    /// side with dnsmasq serving the same names.
+    Dns(DnsBenchArgs),
+}
+
+/// `orchestra bench dns`.
+#[derive(Args, Debug, Clone)]
+pub struct DnsBenchArgs {
+    /// Services (one A name each).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub services: u32,
+
+    /// Concurrent clients (one outstanding query each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: Vec<u32>,
+
+    /// How long each run lasts, in seconds (fractions allowed).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub seconds: Duration,
+
+    /// A quick run for CI (50 services, 2 clients, 0.3 s): checks it works, not how fast.
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// The scheduling workloads, modelled on kube-scheduler's scheduler_perf.

@@ -114,6 +114,12 @@ impl Zone<'_> {
                 Some(ip) => self.positive(addresses(self.qname, [ip], self.qtype, self.ttl())),
                 None => self.negative(ResponseCode::NoError),
             },
+            ["pod"] if self.config.pod_records => self.negative(ResponseCode::NoError),
+            ["pod", _namespace] if self.config.pod_records => self.negative(ResponseCode::NoError),
+            ["pod", _namespace, dashed] if self.config.pod_records => match undashed(dashed) {
+                Some(ip) => self.positive(addresses(self.qname, [ip], self.qtype, self.ttl())),
+                None => self.negative(ResponseCode::NXDomain),
+            },
             ["svc", namespace] => {
                 if self.snapshot.has_namespace(namespace) {
                     self.negative(ResponseCode::NoError)
@@ -361,6 +367,21 @@ impl Zone<'_> {
             additionals: Vec::new(),
         }
     }
+}
+
+/// A pod label back to its address: `1-2-3-4` -> 1.2.3.4, `fd00--1` -> fd00::1 (the inverse
+/// of [`dashed`](super::snapshot::dashed)); `None` when it is not one.
+fn undashed(label: &str) -> Option<IpAddr> {
+    if label.bytes().filter(|b| *b == b'-').count() == 3
+        && let Ok(v4) = label.replace('-', ".").parse::<std::net::Ipv4Addr>()
+    {
+        return Some(IpAddr::V4(v4));
+    }
+    label
+        .replace('-', ":")
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
 }
 
 /// `_tcp` or `_udp` for a port.

@@ -53,6 +53,10 @@ pub struct DnsConfig {
     /// The address `ns.dns.DOMAIN` resolves to (the server itself); filled in by
     /// [`DnsServer::bind`](crate::dns::DnsServer::bind) when unset.
     pub nameserver: Option<IpAddr>,
+    /// Answer pod names, `1-2-3-4.NAMESPACE.pod.DOMAIN` -> 1.2.3.4, the way Kubernetes'
+    /// default CoreDNS configuration does (`pods insecure`: the address is read from the
+    /// name, no pod is looked up). Default: on; off, such names are NXDOMAIN.
+    pub pod_records: bool,
 }
 
 impl DnsConfig {
@@ -83,6 +87,7 @@ impl DnsConfig {
                 ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 2, 0, 0), 16).unwrap_or_default(),
             )],
             nameserver: None,
+            pod_records: true,
         })
     }
 
@@ -115,6 +120,7 @@ impl Default for DnsConfig {
             upstream_timeout: Duration::from_secs(2),
             reverse_ranges: Vec::new(),
             nameserver: None,
+            pod_records: true,
         })
     }
 }

@@ -21,6 +21,7 @@
 //! | `HOST.SVC.NS.svc.DOMAIN` | A/AAAA of one endpoint of a headless service (its hostname, or its address with dashes) |
 //! | `_PORT._PROTO.SVC.NS.svc.DOMAIN` | SRV for a named port (per endpoint for a headless service), targets' addresses as additionals |
 //! | reverse names of ClusterIPs and headless endpoints | PTR |
+//! | `1-2-3-4.NS.pod.DOMAIN` (`fd00--1` for IPv6) | A/AAAA of the address the name spells, as Kubernetes' default CoreDNS (`pods insecure`) answers; [`DnsConfig::pod_records`] turns it off |
 //!
 //! Any other name in the domain (or in a reverse range of the config) is NXDOMAIN, with the
 //! SOA in the authority section (negative caching for the TTL); a name that exists without

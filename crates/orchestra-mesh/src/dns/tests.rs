@@ -462,7 +462,7 @@ fn missing_names_in_the_domain_are_nxdomain_with_the_soa() {
         "web.nope.svc.cluster.local.",
         "nope.svc.cluster.local.",
         "a.b.c.d.e.web.default.svc.cluster.local.",
-        "pod.cluster.local.",
+        "x.pod.default.pod.cluster.local.",
         "_nope._tcp.web.default.svc.cluster.local.",
     ] {
         let answer = ask(&snapshot, &config(), missing, RecordType::A);
@@ -607,4 +607,57 @@ fn the_snapshot_skips_what_it_cannot_name() {
         }]
     );
     assert_eq!(dashed("fd00::1".parse().unwrap()), "fd00--1");
+}
+
+#[test]
+fn pod_names_resolve_to_the_address_they_spell() {
+    let snapshot = snapshot();
+    let asked = "127-3-0-9.shop.pod.cluster.local.";
+    assert_eq!(
+        ask(&snapshot, &config(), asked, RecordType::A),
+        positive(vec![a(asked, "127.3.0.9")], vec![])
+    );
+    let v6 = "fd00--9.shop.pod.cluster.local.";
+    assert_eq!(
+        ask(&snapshot, &config(), v6, RecordType::AAAA),
+        positive(
+            vec![Record::from_rdata(
+                name(v6),
+                5,
+                RData::AAAA(AAAA("fd00::9".parse().unwrap()))
+            )],
+            vec![]
+        )
+    );
+    // The other family: the name exists without records.
+    assert_eq!(
+        ask(&snapshot, &config(), asked, RecordType::AAAA),
+        negative(ResponseCode::NoError)
+    );
+    // `pod.DOMAIN` and a namespace under it exist; a label that is no address does not.
+    for exists in ["pod.cluster.local.", "shop.pod.cluster.local."] {
+        assert_eq!(
+            ask(&snapshot, &config(), exists, RecordType::A),
+            negative(ResponseCode::NoError),
+            "{exists}"
+        );
+    }
+    for missing in [
+        "web.shop.pod.cluster.local.",
+        "1-2-3.shop.pod.cluster.local.",
+        "1-2-3-456.shop.pod.cluster.local.",
+    ] {
+        assert_eq!(
+            ask(&snapshot, &config(), missing, RecordType::A),
+            negative(ResponseCode::NXDomain),
+            "{missing}"
+        );
+    }
+    // Turned off: every pod name is NXDOMAIN.
+    let mut off = config();
+    off.pod_records = false;
+    assert_eq!(
+        ask(&snapshot, &off, asked, RecordType::A),
+        negative(ResponseCode::NXDomain)
+    );
 }
