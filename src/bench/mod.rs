@@ -9,12 +9,15 @@
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`cluster`]: `orchestra bench cluster`, the whole control plane with fake nodes at scale.
+//! - [`controller`]: `orchestra bench controller`, the ReplicaSet controller's pod creations
+//!   and a Deployment's rolling update on an in-process API.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
 pub mod api;
 #[cfg(feature = "server")]
 pub mod cluster;
+pub mod controller;
 pub mod error;
 pub mod node;
 pub mod proxy;
@@ -36,5 +39,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         #[cfg(feature = "server")]
         BenchTarget::Cluster(args) => cluster::run(args).await,
         BenchTarget::Api(args) => api::run(args).await,
+        BenchTarget::Controller(args) => controller::run(args).await,
     }
 }
