@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::resources::{Pod, ReplicaSet};
+use orchestra_api::resources::{Pod, ReplicaSet, ReplicaSetStatus};
 use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
@@ -156,10 +156,7 @@ impl<C: Client> ReplicaSetController<C> {
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
         if rs.status.as_ref() != Some(&plan.status) {
-            let mut updated = rs.clone();
-            updated.status = Some(plan.status.clone());
-            self.client
-                .update_status(&updated)
+            self.write_status(rs, &plan.status)
                 .await
                 .map_err(api("update the status"))?;
         }
@@ -167,6 +164,32 @@ impl<C: Client> ReplicaSetController<C> {
             Some(after) => Action::requeue(after),
             None => Action::AwaitChange,
         })
+    }
+
+    /// Writes `status`. The cached replica set is often one write behind (this controller's
+    /// own previous status update, not yet in the cache): on a conflict, the stored one is read
+    /// once and the status written onto it, instead of a failed sync and a backoff (Kubernetes'
+    /// ReplicaSet controller does the same).
+    async fn write_status(
+        &self,
+        rs: &ReplicaSet,
+        status: &ReplicaSetStatus,
+    ) -> Result<(), ApiError> {
+        let mut updated = rs.clone();
+        updated.status = Some(status.clone());
+        match self.client.update_status(&updated).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::Conflict(_)) => {
+                let meta = &rs.metadata;
+                let mut latest: ReplicaSet = self.client.get(&meta.namespace, &meta.name).await?;
+                if latest.metadata.uid != meta.uid || latest.status.as_ref() == Some(status) {
+                    return Ok(());
+                }
+                latest.status = Some(status.clone());
+                self.client.update_status(&latest).await.map(|_| ())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     async fn execute(
