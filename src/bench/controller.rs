@@ -114,6 +114,9 @@ struct ControllerResult {
     max_pods: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     min_ready: Option<usize>,
+    /// Relists of the fake kubelet's watch during the whole phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch_restarts: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,9 +341,30 @@ struct Seen {
     ready: HashSet<String>,
     max_live: usize,
     min_ready: usize,
+    /// Relists of the watch (after it fell behind and was dropped): the counts between the
+    /// drop and the relist are not seen.
+    restarts: u64,
 }
 
 impl Seen {
+    /// A relist: `pods` are every pod now (one consistent snapshot).
+    fn restart(&mut self, pods: &[Pod]) {
+        self.restarts += 1;
+        self.live.clear();
+        self.ready.clear();
+        for pod in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            self.live.insert(pod.metadata.name.clone());
+            if pod.is_running_and_ready() {
+                self.ready.insert(pod.metadata.name.clone());
+            }
+        }
+        self.max_live = self.max_live.max(self.live.len());
+        self.min_ready = self.min_ready.min(self.ready.len());
+    }
+
     fn observe(&mut self, pod: &Pod, gone: bool) {
         let name = &pod.metadata.name;
         if gone || pod.metadata.deletion_timestamp.is_some() {
@@ -372,17 +396,25 @@ impl Kubelet {
         let shared = Arc::clone(&seen);
         let task = tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                let (pods, gone) = match event {
-                    Ok(Event::Restarted(pods)) => (pods, false),
-                    Ok(Event::Applied(pod)) => (vec![pod], false),
-                    Ok(Event::Deleted(pod)) => (vec![pod], true),
+                let (pods, gone, relisted) = match event {
+                    Ok(Event::Restarted(pods)) => {
+                        shared
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .restart(&pods);
+                        (pods, false, true)
+                    }
+                    Ok(Event::Applied(pod)) => (vec![pod], false, false),
+                    Ok(Event::Deleted(pod)) => (vec![pod], true, false),
                     Err(_) => continue,
                 };
                 for pod in pods {
-                    shared
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .observe(&pod, gone);
+                    if !relisted {
+                        shared
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .observe(&pod, gone);
+                    }
                     if gone
                         || pod.metadata.deletion_timestamp.is_some()
                         || pod.is_running_and_ready()
@@ -409,9 +441,10 @@ impl Kubelet {
         (seen.max_live, seen.min_ready)
     }
 
-    fn extremes(&self) -> (usize, usize) {
+    /// The most pods, the fewest Ready ones, and the relists since the start.
+    fn extremes(&self) -> (usize, usize, u64) {
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        (seen.max_live, seen.min_ready)
+        (seen.max_live, seen.min_ready, seen.restarts)
     }
 }
 
@@ -490,7 +523,7 @@ async fn rolling_update_phase(
     })
     .await?;
     let elapsed = started.elapsed();
-    let (max_pods, min_ready) = kubelet.extremes();
+    let (max_pods, min_ready, restarts) = kubelet.extremes();
 
     deployments.stop().await?;
     replica_sets.stop().await?;
@@ -507,6 +540,7 @@ async fn rolling_update_phase(
         max_unavailable_percent: Some(args.max_unavailable),
         max_pods: Some(max_pods),
         min_ready: Some(min_ready),
+        watch_restarts: Some(restarts),
         ..ControllerResult::default()
     }
     .print()
