@@ -116,6 +116,18 @@ pub enum BenchError {
     /// The cluster benchmark waited too long for nodes or pods.
     #[error("cluster benchmark: {0}")]
     ClusterTimeout(String),
+    /// The controller benchmark could not build or drive its objects.
+    #[error("controller benchmark: {what}")]
+    Controller {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The controller benchmark waited too long, or its controllers went wrong.
+    #[error("controller benchmark: {0}")]
+    ControllerTimeout(String),
     /// A latency histogram could not be created or merged (a bug in the benchmark).
     #[error("latency histogram: {0}")]
     Histogram(String),

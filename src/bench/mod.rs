@@ -10,12 +10,15 @@
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`cluster`]: `orchestra bench cluster`, the whole control plane with fake nodes at scale.
 //! - [`dns`]: `orchestra bench dns`, the cluster DNS against dnsmasq on loopback UDP.
+//! - [`controller`]: `orchestra bench controller`, the ReplicaSet controller's pod creations
+//!   and a Deployment's rolling update on an in-process API.
 //! - [`report`]: the result lines and latency summaries.
 //! - [`error`]: why a benchmark stops ([`BenchError`]).
 
 pub mod api;
 #[cfg(feature = "server")]
 pub mod cluster;
+pub mod controller;
 pub mod dns;
 pub mod error;
 pub mod node;
@@ -39,5 +42,6 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Cluster(args) => cluster::run(args).await,
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Dns(args) => dns::run(args).await,
+        BenchTarget::Controller(args) => controller::run(args).await,
     }
 }

@@ -37,6 +37,9 @@ pub enum BenchTarget {
     /// The API: creates, gets, lists and watch fan-out through the bare store, LocalClient
     /// and RemoteClient (gRPC to an API server in the same process).
     Api(ApiBenchArgs),
+    /// The workload controllers alone on an in-process API: ReplicaSets' pod creations per
+    /// second, and the time of a Deployment's rolling update.
+    Controller(crate::bench::controller::ControllerBenchArgs),
     /// The cluster DNS: queries/s and latency on loopback UDP with many services, side by
     /// side with dnsmasq serving the same names.
     Dns(DnsBenchArgs),

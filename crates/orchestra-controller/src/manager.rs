@@ -15,7 +15,7 @@ use crate::controllers::garbage_collector::add_garbage_collectors;
 use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
     DaemonSetController, DeploymentController, EndpointsController, JobController,
-    NamespaceController, NodeLifecycleController, ReplicaSetController,
+    NamespaceController, NodeLifecycleController, ReplicaSetController, TtlAfterFinishedController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -31,10 +31,11 @@ pub const CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "garbagecollector",
     "namespace",
+    "ttl-after-finished",
 ];
 
 /// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
-/// Endpoints, NodeLifecycle, the garbage collectors and Namespace.
+/// Endpoints, NodeLifecycle, the garbage collectors, Namespace and TTL-after-finished.
 pub fn built_in_controllers<C: Client>(
     informers: &SharedInformers<C>,
     node_lifecycle: NodeLifecycleConfig,
@@ -77,6 +78,9 @@ pub fn selected_controllers<C: Client>(
     }
     if on("namespace") {
         set.add(NamespaceController::controller(informers));
+    }
+    if on("ttl-after-finished") {
+        set.add(TtlAfterFinishedController::controller(informers));
     }
     set
 }
@@ -265,7 +269,8 @@ mod tests {
                 "daemonset",
                 "endpoints",
                 "garbagecollector",
-                "namespace"
+                "namespace",
+                "ttl-after-finished"
             ]
         );
         assert_eq!(

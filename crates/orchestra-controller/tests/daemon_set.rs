@@ -1,6 +1,7 @@
 //! The DaemonSet controller over LocalClient in paused time: pods follow the eligible nodes
 //! (selector, taints, the daemon tolerations), a rolling update never leaves more than
-//! maxUnavailable nodes without an available pod, and OnDelete replaces only deleted pods.
+//! maxUnavailable nodes without an available pod, a surging one (maxSurge) starts new pods
+//! next to old ones and never leaves a node uncovered, and OnDelete replaces only deleted pods.
 
 mod support;
 
@@ -10,9 +11,10 @@ use std::time::Duration;
 use orchestra_api::registry::{DeleteOptions, ListOptions};
 use orchestra_api::resources::{
     ConditionStatus, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy,
-    DaemonSetUpdateStrategyType, Node, Pod, PodCondition, PodPhase, PodStatus, Taint, TaintEffect,
+    DaemonSetUpdateStrategyType, Node, Pod, PodCondition, PodPhase, PodStatus,
+    RollingUpdateDaemonSet, Taint, TaintEffect,
 };
-use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, testing};
+use orchestra_api::{Client, IntOrString, LabelSelector, LocalClient, ObjectMeta, testing};
 use orchestra_controller::SharedInformers;
 use orchestra_controller::controllers::DaemonSetController;
 use orchestra_controller::controllers::daemon_set::plan::pod_node;
@@ -295,5 +297,61 @@ async fn on_delete_replaces_only_the_pods_deleted() {
             && status(&client).await.updated_number_scheduled == Some(1)
     })
     .await;
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_surging_update_never_leaves_a_node_uncovered_nor_surges_beyond_max_surge() {
+    let client = LocalClient::new(MemStore::new());
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    for name in names {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    let mut ds = daemon_set("v1");
+    ds.spec.update_strategy = Some(DaemonSetUpdateStrategy {
+        type_: Some(DaemonSetUpdateStrategyType::RollingUpdate),
+        rolling_update: Some(RollingUpdateDaemonSet {
+            max_unavailable: Some(IntOrString::Int(0)),
+            max_surge: Some(IntOrString::Int(2)),
+        }),
+    });
+    client.create(&ds).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    let kubelet = kubelet(client.clone());
+    eventually("v1 everywhere, ready", || async {
+        placement(&client).await == on(&names, "v1") && status(&client).await.number_ready == 5
+    })
+    .await;
+
+    let mut ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    ds.spec.template.spec.containers[0].image = "v2".into();
+    client.update(&ds).await.unwrap();
+    let (mut uncovered, mut most_doubled, mut saw_both) = (0, 0, false);
+    for _ in 0..2000 {
+        uncovered = uncovered.max(nodes_without_a_ready_pod(&client, 5).await);
+        let now = placement(&client).await;
+        let doubled = now.values().filter(|images| images.len() > 1).count();
+        most_doubled = most_doubled.max(doubled);
+        saw_both |= now
+            .values()
+            .any(|i| i.contains(&"v1".into()) && i.contains(&"v2".into()));
+        let s = status(&client).await;
+        if now == on(&names, "v2") && s.updated_number_scheduled == Some(5) && s.number_ready == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(placement(&client).await, on(&names, "v2"), "rolled out");
+    assert_eq!(
+        uncovered, 0,
+        "maxUnavailable 0: every node always had a ready pod"
+    );
+    assert!(saw_both, "new pods started next to old ones");
+    assert!(
+        (1..=2).contains(&most_doubled),
+        "at most maxSurge (2) nodes ran two pods at once, saw {most_doubled}"
+    );
+    kubelet.abort();
     running.stop().await;
 }

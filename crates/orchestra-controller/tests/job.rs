@@ -1,7 +1,8 @@
 //! The Job controller over LocalClient in paused time, with a stand-in kubelet that runs each
 //! pod for one tick and then finishes it as the test says: parallelism and completions are
 //! kept, failures back off 10 s then 20 s and past the limit fail the job, and the active
-//! deadline fails a job whose pods never finish.
+//! deadline fails a job whose pods never finish; a finished job with ttlSecondsAfterFinished
+//! goes with its pods once the TTL runs out; an Indexed job runs one pod per index.
 
 mod support;
 
@@ -10,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestra_api::registry::ListOptions;
-use orchestra_api::resources::{Job, Pod, PodPhase, PodStatus, RestartPolicy};
+use orchestra_api::resources::{CompletionMode, Job, Pod, PodPhase, PodStatus, RestartPolicy};
 use orchestra_api::{Client, LocalClient, ObjectMeta, testing};
-use orchestra_controller::SharedInformers;
-use orchestra_controller::controllers::JobController;
+use orchestra_controller::controllers::garbage_collector::add_garbage_collectors;
+use orchestra_controller::controllers::job::plan::COMPLETION_INDEX_ANNOTATION;
 use orchestra_controller::controllers::pods::is_active;
+use orchestra_controller::controllers::{JobController, TtlAfterFinishedController};
+use orchestra_controller::{ControllerSet, SharedInformers};
 use orchestra_store::MemStore;
 use support::{eventually_within, start};
 use tokio::time::Instant;
@@ -208,6 +211,93 @@ async fn the_active_deadline_fails_a_job_and_deletes_its_pods() {
         pods(&client).await.iter().all(|p| !is_active(p))
     })
     .await;
+    kubelet.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_job_and_its_pods_are_deleted_ttl_seconds_after_it_finished() {
+    let client = LocalClient::new(MemStore::new());
+    let mut with_ttl = job(3, 3);
+    with_ttl.spec.ttl_seconds_after_finished = Some(30);
+    client.create(&with_ttl).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let mut set = ControllerSet::new();
+    set.add(JobController::controller(&informers));
+    set.add(TtlAfterFinishedController::controller(&informers));
+    add_garbage_collectors(&mut set, &informers);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(set.run(async move {
+        let _ = stopped.await;
+    }));
+    let (_, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
+    eventually_within("complete", Duration::from_secs(60), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    let finished = Instant::now();
+    assert_eq!(pods(&client).await.len(), 3);
+
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(
+        client.get::<Job>("ns", "batch").await.is_ok(),
+        "kept until its TTL runs out"
+    );
+    eventually_within("the job gone", Duration::from_secs(60), || async {
+        client.get::<Job>("ns", "batch").await.is_err()
+    })
+    .await;
+    assert!(
+        finished.elapsed() >= Duration::from_secs(29),
+        "deleted after {:?}",
+        finished.elapsed()
+    );
+    assert!(pods(&client).await.is_empty(), "its pods went first");
+    kubelet.abort();
+    let _ = stop.send(());
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_indexed_job_runs_one_pod_per_index_and_records_completed_indexes() {
+    let client = LocalClient::new(MemStore::new());
+    let mut indexed = job(4, 2);
+    indexed.spec.completion_mode = Some(CompletionMode::Indexed);
+    client.create(&indexed).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(JobController::controller(&informers));
+    let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
+    eventually_within("complete", Duration::from_secs(60), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&client).await,
+        Some(("Complete".into(), String::new()))
+    );
+    let job: Job = client.get("ns", "batch").await.unwrap();
+    let status = job.status.unwrap();
+    assert_eq!(status.completed_indexes.as_deref(), Some("0-3"));
+    assert_eq!(status.succeeded, Some(4));
+    let mut indexes: Vec<String> = pods(&client)
+        .await
+        .iter()
+        .map(|p| {
+            let index = p.metadata.annotations[COMPLETION_INDEX_ANNOTATION].clone();
+            assert!(p.metadata.name.starts_with(&format!("batch-{index}-")));
+            let env = &p.spec.containers[0].env;
+            assert!(
+                    env.iter()
+                        .any(|e| e.name == "JOB_COMPLETION_INDEX"
+                            && e.value.as_deref() == Some(&index)),
+                    "{env:?}"
+                );
+            index
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2", "3"], "one pod per index");
+    assert!(seen.lock().unwrap().max_active <= 2, "parallelism 2");
     kubelet.abort();
     running.stop().await;
 }

@@ -64,11 +64,13 @@ impl Resource for Job {
 /// How a job counts completions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CompletionMode {
-    /// Any `completions` successful pods complete the job (the default, and the only mode
-    /// orchestra supports).
+    /// Any `completions` successful pods complete the job (the default).
     #[default]
     NonIndexed,
-    /// Each index 0..completions must succeed once (not supported: validation refuses it).
+    /// Each index 0..completions must succeed once: every pod carries its index (the
+    /// `batch.kubernetes.io/job-completion-index` annotation and label, the
+    /// `JOB_COMPLETION_INDEX` environment variable), and `status.completedIndexes` lists the
+    /// indexes done. `completions` is required.
     Indexed,
 }
 
@@ -130,6 +132,9 @@ pub struct JobStatus {
     /// When the job completed (successfully).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Indexed jobs: the indexes whose pod succeeded, as ranges (`1,3-5,7`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_indexes: Option<String>,
 }
 
 /// One condition of a job.

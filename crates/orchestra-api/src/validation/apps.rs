@@ -168,8 +168,8 @@ fn validate_int_or_percent(value: &IntOrString, path: &FieldPath) -> ErrorList {
     errors
 }
 
-/// Checks a Job's spec: counts not negative, a positive deadline, the NonIndexed completion
-/// mode, a selector matching the template, and a template whose restartPolicy is `OnFailure`
+/// Checks a Job's spec: counts not negative, a positive deadline, `completions` set for the
+/// Indexed completion mode, a selector matching the template, and a template whose restartPolicy is `OnFailure`
 /// or `Never`.
 pub fn validate_job(job: &Job) -> ErrorList {
     let spec = FieldPath::new("spec");
@@ -190,11 +190,10 @@ pub fn validate_job(job: &Job) -> ErrorList {
             "must be greater than 0",
         ));
     }
-    if let Some(CompletionMode::Indexed) = s.completion_mode {
-        errors.push(FieldError::not_supported(
-            &spec.child("completionMode"),
-            "Indexed",
-            &["NonIndexed"],
+    if s.completion_mode == Some(CompletionMode::Indexed) && s.completions.is_none() {
+        errors.push(FieldError::required(
+            &spec.child("completions"),
+            "when completionMode is Indexed",
         ));
     }
     match &s.selector {

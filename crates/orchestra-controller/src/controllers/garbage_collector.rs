@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use orchestra_api::reflector::{ObjectKey, Store, index};
 use orchestra_api::registry::{DeleteOptions, PropagationPolicy};
 use orchestra_api::resources::{
-    Deployment, Endpoints, Lease, Namespace, Node, Pod, ReplicaSet, Service,
+    DaemonSet, Deployment, Endpoints, Job, Lease, Namespace, Node, Pod, ReplicaSet, Service,
 };
 use orchestra_api::{ApiError, Client, OwnerReference, Resource};
 
@@ -59,6 +59,8 @@ pub const OWNER_KINDS: &[&str] = &[
     "Lease",
     "Node",
     "Namespace",
+    "Job",
+    "DaemonSet",
 ];
 
 /// Runs `$body` with `$kind` bound to each owner kind.
@@ -94,6 +96,14 @@ macro_rules! for_owner_kinds {
         }
         {
             type $kind = Namespace;
+            $body
+        }
+        {
+            type $kind = Job;
+            $body
+        }
+        {
+            type $kind = DaemonSet;
             $body
         }
     }};

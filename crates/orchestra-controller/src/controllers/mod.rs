@@ -11,6 +11,7 @@
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
 //! - [`daemon_set`]: one pod per eligible node, rolling or on-delete updates.
 //! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
+//! - [`ttl_after_finished`]: deletes finished jobs (and their pods) after their TTL.
 //! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
@@ -32,6 +33,7 @@ pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
 pub(crate) mod status;
+pub mod ttl_after_finished;
 
 pub use daemon_set::DaemonSetController;
 pub use deployment::DeploymentController;
@@ -41,3 +43,4 @@ pub use job::JobController;
 pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;
+pub use ttl_after_finished::TtlAfterFinishedController;

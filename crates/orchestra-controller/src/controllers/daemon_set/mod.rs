@@ -4,8 +4,13 @@
 //!
 //! Decisions are [`plan::plan`]'s (pure); this module carries them out (deletions first, then
 //! creations, then the status) and waits until the pod cache shows its writes before deciding
-//! again. Any node change resyncs every daemon set. Not supported: `maxSurge` (a node never
-//! runs an old and a new pod at once), ControllerRevision history, adoption of orphan pods.
+//! again. Any node change resyncs every daemon set. A rolling update with `maxSurge` starts a
+//! node's new pod next to its old one and deletes the old one once the new one is available.
+//!
+//! Not supported: ControllerRevision history (and so `rollout undo` of a daemon set): it needs
+//! a ControllerRevision kind in orchestra-api's scheme, registry and validation; the
+//! `controller-revision-hash` label on each pod already tells the revisions apart. Nor adoption
+//! of orphan pods.
 
 pub mod plan;
 

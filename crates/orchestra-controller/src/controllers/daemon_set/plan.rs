@@ -9,7 +9,11 @@
 //! tolerated. Each pod is created for its node through a required node affinity on
 //! `metadata.name`, and the scheduler binds it there. A template change rolls out node by node
 //! (`RollingUpdate`, at most `maxUnavailable` nodes without an available pod) or waits until a
-//! pod is deleted (`OnDelete`). A node's new pod is created only once its old one is gone.
+//! pod is deleted (`OnDelete`). Without surge, a node's new pod is created only once its old one
+//! is gone; with `maxSurge` above zero (`maxUnavailable` must then be 0, as Kubernetes'
+//! validation requires), up to `maxSurge` nodes at a time get their new pod next to the old
+//! one, and the old one goes once the new one is available, so that no node is left without
+//! an available daemon.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use orchestra_api::resources::{
     NodeSelectorOperator, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodPhase, TaintEffect,
     Toleration, TolerationOperator,
 };
-use orchestra_api::{IntOrString, OwnerReference, Resource};
+use orchestra_api::{OwnerReference, Resource};
 
 use crate::controllers::deployment::plan::template_hash;
 use crate::controllers::pods::{self, Availability};
@@ -38,6 +42,25 @@ pub enum PlanError {
     BadMaxUnavailable {
         /// The value given.
         value: String,
+    },
+    /// maxSurge is neither a number nor a percentage.
+    #[error(
+        "spec.updateStrategy.rollingUpdate.maxSurge: {value:?} is neither a number nor a percentage"
+    )]
+    BadMaxSurge {
+        /// The value given.
+        value: String,
+    },
+    /// maxSurge and maxUnavailable are both above zero (Kubernetes' validation refuses it).
+    #[error(
+        "spec.updateStrategy.rollingUpdate: maxUnavailable must be 0 when maxSurge is not 0 \
+         (they are {max_unavailable:?} and {max_surge:?}); set maxUnavailable to 0"
+    )]
+    SurgeWithUnavailable {
+        /// The maxSurge given.
+        max_surge: String,
+        /// The maxUnavailable given.
+        max_unavailable: String,
     },
 }
 
@@ -267,22 +290,43 @@ pub fn pod_node(pod: &Pod) -> Option<&str> {
         })
 }
 
-fn max_unavailable(ds: &DaemonSet, desired: i32) -> Result<i32, PlanError> {
-    let default = IntOrString::Int(1);
-    let value = ds
+/// The rolling update's bounds over `desired` nodes: `(max_unavailable, max_surge)`, both
+/// rounded up as Kubernetes does. With a surge, maxUnavailable is 0 (unset means 0 then);
+/// without, it is at least 1 (zero would stall every update; validation refuses it).
+fn rolling_bounds(ds: &DaemonSet, desired: i32) -> Result<(i32, i32), PlanError> {
+    let rolling = ds
         .spec
         .update_strategy
         .as_ref()
-        .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.as_ref())
-        .unwrap_or(&default);
-    let n = value
-        .scaled_value(desired, true)
-        .map_err(|_| PlanError::BadMaxUnavailable {
-            value: format!("{value:?}"),
-        })?;
-    // Zero (with no surge, which orchestra does not do) would stall every update.
-    Ok(n.max(1))
+        .and_then(|s| s.rolling_update.as_ref());
+    let surge_value = rolling.and_then(|r| r.max_surge.as_ref());
+    let surge = match surge_value {
+        Some(value) => value
+            .scaled_value(desired, true)
+            .map_err(|_| PlanError::BadMaxSurge {
+                value: format!("{value:?}"),
+            })?
+            .max(0),
+        None => 0,
+    };
+    let unavailable_value = rolling.and_then(|r| r.max_unavailable.as_ref());
+    let unavailable = match unavailable_value {
+        Some(value) => value
+            .scaled_value(desired, true)
+            .map_err(|_| PlanError::BadMaxUnavailable {
+                value: format!("{value:?}"),
+            })?
+            .max(0),
+        None if surge > 0 => 0,
+        None => 1,
+    };
+    if surge > 0 && unavailable > 0 {
+        return Err(PlanError::SurgeWithUnavailable {
+            max_surge: surge_value.map(|v| v.to_string()).unwrap_or_default(),
+            max_unavailable: unavailable_value.map(|v| v.to_string()).unwrap_or_default(),
+        });
+    }
+    Ok((unavailable.max(i32::from(surge == 0)), surge))
 }
 
 /// Decides one sync of `ds` given the cluster's nodes and the pods it controls, at `now` (see
@@ -329,6 +373,17 @@ pub fn plan(
             .unwrap_or_default(),
         ..DaemonSetStatus::default()
     };
+    let rolling = ds.spec.update_strategy.as_ref().and_then(|s| s.type_)
+        != Some(DaemonSetUpdateStrategyType::OnDelete);
+    // Whether this rolling update surges (the bounds scale over the node count below; any
+    // count turns a non-zero maxSurge into at least 1).
+    let surge = rolling && !deleting && rolling_bounds(ds, 1)?.1 > 0;
+    let is_current = |p: &Pod| p.metadata.labels.get(REVISION_HASH_LABEL) == Some(&hash);
+    // Surge: nodes whose old pod is not available (a new pod may start at once), nodes whose
+    // old pod is available (a new pod may start within the surge), and nodes surging now.
+    let mut surge_free: Vec<String> = Vec::new();
+    let mut surge_candidates: Vec<String> = Vec::new();
+    let mut surging = 0;
     let (mut updated, mut available) = (0, 0);
     // Nodes that should run a pod and have none available now, and old available pods that a
     // rolling update may replace.
@@ -373,20 +428,54 @@ pub fn plan(
             }
             continue;
         }
-        // One pod per node: keep the oldest (of the current template, if any), delete the rest.
+        // One pod per node: keep the oldest (of the current template, if any), delete the rest;
+        // with a surge, also the oldest old pod next to a new one until the new one is available.
         active.sort_by_key(|p| {
             (
-                p.metadata.labels.get(REVISION_HASH_LABEL) != Some(&hash),
+                !is_current(p),
                 p.metadata.creation_timestamp,
                 p.metadata.name.clone(),
             )
         });
-        plan.delete
-            .extend(active[1..].iter().map(|p| p.metadata.name.clone()));
-        let pod = active[0];
+        let (new_pod, old_pod) = if !is_current(active[0]) {
+            (None, Some(active[0]))
+        } else if surge {
+            (
+                Some(active[0]),
+                active.iter().copied().find(|p| !is_current(p)),
+            )
+        } else {
+            (Some(active[0]), None)
+        };
+        let kept = |p: &Pod| {
+            [new_pod, old_pod]
+                .iter()
+                .flatten()
+                .any(|k| std::ptr::eq(*k, p))
+        };
+        plan.delete.extend(
+            active
+                .iter()
+                .filter(|p| !kept(p))
+                .map(|p| p.metadata.name.clone()),
+        );
+        let available_now = |p: &Pod| {
+            matches!(
+                pods::availability(p, min_ready, now),
+                Availability::Available
+            )
+        };
+        let new_available = new_pod.is_some_and(available_now);
+        // The pod that serves the node now: the new one once it is available (or if it is
+        // alone), else the old one.
+        let pod = match (new_pod, old_pod) {
+            (Some(_), Some(old)) if !new_available => old,
+            (Some(new), _) => new,
+            (None, Some(old)) => old,
+            (None, None) => continue,
+        };
         status.current_number_scheduled += 1;
-        let is_updated = pod.metadata.labels.get(REVISION_HASH_LABEL) == Some(&hash);
-        if is_updated {
+        if new_pod.is_some() {
             updated += 1;
         }
         let pod_available = match pods::availability(pod, min_ready, now) {
@@ -406,22 +495,39 @@ pub fn plan(
         } else {
             unavailable_nodes += 1;
         }
-        if !is_updated {
-            if pod_available {
-                replaceable.push(pod);
-            } else {
-                old_unavailable.push(pod);
+        if let Some(new) = new_pod
+            && !std::ptr::eq(new, pod)
+        {
+            // A surge pod that is not available yet may be only becoming ready.
+            if let Availability::ReadyFor(wait) = pods::availability(new, min_ready, now) {
+                plan.recheck_after = Some(plan.recheck_after.map_or(wait, |w| w.min(wait)));
             }
         }
+        match (surge, new_pod, old_pod) {
+            (false, None, Some(old)) if pod_available => replaceable.push(old),
+            (false, None, Some(old)) => old_unavailable.push(old),
+            // The old pod is not serving: its replacement costs nothing.
+            (true, None, Some(old)) if !available_now(old) => surge_free.push(name.to_owned()),
+            (true, None, Some(_)) => surge_candidates.push(name.to_owned()),
+            (true, Some(_), Some(old)) if new_available => {
+                plan.delete.push(old.metadata.name.clone());
+            }
+            (true, Some(_), Some(_)) => surging += 1,
+            _ => {}
+        }
     }
-    let rolling = ds.spec.update_strategy.as_ref().and_then(|s| s.type_)
-        != Some(DaemonSetUpdateStrategyType::OnDelete);
     // OnDelete keeps old pods, even unavailable ones, until someone deletes them.
-    if rolling && !deleting {
+    if surge {
+        let (_, max_surge) = rolling_bounds(ds, status.desired_number_scheduled)?;
+        let room = usize::try_from((max_surge - surging).max(0)).unwrap_or(0);
+        plan.create.extend(surge_free);
+        plan.create.extend(surge_candidates.into_iter().take(room));
+    } else if rolling && !deleting {
         // Replacing a pod that is not available costs no availability.
         plan.delete
             .extend(old_unavailable.iter().map(|p| p.metadata.name.clone()));
-        let budget = max_unavailable(ds, status.desired_number_scheduled)? - unavailable_nodes;
+        let (max_unavailable, _) = rolling_bounds(ds, status.desired_number_scheduled)?;
+        let budget = max_unavailable - unavailable_nodes;
         let budget = usize::try_from(budget.max(0)).unwrap_or(0);
         plan.delete.extend(
             replaceable
@@ -446,7 +552,7 @@ mod tests {
         Affinity, ConditionStatus, DaemonSetUpdateStrategy, PodCondition, PodStatus,
         RollingUpdateDaemonSet, Taint,
     };
-    use orchestra_api::{LabelSelector, ObjectMeta, Time};
+    use orchestra_api::{IntOrString, LabelSelector, ObjectMeta, Time};
 
     use super::*;
 
@@ -689,6 +795,103 @@ mod tests {
         let step = plan(&wide, &nodes, &old[1..], now()).unwrap();
         assert_eq!(step.create, ["a"]);
         assert_eq!(step.delete, ["b-old"], "a is already unavailable");
+    }
+
+    fn surging(max_surge: IntOrString, max_unavailable: Option<IntOrString>) -> DaemonSet {
+        let mut d = ds();
+        d.spec.update_strategy = Some(DaemonSetUpdateStrategy {
+            type_: Some(DaemonSetUpdateStrategyType::RollingUpdate),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable,
+                max_surge: Some(max_surge),
+            }),
+        });
+        d
+    }
+
+    #[test]
+    fn a_surging_update_starts_new_pods_next_to_old_ones_within_max_surge() {
+        let d = surging(IntOrString::Int(2), Some(IntOrString::Int(0)));
+        let names = ["a", "b", "c", "d"];
+        let nodes: Vec<Arc<Node>> = names.iter().map(|n| node(n, &[], &[])).collect();
+        let old: Vec<Arc<Pod>> = names
+            .iter()
+            .map(|n| pod(&d, &format!("{n}-old"), n, false, true))
+            .collect();
+        let step = plan(&d, &nodes, &old, now()).unwrap();
+        assert_eq!(step.create, ["a", "b"], "two nodes surge, in name order");
+        assert!(
+            step.delete.is_empty(),
+            "no old pod goes before its successor"
+        );
+        assert_eq!(step.status.number_available, Some(4));
+
+        // a's new pod is available, b's is not yet: a's old pod goes, b keeps both, and one
+        // more node may surge (b still counts against the surge).
+        let mut pods = old.clone();
+        pods.push(pod(&d, "a-new", "a", true, true));
+        pods.push(pod(&d, "b-new", "b", true, false));
+        let step = plan(&d, &nodes, &pods, now()).unwrap();
+        assert_eq!(step.delete, ["a-old"]);
+        assert_eq!(step.create, ["c"]);
+        assert_eq!(step.status.updated_number_scheduled, Some(2));
+        assert_eq!(
+            step.status.number_available,
+            Some(4),
+            "b is still served by its old pod"
+        );
+
+        // An old pod that is not available gets its successor at once, beyond the surge.
+        let mut pods = old.clone();
+        pods[3] = pod(&d, "d-old", "d", false, false);
+        pods.push(pod(&d, "a-new", "a", true, false));
+        pods.push(pod(&d, "b-new", "b", true, false));
+        let step = plan(&d, &nodes, &pods, now()).unwrap();
+        assert_eq!(step.create, ["d"], "the surge is used up by a and b");
+        assert!(step.delete.is_empty());
+
+        // A node that runs only its new pod is done; extra old pods go.
+        let pods = vec![
+            pod(&d, "a-new", "a", true, true),
+            pod(&d, "b-new", "b", true, true),
+            pod(&d, "b-old", "b", false, true),
+            pod(&d, "b-old2", "b", false, true),
+        ];
+        let step = plan(&d, &nodes[..2], &pods, now()).unwrap();
+        let mut delete = step.delete.clone();
+        delete.sort();
+        assert_eq!(delete, ["b-old", "b-old2"]);
+        assert!(step.create.is_empty());
+    }
+
+    #[test]
+    fn a_surge_needs_max_unavailable_zero_and_a_percentage_rounds_up() {
+        let d = surging(IntOrString::Int(1), Some(IntOrString::Int(1)));
+        let nodes = vec![node("a", &[], &[])];
+        let err = plan(&d, &nodes, &[], now()).unwrap_err();
+        assert!(
+            matches!(err, PlanError::SurgeWithUnavailable { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("set maxUnavailable to 0"), "{err}");
+
+        // 10% of 4 nodes rounds up to 1; maxUnavailable unset means 0 with a surge.
+        let d = surging(IntOrString::from("10%"), None);
+        let names = ["a", "b", "c", "d"];
+        let nodes: Vec<Arc<Node>> = names.iter().map(|n| node(n, &[], &[])).collect();
+        let old: Vec<Arc<Pod>> = names
+            .iter()
+            .map(|n| pod(&d, &format!("{n}-old"), n, false, true))
+            .collect();
+        let step = plan(&d, &nodes, &old, now()).unwrap();
+        assert_eq!(step.create, ["a"]);
+        assert!(step.delete.is_empty());
+
+        let bad = surging(IntOrString::from("lots"), None);
+        assert!(matches!(
+            plan(&bad, &nodes, &old, now()),
+            Err(PlanError::BadMaxSurge { .. })
+        ));
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! slow-start batches, deletions, then the status) and keeps each job's
 //! [`plan::BackoffRecord`] in memory, as Kubernetes does: after a restart, a job's earlier
 //! failures no longer delay its next pod. Time comes from a [`Clock`] that follows tokio's, so
-//! the backoff and the deadline run in paused time in tests. Not supported: `Indexed`
-//! completion mode (validation refuses it), pod failure policies, `ttlSecondsAfterFinished`,
-//! adoption of orphan pods.
+//! the backoff and the deadline run in paused time in tests. `Indexed` jobs get one pod per
+//! pending index ([`plan::pod_for_index`]); `ttlSecondsAfterFinished` is the
+//! [`TtlAfterFinishedController`](crate::controllers::TtlAfterFinishedController)'s. Not
+//! supported: pod failure policies, backoff limits per index, adoption of orphan pods.
 
 pub mod plan;
 
@@ -23,7 +24,8 @@ use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::expectations::Expectations;
 use crate::controllers::pod_writes::{
-    WriteError, Written, create_from_template, delete_each, expect_own_writes, wait_for_own_writes,
+    WriteError, Written, create_each, create_from_template, delete_each, expect_own_writes,
+    wait_for_own_writes,
 };
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
@@ -146,6 +148,12 @@ impl<C: Client> JobController<C> {
     ) -> Result<(), WriteError> {
         let template = plan::pod_from_template(job);
         create_from_template(&self.client, &template, plan.create, written).await?;
+        let indexed: Vec<Pod> = plan
+            .create_indexes
+            .iter()
+            .map(|index| plan::pod_for_index(job, *index))
+            .collect();
+        create_each(&self.client, &indexed, written).await?;
         delete_each(&self.client, &job.metadata.namespace, &plan.delete, written).await
     }
 }

@@ -9,12 +9,21 @@
 //! running pods reach the limit), or when it has been active longer than
 //! `activeDeadlineSeconds`; a failed or complete job's running pods are deleted. After pod
 //! failures, new pods wait 10 s, doubling per failure since the last success, at most 6 min.
+//!
+//! An `Indexed` job (`completionMode: Indexed`) needs each index of `0..completions` to
+//! succeed once: each pod is made for one index (named `{job}-{index}-...`, carrying it in the
+//! [`COMPLETION_INDEX_ANNOTATION`] annotation and label and the [`COMPLETION_INDEX_ENV`]
+//! variable), the lowest indexes neither done nor running start first, a pod whose index is
+//! done, invalid or already running elsewhere is deleted, and `status.completedIndexes` lists
+//! the done ones as ranges.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::resources::{
-    ConditionStatus, Job, JobCondition, JobStatus, Pod, PodPhase, RestartPolicy,
+    CompletionMode, ConditionStatus, EnvVar, Job, JobCondition, JobStatus, Pod, PodPhase,
+    RestartPolicy,
 };
 use orchestra_api::{OwnerReference, Resource, Time};
 
@@ -49,11 +58,18 @@ pub fn backoff_delay(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
 }
 
+/// The annotation (and label) with an Indexed job's pod's completion index.
+pub const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+/// The environment variable with the completion index, in each container of the pod.
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
 /// What one sync of a job must do.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     /// How many pods to create from the template.
     pub create: usize,
+    /// Indexed jobs: the indexes to create a pod for ([`pod_for_index`]), lowest first.
+    pub create_indexes: Vec<i32>,
     /// Pods to delete, the most deletable first.
     pub delete: Vec<String>,
     /// The status the job should report.
@@ -88,6 +104,86 @@ pub fn pod_from_template(job: &Job) -> Pod {
     meta.annotations.clone_from(&template.metadata.annotations);
     meta.owner_references = vec![controller_ref(job)];
     pod
+}
+
+/// Whether `job` counts completions by index (`completionMode: Indexed`, with `completions`).
+pub fn is_indexed(job: &Job) -> bool {
+    job.spec.completion_mode == Some(CompletionMode::Indexed) && job.spec.completions.is_some()
+}
+
+/// The pod for `index` of an Indexed job: the template's, named `{job}-{index}-...`, with the
+/// index as annotation, label and environment variable. The variable holds the value itself
+/// rather than a `fieldRef` to the annotation: the index never changes in a pod's life, so it
+/// is the same, and needs nothing of the node agent.
+pub fn pod_for_index(job: &Job, index: i32) -> Pod {
+    let mut pod = pod_from_template(job);
+    let value = index.to_string();
+    pod.metadata.generate_name = format!("{}-{index}-", job.metadata.name);
+    pod.metadata
+        .annotations
+        .insert(COMPLETION_INDEX_ANNOTATION.into(), value.clone());
+    pod.metadata
+        .labels
+        .insert(COMPLETION_INDEX_ANNOTATION.into(), value.clone());
+    for container in pod
+        .spec
+        .init_containers
+        .iter_mut()
+        .chain(pod.spec.containers.iter_mut())
+    {
+        container.env.retain(|e| e.name != COMPLETION_INDEX_ENV);
+        container.env.push(EnvVar {
+            name: COMPLETION_INDEX_ENV.into(),
+            value: Some(value.clone()),
+            ..EnvVar::default()
+        });
+    }
+    pod
+}
+
+/// The completion index a pod carries, if it is a valid one below `completions`.
+pub fn pod_index(pod: &Pod, completions: i32) -> Option<i32> {
+    pod.metadata
+        .annotations
+        .get(COMPLETION_INDEX_ANNOTATION)?
+        .parse::<i32>()
+        .ok()
+        .filter(|i| (0..completions).contains(i))
+}
+
+/// Parses `completedIndexes` (`1,3-5`), keeping the indexes below `completions` (a part that
+/// does not parse is skipped: the pods that succeeded are counted again anyway).
+pub fn parse_indexes(text: &str, completions: i32) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let range = match part.split_once('-') {
+            Some((a, b)) => a.parse::<i32>().ok().zip(b.parse::<i32>().ok()),
+            None => part.parse::<i32>().ok().map(|i| (i, i)),
+        };
+        if let Some((first, last)) = range {
+            out.extend((first.max(0)..=last.min(completions - 1)).filter(|_| first <= last));
+        }
+    }
+    out
+}
+
+/// Formats indexes as Kubernetes' `completedIndexes`: ascending, runs as `first-last`.
+pub fn format_indexes(indexes: &BTreeSet<i32>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut iter = indexes.iter().copied().peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while iter.peek() == Some(&(last + 1)) {
+            last += 1;
+            iter.next();
+        }
+        parts.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
+    }
+    parts.join(",")
 }
 
 /// Whether the job has finished: a `Complete` or `Failed` condition holds.
@@ -142,14 +238,36 @@ pub fn plan(job: &Job, owned: &[Arc<Pod>], backoff: &BackoffRecord, now: jiff::T
     let counted = |wanted: PodPhase| owned.iter().filter(|p| phase(p) == Some(wanted)).count();
     // Pods only ever move into Succeeded or Failed, so a count lower than the last one means
     // finished pods were deleted: keep the higher.
-    let succeeded = count(counted(PodPhase::Succeeded)).max(previous.succeeded.unwrap_or(0));
+    let mut succeeded = count(counted(PodPhase::Succeeded)).max(previous.succeeded.unwrap_or(0));
     let failed = count(counted(PodPhase::Failed)).max(previous.failed.unwrap_or(0));
     let suspended = job.spec.suspend == Some(true);
+    // Indexed: the indexes done, from the status and the pods that succeeded.
+    let indexed = is_indexed(job).then(|| {
+        let completions = job.spec.completions.unwrap_or(0);
+        let mut done = parse_indexes(
+            previous.completed_indexes.as_deref().unwrap_or(""),
+            completions,
+        );
+        done.extend(
+            owned
+                .iter()
+                .filter(|p| phase(p) == Some(PodPhase::Succeeded))
+                .filter_map(|p| pod_index(p, completions)),
+        );
+        (completions, done)
+    });
+    if let Some((_, done)) = &indexed {
+        succeeded = count(done.len());
+    }
     let mut status = JobStatus {
         active: Some(count(active.len())),
         succeeded: Some(succeeded),
         failed: Some(failed),
         start_time: previous.start_time.or((!suspended).then_some(now_time)),
+        completed_indexes: indexed
+            .as_ref()
+            .map(|(_, done)| format_indexes(done))
+            .filter(|text| !text.is_empty()),
         ..previous.clone()
     };
     let mut plan = Plan::default();
@@ -238,6 +356,25 @@ pub fn plan(job: &Job, owned: &[Arc<Pod>], backoff: &BackoffRecord, now: jiff::T
         plan.status = status;
         return plan;
     }
+    // Indexed: a pod whose index is invalid, done, or running in an older pod already is
+    // surplus, whatever the counts say.
+    let mut surplus: Vec<String> = Vec::new();
+    let mut pending: Vec<i32> = Vec::new();
+    if let Some((completions, done)) = &indexed {
+        active.sort_by_key(|p| (p.metadata.creation_timestamp, p.metadata.name.clone()));
+        let mut running = BTreeSet::new();
+        active.retain(|p| {
+            let keep =
+                pod_index(p, *completions).is_some_and(|i| !done.contains(&i) && running.insert(i));
+            if !keep {
+                surplus.push(p.metadata.name.clone());
+            }
+            keep
+        });
+        pending = (0..*completions)
+            .filter(|i| !done.contains(i) && !running.contains(i))
+            .collect();
+    }
     let want = usize::try_from(if suspended { 0 } else { want_active }).unwrap_or(0);
     if active.len() < want {
         let ready_at = backoff
@@ -259,7 +396,14 @@ pub fn plan(job: &Job, owned: &[Arc<Pod>], backoff: &BackoffRecord, now: jiff::T
         let left = clock::until(now, deadline);
         plan.recheck_after = Some(plan.recheck_after.map_or(left, |r| r.min(left)));
     }
-    status.active = Some(count(active.len() + plan.create - plan.delete.len()));
+    if indexed.is_some() {
+        plan.create_indexes = pending.into_iter().take(plan.create).collect();
+        plan.create = 0;
+    }
+    let creating = plan.create + plan.create_indexes.len();
+    status.active = Some(count(active.len() + creating - plan.delete.len()));
+    let room = BURST_PODS.saturating_sub(plan.delete.len());
+    plan.delete.extend(surplus.into_iter().take(room));
     plan.status = status;
     plan
 }
@@ -590,5 +734,114 @@ mod tests {
         assert_eq!(pod.metadata.labels["batch.kubernetes.io/job-name"], "batch");
         assert_eq!(pod.metadata.controller_ref().unwrap().uid, "job-uid");
         assert_eq!(pod.spec.restart_policy, Some(RestartPolicy::Never));
+    }
+
+    fn indexed(completions: i32, parallelism: i32) -> Job {
+        let mut job = job(Some(completions), parallelism);
+        job.spec.completion_mode = Some(CompletionMode::Indexed);
+        job.spec
+            .template
+            .spec
+            .containers
+            .push(orchestra_api::resources::Container::default());
+        job
+    }
+
+    /// A pod of `job` for `index`, in `phase`.
+    fn index_pod(job: &Job, name: &str, index: i32, phase: PodPhase) -> Arc<Pod> {
+        let mut pod = pod_for_index(job, index);
+        pod.metadata.name = name.into();
+        pod.metadata.uid = format!("{name}-uid");
+        pod.metadata.creation_timestamp = Some(Time::new(at(0)));
+        pod.status = Some(PodStatus {
+            phase: Some(phase),
+            ..PodStatus::default()
+        });
+        Arc::new(pod)
+    }
+
+    #[test]
+    fn completed_indexes_parse_and_format_as_ranges() {
+        let set = |v: &[i32]| v.iter().copied().collect::<BTreeSet<i32>>();
+        assert_eq!(format_indexes(&set(&[0, 1, 2, 4, 6, 7])), "0-2,4,6-7");
+        assert_eq!(format_indexes(&set(&[])), "");
+        assert_eq!(parse_indexes("0-2,4,6-7", 10), set(&[0, 1, 2, 4, 6, 7]));
+        assert_eq!(
+            parse_indexes("1, 3-9, x, 5-2, -1", 5),
+            set(&[1, 3, 4]),
+            "out of range and malformed parts are dropped"
+        );
+    }
+
+    #[test]
+    fn an_indexed_pod_carries_its_index() {
+        let job = indexed(5, 2);
+        let pod = pod_for_index(&job, 3);
+        assert_eq!(pod.metadata.generate_name, "batch-3-");
+        assert_eq!(pod.metadata.annotations[COMPLETION_INDEX_ANNOTATION], "3");
+        assert_eq!(pod.metadata.labels[COMPLETION_INDEX_ANNOTATION], "3");
+        let env = &pod.spec.containers[0].env;
+        assert_eq!(env.len(), 1);
+        assert_eq!(
+            (env[0].name.as_str(), env[0].value.as_deref()),
+            (COMPLETION_INDEX_ENV, Some("3"))
+        );
+        assert_eq!(pod_index(&pod, 5), Some(3));
+        assert_eq!(pod_index(&pod, 3), None, "beyond completions");
+    }
+
+    #[test]
+    fn an_indexed_job_runs_the_lowest_pending_indexes_and_records_the_done_ones() {
+        let job = started(indexed(5, 2), 0);
+        let step = plan(&job, &[], &BackoffRecord::default(), at(1));
+        assert_eq!(step.create_indexes, [0, 1]);
+        assert_eq!(step.create, 0);
+        assert_eq!(step.status.active, Some(2));
+        assert_eq!(step.status.completed_indexes, None);
+
+        // 0 and 2 done, 1 running, 3 failed: 3 runs again (lowest pending) within parallelism.
+        let pods = vec![
+            index_pod(&job, "p0", 0, PodPhase::Succeeded),
+            index_pod(&job, "p1", 1, PodPhase::Running),
+            index_pod(&job, "p2", 2, PodPhase::Succeeded),
+            index_pod(&job, "p3", 3, PodPhase::Failed),
+        ];
+        let step = plan(&job, &pods, &BackoffRecord::default(), at(2));
+        assert_eq!(step.create_indexes, [3]);
+        assert!(step.delete.is_empty());
+        assert_eq!(step.status.completed_indexes.as_deref(), Some("0,2"));
+        assert_eq!(step.status.succeeded, Some(2));
+
+        // A duplicate of a running index, and a pod of a done index, go.
+        let pods = vec![
+            index_pod(&job, "p0", 0, PodPhase::Succeeded),
+            index_pod(&job, "p0-again", 0, PodPhase::Running),
+            index_pod(&job, "p1", 1, PodPhase::Running),
+            index_pod(&job, "p1-twin", 1, PodPhase::Running),
+        ];
+        let step = plan(&job, &pods, &BackoffRecord::default(), at(3));
+        let mut delete = step.delete.clone();
+        delete.sort();
+        assert_eq!(delete, ["p0-again", "p1-twin"]);
+        assert_eq!(step.create_indexes, [2]);
+    }
+
+    #[test]
+    fn an_indexed_job_completes_when_every_index_succeeded_once() {
+        let mut job = started(indexed(3, 3), 0);
+        if let Some(status) = job.status.as_mut() {
+            // Index 0's pod is gone, but the status remembers it.
+            status.completed_indexes = Some("0".into());
+        }
+        let pods = vec![
+            index_pod(&job, "p1", 1, PodPhase::Succeeded),
+            index_pod(&job, "p2", 2, PodPhase::Succeeded),
+            index_pod(&job, "p2-retry", 2, PodPhase::Succeeded),
+        ];
+        let plan = plan(&job, &pods, &BackoffRecord::default(), at(5));
+        assert_eq!(plan.status.completed_indexes.as_deref(), Some("0-2"));
+        assert_eq!(plan.status.succeeded, Some(3));
+        assert!(plan.status.conditions.iter().any(|c| c.type_ == "Complete"));
+        assert!(plan.create_indexes.is_empty());
     }
 }
