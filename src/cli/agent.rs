@@ -1,11 +1,13 @@
 //! `orchestra agent --server URL --node-name NAME --runtime fake|process|cri [--state-dir DIR]
 //! [--pod-ip-range CIDR] [--cri-endpoint unix:///PATH --pod-log-dir DIR] [--cpu N --memory Q
 //! --pods N] [--address IP] [--node-lease-duration-seconds S]
-//! [--dns ADDR | --cluster-dns ADDR] [--cluster-domain DOMAIN] [--dns-upstream ADDRS]`: the node
-//! agent against an API server, optionally serving the cluster DNS itself (`--dns`).
+//! [--dns ADDR | --cluster-dns ADDR] [--cluster-domain DOMAIN] [--dns-upstream ADDRS]
+//! [--proxy [userspace|nftables]]`: the node agent against an API server, optionally serving
+//! the cluster DNS itself (`--dns`) and running a service proxy (`--proxy`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -26,6 +28,16 @@ pub enum RuntimeKind {
     /// containerd (or any CRI v1 server) over its unix socket (`--cri-endpoint`); needs the
     /// `cri` feature.
     Cri,
+}
+
+/// Which service proxy the agent runs (`--proxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProxyMode {
+    /// `TcpProxy`: a userspace L4 proxy listening on each ClusterIP:port and NodePort.
+    Userspace,
+    /// `NftablesProxy`: the kernel forwards service traffic (table `inet orchestra`; needs
+    /// root and the `nft` and `conntrack` tools).
+    Nftables,
 }
 
 /// `orchestra agent ...`.
@@ -82,6 +94,10 @@ pub struct AgentArgs {
     /// `orchestra server --cluster-dns-addr`).
     #[arg(long)]
     pub cluster_dns: Option<SocketAddr>,
+    /// Run a service proxy following the API's Services and Endpoints: `userspace` (the
+    /// default when the flag is given bare) or `nftables`.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "userspace")]
+    pub proxy: Option<ProxyMode>,
     /// The cluster DNS's domain and upstreams.
     #[command(flatten)]
     pub dns_args: super::dns::DnsArgs,
@@ -219,10 +235,14 @@ async fn serve(
         }
         None => None,
     };
-    tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, "agent running");
+    let proxy = args.proxy.map(|mode| start_proxy(mode, client.clone()));
+    tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, proxy = ?args.proxy, "agent running");
     Agent::new(client, runtime, config)
         .run(super::server::shutdown_signal())
         .await;
+    if let Some(proxy) = proxy {
+        proxy.abort();
+    }
     if let Some(dns) = dns
         && let Err(error) = dns.shutdown().await
     {
@@ -230,6 +250,22 @@ async fn serve(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Starts the service proxy `mode`, fed by a `ProxyFollower` on `client`.
+fn start_proxy(mode: ProxyMode, client: RemoteClient) -> tokio::task::JoinHandle<()> {
+    use orchestra::mesh::nftables::NftablesProxy;
+    use orchestra::mesh::{FollowerConfig, ProxyFollower, TcpProxy};
+    match mode {
+        ProxyMode::Userspace => {
+            let proxy = Arc::new(TcpProxy::default());
+            tokio::spawn(ProxyFollower::new(client, proxy, FollowerConfig::default()).run())
+        }
+        ProxyMode::Nftables => {
+            let proxy = Arc::new(NftablesProxy::default());
+            tokio::spawn(ProxyFollower::new(client, proxy, FollowerConfig::default()).run())
+        }
+    }
 }
 
 fn parse_ip_range(text: &str) -> Result<IpRange, String> {
@@ -305,6 +341,32 @@ mod tests {
             "127.0.0.1:53",
         ]);
         assert!(both.is_err());
+    }
+
+    #[test]
+    fn the_proxy_flag_chooses_userspace_or_nftables() {
+        assert_eq!(parse(&["--runtime", "fake"]).proxy, None);
+        assert_eq!(
+            parse(&["--runtime", "fake", "--proxy"]).proxy,
+            Some(ProxyMode::Userspace)
+        );
+        assert_eq!(
+            parse(&["--runtime", "fake", "--proxy", "nftables"]).proxy,
+            Some(ProxyMode::Nftables)
+        );
+        assert!(
+            Cli::try_parse_from([
+                "orchestra",
+                "agent",
+                "--node-name",
+                "n1",
+                "--runtime",
+                "fake",
+                "--proxy",
+                "ipvs"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -589,6 +589,29 @@ pub struct ProxyBenchArgs {
     /// Cap everything for CI: 16 MiB bulk, 0.5 s per timed test, 8 connections.
     #[arg(long)]
     pub smoke: bool,
+
+    /// `userspace`: the paths above; `nftables`: NftablesProxy's sync time (needs root, `ip`
+    /// and `nft`; reported as skipped otherwise).
+    #[arg(long, value_enum, default_value = "userspace")]
+    pub mode: ProxyBenchMode,
+
+    /// Service counts of the nftables sync test, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,30000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub services: Vec<u32>,
+
+    /// Endpoints per service of the nftables sync test.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub endpoints: u32,
+}
+
+/// What `orchestra bench proxy` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyBenchMode {
+    /// Direct vs TcpProxy vs nginx: throughput and latency.
+    Userspace,
+    /// NftablesProxy: full and one-service sync times.
+    Nftables,
 }
 
 /// The runtimes `orchestra bench node` can measure.

@@ -4,7 +4,9 @@
 //! [`ServiceProxy`] that routes accordingly.
 //!
 //! Today: the L4 proxy ([`TcpProxy`], userspace TCP and UDP on tokio, kube-proxy's job) and
-//! [`MemoryProxy`] (the same decisions, without sockets). With the `l7` feature, the `l7`
+//! [`MemoryProxy`] (the same decisions, without sockets); with the `nftables` feature,
+//! `nftables::NftablesProxy` programs the kernel's nftables instead (kube-proxy's nftables
+//! mode). With the `l7` feature, the `l7`
 //! module holds the first slice of the L7 mesh: an HTTP proxy routing by authority through a
 //! tower stack per service (p2c over peak-EWMA, retries under a budget, route timeouts, a
 //! per-endpoint circuit breaker); mTLS between sidecars is still to come.
@@ -44,6 +46,8 @@
 //!   Endpoints.
 //! - [`proxy`]: the [`ServiceProxy`] trait and [`ProxyError`].
 //! - [`l4`]: [`Balancer`], [`MemoryProxy`], [`TcpProxy`].
+//! - `nftables` (feature `nftables`): `NftablesProxy`, the kernel data path (kube-proxy's
+//!   nftables mode) in table `inet orchestra`.
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
 //! - `l7` (feature `l7`): `MeshDirectory`, `EndpointDiscover`, `Outbound`, `CircuitBreaker`,
 //!   `HttpProxy`.
@@ -55,6 +59,8 @@ pub mod follower;
 pub mod l4;
 #[cfg(feature = "l7")]
 pub mod l7;
+#[cfg(feature = "nftables")]
+pub mod nftables;
 pub mod proxy;
 pub mod table;
 pub mod testing;

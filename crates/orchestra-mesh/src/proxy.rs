@@ -39,6 +39,10 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// The nftables proxy refused the table or could not program it.
+    #[cfg(feature = "nftables")]
+    #[error(transparent)]
+    Nftables(#[from] crate::nftables::NftError),
     /// The proxy has been shut down.
     #[error("the proxy has been shut down")]
     Closed,

@@ -13,9 +13,11 @@
 //! - [`echo`]: the echo backend.
 //! - [`load`]: the three measurements.
 //! - [`nginx`]: finding, configuring, starting and stopping nginx.
+//! - [`nftables`]: `--mode nftables`, NftablesProxy's sync time at 1,000 to 30,000 services.
 
 pub mod echo;
 pub mod load;
+pub mod nftables;
 pub mod nginx;
 
 use std::io::Write;
@@ -30,7 +32,7 @@ use serde::Serialize;
 
 use crate::bench::BenchError;
 use crate::bench::report::{Latency, ratio, round1};
-use crate::cli::bench::ProxyBenchArgs;
+use crate::cli::bench::{ProxyBenchArgs, ProxyBenchMode};
 
 /// The ClusterIP of the benchmark's service (in the default loopback service range).
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(127, 2, 255, 1);
@@ -134,6 +136,21 @@ struct Plan {
 
 /// Run the proxy benchmark.
 pub async fn run(args: ProxyBenchArgs) -> Result<(), BenchError> {
+    if args.mode == ProxyBenchMode::Nftables {
+        let sizes: Vec<u32> = if args.smoke {
+            args.services.iter().map(|&n| n.min(100)).collect()
+        } else {
+            args.services.clone()
+        };
+        return nftables::run(&sizes, args.endpoints, |line| {
+            let line = serde_json::to_string(line).map_err(|e| BenchError::Output(e.into()))?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .map_err(BenchError::Output)
+        })
+        .await;
+    }
     let plan = if args.smoke {
         Plan {
             bulk_bytes: u64::from(args.bulk_mib.min(16)) << 20,

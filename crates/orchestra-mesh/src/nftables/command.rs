@@ -1,0 +1,156 @@
+//! Running `nft` and `conntrack`, optionally behind a command prefix (`ip netns exec NODE`),
+//! so that one process can program the proxy of another network namespace (tests, benchmarks,
+//! a node agent that serves a node namespace).
+
+use std::ffi::{OsStr, OsString};
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::NftablesProxyConfig;
+use super::error::NftError;
+use super::plan::StaleFlows;
+
+/// Runs one nft transaction: `[PREFIX...] nft -j -f -` with `payload` on stdin. nft applies
+/// the whole batch or nothing. (Run here rather than through the `nftables` crate's helper,
+/// which lets nft's stderr through to ours instead of returning it.)
+pub(crate) async fn nft(
+    config: &NftablesProxyConfig,
+    payload: &str,
+    commands: usize,
+) -> Result<(), NftError> {
+    let (program, args) = invocation(config, config.nft.as_os_str());
+    let failed = |detail: String| NftError::Nft {
+        program: program.clone(),
+        commands,
+        detail,
+    };
+    let mut child = Command::new(&program)
+        .args(&args)
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| failed("no stdin".to_owned()))?;
+    // Written while nft reads, and closed so that nft sees the end of the batch.
+    let write = async move {
+        let result = stdin.write_all(payload.as_bytes()).await;
+        drop(stdin);
+        result
+    };
+    let (written, output) = tokio::join!(write, child.wait_with_output());
+    let output = output.map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(format!("{}: {}", output.status, stderr.trim())));
+    }
+    written.map_err(|e| failed(format!("writing the batch: {e}")))
+}
+
+/// Deletes the conntrack entries of `flows`: the UDP flows whose original destination is the
+/// ClusterIP:port (or the NodePort) and that were DNATed to the removed endpoint. Returns how
+/// many entries were deleted.
+pub(crate) async fn flush_conntrack(
+    config: &NftablesProxyConfig,
+    flows: &StaleFlows,
+) -> Result<u64, NftError> {
+    let family = if flows.endpoint.is_ipv6() {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
+    let endpoint = flows.endpoint.to_string();
+    let mut filters = vec![vec![
+        "--orig-dst".to_owned(),
+        flows.cluster_ip.to_string(),
+        "--orig-port-dst".to_owned(),
+        flows.port.to_string(),
+    ]];
+    if let Some(node_port) = flows.node_port {
+        filters.push(vec!["--orig-port-dst".to_owned(), node_port.to_string()]);
+    }
+    let (program, prefix) = invocation(config, config.conntrack.as_os_str());
+    let mut deleted = 0;
+    for filter in filters {
+        let output = Command::new(&program)
+            .args(&prefix)
+            .args(["-D", "-f", family, "-p", "udp"])
+            .args(&filter)
+            .args(["--dst-nat", &endpoint])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| NftError::Conntrack {
+                program: program.clone(),
+                endpoint: flows.endpoint,
+                detail: e.to_string(),
+            })?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // conntrack reports the count on stderr, and exits 1 when it deleted nothing.
+        match deleted_count(&stderr) {
+            Some(n) => deleted += n,
+            None if output.status.success() => {}
+            None => {
+                return Err(NftError::Conntrack {
+                    program,
+                    endpoint: flows.endpoint,
+                    detail: format!("{}: {}", output.status, stderr.trim()),
+                });
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// `N` from conntrack's "N flow entries have been deleted".
+fn deleted_count(stderr: &str) -> Option<u64> {
+    let (before, _) = stderr.split_once(" flow entries have been deleted")?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// The program and leading arguments for `tool`, after the configured prefix.
+fn invocation(config: &NftablesProxyConfig, tool: &OsStr) -> (OsString, Vec<OsString>) {
+    match config.command_prefix.split_first() {
+        None => (tool.to_owned(), Vec::new()),
+        Some((first, rest)) => {
+            let mut args = rest.to_vec();
+            args.push(tool.to_owned());
+            (first.clone(), args)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conntrack_counts_are_read_from_its_report() {
+        assert_eq!(
+            deleted_count(
+                "conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n"
+            ),
+            Some(3)
+        );
+        assert_eq!(deleted_count("conntrack: unknown option\n"), None);
+    }
+
+    #[test]
+    fn a_prefix_puts_the_tool_after_it() {
+        let config = NftablesProxyConfig::in_netns("node-1");
+        let (program, args) = invocation(&config, OsStr::new("nft"));
+        assert_eq!(program, "ip");
+        assert_eq!(args, ["netns", "exec", "node-1", "nft"]);
+        let (program, args) = invocation(&NftablesProxyConfig::default(), OsStr::new("nft"));
+        assert_eq!(program, "nft");
+        assert!(args.is_empty());
+    }
+}

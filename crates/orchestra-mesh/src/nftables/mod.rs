@@ -1,0 +1,236 @@
+//! [`NftablesProxy`]: the service proxy on the kernel's nftables, in the shape of
+//! kube-proxy's nftables mode. The kernel DNATs service traffic to endpoints; no byte goes
+//! through a process.
+//!
+//! Everything lives in table `inet orchestra` (see [`ruleset`] for its shape); nothing
+//! outside it is read or written. On its first sync the proxy takes the table over: a table
+//! left by a previous run is deleted and the whole ruleset is created afresh, in the same
+//! transaction. Each later sync sends only what changed ([`plan`]): the chains of changed
+//! service ports are flushed and refilled, map elements added or deleted, so the rules of
+//! other services keep their handles and their counters.
+//!
+//! # Why the `nft` binary's JSON, through the `nftables` crate
+//! The `nftables` crate gives typed JSON for `nft -j -f -`: one `nft` run per sync is one
+//! kernel transaction (all or nothing), errors come back as nft's own messages, and the
+//! same binary the operator uses to inspect the rules does the work. Netlink (`rustables`)
+//! would skip a process per sync and nft's userspace cache, but hand-encodes expressions nft
+//! already knows (numgen, concatenated verdict maps, dynamic set updates) and is far less
+//! used. The price is measured by `orchestra bench proxy --mode nftables`: nft 1.0.x reads
+//! the table's chains and sets into its cache on every run, so the time of a one-service
+//! sync grows with the table even though what is sent does not.
+//!
+//! # Stale UDP flows
+//! A UDP client keeps its conntrack entry (and so its DNAT to one endpoint) as long as it
+//! keeps sending. When an endpoint leaves a UDP service, the proxy runs the `conntrack`
+//! tool (`conntrack -D -p udp --orig-dst CLUSTER_IP --orig-port-dst PORT --dst-nat
+//! ENDPOINT`, and the same for the NodePort) after the rules are in force, so the next
+//! datagram is balanced afresh. The tool is used rather than conntrack netlink for the same
+//! reason as nft: a few calls per endpoint removal do not justify hand-written netlink.
+//!
+//! # Network namespaces
+//! [`NftablesProxyConfig::command_prefix`] runs both tools behind a prefix such as
+//! `ip netns exec NODE` ([`NftablesProxyConfig::in_netns`]), so a test or a benchmark can
+//! program the proxy of a namespace it created without this process entering it.
+//!
+//! # Layout
+//! - this file: [`NftablesProxy`], [`NftablesProxyConfig`], [`SyncReport`].
+//! - [`ruleset`]: the table's skeleton and each service port's objects (pure).
+//! - [`plan`]: the incremental transaction between two tables (pure).
+//! - `validate`: refusing a bad table before anything is sent.
+//! - `command`: running `nft` and `conntrack`.
+//! - [`NftError`]: the errors.
+
+mod command;
+mod error;
+pub mod plan;
+pub mod ruleset;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+pub use error::NftError;
+pub use plan::StaleFlows;
+pub use ruleset::TABLE;
+
+use crate::proxy::{ProxyError, ServiceProxy};
+use crate::table::ServiceTable;
+
+/// Settings of an [`NftablesProxy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftablesProxyConfig {
+    /// The `nft` binary (default `nft`, found on PATH).
+    pub nft: PathBuf,
+    /// The `conntrack` binary (default `conntrack`).
+    pub conntrack: PathBuf,
+    /// Words run before either tool (default none; `ip netns exec NODE` programs the
+    /// namespace NODE).
+    pub command_prefix: Vec<OsString>,
+    /// The packet mark bit that asks for masquerade (default `0x4000`, kube-proxy's).
+    pub masquerade_mark: u32,
+}
+
+impl Default for NftablesProxyConfig {
+    fn default() -> Self {
+        NftablesProxyConfig {
+            nft: PathBuf::from("nft"),
+            conntrack: PathBuf::from("conntrack"),
+            command_prefix: Vec::new(),
+            masquerade_mark: 0x4000,
+        }
+    }
+}
+
+impl NftablesProxyConfig {
+    /// The default settings, with both tools run inside network namespace `netns`
+    /// (`ip netns exec NETNS ...`).
+    pub fn in_netns(netns: &str) -> Self {
+        NftablesProxyConfig {
+            command_prefix: ["ip", "netns", "exec", netns]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            ..NftablesProxyConfig::default()
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Service ports added, changed or removed.
+    pub changed_ports: usize,
+    /// nft commands in the transaction (0: nothing to do, nft was not run).
+    pub commands: usize,
+    /// Bytes of JSON sent to nft.
+    pub payload_bytes: usize,
+    /// How long nft took (process start to exit).
+    pub nft_time: Duration,
+    /// Conntrack entries of stale UDP flows deleted.
+    pub flushed_flows: u64,
+}
+
+/// The nftables service proxy (see the [module docs](self)).
+///
+/// ```no_run
+/// use orchestra_mesh::nftables::{NftablesProxy, NftablesProxyConfig};
+/// use orchestra_mesh::{ServiceProxy, ServiceTable};
+///
+/// # async fn example() -> Result<(), orchestra_mesh::ProxyError> {
+/// let proxy = NftablesProxy::new(NftablesProxyConfig::in_netns("node-1"));
+/// proxy.apply(&ServiceTable::new()).await?; // takes table `inet orchestra` over
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct NftablesProxy {
+    /// The settings.
+    config: NftablesProxyConfig,
+    /// What the kernel runs, as far as this proxy knows.
+    state: Mutex<State>,
+}
+
+/// What the proxy has programmed.
+#[derive(Debug, Default)]
+struct State {
+    /// The table in force; `None` until the first successful sync (which takes over).
+    applied: Option<ServiceTable>,
+    /// Stale UDP flows whose flush failed, tried again by the next sync.
+    pending_flush: Vec<StaleFlows>,
+}
+
+impl Default for NftablesProxy {
+    fn default() -> Self {
+        NftablesProxy::new(NftablesProxyConfig::default())
+    }
+}
+
+impl NftablesProxy {
+    /// A proxy that has programmed nothing yet (its first sync takes the table over).
+    pub fn new(config: NftablesProxyConfig) -> Self {
+        NftablesProxy {
+            config,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &NftablesProxyConfig {
+        &self.config
+    }
+
+    /// Applies `table` (see [`ServiceProxy::apply`]) and reports what the sync did.
+    pub async fn sync(&self, table: &ServiceTable) -> Result<SyncReport, NftError> {
+        validate::validate(table)?;
+        let mut state = self.state.lock().await;
+        let plan = plan::plan(state.applied.as_ref(), table, self.config.masquerade_mark);
+        let mut report = SyncReport {
+            changed_ports: plan.changed_ports,
+            commands: plan.commands.len(),
+            ..SyncReport::default()
+        };
+        if !plan.commands.is_empty() {
+            let payload = ruleset::to_json(&plan.commands).map_err(NftError::Serialize)?;
+            report.payload_bytes = payload.len();
+            let started = Instant::now();
+            command::nft(&self.config, &payload, report.commands).await?;
+            report.nft_time = started.elapsed();
+            debug!(ports = report.changed_ports, commands = report.commands, nft_time = ?report.nft_time, "nftables synced");
+        }
+        state.applied = Some(table.clone());
+        let mut flows = std::mem::take(&mut state.pending_flush);
+        flows.extend(plan.stale);
+        let mut first_error = None;
+        for flow in flows {
+            match command::flush_conntrack(&self.config, &flow).await {
+                Ok(n) => report.flushed_flows += n,
+                Err(error) => {
+                    warn!(%error, "stale UDP flows not flushed; the next sync tries again");
+                    state.pending_flush.push(flow);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    /// Deletes table `inet orchestra` (if it exists) and forgets what was programmed: the
+    /// next sync takes over again.
+    pub async fn delete_table(&self) -> Result<(), NftError> {
+        let mut state = self.state.lock().await;
+        let table = || {
+            nftables::schema::NfListObject::Table(nftables::schema::Table {
+                family: nftables::types::NfFamily::INet,
+                name: TABLE.into(),
+                handle: None,
+            })
+        };
+        let commands = [
+            ruleset::Command::add(table()),
+            ruleset::Command::delete(table()),
+        ];
+        let payload = ruleset::to_json(&commands).map_err(NftError::Serialize)?;
+        command::nft(&self.config, &payload, commands.len()).await?;
+        state.applied = None;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ServiceProxy for NftablesProxy {
+    async fn apply(&self, table: &ServiceTable) -> Result<(), ProxyError> {
+        self.sync(table).await?;
+        Ok(())
+    }
+}
