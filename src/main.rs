@@ -102,12 +102,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             Command::Server(args) => cli::server::run(args).await?,
             #[cfg(feature = "server")]
             Command::Ctl(args) => {
-                let client = orchestra_api::RemoteClient::connect(&args.server)
-                    .await
-                    .map_err(|source| ctl::CtlError::Connect {
-                        server: args.server.clone(),
-                        source,
-                    })?;
+                let (client, _) =
+                    cli::security::connect(args.server.as_deref(), args.credentials.as_deref())
+                        .await
+                        .map_err(|source| ctl::CtlError::Connect {
+                            server: args.server.clone().unwrap_or_default(),
+                            source,
+                        })?;
                 let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
                 ctl::run(&client, &args, &mut out, &mut err).await?
             }

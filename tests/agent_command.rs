@@ -58,6 +58,7 @@ async fn run_one_pod(runtime_args: &[&str], pod: Pod) -> Pod {
     let server_url = format!("http://127.0.0.1:{port}");
     let server = spawn_orchestra([
         std::ffi::OsStr::new("server"),
+        "--insecure".as_ref(),
         "--listen".as_ref(),
         format!("127.0.0.1:{port}").as_ref(),
         "--data-dir".as_ref(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use orchestra_api::registry::ListOptions;
 use orchestra_api::resources::{ConditionStatus, Deployment, Node, Pod, PodPhase};
 use orchestra_api::{Client, RemoteClient};
-use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
+use support::{free_port, spawn_orchestra, stop_with_sigterm};
 
 /// Polls `done` every 50 ms; a failure guard of 60 s, not a timing assumption.
 async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -40,9 +40,11 @@ async fn running_pods(client: &RemoteClient) -> Vec<Pod> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fake_cluster_runs_a_deployment_on_its_nodes() {
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
     let cluster = spawn_orchestra([
         "cluster",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
         "--nodes",
         "2",
         "--runtime",
@@ -50,7 +52,9 @@ async fn a_fake_cluster_runs_a_deployment_on_its_nodes() {
         "--listen",
         &format!("127.0.0.1:{port}"),
     ]);
-    let client = connect_api(&url).await;
+    // The cluster's API is TLS with authentication: the admin's credentials are in its data
+    // directory.
+    let client = support::connect_secure(&dir.path().join("admin.credentials")).await;
     eventually("both nodes are Ready", || async {
         let nodes = client
             .list::<Node>(None, &ListOptions::default())

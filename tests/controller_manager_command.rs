@@ -42,7 +42,14 @@ impl Drop for Process {
 async fn server(extra: &[&str]) -> (Process, String, RemoteClient) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["server", "--store", "memory", "--listen", &listen];
+    let mut args = vec![
+        "server",
+        "--insecure",
+        "--store",
+        "memory",
+        "--listen",
+        &listen,
+    ];
     args.extend_from_slice(extra);
     let process = Process(Some(spawn_orchestra(args)));
     let url = format!("http://127.0.0.1:{port}");

@@ -30,6 +30,7 @@ async fn start() -> (Server, String) {
     // Only the API: controllers would add pods and annotations the checks below do not expect.
     let child = spawn_orchestra([
         "server",
+        "--insecure",
         "--store",
         "memory",
         "--listen",
@@ -308,6 +309,7 @@ async fn scale_and_rollout() {
     let listen = format!("127.0.0.1:{port}");
     let server = Server(spawn_orchestra([
         "server",
+        "--insecure",
         "--store",
         "memory",
         "--listen",

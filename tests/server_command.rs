@@ -20,6 +20,7 @@ fn start(port: u16, data_dir: &std::path::Path) -> Child {
     let listen = format!("127.0.0.1:{port}");
     spawn_orchestra([
         std::ffi::OsStr::new("server"),
+        "--insecure".as_ref(),
         "--listen".as_ref(),
         listen.as_ref(),
         "--data-dir".as_ref(),
@@ -93,4 +94,93 @@ async fn serves_the_api_and_keeps_objects_across_restarts() {
     assert_eq!(read, created, "the pod survived the restart");
     drop(client);
     stop_with_sigterm(server, "orchestra server");
+}
+
+/// Secure by default: TLS, a CA and admin credentials in the data directory; `ctl` with them
+/// works, without them it is refused; the CA survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls_with_admin_credentials_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let server = spawn_orchestra([
+        "server",
+        "--store",
+        "memory",
+        "--no-scheduler",
+        "--no-controllers",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let credentials = data.join("admin.credentials");
+    support::connect_secure(&credentials).await;
+    let ca = std::fs::read_to_string(data.join("tls/ca.crt")).unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+            .args(["ctl", "get", "namespaces"])
+            .env_remove("ORCHESTRA_SERVER")
+            .env_remove("ORCHESTRA_CREDENTIALS")
+            .env("HOME", dir.path())
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[("ORCHESTRA_CREDENTIALS", credentials.to_str().unwrap())]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("kube-system"));
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no credentials"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let plain = run(&[("ORCHESTRA_SERVER", &format!("http://127.0.0.1:{port}"))]);
+    assert!(
+        !plain.status.success(),
+        "a plaintext client must not get in"
+    );
+    stop_with_sigterm(server, "the secure server");
+    // A restart reuses the CA.
+    let server = spawn_orchestra([
+        "server",
+        "--store",
+        "memory",
+        "--no-scheduler",
+        "--no-controllers",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    support::connect_secure(&credentials).await;
+    assert_eq!(
+        std::fs::read_to_string(data.join("tls/ca.crt")).unwrap(),
+        ca
+    );
+    stop_with_sigterm(server, "the restarted secure server");
+}
+
+#[test]
+fn insecure_refuses_an_address_beyond_loopback() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args([
+            "server",
+            "--insecure",
+            "--store",
+            "memory",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("only on a loopback address"), "{stderr}");
 }

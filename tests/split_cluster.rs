@@ -265,6 +265,7 @@ async fn separate_processes_form_one_cluster_that_survives_losing_a_node() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut control_plane = Guard(vec![spawn_orchestra([
         "server",
+        "--insecure",
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--data-dir",
@@ -322,6 +323,7 @@ async fn a_cluster_on_three_etcd_members_keeps_working_when_one_dies() {
     let server_url = format!("http://127.0.0.1:{port}");
     let server = Guard(vec![spawn_orchestra([
         "server",
+        "--insecure",
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--store",

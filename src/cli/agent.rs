@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use orchestra::api::{Quantity, RemoteClient};
+use orchestra::api::Quantity;
 use orchestra_node::RuntimeDriver;
 use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
@@ -43,13 +43,18 @@ pub enum ProxyMode {
 /// `orchestra agent ...`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The API server (`ORCHESTRA_SERVER` sets the default).
-    #[arg(
-        long,
-        env = "ORCHESTRA_SERVER",
-        default_value = "http://127.0.0.1:7443"
-    )]
-    pub server: String,
+    /// The API server (also `ORCHESTRA_SERVER`; default: the credentials' server, else
+    /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
+    #[arg(long, env = "ORCHESTRA_SERVER")]
+    pub server: Option<String>,
+    /// The credentials file (`orchestra server` writes `DATA_DIR/admin.credentials`; default:
+    /// `ORCHESTRA_CREDENTIALS`, else `~/.orchestra/credentials` if it exists).
+    #[arg(long, env = "ORCHESTRA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// A join token (the server's `DATA_DIR/node-token`): with no credentials, the agent
+    /// obtains a node certificate with it on first contact, and keeps it in `--state-dir`.
+    #[arg(long, env = "ORCHESTRA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The node's name (a DNS subdomain).
     #[arg(long)]
     pub node_name: String,
@@ -140,7 +145,7 @@ pub enum AgentError {
         server: String,
         /// Why.
         #[source]
-        source: orchestra::api::remote::ConnectError,
+        source: super::security::ApiConnectError,
     },
 }
 
@@ -218,12 +223,18 @@ async fn serve(
     mut config: AgentConfig,
     runtime: impl RuntimeDriver,
 ) -> Result<(), AgentError> {
-    let client = RemoteClient::connect(&args.server)
-        .await
-        .map_err(|source| AgentError::Connect {
-            server: args.server.clone(),
-            source,
-        })?;
+    let (client, server) = super::security::connect_agent(
+        args.server.as_deref(),
+        args.credentials.as_deref(),
+        args.token.as_deref(),
+        &config.node_name,
+        args.state_dir.as_deref(),
+    )
+    .await
+    .map_err(|source| AgentError::Connect {
+        server: args.server.clone().unwrap_or_default(),
+        source,
+    })?;
     let dns = match args.dns {
         Some(addr) => {
             let dns = args.dns_args.start(client.clone(), addr).await?;
@@ -236,7 +247,7 @@ async fn serve(
         None => None,
     };
     let proxy = args.proxy.map(|mode| start_proxy(mode, client.clone()));
-    tracing::info!(server = %args.server, node = %config.node_name, runtime = ?args.runtime, proxy = ?args.proxy, "agent running");
+    tracing::info!(%server, node = %config.node_name, runtime = ?args.runtime, proxy = ?args.proxy, "agent running");
     Agent::new(client, runtime, config)
         .run(super::server::shutdown_signal())
         .await;

@@ -58,6 +58,10 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         args.nodes,
         args.runtime
     );
+    println!(
+        "orchestra cluster: credentials in {} (orchestra ctl --credentials FILE, or export ORCHESTRA_CREDENTIALS=FILE)",
+        cluster.credentials_path().display()
+    );
     if let Some(dns) = cluster.dns_addr() {
         println!("orchestra cluster: cluster DNS at {dns} (UDP and TCP, domain cluster.local)");
     }

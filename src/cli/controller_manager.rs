@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use orchestra::api::RemoteClient;
 use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::{LeaderElectionConfig, LeaderElectionError};
 use orchestra::controller::manager::{
@@ -29,13 +29,14 @@ pub const LEASE_NAME: &str = "controller-manager";
 /// `orchestra controller-manager [--server URL] ...`.
 #[derive(Debug, Args)]
 pub struct ControllerManagerArgs {
-    /// The API server (`ORCHESTRA_SERVER` sets the default).
-    #[arg(
-        long,
-        env = "ORCHESTRA_SERVER",
-        default_value = "http://127.0.0.1:7443"
-    )]
-    pub server: String,
+    /// The API server (also `ORCHESTRA_SERVER`; default: the credentials' server, else
+    /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
+    #[arg(long, env = "ORCHESTRA_SERVER")]
+    pub server: Option<String>,
+    /// The credentials file (`orchestra server` writes `DATA_DIR/admin.credentials`; default:
+    /// `ORCHESTRA_CREDENTIALS`, else `~/.orchestra/credentials` if it exists).
+    #[arg(long, env = "ORCHESTRA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
     /// The controllers to run: comma-separated names, `*` for all, `-name` to leave one out
     /// (e.g. `*,-nodelifecycle`).
     #[arg(long, default_value = "*")]
@@ -68,7 +69,7 @@ pub enum ControllerManagerError {
         server: String,
         /// Why.
         #[source]
-        source: orchestra::api::remote::ConnectError,
+        source: super::security::ApiConnectError,
     },
     /// The leader election settings are invalid.
     #[error("leader election")]
@@ -113,12 +114,13 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
             addr: args.metrics_listen,
             source,
         })?;
-    let client = RemoteClient::connect(&args.server)
-        .await
-        .map_err(|source| ControllerManagerError::Connect {
-            server: args.server.clone(),
-            source,
-        })?;
+    let (client, server) =
+        super::security::connect(args.server.as_deref(), args.credentials.as_deref())
+            .await
+            .map_err(|source| ControllerManagerError::Connect {
+                server: args.server.clone().unwrap_or_default(),
+                source,
+            })?;
     let mut manager = ControllerManager::new(client)
         .node_lifecycle(NodeLifecycleConfig {
             grace_period: Duration::from_secs(args.node_monitor_grace_period),
@@ -134,7 +136,7 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
         ))?;
     }
     let metrics = manager.metrics();
-    tracing::info!(server = %args.server, leader_elect = args.leader_elect, %identity, controllers = ?controllers, metrics = %args.metrics_listen, "controller manager running");
+    tracing::info!(%server, leader_elect = args.leader_elect, %identity, controllers = ?controllers, metrics = %args.metrics_listen, "controller manager running");
     let serving = tokio::spawn(serve_metrics(
         listener,
         metrics,

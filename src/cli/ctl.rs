@@ -9,14 +9,15 @@ use crate::ctl::{Output, Scope};
 /// `orchestra ctl [--server URL] VERB ...`.
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// The API server (`ORCHESTRA_SERVER` sets the default).
-    #[arg(
-        long,
-        env = "ORCHESTRA_SERVER",
-        default_value = "http://127.0.0.1:7443",
-        global = true
-    )]
-    pub server: String,
+    /// The API server (also `ORCHESTRA_SERVER`; default: the credentials' server, else
+    /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
+    #[arg(long, env = "ORCHESTRA_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// The credentials file (`orchestra server` writes `DATA_DIR/admin.credentials`; default:
+    /// `ORCHESTRA_CREDENTIALS`, else `~/.orchestra/credentials` if it exists).
+    #[arg(long, env = "ORCHESTRA_CREDENTIALS", global = true)]
+    pub credentials: Option<PathBuf>,
 
     /// The namespace of namespaced kinds.
     #[arg(short = 'n', long, default_value = "default", global = true)]

@@ -13,6 +13,7 @@
 //! - [`ctl`]: `orchestra ctl ...`, kubectl's everyday verbs.
 //! - [`etcd`]: `orchestra etcd ...`, the store served over etcd's v3 API.
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
+//! - [`security`]: how commands reach the API server (credentials, join tokens, plain text).
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 
 #[cfg(feature = "server")]
@@ -30,6 +31,8 @@ pub mod dns;
 pub mod etcd;
 #[cfg(feature = "server")]
 pub mod scheduler;
+#[cfg(feature = "server")]
+pub mod security;
 #[cfg(feature = "server")]
 pub mod server;
 

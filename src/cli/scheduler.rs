@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use orchestra::api::RemoteClient;
 use orchestra::sched::config::{ConfigError, SchedulerConfig};
 use orchestra::sched::run::{LoopError, SchedulerLoop};
 use orchestra::sched::{Profiles, plugins};
@@ -12,13 +11,14 @@ use orchestra::sched::{Profiles, plugins};
 /// `orchestra scheduler [--server URL] [--config FILE]`.
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
-    /// The API server (`ORCHESTRA_SERVER` sets the default).
-    #[arg(
-        long,
-        env = "ORCHESTRA_SERVER",
-        default_value = "http://127.0.0.1:7443"
-    )]
-    pub server: String,
+    /// The API server (also `ORCHESTRA_SERVER`; default: the credentials' server, else
+    /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
+    #[arg(long, env = "ORCHESTRA_SERVER")]
+    pub server: Option<String>,
+    /// The credentials file (`orchestra server` writes `DATA_DIR/admin.credentials`; default:
+    /// `ORCHESTRA_CREDENTIALS`, else `~/.orchestra/credentials` if it exists).
+    #[arg(long, env = "ORCHESTRA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
 
     /// A scheduler configuration file (YAML, kube-scheduler's KubeSchedulerConfiguration
     /// shape); without it, the default profile as `default-scheduler`.
@@ -45,7 +45,7 @@ pub enum SchedulerError {
         server: String,
         /// Why.
         #[source]
-        source: orchestra::api::remote::ConnectError,
+        source: super::security::ApiConnectError,
     },
     /// The loop could not start.
     #[error(transparent)]
@@ -82,14 +82,15 @@ pub async fn run(args: SchedulerArgs) -> Result<(), SchedulerError> {
         .map(str::to_owned)
         .collect::<Vec<_>>();
     names.sort();
-    let client = RemoteClient::connect(&args.server)
-        .await
-        .map_err(|source| SchedulerError::Connect {
-            server: args.server.clone(),
-            source,
-        })?;
+    let (client, server) =
+        super::security::connect(args.server.as_deref(), args.credentials.as_deref())
+            .await
+            .map_err(|source| SchedulerError::Connect {
+                server: args.server.clone().unwrap_or_default(),
+                source,
+            })?;
     let scheduler = SchedulerLoop::new(client, profiles)?;
-    tracing::info!(server = %args.server, profiles = ?names, "scheduler running");
+    tracing::info!(%server, profiles = ?names, "scheduler running");
     scheduler.run(super::server::shutdown_signal()).await;
     tracing::info!("scheduler stopped");
     Ok(())
@@ -110,7 +111,8 @@ mod tests {
         )
         .unwrap();
         let args = SchedulerArgs {
-            server: "http://127.0.0.1:1".into(),
+            server: Some("http://127.0.0.1:1".into()),
+            credentials: None,
             config: Some(path.clone()),
         };
         let err = profiles(&args).unwrap_err();
@@ -121,7 +123,8 @@ mod tests {
     #[test]
     fn without_a_file_the_default_profile_runs() {
         let args = SchedulerArgs {
-            server: "http://127.0.0.1:1".into(),
+            server: Some("http://127.0.0.1:1".into()),
+            credentials: None,
             config: None,
         };
         assert_eq!(profiles(&args).unwrap().names(), ["default-scheduler"]);

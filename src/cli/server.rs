@@ -4,6 +4,12 @@
 //! client on the same store, the scheduling loop (unless `--no-scheduler`) and the built-in
 //! controllers (unless `--no-controllers`; behind leader election with `--store etcd`, where
 //! several servers may share the store). Stops cleanly on SIGTERM or Ctrl-C.
+//!
+//! Secure by default: on first start the server creates a cluster CA in `--data-dir/tls`,
+//! serves TLS with a certificate from it, authenticates every request (client certificates,
+//! `--token-auth-file` tokens, the join token in `DATA_DIR/node-token` for agents' bootstrap),
+//! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`. `--insecure` turns all of it
+//! off, for local experiments on a loopback address only.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -18,7 +24,8 @@ use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
 use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
 use orchestra_api::registry::DynRegistry;
-use orchestra_api::server::ApiServer;
+use orchestra_api::server::{ApiServer, Authentication, ServerOptions, TokenFile};
+use orchestra_api::tls::{ClusterPki, JoinToken};
 use orchestra_store::{Store, StoreError};
 
 /// Where the server keeps its objects.
@@ -77,6 +84,18 @@ pub struct ServerArgs {
     /// The cluster DNS's domain and upstreams.
     #[command(flatten)]
     pub dns: super::dns::DnsArgs,
+    /// Another name or IP address for the server's certificate (localhost, 127.0.0.1, ::1,
+    /// the listen address and this host's name are always in it); repeatable.
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+    /// Bearer tokens, Kubernetes' static token file format: `token,user,uid,"group1,group2"`
+    /// per line. Re-read when it changes: a line removed is a token revoked.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// No TLS, no authentication: every request acts as an administrator. For local
+    /// experiments only; refused on an address other than loopback.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -137,10 +156,80 @@ pub enum ServerError {
     /// The cluster DNS could not start.
     #[error(transparent)]
     Dns(#[from] super::dns::DnsStartError),
+    /// `--insecure` on an address others can reach.
+    #[error(
+        "--insecure serves without TLS or authentication and so only on a loopback address (127.0.0.1, ::1), not {0}: drop --insecure, or listen on loopback"
+    )]
+    InsecureNotLoopback(SocketAddr),
+    /// TLS needs a data directory for the CA.
+    #[error(
+        "a secure server keeps its CA and credentials in --data-dir: pass --data-dir DIR (or --insecure for a throwaway loopback server)"
+    )]
+    NoDataDir,
+    /// The CA, the certificates or the credentials could not be made or read.
+    #[error("setting up TLS")]
+    Tls(#[from] orchestra_api::tls::TlsError),
+    /// The token file could not be read.
+    #[error(transparent)]
+    TokenFile(#[from] orchestra_api::server::authn::TokenFileError),
+}
+
+/// The server's security options from the flags: TLS, authentication, the admin
+/// credentials and the join token written to the data directory.
+pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
+    if args.insecure {
+        if !args.listen.ip().is_loopback() {
+            return Err(ServerError::InsecureNotLoopback(args.listen));
+        }
+        let warning = format!(
+            "WARNING: --insecure: the API on {} has NO TLS and NO AUTHENTICATION; every request acts as an administrator. For local experiments only.",
+            args.listen
+        );
+        eprintln!("{warning}");
+        tracing::warn!("{warning}");
+        return Ok(ServerOptions::default());
+    }
+    let data_dir = args.data_dir.as_deref().ok_or(ServerError::NoDataDir)?;
+    let mut sans = args.tls_sans.clone();
+    if !args.listen.ip().is_unspecified() {
+        sans.push(args.listen.ip().to_string());
+    }
+    let pki = Arc::new(ClusterPki::load_or_create(data_dir, &sans)?);
+    let host = if args.listen.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        SocketAddr::new(args.listen.ip(), 0)
+            .to_string()
+            .trim_end_matches(":0")
+            .to_owned()
+    };
+    let url = format!("https://{host}:{}", args.listen.port());
+    let credentials_path = data_dir.join("admin.credentials");
+    pki.admin_credentials(&url)?.save(&credentials_path)?;
+    let join_token = JoinToken::load_or_create(&data_dir.join("node-token"), pki.ca_pem())?;
+    let tokens = match &args.token_auth_file {
+        Some(path) => Some(Arc::new(TokenFile::load(path)?)),
+        None => None,
+    };
+    tracing::info!(credentials = %credentials_path.display(), ca = %pki.dir().join("ca.crt").display(), "TLS and authentication on");
+    Ok(ServerOptions {
+        tls: Some(orchestra_api::tls::server_config(
+            &pki.server().cert_pem,
+            &pki.server().key_pem,
+            Some(pki.ca_pem()),
+        )?),
+        authentication: Some(Authentication {
+            tokens,
+            join_token: Some(join_token),
+            node_signer: Some(pki),
+        }),
+        ..ServerOptions::default()
+    })
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
+    let options = security(&args)?;
     let store = open_store(&args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -180,7 +269,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         None => None,
     };
     tracing::info!(listen = %args.listen, store = ?args.store, scheduler = !args.no_scheduler, controllers = !args.no_controllers, "serving the orchestra API (gRPC and HTTP)");
-    ApiServer::new(dyn_registry)
+    ApiServer::with_options(dyn_registry, options)
         .serve(listener, shutdown_signal())
         .await
         .map_err(ServerError::Serve)?;

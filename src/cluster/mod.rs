@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use orchestra_api::LocalClient;
 use orchestra_api::registry::DynRegistry;
-use orchestra_api::server::{ApiServer, RunningServer};
+use orchestra_api::server::{ApiServer, Authentication, RunningServer, ServerOptions};
+use orchestra_api::tls::{ClusterPki, Credentials, JoinToken, TlsError};
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_mesh::dns::{ClusterDns, DnsConfig, DnsServerError};
 use orchestra_mesh::{FollowerConfig, ProxyFollower, TcpProxy, TcpProxyConfig};
@@ -66,6 +67,9 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// The cluster CA, the certificates or the credentials could not be made.
+    #[error("setting up the API server's TLS")]
+    Tls(#[from] TlsError),
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
@@ -187,13 +191,39 @@ impl ClusterBuilder {
                 ..ControlPlaneConfig::default()
             },
         );
-        let server = ApiServer::new(DynRegistry::new(control_plane.registry().clone()))
-            .spawn(self.listen)
-            .await
-            .map_err(|source| ClusterError::Listen {
-                addr: self.listen,
-                source,
-            })?;
+        // The HTTP API is TLS with authentication, as `orchestra server`'s; the components
+        // inside the process use in-process clients.
+        let pki = Arc::new(ClusterPki::load_or_create(
+            &data_dir,
+            &[self.listen.ip().to_string()],
+        )?);
+        let options = ServerOptions {
+            tls: Some(orchestra_api::tls::server_config(
+                &pki.server().cert_pem,
+                &pki.server().key_pem,
+                Some(pki.ca_pem()),
+            )?),
+            authentication: Some(Authentication {
+                tokens: None,
+                join_token: Some(JoinToken::load_or_create(
+                    &data_dir.join("node-token"),
+                    pki.ca_pem(),
+                )?),
+                node_signer: Some(pki.clone()),
+            }),
+            ..ServerOptions::default()
+        };
+        let server =
+            ApiServer::with_options(DynRegistry::new(control_plane.registry().clone()), options)
+                .spawn(self.listen)
+                .await
+                .map_err(|source| ClusterError::Listen {
+                    addr: self.listen,
+                    source,
+                })?;
+        let credentials = pki.admin_credentials(&server.url())?;
+        let credentials_path = data_dir.join("admin.credentials");
+        credentials.save(&credentials_path)?;
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -259,6 +289,8 @@ impl ClusterBuilder {
 
         Ok(Cluster {
             server: Some(server),
+            credentials,
+            credentials_path,
             client,
             stop,
             tasks,
@@ -273,6 +305,8 @@ impl ClusterBuilder {
 /// A running cluster. Drop it only through [`Cluster::shutdown`], which also stops the pods.
 pub struct Cluster {
     server: Option<RunningServer>,
+    credentials: Credentials,
+    credentials_path: PathBuf,
     client: LocalClient,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -305,11 +339,23 @@ impl Cluster {
         &self.client
     }
 
-    /// The API server's URL, for `orchestra ctl --server` and `RemoteClient`.
+    /// The API server's URL (`https://...`), for `orchestra ctl --server` and `RemoteClient`.
     pub fn url(&self) -> String {
         self.server
             .as_ref()
             .map_or_else(String::new, RunningServer::url)
+    }
+
+    /// The administrator's credentials for the API server (TLS, a client certificate), for
+    /// `RemoteClient::connect_with`.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Where those credentials are written (`DATA_DIR/admin.credentials`), for
+    /// `orchestra ctl --credentials`.
+    pub fn credentials_path(&self) -> &std::path::Path {
+        &self.credentials_path
     }
 
     /// The names of the nodes whose agents still run.

@@ -69,7 +69,7 @@ pub enum CtlError {
         server: String,
         /// Why.
         #[source]
-        source: orchestra::api::remote::ConnectError,
+        source: crate::cli::security::ApiConnectError,
     },
     /// The kind name is not one `ctl` knows.
     #[error(transparent)]

@@ -57,6 +57,34 @@ pub async fn connect_api(url: &str) -> orchestra::api::RemoteClient {
     }
 }
 
+/// A `RemoteClient` over TLS with the credentials file at `path`, once the server has
+/// written it and answers (30 s at most).
+#[cfg(feature = "server")]
+#[allow(dead_code)] // Not every test file talks to a secure API server.
+pub async fn connect_secure(path: &std::path::Path) -> orchestra::api::RemoteClient {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(credentials) = orchestra_api::tls::Credentials::load(path)
+            && let Ok(client) = orchestra::api::RemoteClient::connect_with(&credentials).await
+            && orchestra::api::Client::list::<orchestra::api::resources::Namespace>(
+                &client,
+                None,
+                &Default::default(),
+            )
+            .await
+            .is_ok()
+        {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no secure API server answered with {} in 30 s",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Run `orchestra ctl ARGS...` against the API at `url` and return what it printed.
 #[allow(dead_code)] // Not every test file runs ctl.
 pub fn ctl(url: &str, args: &[&str]) -> Output {

@@ -93,6 +93,8 @@
 //!   readers with secondary indexes and `wait_until_ready`.
 //! - `server` (feature `server`): the API server, gRPC and HTTP/JSON (Kubernetes' REST
 //!   paths) on one address, with `/healthz`, `/readyz` and `/metrics`.
+//! - `tls` (feature `tls`, part of `server` and `remote`): the cluster CA and the
+//!   certificates it issues, credentials files, join tokens, rustls configurations.
 //! - `remote` (feature `remote`): `RemoteClient`, the [`Client`] over the server's gRPC API.
 //! - `wire` (feature `server` or `remote`): the gRPC messages and Kubernetes' `Status`, which
 //!   carries an [`ApiError`] over both protocols.
@@ -118,6 +120,8 @@ pub mod selector;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod validation;
 pub mod watch_cache;
 pub mod watcher;

@@ -15,6 +15,10 @@
 //! # }
 //! ```
 //!
+//! Against a secured server (`orchestra server`'s default), connect with a [`Credentials`]
+//! file: [`RemoteClient::connect_with`] speaks TLS, trusts only the file's CA, and presents its
+//! client certificate or bearer token.
+//!
 //! Objects travel as their JSON encoding (the kind named by apiVersion and kind), so custom
 //! kinds registered on the server work with no generated code. For kinds known only at run
 //! time (a manifest, a command line), the `*_json` methods take and return JSON values.
@@ -30,7 +34,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use orchestra_store::StoreError;
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::client::Client;
 use crate::codec;
@@ -40,6 +47,7 @@ use crate::registry::{
 };
 use crate::resource::Resource;
 use crate::resources::Pod;
+use crate::tls::Credentials;
 use crate::wire::proto::{self, api_client::ApiClient};
 use crate::wire::{self, Status};
 
@@ -72,13 +80,42 @@ pub enum ConnectError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The credentials cannot make a TLS configuration.
+    #[error("the credentials for {url} are not usable: {message}")]
+    Credentials {
+        /// The server's URL.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
 }
+
+/// Adds `authorization: Bearer TOKEN` to every call, when there is a token.
+#[derive(Clone, Debug, Default)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The API client type: the generated client through the token interceptor.
+type Api = ApiClient<InterceptedService<Channel, BearerToken>>;
 
 /// The [`Client`] over gRPC to an orchestra API server. Cheap to clone: clones share one
 /// HTTP/2 connection.
 #[derive(Clone, Debug)]
 pub struct RemoteClient {
-    api: ApiClient<Channel>,
+    api: Api,
 }
 
 impl RemoteClient {
@@ -99,17 +136,58 @@ impl RemoteClient {
         Ok(Self::from_channel(endpoint.connect_lazy()))
     }
 
+    /// Connects to `credentials.server` over TLS, verifying the server against the
+    /// credentials' CA and authenticating with their client certificate or token.
+    pub async fn connect_with(credentials: &Credentials) -> Result<Self, ConnectError> {
+        let (url, endpoint, token) = secure_endpoint(credentials)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ConnectError::Connect { url, source })?;
+        Ok(Self::from_parts(channel, token))
+    }
+
+    /// [`connect_with`](Self::connect_with), connecting on the first request.
+    pub fn connect_lazy_with(credentials: &Credentials) -> Result<Self, ConnectError> {
+        let (_, endpoint, token) = secure_endpoint(credentials)?;
+        Ok(Self::from_parts(endpoint.connect_lazy(), token))
+    }
+
     /// A client over an existing tonic channel (for TLS or custom timeouts).
     pub fn from_channel(channel: Channel) -> Self {
+        Self::from_parts(channel, BearerToken::default())
+    }
+
+    /// A client over a channel, sending `token` on every call.
+    pub fn from_parts(channel: Channel, token: BearerToken) -> Self {
         RemoteClient {
-            api: ApiClient::new(channel)
+            api: ApiClient::with_interceptor(channel, token)
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
         }
     }
 
-    fn api(&self) -> ApiClient<Channel> {
+    fn api(&self) -> Api {
         self.api.clone()
+    }
+
+    /// Asks the server to sign a node certificate for `node` from a certificate signing
+    /// request (the agent's TLS bootstrap; the client must hold the join token). Returns the
+    /// certificate chain (PEM).
+    pub async fn issue_node_certificate(
+        &self,
+        node: &str,
+        csr_pem: &str,
+    ) -> Result<String, ApiError> {
+        let response = self
+            .api()
+            .issue_node_certificate(proto::NodeCertificateRequest {
+                node_name: node.to_owned(),
+                csr_pem: csr_pem.to_owned(),
+            })
+            .await
+            .map_err(|status| wire::from_grpc(&status, "Node"))?;
+        Ok(response.into_inner().certificate_chain_pem)
     }
 }
 
@@ -125,6 +203,47 @@ fn endpoint(url: &str) -> Result<(String, Endpoint), ConnectError> {
             source,
         })?;
     Ok((url, endpoint.tcp_nodelay(true)))
+}
+
+/// A TLS endpoint for the credentials, and their token.
+fn secure_endpoint(
+    credentials: &Credentials,
+) -> Result<(String, Endpoint, BearerToken), ConnectError> {
+    let url = if credentials.server.contains("://") {
+        credentials.server.clone()
+    } else {
+        format!("https://{}", credentials.server)
+    };
+    let unusable = |message: String| ConnectError::Credentials {
+        url: url.clone(),
+        message,
+    };
+    if !url.starts_with("https://") {
+        return Err(unusable(format!(
+            "the server URL must be https:// (TLS), not {url:?}"
+        )));
+    }
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&credentials.certificate_authority));
+    if let (Some(cert), Some(key)) = (&credentials.client_certificate, &credentials.client_key) {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let token = match &credentials.token {
+        Some(token) => {
+            BearerToken(Some(format!("Bearer {token}").parse().map_err(|_| {
+                unusable("the token has characters a header cannot carry".into())
+            })?))
+        }
+        None => BearerToken::default(),
+    };
+    let (url, endpoint) = endpoint(&url)?;
+    let endpoint = endpoint
+        .tls_config(tls)
+        .map_err(|source| ConnectError::InvalidUrl {
+            url: url.clone(),
+            source,
+        })?;
+    Ok((url, endpoint, token))
 }
 
 /// The object as JSON bytes for a request.

@@ -12,7 +12,9 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response};
 
 use super::State;
+use super::authz;
 use super::watch_cache::CacheEvent;
+use crate::auth::{GROUP_MASTERS, UserInfo, Verb};
 use crate::codec;
 use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, PropagationPolicy, WatchOptions,
@@ -85,13 +87,58 @@ impl GrpcApi {
         result.map(Response::new).map_err(|err| wire::to_grpc(&err))
     }
 
+    /// Asks the authorizer (the kind named by apiVersion and kind; an unknown kind is the
+    /// registry's 404).
+    #[allow(clippy::too_many_arguments)] // One per RBAC attribute.
+    fn authorize(
+        &self,
+        user: &UserInfo,
+        verb: Verb,
+        api_version: &str,
+        kind: &str,
+        subresource: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let info = self.state.registry.ops(api_version, kind)?.info();
+        authz::check(
+            &self.state,
+            "grpc",
+            user,
+            authz::Request {
+                verb,
+                api_version,
+                resource: info.plural,
+                subresource,
+                namespace,
+                name,
+            },
+        )
+    }
+
     async fn write(
         &self,
         verb: &'static str,
+        user: UserInfo,
         request: proto::ObjectRequest,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
         let result = async {
             let object = self.decode(&request)?;
+            let meta = object.meta();
+            let (rbac, sub) = match verb {
+                "create" => (Verb::Create, None),
+                "update" => (Verb::Update, None),
+                _ => (Verb::Update, Some("status")),
+            };
+            self.authorize(
+                &user,
+                rbac,
+                &request.api_version,
+                &request.kind,
+                sub,
+                Some(&meta.namespace),
+                (verb != "create").then_some(meta.name.as_str()),
+            )?;
             let registry = &self.state.registry;
             let stored = match verb {
                 "create" => registry.create(object).await?,
@@ -107,6 +154,15 @@ impl GrpcApi {
     }
 }
 
+/// The user authentication attached to the request.
+fn user_of<T>(request: &Request<T>) -> Result<UserInfo, tonic::Status> {
+    request
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::unauthenticated("Unauthorized: the request has no user"))
+}
+
 fn target(target: Option<proto::ObjectRef>) -> Result<proto::ObjectRef, ApiError> {
     target.ok_or_else(|| ApiError::BadRequest("the request names no object (target)".into()))
 }
@@ -120,8 +176,18 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::ObjectRef>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            self.authorize(
+                &user,
+                Verb::Get,
+                &r.api_version,
+                &r.kind,
+                None,
+                Some(&r.namespace),
+                Some(&r.name),
+            )?;
             let object = self
                 .state
                 .registry
@@ -139,8 +205,18 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            self.authorize(
+                &user,
+                Verb::List,
+                &r.api_version,
+                &r.kind,
+                None,
+                (!r.all_namespaces).then_some(r.namespace.as_str()),
+                None,
+            )?;
             let options = ListOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
                 field_selector: wire::parse_field_selector(&r.field_selector)?,
@@ -176,27 +252,32 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
-        self.write("create", request.into_inner()).await
+        let user = user_of(&request)?;
+        self.write("create", user, request.into_inner()).await
     }
 
     async fn update(
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
-        self.write("update", request.into_inner()).await
+        let user = user_of(&request)?;
+        self.write("update", user, request.into_inner()).await
     }
 
     async fn update_status(
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
-        self.write("update_status", request.into_inner()).await
+        let user = user_of(&request)?;
+        self.write("update_status", user, request.into_inner())
+            .await
     }
 
     async fn patch(
         &self,
         request: Request<proto::PatchRequest>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let kind = r
             .target
@@ -205,6 +286,15 @@ impl Api for GrpcApi {
             .unwrap_or_default();
         let result = async {
             let t = target(r.target)?;
+            self.authorize(
+                &user,
+                Verb::Patch,
+                &t.api_version,
+                &t.kind,
+                None,
+                Some(&t.namespace),
+                Some(&t.name),
+            )?;
             let patch = serde_json::from_slice(&r.patch).map_err(|err| {
                 ApiError::BadRequest(format!("the patch is not valid JSON: {err}"))
             })?;
@@ -225,6 +315,7 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::DeleteResponse>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let kind = r
             .target
@@ -233,6 +324,15 @@ impl Api for GrpcApi {
             .unwrap_or_default();
         let result = async {
             let t = target(r.target)?;
+            self.authorize(
+                &user,
+                Verb::Delete,
+                &t.api_version,
+                &t.kind,
+                None,
+                Some(&t.namespace),
+                Some(&t.name),
+            )?;
             let options = DeleteOptions {
                 grace_period_seconds: r.grace_period_seconds,
                 propagation_policy: propagation_policy(&r.propagation_policy)?,
@@ -258,8 +358,18 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::BindRequest>,
     ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            self.authorize(
+                &user,
+                Verb::Create,
+                "v1",
+                "Pod",
+                Some("binding"),
+                Some(&r.namespace),
+                Some(&r.pod),
+            )?;
             let pod = self
                 .state
                 .registry
@@ -282,8 +392,18 @@ impl Api for GrpcApi {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<EventStream>, tonic::Status> {
+        let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            self.authorize(
+                &user,
+                Verb::Watch,
+                &r.api_version,
+                &r.kind,
+                None,
+                (!r.all_namespaces).then_some(r.namespace.as_str()),
+                None,
+            )?;
             let options = WatchOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
                 field_selector: wire::parse_field_selector(&r.field_selector)?,
@@ -318,6 +438,51 @@ impl Api for GrpcApi {
         })
         .take_until(self.state.shutdown_signal());
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        request: Request<proto::NodeCertificateRequest>,
+    ) -> Result<Response<proto::NodeCertificateResponse>, tonic::Status> {
+        let user = user_of(&request)?;
+        let r = request.into_inner();
+        let result = (|| {
+            // The join token's holders and administrators may have a node certificate signed.
+            if !(user.in_group(super::authn::GROUP_BOOTSTRAPPERS) || user.in_group(GROUP_MASTERS)) {
+                return Err(ApiError::Forbidden(format!(
+                    "user \"{}\" cannot have node certificates signed: use the join token",
+                    user.name
+                )));
+            }
+            let errors = crate::validation::names::is_dns1123_subdomain(&r.node_name);
+            if !errors.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "node name {:?}: {}",
+                    r.node_name,
+                    errors.join("; ")
+                )));
+            }
+            let signer = self
+                .state
+                .options
+                .authentication
+                .as_ref()
+                .and_then(|a| a.node_signer.as_ref())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "this server has no CA to sign node certificates with".into(),
+                    )
+                })?;
+            let chain = signer
+                .sign_node_csr(&r.node_name, &r.csr_pem)
+                .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+            tracing::info!(node = %r.node_name, "signed a node certificate for a join-token holder");
+            Ok(proto::NodeCertificateResponse {
+                certificate_chain_pem: chain,
+                ca_pem: signer.ca_pem().to_owned(),
+            })
+        })();
+        self.finish("issue_node_certificate", "Node", result)
     }
 }
 

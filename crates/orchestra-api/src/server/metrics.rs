@@ -14,6 +14,9 @@ type Labels = (&'static str, &'static str, String, u16);
 pub struct Metrics {
     requests: Mutex<BTreeMap<Labels, u64>>,
     watches: AtomicI64,
+    /// Denied requests by protocol, verb and resource.
+    denied: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
+    unauthenticated: AtomicI64,
 }
 
 impl Metrics {
@@ -26,6 +29,35 @@ impl Metrics {
         *requests
             .entry((protocol, verb, kind.to_owned(), code))
             .or_default() += 1;
+    }
+
+    /// Counts one request that authorization denied.
+    pub fn denied(&self, protocol: &'static str, verb: &'static str, resource: &str) {
+        let mut denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *denied
+            .entry((protocol, verb, resource.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Counts one request refused for want of valid credentials.
+    pub fn unauthenticated(&self) {
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The number of denials of `verb` on `resource` so far (both protocols).
+    pub fn denied_count(&self, verb: &str, resource: &str) -> u64 {
+        let denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        denied
+            .iter()
+            .filter(|((_, v, r), _)| *v == verb && r == resource)
+            .map(|(_, n)| *n)
+            .sum()
     }
 
     /// A watch opened; the guard counts it closed when dropped.
@@ -73,6 +105,31 @@ impl Metrics {
             "orchestra_apiserver_watches {}",
             self.watches.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP orchestra_apiserver_denied_requests_total Requests authorization refused, by protocol, verb and resource.\n",
+        );
+        out.push_str("# TYPE orchestra_apiserver_denied_requests_total counter\n");
+        let denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((protocol, verb, resource), n) in denied.iter() {
+            let _ = writeln!(
+                out,
+                "orchestra_apiserver_denied_requests_total{{protocol=\"{protocol}\",verb=\"{verb}\",resource=\"{}\"}} {n}",
+                escape(resource)
+            );
+        }
+        drop(denied);
+        out.push_str(
+            "# HELP orchestra_apiserver_unauthenticated_requests_total Requests refused for want of valid credentials.\n",
+        );
+        out.push_str("# TYPE orchestra_apiserver_unauthenticated_requests_total counter\n");
+        let _ = writeln!(
+            out,
+            "orchestra_apiserver_unauthenticated_requests_total {}",
+            self.unauthenticated.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -115,5 +172,13 @@ mod tests {
         drop(guard);
         assert!(metrics.render().contains("orchestra_apiserver_watches 0\n"));
         assert_eq!(metrics.count("http", "get", "Pod", 200), 2);
+        metrics.denied("grpc", "delete", "pods");
+        metrics.unauthenticated();
+        let text = metrics.render();
+        assert!(text.contains(
+            "orchestra_apiserver_denied_requests_total{protocol=\"grpc\",verb=\"delete\",resource=\"pods\"} 1\n"
+        ));
+        assert!(text.contains("orchestra_apiserver_unauthenticated_requests_total 1\n"));
+        assert_eq!(metrics.denied_count("delete", "pods"), 1);
     }
 }

@@ -27,12 +27,24 @@
 //! # }
 //! ```
 //!
+//! Security (all off in [`ServerOptions::default`], all on in `orchestra server`): with
+//! [`ServerOptions::tls`] the server speaks only TLS; with [`ServerOptions::authentication`]
+//! every request but `/healthz`, `/livez` and `/readyz` needs a verified client certificate
+//! or a bearer token (else 401, gRPC `UNAUTHENTICATED`); [`ServerOptions::authorizer`] then
+//! decides each request (a denial is 403 `Forbidden`, gRPC `PERMISSION_DENIED`, naming the
+//! user, verb and resource), and [`ServerOptions::audit`] records every write and every
+//! denial.
+//!
 //! # Layout
+//! - [`authn`]: who sends a request (client certificates, token files, the join token).
+//! - `authz`: the authorization and audit hook, and REST requests' RBAC verbs.
 //! - `grpc`: the `orchestra.api.v1.Api` service.
 //! - `rest`: the HTTP/JSON handlers; `path`: REST paths and query strings, parsed.
 //! - [`metrics`]: request counters and the `/metrics` text.
 //! - [`watch_cache`]: per kind, one store watch serving every client watch from memory.
 
+pub mod authn;
+mod authz;
 mod grpc;
 pub mod metrics;
 mod path;
@@ -52,9 +64,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
 
+use crate::auth::{AuditSink, Authorizer, GROUP_AUTHENTICATED, GROUP_MASTERS, UserInfo};
 use crate::registry::DynRegistry;
 use crate::wire::proto::api_server::ApiServer as GrpcServer;
 
+pub use authn::{Authentication, TokenFile};
 pub use metrics::Metrics;
 pub use watch_cache::{CacheOptions, WatchCache};
 
@@ -72,6 +86,15 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// The watch cache (`None`: every watch is its own store watch).
     pub watch_cache: Option<CacheOptions>,
+    /// Serve TLS with this configuration ([`crate::tls::server_config`]); `None`: plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How requests are authenticated; `None`: they are not, and every request acts as an
+    /// administrator (`--insecure`, in-process tests).
+    pub authentication: Option<Authentication>,
+    /// Decides every API request; `None`: every authenticated request is allowed.
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Records every write and every denial.
+    pub audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl Default for ServerOptions {
@@ -81,6 +104,10 @@ impl Default for ServerOptions {
             bookmark_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             watch_cache: Some(CacheOptions::default()),
+            tls: None,
+            authentication: None,
+            authorizer: None,
+            audit: None,
         }
     }
 }
@@ -172,6 +199,11 @@ impl ApiServer {
         .max_encoding_message_size(usize::MAX);
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let acceptor = state
+            .options
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -189,15 +221,47 @@ impl ApiServer {
             let _ = stream.set_nodelay(true);
             let state = state.clone();
             let grpc = grpc.clone();
-            let service = hyper::service::service_fn(move |request| {
-                dispatch(state.clone(), grpc.clone(), request)
-            });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                let result = match acceptor {
+                    None => {
+                        let service = hyper::service::service_fn(move |request| {
+                            dispatch(state.clone(), grpc.clone(), None, request)
+                        });
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(connection).await
+                    }
+                    Some(acceptor) => {
+                        // A client that never finishes its handshake does not hold a task
+                        // forever.
+                        let handshake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                        let stream = match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let user = peer_user(&stream);
+                        let service = hyper::service::service_fn(move |request| {
+                            dispatch(state.clone(), grpc.clone(), user.clone(), request)
+                        });
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(connection).await
+                    }
+                };
+                if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
             });
@@ -219,12 +283,14 @@ impl ApiServer {
     pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let tls = self.options.tls.is_some();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.serve(listener, async move {
             let _ = stopped.await;
         }));
         Ok(RunningServer {
             local_addr,
+            tls,
             stop: Some(stop),
             task,
         })
@@ -235,6 +301,7 @@ impl ApiServer {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -245,9 +312,10 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// `http://` and the address, for clients.
+    /// `http://` (or `https://` when serving TLS) and the address, for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stops the server and waits until it has.
@@ -262,16 +330,68 @@ impl RunningServer {
     }
 }
 
-/// gRPC or REST, by content-type.
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The user a verified client certificate names (`None`: no certificate, or one naming
+/// nobody, which then authenticates nobody).
+fn peer_user<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<Arc<UserInfo>> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    match crate::tls::user_from_certificate(cert) {
+        Ok(user) => Some(Arc::new(user)),
+        Err(error) => {
+            tracing::debug!(%error, "a client certificate names no user");
+            None
+        }
+    }
+}
+
+/// Who every request is when the server does not authenticate.
+fn insecure_user() -> UserInfo {
+    UserInfo::new("admin", [GROUP_MASTERS, GROUP_AUTHENTICATED])
+}
+
+/// Paths anyone may read: probes must work without credentials.
+fn is_open(request: &http::Request<Incoming>) -> bool {
+    request.method() == http::Method::GET
+        && matches!(request.uri().path(), "/healthz" | "/livez" | "/readyz")
+}
+
+/// Authenticates, then gRPC or REST by content-type.
 async fn dispatch(
     state: Arc<State>,
     grpc: GrpcServer<grpc::GrpcApi>,
-    request: http::Request<Incoming>,
+    peer: Option<Arc<UserInfo>>,
+    mut request: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, Infallible> {
     let is_grpc = request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc || !is_open(&request) {
+        let user = match &state.options.authentication {
+            None => insecure_user(),
+            Some(authentication) => {
+                match authentication.authenticate(peer.as_deref(), request.headers()) {
+                    Ok(user) => user,
+                    Err(message) => {
+                        state.metrics.unauthenticated();
+                        let message = format!("Unauthorized: {message}");
+                        return Ok(if is_grpc {
+                            tonic::Status::unauthenticated(message).into_http()
+                        } else {
+                            rest::status_response(&crate::wire::Status::failure(
+                                401,
+                                "Unauthorized",
+                                message,
+                            ))
+                        });
+                    }
+                }
+            }
+        };
+        request.extensions_mut().insert(user);
+    }
     if is_grpc {
         grpc.oneshot(request).await
     } else {

@@ -18,10 +18,12 @@ use orchestra_store::StoreExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::authz;
 use super::grpc::propagation_policy;
 use super::path::{Target, parse_query, parse_target};
 use super::watch_cache::CacheEvent;
 use super::{Body, State};
+use crate::auth::UserInfo;
 use crate::registry::{ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchOptions};
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::Namespace;
@@ -96,6 +98,15 @@ async fn resource(
         ));
     };
     let info = ops.info();
+    if let Err(status) = authorize(state, &info, &target, &request) {
+        let verb = if status.code == 401 {
+            "unknown"
+        } else {
+            "forbidden"
+        };
+        state.metrics.record("http", verb, info.kind, status.code);
+        return status_response(&status);
+    }
     let mut verb = "unknown";
     let response = match route(state, &ops, &target, request, &mut verb).await {
         Ok(response) => response,
@@ -105,6 +116,44 @@ async fn resource(
         .metrics
         .record("http", verb, info.kind, response.status().as_u16());
     response
+}
+
+/// Asks the authorizer about the request (a request no operation matches is left to the
+/// router, which refuses it without doing anything).
+fn authorize(
+    state: &State,
+    info: &TypeInfo,
+    target: &Target,
+    request: &Request<Incoming>,
+) -> Result<(), Fail> {
+    let Some(user) = request.extensions().get::<UserInfo>() else {
+        return Err(fail(
+            401,
+            "Unauthorized",
+            "Unauthorized: the request has no user",
+        ));
+    };
+    let watch = parse_query(request.uri().query())
+        .ok()
+        .and_then(|query| is_true(&query, "watch").ok())
+        .unwrap_or(false);
+    let Some(verb) = authz::rest_verb(request.method(), target, watch) else {
+        return Ok(());
+    };
+    authz::check(
+        state,
+        "http",
+        user,
+        authz::Request {
+            verb,
+            api_version: info.api_version,
+            resource: info.plural,
+            subresource: target.subresource.as_deref(),
+            namespace: target.namespace.as_deref(),
+            name: target.name.as_deref(),
+        },
+    )
+    .map_err(|err| Box::new(Status::from_error(&err)))
 }
 
 /// Chooses the operation from method, path and query.
@@ -700,7 +749,7 @@ fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Bod
     response
 }
 
-fn status_response(status: &Status) -> Response<Body> {
+pub(crate) fn status_response(status: &Status) -> Response<Body> {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, status)
 }
