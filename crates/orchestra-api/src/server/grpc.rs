@@ -137,7 +137,9 @@ impl GrpcApi {
                 &request.kind,
                 sub,
                 Some(&meta.namespace),
-                (verb != "create").then_some(meta.name.as_str()),
+                // A create names its object too: the Node authorizer lets a node create
+                // only its own Node and Lease, which it can tell only by the name.
+                Some(meta.name.as_str()),
             )?;
             let registry = &self.state.registry;
             let stored = match verb {
