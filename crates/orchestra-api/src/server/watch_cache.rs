@@ -76,8 +76,7 @@ fn key(api_version: &str, kind: &str) -> String {
 /// Decodes a stored object of the kind of `ops`, at its mod_revision.
 fn decoder(ops: DynOps) -> Decode {
     Arc::new(move |kv| {
-        let value: Value =
-            serde_json::from_slice(&kv.value).map_err(|err| ApiError::corrupt(&kv.key, err))?;
+        let value: Value = crate::registry::parse_stored(&kv.key, &kv.value)?;
         let mut object = ops
             .decode(value)
             .map_err(|err| ApiError::corrupt(&kv.key, err))?
