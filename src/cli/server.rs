@@ -153,6 +153,9 @@ pub enum ServerError {
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
+    /// The encryption-at-rest config could not be read or created.
+    #[error("setting up encryption at rest for secrets")]
+    Encryption(#[source] orchestra_api::encryption::EncryptionConfigError),
     /// The cluster DNS could not start.
     #[error(transparent)]
     Dns(#[from] super::dns::DnsStartError),
@@ -231,6 +234,7 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let options = security(&args)?;
     let store = open_store(&args).await?;
+    let store = encrypt_at_rest(store, &args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -281,6 +285,21 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     }
     tracing::info!("API server stopped");
     Ok(())
+}
+
+/// Secrets encrypted at rest, on by default: the keys live in `<data-dir>/encryption.yaml`
+/// (created on first start); a memory store without a data dir gets a key that lives as long.
+fn encrypt_at_rest(
+    store: Arc<dyn Store>,
+    args: &ServerArgs,
+) -> Result<Arc<dyn Store>, ServerError> {
+    use orchestra_api::encryption::{EncryptedStore, EncryptionConfig};
+    let config = match (&args.data_dir, args.store) {
+        (None, StoreKind::Memory) => EncryptionConfig::ephemeral(),
+        (dir, _) => EncryptionConfig::load_or_create(&dir.clone().unwrap_or_default())
+            .map_err(ServerError::Encryption)?,
+    };
+    Ok(Arc::new(EncryptedStore::new(store, config)))
 }
 
 async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>, ServerError> {

@@ -55,6 +55,9 @@ pub enum ClusterError {
         #[source]
         source: StoreError,
     },
+    /// The encryption-at-rest config could not be read or created.
+    #[error("setting up encryption at rest for secrets")]
+    Encryption(#[source] orchestra_api::encryption::EncryptionConfigError),
     /// A temporary directory could not be made.
     #[error("creating a temporary directory")]
     TempDir(#[source] std::io::Error),
@@ -180,6 +183,12 @@ impl ClusterBuilder {
                 Arc::new(store)
             }
         };
+        // Secrets encrypted at rest, keys in `<data-dir>/encryption.yaml`, as `orchestra server`.
+        let encryption = orchestra_api::encryption::EncryptionConfig::load_or_create(&data_dir)
+            .map_err(ClusterError::Encryption)?;
+        let store: Arc<dyn Store> = Arc::new(orchestra_api::encryption::EncryptedStore::new(
+            store, encryption,
+        ));
         let control_plane = ControlPlane::new(
             store,
             ControlPlaneConfig {

@@ -105,6 +105,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod defaulting;
+pub mod encryption;
 pub mod events;
 pub mod manifest;
 pub mod meta;

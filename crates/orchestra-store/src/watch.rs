@@ -38,6 +38,20 @@ impl WatchStream {
     pub fn request_progress(&self) {
         self.control.request_progress();
     }
+
+    /// The same watch with every response passed through `f` (progress requests still reach
+    /// the producer): for layers over a store that transform values, such as encryption at rest.
+    pub fn map_responses(
+        self,
+        f: impl FnMut(WatchResponse) -> WatchResponse + Send + 'static,
+    ) -> Self {
+        use futures::StreamExt;
+        let mut f = f;
+        WatchStream {
+            inner: Box::pin(self.inner.map(move |item| item.map(&mut f))),
+            control: self.control,
+        }
+    }
 }
 
 impl Stream for WatchStream {

@@ -115,6 +115,14 @@ impl ApiError {
     }
 
     /// A stored value that does not decode: the store holds something this program cannot read.
+    /// A stored object that cannot be read, with the whole reason given.
+    pub(crate) fn corrupt_raw(key: &[u8], detail: String) -> Self {
+        ApiError::Internal(StoreError::Corrupt {
+            path: String::from_utf8_lossy(key).into_owned(),
+            detail,
+        })
+    }
+
     pub(crate) fn corrupt(key: &[u8], detail: impl std::fmt::Display) -> Self {
         ApiError::Internal(StoreError::Corrupt {
             path: String::from_utf8_lossy(key).into_owned(),

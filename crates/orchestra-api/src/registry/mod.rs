@@ -85,6 +85,8 @@ pub struct Registry {
     expiry: Arc<ttl::Expiry>,
     /// The in-process watch caches of [`LocalClient`](crate::LocalClient), shared by clones.
     watch_cache: crate::watch_cache::LocalWatchCache,
+    /// The encryption layer over `store`, if any (the same store, kept typed for rewrites).
+    encryption: Option<crate::encryption::EncryptedStore>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -109,6 +111,7 @@ impl Registry {
             admission: Admission::default(),
             expiry: Arc::new(ttl::Expiry::kubernetes_defaults()),
             watch_cache: crate::watch_cache::LocalWatchCache::default(),
+            encryption: None,
         }
     }
 
@@ -129,6 +132,22 @@ impl Registry {
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// This registry with the kinds of `config` encrypted at rest ([`crate::encryption`]):
+    /// the store is wrapped in an [`EncryptedStore`](crate::encryption::EncryptedStore).
+    /// Call it while building, before cloning: clones made earlier keep the plain store.
+    pub fn with_encryption(mut self, config: crate::encryption::EncryptionConfig) -> Self {
+        let encrypted = crate::encryption::EncryptedStore::new(self.store.clone(), config);
+        self.store = Arc::new(encrypted.clone());
+        self.encryption = Some(encrypted);
+        self
+    }
+
+    /// The encryption layer, when [`Registry::with_encryption`] added one (to
+    /// [`rewrite`](crate::encryption::EncryptedStore::rewrite) after a key rotation).
+    pub fn encryption(&self) -> Option<&crate::encryption::EncryptedStore> {
+        self.encryption.as_ref()
     }
 
     /// The in-process watch caches, shared by every clone of this registry.
@@ -191,8 +210,7 @@ pub(crate) fn decode_at<R: Resource>(
     let mut object = match codec::decode_stored::<R>(value) {
         Some(object) => object,
         None => {
-            let json: Value =
-                serde_json::from_slice(value).map_err(|err| ApiError::corrupt(key, err))?;
+            let json = parse_stored(key, value)?;
             codec::decode::<R>(json)
                 .map_err(|err| ApiError::corrupt(key, err))?
                 .object
@@ -200,6 +218,15 @@ pub(crate) fn decode_at<R: Resource>(
     };
     object.meta_mut().resource_version = revision.to_string();
     Ok(object)
+}
+
+/// Parses a stored value as JSON; a value still encrypted (no configured key opens it) gets an
+/// error naming its key rather than a JSON syntax error.
+pub(crate) fn parse_stored(key: &[u8], value: &[u8]) -> Result<Value, ApiError> {
+    if let Some(reason) = crate::encryption::undecryptable(value) {
+        return Err(ApiError::corrupt_raw(key, reason));
+    }
+    serde_json::from_slice(value).map_err(|err| ApiError::corrupt(key, err))
 }
 
 /// Decodes a stored key-value at its own mod_revision.

@@ -98,7 +98,9 @@ pub const SECRET_TYPE_BASIC_AUTH: &str = "kubernetes.io/basic-auth";
 /// Credentials for pods (`v1`, `Secret`, namespaced): byte entries in `data` (base64 in JSON).
 /// `stringData` is a write-only convenience: its text entries are merged into `data` (winning
 /// over the same keys) when the secret is written, and it is never stored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Its `Debug` shows entry names and sizes, never their contents, so that a secret formatted
+/// into a log line or an error leaks nothing.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Secret {
     /// Standard object metadata.
@@ -115,6 +117,46 @@ pub struct Secret {
     /// When true, the entries can no longer change (only metadata can).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Entry names with their sizes: what a reader of a log may know of a secret.
+        struct Sizes<'a, V>(&'a BTreeMap<String, V>, fn(&V) -> usize);
+        struct Size(usize);
+        impl fmt::Debug for Size {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        impl<V> fmt::Debug for Sizes<'_, V> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, v)| (k, Size((self.1)(v)))))
+                    .finish()
+            }
+        }
+        // `ctl apply` keeps the whole applied object, data included, in an annotation.
+        let mut metadata = std::borrow::Cow::Borrowed(&self.metadata);
+        let applied = crate::apply::LAST_APPLIED_ANNOTATION;
+        if let Some(len) = self.metadata.annotations.get(applied).map(String::len) {
+            let redacted = format!("<redacted: {len} bytes>");
+            metadata
+                .to_mut()
+                .annotations
+                .insert(applied.to_owned(), redacted);
+        }
+        f.debug_struct("Secret")
+            .field("metadata", &metadata)
+            .field("type_", &self.type_)
+            .field("data", &Sizes(&self.data, |v: &ByteString| v.0.len()))
+            .field(
+                "string_data",
+                &Sizes(&self.string_data, |v: &String| v.len()),
+            )
+            .field("immutable", &self.immutable)
+            .finish()
+    }
 }
 
 impl Resource for Secret {
@@ -146,5 +188,36 @@ impl Resource for Secret {
 
     fn field_value(&self, field: &str) -> Option<String> {
         (field == "type").then(|| self.type_.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_shows_names_and_sizes_never_contents() {
+        let mut secret = Secret::default();
+        secret.metadata.name = "db".into();
+        secret.data.insert("password".into(), "hunter2-data".into());
+        secret
+            .string_data
+            .insert("token".into(), "hunter2-string".into());
+        secret.metadata.annotations.insert(
+            crate::apply::LAST_APPLIED_ANNOTATION.into(),
+            r#"{"stringData":{"token":"hunter2-applied"}}"#.into(),
+        );
+        let debug = format!("{secret:?} {secret:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("password") && debug.contains("<12 bytes>"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("token") && debug.contains("<14 bytes>"),
+            "{debug}"
+        );
+        assert!(debug.contains("<redacted: "), "{debug}");
+        assert!(debug.contains("\"db\""), "{debug}");
     }
 }

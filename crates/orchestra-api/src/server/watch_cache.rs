@@ -97,8 +97,7 @@ fn decoder(ops: DynOps) -> Decode {
         let mut object = match ops.decode_stored(&kv.value) {
             Some(object) => object,
             None => {
-                let value: Value = serde_json::from_slice(&kv.value)
-                    .map_err(|err| ApiError::corrupt(&kv.key, err))?;
+                let value: Value = crate::registry::parse_stored(&kv.key, &kv.value)?;
                 ops.decode(value)
                     .map_err(|err| ApiError::corrupt(&kv.key, err))?
                     .object
