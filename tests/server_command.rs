@@ -167,6 +167,103 @@ async fn serves_tls_with_admin_credentials_by_default() {
     stop_with_sigterm(server, "the restarted secure server");
 }
 
+#[tokio::test]
+async fn rbac_refuses_a_user_without_a_role_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bob-token,bob,u-bob,\"developers\"\n").unwrap();
+    let server = spawn_orchestra([
+        "server",
+        "--store",
+        "memory",
+        "--no-scheduler",
+        "--no-controllers",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--token-auth-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let admin = data.join("admin.credentials");
+    support::connect_secure(&admin).await;
+    let mut bob = orchestra_api::tls::Credentials::load(&admin).unwrap();
+    bob.client_certificate = None;
+    bob.client_key = None;
+    bob.token = Some("bob-token".into());
+    let bob_file = dir.path().join("bob.credentials");
+    bob.save(&bob_file).unwrap();
+    let ctl = |credentials: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+            .arg("ctl")
+            .args(args)
+            .env_remove("ORCHESTRA_SERVER")
+            .env("ORCHESTRA_CREDENTIALS", credentials)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+
+    let refused = ctl(&bob_file, &["get", "pods", "-n", "default"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "bob has no role yet");
+    assert!(
+        stderr.contains("\"bob\"") && stderr.contains("list") && stderr.contains("pods"),
+        "the denial names user, verb and resource: {stderr}"
+    );
+
+    // The built-in `view` role, bound to bob's group in one namespace, lets him read there.
+    let binding = dir.path().join("binding.yaml");
+    std::fs::write(
+        &binding,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: developers-view\n  namespace: default\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: view\nsubjects:\n- kind: Group\n  name: developers\n",
+    )
+    .unwrap();
+    let applied = ctl(&admin, &["apply", "-f", binding.to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let mut allowed = false;
+    for _ in 0..100 {
+        // The authorizer's cache follows the binding through a watch; poll until it has.
+        if ctl(&bob_file, &["get", "pods", "-n", "default"])
+            .status
+            .success()
+        {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(allowed, "the binding grants bob view in default");
+    let elsewhere = ctl(&bob_file, &["get", "pods", "-n", "kube-system"]);
+    assert!(
+        !elsewhere.status.success(),
+        "only in the binding's namespace"
+    );
+    let delete = ctl(&bob_file, &["delete", "namespace", "default"]);
+    assert!(!delete.status.success(), "view does not delete");
+
+    stop_with_sigterm(server, "the secure server");
+    let audit = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("\"bob\"") && line.contains("\"allowed\":false")),
+        "the denials are audited: {audit}"
+    );
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("rolebindings") && line.contains("\"allowed\":true")),
+        "the admin's write is audited: {audit}"
+    );
+}
+
 #[test]
 fn insecure_refuses_an_address_beyond_loopback() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))

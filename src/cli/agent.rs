@@ -264,7 +264,10 @@ async fn serve(
 }
 
 /// Starts the service proxy `mode`, fed by a `ProxyFollower` on `client`.
-fn start_proxy(mode: ProxyMode, client: RemoteClient) -> tokio::task::JoinHandle<()> {
+fn start_proxy(
+    mode: ProxyMode,
+    client: orchestra_api::RemoteClient,
+) -> tokio::task::JoinHandle<()> {
     use orchestra::mesh::nftables::NftablesProxy;
     use orchestra::mesh::{FollowerConfig, ProxyFollower, TcpProxy};
     match mode {

@@ -156,6 +156,12 @@ pub enum ServerError {
     /// The encryption-at-rest config could not be read or created.
     #[error("setting up encryption at rest for secrets")]
     Encryption(#[source] orchestra_api::encryption::EncryptionConfigError),
+    /// The built-in RBAC roles could not be created or reconciled.
+    #[error("creating the built-in RBAC roles and bindings")]
+    Roles(#[source] orchestra_api::ApiError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] orchestra_api::auth::audit::AuditError),
     /// The cluster DNS could not start.
     #[error(transparent)]
     Dns(#[from] super::dns::DnsStartError),
@@ -232,7 +238,7 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
-    let options = security(&args)?;
+    let mut options = security(&args)?;
     let store = open_store(&args).await?;
     let store = encrypt_at_rest(store, &args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -265,6 +271,13 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             event_ttl: args.event_ttl,
         },
     );
+    let mut audit_log = None;
+    if let (false, Some(data_dir)) = (args.insecure, &args.data_dir) {
+        let (authorizer, audit) = authorization(control_plane.client(), data_dir).await?;
+        options.authorizer = Some(authorizer);
+        options.audit = Some(Arc::new(audit.clone()));
+        audit_log = Some(audit);
+    }
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());
     let mut components = tokio::task::JoinSet::new();
     control_plane.spawn(&mut components, shutdown_signal)?;
@@ -278,6 +291,11 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         .await
         .map_err(ServerError::Serve)?;
     while components.join_next().await.is_some() {}
+    if let Some(audit) = audit_log
+        && let Err(error) = audit.flush()
+    {
+        tracing::warn!(%error, "the audit log was not flushed");
+    }
     if let Some(dns) = dns
         && let Err(error) = dns.shutdown().await
     {
@@ -285,6 +303,45 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     }
     tracing::info!("API server stopped");
     Ok(())
+}
+
+/// Authorization as Kubernetes runs it: the Node authorizer for node agents, then RBAC with
+/// the built-in roles (created or reconciled at every start); every write and every denial
+/// goes to `<data-dir>/audit.log`. Both authorizers answer from caches fed by watches on the
+/// server's own registry; they live as long as the process.
+async fn authorization(
+    client: orchestra_api::LocalClient,
+    data_dir: &std::path::Path,
+) -> Result<
+    (
+        Arc<dyn orchestra_api::auth::Authorizer>,
+        orchestra_api::auth::audit::FileAuditSink,
+    ),
+    ServerError,
+> {
+    use orchestra_api::auth::AuthorizerChain;
+    use orchestra_api::auth::audit::FileAuditSink;
+    use orchestra_api::auth::bootstrap::ensure_default_roles;
+    use orchestra_api::auth::node::NodeAuthorizer;
+    use orchestra_api::auth::rbac::RbacAuthorizer;
+
+    let report = ensure_default_roles(&client)
+        .await
+        .map_err(ServerError::Roles)?;
+    tracing::info!(?report, "built-in RBAC roles in place");
+    let node = NodeAuthorizer::new();
+    let rbac = RbacAuthorizer::new();
+    tokio::spawn({
+        let (node, client) = (node.clone(), client.clone());
+        async move { node.run(client).await }
+    });
+    tokio::spawn({
+        let rbac = rbac.clone();
+        async move { rbac.run(client).await }
+    });
+    rbac.wait_until_ready().await;
+    let audit = FileAuditSink::open(data_dir.join("audit.log"))?;
+    Ok((Arc::new(AuthorizerChain::standard(node, rbac)), audit))
 }
 
 /// Secrets encrypted at rest, on by default: the keys live in `<data-dir>/encryption.yaml`
