@@ -3,6 +3,8 @@
 //! follower's snapshot channel (the server reads the latest snapshot for every query), never
 //! with sleeps.
 
+mod dns_objects;
+
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,36 +16,21 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_proto::op::{DnsResponse, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
-use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-};
+use orchestra_api::resources::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service};
 use orchestra_api::{Client as _, LocalClient, ObjectMeta};
 use orchestra_mesh::dns::{DnsConfig, DnsFollower, DnsServer, DnsSnapshot};
 use orchestra_store::MemStore;
 use tokio::sync::watch;
 
+/// The namespace of this file's objects.
+const NAMESPACE: &str = "default";
+
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        namespace: "default".into(),
-        ..ObjectMeta::default()
-    }
+    dns_objects::meta(NAMESPACE, name)
 }
 
 fn service(name: &str, cluster_ip: &str) -> Service {
-    Service {
-        metadata: meta(name),
-        spec: ServiceSpec {
-            cluster_ip: cluster_ip.into(),
-            ports: vec![ServicePort {
-                name: "http".into(),
-                port: 80,
-                ..ServicePort::default()
-            }],
-            ..ServiceSpec::default()
-        },
-        status: None,
-    }
+    dns_objects::service(NAMESPACE, name, cluster_ip)
 }
 
 fn endpoints(name: &str, ips: &[String]) -> Endpoints {

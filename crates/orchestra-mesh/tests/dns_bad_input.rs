@@ -7,6 +7,8 @@
 //! reading until that query's answer arrives (anything read before it must be a response to
 //! one of the bad packets).
 
+mod dns_objects;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -15,36 +17,21 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use orchestra_api::ObjectMeta;
-use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-};
+use orchestra_api::resources::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service};
 use orchestra_mesh::dns::{DnsConfig, DnsServer, DnsSnapshot, MAX_UDP_PAYLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
+/// The namespace of this file's objects.
+const NAMESPACE: &str = "default";
+
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        namespace: "default".into(),
-        ..ObjectMeta::default()
-    }
+    dns_objects::meta(NAMESPACE, name)
 }
 
 fn service(name: &str, cluster_ip: &str) -> Service {
-    Service {
-        metadata: meta(name),
-        spec: ServiceSpec {
-            cluster_ip: cluster_ip.into(),
-            ports: vec![ServicePort {
-                name: "http".into(),
-                port: 80,
-                ..ServicePort::default()
-            }],
-            ..ServiceSpec::default()
-        },
-        status: None,
-    }
+    dns_objects::service(NAMESPACE, name, cluster_ip)
 }
 
 /// A server with `web` (ClusterIP) and `big`, a headless service of 1,000 pods.

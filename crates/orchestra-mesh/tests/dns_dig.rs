@@ -6,14 +6,14 @@
 //! and Endpoints (the follower's path is covered by `tests/dns.rs`). When `dig` is missing the
 //! test prints why and passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure.
 
+mod dns_objects;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use orchestra_api::ObjectMeta;
-use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-};
+use orchestra_api::resources::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service};
 use orchestra_mesh::dns::{DnsConfig, DnsServer, DnsSnapshot};
 use tokio::sync::watch;
 
@@ -42,28 +42,15 @@ fn dig_or_skip(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// The namespace of this file's objects.
+const NAMESPACE: &str = "shop";
+
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        namespace: "shop".into(),
-        ..ObjectMeta::default()
-    }
+    dns_objects::meta(NAMESPACE, name)
 }
 
 fn service(name: &str, cluster_ip: &str) -> Service {
-    Service {
-        metadata: meta(name),
-        spec: ServiceSpec {
-            cluster_ip: cluster_ip.into(),
-            ports: vec![ServicePort {
-                name: "http".into(),
-                port: 80,
-                ..ServicePort::default()
-            }],
-            ..ServiceSpec::default()
-        },
-        status: None,
-    }
+    dns_objects::service(NAMESPACE, name, cluster_ip)
 }
 
 fn endpoints(name: &str, ips: impl IntoIterator<Item = String>) -> Endpoints {
