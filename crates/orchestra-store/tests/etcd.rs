@@ -30,66 +30,17 @@ pub const FAST: &[&str] = &["--heartbeat-interval", "25", "--election-timeout", 
 
 /// One test per conformance check, each against a fresh single-member etcd (the checks assume
 /// an empty store and exact revision increments, so they cannot share one).
-macro_rules! etcd_conformance {
-    ($($name:ident),+ $(,)?) => {
-        mod conformance {
-            use super::*;
-            use orchestra_store::testing::{self, Guarded, SuiteConfig};
-
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(binary) = etcd_or_skip(stringify!($name)) else { return };
-                    let member = Member::single_with(&binary, FAST).await;
-                    let store = Guarded::new(member.store().await, member);
-                    testing::run_check(stringify!($name), store, SuiteConfig::default()).await;
-                }
-            )+
-
-            #[test]
-            fn conformance_tests_cover_every_check() {
-                testing::assert_covers_every_check(&[$(stringify!($name)),+]);
-            }
-        }
-    };
+mod conformance {
+    use super::*;
+    orchestra_store::store_conformance_tests! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        maybe_store = || async {
+            let binary = etcd_or_skip("the etcd conformance check")?;
+            let member = Member::single_with(&binary, FAST).await;
+            Some(orchestra_store::testing::Guarded::new(member.store().await, member))
+        },
+    }
 }
-
-etcd_conformance!(
-    empty_store,
-    revisions_and_versions,
-    range_shapes,
-    range_at_past_revision,
-    range_revision_errors,
-    range_limit_and_count,
-    txn_compares,
-    txn_branches,
-    txn_one_revision,
-    txn_prev_kv,
-    ext_helpers,
-    put_one,
-    watch_key_and_prefix,
-    watch_from_past_revision,
-    watch_from_now,
-    watch_txn_atomic,
-    watch_prev_kv,
-    watch_filters,
-    watch_progress,
-    watch_compacted_start,
-    watch_slow_catches_up,
-    watch_slow_compacted,
-    watch_guarantees,
-    lease_lifecycle,
-    lease_revoke_deletes_keys,
-    lease_unknown_put,
-    lease_detach,
-    lease_expiry,
-    lease_huge_ttl,
-    lease_chosen_id,
-    compaction,
-    compact_errors,
-    bad_input,
-    request_limits,
-);
 
 /// Write `count` puts under `/r/` (ten keys, unique values); returns revision -> (key, value).
 async fn write(store: &EtcdStore, from: usize, count: usize) -> BTreeMap<Revision, (Bytes, Bytes)> {

@@ -81,77 +81,29 @@ impl Served {
 }
 
 /// One test per conformance check and backend, each on a fresh store and server.
-macro_rules! served_conformance {
-    ($($name:ident),+ $(,)?) => {
-        mod conformance_mem {
-            use super::*;
-            use orchestra_store::testing::{self, Guarded, SuiteConfig};
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    etcd_harness::trace();
-                    let server = Served::memory().await;
-                    let store = Guarded::new(server.client().await, server);
-                    testing::run_check(stringify!($name), store, SuiteConfig::default()).await;
-                }
-            )+
-            #[test]
-            fn conformance_tests_cover_every_check() {
-                testing::assert_covers_every_check(&[$(stringify!($name)),+]);
-            }
-        }
-        mod conformance_disk {
-            use super::*;
-            use orchestra_store::testing::{self, Guarded, SuiteConfig};
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    etcd_harness::trace();
-                    let server = Served::disk().await;
-                    let store = Guarded::new(server.client().await, server);
-                    testing::run_check(stringify!($name), store, SuiteConfig::default()).await;
-                }
-            )+
-        }
-    };
+mod conformance_mem {
+    use super::*;
+    orchestra_store::store_conformance_tests! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        new_store = || async {
+            etcd_harness::trace();
+            let server = Served::memory().await;
+            orchestra_store::testing::Guarded::new(server.client().await, server)
+        },
+    }
 }
 
-served_conformance!(
-    empty_store,
-    revisions_and_versions,
-    range_shapes,
-    range_at_past_revision,
-    range_revision_errors,
-    range_limit_and_count,
-    txn_compares,
-    txn_branches,
-    txn_one_revision,
-    txn_prev_kv,
-    ext_helpers,
-    put_one,
-    watch_key_and_prefix,
-    watch_from_past_revision,
-    watch_from_now,
-    watch_txn_atomic,
-    watch_prev_kv,
-    watch_filters,
-    watch_progress,
-    watch_compacted_start,
-    watch_slow_catches_up,
-    watch_slow_compacted,
-    watch_guarantees,
-    lease_lifecycle,
-    lease_revoke_deletes_keys,
-    lease_unknown_put,
-    lease_detach,
-    lease_expiry,
-    lease_huge_ttl,
-    lease_chosen_id,
-    compaction,
-    compact_errors,
-    bad_input,
-    request_limits,
-);
+mod conformance_disk {
+    use super::*;
+    orchestra_store::store_conformance_tests! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        new_store = || async {
+            etcd_harness::trace();
+            let server = Served::disk().await;
+            orchestra_store::testing::Guarded::new(server.client().await, server)
+        },
+    }
+}
 
 /// The install command named when etcdctl is missing.
 const INSTALL_CLIENT: &str = "apt-get install etcd-client";
