@@ -57,9 +57,10 @@ impl Authorizer for ViewOnly {
             .unwrap();
         let allowed = match request.user.name.as_str() {
             "admin" => true,
-            "viewer" => view.rules.iter().any(|rule| {
-                orchestra_api::auth::rbac::rules::rule_allows(rule, request)
-            }),
+            "viewer" => view
+                .rules
+                .iter()
+                .any(|rule| orchestra_api::auth::rbac::rules::rule_allows(rule, request)),
             "pod-reader" => request.resource == "pods" && request.subresource.is_none(),
             _ => false,
         };
@@ -172,12 +173,21 @@ async fn rest_and_grpc_relay_the_agents_stream_with_the_options() {
     // Errors, as kubectl gives them, over both protocols.
     let (code, body) = http_get(&server, "/api/v1/namespaces/default/pods/nope/log").await;
     assert_eq!(code, 404, "{body}");
-    let (code, body) =
-        http_get(&server, "/api/v1/namespaces/default/pods/web/log?container=db").await;
+    let (code, body) = http_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web/log?container=db",
+    )
+    .await;
     assert_eq!(code, 400);
-    assert!(body.contains("container db is not valid for pod web"), "{body}");
-    let (code, body) =
-        http_get(&server, "/api/v1/namespaces/default/pods/web/log?tailLines=x").await;
+    assert!(
+        body.contains("container db is not valid for pod web"),
+        "{body}"
+    );
+    let (code, body) = http_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web/log?tailLines=x",
+    )
+    .await;
     assert_eq!(code, 400);
     assert!(body.contains("tailLines"), "{body}");
     let err = match remote
@@ -195,7 +205,10 @@ async fn rest_and_grpc_relay_the_agents_stream_with_the_options() {
         Err(err) => err,
     };
     assert_eq!(err.code(), 400);
-    assert!(err.to_string().contains("previous terminated container"), "{err}");
+    assert!(
+        err.to_string().contains("previous terminated container"),
+        "{err}"
+    );
     server.shutdown().await.unwrap();
 }
 

@@ -66,8 +66,9 @@ fn count(params: &BTreeMap<&str, &str>, key: &str) -> Result<Option<u64>, String
     params
         .get(key)
         .map(|text| {
-            text.parse::<u64>()
-                .map_err(|_| format!("query parameter {key}={text:?} is not a non-negative integer"))
+            text.parse::<u64>().map_err(|_| {
+                format!("query parameter {key}={text:?} is not a non-negative integer")
+            })
         })
         .transpose()
 }

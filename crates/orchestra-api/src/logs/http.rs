@@ -41,7 +41,10 @@ impl HttpNodeConnector {
     /// shows `cert_pem`/`key_pem` (the API server's client identity, `system:apiserver`).
     pub fn mutual_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
         Ok(HttpNodeConnector {
-            tls: Some(crate::tls::client_config(ca_pem, Some((cert_pem, key_pem)))?),
+            tls: Some(crate::tls::client_config(
+                ca_pem,
+                Some((cert_pem, key_pem)),
+            )?),
         })
     }
 

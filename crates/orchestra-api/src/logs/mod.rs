@@ -121,8 +121,12 @@ pub fn select_container(pod: &Pod, options: &PodLogOptions) -> Result<String, Ap
         None => match pod.spec.containers.as_slice() {
             [only] => only.name.clone(),
             _ => {
-                let regular: Vec<&str> =
-                    pod.spec.containers.iter().map(|c| c.name.as_str()).collect();
+                let regular: Vec<&str> = pod
+                    .spec
+                    .containers
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
                 return Err(bad(format!(
                     "a container name must be specified for pod {name}, choose one of: [{}]",
                     regular.join(" ")
@@ -188,7 +192,11 @@ pub fn agent_endpoint(node: &Node) -> Result<(String, u16), ApiError> {
         .iter()
         .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind))
         .map(|a| a.address.clone())
-        .ok_or_else(|| bad(format!("node {name:?} publishes no address (status.addresses)")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "node {name:?} publishes no address (status.addresses)"
+            ))
+        })?;
     Ok((address, port))
 }
 

@@ -1,8 +1,7 @@
 use super::*;
 use crate::resources::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, DaemonEndpoint, NodeAddress, NodeDaemonEndpoints, NodeStatus,
-    PodStatus,
+    ContainerStateWaiting, DaemonEndpoint, NodeAddress, NodeDaemonEndpoints, NodeStatus, PodStatus,
 };
 use crate::testing;
 
@@ -20,7 +19,12 @@ fn scheduled(containers: &[&str]) -> Pod {
     pod
 }
 
-fn with_state(mut pod: Pod, name: &str, state: ContainerState, last: Option<ContainerState>) -> Pod {
+fn with_state(
+    mut pod: Pod,
+    name: &str,
+    state: ContainerState,
+    last: Option<ContainerState>,
+) -> Pod {
     let status = pod.status.get_or_insert_with(PodStatus::default);
     status.container_statuses.push(ContainerStatus {
         name: name.into(),
@@ -72,7 +76,10 @@ fn err(pod: &Pod, options: &PodLogOptions) -> String {
 #[test]
 fn the_only_container_is_chosen_and_a_running_one_is_readable() {
     let pod = with_state(scheduled(&["app"]), "app", running(), None);
-    assert_eq!(select_container(&pod, &options(None, false)).unwrap(), "app");
+    assert_eq!(
+        select_container(&pod, &options(None, false)).unwrap(),
+        "app"
+    );
     assert_eq!(
         select_container(&pod, &options(Some("app"), false)).unwrap(),
         "app"
@@ -90,14 +97,21 @@ fn kubectl_errors_for_unscheduled_ambiguous_unknown_and_waiting() {
         err(&two, &options(None, false)),
         "a container name must be specified for pod web, choose one of: [app sidecar]"
     );
-    assert!(err(&two, &options(Some("db"), false)).contains("container db is not valid for pod web"));
+    assert!(
+        err(&two, &options(Some("db"), false)).contains("container db is not valid for pod web")
+    );
 
     let fresh = scheduled(&["app"]);
     assert!(
         err(&fresh, &options(None, false))
             .contains("container \"app\" in pod \"web\" is waiting to start: ContainerCreating")
     );
-    let pulling = with_state(scheduled(&["app"]), "app", waiting("ImagePullBackOff"), None);
+    let pulling = with_state(
+        scheduled(&["app"]),
+        "app",
+        waiting("ImagePullBackOff"),
+        None,
+    );
     assert!(err(&pulling, &options(None, false)).contains("waiting to start: ImagePullBackOff"));
 }
 
@@ -109,14 +123,20 @@ fn previous_needs_a_terminated_instance_and_a_restarting_container_shows_its_las
             .contains("previous terminated container \"app\" in pod \"web\" not found")
     );
     let restarted = with_state(scheduled(&["app"]), "app", running(), Some(terminated()));
-    assert_eq!(select_container(&restarted, &options(None, true)).unwrap(), "app");
+    assert_eq!(
+        select_container(&restarted, &options(None, true)).unwrap(),
+        "app"
+    );
     let crashing = with_state(
         scheduled(&["app"]),
         "app",
         waiting("CrashLoopBackOff"),
         Some(terminated()),
     );
-    assert_eq!(select_container(&crashing, &options(None, false)).unwrap(), "app");
+    assert_eq!(
+        select_container(&crashing, &options(None, false)).unwrap(),
+        "app"
+    );
 }
 
 #[test]

@@ -473,11 +473,14 @@ impl Api for GrpcApi {
             super::logs::open(&self.state, &r.namespace, &r.name, &options).await
         }
         .await;
-        let chunks = self.finish("log", "Pod", result)?.into_inner().map(|chunk| {
-            chunk
-                .map(|data| proto::LogChunk { data })
-                .map_err(|err| wire::to_grpc(&err))
-        });
+        let chunks = self
+            .finish("log", "Pod", result)?
+            .into_inner()
+            .map(|chunk| {
+                chunk
+                    .map(|data| proto::LogChunk { data })
+                    .map_err(|err| wire::to_grpc(&err))
+            });
         Ok(Response::new(Box::pin(chunks)))
     }
 

@@ -35,8 +35,7 @@ pub(crate) async fn open(
 ) -> Result<LogStream, ApiError> {
     let client = LocalClient::from_registry(state.registry.registry().clone());
     let connector = connector(state);
-    let stream =
-        logs::pod_logs(&client, connector.as_ref(), namespace, name, options).await?;
+    let stream = logs::pod_logs(&client, connector.as_ref(), namespace, name, options).await?;
     Ok(Box::pin(stream.take_until(state.shutdown_signal())))
 }
 

@@ -253,14 +253,16 @@ async fn route(
             *verb = "delete";
             delete(state, &info, target, name, &query, request).await
         }
-        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize" | "log") => Err(fail(
-            404,
-            "NotFound",
-            format!(
-                "the server could not find the requested resource: {} has no subresource {sub:?}",
-                info.kind
-            ),
-        )),
+        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize" | "log") => {
+            Err(fail(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource: {} has no subresource {sub:?}",
+                    info.kind
+                ),
+            ))
+        }
         _ => Err(fail(
             405,
             "MethodNotAllowed",

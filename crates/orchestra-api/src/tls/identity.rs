@@ -8,7 +8,8 @@ use crate::auth::{GROUP_AUTHENTICATED, UserInfo};
 /// The user the first certificate of a PEM text names (a credentials file's certificate,
 /// leaf first), as [`user_from_certificate`].
 pub fn user_from_pem(pem: &str) -> Result<UserInfo, String> {
-    let certs = super::config::certificates("the certificate", pem).map_err(|err| err.to_string())?;
+    let certs =
+        super::config::certificates("the certificate", pem).map_err(|err| err.to_string())?;
     user_from_certificate(&certs[0])
 }
 
