@@ -2,8 +2,10 @@
 //! [--pod-ip-range CIDR] [--cri-endpoint unix:///PATH --pod-log-dir DIR] [--cpu N --memory Q
 //! --pods N] [--address IP] [--node-lease-duration-seconds S]
 //! [--dns ADDR | --cluster-dns ADDR] [--cluster-domain DOMAIN] [--dns-upstream ADDRS]
-//! [--proxy [userspace|nftables]]`: the node agent against an API server, optionally serving
-//! the cluster DNS itself (`--dns`) and running a service proxy (`--proxy`).
+//! [--proxy [userspace|nftables]] [--agent-listen ADDR]`: the node agent against an API
+//! server, serving container logs on its endpoint (`--agent-listen`, published in the Node's
+//! status), optionally serving the cluster DNS itself (`--dns`) and running a service proxy
+//! (`--proxy`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use orchestra::api::Quantity;
 use orchestra_node::RuntimeDriver;
 use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::endpoint::{AgentEndpoint, EndpointTls, RunningEndpoint};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
 
@@ -103,6 +106,12 @@ pub struct AgentArgs {
     /// default when the flag is given bare) or `nftables`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "userspace")]
     pub proxy: Option<ProxyMode>,
+    /// Where the agent's endpoint (container logs for `orchestra ctl logs`) listens; port 0
+    /// picks a free port. The port is published in the Node's status. With a TLS server it
+    /// serves TLS with the node's certificate (from the join token) and answers only the API
+    /// server; with an `--insecure` server it is plain HTTP.
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    pub agent_listen: SocketAddr,
     /// The cluster DNS's domain and upstreams.
     #[command(flatten)]
     pub dns_args: super::dns::DnsArgs,
@@ -223,7 +232,7 @@ async fn serve(
     mut config: AgentConfig,
     runtime: impl RuntimeDriver,
 ) -> Result<(), AgentError> {
-    let (client, server) = super::security::connect_agent(
+    let (client, server, credentials) = super::security::connect_agent(
         args.server.as_deref(),
         args.credentials.as_deref(),
         args.token.as_deref(),
@@ -247,10 +256,16 @@ async fn serve(
         None => None,
     };
     let proxy = args.proxy.map(|mode| start_proxy(mode, client.clone()));
+    let runtime = Arc::new(runtime);
+    let endpoint = start_endpoint(args, &config, runtime.clone(), credentials.as_ref()).await;
+    if let Some(endpoint) = &endpoint {
+        config.endpoint_port = Some(endpoint.local_addr().port());
+    }
     tracing::info!(%server, node = %config.node_name, runtime = ?args.runtime, proxy = ?args.proxy, "agent running");
-    Agent::new(client, runtime, config)
+    Agent::with_shared_runtime(client, runtime, config)
         .run(super::server::shutdown_signal())
         .await;
+    drop(endpoint);
     if let Some(proxy) = proxy {
         proxy.abort();
     }
@@ -261,6 +276,59 @@ async fn serve(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Starts the agent's endpoint on `--agent-listen`: TLS with the node's certificate when the
+/// agent holds one (joined with the token), plain HTTP towards an `--insecure` server, and
+/// not at all when the credentials are not a node's (say, an administrator's): the endpoint
+/// would have no certificate the API server can verify.
+async fn start_endpoint<R: RuntimeDriver>(
+    args: &AgentArgs,
+    config: &AgentConfig,
+    runtime: Arc<R>,
+    credentials: Option<&orchestra_api::tls::Credentials>,
+) -> Option<RunningEndpoint> {
+    let endpoint = AgentEndpoint::new(runtime);
+    let endpoint = match credentials {
+        None => endpoint,
+        Some(credentials) => match node_tls(credentials, &config.node_name) {
+            Ok(tls) => endpoint.with_tls(tls),
+            Err(why) => {
+                tracing::warn!(node = %config.node_name, "container logs are not served: {why}; join with --token to get a node certificate");
+                return None;
+            }
+        },
+    };
+    // The pods do not depend on the endpoint: an address in use (several agents on one
+    // host, all on the default port) costs the logs, not the node.
+    match endpoint.bind(args.agent_listen).await {
+        Ok(running) => {
+            tracing::info!(addr = %running.local_addr(), tls = running.is_tls(), "agent endpoint serving container logs");
+            Some(running)
+        }
+        Err(error) => {
+            tracing::warn!(addr = %args.agent_listen, %error, "container logs are not served: the agent endpoint cannot listen there (choose another --agent-listen; port 0 picks a free one)");
+            None
+        }
+    }
+}
+
+/// The endpoint's TLS from the agent's credentials, if they hold this node's certificate.
+fn node_tls(
+    credentials: &orchestra_api::tls::Credentials,
+    node: &str,
+) -> Result<EndpointTls, String> {
+    let (Some(cert), Some(key)) = (&credentials.client_certificate, &credentials.client_key) else {
+        return Err("the credentials hold no client certificate".into());
+    };
+    let user = orchestra_api::tls::identity::user_from_pem(cert)?;
+    if user.node_name() != Some(node) {
+        return Err(format!(
+            "the credentials are user {:?}'s, not node {node:?}'s",
+            user.name
+        ));
+    }
+    EndpointTls::new(cert, key, &credentials.certificate_authority).map_err(|err| err.to_string())
 }
 
 /// Starts the service proxy `mode`, fed by a `ProxyFollower` on `client`.

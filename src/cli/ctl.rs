@@ -85,6 +85,23 @@ pub enum CtlVerb {
         /// The object's name.
         name: String,
     },
+    /// Print a container's log (`-f`: keep following it).
+    Logs {
+        /// The pod.
+        pod: String,
+        /// The container (may be left out when the pod has one).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new output until the container stops or Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines (-1: all).
+        #[arg(long, allow_negative_numbers = true)]
+        tail: Option<i64>,
+        /// The previous, terminated instance of the container.
+        #[arg(short = 'p', long)]
+        previous: bool,
+    },
     /// Set the replicas of a deployment or replica set.
     Scale {
         /// `deployment/NAME` or `replicaset/NAME`.

@@ -120,20 +120,22 @@ pub async fn connect(
 /// credentials kept in `state_dir` from an earlier join, or a new join (the CA pinned by the
 /// token's hash, a certificate signing request for `system:node:NODE`), whose credentials are
 /// then kept in `state_dir/node.credentials` when there is a state directory; else plain text.
+/// Also returns the credentials used (`None`: plain text), whose node certificate the agent's
+/// endpoint serves with.
 pub async fn connect_agent(
     server: Option<&str>,
     credentials: Option<&Path>,
     token: Option<&str>,
     node: &str,
     state_dir: Option<&Path>,
-) -> Result<(RemoteClient, String), ApiConnectError> {
+) -> Result<(RemoteClient, String, Option<Credentials>), ApiConnectError> {
     let Some(token) = token.filter(|_| credentials.is_none()) else {
-        return connect(server, credentials).await;
+        return connect_keeping(server, credentials).await;
     };
     let url = server.unwrap_or(DEFAULT_SERVER).to_owned();
     let kept = state_dir.map(|dir| dir.join("node.credentials"));
     if let Some(path) = kept.as_deref().filter(|path| path.is_file()) {
-        return connect(Some(&url), Some(path)).await;
+        return connect_keeping(Some(&url), Some(path)).await;
     }
     let join = |message: String| ApiConnectError::Join {
         server: url.clone(),
@@ -178,7 +180,22 @@ pub async fn connect_agent(
         ),
     }
     let client = RemoteClient::connect_with(&credentials).await?;
-    Ok((client, url))
+    Ok((client, url, Some(credentials)))
+}
+
+/// [`connect`], also returning the credentials (`None`: plain text).
+async fn connect_keeping(
+    server: Option<&str>,
+    credentials: Option<&Path>,
+) -> Result<(RemoteClient, String, Option<Credentials>), ApiConnectError> {
+    let endpoint = resolve(server, credentials)?;
+    match endpoint {
+        Endpoint::Plain(url) => Ok((RemoteClient::connect(&url).await?, url, None)),
+        Endpoint::Secure(credentials) => {
+            let client = RemoteClient::connect_with(&credentials).await?;
+            Ok((client, credentials.server.clone(), Some(credentials)))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -221,7 +221,14 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         None => None,
     };
     tracing::info!(credentials = %credentials_path.display(), ca = %pki.dir().join("ca.crt").display(), "TLS and authentication on");
+    // `pods/log` reaches the agents over mutual TLS, as `system:apiserver`.
+    let node_connector = orchestra_api::logs::HttpNodeConnector::mutual_tls(
+        pki.ca_pem(),
+        &pki.apiserver_client().cert_pem,
+        &pki.apiserver_client().key_pem,
+    )?;
     Ok(ServerOptions {
+        node_connector: Some(Arc::new(node_connector)),
         tls: Some(orchestra_api::tls::server_config(
             &pki.server().cert_pem,
             &pki.server().key_pem,

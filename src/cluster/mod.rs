@@ -206,7 +206,16 @@ impl ClusterBuilder {
             &data_dir,
             &[self.listen.ip().to_string()],
         )?);
+        // The API server reads container logs from the agents over mutual TLS, as
+        // `system:apiserver`; each agent's endpoint shows its node's certificate.
+        let node_connector: Arc<dyn orchestra_api::logs::NodeConnector> =
+            Arc::new(orchestra_api::logs::HttpNodeConnector::mutual_tls(
+                pki.ca_pem(),
+                &pki.apiserver_client().cert_pem,
+                &pki.apiserver_client().key_pem,
+            )?);
         let options = ServerOptions {
+            node_connector: Some(node_connector.clone()),
             tls: Some(orchestra_api::tls::server_config(
                 &pki.server().cert_pem,
                 &pki.server().key_pem,
@@ -242,7 +251,7 @@ impl ClusterBuilder {
         };
         let mut tasks = JoinSet::new();
         control_plane.spawn(&mut tasks, &shutdown)?;
-        let client = control_plane.client();
+        let client = control_plane.client().with_node_connector(node_connector);
         let dns = match self.dns {
             Some(addr) => Some(
                 ClusterDns::start(client.clone(), addr, DnsConfig::default())
@@ -264,8 +273,15 @@ impl ClusterBuilder {
 
         let mut nodes = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {
+            let name = format!("node-{}", index + 1);
+            let certificate = pki.issue_node(&name)?;
+            let endpoint_tls = orchestra_node::endpoint::EndpointTls::new(
+                &certificate.cert_pem,
+                &certificate.key_pem,
+                pki.ca_pem(),
+            )?;
             let spec = nodes::NodeSpec {
-                name: format!("node-{}", index + 1),
+                name,
                 index,
                 runtime: self.runtime,
                 state_dir: data_dir.join("nodes").join(format!("node-{}", index + 1)),
@@ -274,6 +290,7 @@ impl ClusterBuilder {
                 lease_renew_interval: self.lease_renew_interval,
                 lease_duration: self.node_monitor_grace,
                 cluster_dns: cluster_dns.clone(),
+                endpoint_tls: Some(endpoint_tls),
             };
             nodes.push(nodes::start(client.clone(), spec).await?);
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use orchestra_api::{LocalClient, Quantity};
 use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::endpoint::{AgentEndpoint, EndpointTls, RunningEndpoint};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::process::{IpRange, ProcessRuntime, ProcessRuntimeConfig};
 use orchestra_node::{RuntimeDriver, SandboxState};
@@ -44,6 +45,8 @@ pub(crate) struct NodeSpec {
     pub(crate) lease_duration: Duration,
     /// The cluster DNS the node's pods are pointed at.
     pub(crate) cluster_dns: Option<ClusterDnsSettings>,
+    /// The TLS of the agent's endpoint (container logs) on a loopback port; `None`: plain.
+    pub(crate) endpoint_tls: Option<EndpointTls>,
 }
 
 type Teardown = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -55,6 +58,8 @@ pub struct RunningNode {
     task: Option<JoinHandle<()>>,
     /// Stops every sandbox of the node's runtime (what a lost machine does to its pods).
     kill_pods: Option<Teardown>,
+    /// The agent's endpoint (container logs); it goes with the agent.
+    endpoint: Option<RunningEndpoint>,
 }
 
 impl RunningNode {
@@ -76,6 +81,9 @@ impl RunningNode {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(endpoint) = self.endpoint.take() {
+            endpoint.shutdown();
+        }
         if let Some(kill) = self.kill_pods.take() {
             kill().await;
         }
@@ -94,7 +102,15 @@ pub(crate) async fn start(
     config.lease_duration = spec.lease_duration;
     config.cluster_dns = spec.cluster_dns.clone();
     match spec.runtime {
-        NodeRuntime::Fake => Ok(spawn(client, Arc::new(FakeRuntime::new()), config)),
+        NodeRuntime::Fake => {
+            spawn(
+                client,
+                Arc::new(FakeRuntime::new()),
+                config,
+                spec.endpoint_tls,
+            )
+            .await
+        }
         NodeRuntime::Process => {
             let mut runtime_config = ProcessRuntimeConfig::new(&spec.state_dir);
             let third = u8::try_from(spec.index + 1).unwrap_or(u8::MAX);
@@ -111,16 +127,28 @@ pub(crate) async fn start(
                     node: spec.name.clone(),
                     source,
                 })?;
-            Ok(spawn(client, Arc::new(runtime), config))
+            spawn(client, Arc::new(runtime), config, spec.endpoint_tls).await
         }
     }
 }
 
-fn spawn<R: RuntimeDriver>(
+/// Starts the agent's endpoint on a loopback port, then the agent, which publishes the port.
+async fn spawn<R: RuntimeDriver>(
     client: LocalClient,
     runtime: Arc<R>,
-    config: AgentConfig,
-) -> RunningNode {
+    mut config: AgentConfig,
+    tls: Option<EndpointTls>,
+) -> Result<RunningNode, ClusterError> {
+    let mut endpoint = AgentEndpoint::new(runtime.clone());
+    if let Some(tls) = tls {
+        endpoint = endpoint.with_tls(tls);
+    }
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let endpoint = endpoint
+        .bind(addr)
+        .await
+        .map_err(|source| ClusterError::Listen { addr, source })?;
+    config.endpoint_port = Some(endpoint.local_addr().port());
     let name = config.node_name.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let agent = Agent::with_shared_runtime(client, runtime.clone(), config);
@@ -128,12 +156,13 @@ fn spawn<R: RuntimeDriver>(
         let _ = stopped.await;
     }));
     let kill_pods: Teardown = Box::new(move || Box::pin(stop_all_sandboxes(runtime)));
-    RunningNode {
+    Ok(RunningNode {
         name,
         stop: Some(stop),
         task: Some(task),
         kill_pods: Some(kill_pods),
-    }
+        endpoint: Some(endpoint),
+    })
 }
 
 /// Stops every ready sandbox of `runtime` (killing its containers at once).

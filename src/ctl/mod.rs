@@ -10,9 +10,11 @@
 //! - [`apply`]: create-or-update from manifest files.
 //! - [`show`]: `get` (tables, JSON, YAML, watch), `describe` and `delete`.
 //! - [`rollout`]: `rollout status|undo|pause|resume` and `scale`.
+//! - [`logs`]: `logs POD [-c C] [-f] [--tail N] [-p]`, streamed.
 
 pub mod apply;
 pub mod kind;
+pub mod logs;
 pub mod rollout;
 pub mod show;
 pub mod table;
@@ -184,6 +186,23 @@ pub async fn run<C: orchestra::api::Client>(
         }
         CtlVerb::Delete { kind, name } => {
             show::delete(client, Kind::parse(kind)?, name, &scope, out).await
+        }
+        CtlVerb::Logs {
+            pod,
+            container,
+            follow,
+            tail,
+            previous,
+        } => {
+            let options = orchestra_api::logs::PodLogOptions {
+                container: container.clone(),
+                follow: *follow,
+                // kubectl's `--tail=-1`: everything.
+                tail_lines: tail.and_then(|n| u64::try_from(n).ok()),
+                previous: *previous,
+                limit_bytes: None,
+            };
+            logs::logs(client, &args.namespace, pod, &options, out).await
         }
         CtlVerb::Scale { target, replicas } => {
             rollout::scale(client, target, *replicas, &scope, out).await

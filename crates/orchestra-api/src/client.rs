@@ -37,6 +37,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::logs::{LogStream, NodeConnector, PodLogOptions};
 use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, Registry, WatchEvents,
     WatchOptions,
@@ -94,12 +95,28 @@ pub trait Client: Clone + Send + Sync + 'static {
 
     /// Binds an unbound pod to a node (sets `spec.nodeName` once).
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError>;
+
+    /// Streams a container's log (the `pods/log` subresource; see [`crate::logs`]). Clients
+    /// that cannot reach node agents answer with an error saying so (the default).
+    async fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &PodLogOptions,
+    ) -> Result<LogStream, ApiError> {
+        let _ = options;
+        Err(ApiError::BadRequest(format!(
+            "this client cannot read the logs of pod {namespace}/{name}: it has no way to reach node agents"
+        )))
+    }
 }
 
 /// The in-process [`Client`]: calls the [`Registry`] directly. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct LocalClient {
     registry: Registry,
+    /// How [`Client::pod_logs`] reaches node agents (`None`: it cannot).
+    nodes: Option<std::sync::Arc<dyn NodeConnector>>,
 }
 
 impl LocalClient {
@@ -107,12 +124,23 @@ impl LocalClient {
     pub fn new(store: impl orchestra_store::Store) -> Self {
         LocalClient {
             registry: Registry::new(store),
+            nodes: None,
         }
     }
 
     /// A client over an existing registry (sharing its store).
     pub fn from_registry(registry: Registry) -> Self {
-        LocalClient { registry }
+        LocalClient {
+            registry,
+            nodes: None,
+        }
+    }
+
+    /// This client, reading container logs from node agents through `connector` (for
+    /// example [`HttpNodeConnector`](crate::logs::HttpNodeConnector), feature `server`).
+    pub fn with_node_connector(mut self, connector: std::sync::Arc<dyn NodeConnector>) -> Self {
+        self.nodes = Some(connector);
+        self
     }
 
     /// The registry underneath.
@@ -181,6 +209,20 @@ impl Client for LocalClient {
             .watch_cache()
             .watch(&self.registry, namespace, options)
             .await
+    }
+
+    async fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &PodLogOptions,
+    ) -> Result<LogStream, ApiError> {
+        let Some(connector) = &self.nodes else {
+            return Err(ApiError::BadRequest(format!(
+                "this LocalClient cannot read the logs of pod {namespace}/{name}: give it a node connector (LocalClient::with_node_connector)"
+            )));
+        };
+        crate::logs::pod_logs(self, connector.as_ref(), namespace, name, options).await
     }
 
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {

@@ -83,6 +83,8 @@
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
 //! - [`events`]: [`events::EventRecorder`], recording Events from components with
 //!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
+//! - [`logs`]: container logs (`pods/log`): [`logs::PodLogOptions`], the choice of
+//!   container and node, the node agent's request, the [`logs::NodeConnector`] hop to agents.
 //! - [`testing`]: the client conformance suite, for every [`Client`] implementation.
 //! - [`watch_cache`]: per kind, one store watch fanned out to every watch of the process,
 //!   indexed by the field values watches require (pods by `spec.nodeName`); behind
@@ -107,6 +109,7 @@ pub mod codec;
 pub mod defaulting;
 pub mod encryption;
 pub mod events;
+pub mod logs;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;

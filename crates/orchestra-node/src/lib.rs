@@ -14,10 +14,14 @@
 //! - [`pod`]: the pod state machine, a pure function from desired and observed state to actions.
 //! - [`probe`]: startup, liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`agent`]: the node agent: node registration, lease, one worker per pod.
+//! - `endpoint` (feature `endpoint`): the agent's HTTP endpoint, container logs for the API
+//!   server (plain, or mutual TLS with the node's certificate).
 
 pub mod agent;
 #[cfg(feature = "cri")]
 pub mod cri;
+#[cfg(feature = "endpoint")]
+pub mod endpoint;
 pub mod fake;
 pub mod pod;
 pub mod probe;

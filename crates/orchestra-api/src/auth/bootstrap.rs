@@ -6,7 +6,7 @@
 //! | `cluster-admin` | group `system:masters` | everything (also hard-coded in RBAC) |
 //! | `admin` | nobody (bind it per namespace) | all workloads, secrets, Roles and RoleBindings of a namespace |
 //! | `edit` | nobody | `admin` without Roles and RoleBindings |
-//! | `view` | nobody | reading workloads, without Secrets |
+//! | `view` | nobody | reading workloads and pods' logs (`pods/log`), without Secrets |
 //! | `system:kube-scheduler` | user `system:kube-scheduler` | what `orchestra scheduler` reads and writes |
 //! | `system:kube-controller-manager` | user `system:kube-controller-manager` | what `orchestra controller-manager` reads and writes |
 //! | `system:node` | group `system:nodes` | what `orchestra agent` reads and writes (narrowed per node by [`NodeAuthorizer`](super::node::NodeAuthorizer)) |
@@ -74,7 +74,11 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             rule(&[""], &["secrets"], verbs),
             rule(&["apps"], APPS_WORKLOADS, verbs),
             rule(&["batch"], &["jobs"], verbs),
-            rule(&[""], &["events", "namespaces", "pods/status"], READ),
+            rule(
+                &[""],
+                &["events", "namespaces", "pods/status", "pods/log"],
+                READ,
+            ),
             rule(
                 &["apps"],
                 &[

@@ -460,6 +460,38 @@ impl Client for RemoteClient {
         Ok(Box::pin(events))
     }
 
+    async fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &crate::logs::PodLogOptions,
+    ) -> Result<crate::logs::LogStream, ApiError> {
+        let request = proto::PodLogsRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            container: options.container.clone().unwrap_or_default(),
+            follow: options.follow,
+            tail_lines: options.tail_lines,
+            previous: options.previous,
+            limit_bytes: options.limit_bytes,
+        };
+        let stream = self
+            .api()
+            .pod_logs(request)
+            .await
+            .map_err(error::<Pod>)?
+            .into_inner();
+        // The first error ends the stream.
+        let chunks = futures::stream::unfold(Some(stream), |stream| async move {
+            let mut stream = stream?;
+            match stream.next().await? {
+                Ok(chunk) => Some((Ok(chunk.data), Some(stream))),
+                Err(status) => Some((Err(error::<Pod>(status)), None)),
+            }
+        });
+        Ok(Box::pin(chunks))
+    }
+
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
         let request = proto::BindRequest {
             namespace: namespace.to_owned(),

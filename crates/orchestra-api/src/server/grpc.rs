@@ -169,6 +169,9 @@ fn target(target: Option<proto::ObjectRef>) -> Result<proto::ObjectRef, ApiError
     target.ok_or_else(|| ApiError::BadRequest("the request names no object (target)".into()))
 }
 
+/// The gRPC stream of a container log.
+type LogChunkStream = Pin<Box<dyn Stream<Item = Result<proto::LogChunk, tonic::Status>> + Send>>;
+
 /// The gRPC stream of a watch.
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, tonic::Status>> + Send>>;
 
@@ -440,6 +443,45 @@ impl Api for GrpcApi {
         })
         .take_until(self.state.shutdown_signal());
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type PodLogsStream = LogChunkStream;
+
+    async fn pod_logs(
+        &self,
+        request: Request<proto::PodLogsRequest>,
+    ) -> Result<Response<LogChunkStream>, tonic::Status> {
+        let user = user_of(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            self.authorize(
+                &user,
+                Verb::Get,
+                "v1",
+                "Pod",
+                Some("log"),
+                Some(&r.namespace),
+                Some(&r.name),
+            )?;
+            let options = crate::logs::PodLogOptions {
+                container: (!r.container.is_empty()).then(|| r.container.clone()),
+                follow: r.follow,
+                tail_lines: r.tail_lines,
+                previous: r.previous,
+                limit_bytes: r.limit_bytes,
+            };
+            super::logs::open(&self.state, &r.namespace, &r.name, &options).await
+        }
+        .await;
+        let chunks = self
+            .finish("log", "Pod", result)?
+            .into_inner()
+            .map(|chunk| {
+                chunk
+                    .map(|data| proto::LogChunk { data })
+                    .map_err(|err| wire::to_grpc(&err))
+            });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn issue_node_certificate(

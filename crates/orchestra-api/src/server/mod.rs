@@ -40,12 +40,14 @@
 //! - `authz`: the authorization and audit hook, and REST requests' RBAC verbs.
 //! - `grpc`: the `orchestra.api.v1.Api` service.
 //! - `rest`: the HTTP/JSON handlers; `path`: REST paths and query strings, parsed.
+//! - `logs`: the `pods/log` subresource, relayed from the node agents.
 //! - [`metrics`]: request counters and the `/metrics` text.
 //! - [`watch_cache`]: per kind, one store watch serving every client watch from memory.
 
 pub mod authn;
 mod authz;
 mod grpc;
+mod logs;
 pub mod metrics;
 mod path;
 mod rest;
@@ -95,6 +97,10 @@ pub struct ServerOptions {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Records every write and every denial.
     pub audit: Option<Arc<dyn AuditSink>>,
+    /// How `pods/log` reaches node agents; `None`: plain HTTP
+    /// ([`HttpNodeConnector::plain`](crate::logs::HttpNodeConnector::plain), for insecure
+    /// clusters); a secure server passes [`HttpNodeConnector::mutual_tls`](crate::logs::HttpNodeConnector::mutual_tls).
+    pub node_connector: Option<Arc<dyn crate::logs::NodeConnector>>,
 }
 
 impl Default for ServerOptions {
@@ -108,6 +114,7 @@ impl Default for ServerOptions {
             authentication: None,
             authorizer: None,
             audit: None,
+            node_connector: None,
         }
     }
 }

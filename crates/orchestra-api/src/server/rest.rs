@@ -199,6 +199,12 @@ async fn route(
             let body = read_json(state, request).await?;
             bind(state, target, name, body).await
         }
+        (&Method::GET, Some(name), Some("log")) if info.kind == "Pod" => {
+            *verb = "log";
+            super::logs::rest(state, namespace(target), name, &query)
+                .await
+                .map_err(Into::into)
+        }
         (&Method::PUT, Some(_), None | Some("status")) => {
             *verb = if sub.is_some() {
                 "update_status"
@@ -247,19 +253,21 @@ async fn route(
             *verb = "delete";
             delete(state, &info, target, name, &query, request).await
         }
-        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize") => Err(fail(
-            404,
-            "NotFound",
-            format!(
-                "the server could not find the requested resource: {} has no subresource {sub:?}",
-                info.kind
-            ),
-        )),
+        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize" | "log") => {
+            Err(fail(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource: {} has no subresource {sub:?}",
+                    info.kind
+                ),
+            ))
+        }
         _ => Err(fail(
             405,
             "MethodNotAllowed",
             format!(
-                "{method} is not supported on {}: use GET/POST on a collection, GET/PUT/PATCH/DELETE on an object, PUT on /status, POST on pods' /binding",
+                "{method} is not supported on {}: use GET/POST on a collection, GET/PUT/PATCH/DELETE on an object, PUT on /status, POST on pods' /binding, GET on pods' /log",
                 describe(target)
             ),
         )),

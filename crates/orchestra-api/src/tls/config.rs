@@ -89,6 +89,36 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A server configuration that *requires* a client certificate issued by `client_ca_pem`
+/// (the node agent's log endpoint; the handshake fails without one). ALPN: HTTP/1.1.
+pub fn mutual_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(client_ca_pem)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|err| TlsError::Pem {
+        what: "the client CA",
+        message: err.to_string(),
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certificates("the server certificate", cert_pem)?,
+            private_key(key_pem)?,
+        )
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A client configuration trusting only `ca_pem`, with an optional client certificate
 /// (`(cert_pem, key_pem)`); ALPN: HTTP/1.1 (for HTTP/JSON clients; gRPC goes through tonic).
 pub fn client_config(

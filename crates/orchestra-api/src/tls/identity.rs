@@ -5,6 +5,14 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::{GROUP_AUTHENTICATED, UserInfo};
 
+/// The user the first certificate of a PEM text names (a credentials file's certificate,
+/// leaf first), as [`user_from_certificate`].
+pub fn user_from_pem(pem: &str) -> Result<UserInfo, String> {
+    let certs =
+        super::config::certificates("the certificate", pem).map_err(|err| err.to_string())?;
+    user_from_certificate(&certs[0])
+}
+
 /// The user a (verified) client certificate names, with [`GROUP_AUTHENTICATED`] added.
 /// An error says why the certificate names no user (no CN, not DER).
 pub fn user_from_certificate(der: &[u8]) -> Result<UserInfo, String> {

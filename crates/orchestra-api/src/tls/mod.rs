@@ -37,7 +37,7 @@ pub mod pki;
 
 use std::path::PathBuf;
 
-pub use config::{client_config, server_config};
+pub use config::{client_config, mutual_server_config, server_config};
 pub use credentials::Credentials;
 pub use identity::user_from_certificate;
 pub use join::JoinToken;

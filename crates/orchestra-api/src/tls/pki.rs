@@ -4,7 +4,13 @@
 //! Files, under `<data-dir>/tls/`: `ca.crt` and `ca.key` (made once, reused on every start:
 //! every credential hangs on them), `server.crt` and `server.key` (issued again on every start,
 //! so that new `--tls-san` names take effect), `admin.crt` and `admin.key` (the
-//! administrator's client certificate, made once). Keys are written with mode 0600.
+//! administrator's client certificate, made once), `apiserver-agent-client.crt` and `.key`
+//! (the API server's client identity, [`APISERVER_USER`], towards node agents' log endpoints,
+//! made once). Keys are written with mode 0600.
+//!
+//! A node's certificate serves both ends of the node: it is the agent's client certificate
+//! towards the API server and its server certificate for its log endpoint (its subject
+//! alternative name is the node's name, which the API server verifies).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,10 @@ use rcgen::{
 use super::credentials::Credentials;
 use super::{TlsError, files};
 use crate::auth::{GROUP_MASTERS, GROUP_NODES, NODE_USER_PREFIX};
+
+/// The user name of the API server's client certificate towards node agents: the one
+/// identity an agent's log endpoint accepts.
+pub const APISERVER_USER: &str = "system:apiserver";
 
 /// How long issued certificates are valid, in years (there is no rotation yet: long).
 const VALID_YEARS: i32 = 10;
@@ -46,6 +56,7 @@ pub struct ClusterPki {
     issuer: Issuer<'static, KeyPair>,
     server: CertifiedKey,
     admin: CertifiedKey,
+    apiserver_client: CertifiedKey,
 }
 
 impl std::fmt::Debug for ClusterPki {
@@ -84,12 +95,19 @@ impl ClusterPki {
             |pki_issuer| issue(pki_issuer, &ca_pem, "admin", &[GROUP_MASTERS], &[], false),
             &issuer,
         )?;
+        let apiserver_client = load_or_issue(
+            &dir,
+            "apiserver-agent-client",
+            |pki_issuer| issue(pki_issuer, &ca_pem, APISERVER_USER, &[], &[], false),
+            &issuer,
+        )?;
         Ok(ClusterPki {
             dir,
             ca_pem,
             issuer,
             server,
             admin,
+            apiserver_client,
         })
     }
 
@@ -113,6 +131,28 @@ impl ClusterPki {
         &self.admin
     }
 
+    /// The API server's client certificate towards node agents (CN [`APISERVER_USER`]).
+    pub fn apiserver_client(&self) -> &CertifiedKey {
+        &self.apiserver_client
+    }
+
+    /// A node's certificate and key, issued directly (for agents in the server's own process;
+    /// remote agents send a certificate signing request with the join token instead).
+    pub fn issue_node(&self, node: &str) -> Result<CertifiedKey, TlsError> {
+        let generate = |source| TlsError::Generate {
+            what: format!("issuing the certificate of node {node:?}"),
+            source,
+        };
+        let key = KeyPair::generate().map_err(generate)?;
+        let cert = node_params(node)?
+            .signed_by(&key, &self.issuer)
+            .map_err(generate)?;
+        Ok(CertifiedKey {
+            cert_pem: format!("{}{}", cert.pem(), self.ca_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// Credentials for the administrator at `server_url`.
     pub fn admin_credentials(&self, server_url: &str) -> Result<Credentials, TlsError> {
         Ok(Credentials {
@@ -130,7 +170,8 @@ impl ClusterPki {
     }
 
     /// Signs a node's certificate signing request (PEM): whatever subject the request asks
-    /// for, the certificate names `system:node:NODE` in `system:nodes`, for client use only.
+    /// for, the certificate names `system:node:NODE` in `system:nodes`, for client use and for
+    /// serving the agent's endpoint under the node's name (its subject alternative name).
     /// Returns the certificate chain (PEM: the node's, then the CA's).
     pub fn sign_node_csr(&self, node: &str, csr_pem: &str) -> Result<String, TlsError> {
         let mut csr =
@@ -138,8 +179,7 @@ impl ClusterPki {
                 what: "the certificate signing request",
                 message: err.to_string(),
             })?;
-        let user = format!("{NODE_USER_PREFIX}{node}");
-        csr.params = leaf_params(&user, &[GROUP_NODES], &[], false)?;
+        csr.params = node_params(node)?;
         let cert = csr
             .signed_by(&self.issuer)
             .map_err(|source| TlsError::Generate {
@@ -166,6 +206,18 @@ pub fn node_csr(node: &str) -> Result<(String, String), TlsError> {
     )?;
     let csr = params.serialize_request(&key).map_err(generate)?;
     Ok((key.serialize_pem(), csr.pem().map_err(generate)?))
+}
+
+/// A node certificate's parameters: `system:node:NODE` in `system:nodes`, the node's name as
+/// its DNS name, good for client and server authentication.
+fn node_params(node: &str) -> Result<CertificateParams, TlsError> {
+    let user = format!("{NODE_USER_PREFIX}{node}");
+    let mut params = leaf_params(&user, &[GROUP_NODES], &[node.to_owned()], false)?;
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    Ok(params)
 }
 
 fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), TlsError> {

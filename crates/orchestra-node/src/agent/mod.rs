@@ -86,6 +86,9 @@ pub struct AgentConfig {
     /// The cluster DNS that `dnsPolicy: ClusterFirst` pods are pointed at (none by default:
     /// pods keep the host's resolver).
     pub cluster_dns: Option<env::ClusterDnsSettings>,
+    /// The port of the agent's endpoint (container logs), published in the node status as
+    /// `daemonEndpoints.kubeletEndpoint.Port` (none by default: no endpoint runs).
+    pub endpoint_port: Option<u16>,
 }
 
 impl AgentConfig {
@@ -105,6 +108,7 @@ impl AgentConfig {
             status_report_interval: Duration::from_secs(300),
             sync_interval: Duration::from_secs(1),
             cluster_dns: None,
+            endpoint_port: None,
         }
     }
 }

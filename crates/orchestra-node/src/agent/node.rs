@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestra_api::resources::{
-    ConditionStatus, Lease, LeaseSpec, Node, NodeAddress, NodeCondition, NodeStatus,
-    NodeSystemInfo, RESOURCE_CPU, RESOURCE_MEMORY, RESOURCE_PODS,
+    ConditionStatus, DaemonEndpoint, Lease, LeaseSpec, Node, NodeAddress, NodeCondition,
+    NodeDaemonEndpoints, NodeStatus, NodeSystemInfo, RESOURCE_CPU, RESOURCE_MEMORY, RESOURCE_PODS,
 };
 use orchestra_api::{ApiError, Client, MicroTime, ObjectMeta, Quantity};
 
@@ -92,7 +92,11 @@ pub fn node_status(
                 address: config.node_name.clone(),
             },
         ],
-        daemon_endpoints: None,
+        daemon_endpoints: config.endpoint_port.map(|port| NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(port),
+            }),
+        }),
         node_info: Some(NodeSystemInfo {
             operating_system: std::env::consts::OS.into(),
             architecture: kube_arch().into(),
