@@ -51,6 +51,10 @@ pub(super) struct Worker<C, R: ?Sized> {
     pub last_status: Option<PodStatus>,
     /// The cluster's services (for the containers' service variables).
     pub services: reflector::Store<Service>,
+    /// The pod the state machine last planned for, and the API object it was built from:
+    /// kept so that the resync of an idle pod (every `sync_interval`, for every pod of the
+    /// node) does not clone the pod's spec, metadata and status again.
+    pub view: Option<(Arc<Pod>, Pod)>,
 }
 
 impl<C: Client, R: RuntimeDriver> Worker<C, R> {
@@ -76,6 +80,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             notify: Arc::new(Notify::new()),
             last_status: None,
             services,
+            view: None,
         }
     }
 
@@ -107,8 +112,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
             }
-            let mut pod = (*api_pod).clone();
-            pod.status = self.last_status.clone();
+            let pod = self.view_of(&api_pod);
 
             let mut plan = None;
             for _ in 0..MAX_ROUNDS {
@@ -161,8 +165,26 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
             }
+            self.view = Some((api_pod, pod));
             let until = wake_at.and_then(|t| t.duration_since(clock::now()).ok());
             self.wait(until).await;
+        }
+    }
+
+    /// The pod to plan for: `api_pod` with the status this worker last wrote (the watch may
+    /// not have brought it back yet). The previous one when neither has changed since.
+    fn view_of(&mut self, api_pod: &Arc<Pod>) -> Pod {
+        match self.view.take() {
+            Some((from, view))
+                if Arc::ptr_eq(&from, api_pod) && view.status == self.last_status =>
+            {
+                view
+            }
+            _ => Pod {
+                metadata: api_pod.metadata.clone(),
+                spec: api_pod.spec.clone(),
+                status: self.last_status.clone(),
+            },
         }
     }
 
