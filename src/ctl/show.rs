@@ -4,13 +4,14 @@ use std::io::Write;
 
 use futures::StreamExt;
 use jiff::Timestamp;
+use orchestra::api::meta::Time;
 use orchestra::api::registry::{DeleteOptions, DeleteOutcome, ListOptions, WatchOptions};
 use orchestra::api::resources::Event;
-use orchestra::api::{Client, Resource, Selector, WatchEvent, to_value};
+use orchestra::api::{Client, FieldSelector, Resource, Selector, WatchEvent, to_value};
 use serde_json::{Value, json};
 
 use super::kind::{Kind, with_kind};
-use super::table::{Tabular, age, human_duration, render};
+use super::table::{Tabular, age, align, human_duration, render};
 use super::{CtlError, Output, Scope};
 
 /// What `ctl get` was asked.
@@ -217,41 +218,98 @@ async fn describe_kind<C: Client, R: Resource>(
             }
         }
     }
-    let events_namespace = R::NAMESPACED.then_some(meta.namespace.as_str());
-    let events = client
-        .list::<Event>(events_namespace, &ListOptions::default())
-        .await
-        .map_err(|e| CtlError::api("listing events", e))?;
-    let mut about: Vec<&Event> = events
-        .items
-        .iter()
-        .filter(|e| e.involved_object.kind == R::KIND && e.involved_object.name == meta.name)
-        .collect();
-    about.sort_by_key(|e| e.last_timestamp.or(e.first_timestamp));
-    if about.is_empty() {
-        writeln!(out, "Events:       <none>")?;
-        return Ok(());
-    }
-    writeln!(out, "Events:")?;
-    writeln!(out, "  Type    Reason    Age    Count  Message")?;
-    for event in about {
-        let seen = event
-            .last_timestamp
-            .or(event.first_timestamp)
-            .map_or("<unknown>".into(), |t| {
-                human_duration(now.as_second() - t.as_second())
-            });
-        writeln!(
-            out,
-            "  {}  {}  {}  {}  {}",
-            event.type_,
-            event.reason,
-            seen,
-            event.count.unwrap_or(1),
-            event.message
-        )?;
-    }
+    let events = events_about::<C, R>(client, &object).await?;
+    out.write_all(events_table(&events, now).as_bytes())?;
     Ok(())
+}
+
+/// The events about `object`, oldest first: those naming its name (selected by the server) and
+/// kind, and its uid when they carry one (events about an earlier object of the same name
+/// are not its own).
+async fn events_about<C: Client, R: Resource>(
+    client: &C,
+    object: &R,
+) -> Result<Vec<Event>, CtlError> {
+    let meta = object.meta();
+    // Events about cluster-scoped objects (nodes) live in `default`, as in Kubernetes.
+    let namespace = if R::NAMESPACED {
+        meta.namespace.as_str()
+    } else {
+        "default"
+    };
+    let selector = FieldSelector::equals("involvedObject.name", meta.name.clone());
+    let options = ListOptions {
+        field_selector: selector,
+        ..ListOptions::default()
+    };
+    let mut events: Vec<Event> = client
+        .list::<Event>(Some(namespace), &options)
+        .await
+        .map_err(|e| CtlError::api("listing events", e))?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind == R::KIND)
+        .filter(|e| e.involved_object.uid.is_empty() || e.involved_object.uid == meta.uid)
+        .collect();
+    events.sort_by_key(|e| (last_seen(e), e.metadata.creation_timestamp));
+    Ok(events)
+}
+
+fn last_seen(event: &Event) -> Option<Time> {
+    event
+        .last_timestamp
+        .or(event.first_timestamp)
+        .or(event.metadata.creation_timestamp)
+}
+
+/// kubectl's events section of `describe`: Type, Reason, Age (`10s (x5 over 2m)` for a
+/// repeated event), From (the reporting component) and Message, aligned.
+fn events_table(events: &[Event], now: Timestamp) -> String {
+    if events.is_empty() {
+        return "Events:       <none>\n".into();
+    }
+    let ago = |t: Option<Time>| {
+        t.map_or("<unknown>".to_string(), |t| {
+            human_duration(now.as_second() - t.as_second())
+        })
+    };
+    let mut rows = vec![
+        ["Type", "Reason", "Age", "From", "Message"]
+            .map(String::from)
+            .to_vec(),
+        ["----", "------", "----", "----", "-------"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for event in events {
+        let count = event.count.unwrap_or(1);
+        let age = if count > 1 {
+            let first = event.first_timestamp.or(event.metadata.creation_timestamp);
+            format!("{} (x{count} over {})", ago(last_seen(event)), ago(first))
+        } else {
+            ago(last_seen(event))
+        };
+        let from = event
+            .source
+            .as_ref()
+            .map(|s| s.component.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| event.reporting_component.clone());
+        rows.push(vec![
+            event.type_.clone(),
+            event.reason.clone(),
+            age,
+            from,
+            event.message.trim().to_owned(),
+        ]);
+    }
+    let mut out = String::from("Events:\n");
+    for line in align(&rows).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn pairs(map: &std::collections::BTreeMap<String, String>) -> String {

@@ -42,7 +42,7 @@ pub fn render<R: Tabular>(
 }
 
 /// Pad the columns of `rows` to a common width.
-fn align(rows: &[Vec<String>]) -> String {
+pub(super) fn align(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

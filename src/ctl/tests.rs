@@ -142,7 +142,8 @@ async fn get_prints_kubectl_tables_lists_and_selections() {
 
 #[tokio::test]
 async fn describe_shows_metadata_spec_and_events() {
-    use orchestra::api::resources::{Event, ObjectReference};
+    use orchestra::api::meta::Time;
+    use orchestra::api::resources::{Event, EventSource, ObjectReference, Pod};
     use orchestra::api::{Client, ObjectMeta};
 
     let client = LocalClient::new(MemStore::new());
@@ -150,20 +151,59 @@ async fn describe_shows_metadata_spec_and_events() {
     ctl(&client, &format!("ctl apply -f {}", file.path().display()))
         .await
         .unwrap();
-    let event = Event {
-        metadata: ObjectMeta::namespaced("default", "debug.1"),
+    let pod: Pod = client.get("default", "debug").await.unwrap();
+    let ago = |minutes: i64| {
+        Some(Time::new(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes),
+        ))
+    };
+    let event = |name: &str, kind: &str, uid: &str, reason: &str, message: &str| Event {
+        metadata: ObjectMeta::namespaced("default", name),
         involved_object: ObjectReference {
-            kind: "Pod".into(),
+            kind: kind.into(),
             name: "debug".into(),
             namespace: "default".into(),
+            uid: uid.into(),
             ..Default::default()
         },
-        reason: "FailedScheduling".into(),
-        message: "0/0 nodes are available".into(),
-        type_: "Warning".into(),
+        reason: reason.into(),
+        message: message.into(),
+        source: Some(EventSource {
+            component: "default-scheduler".into(),
+            host: String::new(),
+        }),
+        type_: "Normal".into(),
         ..Default::default()
     };
-    client.create(&event).await.unwrap();
+    // Recorded first, seen last: three times over 30 minutes, the last 10 minutes ago.
+    let mut failed = event(
+        "debug.1",
+        "Pod",
+        &pod.metadata.uid,
+        "FailedScheduling",
+        "0/0 nodes are available",
+    );
+    failed.type_ = "Warning".into();
+    (failed.first_timestamp, failed.last_timestamp, failed.count) = (ago(30), ago(10), Some(3));
+    client.create(&failed).await.unwrap();
+    let mut scheduled = event(
+        "debug.2",
+        "Pod",
+        &pod.metadata.uid,
+        "Scheduled",
+        "Successfully assigned default/debug to n1",
+    );
+    (scheduled.first_timestamp, scheduled.last_timestamp) = (ago(20), ago(20));
+    client.create(&scheduled).await.unwrap();
+    // Not about this pod: an earlier pod of the same name, and a service named debug.
+    client
+        .create(&event("debug.3", "Pod", "old-uid", "Killing", "gone"))
+        .await
+        .unwrap();
+    client
+        .create(&event("debug.4", "Service", "", "Created", "other kind"))
+        .await
+        .unwrap();
 
     let (out, _) = ctl(&client, "ctl describe pod debug").await.unwrap();
     assert!(
@@ -172,8 +212,20 @@ async fn describe_shows_metadata_spec_and_events() {
     );
     assert!(out.contains("Labels:       app=debug"), "{out}");
     assert!(out.contains("Spec:\n  containers:"), "{out}");
-    assert!(out.contains("FailedScheduling"), "{out}");
-    assert!(out.contains("0/0 nodes are available"), "{out}");
+    let events = &out[out.find("Events:").expect("an events section")..];
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(lines.len(), 5, "{events}");
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(header, ["Type", "Reason", "Age", "From", "Message"]);
+    assert!(lines[3].starts_with("  Normal    Scheduled   "), "{events}");
+    assert!(lines[3].ends_with("Successfully assigned default/debug to n1"));
+    assert_eq!(
+        lines[4],
+        "  Warning   FailedScheduling   10m (x3 over 30m)   default-scheduler   0/0 nodes are available"
+    );
+
+    let (out, _) = ctl(&client, "ctl describe service web").await.unwrap();
+    assert!(out.ends_with("Events:       <none>\n"), "{out}");
 }
 
 #[tokio::test]

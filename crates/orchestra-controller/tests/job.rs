@@ -19,7 +19,7 @@ use orchestra_controller::controllers::pods::is_active;
 use orchestra_controller::controllers::{JobController, TtlAfterFinishedController};
 use orchestra_controller::{ControllerSet, SharedInformers};
 use orchestra_store::MemStore;
-use support::{eventually_within, start};
+use support::{events_about, eventually_within, start};
 use tokio::time::Instant;
 
 fn job(completions: i32, parallelism: i32) -> Job {
@@ -132,6 +132,36 @@ async fn runs_to_completion_within_parallelism() {
     }));
     assert!(pods.iter().all(|p| p.metadata.name.starts_with("batch-")));
     assert_eq!(seen.lock().unwrap().max_active, 2, "parallelism 2");
+    // Events on the job: one SuccessfulCreate per pod, then Completed.
+    eventually_within("the job's events", Duration::from_secs(10), || async {
+        !events_about(&client, "ns", "Job", "batch", "Completed")
+            .await
+            .is_empty()
+    })
+    .await;
+    let completed = &events_about(&client, "ns", "Job", "batch", "Completed").await[0];
+    assert_eq!(
+        (completed.type_.as_str(), completed.message.as_str()),
+        ("Normal", "Job completed")
+    );
+    assert_eq!(completed.involved_object.uid, created.metadata.uid);
+    assert_eq!(
+        completed.source.as_ref().unwrap().component,
+        "job-controller"
+    );
+    let mut created_messages: Vec<String> =
+        events_about(&client, "ns", "Job", "batch", "SuccessfulCreate")
+            .await
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+    created_messages.sort();
+    let mut expected: Vec<String> = pods
+        .iter()
+        .map(|p| format!("Created pod: {}", p.metadata.name))
+        .collect();
+    expected.sort();
+    assert_eq!(created_messages, expected);
     kubelet.abort();
     running.stop().await;
 }
@@ -160,6 +190,18 @@ async fn failures_back_off_and_past_the_limit_fail_the_job() {
         "limit 2: the third failure fails it"
     );
     assert_eq!(job.status.as_ref().unwrap().active, Some(0));
+    eventually_within("the failure's event", Duration::from_secs(10), || async {
+        !events_about(&client, "ns", "Job", "batch", "BackoffLimitExceeded")
+            .await
+            .is_empty()
+    })
+    .await;
+    let failed = &events_about(&client, "ns", "Job", "batch", "BackoffLimitExceeded").await[0];
+    assert_eq!(failed.type_, "Warning");
+    assert_eq!(
+        failed.message,
+        "Job has reached the specified backoff limit"
+    );
     // Each pod runs a tick and fails the next; its replacement waits 10 s, then 20 s.
     let mut times: Vec<Instant> = seen.lock().unwrap().first_seen.values().copied().collect();
     times.sort();

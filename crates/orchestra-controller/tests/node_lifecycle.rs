@@ -17,7 +17,7 @@ use orchestra_controller::controllers::NodeLifecycleController;
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_controller::controllers::node_lifecycle::plan::UNREACHABLE_TAINT;
 use orchestra_store::MemStore;
-use support::{eventually_within, start};
+use support::{events_about, eventually_within, start};
 use tokio::time::Instant;
 
 const GRACE: Duration = Duration::from_secs(40);
@@ -193,6 +193,22 @@ async fn a_silent_node_turns_unknown_its_pods_go_by_their_tolerations_and_it_rec
     );
     let tainted = Instant::now();
     assert!(tainted >= silent + GRACE);
+    eventually_within(
+        "NodeNotReady is recorded",
+        Duration::from_secs(1),
+        || async {
+            !events_about(&client, "default", "Node", "n1", "NodeNotReady")
+                .await
+                .is_empty()
+        },
+    )
+    .await;
+    let not_ready = &events_about(&client, "default", "Node", "n1", "NodeNotReady").await[0];
+    assert_eq!(not_ready.message, "Node n1 status is now: NodeNotReady");
+    assert_eq!(
+        not_ready.source.as_ref().unwrap().component,
+        "node-controller"
+    );
 
     // No toleration: evicted at once.
     eventually_within(
@@ -201,6 +217,35 @@ async fn a_silent_node_turns_unknown_its_pods_go_by_their_tolerations_and_it_rec
         || async { !exists(&client, "intolerant").await },
     )
     .await;
+    eventually_within(
+        "the eviction is recorded",
+        Duration::from_secs(1),
+        || async {
+            !events_about(
+                &client,
+                "default",
+                "Pod",
+                "intolerant",
+                "TaintManagerEviction",
+            )
+            .await
+            .is_empty()
+        },
+    )
+    .await;
+    let evicted = &events_about(
+        &client,
+        "default",
+        "Pod",
+        "intolerant",
+        "TaintManagerEviction",
+    )
+    .await[0];
+    assert_eq!(
+        evicted.message,
+        "Marking for deletion Pod default/intolerant"
+    );
+    assert_eq!(evicted.type_, "Normal");
     // 300 s of toleration: not before.
     tokio::time::sleep(Duration::from_secs(295)).await;
     assert!(exists(&client, "patient").await);

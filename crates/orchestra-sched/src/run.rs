@@ -8,11 +8,17 @@
 //! (PreBind, Bind, PostBind; [`crate::plugins::DefaultBinder`] calls [`Client::bind`]), so
 //! that the next cycle does not wait for the API.
 //!
+//! - Bound: a `Scheduled` Normal event ("Successfully assigned ns/pod to node") is recorded
+//!   on the pod.
 //! - No node fits: a `FailedScheduling` Warning event with the summary
 //!   ("0/N nodes are available: ...") is recorded on the pod, which waits as unschedulable
 //!   until a cluster event (node added or changed, assigned pod deleted) or the flush.
 //! - The binding fails (a conflict, the pod gone): the assumption is forgotten and the pod
 //!   retried after its backoff (or dropped, when the watch shows it bound or deleted).
+//!
+//! Events go through an [`EventSink`] per profile (its scheduler name is the event's source):
+//! queued without waiting, recorded by a background task, dropped and counted when the queue
+//! is full, so that recording never slows a cycle or fails it.
 //!
 //! [`SchedulerLoop::run`] returns when its shutdown future completes, after the bindings in
 //! flight have finished.
@@ -35,11 +41,9 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use orchestra_api::ApiError;
-use orchestra_api::meta::{ObjectMeta, Time};
+use orchestra_api::events::EventSink;
 use orchestra_api::registry::DeleteOptions;
-use orchestra_api::resources::{
-    EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Event, EventSource, Node, ObjectReference, Pod,
-};
+use orchestra_api::resources::{Node, Pod};
 use orchestra_api::watcher::{self, WatcherConfig};
 use orchestra_api::{Client, watcher::Event as WatchEvent};
 use tokio::task::JoinSet;
@@ -53,6 +57,9 @@ use crate::snapshot::PodInfo;
 
 /// The reason of the event recorded when a pod fits nowhere.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+
+/// The reason of the event recorded when a pod is bound to its node.
+pub const SCHEDULED: &str = "Scheduled";
 
 /// The reason of the event recorded on a pod evicted by preemption.
 pub const PREEMPTED: &str = "Preempted";
@@ -102,6 +109,8 @@ pub struct SchedulerLoop<C: Client> {
     binds: JoinSet<Bound>,
     /// Pods waiting at Permit, by key (ordered, so that runs repeat).
     waiting: BTreeMap<String, Waiting>,
+    /// One event sink per profile, by scheduler name (the events' source).
+    events: Arc<BTreeMap<String, EventSink>>,
 }
 
 impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
@@ -134,6 +143,13 @@ impl<C: Client> SchedulerLoop<C> {
             return Err(LoopError::NoBinder((*name).to_owned()));
         }
         let less: LessFn = Arc::new(move |a, b| sorter.less(a, b));
+        let events = names
+            .iter()
+            .map(|name| {
+                let sink = EventSink::for_component(client.clone(), name, "");
+                ((*name).to_owned(), sink)
+            })
+            .collect();
         Ok(SchedulerLoop {
             client,
             profiles: Arc::new(profiles),
@@ -142,6 +158,7 @@ impl<C: Client> SchedulerLoop<C> {
             start: Instant::now(),
             binds: JoinSet::new(),
             waiting: BTreeMap::new(),
+            events: Arc::new(events),
         })
     }
 
@@ -321,8 +338,7 @@ impl<C: Client> SchedulerLoop<C> {
         let outcome = match framework.schedule_pod(&info, self.cache.snapshot()) {
             Ok(outcome) => outcome,
             Err(unschedulable) => {
-                self.record_failure(&info.pod, &unschedulable.to_string())
-                    .await;
+                self.record_failure(&info.pod, unschedulable.to_string());
                 if let Some(nominated) = unschedulable
                     .post_filter
                     .as_deref()
@@ -362,7 +378,7 @@ impl<C: Client> SchedulerLoop<C> {
                 framework.run_unreserve(&mut state, &info, &node);
                 self.release(&key, now);
                 let message = format!("{}: {}", status.plugin(), status.message());
-                self.record_failure(&info.pod, &message).await;
+                self.record_failure(&info.pod, message);
                 self.queue.requeue_unschedulable(&key, now);
                 return;
             }
@@ -464,7 +480,7 @@ impl<C: Client> SchedulerLoop<C> {
         for (k, mut w, why) in rejected {
             w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
             self.release(&k, now);
-            self.record_failure(&w.info.pod, &why).await;
+            self.record_failure(&w.info.pod, why);
             self.queue.requeue_backoff(&k, now);
         }
     }
@@ -480,6 +496,7 @@ impl<C: Client> SchedulerLoop<C> {
         let key = info.key().to_owned();
         let client = self.client.clone();
         let target = node.clone();
+        let events = self.events.clone();
         let bind = async move {
             let api: &dyn ApiHandle = &client;
             let pre = framework.run_pre_bind(api, &state, &info, &node).await;
@@ -489,6 +506,12 @@ impl<C: Client> SchedulerLoop<C> {
                 pre
             };
             if status.is_success() {
+                let meta = &info.pod.metadata;
+                let message = format!(
+                    "Successfully assigned {}/{} to {node}",
+                    meta.namespace, meta.name
+                );
+                record(&events, &info.pod, false, SCHEDULED, message);
                 framework.run_post_bind(api, &state, &info, &node).await;
                 Ok(())
             } else {
@@ -575,8 +598,7 @@ impl<C: Client> SchedulerLoop<C> {
             {
                 Ok(_) => {
                     let message = format!("Preempted by {key} on node {node}");
-                    self.record_event(&victim.pod, EVENT_TYPE_NORMAL, PREEMPTED, &message)
-                        .await;
+                    record(&self.events, &victim.pod, false, PREEMPTED, message);
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => tracing::warn!("{key}: preempting {}: {e}", victim.key()),
@@ -603,55 +625,32 @@ impl<C: Client> SchedulerLoop<C> {
         }
     }
 
-    /// Records a `FailedScheduling` Warning event on the pod (a failure to record is logged:
-    /// the event is informational).
-    async fn record_failure(&self, pod: &Pod, message: &str) {
-        self.record_event(pod, EVENT_TYPE_WARNING, FAILED_SCHEDULING, message)
-            .await;
+    /// Records a `FailedScheduling` Warning event on the pod.
+    fn record_failure(&self, pod: &Pod, message: String) {
+        record(&self.events, pod, true, FAILED_SCHEDULING, message);
     }
+}
 
-    /// Records an event on a pod (a failure to record is logged).
-    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
-        let meta = &pod.metadata;
-        let scheduler = if pod.spec.scheduler_name.is_empty() {
-            DEFAULT_SCHEDULER_NAME
-        } else {
-            pod.spec.scheduler_name.as_str()
-        };
-        let now = Time::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                namespace: meta.namespace.clone(),
-                generate_name: format!("{}.", meta.name),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone(),
-                uid: meta.uid.clone(),
-                ..ObjectReference::default()
-            },
-            reason: reason.into(),
-            message: message.to_owned(),
-            source: Some(EventSource {
-                component: scheduler.to_owned(),
-                ..EventSource::default()
-            }),
-            first_timestamp: Some(now),
-            last_timestamp: Some(now),
-            count: Some(1),
-            type_: type_.into(),
-            reporting_component: scheduler.to_owned(),
-            ..Event::default()
-        };
-        if let Err(e) = self.client.create(&event).await {
-            tracing::warn!(
-                "recording {reason} for {}/{}: {e}",
-                meta.namespace,
-                meta.name
-            );
-        }
+/// Queues an event on a pod, from the sink of the pod's profile (never waits, never fails:
+/// the event is informational).
+fn record(
+    events: &BTreeMap<String, EventSink>,
+    pod: &Pod,
+    warning: bool,
+    reason: &str,
+    message: String,
+) {
+    let scheduler = if pod.spec.scheduler_name.is_empty() {
+        DEFAULT_SCHEDULER_NAME
+    } else {
+        pod.spec.scheduler_name.as_str()
+    };
+    let Some(sink) = events.get(scheduler) else {
+        return;
+    };
+    if warning {
+        sink.warning(pod, reason, message);
+    } else {
+        sink.normal(pod, reason, message);
     }
 }

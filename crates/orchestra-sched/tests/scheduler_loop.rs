@@ -1,5 +1,6 @@
 //! The scheduling loop over an in-process API (LocalClient over MemStore), in paused time:
-//! pods are bound to nodes that fit them, an unschedulable pod gets a FailedScheduling event
+//! pods are bound to nodes that fit them (each with a Scheduled event), an unschedulable pod
+//! gets a FailedScheduling event
 //! and is placed once a node that fits is added, a failed binding is retried, no pod is bound
 //! twice, and shutdown waits for the loop.
 
@@ -129,6 +130,13 @@ async fn events(client: &BindSpy) -> Vec<Event> {
         .items
 }
 
+/// The events with `reason`.
+async fn events_for(client: &BindSpy, reason: &str) -> Vec<Event> {
+    let mut events = events(client).await;
+    events.retain(|e| e.reason == reason);
+    events
+}
+
 /// Waits (in paused time) until `done` holds, at most `limit` of virtual time.
 async fn until<F, Fut>(limit: Duration, mut done: F) -> bool
 where
@@ -176,16 +184,57 @@ async fn pods_are_bound_to_nodes_that_fit_and_unschedulable_ones_wait_for_a_node
     let on = |n: &str| placed.iter().filter(|p| p.spec.node_name == n).count();
     assert_eq!((on("a"), on("b")), (2, 1), "each node holds what fits");
 
-    // A fourth CPU fits nowhere: a FailedScheduling warning, and no binding.
-    client.create(&pod("big", "1")).await.unwrap();
+    // Each binding is reported on its pod, from the scheduler.
     assert!(
         until(Duration::from_secs(5), || async {
-            !events(&client).await.is_empty()
+            events(&client)
+                .await
+                .iter()
+                .filter(|e| e.reason == "Scheduled")
+                .count()
+                == 3
+        })
+        .await,
+        "a Scheduled event per pod: {:?}",
+        events(&client).await
+    );
+    let scheduled = events(&client).await;
+    let p1 = scheduled
+        .iter()
+        .find(|e| e.involved_object.name == "p1")
+        .expect("p1's event");
+    assert_eq!(p1.type_, "Normal");
+    assert_eq!(p1.involved_object.kind, "Pod");
+    assert!(!p1.involved_object.uid.is_empty());
+    assert_eq!(
+        p1.message,
+        format!(
+            "Successfully assigned default/p1 to {}",
+            node_of(&placed, "p1")
+        )
+    );
+    assert_eq!(
+        p1.source.as_ref().map(|s| s.component.as_str()),
+        Some("default-scheduler")
+    );
+
+    // A fourth CPU fits nowhere: a FailedScheduling warning, and no binding.
+    client.create(&pod("big", "1")).await.unwrap();
+    let failed = || async {
+        events(&client)
+            .await
+            .into_iter()
+            .filter(|e| e.reason == "FailedScheduling")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        until(Duration::from_secs(5), || async {
+            !failed().await.is_empty()
         })
         .await,
         "an event is recorded"
     );
-    let event = &events(&client).await[0];
+    let event = &failed().await[0];
     assert_eq!(event.reason, "FailedScheduling");
     assert_eq!(event.type_, "Warning");
     assert_eq!(
@@ -262,7 +311,7 @@ async fn no_pod_is_bound_twice_and_capacity_is_respected() {
     assert_eq!(binds.len(), 20);
     assert!(binds.values().all(|&n| n == 1), "{binds:?}");
     // Every unscheduled pod got its event.
-    let failed: std::collections::HashSet<String> = events(&client)
+    let failed: std::collections::HashSet<String> = events_for(&client, "FailedScheduling")
         .await
         .into_iter()
         .map(|e| e.involved_object.name)
@@ -290,9 +339,19 @@ async fn a_failed_binding_is_forgotten_and_retried() {
     );
     assert_eq!(client.binds.lock().unwrap()["p"], 2);
     assert!(
-        events(&client).await.is_empty(),
+        events_for(&client, "FailedScheduling").await.is_empty(),
         "the node never looked full"
     );
+    // Only the binding that succeeded is reported.
+    assert!(
+        until(Duration::from_secs(5), || async {
+            !events_for(&client, "Scheduled").await.is_empty()
+        })
+        .await
+    );
+    let scheduled = events_for(&client, "Scheduled").await;
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(scheduled[0].count, Some(1));
     stop.send(()).unwrap();
     task.await.unwrap();
 }
@@ -314,7 +373,12 @@ async fn pods_of_other_schedulers_are_left_alone() {
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(node_of(&pods(&client).await, "other"), "");
-    assert!(events(&client).await.is_empty());
+    assert!(
+        events(&client)
+            .await
+            .iter()
+            .all(|e| e.involved_object.name == "mine" && e.reason == "Scheduled")
+    );
     // Nodes are cluster-scoped; the loop never wrote one.
     assert_eq!(
         client

@@ -30,11 +30,18 @@
 //! - [`correlator`]: [`EventCorrelator`], the pure decision (create, or bump which event)
 //!   with its bounded caches.
 //! - [`recorder`]: [`EventRecorder`], the correlator over a [`Client`](crate::Client).
+//! - [`spam`]: [`SpamFilter`], the per-object rate limit (a burst of 25, then one per 5 min).
+//! - [`sink`]: [`EventSink`], what components record through: a bounded queue and a background
+//!   task, so that recording never slows or fails the caller (full queue: dropped, counted).
 
 pub mod correlator;
 pub mod recorder;
+pub mod sink;
+pub mod spam;
 
 pub use correlator::{
     AGGREGATE_PREFIX, CorrelatorOptions, Decision, EventCorrelator, reference_to,
 };
 pub use recorder::EventRecorder;
+pub use sink::{DEFAULT_QUEUE, EventSink, EventSinkStats};
+pub use spam::{SpamFilter, SpamOptions};

@@ -11,7 +11,9 @@ use crate::client::Client;
 use crate::meta::Time;
 use crate::registry::ApiError;
 use crate::resource::Resource;
-use crate::resources::{EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Event, EventSource};
+use crate::resources::{
+    EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Event, EventSource, ObjectReference,
+};
 
 /// How many times a record is decided again after its earlier event vanished.
 const ATTEMPTS: usize = 3;
@@ -62,6 +64,11 @@ impl<C: Client> EventRecorder<C> {
         Self::with_options(client, source, CorrelatorOptions::default())
     }
 
+    /// The source its events carry.
+    pub fn source(&self) -> &EventSource {
+        &self.source
+    }
+
     /// A recorder with custom correlation limits.
     pub fn with_options(client: C, source: EventSource, options: CorrelatorOptions) -> Self {
         EventRecorder {
@@ -106,11 +113,24 @@ impl<C: Client> EventRecorder<C> {
         reason: &str,
         message: &str,
     ) -> Result<Event, ApiError> {
+        self.record_reference(&reference_to(object), type_, reason, message)
+            .await
+    }
+
+    /// [`EventRecorder::record`] for an object known by its reference, e.g. one with a
+    /// `fieldPath` naming a container (`spec.containers{web}`), as the node agent records.
+    pub async fn record_reference(
+        &self,
+        object: &ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<Event, ApiError> {
         let mut correlator = self.correlator.lock().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reference = reference_to(object);
+            let reference = object.clone();
             let decision = correlator.decide(
                 reference,
                 &self.source,

@@ -13,6 +13,7 @@
 //! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
 //! - [`ttl_after_finished`]: deletes finished jobs (and their pods) after their TTL.
 //! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
+//! - [`events`]: the events the controllers record (sources, reasons, wording).
 //! - [`pods`]: readiness, activity and deletion order of pods, shared by the controllers.
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
 //! - `status`: status writes that survive a cache one event behind (one fresh read on
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod job;

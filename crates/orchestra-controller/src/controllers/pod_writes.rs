@@ -1,7 +1,8 @@
 //! The pod writes the workload controllers (ReplicaSet, Job, DaemonSet) share: creating pods
 //! from a template in slow-start batches, creating and deleting pods by the dozen, and the
 //! expectations that keep a controller from deciding again before its pod informer has seen its
-//! own writes (client-go's `ControllerExpectations`, by resourceVersion).
+//! own writes (client-go's `ControllerExpectations`, by resourceVersion). Each creation and
+//! deletion, and each failure of one, is an event on the owner ([`PodEvents`]).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::Pod;
 use orchestra_api::{ApiError, Client};
 
+use crate::controllers::events::PodEvents;
 use crate::controllers::expectations::Expectations;
 use crate::controllers::replica_set::plan::slow_start_batches;
 use crate::informer::Informer;
@@ -41,14 +43,21 @@ pub(crate) async fn create_from_template<C: Client>(
     template: &Pod,
     count: usize,
     written: &mut Written,
+    events: &PodEvents<'_>,
 ) -> Result<(), WriteError> {
     for batch in slow_start_batches(count) {
         let results = join_all((0..batch).map(|_| client.create(template))).await;
         let mut failure = None;
         for result in results {
             match result {
-                Ok(pod) => written.note(&pod.metadata.resource_version),
-                Err(err) => failure = Some(err),
+                Ok(pod) => {
+                    written.note(&pod.metadata.resource_version);
+                    events.created(&pod);
+                }
+                Err(err) => {
+                    events.create_failed(&err);
+                    failure = Some(err);
+                }
             }
         }
         if let Some(err) = failure {
@@ -63,14 +72,25 @@ pub(crate) async fn create_each<C: Client>(
     client: &C,
     pods: &[Pod],
     written: &mut Written,
+    events: &PodEvents<'_>,
 ) -> Result<(), WriteError> {
+    let mut failure = None;
     for result in join_all(pods.iter().map(|pod| client.create(pod))).await {
         match result {
-            Ok(pod) => written.note(&pod.metadata.resource_version),
-            Err(err) => return Err(("create pods", err)),
+            Ok(pod) => {
+                written.note(&pod.metadata.resource_version);
+                events.created(&pod);
+            }
+            Err(err) => {
+                events.create_failed(&err);
+                failure.get_or_insert(err);
+            }
         }
     }
-    Ok(())
+    match failure {
+        Some(err) => Err(("create pods", err)),
+        None => Ok(()),
+    }
 }
 
 /// Delete the named pods of `namespace` at once; a pod already gone is not an error.
@@ -79,6 +99,7 @@ pub(crate) async fn delete_each<C: Client>(
     namespace: &str,
     names: &[String],
     written: &mut Written,
+    events: &PodEvents<'_>,
 ) -> Result<(), WriteError> {
     let options = DeleteOptions::default();
     let deletions = join_all(
@@ -87,14 +108,24 @@ pub(crate) async fn delete_each<C: Client>(
             .map(|name| client.delete::<Pod>(namespace, name, &options)),
     )
     .await;
-    for result in deletions {
+    let mut failure = None;
+    for (name, result) in names.iter().zip(deletions) {
         match result {
-            Ok(outcome) => written.note(&outcome.object().metadata.resource_version),
+            Ok(outcome) => {
+                written.note(&outcome.object().metadata.resource_version);
+                events.deleted(name);
+            }
             Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(("delete pods", err)),
+            Err(err) => {
+                events.delete_failed(&err);
+                failure.get_or_insert(err);
+            }
         }
     }
-    Ok(())
+    match failure {
+        Some(err) => Err(("delete pods", err)),
+        None => Ok(()),
+    }
 }
 
 /// After a sync's writes: expect the pod cache to reach them before `key` is decided again,

@@ -206,3 +206,22 @@ impl Running {
         self.task.await.expect("controller task");
     }
 }
+
+/// The events of `namespace` about the `kind` object `name`, with `reason`.
+pub async fn events_about<C: Client>(
+    client: &C,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+) -> Vec<orchestra_api::resources::Event> {
+    client
+        .list::<orchestra_api::resources::Event>(Some(namespace), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind == kind && e.involved_object.name == name)
+        .filter(|e| e.reason == reason)
+        .collect()
+}

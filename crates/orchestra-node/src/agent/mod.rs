@@ -38,9 +38,11 @@
 //! # Layout
 //! - [`node`]: the Node object, its status and lease.
 //! - [`env`]: the variables added to every container (services, DNS settings).
+//! - [`events`]: the events the agent records (`Pulled`, `Started`, `BackOff`, `Unhealthy`...).
 //! - `worker`: the per-pod worker.
 
 pub mod env;
+pub mod events;
 pub mod node;
 mod worker;
 
@@ -126,6 +128,7 @@ pub struct Agent<C, R> {
     client: C,
     runtime: Arc<R>,
     config: Arc<AgentConfig>,
+    events: events::AgentEvents,
 }
 
 impl<C: Client, R: RuntimeDriver> Agent<C, R> {
@@ -137,6 +140,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
     /// An agent over a runtime shared with the caller.
     pub fn with_shared_runtime(client: C, runtime: Arc<R>, config: AgentConfig) -> Self {
         Agent {
+            events: events::AgentEvents::new(&client, &config.node_name),
             client,
             runtime,
             config: Arc::new(config),
@@ -147,10 +151,11 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
     /// leaves the pods running in the runtime: the next agent re-adopts them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut background = JoinSet::new();
-        let (client, config, runtime) = (
+        let (client, config, runtime, events) = (
             self.client.clone(),
             self.config.clone(),
             self.runtime.clone(),
+            self.events.clone(),
         );
         background.spawn(async move {
             let mut delay = Duration::from_millis(200);
@@ -159,6 +164,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(7));
             }
+            events.node_started();
             // Both loops live in this task, so stopping the agent stops them.
             tokio::join!(
                 node::status_loop(client.clone(), config.clone(), runtime.name().to_owned()),
@@ -281,6 +287,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             rx,
             adopted.remove(&uid).unwrap_or_default(),
             services.clone(),
+            self.events.clone(),
         );
         let done = done.clone();
         tasks.spawn(async move {

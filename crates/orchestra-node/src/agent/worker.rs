@@ -10,6 +10,7 @@ use orchestra_api::{ApiError, Client, reflector};
 use tokio::sync::{Notify, watch};
 
 use super::AgentConfig;
+use super::events::AgentEvents;
 use crate::pod::{
     self, Action, Backoff, LABEL_CONTAINER_NAME, LABEL_POD_UID, Observed, StartFailure, clock,
 };
@@ -55,6 +56,8 @@ pub(super) struct Worker<C, R: ?Sized> {
     /// kept so that the resync of an idle pod (every `sync_interval`, for every pod of the
     /// node) does not clone the pod's spec, metadata and status again.
     pub view: Option<(Arc<Pod>, Pod)>,
+    /// Where the worker records the pod's Events.
+    pub events: AgentEvents,
 }
 
 impl<C: Client, R: RuntimeDriver> Worker<C, R> {
@@ -65,6 +68,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         pod: watch::Receiver<Option<Arc<Pod>>>,
         adopted: Adopted,
         services: reflector::Store<Service>,
+        events: AgentEvents,
     ) -> Self {
         Worker {
             client,
@@ -81,6 +85,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             last_status: None,
             services,
             view: None,
+            events,
         }
     }
 
@@ -145,6 +150,8 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             let wake_at = plan.as_ref().and_then(|p| p.wake_at);
             if let Some(plan) = plan {
                 if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
+                    self.events
+                        .status_changed(&pod, self.last_status.as_ref(), &plan.status);
                     match self.write_status(&api_pod, &plan.status).await {
                         Ok(()) => self.last_status = Some(plan.status.clone()),
                         Err(err) if err.is_not_found() => {}
@@ -256,13 +263,16 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 continue;
             }
             let runtime: Arc<dyn RuntimeDriver> = self.runtime.clone();
-            if let Some(prober) = Prober::start(
+            let (events, probed, name) = (self.events.clone(), pod.clone(), spec.name.clone());
+            let report = Arc::new(move |why| events.unhealthy(&probed, &name, why));
+            if let Some(prober) = Prober::start_reporting(
                 runtime,
                 spec,
                 (*id).clone(),
                 ip,
                 self.probes.clone(),
                 self.notify.clone(),
+                report,
             ) {
                 self.probers.insert(spec.name.clone(), prober);
             }
@@ -304,6 +314,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     reason,
                 } => {
                     tracing::info!(pod = %pod.metadata.name, container = %name, %reason, ?grace, "stopping container");
+                    self.events.killing(pod, &name, &reason);
                     kills.push((id, grace));
                 }
                 Action::RemoveContainer(id) => {
@@ -344,13 +355,21 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         env.append(&mut config.env);
         config.env = env;
         let mut created = None;
+        let mut pulled = spec.image_pull_policy == Some(PullPolicy::Never);
+        let events = &self.events;
         let outcome = async {
-            if spec.image_pull_policy != Some(PullPolicy::Never) {
+            if !pulled {
+                let began = tokio::time::Instant::now();
+                events.pulling(pod, name, &spec.image);
                 self.runtime.pull_image(&spec.image).await?;
+                events.pulled(pod, name, &spec.image, began.elapsed());
+                pulled = true;
             }
             let id = self.runtime.create_container(&sandbox, &config).await?;
             created = Some(id.clone());
+            events.created(pod, name);
             self.runtime.start_container(&id).await?;
+            events.started(pod, name);
             Ok::<_, RuntimeError>(id)
         }
         .await;
@@ -361,6 +380,8 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             }
             Err(err) => {
                 tracing::warn!(pod = %pod.metadata.name, container = %name, %err, "starting container failed");
+                let image = (!pulled).then_some(spec.image.as_str());
+                self.events.failed(pod, name, image, &err);
                 if let Some(id) = created
                     && let Err(err) = self.runtime.remove_container(&id).await
                 {

@@ -8,7 +8,8 @@
 //! others wait for it; failing it fails the container), then liveness (failing it fails the
 //! container, which the state machine kills and restarts) and readiness (which sets `ready`).
 //! A probe that cannot run (a port name the container does not declare, no pod IP) fails with
-//! that message, like any failed attempt.
+//! that message, like any failed attempt. Every failed attempt is told to the prober's
+//! [`FailureReport`] (the node agent's `Unhealthy` events).
 //!
 //! # Layout
 //! - [`threshold`]: [`Threshold`], consecutive-outcome counting.
@@ -35,6 +36,10 @@ use crate::runtime::{ContainerId, RuntimeDriver};
 /// Probe verdicts of a pod's containers, by container name, shared with the pod worker.
 pub type ProbeResults = Arc<Mutex<BTreeMap<String, ProbeState>>>;
 
+/// Told of every failed probe attempt, with kubelet's message ("Readiness probe failed:
+/// WHY"): the node agent records it as an `Unhealthy` event.
+pub type FailureReport = Arc<dyn Fn(String) + Send + Sync>;
+
 /// A running container's probes; dropping it stops them.
 #[derive(Debug)]
 pub struct Prober {
@@ -59,6 +64,19 @@ impl Prober {
         pod_ip: Option<IpAddr>,
         results: ProbeResults,
         notify: Arc<Notify>,
+    ) -> Option<Prober> {
+        Self::start_reporting(runtime, spec, id, pod_ip, results, notify, Arc::new(|_| {}))
+    }
+
+    /// [`Prober::start`], telling `report` of every failed attempt.
+    pub fn start_reporting(
+        runtime: Arc<dyn RuntimeDriver>,
+        spec: &Container,
+        id: ContainerId,
+        pod_ip: Option<IpAddr>,
+        results: ProbeResults,
+        notify: Arc<Notify>,
+        report: FailureReport,
     ) -> Option<Prober> {
         let probe = |p: &Option<orchestra_api::resources::Probe>| {
             p.as_ref().map(|p| ProbeConfig::new(p, spec))
@@ -94,10 +112,11 @@ impl Prober {
             runtime,
             container: id.clone(),
             pod_ip,
+            report,
         };
         let task = tokio::spawn(async move {
             if let Some(config) = startup {
-                match run.until_verdict(&config, None, |_| {}).await {
+                match run.until_verdict(&config, STARTUP, None, |_| {}).await {
                     true => sink.update(|s| s.started = true),
                     false => {
                         let why = run.last_failure(&config).await;
@@ -109,7 +128,8 @@ impl Prober {
             let live = async {
                 match &liveness {
                     Some(config) => {
-                        run.until_verdict(config, Some(true), |_| {}).await;
+                        run.until_verdict(config, LIVENESS, Some(true), |_| {})
+                            .await;
                         Some(run.last_failure(config).await)
                     }
                     None => None,
@@ -117,7 +137,7 @@ impl Prober {
             };
             let ready = async {
                 if let Some(config) = &readiness {
-                    run.follow(config, |ready| sink.update(|s| s.ready = ready))
+                    run.follow(config, READINESS, |ready| sink.update(|s| s.ready = ready))
                         .await;
                 }
                 std::future::pending::<()>().await;
@@ -169,15 +189,32 @@ impl Sink {
     }
 }
 
+/// The probes' names in kubelet's messages.
+const STARTUP: &str = "Startup";
+const LIVENESS: &str = "Liveness";
+const READINESS: &str = "Readiness";
+
 struct Run {
     runtime: Arc<dyn RuntimeDriver>,
     container: ContainerId,
     pod_ip: Option<IpAddr>,
+    report: FailureReport,
 }
 
 impl Run {
     async fn attempt(&self, config: &ProbeConfig) -> Result<(), String> {
         run_once(&*self.runtime, &self.container, self.pod_ip, config).await
+    }
+
+    /// One attempt of the `kind` probe; a failure is reported.
+    async fn reported_attempt(&self, config: &ProbeConfig, kind: &str) -> bool {
+        match self.attempt(config).await {
+            Ok(()) => true,
+            Err(why) => {
+                (self.report)(format!("{kind} probe failed: {why}"));
+                false
+            }
+        }
     }
 
     fn ticker(config: &ProbeConfig) -> tokio::time::Interval {
@@ -191,6 +228,7 @@ impl Run {
     async fn until_verdict(
         &self,
         config: &ProbeConfig,
+        kind: &str,
         initial: Option<bool>,
         mut on_change: impl FnMut(bool),
     ) -> bool {
@@ -199,7 +237,7 @@ impl Run {
         let mut ticker = Self::ticker(config);
         loop {
             ticker.tick().await;
-            let ok = self.attempt(config).await.is_ok();
+            let ok = self.reported_attempt(config, kind).await;
             if let Some(verdict) = threshold.record(ok) {
                 on_change(verdict);
                 return verdict;
@@ -208,7 +246,7 @@ impl Run {
     }
 
     /// Probes forever, reporting every change of verdict (starting from failed).
-    async fn follow(&self, config: &ProbeConfig, mut on_change: impl FnMut(bool)) {
+    async fn follow(&self, config: &ProbeConfig, kind: &str, mut on_change: impl FnMut(bool)) {
         let mut threshold = Threshold::new(
             config.success_threshold,
             config.failure_threshold,
@@ -217,7 +255,7 @@ impl Run {
         let mut ticker = Self::ticker(config);
         loop {
             ticker.tick().await;
-            let ok = self.attempt(config).await.is_ok();
+            let ok = self.reported_attempt(config, kind).await;
             if let Some(verdict) = threshold.record(ok) {
                 on_change(verdict);
             }

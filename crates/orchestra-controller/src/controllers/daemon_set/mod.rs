@@ -6,6 +6,8 @@
 //! creations, then the status) and waits until the pod cache shows its writes before deciding
 //! again. Any node change resyncs every daemon set. A rolling update with `maxSurge` starts a
 //! node's new pod next to its old one and deletes the old one once the new one is available.
+//! Each pod created or deleted, and each failure, is an event on the daemon set
+//! (`SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`).
 //!
 //! Not supported: ControllerRevision history (and so `rollout undo` of a daemon set): it needs
 //! a ControllerRevision kind in orchestra-api's scheme, registry and validation; the
@@ -17,12 +19,14 @@ pub mod plan;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
 use orchestra_api::resources::{DaemonSet, Node, Pod};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
+use crate::controllers::events::{self, DAEMON_SET_CONTROLLER, PodEvents};
 use crate::controllers::expectations::Expectations;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, delete_each, expect_own_writes, wait_for_own_writes,
@@ -65,6 +69,7 @@ pub struct DaemonSetController<C> {
     nodes: Informer<Node>,
     expectations: Expectations,
     clock: Clock,
+    events: EventSink,
 }
 
 impl<C> std::fmt::Debug for DaemonSetController<C> {
@@ -87,6 +92,7 @@ impl<C: Client> DaemonSetController<C> {
             nodes: informers.informer::<Node>(),
             expectations: Expectations::default(),
             clock: Clock::new(),
+            events: events::sink(informers.client(), DAEMON_SET_CONTROLLER),
         }
     }
 
@@ -151,14 +157,16 @@ impl<C: Client> DaemonSetController<C> {
         plan: &plan::Plan,
         written: &mut Written,
     ) -> Result<(), WriteError> {
-        delete_each(&self.client, &ds.metadata.namespace, &plan.delete, written).await?;
+        let events = PodEvents::of(&self.events, ds);
+        let namespace = &ds.metadata.namespace;
+        delete_each(&self.client, namespace, &plan.delete, written, &events).await?;
         let hash = plan::current_hash(ds);
         let pods: Vec<Pod> = plan
             .create
             .iter()
             .map(|node| plan::pod_for_node(ds, node, &hash))
             .collect();
-        create_each(&self.client, &pods, written).await
+        create_each(&self.client, &pods, written, &events).await
     }
 }
 

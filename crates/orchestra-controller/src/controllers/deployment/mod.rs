@@ -9,6 +9,10 @@
 //! back into the deployment: its replica set becomes the new one again, with the next
 //! revision. Not yet: proportional scaling of several replica sets when `replicas` changes
 //! mid-rollout, scaling while paused, adoption of orphan replica sets.
+//!
+//! Every replica set it creates with pods or scales is a `ScalingReplicaSet` event on the
+//! deployment ("Scaled up replica set web-5d8f to 3", "Scaled down replica set web-77aa to 1
+//! from 3").
 
 pub mod plan;
 pub mod progress;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use orchestra_api::events::EventSink;
 use orchestra_api::reflector::index;
 use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Deployment, ReplicaSet};
@@ -25,6 +30,7 @@ use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
+use crate::controllers::events::{self, DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET};
 use crate::controllers::expectations::Expectations;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
@@ -67,6 +73,7 @@ pub struct DeploymentController<C> {
     replica_sets: Informer<ReplicaSet>,
     expectations: Expectations,
     clock: Clock,
+    events: EventSink,
 }
 
 impl<C> std::fmt::Debug for DeploymentController<C> {
@@ -89,6 +96,7 @@ impl<C: Client> DeploymentController<C> {
             replica_sets,
             expectations: Expectations::default(),
             clock: Clock::new(),
+            events: events::sink(informers.client(), DEPLOYMENT_CONTROLLER),
         }
     }
 
@@ -169,7 +177,17 @@ impl<C: Client> DeploymentController<C> {
         let namespace = &deployment.metadata.namespace;
         if let Some(rs) = &plan.create {
             match self.client.create(rs).await {
-                Ok(created) => note(&created.metadata.resource_version),
+                Ok(created) => {
+                    note(&created.metadata.resource_version);
+                    let replicas = created.spec.replicas.unwrap_or(0);
+                    if replicas > 0 {
+                        let message = format!(
+                            "Scaled up replica set {} to {replicas}",
+                            created.metadata.name
+                        );
+                        self.events.normal(deployment, SCALING_REPLICA_SET, message);
+                    }
+                }
                 Err(ApiError::AlreadyExists { .. }) => {
                     // Either the cache is behind (the next event brings it) or another
                     // template hashed to the same name: count a collision so that the next
@@ -229,6 +247,7 @@ impl<C: Client> DeploymentController<C> {
                     .map_err(|e| ("read a replica set", e))?,
             };
             let mut rs = rs;
+            let from = rs.spec.replicas.unwrap_or(1);
             rs.spec.replicas = Some(*replicas);
             let rs = self
                 .client
@@ -236,6 +255,10 @@ impl<C: Client> DeploymentController<C> {
                 .await
                 .map_err(|e| ("scale a replica set", e))?;
             note(&rs.metadata.resource_version);
+            if from != *replicas {
+                let message = events::scaling_message(name, from, *replicas);
+                self.events.normal(deployment, SCALING_REPLICA_SET, message);
+            }
         }
         for name in &plan.delete {
             match self

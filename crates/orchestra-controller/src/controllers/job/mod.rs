@@ -9,6 +9,9 @@
 //! pending index ([`plan::pod_for_index`]); `ttlSecondsAfterFinished` is the
 //! [`TtlAfterFinishedController`](crate::controllers::TtlAfterFinishedController)'s. Not
 //! supported: pod failure policies, backoff limits per index, adoption of orphan pods.
+//!
+//! Events on the job: `SuccessfulCreate` ("Created pod: NAME") per pod, `Completed` ("Job
+//! completed"), or a Warning `BackoffLimitExceeded` / `DeadlineExceeded` when it fails.
 
 pub mod plan;
 
@@ -16,12 +19,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::resources::{Job, Pod};
+use orchestra_api::resources::{ConditionStatus, Job, JobStatus, Pod};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
+use crate::controllers::events::{self, COMPLETED, JOB_CONTROLLER, PodEvents};
 use crate::controllers::expectations::Expectations;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, create_from_template, delete_each, expect_own_writes,
@@ -63,6 +68,7 @@ pub struct JobController<C> {
     expectations: Expectations,
     memory: Mutex<HashMap<ObjectKey, Memory>>,
     clock: Clock,
+    events: EventSink,
 }
 
 impl<C> std::fmt::Debug for JobController<C> {
@@ -84,6 +90,7 @@ impl<C: Client> JobController<C> {
             expectations: Expectations::default(),
             memory: Mutex::default(),
             clock: Clock::new(),
+            events: events::sink(informers.client(), JOB_CONTROLLER),
         }
     }
 
@@ -133,6 +140,7 @@ impl<C: Client> JobController<C> {
             })
             .await
             .map_err(api("update the status"))?;
+            self.record_finish(job, &plan.status);
         }
         Ok(match plan.recheck_after {
             Some(after) => Action::requeue(after),
@@ -147,14 +155,41 @@ impl<C: Client> JobController<C> {
         written: &mut Written,
     ) -> Result<(), WriteError> {
         let template = plan::pod_from_template(job);
-        create_from_template(&self.client, &template, plan.create, written).await?;
+        let events = PodEvents::of(&self.events, job);
+        create_from_template(&self.client, &template, plan.create, written, &events).await?;
         let indexed: Vec<Pod> = plan
             .create_indexes
             .iter()
             .map(|index| plan::pod_for_index(job, *index))
             .collect();
-        create_each(&self.client, &indexed, written).await?;
-        delete_each(&self.client, &job.metadata.namespace, &plan.delete, written).await
+        create_each(&self.client, &indexed, written, &events).await?;
+        let namespace = &job.metadata.namespace;
+        delete_each(&self.client, namespace, &plan.delete, written, &events).await
+    }
+
+    /// The job just finished (its status now has a `Complete` or `Failed` condition it did not
+    /// have): `Completed` ("Job completed"), or a Warning with the failure's reason
+    /// (`BackoffLimitExceeded`, `DeadlineExceeded`) and message, as Kubernetes records.
+    fn record_finish(&self, job: &Job, status: &JobStatus) {
+        let finished = |s: &JobStatus| {
+            s.conditions
+                .iter()
+                .find(|c| {
+                    (c.type_ == "Complete" || c.type_ == "Failed")
+                        && c.status == ConditionStatus::True
+                })
+                .cloned()
+        };
+        if job.status.as_ref().and_then(finished).is_some() {
+            return;
+        }
+        match finished(status) {
+            Some(c) if c.type_ == "Complete" => {
+                self.events.normal(job, COMPLETED, "Job completed");
+            }
+            Some(c) => self.events.warning(job, &c.reason, c.message),
+            None => {}
+        }
     }
 }
 

@@ -11,6 +11,10 @@
 //! pause while more than [`NodeLifecycleConfig::unhealthy_threshold`] (55%) of the nodes are
 //! not Ready (a partition of the control plane must not evict everything).
 //!
+//! Events: `NodeNotReady` on a node turned Unknown ("Node N status is now: NodeNotReady", from
+//! `node-controller`), `TaintManagerEviction` on each evicted pod ("Marking for deletion Pod
+//! ns/name", from `taint-eviction-controller`).
+//!
 //! Not done: zones (Kubernetes judges disruption per zone, and lowers the rate in large
 //! clusters instead of stopping).
 
@@ -21,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use orchestra_api::events::EventSink;
 use orchestra_api::meta::{MicroTime, Time};
 use orchestra_api::reflector::{ObjectKey, index};
 use orchestra_api::registry::DeleteOptions;
@@ -31,6 +36,9 @@ use orchestra_api::{ApiError, Client};
 use tokio::time::Instant;
 
 use crate::controller::Controller;
+use crate::controllers::events::{
+    self, NODE_CONTROLLER, NODE_NOT_READY, TAINT_EVICTION_CONTROLLER, TAINT_MANAGER_EVICTION,
+};
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 use plan::Eviction;
@@ -114,6 +122,10 @@ pub struct NodeLifecycleController<C> {
     nodes: Informer<Node>,
     seen: Mutex<HashMap<String, Seen>>,
     evicting: Mutex<Evicting>,
+    /// Node status changes (`NodeNotReady`), as `node-controller`.
+    node_events: EventSink,
+    /// Evictions (`TaintManagerEviction`), as `taint-eviction-controller`.
+    eviction_events: EventSink,
 }
 
 /// The nodes allowed to evict, and when the last one started (the rate limit).
@@ -145,6 +157,8 @@ impl<C: Client> NodeLifecycleController<C> {
             nodes: informers.informer::<Node>(),
             seen: Mutex::default(),
             evicting: Mutex::default(),
+            node_events: events::sink(informers.client(), NODE_CONTROLLER),
+            eviction_events: events::sink(informers.client(), TAINT_EVICTION_CONTROLLER),
         }
     }
 
@@ -317,6 +331,8 @@ impl<C: Client> Reconciler for NodeLifecycleController<C> {
                 .update_status(&with_ready_unknown(node, Time::now()))
                 .await
                 .map_err(node_error)?;
+            let message = format!("Node {name} status is now: {NODE_NOT_READY}");
+            self.node_events.normal(&node, NODE_NOT_READY, message);
         }
         if let Some(taints) = update.taints {
             tracing::info!(node = %name, ?health, "updating taints");
@@ -362,7 +378,14 @@ impl<C: Client> Reconciler for NodeLifecycleController<C> {
                             .delete::<Pod>(ns, pod_name, &DeleteOptions::default())
                             .await
                         {
-                            Ok(_) => {}
+                            Ok(_) => {
+                                let message = format!("Marking for deletion Pod {ns}/{pod_name}");
+                                self.eviction_events.normal(
+                                    pod.as_ref(),
+                                    TAINT_MANAGER_EVICTION,
+                                    message,
+                                );
+                            }
                             Err(err) if err.is_not_found() => {}
                             Err(source) => {
                                 return Err(NodeLifecycleError::Evict {

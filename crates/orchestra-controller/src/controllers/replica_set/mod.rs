@@ -6,17 +6,21 @@
 //! as updates conditional on the pod's resourceVersion, creations in slow-start batches (1, 2,
 //! 4, ...; a failing batch stops the rest), deletions at once, then the status. Before it
 //! decides, it waits until the pod cache shows its previous writes ([`Expectations`]).
+//! Each pod created or deleted, and each failure, is an event on the replica set
+//! (`SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`).
 
 pub mod plan;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
 use orchestra_api::resources::{Pod, ReplicaSet};
 use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
+use crate::controllers::events::{self, PodEvents, REPLICA_SET_CONTROLLER};
 use crate::controllers::expectations::Expectations;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_from_template, delete_each, expect_own_writes, wait_for_own_writes,
@@ -62,6 +66,7 @@ pub struct ReplicaSetController<C> {
     client: C,
     pods: Informer<Pod>,
     expectations: Expectations,
+    events: EventSink,
 }
 
 impl<C> std::fmt::Debug for ReplicaSetController<C> {
@@ -97,6 +102,7 @@ impl<C: Client> ReplicaSetController<C> {
             client: informers.client().clone(),
             pods,
             expectations: Expectations::default(),
+            events: events::sink(informers.client(), REPLICA_SET_CONTROLLER),
         }
     }
 
@@ -204,8 +210,9 @@ impl<C: Client> ReplicaSetController<C> {
             }
         }
         let template = plan::pod_from_template(rs);
-        create_from_template(&self.client, &template, plan.create, written).await?;
-        delete_each(&self.client, namespace, &plan.delete, written).await
+        let events = PodEvents::of(&self.events, rs);
+        create_from_template(&self.client, &template, plan.create, written, &events).await?;
+        delete_each(&self.client, namespace, &plan.delete, written, &events).await
     }
 }
 
