@@ -15,9 +15,11 @@
 //!   `TcpProxy` and the follower that feeds it Services and Endpoints.
 //! - [`cluster`]: [`cluster::Cluster`], all of the above composed into one running cluster
 //!   (feature `server`).
+//! - [`data_dir`]: the format version of `orchestra server`'s data directory.
 
 #[cfg(feature = "server")]
 pub mod cluster;
+pub mod data_dir;
 
 pub use orchestra_api as api;
 pub use orchestra_controller as controller;
@@ -35,3 +37,47 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../crates/orchestra-store/README.md")]
 pub struct StoreReadmeDoctests;
+
+/// The API crate's README, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../crates/orchestra-api/README.md")]
+pub struct ApiReadmeDoctests;
+
+/// The guides in `docs/`, compiled and run by `cargo test --doc` so that their code stays
+/// true (their shell commands are parsed against the command line by a test of the binary).
+#[cfg(doctest)]
+pub mod guides {
+    /// docs/architecture.md.
+    #[doc = include_str!("../docs/architecture.md")]
+    pub struct Architecture;
+    /// docs/api-server.md.
+    #[doc = include_str!("../docs/api-server.md")]
+    pub struct ApiServer;
+    /// docs/benchmarks.md.
+    #[doc = include_str!("../docs/benchmarks.md")]
+    pub struct Benchmarks;
+    /// docs/controllers.md.
+    #[doc = include_str!("../docs/controllers.md")]
+    pub struct Controllers;
+    /// docs/fuzzing.md.
+    #[doc = include_str!("../docs/fuzzing.md")]
+    pub struct Fuzzing;
+    /// docs/mesh.md.
+    #[doc = include_str!("../docs/mesh.md")]
+    pub struct Mesh;
+    /// docs/node-runtimes.md.
+    #[doc = include_str!("../docs/node-runtimes.md")]
+    pub struct NodeRuntimes;
+    /// docs/node.md.
+    #[doc = include_str!("../docs/node.md")]
+    pub struct Node;
+    /// docs/operations.md.
+    #[doc = include_str!("../docs/operations.md")]
+    pub struct Operations;
+    /// docs/scheduler.md.
+    #[doc = include_str!("../docs/scheduler.md")]
+    pub struct Scheduler;
+    /// docs/store.md.
+    #[doc = include_str!("../docs/store.md")]
+    pub struct Store;
+}

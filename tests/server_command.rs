@@ -281,3 +281,27 @@ fn insecure_refuses_an_address_beyond_loopback() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("only on a loopback address"), "{stderr}");
 }
+
+#[test]
+fn a_data_dir_of_a_newer_format_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = dir.path().join("FORMAT");
+    std::fs::write(&format, "2\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("says format 2, newer than format 1"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["FORMAT"], "nothing written next to it");
+}

@@ -92,6 +92,10 @@ pub enum Command {
     Cluster(ClusterArgs),
 }
 
+/// The docs' command lines, parsed against [`Cli`].
+#[cfg(all(test, feature = "server", feature = "etcd"))]
+mod doc_commands;
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

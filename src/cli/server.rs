@@ -10,6 +10,9 @@
 //! `--token-auth-file` tokens, the join token in `DATA_DIR/node-token` for agents' bootstrap),
 //! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`. `--insecure` turns all of it
 //! off, for local experiments on a loopback address only.
+//!
+//! The data directory's format is checked first (`DATA_DIR/FORMAT`, see
+//! `orchestra::data_dir`): one written by a newer orchestra is refused untouched.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -181,6 +184,9 @@ pub enum ServerError {
     /// The token file could not be read.
     #[error(transparent)]
     TokenFile(#[from] orchestra_api::server::authn::TokenFileError),
+    /// The data directory is of another format, or its format file is unusable.
+    #[error(transparent)]
+    DataDir(#[from] orchestra::data_dir::DataDirError),
 }
 
 /// The server's security options from the flags: TLS, authentication, the admin
@@ -245,6 +251,11 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
+    // First, before anything reads or writes in it: a data directory of a newer format is
+    // refused untouched.
+    if let Some(dir) = &args.data_dir {
+        orchestra::data_dir::open(dir)?;
+    }
     let mut options = security(&args)?;
     let store = open_store(&args).await?;
     let store = encrypt_at_rest(store, &args)?;

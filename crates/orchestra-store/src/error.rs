@@ -100,6 +100,19 @@ pub enum StoreError {
         /// What was found.
         detail: String,
     },
+    /// The on-disk data is in a format newer than this version reads: it was written by a
+    /// newer version of orchestra. Nothing was changed.
+    #[error(
+        "store data in {path} is in on-disk format {found}, newer than format {supported} that this version of orchestra reads: it was written by a newer orchestra; run that version (or newer), or restore a backup of the data directory made before the upgrade"
+    )]
+    UnsupportedFormat {
+        /// The file that records the format.
+        path: String,
+        /// The format found in it.
+        found: i64,
+        /// The newest format this version reads.
+        supported: i64,
+    },
     /// An I/O error from the disk or the network.
     #[error("I/O error: {0}")]
     Io(String),

@@ -29,7 +29,8 @@ const BASE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("base");
 const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 
-/// The on-disk format this code writes and reads.
+/// The on-disk format this code writes and reads, kept in the `meta` table under `format`.
+/// A file of a newer format is refused with [`StoreError::UnsupportedFormat`].
 const FORMAT: i64 = 1;
 
 /// The journal of a [`DiskStore`](crate::DiskStore).
@@ -100,10 +101,19 @@ impl RedbJournal {
                 None => {
                     meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
                 }
+                // Format 1 is the first; an older known format would be upgraded here, in
+                // this same transaction, before its number is raised.
                 Some(FORMAT) => {}
+                Some(newer) if newer > FORMAT => {
+                    return Err(StoreError::UnsupportedFormat {
+                        path: self.path.display().to_string(),
+                        found: newer,
+                        supported: FORMAT,
+                    });
+                }
                 Some(other) => {
                     return Err(self.corrupt(format!(
-                        "on-disk format {other} is not the format {FORMAT} this version reads"
+                        "on-disk format {other} is not a format any version of orchestra wrote (formats start at 1; this version writes {FORMAT})"
                     )));
                 }
             }
@@ -432,5 +442,75 @@ fn storage_error(path: &Path, err: redb::Error) -> StoreError {
         },
         redb::Error::Io(io) => StoreError::Io(format!("{}: {io}", path.display())),
         other => StoreError::Io(format!("{}: {other}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh store file in `dir` whose `format` record says `format`.
+    fn store_file_of_format(dir: &Path, format: i64) -> PathBuf {
+        let path = dir.join(crate::disk::DB_FILE);
+        create_empty(&path).unwrap();
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", format)
+            .unwrap();
+        txn.commit().unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_newer_format_is_refused_naming_the_file_and_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_file_of_format(dir.path(), FORMAT + 1);
+        let err = crate::DiskStore::open(dir.path()).await.unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::UnsupportedFormat {
+                path: path.display().to_string(),
+                found: FORMAT + 1,
+                supported: FORMAT,
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains("orchestra.redb"), "{text}");
+        assert!(text.contains(&format!("format {}", FORMAT + 1)), "{text}");
+        assert!(text.contains(&format!("format {FORMAT}")), "{text}");
+        // Refused without a change: the record still says the newer format.
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), FORMAT + 1);
+    }
+
+    #[tokio::test]
+    async fn a_format_no_version_wrote_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        store_file_of_format(dir.path(), 0);
+        let err = crate::DiskStore::open(dir.path()).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { detail, .. } if detail.contains("format 0")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_store_records_the_current_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::disk::DB_FILE);
+        // Opened twice (created, then read back), each time closed before the next look.
+        for _ in 0..2 {
+            let lock = DirLock::acquire(dir.path()).await.unwrap();
+            let (journal, _) = RedbJournal::open(&path, 1 << 20, lock).unwrap();
+            drop(journal);
+        }
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), FORMAT);
     }
 }
