@@ -8,12 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{
     ByteString, ConfigMap, Container, ContainerStateWaiting, EnvFromRef, EnvFromSource, EnvVar,
     EnvVarSource, KeySelector, KeyToPath, Pod, PodPhase, PodSpec, Secret, SecretVolumeSource,
     Volume, VolumeMount,
 };
-use orchestra_api::registry::DeleteOptions;
 use orchestra_api::{Client, LocalClient, ObjectMeta};
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
@@ -134,9 +134,7 @@ async fn container_of<R: RuntimeDriver>(runtime: &R, pod: &Pod) -> ContainerStat
 }
 
 fn value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn agent_config(volumes: &Path) -> AgentConfig {
@@ -179,12 +177,19 @@ async fn containers_get_config_map_and_secret_values_as_env_and_files() {
     };
     assert_eq!(mount.container_path, Path::new("/etc/creds"));
     assert!(mount.read_only, "secret volumes are read-only");
-    assert!(mount.host_path.starts_with(tmp.path().join(&web.metadata.uid)));
+    assert!(
+        mount
+            .host_path
+            .starts_with(tmp.path().join(&web.metadata.uid))
+    );
     let file = mount.host_path.join("pw");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cret");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o400);
-    assert!(!mount.host_path.join("user").exists(), "only the listed item");
+    assert!(
+        !mount.host_path.join("user").exists(),
+        "only the listed item"
+    );
 
     // Deleting the pod removes its volume directory.
     client
@@ -245,7 +250,10 @@ async fn a_missing_secret_holds_the_container_until_it_is_created() {
         }),
     );
 
-    client.create(&pod("web", vec!["serve".into()])).await.unwrap();
+    client
+        .create(&pod("web", vec!["serve".into()]))
+        .await
+        .unwrap();
     let waiting = waiting_of(&client, "web").await;
     assert_eq!(waiting.reason, "CreateContainerConfigError");
     assert_eq!(waiting.message, "secret \"db\" not found");

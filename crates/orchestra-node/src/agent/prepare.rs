@@ -148,12 +148,11 @@ pub async fn prepare<C: Client>(
 
     let volumes = mounted_volumes(pod, container);
     if !volumes.is_empty() {
-        let pod_dir = volumes::pod_dir(&agent.volumes_dir, &pod.metadata.uid).map_err(|m| {
-            PrepareError {
+        let pod_dir =
+            volumes::pod_dir(&agent.volumes_dir, &pod.metadata.uid).map_err(|m| PrepareError {
                 reason: "ContainerCreating",
                 message: m,
-            }
-        })?;
+            })?;
         let mut host_paths: BTreeMap<String, PathBuf> = BTreeMap::new();
         for volume in volumes {
             let content = volumes::volume_content(&ctx, volume, &sources)?;

@@ -364,15 +364,11 @@ pub fn resource_value(
     let (list, resource) = selector.resource.split_once('.').ok_or_else(unsupported)?;
     let resources = &container.resources;
     let amount = match list {
-        "limits" => resources
-            .limits
-            .get(resource)
-            .copied()
-            .or(match resource {
-                "cpu" => Some(ctx.node_cpu),
-                "memory" => Some(ctx.node_memory),
-                _ => None,
-            }),
+        "limits" => resources.limits.get(resource).copied().or(match resource {
+            "cpu" => Some(ctx.node_cpu),
+            "memory" => Some(ctx.node_memory),
+            _ => None,
+        }),
         "requests" => resources.requests.get(resource).copied(),
         _ => return Err(unsupported()),
     }

@@ -21,9 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
-use orchestra_api::resources::{
-    Container, DEFAULT_VOLUME_MODE, HostPathType, KeyToPath, Volume,
-};
+use orchestra_api::resources::{Container, DEFAULT_VOLUME_MODE, HostPathType, KeyToPath, Volume};
 
 use super::resolve::{ConfigError, PodContext, Sources, field_value, resource_value};
 use crate::runtime::Mount;
@@ -152,17 +150,29 @@ pub fn volume_content(
     }
     if let Some(source) = &volume.config_map {
         let optional = source.optional == Some(true);
-        let files = match sources.config_maps.get(&source.name).and_then(Option::as_ref) {
+        let files = match sources
+            .config_maps
+            .get(&source.name)
+            .and_then(Option::as_ref)
+        {
             Some(map) => {
                 let mut entries: BTreeMap<String, Vec<u8>> = map
                     .data
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
                     .collect();
-                entries.extend(map.binary_data.iter().map(|(k, v)| (k.clone(), v.0.clone())));
-                project_entries(&entries, &source.items, source.default_mode, optional, |k| {
-                    format!("configmap references non-existent config key: {k}")
-                })
+                entries.extend(
+                    map.binary_data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone())),
+                );
+                project_entries(
+                    &entries,
+                    &source.items,
+                    source.default_mode,
+                    optional,
+                    |k| format!("configmap references non-existent config key: {k}"),
+                )
                 .map_err(fail)?
             }
             None if optional => Vec::new(),
@@ -180,16 +190,24 @@ pub fn volume_content(
     }
     if let Some(source) = &volume.secret {
         let optional = source.optional == Some(true);
-        let files = match sources.secrets.get(&source.secret_name).and_then(Option::as_ref) {
+        let files = match sources
+            .secrets
+            .get(&source.secret_name)
+            .and_then(Option::as_ref)
+        {
             Some(secret) => {
                 let entries: BTreeMap<String, Vec<u8>> = secret
                     .data
                     .iter()
                     .map(|(k, v)| (k.clone(), v.0.clone()))
                     .collect();
-                project_entries(&entries, &source.items, source.default_mode, optional, |k| {
-                    format!("references non-existent secret key: {k}")
-                })
+                project_entries(
+                    &entries,
+                    &source.items,
+                    source.default_mode,
+                    optional,
+                    |k| format!("references non-existent secret key: {k}"),
+                )
                 .map_err(fail)?
             }
             None if optional => Vec::new(),
@@ -281,7 +299,9 @@ fn check_host_path(path: &Path, type_: HostPathType) -> Result<(), String> {
     let meta = fs::metadata(path);
     let is = |check: fn(&fs::FileType) -> bool, what: &str| match &meta {
         Ok(m) if check(&m.file_type()) => Ok(()),
-        _ => Err(format!("hostPath type check failed: {shown} is not a {what}")),
+        _ => Err(format!(
+            "hostPath type check failed: {shown} is not a {what}"
+        )),
     };
     match type_ {
         HostPathType::Unset => Ok(()),
@@ -317,8 +337,7 @@ fn unchanged(dir: &Path, files: &[ProjectedFile]) -> bool {
     let mut expected = 0;
     for file in files {
         let path = data.join(&file.path);
-        let same = fs::metadata(&path)
-            .is_ok_and(|m| m.permissions().mode() & 0o777 == file.mode)
+        let same = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == file.mode)
             && fs::read(&path).is_ok_and(|content| content == file.data);
         if !same {
             return false;

@@ -120,7 +120,10 @@ mod tests {
             fs::read_to_string(root.join("etc/creds/password")).unwrap(),
             "pw"
         );
-        assert_eq!(fs::read_to_string(root.join("data/password")).unwrap(), "pw");
+        assert_eq!(
+            fs::read_to_string(root.join("data/password")).unwrap(),
+            "pw"
+        );
         // Rebuilding replaces the view; removing it leaves the host files.
         build_root(&root, &[mount("/etc/creds")]).unwrap();
         assert!(!root.join("data").exists());

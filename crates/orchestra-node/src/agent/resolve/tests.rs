@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use orchestra_api::resources::{
-    ByteString, ConfigMap, Container, EnvFromRef, EnvFromSource, EnvVar, EnvVarSource,
-    KeySelector, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret,
+    ByteString, ConfigMap, Container, EnvFromRef, EnvFromSource, EnvVar, EnvVarSource, KeySelector,
+    ObjectFieldSelector, Pod, ResourceFieldSelector, Secret,
 };
 use orchestra_api::{ObjectMeta, Quantity};
 
@@ -53,10 +53,7 @@ fn sources() -> Sources {
         ..Secret::default()
     };
     Sources {
-        config_maps: BTreeMap::from([
-            ("settings".into(), Some(config)),
-            ("absent".into(), None),
-        ]),
+        config_maps: BTreeMap::from([("settings".into(), Some(config)), ("absent".into(), None)]),
         secrets: BTreeMap::from([("db".into(), Some(secret)), ("gone".into(), None)]),
     }
 }
@@ -158,7 +155,10 @@ fn fields_keys_and_env_from_resolve_in_kubelet_order() {
             key("LEVEL", "settings", "LOG_LEVEL", None, false),
             // Redefining an envFrom variable replaces it in place.
             EnvVar::new("mode", "slow"),
-            EnvVar::new("URL", "pg://$(DB_user):$(PASSWORD)@$(HOST_IP)/$(UNSET)$$(POD)"),
+            EnvVar::new(
+                "URL",
+                "pg://$(DB_user):$(PASSWORD)@$(HOST_IP)/$(UNSET)$$(POD)",
+            ),
         ],
         ..Container::default()
     };

@@ -16,7 +16,8 @@ fn pod() -> Pod {
         metadata: ObjectMeta::namespaced("shop", "web-1"),
         ..Pod::default()
     };
-    pod.metadata.labels = BTreeMap::from([("app".into(), "web".into()), ("tier".into(), "1".into())]);
+    pod.metadata.labels =
+        BTreeMap::from([("app".into(), "web".into()), ("tier".into(), "1".into())]);
     pod
 }
 
@@ -91,7 +92,9 @@ fn secret_and_config_map_volumes_project_every_key_or_the_items() {
     let some = volume_content(&ctx(&pod), &secret_volume("db", items, None), &sources());
     assert_eq!(
         some,
-        Ok(VolumeContent::Projected(vec![file("db/pass", b"s3cret", 0o600)]))
+        Ok(VolumeContent::Projected(vec![file(
+            "db/pass", b"s3cret", 0o600
+        )]))
     );
     let config = Volume {
         name: "conf".into(),
@@ -114,8 +117,8 @@ fn secret_and_config_map_volumes_project_every_key_or_the_items() {
 #[test]
 fn missing_objects_and_keys_fail_unless_optional() {
     let pod = pod();
-    let err = volume_content(&ctx(&pod), &secret_volume("gone", vec![], None), &sources())
-        .unwrap_err();
+    let err =
+        volume_content(&ctx(&pod), &secret_volume("gone", vec![], None), &sources()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "MountVolume.SetUp failed for volume \"creds\" : secret \"gone\" not found"
@@ -125,8 +128,12 @@ fn missing_objects_and_keys_fail_unless_optional() {
         path: "pin".into(),
         mode: None,
     }];
-    let err = volume_content(&ctx(&pod), &secret_volume("db", items.clone(), None), &sources())
-        .unwrap_err();
+    let err = volume_content(
+        &ctx(&pod),
+        &secret_volume("db", items.clone(), None),
+        &sources(),
+    )
+    .unwrap_err();
     assert_eq!(err.message, "references non-existent secret key: pin");
     for volume in [
         secret_volume("gone", vec![], Some(true)),
