@@ -176,6 +176,10 @@ pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
     }
     config.pods = args.pods;
     config.address.clone_from(&args.address);
+    if let Some(dir) = &args.state_dir {
+        // Pods' volumes (Secret files among them) live with the node's state.
+        config.volumes_dir = dir.join("volumes");
+    }
     config.lease_duration = Duration::from_secs(args.node_lease_duration_seconds);
     config.lease_renew_interval = config.lease_duration / 4;
     if let Some(server) = args.cluster_dns {

@@ -101,6 +101,7 @@ pub(crate) async fn start(
     config.lease_renew_interval = spec.lease_renew_interval;
     config.lease_duration = spec.lease_duration;
     config.cluster_dns = spec.cluster_dns.clone();
+    config.volumes_dir = spec.state_dir.join("volumes");
     match spec.runtime {
         NodeRuntime::Fake => {
             spawn(

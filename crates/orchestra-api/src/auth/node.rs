@@ -10,7 +10,7 @@
 //! - update, patch and delete the pods bound to it, and their `pods/status` (the agent
 //!   writes pod status and its own finalizer);
 //! - get (or watch by name) a Secret or ConfigMap only while a pod bound to it references
-//!   it (env `valueFrom`; see [`referenced_objects`]);
+//!   it (env `valueFrom`, `envFrom`, volumes; see [`referenced_objects`]);
 //! - create, update and patch Events.
 //!
 //! Everything else is denied (not left to RBAC), so that a binding given to `system:nodes`
@@ -56,8 +56,9 @@ pub enum RefKind {
 }
 
 /// The Secrets and ConfigMaps `pod` references, by kind and name (in the pod's namespace):
-/// its containers' and init containers' env `valueFrom` key references. Extend this when
-/// the pod spec gains other references (envFrom, volumes, image pull secrets).
+/// its containers' and init containers' env `valueFrom` key references and `envFrom`
+/// sources, and its ConfigMap and Secret volumes. Extend this when the pod spec gains other
+/// references (image pull secrets).
 pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
     let containers: Vec<&Container> = pod
         .spec
@@ -75,6 +76,22 @@ pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
         }
         if let Some(key) = &source.config_map_key_ref {
             refs.insert((RefKind::ConfigMap, key.name.clone()));
+        }
+    }
+    for from in containers.iter().flat_map(|c| &c.env_from) {
+        if let Some(reference) = &from.secret_ref {
+            refs.insert((RefKind::Secret, reference.name.clone()));
+        }
+        if let Some(reference) = &from.config_map_ref {
+            refs.insert((RefKind::ConfigMap, reference.name.clone()));
+        }
+    }
+    for volume in &pod.spec.volumes {
+        if let Some(secret) = &volume.secret {
+            refs.insert((RefKind::Secret, secret.secret_name.clone()));
+        }
+        if let Some(config_map) = &volume.config_map {
+            refs.insert((RefKind::ConfigMap, config_map.name.clone()));
         }
     }
     refs

@@ -5,7 +5,7 @@
 //! | kind | defaults |
 //! |---|---|
 //! | every namespaced kind | `metadata.namespace: default` |
-//! | Pod (and pod templates) | `restartPolicy: Always`, `terminationGracePeriodSeconds: 30`, `dnsPolicy: ClusterFirst`, `schedulerName: default-scheduler`, `preemptionPolicy: PreemptLowerPriority`; per container `imagePullPolicy` (`Always` for `:latest` or no tag, else `IfNotPresent`), port `protocol: TCP`, requests = limits where only limits are given, probe timing (`timeoutSeconds: 1`, `periodSeconds: 10`, `successThreshold: 1`, `failureThreshold: 3`), `httpGet` `path: /` and `scheme: HTTP`, `fieldRef` `apiVersion: v1` |
+//! | Pod (and pod templates) | `restartPolicy: Always`, `terminationGracePeriodSeconds: 30`, `dnsPolicy: ClusterFirst`, `schedulerName: default-scheduler`, `preemptionPolicy: PreemptLowerPriority`; per container `imagePullPolicy` (`Always` for `:latest` or no tag, else `IfNotPresent`), port `protocol: TCP`, requests = limits where only limits are given, probe timing (`timeoutSeconds: 1`, `periodSeconds: 10`, `successThreshold: 1`, `failureThreshold: 3`), `httpGet` `path: /` and `scheme: HTTP`, `fieldRef` `apiVersion: v1`; volumes' `defaultMode: 0644` (ConfigMap, Secret, downward API) |
 //! | ReplicaSet | `replicas: 1` |
 //! | Deployment | `replicas: 1`, `strategy: RollingUpdate` with `maxSurge: 25%`, `maxUnavailable: 25%`, `revisionHistoryLimit: 10`, `progressDeadlineSeconds: 600` |
 //! | Service | `type: ClusterIP`, `sessionAffinity: None` (`ClientIP` gets `timeoutSeconds: 10800`), port `protocol: TCP`, `targetPort` = `port` |
@@ -24,7 +24,7 @@ mod workloads;
 
 pub use apps::{default_deployment, default_replica_set};
 pub use node::default_node;
-pub use pod::{default_container, default_pod_spec, image_pull_policy};
+pub use pod::{default_container, default_pod_spec, default_volume, image_pull_policy};
 pub use service::default_service_spec;
 pub use workloads::{default_daemon_set, default_job, default_secret, generate_job_selector};
 

@@ -2,7 +2,8 @@
 
 use crate::resources::Protocol;
 use crate::resources::pod::{
-    Container, DnsPolicy, PodSpec, PreemptionPolicy, Probe, PullPolicy, RestartPolicy, UriScheme,
+    Container, DEFAULT_VOLUME_MODE, DnsPolicy, PodSpec, PreemptionPolicy, Probe, PullPolicy,
+    RestartPolicy, UriScheme, Volume,
 };
 
 /// The scheduler pods go to when they name none.
@@ -27,6 +28,28 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
         .chain(spec.containers.iter_mut())
     {
         default_container(container);
+    }
+    for volume in &mut spec.volumes {
+        default_volume(volume);
+    }
+}
+
+/// Fills a volume's defaults: `defaultMode` 0644 for ConfigMap, Secret and downward API
+/// volumes, `apiVersion: v1` in downward API field references.
+pub fn default_volume(volume: &mut Volume) {
+    if let Some(source) = &mut volume.config_map {
+        source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+    }
+    if let Some(source) = &mut volume.secret {
+        source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+    }
+    if let Some(source) = &mut volume.downward_api {
+        source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        for field_ref in source.items.iter_mut().filter_map(|i| i.field_ref.as_mut()) {
+            if field_ref.api_version.is_empty() {
+                field_ref.api_version = "v1".to_owned();
+            }
+        }
     }
 }
 

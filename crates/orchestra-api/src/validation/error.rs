@@ -63,6 +63,8 @@ pub enum ErrorType {
     TooLong,
     /// The list has too many items.
     TooMany,
+    /// The value names something that does not exist.
+    NotFound,
 }
 
 impl ErrorType {
@@ -76,6 +78,7 @@ impl ErrorType {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
+            ErrorType::NotFound => "FieldValueNotFound",
         }
     }
 }
@@ -134,6 +137,16 @@ impl FieldError {
         )
     }
 
+    /// `field: Not found: "value"`.
+    pub fn not_found(field: &FieldPath, value: impl Into<Value>) -> Self {
+        Self::new(
+            ErrorType::NotFound,
+            field,
+            Some(value.into()),
+            String::new(),
+        )
+    }
+
     /// `field: Forbidden: detail`.
     pub fn forbidden(field: &FieldPath, detail: impl Into<String>) -> Self {
         Self::new(ErrorType::Forbidden, field, None, detail.into())
@@ -170,6 +183,7 @@ impl fmt::Display for FieldError {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
+            ErrorType::NotFound => "Not found",
         };
         write!(f, "{}: {what}", self.field)?;
         if let Some(value) = &self.value {

@@ -19,6 +19,7 @@ mod node;
 mod pod;
 mod rbac;
 mod service;
+mod volume;
 
 pub use apps::{
     validate_daemon_set, validate_deployment, validate_job, validate_job_update,

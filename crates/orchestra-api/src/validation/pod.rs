@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::meta::validate_label_selector;
 use super::names;
+use super::volume;
 use super::{ErrorList, FieldError, FieldPath, validate_labels};
 use crate::meta::IntOrString;
 use crate::resources::pod::{
@@ -62,6 +63,8 @@ fn positive(errors: &mut ErrorList, path: &FieldPath, value: Option<i64>) {
 pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> ErrorList {
     let mut errors = ErrorList::new();
     let mut names_seen = HashSet::new();
+    let (volume_errors, volumes) = volume::validate_volumes(&spec.volumes, &path.child("volumes"));
+    errors.extend(volume_errors);
     if spec.containers.is_empty() {
         errors.push(FieldError::required(&path.child("containers"), ""));
     }
@@ -78,6 +81,17 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> ErrorList {
                 spec.host_network,
                 field == "initContainers",
             ));
+            errors.extend(volume::validate_volume_mounts(
+                &container.volume_mounts,
+                &volumes,
+                &p.child("volumeMounts"),
+            ));
+            for (i, source) in container.env_from.iter().enumerate() {
+                errors.extend(volume::validate_env_from(
+                    source,
+                    &p.child("envFrom").index(i),
+                ));
+            }
         }
     }
 

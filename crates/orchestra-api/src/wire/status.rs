@@ -220,6 +220,7 @@ fn field_error(cause: StatusCause) -> FieldError {
         "FieldValueForbidden" => ErrorType::Forbidden,
         "FieldValueTooLong" => ErrorType::TooLong,
         "FieldValueTooMany" => ErrorType::TooMany,
+        "FieldValueNotFound" => ErrorType::NotFound,
         _ => ErrorType::Invalid,
     };
     FieldError {

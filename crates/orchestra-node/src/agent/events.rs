@@ -88,6 +88,12 @@ impl AgentEvents {
         self.container(pod, container, true, "Failed", message);
     }
 
+    /// `Failed` (Warning) for a configuration the container cannot start with (a missing
+    /// ConfigMap, Secret or key): "Error: WHY". `why` names objects and keys, never values.
+    pub fn config_failed(&self, pod: &Pod, container: &str, why: &str) {
+        self.container(pod, container, true, "Failed", format!("Error: {why}"));
+    }
+
     /// `Killing`: "Stopping container NAME", or, for a failed liveness or startup probe,
     /// "Container NAME failed liveness probe, will be restarted".
     pub fn killing(&self, pod: &Pod, container: &str, why: &str) {

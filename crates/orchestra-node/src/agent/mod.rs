@@ -39,15 +39,24 @@
 //! - [`node`]: the Node object, its status and lease.
 //! - [`env`]: the variables added to every container (services, DNS settings).
 //! - [`events`]: the events the agent records (`Pulled`, `Started`, `BackOff`, `Unhealthy`...).
+//! - [`resolve`]: a container's environment from the pod, ConfigMaps and Secrets (pure), with
+//!   [`expand`] for `$(VAR)` references.
+//! - [`volumes`]: the pod's volumes on disk and the containers' mounts.
+//! - [`prepare`]: fetches what a container refers to and builds its runtime configuration.
 //! - `worker`: the per-pod worker.
 
 pub mod env;
 pub mod events;
+pub mod expand;
 pub mod node;
+pub mod prepare;
+pub mod resolve;
+pub mod volumes;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,15 +100,20 @@ pub struct AgentConfig {
     /// The port of the agent's endpoint (container logs), published in the node status as
     /// `daemonEndpoints.kubeletEndpoint.Port` (none by default: no endpoint runs).
     pub endpoint_port: Option<u16>,
+    /// Where pods' volumes are written, one directory per pod uid (`orchestra-agent/<node>/pods`
+    /// under the system's temporary directory by default; set it to a directory of the node's
+    /// state).
+    pub volumes_dir: PathBuf,
 }
 
 impl AgentConfig {
     /// Defaults for `node_name`: the machine's CPU count, its memory (8 GiB where
     /// `/proc/meminfo` cannot be read), 110 pods, address 127.0.0.1.
     pub fn new(node_name: impl Into<String>) -> Self {
+        let node_name: String = node_name.into();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         AgentConfig {
-            node_name: node_name.into(),
+            node_name: node_name.clone(),
             cpu: Quantity::from_value(i64::try_from(cpus).unwrap_or(1)),
             memory: Quantity::from_bytes(machine_memory().unwrap_or(8 << 30)),
             pods: 110,
@@ -111,6 +125,10 @@ impl AgentConfig {
             sync_interval: Duration::from_secs(1),
             cluster_dns: None,
             endpoint_port: None,
+            volumes_dir: std::env::temp_dir()
+                .join("orchestra-agent")
+                .join(&node_name)
+                .join("pods"),
         }
     }
 }
@@ -243,6 +261,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
                     if !listed_once {
                         listed_once = true;
                         self.remove_orphans(std::mem::take(&mut adopted)).await;
+                        self.remove_orphan_volumes(&present);
                     }
                 }
                 Event::Applied(pod) => {
@@ -310,6 +329,22 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             }
         };
         group_by_pod(state)
+    }
+
+    /// Removes the volume directories of pods the API does not have (found at start: the
+    /// agent may have stopped before their workers cleaned up).
+    fn remove_orphan_volumes(&self, present: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.config.volumes_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let uid = entry.file_name().to_string_lossy().into_owned();
+            if !present.contains(&uid)
+                && let Err(err) = volumes::remove_pod_dir(&entry.path())
+            {
+                tracing::warn!(%uid, %err, "removing the volumes of a gone pod failed");
+            }
+        }
     }
 
     /// Removes the sandboxes of pods the API does not have (found at start).

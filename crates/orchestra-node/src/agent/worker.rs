@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy, Service};
-use orchestra_api::{ApiError, Client, reflector};
+use orchestra_api::{ApiError, Client, Quantity, reflector};
 use tokio::sync::{Notify, watch};
 
 use super::AgentConfig;
 use super::events::AgentEvents;
+use super::resolve::{PodContext, Sources, expand_command, resolve_env};
 use crate::pod::{
     self, Action, Backoff, LABEL_CONTAINER_NAME, LABEL_POD_UID, Observed, StartFailure, clock,
 };
@@ -37,6 +38,9 @@ pub struct Adopted {
 /// asking for actions).
 const MAX_ROUNDS: usize = 16;
 
+/// How soon a container whose ConfigMap, Secret or volume was missing is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(10);
+
 pub(super) struct Worker<C, R: ?Sized> {
     pub client: C,
     pub runtime: Arc<R>,
@@ -58,6 +62,8 @@ pub(super) struct Worker<C, R: ?Sized> {
     pub view: Option<(Arc<Pod>, Pod)>,
     /// Where the worker records the pod's Events.
     pub events: AgentEvents,
+    /// The pod's uid (its volume directory's name).
+    pub uid: String,
 }
 
 impl<C: Client, R: RuntimeDriver> Worker<C, R> {
@@ -70,7 +76,13 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         services: reflector::Store<Service>,
         events: AgentEvents,
     ) -> Self {
+        let uid = pod
+            .borrow()
+            .as_ref()
+            .map(|p| p.metadata.uid.clone())
+            .unwrap_or_default();
         Worker {
+            uid,
             client,
             runtime,
             config,
@@ -349,11 +361,41 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         let (Some(spec), Some(sandbox)) = (spec, self.sandbox.clone()) else {
             return;
         };
-        let mut config = container_config(pod, spec, attempt, self.pod_ip());
+        let pod_ip = self.pod_ip();
+        let base = container_config(pod, spec, attempt, pod_ip.clone());
         // The added variables come first, so that the container's own win.
-        let mut env = self.injected_env(pod).await;
-        env.append(&mut config.env);
-        config.env = env;
+        let injected = self.injected_env(pod).await;
+        let prepared = super::prepare::prepare(
+            &self.client,
+            &self.config,
+            pod,
+            spec,
+            pod_ip.as_deref().unwrap_or(""),
+            injected,
+            base,
+        )
+        .await;
+        let config = match prepared {
+            Ok(config) => config,
+            Err(err) => {
+                // The message names the missing object or key, never a value.
+                tracing::warn!(pod = %pod.metadata.name, container = %name, reason = err.reason, message = %err.message, "preparing container failed; retrying");
+                self.events.config_failed(pod, name, &err.message);
+                let failures = self.failures.get(name).map_or(0, |f| f.failures) + 1;
+                self.failures.insert(
+                    name.to_owned(),
+                    StartFailure {
+                        reason: err.reason.to_owned(),
+                        message: err.message,
+                        failures,
+                        // Kubelet's pod workers retry a failed sync after about 10 s; the
+                        // object may appear at any time, so this does not back off.
+                        retry_at: clock::now() + CONFIG_RETRY,
+                    },
+                );
+                return;
+            }
+        };
         let mut created = None;
         let mut pulled = spec.image_pull_policy == Some(PullPolicy::Never);
         let events = &self.events;
@@ -478,6 +520,11 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             }
         }
         self.containers.clear();
+        if let Ok(dir) = super::volumes::pod_dir(&self.config.volumes_dir, &self.uid)
+            && let Err(err) = super::volumes::remove_pod_dir(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), %err, "removing the volumes of a gone pod failed");
+        }
     }
 }
 
@@ -500,7 +547,9 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
     }
 }
 
-/// The runtime configuration of one of a pod's containers.
+/// The runtime configuration of one of a pod's containers, from the pod alone: literal and
+/// field-reference variables (ConfigMap and Secret sources, service links and volumes need
+/// the API and are added by the worker), expanded command and args, resources and labels.
 pub fn container_config(
     pod: &Pod,
     spec: &Container,
@@ -508,38 +557,28 @@ pub fn container_config(
     pod_ip: Option<String>,
 ) -> ContainerConfig {
     let meta = &pod.metadata;
-    let field = |path: &str| -> Option<String> {
-        Some(match path {
-            "metadata.name" => meta.name.clone(),
-            "metadata.namespace" => meta.namespace.clone(),
-            "metadata.uid" => meta.uid.clone(),
-            "spec.nodeName" => pod.spec.node_name.clone(),
-            "spec.serviceAccountName" => pod.spec.service_account_name.clone(),
-            "status.podIP" => pod_ip.clone().unwrap_or_default(),
-            _ => return None,
-        })
+    let pod_ip = pod_ip.unwrap_or_default();
+    let ctx = PodContext {
+        pod,
+        pod_ip: &pod_ip,
+        host_ip: pod.status.as_ref().map_or("", |s| s.host_ip.as_str()),
+        node_cpu: Quantity::default(),
+        node_memory: Quantity::default(),
     };
-    let env = spec
-        .env
-        .iter()
-        .filter_map(|var| {
-            let value = match (&var.value, &var.value_from) {
-                (Some(v), _) => v.clone(),
-                (None, Some(from)) => from.field_ref.as_ref().and_then(|f| field(&f.field_path))?,
-                (None, None) => String::new(),
-            };
-            Some((var.name.clone(), value))
-        })
-        .collect();
+    // Without a client there are no ConfigMaps or Secrets: a container that needs one gets
+    // no variables here (the agent's worker fills them in through `prepare`).
+    let env = resolve_env(&ctx, spec, &Sources::default(), Vec::new()).unwrap_or_default();
+    let (command, args) = expand_command(spec, &env);
     let limit = |r: &str| spec.resources.limits.get(r);
     ContainerConfig {
         name: spec.name.clone(),
         attempt,
         image: spec.image.clone(),
-        command: spec.command.clone(),
-        args: spec.args.clone(),
+        command,
+        args,
         env,
         working_dir: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone().into()),
+        mounts: Vec::new(),
         resources: ContainerResources {
             cpu_limit_millis: limit("cpu").and_then(|q| u64::try_from(q.milli_value()).ok()),
             memory_limit_bytes: limit("memory").and_then(|q| u64::try_from(q.value()).ok()),

@@ -211,6 +211,15 @@ pub fn container_config(
                 value: value.clone(),
             })
             .collect(),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| proto::Mount {
+                container_path: m.container_path.display().to_string(),
+                host_path: m.host_path.display().to_string(),
+                readonly: m.read_only,
+            })
+            .collect(),
         labels: config.labels.clone().into_iter().collect(),
         annotations,
         log_path: container_log_path(config),
@@ -377,6 +386,11 @@ mod tests {
             args: vec!["-c".into(), "true".into()],
             env: vec![("A".into(), "1".into())],
             working_dir: Some(PathBuf::from("/tmp")),
+            mounts: vec![crate::runtime::Mount {
+                container_path: "/etc/creds".into(),
+                host_path: "/var/lib/agent/u1/creds".into(),
+                read_only: true,
+            }],
             resources: ContainerResources {
                 cpu_limit_millis: Some(250),
                 memory_limit_bytes: Some(64 << 20),
@@ -390,6 +404,14 @@ mod tests {
         assert_eq!(cri.log_path, "app/3.log");
         assert_eq!(cri.working_dir, "/tmp");
         assert_eq!(cri.envs[0].key, "A");
+        assert_eq!(
+            cri.mounts,
+            [proto::Mount {
+                container_path: "/etc/creds".into(),
+                host_path: "/var/lib/agent/u1/creds".into(),
+                readonly: true,
+            }]
+        );
         let r = cri.linux.and_then(|l| l.resources).expect("resources");
         assert_eq!((r.cpu_period, r.cpu_quota), (100_000, 25_000));
         assert_eq!(r.cpu_shares, 102);

@@ -4,7 +4,7 @@
 //! - A container is its command and args run directly (there are no images: `pull_image`
 //!   succeeds and does nothing, `image` is only recorded) with a clean environment (`PATH`,
 //!   then `HOSTNAME` and `POD_IP`, then the container's `env`) in its `workingDir` (`/` if
-//!   none), in a process group of its own. Stopping sends the stop signal to the whole group,
+//!   none, or the root view when it has mounts), in a process group of its own. Stopping sends the stop signal to the whole group,
 //!   then SIGKILL once the grace period has passed; when the main process ends, whatever is
 //!   left of its group is killed, as when a container's init process exits.
 //! - A sandbox is an identity: a loopback IP of its own from [`IpRange`] (127.3.0.0/16 by
@@ -15,6 +15,9 @@
 //!   truncate: see [`ProcessRuntimeConfig::log_max_bytes`]).
 //! - Limits: cgroup v2 when available, otherwise rlimits; see [`LimitsMode`] and
 //!   [`ProcessRuntime::limits_mode`].
+//! - Mounts: a process has no mount namespace, so a container's mounts become symlinks in
+//!   a *root view* directory, exported as `ORCHESTRA_ROOT` (and the working directory when
+//!   the container sets none); see [`mounts`].
 //! - Exit codes: the process's code, or 128 + n for a process killed by signal n.
 //! - State: one JSON file per sandbox and container under the state directory. A new
 //!   `ProcessRuntime` on the same directory re-adopts the processes still running (checked
@@ -29,6 +32,7 @@
 //! - [`ip`]: [`IpRange`], pod IP allocation;
 //! - [`limits`]: [`LimitsMode`], cgroup v2 and rlimits;
 //! - `logfile`: log files, rotation and reading;
+//! - [`mounts`]: the root view of a container's mounts;
 //! - `procfs`: `/proc/PID/stat` and exit codes;
 //! - `record`: the JSON state files;
 //! - `signal`: stop-signal names;
@@ -38,6 +42,7 @@ mod follow;
 pub mod ip;
 pub mod limits;
 mod logfile;
+pub mod mounts;
 mod procfs;
 mod reap;
 mod record;

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -126,6 +127,12 @@ pub struct ContainerRecord {
     pub message: String,
     pub log_path: PathBuf,
     pub cgroup: Option<PathBuf>,
+    /// The mounts it was created with (absent in records of older versions).
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::StoredMount>,
+    /// Its root view of the mounts, when it has mounts.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
 }
 
 impl ContainerRecord {
@@ -163,6 +170,8 @@ impl ContainerRecord {
             message: String::new(),
             log_path,
             cgroup: None,
+            mounts: config.mounts.iter().map(Into::into).collect(),
+            root: None,
         }
     }
 
@@ -176,6 +185,7 @@ impl ContainerRecord {
             args: self.args.clone(),
             env: self.env.clone(),
             working_dir: self.working_dir.clone(),
+            mounts: self.mounts.iter().map(Into::into).collect(),
             resources: ContainerResources {
                 cpu_limit_millis: self.cpu_limit_millis,
                 memory_limit_bytes: self.memory_limit_bytes,
@@ -280,7 +290,16 @@ impl RecordDir {
         };
         let json = serde_json::to_vec_pretty(record).map_err(|e| io_err(io::Error::other(e)))?;
         let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, json).map_err(io_err)?;
+        // Owner-only: a container's environment may hold values from Secrets.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err)?;
+        file.write_all(&json).map_err(io_err)?;
+        drop(file);
         fs::rename(&tmp, path).map_err(io_err)
     }
 }

@@ -16,6 +16,7 @@ use super::follow;
 use super::ip::IpRange;
 use super::limits::LimitsMode;
 use super::logfile;
+use super::mounts;
 use super::procfs;
 use super::reap;
 use super::record::{ContainerRecord, RecordDir, SandboxRecord, StoredState};
@@ -296,6 +297,9 @@ impl Shared {
             ("HOSTNAME".to_owned(), sandbox.hostname().to_owned()),
             ("POD_IP".to_owned(), sandbox.ip.to_string()),
         ];
+        if let Some(root) = &record.root {
+            env.push((mounts::ROOT_ENV.to_owned(), root.display().to_string()));
+        }
         env.extend(record.env.iter().cloned());
         env
     }
@@ -311,6 +315,7 @@ impl Shared {
         let dir = record
             .working_dir
             .clone()
+            .or_else(|| record.root.clone())
             .unwrap_or_else(|| PathBuf::from("/"));
         // Checked here because spawn reports a missing directory as ENOENT, which reads as if
         // the program were missing.
@@ -554,7 +559,17 @@ impl RuntimeDriver for ProcessRuntime {
             .sandbox_log_dir(sandbox_record)
             .join(&config.name)
             .join(format!("{}.log", config.attempt));
-        let record = ContainerRecord::new(&id, sandbox, config, log_path);
+        let mut record = ContainerRecord::new(&id, sandbox, config, log_path);
+        if !config.mounts.is_empty() {
+            let root = shared.config.state_dir.join("roots").join(&id.0);
+            mounts::build_root(&root, &config.mounts).map_err(|message| {
+                RuntimeError::InvalidConfig {
+                    what: "mounts".to_owned(),
+                    message,
+                }
+            })?;
+            record.root = Some(root);
+        }
         shared.records.save_container(&record)?;
         let (exited, _) = watch::channel(false);
         state
@@ -669,6 +684,11 @@ impl RuntimeDriver for ProcessRuntime {
             && let Err(e) = LimitsMode::remove_cgroup(cgroup)
         {
             tracing::warn!(cgroup = %cgroup.display(), error = %e, "removing a container's cgroup failed");
+        }
+        if let Some(root) = &entry.record.root
+            && let Err(e) = mounts::remove_root(root)
+        {
+            tracing::warn!(root = %root.display(), error = %e, "removing a container's root view failed");
         }
         Ok(())
     }

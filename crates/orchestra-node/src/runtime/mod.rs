@@ -15,7 +15,8 @@ use async_trait::async_trait;
 pub use error::RuntimeError;
 pub use types::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
-    LogOptions, LogStream, RuntimeState, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    LogOptions, LogStream, Mount, RuntimeState, SandboxConfig, SandboxId, SandboxState,
+    SandboxStatus,
 };
 
 /// A container runtime: pod sandboxes, the containers inside them, exec, logs and images.

@@ -112,6 +112,17 @@ pub struct ContainerResources {
     pub cpu_request_millis: Option<u64>,
 }
 
+/// A host path made visible in a container (CRI's `Mount`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it appears in the container (absolute).
+    pub container_path: PathBuf,
+    /// The file or directory on the node.
+    pub host_path: PathBuf,
+    /// Whether the container may only read it.
+    pub read_only: bool,
+}
+
 /// What a container is created from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -129,6 +140,8 @@ pub struct ContainerConfig {
     pub env: Vec<(String, String)>,
     /// The working directory, if not the image's.
     pub working_dir: Option<PathBuf>,
+    /// The volumes mounted into the container (see each runtime for what a mount means).
+    pub mounts: Vec<Mount>,
     /// Limits and requests.
     pub resources: ContainerResources,
     /// The signal `stop_container` sends first (`TERM` when `None`).

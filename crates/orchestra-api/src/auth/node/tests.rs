@@ -248,6 +248,72 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
     assert!(!allowed(&authz, &get));
 }
 
+#[test]
+fn env_from_and_volumes_count_as_references() {
+    use crate::resources::{
+        ConfigMapVolumeSource, EnvFromRef, EnvFromSource, SecretVolumeSource, Volume,
+    };
+    let mut pod = bound("web", "a", None);
+    pod.spec.init_containers = vec![pod.spec.containers[0].clone()];
+    pod.spec.init_containers[0].env_from.push(EnvFromSource {
+        prefix: String::new(),
+        config_map_ref: Some(EnvFromRef {
+            name: "settings".into(),
+            optional: None,
+        }),
+        secret_ref: None,
+    });
+    pod.spec.containers[0].env_from.push(EnvFromSource {
+        prefix: "DB_".into(),
+        config_map_ref: None,
+        secret_ref: Some(EnvFromRef {
+            name: "db".into(),
+            optional: Some(true),
+        }),
+    });
+    pod.spec.volumes = vec![
+        Volume {
+            name: "creds".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: "tls".into(),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "conf".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "nginx".into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    assert_eq!(
+        referenced_objects(&pod),
+        BTreeSet::from([
+            (RefKind::Secret, "db".to_owned()),
+            (RefKind::Secret, "tls".to_owned()),
+            (RefKind::ConfigMap, "nginx".to_owned()),
+            (RefKind::ConfigMap, "settings".to_owned()),
+        ])
+    );
+    let authz = NodeAuthorizer::new();
+    authz.apply(&Event::Restarted(vec![pod]));
+    let a = node_user("a");
+    for (resource, name) in [
+        ("secrets", "tls"),
+        ("secrets", "db"),
+        ("configmaps", "nginx"),
+        ("configmaps", "settings"),
+    ] {
+        let get = req(&a, Verb::Get, "", resource, Some("shop"), Some(name));
+        assert!(allowed(&authz, &get), "{resource}/{name}");
+    }
+    let other = req(&a, Verb::Get, "", "secrets", Some("shop"), Some("other"));
+    assert!(!allowed(&authz, &other));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_graph_follows_pods_through_a_client() {
     let client = LocalClient::new(MemStore::new());

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::meta::IntOrString;
 use crate::quantity::Quantity;
 use crate::resources::common::{Protocol, ResourceList};
+use crate::resources::pod::volume::{EnvFromSource, VolumeMount};
 
 /// One container of a pod (Kubernetes' `v1.Container`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,12 @@ pub struct Container {
     /// Environment variables.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Every entry of ConfigMaps and Secrets as variables (before `env`, which wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Where the pod's volumes are mounted in the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// CPU and memory requests (for scheduling) and limits (enforced).
     #[serde(skip_serializing_if = "ResourceRequirements::is_empty")]
     pub resources: ResourceRequirements,

@@ -3,6 +3,7 @@
 
 mod container;
 mod scheduling;
+mod volume;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,11 @@ pub use scheduling::{
     NodeSelectorTerm, PodAffinity, PodAffinityTerm, PodAntiAffinity, PreferredSchedulingTerm,
     Toleration, TolerationOperator, TopologySpreadConstraint, UnsatisfiableConstraintAction,
     WeightedPodAffinityTerm,
+};
+pub use volume::{
+    ConfigMapVolumeSource, DEFAULT_VOLUME_MODE, DownwardApiVolumeFile, DownwardApiVolumeSource,
+    EmptyDirVolumeSource, EnvFromRef, EnvFromSource, HostPathType, HostPathVolumeSource, KeyToPath,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 
 use crate::meta::{ObjectMeta, Time};
@@ -129,6 +135,9 @@ pub struct PodSpec {
     /// Containers run to completion, in order, before `containers` start.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub init_containers: Vec<Container>,
+    /// The volumes the containers can mount.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
     /// When containers are restarted; `Always` by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
