@@ -33,7 +33,8 @@ pub struct ControllerManagerArgs {
     /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
     #[arg(long, env = "ORCHESTRA_SERVER")]
     pub server: Option<String>,
-    /// The credentials file (`orchestra server` writes `DATA_DIR/admin.credentials`; default:
+    /// The credentials file (`orchestra server` writes `DATA_DIR/controller-manager.credentials`, this component's own
+    /// identity, and `DATA_DIR/admin.credentials`; default:
     /// `ORCHESTRA_CREDENTIALS`, else `~/.orchestra/credentials` if it exists).
     #[arg(long, env = "ORCHESTRA_CREDENTIALS")]
     pub credentials: Option<PathBuf>,

@@ -8,8 +8,11 @@
 //! Secure by default: on first start the server creates a cluster CA in `--data-dir/tls`,
 //! serves TLS with a certificate from it, authenticates every request (client certificates,
 //! `--token-auth-file` tokens, the join token in `DATA_DIR/node-token` for agents' bootstrap),
-//! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`. `--insecure` turns all of it
-//! off, for local experiments on a loopback address only.
+//! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`, and `scheduler.credentials` and
+//! `controller-manager.credentials` (users `system:kube-scheduler` and
+//! `system:kube-controller-manager`, which the built-in roles bind) for the components of a
+//! split deployment. Per-user request rate and watch limits are on (`--max-...-per-user`).
+//! `--insecure` turns all of it off, for local experiments on a loopback address only.
 //!
 //! The data directory's format is checked first (`DATA_DIR/FORMAT`, see
 //! `orchestra::data_dir`): one written by a newer orchestra is refused untouched.
@@ -21,13 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use orchestra::cluster::{ControlPlane, ControlPlaneConfig, ControlPlaneError};
+use orchestra::cluster::{Authorization, ControlPlane, ControlPlaneConfig, ControlPlaneError};
 use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
 use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
 use orchestra_api::registry::DynRegistry;
-use orchestra_api::server::{ApiServer, Authentication, ServerOptions, TokenFile};
+use orchestra_api::server::limits::LimitsError;
+use orchestra_api::server::{ApiServer, Authentication, Limits, ServerOptions, TokenFile};
 use orchestra_api::tls::{ClusterPki, JoinToken};
 use orchestra_store::{Store, StoreError};
 
@@ -99,6 +103,46 @@ pub struct ServerArgs {
     /// experiments only; refused on an address other than loopback.
     #[arg(long)]
     pub insecure: bool,
+    /// The limits against abuse.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The API server's limits against abuse, per user (administrators, `system:masters`, are
+/// exempt).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Each user's sustained API requests per second (a token bucket per user; over it the
+    /// answer is 429 with Retry-After, gRPC RESOURCE_EXHAUSTED). 0: unlimited.
+    #[arg(long, default_value_t = 200.0)]
+    pub max_requests_per_second_per_user: f64,
+    /// How many requests a user may send at once above that rate.
+    #[arg(long, default_value_t = 400)]
+    pub max_request_burst_per_user: u32,
+    /// How many watches one user may hold open at once. 0: unlimited.
+    #[arg(long, default_value_t = 1000)]
+    pub max_watches_per_user: usize,
+    /// The most items a list page holds: a list asking for more gets this many and a
+    /// continue token.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_list_page_size: usize,
+}
+
+impl LimitArgs {
+    /// The server's limits from the flags.
+    pub fn limits(&self) -> Result<Limits, LimitsError> {
+        let limits = Limits {
+            requests_per_second: (self.max_requests_per_second_per_user != 0.0)
+                .then_some(self.max_requests_per_second_per_user),
+            burst: self.max_request_burst_per_user,
+            max_watches_per_user: (self.max_watches_per_user != 0)
+                .then_some(self.max_watches_per_user),
+            max_list_page: self.max_list_page_size,
+            ..Limits::default()
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -159,12 +203,9 @@ pub enum ServerError {
     /// The encryption-at-rest config could not be read or created.
     #[error("setting up encryption at rest for secrets")]
     Encryption(#[source] orchestra_api::encryption::EncryptionConfigError),
-    /// The built-in RBAC roles could not be created or reconciled.
-    #[error("creating the built-in RBAC roles and bindings")]
-    Roles(#[source] orchestra_api::ApiError),
-    /// The audit log could not be opened.
+    /// The authorizers or the audit log could not be set up.
     #[error(transparent)]
-    Audit(#[from] orchestra_api::auth::audit::AuditError),
+    Authorization(#[from] orchestra::cluster::AuthorizationError),
     /// The cluster DNS could not start.
     #[error(transparent)]
     Dns(#[from] super::dns::DnsStartError),
@@ -187,6 +228,9 @@ pub enum ServerError {
     /// The data directory is of another format, or its format file is unusable.
     #[error(transparent)]
     DataDir(#[from] orchestra::data_dir::DataDirError),
+    /// A limit flag is out of range.
+    #[error("invalid limit flag")]
+    Limits(#[from] LimitsError),
 }
 
 /// The server's security options from the flags: TLS, authentication, the admin
@@ -202,7 +246,10 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         );
         eprintln!("{warning}");
         tracing::warn!("{warning}");
-        return Ok(ServerOptions::default());
+        return Ok(ServerOptions {
+            limits: args.limits.limits()?,
+            ..ServerOptions::default()
+        });
     }
     let data_dir = args.data_dir.as_deref().ok_or(ServerError::NoDataDir)?;
     let mut sans = args.tls_sans.clone();
@@ -221,6 +268,7 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
     let url = format!("https://{host}:{}", args.listen.port());
     let credentials_path = data_dir.join("admin.credentials");
     pki.admin_credentials(&url)?.save(&credentials_path)?;
+    write_component_credentials(&pki, &url, data_dir)?;
     let join_token = JoinToken::load_or_create(&data_dir.join("node-token"), pki.ca_pem())?;
     let tokens = match &args.token_auth_file {
         Some(path) => Some(Arc::new(TokenFile::load(path)?)),
@@ -245,8 +293,45 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
             join_token: Some(join_token),
             node_signer: Some(pki),
         }),
+        limits: args.limits.limits()?,
         ..ServerOptions::default()
     })
+}
+
+/// The credentials files of the control plane components a split deployment runs beside the
+/// server, each with its own identity, which the built-in RBAC roles bind: `orchestra
+/// scheduler --credentials DATA_DIR/scheduler.credentials` and `orchestra controller-manager
+/// --credentials DATA_DIR/controller-manager.credentials`, so that neither runs as admin.
+pub const COMPONENT_CREDENTIALS: [(&str, &str); 2] = [
+    (
+        "scheduler.credentials",
+        orchestra_api::auth::bootstrap::SCHEDULER_USER,
+    ),
+    (
+        "controller-manager.credentials",
+        orchestra_api::auth::bootstrap::CONTROLLER_MANAGER_USER,
+    ),
+];
+
+/// Writes [`COMPONENT_CREDENTIALS`] (fresh certificates from the cluster CA at every start,
+/// as the admin's).
+fn write_component_credentials(
+    pki: &ClusterPki,
+    url: &str,
+    data_dir: &std::path::Path,
+) -> Result<(), ServerError> {
+    for (file, user) in COMPONENT_CREDENTIALS {
+        let certified = pki.issue_client(user, &[])?;
+        orchestra_api::tls::Credentials {
+            server: url.to_owned(),
+            certificate_authority: pki.ca_pem().to_owned(),
+            client_certificate: Some(certified.cert_pem.clone()),
+            client_key: Some(certified.key_pem.clone()),
+            token: None,
+        }
+        .save(&data_dir.join(file))?;
+    }
+    Ok(())
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -272,7 +357,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             super::controller_manager::default_identity(),
         )
     });
-    let control_plane = ControlPlane::new(
+    let mut control_plane = ControlPlane::new(
         store,
         ControlPlaneConfig {
             service_ranges: ServiceRanges {
@@ -289,12 +374,15 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             event_ttl: args.event_ttl,
         },
     );
-    let mut audit_log = None;
+    let mut authorization = None;
     if let (false, Some(data_dir)) = (args.insecure, &args.data_dir) {
-        let (authorizer, audit) = authorization(control_plane.client(), data_dir).await?;
-        options.authorizer = Some(authorizer);
-        options.audit = Some(Arc::new(audit.clone()));
-        audit_log = Some(audit);
+        let started = Authorization::start(control_plane.client(), data_dir).await?;
+        tracing::info!(roles = ?started.roles, "built-in RBAC roles in place");
+        options.authorizer = Some(started.authorizer.clone());
+        // The in-process scheduler and controllers act as their own users, not as admin.
+        control_plane.authorize_components(started.for_components());
+        options.audit = Some(Arc::new(started.audit.clone()));
+        authorization = Some(started);
     }
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());
     let mut components = tokio::task::JoinSet::new();
@@ -309,10 +397,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         .await
         .map_err(ServerError::Serve)?;
     while components.join_next().await.is_some() {}
-    if let Some(audit) = audit_log
-        && let Err(error) = audit.flush()
-    {
-        tracing::warn!(%error, "the audit log was not flushed");
+    if let Some(authorization) = authorization {
+        authorization.stop();
     }
     if let Some(dns) = dns
         && let Err(error) = dns.shutdown().await
@@ -321,45 +407,6 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     }
     tracing::info!("API server stopped");
     Ok(())
-}
-
-/// Authorization as Kubernetes runs it: the Node authorizer for node agents, then RBAC with
-/// the built-in roles (created or reconciled at every start); every write and every denial
-/// goes to `<data-dir>/audit.log`. Both authorizers answer from caches fed by watches on the
-/// server's own registry; they live as long as the process.
-async fn authorization(
-    client: orchestra_api::LocalClient,
-    data_dir: &std::path::Path,
-) -> Result<
-    (
-        Arc<dyn orchestra_api::auth::Authorizer>,
-        orchestra_api::auth::audit::FileAuditSink,
-    ),
-    ServerError,
-> {
-    use orchestra_api::auth::AuthorizerChain;
-    use orchestra_api::auth::audit::FileAuditSink;
-    use orchestra_api::auth::bootstrap::ensure_default_roles;
-    use orchestra_api::auth::node::NodeAuthorizer;
-    use orchestra_api::auth::rbac::RbacAuthorizer;
-
-    let report = ensure_default_roles(&client)
-        .await
-        .map_err(ServerError::Roles)?;
-    tracing::info!(?report, "built-in RBAC roles in place");
-    let node = NodeAuthorizer::new();
-    let rbac = RbacAuthorizer::new();
-    tokio::spawn({
-        let (node, client) = (node.clone(), client.clone());
-        async move { node.run(client).await }
-    });
-    tokio::spawn({
-        let rbac = rbac.clone();
-        async move { rbac.run(client).await }
-    });
-    rbac.wait_until_ready().await;
-    let audit = FileAuditSink::open(data_dir.join("audit.log"))?;
-    Ok((Arc::new(AuthorizerChain::standard(node, rbac)), audit))
 }
 
 /// Secrets encrypted at rest, on by default: the keys live in `<data-dir>/encryption.yaml`

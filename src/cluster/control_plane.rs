@@ -1,12 +1,18 @@
 //! [`ControlPlane`]: the API's registry with the recommended admission, and the scheduler and
 //! the built-in controllers running over an in-process client on the same store. What
-//! `orchestra server` and [`Cluster`](super::Cluster) both run.
+//! `orchestra server` and [`Cluster`](super::Cluster) both run. With
+//! [`ControlPlane::authorize_components`] the scheduler and the controllers act as their own
+//! users (`system:kube-scheduler`, `system:kube-controller-manager`) through the server's
+//! authorizer, with only the rights of their built-in roles.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use orchestra_api::admission::{Admission, AdmissionConfig, ServiceRanges};
-use orchestra_api::{LocalClient, Registry};
+use orchestra_api::auth::bootstrap::{CONTROLLER_MANAGER_USER, SCHEDULER_USER};
+use orchestra_api::auth::client::AuthorizedClient;
+use orchestra_api::auth::{AuditSink, Authorizer, GROUP_AUTHENTICATED, UserInfo};
+use orchestra_api::{Client, LocalClient, Registry};
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_controller::leader::{LeaderElectionConfig, LeaderElectionError};
 use orchestra_controller::manager::ControllerManager;
@@ -60,6 +66,34 @@ pub enum ControlPlaneError {
 pub struct ControlPlane {
     registry: Registry,
     config: ControlPlaneConfig,
+    authorization: Option<ComponentAuthorization>,
+}
+
+/// The authorizer (and audit sink) in-process components are checked against.
+#[derive(Clone, Debug)]
+pub struct ComponentAuthorization {
+    /// Decides each call.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Records writes and denials.
+    pub audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl ComponentAuthorization {
+    /// `client` acting as `user` (in `system:authenticated`, plus `groups`).
+    pub fn client_as(
+        &self,
+        client: LocalClient,
+        user: &str,
+        groups: &[&str],
+    ) -> AuthorizedClient<LocalClient> {
+        let groups = groups.iter().copied().chain([GROUP_AUTHENTICATED]);
+        AuthorizedClient::new(
+            client,
+            UserInfo::new(user, groups),
+            self.authorizer.clone(),
+            self.audit.clone(),
+        )
+    }
 }
 
 impl ControlPlane {
@@ -73,7 +107,14 @@ impl ControlPlane {
                 .with_admission(admission)
                 .with_ttl::<orchestra_api::resources::Event>(Some(config.event_ttl)),
             config,
+            authorization: None,
         }
+    }
+
+    /// Runs the scheduler and the controllers as their own users, checked by `authorization`
+    /// (default: unchecked in-process clients).
+    pub fn authorize_components(&mut self, authorization: ComponentAuthorization) {
+        self.authorization = Some(authorization);
     }
 
     /// The registry, with admission: serve it with the API server, or build clients on it.
@@ -93,15 +134,35 @@ impl ControlPlane {
         S: Fn() -> F,
         F: Future<Output = ()> + Send + 'static,
     {
+        match &self.authorization {
+            None => self.spawn_as(tasks, shutdown, |_| self.client()),
+            Some(authorization) => self.spawn_as(tasks, shutdown, |user| {
+                authorization.client_as(self.client(), user, &[])
+            }),
+        }
+    }
+
+    /// [`spawn`](Self::spawn) with each component's client made by `client_for` its user.
+    fn spawn_as<C, S, F>(
+        &self,
+        tasks: &mut JoinSet<()>,
+        shutdown: S,
+        client_for: impl Fn(&str) -> C,
+    ) -> Result<(), ControlPlaneError>
+    where
+        C: Client,
+        S: Fn() -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
         if self.config.scheduler {
             let mut profiles = Profiles::new();
             profiles.insert(plugins::default_profile());
-            let scheduler = SchedulerLoop::new(self.client(), profiles)
+            let scheduler = SchedulerLoop::new(client_for(SCHEDULER_USER), profiles)
                 .map_err(ControlPlaneError::Scheduler)?;
             tasks.spawn(scheduler.run(shutdown()));
         }
         if self.config.controllers {
-            let mut manager = ControllerManager::new(self.client())
+            let mut manager = ControllerManager::new(client_for(CONTROLLER_MANAGER_USER))
                 .node_lifecycle(self.config.node_lifecycle.clone());
             if let Some(election) = self.config.leader_election.clone() {
                 manager = manager

@@ -15,11 +15,22 @@
 //! # }
 //! ```
 //!
+//! The API server is secured as `orchestra server`'s: TLS, client certificates and the join
+//! token, and [`Authorization`] (the Node authorizer, RBAC with the built-in roles, the audit
+//! log in `<data-dir>/audit.log`). The scheduler, the controllers and the agents use
+//! in-process clients that act as their own users (`system:kube-scheduler`,
+//! `system:kube-controller-manager`, `system:node:NAME`) and are authorized and audited like
+//! requests to the server; the service proxy and the DNS read through plain in-process
+//! clients.
+//!
 //! # Layout
+//! - [`authorization`]: [`Authorization`], the authorizers and audit log of a secure server
+//!   (also what `orchestra server` runs).
 //! - [`control_plane`]: [`ControlPlane`], the registry with admission, the scheduler and the
 //!   controllers (also what `orchestra server` runs).
 //! - [`nodes`]: the node agents and their runtimes.
 
+pub mod authorization;
 pub mod control_plane;
 pub mod nodes;
 
@@ -29,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::LocalClient;
+use orchestra_api::auth::{GROUP_NODES, NODE_USER_PREFIX};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::{ApiServer, Authentication, RunningServer, ServerOptions};
 use orchestra_api::tls::{ClusterPki, Credentials, JoinToken, TlsError};
@@ -40,7 +52,10 @@ use orchestra_store::{DiskStore, MemStore, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use control_plane::{ControlPlane, ControlPlaneConfig, ControlPlaneError};
+pub use authorization::{Authorization, AuthorizationError};
+pub use control_plane::{
+    ComponentAuthorization, ControlPlane, ControlPlaneConfig, ControlPlaneError,
+};
 pub use nodes::{NodeRuntime, RunningNode};
 
 /// Why a cluster could not start.
@@ -76,6 +91,9 @@ pub enum ClusterError {
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
+    /// The authorizers or the audit log could not be set up.
+    #[error(transparent)]
+    Authorization(#[from] AuthorizationError),
     /// The cluster DNS could not start.
     #[error("starting the cluster DNS")]
     Dns(#[source] DnsServerError),
@@ -189,7 +207,7 @@ impl ClusterBuilder {
         let store: Arc<dyn Store> = Arc::new(orchestra_api::encryption::EncryptedStore::new(
             store, encryption,
         ));
-        let control_plane = ControlPlane::new(
+        let mut control_plane = ControlPlane::new(
             store,
             ControlPlaneConfig {
                 node_lifecycle: NodeLifecycleConfig {
@@ -200,8 +218,12 @@ impl ClusterBuilder {
                 ..ControlPlaneConfig::default()
             },
         );
-        // The HTTP API is TLS with authentication, as `orchestra server`'s; the components
-        // inside the process use in-process clients.
+        // The HTTP API is TLS with authentication and authorization, as `orchestra server`'s;
+        // the components inside the process act as their own users through the same
+        // authorizer.
+        let authorization = Authorization::start(control_plane.client(), &data_dir).await?;
+        let components = authorization.for_components();
+        control_plane.authorize_components(components.clone());
         let pki = Arc::new(ClusterPki::load_or_create(
             &data_dir,
             &[self.listen.ip().to_string()],
@@ -229,6 +251,8 @@ impl ClusterBuilder {
                 )?),
                 node_signer: Some(pki.clone()),
             }),
+            authorizer: Some(authorization.authorizer.clone()),
+            audit: Some(Arc::new(authorization.audit.clone())),
             ..ServerOptions::default()
         };
         let server =
@@ -292,7 +316,10 @@ impl ClusterBuilder {
                 cluster_dns: cluster_dns.clone(),
                 endpoint_tls: Some(endpoint_tls),
             };
-            nodes.push(nodes::start(client.clone(), spec).await?);
+            // Each agent acts as its node, as `orchestra agent` with its node certificate.
+            let user = format!("{NODE_USER_PREFIX}{}", spec.name);
+            let node_client = components.client_as(client.clone(), &user, &[GROUP_NODES]);
+            nodes.push(nodes::start(node_client, spec).await?);
         }
 
         let proxy = self.proxy.then(|| {
@@ -314,6 +341,7 @@ impl ClusterBuilder {
         });
 
         Ok(Cluster {
+            authorization,
             server: Some(server),
             credentials,
             credentials_path,
@@ -330,6 +358,7 @@ impl ClusterBuilder {
 
 /// A running cluster. Drop it only through [`Cluster::shutdown`], which also stops the pods.
 pub struct Cluster {
+    authorization: Authorization,
     server: Option<RunningServer>,
     credentials: Credentials,
     credentials_path: PathBuf,
@@ -439,5 +468,6 @@ impl Cluster {
         {
             tracing::warn!(%error, "the API server did not stop cleanly");
         }
+        self.authorization.stop();
     }
 }

@@ -1,4 +1,5 @@
-//! The cluster's node agents: one [`Agent`] per node over an in-process client, with the fake
+//! The cluster's node agents: one [`Agent`] per node over an in-process client (acting as the
+//! node's user, `system:node:NAME`, when the cluster authorizes its components), with the fake
 //! runtime or the process runtime (each node its own state directory and pod IP range, so that
 //! several nodes share one host without colliding).
 
@@ -9,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestra_api::{LocalClient, Quantity};
+use orchestra_api::{Client, Quantity};
 use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::endpoint::{AgentEndpoint, EndpointTls, RunningEndpoint};
@@ -91,8 +92,8 @@ impl RunningNode {
 }
 
 /// Starts one node's runtime and agent.
-pub(crate) async fn start(
-    client: LocalClient,
+pub(crate) async fn start<C: Client>(
+    client: C,
     spec: NodeSpec,
 ) -> Result<RunningNode, ClusterError> {
     let mut config = AgentConfig::new(spec.name.clone());
@@ -134,8 +135,8 @@ pub(crate) async fn start(
 }
 
 /// Starts the agent's endpoint on a loopback port, then the agent, which publishes the port.
-async fn spawn<R: RuntimeDriver>(
-    client: LocalClient,
+async fn spawn<C: Client, R: RuntimeDriver>(
+    client: C,
     runtime: Arc<R>,
     mut config: AgentConfig,
     tls: Option<EndpointTls>,

@@ -171,8 +171,8 @@ async fn users_get_only_what_their_bindings_and_nodes_only_their_own() {
         ));
     }
 
-    // Every denial and every write was audited; denials were counted (the waits above asked
-    // the authorizers directly, outside the chain).
+    // Every denial and every write was audited (the waits above asked the authorizers
+    // directly, outside the chain). Denials are counted by the server (secure_server.rs).
     let entries = audit.entries();
     let denied = entries.iter().filter(|e| !e.allowed).count();
     assert_eq!(denied, 7 + 1 + 3);
@@ -180,17 +180,6 @@ async fn users_get_only_what_their_bindings_and_nodes_only_their_own() {
         entries
             .iter()
             .all(|e| e.allowed || e.reason.contains("cannot"))
-    );
-    let metrics = chain.metrics_text();
-    assert!(
-        metrics.contains("orchestra_authorization_denials_total{verb=\"get\",resource=\"pods\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "orchestra_authorization_denials_total{verb=\"update\",resource=\"pods/status\"} 1"
-        ),
-        "{metrics}"
     );
     for feed in feeds {
         feed.abort();

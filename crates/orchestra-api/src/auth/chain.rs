@@ -1,15 +1,12 @@
 //! [`AuthorizerChain`]: authorizers asked in order (the first `Allow` or `Deny` decides; when
-//! all have no opinion the request is denied), with every denial counted by verb and
-//! resource for the server's `/metrics`.
+//! all have no opinion the request is denied). Denials are counted where they are answered:
+//! the API server's `orchestra_apiserver_denied_requests_total`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::{Authorizer, Decision, RequestAttributes};
 
-/// Authorizers in order; see the [module docs](self). Cheap to clone; clones share the
-/// denial counts.
+/// Authorizers in order; see the [module docs](self). Cheap to clone.
 ///
 /// ```
 /// use orchestra_api::auth::node::NodeAuthorizer;
@@ -30,14 +27,10 @@ use super::{Authorizer, Decision, RequestAttributes};
 ///     chain.authorize(&request),
 ///     Decision::Deny("user \"alice\" cannot delete resource \"pods\" named \"web\" in the namespace \"shop\"".into())
 /// );
-/// assert!(chain.metrics_text().contains(
-///     "orchestra_authorization_denials_total{verb=\"delete\",resource=\"pods\"} 1"
-/// ));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct AuthorizerChain {
     authorizers: Vec<Arc<dyn Authorizer>>,
-    denials: Arc<Mutex<BTreeMap<(&'static str, String), u64>>>,
 }
 
 impl AuthorizerChain {
@@ -57,58 +50,17 @@ impl AuthorizerChain {
         self.authorizers.push(Arc::new(authorizer));
         self
     }
-
-    /// How many requests were denied, by verb and `resource[/subresource]`.
-    pub fn denials(&self) -> BTreeMap<(&'static str, String), u64> {
-        self.denials
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The denial counts as Prometheus text (`# HELP`, `# TYPE`, one
-    /// `orchestra_authorization_denials_total{verb="..",resource=".."} N` line per pair), for
-    /// the server to append to its `/metrics` page. Resource names are plurals of registered
-    /// kinds (no quotes or backslashes), so they need no escaping beyond what is done here.
-    pub fn metrics_text(&self) -> String {
-        let mut out = String::from(
-            "# HELP orchestra_authorization_denials_total Requests denied by authorization, by verb and resource.\n\
-             # TYPE orchestra_authorization_denials_total counter\n",
-        );
-        for ((verb, resource), count) in self.denials() {
-            let resource = resource.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(
-                out,
-                "orchestra_authorization_denials_total{{verb=\"{verb}\",resource=\"{resource}\"}} {count}"
-            );
-        }
-        out
-    }
-
-    fn count_denial(&self, request: &RequestAttributes) {
-        *self
-            .denials
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((request.verb.as_str(), request.resource_path()))
-            .or_default() += 1;
-    }
 }
 
 impl Authorizer for AuthorizerChain {
     /// The first `Allow` or `Deny`; `Deny` with the request's text when no authorizer has an
     /// opinion. Never returns `NoOpinion`.
     fn authorize(&self, request: &RequestAttributes) -> Decision {
-        let decision = self
-            .authorizers
+        self.authorizers
             .iter()
             .map(|a| a.authorize(request))
             .find(|d| *d != Decision::NoOpinion)
-            .unwrap_or_else(|| Decision::Deny(request.to_string()));
-        if matches!(decision, Decision::Deny(_)) {
-            self.count_denial(request);
-        }
-        decision
+            .unwrap_or_else(|| Decision::Deny(request.to_string()))
     }
 }
 
@@ -154,24 +106,6 @@ mod tests {
         assert_eq!(
             AuthorizerChain::new().authorize(&get),
             Decision::Deny(get.to_string())
-        );
-    }
-
-    #[test]
-    fn denials_are_counted_by_verb_and_resource() {
-        let chain = AuthorizerChain::new();
-        chain.authorize(&request(Verb::Get, "pods", None));
-        chain.authorize(&request(Verb::Get, "pods", None));
-        chain.authorize(&request(Verb::Update, "pods", Some("status")));
-        let allowing = AuthorizerChain::new().with(Fixed(Decision::Allow));
-        allowing.authorize(&request(Verb::Get, "pods", None));
-        assert!(allowing.denials().is_empty());
-        assert_eq!(
-            chain.metrics_text(),
-            "# HELP orchestra_authorization_denials_total Requests denied by authorization, by verb and resource.\n\
-             # TYPE orchestra_authorization_denials_total counter\n\
-             orchestra_authorization_denials_total{verb=\"get\",resource=\"pods\"} 2\n\
-             orchestra_authorization_denials_total{verb=\"update\",resource=\"pods/status\"} 1\n"
         );
     }
 }

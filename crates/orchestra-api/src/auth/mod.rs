@@ -12,7 +12,10 @@
 //!   bindings, answered from an index fed by watches; [`rbac::rules`], the pure rule matching.
 //! - [`node`]: [`node::NodeAuthorizer`], node restriction (a node writes only its own Node,
 //!   Lease and pods, and reads only the secrets its pods reference).
-//! - [`chain`]: [`AuthorizerChain`], authorizers in order, with denial counts for metrics.
+//! - [`enforce`]: applying a decision (audit, `Forbidden`), shared by the server and
+//!   [`client::AuthorizedClient`], a [`Client`](crate::Client) that acts as one user inside
+//!   the server's process (the in-process scheduler, controllers and agents).
+//! - [`chain`]: [`AuthorizerChain`], authorizers in order (denials are counted by the API server).
 //! - [`bootstrap`]: the built-in ClusterRoles and bindings, and
 //!   [`bootstrap::ensure_default_roles`] for the server's start.
 //! - [`audit`]: [`audit::FileAuditSink`] (JSON lines, written off the request path) and
@@ -26,6 +29,8 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod chain;
+pub mod client;
+pub mod enforce;
 pub mod node;
 pub mod rbac;
 

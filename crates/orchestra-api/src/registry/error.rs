@@ -69,6 +69,15 @@ pub enum ApiError {
         /// The limit, [`MAX_OBJECT_BYTES`].
         limit: usize,
     },
+    /// The client is over a limit of the API server: its request rate or its open watches
+    /// (429 `TooManyRequests`). Wait `retry_after_seconds`, then try again.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What limit, for people.
+        message: String,
+        /// How long to wait before trying again, in seconds (at least 1).
+        retry_after_seconds: u64,
+    },
     /// The store failed (500 `InternalError`).
     #[error("internal error: {0}")]
     Internal(#[source] StoreError),
@@ -85,6 +94,7 @@ impl ApiError {
             ApiError::Expired(_) => 410,
             ApiError::BadRequest(_) => 400,
             ApiError::TooLarge { .. } => 413,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Internal(_) => 500,
         }
     }
@@ -100,6 +110,7 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -168,6 +179,11 @@ mod tests {
         assert_eq!(big.code(), 413);
         let forbidden = ApiError::Forbidden("namespace gone".into());
         assert_eq!((forbidden.code(), forbidden.reason()), (403, "Forbidden"));
+        let busy = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            retry_after_seconds: 2,
+        };
+        assert_eq!((busy.code(), busy.reason()), (429, "TooManyRequests"));
         let internal = ApiError::from(StoreError::Closed);
         assert_eq!((internal.code(), internal.reason()), (500, "InternalError"));
     }

@@ -3,14 +3,13 @@
 //! the resource, counted in the metrics; every write and every denial goes to
 //! `ServerOptions::audit`.
 
-use std::time::SystemTime;
-
 use http::Method;
 
 use super::State;
 use super::authn::GROUP_BOOTSTRAPPERS;
 use super::path::Target;
-use crate::auth::{AuditEntry, Decision, RequestAttributes, UserInfo, Verb};
+use crate::auth::enforce::enforce;
+use crate::auth::{Decision, RequestAttributes, UserInfo, Verb};
 use crate::registry::ApiError;
 
 /// The RBAC verb of a REST request (`None`: no operation matches; the router answers 404/405
@@ -73,40 +72,14 @@ pub(crate) fn check(
             None => Decision::Allow,
         }
     };
-    let reason = match decision {
-        Decision::Allow => {
-            if attributes.verb.is_write() {
-                audit(state, attributes, true, String::new());
-            }
-            return Ok(());
-        }
-        Decision::Deny(reason) => reason,
-        Decision::NoOpinion => "no rule allows it".to_owned(),
-    };
-    state.metrics.denied(
-        protocol,
-        attributes.verb.as_str(),
-        &attributes.resource_path(),
-    );
-    let message = if reason.is_empty() {
-        attributes.to_string()
-    } else {
-        format!("{attributes}: {reason}")
-    };
-    tracing::debug!(%message, "request denied");
-    audit(state, attributes, false, reason);
-    Err(ApiError::Forbidden(message))
-}
-
-fn audit(state: &State, request: RequestAttributes, allowed: bool, reason: String) {
-    if let Some(sink) = &state.options.audit {
-        sink.record(AuditEntry {
-            time: SystemTime::now(),
-            request,
-            allowed,
-            reason,
-        });
+    if decision != Decision::Allow {
+        state.metrics.denied(
+            protocol,
+            attributes.verb.as_str(),
+            &attributes.resource_path(),
+        );
     }
+    enforce(decision, attributes, state.options.audit.as_deref())
 }
 
 #[cfg(test)]

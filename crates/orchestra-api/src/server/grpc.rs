@@ -87,31 +87,25 @@ impl GrpcApi {
         result.map(Response::new).map_err(|err| wire::to_grpc(&err))
     }
 
-    /// Asks the authorizer (the kind named by apiVersion and kind; an unknown kind is the
+    /// Asks the authorizer whether `user` may do `access` (an unknown kind is the
     /// registry's 404).
-    #[allow(clippy::too_many_arguments)] // One per RBAC attribute.
-    fn authorize(
-        &self,
-        user: &UserInfo,
-        verb: Verb,
-        api_version: &str,
-        kind: &str,
-        subresource: Option<&str>,
-        namespace: Option<&str>,
-        name: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let info = self.state.registry.ops(api_version, kind)?.info();
+    fn authorize(&self, user: &UserInfo, access: Access<'_>) -> Result<(), ApiError> {
+        let info = self
+            .state
+            .registry
+            .ops(access.api_version, access.kind)?
+            .info();
         authz::check(
             &self.state,
             "grpc",
             user,
             authz::Request {
-                verb,
-                api_version,
+                verb: access.verb,
+                api_version: access.api_version,
                 resource: info.plural,
-                subresource,
-                namespace,
-                name,
+                subresource: access.subresource,
+                namespace: access.namespace,
+                name: access.name,
             },
         )
     }
@@ -132,14 +126,16 @@ impl GrpcApi {
             };
             self.authorize(
                 &user,
-                rbac,
-                &request.api_version,
-                &request.kind,
-                sub,
-                Some(&meta.namespace),
-                // A create names its object too: the Node authorizer lets a node create
-                // only its own Node and Lease, which it can tell only by the name.
-                Some(meta.name.as_str()),
+                Access {
+                    verb: rbac,
+                    api_version: &request.api_version,
+                    kind: &request.kind,
+                    subresource: sub,
+                    namespace: Some(&meta.namespace),
+                    // A create names its object too: the Node authorizer lets a node create
+                    // only its own Node and Lease, which it can tell only by the name.
+                    name: Some(&meta.name),
+                },
             )?;
             let registry = &self.state.registry;
             let stored = match verb {
@@ -153,6 +149,48 @@ impl GrpcApi {
         }
         .await;
         self.finish(verb, &request.kind, result)
+    }
+}
+
+/// What a call asks to do, in RBAC's terms, before the kind's resource name is looked up.
+struct Access<'a> {
+    verb: Verb,
+    api_version: &'a str,
+    kind: &'a str,
+    subresource: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Access<'a> {
+    /// `verb` on the object `target` names.
+    fn object(verb: Verb, target: &'a proto::ObjectRef) -> Self {
+        Access {
+            verb,
+            api_version: &target.api_version,
+            kind: &target.kind,
+            subresource: None,
+            namespace: Some(&target.namespace),
+            name: Some(&target.name),
+        }
+    }
+
+    /// `verb` (list or watch) on a kind's objects in `namespace`, or in all of them.
+    fn collection(
+        verb: Verb,
+        api_version: &'a str,
+        kind: &'a str,
+        namespace: &'a str,
+        all_namespaces: bool,
+    ) -> Self {
+        Access {
+            verb,
+            api_version,
+            kind,
+            subresource: None,
+            namespace: (!all_namespaces).then_some(namespace),
+            name: None,
+        }
     }
 }
 
@@ -184,15 +222,7 @@ impl Api for GrpcApi {
         let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
-            self.authorize(
-                &user,
-                Verb::Get,
-                &r.api_version,
-                &r.kind,
-                None,
-                Some(&r.namespace),
-                Some(&r.name),
-            )?;
+            self.authorize(&user, Access::object(Verb::Get, &r))?;
             let object = self
                 .state
                 .registry
@@ -215,17 +245,21 @@ impl Api for GrpcApi {
         let result = async {
             self.authorize(
                 &user,
-                Verb::List,
-                &r.api_version,
-                &r.kind,
-                None,
-                (!r.all_namespaces).then_some(r.namespace.as_str()),
-                None,
+                Access::collection(
+                    Verb::List,
+                    &r.api_version,
+                    &r.kind,
+                    &r.namespace,
+                    r.all_namespaces,
+                ),
             )?;
             let options = ListOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
                 field_selector: wire::parse_field_selector(&r.field_selector)?,
-                limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
+                limit: self
+                    .state
+                    .limiters
+                    .page(usize::try_from(r.limit).unwrap_or(usize::MAX)),
                 continue_token: r.continue_token.clone(),
                 resource_version: r.resource_version.clone(),
             };
@@ -291,15 +325,7 @@ impl Api for GrpcApi {
             .unwrap_or_default();
         let result = async {
             let t = target(r.target)?;
-            self.authorize(
-                &user,
-                Verb::Patch,
-                &t.api_version,
-                &t.kind,
-                None,
-                Some(&t.namespace),
-                Some(&t.name),
-            )?;
+            self.authorize(&user, Access::object(Verb::Patch, &t))?;
             let patch = serde_json::from_slice(&r.patch).map_err(|err| {
                 ApiError::BadRequest(format!("the patch is not valid JSON: {err}"))
             })?;
@@ -329,15 +355,7 @@ impl Api for GrpcApi {
             .unwrap_or_default();
         let result = async {
             let t = target(r.target)?;
-            self.authorize(
-                &user,
-                Verb::Delete,
-                &t.api_version,
-                &t.kind,
-                None,
-                Some(&t.namespace),
-                Some(&t.name),
-            )?;
+            self.authorize(&user, Access::object(Verb::Delete, &t))?;
             let options = DeleteOptions {
                 grace_period_seconds: r.grace_period_seconds,
                 propagation_policy: propagation_policy(&r.propagation_policy)?,
@@ -368,12 +386,14 @@ impl Api for GrpcApi {
         let result = async {
             self.authorize(
                 &user,
-                Verb::Create,
-                "v1",
-                "Pod",
-                Some("binding"),
-                Some(&r.namespace),
-                Some(&r.pod),
+                Access {
+                    verb: Verb::Create,
+                    api_version: "v1",
+                    kind: "Pod",
+                    subresource: Some("binding"),
+                    namespace: Some(&r.namespace),
+                    name: Some(&r.pod),
+                },
             )?;
             let pod = self
                 .state
@@ -402,12 +422,13 @@ impl Api for GrpcApi {
         let result = async {
             self.authorize(
                 &user,
-                Verb::Watch,
-                &r.api_version,
-                &r.kind,
-                None,
-                (!r.all_namespaces).then_some(r.namespace.as_str()),
-                None,
+                Access::collection(
+                    Verb::Watch,
+                    &r.api_version,
+                    &r.kind,
+                    &r.namespace,
+                    r.all_namespaces,
+                ),
             )?;
             let options = WatchOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
@@ -417,7 +438,10 @@ impl Api for GrpcApi {
                     .then(|| Duration::from_millis(r.bookmark_interval_ms)),
             };
             let namespace = (!r.all_namespaces).then_some(r.namespace.as_str());
-            super::watch_cache::open(
+            let permit = self.state.limiters.open_watch(&user).inspect_err(|_| {
+                self.state.metrics.throttled("grpc", "watches");
+            })?;
+            let events = super::watch_cache::open(
                 &self.state.registry,
                 self.state.cache.as_ref(),
                 &r.api_version,
@@ -425,11 +449,13 @@ impl Api for GrpcApi {
                 namespace,
                 &options,
             )
-            .await
+            .await?;
+            Ok((events, permit))
         }
         .await;
-        let events = self.finish("watch", &r.kind, result)?.into_inner();
-        let guard = self.state.metrics.watch_opened();
+        let (events, permit) = self.finish("watch", &r.kind, result)?.into_inner();
+        // The permit counts the watch against its user until the stream ends.
+        let guard = (self.state.metrics.watch_opened(), permit);
         // Ends at the first error (sent as an ERROR event, as Kubernetes does) or when the
         // server shuts down.
         let stream = futures::stream::unfold(Some((events, guard)), |state| async move {
@@ -456,12 +482,14 @@ impl Api for GrpcApi {
         let result = async {
             self.authorize(
                 &user,
-                Verb::Get,
-                "v1",
-                "Pod",
-                Some("log"),
-                Some(&r.namespace),
-                Some(&r.name),
+                Access {
+                    verb: Verb::Get,
+                    api_version: "v1",
+                    kind: "Pod",
+                    subresource: Some("log"),
+                    namespace: Some(&r.namespace),
+                    name: Some(&r.name),
+                },
             )?;
             let options = crate::logs::PodLogOptions {
                 container: (!r.container.is_empty()).then(|| r.container.clone()),

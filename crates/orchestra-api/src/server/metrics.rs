@@ -17,6 +17,8 @@ pub struct Metrics {
     /// Denied requests by protocol, verb and resource.
     denied: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
     unauthenticated: AtomicI64,
+    /// Requests refused by a per-user limit, by protocol and limit (`rate`, `watches`).
+    throttled: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -45,6 +47,28 @@ impl Metrics {
     /// Counts one request refused for want of valid credentials.
     pub fn unauthenticated(&self) {
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request refused by a per-user limit (`limit`: `rate` or `watches`).
+    pub fn throttled(&self, protocol: &'static str, limit: &'static str) {
+        let mut throttled = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *throttled.entry((protocol, limit)).or_default() += 1;
+    }
+
+    /// The number of requests refused by `limit` so far (both protocols).
+    pub fn throttled_count(&self, limit: &str) -> u64 {
+        let throttled = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        throttled
+            .iter()
+            .filter(|((_, l), _)| *l == limit)
+            .map(|(_, n)| *n)
+            .sum()
     }
 
     /// The number of denials of `verb` on `resource` so far (both protocols).
@@ -130,6 +154,20 @@ impl Metrics {
             "orchestra_apiserver_unauthenticated_requests_total {}",
             self.unauthenticated.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP orchestra_apiserver_throttled_requests_total Requests refused with 429 by a per-user limit, by protocol and limit (rate, watches).\n",
+        );
+        out.push_str("# TYPE orchestra_apiserver_throttled_requests_total counter\n");
+        let throttled = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((protocol, limit), n) in throttled.iter() {
+            let _ = writeln!(
+                out,
+                "orchestra_apiserver_throttled_requests_total{{protocol=\"{protocol}\",limit=\"{limit}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -180,5 +218,12 @@ mod tests {
         ));
         assert!(text.contains("orchestra_apiserver_unauthenticated_requests_total 1\n"));
         assert_eq!(metrics.denied_count("delete", "pods"), 1);
+        metrics.throttled("http", "rate");
+        metrics.throttled("grpc", "rate");
+        metrics.throttled("http", "watches");
+        assert!(metrics.render().contains(
+            "orchestra_apiserver_throttled_requests_total{protocol=\"http\",limit=\"rate\"} 1\n"
+        ));
+        assert_eq!(metrics.throttled_count("rate"), 2);
     }
 }

@@ -35,6 +35,12 @@
 //! user, verb and resource), and [`ServerOptions::audit`] records every write and every
 //! denial.
 //!
+//! Limits against abuse ([`ServerOptions::limits`], [`Limits`]): a request rate per user (a
+//! token bucket; over it, 429 `TooManyRequests` with `Retry-After`, gRPC
+//! `RESOURCE_EXHAUSTED`), open watches per user, the largest list page, the request body
+//! size ([`ServerOptions::max_body_bytes`]), and connection timeouts (the TLS handshake, a new
+//! connection's first bytes, HTTP/1 headers, HTTP/2 keep-alive).
+//!
 //! # Layout
 //! - [`authn`]: who sends a request (client certificates, token files, the join token).
 //! - `authz`: the authorization and audit hook, and REST requests' RBAC verbs.
@@ -43,11 +49,15 @@
 //! - `logs`: the `pods/log` subresource, relayed from the node agents.
 //! - [`metrics`]: request counters and the `/metrics` text.
 //! - [`watch_cache`]: per kind, one store watch serving every client watch from memory.
+//! - [`limits`]: the per-user rate and watch limiters, pure and clock-injected.
+//! - `conn`: connection settings and timeouts.
 
 pub mod authn;
 mod authz;
+mod conn;
 mod grpc;
 mod logs;
+pub mod limits;
 pub mod metrics;
 mod path;
 mod rest;
@@ -60,8 +70,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
@@ -71,6 +80,7 @@ use crate::registry::DynRegistry;
 use crate::wire::proto::api_server::ApiServer as GrpcServer;
 
 pub use authn::{Authentication, TokenFile};
+pub use limits::Limits;
 pub use metrics::Metrics;
 pub use watch_cache::{CacheOptions, WatchCache};
 
@@ -101,6 +111,8 @@ pub struct ServerOptions {
     /// ([`HttpNodeConnector::plain`](crate::logs::HttpNodeConnector::plain), for insecure
     /// clusters); a secure server passes [`HttpNodeConnector::mutual_tls`](crate::logs::HttpNodeConnector::mutual_tls).
     pub node_connector: Option<Arc<dyn crate::logs::NodeConnector>>,
+    /// Per-user request rate and watch limits, list page size, connection timeouts.
+    pub limits: Limits,
 }
 
 impl Default for ServerOptions {
@@ -115,6 +127,7 @@ impl Default for ServerOptions {
             authorizer: None,
             audit: None,
             node_connector: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -126,6 +139,7 @@ pub(crate) struct State {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) options: ServerOptions,
     pub(crate) cache: Option<WatchCache>,
+    pub(crate) limiters: limits::Limiters,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -175,6 +189,10 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        self.options
+            .limits
+            .validate()
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
         // The admission plug-ins' start-up work (the system namespaces) comes before the
         // first request.
         self.registry
@@ -195,6 +213,7 @@ impl ApiServer {
         let state = Arc::new(State {
             registry: self.registry,
             metrics: self.metrics,
+            limiters: limits::Limiters::new(self.options.limits.clone()),
             options: self.options,
             cache,
             shutdown: stopping,
@@ -204,7 +223,8 @@ impl ApiServer {
         })
         .max_decoding_message_size(state.options.max_body_bytes.max(16 * 1024 * 1024))
         .max_encoding_message_size(usize::MAX);
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = conn::builder(&state.options.limits);
+        let first_bytes_timeout = state.options.limits.header_read_timeout;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let acceptor = state
             .options
@@ -234,6 +254,12 @@ impl ApiServer {
             tokio::spawn(async move {
                 let result = match acceptor {
                     None => {
+                        // hyper's version detection waits for the first bytes untimed.
+                        let Some(stream) = conn::first_bytes(stream, first_bytes_timeout).await
+                        else {
+                            tracing::debug!(%peer, "the connection sent nothing in time");
+                            return;
+                        };
                         let service = hyper::service::service_fn(move |request| {
                             dispatch(state.clone(), grpc.clone(), None, request)
                         });
@@ -259,6 +285,11 @@ impl ApiServer {
                             }
                         };
                         let user = peer_user(&stream);
+                        let Some(stream) = conn::first_bytes(stream, first_bytes_timeout).await
+                        else {
+                            tracing::debug!(%peer, "the connection sent nothing in time");
+                            return;
+                        };
                         let service = hyper::service::service_fn(move |request| {
                             dispatch(state.clone(), grpc.clone(), user.clone(), request)
                         });
@@ -397,6 +428,19 @@ async fn dispatch(
                 }
             }
         };
+        // The clock is tokio's, so that tests with paused time decide what it reads.
+        let now = tokio::time::Instant::now().into_std();
+        if let Err(err) = state.limiters.admit(&user, now) {
+            state
+                .metrics
+                .throttled(if is_grpc { "grpc" } else { "http" }, "rate");
+            tracing::debug!(user = %user.name, "request over the user's rate limit");
+            return Ok(if is_grpc {
+                crate::wire::to_grpc(&err).into_http()
+            } else {
+                rest::status_response(&crate::wire::Status::from_error(&err))
+            });
+        }
         request.extensions_mut().insert(user);
     }
     if is_grpc {

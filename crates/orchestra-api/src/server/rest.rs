@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::authz;
 use super::grpc::propagation_policy;
+use super::limits::WatchPermit;
 use super::path::{Target, parse_query, parse_target};
 use super::watch_cache::CacheEvent;
 use super::{Body, State};
@@ -173,7 +174,13 @@ async fn route(
     match (&method, name, sub) {
         (&Method::GET, None, None) if is_true(&query, "watch")? => {
             *verb = "watch";
-            watch(state, &info, target, &query).await
+            let permit = match request.extensions().get::<UserInfo>() {
+                Some(user) => state.limiters.open_watch(user).inspect_err(|_| {
+                    state.metrics.throttled("http", "watches");
+                })?,
+                None => None,
+            };
+            watch(state, &info, target, &query, permit).await
         }
         (&Method::GET, None, None) => {
             *verb = "list";
@@ -364,7 +371,7 @@ async fn list(
         field_selector: wire::parse_field_selector(
             query.get("fieldSelector").map_or("", String::as_str),
         )?,
-        limit: number(query, "limit")?.unwrap_or(0),
+        limit: state.limiters.page(number(query, "limit")?.unwrap_or(0)),
         continue_token: query.get("continue").filter(|t| !t.is_empty()).cloned(),
         resource_version: query.get("resourceVersion").cloned(),
     };
@@ -401,6 +408,7 @@ async fn watch(
     info: &TypeInfo,
     target: &Target,
     query: &Query,
+    permit: Option<WatchPermit>,
 ) -> Result<Response<Body>, Fail> {
     let options = WatchOptions {
         label_selector: wire::parse_label_selector(
@@ -423,7 +431,8 @@ async fn watch(
         &options,
     )
     .await?;
-    let guard = state.metrics.watch_opened();
+    // The permit counts the watch against its user until the stream ends.
+    let guard = (state.metrics.watch_opened(), permit);
     let info = *info;
     // One JSON line per event; the first error is sent as an ERROR event and ends the stream.
     let lines = futures::stream::unfold(Some((events, guard)), move |stream| async move {
@@ -757,9 +766,17 @@ fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Bod
     response
 }
 
+/// A failure's `Status` as the response body; a throttled request's also says in
+/// `Retry-After` when to come back.
 pub(crate) fn status_response(status: &Status) -> Response<Body> {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, status)
+    let mut response = json_response(code, status);
+    if let Some(seconds) = status.details.as_ref().and_then(|d| d.retry_after_seconds) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {

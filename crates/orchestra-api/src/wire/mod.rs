@@ -55,7 +55,7 @@ pub fn grpc_code(http: u16) -> tonic::Code {
         404 => tonic::Code::NotFound,
         409 => tonic::Code::Aborted,
         410 => tonic::Code::OutOfRange,
-        413 => tonic::Code::ResourceExhausted,
+        413 | 429 => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Internal,
     }
 }

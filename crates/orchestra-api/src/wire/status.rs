@@ -58,6 +58,9 @@ pub struct StatusDetails {
     /// orchestra: the size limit it broke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// How long a throttled client should wait before it tries again (Kubernetes' field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// One invalid field.
@@ -133,6 +136,13 @@ impl Status {
                 limit: Some(*limit),
                 ..StatusDetails::default()
             }),
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => Some(StatusDetails {
+                retry_after_seconds: Some(*retry_after_seconds),
+                ..StatusDetails::default()
+            }),
             ApiError::Conflict(_)
             | ApiError::Forbidden(_)
             | ApiError::Expired(_)
@@ -168,6 +178,10 @@ impl Status {
                 name,
                 size: details.size.unwrap_or_default(),
                 limit: details.limit.unwrap_or(crate::registry::MAX_OBJECT_BYTES),
+            },
+            ("TooManyRequests", _) | (_, 429) => ApiError::TooManyRequests {
+                message: self.message,
+                retry_after_seconds: details.retry_after_seconds.unwrap_or(1),
             },
             (_, 400) => ApiError::BadRequest(self.message),
             (_, 409) => ApiError::Conflict(self.message),
@@ -310,6 +324,10 @@ mod tests {
                 limit: 1_572_864,
             },
             ApiError::Internal(StoreError::Closed),
+            ApiError::TooManyRequests {
+                message: "too many requests from \"bob\"".into(),
+                retry_after_seconds: 3,
+            },
         ];
         for err in &cases {
             let back = round_trip(err, "Pod");
@@ -318,6 +336,13 @@ mod tests {
                 (err.code(), err.reason(), err.to_string())
             );
         }
+        assert!(matches!(
+            round_trip(&cases[9], "Pod"),
+            ApiError::TooManyRequests {
+                retry_after_seconds: 3,
+                ..
+            }
+        ));
         let back = round_trip(&cases[4], "Pod");
         match (&back, &cases[4]) {
             (ApiError::Invalid { errors: a, .. }, ApiError::Invalid { errors: b, .. }) => {
