@@ -47,6 +47,8 @@
 //! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
 //! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
+//! - [`identity`]: the mesh CA, SPIFFE identities, trust bundles and the rustls
+//!   configurations for mTLS between sidecars.
 
 mod body;
 mod breaker;
@@ -55,6 +57,7 @@ mod directory;
 mod discover;
 mod endpoint;
 mod http_proxy;
+pub mod identity;
 mod metrics;
 mod retry;
 mod route;
