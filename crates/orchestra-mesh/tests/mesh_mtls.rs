@@ -2,7 +2,8 @@
 //! `HttpProxy` -> mTLS -> `InboundProxy` -> echo backend. The request succeeds and the
 //! backend learns the caller's SPIFFE ID; a client whose certificate comes from a foreign CA
 //! is refused; an identity the policy denies gets 403; a certificate rotation in the middle
-//! of traffic loses no request.
+//! of traffic loses no request; a denied opaque connection is closed; a server with the wrong
+//! identity is refused by the client.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -297,4 +298,43 @@ async fn a_certificate_rotation_under_traffic_loses_no_request() {
     .unwrap();
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     assert_eq!(presented, new_server_cert);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_tcp_connection_is_closed_and_a_wrong_server_identity_refused() {
+    let ca = ca();
+    let (inbound_addr, inbound, _, served) = server_side(&ca).await;
+    let intruder = sidecar(&ca, &id("intruder"), &[&ca]);
+
+    // Opaque bytes (no HTTP) from a denied identity: the connection is closed at once.
+    let tcp = TcpStream::connect(inbound_addr).await.unwrap();
+    let mut tls = connect_tls(inbound_addr, tcp, intruder.client_config(Some(id("echo"))))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tls, b"SSH-2.0-client\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut reply),
+    )
+    .await
+    .expect("the denied connection was not closed");
+    assert!(reply.is_empty(), "{read:?} {reply:?}");
+    eventually(|| inbound.metrics().denied() == (0, 1)).await;
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+
+    // A client expecting another identity refuses the server's certificate.
+    let tcp = TcpStream::connect(inbound_addr).await.unwrap();
+    let web = sidecar(&ca, &id("web"), &[&ca]);
+    let error = connect_tls(inbound_addr, tcp, web.client_config(Some(id("payments"))))
+        .await
+        .unwrap_err();
+    // rustls prints the verifier's error with Debug: the expected account is in it.
+    let text = error.to_string();
+    assert!(
+        text.contains("WrongServer") && text.contains("payments"),
+        "{text}"
+    );
 }
