@@ -1,10 +1,14 @@
 //! [`Endpoint`]: the service that sends requests to one endpoint address, over a pool of
 //! HTTP/1.1 connections or one HTTP/2 connection (hyper's pooled client), keeping the
-//! request's own protocol version so that gRPC stays on HTTP/2.
+//! request's own protocol version so that gRPC stays on HTTP/2. With a mesh TLS client
+//! configuration, every connection to the endpoint is mTLS ([`EndpointStream::Tls`]): the
+//! sidecar presents its own certificate and verifies the peer sidecar's SPIFFE ID.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,9 +16,14 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tower::{BoxError, Service};
 
 use super::body::MeshBody;
@@ -42,17 +51,96 @@ pub enum EndpointError {
     },
 }
 
+/// A connection to an endpoint: plain TCP, or mTLS between sidecars.
+#[derive(Debug)]
+pub enum EndpointStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for EndpointStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EndpointStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            EndpointStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for EndpointStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            EndpointStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            EndpointStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EndpointStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            EndpointStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EndpointStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            EndpointStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for EndpointStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+/// Opens an mTLS connection to `addr` with `config` (the name is not used by mesh
+/// verifiers, which check the SPIFFE ID instead; an IP name also sends no SNI).
+pub async fn connect_tls(
+    addr: SocketAddr,
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+) -> io::Result<TlsStream<TcpStream>> {
+    TlsConnector::from(config)
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+}
+
 /// Connects to one fixed address whatever the URI says, so that requests keep their own
-/// authority (the `Host` the application wrote) on the way to the endpoint.
+/// authority (the `Host` the application wrote) on the way to the endpoint; over mTLS when
+/// it has a TLS configuration.
 #[derive(Clone, Debug)]
 pub struct FixedConnector {
+    addr: SocketAddr,
     uri: Uri,
     inner: HttpConnector,
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl FixedConnector {
-    /// A connector to `addr`, with `TCP_NODELAY` and the given connect timeout.
+    /// A plain TCP connector to `addr`, with `TCP_NODELAY` and the given connect timeout.
     pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+        Self::with_tls(addr, connect_timeout, None)
+    }
+
+    /// A connector to `addr` that speaks TLS with `tls` when given.
+    pub fn with_tls(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Self {
         let mut inner = HttpConnector::new();
         inner.set_nodelay(true);
         inner.set_connect_timeout(Some(connect_timeout));
@@ -63,12 +151,17 @@ impl FixedConnector {
             .build()
             // Built from a socket address: always a valid authority.
             .unwrap_or_default();
-        FixedConnector { uri, inner }
+        FixedConnector {
+            addr,
+            uri,
+            inner,
+            tls,
+        }
     }
 }
 
 impl Service<Uri> for FixedConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<EndpointStream>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -78,7 +171,17 @@ impl Service<Uri> for FixedConnector {
 
     fn call(&mut self, _: Uri) -> Self::Future {
         let connect = self.inner.call(self.uri.clone());
-        Box::pin(async move { connect.await.map_err(Into::into) })
+        let tls = self.tls.clone();
+        let addr = self.addr;
+        Box::pin(async move {
+            let tcp = connect.await?.into_inner();
+            Ok(TokioIo::new(match tls {
+                None => EndpointStream::Plain(tcp),
+                Some(config) => {
+                    EndpointStream::Tls(Box::new(connect_tls(addr, tcp, config).await?))
+                }
+            }))
+        })
     }
 }
 
@@ -91,9 +194,19 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint at `addr`.
+    /// The endpoint at `addr`, over plain TCP.
     pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
-        let connector = FixedConnector::new(addr, connect_timeout);
+        Self::with_tls(addr, connect_timeout, None)
+    }
+
+    /// The endpoint at `addr`, over mTLS with `tls` when given (a sidecar's client
+    /// configuration from [`MeshTls::client_config`](super::identity::MeshTls::client_config)).
+    pub fn with_tls(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Self {
+        let connector = FixedConnector::with_tls(addr, connect_timeout, tls);
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector.clone());

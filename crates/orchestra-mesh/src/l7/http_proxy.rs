@@ -33,7 +33,8 @@ use super::breaker::{CircuitBreakerLayer, HttpFailures};
 use super::detect::{Detected, PrefixedIo, detect};
 use super::directory::MeshDirectory;
 use super::discover::EndpointDiscover;
-use super::endpoint::{Endpoint, EndpointError};
+use super::endpoint::{Endpoint, EndpointError, connect_tls};
+use super::identity::{MeshTls, SpiffeId};
 use super::metrics::MeshMetrics;
 use super::stack::{Outbound, StackConfig};
 use crate::table::ServiceKey;
@@ -58,6 +59,25 @@ pub struct HttpProxyConfig {
     pub max_buffered_body: u64,
     /// How long an HTTP/1 client may take to send its request headers (default 10 s).
     pub header_read_timeout: Duration,
+    /// mTLS to the peers (their inbound sidecars); plain TCP when `None`.
+    pub tls: Option<OutboundTls>,
+}
+
+/// The outbound side's mTLS: the sidecar's TLS settings, and the identity each service's
+/// endpoints must prove (any identity of the trust domain for services not listed).
+#[derive(Clone, Debug)]
+pub struct OutboundTls {
+    /// The sidecar's credentials and trust bundle.
+    pub tls: MeshTls,
+    /// The SPIFFE ID a service's servers must present.
+    pub server_identities: HashMap<ServiceKey, SpiffeId>,
+}
+
+impl OutboundTls {
+    fn client_config(&self, key: Option<&ServiceKey>) -> Arc<rustls::ClientConfig> {
+        let expected = key.and_then(|key| self.server_identities.get(key)).cloned();
+        self.tls.client_config(expected)
+    }
 }
 
 impl Default for HttpProxyConfig {
@@ -69,6 +89,7 @@ impl Default for HttpProxyConfig {
             opaque_service: None,
             max_buffered_body: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -211,16 +232,22 @@ impl HttpProxy {
             debug!("opaque connection with no opaque service endpoint: closed");
             return;
         };
-        let Ok(mut server) = TcpStream::connect(endpoint).await else {
+        let Ok(server) = TcpStream::connect(endpoint).await else {
             return;
         };
         let _ = server.set_nodelay(true);
-        if server.write_all(&prefix).await.is_err() {
-            return;
-        }
-        let moved = match tokio::io::copy_bidirectional(&mut client, &mut server).await {
-            Ok((up, down)) => up + down,
-            Err(_) => 0,
+        let moved = match &self.config.tls {
+            None => copy(&mut client, server, &prefix).await,
+            Some(tls) => {
+                let config = tls.client_config(self.config.opaque_service.as_ref());
+                match connect_tls(endpoint, server, config).await {
+                    Ok(server) => copy(&mut client, server, &prefix).await,
+                    Err(error) => {
+                        debug!(%error, %endpoint, "mTLS to the opaque endpoint failed");
+                        return;
+                    }
+                }
+            }
         };
         self.metrics.record_opaque(moved + prefix.len() as u64);
     }
@@ -238,8 +265,13 @@ impl HttpProxy {
             self.metrics.ejections.clone(),
         );
         let connect_timeout = self.config.stack.connect_timeout;
+        let tls = self
+            .config
+            .tls
+            .as_ref()
+            .map(|tls| tls.client_config(Some(key)));
         let discover = EndpointDiscover::new(endpoints, move |addr| {
-            breaker.layer(Endpoint::new(addr, connect_timeout))
+            breaker.layer(Endpoint::with_tls(addr, connect_timeout, tls.clone()))
         });
         let stack = Outbound::new(discover, &self.config.stack, self.metrics.retries.clone());
         stacks.insert(key.clone(), stack.clone());
@@ -320,9 +352,23 @@ impl HttpProxy {
     }
 }
 
+/// Writes `prefix` to `server`, then copies both ways; the bytes moved (0 on failure).
+async fn copy<S>(client: &mut TcpStream, mut server: S, prefix: &[u8]) -> u64
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if server.write_all(prefix).await.is_err() {
+        return 0;
+    }
+    match tokio::io::copy_bidirectional(client, &mut server).await {
+        Ok((up, down)) => up + down,
+        Err(_) => 0,
+    }
+}
+
 /// Removes the headers that describe one hop's connection (RFC 9110, 7.6.1), and those the
 /// `Connection` header names. `Transfer-Encoding` stays: hyper frames bodies by it.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -362,7 +408,7 @@ fn error_response(key: &ServiceKey, error: &BoxError) -> Response<ProxyBody> {
     text_response(status, format!("service {key}: {error}\n"))
 }
 
-fn text_response(status: StatusCode, text: impl Into<String>) -> Response<ProxyBody> {
+pub(crate) fn text_response(status: StatusCode, text: impl Into<String>) -> Response<ProxyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(text.into()))
             .map_err(|never| match never {})

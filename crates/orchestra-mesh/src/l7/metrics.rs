@@ -1,6 +1,7 @@
 //! [`MeshMetrics`]: what the HTTP proxy counts, rendered in Prometheus' text format on its
 //! admin address: requests by authority and status, a latency histogram, retries, ejections
-//! and opaque TCP connections and bytes.
+//! and opaque TCP connections and bytes; on the inbound side also the calls refused by the
+//! authorization policy and the failed mTLS handshakes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,9 +28,50 @@ pub struct MeshMetrics {
     pub(crate) ejections: Arc<AtomicU64>,
     opaque_connections: AtomicU64,
     opaque_bytes: AtomicU64,
+    /// The inbound side's counters (the `direction` label says which side).
+    inbound: bool,
+    denied_http: AtomicU64,
+    denied_tcp: AtomicU64,
+    tls_failures: AtomicU64,
 }
 
 impl MeshMetrics {
+    /// Counters of an inbound proxy (labelled `direction="inbound"`).
+    pub fn inbound() -> Self {
+        MeshMetrics {
+            inbound: true,
+            ..MeshMetrics::default()
+        }
+    }
+
+    /// Counts one HTTP request refused (403) by the authorization policy.
+    pub fn record_denied_http(&self) {
+        self.denied_http.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one opaque TCP connection refused (closed) by the authorization policy.
+    pub fn record_denied_tcp(&self) {
+        self.denied_tcp.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one failed mTLS handshake (no, expired or untrusted certificate, garbage).
+    pub fn record_tls_failure(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls refused by the authorization policy: (HTTP requests, TCP connections).
+    pub fn denied(&self) -> (u64, u64) {
+        (
+            self.denied_http.load(Ordering::Relaxed),
+            self.denied_tcp.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Failed mTLS handshakes.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
+    }
+
     /// Counts one HTTP request for `authority` answered with `status` after `took`.
     pub fn record_request(&self, authority: &str, status: u16, took: Duration) {
         *self
@@ -87,6 +129,7 @@ impl MeshMetrics {
             "# HELP orchestra_mesh_requests_total HTTP requests by authority and status.\n",
         );
         out.push_str("# TYPE orchestra_mesh_requests_total counter\n");
+        let direction = if self.inbound { "inbound" } else { "outbound" };
         for ((authority, status), count) in self
             .requests
             .lock()
@@ -96,7 +139,7 @@ impl MeshMetrics {
             let authority = authority.replace(['\\', '"', '\n'], "_");
             let _ = writeln!(
                 out,
-                "orchestra_mesh_requests_total{{direction=\"outbound\",authority=\"{authority}\",status=\"{status}\"}} {count}"
+                "orchestra_mesh_requests_total{{direction=\"{direction}\",authority=\"{authority}\",status=\"{status}\"}} {count}"
             );
         }
         out.push_str(
@@ -140,6 +183,20 @@ impl MeshMetrics {
                 self.opaque_bytes.load(Ordering::Relaxed),
             ),
         ];
+        let (denied_http, denied_tcp) = self.denied();
+        out.push_str("# HELP orchestra_mesh_authz_denied_total Calls refused by the authorization policy.\n# TYPE orchestra_mesh_authz_denied_total counter\n");
+        for (protocol, value) in [("http", denied_http), ("tcp", denied_tcp)] {
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_authz_denied_total{{direction=\"{direction}\",protocol=\"{protocol}\"}} {value}"
+            );
+        }
+        out.push_str("# HELP orchestra_mesh_tls_handshake_failures_total Failed mTLS handshakes.\n# TYPE orchestra_mesh_tls_handshake_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "orchestra_mesh_tls_handshake_failures_total{{direction=\"{direction}\"}} {}",
+            self.tls_failures()
+        );
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,

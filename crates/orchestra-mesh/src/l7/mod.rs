@@ -47,6 +47,11 @@
 //! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
 //! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
+//! - `policy`: [`AuthorizationPolicy`], which identities may call which port, pure.
+//! - `inbound`: [`InboundProxy`], the inbound sidecar: mTLS termination, policy, forward
+//!   to the local application.
+//! - [`identity`]: the mesh CA, SPIFFE identities, trust bundles and the rustls
+//!   configurations for mTLS between sidecars.
 
 mod body;
 mod breaker;
@@ -55,7 +60,10 @@ mod directory;
 mod discover;
 mod endpoint;
 mod http_proxy;
+pub mod identity;
+mod inbound;
 mod metrics;
+mod policy;
 mod retry;
 mod route;
 mod stack;
@@ -67,9 +75,11 @@ pub use breaker::{
 pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
 pub use directory::{DirectoryConfig, MeshDirectory};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
-pub use endpoint::{Endpoint, EndpointError, FixedConnector};
-pub use http_proxy::{HttpProxy, HttpProxyConfig, ProxyBody};
+pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, connect_tls};
+pub use http_proxy::{HttpProxy, HttpProxyConfig, OutboundTls, ProxyBody};
+pub use inbound::{InboundConfig, InboundProxy, PEER_IDENTITY_HEADER};
 pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
+pub use policy::{AuthorizationPolicy, Caller, Decision, DefaultAction, NamespacePolicy, Rule};
 pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
 pub use route::{Route, RouteTimeouts};
 pub use stack::{Outbound, StackConfig};

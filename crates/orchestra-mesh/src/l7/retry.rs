@@ -80,10 +80,34 @@ pub fn is_retryable<B>(method: &Method, result: &Result<Response<B>, BoxError>) 
         }
         Err(error) => match error.downcast_ref::<EndpointError>() {
             Some(EndpointError::Connect { .. }) => true,
-            Some(EndpointError::Request { .. }) => is_idempotent(method),
+            // A TLS failure once connected (the peer sidecar refused this sidecar's
+            // certificate): every endpoint would refuse it the same way.
+            Some(EndpointError::Request { source, .. }) => {
+                is_idempotent(method) && !is_tls_failure(source.as_ref())
+            }
             None => false,
         },
     }
+}
+
+/// Whether `error`, or an error under it, is a TLS error (rustls' errors travel inside
+/// `io::Error`s, whose `source` skips them, hence the explicit look inside).
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// The outbound stack's retry policy (see the module docs). Clones share one budget.

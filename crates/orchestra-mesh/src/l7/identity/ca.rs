@@ -1,0 +1,279 @@
+//! The mesh CA and the sidecar's side of a signing request.
+//!
+//! A sidecar generates its own key pair ([`SidecarKey::generate`]) and sends the CA only a
+//! certificate signing request (PKCS #10): the private key never leaves the sidecar. The CA
+//! ([`MeshCa`]) checks the request's signature (proof that the requester holds the key),
+//! and signs a short-lived certificate (24 hours by default) whose only subject alternative
+//! name is the SPIFFE ID the *caller* vouches for (in a cluster, the control plane after
+//! authenticating the pod's service account token): a request that asks for a different
+//! identity is refused rather than trusted.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{
+    CertificateDer, CertificateSigningRequestDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+use time::OffsetDateTime;
+
+use super::spiffe::SpiffeId;
+
+/// Why the CA could not issue a certificate (or be created).
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The signing request is not a well-formed PKCS #10 request, or its signature is wrong.
+    #[error("invalid certificate signing request: {0}")]
+    InvalidRequest(rcgen::Error),
+    /// The request names identities other than the one being issued.
+    #[error("the signing request asks for {requested:?}, but the caller is {identity}")]
+    IdentityMismatch {
+        /// The SANs the request asked for.
+        requested: Vec<String>,
+        /// The identity the certificate would have carried.
+        identity: SpiffeId,
+    },
+    /// The identity belongs to another trust domain than this CA's.
+    #[error("identity {identity} is not in this CA's trust domain {trust_domain}")]
+    ForeignTrustDomain {
+        /// The identity asked for.
+        identity: SpiffeId,
+        /// The CA's trust domain.
+        trust_domain: String,
+    },
+    /// A time outside what X.509 can express.
+    #[error("validity time out of range: {0}")]
+    Time(String),
+    /// Key generation or signing failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(rcgen::Error),
+}
+
+/// The settings of a [`MeshCa`].
+#[derive(Debug, Clone)]
+pub struct CaConfig {
+    /// The trust domain whose identities the CA signs (`cluster.local` by default).
+    pub trust_domain: String,
+    /// How long an issued workload certificate is valid (24 hours by default).
+    pub workload_ttl: Duration,
+    /// How far before "now" an issued certificate starts to be valid, to absorb clock skew
+    /// between sidecars (1 minute by default).
+    pub backdate: Duration,
+    /// How long the CA's own root certificate is valid (1 year by default).
+    pub root_ttl: Duration,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            trust_domain: "cluster.local".to_owned(),
+            workload_ttl: Duration::from_secs(24 * 3600),
+            backdate: Duration::from_secs(60),
+            root_ttl: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
+/// A certificate the CA issued: the chain a sidecar presents (its own certificate; the root
+/// is distributed separately, in the trust bundle) and its validity.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    /// The identity in the certificate's URI SAN.
+    pub identity: SpiffeId,
+    /// The certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Valid from.
+    pub not_before: SystemTime,
+    /// Valid until.
+    pub not_after: SystemTime,
+}
+
+/// The mesh's certificate authority (see the module docs).
+pub struct MeshCa {
+    config: CaConfig,
+    issuer: Issuer<'static, KeyPair>,
+    root: CertificateDer<'static>,
+}
+
+impl fmt::Debug for MeshCa {
+    // Never print the signing key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshCa")
+            .field("trust_domain", &self.config.trust_domain)
+            .field("workload_ttl", &self.config.workload_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `time` in X.509's one-second resolution.
+fn to_x509_time(time: SystemTime) -> Result<OffsetDateTime, CaError> {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| CaError::Time(format!("{time:?} is before 1970")))?
+        .as_secs();
+    let secs = i64::try_from(secs).map_err(|_| CaError::Time(format!("{time:?}")))?;
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| CaError::Time(e.to_string()))
+}
+
+/// `time` truncated to whole seconds, as it is written into a certificate.
+fn truncate_to_secs(time: SystemTime) -> SystemTime {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+impl MeshCa {
+    /// A new CA with a freshly generated root key and self-signed root certificate, valid
+    /// from `now`.
+    pub fn generate(config: CaConfig, now: SystemTime) -> Result<Self, CaError> {
+        let key = KeyPair::generate().map_err(CaError::Generate)?;
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::OrganizationName, config.trust_domain.as_str());
+        name.push(DnType::CommonName, "orchestra mesh root CA");
+        params.distinguished_name = name;
+        // A root that signs workload certificates directly: no intermediates below it.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = to_x509_time(now.checked_sub(config.backdate).unwrap_or(now))?;
+        params.not_after = to_x509_time(now + config.root_ttl)?;
+        let root = params.self_signed(&key).map_err(CaError::Generate)?;
+        Ok(MeshCa {
+            config,
+            root: root.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA's root certificate, to put in trust bundles.
+    pub fn root(&self) -> &CertificateDer<'static> {
+        &self.root
+    }
+
+    /// The CA's trust domain.
+    pub fn trust_domain(&self) -> &str {
+        &self.config.trust_domain
+    }
+
+    /// Signs `request` for `identity`, valid from `now` (less the backdate) for the
+    /// configured workload lifetime.
+    pub fn issue(
+        &self,
+        request: &CertificateSigningRequestDer<'_>,
+        identity: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<IssuedCert, CaError> {
+        self.issue_for(request, identity, now, self.config.workload_ttl)
+    }
+
+    /// Like [`issue`](Self::issue) with an explicit lifetime.
+    pub fn issue_for(
+        &self,
+        request: &CertificateSigningRequestDer<'_>,
+        identity: &SpiffeId,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Result<IssuedCert, CaError> {
+        if identity.trust_domain() != self.config.trust_domain {
+            return Err(CaError::ForeignTrustDomain {
+                identity: identity.clone(),
+                trust_domain: self.config.trust_domain.clone(),
+            });
+        }
+        // Parsing checks the request's signature with the public key it carries.
+        let request =
+            CertificateSigningRequestParams::from_der(request).map_err(CaError::InvalidRequest)?;
+        let uri = identity.to_string();
+        let requested: Vec<String> = request
+            .params
+            .subject_alt_names
+            .iter()
+            .map(|san| match san {
+                SanType::URI(uri) => uri.as_str().to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        if !(requested.is_empty() || requested == [uri.as_str()]) {
+            return Err(CaError::IdentityMismatch {
+                requested,
+                identity: identity.clone(),
+            });
+        }
+        // Everything in the certificate is the CA's choice; only the public key comes from
+        // the request.
+        let not_before = truncate_to_secs(now.checked_sub(self.config.backdate).unwrap_or(now));
+        let not_after = truncate_to_secs(now + ttl);
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(
+            uri.as_str()
+                .try_into()
+                .map_err(|e: rcgen::Error| CaError::Generate(e))?,
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = to_x509_time(not_before)?;
+        params.not_after = to_x509_time(not_after)?;
+        let cert = params
+            .signed_by(&request.public_key, &self.issuer)
+            .map_err(CaError::Generate)?;
+        Ok(IssuedCert {
+            identity: identity.clone(),
+            chain: vec![cert.der().clone()],
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// A sidecar's private key: generated in the sidecar, never sent anywhere, never printed.
+pub struct SidecarKey {
+    key: KeyPair,
+}
+
+impl fmt::Debug for SidecarKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SidecarKey(<private key redacted>)")
+    }
+}
+
+impl SidecarKey {
+    /// A new key pair (ECDSA P-256) and a signing request for `identity` made with it.
+    pub fn generate(
+        identity: &SpiffeId,
+    ) -> Result<(SidecarKey, CertificateSigningRequestDer<'static>), CaError> {
+        let key = KeyPair::generate().map_err(CaError::Generate)?;
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(
+            identity
+                .to_string()
+                .as_str()
+                .try_into()
+                .map_err(CaError::Generate)?,
+        )];
+        params.distinguished_name = DistinguishedName::new();
+        let request = params.serialize_request(&key).map_err(CaError::Generate)?;
+        Ok((SidecarKey { key }, request.der().clone()))
+    }
+
+    /// The key in PKCS #8, for rustls.
+    pub(crate) fn private_key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
+    }
+}
