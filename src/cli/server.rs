@@ -72,6 +72,10 @@ pub struct ServerArgs {
     /// lease expiry deletes them.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub event_ttl: std::time::Duration,
+    /// Compact the store's history this often, keeping one interval of it for watches to
+    /// resume from (`5m`, `1h`; `0` never compacts, and the store grows without bound).
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub compaction_interval: std::time::Duration,
     /// Do not run the scheduler in this process (run `orchestra scheduler` instead).
     #[arg(long)]
     pub no_scheduler: bool,
@@ -153,6 +157,18 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
         .ok()
         .filter(|ttl| *ttl >= std::time::Duration::from_secs(1))
         .ok_or_else(|| format!("the event TTL {text:?} must be at least one second"))
+}
+
+/// A duration like [`parse_ttl`]'s, or `0` (off).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim_end_matches('s') == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|err| format!("{text:?} is not a duration like 5m, 1h or 0: {err}"))?;
+    std::time::Duration::try_from(duration)
+        .map_err(|_| format!("the interval {text:?} must not be negative"))
 }
 
 fn parse_cidr(text: &str) -> Result<Ipv4Cidr, RangeError> {
@@ -372,6 +388,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 ..NodeLifecycleConfig::default()
             },
             event_ttl: args.event_ttl,
+            compaction_interval: (!args.compaction_interval.is_zero())
+                .then_some(args.compaction_interval),
         },
     );
     let mut authorization = None;
@@ -481,7 +499,7 @@ pub(crate) async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::{parse_interval, parse_ttl};
     use std::time::Duration;
 
     #[test]
@@ -495,5 +513,14 @@ mod tests {
                 .contains("\"soon\" is not a duration")
         );
         assert!(parse_ttl("0s").unwrap_err().contains("at least one second"));
+    }
+
+    #[test]
+    fn compaction_intervals_read_like_durations_and_zero_turns_it_off() {
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("0s"), Ok(Duration::ZERO));
+        assert!(parse_interval("-5m").unwrap_err().contains("negative"));
+        assert!(parse_interval("often").unwrap_err().contains("\"often\""));
     }
 }

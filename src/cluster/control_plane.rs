@@ -36,6 +36,9 @@ pub struct ControlPlaneConfig {
     pub leader_election: Option<LeaderElectionConfig>,
     /// How long Events live after their last write (Kubernetes' `--event-ttl`).
     pub event_ttl: std::time::Duration,
+    /// Compact the store's history this often, keeping one interval of it (kube-apiserver's
+    /// `--etcd-compaction-interval`; `None`: never, and the store grows without bound).
+    pub compaction_interval: Option<std::time::Duration>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -47,6 +50,7 @@ impl Default for ControlPlaneConfig {
             node_lifecycle: NodeLifecycleConfig::default(),
             leader_election: None,
             event_ttl: orchestra_api::registry::DEFAULT_EVENT_TTL,
+            compaction_interval: Some(orchestra_store::compactor::DEFAULT_INTERVAL),
         }
     }
 }
@@ -64,6 +68,7 @@ pub enum ControlPlaneError {
 
 /// The registry every component writes through, and the components running over it.
 pub struct ControlPlane {
+    store: Arc<dyn Store>,
     registry: Registry,
     config: ControlPlaneConfig,
     authorization: Option<ComponentAuthorization>,
@@ -103,6 +108,7 @@ impl ControlPlane {
             service_ranges: config.service_ranges.clone(),
         });
         ControlPlane {
+            store: store.clone(),
             registry: Registry::from_arc(store)
                 .with_admission(admission)
                 .with_ttl::<orchestra_api::resources::Event>(Some(config.event_ttl)),
@@ -154,6 +160,13 @@ impl ControlPlane {
         S: Fn() -> F,
         F: Future<Output = ()> + Send + 'static,
     {
+        if let Some(interval) = self.config.compaction_interval {
+            let store = self.store.clone();
+            let shutdown = shutdown();
+            tasks.spawn(async move {
+                orchestra_store::compactor::run(&*store, interval, shutdown).await;
+            });
+        }
         if self.config.scheduler {
             let mut profiles = Profiles::new();
             profiles.insert(plugins::default_profile());

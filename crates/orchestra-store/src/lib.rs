@@ -27,6 +27,7 @@
 //! - [`watch`][]: [`WatchStream`].
 //! - [`limits`]: request limits and the checks that reject bad requests before any change.
 //! - [`error`][]: [`StoreError`].
+//! - [`compactor`]: periodic compaction of the history, once per interval across servers.
 //! - [`linearizability`]: record concurrent histories against any store and check them.
 //! - `mvcc`: the embedded engine (key index, leases, watch hub, group commit).
 //! - [`mem`]: [`MemStore`]; [`disk`]: [`DiskStore`].
@@ -34,6 +35,7 @@
 //!   etcd API.
 //! - [`testing`]: the conformance suite, and checkers for watch streams.
 
+pub mod compactor;
 pub mod error;
 pub mod ext;
 pub mod limits;
