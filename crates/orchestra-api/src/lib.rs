@@ -81,6 +81,7 @@
 //! - [`auth`]: [`auth::UserInfo`], [`auth::RequestAttributes`], the [`auth::Authorizer`] and
 //!   [`auth::AuditSink`] traits: the contract between authentication, authorization and audit.
 //! - [`client`]: the [`Client`] trait and [`LocalClient`], in process over a [`Registry`].
+//! - [`io`]: [`io::PrefixedIo`], a stream with bytes already read put back in front.
 //! - [`events`]: [`events::EventRecorder`], recording Events from components with
 //!   Kubernetes' deduplication (count, lastTimestamp) and aggregation of similar events.
 //! - [`logs`]: container logs (`pods/log`): [`logs::PodLogOptions`], the choice of
@@ -109,6 +110,7 @@ pub mod codec;
 pub mod defaulting;
 pub mod encryption;
 pub mod events;
+pub mod io;
 pub mod logs;
 pub mod manifest;
 pub mod meta;

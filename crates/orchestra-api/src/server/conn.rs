@@ -3,17 +3,15 @@
 //! a new connection's first bytes, which hyper's version detection would otherwise wait for
 //! forever.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::limits::Limits;
+use crate::io::PrefixedIo;
 
 /// The connection builder with the limits' timeouts.
 pub(crate) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -33,7 +31,7 @@ pub(crate) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Waits up to `timeout` for the first bytes of `stream`; `None` when the client sent none in
 /// time or closed the connection, else the stream with those bytes put back in front.
-pub(crate) async fn first_bytes<S>(mut stream: S, timeout: Duration) -> Option<Prefixed<S>>
+pub(crate) async fn first_bytes<S>(mut stream: S, timeout: Duration) -> Option<PrefixedIo<S>>
 where
     S: AsyncRead + Unpin,
 {
@@ -41,66 +39,10 @@ where
     match tokio::time::timeout(timeout, stream.read(&mut buffer)).await {
         Ok(Ok(read)) if read > 0 => {
             buffer.truncate(read);
-            Some(Prefixed {
-                prefix: Bytes::from(buffer),
-                inner: stream,
-            })
+            Some(PrefixedIo::new(Bytes::from(buffer), stream))
         }
         // Closed, failed, or silent for too long.
         _ => None,
-    }
-}
-
-/// A stream whose first bytes were read already and are served again before the rest.
-#[derive(Debug)]
-pub(crate) struct Prefixed<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

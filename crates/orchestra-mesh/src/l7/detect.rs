@@ -1,13 +1,6 @@
 //! Protocol detection: what a new connection speaks, from its first bytes, and
-//! [`PrefixedIo`], which gives the bytes read for detection back to whoever serves the
-//! connection.
-
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+//! [`PrefixedIo`] (from `orchestra_api::io`), which gives the bytes read for detection back to
+//! whoever serves the connection.
 
 /// The HTTP/2 connection preface (RFC 9113, 3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -68,74 +61,12 @@ pub fn detect(prefix: &[u8]) -> Detected {
     }
 }
 
-/// An I/O object that yields `prefix` before reading from `inner` (writes go to `inner`).
-#[derive(Debug)]
-pub struct PrefixedIo<T> {
-    prefix: Bytes,
-    inner: T,
-}
-
-impl<T> PrefixedIo<T> {
-    /// `inner`, with `prefix` read first.
-    pub fn new(prefix: Bytes, inner: T) -> Self {
-        PrefixedIo { prefix, inner }
-    }
-
-    /// The prefix not read yet, and the inner I/O object.
-    pub fn into_parts(self) -> (Bytes, T) {
-        (self.prefix, self.inner)
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for PrefixedIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+pub use orchestra_api::io::PrefixedIo;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use tokio::io::AsyncReadExt;
 
     #[test]
