@@ -1,9 +1,11 @@
-//! The format version of `orchestra server`'s data directory, kept in `<data-dir>/FORMAT`.
+//! The format version of a data directory, kept in `<data-dir>/FORMAT`.
 //!
-//! The data directory holds several files in a layout that later versions may change (the
-//! store, `tls/`, the credentials, `node-token`, `encryption.yaml`, `audit.log`). Its format
-//! number says which layout it is, so that a version of orchestra never misreads a directory
-//! laid out by a newer one:
+//! Two commands keep a data directory, each with its own [`Layout`]: `orchestra server` (the
+//! store in `orchestra.redb`, `tls/`, the credentials, `node-token`, `encryption.yaml`,
+//! `audit.log`) and `orchestra cluster` (the same beside `store/` and the nodes' state in
+//! `nodes/`). Later versions may change either layout. The format file names the layout and its
+//! format number, so that a version of orchestra never misreads a directory laid out by a newer
+//! one, and neither command takes over the other's directory:
 //!
 //! - a new (missing or empty) directory is created and stamped with [`FORMAT`];
 //! - a directory of the current format is used as it is;
@@ -11,20 +13,24 @@
 //!   format is 0, a directory written before this file existed, whose layout is format 1's,
 //!   so its upgrade is writing the file;
 //! - a directory of a newer format is refused before anything in it is touched, with an error
-//!   naming the file and both formats.
+//!   naming the file and both formats;
+//! - a directory of the other layout is refused the same way.
 //!
-//! The file is text: comment lines starting with `#`, and one line with the number.
+//! The file is text: comment lines starting with `#`, and one line with the layout and the
+//! number (`cluster 1`). A bare number is the server layout, as the first version wrote it.
 //! The store inside keeps its own format number as well (see `orchestra_store::DiskStore`),
 //! checked when it is opened.
 //!
 //! ```
-//! use orchestra::data_dir::{self, Opened};
+//! use orchestra::data_dir::{self, Layout, Opened};
 //!
 //! let dir = tempfile::tempdir()?;
-//! assert_eq!(data_dir::open(dir.path())?, Opened::Created);
-//! assert_eq!(data_dir::open(dir.path())?, Opened::Current);
+//! assert_eq!(data_dir::open(dir.path(), Layout::Server)?, Opened::Created);
+//! assert_eq!(data_dir::open(dir.path(), Layout::Server)?, Opened::Current);
+//! let err = data_dir::open(dir.path(), Layout::Cluster).unwrap_err();
+//! assert!(err.to_string().contains("orchestra server"));
 //! std::fs::write(dir.path().join(data_dir::FORMAT_FILE), "99\n")?;
-//! let err = data_dir::open(dir.path()).unwrap_err();
+//! let err = data_dir::open(dir.path(), Layout::Server).unwrap_err();
 //! assert!(err.to_string().contains("format 99"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -38,16 +44,54 @@ pub const FORMAT_FILE: &str = "FORMAT";
 /// The data directory format this version writes and reads.
 pub const FORMAT: u32 = 1;
 
-/// Files whose presence, without a format file, marks a data directory written before the
-/// format file existed (format 0).
-const FORMAT_0_FILES: &[&str] = &[
-    "orchestra.redb",
-    "tls",
-    "admin.credentials",
-    "node-token",
-    "encryption.yaml",
-    "audit.log",
-];
+/// Which command's files a data directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `orchestra server`'s.
+    Server,
+    /// `orchestra cluster`'s.
+    Cluster,
+}
+
+impl Layout {
+    /// The word naming the layout in the format file.
+    fn word(self) -> &'static str {
+        match self {
+            Layout::Server => "server",
+            Layout::Cluster => "cluster",
+        }
+    }
+
+    /// Files whose presence, without a format file, marks a data directory of this layout
+    /// written before the format file existed (format 0).
+    fn format_0_files(self) -> &'static [&'static str] {
+        match self {
+            Layout::Server => &[
+                "orchestra.redb",
+                "tls",
+                "admin.credentials",
+                "node-token",
+                "encryption.yaml",
+                "audit.log",
+            ],
+            Layout::Cluster => &[
+                "store",
+                "nodes",
+                "tls",
+                "admin.credentials",
+                "node-token",
+                "encryption.yaml",
+                "audit.log",
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "orchestra {}", self.word())
+    }
+}
 
 /// What [`open`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +123,21 @@ pub enum DataDirError {
         /// The newest format this version reads.
         supported: u32,
     },
+    /// The directory belongs to the other command.
+    #[error(
+        "the data directory's format file {path} says it holds {found}'s files, not {expected}'s: give {expected} a directory of its own"
+    )]
+    OtherLayout {
+        /// The format file.
+        path: PathBuf,
+        /// The layout it records.
+        found: Layout,
+        /// The layout that was asked for.
+        expected: Layout,
+    },
     /// The format file does not hold a format number.
     #[error(
-        "the data directory's format file {path} is malformed: {detail} (expected one line with the format number, such as `{FORMAT}`)"
+        "the data directory's format file {path} is malformed: {detail} (expected one line with the layout and the format number, such as `cluster {FORMAT}`)"
     )]
     Malformed {
         /// The format file.
@@ -102,12 +158,22 @@ pub enum DataDirError {
     },
 }
 
-/// Checks (or creates) the data directory `dir` and its format, upgrading an older format; see
-/// the [module docs](self). Call it before anything else reads or writes in `dir`.
-pub fn open(dir: &Path) -> Result<Opened, DataDirError> {
+/// Checks (or creates) the data directory `dir` of `layout` and its format, upgrading an older
+/// format; see the [module docs](self). Call it before anything else reads or writes in `dir`.
+pub fn open(dir: &Path, layout: Layout) -> Result<Opened, DataDirError> {
     let path = dir.join(FORMAT_FILE);
     let found = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(parse(&path, &text)?),
+        Ok(text) => {
+            let (found_layout, format) = parse(&path, &text)?;
+            if found_layout != layout {
+                return Err(DataDirError::OtherLayout {
+                    path,
+                    found: found_layout,
+                    expected: layout,
+                });
+            }
+            Some(format)
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
             return Err(DataDirError::Io {
@@ -127,7 +193,7 @@ pub fn open(dir: &Path) -> Result<Opened, DataDirError> {
             });
         }
         Some(older) => upgrade(dir, older)?,
-        None if FORMAT_0_FILES.iter().any(|f| dir.join(f).exists()) => upgrade(dir, 0)?,
+        None if layout.format_0_files().iter().any(|f| dir.join(f).exists()) => upgrade(dir, 0)?,
         None => {
             std::fs::create_dir_all(dir).map_err(|source| DataDirError::Io {
                 action: "create the data directory",
@@ -137,12 +203,12 @@ pub fn open(dir: &Path) -> Result<Opened, DataDirError> {
             Opened::Created
         }
     };
-    write(dir, &path)?;
+    write(dir, &path, layout)?;
     match opened {
         Opened::Upgraded { from } => {
-            tracing::info!(dir = %dir.display(), from, to = FORMAT, "upgraded the data directory's format")
+            tracing::info!(dir = %dir.display(), %layout, from, to = FORMAT, "upgraded the data directory's format")
         }
-        _ => tracing::info!(dir = %dir.display(), format = FORMAT, "new data directory"),
+        _ => tracing::info!(dir = %dir.display(), %layout, format = FORMAT, "new data directory"),
     }
     Ok(opened)
 }
@@ -155,8 +221,8 @@ fn upgrade(_dir: &Path, from: u32) -> Result<Opened, DataDirError> {
     Ok(Opened::Upgraded { from })
 }
 
-/// The format number in the file's text.
-fn parse(path: &Path, text: &str) -> Result<u32, DataDirError> {
+/// The layout and format number in the file's text.
+fn parse(path: &Path, text: &str) -> Result<(Layout, u32), DataDirError> {
     let malformed = |detail: String| DataDirError::Malformed {
         path: path.to_owned(),
         detail,
@@ -171,12 +237,25 @@ fn parse(path: &Path, text: &str) -> Result<u32, DataDirError> {
     if let Some(extra) = lines.next() {
         return Err(malformed(format!("unexpected second line {extra:?}")));
     }
-    line.parse()
-        .map_err(|_| malformed(format!("{line:?} is not a format number")))
+    let (layout, number) = match line.split_once(char::is_whitespace) {
+        Some(("server", number)) => (Layout::Server, number.trim()),
+        Some(("cluster", number)) => (Layout::Cluster, number.trim()),
+        Some((word, _)) => {
+            return Err(malformed(format!(
+                "{word:?} is not a layout (`server` or `cluster`)"
+            )));
+        }
+        // The first version wrote the bare number, for the server's layout.
+        None => (Layout::Server, line),
+    };
+    let format = number
+        .parse()
+        .map_err(|_| malformed(format!("{number:?} is not a format number")))?;
+    Ok((layout, format))
 }
 
 /// Writes the current format to `path` atomically (a temporary file renamed over it).
-fn write(dir: &Path, path: &Path) -> Result<(), DataDirError> {
+fn write(dir: &Path, path: &Path, layout: Layout) -> Result<(), DataDirError> {
     let tmp = dir.join(format!("{FORMAT_FILE}.new"));
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -187,7 +266,8 @@ fn write(dir: &Path, path: &Path) -> Result<(), DataDirError> {
         }
     };
     let text = format!(
-        "# The format of this orchestra data directory (written by orchestra server; do not edit).\n{FORMAT}\n"
+        "# The layout and format of this data directory (written by {layout}; do not edit).\n{} {FORMAT}\n",
+        layout.word()
     );
     let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(text.as_bytes())
@@ -211,12 +291,12 @@ mod tests {
     fn a_new_directory_is_created_and_stamped() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("server");
-        assert_eq!(open(&dir).unwrap(), Opened::Created);
+        assert_eq!(open(&dir, Layout::Server).unwrap(), Opened::Created);
         assert_eq!(
             parse(Path::new("FORMAT"), &format_in(&dir)).unwrap(),
-            FORMAT
+            (Layout::Server, FORMAT)
         );
-        assert_eq!(open(&dir).unwrap(), Opened::Current);
+        assert_eq!(open(&dir, Layout::Server).unwrap(), Opened::Current);
         assert!(!dir.join("FORMAT.new").exists());
     }
 
@@ -224,8 +304,11 @@ mod tests {
     fn a_directory_from_before_the_format_file_is_upgraded() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("node-token"), "K10...").unwrap();
-        assert_eq!(open(dir.path()).unwrap(), Opened::Upgraded { from: 0 });
-        assert_eq!(open(dir.path()).unwrap(), Opened::Current);
+        assert_eq!(
+            open(dir.path(), Layout::Server).unwrap(),
+            Opened::Upgraded { from: 0 }
+        );
+        assert_eq!(open(dir.path(), Layout::Server).unwrap(), Opened::Current);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("node-token")).unwrap(),
             "K10...",
@@ -237,7 +320,7 @@ mod tests {
     fn a_newer_format_is_refused_naming_the_file_and_both_formats() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FORMAT_FILE), "# newer\n2\n").unwrap();
-        let err = open(dir.path()).unwrap_err();
+        let err = open(dir.path(), Layout::Server).unwrap_err();
         let text = err.to_string();
         assert!(
             matches!(
@@ -270,11 +353,49 @@ mod tests {
             ("one\n", "\"one\" is not a format number"),
             ("-1\n", "\"-1\" is not a format number"),
             ("1\n2\n", "unexpected second line \"2\""),
+            ("agent 1\n", "\"agent\" is not a layout"),
+            ("cluster x\n", "\"x\" is not a format number"),
         ] {
             std::fs::write(dir.path().join(FORMAT_FILE), text).unwrap();
-            let err = open(dir.path()).unwrap_err().to_string();
+            let err = open(dir.path(), Layout::Server).unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
             assert!(err.contains("FORMAT"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_first_versions_bare_number_is_the_server_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FORMAT_FILE), "# old\n1\n").unwrap();
+        assert_eq!(open(dir.path(), Layout::Server).unwrap(), Opened::Current);
+        let err = open(dir.path(), Layout::Cluster).unwrap_err();
+        assert!(matches!(err, DataDirError::OtherLayout { .. }), "{err}");
+    }
+
+    #[test]
+    fn each_command_keeps_out_of_the_others_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(open(dir.path(), Layout::Cluster).unwrap(), Opened::Created);
+        assert!(format_in(dir.path()).ends_with("\ncluster 1\n"));
+        assert_eq!(open(dir.path(), Layout::Cluster).unwrap(), Opened::Current);
+        let text = open(dir.path(), Layout::Server).unwrap_err().to_string();
+        assert!(
+            text.contains("holds orchestra cluster's files, not orchestra server's"),
+            "{text}"
+        );
+        assert!(
+            format_in(dir.path()).ends_with("\ncluster 1\n"),
+            "untouched"
+        );
+    }
+
+    #[test]
+    fn a_cluster_directory_from_before_the_format_file_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("nodes")).unwrap();
+        assert_eq!(
+            open(dir.path(), Layout::Cluster).unwrap(),
+            Opened::Upgraded { from: 0 }
+        );
     }
 }

@@ -15,7 +15,7 @@
 //!   `TcpProxy` and the follower that feeds it Services and Endpoints.
 //! - [`cluster`]: [`cluster::Cluster`], all of the above composed into one running cluster
 //!   (feature `server`).
-//! - [`data_dir`]: the format version of `orchestra server`'s data directory.
+//! - [`data_dir`]: the layout and format version of a data directory (`orchestra server`'s or `orchestra cluster`'s).
 
 #[cfg(feature = "server")]
 pub mod cluster;

@@ -101,3 +101,28 @@ async fn a_fake_cluster_runs_a_deployment_on_its_nodes() {
     );
     stop_with_sigterm(cluster, "orchestra cluster");
 }
+
+#[test]
+fn a_data_dir_of_orchestra_server_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = dir.path().join("FORMAT");
+    std::fs::write(&format, "server 1\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args(["cluster", "--runtime", "fake", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("holds orchestra server's files, not orchestra cluster's"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["FORMAT"], "nothing written next to it");
+}

@@ -355,7 +355,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     // First, before anything reads or writes in it: a data directory of a newer format is
     // refused untouched.
     if let Some(dir) = &args.data_dir {
-        orchestra::data_dir::open(dir)?;
+        orchestra::data_dir::open(dir, orchestra::data_dir::Layout::Server)?;
     }
     let mut options = security(&args)?;
     let store = open_store(&args).await?;

@@ -73,6 +73,9 @@ pub enum ClusterError {
     /// The encryption-at-rest config could not be read or created.
     #[error("setting up encryption at rest for secrets")]
     Encryption(#[source] orchestra_api::encryption::EncryptionConfigError),
+    /// The data directory is of another format or layout, or unreadable.
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     /// A temporary directory could not be made.
     #[error("creating a temporary directory")]
     TempDir(#[source] std::io::Error),
@@ -181,7 +184,12 @@ impl ClusterBuilder {
     /// Opens the store, serves the API, starts the control plane, the nodes and the proxy.
     pub async fn start(self) -> Result<Cluster, ClusterError> {
         let (data_dir, temp_dir) = match &self.data_dir {
-            Some(dir) => (dir.clone(), None),
+            // First, before anything reads or writes in it: a directory of a newer format, or
+            // `orchestra server`'s, is refused untouched.
+            Some(dir) => {
+                crate::data_dir::open(dir, crate::data_dir::Layout::Cluster)?;
+                (dir.clone(), None)
+            }
             None => {
                 let temp = tempfile::Builder::new()
                     .prefix("orchestra-cluster-")
