@@ -36,7 +36,7 @@ pub use fake::{FakeBehaviour, FakeRuntime};
 pub use pod::{Action, Plan, plan};
 pub use process::{IpRange, LimitsMode, ProcessRuntime, ProcessRuntimeConfig};
 pub use runtime::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
-    LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId,
-    SandboxState, SandboxStatus,
+    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
+    ContainerSummary, ExecResult, LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState,
+    RuntimeSummary, SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
 };

@@ -6,6 +6,9 @@
 //! marks it, with a deletionTimestamp), then loops: read the runtime's state of the pod's
 //! sandbox and containers, ask the [state machine](crate::pod::plan) for actions, carry them
 //! out, run the containers' [probes](crate::probe), and write the pod's status when it changed.
+//! A worker waits between rounds until its pod changes, a probe reports, the
+//! [relist](pleg) sees its containers change, a timer of the plan (a back-off) ends, or the
+//! long resync interval passes: idle pods cost no runtime calls.
 //! On deletion it stops the containers with the pod's grace period, writes the final status,
 //! and removes the finalizer (which lets the registry delete the pod); a pod that vanishes from
 //! the API is killed and removed from the runtime. On start the agent lists the runtime and
@@ -42,6 +45,7 @@
 //! - [`resolve`]: a container's environment from the pod, ConfigMaps and Secrets (pure), with
 //!   [`expand`] for `$(VAR)` references.
 //! - [`volumes`]: the pod's volumes on disk and the containers' mounts.
+//! - [`pleg`]: the periodic relist of the runtime that wakes the workers of changed pods.
 //! - [`prepare`]: fetches what a container refers to and builds its runtime configuration.
 //! - `worker`: the per-pod worker.
 
@@ -49,6 +53,7 @@ pub mod env;
 pub mod events;
 pub mod expand;
 pub mod node;
+pub mod pleg;
 pub mod prepare;
 pub mod resolve;
 pub mod volumes;
@@ -92,8 +97,12 @@ pub struct AgentConfig {
     pub lease_renew_interval: Duration,
     /// How often the node status is posted, 5 minutes.
     pub status_report_interval: Duration,
-    /// How often a pod worker re-reads the runtime when nothing else wakes it, 1 s.
+    /// How often the agent relists the runtime to notice container changes (the [`pleg`]
+    /// period), 1 s: a pod whose containers changed state has its worker woken within it.
     pub sync_interval: Duration,
+    /// How often a pod worker re-reads its pod from the runtime when nothing woke it (a
+    /// safety net behind the relist, as kubelet's periodic resync), 1 minute.
+    pub resync_interval: Duration,
     /// The cluster DNS that `dnsPolicy: ClusterFirst` pods are pointed at (none by default:
     /// pods keep the host's resolver).
     pub cluster_dns: Option<env::ClusterDnsSettings>,
@@ -123,6 +132,7 @@ impl AgentConfig {
             lease_renew_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
             sync_interval: Duration::from_secs(1),
+            resync_interval: Duration::from_secs(60),
             cluster_dns: None,
             endpoint_port: None,
             volumes_dir: std::env::temp_dir()
@@ -147,6 +157,7 @@ pub struct Agent<C, R> {
     runtime: Arc<R>,
     config: Arc<AgentConfig>,
     events: events::AgentEvents,
+    wakers: Arc<pleg::Wakers>,
 }
 
 impl<C: Client, R: RuntimeDriver> Agent<C, R> {
@@ -162,6 +173,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             client,
             runtime,
             config: Arc::new(config),
+            wakers: Arc::default(),
         }
     }
 
@@ -195,6 +207,12 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             services_writer,
             watcher::watcher::<Service, C>(self.client.clone(), WatcherConfig::default()),
         );
+        background.spawn(pleg::run(
+            self.runtime.clone(),
+            self.wakers.clone(),
+            self.config.sync_interval,
+            self.config.node_name.clone(),
+        ));
         let node_name = self.config.node_name.clone();
         background.spawn(async move {
             futures::pin_mut!(service_events);
@@ -227,6 +245,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             let event = tokio::select! {
                 Some(uid) = done_rx.recv() => {
                     workers.remove(&uid);
+                    self.wakers.remove(&uid);
                     continue;
                 }
                 event = events.next() => event,
@@ -308,6 +327,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
             services.clone(),
             self.events.clone(),
         );
+        self.wakers.insert(uid.clone(), worker.notify.clone());
         let done = done.clone();
         tasks.spawn(async move {
             worker.run().await;

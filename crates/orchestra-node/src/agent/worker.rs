@@ -57,8 +57,8 @@ pub(super) struct Worker<C, R: ?Sized> {
     /// The cluster's services (for the containers' service variables).
     pub services: reflector::Store<Service>,
     /// The pod the state machine last planned for, and the API object it was built from:
-    /// kept so that the resync of an idle pod (every `sync_interval`, for every pod of the
-    /// node) does not clone the pod's spec, metadata and status again.
+    /// kept so that a resync of an unchanged pod (a relist wake-up or the periodic resync)
+    /// does not clone the pod's spec, metadata and status again.
     pub view: Option<(Arc<Pod>, Pod)>,
     /// Where the worker records the pod's Events.
     pub events: AgentEvents,
@@ -207,11 +207,12 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         }
     }
 
-    /// Waits for a pod change, a probe verdict, `until` (if sooner) or the sync interval.
+    /// Waits for a pod change, a wake-up on `notify` (a probe verdict, or the relist seeing the
+    /// pod's containers change), `until` (if sooner) or the resync interval.
     async fn wait(&mut self, until: Option<Duration>) {
         let delay = until
-            .map_or(self.config.sync_interval, |d| {
-                d.min(self.config.sync_interval)
+            .map_or(self.config.resync_interval, |d| {
+                d.min(self.config.resync_interval)
             })
             .max(Duration::from_millis(1));
         tokio::select! {

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 use super::proto;
 use crate::runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ContainerSummary, RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    SandboxSummary,
 };
 
 /// The prefix of the annotations CriRuntime keeps for itself.
@@ -258,12 +259,7 @@ pub fn resources(r: &ContainerResources) -> proto::LinuxContainerResources {
 
 /// A CRI container status as orchestra reports it, in `sandbox`.
 pub fn container_status(status: proto::ContainerStatus, sandbox: SandboxId) -> ContainerStatus {
-    let state = match proto::ContainerState::try_from(status.state) {
-        Ok(proto::ContainerState::ContainerCreated) => ContainerState::Created,
-        Ok(proto::ContainerState::ContainerRunning) => ContainerState::Running,
-        Ok(proto::ContainerState::ContainerExited) => ContainerState::Exited,
-        _ => ContainerState::Unknown,
-    };
+    let state = container_state(status.state);
     let metadata = status.metadata.unwrap_or_default();
     let image = status
         .annotations
@@ -290,6 +286,37 @@ pub fn container_status(status: proto::ContainerStatus, sandbox: SandboxId) -> C
         reason: status.reason,
         message: status.message,
         log_path: (!status.log_path.is_empty()).then(|| PathBuf::from(status.log_path)),
+    }
+}
+
+/// A CRI sandbox list entry as a relist sees it.
+pub fn sandbox_summary(sandbox: proto::PodSandbox) -> SandboxSummary {
+    let state = match proto::PodSandboxState::try_from(sandbox.state) {
+        Ok(proto::PodSandboxState::SandboxReady) => SandboxState::Ready,
+        _ => SandboxState::NotReady,
+    };
+    SandboxSummary {
+        id: SandboxId(sandbox.id),
+        pod_uid: sandbox.metadata.map(|m| m.uid).unwrap_or_default(),
+        state,
+    }
+}
+
+/// A CRI container list entry as a relist sees it.
+pub fn container_summary(container: proto::Container) -> ContainerSummary {
+    ContainerSummary {
+        id: ContainerId(container.id),
+        sandbox: SandboxId(container.pod_sandbox_id),
+        state: container_state(container.state),
+    }
+}
+
+fn container_state(state: i32) -> ContainerState {
+    match proto::ContainerState::try_from(state) {
+        Ok(proto::ContainerState::ContainerCreated) => ContainerState::Created,
+        Ok(proto::ContainerState::ContainerRunning) => ContainerState::Running,
+        Ok(proto::ContainerState::ContainerExited) => ContainerState::Exited,
+        _ => ContainerState::Unknown,
     }
 }
 

@@ -14,7 +14,8 @@ use super::proto::runtime_service_client::RuntimeServiceClient;
 use super::{convert, endpoint, logs, proto};
 use crate::runtime::{
     ContainerConfig, ContainerId, ContainerStatus, ExecResult, LogOptions, LogStream,
-    RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId, SandboxStatus,
+    RuntimeDriver, RuntimeError, RuntimeState, RuntimeSummary, SandboxConfig, SandboxId,
+    SandboxStatus,
 };
 
 /// How many status calls `list` makes at once.
@@ -472,6 +473,31 @@ impl RuntimeDriver for CriRuntime {
             }
         }
         Ok(state)
+    }
+
+    async fn list_summary(&self) -> Result<RuntimeSummary, RuntimeError> {
+        // Two calls whatever the node runs: the list entries carry the states.
+        let request = self.request(proto::ListPodSandboxRequest { filter: None });
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(request)
+            .await
+            .map_err(|s| call_error(s, "ListPodSandbox", self.config.call_timeout))?
+            .into_inner()
+            .items;
+        let containers = self
+            .cri_list_containers(proto::ContainerFilter::default())
+            .await?;
+        Ok(RuntimeSummary {
+            sandboxes: sandboxes
+                .into_iter()
+                .map(convert::sandbox_summary)
+                .collect(),
+            containers: containers
+                .into_iter()
+                .map(convert::container_summary)
+                .collect(),
+        })
     }
 
     async fn exec_sync(

@@ -49,9 +49,9 @@ pub use behaviour::{BEHAVIOUR_ENV, BehaviourError, FakeBehaviour};
 
 use crate::pod::clock;
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ExecResult, LogOptions,
-    LogStream, RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId, SandboxState,
-    SandboxStatus,
+    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ContainerSummary, ExecResult,
+    LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, RuntimeSummary,
+    SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
 };
 
 /// Chooses a container's behaviour from its sandbox and configuration; `None` falls back to
@@ -495,6 +495,40 @@ impl RuntimeDriver for FakeRuntime {
                 .containers
                 .iter()
                 .map(|(id, container)| container.status(id, now))
+                .collect(),
+        })
+    }
+
+    async fn list_summary(&self) -> Result<RuntimeSummary, RuntimeError> {
+        // No configuration is cloned: this runs once a second on every simulated node.
+        let now = clock::now();
+        let state = self.lock();
+        Ok(RuntimeSummary {
+            sandboxes: state
+                .sandboxes
+                .iter()
+                .map(|(id, sandbox)| SandboxSummary {
+                    id: id.clone(),
+                    pod_uid: sandbox.config.uid.clone(),
+                    state: if sandbox.ready {
+                        SandboxState::Ready
+                    } else {
+                        SandboxState::NotReady
+                    },
+                })
+                .collect(),
+            containers: state
+                .containers
+                .iter()
+                .map(|(id, container)| ContainerSummary {
+                    id: id.clone(),
+                    sandbox: container.sandbox.clone(),
+                    state: match container.stage(now) {
+                        Stage::Created => ContainerState::Created,
+                        Stage::Running(_) => ContainerState::Running,
+                        Stage::Exited { .. } => ContainerState::Exited,
+                    },
+                })
                 .collect(),
         })
     }

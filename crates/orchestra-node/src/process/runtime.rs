@@ -22,8 +22,9 @@ use super::reap;
 use super::record::{ContainerRecord, RecordDir, SandboxRecord, StoredState};
 use super::signal::parse_signal;
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerStatus, ExecResult, LogOptions, LogStream,
-    RuntimeDriver, RuntimeError, RuntimeState, SandboxConfig, SandboxId, SandboxStatus,
+    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ContainerSummary, ExecResult,
+    LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, RuntimeSummary,
+    SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
 };
 
 /// How long `stop_container` waits for a process to end after SIGKILL before reporting a
@@ -714,6 +715,38 @@ impl RuntimeDriver for ProcessRuntime {
                 .containers
                 .values()
                 .map(|e| e.record.status())
+                .collect(),
+        })
+    }
+
+    async fn list_summary(&self) -> Result<RuntimeSummary, RuntimeError> {
+        let state = self.shared.state();
+        Ok(RuntimeSummary {
+            sandboxes: state
+                .sandboxes
+                .values()
+                .map(|s| SandboxSummary {
+                    id: SandboxId(s.id.clone()),
+                    pod_uid: s.uid.clone(),
+                    state: if s.ready {
+                        SandboxState::Ready
+                    } else {
+                        SandboxState::NotReady
+                    },
+                })
+                .collect(),
+            containers: state
+                .containers
+                .values()
+                .map(|e| ContainerSummary {
+                    id: ContainerId(e.record.id.clone()),
+                    sandbox: SandboxId(e.record.sandbox.clone()),
+                    state: match e.record.state {
+                        StoredState::Created => ContainerState::Created,
+                        StoredState::Running => ContainerState::Running,
+                        StoredState::Exited => ContainerState::Exited,
+                    },
+                })
                 .collect(),
         })
     }

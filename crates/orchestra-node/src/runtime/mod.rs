@@ -14,9 +14,9 @@ use async_trait::async_trait;
 
 pub use error::RuntimeError;
 pub use types::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus, ExecResult,
-    LogOptions, LogStream, Mount, RuntimeState, SandboxConfig, SandboxId, SandboxState,
-    SandboxStatus,
+    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
+    ContainerSummary, ExecResult, LogOptions, LogStream, Mount, RuntimeState, RuntimeSummary,
+    SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
 };
 
 /// A container runtime: pod sandboxes, the containers inside them, exec, logs and images.
@@ -55,6 +55,14 @@ pub trait RuntimeDriver: Send + Sync + 'static {
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
     /// Every sandbox and container the runtime knows: what an agent re-adopts after a restart.
     async fn list(&self) -> Result<RuntimeState, RuntimeError>;
+    /// Every sandbox and container with its state only (CRI's `ListPodSandbox` and
+    /// `ListContainers`, without the per-item status calls): the agent's periodic relist,
+    /// made once per period for the whole node, so it should be cheap. The default derives it
+    /// from [`list`](Self::list); runtimes that can answer without building full statuses
+    /// override it.
+    async fn list_summary(&self) -> Result<RuntimeSummary, RuntimeError> {
+        Ok(RuntimeSummary::from(&self.list().await?))
+    }
 
     /// Runs a command inside a running container and waits for it, up to `timeout`.
     async fn exec_sync(

@@ -201,6 +201,72 @@ pub struct RuntimeState {
     pub containers: Vec<ContainerStatus>,
 }
 
+/// A sandbox as a relist sees it (CRI's `PodSandbox` list entry): its pod and state, no
+/// configuration or IP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxSummary {
+    /// Its id.
+    pub id: SandboxId,
+    /// The uid of the pod it was created for ([`SandboxConfig::uid`]).
+    pub pod_uid: String,
+    /// Up or not.
+    pub state: SandboxState,
+}
+
+/// A container as a relist sees it (CRI's `Container` list entry): its sandbox and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSummary {
+    /// Its id.
+    pub id: ContainerId,
+    /// The sandbox it lives in.
+    pub sandbox: SandboxId,
+    /// Its state.
+    pub state: ContainerState,
+}
+
+/// Every sandbox and container with its state only: what the agent's periodic relist compares
+/// (see [`RuntimeDriver::list_summary`](super::RuntimeDriver::list_summary)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeSummary {
+    /// Every sandbox, ready or not.
+    pub sandboxes: Vec<SandboxSummary>,
+    /// Every container, in any state.
+    pub containers: Vec<ContainerSummary>,
+}
+
+impl From<&SandboxStatus> for SandboxSummary {
+    fn from(status: &SandboxStatus) -> Self {
+        SandboxSummary {
+            id: status.id.clone(),
+            pod_uid: status.config.uid.clone(),
+            state: status.state,
+        }
+    }
+}
+
+impl From<&ContainerStatus> for ContainerSummary {
+    fn from(status: &ContainerStatus) -> Self {
+        ContainerSummary {
+            id: status.id.clone(),
+            sandbox: status.sandbox.clone(),
+            state: status.state,
+        }
+    }
+}
+
+impl From<&RuntimeState> for RuntimeSummary {
+    fn from(state: &RuntimeState) -> Self {
+        RuntimeSummary {
+            sandboxes: state.sandboxes.iter().map(SandboxSummary::from).collect(),
+            containers: state
+                .containers
+                .iter()
+                .map(ContainerSummary::from)
+                .collect(),
+        }
+    }
+}
+
 /// The outcome of [`RuntimeDriver::exec_sync`](super::RuntimeDriver::exec_sync).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecResult {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Harness;
 use super::util::{cleanup, sandbox_config, wait_for_container, wait_for_log};
 use super::workload::Workload;
-use crate::runtime::{ContainerId, ContainerState, RuntimeDriver};
+use crate::runtime::{ContainerId, ContainerState, RuntimeDriver, SandboxState};
 
 /// Create gives Created; start gives Running; a container that exits on its own is Exited with
 /// its exit code, start and finish times; remove makes it NotFound; stop and remove are
@@ -175,7 +175,8 @@ pub async fn container_stop_kills_after_grace<H: Harness>(harness: &H) {
     cleanup(&rt, &sandbox).await;
 }
 
-/// `list` returns every sandbox and container with its configuration: what an agent re-adopts.
+/// `list` returns every sandbox and container with its configuration: what an agent re-adopts;
+/// `list_summary` the same ids and states: what the agent relists every period.
 pub async fn list_for_readoption<H: Harness>(harness: &H) {
     let rt = harness.runtime().await;
     let limit = harness.wait_limit();
@@ -221,5 +222,29 @@ pub async fn list_for_readoption<H: Harness>(harness: &H) {
         .expect("created listed");
     assert_eq!(c.state, ContainerState::Created);
     assert_eq!(c.config.name, "created");
+
+    // The relist's summary names the same sandbox, pod and states.
+    let summary = rt.list_summary().await.expect("list_summary");
+    let listed = summary.sandboxes.iter().find(|s| s.id == sandbox);
+    assert_eq!(
+        listed.map(|s| (s.pod_uid.as_str(), s.state)),
+        Some(("uid-listed", SandboxState::Ready)),
+        "{summary:?}"
+    );
+    let state_of = |id: &ContainerId| {
+        summary
+            .containers
+            .iter()
+            .find(|c| &c.id == id)
+            .map(|c| (c.sandbox.clone(), c.state))
+    };
+    assert_eq!(
+        state_of(&running_id),
+        Some((sandbox.clone(), ContainerState::Running))
+    );
+    assert_eq!(
+        state_of(&created_id),
+        Some((sandbox.clone(), ContainerState::Created))
+    );
     cleanup(&rt, &sandbox).await;
 }
