@@ -276,7 +276,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             }
             let runtime: Arc<dyn RuntimeDriver> = self.runtime.clone();
             let (events, probed, name) = (self.events.clone(), pod.clone(), spec.name.clone());
-            let report = Arc::new(move |why| events.unhealthy(&probed, &name, why));
+            let report = Arc::new(move |event| events.probe(&probed, &name, event));
             if let Some(prober) = Prober::start_reporting(
                 runtime,
                 spec,
