@@ -149,6 +149,15 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> ErrorList {
         &spec.topology_spread_constraints,
         &path.child("topologySpreadConstraints"),
     ));
+    for (i, gate) in spec.readiness_gates.iter().enumerate() {
+        let p = path.child("readinessGates").index(i).child("conditionType");
+        push_msgs(
+            &mut errors,
+            &p,
+            &gate.condition_type,
+            names::is_qualified_name(&gate.condition_type),
+        );
+    }
     errors
 }
 
@@ -843,7 +852,9 @@ mod tests {
     use super::*;
     use crate::Resource;
     use crate::meta::ObjectMeta;
-    use crate::resources::pod::{ContainerPort, EnvVarSource, HttpGetAction, ObjectFieldSelector};
+    use crate::resources::pod::{
+        ContainerPort, EnvVarSource, HttpGetAction, ObjectFieldSelector, PodReadinessGate,
+    };
 
     fn pod(containers: Vec<Container>) -> Pod {
         Pod {
@@ -873,6 +884,40 @@ mod tests {
         let mut p = pod(vec![container("web", "nginx")]);
         p.apply_defaults();
         assert!(p.validate().is_empty(), "{}", p.validate());
+    }
+
+    #[test]
+    fn readiness_gates_are_qualified_names_and_immutable() {
+        let mut p = pod(vec![container("web", "nginx")]);
+        p.spec.readiness_gates = ["example.com/feature-1", "Bad Gate", "/x", "ok", ""]
+            .into_iter()
+            .map(|t| PodReadinessGate {
+                condition_type: t.into(),
+            })
+            .collect();
+        let msgs = messages(&p.validate());
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with(
+                "spec.readinessGates[1].conditionType: Invalid value: \"Bad Gate\": name part must consist of alphanumeric characters"
+            ),
+            "{msgs:#?}"
+        );
+        assert_eq!(
+            msgs[1],
+            "spec.readinessGates[2].conditionType: Invalid value: \"/x\": prefix part must be non-empty"
+        );
+        assert_eq!(
+            msgs[2],
+            "spec.readinessGates[4].conditionType: Invalid value: \"\": name part must be non-empty"
+        );
+        let mut old = pod(vec![container("web", "nginx")]);
+        old.spec.readiness_gates.push(PodReadinessGate {
+            condition_type: "example.com/a".into(),
+        });
+        let mut new = old.clone();
+        new.spec.readiness_gates[0].condition_type = "example.com/b".into();
+        assert_eq!(validate_pod_update(&new, &old).len(), 1);
     }
 
     #[test]

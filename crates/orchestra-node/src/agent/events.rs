@@ -1,6 +1,6 @@
 //! The events the node agent records, as kubelet does (source `kubelet`, host = the node), with
 //! its reasons and wording: a container's `Pulling`, `Pulled`, `Created`, `Started`, `Killing`,
-//! `Failed`, `BackOff` and `Unhealthy` (each on the pod, with the container in the reference's
+//! `Failed`, `BackOff`, `Unhealthy` and `ProbeWarning` (each on the pod, with the container in the reference's
 //! `fieldPath`), and the node's `Starting` and `NodeReady`. Recording goes through an
 //! [`EventSink`]: it never waits and never fails a pod's work.
 
@@ -12,6 +12,7 @@ use orchestra_api::resources::{
     EVENT_TYPE_NORMAL, EVENT_TYPE_WARNING, Node, ObjectReference, Pod, PodStatus,
 };
 
+use crate::probe::ProbeEvent;
 use crate::runtime::RuntimeError;
 
 /// The agent's event source component (kubelet's name, which `describe` readers know).
@@ -114,6 +115,18 @@ impl AgentEvents {
     /// probe failed with statuscode: 503".
     pub fn unhealthy(&self, pod: &Pod, container: &str, message: String) {
         self.container(pod, container, true, "Unhealthy", message);
+    }
+
+    /// What a prober reports: `Unhealthy` for a failed attempt, `ProbeWarning` (Warning, as
+    /// kubelet names it) for one that passed with a warning, e.g. "Liveness probe warning:
+    /// Probe terminated redirects, Response body: ...".
+    pub fn probe(&self, pod: &Pod, container: &str, event: ProbeEvent) {
+        match event {
+            ProbeEvent::Failed(message) => self.unhealthy(pod, container, message),
+            ProbeEvent::Warning(message) => {
+                self.container(pod, container, true, "ProbeWarning", message);
+            }
+        }
     }
 
     /// The events a status change shows: `BackOff` (Warning, "Back-off restarting failed

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use super::AgentConfig;
 use super::events::AgentEvents;
 use super::resolve::{PodContext, Sources, expand_command, resolve_env};
+use crate::pod::readiness;
 use crate::pod::{
     self, Action, Backoff, LABEL_CONTAINER_NAME, LABEL_POD_UID, Observed, StartFailure, clock,
 };
@@ -195,15 +196,36 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     fn view_of(&mut self, api_pod: &Arc<Pod>) -> Pod {
         match self.view.take() {
             Some((from, view))
-                if Arc::ptr_eq(&from, api_pod) && view.status == self.last_status =>
+                if Arc::ptr_eq(&from, api_pod) && self.is_current(&view, api_pod) =>
             {
                 view
             }
             _ => Pod {
                 metadata: api_pod.metadata.clone(),
                 spec: api_pod.spec.clone(),
-                status: self.last_status.clone(),
+                status: self.planned_status(api_pod),
             },
+        }
+    }
+
+    /// The status to plan from: the one this worker last wrote, with the conditions others
+    /// wrote (readiness gates...) as the API has them now.
+    fn planned_status(&self, api_pod: &Pod) -> Option<PodStatus> {
+        match (&self.last_status, &api_pod.status) {
+            (Some(own), Some(latest)) if readiness::has_foreign_conditions(Some(latest)) => {
+                Some(readiness::with_foreign_conditions(own, Some(latest)))
+            }
+            _ => self.last_status.clone(),
+        }
+    }
+
+    /// Whether `view` still has the status [`Self::planned_status`] would give (without
+    /// cloning it in the common case of no foreign conditions).
+    fn is_current(&self, view: &Pod, api_pod: &Pod) -> bool {
+        if readiness::has_foreign_conditions(api_pod.status.as_ref()) {
+            view.status == self.planned_status(api_pod)
+        } else {
+            view.status == self.last_status
         }
     }
 
@@ -277,7 +299,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             }
             let runtime: Arc<dyn RuntimeDriver> = self.runtime.clone();
             let (events, probed, name) = (self.events.clone(), pod.clone(), spec.name.clone());
-            let report = Arc::new(move |why| events.unhealthy(&probed, &name, why));
+            let report = Arc::new(move |event| events.probe(&probed, &name, event));
             if let Some(prober) = Prober::start_reporting(
                 runtime,
                 spec,
@@ -472,11 +494,30 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             .filter(|ip| !ip.is_empty())
     }
 
+    /// Writes `status`, keeping the conditions others wrote: conditional on the resourceVersion
+    /// the foreign conditions were taken from, re-read on a conflict, so that a condition
+    /// written meanwhile (a readiness gate's) is never overwritten.
     async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
-        let mut update = pod.clone();
-        update.metadata.resource_version.clear();
-        update.status = Some(status.clone());
-        self.client.update_status(&update).await.map(drop)
+        let mut base = pod.clone();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            base.status = Some(readiness::with_foreign_conditions(
+                status,
+                base.status.as_ref(),
+            ));
+            match self.client.update_status(&base).await {
+                Ok(_) => return Ok(()),
+                Err(err) if err.is_conflict() && attempts < 5 => {
+                    let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
+                    base = self.client.get::<Pod>(ns, name).await?;
+                    if base.metadata.uid != pod.metadata.uid {
+                        return Ok(());
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Adds (`true`) or removes the agent's finalizer; `Ok(false)` when the pod is gone.

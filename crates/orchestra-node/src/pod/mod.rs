@@ -19,16 +19,20 @@
 //!   `CrashLoopBackOff` with `back-off 20s restarting failed container=...`, `Completed`,
 //!   `Error`, the runtime's `ErrImagePull`/`RunContainerError`/..., the phase as kubelet's
 //!   `getPhase` computes it, conditions `PodScheduled`, `Initialized`, `ContainersReady`,
-//!   `Ready` with their reasons.
+//!   `Ready` with their reasons; `Ready` also waits for the pod's readiness gates
+//!   ([`readiness`]).
 //!
 //! # Layout
 //! - [`clock`]: wall-clock time that moves with tokio's (paused) clock.
 //! - [`backoff`]: the CrashLoopBackOff delays.
 //! - `plan`: [`plan`] and its inputs and outputs.
+//! - [`readiness`]: the conditions the agent owns, readiness gates, and merging in the
+//!   conditions others write.
 
 pub mod backoff;
 pub mod clock;
 mod plan;
+pub mod readiness;
 
 pub use backoff::{Backoff, RestartDecision};
 pub use plan::{

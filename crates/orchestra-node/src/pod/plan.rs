@@ -334,9 +334,9 @@ impl<'a> Planner<'a> {
                 &unready_message,
                 now,
             ),
-            condition(
+            ready_condition(
+                pod,
                 previous,
-                "Ready",
                 all_ready && !terminal,
                 ready_reason,
                 &unready_message,
@@ -676,6 +676,35 @@ fn terminated_state(c: &ContainerStatus, runtime: &str) -> ApiState {
             container_id: format!("{runtime}://{}", c.id),
         }),
         ..ApiState::default()
+    }
+}
+
+/// `Ready`: the containers are ready and so is every readiness gate (whose conditions others
+/// write into the pod's status; the status planned from holds the latest of them).
+fn ready_condition(
+    pod: &Pod,
+    previous: Option<&PodStatus>,
+    containers_ready: bool,
+    reason: &str,
+    message: &str,
+    now: Time,
+) -> PodCondition {
+    let gates = containers_ready
+        .then(|| {
+            let conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
+            super::readiness::unmet_gates(pod, conditions)
+        })
+        .flatten();
+    match gates {
+        Some(why) => condition(
+            previous,
+            "Ready",
+            false,
+            super::readiness::READINESS_GATES_NOT_READY,
+            &why,
+            now,
+        ),
+        None => condition(previous, "Ready", containers_ready, reason, message, now),
     }
 }
 

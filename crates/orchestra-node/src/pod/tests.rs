@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use orchestra_api::resources::{
-    ConditionStatus, Container, ExecAction, Pod, PodPhase, PodSpec, PodStatus, Probe, RestartPolicy,
+    ConditionStatus, Container, ExecAction, Pod, PodCondition, PodPhase, PodReadinessGate, PodSpec,
+    PodStatus, Probe, RestartPolicy,
 };
 use orchestra_api::{ObjectMeta, Time};
 
@@ -239,6 +240,64 @@ fn running_containers_make_a_running_ready_pod() {
             .and_then(|r| r.started_at),
         Some(to_time(at(5)))
     );
+}
+
+#[test]
+fn readiness_gates_hold_ready_back_but_not_containers_ready() {
+    let mut p = pod(&["web"], RestartPolicy::Always);
+    p.spec.readiness_gates = vec![PodReadinessGate {
+        condition_type: "example.com/lb".into(),
+    }];
+    let mut case = Case::new(p, vec![running("c1", "web", 0, 5)]);
+    let plan = case.plan(6);
+    assert_eq!(
+        cond(&plan.status, "ContainersReady").0,
+        ConditionStatus::True
+    );
+    assert_eq!(
+        cond(&plan.status, "Ready"),
+        (
+            ConditionStatus::False,
+            "ReadinessGatesNotReady".into(),
+            "corresponding condition of pod readiness gate \"example.com/lb\" does not exist."
+                .into()
+        )
+    );
+    // The controller sets its condition False, then True; the agent's status never carries
+    // it (it is merged in when written).
+    let gate = |status| PodCondition {
+        type_: "example.com/lb".into(),
+        status,
+        ..PodCondition::default()
+    };
+    case.pod.status = Some(PodStatus {
+        conditions: vec![gate(ConditionStatus::False)],
+        ..plan.status.clone()
+    });
+    let plan = case.plan(7);
+    assert_eq!(
+        cond(&plan.status, "Ready").2,
+        "the status of pod readiness gate \"example.com/lb\" is not \"True\", but False"
+    );
+    assert!(
+        plan.status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "example.com/lb")
+    );
+    case.pod.status = Some(PodStatus {
+        conditions: vec![gate(ConditionStatus::True)],
+        ..plan.status.clone()
+    });
+    let plan = case.plan(8);
+    assert_eq!(
+        cond(&plan.status, "Ready"),
+        (ConditionStatus::True, String::new(), String::new())
+    );
+    // Unready containers say so first, whatever the gates.
+    case.observed.containers.clear();
+    let plan = case.plan(9);
+    assert_eq!(cond(&plan.status, "Ready").1, "ContainersNotReady");
 }
 
 #[test]

@@ -1,14 +1,34 @@
-//! Running one probe attempt: exec through the runtime, an HTTP GET, or a TCP connect.
+//! Running one probe attempt: exec through the runtime, an HTTP(S) GET (see [`super::http`]),
+//! or a TCP connect.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use orchestra_api::IntOrString;
 use orchestra_api::resources::{Container, Probe, UriScheme};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::http::{self, Scheme, Url};
 use crate::runtime::{ContainerId, RuntimeDriver};
+
+/// The result of one attempt, as kubelet's prober has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The probe passed.
+    Success,
+    /// The probe passed, with something worth an event (an httpGet answered with a redirect
+    /// off the pod, which is not followed).
+    Warning(String),
+    /// The probe failed, and why, as kubelet's event message would say.
+    Failure(String),
+}
+
+impl Outcome {
+    /// Whether it counts as a pass.
+    pub fn passed(&self) -> bool {
+        !matches!(self, Outcome::Failure(_))
+    }
+}
 
 /// What a probe does, with its port resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +37,8 @@ pub enum Handler {
     Exec(Vec<String>),
     /// GET `path` from `host:port`; a status from 200 to 399 is success.
     HttpGet {
+        /// HTTP, or HTTPS without verifying the certificate.
+        scheme: Scheme,
         /// The host; the pod IP when `None`.
         host: Option<String>,
         /// The port.
@@ -105,17 +127,14 @@ fn resolve(probe: &Probe, container: &Container) -> Result<Handler, String> {
         return Ok(Handler::Exec(exec.command.clone()));
     }
     if let Some(http) = &probe.http_get {
-        if http.scheme == Some(UriScheme::Https) {
-            return Err("HTTPS probes are not supported yet; use HTTP, tcpSocket or exec".into());
-        }
         return Ok(Handler::HttpGet {
+            scheme: match http.scheme {
+                Some(UriScheme::Https) => Scheme::Https,
+                Some(UriScheme::Http) | None => Scheme::Http,
+            },
             host: host(&http.host),
             port: port(&http.port)?,
-            path: if http.path.is_empty() {
-                "/".into()
-            } else {
-                http.path.clone()
-            },
+            path: http::normalise_path(&http.path),
             headers: http
                 .http_headers
                 .iter()
@@ -132,101 +151,76 @@ fn resolve(probe: &Probe, container: &Container) -> Result<Handler, String> {
     Err("the probe has no handler (exec, httpGet or tcpSocket)".into())
 }
 
-/// Runs one attempt; `Err` carries why it failed, as kubelet's event message would.
+/// Runs one attempt.
 pub async fn run_once(
     runtime: &dyn RuntimeDriver,
     container: &ContainerId,
     pod_ip: Option<IpAddr>,
     config: &ProbeConfig,
-) -> Result<(), String> {
-    let handler = config.handler.as_ref().map_err(Clone::clone)?;
-    let target = |host: &Option<String>, port: u16| match (host, pod_ip) {
-        (Some(host), _) => Ok(format!("{host}:{port}")),
-        (None, Some(ip)) => Ok(std::net::SocketAddr::new(ip, port).to_string()),
+) -> Outcome {
+    let handler = match &config.handler {
+        Ok(handler) => handler,
+        Err(why) => return Outcome::Failure(why.clone()),
+    };
+    let host = |host: &Option<String>| match (host, pod_ip) {
+        (Some(host), _) => Ok(host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()),
+        (None, Some(ip)) => Ok(ip.to_string()),
         (None, None) => Err("the pod has no IP yet".to_owned()),
     };
     let attempt = async {
         match handler {
             Handler::Exec(command) => {
-                let result = runtime
-                    .exec_sync(container, command, config.timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let result = match runtime.exec_sync(container, command, config.timeout).await {
+                    Ok(result) => result,
+                    Err(e) => return Outcome::Failure(e.to_string()),
+                };
                 if result.exit_code == 0 {
-                    Ok(())
+                    Outcome::Success
                 } else {
-                    Err(format!(
+                    Outcome::Failure(format!(
                         "command {command:?} exited with {}: {}",
                         result.exit_code,
                         String::from_utf8_lossy(&result.stdout).trim()
                     ))
                 }
             }
-            Handler::TcpSocket { host, port } => {
-                let addr = target(host, *port)?;
-                TcpStream::connect(&addr)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("dial tcp {addr}: {e}"))
+            Handler::TcpSocket { host: h, port } => {
+                let addr = match host(h) {
+                    Ok(host) if host.contains(':') => format!("[{host}]:{port}"),
+                    Ok(host) => format!("{host}:{port}"),
+                    Err(why) => return Outcome::Failure(why),
+                };
+                match TcpStream::connect(&addr).await {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
+                }
             }
             Handler::HttpGet {
-                host,
+                scheme,
+                host: h,
                 port,
                 path,
                 headers,
             } => {
-                let addr = target(host, *port)?;
-                let code = http_get(&addr, path, headers).await?;
-                if (200..400).contains(&code) {
-                    Ok(())
-                } else {
-                    Err(format!("HTTP probe failed with statuscode: {code}"))
-                }
+                let host = match host(h) {
+                    Ok(host) => host,
+                    Err(why) => return Outcome::Failure(why),
+                };
+                let url = Url {
+                    scheme: *scheme,
+                    host,
+                    port: *port,
+                    path: path.clone(),
+                };
+                http::probe(url, headers).await
             }
         }
     };
     match tokio::time::timeout(config.timeout, attempt).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(format!("timeout after {:?}", config.timeout)),
+        Err(_) => Outcome::Failure(format!("timeout after {:?}", config.timeout)),
     }
-}
-
-/// One `GET` over a fresh connection, returning the status code.
-///
-/// Written by hand rather than with hyper's client: a probe needs one request line, a few
-/// headers and the status code of the answer, and hyper's client would add the hyper-util
-/// client stack and body handling to the node agent for that.
-async fn http_get(addr: &str, path: &str, headers: &[(String, String)]) -> Result<u16, String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}"))?;
-    let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: orchestra-probe/0.1\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("Connection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("writing to {addr}: {e}"))?;
-    let mut head = Vec::with_capacity(64);
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading from {addr}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or_default();
-    line.split_whitespace()
-        .nth(1)
-        .filter(|_| line.starts_with("HTTP/"))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("{addr} did not answer with an HTTP status line: {line:?}"))
 }

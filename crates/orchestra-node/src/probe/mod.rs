@@ -1,6 +1,6 @@
 //! Probes: startup, liveness and readiness, each an exec (through
-//! [`RuntimeDriver::exec_sync`]), an HTTP GET to the pod IP or a TCP connect, with Kubernetes'
-//! defaults (initial delay 0 s, period 10 s, timeout 1 s, failure threshold 3, success
+//! [`RuntimeDriver::exec_sync`]), an HTTP or HTTPS GET to the pod IP or a TCP connect, with
+//! Kubernetes' defaults (initial delay 0 s, period 10 s, timeout 1 s, failure threshold 3, success
 //! threshold 1).
 //!
 //! A [`Prober`] runs one container's probes as one task on tokio's clock and publishes its
@@ -8,15 +8,20 @@
 //! others wait for it; failing it fails the container), then liveness (failing it fails the
 //! container, which the state machine kills and restarts) and readiness (which sets `ready`).
 //! A probe that cannot run (a port name the container does not declare, no pod IP) fails with
-//! that message, like any failed attempt. Every failed attempt is told to the prober's
-//! [`FailureReport`] (the node agent's `Unhealthy` events).
+//! that message, like any failed attempt. Every failed attempt, and every passed one with a
+//! warning, is told to the prober's [`ProbeReport`] (the node agent's `Unhealthy` and
+//! `ProbeWarning` events).
 //!
 //! # Layout
 //! - [`threshold`]: [`Threshold`], consecutive-outcome counting.
 //! - [`handler`]: [`ProbeConfig`] (defaults applied) and one attempt, [`run_once`].
+//! - [`http`]: the httpGet client (HTTP and HTTPS, kubelet's redirect rules).
+//! - [`tls`]: the HTTPS client configuration, which accepts any server certificate.
 
 pub mod handler;
+pub mod http;
 pub mod threshold;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -27,7 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-pub use handler::{Handler, ProbeConfig, run_once};
+pub use handler::{Handler, Outcome, ProbeConfig, run_once};
 pub use threshold::Threshold;
 
 use crate::pod::ProbeState;
@@ -36,9 +41,18 @@ use crate::runtime::{ContainerId, RuntimeDriver};
 /// Probe verdicts of a pod's containers, by container name, shared with the pod worker.
 pub type ProbeResults = Arc<Mutex<BTreeMap<String, ProbeState>>>;
 
-/// Told of every failed probe attempt, with kubelet's message ("Readiness probe failed:
-/// WHY"): the node agent records it as an `Unhealthy` event.
-pub type FailureReport = Arc<dyn Fn(String) + Send + Sync>;
+/// Something a probe attempt has to tell, with kubelet's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeEvent {
+    /// The attempt failed ("Readiness probe failed: WHY"): an `Unhealthy` event.
+    Failed(String),
+    /// The attempt passed with a warning ("Readiness probe warning: WHY"): a `ProbeWarning`
+    /// event.
+    Warning(String),
+}
+
+/// Told of every failed attempt and every warning: the node agent records them as events.
+pub type ProbeReport = Arc<dyn Fn(ProbeEvent) + Send + Sync>;
 
 /// A running container's probes; dropping it stops them.
 #[derive(Debug)]
@@ -68,7 +82,7 @@ impl Prober {
         Self::start_reporting(runtime, spec, id, pod_ip, results, notify, Arc::new(|_| {}))
     }
 
-    /// [`Prober::start`], telling `report` of every failed attempt.
+    /// [`Prober::start`], telling `report` of every failed attempt and every warning.
     pub fn start_reporting(
         runtime: Arc<dyn RuntimeDriver>,
         spec: &Container,
@@ -76,7 +90,7 @@ impl Prober {
         pod_ip: Option<IpAddr>,
         results: ProbeResults,
         notify: Arc<Notify>,
-        report: FailureReport,
+        report: ProbeReport,
     ) -> Option<Prober> {
         let probe = |p: &Option<orchestra_api::resources::Probe>| {
             p.as_ref().map(|p| ProbeConfig::new(p, spec))
@@ -198,20 +212,25 @@ struct Run {
     runtime: Arc<dyn RuntimeDriver>,
     container: ContainerId,
     pod_ip: Option<IpAddr>,
-    report: FailureReport,
+    report: ProbeReport,
 }
 
 impl Run {
-    async fn attempt(&self, config: &ProbeConfig) -> Result<(), String> {
+    async fn attempt(&self, config: &ProbeConfig) -> Outcome {
         run_once(&*self.runtime, &self.container, self.pod_ip, config).await
     }
 
-    /// One attempt of the `kind` probe; a failure is reported.
+    /// One attempt of the `kind` probe; a failure or a warning is reported. A warning passes,
+    /// as in kubelet.
     async fn reported_attempt(&self, config: &ProbeConfig, kind: &str) -> bool {
         match self.attempt(config).await {
-            Ok(()) => true,
-            Err(why) => {
-                (self.report)(format!("{kind} probe failed: {why}"));
+            Outcome::Success => true,
+            Outcome::Warning(why) => {
+                (self.report)(ProbeEvent::Warning(format!("{kind} probe warning: {why}")));
+                true
+            }
+            Outcome::Failure(why) => {
+                (self.report)(ProbeEvent::Failed(format!("{kind} probe failed: {why}")));
                 false
             }
         }
@@ -265,8 +284,8 @@ impl Run {
     /// The message of one more attempt, for the failure's reason.
     async fn last_failure(&self, config: &ProbeConfig) -> String {
         match self.attempt(config).await {
-            Err(why) => why,
-            Ok(()) => "failed the threshold".into(),
+            Outcome::Failure(why) => why,
+            Outcome::Success | Outcome::Warning(_) => "failed the threshold".into(),
         }
     }
 }

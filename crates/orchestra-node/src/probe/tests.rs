@@ -4,8 +4,13 @@ use orchestra_api::IntOrString;
 use orchestra_api::resources::{
     Container, ContainerPort, ExecAction, HttpGetAction, Probe, TcpSocketAction,
 };
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep};
 
+use super::http::Scheme;
 use super::*;
 use crate::fake::FakeRuntime;
 use crate::runtime::{ContainerConfig, SandboxConfig};
@@ -71,6 +76,7 @@ fn kubernetes_defaults_and_port_resolution() {
     assert_eq!(
         config.handler,
         Ok(Handler::HttpGet {
+            scheme: Scheme::Http,
             host: None,
             port: 8080,
             path: "/".into(),
@@ -198,58 +204,306 @@ async fn a_startup_probe_gates_and_can_fail_the_container() {
     assert!(failed.starts_with("Startup probe failed"), "{failed}");
 }
 
-#[tokio::test]
-async fn http_and_tcp_probes_reach_a_local_server() {
+/// The answer a test server gives to a path: status, extra header lines, body.
+type Route = fn(&str, &str) -> (u16, String, String);
+
+/// Serves `route` over plain HTTP (`tls` is `None`) or TLS on a loopback port, counting the
+/// requests; returns the port and the count.
+async fn serve(route: Route, tls: Option<tokio_rustls::TlsAcceptor>) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let served = count.clone();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (tls, served) = (tls.clone(), served.clone());
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 1024];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let answer = if request.starts_with("GET /healthz ") {
-                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-                } else {
-                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
-                };
-                let _ = socket.write_all(answer.as_bytes()).await;
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(socket).await {
+                            answer(stream, route, port, &served).await;
+                        }
+                    }
+                    None => answer(socket, route, port, &served).await,
+                }
             });
         }
     });
-    let runtime = FakeRuntime::new();
-    let ip = Some("127.0.0.1".parse().unwrap());
-    let config = |path: &str| ProbeConfig {
+    (port, count)
+}
+
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    route: Route,
+    port: u16,
+    served: &AtomicUsize,
+) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    served.fetch_add(1, Ordering::SeqCst);
+    let request = String::from_utf8_lossy(&request).into_owned();
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let (status, headers, body) = route(path, &request.replace(&port.to_string(), "PORT"));
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A TLS acceptor with a self-signed certificate for a name that is not the address probed.
+fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["unrelated.example".to_owned()])
+        .expect("a self-signed certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+fn http_config(scheme: Scheme, port: u16, path: &str) -> ProbeConfig {
+    ProbeConfig {
         handler: Ok(Handler::HttpGet {
+            scheme,
             host: None,
             port,
             path: path.into(),
             headers: vec![("X-Probe".into(), "1".into())],
         }),
         initial_delay: Duration::ZERO,
-        period: Duration::from_secs(10),
-        timeout: Duration::from_secs(5),
+        period: Duration::from_secs(1),
+        timeout: Duration::from_secs(10),
         success_threshold: 1,
         failure_threshold: 3,
-    };
+    }
+}
+
+const LOCAL: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+/// `/healthz` answers 200 to a request carrying the probe's header and kubelet's defaults,
+/// anything else 503.
+fn health(path: &str, request: &str) -> (u16, String, String) {
+    let proper = request.contains("\r\nX-Probe: 1\r\n")
+        && request.contains("\r\nHost: 127.0.0.1:PORT\r\n")
+        && request.contains("\r\nAccept: */*\r\n");
+    match path {
+        "/healthz" if proper => (200, String::new(), "ok".into()),
+        _ => (503, String::new(), "no".into()),
+    }
+}
+
+#[tokio::test]
+async fn http_and_tcp_probes_reach_a_local_server() {
+    let (port, _) = serve(health, None).await;
+    let runtime = FakeRuntime::new();
     let id = ContainerId::from("unused");
+    let config = |path| http_config(Scheme::Http, port, path);
     assert_eq!(
-        run_once(&runtime, &id, ip, &config("/healthz")).await,
-        Ok(())
+        run_once(&runtime, &id, LOCAL, &config("/healthz")).await,
+        Outcome::Success
     );
     assert_eq!(
-        run_once(&runtime, &id, ip, &config("/other")).await,
-        Err("HTTP probe failed with statuscode: 503".into())
+        run_once(&runtime, &id, LOCAL, &config("/other")).await,
+        Outcome::Failure("HTTP probe failed with statuscode: 503".into())
     );
     let tcp = ProbeConfig {
         handler: Ok(Handler::TcpSocket { host: None, port }),
         ..config("/")
     };
-    assert_eq!(run_once(&runtime, &id, ip, &tcp).await, Ok(()));
+    assert_eq!(run_once(&runtime, &id, LOCAL, &tcp).await, Outcome::Success);
     assert_eq!(
         run_once(&runtime, &id, None, &tcp).await,
-        Err("the pod has no IP yet".into())
+        Outcome::Failure("the pod has no IP yet".into())
+    );
+}
+
+#[tokio::test]
+async fn https_probes_do_not_verify_the_certificate() {
+    let (port, _) = serve(health, Some(self_signed_acceptor())).await;
+    let runtime = FakeRuntime::new();
+    let id = ContainerId::from("unused");
+    // The certificate is self-signed and names another host, as kubelet's probes allow.
+    assert_eq!(
+        run_once(
+            &runtime,
+            &id,
+            LOCAL,
+            &http_config(Scheme::Https, port, "/healthz")
+        )
+        .await,
+        Outcome::Success
+    );
+    assert_eq!(
+        run_once(
+            &runtime,
+            &id,
+            LOCAL,
+            &http_config(Scheme::Https, port, "/down")
+        )
+        .await,
+        Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer: a failure that says so.
+    let Outcome::Failure(why) = run_once(
+        &runtime,
+        &id,
+        LOCAL,
+        &http_config(Scheme::Http, port, "/healthz"),
+    )
+    .await
+    else {
+        panic!("plain HTTP to a TLS server passed");
+    };
+    assert!(
+        why.starts_with(&format!("Get \"http://127.0.0.1:{port}/healthz\"")),
+        "{why}"
+    );
+    // And HTTPS to a server that answers in plain HTTP fails its handshake.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let reply = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    let Outcome::Failure(why) = run_once(
+        &runtime,
+        &id,
+        LOCAL,
+        &http_config(Scheme::Https, plain, "/healthz"),
+    )
+    .await
+    else {
+        panic!("HTTPS to a plain server passed");
+    };
+    assert!(why.contains("TLS handshake with 127.0.0.1:"), "{why}");
+}
+
+/// Redirects as a test server gives them (`TLS_PORT` is the port of an HTTPS server).
+fn redirects(path: &str, _: &str) -> (u16, String, String) {
+    let tls_port = TLS_PORT.load(Ordering::SeqCst);
+    match path {
+        "/start" => (302, "Location: /next\r\n".into(), String::new()),
+        "/next" => (307, "Location: step/../final\r\n".into(), String::new()),
+        "/final" => (200, String::new(), String::new()),
+        "/away" => (
+            301,
+            "Location: http://probe-target.invalid/elsewhere\r\n".into(),
+            "moved away".into(),
+        ),
+        "/loop" => (302, "Location: /loop\r\n".into(), String::new()),
+        "/to-tls" => (
+            308,
+            format!("Location: https://127.0.0.1:{tls_port}/healthz\r\n"),
+            String::new(),
+        ),
+        "/not-modified" => (304, String::new(), String::new()),
+        _ => (404, String::new(), String::new()),
+    }
+}
+
+static TLS_PORT: AtomicU16 = AtomicU16::new(0);
+
+#[tokio::test]
+async fn redirects_follow_kubelets_rules() {
+    let (tls_port, _) = serve(health, Some(self_signed_acceptor())).await;
+    TLS_PORT.store(tls_port, Ordering::SeqCst);
+    let (port, count) = serve(redirects, None).await;
+    let runtime = FakeRuntime::new();
+    let id = ContainerId::from("unused");
+    let probe = |path| {
+        let config = http_config(Scheme::Http, port, path);
+        let (runtime, id) = (&runtime, &id);
+        async move { run_once(runtime, id, LOCAL, &config).await }
+    };
+    // Same host: followed, relative locations resolved against the current URL.
+    assert_eq!(probe("/start").await, Outcome::Success);
+    // Same host name, another port and scheme: followed.
+    assert_eq!(probe("/to-tls").await, Outcome::Success);
+    // Another host: not followed; the redirect passes with kubelet's warning.
+    assert_eq!(
+        probe("/away").await,
+        Outcome::Warning("Probe terminated redirects, Response body: moved away".into())
+    );
+    // Any other final 3xx passes with the warning too.
+    assert_eq!(
+        probe("/not-modified").await,
+        Outcome::Warning("Probe terminated redirects, Response body: ".into())
+    );
+    // A loop on the same host stops after ten requests.
+    count.store(0, Ordering::SeqCst);
+    assert_eq!(
+        probe("/loop").await,
+        Outcome::Failure(format!(
+            "Get \"http://127.0.0.1:{port}/loop\": stopped after 10 redirects"
+        ))
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn a_warning_is_reported_and_passes_the_probe() {
+    let (port, _) = serve(redirects, None).await;
+    let runtime = FakeRuntime::new();
+    let id = running(&runtime, "fake/run").await;
+    let spec = Container {
+        name: "web".into(),
+        readiness_probe: Some(Probe {
+            http_get: Some(HttpGetAction {
+                port: IntOrString::Int(i32::from(port)),
+                path: "/away".into(),
+                ..HttpGetAction::default()
+            }),
+            period_seconds: Some(1),
+            ..Probe::default()
+        }),
+        ..Container::default()
+    };
+    let (results, notify) = (ProbeResults::default(), Arc::new(Notify::new()));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let report: ProbeReport = Arc::new(move |event| seen.lock().unwrap().push(event));
+    let _prober = Prober::start_reporting(
+        Arc::new(runtime.clone()),
+        &spec,
+        id,
+        LOCAL,
+        results.clone(),
+        notify.clone(),
+        report,
+    )
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !state(&results).ready {
+            notify.notified().await;
+        }
+    })
+    .await
+    .expect("the readiness probe passed");
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        events.first(),
+        Some(&ProbeEvent::Warning(
+            "Readiness probe warning: Probe terminated redirects, Response body: moved away".into()
+        )),
+        "{events:?}"
     );
 }
 

@@ -194,6 +194,20 @@ pub struct PodSpec {
     /// DNS settings added to those of `dnsPolicy` (the only ones with `dnsPolicy: None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_config: Option<PodDnsConfig>,
+    /// Conditions, beyond its containers being ready, that the pod's `Ready` condition waits
+    /// for: each must be `True` in `status.conditions`, where controllers other than the node
+    /// agent set them (through the status subresource).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readiness_gates: Vec<PodReadinessGate>,
+}
+
+/// A readiness gate (`spec.readinessGates[]`): a pod condition type that must be `True` for the
+/// pod to be `Ready`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodReadinessGate {
+    /// The condition's type, a qualified name such as `example.com/feature-1`.
+    pub condition_type: String,
 }
 
 /// Whether a pod may preempt others (`spec.preemptionPolicy`).
