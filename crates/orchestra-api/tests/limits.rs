@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use orchestra_api::registry::{ApiError, DynRegistry, ListOptions, WatchOptions};
+use orchestra_api::remote::RetryPolicy;
 use orchestra_api::resources::Pod;
 use orchestra_api::server::{
     ApiServer, Authentication, Limits, Metrics, RunningServer, ServerOptions, TokenFile,
@@ -255,10 +256,11 @@ async fn watches_are_capped_per_user_over_rest_and_grpc() {
             .contains("user \"bob\" has 2 watches open"),
         "{body}"
     );
-    // Over gRPC the same count applies.
+    // Over gRPC the same count applies (the client's retries off: this is about the refusal).
     let bob = RemoteClient::connect_with(&server.credentials(BOB))
         .await
-        .unwrap();
+        .unwrap()
+        .with_retry(RetryPolicy::never());
     let refused = bob
         .watch::<Pod>(Some("default"), &WatchOptions::default())
         .await;

@@ -10,10 +10,14 @@
 //! | `system:kube-scheduler` | user `system:kube-scheduler` | what `orchestra scheduler` reads and writes |
 //! | `system:kube-controller-manager` | user `system:kube-controller-manager` | what `orchestra controller-manager` reads and writes |
 //! | `system:node` | group `system:nodes` | what `orchestra agent` reads and writes (narrowed per node by [`NodeAuthorizer`](super::node::NodeAuthorizer)) |
+//! | `system:node-proxier` | user `system:kube-proxy` | what the service proxy reads (Services, Endpoints) |
+//! | `system:coredns` | service account `kube-system/coredns` | what the cluster DNS reads (Services, Endpoints) |
 //!
 //! The component roles list exactly what the components call (read from their code: the
 //! scheduler's pod and node watches, bindings, status and preemption; the controllers'
-//! informers and writes; the agent's node, lease, pod and service calls). Objects carrying the
+//! informers and writes; the agent's node, lease, pod and service calls; the proxy's and the
+//! DNS's two watches, which is less than Kubernetes grants them: neither reads nodes, pods,
+//! namespaces or EndpointSlices here, nor records events). Objects carrying the
 //! annotation `rbac.authorization.kubernetes.io/autoupdate: "false"` are left as an
 //! administrator changed them, as in Kubernetes.
 
@@ -34,6 +38,18 @@ pub const BOOTSTRAP_LABEL: &str = "kubernetes.io/bootstrapping";
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// The user name of the controller manager.
 pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The user name of the service proxy (Kubernetes' kube-proxy).
+pub const PROXY_USER: &str = "system:kube-proxy";
+/// The ClusterRole (and its binding) of the service proxy.
+pub const PROXY_ROLE: &str = "system:node-proxier";
+/// The namespace of the cluster DNS's service account.
+pub const DNS_NAMESPACE: &str = "kube-system";
+/// The name of the cluster DNS's service account (its user is
+/// `system:serviceaccount:kube-system:coredns`, see
+/// [`service_account_user`](super::rbac::service_account_user)).
+pub const DNS_SERVICE_ACCOUNT: &str = "coredns";
+/// The ClusterRole (and its binding) of the cluster DNS.
+pub const DNS_ROLE: &str = "system:coredns";
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "update", "patch", "delete"];
@@ -214,6 +230,16 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&[""], &["events"], RECORD),
             ],
         ),
+        // The service proxy's and the DNS's followers list and watch these two, cluster-wide,
+        // and nothing else (orchestra-mesh's `ProxyFollower` and `DnsFollower`).
+        cluster_role(
+            PROXY_ROLE,
+            vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
+        ),
+        cluster_role(
+            DNS_ROLE,
+            vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
+        ),
     ]
 }
 
@@ -223,6 +249,18 @@ fn cluster_binding(name: &str, subject: Subject) -> ClusterRoleBinding {
         subjects: vec![subject],
         role_ref: RoleRef::cluster_role(name),
     }
+}
+
+/// The user info of the cluster DNS's service account, as its token would authenticate.
+pub fn dns_user() -> super::UserInfo {
+    super::UserInfo::new(
+        super::rbac::service_account_user(DNS_NAMESPACE, DNS_SERVICE_ACCOUNT),
+        [
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{DNS_NAMESPACE}"),
+            super::GROUP_AUTHENTICATED.to_owned(),
+        ],
+    )
 }
 
 /// The built-in ClusterRoleBindings: each component's role to its well-known identity.
@@ -235,6 +273,11 @@ pub fn default_cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             Subject::user(CONTROLLER_MANAGER_USER),
         ),
         cluster_binding("system:node", Subject::group(GROUP_NODES)),
+        cluster_binding(PROXY_ROLE, Subject::user(PROXY_USER)),
+        cluster_binding(
+            DNS_ROLE,
+            Subject::service_account(DNS_NAMESPACE, DNS_SERVICE_ACCOUNT),
+        ),
     ]
 }
 

@@ -5,17 +5,13 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::RemoteClient;
+use super::{RemoteClient, call};
 use crate::registry::{ApiError, ListOptions, ObjectList};
 use crate::wire::{self, proto};
 
 /// The kind an error names when the kind is chosen at run time: the wire's, when it is a
 /// built-in one, else none (the error's message still comes from the server's).
 const RUNTIME_KIND: &str = "";
-
-fn error(status: tonic::Status) -> ApiError {
-    wire::from_grpc(&status, RUNTIME_KIND)
-}
 
 fn to_value(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|err| {
@@ -68,8 +64,8 @@ impl RemoteClient {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
-        let response = self.api().get(request).await.map_err(error)?;
-        to_value(&response.into_inner().object)
+        let response = call!(self, RUNTIME_KIND, get, request)?;
+        to_value(&response.object)
     }
 
     /// Lists objects of the kind `api_version`/`kind` in one namespace (`None`: all).
@@ -91,7 +87,7 @@ impl RemoteClient {
             continue_token: options.continue_token.clone(),
             resource_version: options.resource_version.clone(),
         };
-        let response = self.api().list(request).await.map_err(error)?.into_inner();
+        let response = call!(self, RUNTIME_KIND, list, request)?;
         Ok(ObjectList {
             items: response
                 .items
@@ -105,21 +101,13 @@ impl RemoteClient {
 
     /// Creates an object of the kind its `apiVersion` and `kind` name.
     pub async fn create_json(&self, object: &Value) -> Result<Value, ApiError> {
-        let response = self
-            .api()
-            .create(object_request(object)?)
-            .await
-            .map_err(error)?;
-        to_value(&response.into_inner().object)
+        let response = call!(self, RUNTIME_KIND, create, object_request(object)?)?;
+        to_value(&response.object)
     }
 
     /// Updates an object (spec and metadata; a set resourceVersion is a precondition).
     pub async fn update_json(&self, object: &Value) -> Result<Value, ApiError> {
-        let response = self
-            .api()
-            .update(object_request(object)?)
-            .await
-            .map_err(error)?;
-        to_value(&response.into_inner().object)
+        let response = call!(self, RUNTIME_KIND, update, object_request(object)?)?;
+        to_value(&response.object)
     }
 }

@@ -23,11 +23,19 @@
 //! kinds registered on the server work with no generated code. For kinds known only at run
 //! time (a manifest, a command line), the `*_json` methods take and return JSON values.
 //!
+//! A request the server refuses for its user's request rate (or open watches) is sent again
+//! after the server's `retry-after`, a few times at most ([`RetryPolicy`]): the server's
+//! limiters refuse before doing anything, so every call is safe to repeat then.
+//!
 //! # Layout
 //! - this module: [`RemoteClient`] and its typed [`Client`] implementation.
 //! - `json`: the same calls on JSON values, for kinds chosen at run time (`orchestra ctl`).
+//! - [`retry`]: [`RetryPolicy`], which throttled calls are sent again and when.
 
 mod json;
+pub mod retry;
+
+use std::future::Future;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +58,8 @@ use crate::resources::Pod;
 use crate::tls::Credentials;
 use crate::wire::proto::{self, api_client::ApiClient};
 use crate::wire::{self, Status};
+
+pub use retry::RetryPolicy;
 
 /// The largest response a client accepts (a list of many objects).
 const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
@@ -116,6 +126,7 @@ type Api = ApiClient<InterceptedService<Channel, BearerToken>>;
 #[derive(Clone, Debug)]
 pub struct RemoteClient {
     api: Api,
+    retry: RetryPolicy,
 }
 
 impl RemoteClient {
@@ -164,11 +175,38 @@ impl RemoteClient {
             api: ApiClient::with_interceptor(channel, token)
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
+            retry: RetryPolicy::default(),
         }
     }
 
-    fn api(&self) -> Api {
-        self.api.clone()
+    /// This client retrying throttled calls by `policy` (default [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Sends one call (`send` makes it again on a fresh handle each time) and returns its
+    /// response, retrying it after the server's `retry-after` while [`RetryPolicy::delay`]
+    /// says so. `kind` names the kind the call is about, for its errors.
+    async fn call<T, F, Fut>(&self, kind: &'static str, mut send: F) -> Result<T, ApiError>
+    where
+        F: FnMut(Api) -> Fut + Send,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send,
+        T: Send,
+    {
+        let mut retries = 0;
+        loop {
+            let error = match send(self.api.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => wire::from_grpc(&status, kind),
+            };
+            let Some(wait) = self.retry.delay(&error, retries) else {
+                return Err(error);
+            };
+            tracing::debug!(%error, ?wait, retries, "throttled by the API server; retrying");
+            tokio::time::sleep(wait).await;
+            retries += 1;
+        }
     }
 
     /// Asks the server to sign a node certificate for `node` from a certificate signing
@@ -179,15 +217,17 @@ impl RemoteClient {
         node: &str,
         csr_pem: &str,
     ) -> Result<String, ApiError> {
+        let request = proto::NodeCertificateRequest {
+            node_name: node.to_owned(),
+            csr_pem: csr_pem.to_owned(),
+        };
         let response = self
-            .api()
-            .issue_node_certificate(proto::NodeCertificateRequest {
-                node_name: node.to_owned(),
-                csr_pem: csr_pem.to_owned(),
+            .call("Node", |mut api| {
+                let request = request.clone();
+                async move { api.issue_node_certificate(request).await }
             })
-            .await
-            .map_err(|status| wire::from_grpc(&status, "Node"))?;
-        Ok(response.into_inner().certificate_chain_pem)
+            .await?;
+        Ok(response.certificate_chain_pem)
     }
 }
 
@@ -271,6 +311,20 @@ fn error<R: Resource>(status: tonic::Status) -> ApiError {
     wire::from_grpc(&status, R::KIND)
 }
 
+/// `RemoteClient::call` with `$request` sent by `$method`, about the kind `$kind`.
+macro_rules! call {
+    ($client:expr, $kind:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        $client
+            .call($kind, |mut api| {
+                let request = request.clone();
+                async move { api.$method(request).await }
+            })
+            .await
+    }};
+}
+pub(crate) use call;
+
 fn target<R: Resource>(namespace: &str, name: &str) -> proto::ObjectRef {
     proto::ObjectRef {
         api_version: R::API_VERSION.to_owned(),
@@ -310,12 +364,8 @@ fn watch_event<R: Resource>(event: proto::WatchEvent) -> Result<WatchEvent<R>, A
 #[async_trait]
 impl Client for RemoteClient {
     async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
-        let response = self
-            .api()
-            .get(target::<R>(namespace, name))
-            .await
-            .map_err(error::<R>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, R::KIND, get, target::<R>(namespace, name))?;
+        decode(&response.object)
     }
 
     async fn list<R: Resource>(
@@ -334,12 +384,7 @@ impl Client for RemoteClient {
             continue_token: options.continue_token.clone(),
             resource_version: options.resource_version.clone(),
         };
-        let response = self
-            .api()
-            .list(request)
-            .await
-            .map_err(error::<R>)?
-            .into_inner();
+        let response = call!(self, R::KIND, list, request)?;
         Ok(ObjectList {
             items: response
                 .items
@@ -352,30 +397,18 @@ impl Client for RemoteClient {
     }
 
     async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        let response = self
-            .api()
-            .create(object_request(object)?)
-            .await
-            .map_err(error::<R>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, R::KIND, create, object_request(object)?)?;
+        decode(&response.object)
     }
 
     async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        let response = self
-            .api()
-            .update(object_request(object)?)
-            .await
-            .map_err(error::<R>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, R::KIND, update, object_request(object)?)?;
+        decode(&response.object)
     }
 
     async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        let response = self
-            .api()
-            .update_status(object_request(object)?)
-            .await
-            .map_err(error::<R>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, R::KIND, update_status, object_request(object)?)?;
+        decode(&response.object)
     }
 
     async fn patch<R: Resource>(
@@ -390,8 +423,8 @@ impl Client for RemoteClient {
             target: Some(target::<R>(namespace, name)),
             patch: Bytes::from(patch),
         };
-        let response = self.api().patch(request).await.map_err(error::<R>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, R::KIND, patch, request)?;
+        decode(&response.object)
     }
 
     async fn delete<R: Resource>(
@@ -409,12 +442,7 @@ impl Client for RemoteClient {
                 .unwrap_or_default(),
             resource_version: options.resource_version.clone(),
         };
-        let response = self
-            .api()
-            .delete(request)
-            .await
-            .map_err(error::<R>)?
-            .into_inner();
+        let response = call!(self, R::KIND, delete, request)?;
         let object = decode(&response.object)?;
         Ok(if response.deleted {
             DeleteOutcome::Deleted(object)
@@ -441,12 +469,9 @@ impl Client for RemoteClient {
                 .map(|interval| (interval.as_millis() as u64).max(1))
                 .unwrap_or(0),
         };
-        let stream = self
-            .api()
-            .watch(request)
-            .await
-            .map_err(error::<R>)?
-            .into_inner();
+        // Opening is retried; once events flow, an error ends the stream (the caller
+        // re-lists or resumes, as on any watch).
+        let stream = call!(self, R::KIND, watch, request)?;
         // The first error ends the stream, as on the registry's own watches.
         let events = futures::stream::unfold(Some(stream), |stream| async move {
             let mut stream = stream?;
@@ -475,12 +500,7 @@ impl Client for RemoteClient {
             previous: options.previous,
             limit_bytes: options.limit_bytes,
         };
-        let stream = self
-            .api()
-            .pod_logs(request)
-            .await
-            .map_err(error::<Pod>)?
-            .into_inner();
+        let stream = call!(self, Pod::KIND, pod_logs, request)?;
         // The first error ends the stream.
         let chunks = futures::stream::unfold(Some(stream), |stream| async move {
             let mut stream = stream?;
@@ -498,7 +518,7 @@ impl Client for RemoteClient {
             pod: pod.to_owned(),
             node: node.to_owned(),
         };
-        let response = self.api().bind(request).await.map_err(error::<Pod>)?;
-        decode(&response.into_inner().object)
+        let response = call!(self, Pod::KIND, bind, request)?;
+        decode(&response.object)
     }
 }

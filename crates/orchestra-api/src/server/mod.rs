@@ -221,7 +221,8 @@ impl ApiServer {
         let grpc = GrpcServer::new(grpc::GrpcApi {
             state: state.clone(),
         })
-        .max_decoding_message_size(state.options.max_body_bytes.max(16 * 1024 * 1024))
+        // A gRPC message is held whole, as a REST body: the same limit for both.
+        .max_decoding_message_size(state.options.max_body_bytes)
         .max_encoding_message_size(usize::MAX);
         let builder = conn::builder(&state.options.limits);
         let first_bytes_timeout = state.options.limits.header_read_timeout;
@@ -444,10 +445,56 @@ async fn dispatch(
         request.extensions_mut().insert(user);
     }
     if is_grpc {
-        grpc.oneshot(request).await
+        let limit = state.options.max_body_bytes;
+        grpc.oneshot(request)
+            .await
+            .map(|response| grpc_too_large(response, limit))
     } else {
         Ok(rest::handle(&state, request).await)
     }
+}
+
+/// tonic refuses a gRPC message over [`ServerOptions::max_body_bytes`] with `OUT_OF_RANGE`
+/// and its own wording, before any handler runs; this answers it as REST answers a body over
+/// the limit: 413 `RequestEntityTooLarge` (gRPC `RESOURCE_EXHAUSTED`) naming the limit, with
+/// the size and limit in the details, so that clients get [`ApiError::TooLarge`](crate::registry::ApiError::TooLarge). Any other
+/// response passes through.
+fn grpc_too_large(response: http::Response<Body>, limit: usize) -> http::Response<Body> {
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    // "Error, decoded message length too large: found N bytes, the limit is: M bytes"
+    let Some(size) = (status.code() == tonic::Code::OutOfRange)
+        .then(|| {
+            status
+                .message()
+                .strip_prefix("Error, decoded message length too large: found ")
+        })
+        .flatten()
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|size| size.parse::<usize>().ok())
+    else {
+        return response;
+    };
+    let mut body = crate::wire::Status::failure(
+        413,
+        "RequestEntityTooLarge",
+        format!(
+            "the gRPC request message is {size} bytes, over the limit of {limit} bytes (the same as a REST request body's)"
+        ),
+    );
+    body.details = Some(crate::wire::StatusDetails {
+        size: Some(size),
+        limit: Some(limit),
+        ..crate::wire::StatusDetails::default()
+    });
+    let details = serde_json::to_vec(&body).unwrap_or_default();
+    tonic::Status::with_details(
+        tonic::Code::ResourceExhausted,
+        body.message,
+        bytes::Bytes::from(details),
+    )
+    .into_http()
 }
 
 /// Parses a REST path and a query string exactly as the HTTP API does, returning what the

@@ -93,6 +93,47 @@ fn the_scheduler_may_do_what_it_does_and_no_more() {
     }
 }
 
+/// The service proxy and the cluster DNS list and watch Services and Endpoints in every
+/// namespace (orchestra-mesh's followers), and may do nothing else.
+#[test]
+fn the_proxy_and_the_dns_only_read_services_and_endpoints() {
+    let index = index();
+    let proxy = UserInfo::new(PROXY_USER, [GROUP_AUTHENTICATED]);
+    for user in [&proxy, &dns_user()] {
+        for resource in ["services", "endpoints"] {
+            for verb in [Verb::List, Verb::Watch] {
+                assert!(
+                    index.allows(&req(user, verb, "", resource, None)),
+                    "{} {verb} {resource}",
+                    user.name
+                );
+            }
+        }
+        for (verb, resource, ns) in [
+            (Verb::Create, "pods", Some("shop")),
+            (Verb::Delete, "pods", Some("shop")),
+            (Verb::List, "pods", None),
+            (Verb::Update, "services", Some("shop")),
+            (Verb::Create, "endpoints", Some("shop")),
+            (Verb::Delete, "endpoints", Some("shop")),
+            (Verb::Get, "secrets", Some("shop")),
+            (Verb::Update, "nodes", None),
+            (Verb::Create, "events", Some("shop")),
+        ] {
+            assert!(
+                !index.allows(&req(user, verb, "", resource, ns)),
+                "{} {verb} {resource}",
+                user.name
+            );
+        }
+    }
+    assert_eq!(
+        dns_user().name,
+        "system:serviceaccount:kube-system:coredns",
+        "the binding's service account subject names this user"
+    );
+}
+
 /// Every call the controller manager's controllers make.
 #[test]
 fn the_controller_manager_may_do_what_it_does() {
@@ -222,7 +263,7 @@ fn nodes_views_and_masters() {
 async fn ensure_default_roles_creates_then_reconciles() {
     let client = LocalClient::new(MemStore::new());
     let first = ensure_default_roles(&client).await.expect("bootstrap");
-    assert_eq!(first.created.len(), 11, "{first:?}");
+    assert_eq!(first.created.len(), 15, "{first:?}");
     assert!(
         first
             .created
