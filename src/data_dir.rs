@@ -1,9 +1,9 @@
 //! The format version of `orchestra server`'s data directory, kept in `<data-dir>/FORMAT`.
 //!
 //! The data directory holds several files in a layout that later versions may change (the
-//! store, `tls/`, the credentials, `node-token`, `encryption.yaml`, `audit.log`). Its format
-//! number says which layout it is, so that a version of orchestra never misreads a directory
-//! laid out by a newer one:
+//! store, `tls/`, `mesh/` (the mesh CA), the credentials, `node-token`, `encryption.yaml`,
+//! `audit.log`). Its format number says which layout it is, so that a version of orchestra
+//! never misreads a directory laid out by a newer one:
 //!
 //! - a new (missing or empty) directory is created and stamped with [`FORMAT`];
 //! - a directory of the current format is used as it is;
