@@ -1,11 +1,11 @@
 //! The format version of a data directory, kept in `<data-dir>/FORMAT`.
 //!
 //! Two commands keep a data directory, each with its own [`Layout`]: `orchestra server` (the
-//! store in `orchestra.redb`, `tls/`, the credentials, `node-token`, `encryption.yaml`,
-//! `audit.log`) and `orchestra cluster` (the same beside `store/` and the nodes' state in
-//! `nodes/`). Later versions may change either layout. The format file names the layout and its
-//! format number, so that a version of orchestra never misreads a directory laid out by a newer
-//! one, and neither command takes over the other's directory:
+//! store in `orchestra.redb`, `tls/`, `mesh/` (the mesh CA), the credentials, `node-token`,
+//! `encryption.yaml`, `audit.log`) and `orchestra cluster` (the same beside `store/` and the
+//! nodes' state in `nodes/`). Later versions may change either layout. The format file names
+//! the layout and its format number, so that a version of orchestra never misreads a directory
+//! laid out by a newer one, and neither command takes over the other's directory:
 //!
 //! - a new (missing or empty) directory is created and stamped with [`FORMAT`];
 //! - a directory of the current format is used as it is;

@@ -103,6 +103,11 @@ pub struct ServerArgs {
     /// per line. Re-read when it changes: a line removed is a token revoked.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// The service mesh's trust domain: the mesh CA (kept in DATA_DIR/mesh) signs
+    /// certificates for `spiffe://DOMAIN/ns/NAMESPACE/sa/ACCOUNT`, to sidecars presenting
+    /// that service account's token.
+    #[arg(long, default_value = "cluster.local")]
+    pub mesh_trust_domain: String,
     /// No TLS, no authentication: every request acts as an administrator. For local
     /// experiments only; refused on an address other than loopback.
     #[arg(long)]
@@ -238,6 +243,9 @@ pub enum ServerError {
     /// The CA, the certificates or the credentials could not be made or read.
     #[error("setting up TLS")]
     Tls(#[from] orchestra_api::tls::TlsError),
+    /// The mesh CA could not be made or read.
+    #[error("setting up the mesh CA")]
+    MeshCa(#[from] orchestra_mesh::l7::identity::CaError),
     /// The token file could not be read.
     #[error(transparent)]
     TokenFile(#[from] orchestra_api::server::authn::TokenFileError),
@@ -291,6 +299,16 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         None => None,
     };
     tracing::info!(credentials = %credentials_path.display(), ca = %pki.dir().join("ca.crt").display(), "TLS and authentication on");
+    // The mesh identity service, on the API server: it authenticates a sidecar's service
+    // account token like any bearer token and so needs no listener or TokenReview of its own.
+    let mesh_ca = orchestra_mesh::l7::identity::MeshCa::load_or_create(
+        &data_dir.join("mesh"),
+        orchestra_mesh::l7::identity::CaConfig {
+            trust_domain: args.mesh_trust_domain.clone(),
+            ..Default::default()
+        },
+        std::time::SystemTime::now(),
+    )?;
     // `pods/log` reaches the agents over mutual TLS, as `system:apiserver`.
     let node_connector = orchestra_api::logs::HttpNodeConnector::mutual_tls(
         pki.ca_pem(),
@@ -309,6 +327,9 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
             join_token: Some(join_token),
             node_signer: Some(pki),
         }),
+        workload_signer: Some(Arc::new(
+            orchestra_mesh::l7::identity::IdentityService::new(mesh_ca),
+        )),
         limits: args.limits.limits()?,
         ..ServerOptions::default()
     })

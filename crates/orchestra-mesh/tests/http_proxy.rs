@@ -333,3 +333,91 @@ async fn non_http_bytes_pass_through_opaquely() {
     drop(stream);
     let _ = (proxy, opaque);
 }
+
+/// A canary: `web.shop` split 90/10 between `web-v1` and `web-v2`; the counts are exact (a
+/// smooth weighted round-robin), a backend that loses its endpoints takes nothing, and
+/// without the split the apex's own endpoints answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_split_sends_each_backend_its_weight() {
+    use orchestra_mesh::l7::{TrafficSplit, WeightedBackend};
+    let apex = Backend::start("apex").await;
+    let v1 = Backend::start("v1").await;
+    let v2 = Backend::start("v2").await;
+    let entry = |cluster: &str, endpoints: Vec<SocketAddr>| ServiceEntry {
+        cluster: cluster.parse().unwrap(),
+        node_port: None,
+        protocol: Protocol::Tcp,
+        affinity: Affinity::None,
+        endpoints,
+    };
+    let v1_key = ServiceKey::new("shop", "web-v1", "");
+    let v2_key = ServiceKey::new("shop", "web-v2", "");
+    let tables = |v2_endpoints: Vec<SocketAddr>| -> ServiceTable {
+        [
+            (key(), entry("127.2.0.10:80", vec![apex.addr])),
+            (v1_key.clone(), entry("127.2.0.12:80", vec![v1.addr])),
+            (v2_key.clone(), entry("127.2.0.13:80", v2_endpoints)),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let directory = MeshDirectory::new(DirectoryConfig::default());
+    directory.apply(&tables(vec![v2.addr])).await.unwrap();
+    let (proxy, addr) = start_proxy(directory.clone(), HttpProxyConfig::default()).await;
+    let split = |weights: [u32; 2]| TrafficSplit {
+        backends: vec![
+            WeightedBackend {
+                service: v1_key.clone(),
+                weight: weights[0],
+            },
+            WeightedBackend {
+                service: v2_key.clone(),
+                weight: weights[1],
+            },
+        ],
+    };
+    proxy.set_traffic_split(key(), split([90, 10])).unwrap();
+    let client: TestClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let count = |bodies: &[String], name: &str| {
+        bodies
+            .iter()
+            .filter(|b| b.starts_with(&format!("{name} ")))
+            .count()
+    };
+    let bodies = get_all(&client, addr, 200).await;
+    assert_eq!(
+        (
+            count(&bodies, "v1"),
+            count(&bodies, "v2"),
+            count(&bodies, "apex")
+        ),
+        (180, 20, 0)
+    );
+
+    // The canary loses its pods: everything goes to v1.
+    directory.apply(&tables(vec![])).await.unwrap();
+    let bodies = get_all(&client, addr, 30).await;
+    assert_eq!(count(&bodies, "v1"), 30);
+
+    // The split removed: the apex's own endpoints.
+    proxy.remove_traffic_split(&key());
+    let bodies = get_all(&client, addr, 10).await;
+    assert_eq!(count(&bodies, "apex"), 10);
+
+    // A split whose only weighted backend has no endpoint: 503 at once, saying why.
+    proxy.set_traffic_split(key(), split([0, 100])).unwrap();
+    let request = Request::get(format!("http://{addr}/"))
+        .header("host", "web.shop")
+        .body(Full::default())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("no backend of the traffic split of shop/web"),
+        "{body:?}"
+    );
+    // A split without weight is refused.
+    assert!(proxy.set_traffic_split(key(), split([0, 0])).is_err());
+    assert_eq!(v1.served() + v2.served() + apex.served(), 240);
+}

@@ -24,8 +24,8 @@ use orchestra_mesh::l7::identity::{
 };
 use orchestra_mesh::l7::{
     AuthorizationPolicy, Caller, DefaultAction, DirectoryConfig, HttpProxy, HttpProxyConfig,
-    InboundConfig, InboundProxy, MeshDirectory, NamespacePolicy, OutboundTls, PEER_IDENTITY_HEADER,
-    Rule, connect_tls,
+    HttpRoute, InboundConfig, InboundProxy, MeshDirectory, NamespacePolicy, OutboundTls,
+    PEER_IDENTITY_HEADER, PathMatch, Rule, connect_tls,
 };
 use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
 use tokio::net::{TcpListener, TcpStream};
@@ -85,14 +85,26 @@ fn echo_key() -> ServiceKey {
 /// The server side: an inbound sidecar (identity shop/echo) in front of the echo backend;
 /// only shop/web may call its port.
 async fn server_side(ca: &MeshCa) -> (SocketAddr, Arc<InboundProxy>, MeshTls, Arc<AtomicU64>) {
+    server_side_with(ca, |port| {
+        vec![Rule {
+            port: Some(port),
+            from: vec![Caller::Identity(id("web"))],
+            ..Rule::default()
+        }]
+    })
+    .await
+}
+
+/// [`server_side`] with the rules `rules(backend port)` for namespace shop (default deny).
+async fn server_side_with(
+    ca: &MeshCa,
+    rules: impl FnOnce(u16) -> Vec<Rule>,
+) -> (SocketAddr, Arc<InboundProxy>, MeshTls, Arc<AtomicU64>) {
     let (backend, served) = echo_backend().await;
     let tls = sidecar(ca, &id("echo"), &[ca]);
     let shop = NamespacePolicy {
         default: DefaultAction::Deny,
-        rules: vec![Rule {
-            port: Some(backend.port()),
-            from: vec![Caller::Identity(id("web"))],
-        }],
+        rules: rules(backend.port()),
     };
     let policy = AuthorizationPolicy {
         default: DefaultAction::Deny,
@@ -136,8 +148,19 @@ async fn get(
     client: &Client<HttpConnector, Empty<Bytes>>,
     proxy: SocketAddr,
 ) -> (StatusCode, String) {
+    send(client, proxy, "GET", "/hello").await
+}
+
+/// `method path` to the echo service through the client's sidecar.
+async fn send(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    proxy: SocketAddr,
+    method: &str,
+    path: &str,
+) -> (StatusCode, String) {
     let request = Request::builder()
-        .uri(format!("http://{proxy}/hello"))
+        .method(method)
+        .uri(format!("http://{proxy}{path}"))
         .header("host", "echo.shop")
         .body(Empty::new())
         .unwrap();
@@ -336,4 +359,106 @@ async fn a_denied_tcp_connection_is_closed_and_a_wrong_server_identity_refused()
         text.contains("WrongServer") && text.contains("payments"),
         "{text}"
     );
+}
+
+/// HTTP routes in the policy: web may GET the catalogue, cart may POST orders, anyone in the
+/// mesh may probe /healthz; everything else, and opaque connections, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_allow_by_identity_path_and_method_through_the_inbound_proxy() {
+    use http::Method;
+    let ca = ca();
+    let (inbound_addr, inbound, _, served) = server_side_with(&ca, |port| {
+        let rule = |who: Caller, path: PathMatch, methods: Vec<Method>| Rule {
+            port: Some(port),
+            from: vec![who],
+            http: vec![HttpRoute {
+                path: Some(path),
+                methods,
+            }],
+        };
+        vec![
+            rule(
+                Caller::Identity(id("web")),
+                PathMatch::Prefix("/api/items".into()),
+                vec![Method::GET, Method::HEAD],
+            ),
+            rule(
+                Caller::Identity(id("cart")),
+                PathMatch::Exact("/api/orders".into()),
+                vec![Method::POST],
+            ),
+            rule(
+                Caller::AnyAuthenticated,
+                PathMatch::Exact("/healthz".into()),
+                vec![],
+            ),
+        ]
+    })
+    .await;
+    let web = client_side(sidecar(&ca, &id("web"), &[&ca]), inbound_addr).await;
+    let cart = client_side(sidecar(&ca, &id("cart"), &[&ca]), inbound_addr).await;
+    let client = app_client();
+
+    for (proxy, method, path) in [
+        (web, "GET", "/api/items/42"),
+        (web, "GET", "/api/items?page=2"),
+        (cart, "POST", "/api/orders"),
+        (cart, "GET", "/healthz"),
+    ] {
+        let (status, body) = send(&client, proxy, method, path).await;
+        assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
+    }
+    let allowed = served.load(Ordering::SeqCst);
+    assert_eq!(allowed, 4);
+
+    let denied = [
+        (web, "POST", "/api/items/42", "POST /api/items/42"),
+        (web, "GET", "/admin", "GET /admin"),
+        (web, "GET", "/api/itemsx", "GET /api/itemsx"),
+        (
+            web,
+            "GET",
+            "/api/items/../../admin",
+            "GET /api/items/../../admin",
+        ),
+        (
+            web,
+            "POST",
+            "/api/orders",
+            "sa/web is not allowed to POST /api/orders",
+        ),
+        (
+            cart,
+            "GET",
+            "/api/orders",
+            "sa/cart is not allowed to GET /api/orders",
+        ),
+    ];
+    for (proxy, method, path, reason) in denied {
+        let (status, body) = send(&client, proxy, method, path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert!(body.contains(reason), "{method} {path}: {body}");
+    }
+    // Nothing denied reached the application; each denial was counted.
+    assert_eq!(served.load(Ordering::SeqCst), allowed);
+    assert_eq!(inbound.metrics().denied(), (denied.len() as u64, 0));
+
+    // web's rule is for HTTP routes only: an opaque connection of web's is closed.
+    let web_tls = sidecar(&ca, &id("web"), &[&ca]);
+    let tcp = TcpStream::connect(inbound_addr).await.unwrap();
+    let mut tls = connect_tls(inbound_addr, tcp, web_tls.client_config(Some(id("echo"))))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tls, b"SSH-2.0-client\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut reply),
+    )
+    .await
+    .expect("the opaque connection was not closed");
+    assert!(reply.is_empty(), "{reply:?}");
+    eventually(|| inbound.metrics().denied() == (denied.len() as u64, 1)).await;
 }

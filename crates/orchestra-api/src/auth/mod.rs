@@ -18,6 +18,8 @@
 //! - [`chain`]: [`AuthorizerChain`], authorizers in order (denials are counted by the API server).
 //! - [`bootstrap`]: the built-in ClusterRoles and bindings, and
 //!   [`bootstrap::ensure_default_roles`] for the server's start.
+//! - [`workload`]: [`workload::WorkloadSigner`], the hook through which the server signs
+//!   mesh workload certificates for service accounts (the signer is `orchestra-mesh`'s).
 //! - [`audit`]: [`audit::FileAuditSink`] (JSON lines, written off the request path) and
 //!   [`audit::MemoryAuditSink`].
 //!
@@ -33,6 +35,7 @@ pub mod client;
 pub mod enforce;
 pub mod node;
 pub mod rbac;
+pub mod workload;
 
 pub use chain::AuthorizerChain;
 

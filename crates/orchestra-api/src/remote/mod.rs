@@ -229,6 +229,37 @@ impl RemoteClient {
             .await?;
         Ok(response.certificate_chain_pem)
     }
+
+    /// Asks the server's mesh identity service to sign a workload certificate for
+    /// `request.identity` (the client's bearer token must be that service account's).
+    pub async fn issue_workload_certificate(
+        &self,
+        request: &crate::auth::workload::WorkloadCertificateRequest,
+    ) -> Result<crate::auth::workload::WorkloadCertificate, ApiError> {
+        let response = self
+            .api()
+            .issue_workload_certificate(proto::WorkloadCertificateRequest {
+                identity: request.identity.clone(),
+                csr_der: Bytes::from(request.csr_der.clone()),
+            })
+            .await
+            .map_err(|status| wire::from_grpc(&status, "WorkloadCertificate"))?
+            .into_inner();
+        Ok(crate::auth::workload::WorkloadCertificate {
+            chain_der: response
+                .certificate_chain_der
+                .into_iter()
+                .map(|der| der.to_vec())
+                .collect(),
+            trust_roots_der: response
+                .trust_roots_der
+                .into_iter()
+                .map(|der| der.to_vec())
+                .collect(),
+            valid_until: std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(response.valid_until_unix),
+        })
+    }
 }
 
 fn endpoint(url: &str) -> Result<(String, Endpoint), ConnectError> {

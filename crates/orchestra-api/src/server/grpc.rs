@@ -556,6 +556,44 @@ impl Api for GrpcApi {
         })();
         self.finish("issue_node_certificate", "Node", result)
     }
+
+    async fn issue_workload_certificate(
+        &self,
+        request: Request<proto::WorkloadCertificateRequest>,
+    ) -> Result<Response<proto::WorkloadCertificateResponse>, tonic::Status> {
+        use crate::auth::workload::WorkloadCertificateRequest;
+        // The bearer token (the pod's service account token) was verified by authentication,
+        // like every call's: `user` is who the token says.
+        let user = user_of(&request)?;
+        let r = request.into_inner();
+        let result = (|| {
+            let signer = self.state.options.workload_signer.as_ref().ok_or_else(|| {
+                ApiError::BadRequest(
+                    "this server runs no mesh identity service (no mesh CA configured)".into(),
+                )
+            })?;
+            let request = WorkloadCertificateRequest {
+                identity: r.identity,
+                csr_der: r.csr_der.to_vec(),
+            };
+            let signed = signer.sign(&user, &request, std::time::SystemTime::now())?;
+            tracing::info!(user = %user.name, identity = %request.identity, "signed a mesh workload certificate");
+            let valid_until_unix = signed
+                .valid_until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Ok(proto::WorkloadCertificateResponse {
+                certificate_chain_der: signed.chain_der.into_iter().map(Bytes::from).collect(),
+                trust_roots_der: signed
+                    .trust_roots_der
+                    .into_iter()
+                    .map(Bytes::from)
+                    .collect(),
+                valid_until_unix,
+            })
+        })();
+        self.finish("issue_workload_certificate", "WorkloadCertificate", result)
+    }
 }
 
 /// A watch event on the wire.

@@ -113,6 +113,9 @@ pub struct ServerOptions {
     pub node_connector: Option<Arc<dyn crate::logs::NodeConnector>>,
     /// Per-user request rate and watch limits, list page size, connection timeouts.
     pub limits: Limits,
+    /// Signs mesh workload certificates (the `IssueWorkloadCertificate` call); `None`: the
+    /// server runs no mesh identity service and says so.
+    pub workload_signer: Option<Arc<dyn crate::auth::workload::WorkloadSigner>>,
 }
 
 impl Default for ServerOptions {
@@ -128,6 +131,7 @@ impl Default for ServerOptions {
             audit: None,
             node_connector: None,
             limits: Limits::default(),
+            workload_signer: None,
         }
     }
 }

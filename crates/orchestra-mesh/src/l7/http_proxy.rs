@@ -2,7 +2,8 @@
 //!
 //! Each accepted connection is classified from its first bytes ([`detect`](super::detect)):
 //! HTTP/2 (the preface) and HTTP/1 (a request line) are served by hyper and every request is
-//! routed by its authority (`:authority` or `Host`) to that service's [`Outbound`] stack;
+//! routed by its authority (`:authority` or `Host`) to that service's [`Outbound`] stack (or,
+//! when the service has a [`TrafficSplit`], to one of its weighted backends' stacks);
 //! anything else, or a client that stays silent past the detection timeout (a
 //! server-speaks-first protocol), is forwarded opaquely to the listener's opaque service. A
 //! listener configured as opaque skips detection altogether, so that such protocols never
@@ -36,6 +37,7 @@ use super::discover::EndpointDiscover;
 use super::endpoint::{Endpoint, EndpointError, connect_tls};
 use super::identity::{MeshTls, SpiffeId};
 use super::metrics::MeshMetrics;
+use super::split::{SplitError, SplitPicker, TrafficSplit};
 use super::stack::{Outbound, StackConfig};
 use crate::table::ServiceKey;
 
@@ -102,6 +104,7 @@ pub struct HttpProxy {
     config: HttpProxyConfig,
     metrics: Arc<MeshMetrics>,
     stacks: Mutex<HashMap<ServiceKey, Outbound<Incoming>>>,
+    splits: Mutex<HashMap<ServiceKey, SplitPicker>>,
     opaque_next: AtomicUsize,
 }
 
@@ -114,8 +117,46 @@ impl HttpProxy {
             config,
             metrics: Arc::default(),
             stacks: Mutex::default(),
+            splits: Mutex::default(),
             opaque_next: AtomicUsize::new(0),
         })
+    }
+
+    /// Splits the requests for `apex` between `split`'s backends by weight, from the next
+    /// request on (replacing any split `apex` had). A backend without a ready endpoint is
+    /// skipped; when none has one, requests get 503.
+    pub fn set_traffic_split(
+        &self,
+        apex: ServiceKey,
+        split: TrafficSplit,
+    ) -> Result<(), SplitError> {
+        let picker = SplitPicker::new(split)?;
+        self.splits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(apex, picker);
+        Ok(())
+    }
+
+    /// Removes `apex`'s split: its requests go to its own endpoints again.
+    pub fn remove_traffic_split(&self, apex: &ServiceKey) {
+        self.splits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(apex);
+    }
+
+    /// The backend a request for `apex` goes to: `None` when `apex` has no split,
+    /// `Some(None)` when no backend of its split has a ready endpoint.
+    fn split_backend(&self, apex: &ServiceKey) -> Option<Option<ServiceKey>> {
+        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        let picker = splits.get_mut(apex)?;
+        let ready = |key: &ServiceKey| {
+            self.directory
+                .endpoints(key)
+                .is_some_and(|endpoints| !endpoints.borrow().is_empty())
+        };
+        Some(picker.pick(ready).cloned())
     }
 
     /// The proxy's counters.
@@ -301,6 +342,18 @@ impl HttpProxy {
                 StatusCode::NOT_FOUND,
                 format!("no service is known as {authority}\n"),
             );
+        };
+        let key = match self.split_backend(&key) {
+            None => key,
+            Some(Some(backend)) => backend,
+            Some(None) => {
+                self.metrics
+                    .record_request(&authority, 503, start.elapsed());
+                return text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no backend of the traffic split of {key} has a ready endpoint\n"),
+                );
+            }
         };
         let no_endpoints = self
             .directory

@@ -4,7 +4,8 @@
 //! (anything else fails the handshake and is counted); the caller's SPIFFE ID comes from
 //! that certificate, and the [`AuthorizationPolicy`] decides whether it may call this port.
 //! Then, as on the outbound side, the first decrypted bytes say HTTP/1, HTTP/2 or opaque:
-//! HTTP requests are answered 403 when denied and otherwise forwarded to the application
+//! each HTTP request is decided on its own (the policy's HTTP routes look at its method and
+//! path), answered 403 when denied and otherwise forwarded to the application
 //! (with the caller's identity in `x-orchestra-peer-identity`, which callers cannot forge:
 //! any such header they send is replaced); a denied opaque connection is closed at once,
 //! an allowed one is copied byte for byte.
@@ -33,7 +34,7 @@ use super::endpoint::Endpoint;
 use super::http_proxy::{ProxyBody, strip_hop_by_hop, text_response};
 use super::identity::{MeshTls, SpiffeId, peer_identity};
 use super::metrics::MeshMetrics;
-use super::policy::{AuthorizationPolicy, Decision};
+use super::policy::{AuthorizationPolicy, Decision, HttpRequestInfo};
 
 /// The header carrying the verified caller identity to the application.
 pub const PEER_IDENTITY_HEADER: &str = "x-orchestra-peer-identity";
@@ -144,11 +145,6 @@ impl InboundProxy {
             self.metrics.record_tls_failure();
             return;
         };
-        let decision = self
-            .config
-            .policy
-            .decide(&self.config.namespace, self.config.port, &peer);
-
         let mut prefix = BytesMut::with_capacity(64);
         let deadline = Instant::now() + self.config.detect_timeout;
         let detected = loop {
@@ -163,6 +159,10 @@ impl InboundProxy {
             }
         };
         if detected == Detected::Opaque || detected == Detected::NeedMore {
+            let decision =
+                self.config
+                    .policy
+                    .decide(&self.config.namespace, self.config.port, &peer);
             if let Decision::Deny(why) = decision {
                 debug!(%peer, %why, "inbound TCP connection denied");
                 self.metrics.record_denied_tcp();
@@ -184,14 +184,10 @@ impl InboundProxy {
         let io = TokioIo::new(PrefixedIo::new(prefix.freeze(), tls));
         let proxy = self.clone();
         let peer = Arc::new(peer);
-        let decision = Arc::new(decision);
         let service = service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
             let peer = peer.clone();
-            let decision = decision.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(proxy.request(request, &peer, &decision).await)
-            }
+            async move { Ok::<_, std::convert::Infallible>(proxy.request(request, &peer).await) }
         });
         let served = if detected == Detected::Http2 {
             hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -215,9 +211,17 @@ impl InboundProxy {
         &self,
         request: Request<Incoming>,
         peer: &SpiffeId,
-        decision: &Decision,
     ) -> http::Response<ProxyBody> {
         let start = Instant::now();
+        let decision = self.config.policy.decide_request(
+            &self.config.namespace,
+            self.config.port,
+            peer,
+            HttpRequestInfo {
+                method: request.method(),
+                path: request.uri().path(),
+            },
+        );
         let authority = request
             .uri()
             .authority()
@@ -229,6 +233,7 @@ impl InboundProxy {
             .unwrap_or_default();
         let response = match decision {
             Decision::Deny(why) => {
+                debug!(%peer, %why, "inbound HTTP request denied");
                 self.metrics.record_denied_http();
                 text_response(StatusCode::FORBIDDEN, format!("forbidden: {why}\n"))
             }

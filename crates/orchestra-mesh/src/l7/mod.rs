@@ -44,10 +44,13 @@
 //! - `retry`: [`RetryPolicy`], retryable failures only, under a `TpsBudget`.
 //! - `route`: [`RouteTimeouts`], a timeout per path prefix.
 //! - `stack`: [`Outbound`], one service's stack from those pieces.
+//! - `split`: [`TrafficSplit`], weighted backends per service (SMI's TrafficSplit, for
+//!   canaries), picked by a smooth weighted round-robin ([`SplitPicker`], pure).
 //! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
 //! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
-//! - `policy`: [`AuthorizationPolicy`], which identities may call which port, pure.
+//! - `policy`: [`AuthorizationPolicy`], which identities may call which port, and which HTTP
+//!   paths and methods, pure.
 //! - `inbound`: [`InboundProxy`], the inbound sidecar: mTLS termination, policy, forward
 //!   to the local application.
 //! - [`identity`]: the mesh CA, SPIFFE identities, trust bundles and the rustls
@@ -66,6 +69,7 @@ mod metrics;
 mod policy;
 mod retry;
 mod route;
+mod split;
 mod stack;
 
 pub use body::{BodyError, MeshBody};
@@ -79,7 +83,11 @@ pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, conn
 pub use http_proxy::{HttpProxy, HttpProxyConfig, OutboundTls, ProxyBody};
 pub use inbound::{InboundConfig, InboundProxy, PEER_IDENTITY_HEADER};
 pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
-pub use policy::{AuthorizationPolicy, Caller, Decision, DefaultAction, NamespacePolicy, Rule};
+pub use policy::{
+    AuthorizationPolicy, Caller, Decision, DefaultAction, HttpRequestInfo, HttpRoute,
+    NamespacePolicy, PathMatch, Rule,
+};
 pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
 pub use route::{Route, RouteTimeouts};
+pub use split::{SplitError, SplitPicker, TrafficSplit, WeightedBackend};
 pub use stack::{Outbound, StackConfig};

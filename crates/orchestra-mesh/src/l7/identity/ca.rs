@@ -9,16 +9,21 @@
 //! identity is refused rather than trusted.
 
 use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateSigningRequestDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
 use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::spiffe::SpiffeId;
 
@@ -50,6 +55,14 @@ pub enum CaError {
     /// Key generation or signing failed.
     #[error("certificate generation failed: {0}")]
     Generate(rcgen::Error),
+    /// The CA's files could not be read, written or used.
+    #[error("mesh CA file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The settings of a [`MeshCa`].
@@ -91,6 +104,29 @@ pub struct IssuedCert {
     pub not_after: SystemTime,
 }
 
+impl IssuedCert {
+    /// The identity and validity read from `chain`'s first certificate (a certificate the
+    /// sidecar received: it checks that the CA signed what it asked for).
+    pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Result<Self, super::VerifyError> {
+        use super::VerifyError;
+        let leaf = chain.first().ok_or(VerifyError::NoCertificate)?;
+        let identity = super::spiffe_id_of(leaf)?;
+        let (_, parsed) = X509Certificate::from_der(leaf)
+            .map_err(|e| VerifyError::NoIdentity(format!("unparsable certificate: {e}")))?;
+        let at = |t: x509_parser::time::ASN1Time| {
+            UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+        };
+        let validity = parsed.validity();
+        let (not_before, not_after) = (at(validity.not_before), at(validity.not_after));
+        Ok(IssuedCert {
+            identity,
+            chain,
+            not_before,
+            not_after,
+        })
+    }
+}
+
 /// The mesh's certificate authority (see the module docs).
 pub struct MeshCa {
     config: CaConfig,
@@ -106,6 +142,19 @@ impl fmt::Debug for MeshCa {
             .field("workload_ttl", &self.config.workload_ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// `der` as a PEM `CERTIFICATE` block.
+fn pem_certificate(der: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// `time` in X.509's one-second resolution.
@@ -151,6 +200,68 @@ impl MeshCa {
             config,
             root: root.der().clone(),
             issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA kept in `dir` (`ca.crt` and `ca.key`, PEM; the key readable by the owner
+    /// only), made with [`generate`](Self::generate) and written there the first time, so
+    /// that a restarted control plane keeps the trust anchor its sidecars know. A root that
+    /// has expired, or files that do not parse, are an error naming the file.
+    pub fn load_or_create(dir: &Path, config: CaConfig, now: SystemTime) -> Result<Self, CaError> {
+        let cert_path = dir.join("ca.crt");
+        let key_path = dir.join("ca.key");
+        let file_error = |path: &Path, message: String| CaError::File {
+            path: path.to_owned(),
+            message,
+        };
+        if !cert_path.exists() {
+            let ca = MeshCa::generate(config, now)?;
+            std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e.to_string()))?;
+            let key_pem = ca.issuer.key().serialize_pem();
+            let mut key = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key_path)
+                .map_err(|e| file_error(&key_path, e.to_string()))?;
+            key.write_all(key_pem.as_bytes())
+                .map_err(|e| file_error(&key_path, e.to_string()))?;
+            let cert_pem = pem_certificate(&ca.root);
+            std::fs::write(&cert_path, cert_pem)
+                .map_err(|e| file_error(&cert_path, e.to_string()))?;
+            return Ok(ca);
+        }
+        let cert_pem =
+            std::fs::read(&cert_path).map_err(|e| file_error(&cert_path, e.to_string()))?;
+        let root = CertificateDer::from_pem_slice(&cert_pem)
+            .map_err(|e| file_error(&cert_path, format!("not a PEM certificate: {e}")))?;
+        let key_pem =
+            std::fs::read_to_string(&key_path).map_err(|e| file_error(&key_path, e.to_string()))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|e| file_error(&key_path, format!("not a PEM private key: {e}")))?;
+        let (_, parsed) = X509Certificate::from_der(&root)
+            .map_err(|e| file_error(&cert_path, format!("unparsable certificate: {e}")))?;
+        let not_after = UNIX_EPOCH
+            + Duration::from_secs(
+                u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0),
+            );
+        if not_after <= now {
+            return Err(file_error(
+                &cert_path,
+                "the mesh root certificate has expired: rotate the trust anchor".to_owned(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_der(&root, key).map_err(|e| {
+            file_error(
+                &cert_path,
+                format!("not usable as the CA with {}: {e}", key_path.display()),
+            )
+        })?;
+        Ok(MeshCa {
+            config,
+            issuer,
+            root,
         })
     }
 

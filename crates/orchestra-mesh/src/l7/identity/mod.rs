@@ -6,12 +6,23 @@
 //! - `bundle`: [`TrustBundle`], the trusted roots (two during a trust-anchor rotation) and
 //!   the verification of a peer's certificate to its SPIFFE ID.
 //! - `rotation`: [`renew_decision`], when to renew (70% of the lifetime), pure.
+//! - `service`: [`IdentityService`], the control plane's signing service: a service
+//!   account's token buys a certificate for that service account's identity only.
+//! - `client`: the sidecar's side: [`CertificateIssuer`], [`request_certificate`],
+//!   [`LocalIssuer`] (in-process) and `IdentityClient` (through the API server, feature
+//!   `remote`).
+//! - `renew`: [`spawn_renewal`], the sidecar's task that renews its certificate at 70% of
+//!   its lifetime, retries with backoff, and swaps the new one in without dropping
+//!   connections.
 //! - `tls`: [`MeshCredentials`] (a swappable certificate, for rotation without restarts) and
 //!   [`MeshTls`], the rustls configurations of the inbound and outbound sides.
 
 mod bundle;
 mod ca;
+mod client;
+mod renew;
 mod rotation;
+mod service;
 mod spiffe;
 mod tls;
 
@@ -20,6 +31,13 @@ mod tests;
 
 pub use bundle::{BundleError, PeerRole, TrustBundle, VerifyError, spiffe_id_of};
 pub use ca::{CaConfig, CaError, IssuedCert, MeshCa, SidecarKey};
+#[cfg(feature = "remote")]
+pub use client::IdentityClient;
+pub use client::{CertificateIssuer, Certified, IssueError, LocalIssuer, request_certificate};
+pub use renew::{
+    Clock, RenewalConfig, RenewalHandle, RenewalStatus, spawn_renewal, system_clock, tokio_clock,
+};
 pub use rotation::{RENEW_AT_FRACTION, RenewDecision, renew_decision, renewal_time};
+pub use service::{CertifyError, IdentityService};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use tls::{MeshCredentials, MeshTls, peer_identity};

@@ -169,3 +169,165 @@ fn keys_are_never_printed() {
     assert!(printed.contains("spiffe://cluster.local/ns/shop/sa/web") || printed.contains("web"));
     assert!(!printed.to_lowercase().contains("private"), "{printed}");
 }
+
+mod service {
+    use orchestra_api::auth::UserInfo;
+    use orchestra_api::auth::workload::{WorkloadCertificateRequest, WorkloadSigner};
+    use orchestra_api::registry::ApiError;
+
+    use super::*;
+
+    fn sa(ns: &str, name: &str) -> UserInfo {
+        UserInfo::new(
+            format!("system:serviceaccount:{ns}:{name}"),
+            ["system:serviceaccounts", "system:authenticated"],
+        )
+    }
+
+    #[test]
+    fn a_service_accounts_csr_for_its_own_identity_is_signed_for_24_hours() {
+        let service = IdentityService::new(ca());
+        let (_key, csr) = SidecarKey::generate(&web()).unwrap();
+        let issued = service
+            .certify(&sa("shop", "web"), &web().to_string(), &csr, t0())
+            .unwrap();
+        assert_eq!(issued.identity, web());
+        assert_eq!(spiffe_id_of(&issued.chain[0]).unwrap(), web());
+        assert_eq!(
+            issued.not_after.duration_since(t0()).unwrap(),
+            24 * HOUR,
+            "default lifetime"
+        );
+        // What the sidecar reads back from the chain agrees with what the CA says it issued.
+        let read = IssuedCert::from_chain(issued.chain.clone()).unwrap();
+        assert_eq!(
+            (read.identity, read.not_before, read.not_after),
+            (issued.identity, issued.not_before, issued.not_after)
+        );
+        let bundle = TrustBundle::new("cluster.local", service.trust_roots().to_vec()).unwrap();
+        bundle
+            .verify(&issued.chain, PeerRole::Client, at(t0() + HOUR))
+            .unwrap();
+    }
+
+    #[test]
+    fn other_service_accounts_non_service_accounts_and_mismatched_csrs_are_refused() {
+        let service = IdentityService::new(ca());
+        let (_key, csr) = SidecarKey::generate(&web()).unwrap();
+        // Another service account's token asks for web's identity.
+        let error = service
+            .certify(&sa("shop", "cart"), &web().to_string(), &csr, t0())
+            .unwrap_err();
+        assert!(matches!(error, CertifyError::WrongServiceAccount { .. }));
+        let text = error.to_string();
+        assert!(
+            text.contains("shop/cart")
+                && text.contains("spiffe://cluster.local/ns/shop/sa/cart")
+                && text.contains("asks for spiffe://cluster.local/ns/shop/sa/web"),
+            "{text}"
+        );
+        // Another trust domain is another identity.
+        let foreign = "spiffe://evil.example/ns/shop/sa/web";
+        assert!(matches!(
+            service.certify(&sa("shop", "web"), foreign, &csr, t0()),
+            Err(CertifyError::WrongServiceAccount { .. })
+        ));
+        // A person, not a service account.
+        let error = service
+            .certify(
+                &UserInfo::new("alice", ["system:masters"]),
+                &web().to_string(),
+                &csr,
+                t0(),
+            )
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("\"alice\" is not a service account")
+        );
+        // The token and the requested identity agree, but the CSR asks for another name.
+        let cart = SpiffeId::new("cluster.local", "shop", "cart").unwrap();
+        let (_key, cart_csr) = SidecarKey::generate(&cart).unwrap();
+        let error = service
+            .certify(&sa("shop", "web"), &web().to_string(), &cart_csr, t0())
+            .unwrap_err();
+        assert!(
+            matches!(error, CertifyError::Ca(CaError::IdentityMismatch { .. })),
+            "{error}"
+        );
+        assert!(error.to_string().contains("sa/cart"), "{error}");
+        // Garbage in the identity and in the CSR.
+        assert!(matches!(
+            service.certify(&sa("shop", "web"), "web", &csr, t0()),
+            Err(CertifyError::BadIdentity(_))
+        ));
+        let garbage = rustls::pki_types::CertificateSigningRequestDer::from(&b"not a csr"[..]);
+        assert!(matches!(
+            service.certify(&sa("shop", "web"), &web().to_string(), &garbage, t0()),
+            Err(CertifyError::Ca(CaError::InvalidRequest(_)))
+        ));
+    }
+
+    #[test]
+    fn the_api_servers_hook_maps_refusals_to_forbidden_and_bad_request() {
+        let service = IdentityService::new(ca());
+        let (_key, csr) = SidecarKey::generate(&web()).unwrap();
+        let request = |identity: &str, csr: &[u8]| WorkloadCertificateRequest {
+            identity: identity.to_owned(),
+            csr_der: csr.to_vec(),
+        };
+        let signed = service
+            .sign(&sa("shop", "web"), &request(&web().to_string(), &csr), t0())
+            .unwrap();
+        assert_eq!(signed.chain_der.len(), 1);
+        assert_eq!(signed.trust_roots_der, [service.ca().root().to_vec()]);
+        assert_eq!(signed.valid_until, t0() + 24 * HOUR);
+        assert!(matches!(
+            service.sign(
+                &sa("shop", "cart"),
+                &request(&web().to_string(), &csr),
+                t0()
+            ),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            service.sign(
+                &sa("shop", "web"),
+                &request(&web().to_string(), b"junk"),
+                t0()
+            ),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_kept_ca_is_the_same_ca_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = MeshCa::load_or_create(dir.path(), CaConfig::default(), t0()).unwrap();
+        let second = MeshCa::load_or_create(dir.path(), CaConfig::default(), t0() + HOUR).unwrap();
+        assert_eq!(first.root(), second.root());
+        // The reloaded CA signs certificates the first root verifies.
+        let cert = issue(&second, &web(), t0() + HOUR);
+        let bundle = TrustBundle::new("cluster.local", [first.root().clone()]).unwrap();
+        bundle
+            .verify(&cert.chain, PeerRole::Server, at(t0() + 2 * HOUR))
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A broken key file is named.
+        std::fs::write(dir.path().join("ca.key"), "nonsense").unwrap();
+        let error = MeshCa::load_or_create(dir.path(), CaConfig::default(), t0()).unwrap_err();
+        assert!(error.to_string().contains("ca.key"), "{error}");
+        // An expired root is refused, not used.
+        let later = t0() + Duration::from_secs(2 * 365 * 24 * 3600);
+        let fresh = tempfile::tempdir().unwrap();
+        MeshCa::load_or_create(fresh.path(), CaConfig::default(), t0()).unwrap();
+        let error = MeshCa::load_or_create(fresh.path(), CaConfig::default(), later).unwrap_err();
+        assert!(error.to_string().contains("expired"), "{error}");
+    }
+}
