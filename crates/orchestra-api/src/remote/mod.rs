@@ -236,15 +236,16 @@ impl RemoteClient {
         &self,
         request: &crate::auth::workload::WorkloadCertificateRequest,
     ) -> Result<crate::auth::workload::WorkloadCertificate, ApiError> {
+        let request = proto::WorkloadCertificateRequest {
+            identity: request.identity.clone(),
+            csr_der: Bytes::from(request.csr_der.clone()),
+        };
         let response = self
-            .api()
-            .issue_workload_certificate(proto::WorkloadCertificateRequest {
-                identity: request.identity.clone(),
-                csr_der: Bytes::from(request.csr_der.clone()),
+            .call("WorkloadCertificate", |mut api| {
+                let request = request.clone();
+                async move { api.issue_workload_certificate(request).await }
             })
-            .await
-            .map_err(|status| wire::from_grpc(&status, "WorkloadCertificate"))?
-            .into_inner();
+            .await?;
         Ok(crate::auth::workload::WorkloadCertificate {
             chain_der: response
                 .certificate_chain_der
