@@ -55,6 +55,14 @@ pub enum CaError {
     /// Key generation or signing failed.
     #[error("certificate generation failed: {0}")]
     Generate(rcgen::Error),
+    /// The configured trust domain cannot be part of a SPIFFE ID.
+    #[error(
+        "invalid mesh trust domain {trust_domain:?}: it must be lowercase letters, digits, '.', '-' or '_'"
+    )]
+    InvalidTrustDomain {
+        /// The trust domain given.
+        trust_domain: String,
+    },
     /// The CA's files could not be read, written or used.
     #[error("mesh CA file {path}: {message}")]
     File {
@@ -144,6 +152,15 @@ impl fmt::Debug for MeshCa {
     }
 }
 
+/// Refuses a trust domain no SPIFFE ID can carry, before anything is generated or written.
+fn check_trust_domain(trust_domain: &str) -> Result<(), CaError> {
+    SpiffeId::new(trust_domain, "ns", "sa")
+        .map(drop)
+        .map_err(|_| CaError::InvalidTrustDomain {
+            trust_domain: trust_domain.to_owned(),
+        })
+}
+
 /// `der` as a PEM `CERTIFICATE` block.
 fn pem_certificate(der: &CertificateDer<'_>) -> String {
     use base64::Engine as _;
@@ -180,6 +197,7 @@ impl MeshCa {
     /// A new CA with a freshly generated root key and self-signed root certificate, valid
     /// from `now`.
     pub fn generate(config: CaConfig, now: SystemTime) -> Result<Self, CaError> {
+        check_trust_domain(&config.trust_domain)?;
         let key = KeyPair::generate().map_err(CaError::Generate)?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
@@ -208,6 +226,7 @@ impl MeshCa {
     /// that a restarted control plane keeps the trust anchor its sidecars know. A root that
     /// has expired, or files that do not parse, are an error naming the file.
     pub fn load_or_create(dir: &Path, config: CaConfig, now: SystemTime) -> Result<Self, CaError> {
+        check_trust_domain(&config.trust_domain)?;
         let cert_path = dir.join("ca.crt");
         let key_path = dir.join("ca.key");
         let file_error = |path: &Path, message: String| CaError::File {

@@ -329,5 +329,14 @@ mod service {
         MeshCa::load_or_create(fresh.path(), CaConfig::default(), t0()).unwrap();
         let error = MeshCa::load_or_create(fresh.path(), CaConfig::default(), later).unwrap_err();
         assert!(error.to_string().contains("expired"), "{error}");
+        // A trust domain no SPIFFE ID can carry is refused before anything is written.
+        let empty = tempfile::tempdir().unwrap();
+        let config = CaConfig {
+            trust_domain: "Cluster Local".into(),
+            ..CaConfig::default()
+        };
+        let error = MeshCa::load_or_create(empty.path(), config, t0()).unwrap_err();
+        assert!(error.to_string().contains("\"Cluster Local\""), "{error}");
+        assert!(!empty.path().join("ca.key").exists());
     }
 }
