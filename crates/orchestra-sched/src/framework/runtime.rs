@@ -700,6 +700,89 @@ impl Scheduler for Profiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::default_profile;
+
+    /// Every default Filter's `passes` agrees with its `filter`, on nodes and pods that pass
+    /// and fail each of them.
+    #[test]
+    fn passes_agrees_with_filter() {
+        let node = |json: serde_json::Value| -> orchestra_api::resources::Node {
+            serde_json::from_value(json).unwrap()
+        };
+        let pod = |json: serde_json::Value| -> Pod { serde_json::from_value(json).unwrap() };
+        let status = |cpu: &str, pods: &str| {
+            serde_json::json!({"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": pods,
+                "ephemeral-storage": "10Gi", "example.com/gpu": "1"}})
+        };
+        let nodes = [
+            node(
+                serde_json::json!({"metadata": {"name": "plain", "labels": {"zone": "a"}},
+                "status": status("4", "10")}),
+            ),
+            node(
+                serde_json::json!({"metadata": {"name": "cordoned", "labels": {"zone": "b"}},
+                "spec": {"unschedulable": true}, "status": status("4", "10")}),
+            ),
+            node(serde_json::json!({"metadata": {"name": "tainted"},
+                "spec": {"taints": [{"key": "gpu", "effect": "NoSchedule"},
+                    {"key": "soft", "effect": "PreferNoSchedule"}]},
+                "status": status("4", "10")})),
+            node(
+                serde_json::json!({"metadata": {"name": "small", "labels": {"zone": "a"}},
+                "status": status("500m", "1")}),
+            ),
+        ];
+        let busy = pod(
+            serde_json::json!({"metadata": {"name": "busy", "namespace": "d"},
+            "spec": {"nodeName": "small", "containers": [{"name": "c",
+                "ports": [{"containerPort": 80, "hostPort": 80}]}]}}),
+        );
+        let cluster = ClusterSnapshot::from_objects(nodes, [busy]).unwrap();
+        let pods = [
+            serde_json::json!({"containers": [{"name": "c"}]}),
+            serde_json::json!({"containers": [{"name": "c", "resources": {"requests":
+                {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "20Gi", "example.com/gpu": "2"}}}]}),
+            serde_json::json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}},
+                "ports": [{"containerPort": 80, "hostPort": 80}]}],
+                "tolerations": [{"key": "gpu", "operator": "Exists"},
+                    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}]}),
+            serde_json::json!({"containers": [{"name": "c"}], "nodeSelector": {"zone": "a"},
+                "nodeName": "small"}),
+            serde_json::json!({"containers": [{"name": "c"}], "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
+        ];
+        let profile = default_profile();
+        let mut checked = (0, 0);
+        for (i, spec) in pods.into_iter().enumerate() {
+            let info = PodInfo::new(pod(serde_json::json!({
+                "metadata": {"name": format!("p{i}"), "namespace": "d"}, "spec": spec})))
+            .unwrap();
+            let mut state = CycleState::new();
+            for plugin in &profile.pre_filter {
+                plugin.pre_filter(&mut state, &info, &cluster);
+            }
+            for filter in &profile.filter {
+                for node in cluster.nodes() {
+                    let passes = filter.filter(&state, &info, node).is_success();
+                    assert_eq!(
+                        filter.passes(&state, &info, node),
+                        passes,
+                        "{} on pod {i}, node {}",
+                        filter.name(),
+                        node.name()
+                    );
+                    if passes {
+                        checked.0 += 1
+                    } else {
+                        checked.1 += 1
+                    }
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(checked.0 > 0 && checked.1 > 10, "{checked:?}");
+    }
 
     #[test]
     fn feasible_nodes_to_find_follows_kube_scheduler() {
