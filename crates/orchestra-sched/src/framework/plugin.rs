@@ -126,6 +126,14 @@ pub trait PreFilterPlugin: Plugin {
 pub trait FilterPlugin: Plugin {
     /// Run Filter.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+
+    /// Whether [`FilterPlugin::filter`] succeeds on this node, answered without building a
+    /// [`Status`] where the plugin can. The Filter phase asks this of every node it visits
+    /// and calls `filter` only on the nodes that fail (for their reasons), so an override
+    /// must agree with `filter` exactly.
+    fn passes(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        self.filter(state, pod, node).is_success()
+    }
 }
 
 /// What a PostFilter plugin proposes for a pod no node accepted.
@@ -170,6 +178,22 @@ pub trait PreScorePlugin: Plugin {
 pub trait ScorePlugin: Plugin {
     /// Score one node.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status>;
+
+    /// Score every feasible node (`scores[i]` for `nodes[i]`): [`ScorePlugin::score`] on
+    /// each, stopping at the first error. A plugin may override it with a loop that does the
+    /// same without a call per node; the result must be the same.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
+        for (score, node) in scores.iter_mut().zip(nodes) {
+            *score = self.score(state, pod, node)?;
+        }
+        Ok(())
+    }
 
     /// NormalizeScore: adjust the scores of all feasible nodes (`scores[i]` is `nodes[i]`'s).
     /// The default leaves them as they are (for plugins already scoring in `0..=100`).

@@ -179,8 +179,12 @@ impl Framework {
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(num_nodes));
         // Nodes passed over in round-robin order (visited or skipped as impossible).
         let mut processed = num_nodes;
-        // Rejections are not recorded here: most cycles succeed, and a failed one filters
-        // every node again below to explain itself.
+        // A search over every node keeps its rejections (by node index): if it finds no
+        // node, they are the explanation, in the order the failure path below would find
+        // them. A search narrowed by PreFilter keeps none: the failure path filters every
+        // node again to explain itself.
+        let narrowed = state.candidate_nodes().is_some();
+        let mut rejected: Vec<(u32, &'static str, Status)> = Vec::new();
         let mut visit = |index: usize| -> Result<bool, Unschedulable> {
             let node = cluster.node(index);
             match run_filters_nominated(&filters, &state, pod, cluster, node) {
@@ -188,7 +192,12 @@ impl Framework {
                     feasible.push(node);
                     Ok(feasible.len() >= to_find)
                 }
-                Some((_, status)) if status.is_rejected() => Ok(false),
+                Some((plugin, status)) if status.is_rejected() => {
+                    if !narrowed {
+                        rejected.push((index as u32, plugin, status));
+                    }
+                    Ok(false)
+                }
                 Some((plugin, status)) => Err(error(status.with_plugin(plugin))),
             }
         };
@@ -227,19 +236,31 @@ impl Framework {
             .store((start + processed) % num_nodes, Ordering::Relaxed);
 
         if feasible.is_empty() {
-            let mut nodes = Vec::new();
-            for index in (start..num_nodes).chain(0..start) {
-                let node = cluster.node(index);
-                match run_filters_nominated(&filters, &state, pod, cluster, node) {
-                    None => {}
-                    Some((plugin, status)) if status.is_rejected() => nodes.push(NodeRejection {
-                        node: node.name().clone(),
-                        plugin,
-                        code: status.code(),
-                        reasons: status.into_reasons(),
-                    }),
-                    Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
+            let rejection = |index: usize, plugin, status: Status| NodeRejection {
+                node: cluster.node(index).name().clone(),
+                plugin,
+                code: status.code(),
+                reasons: status.into_reasons(),
+            };
+            let mut nodes = Vec::with_capacity(num_nodes);
+            if narrowed {
+                for index in (start..num_nodes).chain(0..start) {
+                    let node = cluster.node(index);
+                    match run_filters_nominated(&filters, &state, pod, cluster, node) {
+                        None => {}
+                        Some((plugin, status)) if status.is_rejected() => {
+                            nodes.push(rejection(index, plugin, status));
+                        }
+                        Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
+                    }
                 }
+            } else {
+                // Every node was visited and rejected, in round-robin order.
+                nodes.extend(
+                    rejected
+                        .into_iter()
+                        .map(|(index, plugin, status)| rejection(index as usize, plugin, status)),
+                );
             }
             let mut rejection = Unschedulable {
                 pod: pod.key().to_owned(),
@@ -506,9 +527,12 @@ fn run_filters(
     node: &NodeInfo,
 ) -> Option<(&'static str, Status)> {
     for filter in filters {
-        let status = filter.filter(state, pod, node);
-        if !status.is_success() {
-            return Some((filter.name(), status));
+        // `passes` answers without a Status; `filter` gives the reasons of a failure.
+        if !filter.passes(state, pod, node) {
+            let status = filter.filter(state, pod, node);
+            if !status.is_success() {
+                return Some((filter.name(), status));
+            }
         }
     }
     None
@@ -550,11 +574,9 @@ fn score_all(
     scores: &mut [i64],
 ) -> Result<(), Status> {
     let name = plugin.name();
-    for (score, node) in scores.iter_mut().zip(nodes) {
-        *score = plugin
-            .score(state, pod, node)
-            .map_err(|s| s.with_plugin(name))?;
-    }
+    plugin
+        .score_nodes(state, pod, nodes, scores)
+        .map_err(|s| s.with_plugin(name))?;
     let status = plugin.normalize(state, pod, nodes, scores);
     if !status.is_success() {
         return Err(status.with_plugin(name));
@@ -678,6 +700,89 @@ impl Scheduler for Profiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::default_profile;
+
+    /// Every default Filter's `passes` agrees with its `filter`, on nodes and pods that pass
+    /// and fail each of them.
+    #[test]
+    fn passes_agrees_with_filter() {
+        let node = |json: serde_json::Value| -> orchestra_api::resources::Node {
+            serde_json::from_value(json).unwrap()
+        };
+        let pod = |json: serde_json::Value| -> Pod { serde_json::from_value(json).unwrap() };
+        let status = |cpu: &str, pods: &str| {
+            serde_json::json!({"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": pods,
+                "ephemeral-storage": "10Gi", "example.com/gpu": "1"}})
+        };
+        let nodes = [
+            node(
+                serde_json::json!({"metadata": {"name": "plain", "labels": {"zone": "a"}},
+                "status": status("4", "10")}),
+            ),
+            node(
+                serde_json::json!({"metadata": {"name": "cordoned", "labels": {"zone": "b"}},
+                "spec": {"unschedulable": true}, "status": status("4", "10")}),
+            ),
+            node(serde_json::json!({"metadata": {"name": "tainted"},
+                "spec": {"taints": [{"key": "gpu", "effect": "NoSchedule"},
+                    {"key": "soft", "effect": "PreferNoSchedule"}]},
+                "status": status("4", "10")})),
+            node(
+                serde_json::json!({"metadata": {"name": "small", "labels": {"zone": "a"}},
+                "status": status("500m", "1")}),
+            ),
+        ];
+        let busy = pod(
+            serde_json::json!({"metadata": {"name": "busy", "namespace": "d"},
+            "spec": {"nodeName": "small", "containers": [{"name": "c",
+                "ports": [{"containerPort": 80, "hostPort": 80}]}]}}),
+        );
+        let cluster = ClusterSnapshot::from_objects(nodes, [busy]).unwrap();
+        let pods = [
+            serde_json::json!({"containers": [{"name": "c"}]}),
+            serde_json::json!({"containers": [{"name": "c", "resources": {"requests":
+                {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "20Gi", "example.com/gpu": "2"}}}]}),
+            serde_json::json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}},
+                "ports": [{"containerPort": 80, "hostPort": 80}]}],
+                "tolerations": [{"key": "gpu", "operator": "Exists"},
+                    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}]}),
+            serde_json::json!({"containers": [{"name": "c"}], "nodeSelector": {"zone": "a"},
+                "nodeName": "small"}),
+            serde_json::json!({"containers": [{"name": "c"}], "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
+        ];
+        let profile = default_profile();
+        let mut checked = (0, 0);
+        for (i, spec) in pods.into_iter().enumerate() {
+            let info = PodInfo::new(pod(serde_json::json!({
+                "metadata": {"name": format!("p{i}"), "namespace": "d"}, "spec": spec})))
+            .unwrap();
+            let mut state = CycleState::new();
+            for plugin in &profile.pre_filter {
+                plugin.pre_filter(&mut state, &info, &cluster);
+            }
+            for filter in &profile.filter {
+                for node in cluster.nodes() {
+                    let passes = filter.filter(&state, &info, node).is_success();
+                    assert_eq!(
+                        filter.passes(&state, &info, node),
+                        passes,
+                        "{} on pod {i}, node {}",
+                        filter.name(),
+                        node.name()
+                    );
+                    if passes {
+                        checked.0 += 1
+                    } else {
+                        checked.1 += 1
+                    }
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(checked.0 > 0 && checked.1 > 10, "{checked:?}");
+    }
 
     #[test]
     fn feasible_nodes_to_find_follows_kube_scheduler() {

@@ -45,6 +45,27 @@ impl Plugin for BalancedAllocation {
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        Ok(self.score_node(pod, node))
+    }
+
+    fn score_nodes(
+        &self,
+        _: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
+        for (score, node) in scores.iter_mut().zip(nodes) {
+            *score = self.score_node(pod, node);
+        }
+        Ok(())
+    }
+}
+
+impl BalancedAllocation {
+    /// The score of one node (it cannot fail).
+    #[inline]
+    fn score_node(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let mut fractions = [0f64; 8];
         let mut n = 0;
         // The default resources (CPU and memory) in straight-line code: the same arithmetic
@@ -69,7 +90,7 @@ impl ScorePlugin for BalancedAllocation {
             } else {
                 0.0
             };
-            return Ok(((1.0 - std) * MAX_NODE_SCORE as f64) as i64);
+            return ((1.0 - std) * MAX_NODE_SCORE as f64) as i64;
         }
         for kind in &self.resources {
             let Some((requested, capacity)) = kind.amounts(pod, node) else {
@@ -90,6 +111,6 @@ impl ScorePlugin for BalancedAllocation {
                 (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64).sqrt()
             }
         };
-        Ok(((1.0 - std) * MAX_NODE_SCORE as f64) as i64)
+        ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
     }
 }

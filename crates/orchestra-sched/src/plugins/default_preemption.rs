@@ -29,7 +29,7 @@ use crate::framework::{
     Code, CycleState, Extensions, Framework, NodeChecker, Plugin, PostFilterPlugin,
     PostFilterResult, Status,
 };
-use crate::snapshot::{ClusterSnapshot, PodInfo};
+use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::Unschedulable;
 
 /// Candidate nodes looked for at least (kube-scheduler's `minCandidateNodesAbsolute`).
@@ -149,13 +149,8 @@ pub fn select_candidate(
         }
     }
     // The nodes worth trying, in snapshot order.
-    let resolvable: std::collections::HashSet<&str> = rejection
-        .nodes
-        .iter()
-        .filter(|r| r.code == Code::Unschedulable)
-        .map(|r| &*r.node)
-        .collect();
-    let tries = (0..cluster.len()).filter(|&i| resolvable.contains(&**cluster.node(i).name()));
+    let resolvable = resolvable_nodes(cluster, rejection);
+    let tries = (0..cluster.len()).filter(|&i| resolvable[i]);
     let wanted = (cluster.len() * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
         .max(MIN_CANDIDATE_NODES)
         .min(cluster.len());
@@ -174,14 +169,15 @@ pub fn select_candidate(
         None
     };
     let mut candidates = Vec::new();
+    // The what-if node of the node-only path, reused from one node to the next.
+    let mut scratch: Option<NodeInfo> = None;
     for index in tries {
         if candidates.len() >= wanted {
             break;
         }
-        let name = cluster.node(index).name();
         let found = match &checker {
-            Some(checker) => victims_on_node_alone(checker, pod, cluster, name),
-            None => victims_on_node(framework, pod, cluster, name),
+            Some(checker) => victims_on_node_alone(checker, pod, cluster, index, &mut scratch),
+            None => victims_on_node(framework, pod, cluster, cluster.node(index).name()),
         };
         if let Some(c) = found {
             candidates.push(c);
@@ -192,6 +188,28 @@ pub fn select_candidate(
             "preemption: no node fits the pod even after evicting every pod of lower priority",
         )
     })
+}
+
+/// `[i]`: whether node `i` of the snapshot was rejected as `Unschedulable` (so that evicting
+/// pods may help).
+fn resolvable_nodes(cluster: &ClusterSnapshot, rejection: &Unschedulable) -> Vec<bool> {
+    let mut resolvable = vec![false; cluster.len()];
+    // The framework lists rejections in its round-robin order: each node is most likely the
+    // one after the previous, which is checked before a lookup by name.
+    let mut next = 0;
+    for r in &rejection.nodes {
+        let guess = (next < cluster.len()).then(|| cluster.node(next).name());
+        let index = match guess {
+            Some(name) if Arc::ptr_eq(name, &r.node) || *name == r.node => Some(next),
+            _ => cluster.position(&r.node),
+        };
+        let Some(index) = index else { continue };
+        next = (index + 1) % cluster.len();
+        if r.code == Code::Unschedulable {
+            resolvable[index] = true;
+        }
+    }
+    resolvable
 }
 
 /// The minimal victims on one node, or `None` if evicting every lower-priority pod there
@@ -244,9 +262,13 @@ fn victims_on_node_alone(
     checker: &NodeChecker<'_>,
     pod: &PodInfo,
     cluster: &ClusterSnapshot,
-    node: &str,
+    index: usize,
+    scratch: &mut Option<NodeInfo>,
 ) -> Option<Candidate> {
-    let info = cluster.get(node)?;
+    let info = cluster.node(index);
+    if !info.pods().iter().any(|p| p.priority < pod.priority) {
+        return None;
+    }
     let mut potential: Vec<Arc<PodInfo>> = info
         .pods()
         .iter()
@@ -257,17 +279,23 @@ fn victims_on_node_alone(
         return None;
     }
     potential.sort_by(|a, b| more_important(a, b));
-    let mut what_if = info.clone();
+    let what_if = match scratch {
+        Some(what_if) => {
+            what_if.clone_from(info);
+            what_if
+        }
+        None => scratch.insert(info.clone()),
+    };
     for p in &potential {
         what_if.remove_pod(p.key())?;
     }
-    if checker.check(pod, cluster, &what_if).is_some() {
+    if checker.check(pod, cluster, what_if).is_some() {
         return None;
     }
     let mut victims = Vec::new();
     for p in potential {
         what_if.add_pod(p.clone());
-        if checker.check(pod, cluster, &what_if).is_some() {
+        if checker.check(pod, cluster, what_if).is_some() {
             what_if.remove_pod(p.key())?;
             victims.push(p);
         }

@@ -188,6 +188,10 @@ impl FilterPlugin for NodeAffinity {
             Status::unresolvable(REASON)
         }
     }
+
+    fn passes(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        required_matches(pod, node)
+    }
 }
 
 impl PreScorePlugin for NodeAffinity {

@@ -225,6 +225,7 @@ impl NodeResourcesFit {
         })
     }
 
+    #[inline]
     fn resource_score(&self, requested: i64, capacity: i64) -> i64 {
         match self.strategy {
             ScoringType::LeastAllocated => {
@@ -306,10 +307,46 @@ impl FilterPlugin for NodeResourcesFit {
         }
         status
     }
+
+    fn passes(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        // The checks of `filter`, without collecting reasons.
+        let want = &pod.requests.requests;
+        let alloc = node.allocatable();
+        let used = node.requested();
+        used.pods < alloc.pods
+            && (want.milli_cpu <= 0 || want.milli_cpu <= alloc.milli_cpu - used.milli_cpu)
+            && (want.memory <= 0 || want.memory <= alloc.memory - used.memory)
+            && (want.ephemeral_storage <= 0
+                || want.ephemeral_storage <= alloc.ephemeral_storage - used.ephemeral_storage)
+            && want.scalar.iter().all(|(name, amount)| {
+                *amount <= 0 || *amount <= alloc.scalar(name) - used.scalar(name)
+            })
+    }
 }
 
 impl ScorePlugin for NodeResourcesFit {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        Ok(self.score_node(pod, node))
+    }
+
+    fn score_nodes(
+        &self,
+        _: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
+        for (score, node) in scores.iter_mut().zip(nodes) {
+            *score = self.score_node(pod, node);
+        }
+        Ok(())
+    }
+}
+
+impl NodeResourcesFit {
+    /// The score of one node (it cannot fail).
+    #[inline]
+    fn score_node(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let (mut total, mut weights) = (0i64, 0i64);
         // The default resources (CPU and memory) in straight-line code: the same sums as the
         // loop below, without its dispatch per resource (this runs for every feasible node).
@@ -326,7 +363,7 @@ impl ScorePlugin for NodeResourcesFit {
                 total += self.resource_score(requested, alloc.memory) * memory_weight;
                 weights += memory_weight;
             }
-            return Ok(if weights == 0 { 0 } else { total / weights });
+            return if weights == 0 { 0 } else { total / weights };
         }
         for (kind, weight) in &self.resources {
             let Some((requested, capacity)) = kind.amounts(pod, node) else {
@@ -338,7 +375,7 @@ impl ScorePlugin for NodeResourcesFit {
             total += self.resource_score(requested, capacity) * weight;
             weights += weight;
         }
-        Ok(if weights == 0 { 0 } else { total / weights })
+        if weights == 0 { 0 } else { total / weights }
     }
 }
 

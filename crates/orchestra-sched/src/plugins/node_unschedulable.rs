@@ -47,4 +47,8 @@ impl FilterPlugin for NodeUnschedulable {
             Status::unresolvable(REASON)
         }
     }
+
+    fn passes(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        !node.unschedulable() || self.filter(state, pod, node).is_success()
+    }
 }

@@ -50,6 +50,10 @@ impl FilterPlugin for TaintToleration {
             )),
         }
     }
+
+    fn passes(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        node.taints().is_empty() || self.filter(state, pod, node).is_success()
+    }
 }
 
 /// The pod's tolerations that can tolerate `PreferNoSchedule` taints.

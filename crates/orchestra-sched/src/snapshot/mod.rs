@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use orchestra_api::resources::{Node, Pod};
 
+use crate::plugins::helpers::FxHashMap;
 pub use label_index::{KeyIndex, LabelIndex};
 pub use node_info::{ImageState, NodeInfo};
 pub use pod_groups::{PodGroup, PodGroups};
@@ -62,8 +63,10 @@ pub struct ClusterSnapshot {
     groups: Arc<PodGroups>,
     labels: Arc<LabelIndex>,
     len: usize,
-    by_name: Arc<HashMap<Arc<str>, usize>>,
-    pod_nodes: Arc<HashMap<String, Arc<str>>>,
+    // Fx-hashed: looked up per node and per pod on hot paths (preemption, assume); the keys
+    // are the cluster's own node names and pod keys.
+    by_name: Arc<FxHashMap<Arc<str>, usize>>,
+    pod_nodes: Arc<FxHashMap<String, Arc<str>>>,
     image_nodes: Arc<HashMap<Arc<str>, u32>>,
     namespaces: Arc<HashMap<String, BTreeMap<String, String>>>,
     pods_with_affinity: usize,

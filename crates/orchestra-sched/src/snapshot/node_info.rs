@@ -20,11 +20,12 @@ pub struct ImageState {
 }
 
 /// A node and its pods; see the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct NodeInfo {
     node: Arc<Node>,
     name: Arc<str>,
-    labels: Box<[(Arc<str>, Arc<str>)]>,
+    // Shared: copies of a node (preemption's what-ifs) do not copy its labels.
+    labels: Arc<[(Arc<str>, Arc<str>)]>,
     allocatable: Resources,
     requested: Resources,
     non_zero_milli_cpu: i64,
@@ -40,6 +41,48 @@ pub struct NodeInfo {
     has_taints: bool,
 }
 
+impl Clone for NodeInfo {
+    fn clone(&self) -> Self {
+        NodeInfo {
+            node: self.node.clone(),
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+            allocatable: self.allocatable.clone(),
+            requested: self.requested.clone(),
+            non_zero_milli_cpu: self.non_zero_milli_cpu,
+            non_zero_memory: self.non_zero_memory,
+            pods: self.pods.clone(),
+            pods_with_affinity: self.pods_with_affinity.clone(),
+            pods_with_required_anti_affinity: self.pods_with_required_anti_affinity.clone(),
+            used_ports: self.used_ports.clone(),
+            images: self.images.clone(),
+            unschedulable: self.unschedulable,
+            has_taints: self.has_taints,
+        }
+    }
+
+    /// A copy into an existing `NodeInfo` that reuses its vectors (preemption copies one
+    /// node after another into the same what-if).
+    fn clone_from(&mut self, source: &Self) {
+        self.node.clone_from(&source.node);
+        self.name.clone_from(&source.name);
+        self.labels.clone_from(&source.labels);
+        self.allocatable.clone_from(&source.allocatable);
+        self.requested.clone_from(&source.requested);
+        self.non_zero_milli_cpu = source.non_zero_milli_cpu;
+        self.non_zero_memory = source.non_zero_memory;
+        self.pods.clone_from(&source.pods);
+        self.pods_with_affinity
+            .clone_from(&source.pods_with_affinity);
+        self.pods_with_required_anti_affinity
+            .clone_from(&source.pods_with_required_anti_affinity);
+        self.used_ports.clone_from(&source.used_ports);
+        self.images.clone_from(&source.images);
+        self.unschedulable = source.unschedulable;
+        self.has_taints = source.has_taints;
+    }
+}
+
 impl NodeInfo {
     /// A node with no pods. Its allocatable resources are `status.allocatable`, or
     /// `status.capacity` when that is empty (a node without status offers nothing).
@@ -48,7 +91,7 @@ impl NodeInfo {
         let mut info = NodeInfo {
             name: Arc::from(node.metadata.name.as_str()),
             node: node.clone(),
-            labels: Box::default(),
+            labels: Arc::new([]),
             allocatable: Resources::default(),
             requested: Resources::default(),
             non_zero_milli_cpu: 0,
