@@ -8,14 +8,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use orchestra_api::registry::ListOptions;
 use orchestra_api::resources::{Lease, Pod, ReplicaSet};
 use orchestra_api::{Client, RemoteClient};
-use support::{free_port, spawn_orchestra};
+use support::{free_port, http_get, spawn_orchestra};
 
 /// A child process stopped with SIGTERM when dropped.
 struct Process(Option<Child>);
@@ -170,18 +169,6 @@ async fn the_server_runs_the_controllers_and_the_scheduler() {
     })
     .await;
     assert!(server.terminate().success(), "exit 0 on SIGTERM");
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,16 +12,11 @@ mod support;
 
 use std::path::Path;
 use std::process::Child;
-use std::time::Duration;
 
-use orchestra_api::registry::ListOptions;
-use orchestra_api::resources::{Deployment, Node, Pod};
-use orchestra_api::{Client, RemoteClient};
-use serde_json::Value;
+use orchestra_api::Client;
+use orchestra_api::resources::Node;
+use support::secure::{Audit, ready_pods, spawn_secure_server, wait_for, web_deployment};
 use support::{free_port, spawn_orchestra, stop_with_sigterm};
-
-/// The failure guard of every wait below (none of them relies on it elapsing).
-const GUARD: Duration = Duration::from_secs(90);
 
 /// Processes killed if the test fails before it stops them.
 struct Guard(Vec<(Child, &'static str)>);
@@ -32,21 +27,6 @@ impl Drop for Guard {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -73,36 +53,13 @@ fn agent(url: &str, token: &str, node: &str, state: &Path, home: &Path) -> std::
     command
 }
 
-const DEPLOYMENT: &str = r#"{
-  "apiVersion": "apps/v1", "kind": "Deployment",
-  "metadata": {"name": "web", "namespace": "default"},
-  "spec": {
-    "replicas": 2,
-    "selector": {"matchLabels": {"app": "web"}},
-    "template": {
-      "metadata": {"labels": {"app": "web"}},
-      "spec": {"containers": [{"name": "main", "image": "web:1"}]}
-    }
-  }
-}"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_run_as_themselves_and_an_agent_joins_with_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
     let data = dir.path().join("data");
-    let server = spawn_orchestra([
-        "server",
-        "--store",
-        "memory",
-        "--no-scheduler",
-        "--no-controllers",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let server = spawn_secure_server(port, &data, &[]);
     let mut processes = Guard(vec![(server, "orchestra server")]);
     let admin = support::connect_secure(&data.join("admin.credentials")).await;
     let token = std::fs::read_to_string(data.join("node-token")).unwrap();
@@ -167,24 +124,11 @@ async fn components_run_as_themselves_and_an_agent_joins_with_the_token() {
     .await;
     assert!(state.join("node.credentials").is_file());
 
-    let deployment: Deployment = serde_json::from_str(DEPLOYMENT).unwrap();
-    admin.create(&deployment).await.unwrap();
+    admin.create(&web_deployment(2)).await.unwrap();
     // The controller manager makes the ReplicaSet and its pods, the scheduler binds them,
     // the agent runs them: each as itself.
-    wait_for("two web pods Running and Ready on node-1", || {
-        let admin: RemoteClient = admin.clone();
-        async move {
-            let pods = admin
-                .list::<Pod>(Some("default"), &ListOptions::default())
-                .await
-                .ok()?;
-            let ready = pods
-                .items
-                .iter()
-                .filter(|p| p.spec.node_name == "node-1" && p.is_running_and_ready())
-                .count();
-            (ready == 2).then_some(())
-        }
+    wait_for("two web pods Running and Ready on node-1", || async {
+        (ready_pods(&admin, Some("node-1")).await? == 2).then_some(())
     })
     .await;
 
@@ -194,55 +138,31 @@ async fn components_run_as_themselves_and_an_agent_joins_with_the_token() {
         stop_with_sigterm(child, name);
     }
 
-    let audit = std::fs::read_to_string(data.join("audit.log")).unwrap();
-    let entries: Vec<Value> = audit
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let by = |user: &str| {
-        entries
-            .iter()
-            .filter(move |e| e["user"] == user)
-            .collect::<Vec<_>>()
-    };
-    let acted = |user: &str, verb: &str, resource: &str| {
-        by(user)
-            .iter()
-            .any(|e| e["verb"] == verb && e["resource"] == resource && e["allowed"] == true)
-    };
-    assert!(acted(
-        "system:kube-controller-manager",
-        "create",
-        "replicasets"
-    ));
-    assert!(acted("system:kube-controller-manager", "create", "pods"));
+    let audit = Audit::read(&data.join("audit.log"));
+    assert!(audit.allowed("system:kube-controller-manager", "create", "replicasets"));
+    assert!(audit.allowed("system:kube-controller-manager", "create", "pods"));
     assert!(
-        by("system:kube-scheduler")
+        audit
+            .of("system:kube-scheduler")
             .iter()
             .any(|e| e["subresource"] == "binding" && e["allowed"] == true),
         "the scheduler binds as itself"
     );
-    assert!(acted("system:node:node-1", "create", "nodes"));
+    assert!(audit.allowed("system:node:node-1", "create", "nodes"));
     for user in [
         "system:kube-controller-manager",
         "system:kube-scheduler",
         "system:node:node-1",
     ] {
-        // A node may be refused a write to a pod bound to it a moment before the Node
-        // authorizer's graph saw the binding (documented in `auth/node.rs`; the agent
-        // retries): that transient refusal is the only one allowed.
-        let denied: Vec<_> = by(user)
-            .into_iter()
-            .filter(|e| e["allowed"] == false)
-            .filter(|e| !(user.starts_with("system:node:") && e["resource"] == "pods"))
-            .collect();
+        let denied = audit.unexpected_denials(|who| who == user);
         assert!(
             denied.is_empty(),
             "the built-in roles let {user} do its job: {denied:#?}"
         );
     }
     assert!(
-        !entries
+        !audit
+            .0
             .iter()
             .any(|e| e["user"] == "admin" && e["resource"] == "pods"),
         "no component acted as admin on pods"

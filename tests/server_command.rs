@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::Child;
 
-use support::{connect_api, free_port, spawn_orchestra, stop_with_sigterm};
+use support::secure::spawn_secure_server;
+use support::{connect_api, free_port, http_get, spawn_orchestra, stop_with_sigterm};
 
 use futures::StreamExt;
 use orchestra_api::registry::WatchOptions;
@@ -26,20 +26,6 @@ fn start(port: u16, data_dir: &std::path::Path) -> Child {
         "--data-dir".as_ref(),
         data_dir.as_os_str(),
     ])
-}
-
-/// Connects, retrying while the server starts (a failure guard, not a timing assumption).
-/// A plain HTTP/1.1 GET (the server speaks HTTP/JSON on the gRPC port).
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,17 +89,7 @@ async fn serves_tls_with_admin_credentials_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let data = dir.path().join("data");
-    let server = spawn_orchestra([
-        "server",
-        "--store",
-        "memory",
-        "--no-scheduler",
-        "--no-controllers",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let server = spawn_secure_server(port, &data, &[]);
     let credentials = data.join("admin.credentials");
     support::connect_secure(&credentials).await;
     let ca = std::fs::read_to_string(data.join("tls/ca.crt")).unwrap();
@@ -148,17 +124,7 @@ async fn serves_tls_with_admin_credentials_by_default() {
     );
     stop_with_sigterm(server, "the secure server");
     // A restart reuses the CA.
-    let server = spawn_orchestra([
-        "server",
-        "--store",
-        "memory",
-        "--no-scheduler",
-        "--no-controllers",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let server = spawn_secure_server(port, &data, &[]);
     support::connect_secure(&credentials).await;
     assert_eq!(
         std::fs::read_to_string(data.join("tls/ca.crt")).unwrap(),
@@ -174,19 +140,11 @@ async fn rbac_refuses_a_user_without_a_role_and_audits_it() {
     let data = dir.path().join("data");
     let tokens = dir.path().join("tokens.csv");
     std::fs::write(&tokens, "bob-token,bob,u-bob,\"developers\"\n").unwrap();
-    let server = spawn_orchestra([
-        "server",
-        "--store",
-        "memory",
-        "--no-scheduler",
-        "--no-controllers",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--token-auth-file",
-        tokens.to_str().unwrap(),
-    ]);
+    let server = spawn_secure_server(
+        port,
+        &data,
+        &["--token-auth-file", tokens.to_str().unwrap()],
+    );
     let admin = data.join("admin.credentials");
     support::connect_secure(&admin).await;
     let mut bob = orchestra_api::tls::Credentials::load(&admin).unwrap();

@@ -17,18 +17,16 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::Duration;
 
 use orchestra_api::registry::ListOptions;
 use orchestra_api::resources::{Node, Pod};
 use orchestra_api::{Client, RemoteClient};
+use support::secure::wait_for;
 use support::{connect_api, ctl, free_port, spawn_orchestra, stdout, stop_with_sigterm};
 
 /// How long a silent node stays Ready, and the agents' lease duration (renewed four times
 /// within it): short, so that the scenario runs in seconds.
 const NODE_GRACE_SECONDS: &str = "2";
-/// The failure guard of every wait below (none of them relies on it elapsing).
-const GUARD: Duration = Duration::from_secs(90);
 
 /// Three replicas of a real process that tolerate a lost node for one second only (the
 /// default is 300 s), with a short grace period so that teardown is quick.
@@ -135,25 +133,6 @@ impl Guard {
         for child in self.0.drain(..) {
             stop_with_sigterm(child, what);
         }
-    }
-}
-
-/// Poll `check` until it returns `Some`, failing with `what` after [`GUARD`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

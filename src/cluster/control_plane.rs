@@ -92,12 +92,12 @@ impl ComponentAuthorization {
         groups: &[&str],
     ) -> AuthorizedClient<LocalClient> {
         let groups = groups.iter().copied().chain([GROUP_AUTHENTICATED]);
-        AuthorizedClient::new(
-            client,
-            UserInfo::new(user, groups),
-            self.authorizer.clone(),
-            self.audit.clone(),
-        )
+        self.client_for(client, UserInfo::new(user, groups))
+    }
+
+    /// `client` acting as `user`, groups as given.
+    pub fn client_for(&self, client: LocalClient, user: UserInfo) -> AuthorizedClient<LocalClient> {
+        AuthorizedClient::new(client, user, self.authorizer.clone(), self.audit.clone())
     }
 }
 

@@ -20,8 +20,9 @@
 //! log in `<data-dir>/audit.log`). The scheduler, the controllers and the agents use
 //! in-process clients that act as their own users (`system:kube-scheduler`,
 //! `system:kube-controller-manager`, `system:node:NAME`) and are authorized and audited like
-//! requests to the server; the service proxy and the DNS read through plain in-process
-//! clients.
+//! requests to the server, as are the service proxy (`system:kube-proxy`) and the DNS (the
+//! service account `kube-system/coredns`), which may only list and watch Services and
+//! Endpoints.
 //!
 //! # Layout
 //! - [`authorization`]: [`Authorization`], the authorizers and audit log of a secure server
@@ -40,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::LocalClient;
-use orchestra_api::auth::{GROUP_NODES, NODE_USER_PREFIX};
+use orchestra_api::auth::{GROUP_NODES, NODE_USER_PREFIX, bootstrap};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::{ApiServer, Authentication, RunningServer, ServerOptions};
 use orchestra_api::tls::{ClusterPki, Credentials, JoinToken, TlsError};
@@ -286,9 +287,13 @@ impl ClusterBuilder {
         let client = control_plane.client().with_node_connector(node_connector);
         let dns = match self.dns {
             Some(addr) => Some(
-                ClusterDns::start(client.clone(), addr, DnsConfig::default())
-                    .await
-                    .map_err(ClusterError::Dns)?,
+                ClusterDns::start(
+                    components.client_for(client.clone(), bootstrap::dns_user()),
+                    addr,
+                    DnsConfig::default(),
+                )
+                .await
+                .map_err(ClusterError::Dns)?,
             ),
             None => None,
         };
@@ -336,8 +341,11 @@ impl ClusterBuilder {
                 drain_timeout: Duration::from_secs(5),
                 ..TcpProxyConfig::default()
             }));
-            let follower =
-                ProxyFollower::new(client.clone(), proxy.clone(), FollowerConfig::default());
+            let follower = ProxyFollower::new(
+                components.client_as(client.clone(), bootstrap::PROXY_USER, &[]),
+                proxy.clone(),
+                FollowerConfig::default(),
+            );
             let stopped = shutdown();
             tasks.spawn(async move {
                 tokio::select! {

@@ -1,9 +1,14 @@
 //! What the binary's integration tests share: a free loopback port, and the `orchestra`
-//! binary started with some arguments (its output discarded).
+//! binary started with some arguments (its output discarded); [`secure`]: what the tests of a
+//! secure cluster share.
+
+#[cfg(feature = "server")]
+pub mod secure;
 
 use std::process::{Child, Command, Output, Stdio};
 
 /// A loopback port nothing listens on right now.
+#[allow(dead_code)] // Not every test file needs a port of its own.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -105,4 +110,20 @@ pub fn stdout(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// A plain HTTP/1.1 GET of `path` on `127.0.0.1:PORT` (the API server speaks HTTP/JSON on the
+/// gRPC port), the whole response as text.
+#[allow(dead_code)] // Not every test file speaks HTTP.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }

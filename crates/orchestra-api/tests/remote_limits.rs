@@ -42,16 +42,20 @@ fn everybody(limits: Limits) -> ServerOptions {
     }
 }
 
+/// Everybody held to `rate` requests a second, one at once.
+fn rate(rate: f64) -> ServerOptions {
+    everybody(Limits {
+        requests_per_second: Some(rate),
+        burst: 1,
+        ..Limits::default()
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_throttled_call_is_sent_again_after_retry_after_and_succeeds() {
     // One request a second, one at once: the second request, sent at once, is refused with
     // `retry-after: 1`; a second later the bucket has a token again.
-    let (server, metrics, client) = start(everybody(Limits {
-        requests_per_second: Some(1.0),
-        burst: 1,
-        ..Limits::default()
-    }))
-    .await;
+    let (server, metrics, client) = start(rate(1.0)).await;
     let start = Instant::now();
     client
         .create(&testing::pod("default", "web", "web"))
@@ -143,12 +147,7 @@ async fn retries_stop_after_the_policys_count() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_longer_than_the_policys_bound_is_not_waited_for() {
     // One token per thousand seconds: the server asks for a wait far over the default 10 s.
-    let (server, metrics, client) = start(everybody(Limits {
-        requests_per_second: Some(0.001),
-        burst: 1,
-        ..Limits::default()
-    }))
-    .await;
+    let (server, metrics, client) = start(rate(0.001)).await;
     client
         .list::<Pod>(Some("default"), &ListOptions::default())
         .await
