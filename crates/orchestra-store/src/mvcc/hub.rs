@@ -2,11 +2,18 @@
 //!
 //! A watch stream keeps its own cursor (the next revision it must deliver) and reads whole
 //! revisions from the shared log, so a writer never waits for a watcher and never copies an
-//! event per watcher: publishing a revision appends one entry and wakes only the idle
-//! watchers that some event of that revision concerns. A watcher that falls behind reads many
-//! revisions per wake-up (its responses get bigger, its wake-ups fewer), which is what lets a
-//! few cores serve thousands of watchers. Only compaction of the revisions a watcher still
-//! needs ends its watch (`Compacted`).
+//! event per watcher: publishing a revision appends one entry (the events, shared) and wakes
+//! the parked watchers that some event of that revision concerns. A woken watcher leaves the
+//! parked set until it has read everything visible, so however many revisions are published
+//! meanwhile it is woken once, and reads them all in one response: a watcher that falls
+//! behind gets bigger responses and fewer wake-ups, which is what lets a few cores serve
+//! thousands of watchers. Only compaction of the revisions a watcher still needs ends its
+//! watch (`Compacted`).
+//!
+//! Parked watchers are grouped by what they match (range and filters), as etcd's watcher
+//! groups are: the writer tests a revision's events once per group, not once per watcher,
+//! takes a matching group's whole parked set in one swap, and wakes its members after
+//! releasing the lock, so that watchers parking meanwhile never wait behind the wake-ups.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -19,7 +26,7 @@ use futures::Stream;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::StoreError;
-use crate::types::{Event, Revision, WatchRequest, WatchResponse};
+use crate::types::{Event, KeyRange, Revision, WatchRequest, WatchResponse};
 use crate::watch::{WatchControl, WatchStream};
 
 /// The most revisions one read of the log scans, so that the read lock is held briefly.
@@ -36,17 +43,46 @@ struct Log {
     closed: bool,
 }
 
-/// A watcher waiting for a revision that concerns it.
-struct Idle {
-    request: Arc<WatchRequest>,
-    waker: Waker,
+/// What decides whether an event concerns a watch: watches with equal keys share a group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct MatchKey {
+    range: KeyRange,
+    filter_puts: bool,
+    filter_deletes: bool,
+}
+
+impl MatchKey {
+    fn of(request: &WatchRequest) -> Self {
+        MatchKey {
+            range: request.range.clone(),
+            filter_puts: request.filter_puts,
+            filter_deletes: request.filter_deletes,
+        }
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
+/// The watches that match alike, and those of them parked until a revision concerns them.
+struct Group {
+    /// A request with the group's range and filters, to test events against.
+    matcher: WatchRequest,
+    /// Streams in the group (the group goes when the last one does).
+    members: usize,
+    /// The parked watchers' wakers, by watch id.
+    parked: IdMap<Waker>,
+    /// An emptied parked set handed back after a wake-up, reused so that the next round of
+    /// parking does not regrow a table.
+    spare: IdMap<Waker>,
 }
 
 /// The event log and the idle watchers of one store.
 pub(crate) struct Hub {
     log: RwLock<Log>,
     visible: AtomicI64,
-    idle: Mutex<HashMap<u64, Idle>>,
+    /// Set with the log's `closed`, so that a caught-up watcher can see it without the lock.
+    closed: AtomicBool,
+    groups: Mutex<HashMap<MatchKey, Group>>,
     next_id: AtomicU64,
     progress_interval: Duration,
 }
@@ -63,7 +99,8 @@ impl Hub {
                 closed: false,
             }),
             visible: AtomicI64::new(1),
-            idle: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            groups: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             progress_interval,
         }
@@ -101,17 +138,29 @@ impl Hub {
             log.visible = revision;
             self.visible.store(revision, Ordering::Release);
         }
-        let mut woken = Vec::new();
-        self.idle.lock().retain(|_, idle| {
-            if events.iter().any(|e| idle.request.matches(e)) {
-                woken.push(idle.waker.clone());
-                false
-            } else {
-                true
+        if events.is_empty() {
+            return;
+        }
+        let mut woken: Vec<(MatchKey, IdMap<Waker>)> = Vec::new();
+        {
+            let mut groups = self.groups.lock();
+            for (key, group) in groups.iter_mut() {
+                if group.parked.is_empty() || !events.iter().any(|e| group.matcher.matches(e)) {
+                    continue;
+                }
+                let spare = std::mem::take(&mut group.spare);
+                woken.push((key.clone(), std::mem::replace(&mut group.parked, spare)));
             }
-        });
-        for waker in woken {
-            waker.wake();
+        }
+        for (key, mut parked) in woken {
+            for (_, waker) in parked.drain() {
+                waker.wake();
+            }
+            if let Some(group) = self.groups.lock().get_mut(&key)
+                && group.spare.capacity() < parked.capacity()
+            {
+                group.spare = parked;
+            }
         }
     }
 
@@ -128,9 +177,15 @@ impl Hub {
     /// End every watch (the store is shutting down).
     pub(crate) fn close(&self) {
         self.log.write().closed = true;
-        let idle: Vec<Idle> = self.idle.lock().drain().map(|(_, idle)| idle).collect();
-        for idle in idle {
-            idle.waker.wake();
+        self.closed.store(true, Ordering::Release);
+        let wakers: Vec<Waker> = self
+            .groups
+            .lock()
+            .values_mut()
+            .flat_map(|group| group.parked.drain().map(|(_, waker)| waker))
+            .collect();
+        for waker in wakers {
+            waker.wake();
         }
     }
 
@@ -156,6 +211,22 @@ impl Hub {
         }
         drop(log);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = MatchKey::of(&request);
+        self.groups
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| Group {
+                matcher: WatchRequest {
+                    range: key.range.clone(),
+                    filter_puts: key.filter_puts,
+                    filter_deletes: key.filter_deletes,
+                    ..Default::default()
+                },
+                members: 0,
+                parked: IdMap::default(),
+                spare: IdMap::default(),
+            })
+            .members += 1;
         let wants_progress = Arc::new(AtomicBool::new(false));
         let ticker = request.progress_notify.then(|| {
             let mut interval = tokio::time::interval(self.progress_interval);
@@ -166,7 +237,8 @@ impl Hub {
         let stream = HubStream {
             hub: self.clone(),
             id,
-            request: Arc::new(request),
+            key: key.clone(),
+            request,
             next: start,
             wants_progress: wants_progress.clone(),
             ticker,
@@ -175,6 +247,7 @@ impl Hub {
         let control = ProgressRequest {
             hub: self.clone(),
             id,
+            key,
             wants_progress,
         };
         Ok(WatchStream::new(stream, control))
@@ -182,6 +255,13 @@ impl Hub {
 
     /// Read what a watcher at `next` has to receive.
     fn read(&self, request: &WatchRequest, next: Revision) -> Step {
+        // A caught-up watcher (most polls after a response) needs no lock to learn that there
+        // is nothing more: every watcher taking the log's read lock twice per wake-up made
+        // its lock word the busiest cache line of a large fan-out.
+        let visible = self.visible();
+        if next > visible && !self.closed.load(Ordering::Acquire) {
+            return Step::CaughtUp(visible);
+        }
         let log = self.log.read();
         if log.closed {
             return Step::End(None);
@@ -240,25 +320,41 @@ impl Hub {
     }
 
     /// Park a caught-up watcher until a revision concerns it.
-    fn wait(&self, id: u64, request: &Arc<WatchRequest>, waker: &Waker) {
-        self.idle.lock().insert(
-            id,
-            Idle {
-                request: request.clone(),
-                waker: waker.clone(),
-            },
-        );
-    }
-
-    /// Wake a parked watcher (for a progress request).
-    fn wake(&self, id: u64) {
-        if let Some(idle) = self.idle.lock().remove(&id) {
-            idle.waker.wake();
+    fn wait(&self, key: &MatchKey, id: u64, waker: &Waker) {
+        if let Some(group) = self.groups.lock().get_mut(key) {
+            group.parked.insert(id, waker.clone());
         }
     }
 
-    fn forget(&self, id: u64) {
-        self.idle.lock().remove(&id);
+    /// Wake a parked watcher (for a progress request).
+    fn wake(&self, key: &MatchKey, id: u64) {
+        let waker = self
+            .groups
+            .lock()
+            .get_mut(key)
+            .and_then(|group| group.parked.remove(&id));
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Unpark a watcher that will not wait again.
+    fn forget(&self, key: &MatchKey, id: u64) {
+        if let Some(group) = self.groups.lock().get_mut(key) {
+            group.parked.remove(&id);
+        }
+    }
+
+    /// A stream is gone: unpark it, and drop its group if it was the last member.
+    fn leave(&self, key: &MatchKey, id: u64) {
+        let mut groups = self.groups.lock();
+        if let Some(group) = groups.get_mut(key) {
+            group.parked.remove(&id);
+            group.members -= 1;
+            if group.members == 0 {
+                groups.remove(key);
+            }
+        }
     }
 }
 
@@ -278,20 +374,22 @@ enum Step {
 struct ProgressRequest {
     hub: Arc<Hub>,
     id: u64,
+    key: MatchKey,
     wants_progress: Arc<AtomicBool>,
 }
 
 impl WatchControl for ProgressRequest {
     fn request_progress(&self) {
         self.wants_progress.store(true, Ordering::Release);
-        self.hub.wake(self.id);
+        self.hub.wake(&self.key, self.id);
     }
 }
 
 struct HubStream {
     hub: Arc<Hub>,
     id: u64,
-    request: Arc<WatchRequest>,
+    key: MatchKey,
+    request: WatchRequest,
     /// The next revision this watch must deliver.
     next: Revision,
     wants_progress: Arc<AtomicBool>,
@@ -328,18 +426,19 @@ impl Stream for HubStream {
                         };
                         return Poll::Ready(Some(Ok(progress)));
                     }
-                    this.hub.wait(this.id, &this.request, cx.waker());
-                    // A revision published between the read and the parking found no waker:
-                    // look again now that the waker is in place.
+                    this.hub.wait(&this.key, this.id, cx.waker());
+                    // A revision published (or the close) between the read and the parking
+                    // found no waker: look again now that the waker is in place.
                     if this.hub.visible() < this.next
                         && !this.wants_progress.load(Ordering::Acquire)
+                        && !this.hub.closed.load(Ordering::Acquire)
                     {
                         return Poll::Pending;
                     }
                 }
                 Step::End(err) => {
                     this.done = true;
-                    this.hub.forget(this.id);
+                    this.hub.forget(&this.key, this.id);
                     return Poll::Ready(err.map(Err));
                 }
             }
@@ -349,6 +448,99 @@ impl Stream for HubStream {
 
 impl Drop for HubStream {
     fn drop(&mut self) {
-        self.hub.forget(self.id);
+        self.hub.leave(&self.key, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::types::{EventKind, KeyValue};
+
+    fn put(key: &'static str, revision: Revision) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: Bytes::from_static(key.as_bytes()),
+                value: Bytes::from_static(b"v"),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                lease: 0,
+            },
+            prev_kv: None,
+        }
+    }
+
+    fn keys(resp: &WatchResponse) -> Vec<&[u8]> {
+        resp.events.iter().map(|e| e.kv.key.as_ref()).collect()
+    }
+
+    #[tokio::test]
+    async fn watches_of_one_range_share_a_group_that_goes_with_its_last_member() {
+        let hub = Arc::new(Hub::new(Duration::from_secs(600)));
+        let mut a1 = hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/");
+        let mut a2 = hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/");
+        let mut b = hub.watch(WatchRequest::prefix("/b/")).expect("watch /b/");
+        assert_eq!(hub.groups.lock().len(), 2);
+
+        hub.publish(2, Arc::from(vec![put("/a/1", 2)]));
+        hub.publish(3, Arc::from(vec![put("/b/1", 3)]));
+        hub.publish(4, Arc::from(vec![put("/a/2", 4), put("/b/2", 4)]));
+
+        for stream in [&mut a1, &mut a2] {
+            let resp = stream.next().await.expect("an item").expect("events");
+            assert_eq!(keys(&resp), [b"/a/1".as_ref(), b"/a/2".as_ref()]);
+            assert_eq!(resp.header_revision, 4);
+        }
+        let resp = b.next().await.expect("an item").expect("events");
+        assert_eq!(keys(&resp), [b"/b/1".as_ref(), b"/b/2".as_ref()]);
+
+        drop(a1);
+        assert_eq!(hub.groups.lock().len(), 2, "a2 still watches /a/");
+        drop(a2);
+        drop(b);
+        assert!(hub.groups.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_parked_watcher_wakes_for_its_group_only_and_for_the_close() {
+        let hub = Arc::new(Hub::new(Duration::from_secs(600)));
+        let mut a = hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/");
+        let reader = tokio::spawn(async move {
+            let first = a.next().await.expect("an item").expect("events");
+            let end = a.next().await;
+            (first, end)
+        });
+        // Wait (on observable state) until the watcher has parked.
+        while hub
+            .groups
+            .lock()
+            .values()
+            .all(|group| group.parked.is_empty())
+        {
+            tokio::task::yield_now().await;
+        }
+        hub.publish(2, Arc::from(vec![put("/b/1", 2)]));
+        assert!(
+            hub.groups.lock().values().any(|g| !g.parked.is_empty()),
+            "an event of another range leaves the watcher parked"
+        );
+        hub.publish(3, Arc::from(vec![put("/a/1", 3)]));
+        while hub
+            .groups
+            .lock()
+            .values()
+            .all(|group| group.parked.is_empty())
+        {
+            tokio::task::yield_now().await;
+        }
+        hub.close();
+        let (first, end) = reader.await.expect("the reader");
+        assert_eq!(keys(&first), [b"/a/1".as_ref()]);
+        assert!(end.is_none(), "the stream ends when the hub closes");
     }
 }
