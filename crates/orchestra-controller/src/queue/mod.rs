@@ -77,31 +77,38 @@ struct State<K> {
 }
 
 impl<K: QueueKey> State<K> {
-    fn add(&mut self, key: K) {
+    /// Whether the key became ready to hand out (a waiting `get` has something to take).
+    fn add(&mut self, key: K) -> bool {
         if self.shutting_down {
-            return;
+            return false;
         }
         self.adds += 1;
         if !self.dirty.insert(key.clone()) {
-            return;
+            return false;
         }
-        if !self.processing.contains(&key) {
-            self.queue.push_back(key);
+        if self.processing.contains(&key) {
+            return false;
         }
+        self.queue.push_back(key);
+        true
     }
 
-    fn add_at(&mut self, key: K, at: Instant) {
+    /// Whether the key's time is now the earliest of all delayed keys (a waiting `get` must
+    /// look at its timer again).
+    fn add_at(&mut self, key: K, at: Instant) -> bool {
         if self.shutting_down {
-            return;
+            return false;
         }
         if self.waiting.get(&key).is_some_and(|due| *due <= at) {
-            return;
+            return false;
         }
+        let earliest = self.timers.peek().is_none_or(|Reverse((due, _))| at < *due);
         self.waiting.insert(key.clone(), at);
         let id = self.next_timer;
         self.next_timer += 1;
         self.timers.push(Reverse((at, id)));
         self.timer_keys.insert(id, key);
+        earliest
     }
 
     /// Queues the delayed keys due at `now`; the time the next one is due.
@@ -203,8 +210,12 @@ impl<K: QueueKey> WorkQueue<K> {
 
     /// Adds `key` (ignored if it is queued already, or after shutdown).
     pub fn add(&self, key: K) {
-        self.state().add(key);
-        self.changed();
+        // Waiters are woken only when there is something new to take: an informer repeating
+        // a key that is queued already (most of a bulk load's events) wakes nobody.
+        let ready = self.state().add(key);
+        if ready {
+            self.changed();
+        }
     }
 
     /// Adds `key` once `delay` has passed (at once for a zero delay). A key already waiting
@@ -214,8 +225,11 @@ impl<K: QueueKey> WorkQueue<K> {
             return self.add(key);
         }
         let at = Instant::now() + delay;
-        self.state().add_at(key, at);
-        self.changed();
+        // Waiters sleep until the earliest timer: only an earlier one needs them to look again.
+        let earliest = self.state().add_at(key, at);
+        if earliest {
+            self.changed();
+        }
     }
 
     /// Adds `key` after the delay the rate limiter gives it (counting one more retry).
@@ -281,14 +295,19 @@ impl<K: QueueKey> WorkQueue<K> {
 
     /// Marks `key` as processed: if it was added while processed, it is queued again.
     pub fn done(&self, key: &K) {
-        {
+        let wake = {
             let mut state = self.state();
             state.processing.remove(key);
-            if state.dirty.contains(key) {
+            let requeued = state.dirty.contains(key);
+            if requeued {
                 state.queue.push_back(key.clone());
             }
+            // `get` waits for a requeued key; `shut_down_with_drain` for nothing processing.
+            requeued || state.processing.is_empty()
+        };
+        if wake {
+            self.changed();
         }
-        self.changed();
     }
 
     /// Keys ready to hand out now (the queue depth; delayed keys not yet due do not count).
@@ -453,5 +472,63 @@ mod tests {
         tokio::task::yield_now().await;
         queue.shut_down();
         assert_eq!(getter.await.expect("join"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_adds_that_give_get_something_new_wake_the_waiters() {
+        let queue = WorkQueue::new();
+        let now = Instant::now();
+        {
+            let mut state = queue.state();
+            assert!(state.add("a"));
+            assert!(!state.add("a"), "queued already");
+            assert!(state.add_at("b", now + ms(100)), "the first timer");
+            assert!(
+                !state.add_at("b", now + ms(200)),
+                "a later time for a waiting key"
+            );
+            assert!(
+                !state.add_at("c", now + ms(150)),
+                "after the earliest timer"
+            );
+            assert!(state.add_at("d", now + ms(50)), "a new earliest timer");
+        }
+        let a = queue.try_get().expect("a is queued");
+        assert!(
+            !queue.state().add("a"),
+            "processing: `done` queues it again"
+        );
+        queue.done(&a);
+        assert_eq!(queue.try_get(), Some("a"));
+        // A get that waits for the timers still gets each key at its time.
+        assert_eq!(queue.get().await, Some("d"));
+        assert_eq!(queue.get().await, Some("b"));
+        assert_eq!(queue.get().await, Some("c"));
+        assert_eq!(Instant::now(), now + ms(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_get_wakes_for_an_earlier_timer_and_a_requeue() {
+        let queue = WorkQueue::<u32>::new();
+        queue.add_after(1, ms(1000));
+        let getter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.get().await })
+        };
+        tokio::task::yield_now().await;
+        let began = Instant::now();
+        queue.add_after(2, ms(10));
+        assert_eq!(getter.await.expect("join"), Some(2));
+        assert_eq!(began.elapsed(), ms(10));
+        queue.add(3);
+        let three = queue.try_get().expect("3 is queued");
+        queue.add(3);
+        let getter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.get().await })
+        };
+        tokio::task::yield_now().await;
+        queue.done(&three);
+        assert_eq!(getter.await.expect("join"), Some(3));
     }
 }
