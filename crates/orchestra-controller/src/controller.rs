@@ -287,24 +287,52 @@ async fn feed<K: Resource>(
             _ = stop.wait_for(|stop| *stop) => return,
             received = receiver.recv() => received,
         };
-        match received {
-            Ok(notification) => {
-                for object in notification.objects() {
-                    for key in mapper(object) {
-                        queue.add_after(key, debounce);
+        // `recv` is budgeted (tokio gives a task 128 of them per poll): in a bulk load the
+        // informer sends thousands of notifications a second while this task is polled once
+        // per round of a long run queue, so it fell behind and resynced. What is ready is taken
+        // here without going back to the scheduler (each costs a key lookup and a queue add).
+        let mut next = Some(received);
+        let mut taken = 0;
+        while let Some(received) = next.take() {
+            match received {
+                Ok(notification) => {
+                    for object in notification.objects() {
+                        for key in mapper(object) {
+                            queue.add_after(key, debounce);
+                        }
                     }
                 }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        kind = K::KIND,
+                        missed,
+                        "fell behind the informer; resyncing"
+                    );
+                    resync();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    kind = K::KIND,
-                    missed,
-                    "fell behind the informer; resyncing"
-                );
-                resync();
+            taken += 1;
+            if taken < DRAIN_BATCH {
+                next = ready(&mut receiver);
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// How many ready notifications a feeder takes in one go before it lets other tasks run.
+const DRAIN_BATCH: usize = 4096;
+
+/// The next notification if one is ready now (outside tokio's per-poll budget).
+fn ready<T: Clone>(
+    receiver: &mut broadcast::Receiver<T>,
+) -> Option<Result<T, broadcast::error::RecvError>> {
+    use broadcast::error::{RecvError, TryRecvError};
+    match receiver.try_recv() {
+        Ok(value) => Some(Ok(value)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
     }
 }
 
@@ -397,5 +425,59 @@ impl MetricsHandle {
     /// Everything in Prometheus' text format, labelled `controller="<name>"`.
     pub fn render(&self) -> String {
         self.metrics.render(&self.name, &self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use orchestra_api::ObjectMeta;
+    use orchestra_api::resources::Pod;
+
+    use super::*;
+
+    fn applied(name: String) -> Arc<Notification<Pod>> {
+        let pod = Pod {
+            metadata: ObjectMeta::namespaced("default", name),
+            ..Pod::default()
+        };
+        Arc::new(Notification::Applied {
+            old: None,
+            new: Arc::new(pod),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feeder_takes_a_burst_beyond_the_poll_budget_in_one_go() {
+        let (sender, receiver) = broadcast::channel(16_384);
+        let queue = WorkQueue::new();
+        let resyncs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&resyncs);
+        let resync: Resync = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let (_stop, stop) = watch::channel(false);
+        let mapper: Mapper<Pod> = Arc::new(|pod: &Pod| keys_of(pod));
+        let feeder = tokio::spawn(feed(
+            receiver,
+            mapper,
+            queue.clone(),
+            resync,
+            stop,
+            Duration::ZERO,
+        ));
+        // The feeder now waits in `recv`.
+        tokio::task::yield_now().await;
+        for i in 0..1000 {
+            sender
+                .send(applied(format!("p{i}")))
+                .expect("the feeder listens");
+        }
+        // One turn of the scheduler: tokio's budget alone would let `recv` take 128.
+        tokio::task::yield_now().await;
+        assert_eq!(queue.len(), 1000);
+        assert_eq!(resyncs.load(Ordering::SeqCst), 0);
+        feeder.abort();
     }
 }
