@@ -101,6 +101,16 @@ pub enum CtlVerb {
         /// The previous, terminated instance of the container.
         #[arg(short = 'p', long)]
         previous: bool,
+        /// Only the output of this last while: a Go duration such as 30s, 5m or 1h30m
+        /// (the container runtime must keep per-line times: CRI does, process does not).
+        #[arg(long, value_parser = parse_since, conflicts_with = "since_time")]
+        since: Option<u64>,
+        /// Only the output written at or after this RFC 3339 time.
+        #[arg(long, value_parser = parse_since_time)]
+        since_time: Option<jiff::Timestamp>,
+        /// Start each line with the RFC 3339 time it was written at.
+        #[arg(long)]
+        timestamps: bool,
     },
     /// Set the replicas of a deployment or replica set.
     Scale {
@@ -150,4 +160,79 @@ pub enum RolloutAction {
         /// The deployment.
         deployment: String,
     },
+}
+
+/// `--since`: a Go duration (`300ms`, `5s`, `2m`, `1h30m`, `1.5h`) as whole seconds, rounded
+/// as kubectl rounds it, and at least one.
+fn parse_since(text: &str) -> Result<u64, String> {
+    let bad = || format!("`{text}` is not a duration such as 30s, 5m or 1h30m");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut seconds = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_end].parse().map_err(|_| bad())?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        seconds += number * scale;
+        rest = &rest[unit_end..];
+    }
+    let rounded = seconds.round();
+    if !rounded.is_finite() || rounded > 1e12 {
+        return Err(format!("`{text}` is too long a duration"));
+    }
+    // Kubernetes wants a positive sinceSeconds; anything under half a second asks for one.
+    Ok((rounded as u64).max(1))
+}
+
+/// `--since-time`: an RFC 3339 time.
+fn parse_since_time(text: &str) -> Result<jiff::Timestamp, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2026-11-27T03:00:00Z: {e}"))
+}
+
+#[cfg(test)]
+mod since_tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_go_durations_and_since_time_rfc3339() {
+        assert_eq!(parse_since("30s"), Ok(30));
+        assert_eq!(parse_since("5m"), Ok(300));
+        assert_eq!(parse_since("1h30m"), Ok(5400));
+        assert_eq!(parse_since("1.5h"), Ok(5400));
+        assert_eq!(parse_since("2600ms"), Ok(3));
+        assert_eq!(parse_since("10ms"), Ok(1));
+        for bad in ["", "5", "5x", "m", "-5s", "1h 30m"] {
+            assert!(
+                parse_since(bad).unwrap_err().contains("is not a duration"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_since_time("2026-11-27T04:00:00+01:00").unwrap(),
+            "2026-11-27T03:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert!(
+            parse_since_time("yesterday")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+    }
 }

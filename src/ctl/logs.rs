@@ -1,5 +1,6 @@
-//! `ctl logs POD [-c CONTAINER] [-f] [--tail N] [-p]`: a container's log, streamed to the
-//! output as the API server relays it from the pod's node agent.
+//! `ctl logs POD [-c CONTAINER] [-f] [--tail N] [-p] [--since D | --since-time T]
+//! [--timestamps]`: a container's log, streamed to the output as the API server relays it from
+//! the pod's node agent.
 
 use futures::StreamExt;
 use orchestra::api::Client;

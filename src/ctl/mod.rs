@@ -10,7 +10,8 @@
 //! - [`apply`]: create-or-update from manifest files.
 //! - [`show`]: `get` (tables, JSON, YAML, watch), `describe` and `delete`.
 //! - [`rollout`]: `rollout status|undo|pause|resume` and `scale`.
-//! - [`logs`]: `logs POD [-c C] [-f] [--tail N] [-p]`, streamed.
+//! - [`logs`]: `logs POD [-c C] [-f] [--tail N] [-p] [--since D | --since-time T]
+//!   [--timestamps]`, streamed.
 
 pub mod apply;
 pub mod kind;
@@ -193,6 +194,9 @@ pub async fn run<C: orchestra::api::Client>(
             follow,
             tail,
             previous,
+            since,
+            since_time,
+            timestamps,
         } => {
             let options = orchestra_api::logs::PodLogOptions {
                 container: container.clone(),
@@ -201,6 +205,9 @@ pub async fn run<C: orchestra::api::Client>(
                 tail_lines: tail.and_then(|n| u64::try_from(n).ok()),
                 previous: *previous,
                 limit_bytes: None,
+                since_seconds: *since,
+                since_time: *since_time,
+                timestamps: *timestamps,
             };
             logs::logs(client, &args.namespace, pod, &options, out).await
         }

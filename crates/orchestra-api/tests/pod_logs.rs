@@ -161,12 +161,58 @@ async fn rest_and_grpc_relay_the_agents_stream_with_the_options() {
         tail_lines,
         previous: false,
         limit_bytes,
+        ..AgentLogRequest::default()
     };
     assert_eq!(
         asked,
         [
             ("node-1".to_owned(), request(true, Some(5), None)),
             ("node-1".to_owned(), request(false, Some(1), Some(100))),
+        ]
+    );
+
+    // sinceTime / sinceSeconds and timestamps reach the agent over both protocols.
+    connector.asked.lock().unwrap().clear();
+    let (code, _) = http_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web/log?sinceTime=2026-11-27T03%3A00%3A00Z&timestamps=true",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let options = PodLogOptions {
+        since_seconds: Some(30),
+        ..PodLogOptions::default()
+    };
+    let _ = remote.pod_logs("default", "web", &options).await.unwrap();
+    let (code, body) = http_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web/log?sinceSeconds=3&sinceTime=2026-11-27T03:00:00Z",
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("at most one of sinceTime or sinceSeconds"),
+        "{body}"
+    );
+    let asked = connector.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [
+            (
+                "node-1".to_owned(),
+                AgentLogRequest {
+                    since_time: Some("2026-11-27T03:00:00Z".parse().unwrap()),
+                    timestamps: true,
+                    ..request(false, None, None)
+                }
+            ),
+            (
+                "node-1".to_owned(),
+                AgentLogRequest {
+                    since_seconds: Some(30),
+                    ..request(false, None, None)
+                }
+            ),
         ]
     );
 

@@ -274,6 +274,16 @@ async fn errors_name_the_pod_the_containers_and_the_node() {
         ..options()
     };
     assert_eq!(log_once(&client, "pair", &b, "b\n").await, "b\n");
+    // The process runtime keeps no per-line times: --timestamps and --since are refused as
+    // the asker's mistake (400), saying why.
+    let timed = PodLogOptions {
+        timestamps: true,
+        since_seconds: Some(60),
+        ..b.clone()
+    };
+    let (status, message) = code(client.pod_logs("default", "pair", &timed).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("carry no per-line times"), "{message}");
 
     // A pod bound to a node whose agent does not answer (nothing listens on its port): the
     // pod never starts, so its container is waiting; the node is unreachable once it ran.

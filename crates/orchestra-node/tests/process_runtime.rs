@@ -274,6 +274,22 @@ async fn logs_rotate_by_size_and_the_process_keeps_writing() {
     .await
     .expect("tail");
     assert_eq!(tail, "batch-done\nafter-rotation\n");
+    // Its lines carry no times: since and timestamps are refused, saying why.
+    for options in [
+        LogOptions {
+            timestamps: true,
+            ..LogOptions::default()
+        },
+        LogOptions {
+            since: Some(jiff::Timestamp::UNIX_EPOCH),
+            ..LogOptions::default()
+        },
+    ] {
+        let Err(err) = rt.logs(&id, options).await else {
+            panic!("the process runtime claimed per-line times");
+        };
+        assert!(err.to_string().contains("carry no per-line times"), "{err}");
+    }
 
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
     assert!(!path.exists(), "logs go with the container");

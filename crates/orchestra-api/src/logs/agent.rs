@@ -1,5 +1,6 @@
 //! [`AgentLogRequest`]: the node agent's log request, `GET
 //! /containerLogs/{namespace}/{pod}/{container}?follow=true&tailLines=N&previous=true&limitBytes=N`
+//! `&sinceSeconds=N|sinceTime=RFC3339&timestamps=true`
 //! (kubelet's path), encoded by the caller and parsed by the agent with the same code; and
 //! [`PodLogOptions`] as the query string of the API's `pods/{name}/log`.
 
@@ -27,6 +28,13 @@ pub struct AgentLogRequest {
     pub previous: bool,
     /// At most this many bytes.
     pub limit_bytes: Option<u64>,
+    /// Only the output of the last N seconds (Kubernetes' `sinceSeconds`; not with
+    /// `since_time`).
+    pub since_seconds: Option<u64>,
+    /// Only the output written at or after this time (`sinceTime`; not with `since_seconds`).
+    pub since_time: Option<jiff::Timestamp>,
+    /// Start each line with the RFC 3339 time it was written at (`timestamps`).
+    pub timestamps: bool,
 }
 
 /// Whether `segment` may be a namespace, pod or container name in a path: the characters of
@@ -73,6 +81,30 @@ fn count(params: &BTreeMap<&str, &str>, key: &str) -> Result<Option<u64>, String
         .transpose()
 }
 
+/// `sinceSeconds` (a positive integer) and `sinceTime` (RFC 3339), at most one of them.
+fn since(params: &BTreeMap<&str, &str>) -> Result<(Option<u64>, Option<jiff::Timestamp>), String> {
+    let seconds = count(params, "sinceSeconds")?;
+    if seconds == Some(0) {
+        return Err("query parameter sinceSeconds must be greater than 0".into());
+    }
+    let time = params
+        .get("sinceTime")
+        .map(|text| {
+            let decoded = text
+                .replace("%3A", ":")
+                .replace("%3a", ":")
+                .replace("%2B", "+");
+            decoded.parse::<jiff::Timestamp>().map_err(|e| {
+                format!("query parameter sinceTime={text:?} is not an RFC 3339 time: {e}")
+            })
+        })
+        .transpose()?;
+    if seconds.is_some() && time.is_some() {
+        return Err("at most one of sinceTime or sinceSeconds may be specified".into());
+    }
+    Ok((seconds, time))
+}
+
 impl AgentLogRequest {
     /// The request's path and query: `/containerLogs/NS/POD/CONTAINER?...`.
     pub fn path_and_query(&self) -> String {
@@ -92,6 +124,16 @@ impl AgentLogRequest {
         }
         if let Some(n) = self.limit_bytes {
             query.push(format!("limitBytes={n}"));
+        }
+        if let Some(n) = self.since_seconds {
+            query.push(format!("sinceSeconds={n}"));
+        }
+        if let Some(t) = self.since_time {
+            // UTC with `Z`: nothing in it needs escaping in a query.
+            query.push(format!("sinceTime={t}"));
+        }
+        if self.timestamps {
+            query.push("timestamps=true".to_owned());
         }
         if !query.is_empty() {
             text.push('?');
@@ -124,6 +166,7 @@ impl AgentLogRequest {
             }
         }
         let params = params(query);
+        let (since_seconds, since_time) = since(&params)?;
         Ok(Some(AgentLogRequest {
             namespace: (*namespace).to_owned(),
             pod: (*pod).to_owned(),
@@ -132,24 +175,32 @@ impl AgentLogRequest {
             tail_lines: count(&params, "tailLines")?,
             previous: boolean(&params, "previous")?,
             limit_bytes: count(&params, "limitBytes")?,
+            since_seconds,
+            since_time,
+            timestamps: boolean(&params, "timestamps")?,
         }))
     }
 }
 
 impl PodLogOptions {
     /// The options from the query of `GET .../pods/{name}/log` (`container`, `follow`,
-    /// `tailLines`, `previous`, `limitBytes`); the error names the bad parameter.
+    /// `tailLines`, `previous`, `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`); the
+    /// error names the bad parameter.
     pub fn from_query(query: &BTreeMap<String, String>) -> Result<Self, String> {
         let params: BTreeMap<&str, &str> = query
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        let (since_seconds, since_time) = since(&params)?;
         Ok(PodLogOptions {
             container: query.get("container").filter(|c| !c.is_empty()).cloned(),
             follow: boolean(&params, "follow")?,
             tail_lines: count(&params, "tailLines")?,
             previous: boolean(&params, "previous")?,
             limit_bytes: count(&params, "limitBytes")?,
+            since_seconds,
+            since_time,
+            timestamps: boolean(&params, "timestamps")?,
         })
     }
 }
@@ -168,11 +219,27 @@ mod tests {
             tail_lines: Some(10),
             previous: false,
             limit_bytes: Some(4096),
+            ..AgentLogRequest::default()
         };
         let text = request.path_and_query();
         assert_eq!(
             text,
             "/containerLogs/shop/web-1/app?follow=true&tailLines=10&limitBytes=4096"
+        );
+        let (path, query) = text.split_once('?').unwrap();
+        assert_eq!(
+            AgentLogRequest::parse(path, Some(query)).unwrap(),
+            Some(request.clone())
+        );
+        let request = AgentLogRequest {
+            since_time: Some("2026-11-27T03:00:00.5+01:00".parse().unwrap()),
+            timestamps: true,
+            ..request
+        };
+        let text = request.path_and_query();
+        assert!(
+            text.ends_with("&sinceTime=2026-11-27T02:00:00.5Z&timestamps=true"),
+            "{text}"
         );
         let (path, query) = text.split_once('?').unwrap();
         assert_eq!(
@@ -191,6 +258,26 @@ mod tests {
             ("/containerLogs/a/B/c", None, "the pod \"B\""),
             ("/containerLogs/a/b/c", Some("tailLines=-1"), "tailLines"),
             ("/containerLogs/a/b/c", Some("follow=yes"), "follow"),
+            (
+                "/containerLogs/a/b/c",
+                Some("sinceSeconds=0"),
+                "sinceSeconds",
+            ),
+            (
+                "/containerLogs/a/b/c",
+                Some("sinceTime=yesterday"),
+                "sinceTime",
+            ),
+            (
+                "/containerLogs/a/b/c",
+                Some("sinceSeconds=5&sinceTime=2026-11-27T03:00:00Z"),
+                "at most one of sinceTime or sinceSeconds",
+            ),
+            (
+                "/containerLogs/a/b/c",
+                Some("timestamps=maybe"),
+                "timestamps",
+            ),
         ] {
             let err = AgentLogRequest::parse(path, query).unwrap_err();
             assert!(err.contains(needle), "{path}: {err}");
@@ -208,6 +295,21 @@ mod tests {
         assert_eq!(options.container.as_deref(), Some("app"));
         assert!(options.follow && !options.previous);
         assert_eq!(options.tail_lines, Some(3));
+        let query = BTreeMap::from([
+            ("sinceTime".to_owned(), "2026-11-27T03:00:00Z".to_owned()),
+            ("timestamps".to_owned(), "true".to_owned()),
+        ]);
+        let options = PodLogOptions::from_query(&query).unwrap();
+        assert_eq!(
+            options.since_time,
+            Some("2026-11-27T03:00:00Z".parse().unwrap())
+        );
+        assert!(options.timestamps);
+        let seconds = BTreeMap::from([("sinceSeconds".to_owned(), "60".to_owned())]);
+        assert_eq!(
+            PodLogOptions::from_query(&seconds).unwrap().since_seconds,
+            Some(60)
+        );
         let bad = BTreeMap::from([("limitBytes".to_owned(), "x".to_owned())]);
         assert!(
             PodLogOptions::from_query(&bad)

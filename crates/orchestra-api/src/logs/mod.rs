@@ -65,6 +65,13 @@ pub struct PodLogOptions {
     pub previous: bool,
     /// At most this many bytes.
     pub limit_bytes: Option<u64>,
+    /// Only the output of the last N seconds (Kubernetes' `sinceSeconds`; not with
+    /// `since_time`).
+    pub since_seconds: Option<u64>,
+    /// Only the output written at or after this time (`sinceTime`; not with `since_seconds`).
+    pub since_time: Option<jiff::Timestamp>,
+    /// Start each line with the RFC 3339 time it was written at (`timestamps`).
+    pub timestamps: bool,
 }
 
 /// A connection to node agents: streams one container's log from the agent of `node`.
@@ -228,6 +235,9 @@ pub async fn pod_logs<C: Client>(
         tail_lines: options.tail_lines,
         previous: options.previous,
         limit_bytes: options.limit_bytes,
+        since_seconds: options.since_seconds,
+        since_time: options.since_time,
+        timestamps: options.timestamps,
     };
     connector.container_logs(&node, &request).await
 }

@@ -531,6 +531,12 @@ impl Client for RemoteClient {
             tail_lines: options.tail_lines,
             previous: options.previous,
             limit_bytes: options.limit_bytes,
+            since_seconds: options.since_seconds,
+            since_time: options
+                .since_time
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            timestamps: options.timestamps,
         };
         let stream = call!(self, Pod::KIND, pod_logs, request)?;
         // The first error ends the stream.

@@ -491,12 +491,34 @@ impl Api for GrpcApi {
                     name: Some(&r.name),
                 },
             )?;
+            let since_time = (!r.since_time.is_empty())
+                .then(|| r.since_time.parse::<jiff::Timestamp>())
+                .transpose()
+                .map_err(|e| {
+                    ApiError::BadRequest(format!(
+                        "since_time {:?} is not an RFC 3339 time: {e}",
+                        r.since_time
+                    ))
+                })?;
+            if r.since_seconds == Some(0) {
+                return Err(ApiError::BadRequest(
+                    "since_seconds must be greater than 0".into(),
+                ));
+            }
+            if r.since_seconds.is_some() && since_time.is_some() {
+                return Err(ApiError::BadRequest(
+                    "at most one of sinceTime or sinceSeconds may be specified".into(),
+                ));
+            }
             let options = crate::logs::PodLogOptions {
                 container: (!r.container.is_empty()).then(|| r.container.clone()),
                 follow: r.follow,
                 tail_lines: r.tail_lines,
                 previous: r.previous,
                 limit_bytes: r.limit_bytes,
+                since_seconds: r.since_seconds,
+                since_time,
+                timestamps: r.timestamps,
             };
             super::logs::open(&self.state, &r.namespace, &r.name, &options).await
         }

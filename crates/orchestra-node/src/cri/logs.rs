@@ -2,8 +2,10 @@
 //! created with: one record per line, `<RFC 3339 time> <stdout|stderr> <P|F> <content>`, where
 //! `F` closes a line and `P` is a part of a longer one (the newline is not in the content).
 //!
-//! [`decode`] turns records back into the output as the container wrote it; [`read`] and
-//! [`follow`] read a file, the latter polling it for new records until the container exits.
+//! [`decode`] turns records back into the output as the container wrote it; a [`Decoder`]
+//! can also drop the records written before a time (`sinceTime`) and start each line with its
+//! time (`timestamps`), as kubelet does. [`read`] and [`follow`] read a file, the latter
+//! polling it for new records until the container exits.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,31 +24,89 @@ const FOLLOW_POLL: Duration = Duration::from_millis(50);
 ///
 /// A line that is not a CRI record is kept as it is, so that nothing written is lost.
 pub fn decode(raw: &[u8]) -> (Vec<u8>, usize) {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut consumed = 0;
-    while let Some(end) = raw[consumed..].iter().position(|b| *b == b'\n') {
-        let line = &raw[consumed..consumed + end];
-        consumed += end + 1;
-        match record(line) {
-            Some((content, full)) => {
-                out.extend_from_slice(content);
-                if full {
-                    out.push(b'\n');
-                }
-            }
-            None => {
-                out.extend_from_slice(line);
-                out.push(b'\n');
-            }
-        }
-    }
-    (out, consumed)
+    Decoder::default().decode(raw)
 }
 
-/// A record's content and whether it ends a line; `None` if `line` is not a record.
-fn record(line: &[u8]) -> Option<(&[u8], bool)> {
+/// Decodes records with kubelet's `sinceTime` and `timestamps`, remembering across calls
+/// (a followed log) whether the next record starts a line.
+#[derive(Clone, Debug, Default)]
+pub struct Decoder {
+    /// Records written before this are left out.
+    pub since: Option<jiff::Timestamp>,
+    /// Each line starts with its first record's time and a space.
+    pub timestamps: bool,
+    /// The last record kept was a partial one: the next continues its line.
+    in_line: bool,
+}
+
+impl Decoder {
+    /// A decoder with `options`' `since` and `timestamps`.
+    pub fn new(options: &LogOptions) -> Self {
+        Decoder {
+            since: options.since,
+            timestamps: options.timestamps,
+            in_line: false,
+        }
+    }
+
+    /// [`decode`] with this decoder's selection and timestamps. A record whose time does not
+    /// parse is kept (it cannot be placed before `since`).
+    pub fn decode(&mut self, raw: &[u8]) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut consumed = 0;
+        while let Some(end) = raw[consumed..].iter().position(|b| *b == b'\n') {
+            let line = &raw[consumed..consumed + end];
+            consumed += end + 1;
+            match record(line) {
+                Some(Record {
+                    time,
+                    content,
+                    full,
+                }) => {
+                    let early = self.since.is_some_and(|since| {
+                        std::str::from_utf8(time)
+                            .ok()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .is_some_and(|t| t < since)
+                    });
+                    if early {
+                        continue;
+                    }
+                    if self.timestamps && !self.in_line {
+                        out.extend_from_slice(time);
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(content);
+                    if full {
+                        out.push(b'\n');
+                    }
+                    self.in_line = !full;
+                }
+                None => {
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                    self.in_line = false;
+                }
+            }
+        }
+        (out, consumed)
+    }
+}
+
+/// One record of a CRI log.
+struct Record<'a> {
+    /// When it was written (RFC 3339, as in the file).
+    time: &'a [u8],
+    /// What the container wrote (without the newline).
+    content: &'a [u8],
+    /// Whether it ends a line.
+    full: bool,
+}
+
+/// The record `line` holds; `None` if it is not one.
+fn record(line: &[u8]) -> Option<Record<'_>> {
     let mut fields = line.splitn(4, |b| *b == b' ');
-    let _time = fields.next().filter(|t| !t.is_empty())?;
+    let time = fields.next().filter(|t| !t.is_empty())?;
     let stream = fields.next()?;
     if stream != b"stdout" && stream != b"stderr" {
         return None;
@@ -58,7 +118,11 @@ fn record(line: &[u8]) -> Option<(&[u8], bool)> {
         b"P" => false,
         _ => return None,
     };
-    Some((fields.next().unwrap_or_default(), full))
+    Some(Record {
+        time,
+        content: fields.next().unwrap_or_default(),
+        full,
+    })
 }
 
 /// The last `n` lines of `text` (all of it when `None`).
@@ -99,7 +163,8 @@ pub fn read(
     exited: impl FnMut() -> BoxFuture<'static, bool> + Send + 'static,
 ) -> Result<LogStream, RuntimeError> {
     let raw = read_raw(&path)?;
-    let (text, consumed) = decode(&raw);
+    let mut decoder = Decoder::new(options);
+    let (text, consumed) = decoder.decode(&raw);
     let mut selected = tail(&text, options.tail_lines).to_vec();
     let mut remaining = options.limit_bytes;
     if let Some(limit) = remaining {
@@ -110,13 +175,21 @@ pub fn read(
         let chunks = (!selected.is_empty()).then(|| Ok(Bytes::from(selected)));
         return Ok(Box::pin(futures::stream::iter(chunks)));
     }
-    Ok(follow(path, consumed as u64, selected, remaining, exited))
+    Ok(follow(
+        path,
+        consumed as u64,
+        decoder,
+        selected,
+        remaining,
+        exited,
+    ))
 }
 
 /// A stream of `initial`, then of the output of records appended to `path` after `offset`.
 fn follow(
     path: PathBuf,
     mut offset: u64,
+    mut decoder: Decoder,
     initial: Vec<u8>,
     mut remaining: Option<usize>,
     mut exited: impl FnMut() -> BoxFuture<'static, bool> + Send + 'static,
@@ -128,7 +201,7 @@ fn follow(
         }
         while !tx.is_closed() {
             let done = exited().await;
-            let mut new = match read_from(&path, &mut offset) {
+            let mut new = match read_from(&path, &mut offset, &mut decoder) {
                 Ok(new) => new,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -152,7 +225,11 @@ fn follow(
 }
 
 /// The output of the complete records after `offset` in `path`, moving `offset` past them.
-fn read_from(path: &Path, offset: &mut u64) -> Result<Vec<u8>, RuntimeError> {
+fn read_from(
+    path: &Path,
+    offset: &mut u64,
+    decoder: &mut Decoder,
+) -> Result<Vec<u8>, RuntimeError> {
     use std::io::{Read, Seek, SeekFrom};
     let io = |source| RuntimeError::Io {
         context: format!("following the container log {}", path.display()),
@@ -170,7 +247,7 @@ fn read_from(path: &Path, offset: &mut u64) -> Result<Vec<u8>, RuntimeError> {
     file.seek(SeekFrom::Start(*offset)).map_err(io)?;
     let mut raw = Vec::new();
     file.take(len - *offset).read_to_end(&mut raw).map_err(io)?;
-    let (text, consumed) = decode(&raw);
+    let (text, consumed) = decoder.decode(&raw);
     *offset += consumed as u64;
     Ok(text)
 }
@@ -207,6 +284,44 @@ mod tests {
             String::from_utf8_lossy(&text),
             format!("garbage here\n{T} stdin F x\n{T} stdout Q y\nok\n")
         );
+    }
+
+    #[test]
+    fn since_drops_earlier_records_and_timestamps_start_each_line() {
+        let (t1, t2, t3) = (
+            "2026-11-27T03:00:00.1Z",
+            "2026-11-27T03:00:01.5+00:00",
+            "2026-11-27T04:00:02Z",
+        );
+        let raw = format!(
+            "{t1} stdout F early\n{t2} stdout P par\n{t3} stdout F tial\ngarbage\n{t3} stderr F late\n"
+        );
+        let mut decoder = Decoder {
+            since: Some("2026-11-27T03:00:01Z".parse().unwrap()),
+            timestamps: true,
+            ..Decoder::default()
+        };
+        let (text, consumed) = decoder.decode(raw.as_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            format!("{t2} partial\ngarbage\n{t3} late\n")
+        );
+        assert_eq!(consumed, raw.len());
+        // A line split across calls (a followed log) gets its time once.
+        let mut decoder = Decoder {
+            timestamps: true,
+            ..Decoder::default()
+        };
+        let (first, _) = decoder.decode(format!("{t1} stdout P a\n").as_bytes());
+        let (second, _) = decoder.decode(format!("{t2} stdout F b\n").as_bytes());
+        assert_eq!(first, format!("{t1} a").as_bytes());
+        assert_eq!(second, b"b\n");
+        // `since` alone keeps the output as written.
+        let mut decoder = Decoder {
+            since: Some("2026-11-27T04:00:00Z".parse().unwrap()),
+            ..Decoder::default()
+        };
+        assert_eq!(decoder.decode(raw.as_bytes()).0, b"tial\ngarbage\nlate\n");
     }
 
     #[test]

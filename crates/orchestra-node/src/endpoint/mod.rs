@@ -215,6 +215,19 @@ async fn handle<R: RuntimeDriver>(runtime: &R, request: Request<Incoming>) -> Re
     }
 }
 
+/// The time `sinceTime` names, or `sinceSeconds` before now (on the agent's clock, as kubelet
+/// computes it).
+fn since(request: &AgentLogRequest) -> Option<jiff::Timestamp> {
+    request.since_time.or_else(|| {
+        let seconds = i64::try_from(request.since_seconds?).unwrap_or(i64::MAX);
+        let now = jiff::Timestamp::try_from(crate::pod::clock::now()).ok()?;
+        Some(
+            now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+                .unwrap_or(jiff::Timestamp::MIN),
+        )
+    })
+}
+
 async fn logs<R: RuntimeDriver>(
     runtime: &R,
     request: &AgentLogRequest,
@@ -238,8 +251,16 @@ async fn logs<R: RuntimeDriver>(
         limit_bytes: request
             .limit_bytes
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        since: since(request),
+        timestamps: request.timestamps,
     };
-    let stream = runtime.logs(&id, options).await.map_err(internal)?;
+    let stream = runtime.logs(&id, options).await.map_err(|err| match err {
+        // Options the runtime cannot honour (times of a log that has none) are the asker's.
+        crate::runtime::RuntimeError::InvalidConfig { .. } => {
+            (StatusCode::BAD_REQUEST, err.to_string())
+        }
+        err => internal(err),
+    })?;
     let container = id.to_string();
     // An error while streaming ends the body (the status line is sent by then); logged.
     let frames = stream

@@ -831,6 +831,15 @@ impl RuntimeDriver for ProcessRuntime {
     }
 
     async fn logs(&self, id: &ContainerId, options: LogOptions) -> Result<LogStream, RuntimeError> {
+        if options.needs_times() {
+            // The process writes its log file itself (see `logfile`): nothing stamps its lines.
+            return Err(RuntimeError::InvalidConfig {
+                what: "log options".into(),
+                message: "the process runtime's logs carry no per-line times, so sinceSeconds, \
+                          sinceTime and timestamps are not available (the CRI runtime has them)"
+                    .into(),
+            });
+        }
         let path = {
             let state = self.shared.state();
             let entry = state

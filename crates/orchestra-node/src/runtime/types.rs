@@ -287,6 +287,18 @@ pub struct LogOptions {
     pub tail_lines: Option<usize>,
     /// At most this many bytes (from the start of what is selected).
     pub limit_bytes: Option<usize>,
+    /// Only the lines written at or after this time (kubelet's `sinceTime`/`sinceSeconds`).
+    pub since: Option<jiff::Timestamp>,
+    /// Start each line with the RFC 3339 time it was written at and a space.
+    pub timestamps: bool,
+}
+
+impl LogOptions {
+    /// Whether these options need the time of each line (which only logs in the CRI format
+    /// have).
+    pub fn needs_times(&self) -> bool {
+        self.since.is_some() || self.timestamps
+    }
 }
 
 /// A container's log output, in chunks.
