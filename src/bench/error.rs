@@ -83,6 +83,16 @@ pub enum BenchError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The mesh benchmark could not set up or drive a path (a socket, a sidecar, the mesh CA,
+    /// nginx), or a response was not the backend's.
+    #[error("mesh benchmark: {what}")]
+    Mesh {
+        /// What it was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The node benchmark could not set up or drive a runtime, the agent or the API.
     #[error("node benchmark: {what}")]
     Node {

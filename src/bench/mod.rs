@@ -6,6 +6,8 @@
 //!   LocalClient and RemoteClient.
 //! - [`store`]: `orchestra bench store`, the key-value store's put/get/txn/watch benchmark.
 //! - [`proxy`]: `orchestra bench proxy`, the L4 service proxy against direct and nginx.
+//! - [`mesh`]: `orchestra bench mesh`, the L7 sidecar (plain and the mTLS pair) against
+//!   direct and nginx.
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
 //! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
 //! - [`cluster`]: `orchestra bench cluster`, the whole control plane with fake nodes at scale.
@@ -21,6 +23,7 @@ pub mod cluster;
 pub mod controller;
 pub mod dns;
 pub mod error;
+pub mod mesh;
 pub mod node;
 pub mod proxy;
 pub mod report;
@@ -37,6 +40,7 @@ pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Sched(args) => sched::run(args),
         BenchTarget::Proxy(args) => proxy::run(args).await,
+        BenchTarget::Mesh(args) => mesh::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
         #[cfg(feature = "server")]
         BenchTarget::Cluster(args) => cluster::run(args).await,

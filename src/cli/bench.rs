@@ -1,7 +1,7 @@
 //! `orchestra bench ...`: the arguments of the benchmarks.
 //!
 //! [`BenchCommand`] holds one [`BenchTarget`] per benchmarked component: `store`, `sched`,
-//! `proxy`, `node` and `cluster`.
+//! `proxy`, `mesh`, `node`, `cluster`, `api`, `controller` and `dns`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub enum BenchTarget {
     /// The L4 service proxy: bulk throughput, latency at a fixed rate and max requests/s,
     /// direct vs through TcpProxy vs through nginx.
     Proxy(ProxyBenchArgs),
+    /// The L7 sidecar: requests/s at saturation and latency at fixed rates, direct vs one
+    /// outbound sidecar vs the sidecar pair over mTLS vs nginx as an HTTP reverse proxy.
+    Mesh(MeshBenchArgs),
     /// The node agent: pod start latency (bound to Running and Ready) and teardown per
     /// runtime, against the bare runtime calls; memory per pod of the fake runtime.
     Node(NodeBenchArgs),
@@ -602,6 +605,38 @@ pub struct ProxyBenchArgs {
     /// Endpoints per service of the nftables sync test.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub endpoints: u32,
+}
+
+/// `orchestra bench mesh`: an in-process HTTP/1.1 backend reached directly, through one
+/// outbound sidecar, through the client and server sidecars over mTLS, and through nginx as
+/// a reverse proxy (when installed), each measured for max requests/s and for latency at
+/// fixed open-loop rates.
+#[derive(Clone, Debug, Args)]
+pub struct MeshBenchArgs {
+    /// Requests per second of the open-loop latency tests, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rates: Vec<u32>,
+
+    /// Keep-alive connections of every test (the latency tests send to them in turn).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Bytes of each response's body.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    pub message_size: u32,
+
+    /// How long each test lasts, in seconds (fractions allowed).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub seconds: Duration,
+
+    /// The nginx binary (default: `nginx` on PATH, then /usr/sbin/nginx); without one the
+    /// nginx path is reported as skipped.
+    #[arg(long, value_name = "PATH")]
+    pub nginx: Option<PathBuf>,
+
+    /// Cap everything for CI: rates at most 200/s, 4 connections, 0.3 s per test.
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// What `orchestra bench proxy` measures.

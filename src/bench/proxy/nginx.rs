@@ -60,6 +60,21 @@ pub async fn start(binary: &Path, backend: SocketAddr) -> Result<Nginx, String> 
         // with nginx's own message.
         String::new()
     };
+    start_with(binary, |addr, _dir| {
+        format!(
+            "{load}\nstream {{ server {{ listen {addr}; proxy_pass {backend}; tcp_nodelay on; proxy_half_close on; proxy_buffer_size 64k; }} }}\n"
+        )
+    })
+    .await
+}
+
+/// Starts nginx on a free loopback port with the common settings (foreground, one process,
+/// pid and error log in a temporary directory) and what `config` returns for that address
+/// and directory (the proxying part), and waits until it accepts.
+pub async fn start_with(
+    binary: &Path,
+    config: impl FnOnce(SocketAddr, &Path) -> String,
+) -> Result<Nginx, String> {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("finding a free port for nginx: {e}"))?
@@ -67,10 +82,11 @@ pub async fn start(binary: &Path, backend: SocketAddr) -> Result<Nginx, String> 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let dir = tempfile::tempdir().map_err(|e| format!("creating nginx's directory: {e}"))?;
     let d = dir.path().display();
+    // The caller's part first: a `load_module` must come before the blocks.
     let config = format!(
-        "{load}\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         stream {{ server {{ listen {addr}; proxy_pass {backend}; tcp_nodelay on; proxy_half_close on; proxy_buffer_size 64k; }} }}\n"
+        "{}\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n",
+        config(addr, dir.path())
     );
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, config).map_err(|e| format!("writing nginx.conf: {e}"))?;
