@@ -10,10 +10,10 @@
 //! 2. **rolling-update**: a Deployment of `--deployment-replicas` replicas (maxSurge
 //!    `--max-surge`%, maxUnavailable `--max-unavailable`%), the Deployment and ReplicaSet
 //!    controllers running, and a fake kubelet that marks every new pod Running and Ready as
-//!    soon as it appears. Once the Deployment is available, its template changes; the time
-//!    until every replica is updated and available is the result, with the most pods that
-//!    existed at once and the fewest ready ones during the rollout (which the surge and
-//!    unavailability bounds limit).
+//!    soon as it appears. Once the Deployment is available (and the fake kubelet's watch has
+//!    seen every pod Ready), its template changes; the time until every replica is updated
+//!    and available is the result, with the most pods that existed at once and the fewest
+//!    ready ones during the rollout (which the surge and unavailability bounds limit).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -365,6 +365,14 @@ impl Seen {
         self.min_ready = self.min_ready.min(self.ready.len());
     }
 
+    /// Whether the watch shows a settled rollout: exactly `replicas` pods, all Ready. The
+    /// Deployment's status can say so before this watch has seen it (the watch lags the API
+    /// under load); measuring from such a lagging view counted pods not yet seen Ready as a
+    /// dip below maxUnavailable.
+    fn settled_at(&self, replicas: usize) -> bool {
+        self.live.len() == replicas && self.ready.len() == replicas
+    }
+
     fn observe(&mut self, pod: &Pod, gone: bool) {
         let name = &pod.metadata.name;
         if gone || pod.metadata.deletion_timestamp.is_some() {
@@ -431,6 +439,14 @@ impl Kubelet {
             }
         });
         Kubelet { seen, task }
+    }
+
+    /// Whether the watch has caught up with a settled rollout (see [`Seen::settled_at`]).
+    fn caught_up(&self, replicas: usize) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .settled_at(replicas)
     }
 
     /// Starts measuring the extremes afresh.
@@ -502,6 +518,16 @@ async fn rolling_update_phase(
     wait_until("the Deployment available", timeout, || {
         rolled_out(&client, want, generation)
     })
+    .await?;
+    let settled = usize::try_from(replicas).unwrap_or(usize::MAX);
+    wait_until(
+        "the fake kubelet's watch to see every pod Ready",
+        timeout,
+        || {
+            let done = kubelet.caught_up(settled);
+            async move { Ok(done) }
+        },
+    )
     .await?;
 
     kubelet.reset();
@@ -595,8 +621,10 @@ mod tests {
             pod
         };
         seen.observe(&pod("a"), false);
-        seen.observe(&running_and_ready(pod("a")), false);
         seen.observe(&running_and_ready(pod("b")), false);
+        assert!(!seen.settled_at(2), "a is not seen Ready yet");
+        seen.observe(&running_and_ready(pod("a")), false);
+        assert!(seen.settled_at(2));
         seen.min_ready = seen.ready.len();
         seen.observe(&pod("a"), true);
         assert_eq!((seen.max_live, seen.min_ready), (2, 1));

@@ -34,6 +34,11 @@ impl Written {
     pub(crate) fn note(&mut self, resource_version: &str) {
         self.0 = self.0.max(resource_version.parse().unwrap_or(0));
     }
+
+    /// Whether the sync wrote anything (so that the events of its writes will come back).
+    pub(crate) fn any(&self) -> bool {
+        self.0 > 0
+    }
 }
 
 /// Create `count` pods from `template` in slow-start batches (1, 2, 4, ...): a batch runs only
