@@ -650,6 +650,8 @@ async fn start_inbound(backend: SocketAddr) -> Result<(SocketAddr, MeshTls, Spif
                 rules: vec![Rule {
                     port: Some(backend.port()),
                     from: vec![Caller::Identity(client_id.clone())],
+                    // Every request: the benchmark measures the identity check, not routes.
+                    http: Vec::new(),
                 }],
             },
         )]),
