@@ -39,6 +39,15 @@ pub struct Adopted {
 /// asking for actions).
 const MAX_ROUNDS: usize = 16;
 
+/// The first retry of a refused finalizer write, doubling to [`FINALIZER_RETRY_MAX`]. Short,
+/// because the usual refusal is transient: the API server's node authorizer learns of the
+/// pod's binding from its own watch, which may be a moment behind the agent's; a 1 s wait here
+/// was added to every pod start in secure clusters.
+const FINALIZER_RETRY_FIRST: Duration = Duration::from_millis(25);
+
+/// The longest wait between retries of a refused finalizer write.
+const FINALIZER_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// How soon a container whose ConfigMap, Secret or volume was missing is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(10);
 
@@ -105,6 +114,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     /// Runs until the pod is gone from the API and from the runtime.
     pub(super) async fn run(mut self) {
         let mut has_finalizer = false;
+        let mut finalizer_retry = FINALIZER_RETRY_FIRST;
         loop {
             let Some(api_pod) = self.pod.borrow_and_update().clone() else {
                 self.clean_up().await;
@@ -124,8 +134,13 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                         // Gone meanwhile: the watch will say so.
                     }
                     Err(err) => {
-                        tracing::warn!(pod = %api_pod.metadata.name, %err, "adding the agent's finalizer failed; retrying");
-                        self.wait(Some(Duration::from_secs(1))).await;
+                        if finalizer_retry < FINALIZER_RETRY_MAX {
+                            tracing::debug!(pod = %api_pod.metadata.name, %err, retry_in = ?finalizer_retry, "adding the agent's finalizer failed; retrying");
+                        } else {
+                            tracing::warn!(pod = %api_pod.metadata.name, %err, "adding the agent's finalizer keeps failing; retrying every second");
+                        }
+                        self.wait(Some(finalizer_retry)).await;
+                        finalizer_retry = (finalizer_retry * 2).min(FINALIZER_RETRY_MAX);
                         continue;
                     }
                 }
