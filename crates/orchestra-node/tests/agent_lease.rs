@@ -1,5 +1,9 @@
-//! The node lease: renewals that fail are retried after 200 ms, doubling (to 7 s at most),
-//! then renewed every 10 s again; the loop never gives up.
+//! Writes the agent retries, through a client that refuses them for a while:
+//! - the node lease: renewals that fail are retried after 200 ms, doubling (to 7 s at most),
+//!   then renewed every 10 s again; the loop never gives up;
+//! - the pod's finalizer: a refused write (in a secure cluster, the node authorizer may not
+//!   have seen the pod's binding yet: its watch can be a moment behind the agent's) is retried
+//!   after 25 ms, doubling, not after a second, so that it does not delay the pod's start.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,42 +12,64 @@ use async_trait::async_trait;
 use orchestra_api::registry::{
     DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
 };
-use orchestra_api::resources::{Lease, Pod};
-use orchestra_api::{ApiError, Client, LocalClient, Resource};
-use orchestra_node::agent::AgentConfig;
+use orchestra_api::resources::{Container, Lease, Pod, PodPhase, PodSpec};
+use orchestra_api::{ApiError, Client, LocalClient, ObjectMeta, Resource};
 use orchestra_node::agent::node::{LEASE_NAMESPACE, lease_loop};
+use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::fake::FakeRuntime;
 use orchestra_store::{MemStore, StoreError};
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
-/// A client whose Lease writes fail while `failing` is above zero, recording when each Lease
-/// write was tried.
+/// A client whose creates and updates of `kind` fail with `refusal()` while `failing` is above
+/// zero, recording when each of them was tried.
 #[derive(Clone)]
-struct FlakyLeases {
+struct FlakyWrites {
     inner: LocalClient,
+    kind: &'static str,
+    refusal: fn() -> ApiError,
     failing: Arc<Mutex<usize>>,
     attempts: Arc<Mutex<Vec<Instant>>>,
 }
 
-impl FlakyLeases {
+impl FlakyWrites {
+    fn new(kind: &'static str, refusal: fn() -> ApiError, failing: usize) -> Self {
+        FlakyWrites {
+            inner: LocalClient::new(MemStore::new()),
+            kind,
+            refusal,
+            failing: Arc::new(Mutex::new(failing)),
+            attempts: Arc::default(),
+        }
+    }
+
     fn write<R: Resource>(&self) -> Result<(), ApiError> {
-        if R::KIND != "Lease" {
+        if R::KIND != self.kind {
             return Ok(());
         }
         self.attempts.lock().unwrap().push(Instant::now());
         let mut failing = self.failing.lock().unwrap();
         if *failing > 0 {
             *failing -= 1;
-            return Err(ApiError::Internal(StoreError::Io(
-                "the disk went away".into(),
-            )));
+            return Err((self.refusal)());
         }
         Ok(())
+    }
+
+    /// The attempts' times, in ms after `start`.
+    fn attempts_since(&self, start: Instant) -> Vec<u128> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis())
+            .collect()
     }
 }
 
 #[async_trait]
-impl Client for FlakyLeases {
+impl Client for FlakyWrites {
     async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
         self.inner.get(namespace, name).await
     }
@@ -90,21 +116,15 @@ impl Client for FlakyLeases {
 
 #[tokio::test(start_paused = true)]
 async fn failed_renewals_back_off_from_200ms_and_never_stop_the_loop() {
-    let client = FlakyLeases {
-        inner: LocalClient::new(MemStore::new()),
-        failing: Arc::new(Mutex::new(7)),
-        attempts: Arc::default(),
-    };
+    let client = FlakyWrites::new(
+        "Lease",
+        || ApiError::Internal(StoreError::Io("the disk went away".into())),
+        7,
+    );
     let t0 = Instant::now();
     let task = tokio::spawn(lease_loop(client.clone(), Arc::new(AgentConfig::new("n1"))));
     sleep(Duration::from_secs(30)).await;
-    let offsets: Vec<u128> = client
-        .attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|t| (*t - t0).as_millis())
-        .collect();
+    let offsets = client.attempts_since(t0);
     // 7 failures: retried after 200, 400, 800, 1600, 3200, 6400 and 7000 ms; then the 8th
     // attempt creates the lease and renewals follow every 10 s.
     assert_eq!(
@@ -116,5 +136,60 @@ async fn failed_renewals_back_off_from_200ms_and_never_stop_the_loop() {
     assert_eq!(lease.spec.holder_identity.as_deref(), Some("n1"));
     assert_eq!(lease.spec.lease_duration_seconds, Some(40));
     assert!(!task.is_finished());
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_finalizer_write_is_retried_within_milliseconds() {
+    let client = FlakyWrites::new(
+        "Pod",
+        || ApiError::Forbidden("a node may only modify pods bound to it".into()),
+        3,
+    );
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let agent = Agent::new(
+        client.clone(),
+        FakeRuntime::new(),
+        AgentConfig::new("node-1"),
+    );
+    let task = tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    }));
+    let pod = Pod {
+        metadata: ObjectMeta::namespaced("default", "web"),
+        spec: PodSpec {
+            node_name: "node-1".into(),
+            containers: vec![Container {
+                name: "main".into(),
+                image: "pause".into(),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        },
+        ..Pod::default()
+    };
+    client.inner.create(&pod).await.unwrap();
+    let created = Instant::now();
+    loop {
+        let pod: Pod = client.inner.get("default", "web").await.unwrap();
+        if pod.status.and_then(|s| s.phase) == Some(PodPhase::Running) {
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(10),
+            "the pod never ran"
+        );
+        sleep(Duration::from_millis(5)).await;
+    }
+    let offsets = client.attempts_since(created);
+    // Three refusals: retried after 25, 50 and 100 ms; the fourth write adds the finalizer.
+    assert_eq!(offsets.len(), 4, "pod update attempts (ms): {offsets:?}");
+    let gaps: Vec<u128> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [25, 50, 100], "gaps between attempts (ms)");
+    assert!(
+        created.elapsed() < Duration::from_millis(500),
+        "running after {:?}",
+        created.elapsed()
+    );
     task.abort();
 }
