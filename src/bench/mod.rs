@@ -9,7 +9,8 @@
 //! - [`mesh`]: `orchestra bench mesh`, the L7 sidecar (plain and the mTLS pair) against
 //!   direct and nginx.
 //! - [`node`]: `orchestra bench node`, the node agent's pod start and teardown per runtime.
-//! - [`sched`]: `orchestra bench sched`, the scheduler framework's workloads.
+//! - [`sched`]: `orchestra bench sched`, the scheduler's workloads, on the framework alone
+//!   and end to end through the API.
 //! - [`cluster`]: `orchestra bench cluster`, the whole control plane with fake nodes at scale.
 //! - [`dns`]: `orchestra bench dns`, the cluster DNS against dnsmasq on loopback UDP.
 //! - [`controller`]: `orchestra bench controller`, the ReplicaSet controller's pod creations
@@ -38,7 +39,7 @@ use crate::cli::bench::{BenchCommand, BenchTarget};
 pub async fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command.target {
         BenchTarget::Store(args) => store::run(args).await,
-        BenchTarget::Sched(args) => sched::run(args),
+        BenchTarget::Sched(args) => sched::run(args).await,
         BenchTarget::Proxy(args) => proxy::run(args).await,
         BenchTarget::Mesh(args) => mesh::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,

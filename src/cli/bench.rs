@@ -22,7 +22,8 @@ pub struct BenchCommand {
 pub enum BenchTarget {
     /// The key-value store: put, get, compare-and-swap and watch fan-out, per backend.
     Store(StoreBenchArgs),
-    /// The scheduler framework alone: pods placed one by one on a snapshot, per workload.
+    /// The scheduler: pods placed one by one on a snapshot by the framework alone, or end to
+    /// end by the scheduling loop against an in-process API (`--mode e2e`), per workload.
     Sched(SchedBenchArgs),
     /// The L4 service proxy: bulk throughput, latency at a fixed rate and max requests/s,
     /// direct vs through TcpProxy vs through nginx.
@@ -101,9 +102,31 @@ impl SchedWorkload {
     }
 }
 
-/// `orchestra bench sched`: each workload is one run on a fresh snapshot of `--nodes` nodes,
-/// placing `--pods` pods one by one with the default profile (each placement assumed into the
-/// snapshot before the next pod), and prints one JSON line.
+/// How `orchestra bench sched` schedules the pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedMode {
+    /// The framework alone: each pod scheduled on a snapshot and assumed there.
+    Framework,
+    /// The scheduling loop against an in-process API (LocalClient over MemStore): pods
+    /// created through the API, watched, scheduled and bound through the API.
+    E2e,
+}
+
+impl SchedMode {
+    /// The name used on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedMode::Framework => "framework",
+            SchedMode::E2e => "e2e",
+        }
+    }
+}
+
+/// `orchestra bench sched`: each workload and mode is one run on a fresh cluster of `--nodes`
+/// nodes, placing `--pods` pods with the default profile (framework: one by one, each
+/// placement assumed into the snapshot before the next pod; e2e: created through the API and
+/// bound by the scheduling loop), and prints one JSON line.
 #[derive(Clone, Debug, Args)]
 pub struct SchedBenchArgs {
     /// Workloads, comma-separated.
@@ -121,6 +144,16 @@ pub struct SchedBenchArgs {
     /// Seed of the scheduler's tie-breaking (runs with the same seed place pods identically).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// How pods are scheduled, comma-separated: `framework` (the framework alone on a
+    /// snapshot) or `e2e` (the scheduling loop against an in-process API through LocalClient:
+    /// pods created through the API, bound through the binding subresource).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "framework")]
+    pub mode: Vec<SchedMode>,
+
+    /// `--mode e2e`: how long the pods may take to be bound before the run fails, seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_seconds: u64,
 
     /// Cap everything for CI: at most 200 nodes and 400 pods.
     #[arg(long)]
@@ -514,6 +547,13 @@ pub(crate) mod tests {
             [SchedWorkload::Basic, SchedWorkload::PodAntiAffinity]
         );
         assert_eq!((args.nodes, args.pods, args.smoke), (100, 10_000, false));
+        assert_eq!(args.mode, [SchedMode::Framework]);
+        let args = sched_args(&["--mode", "framework,e2e", "--timeout-seconds", "9"]).unwrap();
+        assert_eq!(
+            (args.mode, args.timeout_seconds),
+            (vec![SchedMode::Framework, SchedMode::E2e], 9)
+        );
+        assert!(sched_args(&["--mode", "loop"]).is_err());
         assert!(sched_args(&["--workload", "gang"]).is_err());
         assert!(sched_args(&["--nodes", "0"]).is_err());
     }

@@ -1,7 +1,10 @@
-//! `orchestra bench sched`: the scheduler framework alone. Each workload builds a snapshot of
-//! `--nodes` nodes, then places `--pods` pods one by one with the default profile: prepare the
-//! pod (`PodInfo`), run the scheduling cycle, assume the pod onto its node. That loop is
-//! timed; building the pod objects and the nodes is not. One JSON line per workload.
+//! `orchestra bench sched`: the scheduler, per workload and mode; one JSON line each.
+//!
+//! `--mode framework` (the default) runs the framework alone. Each workload builds a snapshot
+//! of `--nodes` nodes, then places `--pods` pods one by one with the default profile: prepare
+//! the pod (`PodInfo`), run the scheduling cycle, assume the pod onto its node. That loop is
+//! timed; building the pod objects and the nodes is not. `--mode e2e` runs the scheduling loop
+//! against an in-process API instead ([`e2e`]).
 //!
 //! The preemption workload fills every node with low-priority pods first; each pod then fits
 //! nowhere, DefaultPreemption (PostFilter) chooses a node and a victim, and the timed loop
@@ -9,19 +12,21 @@
 //!
 //! # Layout
 //! - [`workload`]: the nodes and pods of each workload.
+//! - [`e2e`]: `--mode e2e`, through LocalClient and the scheduling loop.
 
+pub mod e2e;
 pub mod workload;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use orchestra::sched::{ClusterSnapshot, Framework, PodInfo, plugins};
 use serde::Serialize;
 
 use crate::bench::BenchError;
 use crate::bench::report::{Latency, latency_histogram, record, round1};
-use crate::cli::bench::{SchedBenchArgs, SchedWorkload};
+use crate::cli::bench::{SchedBenchArgs, SchedMode, SchedWorkload};
 
 /// One result line of `orchestra bench sched`.
 #[derive(Clone, Debug, Serialize)]
@@ -36,33 +41,46 @@ pub struct SchedResult {
     pub pods: u32,
     /// Pods per second over the timed loop.
     pub pods_per_sec: f64,
+    /// How the pods were scheduled.
+    pub mode: SchedMode,
     /// Pods placed.
     pub scheduled: u64,
     /// Pods no node accepted (0 for every workload at the default sizes).
     pub unschedulable: u64,
-    /// The timed loop's duration in seconds.
+    /// The timed loop's duration in seconds (e2e: from the first creation until the last
+    /// pod was seen bound).
     pub seconds: f64,
-    /// Latency of one pod (prepare, schedule, assume).
+    /// e2e: the seconds the creations took (they overlap the scheduling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_seconds: Option<f64>,
+    /// Latency of one pod (framework: prepare, schedule, assume; e2e: from its creation until
+    /// it is seen bound).
     #[serde(flatten)]
     pub latency: Latency,
     /// The tie-breaking seed.
     pub seed: u64,
 }
 
-/// Run every requested workload.
-pub fn run(args: SchedBenchArgs) -> Result<(), BenchError> {
+/// Run every requested workload in every requested mode.
+pub async fn run(args: SchedBenchArgs) -> Result<(), BenchError> {
     let (nodes, pods) = if args.smoke {
         (args.nodes.min(200), args.pods.min(400))
     } else {
         (args.nodes, args.pods)
     };
-    for workload in &args.workload {
-        let result = run_one(*workload, nodes, pods, args.seed)?;
-        let line = serde_json::to_string(&result).map_err(|e| BenchError::Output(e.into()))?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{line}")
-            .and_then(|()| stdout.flush())
-            .map_err(BenchError::Output)?;
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    for mode in &args.mode {
+        for workload in &args.workload {
+            let result = match mode {
+                SchedMode::Framework => run_one(*workload, nodes, pods, args.seed)?,
+                SchedMode::E2e => e2e::run_one(*workload, nodes, pods, args.seed, timeout).await?,
+            };
+            let line = serde_json::to_string(&result).map_err(|e| BenchError::Output(e.into()))?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .map_err(BenchError::Output)?;
+        }
     }
     Ok(())
 }
@@ -139,9 +157,11 @@ fn run_one(
         nodes,
         pods,
         pods_per_sec: round1(f64::from(pods) / seconds),
+        mode: SchedMode::Framework,
         scheduled,
         unschedulable,
         seconds: (seconds * 1000.0).round() / 1000.0,
+        create_seconds: None,
         latency: Latency::of(&hist),
         seed,
     })
@@ -175,6 +195,27 @@ mod tests {
                 )),
                 "{line}"
             );
+            assert!(line.contains(r#""mode":"framework""#), "{line}");
+        }
+    }
+
+    /// End to end, the scheduling loop binds every pod through the API, preemptors included
+    /// (their victims deleted, then placed after their backoff).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn e2e_binds_every_pod_through_the_api() {
+        for workload in [SchedWorkload::Basic, SchedWorkload::Preemption] {
+            let result = e2e::run_one(workload, 30, 60, 7, Duration::from_secs(120))
+                .await
+                .unwrap();
+            assert_eq!(
+                (result.scheduled, result.unschedulable),
+                (60, 0),
+                "{workload:?}"
+            );
+            assert_eq!(result.mode, SchedMode::E2e);
+            assert!(result.create_seconds.is_some());
+            let line = serde_json::to_string(&result).unwrap();
+            assert!(line.contains(r#""mode":"e2e""#), "{line}");
         }
     }
 }

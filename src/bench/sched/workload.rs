@@ -21,6 +21,13 @@ pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
 pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 /// Pod groups of the affinity and spreading workloads.
 pub const GROUPS: usize = 100;
+/// The namespace of every pod.
+pub const NAMESPACE: &str = "bench";
+
+/// The `i` of a workload pod's name (`pod-<i>`).
+pub fn pod_index(name: &str) -> Option<usize> {
+    name.strip_prefix("pod-")?.parse().ok()
+}
 
 /// Node `i`: 32 CPUs, 128 GiB, 110 pods, zone `i % 10`; half the nodes (even `i`) carry
 /// `group: a`, the node-affinity workload's requirement.
@@ -54,7 +61,7 @@ pub const LOW_PRIORITY_CPU: i64 = 8;
 /// with [`LOW_PRIORITY_PER_NODE`] of them, priority 0).
 pub fn low_priority_pod(i: usize, j: usize) -> Pod {
     Pod {
-        metadata: ObjectMeta::namespaced("bench", format!("low-{i}-{j}")),
+        metadata: ObjectMeta::namespaced(NAMESPACE, format!("low-{i}-{j}")),
         spec: PodSpec {
             containers: vec![Container {
                 name: "app".into(),
@@ -156,7 +163,7 @@ pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
         }
     }
     Pod {
-        metadata: ObjectMeta::namespaced("bench", format!("pod-{i}")).with_label("group", &group),
+        metadata: ObjectMeta::namespaced(NAMESPACE, format!("pod-{i}")).with_label("group", &group),
         spec,
         status: None,
     }

@@ -184,7 +184,7 @@ impl Framework {
         // them. A search narrowed by PreFilter keeps none: the failure path filters every
         // node again to explain itself.
         let narrowed = state.candidate_nodes().is_some();
-        let mut rejected: Vec<(u32, &'static str, Status)> = Vec::new();
+        let mut rejected: Vec<NodeRejection> = Vec::new();
         let mut visit = |index: usize| -> Result<bool, Unschedulable> {
             let node = cluster.node(index);
             match run_filters_nominated(&filters, &state, pod, cluster, node) {
@@ -194,7 +194,19 @@ impl Framework {
                 }
                 Some((plugin, status)) if status.is_rejected() => {
                     if !narrowed {
-                        rejected.push((index as u32, plugin, status));
+                        // Recorded as the final rejections right away (no second pass
+                        // converting them). A search rejecting the first nodes it visits
+                        // often rejects them all (preemption): room for every node at once
+                        // instead of growing the vector through a dozen copies.
+                        if rejected.capacity() == 0 && feasible.is_empty() {
+                            rejected.reserve_exact(num_nodes);
+                        }
+                        rejected.push(NodeRejection {
+                            node: node.name().clone(),
+                            plugin,
+                            code: status.code(),
+                            reasons: status.into_reasons(),
+                        });
                     }
                     Ok(false)
                 }
@@ -242,8 +254,8 @@ impl Framework {
                 code: status.code(),
                 reasons: status.into_reasons(),
             };
-            let mut nodes = Vec::with_capacity(num_nodes);
-            if narrowed {
+            let nodes = if narrowed {
+                let mut nodes = Vec::with_capacity(num_nodes);
                 for index in (start..num_nodes).chain(0..start) {
                     let node = cluster.node(index);
                     match run_filters_nominated(&filters, &state, pod, cluster, node) {
@@ -254,14 +266,11 @@ impl Framework {
                         Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
                     }
                 }
+                nodes
             } else {
                 // Every node was visited and rejected, in round-robin order.
-                nodes.extend(
-                    rejected
-                        .into_iter()
-                        .map(|(index, plugin, status)| rejection(index as usize, plugin, status)),
-                );
-            }
+                rejected
+            };
             let mut rejection = Unschedulable {
                 pod: pod.key().to_owned(),
                 num_nodes,
@@ -548,6 +557,19 @@ fn run_filters_nominated(
     cluster: &ClusterSnapshot,
     node: &NodeInfo,
 ) -> Option<(&'static str, Status)> {
+    with_nominated(pod, cluster, node, |node| {
+        run_filters(filters, state, pod, node)
+    })
+}
+
+/// `check` on the node, or on a copy of it holding the pods nominated to it that go before
+/// `pod` (of at least its priority) if there are any.
+fn with_nominated<T>(
+    pod: &PodInfo,
+    cluster: &ClusterSnapshot,
+    node: &NodeInfo,
+    check: impl FnOnce(&NodeInfo) -> T,
+) -> T {
     if cluster.has_nominations() {
         let mut ahead = cluster
             .nominated_pods(node.name())
@@ -559,10 +581,10 @@ fn run_filters_nominated(
             for p in ahead {
                 with_nominated.add_pod(p.clone());
             }
-            return run_filters(filters, state, pod, &with_nominated);
+            return check(&with_nominated);
         }
     }
-    run_filters(filters, state, pod, node)
+    check(node)
 }
 
 /// Score every feasible node with one plugin, then normalize and check the range.
@@ -629,6 +651,16 @@ impl NodeChecker<'_> {
         node: &NodeInfo,
     ) -> Option<(&'static str, Status)> {
         run_filters_nominated(&self.filters, &self.state, pod, cluster, node)
+    }
+
+    /// Whether the pod fits the node: [`NodeChecker::check`] found no rejection, answered
+    /// without building the reasons of one ([`FilterPlugin::passes`] only).
+    pub fn fits(&self, pod: &PodInfo, cluster: &ClusterSnapshot, node: &NodeInfo) -> bool {
+        with_nominated(pod, cluster, node, |node| {
+            self.filters
+                .iter()
+                .all(|f| f.passes(&self.state, pod, node))
+        })
     }
 }
 
@@ -753,11 +785,22 @@ mod tests {
                     {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
         ];
         let profile = default_profile();
+        let framework = Framework::new(default_profile());
         let mut checked = (0, 0);
         for (i, spec) in pods.into_iter().enumerate() {
             let info = PodInfo::new(pod(serde_json::json!({
                 "metadata": {"name": format!("p{i}"), "namespace": "d"}, "spec": spec})))
             .unwrap();
+            // NodeChecker::fits is check's yes or no.
+            let checker = framework.node_checker(&info, &cluster).unwrap();
+            for node in cluster.nodes() {
+                assert_eq!(
+                    checker.fits(&info, &cluster, node),
+                    checker.check(&info, &cluster, node).is_none(),
+                    "fits on pod {i}, node {}",
+                    node.name()
+                );
+            }
             let mut state = CycleState::new();
             for plugin in &profile.pre_filter {
                 plugin.pre_filter(&mut state, &info, &cluster);

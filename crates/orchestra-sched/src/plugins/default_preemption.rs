@@ -108,8 +108,7 @@ fn more_important(a: &PodInfo, b: &PodInfo) -> Ordering {
 
 /// A pod's start time; `None` (not started) sorts last.
 fn start_key(pod: &PodInfo) -> (bool, Option<Time>) {
-    let start = pod.pod.status.as_ref().and_then(|s| s.start_time);
-    (start.is_none(), start)
+    (pod.start_time.is_none(), pod.start_time)
 }
 
 /// The pure choice: the node to nominate and its victims, or why preemption cannot help
@@ -168,22 +167,44 @@ pub fn select_candidate(
     } else {
         None
     };
-    let mut candidates = Vec::new();
-    // The what-if node of the node-only path, reused from one node to the next.
-    let mut scratch: Option<NodeInfo> = None;
+    // Candidates are ranked as they are found; only a better one than the best so far is
+    // kept (copied out of the scratch what-if), so that evaluating hundreds of nodes
+    // allocates nothing per node.
+    let mut best: Option<(Rank, Candidate)> = None;
+    let mut found = 0;
+    let mut scratch = WhatIf::default();
     for index in tries {
-        if candidates.len() >= wanted {
+        if found >= wanted {
             break;
         }
-        let found = match &checker {
-            Some(checker) => victims_on_node_alone(checker, pod, cluster, index, &mut scratch),
-            None => victims_on_node(framework, pod, cluster, cluster.node(index).name()),
-        };
-        if let Some(c) = found {
-            candidates.push(c);
+        let node = cluster.node(index);
+        match &checker {
+            Some(checker) => {
+                if victims_on_node_alone(checker, pod, cluster, node, &mut scratch) {
+                    found += 1;
+                    let rank = Rank::of(&scratch.victims);
+                    if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                        let victims = scratch.victims.clone();
+                        let candidate = Candidate {
+                            node: node.name().clone(),
+                            victims,
+                        };
+                        best = Some((rank, candidate));
+                    }
+                }
+            }
+            None => {
+                if let Some(c) = victims_on_node(framework, pod, cluster, node.name()) {
+                    found += 1;
+                    let rank = Rank::of(&c.victims);
+                    if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                        best = Some((rank, c));
+                    }
+                }
+            }
         }
     }
-    pick(candidates).ok_or_else(|| {
+    best.map(|(_, c)| c).ok_or_else(|| {
         Status::unschedulable(
             "preemption: no node fits the pod even after evicting every pod of lower priority",
         )
@@ -204,7 +225,11 @@ fn resolvable_nodes(cluster: &ClusterSnapshot, rejection: &Unschedulable) -> Vec
             _ => cluster.position(&r.node),
         };
         let Some(index) = index else { continue };
-        next = (index + 1) % cluster.len();
+        next = if index + 1 == cluster.len() {
+            0
+        } else {
+            index + 1
+        };
         if r.code == Code::Unschedulable {
             resolvable[index] = true;
         }
@@ -256,84 +281,103 @@ pub fn victims_on_node(
     })
 }
 
+/// The buffers of the node-only what-if, reused from one node to the next.
+#[derive(Default)]
+struct WhatIf {
+    /// A copy of the node being tried.
+    node: Option<NodeInfo>,
+    /// Its pods of lower priority than the preemptor, most important first.
+    potential: Vec<Arc<PodInfo>>,
+    /// The victims found on it.
+    victims: Vec<Arc<PodInfo>>,
+}
+
 /// [`victims_on_node`] when no plugin looks beyond the node: the what-if is a copy of the
-/// node, checked with PreFilter results computed once.
+/// node, checked with PreFilter results computed once. Leaves the victims in
+/// `scratch.victims` and returns true, or returns false if evicting every lower-priority pod
+/// would not make the pod fit.
 fn victims_on_node_alone(
     checker: &NodeChecker<'_>,
     pod: &PodInfo,
     cluster: &ClusterSnapshot,
-    index: usize,
-    scratch: &mut Option<NodeInfo>,
-) -> Option<Candidate> {
-    let info = cluster.node(index);
-    if !info.pods().iter().any(|p| p.priority < pod.priority) {
-        return None;
+    info: &NodeInfo,
+    scratch: &mut WhatIf,
+) -> bool {
+    if info.lowest_priority() >= pod.priority {
+        return false;
     }
-    let mut potential: Vec<Arc<PodInfo>> = info
-        .pods()
-        .iter()
-        .filter(|p| p.priority < pod.priority)
-        .cloned()
-        .collect();
+    let WhatIf {
+        node,
+        potential,
+        victims,
+    } = scratch;
+    potential.clear();
+    victims.clear();
+    potential.extend(
+        info.pods()
+            .iter()
+            .filter(|p| p.priority < pod.priority)
+            .cloned(),
+    );
     if potential.is_empty() {
-        return None;
+        return false;
     }
     potential.sort_by(|a, b| more_important(a, b));
-    let what_if = match scratch {
+    let what_if = match node {
         Some(what_if) => {
             what_if.clone_from(info);
             what_if
         }
-        None => scratch.insert(info.clone()),
+        None => node.insert(info.clone()),
     };
-    for p in &potential {
-        what_if.remove_pod(p.key())?;
+    what_if.remove_pods_where(|p| p.priority < pod.priority);
+    if !checker.fits(pod, cluster, what_if) {
+        return false;
     }
-    if checker.check(pod, cluster, what_if).is_some() {
-        return None;
-    }
-    let mut victims = Vec::new();
-    for p in potential {
+    for p in potential.iter() {
         what_if.add_pod(p.clone());
-        if checker.check(pod, cluster, what_if).is_some() {
-            what_if.remove_pod(p.key())?;
-            victims.push(p);
+        if !checker.fits(pod, cluster, what_if) {
+            what_if.remove_pod_arc(p);
+            victims.push(p.clone());
         }
     }
-    Some(Candidate {
-        node: info.name().clone(),
-        victims,
-    })
+    true
 }
 
-/// Kubernetes' order among candidates (see the [module docs](self)); the first wins ties.
-fn pick(candidates: Vec<Candidate>) -> Option<Candidate> {
-    // Offsetting by 2^31 makes every priority positive, so that more victims weigh more.
-    let sum = |c: &Candidate| -> i64 {
-        c.victims
-            .iter()
-            .map(|v| i64::from(v.priority) + (1i64 << 31))
-            .sum()
-    };
-    let highest = |c: &Candidate| c.victims.iter().map(|v| v.priority).max();
-    // The earliest start among the highest-priority victims (`None` sorts as "now").
-    let earliest_of_highest = |c: &Candidate| {
-        let top = highest(c);
-        c.victims
-            .iter()
-            .filter(|v| Some(v.priority) == top)
-            .map(|v| start_key(v))
-            .min()
-    };
-    candidates.into_iter().reduce(|best, c| {
-        let order = highest(&c)
-            .cmp(&highest(&best))
-            .then_with(|| sum(&c).cmp(&sum(&best)))
-            .then_with(|| c.victims.len().cmp(&best.victims.len()))
-            // Later is better: reversed.
-            .then_with(|| earliest_of_highest(&best).cmp(&earliest_of_highest(&c)));
-        if order == Ordering::Less { c } else { best }
-    })
+/// Kubernetes' order among candidates (see the [module docs](self)), as a key: the smaller
+/// wins, and the first found wins ties.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    /// The highest victim priority (`None`: no victim).
+    highest: Option<i32>,
+    /// The sum of the victims' priorities, each offset by 2^31 so that every priority is
+    /// positive and more victims weigh more.
+    sum: i64,
+    /// The number of victims.
+    count: usize,
+    /// The earliest start among the highest-priority victims, later first.
+    latest_start: std::cmp::Reverse<Option<(bool, Option<Time>)>>,
+}
+
+impl Rank {
+    fn of(victims: &[Arc<PodInfo>]) -> Rank {
+        let highest = victims.iter().map(|v| v.priority).max();
+        Rank {
+            highest,
+            sum: victims
+                .iter()
+                .map(|v| i64::from(v.priority) + (1i64 << 31))
+                .sum(),
+            count: victims.len(),
+            latest_start: std::cmp::Reverse(
+                victims
+                    .iter()
+                    .filter(|v| Some(v.priority) == highest)
+                    .map(|v| start_key(v))
+                    .min(),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct NodeInfo {
     non_zero_milli_cpu: i64,
     non_zero_memory: i64,
     pods: Vec<Arc<PodInfo>>,
+    /// The lowest priority among `pods` (`i32::MAX` without pods): preemption skips the
+    /// nodes without a pod of lower priority than the preemptor without reading their pods.
+    lowest_priority: i32,
     pods_with_affinity: Vec<Arc<PodInfo>>,
     pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     used_ports: Vec<HostPort>,
@@ -52,6 +55,7 @@ impl Clone for NodeInfo {
             non_zero_milli_cpu: self.non_zero_milli_cpu,
             non_zero_memory: self.non_zero_memory,
             pods: self.pods.clone(),
+            lowest_priority: self.lowest_priority,
             pods_with_affinity: self.pods_with_affinity.clone(),
             pods_with_required_anti_affinity: self.pods_with_required_anti_affinity.clone(),
             used_ports: self.used_ports.clone(),
@@ -72,6 +76,7 @@ impl Clone for NodeInfo {
         self.non_zero_milli_cpu = source.non_zero_milli_cpu;
         self.non_zero_memory = source.non_zero_memory;
         self.pods.clone_from(&source.pods);
+        self.lowest_priority = source.lowest_priority;
         self.pods_with_affinity
             .clone_from(&source.pods_with_affinity);
         self.pods_with_required_anti_affinity
@@ -97,6 +102,7 @@ impl NodeInfo {
             non_zero_milli_cpu: 0,
             non_zero_memory: 0,
             pods: Vec::new(),
+            lowest_priority: i32::MAX,
             pods_with_affinity: Vec::new(),
             pods_with_required_anti_affinity: Vec::new(),
             used_ports: Vec::new(),
@@ -213,6 +219,11 @@ impl NodeInfo {
         &self.pods
     }
 
+    /// The lowest priority of the pods on the node (`i32::MAX` when it has none).
+    pub fn lowest_priority(&self) -> i32 {
+        self.lowest_priority
+    }
+
     /// The pods on the node with any pod affinity or anti-affinity term.
     pub fn pods_with_affinity(&self) -> &[Arc<PodInfo>] {
         &self.pods_with_affinity
@@ -266,6 +277,7 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity.push(pod.clone());
         }
+        self.lowest_priority = self.lowest_priority.min(pod.priority);
         self.pods.push(pod);
     }
 
@@ -273,9 +285,61 @@ impl NodeInfo {
     pub(crate) fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         let at = self.pods.iter().position(|p| p.key() == key)?;
         let pod = self.pods.swap_remove(at);
-        self.pods_with_affinity.retain(|p| p.key() != key);
-        self.pods_with_required_anti_affinity
-            .retain(|p| p.key() != key);
+        self.unaccount(&pod);
+        if pod.priority == self.lowest_priority {
+            self.recompute_lowest_priority();
+        }
+        Some(pod)
+    }
+
+    /// Remove this very pod (the same `Arc`, searched from the most recently added);
+    /// returns whether it was there. Preemption's what-ifs remove the pods they just added.
+    pub(crate) fn remove_pod_arc(&mut self, pod: &Arc<PodInfo>) -> bool {
+        let Some(at) = self.pods.iter().rposition(|p| Arc::ptr_eq(p, pod)) else {
+            return false;
+        };
+        let pod = self.pods.swap_remove(at);
+        self.unaccount(&pod);
+        if pod.priority == self.lowest_priority {
+            self.recompute_lowest_priority();
+        }
+        true
+    }
+
+    /// Remove every pod `remove` picks, in one pass over the pods (preemption's what-if:
+    /// every pod of lower priority than the preemptor).
+    pub(crate) fn remove_pods_where(&mut self, mut remove: impl FnMut(&PodInfo) -> bool) {
+        let mut i = 0;
+        while i < self.pods.len() {
+            if remove(&self.pods[i]) {
+                let pod = self.pods.swap_remove(i);
+                self.unaccount(&pod);
+            } else {
+                i += 1;
+            }
+        }
+        self.recompute_lowest_priority();
+    }
+
+    fn recompute_lowest_priority(&mut self) {
+        self.lowest_priority = self
+            .pods
+            .iter()
+            .map(|p| p.priority)
+            .min()
+            .unwrap_or(i32::MAX);
+    }
+
+    /// Take a pod already removed from `pods` out of the totals and lists.
+    fn unaccount(&mut self, pod: &Arc<PodInfo>) {
+        // The lists hold clones of the same `Arc`; most pods are in neither.
+        if pod.has_affinity() {
+            self.pods_with_affinity.retain(|p| !Arc::ptr_eq(p, pod));
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity
+                .retain(|p| !Arc::ptr_eq(p, pod));
+        }
         self.requested.sub(&pod.requests.requests);
         self.non_zero_milli_cpu -= pod.requests.non_zero_milli_cpu;
         self.non_zero_memory -= pod.requests.non_zero_memory;
@@ -284,7 +348,6 @@ impl NodeInfo {
                 self.used_ports.swap_remove(i);
             }
         }
-        Some(pod)
     }
 }
 
@@ -367,5 +430,68 @@ mod tests {
         assert_eq!(info.requested().pods, 1);
         assert!(info.used_ports().is_empty());
         assert!(info.remove_pod("default/a").is_none());
+    }
+
+    #[test]
+    fn lowest_priority_follows_the_pods() {
+        let with_priority = |name: &str, priority: i32| {
+            let mut p = (*pod(name, "100m", None).pod).clone();
+            p.spec.priority = Some(priority);
+            Arc::new(PodInfo::new(p).unwrap())
+        };
+        let mut info = NodeInfo::new(node());
+        assert_eq!(info.lowest_priority(), i32::MAX);
+        let (low, mid, high) = (
+            with_priority("low", -5),
+            with_priority("mid", 3),
+            with_priority("high", 9),
+        );
+        info.add_pod(mid.clone());
+        info.add_pod(low.clone());
+        info.add_pod(high.clone());
+        assert_eq!(info.lowest_priority(), -5);
+        assert!(info.remove_pod_arc(&low));
+        assert_eq!(info.lowest_priority(), 3);
+        let mut copy = NodeInfo::new(node());
+        copy.clone_from(&info);
+        assert_eq!(copy.lowest_priority(), 3);
+        copy.remove_pods_where(|p| p.priority < 5);
+        assert_eq!(copy.lowest_priority(), 9);
+        assert!(info.remove_pod("default/mid").is_some());
+        assert!(info.remove_pod("default/high").is_some());
+        assert_eq!(info.lowest_priority(), i32::MAX);
+    }
+
+    #[test]
+    fn removing_by_arc_or_predicate_keeps_totals() {
+        let mut info = NodeInfo::new(node());
+        let (a, b, c) = (
+            pod("a", "500m", Some(80)),
+            pod("b", "1", None),
+            pod("c", "2", None),
+        );
+        for p in [&a, &b, &c] {
+            info.add_pod(p.clone());
+        }
+        // Another Arc of the same pod is not this one.
+        assert!(!info.remove_pod_arc(&pod("b", "1", None)));
+        assert!(info.remove_pod_arc(&b));
+        assert!(!info.remove_pod_arc(&b));
+        assert_eq!(info.requested().milli_cpu, 2500);
+        assert_eq!(info.lowest_priority(), 0);
+        info.remove_pods_where(|p| p.requests.requests.milli_cpu < 1000);
+        assert_eq!(info.pods().len(), 1);
+        assert_eq!(info.pods()[0].key(), "default/c");
+        assert_eq!(
+            (info.requested().milli_cpu, info.requested().pods),
+            (2000, 1)
+        );
+        assert!(info.used_ports().is_empty());
+        info.add_pod(a);
+        info.add_pod(b);
+        info.remove_pods_where(|_| true);
+        assert_eq!(info.lowest_priority(), i32::MAX);
+        assert_eq!(info.requested(), &Resources::default());
+        assert_eq!((info.non_zero_milli_cpu(), info.non_zero_memory()), (0, 0));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use orchestra_api::Selector;
-use orchestra_api::meta::LabelSelector;
+use orchestra_api::meta::{LabelSelector, Time};
 use orchestra_api::resources::{
     Pod, PodAffinityTerm, Protocol, UnsatisfiableConstraintAction, WeightedPodAffinityTerm,
 };
@@ -119,6 +119,8 @@ pub struct PodInfo {
     pub priority: i32,
     /// The hash of its namespace and labels (see [`super::PodGroups`]).
     pub(crate) group_hash: u64,
+    /// `status.startTime` (preemption orders victims by it, many times per cycle).
+    pub(crate) start_time: Option<Time>,
 }
 
 impl PodInfo {
@@ -254,6 +256,7 @@ impl PodInfo {
             images,
             priority: spec.priority.unwrap_or(0),
             group_hash: super::pod_groups::group_hash(&pod),
+            start_time: pod.status.as_ref().and_then(|s| s.start_time),
             key,
             pod,
         })
