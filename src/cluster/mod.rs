@@ -36,10 +36,13 @@
 //!   (also what `orchestra server` runs).
 //! - [`control_plane`]: [`ControlPlane`], the registry with admission, the scheduler and the
 //!   controllers (also what `orchestra server` runs).
+//! - [`credentials`]: the credentials files of the scheduler, the controller manager, the
+//!   service proxy and the DNS run as their own processes (written by both).
 //! - [`nodes`]: the node agents and their runtimes.
 
 pub mod authorization;
 pub mod control_plane;
+pub mod credentials;
 pub mod nodes;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -324,6 +327,7 @@ impl ClusterBuilder {
         let credentials = pki.admin_credentials(&server.url())?;
         let credentials_path = data_dir.join("admin.credentials");
         credentials.save(&credentials_path)?;
+        credentials::write_component_credentials(&pki, &server.url(), &data_dir)?;
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -477,7 +481,9 @@ impl Cluster {
     }
 
     /// Where those credentials are written (`DATA_DIR/admin.credentials`), for
-    /// `orchestra ctl --credentials`.
+    /// `orchestra ctl --credentials`. The files of the components that may run beside the
+    /// cluster (a node's service proxy and DNS, see [`credentials`]) are in the same
+    /// directory.
     pub fn credentials_path(&self) -> &std::path::Path {
         &self.credentials_path
     }
