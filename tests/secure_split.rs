@@ -2,9 +2,11 @@
 //! authorizers and the audit log on (the defaults); `orchestra scheduler` and `orchestra
 //! controller-manager` on the credentials the server wrote for them (their own identities,
 //! allowed by the built-in roles, not admin); and `orchestra agent --token` that obtains its
-//! node certificate with the join token on first contact. A Deployment applied by the admin
-//! runs on the agent's node, and the audit log shows each component acting as itself and
-//! never refused. An agent with a wrong token is refused with a clear error.
+//! node certificate with the join token on first contact, and serves the cluster DNS as the
+//! DNS's own user (`--dns-credentials DATA_DIR/coredns.credentials`). A Deployment applied by
+//! the admin runs on the agent's node, and the audit log shows each component acting as
+//! itself and never refused. An agent with a wrong token, or a DNS credentials file that does
+//! not exist, is refused with a clear error.
 
 #![cfg(feature = "server")]
 
@@ -85,6 +87,29 @@ async fn components_run_as_themselves_and_an_agent_joins_with_the_token() {
     );
     assert!(!dir.path().join("intruder/node.credentials").exists());
 
+    // The DNS's own credentials file must exist: the agent says which one it could not use.
+    let missing = dir.path().join("no-such.credentials");
+    let refused = agent(
+        &url,
+        token,
+        "misconfigured",
+        &dir.path().join("m"),
+        dir.path(),
+    )
+    .args(["--dns", "127.0.0.1:0", "--dns-credentials"])
+    .arg(&missing)
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a missing credentials file fails"
+    );
+    assert!(
+        stderr.contains("no-such.credentials"),
+        "the error names the file: {stderr}"
+    );
+
     for (component, file, extra) in [
         ("scheduler", "scheduler.credentials", None),
         (
@@ -111,6 +136,8 @@ async fn components_run_as_themselves_and_an_agent_joins_with_the_token() {
     }
     let state = dir.path().join("node-1");
     let joined = agent(&url, token, "node-1", &state, dir.path())
+        .args(["--dns", "127.0.0.1:0", "--dns-credentials"])
+        .arg(data.join("coredns.credentials"))
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -2,10 +2,12 @@
 //! [--pod-ip-range CIDR] [--cri-endpoint unix:///PATH --pod-log-dir DIR] [--cpu N --memory Q
 //! --pods N] [--address IP] [--node-lease-duration-seconds S]
 //! [--dns ADDR | --cluster-dns ADDR] [--cluster-domain DOMAIN] [--dns-upstream ADDRS]
-//! [--proxy [userspace|nftables]] [--agent-listen ADDR]`: the node agent against an API
-//! server, serving container logs on its endpoint (`--agent-listen`, published in the Node's
-//! status), optionally serving the cluster DNS itself (`--dns`) and running a service proxy
-//! (`--proxy`).
+//! [--proxy [userspace|nftables]] [--dns-credentials FILE] [--proxy-credentials FILE]
+//! [--agent-listen ADDR]`: the node agent against an API server, serving container logs on
+//! its endpoint (`--agent-listen`, published in the Node's status), optionally serving the
+//! cluster DNS itself (`--dns`) and running a service proxy (`--proxy`), each as the node or,
+//! with its own credentials file, as its own least-privileged user (`system:kube-proxy`, the
+//! service account `kube-system/coredns`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +108,16 @@ pub struct AgentArgs {
     /// default when the flag is given bare) or `nftables`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "userspace")]
     pub proxy: Option<ProxyMode>,
+    /// The service proxy's own credentials (`orchestra server` writes
+    /// `DATA_DIR/kube-proxy.credentials`, user `system:kube-proxy`, which may only list and
+    /// watch Services and Endpoints); default: the node's.
+    #[arg(long, requires = "proxy")]
+    pub proxy_credentials: Option<PathBuf>,
+    /// The cluster DNS's own credentials (`orchestra server` writes
+    /// `DATA_DIR/coredns.credentials`, the service account `kube-system/coredns`, which may
+    /// only list and watch Services and Endpoints); default: the node's.
+    #[arg(long, requires = "dns")]
+    pub dns_credentials: Option<PathBuf>,
     /// Where the agent's endpoint (container logs for `orchestra ctl logs`) listens; port 0
     /// picks a free port. The port is published in the Node's status. With a TLS server it
     /// serves TLS with the node's certificate (from the join token) and answers only the API
@@ -248,9 +260,12 @@ async fn serve(
         server: args.server.clone().unwrap_or_default(),
         source,
     })?;
+    // The proxy and the DNS act as their own least-privileged users when given their files.
+    let proxy_client = own_client(args, args.proxy_credentials.as_deref(), &client).await?;
+    let dns_client = own_client(args, args.dns_credentials.as_deref(), &client).await?;
     let dns = match args.dns {
         Some(addr) => {
-            let dns = args.dns_args.start(client.clone(), addr).await?;
+            let dns = args.dns_args.start(dns_client, addr).await?;
             config.cluster_dns = Some(ClusterDnsSettings {
                 server: dns.local_addr(),
                 domain: args.dns_args.domain(),
@@ -259,7 +274,7 @@ async fn serve(
         }
         None => None,
     };
-    let proxy = args.proxy.map(|mode| start_proxy(mode, client.clone()));
+    let proxy = args.proxy.map(|mode| start_proxy(mode, proxy_client));
     let runtime = Arc::new(runtime);
     let endpoint = start_endpoint(args, &config, runtime.clone(), credentials.as_ref()).await;
     if let Some(endpoint) = &endpoint {
@@ -336,6 +351,25 @@ fn node_tls(
 }
 
 /// Starts the service proxy `mode`, fed by a `ProxyFollower` on `client`.
+/// A client connected with `credentials` (to `--server` when given, else the file's server),
+/// or a clone of the agent's `client` without them.
+async fn own_client(
+    args: &AgentArgs,
+    credentials: Option<&std::path::Path>,
+    client: &orchestra_api::RemoteClient,
+) -> Result<orchestra_api::RemoteClient, AgentError> {
+    let Some(path) = credentials else {
+        return Ok(client.clone());
+    };
+    let (own, _) = super::security::connect(args.server.as_deref(), Some(path))
+        .await
+        .map_err(|source| AgentError::Connect {
+            server: args.server.clone().unwrap_or_default(),
+            source,
+        })?;
+    Ok(own)
+}
+
 fn start_proxy(
     mode: ProxyMode,
     client: orchestra_api::RemoteClient,

@@ -1,6 +1,7 @@
 //! `orchestra cluster --nodes N --runtime fake|process [--listen ADDR] [--data-dir DIR]`: a whole
 //! cluster in one process ([`orchestra::cluster::Cluster`]): the store, the API server, the
-//! scheduler, the controllers, N node agents and the service proxy. Stops cleanly (pods
+//! scheduler, the controllers, N node agents, the service proxy, the cluster DNS and the mesh
+//! identity service (`--mesh-trust-domain`, `--token-auth-file`). Stops cleanly (pods
 //! included) on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
@@ -35,6 +36,16 @@ pub struct ClusterArgs {
     /// Do not run the cluster DNS.
     #[arg(long)]
     pub no_cluster_dns: bool,
+    /// The service mesh's trust domain: the mesh CA (kept in DATA_DIR/mesh) signs
+    /// certificates for `spiffe://DOMAIN/ns/NAMESPACE/sa/ACCOUNT`, to workloads presenting
+    /// that service account's token or certificate.
+    #[arg(long, default_value = "cluster.local")]
+    pub mesh_trust_domain: String,
+    /// Bearer tokens, Kubernetes' static token file format: `token,user,uid,"group1,group2"`
+    /// per line (e.g. service account tokens for workloads' mesh certificates). Re-read when
+    /// it changes.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// Runs the cluster until SIGTERM or Ctrl-C.
@@ -43,9 +54,13 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         .nodes(args.nodes)
         .runtime(args.runtime)
         .listen(args.listen)
-        .node_monitor_grace(Duration::from_secs(args.node_monitor_grace_period.max(1)));
+        .node_monitor_grace(Duration::from_secs(args.node_monitor_grace_period.max(1)))
+        .mesh_trust_domain(&args.mesh_trust_domain);
     if let Some(dir) = &args.data_dir {
         builder = builder.data_dir(dir);
+    }
+    if let Some(tokens) = &args.token_auth_file {
+        builder = builder.token_auth_file(tokens);
     }
     if !args.no_cluster_dns {
         builder = builder.dns(args.cluster_dns_addr);
@@ -62,6 +77,13 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         "orchestra cluster: credentials in {} (orchestra ctl --credentials FILE, or export ORCHESTRA_CREDENTIALS=FILE)",
         cluster.credentials_path().display()
     );
+    if let Some(data_dir) = cluster.credentials_path().parent() {
+        println!(
+            "orchestra cluster: mesh identity service on the API (trust domain {}, root certificate {})",
+            args.mesh_trust_domain,
+            data_dir.join("mesh/ca.crt").display()
+        );
+    }
     if let Some(dns) = cluster.dns_addr() {
         println!("orchestra cluster: cluster DNS at {dns} (UDP and TCP, domain cluster.local)");
     }

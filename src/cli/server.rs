@@ -8,10 +8,11 @@
 //! Secure by default: on first start the server creates a cluster CA in `--data-dir/tls`,
 //! serves TLS with a certificate from it, authenticates every request (client certificates,
 //! `--token-auth-file` tokens, the join token in `DATA_DIR/node-token` for agents' bootstrap),
-//! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`, and `scheduler.credentials` and
-//! `controller-manager.credentials` (users `system:kube-scheduler` and
-//! `system:kube-controller-manager`, which the built-in roles bind) for the components of a
-//! split deployment. Per-user request rate and watch limits are on (`--max-...-per-user`).
+//! and writes `DATA_DIR/admin.credentials` for `orchestra ctl`, and `scheduler.credentials`,
+//! `controller-manager.credentials`, `kube-proxy.credentials` and `coredns.credentials` (users
+//! `system:kube-scheduler`, `system:kube-controller-manager`, `system:kube-proxy` and the
+//! service account `kube-system/coredns`, which the built-in roles bind; see
+//! `orchestra::cluster::credentials`) for the components of a split deployment. Per-user request rate and watch limits are on (`--max-...-per-user`).
 //! `--insecure` turns all of it off, for local experiments on a loopback address only.
 //!
 //! The data directory's format is checked first (`DATA_DIR/FORMAT`, see
@@ -292,7 +293,7 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
     let url = format!("https://{host}:{}", args.listen.port());
     let credentials_path = data_dir.join("admin.credentials");
     pki.admin_credentials(&url)?.save(&credentials_path)?;
-    write_component_credentials(&pki, &url, data_dir)?;
+    orchestra::cluster::credentials::write_component_credentials(&pki, &url, data_dir)?;
     let join_token = JoinToken::load_or_create(&data_dir.join("node-token"), pki.ca_pem())?;
     let tokens = match &args.token_auth_file {
         Some(path) => Some(Arc::new(TokenFile::load(path)?)),
@@ -333,42 +334,6 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         limits: args.limits.limits()?,
         ..ServerOptions::default()
     })
-}
-
-/// The credentials files of the control plane components a split deployment runs beside the
-/// server, each with its own identity, which the built-in RBAC roles bind: `orchestra
-/// scheduler --credentials DATA_DIR/scheduler.credentials` and `orchestra controller-manager
-/// --credentials DATA_DIR/controller-manager.credentials`, so that neither runs as admin.
-pub const COMPONENT_CREDENTIALS: [(&str, &str); 2] = [
-    (
-        "scheduler.credentials",
-        orchestra_api::auth::bootstrap::SCHEDULER_USER,
-    ),
-    (
-        "controller-manager.credentials",
-        orchestra_api::auth::bootstrap::CONTROLLER_MANAGER_USER,
-    ),
-];
-
-/// Writes [`COMPONENT_CREDENTIALS`] (fresh certificates from the cluster CA at every start,
-/// as the admin's).
-fn write_component_credentials(
-    pki: &ClusterPki,
-    url: &str,
-    data_dir: &std::path::Path,
-) -> Result<(), ServerError> {
-    for (file, user) in COMPONENT_CREDENTIALS {
-        let certified = pki.issue_client(user, &[])?;
-        orchestra_api::tls::Credentials {
-            server: url.to_owned(),
-            certificate_authority: pki.ca_pem().to_owned(),
-            client_certificate: Some(certified.cert_pem.clone()),
-            client_key: Some(certified.key_pem.clone()),
-            token: None,
-        }
-        .save(&data_dir.join(file))?;
-    }
-    Ok(())
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.

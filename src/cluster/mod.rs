@@ -1,7 +1,8 @@
 //! [`Cluster`]: a whole orchestra cluster in one process, composed from the public crates: a
 //! store, the API server on a loopback port, the scheduler and the controllers
 //! ([`ControlPlane`]), N node agents with the fake or the process runtime, the userspace
-//! service proxy, and (with [`ClusterBuilder::dns`]) the cluster DNS. `examples/full_cluster.rs` and `orchestra cluster` stand on it.
+//! service proxy, the mesh identity service, and (with [`ClusterBuilder::dns`]) the cluster
+//! DNS. `examples/full_cluster.rs` and `orchestra cluster` stand on it.
 //!
 //! ```no_run
 //! use orchestra::cluster::{Cluster, NodeRuntime};
@@ -24,15 +25,24 @@
 //! service account `kube-system/coredns`), which may only list and watch Services and
 //! Endpoints.
 //!
+//! The API server also serves the mesh identity service, as `orchestra server` does: the mesh
+//! CA is kept in `<data-dir>/mesh`, and a workload authenticated as a service account (a
+//! token from [`ClusterBuilder::token_auth_file`], or a client certificate from the cluster
+//! CA) gets a certificate for that account's SPIFFE ID through `IssueWorkloadCertificate`;
+//! in-process sidecars ask [`Cluster::mesh_identity`] directly.
+//!
 //! # Layout
 //! - [`authorization`]: [`Authorization`], the authorizers and audit log of a secure server
 //!   (also what `orchestra server` runs).
 //! - [`control_plane`]: [`ControlPlane`], the registry with admission, the scheduler and the
 //!   controllers (also what `orchestra server` runs).
+//! - [`credentials`]: the credentials files of the scheduler, the controller manager, the
+//!   service proxy and the DNS run as their own processes (written by both).
 //! - [`nodes`]: the node agents and their runtimes.
 
 pub mod authorization;
 pub mod control_plane;
+pub mod credentials;
 pub mod nodes;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,10 +53,12 @@ use std::time::Duration;
 use orchestra_api::LocalClient;
 use orchestra_api::auth::{GROUP_NODES, NODE_USER_PREFIX, bootstrap};
 use orchestra_api::registry::DynRegistry;
-use orchestra_api::server::{ApiServer, Authentication, RunningServer, ServerOptions};
+use orchestra_api::server::authn::TokenFileError;
+use orchestra_api::server::{ApiServer, Authentication, RunningServer, ServerOptions, TokenFile};
 use orchestra_api::tls::{ClusterPki, Credentials, JoinToken, TlsError};
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_mesh::dns::{ClusterDns, DnsConfig, DnsServerError};
+use orchestra_mesh::l7::identity::{CaConfig, CaError, IdentityService, MeshCa};
 use orchestra_mesh::{FollowerConfig, ProxyFollower, TcpProxy, TcpProxyConfig};
 use orchestra_node::agent::env::ClusterDnsSettings;
 use orchestra_store::{DiskStore, MemStore, Store, StoreError};
@@ -92,6 +104,12 @@ pub enum ClusterError {
     /// The cluster CA, the certificates or the credentials could not be made.
     #[error("setting up the API server's TLS")]
     Tls(#[from] TlsError),
+    /// The mesh CA in `<data-dir>/mesh` could not be made or read.
+    #[error("setting up the mesh CA")]
+    MeshCa(#[from] CaError),
+    /// The bearer token file could not be read.
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
@@ -125,9 +143,26 @@ pub struct ClusterBuilder {
     node_cpu: i64,
     node_memory: i64,
     dns: Option<SocketAddr>,
+    mesh_trust_domain: String,
+    token_auth_file: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
+    /// The service mesh's trust domain: the mesh CA signs certificates for
+    /// `spiffe://DOMAIN/ns/NAMESPACE/sa/ACCOUNT` (default `cluster.local`).
+    pub fn mesh_trust_domain(mut self, domain: impl Into<String>) -> Self {
+        self.mesh_trust_domain = domain.into();
+        self
+    }
+
+    /// Also authenticate the bearer tokens of `path` (Kubernetes' static token file format,
+    /// as `orchestra server --token-auth-file`): e.g. service account tokens, with which
+    /// workloads ask for their mesh certificates. Re-read when it changes.
+    pub fn token_auth_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_auth_file = Some(path.into());
+        self
+    }
+
     /// Serve the cluster DNS (`cluster.local`) on `addr`, UDP and TCP (port 0: a free
     /// port, see [`Cluster::dns_addr`]), and point the nodes' `ClusterFirst` pods at it
     /// (default off).
@@ -182,7 +217,8 @@ impl ClusterBuilder {
         self
     }
 
-    /// Opens the store, serves the API, starts the control plane, the nodes and the proxy.
+    /// Opens the store, serves the API (with the mesh identity service), starts the control
+    /// plane, the nodes and the proxy.
     pub async fn start(self) -> Result<Cluster, ClusterError> {
         let (data_dir, temp_dir) = match &self.data_dir {
             // First, before anything reads or writes in it: a directory of a newer format, or
@@ -245,6 +281,21 @@ impl ClusterBuilder {
                 &pki.apiserver_client().cert_pem,
                 &pki.apiserver_client().key_pem,
             )?);
+        // The mesh identity service, on the API server as `orchestra server`'s: the CA is kept
+        // in the data directory, so a restarted cluster keeps the trust anchor its sidecars
+        // know.
+        let mesh_identity = Arc::new(IdentityService::new(MeshCa::load_or_create(
+            &data_dir.join("mesh"),
+            CaConfig {
+                trust_domain: self.mesh_trust_domain.clone(),
+                ..CaConfig::default()
+            },
+            std::time::SystemTime::now(),
+        )?));
+        let tokens = match &self.token_auth_file {
+            Some(path) => Some(Arc::new(TokenFile::load(path)?)),
+            None => None,
+        };
         let options = ServerOptions {
             node_connector: Some(node_connector.clone()),
             tls: Some(orchestra_api::tls::server_config(
@@ -253,7 +304,7 @@ impl ClusterBuilder {
                 Some(pki.ca_pem()),
             )?),
             authentication: Some(Authentication {
-                tokens: None,
+                tokens,
                 join_token: Some(JoinToken::load_or_create(
                     &data_dir.join("node-token"),
                     pki.ca_pem(),
@@ -262,6 +313,7 @@ impl ClusterBuilder {
             }),
             authorizer: Some(authorization.authorizer.clone()),
             audit: Some(Arc::new(authorization.audit.clone())),
+            workload_signer: Some(mesh_identity.clone()),
             ..ServerOptions::default()
         };
         let server =
@@ -275,6 +327,7 @@ impl ClusterBuilder {
         let credentials = pki.admin_credentials(&server.url())?;
         let credentials_path = data_dir.join("admin.credentials");
         credentials.save(&credentials_path)?;
+        credentials::write_component_credentials(&pki, &server.url(), &data_dir)?;
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -367,6 +420,7 @@ impl ClusterBuilder {
             nodes,
             proxy,
             dns,
+            mesh_identity,
             _temp_dir: temp_dir,
         })
     }
@@ -384,6 +438,7 @@ pub struct Cluster {
     nodes: Vec<RunningNode>,
     proxy: Option<Arc<TcpProxy>>,
     dns: Option<ClusterDns>,
+    mesh_identity: Arc<IdentityService>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -402,6 +457,8 @@ impl Cluster {
             node_cpu: 4,
             node_memory: 8 << 30,
             dns: None,
+            mesh_trust_domain: "cluster.local".to_owned(),
+            token_auth_file: None,
         }
     }
 
@@ -424,7 +481,9 @@ impl Cluster {
     }
 
     /// Where those credentials are written (`DATA_DIR/admin.credentials`), for
-    /// `orchestra ctl --credentials`.
+    /// `orchestra ctl --credentials`. The files of the components that may run beside the
+    /// cluster (a node's service proxy and DNS, see [`credentials`]) are in the same
+    /// directory.
     pub fn credentials_path(&self) -> &std::path::Path {
         &self.credentials_path
     }
@@ -441,6 +500,13 @@ impl Cluster {
     /// Where the cluster DNS listens, when it runs.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns.as_ref().map(ClusterDns::local_addr)
+    }
+
+    /// The mesh identity service the API server runs (its CA in `<data-dir>/mesh`), for
+    /// in-process sidecars: `LocalIssuer::new(cluster.mesh_identity().clone(), service
+    /// account user)`.
+    pub fn mesh_identity(&self) -> &Arc<IdentityService> {
+        &self.mesh_identity
     }
 
     /// The service proxy, when it runs.

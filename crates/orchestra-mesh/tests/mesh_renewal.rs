@@ -2,7 +2,9 @@
 //! lifetime (or the configured fraction), retries a failing control plane with a doubling
 //! backoff while the old certificate stays in use, and swaps the new certificate into the
 //! live TLS configuration: a connection made before the renewal keeps working, one made
-//! after presents the new certificate.
+//! after presents the new certificate. It follows a trust-anchor rotation: the new root
+//! comes with the renewal, and the old one stays trusted until it expires, then is dropped;
+//! an answer with an unusable root changes nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,11 +13,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use orchestra_api::auth::UserInfo;
 use orchestra_mesh::l7::identity::{
-    CaConfig, CertificateIssuer, Clock, IdentityService, IssueError, LocalIssuer, MeshCa,
-    MeshCredentials, MeshTls, RenewalConfig, RenewalStatus, SpiffeId, TrustBundle, renewal_time,
-    request_certificate, spawn_renewal, tokio_clock,
+    CaConfig, CertificateIssuer, Clock, IdentityService, IssueError, IssuedCert, LocalIssuer,
+    MeshCa, MeshCredentials, MeshTls, PeerRole, RenewalConfig, RenewalStatus, SidecarKey, SpiffeId,
+    TrustBundle, renewal_time, request_certificate, root_not_after, spawn_renewal, tokio_clock,
 };
-use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -60,6 +62,13 @@ struct Setup {
     issuer: Arc<Flaky>,
     credentials: Arc<MeshCredentials>,
     bundle: TrustBundle,
+}
+
+impl Setup {
+    /// The sidecar's TLS settings: its credentials and the bundle it started with.
+    fn tls(&self) -> MeshTls {
+        MeshTls::new(self.credentials.clone(), self.bundle.clone())
+    }
 }
 
 async fn setup() -> Setup {
@@ -111,7 +120,7 @@ async fn renews_at_seventy_percent_of_each_lifetime() {
     let s = setup().await;
     let first = s.credentials.issued();
     let handle = spawn_renewal(
-        s.credentials.clone(),
+        s.tls(),
         s.issuer.clone(),
         RenewalConfig::default(),
         s.clock.clone(),
@@ -153,12 +162,7 @@ async fn the_fraction_is_configurable() {
         renew_at: 0.5,
         ..RenewalConfig::default()
     };
-    let handle = spawn_renewal(
-        s.credentials.clone(),
-        s.issuer.clone(),
-        config,
-        s.clock.clone(),
-    );
+    let handle = spawn_renewal(s.tls(), s.issuer.clone(), config, s.clock.clone());
     wait_for(&mut handle.status(), |s| s.renewals == 1).await;
     let call = s.issuer.calls.lock().unwrap()[0];
     let due = renewal_time(first.not_before, first.not_after, 0.5);
@@ -175,12 +179,7 @@ async fn failures_are_retried_with_backoff_and_the_old_certificate_kept() {
         max_backoff: Duration::from_secs(8),
         ..RenewalConfig::default()
     };
-    let handle = spawn_renewal(
-        s.credentials.clone(),
-        s.issuer.clone(),
-        config,
-        s.clock.clone(),
-    );
+    let handle = spawn_renewal(s.tls(), s.issuer.clone(), config, s.clock.clone());
     let mut status = handle.status();
     for failures in 1..=5 {
         let seen = wait_for(&mut status, |s| s.failures == failures).await;
@@ -219,7 +218,7 @@ async fn an_outage_past_expiry_keeps_retrying_and_recovers() {
     let first = s.credentials.issued();
     s.issuer.fail_next.store(usize::MAX, Ordering::SeqCst);
     let handle = spawn_renewal(
-        s.credentials.clone(),
+        s.tls(),
         s.issuer.clone(),
         RenewalConfig::default(),
         s.clock.clone(),
@@ -320,7 +319,7 @@ async fn a_renewal_swaps_the_live_tls_config_without_dropping_connections() {
     echo(&mut before, b"before the renewal").await;
 
     let handle = spawn_renewal(
-        s.credentials.clone(),
+        server.clone(),
         s.issuer.clone(),
         RenewalConfig::default(),
         s.clock.clone(),
@@ -335,4 +334,153 @@ async fn a_renewal_swaps_the_live_tls_config_without_dropping_connections() {
     let (presented, mut after) = connect(&server, &client).await;
     assert_eq!(presented, renewed.chain[0]);
     echo(&mut after, b"new connection").await;
+}
+
+/// `service` answering as web's service account, on `clock`.
+fn local(service: IdentityService, clock: &Clock) -> LocalIssuer {
+    let sa = UserInfo::new("system:serviceaccount:shop:web", ["system:serviceaccounts"]);
+    let clock = clock.clone();
+    LocalIssuer::new(Arc::new(service), sa).with_clock(move || clock())
+}
+
+/// The control plane's identity service, which the test switches to another CA.
+struct Rotating(Mutex<Arc<LocalIssuer>>);
+
+#[async_trait]
+impl CertificateIssuer for Rotating {
+    async fn certify(
+        &self,
+        identity: &SpiffeId,
+        csr: &CertificateSigningRequestDer<'static>,
+    ) -> Result<(Vec<CertificateDer<'static>>, Vec<CertificateDer<'static>>), IssueError> {
+        let current = self.0.lock().unwrap().clone();
+        current.certify(identity, csr).await
+    }
+}
+
+fn unix(time: SystemTime) -> UnixTime {
+    UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap())
+}
+
+/// A certificate for cart from `ca`, valid 72 hours from `now` (a peer that does not renew
+/// during the test).
+fn peer(ca: &MeshCa, now: SystemTime) -> IssuedCert {
+    let cart = SpiffeId::new("cluster.local", "shop", "cart").unwrap();
+    let (_key, csr) = SidecarKey::generate(&cart).unwrap();
+    ca.issue_for(&csr, &cart, now, 72 * HOUR).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ca_rotation_adds_the_new_root_and_keeps_the_old_one_until_it_expires() {
+    let clock = tokio_clock();
+    let t0 = clock();
+    let old_ca = MeshCa::generate(
+        CaConfig {
+            root_ttl: 48 * HOUR,
+            ..CaConfig::default()
+        },
+        t0,
+    )
+    .unwrap();
+    let old_root = old_ca.root().clone();
+    let old_peer = peer(&old_ca, t0);
+    let issuer = Arc::new(Rotating(Mutex::new(Arc::new(local(
+        IdentityService::new(old_ca),
+        &clock,
+    )))));
+    let (key, certified) = request_certificate(&*issuer, &web()).await.unwrap();
+    let tls = MeshTls::new(
+        MeshCredentials::new(&key, certified.issued).unwrap(),
+        TrustBundle::new("cluster.local", certified.trust_roots).unwrap(),
+    );
+    // The control plane moves to a new CA and hands out only the new root.
+    let new_ca = MeshCa::generate(CaConfig::default(), t0).unwrap();
+    let new_root = new_ca.root().clone();
+    let new_peer = peer(&new_ca, t0);
+    *issuer.0.lock().unwrap() = Arc::new(local(IdentityService::new(new_ca), &clock));
+    let trusts = |peer: &IssuedCert| {
+        tls.bundle()
+            .verify(&peer.chain, PeerRole::Client, unix(clock()))
+            .is_ok()
+    };
+    assert!(trusts(&old_peer) && !trusts(&new_peer));
+
+    let handle = spawn_renewal(
+        tls.clone(),
+        issuer.clone(),
+        RenewalConfig::default(),
+        clock.clone(),
+    );
+    let mut status = handle.status();
+    assert_eq!(status.borrow().trust_roots, 1);
+    // At the renewal the new root comes with the new certificate; the old one stays, so the
+    // peers of both CAs are trusted during the overlap.
+    let renewed = wait_for(&mut status, |s| s.renewals == 1).await;
+    assert_eq!(renewed.trust_roots, 2);
+    assert_eq!(tls.bundle().roots(), [new_root.clone(), old_root.clone()]);
+    assert!(trusts(&old_peer) && trusts(&new_peer));
+    let ours = tls.credentials().issued();
+    TrustBundle::new("cluster.local", [new_root.clone()])
+        .unwrap()
+        .verify(&ours.chain, PeerRole::Server, unix(clock()))
+        .expect("the renewed certificate is the new CA's");
+
+    // The old root expires between the second renewal (33.6 h) and the third (50.4 h): the
+    // task wakes then and drops it.
+    let expiry = root_not_after(&old_root).unwrap();
+    assert!(expiry > t0 + 47 * HOUR && expiry <= t0 + 48 * HOUR);
+    let pruned = tokio::time::timeout(48 * HOUR, wait_for(&mut status, |s| s.trust_roots == 1))
+        .await
+        .expect("the expired root was never dropped");
+    assert!(
+        at_about(clock(), expiry),
+        "dropped at {:?}, expired at {expiry:?}",
+        clock()
+    );
+    assert_eq!((pruned.renewals, pruned.failures), (2, 0));
+    assert_eq!(tls.bundle().roots(), std::slice::from_ref(&new_root));
+    assert!(!trusts(&old_peer) && trusts(&new_peer));
+    handle.stop();
+}
+
+/// Web's identity service, adding a root that is not a certificate to each answer.
+struct GarbageRoot(LocalIssuer);
+
+#[async_trait]
+impl CertificateIssuer for GarbageRoot {
+    async fn certify(
+        &self,
+        identity: &SpiffeId,
+        csr: &CertificateSigningRequestDer<'static>,
+    ) -> Result<(Vec<CertificateDer<'static>>, Vec<CertificateDer<'static>>), IssueError> {
+        let (chain, mut roots) = self.0.certify(identity, csr).await?;
+        roots.push(CertificateDer::from(b"not a certificate".to_vec()));
+        Ok((chain, roots))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_with_an_unusable_root_changes_nothing_and_is_retried() {
+    let s = setup().await;
+    let first = s.credentials.issued();
+    let tls = s.tls();
+    let ca = MeshCa::generate(CaConfig::default(), (s.clock)()).unwrap();
+    let issuer = Arc::new(GarbageRoot(local(IdentityService::new(ca), &s.clock)));
+    let handle = spawn_renewal(
+        tls.clone(),
+        issuer,
+        RenewalConfig::default(),
+        s.clock.clone(),
+    );
+    let failed = wait_for(&mut handle.status(), |s| s.failures == 2).await;
+    assert_eq!(failed.renewals, 0);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not a usable trust anchor")),
+        "{failed:?}"
+    );
+    assert_eq!(s.credentials.issued().chain, first.chain);
+    assert_eq!(tls.bundle().roots(), s.bundle.roots());
 }

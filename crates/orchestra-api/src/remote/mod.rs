@@ -24,7 +24,8 @@
 //! time (a manifest, a command line), the `*_json` methods take and return JSON values.
 //!
 //! A request the server refuses for its user's request rate (or open watches) is sent again
-//! after the server's `retry-after`, a few times at most ([`RetryPolicy`]): the server's
+//! after the server's `retry-after` (and a random part of it, so that clients throttled
+//! together do not come back together), a few times at most ([`RetryPolicy`]): the server's
 //! limiters refuse before doing anything, so every call is safe to repeat then.
 //!
 //! # Layout
@@ -200,7 +201,8 @@ impl RemoteClient {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => wire::from_grpc(&status, kind),
             };
-            let Some(wait) = self.retry.delay(&error, retries) else {
+            let sample: f64 = rand::Rng::random(&mut rand::rng());
+            let Some(wait) = self.retry.delay(&error, retries, sample) else {
                 return Err(error);
             };
             tracing::debug!(%error, ?wait, retries, "throttled by the API server; retrying");

@@ -3,7 +3,12 @@
 //!
 //! During a trust-anchor rotation the bundle holds two roots (the old and the new): peers
 //! with certificates from either are accepted while sidecars move to the new CA one by one;
-//! then the old root is removed.
+//! then the old root is removed. A sidecar follows the rotation with
+//! [`TrustBundle::refreshed`]: the roots the identity service hands out now are taken up at
+//! once, and a root it no longer hands out stays until it expires, since peers may still
+//! present certificates it signed until then.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
@@ -94,6 +99,40 @@ impl TrustBundle {
         TrustBundle::new(self.trust_domain.clone(), roots)
     }
 
+    /// The bundle after the identity service handed out `current` at `now`: `current`'s
+    /// roots (a new trust anchor is trusted at once), then this bundle's other roots that
+    /// are still valid at `now` (peers whose certificates an old root signed stay trusted
+    /// until that root expires; one whose expiry cannot be read is dropped). Each root must
+    /// be a usable trust anchor.
+    pub fn refreshed(
+        &self,
+        current: &[CertificateDer<'static>],
+        now: SystemTime,
+    ) -> Result<Self, BundleError> {
+        let mut roots: Vec<CertificateDer<'static>> = Vec::with_capacity(current.len() + 1);
+        for root in current {
+            if !roots.contains(root) {
+                roots.push(root.clone());
+            }
+        }
+        for root in &self.roots {
+            if !roots.contains(root) && root_not_after(root).is_some_and(|end| now < end) {
+                roots.push(root.clone());
+            }
+        }
+        TrustBundle::new(self.trust_domain.clone(), roots)
+    }
+
+    /// When [`refreshed`](Self::refreshed) with the same `current` next drops a root: the
+    /// earliest expiry of this bundle's roots that are not in `current` (`None`: none).
+    pub fn next_expiry_outside(&self, current: &[CertificateDer<'_>]) -> Option<SystemTime> {
+        self.roots
+            .iter()
+            .filter(|root| !current.iter().any(|c| c.as_ref() == root.as_ref()))
+            .filter_map(|root| root_not_after(root))
+            .min()
+    }
+
     /// A copy without `root` (the end of a rotation).
     pub fn without_root(&self, root: &CertificateDer<'_>) -> Self {
         TrustBundle {
@@ -137,6 +176,13 @@ impl TrustBundle {
         }
         Ok(identity)
     }
+}
+
+/// When `root` stops being valid (its notAfter), or `None` when it does not parse.
+pub fn root_not_after(root: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, parsed) = X509Certificate::from_der(root).ok()?;
+    let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The SPIFFE ID in `cert`'s URI SAN (exactly one URI SAN, in the mesh form). This does not

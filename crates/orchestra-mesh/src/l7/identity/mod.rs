@@ -29,7 +29,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use bundle::{BundleError, PeerRole, TrustBundle, VerifyError, spiffe_id_of};
+pub use bundle::{BundleError, PeerRole, TrustBundle, VerifyError, root_not_after, spiffe_id_of};
 pub use ca::{CaConfig, CaError, IssuedCert, MeshCa, SidecarKey};
 #[cfg(feature = "remote")]
 pub use client::IdentityClient;

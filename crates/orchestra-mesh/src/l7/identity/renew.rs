@@ -1,8 +1,14 @@
-//! The sidecar's renewal task ([`spawn_renewal`]): it keeps [`MeshCredentials`] fresh by
-//! asking a [`CertificateIssuer`] for a new certificate (with a new key) once a configurable
-//! fraction of the current one's lifetime has passed (70% by default, see
+//! The sidecar's renewal task ([`spawn_renewal`]): it keeps a [`MeshTls`]'s credentials
+//! fresh by asking a [`CertificateIssuer`] for a new certificate (with a new key) once a
+//! configurable fraction of the current one's lifetime has passed (70% by default, see
 //! [`renew_decision`]), and swaps it into the live TLS configuration: new handshakes present
 //! the new certificate, established connections keep theirs and are never dropped.
+//!
+//! It also follows trust-anchor rotations: the trust roots that come with each certificate
+//! refresh the bundle ([`TrustBundle::refreshed`](super::TrustBundle::refreshed)): a new root
+//! is trusted from then on, and a root the identity service no longer hands out is kept until
+//! it expires (the task wakes then to drop it), since peers that have not renewed yet may
+//! still present certificates it signed.
 //!
 //! A failed renewal is retried with a doubling backoff; the current certificate stays in use
 //! meanwhile (until it expires, there is nothing better to present), so a control plane that
@@ -21,7 +27,7 @@ use tracing::{info, warn};
 
 use super::client::{CertificateIssuer, IssueError, request_certificate};
 use super::rotation::{RENEW_AT_FRACTION, RenewDecision, renew_decision};
-use super::tls::MeshCredentials;
+use super::tls::{MeshCredentials, MeshTls};
 
 /// The wall clock the task reads.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -73,6 +79,8 @@ pub struct RenewalStatus {
     pub last_error: Option<String>,
     /// The expiry of the certificate presented now.
     pub not_after: SystemTime,
+    /// How many roots the trust bundle holds now (two during a trust-anchor rotation).
+    pub trust_roots: usize,
 }
 
 /// The running task: its status, and a way to stop it.
@@ -100,10 +108,11 @@ impl Drop for RenewalHandle {
     }
 }
 
-/// Starts the renewal task for `credentials` (see the module docs). It runs until the
-/// handle is stopped or dropped.
+/// Starts the renewal task for `tls`'s credentials and trust bundle (see the module docs).
+/// The roots in the bundle now count as the ones the identity service hands out. It runs
+/// until the handle is stopped or dropped.
 pub fn spawn_renewal(
-    credentials: Arc<MeshCredentials>,
+    tls: MeshTls,
     issuer: Arc<dyn CertificateIssuer>,
     config: RenewalConfig,
     clock: Clock,
@@ -113,40 +122,48 @@ pub fn spawn_renewal(
         failures: 0,
         consecutive_failures: 0,
         last_error: None,
-        not_after: credentials.issued().not_after,
+        not_after: tls.credentials().issued().not_after,
+        trust_roots: tls.bundle().roots().len(),
     });
-    let task = tokio::spawn(run(credentials, issuer, config, clock, tx));
+    let task = tokio::spawn(run(tls, issuer, config, clock, tx));
     RenewalHandle { status, task }
 }
 
 async fn run(
-    credentials: Arc<MeshCredentials>,
+    tls: MeshTls,
     issuer: Arc<dyn CertificateIssuer>,
     config: RenewalConfig,
     clock: Clock,
     status: watch::Sender<RenewalStatus>,
 ) {
     let mut backoff = config.initial_backoff;
+    // The roots of the identity service's last answer: the others in the bundle are kept
+    // only until they expire.
+    let mut handed_out = tls.bundle().roots().to_vec();
     loop {
-        let current = credentials.issued();
-        let decision = renew_decision(
-            current.not_before,
-            current.not_after,
-            clock(),
-            config.renew_at,
-        );
+        let now = clock();
+        drop_expired_roots(&tls, &handed_out, now, &status);
+        let current = tls.credentials().issued();
+        let decision = renew_decision(current.not_before, current.not_after, now, config.renew_at);
         if let RenewDecision::Keep { renew_in } = decision {
-            tokio::time::sleep(renew_in).await;
+            // Wake for the renewal, or earlier when a retired root expires.
+            let expiry = tls
+                .bundle()
+                .next_expiry_outside(&handed_out)
+                .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
+            tokio::time::sleep(expiry.map_or(renew_in, |e| e.min(renew_in))).await;
             continue;
         }
-        match renew_once(&credentials, &*issuer, &current.identity).await {
-            Ok(not_after) => {
-                info!(identity = %current.identity, ?not_after, "mesh certificate renewed");
+        match renew_once(&tls, &*issuer, &current.identity, &clock).await {
+            Ok((not_after, roots)) => {
+                info!(identity = %current.identity, ?not_after, trust_roots = tls.bundle().roots().len(), "mesh certificate renewed");
+                handed_out = roots;
                 backoff = config.initial_backoff;
                 status.send_modify(|s| {
                     s.renewals += 1;
                     s.consecutive_failures = 0;
                     s.not_after = not_after;
+                    s.trust_roots = tls.bundle().roots().len();
                 });
             }
             Err(error) => {
@@ -165,16 +182,54 @@ async fn run(
     }
 }
 
-/// One renewal: a new key and certificate, swapped in. Returns the new expiry.
+/// Drops the roots of `tls`'s bundle that are not in `handed_out` and have expired at `now`.
+fn drop_expired_roots(
+    tls: &MeshTls,
+    handed_out: &[rustls::pki_types::CertificateDer<'static>],
+    now: SystemTime,
+    status: &watch::Sender<RenewalStatus>,
+) {
+    let bundle = tls.bundle();
+    if bundle
+        .next_expiry_outside(handed_out)
+        .is_none_or(|at| now < at)
+    {
+        return;
+    }
+    match bundle.refreshed(handed_out, now) {
+        Ok(pruned) => {
+            info!(
+                trust_roots = pruned.roots().len(),
+                "an expired mesh trust root was dropped"
+            );
+            let roots = pruned.roots().len();
+            tls.set_bundle(pruned);
+            status.send_modify(|s| s.trust_roots = roots);
+        }
+        // The handed-out roots were checked when they arrived; keep the bundle as it is.
+        Err(error) => warn!(%error, "the mesh trust bundle could not be pruned"),
+    }
+}
+
+/// One renewal: a new key and certificate swapped in, and the trust bundle refreshed with
+/// the roots that came with it. Returns the new expiry and those roots. Nothing changes
+/// unless both the certificate and the roots are usable.
 async fn renew_once(
-    credentials: &MeshCredentials,
+    tls: &MeshTls,
     issuer: &dyn CertificateIssuer,
     identity: &super::SpiffeId,
-) -> Result<SystemTime, IssueError> {
+    clock: &Clock,
+) -> Result<(SystemTime, Vec<rustls::pki_types::CertificateDer<'static>>), IssueError> {
     let (key, certified) = request_certificate(issuer, identity).await?;
     let not_after = certified.issued.not_after;
+    let bundle = tls
+        .bundle()
+        .refreshed(&certified.trust_roots, clock())
+        .map_err(|e| IssueError::BadAnswer(e.to_string()))?;
+    let credentials: &MeshCredentials = tls.credentials();
     credentials
         .rotate(&key, certified.issued)
         .map_err(|e| IssueError::BadAnswer(format!("the certificate does not fit the key: {e}")))?;
-    Ok(not_after)
+    tls.set_bundle(bundle);
+    Ok((not_after, certified.trust_roots))
 }

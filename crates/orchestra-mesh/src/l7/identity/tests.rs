@@ -136,6 +136,45 @@ fn a_trust_anchor_rotation_accepts_both_roots_during_the_overlap() {
 }
 
 #[test]
+fn a_refreshed_bundle_takes_new_roots_and_keeps_old_ones_until_they_expire() {
+    let old = MeshCa::generate(
+        CaConfig {
+            root_ttl: 48 * HOUR,
+            ..CaConfig::default()
+        },
+        t0(),
+    )
+    .unwrap();
+    let new = ca();
+    let bundle = TrustBundle::new("cluster.local", [old.root().clone()]).unwrap();
+    let handed_out = [new.root().clone()];
+    // The identity service now hands out only the new root: it is trusted at once, the old
+    // one is kept while it is valid, and its expiry is when the bundle next changes.
+    let overlap = bundle.refreshed(&handed_out, t0() + HOUR).unwrap();
+    assert_eq!(overlap.roots(), [new.root().clone(), old.root().clone()]);
+    assert_eq!(
+        overlap.next_expiry_outside(&handed_out),
+        Some(t0() + 48 * HOUR)
+    );
+    assert_eq!(root_not_after(old.root()), Some(t0() + 48 * HOUR));
+    // Refreshing again changes nothing until then; at the expiry the old root goes.
+    let later = overlap
+        .refreshed(&handed_out, t0() + 48 * HOUR - Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(later.roots(), overlap.roots());
+    let after = overlap.refreshed(&handed_out, t0() + 48 * HOUR).unwrap();
+    assert_eq!(after.roots(), [new.root().clone()]);
+    assert_eq!(after.next_expiry_outside(&handed_out), None);
+    // Roots handed out are taken as they are, once each; an unusable one is refused.
+    let both = [new.root().clone(), old.root().clone(), new.root().clone()];
+    let refreshed = bundle.refreshed(&both, t0()).unwrap();
+    assert_eq!(refreshed.roots(), [new.root().clone(), old.root().clone()]);
+    assert_eq!(refreshed.next_expiry_outside(&both), None);
+    let garbage = rustls::pki_types::CertificateDer::from(b"not a certificate".to_vec());
+    assert!(bundle.refreshed(&[garbage], t0()).is_err());
+}
+
+#[test]
 fn the_ca_signs_only_the_identity_the_caller_vouches_for() {
     let ca = ca();
     let (_key, request) = SidecarKey::generate(&web()).unwrap();
