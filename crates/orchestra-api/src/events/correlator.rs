@@ -1,9 +1,12 @@
 //! [`EventCorrelator`]: decides whether an event is new or a repeat, with no I/O, so that
 //! tests assert its exact decisions with a given clock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hash;
+use std::num::NonZeroUsize;
 use std::time::Duration;
+
+use lru::LruCache;
 
 use crate::meta::{ObjectMeta, Time};
 use crate::resource::Resource;
@@ -58,7 +61,6 @@ struct Seen {
     namespace: String,
     name: String,
     count: i32,
-    last: i64,
 }
 
 /// A group of similar events.
@@ -99,11 +101,20 @@ pub enum Decision {
 
 /// Remembers recorded events to turn repeats into count bumps and bursts of similar events
 /// into one combined event.
-#[derive(Clone, Debug, Default)]
+///
+/// Both caches forget the least recently used entry first (LRUs, as Kubernetes keeps them),
+/// in constant time: a full cache is the normal state of a busy component.
+#[derive(Clone, Debug)]
 pub struct EventCorrelator {
     options: CorrelatorOptions,
-    seen: HashMap<EventKey, Seen>,
-    similar: HashMap<SimilarKey, Similar>,
+    seen: LruCache<EventKey, Seen>,
+    similar: LruCache<SimilarKey, Similar>,
+}
+
+impl Default for EventCorrelator {
+    fn default() -> Self {
+        EventCorrelator::new(CorrelatorOptions::default())
+    }
 }
 
 /// A reference to `object` for an event's `involvedObject`.
@@ -124,8 +135,9 @@ impl EventCorrelator {
     /// A correlator with these limits.
     pub fn new(options: CorrelatorOptions) -> Self {
         EventCorrelator {
+            seen: lru_of(options.max_entries),
+            similar: lru_of(options.max_entries),
             options,
-            ..EventCorrelator::default()
         }
     }
 
@@ -204,16 +216,13 @@ impl EventCorrelator {
             namespace: event.metadata.namespace.clone(),
             name: event.metadata.name.clone(),
             count: event.count.unwrap_or(1),
-            last: event.last_timestamp.map_or(0, Time::as_second),
         };
-        self.seen.insert(key.clone(), seen);
-        let max = self.options.max_entries;
-        evict_oldest(&mut self.seen, max, |seen| seen.last);
+        self.seen.put(key.clone(), seen);
     }
 
     /// Forgets the event `key` (it is gone from the cluster: expired or deleted).
     pub fn forget(&mut self, key: &EventKey) {
-        self.seen.remove(key);
+        self.seen.pop(key);
     }
 
     /// How many events are remembered.
@@ -230,13 +239,10 @@ impl EventCorrelator {
     /// once its similar events had too many different messages, the combined one.
     fn aggregate(&mut self, similar: &SimilarKey, message: &str, now: i64) -> (String, String) {
         let window = i64::try_from(self.options.similar_window.as_secs()).unwrap_or(i64::MAX);
-        let group = self
-            .similar
-            .entry(similar.clone())
-            .or_insert_with(|| Similar {
-                messages: HashSet::new(),
-                last: now,
-            });
+        let group = self.similar.get_or_insert_mut_ref(similar, || Similar {
+            messages: HashSet::new(),
+            last: now,
+        });
         if now.saturating_sub(group.last) > window {
             group.messages.clear();
         }
@@ -253,28 +259,13 @@ impl EventCorrelator {
                 format!("{AGGREGATE_PREFIX}{message}"),
             )
         };
-        let max = self.options.max_entries;
-        evict_oldest(&mut self.similar, max, |group| group.last);
         result
     }
 }
 
-/// Drops the least recently seen entries of `map` until it holds at most `max`.
-fn evict_oldest<K: Clone + Eq + Hash, V>(
-    map: &mut HashMap<K, V>,
-    max: usize,
-    last: impl Fn(&V) -> i64,
-) {
-    while map.len() > max {
-        let Some(oldest) = map
-            .iter()
-            .min_by_key(|(_, value)| last(value))
-            .map(|(key, _)| key.clone())
-        else {
-            return;
-        };
-        map.remove(&oldest);
-    }
+/// An LRU cache of at most `max` entries (at least one).
+pub(super) fn lru_of<K: Hash + Eq, V>(max: usize) -> LruCache<K, V> {
+    LruCache::new(NonZeroUsize::new(max).unwrap_or(NonZeroUsize::MIN))
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! that a crash-looping pod or a hot loop cannot flood the API with events. Pure: the caller
 //! passes the time, so tests assert exact decisions.
 
-use std::collections::HashMap;
 use std::time::Duration;
+
+use lru::LruCache;
+
+use super::correlator::lru_of;
 
 use crate::resources::ObjectReference;
 
@@ -40,18 +43,25 @@ struct Bucket {
 }
 
 /// Rate-limits events per object and type; see the [module docs](self).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SpamFilter {
     options: SpamOptions,
-    buckets: HashMap<SpamKey, Bucket>,
+    /// Least recently seen first out: an LRU, as Kubernetes keeps these buckets.
+    buckets: LruCache<SpamKey, Bucket>,
+}
+
+impl Default for SpamFilter {
+    fn default() -> Self {
+        SpamFilter::new(SpamOptions::default())
+    }
 }
 
 impl SpamFilter {
     /// A filter with these limits.
     pub fn new(options: SpamOptions) -> Self {
         SpamFilter {
+            buckets: lru_of(options.max_entries),
             options,
-            buckets: HashMap::new(),
         }
     }
 
@@ -68,7 +78,7 @@ impl SpamFilter {
         );
         let burst = f64::from(self.options.burst);
         let refill = self.options.refill.as_secs_f64();
-        let bucket = self.buckets.entry(key).or_insert(Bucket {
+        let bucket = self.buckets.get_or_insert_mut(key, || Bucket {
             tokens: burst,
             last: now,
         });
@@ -83,7 +93,6 @@ impl SpamFilter {
         if allowed {
             bucket.tokens -= 1.0;
         }
-        self.evict();
         allowed
     }
 
@@ -95,20 +104,6 @@ impl SpamFilter {
     /// Whether no object is remembered.
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
-    }
-
-    fn evict(&mut self) {
-        while self.buckets.len() > self.options.max_entries {
-            let Some(oldest) = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, bucket)| bucket.last)
-                .map(|(key, _)| key.clone())
-            else {
-                return;
-            };
-            self.buckets.remove(&oldest);
-        }
     }
 }
 
