@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy, Service};
+use orchestra_api::resources::{Container, Pod, PodPhase, PodStatus, PullPolicy, Service};
 use orchestra_api::{ApiError, Client, Quantity, reflector};
 use tokio::sync::{Notify, watch};
 
@@ -214,9 +214,16 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     }
 
     /// Refreshes the pod's volumes when their time has come; returns when they are next due
-    /// (none for a pod without such volumes, or one being deleted).
+    /// (none for a pod without such volumes, one being deleted, or one whose containers have
+    /// all finished for good: nothing would read them).
     async fn refresh_volumes_if_due(&mut self, pod: &Pod) -> Option<SystemTime> {
-        if pod.metadata.deletion_timestamp.is_some() || !super::refresh::has_refreshed_volumes(pod)
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase),
+            Some(PodPhase::Succeeded | PodPhase::Failed)
+        );
+        if finished
+            || pod.metadata.deletion_timestamp.is_some()
+            || !super::refresh::has_refreshed_volumes(pod)
         {
             return None;
         }
