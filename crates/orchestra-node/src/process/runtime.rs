@@ -924,9 +924,16 @@ impl RuntimeDriver for ProcessRuntime {
                     stamps::read_index(&logfile::rotated_path(&index, n)).map_err(io_err)?;
                 files.push((rotated, entries));
             }
+            let rotated_copies = files.len();
             files.push((current, stamps::read_index(&index).map_err(io_err)?));
-            for (content, entries) in &files {
-                lines.extend(stamps::timed_lines(content, entries, now));
+            for (n, (content, entries)) in files.iter().enumerate() {
+                // A rotated copy's last entry was written just before the copy was taken:
+                // what follows it was written then, not at the time of this read.
+                let unstamped = match entries.last() {
+                    Some((_, time)) if n < rotated_copies => *time,
+                    _ => now,
+                };
+                lines.extend(stamps::timed_lines(content, entries, unstamped));
             }
             stamps::select(&lines, &options)
         } else {

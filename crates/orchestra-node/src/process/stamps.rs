@@ -10,7 +10,8 @@
 //! line's time is therefore when the runtime first saw it: at most one stamp interval after it
 //! was written while the runtime runs; output written while no runtime runs gets the time the
 //! next runtime sees it. Lines not in the index yet (written since the last observation) are
-//! given the time of the read.
+//! given the time of the read; in a rotated copy (written between the last stamp and the
+//! copy), the time of its index's last entry, so that times never go back.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
