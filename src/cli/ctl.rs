@@ -102,7 +102,7 @@ pub enum CtlVerb {
         #[arg(short = 'p', long)]
         previous: bool,
         /// Only the output of this last while: a Go duration such as 30s, 5m or 1h30m
-        /// (the container runtime must keep per-line times: CRI does, process does not).
+        /// (every runtime keeps per-line times: CRI in its log format, process in a time index).
         #[arg(long, value_parser = parse_since, conflicts_with = "since_time")]
         since: Option<u64>,
         /// Only the output written at or after this RFC 3339 time.

@@ -508,6 +508,75 @@ fn invalid_names_and_fields_are_validation_errors() {
     );
 }
 
+/// A pod as Kubernetes users write it with a projected volume (modes 0440 and 0600, in
+/// decimal) and a `subPathExpr`.
+const PROJECTED_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - name: all
+    projected:
+      defaultMode: 288
+      sources:
+      - configMap:
+          name: app
+          items: [{key: app.conf, path: conf/app.conf, mode: 384}]
+      - secret: {name: db, optional: true}
+      - downwardAPI:
+          items:
+          - path: labels
+            fieldRef: {fieldPath: metadata.labels}
+  - name: logs
+    emptyDir: {}
+  containers:
+  - name: web
+    image: busybox
+    env:
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    volumeMounts:
+    - {name: all, mountPath: /etc/all}
+    - {name: logs, mountPath: /logs, subPathExpr: $(POD_NAME)}
+";
+
+#[test]
+fn projected_volumes_and_sub_path_expr_parse_and_a_token_source_is_refused_by_path() {
+    let m = manifest::parse(&Scheme::new(), PROJECTED_POD, &ManifestOptions::default())
+        .unwrap_or_else(|e| panic!("the pod should parse:\n{e}"));
+    assert_eq!(m.warnings().count(), 0, "every field is modelled");
+    let pod = m.objects_of::<Pod>().next().unwrap();
+    let projected = pod.spec.volumes[0].projected.as_ref().unwrap();
+    assert_eq!(projected.default_mode, Some(0o440));
+    assert_eq!(projected.sources.len(), 3);
+    let items = &projected.sources[0].config_map.as_ref().unwrap().items;
+    assert_eq!(
+        (items[0].path.as_str(), items[0].mode),
+        ("conf/app.conf", Some(0o600))
+    );
+    let mounts = &pod.spec.containers[0].volume_mounts;
+    assert_eq!(mounts[1].sub_path_expr, "$(POD_NAME)");
+
+    let token = PROJECTED_POD.replace(
+        "      - secret: {name: db, optional: true}",
+        "      - serviceAccountToken: {path: token, expirationSeconds: 3600}",
+    );
+    let err = parse_err(&token);
+    assert!(
+        err.contains("spec.volumes[0].projected.sources[1].serviceAccountToken: Forbidden: service account tokens are not supported"),
+        "{err}"
+    );
+    let both = PROJECTED_POD.replace(
+        "subPathExpr: $(POD_NAME)}",
+        "subPath: x, subPathExpr: $(POD_NAME)}",
+    );
+    let err = parse_err(&both);
+    assert!(
+        err.contains("spec.containers[0].volumeMounts[1].subPathExpr: Invalid value: \"$(POD_NAME)\": subPathExpr and subPath are mutually exclusive"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unknown_kinds_missing_types_and_non_objects() {
     assert_eq!(

@@ -106,6 +106,7 @@ fn pod(name: &str, command: Vec<String>) -> Pod {
                     mount_path: "/etc/creds".into(),
                     read_only: false,
                     sub_path: String::new(),
+                    ..VolumeMount::default()
                 }],
                 ..Container::default()
             }],

@@ -193,6 +193,23 @@ async fn logs_tail_and_follow_through_the_agent_endpoint() {
 
     let all = log_once(&client, "talker", &options(), "two\n").await;
     assert_eq!(all, "one\ntwo\n");
+    // Reading with times stamps what is there: both lines were written before `mid`.
+    let timed = PodLogOptions {
+        timestamps: true,
+        ..options()
+    };
+    let stamped = log_once(&client, "talker", &timed, "two\n").await;
+    let mid = jiff::Timestamp::now();
+    let lines: Vec<(&str, &str)> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').expect("a time and a space"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stamped:?}");
+    assert_eq!((lines[0].1, lines[1].1), ("one", "two"));
+    for (time, _) in &lines {
+        let time: jiff::Timestamp = time.parse().expect("an RFC 3339 time");
+        assert!(time <= mid, "{time} after {mid}");
+    }
     let tail = PodLogOptions {
         tail_lines: Some(1),
         ..options()
@@ -216,6 +233,32 @@ async fn logs_tail_and_follow_through_the_agent_endpoint() {
     std::fs::write(&marker, b"").unwrap();
     read_until(&mut stream, &mut text, "three\n").await;
     assert_eq!(text, "one\ntwo\nthree\n");
+    drop(stream);
+    // `three` was written after `mid` (the marker came after it): --since-time keeps it alone.
+    let since = PodLogOptions {
+        since_time: Some(mid),
+        ..options()
+    };
+    assert_eq!(
+        log_once(&client, "talker", &since, "three").await,
+        "three\n"
+    );
+    // A followed log with --timestamps stamps lines as they come.
+    let followed = PodLogOptions {
+        follow: true,
+        timestamps: true,
+        since_time: Some(mid),
+        ..options()
+    };
+    let mut stream = client
+        .pod_logs("default", "talker", &followed)
+        .await
+        .unwrap();
+    let mut text = String::new();
+    read_until(&mut stream, &mut text, "three\n").await;
+    let (time, line) = text.split_once(' ').expect("a time and a space");
+    assert!(time.parse::<jiff::Timestamp>().unwrap() > mid, "{text:?}");
+    assert_eq!(line, "three\n");
     drop(stream);
     setup.stop().await;
 }
@@ -274,16 +317,16 @@ async fn errors_name_the_pod_the_containers_and_the_node() {
         ..options()
     };
     assert_eq!(log_once(&client, "pair", &b, "b\n").await, "b\n");
-    // The process runtime keeps no per-line times: --timestamps and --since are refused as
-    // the asker's mistake (400), saying why.
+    // The process runtime keeps per-line times: --timestamps starts each line with one.
     let timed = PodLogOptions {
         timestamps: true,
-        since_seconds: Some(60),
+        since_seconds: Some(3600),
         ..b.clone()
     };
-    let (status, message) = code(client.pod_logs("default", "pair", &timed).await);
-    assert_eq!(status, 400, "{message}");
-    assert!(message.contains("carry no per-line times"), "{message}");
+    let stamped = log_once(&client, "pair", &timed, "b\n").await;
+    let (time, line) = stamped.split_once(' ').expect("a time and a space");
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{stamped:?}");
+    assert_eq!(line, "b\n");
 
     // A pod bound to a node whose agent does not answer (nothing listens on its port): the
     // pod never starts, so its container is waiting; the node is unreachable once it ran.

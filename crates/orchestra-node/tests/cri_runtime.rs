@@ -1,6 +1,7 @@
 //! CriRuntime against a real containerd: the RuntimeDriver conformance suite, then what only a
 //! container runtime shows (a container serving on its pod IP reached from the host, exec,
-//! CRI-format logs, a graceful stop of a PID 1 that handles TERM, images), with the latencies
+//! CRI-format logs, a graceful stop of a PID 1 that handles TERM, images, a ConfigMap volume
+//! refreshed under the agent while its subPath mount keeps the old content), with the latencies
 //! of the CRI calls printed. Everything runs in one test around one containerd, which the
 //! harness starts with its own configuration and removes afterwards, checking that nothing
 //! is left behind.
@@ -137,6 +138,7 @@ async fn checks(containerd: &Containerd) {
     served_port_exec_logs_and_graceful_stop(&rt, containerd).await;
     missing_image(&rt).await;
     agent_over_cri(containerd).await;
+    config_map_refresh_over_cri(containerd).await;
 }
 
 /// The node agent over CriRuntime (LocalClient, real time): a pod with an httpGet readiness
@@ -286,6 +288,129 @@ async fn agent_over_cri(containerd: &Containerd) {
         cleaned.is_ok(),
         "the agent left the pod's sandbox in containerd"
     );
+    let _ = stop.send(());
+    task.await.expect("agent task");
+}
+
+/// The agent over CriRuntime with a ConfigMap volume mounted whole and, by `subPath`, one key
+/// alone: after the ConfigMap changes, the container sees the new content through the bind
+/// mount of the volume's directory (the `..data` link is swapped inside it) and the old one
+/// at the subPath (a bind mount of the snapshot taken at its start), without a restart.
+async fn config_map_refresh_over_cri(containerd: &Containerd) {
+    use std::sync::Arc;
+
+    use orchestra_api::registry::DeleteOptions;
+    use orchestra_api::resources::{
+        ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Volume, VolumeMount,
+    };
+    use orchestra_api::{Client, LocalClient, ObjectMeta};
+    use orchestra_node::agent::{Agent, AgentConfig};
+
+    let client = LocalClient::new(orchestra_store::MemStore::new());
+    let app = |content: &str| ConfigMap {
+        metadata: ObjectMeta::namespaced("default", "app"),
+        data: [("app.conf".to_owned(), content.to_owned())].into(),
+        ..ConfigMap::default()
+    };
+    client
+        .create(&app("v1"))
+        .await
+        .expect("create the ConfigMap");
+    let volumes = tempfile::tempdir().expect("tempdir");
+    let runtime = Arc::new(containerd.runtime().await);
+    let mut config = AgentConfig::new("cri-node");
+    config.sync_interval = Duration::from_millis(100);
+    config.volume_refresh_interval = Duration::from_millis(200);
+    config.volumes_dir = volumes.path().to_owned();
+    let agent = Agent::with_shared_runtime(client.clone(), Arc::clone(&runtime), config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    }));
+
+    let script = "trap 'exit 0' TERM; echo \"start=$(cat /etc/app/app.conf)\"; \
+        while [ \"$(cat /etc/app/app.conf)\" = v1 ]; do sleep 0.1; done; \
+        echo \"seen=$(cat /etc/app/app.conf) sub=$(cat /etc/app.conf)\"; \
+        while :; do sleep 1; done";
+    let mount = |path: &str, sub_path: &str| VolumeMount {
+        name: "conf".into(),
+        mount_path: path.into(),
+        sub_path: sub_path.into(),
+        ..VolumeMount::default()
+    };
+    let pod = Pod {
+        metadata: ObjectMeta::namespaced("default", "agent-conf"),
+        spec: PodSpec {
+            node_name: "cri-node".into(),
+            enable_service_links: Some(false),
+            volumes: vec![Volume {
+                name: "conf".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: "app".into(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }],
+            containers: vec![Container {
+                name: "main".into(),
+                image: IMAGE.into(),
+                command: sh(script),
+                volume_mounts: vec![mount("/etc/app", ""), mount("/etc/app.conf", "app.conf")],
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        },
+        ..Pod::default()
+    };
+    client.create(&pod).await.expect("create the pod");
+    let id = tokio::time::timeout(LIMIT, async {
+        loop {
+            let state = runtime.list().await.expect("list");
+            let running = state
+                .containers
+                .iter()
+                .find(|c| c.config.name == "main" && c.state == ContainerState::Running);
+            if let Some(container) = running {
+                return container.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the pod's container runs in containerd");
+    let log = wait_for_log(runtime.as_ref(), &id, "start=", LIMIT).await;
+    assert!(log.contains("start=v1"), "{log}");
+
+    let mut current: ConfigMap = client.get("default", "app").await.expect("get");
+    current.data.insert("app.conf".into(), "v2".into());
+    client.update(&current).await.expect("update the ConfigMap");
+    let log = wait_for_log(runtime.as_ref(), &id, "seen=", LIMIT).await;
+    assert!(log.contains("seen=v2 sub=v1"), "{log}");
+    let status = runtime.container_status(&id).await.expect("status");
+    assert_eq!(status.state, ContainerState::Running, "not restarted");
+    println!("agent over CRI: ConfigMap update seen in the container, subPath kept: {log:?}");
+
+    client
+        .delete::<Pod>("default", "agent-conf", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    let cleaned = tokio::time::timeout(LIMIT, async {
+        loop {
+            let state = runtime.list().await.expect("list");
+            let pod_gone = client.get::<Pod>("default", "agent-conf").await.is_err();
+            if pod_gone
+                && state
+                    .sandboxes
+                    .iter()
+                    .all(|s| s.config.name != "agent-conf")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(cleaned.is_ok(), "the agent left the pod in containerd");
     let _ = stop.send(());
     task.await.expect("agent task");
 }

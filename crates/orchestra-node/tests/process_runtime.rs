@@ -274,22 +274,32 @@ async fn logs_rotate_by_size_and_the_process_keeps_writing() {
     .await
     .expect("tail");
     assert_eq!(tail, "batch-done\nafter-rotation\n");
-    // Its lines carry no times: since and timestamps are refused, saying why.
-    for options in [
-        LogOptions {
-            timestamps: true,
-            ..LogOptions::default()
-        },
-        LogOptions {
-            since: Some(jiff::Timestamp::UNIX_EPOCH),
-            ..LogOptions::default()
-        },
-    ] {
-        let Err(err) = rt.logs(&id, options).await else {
-            panic!("the process runtime claimed per-line times");
-        };
-        assert!(err.to_string().contains("carry no per-line times"), "{err}");
+    // Its lines carry times (the runtime's time index, rotated with the log): every line,
+    // in order; `since` after the last one leaves nothing, `since` at it keeps that line.
+    let timed = LogOptions {
+        timestamps: true,
+        ..LogOptions::default()
+    };
+    let stamped = read_logs(&rt, &id, timed).await.expect("timestamps");
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for line in stamped.lines() {
+        let (time, rest) = line.split_once(' ').expect("a time and a space");
+        times.push(time.parse::<jiff::Timestamp>().expect("an RFC 3339 time"));
+        text.push_str(rest);
+        text.push('\n');
     }
+    assert_eq!(text, all, "the same lines, each with a time");
+    assert!(times.is_sorted(), "times never go back: {times:?}");
+    let last = *times.last().expect("lines");
+    let since = |at| LogOptions {
+        since: Some(at),
+        ..LogOptions::default()
+    };
+    let after = last + jiff::SignedDuration::from_nanos(1);
+    assert_eq!(read_logs(&rt, &id, since(after)).await.expect("since"), "");
+    let at_last = read_logs(&rt, &id, since(last)).await.expect("since");
+    assert!(at_last.ends_with("after-rotation\n"), "{at_last:?}");
 
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
     assert!(!path.exists(), "logs go with the container");

@@ -57,7 +57,7 @@ pub enum RefKind {
 
 /// The Secrets and ConfigMaps `pod` references, by kind and name (in the pod's namespace):
 /// its containers' and init containers' env `valueFrom` key references and `envFrom`
-/// sources, and its ConfigMap and Secret volumes. Extend this when the pod spec gains other
+/// sources, and its ConfigMap and Secret volumes (projected ones included). Extend this when the pod spec gains other
 /// references (image pull secrets).
 pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
     let containers: Vec<&Container> = pod
@@ -92,6 +92,14 @@ pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
         }
         if let Some(config_map) = &volume.config_map {
             refs.insert((RefKind::ConfigMap, config_map.name.clone()));
+        }
+        for source in volume.projected.iter().flat_map(|p| &p.sources) {
+            if let Some(secret) = &source.secret {
+                refs.insert((RefKind::Secret, secret.name.clone()));
+            }
+            if let Some(config_map) = &source.config_map {
+                refs.insert((RefKind::ConfigMap, config_map.name.clone()));
+            }
         }
     }
     refs

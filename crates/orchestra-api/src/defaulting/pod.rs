@@ -2,8 +2,8 @@
 
 use crate::resources::Protocol;
 use crate::resources::pod::{
-    Container, DEFAULT_VOLUME_MODE, DnsPolicy, PodSpec, PreemptionPolicy, Probe, PullPolicy,
-    RestartPolicy, UriScheme, Volume,
+    Container, DEFAULT_VOLUME_MODE, DnsPolicy, DownwardApiVolumeFile, PodSpec, PreemptionPolicy,
+    Probe, PullPolicy, RestartPolicy, UriScheme, Volume,
 };
 
 /// The scheduler pods go to when they name none.
@@ -34,8 +34,8 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     }
 }
 
-/// Fills a volume's defaults: `defaultMode` 0644 for ConfigMap, Secret and downward API
-/// volumes, `apiVersion: v1` in downward API field references.
+/// Fills a volume's defaults: `defaultMode` 0644 for ConfigMap, Secret, downward API and
+/// projected volumes, `apiVersion: v1` in downward API field references (projected ones too).
 pub fn default_volume(volume: &mut Volume) {
     if let Some(source) = &mut volume.config_map {
         source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
@@ -45,10 +45,24 @@ pub fn default_volume(volume: &mut Volume) {
     }
     if let Some(source) = &mut volume.downward_api {
         source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
-        for field_ref in source.items.iter_mut().filter_map(|i| i.field_ref.as_mut()) {
-            if field_ref.api_version.is_empty() {
-                field_ref.api_version = "v1".to_owned();
-            }
+        default_field_refs(&mut source.items);
+    }
+    if let Some(source) = &mut volume.projected {
+        source.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        for downward in source
+            .sources
+            .iter_mut()
+            .filter_map(|s| s.downward_api.as_mut())
+        {
+            default_field_refs(&mut downward.items);
+        }
+    }
+}
+
+fn default_field_refs(items: &mut [DownwardApiVolumeFile]) {
+    for field_ref in items.iter_mut().filter_map(|i| i.field_ref.as_mut()) {
+        if field_ref.api_version.is_empty() {
+            field_ref.api_version = "v1".to_owned();
         }
     }
 }
@@ -186,5 +200,37 @@ mod tests {
         let again = spec.clone();
         default_pod_spec(&mut spec);
         assert_eq!(spec, again, "defaulting is idempotent");
+    }
+
+    #[test]
+    fn projected_volumes_get_a_default_mode_and_field_ref_versions() {
+        use crate::resources::pod::{
+            DownwardApiProjection, ObjectFieldSelector, ProjectedVolumeSource, VolumeProjection,
+        };
+        let mut volume = Volume {
+            name: "all".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: vec![VolumeProjection {
+                    downward_api: Some(DownwardApiProjection {
+                        items: vec![DownwardApiVolumeFile {
+                            path: "labels".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: String::new(),
+                                field_path: "metadata.labels".into(),
+                            }),
+                            ..DownwardApiVolumeFile::default()
+                        }],
+                    }),
+                    ..VolumeProjection::default()
+                }],
+                default_mode: None,
+            }),
+            ..Volume::default()
+        };
+        default_volume(&mut volume);
+        let projected = volume.projected.unwrap();
+        assert_eq!(projected.default_mode, Some(0o644));
+        let item = &projected.sources[0].downward_api.as_ref().unwrap().items[0];
+        assert_eq!(item.field_ref.as_ref().unwrap().api_version, "v1");
     }
 }

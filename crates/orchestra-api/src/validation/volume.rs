@@ -4,7 +4,9 @@ use std::collections::HashSet;
 
 use super::names;
 use super::{ErrorList, FieldError, FieldPath};
-use crate::resources::pod::{DownwardApiVolumeFile, EnvFromSource, KeyToPath, Volume, VolumeMount};
+use crate::resources::pod::{
+    DownwardApiVolumeFile, EnvFromSource, KeyToPath, ProjectedVolumeSource, Volume, VolumeMount,
+};
 
 /// Field paths a downward API volume file may select.
 const DOWNWARD_FIELD_REFS: &[&str] = &[
@@ -39,7 +41,7 @@ pub(super) fn validate_volumes<'a>(
         match volume.source_count() {
             0 => errors.push(FieldError::required(
                 &p,
-                "must specify one of: `emptyDir`, `configMap`, `secret`, `hostPath` or `downwardAPI`",
+                "must specify one of: `emptyDir`, `configMap`, `secret`, `hostPath`, `downwardAPI` or `projected`",
             )),
             1 => {}
             _ => errors.push(FieldError::forbidden(
@@ -87,8 +89,79 @@ pub(super) fn validate_volumes<'a>(
                 }
             }
         }
+        if let Some(source) = &volume.projected {
+            validate_projected(&mut errors, source, &p.child("projected"));
+        }
     }
     (errors, seen)
+}
+
+/// Checks a projected volume: each source sets exactly one of `configMap`, `secret` and
+/// `downwardAPI` (a `serviceAccountToken` is refused: nothing issues tokens), completely, and
+/// no two files share a path.
+fn validate_projected(errors: &mut ErrorList, source: &ProjectedVolumeSource, path: &FieldPath) {
+    validate_mode(errors, &path.child("defaultMode"), source.default_mode);
+    let mut paths = HashSet::new();
+    let mut unique = |errors: &mut ErrorList, file: &str, at: &FieldPath| {
+        if !file.is_empty() && !paths.insert(file.to_owned()) {
+            errors.push(FieldError::invalid(at, file, "conflicting duplicate paths"));
+        }
+    };
+    for (i, projection) in source.sources.iter().enumerate() {
+        let sp = path.child("sources").index(i);
+        match projection.source_count() {
+            0 => errors.push(FieldError::required(
+                &sp,
+                "must specify exactly one of: `configMap`, `secret` or `downwardAPI`",
+            )),
+            1 => {}
+            _ => errors.push(FieldError::forbidden(
+                &sp,
+                "may not specify more than 1 volume type",
+            )),
+        }
+        for (field, name, items) in [
+            (
+                "configMap",
+                projection.config_map.as_ref().map(|c| &c.name),
+                projection.config_map.as_ref().map(|c| &c.items),
+            ),
+            (
+                "secret",
+                projection.secret.as_ref().map(|s| &s.name),
+                projection.secret.as_ref().map(|s| &s.items),
+            ),
+        ] {
+            let (Some(name), Some(items)) = (name, items) else {
+                continue;
+            };
+            let fp = sp.child(field);
+            if name.is_empty() {
+                errors.push(FieldError::required(&fp.child("name"), ""));
+            }
+            validate_items(errors, items, &fp.child("items"));
+            for (j, item) in items.iter().enumerate() {
+                unique(
+                    errors,
+                    &item.path,
+                    &fp.child("items").index(j).child("path"),
+                );
+            }
+        }
+        if let Some(downward) = &projection.downward_api {
+            let dp = sp.child("downwardAPI").child("items");
+            for (j, item) in downward.items.iter().enumerate() {
+                validate_downward_file(errors, item, &dp.index(j));
+                unique(errors, &item.path, &dp.index(j).child("path"));
+            }
+        }
+        if projection.service_account_token.is_some() {
+            errors.push(FieldError::forbidden(
+                &sp.child("serviceAccountToken"),
+                "service account tokens are not supported: orchestra issues none",
+            ));
+        }
+    }
 }
 
 /// Checks a container's `volumeMounts` against the pod's volume names.
@@ -128,6 +201,17 @@ pub(super) fn validate_volume_mounts(
         }
         if !mount.sub_path.is_empty() {
             validate_relative_path(&mut errors, &mount.sub_path, &p.child("subPath"));
+        }
+        if !mount.sub_path_expr.is_empty() {
+            let ep = p.child("subPathExpr");
+            if !mount.sub_path.is_empty() {
+                errors.push(FieldError::invalid(
+                    &ep,
+                    mount.sub_path_expr.as_str(),
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
+            }
+            validate_relative_path(&mut errors, &mount.sub_path_expr, &ep);
         }
     }
     errors
@@ -322,7 +406,7 @@ mod tests {
                 "spec.volumes[1].name: Duplicate value: \"creds\"",
                 "spec.volumes[1].secret.secretName: Required value",
                 "spec.volumes[2]: Forbidden: may not specify more than 1 volume type",
-                "spec.volumes[3]: Required value: must specify one of: `emptyDir`, `configMap`, `secret`, `hostPath` or `downwardAPI`",
+                "spec.volumes[3]: Required value: must specify one of: `emptyDir`, `configMap`, `secret`, `hostPath`, `downwardAPI` or `projected`",
                 "spec.volumes[4].hostPath.path: Invalid value: \"/var/../etc\": must not contain '..'",
             ]
         );
@@ -337,11 +421,19 @@ mod tests {
             mount_path: path.into(),
             read_only: false,
             sub_path: sub.into(),
+            sub_path_expr: String::new(),
+        };
+        let expr = |path: &str, sub: &str, expr: &str| VolumeMount {
+            sub_path_expr: expr.into(),
+            ..mount("creds", path, sub)
         };
         let mounts = vec![
             mount("creds", "/etc/creds", ""),
             mount("missing", "etc/other", "/abs"),
             mount("creds", "/etc/creds/", "a/../../b"),
+            expr("/logs", "", "pods/$(POD_NAME)"),
+            expr("/both", "x", "$(POD_NAME)"),
+            expr("/escape", "", "../$(POD_NAME)"),
         ];
         let errors = validate_volume_mounts(&mounts, &volumes, &FieldPath::new("c.volumeMounts"));
         assert_eq!(
@@ -352,6 +444,78 @@ mod tests {
                 "c.volumeMounts[1].subPath: Invalid value: \"/abs\": must be a relative path",
                 "c.volumeMounts[2].mountPath: Invalid value: \"/etc/creds/\": must be unique",
                 "c.volumeMounts[2].subPath: Invalid value: \"a/../../b\": must not contain '..'",
+                "c.volumeMounts[4].subPathExpr: Invalid value: \"$(POD_NAME)\": subPathExpr and subPath are mutually exclusive",
+                "c.volumeMounts[5].subPathExpr: Invalid value: \"../$(POD_NAME)\": must not contain '..'",
+            ]
+        );
+    }
+
+    #[test]
+    fn projected_sources_set_one_complete_source_with_distinct_paths_and_no_token() {
+        use crate::resources::pod::{
+            ConfigMapProjection, DownwardApiProjection, ObjectFieldSelector, SecretProjection,
+            ServiceAccountTokenProjection, VolumeProjection,
+        };
+        let item = |key: &str, path: &str| KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode: None,
+        };
+        let volume = Volume {
+            name: "all".into(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o1000),
+                sources: vec![
+                    VolumeProjection {
+                        config_map: Some(ConfigMapProjection {
+                            name: "app".into(),
+                            items: vec![item("conf", "app/conf")],
+                            optional: None,
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection {
+                        secret: Some(SecretProjection {
+                            name: String::new(),
+                            items: vec![item("key", "app/conf"), item("", "/abs")],
+                            optional: None,
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection {
+                        downward_api: Some(DownwardApiProjection {
+                            items: vec![DownwardApiVolumeFile {
+                                path: "labels".into(),
+                                field_ref: Some(ObjectFieldSelector {
+                                    api_version: String::new(),
+                                    field_path: "metadata.labels".into(),
+                                }),
+                                ..DownwardApiVolumeFile::default()
+                            }],
+                        }),
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            path: "token".into(),
+                            ..ServiceAccountTokenProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection::default(),
+                ],
+            }),
+            ..Volume::default()
+        };
+        let (errors, _) = validate_volumes(&[volume], &FieldPath::new("spec.volumes"));
+        assert_eq!(
+            messages(&errors),
+            [
+                "spec.volumes[0].projected.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[0].projected.sources[1].secret.name: Required value",
+                "spec.volumes[0].projected.sources[1].secret.items[1].key: Required value",
+                "spec.volumes[0].projected.sources[1].secret.items[1].path: Invalid value: \"/abs\": must be a relative path",
+                "spec.volumes[0].projected.sources[1].secret.items[0].path: Invalid value: \"app/conf\": conflicting duplicate paths",
+                "spec.volumes[0].projected.sources[2]: Forbidden: may not specify more than 1 volume type",
+                "spec.volumes[0].projected.sources[2].serviceAccountToken: Forbidden: service account tokens are not supported: orchestra issues none",
+                "spec.volumes[0].projected.sources[3]: Required value: must specify exactly one of: `configMap`, `secret` or `downwardAPI`",
             ]
         );
     }

@@ -47,6 +47,8 @@
 //! - [`volumes`]: the pod's volumes on disk and the containers' mounts.
 //! - [`pleg`]: the periodic relist of the runtime that wakes the workers of changed pods.
 //! - [`prepare`]: fetches what a container refers to and builds its runtime configuration.
+//! - [`refresh`]: the periodic refresh of running pods' ConfigMap, Secret and downward API
+//!   volumes.
 //! - `worker`: the per-pod worker.
 
 pub mod env;
@@ -55,6 +57,7 @@ pub mod expand;
 pub mod node;
 pub mod pleg;
 pub mod prepare;
+pub mod refresh;
 pub mod resolve;
 pub mod volumes;
 mod worker;
@@ -113,6 +116,9 @@ pub struct AgentConfig {
     /// under the system's temporary directory by default; set it to a directory of the node's
     /// state).
     pub volumes_dir: PathBuf,
+    /// How often a running pod's ConfigMap, Secret and downward API volumes are
+    /// [refreshed](refresh) from the API, 1 minute (kubelet's sync period).
+    pub volume_refresh_interval: Duration,
 }
 
 impl AgentConfig {
@@ -139,6 +145,7 @@ impl AgentConfig {
                 .join("orchestra-agent")
                 .join(&node_name)
                 .join("pods"),
+            volume_refresh_interval: Duration::from_secs(60),
         }
     }
 }

@@ -80,15 +80,46 @@ pub fn container_refs(pod: &Pod, container: &Container) -> (BTreeSet<String>, BT
             secrets.insert(r.name.clone());
         }
     }
-    for volume in mounted_volumes(pod, container) {
+    add_volume_refs(&mounted_volumes(pod, container), &mut maps, &mut secrets);
+    (maps, secrets)
+}
+
+/// Adds the ConfigMaps and Secrets `volumes` project to `maps` and `secrets`.
+fn add_volume_refs(
+    volumes: &[&Volume],
+    maps: &mut BTreeSet<String>,
+    secrets: &mut BTreeSet<String>,
+) {
+    for volume in volumes {
         if let Some(source) = &volume.config_map {
             maps.insert(source.name.clone());
         }
         if let Some(source) = &volume.secret {
             secrets.insert(source.secret_name.clone());
         }
+        for source in volume.projected.iter().flat_map(|p| &p.sources) {
+            if let Some(map) = &source.config_map {
+                maps.insert(map.name.clone());
+            }
+            if let Some(secret) = &source.secret {
+                secrets.insert(secret.name.clone());
+            }
+        }
     }
-    (maps, secrets)
+}
+
+/// Reads the ConfigMaps and Secrets `volumes` project (for their [refresh](super::refresh)).
+pub async fn fetch_volume_sources<C: Client>(
+    client: &C,
+    namespace: &str,
+    volumes: &[&Volume],
+) -> Result<Sources, ConfigError> {
+    let (mut maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    add_volume_refs(volumes, &mut maps, &mut secrets);
+    Ok(Sources {
+        config_maps: fetch::<ConfigMap, C>(client, "configmap", namespace, maps).await?,
+        secrets: fetch::<Secret, C>(client, "secret", namespace, secrets).await?,
+    })
 }
 
 async fn fetch<R: Resource, C: Client>(
@@ -159,7 +190,18 @@ pub async fn prepare<C: Client>(
             let path = volumes::materialize(&pod_dir, &volume.name, &content)?;
             host_paths.insert(volume.name.clone(), path);
         }
-        base.mounts = volumes::container_mounts(container, &pod.spec.volumes, &host_paths)?;
+        let sub_paths =
+            volumes::sub_paths(container, &base.env).map_err(|message| PrepareError {
+                reason: "CreateContainerConfigError",
+                message,
+            })?;
+        base.mounts = volumes::container_mounts(
+            container,
+            &pod.spec.volumes,
+            &host_paths,
+            &pod_dir,
+            &sub_paths,
+        )?;
     }
     Ok(base)
 }

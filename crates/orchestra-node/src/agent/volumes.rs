@@ -6,7 +6,9 @@
 //! empty directory (mode 0777, as kubelet makes it, for containers running as other users);
 //! a hostPath is the node's path itself (checked or created per its `type`).
 //!
-//! ConfigMap, Secret and downward API volumes are written as kubelet's atomic writer does:
+//! ConfigMap, Secret, downward API and projected volumes (several of those sources in one
+//! directory, files of later sources replacing earlier ones at the same path) are written as
+//! kubelet's atomic writer does:
 //! the files go into a fresh hidden directory `..<generation>`, a `..data` symlink is switched
 //! to it with one `rename` (atomic), and each top-level entry is a symlink through `..data`.
 //! A reader therefore sees either the old set of files or the new one, never a mix. Files get
@@ -14,6 +16,12 @@
 //! that a container running as another user can traverse them; the 0700 pod directory keeps
 //! the node's other users out. Unchanged content is not rewritten. The pod's directory is
 //! removed with the pod.
+//!
+//! These volumes are [refreshed](super::refresh) while the pod runs: a changed ConfigMap or
+//! Secret reaches the files through a new generation. A `subPath` mount of one is not (as in
+//! Kubernetes, where it is a bind mount of the file as it was): the container gets a
+//! [snapshot](subpath) of the path taken when it starts, under
+//! `<pod dir>/..subpaths/<container>/<mount index>`, which a restarted container takes anew.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,10 +29,15 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
-use orchestra_api::resources::{Container, DEFAULT_VOLUME_MODE, HostPathType, KeyToPath, Volume};
+use orchestra_api::resources::{
+    Container, DEFAULT_VOLUME_MODE, DownwardApiVolumeFile, HostPathType, KeyToPath,
+    ProjectedVolumeSource, Volume,
+};
 
 use super::resolve::{ConfigError, PodContext, Sources, field_value, resource_value};
 use crate::runtime::Mount;
+
+pub mod subpath;
 
 /// The symlink to the current generation of a projected volume.
 const DATA_LINK: &str = "..data";
@@ -64,7 +77,7 @@ pub enum VolumeContent {
         /// What it must be.
         type_: HostPathType,
     },
-    /// Files written by the agent (ConfigMap, Secret, downward API).
+    /// Files written by the agent (ConfigMap, Secret, downward API, projected).
     Projected(Vec<ProjectedFile>),
 }
 
@@ -127,6 +140,119 @@ fn project_entries(
     Ok(files)
 }
 
+/// A ConfigMap's entries (`data` and `binaryData`) as files, or `None` when it is missing and
+/// `optional`.
+fn config_map_files(
+    sources: &Sources,
+    name: &str,
+    items: &[KeyToPath],
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Vec<ProjectedFile>, String> {
+    let Some(map) = sources.config_maps.get(name).and_then(Option::as_ref) else {
+        if optional {
+            return Ok(Vec::new());
+        }
+        return Err(ConfigError::ObjectNotFound {
+            kind: "configmap",
+            name: name.to_owned(),
+        }
+        .to_string());
+    };
+    let mut entries: BTreeMap<String, Vec<u8>> = map
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    entries.extend(
+        map.binary_data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone())),
+    );
+    project_entries(&entries, items, default_mode, optional, |k| {
+        format!("configmap references non-existent config key: {k}")
+    })
+}
+
+/// A Secret's entries as files, or none when it is missing and `optional`.
+fn secret_files(
+    sources: &Sources,
+    name: &str,
+    items: &[KeyToPath],
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Vec<ProjectedFile>, String> {
+    let Some(secret) = sources.secrets.get(name).and_then(Option::as_ref) else {
+        if optional {
+            return Ok(Vec::new());
+        }
+        return Err(ConfigError::ObjectNotFound {
+            kind: "secret",
+            name: name.to_owned(),
+        }
+        .to_string());
+    };
+    let entries: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    project_entries(&entries, items, default_mode, optional, |k| {
+        format!("references non-existent secret key: {k}")
+    })
+}
+
+/// Downward API items as files.
+fn downward_files(
+    ctx: &PodContext<'_>,
+    items: &[DownwardApiVolumeFile],
+    default_mode: Option<i32>,
+) -> Result<Vec<ProjectedFile>, String> {
+    let mut files = Vec::new();
+    for item in items {
+        let value = if let Some(field) = &item.field_ref {
+            field_value(ctx, &field.field_path)
+                .ok_or_else(|| format!("unsupported fieldRef path {:?}", field.field_path))?
+        } else if let Some(selector) = &item.resource_field_ref {
+            resource_value(ctx, None, selector).map_err(|e| e.to_string())?
+        } else {
+            continue;
+        };
+        files.push(ProjectedFile {
+            path: item.path.clone(),
+            data: value.into_bytes(),
+            mode: mode_bits(item.mode, default_mode),
+        });
+    }
+    Ok(files)
+}
+
+/// A projected volume's files: each source's in order, a later file replacing an earlier one
+/// at the same path (validation refuses listed paths that collide).
+fn projected_files(
+    ctx: &PodContext<'_>,
+    source: &ProjectedVolumeSource,
+    sources: &Sources,
+) -> Result<Vec<ProjectedFile>, String> {
+    let mode = source.default_mode;
+    let mut by_path: BTreeMap<String, ProjectedFile> = BTreeMap::new();
+    for projection in &source.sources {
+        let files = if let Some(c) = &projection.config_map {
+            config_map_files(sources, &c.name, &c.items, mode, c.optional == Some(true))?
+        } else if let Some(s) = &projection.secret {
+            secret_files(sources, &s.name, &s.items, mode, s.optional == Some(true))?
+        } else if let Some(d) = &projection.downward_api {
+            downward_files(ctx, &d.items, mode)?
+        } else if projection.service_account_token.is_some() {
+            return Err("service account tokens are not supported".to_owned());
+        } else {
+            Vec::new()
+        };
+        by_path.extend(files.into_iter().map(|f| (f.path.clone(), f)));
+    }
+    Ok(by_path.into_values().collect())
+}
+
 /// What `volume` holds for the pod of `ctx`, from the fetched `sources`. A required object or
 /// key that is missing is an error; an optional one leaves the volume empty (or without the
 /// file).
@@ -148,102 +274,27 @@ pub fn volume_content(
             type_: host.type_.unwrap_or(HostPathType::Unset),
         });
     }
-    if let Some(source) = &volume.config_map {
+    let files = if let Some(source) = &volume.config_map {
         let optional = source.optional == Some(true);
-        let files = match sources
-            .config_maps
-            .get(&source.name)
-            .and_then(Option::as_ref)
-        {
-            Some(map) => {
-                let mut entries: BTreeMap<String, Vec<u8>> = map
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                    .collect();
-                entries.extend(
-                    map.binary_data
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.0.clone())),
-                );
-                project_entries(
-                    &entries,
-                    &source.items,
-                    source.default_mode,
-                    optional,
-                    |k| format!("configmap references non-existent config key: {k}"),
-                )
-                .map_err(fail)?
-            }
-            None if optional => Vec::new(),
-            None => {
-                return Err(fail(
-                    ConfigError::ObjectNotFound {
-                        kind: "configmap",
-                        name: source.name.clone(),
-                    }
-                    .to_string(),
-                ));
-            }
-        };
-        return Ok(VolumeContent::Projected(files));
-    }
-    if let Some(source) = &volume.secret {
+        config_map_files(
+            sources,
+            &source.name,
+            &source.items,
+            source.default_mode,
+            optional,
+        )
+    } else if let Some(source) = &volume.secret {
         let optional = source.optional == Some(true);
-        let files = match sources
-            .secrets
-            .get(&source.secret_name)
-            .and_then(Option::as_ref)
-        {
-            Some(secret) => {
-                let entries: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.0.clone()))
-                    .collect();
-                project_entries(
-                    &entries,
-                    &source.items,
-                    source.default_mode,
-                    optional,
-                    |k| format!("references non-existent secret key: {k}"),
-                )
-                .map_err(fail)?
-            }
-            None if optional => Vec::new(),
-            None => {
-                return Err(fail(
-                    ConfigError::ObjectNotFound {
-                        kind: "secret",
-                        name: source.secret_name.clone(),
-                    }
-                    .to_string(),
-                ));
-            }
-        };
-        return Ok(VolumeContent::Projected(files));
-    }
-    if let Some(source) = &volume.downward_api {
-        let mut files = Vec::new();
-        for item in &source.items {
-            let value = if let Some(field) = &item.field_ref {
-                field_value(ctx, &field.field_path).ok_or_else(|| {
-                    fail(format!("unsupported fieldRef path {:?}", field.field_path))
-                })?
-            } else if let Some(selector) = &item.resource_field_ref {
-                resource_value(ctx, None, selector).map_err(|e| fail(e.to_string()))?
-            } else {
-                continue;
-            };
-            files.push(ProjectedFile {
-                path: item.path.clone(),
-                data: value.into_bytes(),
-                mode: mode_bits(item.mode, source.default_mode),
-            });
-        }
-        return Ok(VolumeContent::Projected(files));
-    }
-    Err(fail("the volume has no source".to_owned()))
+        let name = &source.secret_name;
+        secret_files(sources, name, &source.items, source.default_mode, optional)
+    } else if let Some(source) = &volume.downward_api {
+        downward_files(ctx, &source.items, source.default_mode)
+    } else if let Some(source) = &volume.projected {
+        projected_files(ctx, source, sources)
+    } else {
+        Err("the volume has no source".to_owned())
+    };
+    files.map(VolumeContent::Projected).map_err(fail)
 }
 
 /// The pod's volume directory under `volumes_dir`, refusing a uid that is not a plain name.
@@ -359,12 +410,27 @@ fn count_files(dir: &Path) -> usize {
     })
 }
 
+/// Whether `volume` is written by the agent with the atomic `..data` swap (ConfigMap, Secret,
+/// downward API, projected): the volumes that are [refreshed](super::refresh) and whose `subPath` mounts
+/// are snapshots.
+pub fn is_atomic(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// Whether the atomic volume at `dir` has been written (a container that mounts it started).
+pub fn is_written(dir: &Path) -> bool {
+    fs::symlink_metadata(dir.join(DATA_LINK)).is_ok()
+}
+
 /// Writes a projected volume into `dir` with the atomic `..data` swap (see the
-/// [module docs](self)).
-pub fn write_projected(dir: &Path, files: &[ProjectedFile]) -> io::Result<()> {
+/// [module docs](self)). Returns whether anything changed.
+pub fn write_projected(dir: &Path, files: &[ProjectedFile]) -> io::Result<bool> {
     fs::create_dir_all(dir)?;
     if unchanged(dir, files) {
-        return Ok(());
+        return Ok(false);
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -414,7 +480,7 @@ pub fn write_projected(dir: &Path, files: &[ProjectedFile]) -> io::Result<()> {
     if let Some(old) = old.filter(|o| o.as_os_str() != generation.as_str()) {
         let _ = fs::remove_dir_all(dir.join(old));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Removes the pod's volume directory (absent is fine). The node's hostPaths are untouched:
@@ -426,16 +492,64 @@ pub fn remove_pod_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// The mounts of `container`: each volume mount at its path, the volume's host path (joined
-/// with `subPath`, created as a directory for an emptyDir when absent). ConfigMap, Secret and
-/// downward API volumes are always read-only.
+/// The sub path of each of `container`'s volume mounts, in order: its `subPath`, or its
+/// `subPathExpr` with `$(VAR)` expanded from the container's resolved `env` (empty when it
+/// has neither). A variable that is not defined or is empty, or a result that is absolute or
+/// has a `..` element, is an error naming the mount (kubelet's `CreateContainerConfigError`).
+pub fn sub_paths(container: &Container, env: &[(String, String)]) -> Result<Vec<String>, String> {
+    let values: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut out = Vec::with_capacity(container.volume_mounts.len());
+    for mount in &container.volume_mounts {
+        if mount.sub_path_expr.is_empty() {
+            out.push(mount.sub_path.clone());
+            continue;
+        }
+        let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let expanded = super::expand::expand(&mount.sub_path_expr, |name| {
+            match values.get(name).filter(|v| !v.is_empty()) {
+                Some(value) => Some((*value).to_owned()),
+                None => {
+                    missing.borrow_mut().insert(name.to_owned());
+                    None
+                }
+            }
+        });
+        let fail = |why: String| {
+            format!(
+                "subPathExpr {:?} of volumeMount {:?} of container {:?}: {why}",
+                mount.sub_path_expr, mount.name, container.name
+            )
+        };
+        let missing = missing.into_inner();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.into_iter().collect();
+            return Err(fail(format!("missing value for {}", names.join(", "))));
+        }
+        if expanded.starts_with('/') || expanded.split('/').any(|part| part == "..") {
+            return Err(fail(format!(
+                "expands to {expanded:?}, which must be a relative path without '..'"
+            )));
+        }
+        out.push(expanded);
+    }
+    Ok(out)
+}
+
+/// The mounts of `container` in the pod whose volume directory is `pod_dir`: each volume mount
+/// at its path, the volume's host path (joined with the mount's entry of `sub_paths`, from
+/// [`sub_paths`], created as a directory for an emptyDir when absent). ConfigMap, Secret,
+/// downward API and projected volumes are always read-only, and a sub path of one is a
+/// [snapshot](subpath) taken now.
 pub fn container_mounts(
     container: &Container,
     volumes: &[Volume],
     host_paths: &BTreeMap<String, PathBuf>,
+    pod_dir: &Path,
+    sub_paths: &[String],
 ) -> Result<Vec<Mount>, VolumeError> {
     let mut mounts = Vec::new();
-    for mount in &container.volume_mounts {
+    for (index, mount) in container.volume_mounts.iter().enumerate() {
+        let sub_path = sub_paths.get(index).map_or("", String::as_str);
         let fail = |message: String| VolumeError {
             volume: mount.name.clone(),
             message,
@@ -447,14 +561,18 @@ pub fn container_mounts(
         let host = host_paths
             .get(&mount.name)
             .ok_or_else(|| fail("the volume was not set up".to_owned()))?;
-        let projected =
-            volume.config_map.is_some() || volume.secret.is_some() || volume.downward_api.is_some();
+        let projected = is_atomic(volume);
         let mut host_path = host.clone();
-        if !mount.sub_path.is_empty() {
-            host_path = host.join(&mount.sub_path);
-            if volume.empty_dir.is_some() && !host_path.exists() {
+        if !sub_path.is_empty() {
+            host_path = host.join(sub_path);
+            if projected {
+                let snapshot = subpath::snapshot_path(pod_dir, &container.name, index);
+                subpath::snapshot(&host_path, &snapshot)
+                    .map_err(|e| fail(format!("copying subPath {sub_path:?}: {e}")))?;
+                host_path = snapshot;
+            } else if volume.empty_dir.is_some() && !host_path.exists() {
                 fs::create_dir_all(&host_path)
-                    .map_err(|e| fail(format!("creating subPath {:?}: {e}", mount.sub_path)))?;
+                    .map_err(|e| fail(format!("creating subPath {sub_path:?}: {e}")))?;
             }
         }
         mounts.push(Mount {

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use orchestra_api::resources::{Container, Pod, PodStatus, PullPolicy, Service};
+use orchestra_api::resources::{Container, Pod, PodPhase, PodStatus, PullPolicy, Service};
 use orchestra_api::{ApiError, Client, Quantity, reflector};
 use tokio::sync::{Notify, watch};
 
@@ -74,6 +74,9 @@ pub(super) struct Worker<C, R: ?Sized> {
     pub events: AgentEvents,
     /// The pod's uid (its volume directory's name).
     pub uid: String,
+    /// When the pod's ConfigMap, Secret and downward API volumes are next
+    /// [refreshed](super::refresh) (none until the pod is seen to have such volumes).
+    pub next_volume_refresh: Option<SystemTime>,
 }
 
 impl<C: Client, R: RuntimeDriver> Worker<C, R> {
@@ -108,6 +111,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             services,
             view: None,
             events,
+            next_volume_refresh: None,
         }
     }
 
@@ -175,7 +179,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     break;
                 }
             }
-            let wake_at = plan.as_ref().and_then(|p| p.wake_at);
+            let mut wake_at = plan.as_ref().and_then(|p| p.wake_at);
             if let Some(plan) = plan {
                 if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
                     self.events
@@ -200,10 +204,43 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
             }
+            if let Some(refresh_at) = self.refresh_volumes_if_due(&pod).await {
+                wake_at = Some(wake_at.map_or(refresh_at, |w| w.min(refresh_at)));
+            }
             self.view = Some((api_pod, pod));
             let until = wake_at.and_then(|t| t.duration_since(clock::now()).ok());
             self.wait(until).await;
         }
+    }
+
+    /// Refreshes the pod's volumes when their time has come; returns when they are next due
+    /// (none for a pod without such volumes, one being deleted, or one whose containers have
+    /// all finished for good: nothing would read them).
+    async fn refresh_volumes_if_due(&mut self, pod: &Pod) -> Option<SystemTime> {
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase),
+            Some(PodPhase::Succeeded | PodPhase::Failed)
+        );
+        if finished
+            || pod.metadata.deletion_timestamp.is_some()
+            || !super::refresh::has_refreshed_volumes(pod)
+        {
+            return None;
+        }
+        let now = clock::now();
+        let interval = self.config.volume_refresh_interval;
+        match self.next_volume_refresh {
+            Some(due) if due > now => return Some(due),
+            Some(_) => {
+                let pod_ip = self.pod_ip().unwrap_or_default();
+                super::refresh::refresh_volumes(&self.client, &self.config, pod, &pod_ip).await;
+            }
+            // The volumes were just written by the containers' start.
+            None => {}
+        }
+        let next = now + interval;
+        self.next_volume_refresh = Some(next);
+        Some(next)
     }
 
     /// The pod to plan for: `api_pod` with the status this worker last wrote (the watch may

@@ -564,23 +564,35 @@ impl RuntimeDriver for FakeRuntime {
         })
     }
 
-    async fn logs(
-        &self,
-        id: &ContainerId,
-        _options: LogOptions,
-    ) -> Result<LogStream, RuntimeError> {
-        let line = {
+    async fn logs(&self, id: &ContainerId, options: LogOptions) -> Result<LogStream, RuntimeError> {
+        let (line, written) = {
             let state = self.lock();
             let container = state
                 .containers
                 .get(id)
                 .ok_or_else(|| not_found("container", id.as_str()))?;
-            format!(
+            let line = format!(
                 "fake container {} (image {}) has no output\n",
                 container.config.name, container.config.image
-            )
+            );
+            // The one line counts as written when the container started (or was created).
+            (line, container.started_at.unwrap_or(container.created_at))
         };
-        Ok(Box::pin(futures::stream::iter([Ok(Bytes::from(line))])))
+        let written = jiff::Timestamp::try_from(written).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let mut text = Vec::new();
+        let selected =
+            options.since.is_none_or(|since| written >= since) && options.tail_lines != Some(0);
+        if selected {
+            if options.timestamps {
+                text.extend_from_slice(format!("{written} ").as_bytes());
+            }
+            text.extend_from_slice(line.as_bytes());
+        }
+        if let Some(limit) = options.limit_bytes {
+            text.truncate(limit);
+        }
+        let chunk = (!text.is_empty()).then(|| Ok(Bytes::from(text)));
+        Ok(Box::pin(futures::stream::iter(chunk)))
     }
 
     async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {

@@ -205,3 +205,37 @@ async fn a_chooser_decides_before_the_image() {
         Some(9)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_log_line_is_dated_at_the_start_for_since_and_timestamps() {
+    use crate::testing::util::read_logs;
+    let runtime = FakeRuntime::new();
+    let id = container(&runtime, "web:1").await;
+    runtime.start_container(&id).await.unwrap();
+    let started = runtime
+        .container_status(&id)
+        .await
+        .unwrap()
+        .started_at
+        .unwrap();
+    let started = jiff::Timestamp::try_from(started).unwrap();
+    let line = "fake container c (image web:1) has no output\n";
+    let read = |options| read_logs(&runtime, &id, options);
+    assert_eq!(read(LogOptions::default()).await.unwrap(), line);
+    let since = |at: jiff::Timestamp| LogOptions {
+        since: Some(at),
+        ..LogOptions::default()
+    };
+    assert_eq!(read(since(started)).await.unwrap(), line);
+    let later = started + jiff::SignedDuration::from_nanos(1);
+    assert_eq!(
+        read(since(later)).await.unwrap(),
+        "",
+        "written before since"
+    );
+    let stamped = LogOptions {
+        timestamps: true,
+        ..LogOptions::default()
+    };
+    assert_eq!(read(stamped).await.unwrap(), format!("{started} {line}"));
+}

@@ -2,7 +2,9 @@
 //!
 //! The process writes its log file directly (see `logfile`), so there is no pipe to read from:
 //! the follower polls the file's length every [`FOLLOW_POLL`], reads what was appended, and
-//! starts again from the top when the file was truncated by a rotation.
+//! starts again from the top when the file was truncated by a rotation. With a
+//! [`LineStamper`] (`sinceTime`, `timestamps`) the output goes out line by line, each line
+//! with the time it was read.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,18 +12,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::stamps::LineStamper;
 use crate::runtime::{LogStream, RuntimeError};
 
 /// How often a followed log looks for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
 /// A stream of `initial`, then of what is appended to `path` after `offset`, until `ended()`
-/// (asked before each read, so the last output is delivered) or `remaining` bytes are sent.
+/// (asked before each read, so the last output is delivered) or `remaining` bytes are sent;
+/// through `stamper` when given.
 pub fn follow(
     path: PathBuf,
     mut offset: u64,
     initial: Vec<u8>,
     mut remaining: Option<usize>,
+    mut stamper: Option<LineStamper>,
     ended: impl Fn() -> bool + Send + 'static,
 ) -> LogStream {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, RuntimeError>>(16);
@@ -40,6 +45,9 @@ pub fn follow(
                     return;
                 }
             };
+            if let Some(stamper) = stamper.as_mut() {
+                new = stamper.feed(&new, jiff::Timestamp::now(), done);
+            }
             if let Some(left) = remaining.as_mut() {
                 new.truncate(*left);
                 *left -= new.len();

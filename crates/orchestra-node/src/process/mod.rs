@@ -12,7 +12,9 @@
 //!   on the same port.
 //! - stdout and stderr go to `<log dir>/<container name>/<attempt>.log` (the log dir is the
 //!   sandbox's `log_directory`, or `<state>/pods/<sandbox id>`), rotated by size (copy, then
-//!   truncate: see [`ProcessRuntimeConfig::log_max_bytes`]).
+//!   truncate: see [`ProcessRuntimeConfig::log_max_bytes`]). Each log has a time index
+//!   (`<log>.times`) that gives its lines their times, for `sinceTime` and `timestamps`
+//!   (see `stamps`).
 //! - Limits: cgroup v2 when available, otherwise rlimits; see [`LimitsMode`] and
 //!   [`ProcessRuntime::limits_mode`].
 //! - Mounts: a process has no mount namespace, so a container's mounts become symlinks in
@@ -36,6 +38,7 @@
 //! - `procfs`: `/proc/PID/stat` and exit codes;
 //! - `record`: the JSON state files;
 //! - `signal`: stop-signal names;
+//! - `stamps`: the logs' time indexes (per-line times);
 //! - `reap`: waiting for processes to end.
 
 mod follow;
@@ -48,6 +51,7 @@ mod reap;
 mod record;
 mod runtime;
 mod signal;
+mod stamps;
 
 pub use ip::IpRange;
 pub use limits::LimitsMode;

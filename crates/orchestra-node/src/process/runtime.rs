@@ -21,6 +21,7 @@ use super::procfs;
 use super::reap;
 use super::record::{ContainerRecord, RecordDir, SandboxRecord, StoredState};
 use super::signal::parse_signal;
+use super::stamps;
 use crate::runtime::{
     ContainerConfig, ContainerId, ContainerState, ContainerStatus, ContainerSummary, ExecResult,
     LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, RuntimeSummary,
@@ -50,6 +51,10 @@ pub struct ProcessRuntimeConfig {
     pub log_max_files: usize,
     /// How often log sizes are checked (default 1 s); [`ProcessRuntime::rotate_logs`] checks now.
     pub log_check_interval: Duration,
+    /// How often running containers' logs are looked at for new lines to stamp with the time
+    /// (default 100 ms): a line's time (`timestamps`, `sinceTime`) is when the runtime first
+    /// saw it, at most this long after it was written (reading a log stamps it too).
+    pub log_stamp_interval: Duration,
     /// The cgroup v2 directory under which containers get their cgroups (default
     /// `/sys/fs/cgroup/orchestra`); `None` to use rlimits only. See [`LimitsMode`].
     pub cgroup_root: Option<PathBuf>,
@@ -64,6 +69,7 @@ impl ProcessRuntimeConfig {
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
             log_check_interval: Duration::from_secs(1),
+            log_stamp_interval: Duration::from_millis(100),
             cgroup_root: Some(PathBuf::from("/sys/fs/cgroup/orchestra")),
         }
     }
@@ -84,6 +90,9 @@ struct Shared {
     records: RecordDir,
     state: Mutex<State>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// How far each log's time index goes (by log path), cached; held while stamping or
+    /// rotating a log, so that its index moves with it.
+    stamped: Mutex<HashMap<PathBuf, u64>>,
 }
 
 #[derive(Default)]
@@ -143,6 +152,7 @@ impl ProcessRuntime {
             records,
             state: Mutex::new(state),
             tasks: Mutex::new(Vec::new()),
+            stamped: Mutex::new(HashMap::new()),
         });
         for (id, pid, ticks) in adopt {
             let watcher = Arc::clone(&shared);
@@ -161,6 +171,19 @@ impl ProcessRuntime {
                 };
                 if let Err(e) = shared.rotate_logs() {
                     tracing::warn!(error = %e, "log rotation failed");
+                }
+            }
+        });
+        let stamper = Arc::downgrade(&shared);
+        let interval = shared.config.log_stamp_interval;
+        shared.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(shared) = stamper.upgrade() else {
+                    return;
+                };
+                for path in shared.running_logs() {
+                    shared.stamp_log(&path, false);
                 }
             }
         });
@@ -256,28 +279,62 @@ impl Shared {
                 tracing::warn!(container = id, error = %e, "recording a container's exit failed");
             }
         }
+        let log = entry.record.log_path.clone();
         entry.exited.send_replace(true);
+        drop(state);
+        // Its last output, a line without a newline included.
+        self.stamp_log(&log, true);
     }
 
-    fn rotate_logs(&self) -> Result<usize, RuntimeError> {
-        let paths: Vec<PathBuf> = self
-            .state()
+    /// The log files of running containers.
+    fn running_logs(&self) -> Vec<PathBuf> {
+        self.state()
             .containers
             .values()
             .filter(|e| e.record.state == StoredState::Running)
             .map(|e| e.record.log_path.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Stamps the new lines of the log at `path` with the time (see `stamps`); `all` takes a
+    /// last line without a newline too. Failures are logged: the lines are stamped later.
+    fn stamp_log(&self, path: &std::path::Path, all: bool) {
+        let mut stamped = lock(&self.stamped);
+        let from = match stamped.get(path) {
+            Some(offset) => *offset,
+            None => stamps::stamped_up_to(&stamps::index_path(path)).unwrap_or(0),
+        };
+        match stamps::stamp(path, from, jiff::Timestamp::now(), all) {
+            Ok(to) => {
+                stamped.insert(path.to_owned(), to);
+            }
+            Err(e) => {
+                tracing::warn!(log = %path.display(), error = %e, "stamping log lines failed");
+            }
+        }
+    }
+
+    fn rotate_logs(&self) -> Result<usize, RuntimeError> {
         let mut rotated = 0;
-        for path in paths {
-            let done = logfile::rotate_if_needed(
-                &path,
-                self.config.log_max_bytes,
-                self.config.log_max_files,
-            )
-            .map_err(|source| RuntimeError::Io {
+        for path in self.running_logs() {
+            let io = |source| RuntimeError::Io {
                 context: format!("rotating {}", path.display()),
                 source,
-            })?;
+            };
+            let big = std::fs::metadata(&path).is_ok_and(|m| m.len() > self.config.log_max_bytes);
+            if !big {
+                continue;
+            }
+            // Everything in the file gets its time before the copy; the index moves with it.
+            self.stamp_log(&path, true);
+            let mut stamped = lock(&self.stamped);
+            let keep = self.config.log_max_files;
+            let done =
+                logfile::rotate_if_needed(&path, self.config.log_max_bytes, keep).map_err(io)?;
+            if done {
+                stamps::rotate(&path, keep).map_err(io)?;
+                stamped.insert(path.clone(), 0);
+            }
             rotated += usize::from(done);
         }
         Ok(rotated)
@@ -675,12 +732,15 @@ impl RuntimeDriver for ProcessRuntime {
         };
         entry.exited.send_replace(true);
         self.shared.records.delete_container(&id.0)?;
-        logfile::remove_all(&entry.record.log_path, self.shared.config.log_max_files).map_err(
-            |source| RuntimeError::Io {
-                context: format!("removing the logs {}", entry.record.log_path.display()),
+        let keep = self.shared.config.log_max_files;
+        let log = &entry.record.log_path;
+        lock(&self.shared.stamped).remove(log);
+        logfile::remove_all(log, keep)
+            .and_then(|()| stamps::remove_all(log, keep))
+            .map_err(|source| RuntimeError::Io {
+                context: format!("removing the logs {}", log.display()),
                 source,
-            },
-        )?;
+            })?;
         if let Some(cgroup) = &entry.record.cgroup
             && let Err(e) = LimitsMode::remove_cgroup(cgroup)
         {
@@ -831,15 +891,6 @@ impl RuntimeDriver for ProcessRuntime {
     }
 
     async fn logs(&self, id: &ContainerId, options: LogOptions) -> Result<LogStream, RuntimeError> {
-        if options.needs_times() {
-            // The process writes its log file itself (see `logfile`): nothing stamps its lines.
-            return Err(RuntimeError::InvalidConfig {
-                what: "log options".into(),
-                message: "the process runtime's logs carry no per-line times, so sinceSeconds, \
-                          sinceTime and timestamps are not available (the CRI runtime has them)"
-                    .into(),
-            });
-        }
         let path = {
             let state = self.shared.state();
             let entry = state
@@ -853,13 +904,43 @@ impl RuntimeDriver for ProcessRuntime {
             context: format!("reading the log {}", path.display()),
             source,
         };
+        let times = options.needs_times();
+        if times {
+            // What is in the file now gets its time before it is read.
+            self.shared.stamp_log(&path, false);
+        }
         // The current file is read once: its length is where a follower continues.
         let current = logfile::read_if_present(&path).map_err(io_err)?;
         let offset = current.len() as u64;
-        let mut all = logfile::read_rotated(&path, keep).map_err(io_err)?;
-        all.extend(current);
-        let all = all.as_slice();
-        let mut selected = logfile::tail(all, options.tail_lines).to_vec();
+        let mut selected = if times {
+            let now = jiff::Timestamp::now();
+            let index = stamps::index_path(&path);
+            let mut lines = Vec::new();
+            let mut files = Vec::new();
+            for n in (1..=keep).rev() {
+                let rotated =
+                    logfile::read_if_present(&logfile::rotated_path(&path, n)).map_err(io_err)?;
+                let entries =
+                    stamps::read_index(&logfile::rotated_path(&index, n)).map_err(io_err)?;
+                files.push((rotated, entries));
+            }
+            let rotated_copies = files.len();
+            files.push((current, stamps::read_index(&index).map_err(io_err)?));
+            for (n, (content, entries)) in files.iter().enumerate() {
+                // A rotated copy's last entry was written just before the copy was taken:
+                // what follows it was written then, not at the time of this read.
+                let unstamped = match entries.last() {
+                    Some((_, time)) if n < rotated_copies => *time,
+                    _ => now,
+                };
+                lines.extend(stamps::timed_lines(content, entries, unstamped));
+            }
+            stamps::select(&lines, &options)
+        } else {
+            let mut all = logfile::read_rotated(&path, keep).map_err(io_err)?;
+            all.extend(current);
+            logfile::tail(&all, options.tail_lines).to_vec()
+        };
         let mut remaining = options.limit_bytes;
         if let Some(limit) = remaining {
             selected.truncate(limit);
@@ -878,7 +959,10 @@ impl RuntimeDriver for ProcessRuntime {
                 .get(&container)
                 .is_none_or(|e| e.record.state == StoredState::Exited)
         };
-        Ok(follow::follow(path, offset, selected, remaining, ended))
+        let stamper = times.then(|| stamps::LineStamper::new(&options));
+        Ok(follow::follow(
+            path, offset, selected, remaining, stamper, ended,
+        ))
     }
 
     /// Images do not apply to local processes: always succeeds, does nothing.

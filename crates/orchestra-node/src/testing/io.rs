@@ -1,5 +1,5 @@
-//! Exec and log checks: `exec_sync` output, exit code and timeout; `logs` content, tail, limit
-//! and follow.
+//! Exec and log checks: `exec_sync` output, exit code and timeout; `logs` content, tail, limit,
+//! follow, and per-line times (`since`, `timestamps`).
 
 use std::time::Duration;
 
@@ -123,6 +123,80 @@ pub async fn logs<H: Harness>(harness: &H) {
         Err(e) => e,
     };
     assert!(err.is_not_found(), "expected NotFound, got {err:?}");
+    cleanup(&rt, &sandbox).await;
+}
+
+/// Every line of a log has a time: `timestamps` starts each with its RFC 3339 time, in order,
+/// and `since` keeps the lines written at or after a time (a line written later than another
+/// is kept alone from its own time on; nothing is written after the last line's time).
+pub async fn logs_since_and_timestamps<H: Harness>(harness: &H) {
+    let rt = harness.runtime().await;
+    let limit = harness.wait_limit();
+    let sandbox = rt
+        .run_pod_sandbox(&sandbox_config("logs-since"))
+        .await
+        .expect("run");
+    let workload = Workload::new(vec![
+        Step::Print("early".into()),
+        Step::Sleep(Duration::from_millis(300)),
+        Step::Print("late".into()),
+        Step::Exit(0),
+    ]);
+    let id = rt
+        .create_container(&sandbox, &harness.container_config("dated", &workload))
+        .await
+        .expect("create");
+    rt.start_container(&id).await.expect("start");
+    wait_for_container(&rt, &id, limit, "exit", |s| {
+        s.state == ContainerState::Exited
+    })
+    .await;
+
+    let timed = LogOptions {
+        timestamps: true,
+        ..LogOptions::default()
+    };
+    let stamped = read_logs(&rt, &id, timed.clone())
+        .await
+        .expect("timestamps");
+    let lines: Vec<(jiff::Timestamp, &str)> = stamped
+        .lines()
+        .map(|line| {
+            let (time, text) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("no time before {line:?} in {stamped:?}"));
+            let time = time
+                .parse()
+                .unwrap_or_else(|e| panic!("{time:?} is not an RFC 3339 time ({e}): {stamped:?}"));
+            (time, text)
+        })
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|(_, text)| *text).collect();
+    assert_eq!(texts, ["early", "late"], "{stamped:?}");
+    let (early, late) = (lines[0].0, lines[1].0);
+    assert!(early <= late, "times go back: {stamped:?}");
+
+    let since = |at: jiff::Timestamp| LogOptions {
+        since: Some(at),
+        ..LogOptions::default()
+    };
+    let from_late = read_logs(&rt, &id, since(late)).await.expect("since");
+    if early < late {
+        assert_eq!(from_late, "late\n");
+    } else {
+        assert_eq!(from_late, "early\nlate\n", "both lines have one time");
+    }
+    let after = late + jiff::SignedDuration::from_nanos(1);
+    assert_eq!(read_logs(&rt, &id, since(after)).await.expect("since"), "");
+    let last = LogOptions {
+        tail_lines: Some(1),
+        ..timed
+    };
+    let late_line = stamped.lines().nth(1).expect("two lines");
+    assert_eq!(
+        read_logs(&rt, &id, last).await.expect("tail"),
+        format!("{late_line}\n")
+    );
     cleanup(&rt, &sandbox).await;
 }
 

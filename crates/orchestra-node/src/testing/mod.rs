@@ -44,7 +44,7 @@
 //! - [`workload`]: [`Workload`] and its [`Step`]s;
 //! - [`sandbox`]: sandbox lifecycle, distinct sandboxes, stopping a sandbox;
 //! - [`container`]: container lifecycle, exit codes, graceful and forced stops, `list`;
-//! - [`io`]: `exec_sync` and `logs`;
+//! - [`io`]: `exec_sync` and `logs` (with `since` and `timestamps`);
 //! - [`input`]: bad input;
 //! - [`util`]: bounded waits and helpers.
 
@@ -162,6 +162,7 @@ suite_methods!(
     io::exec_sync,
     io::logs,
     io::logs_follow,
+    io::logs_since_and_timestamps,
     input::bad_input,
 );
 
@@ -188,7 +189,7 @@ macro_rules! runtime_conformance_tests {
             sandbox_lifecycle, sandboxes_are_distinct, sandbox_stop_stops_containers,
             container_lifecycle, container_exit_zero, container_stop_graceful,
             container_stop_kills_after_grace, list_for_readoption, exec_sync, logs, logs_follow,
-            bad_input
+            logs_since_and_timestamps, bad_input
         );
     };
     (@all $attrs:tt $harness:tt; $($name:ident),+ $(,)?) => {

@@ -251,7 +251,8 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
 #[test]
 fn env_from_and_volumes_count_as_references() {
     use crate::resources::{
-        ConfigMapVolumeSource, EnvFromRef, EnvFromSource, SecretVolumeSource, Volume,
+        ConfigMapProjection, ConfigMapVolumeSource, EnvFromRef, EnvFromSource,
+        ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume, VolumeProjection,
     };
     let mut pod = bound("web", "a", None);
     pod.spec.init_containers = vec![pod.spec.containers[0].clone()];
@@ -288,12 +289,37 @@ fn env_from_and_volumes_count_as_references() {
             }),
             ..Volume::default()
         },
+        Volume {
+            name: "all".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: vec![
+                    VolumeProjection {
+                        config_map: Some(ConfigMapProjection {
+                            name: "features".into(),
+                            ..ConfigMapProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection {
+                        secret: Some(SecretProjection {
+                            name: "api-key".into(),
+                            ..SecretProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                ],
+                default_mode: None,
+            }),
+            ..Volume::default()
+        },
     ];
     assert_eq!(
         referenced_objects(&pod),
         BTreeSet::from([
+            (RefKind::Secret, "api-key".to_owned()),
             (RefKind::Secret, "db".to_owned()),
             (RefKind::Secret, "tls".to_owned()),
+            (RefKind::ConfigMap, "features".to_owned()),
             (RefKind::ConfigMap, "nginx".to_owned()),
             (RefKind::ConfigMap, "settings".to_owned()),
         ])

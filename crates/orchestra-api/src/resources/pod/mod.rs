@@ -21,9 +21,11 @@ pub use scheduling::{
     WeightedPodAffinityTerm,
 };
 pub use volume::{
-    ConfigMapVolumeSource, DEFAULT_VOLUME_MODE, DownwardApiVolumeFile, DownwardApiVolumeSource,
-    EmptyDirVolumeSource, EnvFromRef, EnvFromSource, HostPathType, HostPathVolumeSource, KeyToPath,
-    SecretVolumeSource, Volume, VolumeMount,
+    ConfigMapProjection, ConfigMapVolumeSource, DEFAULT_VOLUME_MODE, DownwardApiProjection,
+    DownwardApiVolumeFile, DownwardApiVolumeSource, EmptyDirVolumeSource, EnvFromRef,
+    EnvFromSource, HostPathType, HostPathVolumeSource, KeyToPath, ProjectedVolumeSource,
+    SecretProjection, SecretVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
 };
 
 use crate::meta::{ObjectMeta, Time};

@@ -32,6 +32,9 @@ pub struct Volume {
     /// Fields of the pod (labels, annotations, name...) and container resources, as files.
     #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
     pub downward_api: Option<DownwardApiVolumeSource>,
+    /// ConfigMaps, Secrets and downward API files together in one directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolumeSource>,
 }
 
 impl Volume {
@@ -42,6 +45,7 @@ impl Volume {
             + usize::from(self.secret.is_some())
             + usize::from(self.host_path.is_some())
             + usize::from(self.downward_api.is_some())
+            + usize::from(self.projected.is_some())
     }
 }
 
@@ -168,6 +172,100 @@ pub struct DownwardApiVolumeFile {
     pub mode: Option<i32>,
 }
 
+/// A projected volume: the files of several sources in one directory (Kubernetes'
+/// `ProjectedVolumeSource`). Paths must not collide across sources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProjectedVolumeSource {
+    /// The sources, each with exactly one field set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<VolumeProjection>,
+    /// The files' mode (`0644` by default); an item's `mode` wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+}
+
+/// One source of a projected volume: exactly one field is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeProjection {
+    /// Entries of a ConfigMap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapProjection>,
+    /// Entries of a Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretProjection>,
+    /// Fields of the pod and container resources.
+    #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    pub downward_api: Option<DownwardApiProjection>,
+    /// A service account token. Accepted by the schema so that a manifest using it gets a
+    /// clear validation error: orchestra issues no service account tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountTokenProjection>,
+}
+
+impl VolumeProjection {
+    /// How many sources are set (valid when exactly one).
+    pub fn source_count(&self) -> usize {
+        usize::from(self.config_map.is_some())
+            + usize::from(self.secret.is_some())
+            + usize::from(self.downward_api.is_some())
+            + usize::from(self.service_account_token.is_some())
+    }
+}
+
+/// A ConfigMap's entries in a projected volume.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConfigMapProjection {
+    /// The ConfigMap, in the pod's namespace.
+    pub name: String,
+    /// The entries to project and where; every entry under its key when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    /// Whether the ConfigMap or a key may be missing (its files are then left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// A Secret's entries in a projected volume.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecretProjection {
+    /// The Secret, in the pod's namespace.
+    pub name: String,
+    /// The entries to project and where; every entry under its key when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    /// Whether the Secret or a key may be missing (its files are then left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// Downward API files in a projected volume.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownwardApiProjection {
+    /// The files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<DownwardApiVolumeFile>,
+}
+
+/// A service account token in a projected volume (Kubernetes' field, always refused by
+/// validation here: there is no token issuer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceAccountTokenProjection {
+    /// The token's intended audience.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub audience: String,
+    /// How long the token is valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_seconds: Option<i64>,
+    /// The file's path in the volume.
+    pub path: String,
+}
+
 /// Where a container mounts a volume.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -182,6 +280,11 @@ pub struct VolumeMount {
     /// A path inside the volume to mount instead of its root (relative, without `..`).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sub_path: String,
+    /// Like `subPath`, with `$(VAR)` references to the container's environment expanded when
+    /// it starts (a variable that is not defined, or empty, is an error). Exclusive with
+    /// `subPath`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sub_path_expr: String,
 }
 
 /// Every entry of a ConfigMap or Secret as environment variables.

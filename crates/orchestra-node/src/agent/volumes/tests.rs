@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use orchestra_api::resources::{
-    ByteString, ConfigMap, ConfigMapVolumeSource, DownwardApiVolumeFile, DownwardApiVolumeSource,
-    EmptyDirVolumeSource, ObjectFieldSelector, Pod, Secret, SecretVolumeSource, VolumeMount,
+    ByteString, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, DownwardApiProjection,
+    DownwardApiVolumeFile, DownwardApiVolumeSource, EmptyDirVolumeSource, ObjectFieldSelector, Pod,
+    ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, VolumeMount,
+    VolumeProjection,
 };
 use orchestra_api::{ObjectMeta, Quantity};
 
@@ -184,6 +186,122 @@ fn downward_api_files_hold_pod_fields() {
     );
 }
 
+fn projected(sources: Vec<VolumeProjection>) -> Volume {
+    Volume {
+        name: "all".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources,
+            default_mode: Some(0o440),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn project_secret(name: &str, optional: Option<bool>) -> VolumeProjection {
+    VolumeProjection {
+        secret: Some(SecretProjection {
+            name: name.into(),
+            items: vec![],
+            optional,
+        }),
+        ..VolumeProjection::default()
+    }
+}
+
+#[test]
+fn projected_volumes_put_several_sources_in_one_directory() {
+    let pod = pod();
+    let volume = projected(vec![
+        VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: "settings".into(),
+                items: vec![KeyToPath {
+                    key: "app.conf".into(),
+                    path: "conf/app.conf".into(),
+                    mode: Some(0o600),
+                }],
+                optional: None,
+            }),
+            ..VolumeProjection::default()
+        },
+        project_secret("db", None),
+        VolumeProjection {
+            downward_api: Some(DownwardApiProjection {
+                items: vec![DownwardApiVolumeFile {
+                    path: "labels".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: "v1".into(),
+                        field_path: "metadata.labels".into(),
+                    }),
+                    ..DownwardApiVolumeFile::default()
+                }],
+            }),
+            ..VolumeProjection::default()
+        },
+        project_secret("gone", Some(true)),
+    ]);
+    assert_eq!(
+        volume_content(&ctx(&pod), &volume, &sources()),
+        Ok(VolumeContent::Projected(vec![
+            file("conf/app.conf", b"level=debug\n", 0o600),
+            file("labels", b"app=\"web\"\ntier=\"1\"", 0o440),
+            file("password", b"s3cret", 0o440),
+            file("user", b"admin", 0o440),
+        ]))
+    );
+
+    // A required source that is missing fails the volume, naming it.
+    let missing = projected(vec![
+        project_secret("db", None),
+        project_secret("gone", None),
+    ]);
+    let err = volume_content(&ctx(&pod), &missing, &sources()).unwrap_err();
+    assert_eq!(err.volume, "all");
+    assert_eq!(err.message, "secret \"gone\" not found");
+    assert!(is_atomic(&missing));
+}
+
+#[test]
+fn sub_path_expr_expands_the_containers_variables() {
+    let mount = |sub_path: &str, expr: &str| VolumeMount {
+        name: "logs".into(),
+        mount_path: "/logs".into(),
+        sub_path: sub_path.into(),
+        sub_path_expr: expr.into(),
+        ..VolumeMount::default()
+    };
+    let container = |mounts| Container {
+        name: "main".into(),
+        volume_mounts: mounts,
+        ..Container::default()
+    };
+    let env = vec![
+        ("POD_NAME".to_owned(), "web-1".to_owned()),
+        ("EMPTY".to_owned(), String::new()),
+        ("UP".to_owned(), "..".to_owned()),
+    ];
+    let ok = container(vec![
+        mount("plain", ""),
+        mount("", "pods/$(POD_NAME)/$$x"),
+        mount("", ""),
+    ]);
+    assert_eq!(
+        sub_paths(&ok, &env).unwrap(),
+        ["plain", "pods/web-1/$x", ""]
+    );
+    let missing = container(vec![mount("", "$(NOPE)/$(EMPTY)/$(POD_NAME)")]);
+    assert_eq!(
+        sub_paths(&missing, &env).unwrap_err(),
+        "subPathExpr \"$(NOPE)/$(EMPTY)/$(POD_NAME)\" of volumeMount \"logs\" of container \"main\": missing value for EMPTY, NOPE"
+    );
+    let escapes = container(vec![mount("", "$(UP)/etc")]);
+    let err = sub_paths(&escapes, &env).unwrap_err();
+    assert!(
+        err.ends_with("expands to \"../etc\", which must be a relative path without '..'"),
+        "{err}"
+    );
+}
+
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -271,21 +389,39 @@ fn empty_dirs_host_paths_and_mounts() {
                 mount_path: "/scratch".into(),
                 read_only: false,
                 sub_path: "web/cache".into(),
+                ..VolumeMount::default()
             },
             VolumeMount {
                 name: "creds".into(),
                 mount_path: "/etc/creds".into(),
                 read_only: false,
                 sub_path: String::new(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "creds".into(),
+                mount_path: "/etc/password".into(),
+                read_only: false,
+                sub_path: "password".into(),
+                ..VolumeMount::default()
             },
         ],
+        name: "main".into(),
         ..Container::default()
     };
+    let creds = materialize(
+        &pod_dir,
+        "creds",
+        &VolumeContent::Projected(vec![file("password", b"one", 0o400)]),
+    )
+    .unwrap();
     let paths = BTreeMap::from([
         ("scratch".to_owned(), scratch.clone()),
-        ("creds".to_owned(), pod_dir.join("creds")),
+        ("creds".to_owned(), creds.clone()),
     ]);
-    let mounts = container_mounts(&container, &volumes, &paths).unwrap();
+    let subs = sub_paths(&container, &[]).unwrap();
+    let mounts = container_mounts(&container, &volumes, &paths, &pod_dir, &subs).unwrap();
+    let snapshot = subpath::snapshot_path(&pod_dir, "main", 2);
     assert_eq!(
         mounts,
         vec![
@@ -299,9 +435,23 @@ fn empty_dirs_host_paths_and_mounts() {
                 host_path: pod_dir.join("creds"),
                 read_only: true,
             },
+            Mount {
+                container_path: "/etc/password".into(),
+                host_path: snapshot.clone(),
+                read_only: true,
+            },
         ]
     );
     assert!(scratch.join("web/cache").is_dir());
+    // The subPath of the secret volume is a copy: an update of the volume does not reach it.
+    materialize(
+        &pod_dir,
+        "creds",
+        &VolumeContent::Projected(vec![file("password", b"two", 0o400)]),
+    )
+    .unwrap();
+    assert_eq!(fs::read(creds.join("password")).unwrap(), b"two");
+    assert_eq!(fs::read(&snapshot).unwrap(), b"one");
 }
 
 #[test]
