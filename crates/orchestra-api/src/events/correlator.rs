@@ -249,7 +249,7 @@ impl EventCorrelator {
         group.last = now;
         let individual = group.messages.contains(message)
             || group.messages.len() < self.options.max_distinct_messages;
-        let result = if individual {
+        if individual {
             group.messages.insert(message.to_owned());
             (message.to_owned(), message.to_owned())
         } else {
@@ -258,8 +258,7 @@ impl EventCorrelator {
                 AGGREGATE_PREFIX.to_owned(),
                 format!("{AGGREGATE_PREFIX}{message}"),
             )
-        };
-        result
+        }
     }
 }
 
