@@ -94,6 +94,18 @@ pub enum TlsError {
         #[source]
         source: rcgen::Error,
     },
+    /// A certificate was asked for with more than one group: rcgen's distinguished names hold
+    /// one value per attribute type, so a second `O` would silently replace the first.
+    #[error(
+        "a certificate for {user:?} can name one group (O), not {}: {groups:?}; bind the roles to the user or to one group",
+        groups.len()
+    )]
+    TooManyGroups {
+        /// The certificate's user (CN).
+        user: String,
+        /// The groups asked for.
+        groups: Vec<String>,
+    },
     /// PEM text given in memory (not a file) is not valid.
     #[error("{what} is not valid PEM: {message}")]
     Pem {

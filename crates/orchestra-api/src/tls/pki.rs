@@ -352,6 +352,12 @@ fn leaf_params(
     sans: &[String],
     server: bool,
 ) -> Result<CertificateParams, TlsError> {
+    if groups.len() > 1 {
+        return Err(TlsError::TooManyGroups {
+            user: cn.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        });
+    }
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, cn);
@@ -408,6 +414,24 @@ mod tests {
             .unwrap()
             .unwrap()
             .to_vec()
+    }
+
+    #[test]
+    fn a_client_certificate_names_its_one_group_and_refuses_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+        let one = pki.issue_client("ops", &["ops-team"]).unwrap();
+        let user = user_from_certificate(&leaf_der(&one.cert_pem)).unwrap();
+        assert!(user.in_group("ops-team"));
+        let err = pki
+            .issue_client("ops", &["ops-team", "auditors"])
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, TlsError::TooManyGroups { .. }), "{message}");
+        assert!(
+            message.contains("auditors") && message.contains("\"ops\""),
+            "{message}"
+        );
     }
 
     #[test]
