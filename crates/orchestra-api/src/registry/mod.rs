@@ -207,7 +207,10 @@ pub(crate) fn encode<R: Resource>(object: &R) -> Result<Bytes, ApiError> {
             limit: MAX_OBJECT_BYTES,
         });
     }
-    Ok(Bytes::from(bytes))
+    // A copy of exactly the text's length: `Bytes::from` would keep the whole buffer
+    // serde_json grew by doubling (up to twice the text), and the store keeps every value
+    // (each revision of each object, until compaction) for as long as it lives.
+    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
 }
 
 /// Decodes a stored object and sets its resourceVersion to `revision`.

@@ -68,8 +68,10 @@ pub(super) struct Worker<C, R: ?Sized> {
     pub services: reflector::Store<Service>,
     /// The pod the state machine last planned for, and the API object it was built from:
     /// kept so that a resync of an unchanged pod (a relist wake-up or the periodic resync)
-    /// does not clone the pod's spec, metadata and status again.
-    pub view: Option<(Arc<Pod>, Pod)>,
+    /// does not clone the pod's spec, metadata and status again. Once the API object carries
+    /// the status this worker plans from (the usual case, after its write came back through
+    /// the watch), the view is that object itself, not a second copy of every idle pod.
+    pub view: Option<(Arc<Pod>, Arc<Pod>)>,
     /// Where the worker records the pod's Events.
     pub events: AgentEvents,
     /// The pod's uid (its volume directory's name).
@@ -116,12 +118,16 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     }
 
     /// Runs until the pod is gone from the API and from the runtime.
+    ///
+    /// The API and runtime calls are awaited boxed: a future is as large as the largest one
+    /// it awaits inline, and this one lives as long as its pod, so inline calls through the
+    /// client made every idle pod's task about 12 KB (most of a node agent's memory per pod).
     pub(super) async fn run(mut self) {
         let mut has_finalizer = false;
         let mut finalizer_retry = FINALIZER_RETRY_FIRST;
         loop {
             let Some(api_pod) = self.pod.borrow_and_update().clone() else {
-                self.clean_up().await;
+                Box::pin(self.clean_up()).await;
                 return;
             };
             if self.last_status.is_none() {
@@ -132,7 +138,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 has_finalizer = api_pod.metadata.finalizers.iter().any(|f| f == FINALIZER);
             }
             if !has_finalizer && !deleting {
-                match self.set_finalizer(&api_pod, true).await {
+                match Box::pin(self.set_finalizer(&api_pod, true)).await {
                     Ok(true) => has_finalizer = true,
                     Ok(false) => {
                         // Gone meanwhile: the watch will say so.
@@ -153,7 +159,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
 
             let mut plan = None;
             for _ in 0..MAX_ROUNDS {
-                let observed = self.observe().await;
+                let observed = Box::pin(self.observe()).await;
                 self.sync_probers(&pod, &observed);
                 let probes = self
                     .probes
@@ -174,7 +180,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     plan = Some(next);
                     break;
                 }
-                if let Err(err) = self.execute(&pod, next.actions).await {
+                if let Err(err) = Box::pin(self.execute(&pod, next.actions)).await {
                     tracing::warn!(pod = %pod.metadata.name, %err, "a runtime call failed; retrying");
                     break;
                 }
@@ -184,7 +190,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
                     self.events
                         .status_changed(&pod, self.last_status.as_ref(), &plan.status);
-                    match self.write_status(&api_pod, &plan.status).await {
+                    match Box::pin(self.write_status(&api_pod, &plan.status)).await {
                         Ok(()) => self.last_status = Some(plan.status.clone()),
                         Err(err) if err.is_not_found() => {}
                         Err(err) => {
@@ -193,9 +199,9 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
                 if plan.terminated {
-                    match self.set_finalizer(&api_pod, false).await {
+                    match Box::pin(self.set_finalizer(&api_pod, false)).await {
                         Ok(_) => {
-                            self.clean_up().await;
+                            Box::pin(self.clean_up()).await;
                             return;
                         }
                         Err(err) => {
@@ -245,18 +251,25 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
 
     /// The pod to plan for: `api_pod` with the status this worker last wrote (the watch may
     /// not have brought it back yet). The previous one when neither has changed since.
-    fn view_of(&mut self, api_pod: &Arc<Pod>) -> Pod {
+    fn view_of(&mut self, api_pod: &Arc<Pod>) -> Arc<Pod> {
         match self.view.take() {
             Some((from, view))
                 if Arc::ptr_eq(&from, api_pod) && self.is_current(&view, api_pod) =>
             {
                 view
             }
-            _ => Pod {
-                metadata: api_pod.metadata.clone(),
-                spec: api_pod.spec.clone(),
-                status: self.planned_status(api_pod),
-            },
+            _ => {
+                let status = self.planned_status(api_pod);
+                if api_pod.status == status {
+                    api_pod.clone()
+                } else {
+                    Arc::new(Pod {
+                        metadata: api_pod.metadata.clone(),
+                        spec: api_pod.spec.clone(),
+                        status,
+                    })
+                }
+            }
         }
     }
 
@@ -688,5 +701,68 @@ pub fn container_config(
             (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
         ]),
         annotations: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestra_api::LocalClient;
+    use orchestra_api::resources::PodPhase;
+    use orchestra_store::MemStore;
+
+    use super::*;
+    use crate::fake::FakeRuntime;
+
+    fn worker(pod: Pod) -> Worker<LocalClient, FakeRuntime> {
+        let client = LocalClient::new(MemStore::new());
+        let (_tx, rx) = watch::channel(Some(Arc::new(pod)));
+        let (services, _writer) = reflector::store::<Service>();
+        let events = AgentEvents::new(&client, "node-1");
+        Worker::new(
+            client,
+            Arc::new(FakeRuntime::new()),
+            Arc::new(AgentConfig::new("node-1".to_owned())),
+            rx,
+            Adopted::default(),
+            services,
+            events,
+        )
+    }
+
+    fn pod_with(phase: Option<PodPhase>) -> Pod {
+        let mut pod = orchestra_api::testing::pod("default", "web-1", "web");
+        pod.metadata.uid = "uid-1".into();
+        pod.status = phase.map(|phase| PodStatus {
+            phase: Some(phase),
+            ..PodStatus::default()
+        });
+        pod
+    }
+
+    /// The task of every pod lives as long as the pod: its future must not carry the API
+    /// client's and runtime's call futures inline (it was about 12 KB with them).
+    #[tokio::test]
+    async fn a_pods_task_stays_small() {
+        let task = worker(pod_with(None)).run();
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 4096, "the worker's future is {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn the_view_is_the_api_object_when_it_has_the_planned_status() {
+        let mut worker = worker(pod_with(None));
+        worker.last_status = pod_with(Some(PodPhase::Running)).status;
+        let current = Arc::new(pod_with(Some(PodPhase::Running)));
+        let view = worker.view_of(&current);
+        assert!(Arc::ptr_eq(&view, &current), "a copy of an up-to-date pod");
+
+        // The watch has not brought the worker's last write back yet: the view is a copy
+        // with the planned status.
+        let behind = Arc::new(pod_with(Some(PodPhase::Pending)));
+        let view = worker.view_of(&behind);
+        assert!(!Arc::ptr_eq(&view, &behind));
+        assert_eq!(view.status, worker.last_status);
+        assert_eq!(view.spec, behind.spec);
+        assert_eq!(view.metadata, behind.metadata);
     }
 }
