@@ -44,6 +44,10 @@ enum Error {
     #[cfg(feature = "etcd")]
     #[error(transparent)]
     Etcd(#[from] orchestra_store::etcd::server::ServeError),
+    /// An `orchestra etcd snapshot` command failed.
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    EtcdSnapshot(#[from] cli::etcd::SnapshotCommandError),
     /// The API server failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -95,9 +99,12 @@ fn run(cli: Cli) -> Result<(), Error> {
         match cli.command {
             Command::Bench(command) => bench::run(command).await?,
             #[cfg(feature = "etcd")]
-            Command::Etcd(args) => {
-                orchestra_store::etcd::server::run_etcd_server(args.run_options()).await?
-            }
+            Command::Etcd(mut args) => match args.action.take() {
+                Some(cli::etcd::EtcdAction::Snapshot(command)) => {
+                    cli::etcd::run_snapshot(command, &mut std::io::stdout()).await?
+                }
+                None => orchestra_store::etcd::server::run_etcd_server(args.run_options()).await?,
+            },
             #[cfg(feature = "server")]
             Command::Server(args) => cli::server::run(args).await?,
             #[cfg(feature = "server")]

@@ -1,15 +1,21 @@
 //! `orchestra etcd`: orchestra's embedded store served over etcd's v3 gRPC API, so that
-//! `etcdctl`, etcd clients and tools work against it.
+//! `etcdctl`, etcd clients and tools work against it; and `orchestra etcd snapshot
+//! restore|status`, for the snapshots `etcdctl snapshot save` takes from it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
+use orchestra_store::snapshot::{Snapshot, SnapshotError};
 
 /// `orchestra etcd --listen ADDR --data-dir DIR [--memory] [--cert-file F --key-file F
-/// [--trusted-ca-file F]]`.
+/// [--trusted-ca-file F]]`, or `orchestra etcd snapshot restore|status ...`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EtcdArgs {
+    /// Work on snapshots instead of serving.
+    #[command(subcommand)]
+    pub action: Option<EtcdAction>,
     /// The address to serve the etcd v3 API on.
     #[arg(long, default_value = "127.0.0.1:2379")]
     pub listen: SocketAddr,
@@ -30,6 +36,90 @@ pub struct EtcdArgs {
     /// --client-cert-auth).
     #[arg(long, value_name = "FILE", requires = "cert_file")]
     pub trusted_ca_file: Option<PathBuf>,
+}
+
+/// What `orchestra etcd` does instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum EtcdAction {
+    /// Snapshots taken with `etcdctl snapshot save` from `orchestra etcd`.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// `orchestra etcd snapshot restore|status`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Make a new data directory from a snapshot (the directory must not hold a store);
+    /// then serve it with `orchestra etcd --data-dir DIR`.
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+        /// The new data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Check a snapshot and print its revision, keys, leases and checksum as one JSON line.
+    Status {
+        /// The snapshot file.
+        file: PathBuf,
+    },
+}
+
+/// Why a snapshot command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotCommandError {
+    /// The restore failed; the data directory was left without a store.
+    #[error(transparent)]
+    Restore(#[from] orchestra_store::disk::RestoreError),
+    /// The snapshot could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What was wrong.
+        #[source]
+        source: SnapshotError,
+    },
+}
+
+/// Run a snapshot command, printing its one-line result to `out`.
+pub async fn run_snapshot(
+    command: SnapshotCommand,
+    out: &mut impl std::io::Write,
+) -> Result<(), SnapshotCommandError> {
+    match command {
+        SnapshotCommand::Restore { file, data_dir } => {
+            let restored = orchestra_store::DiskStore::restore(&file, &data_dir).await?;
+            let _ = writeln!(
+                out,
+                "restored revision {} ({} keys, {} leases) into {}",
+                restored.revision,
+                restored.keys,
+                restored.leases,
+                data_dir.display()
+            );
+        }
+        SnapshotCommand::Status { file } => {
+            let snapshot = read(&file)?;
+            let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+            let _ = writeln!(
+                out,
+                "{{\"revision\":{},\"keys\":{},\"leases\":{},\"bytes\":{bytes},\"sha256\":\"{}\"}}",
+                snapshot.revision,
+                snapshot.kvs.len(),
+                snapshot.leases.len(),
+                snapshot.checksum()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read(file: &Path) -> Result<Snapshot, SnapshotCommandError> {
+    Snapshot::read_file(file).map_err(|source| SnapshotCommandError::Read {
+        file: file.to_path_buf(),
+        source,
+    })
 }
 
 impl EtcdArgs {
@@ -93,6 +183,72 @@ mod tests {
                 .run_options()
                 .tls_files
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn snapshot_subcommands_parse_without_serving_flags() {
+        let args = etcd_args(&["snapshot", "restore", "snap.db", "--data-dir", "new"]).unwrap();
+        match args.action {
+            Some(EtcdAction::Snapshot(SnapshotCommand::Restore { file, data_dir })) => {
+                assert_eq!(file, PathBuf::from("snap.db"));
+                assert_eq!(data_dir, PathBuf::from("new"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(etcd_args(&["snapshot", "status", "snap.db"]).is_ok());
+        assert!(etcd_args(&["snapshot", "restore", "snap.db"]).is_err());
+        // Serving still needs a data directory or --memory.
+        assert!(etcd_args(&[]).is_err());
+        assert!(etcd_args(&["--data-dir", "d"]).unwrap().action.is_none());
+    }
+
+    #[tokio::test]
+    async fn restore_then_status_of_a_saved_snapshot() {
+        use orchestra_store::{MemStore, StoreExt};
+        let store = MemStore::new();
+        store.put("a", "1").await.unwrap();
+        let snapshot = orchestra_store::snapshot::capture(&store).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snap.db");
+        std::fs::write(&file, snapshot.encode()).unwrap();
+
+        let mut out = Vec::new();
+        run_snapshot(SnapshotCommand::Status { file: file.clone() }, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("{\"revision\":2,\"keys\":1,\"leases\":0,"),
+            "{text}"
+        );
+        assert!(text.contains(&snapshot.checksum()), "{text}");
+
+        let data_dir = dir.path().join("restored");
+        let mut out = Vec::new();
+        let restore = SnapshotCommand::Restore {
+            file: file.clone(),
+            data_dir: data_dir.clone(),
+        };
+        run_snapshot(restore, &mut out).await.unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("restored revision 2 (1 keys")
+        );
+        let restored = orchestra_store::DiskStore::open(&data_dir).await.unwrap();
+        assert_eq!(
+            restored.get("a").await.unwrap().unwrap().value.as_ref(),
+            b"1"
+        );
+
+        std::fs::write(&file, b"not a snapshot").unwrap();
+        let err = run_snapshot(SnapshotCommand::Status { file }, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not an orchestra snapshot"),
+            "{err}"
         );
     }
 

@@ -30,7 +30,8 @@
 //! - [`compactor`]: periodic compaction of the history, once per interval across servers.
 //! - [`linearizability`]: record concurrent histories against any store and check them.
 //! - `mvcc`: the embedded engine (key index, leases, watch hub, group commit).
-//! - [`mem`]: [`MemStore`]; [`disk`]: [`DiskStore`].
+//! - [`mem`]: [`MemStore`]; [`disk`]: [`DiskStore`] (and restoring one from a snapshot).
+//! - [`snapshot`]: backups, the whole store at one revision in a checksummed file.
 //! - `etcd` (feature `etcd`): `EtcdStore`, the store over etcd's v3 gRPC API, and the generated
 //!   etcd API.
 //! - [`testing`]: the conformance suite, and checkers for watch streams.
@@ -42,6 +43,7 @@ pub mod limits;
 pub mod linearizability;
 pub mod mem;
 mod mvcc;
+pub mod snapshot;
 pub mod store;
 pub mod types;
 pub mod watch;

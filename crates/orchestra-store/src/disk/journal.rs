@@ -22,6 +22,7 @@ use crate::disk::format::{StoredKv, StoredLease, StoredOp, StoredRevision, decod
 use crate::disk::lock::DirLock;
 use crate::error::StoreError;
 use crate::mvcc::journal::{Journal, Record, Recovered};
+use crate::snapshot::Snapshot;
 use crate::types::Revision;
 
 const REVS: TableDefinition<u64, &[u8]> = TableDefinition::new("revs");
@@ -160,8 +161,9 @@ impl RedbJournal {
         }
 
         let base_revision = read_meta("base_revision", 1)?;
-        // Only whole commits below the compact point are folded into the base.
-        let folded_ok = base_revision == 1 || base_revision < compact_revision;
+        // Only whole commits below the compact point are folded into the base; a store
+        // restored from a snapshot has its base at the compact point itself.
+        let folded_ok = base_revision == 1 || base_revision <= compact_revision;
         if base_revision < 1 || compact_revision < 0 || !folded_ok {
             return Err(self.corrupt(format!(
                 "meta says base revision {base_revision} and compact revision {compact_revision}"
@@ -404,6 +406,60 @@ fn create_empty(path: &Path) -> Result<(), StoreError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Write a new store file at `path` (which must not exist) holding `snapshot`: its keys as
+/// the base at the snapshot's revision, compacted there, and its leases. One transaction,
+/// committed with an fsync.
+pub(crate) fn create_from_snapshot(path: &Path, snapshot: &Snapshot) -> Result<(), StoreError> {
+    let err = |e: redb::Error| storage_error(path, e);
+    let db = Database::create(path).map_err(|e| err(e.into()))?;
+    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        let mut base = txn.open_table(BASE).map_err(|e| err(e.into()))?;
+        let mut leases = txn.open_table(LEASES).map_err(|e| err(e.into()))?;
+        txn.open_table(REVS).map_err(|e| err(e.into()))?;
+        // Revision 1 is the empty store, which has no compact point.
+        let compacted = snapshot.revision > 1;
+        let next_lease_id = snapshot.leases.last().map_or(1, |l| l.id.saturating_add(1));
+        for (name, value) in [
+            ("format", FORMAT),
+            ("base_revision", snapshot.revision.max(1)),
+            (
+                "compact_revision",
+                if compacted { snapshot.revision } else { 0 },
+            ),
+            ("next_lease_id", next_lease_id),
+        ] {
+            meta.insert(name, value).map_err(|e| err(e.into()))?;
+        }
+        for kv in &snapshot.kvs {
+            let stored = StoredKv {
+                key: kv.key.clone(),
+                value: kv.value.clone(),
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+            };
+            base.insert(kv.key.as_ref(), encode(&stored).as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
+        for lease in &snapshot.leases {
+            let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
+            let stored = encode(&StoredLease {
+                id: lease.id,
+                ttl_ms,
+            });
+            leases
+                .insert(lease.id, stored.as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
+    }
+    txn.commit().map_err(|e| err(e.into()))
 }
 
 /// Owns the redb database; dropping it never panics, even when the file is damaged (redb's

@@ -19,10 +19,14 @@
 //! - compaction folds old history into the live-key table and shrinks the file.
 //!
 //! Layout of the data directory: `orchestra.redb` (the database) and `LOCK`.
+//!
+//! Backups: [`DiskStore::restore`] makes a new data directory from a
+//! [`Snapshot`](crate::snapshot::Snapshot) file (see `restore`).
 
 mod format;
 mod journal;
 mod lock;
+mod restore;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ use crate::mvcc::engine::Engine;
 
 use journal::RedbJournal;
 use lock::DirLock;
+pub use restore::{RestoreError, Restored, restore_snapshot};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "orchestra.redb";

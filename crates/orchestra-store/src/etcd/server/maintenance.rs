@@ -1,11 +1,20 @@
-//! The Maintenance service: Status, enough for `etcdctl endpoint status` (and `endpoint
-//! health`, which reads a key through the KV service).
+//! The Maintenance service: Status (enough for `etcdctl endpoint status`; `endpoint health`
+//! reads a key through the KV service), Snapshot (for `etcdctl snapshot save`), Hash and
+//! HashKV (to compare two stores), and Defragment.
 
+use std::pin::Pin;
+
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
 use super::status::to_status;
 use crate::etcd::proto::etcdserverpb as pb;
+use crate::snapshot::{self, Snapshot};
+use crate::types::{KeyRange, RangeRequest};
+
+/// The size of one snapshot chunk (etcd sends 32 KiB chunks too).
+const CHUNK_BYTES: usize = 32 * 1024;
 
 /// The Maintenance service.
 pub(crate) struct MaintenanceService {
@@ -17,6 +26,36 @@ impl MaintenanceService {
         MaintenanceService { shared }
     }
 }
+
+/// The messages of a snapshot stream: the body in chunks, each saying how many bytes follow
+/// it, then the SHA-256 of the body alone (remaining 0), as etcd sends them. `etcdctl
+/// snapshot save` writes the blobs one after the other, so the file is the body and its
+/// checksum: exactly [`Snapshot::encode`].
+pub(crate) fn snapshot_messages(
+    body: &[u8],
+    header: Option<pb::ResponseHeader>,
+) -> Vec<pb::SnapshotResponse> {
+    use sha2::{Digest, Sha256};
+    let mut messages = Vec::with_capacity(body.len() / CHUNK_BYTES + 2);
+    let mut sent = 0usize;
+    for chunk in body.chunks(CHUNK_BYTES) {
+        sent += chunk.len();
+        messages.push(pb::SnapshotResponse {
+            header,
+            remaining_bytes: (body.len() - sent) as u64,
+            blob: bytes::Bytes::copy_from_slice(chunk),
+        });
+    }
+    messages.push(pb::SnapshotResponse {
+        header,
+        remaining_bytes: 0,
+        blob: bytes::Bytes::copy_from_slice(&Sha256::digest(body)),
+    });
+    messages
+}
+
+type SnapshotStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
 
 #[async_trait::async_trait]
 impl pb::maintenance_server::Maintenance for MaintenanceService {
@@ -40,5 +79,119 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             db_size_in_use: db_size,
             is_learner: false,
         }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // Nothing to do: the DiskStore gives freed pages back to the file system when it
+        // compacts, and a MemStore has no file.
+        Ok(Response::new(pb::DefragmentResponse {
+            header: self.shared.current_header().await?,
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let snap = snapshot::capture(self.shared.store.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::HashResponse {
+            header: self.shared.header(snap.revision),
+            hash: crc32fast::hash(&snap.encode_body()),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let status = self.shared.store.status().await.map_err(to_status)?;
+        let revision = match request.into_inner().revision {
+            r if r <= 0 => status.revision,
+            r => r,
+        };
+        let kvs = self
+            .shared
+            .store
+            .range(RangeRequest {
+                range: KeyRange::prefix(""),
+                revision,
+                ..Default::default()
+            })
+            .await
+            .map_err(to_status)?
+            .kvs;
+        // The keys alive at `revision` (history is not hashed): equal for two stores that
+        // hold the same keys with the same revisions at that revision.
+        let keys = Snapshot {
+            revision,
+            kvs,
+            leases: Vec::new(),
+        };
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.shared.header(status.revision),
+            hash: crc32fast::hash(&keys.encode_body()),
+            compact_revision: status.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let snap = snapshot::capture(self.shared.store.as_ref())
+            .await
+            .map_err(to_status)?;
+        tracing::info!(
+            revision = snap.revision,
+            keys = snap.kvs.len(),
+            leases = snap.leases.len(),
+            "sending a snapshot"
+        );
+        let messages = snapshot_messages(&snap.encode_body(), self.shared.header(snap.revision));
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            messages.into_iter().map(Ok),
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blobs_concatenated_are_the_snapshot_file() {
+        let snap = Snapshot {
+            revision: 5,
+            kvs: (0..3000)
+                .map(|i| crate::types::KeyValue {
+                    key: format!("key-{i:05}").into(),
+                    value: vec![b'v'; 40].into(),
+                    create_revision: 2,
+                    mod_revision: 5,
+                    version: 1,
+                    lease: 0,
+                })
+                .collect(),
+            leases: Vec::new(),
+        };
+        let body = snap.encode_body();
+        assert!(body.len() > 2 * CHUNK_BYTES);
+        let messages = snapshot_messages(&body, None);
+        let file: Vec<u8> = messages.iter().flat_map(|m| m.blob.to_vec()).collect();
+        assert_eq!(file, snap.encode());
+        assert_eq!(Snapshot::decode(&file).unwrap(), snap);
+        // Remaining bytes count down to 0 with the last chunk of the body; the checksum
+        // message says 0 too.
+        let remaining: Vec<u64> = messages.iter().map(|m| m.remaining_bytes).collect();
+        assert_eq!(remaining[0], (body.len() - CHUNK_BYTES) as u64);
+        assert_eq!(&remaining[remaining.len() - 2..], [0, 0]);
+        assert_eq!(messages.last().unwrap().blob.len(), 32);
     }
 }

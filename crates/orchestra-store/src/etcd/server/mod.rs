@@ -34,7 +34,12 @@
 //! - Lease: Grant (the server picks the id: a client-chosen id is `Unimplemented`; TTLs below
 //!   [`ServerOptions::min_lease_ttl`] are raised to it, as etcd does), Revoke, KeepAlive,
 //!   TimeToLive (with keys). Leases (listing) is `Unimplemented`: the trait cannot list leases.
-//! - Maintenance: Status (version, db size, this member as leader, fixed raft term).
+//! - Maintenance: Status (version, db size, this member as leader, fixed raft term);
+//!   Snapshot, a [`Snapshot`](crate::snapshot::Snapshot) of the store at one revision streamed
+//!   as etcd streams its backend (chunks, then the SHA-256), so `etcdctl snapshot save` works;
+//!   restore it with `orchestra etcd snapshot restore` (`DiskStore::restore`), not with etcdctl,
+//!   whose restore reads etcd's own backend format; Hash and HashKV (CRC32 of the keys, equal
+//!   for stores holding the same keys at the same revisions); Defragment (nothing to do).
 //! - TLS (feature `etcd-tls`): [`ServerOptions::tls`] serves HTTPS with a certificate and key,
 //!   and with a trusted CA requires clients to present certificates it signed (etcd's
 //!   `--cert-file`, `--key-file`, `--trusted-ca-file` with `--client-cert-auth`).
@@ -46,7 +51,7 @@
 //! - `kv`: the KV service and the range post-processing (filters, sorting).
 //! - `watch`: the Watch service, one task per stream and one per watcher.
 //! - `lease`: the Lease service.
-//! - `maintenance`: the Maintenance service (Status).
+//! - `maintenance`: the Maintenance service (Status, Snapshot, Hash, HashKV, Defragment).
 //! - `router`: routes each gRPC call to its service by path.
 //! - `status`: store errors as etcd's gRPC statuses.
 

@@ -61,7 +61,7 @@ impl Service<http::Request<Body>> for Router {
             "etcdserverpb.Maintenance" => forward(self.maintenance.clone(), req),
             other => {
                 let status = tonic::Status::unimplemented(format!(
-                    "orchestra: the etcd service {other:?} is not served (KV, Watch, Lease and Maintenance.Status are)"
+                    "orchestra: the etcd service {other:?} is not served (KV, Watch, Lease and Maintenance are)"
                 ));
                 Box::pin(async move { Ok(status.into_http()) })
             }
