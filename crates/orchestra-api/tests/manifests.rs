@@ -509,7 +509,7 @@ fn invalid_names_and_fields_are_validation_errors() {
 }
 
 /// A pod as Kubernetes users write it with a projected volume (modes 0440 and 0600, in
-/// decimal) and a `subPathExpr`.
+/// YAML 1.1 octal as Kubernetes reads them) and a `subPathExpr`.
 const PROJECTED_POD: &str = "apiVersion: v1
 kind: Pod
 metadata: {name: web}
@@ -517,11 +517,11 @@ spec:
   volumes:
   - name: all
     projected:
-      defaultMode: 288
+      defaultMode: 0440
       sources:
       - configMap:
           name: app
-          items: [{key: app.conf, path: conf/app.conf, mode: 384}]
+          items: [{key: app.conf, path: conf/app.conf, mode: 0600}]
       - secret: {name: db, optional: true}
       - downwardAPI:
           items:
@@ -574,6 +574,63 @@ fn projected_volumes_and_sub_path_expr_parse_and_a_token_source_is_refused_by_pa
     assert!(
         err.contains("spec.containers[0].volumeMounts[1].subPathExpr: Invalid value: \"$(POD_NAME)\": subPathExpr and subPath are mutually exclusive"),
         "{err}"
+    );
+}
+
+#[test]
+fn file_modes_read_as_kubernetes_writes_them_and_bad_ones_are_refused_by_path() {
+    let mode_of = |default_mode: &str| {
+        let yaml =
+            PROJECTED_POD.replace("defaultMode: 0440", &format!("defaultMode: {default_mode}"));
+        manifest::parse(&Scheme::new(), &yaml, &ManifestOptions::default())
+            .map(|m| {
+                m.objects_of::<Pod>().next().unwrap().spec.volumes[0]
+                    .projected
+                    .as_ref()
+                    .unwrap()
+                    .default_mode
+            })
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(mode_of("0o440"), Ok(Some(0o440)), "YAML 1.2 octal");
+    assert_eq!(mode_of("288"), Ok(Some(0o440)), "decimal");
+    assert_eq!(mode_of("0777"), Ok(Some(0o777)));
+    assert_eq!(mode_of("0"), Ok(Some(0)));
+
+    let err = mode_of("0999").unwrap_err();
+    assert!(
+        err.starts_with("document 1 (Pod \"web\"): spec.volumes[0].projected.defaultMode: \"0999\" is not a file mode"),
+        "{err}"
+    );
+    assert!(err.contains("octal digits are 0 to 7"), "{err}");
+    let err = mode_of("abc").unwrap_err();
+    assert!(
+        err.contains("spec.volumes[0].projected.defaultMode: \"abc\" is not a file mode"),
+        "{err}"
+    );
+    // Well-formed but too large: validation refuses it by path, as Kubernetes does.
+    let err = mode_of("01000").unwrap_err();
+    assert!(
+        err.contains("spec.volumes[0].projected.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive"),
+        "{err}"
+    );
+    // An item's mode is read the same way, and named by its own path.
+    let item = PROJECTED_POD.replace("mode: 0600}", "mode: 0680}");
+    let err = parse_err(&item);
+    assert!(
+        err.contains("spec.volumes[0].projected.sources[0].configMap.items[0].mode: \"0680\" is not a file mode"),
+        "{err}"
+    );
+
+    // JSON has no octal: numbers are decimal.
+    let json = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+      "spec": {"containers": [{"name": "web", "image": "busybox"}],
+        "volumes": [{"name": "s", "secret": {"secretName": "db", "defaultMode": 256}}]}}"#;
+    let m = manifest::parse(&Scheme::new(), json, &ManifestOptions::default()).unwrap();
+    let pod = m.objects_of::<Pod>().next().unwrap();
+    assert_eq!(
+        pod.spec.volumes[0].secret.as_ref().unwrap().default_mode,
+        Some(0o400)
     );
 }
 

@@ -1,6 +1,9 @@
 //! A pod's volumes ([`Volume`], one source each) and where containers mount them
 //! ([`VolumeMount`]), plus the environment sources that read whole ConfigMaps and Secrets
 //! ([`EnvFromSource`]).
+//!
+//! File modes (`defaultMode`, `mode`) read as Kubernetes manifests write them: `0440`
+//! (octal, as YAML 1.1 has it), `0o440` or `288`; see `resources::file_mode`.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +74,10 @@ pub struct KeyToPath {
     /// The file's path, relative to the volume, without `..`.
     pub path: String,
     /// The file's mode (`0` to `0777`); the volume's `defaultMode` when unset.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub mode: Option<i32>,
 }
 
@@ -85,7 +91,10 @@ pub struct ConfigMapVolumeSource {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
     /// The files' mode (`0644` by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub default_mode: Option<i32>,
     /// Whether the volume may be empty when the ConfigMap or a key is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,7 +111,10 @@ pub struct SecretVolumeSource {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
     /// The files' mode (`0644` by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub default_mode: Option<i32>,
     /// Whether the volume may be empty when the Secret or a key is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,7 +162,10 @@ pub struct DownwardApiVolumeSource {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<DownwardApiVolumeFile>,
     /// The files' mode (`0644` by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub default_mode: Option<i32>,
 }
 
@@ -168,7 +183,10 @@ pub struct DownwardApiVolumeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_field_ref: Option<ResourceFieldSelector>,
     /// The file's mode; the volume's `defaultMode` when unset.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub mode: Option<i32>,
 }
 
@@ -181,7 +199,10 @@ pub struct ProjectedVolumeSource {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<VolumeProjection>,
     /// The files' mode (`0644` by default); an item's `mode` wins.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::resources::file_mode::deserialize"
+    )]
     pub default_mode: Option<i32>,
 }
 
