@@ -331,6 +331,64 @@ async fn a_change_to_one_service_among_thousands_touches_only_its_elements() {
 }
 
 #[tokio::test]
+async fn an_endpoint_count_new_to_the_table_routes_after_an_incremental_sync() {
+    let Some(topo) = Topology::new("newcount", 2) else {
+        return;
+    };
+    let proxy = proxy(&topo);
+    let (a, b) = (&topo.endpoints[0], &topo.endpoints[1]);
+    let both: ServiceTable = [
+        (
+            key("web"),
+            service("10.96.0.16:80", Protocol::Tcp, Some(30086), &[a.tcp, b.tcp]),
+        ),
+        (
+            key("dns"),
+            service("10.96.0.16:53", Protocol::Udp, Some(30056), &[a.udp, b.udp]),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    proxy.apply(&both).await.unwrap();
+    // One endpoint each: a count no service had, so this sync adds its pick chains and sets
+    // (rules that refer to the endpoint maps nft reads back from the kernel).
+    let only_a: ServiceTable = [
+        (
+            key("web"),
+            service("10.96.0.16:80", Protocol::Tcp, Some(30086), &[a.tcp]),
+        ),
+        (
+            key("dns"),
+            service("10.96.0.16:53", Protocol::Udp, Some(30056), &[a.udp]),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let report = proxy.sync(&only_a).await.unwrap();
+    assert!(
+        report.commands > 4,
+        "the pick chains were added: {report:?}"
+    );
+    let client = topo.client();
+    let node = topo.node_addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            answers.push(client.tcp(addr("10.96.0.16:80")));
+            answers.push(client.udp(addr("10.96.0.16:53")));
+            answers.push(client.tcp(SocketAddr::new(node, 30086)));
+            answers.push(client.udp(SocketAddr::new(node, 30056)));
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    for answer in answers {
+        assert_eq!(answer.unwrap(), a.name);
+    }
+}
+
+#[tokio::test]
 async fn ipv6_and_affinity_services_are_accepted_by_nft() {
     let Some(topo) = Topology::new("v6", 1) else {
         return;

@@ -149,6 +149,8 @@ pub struct NftablesProxy {
 struct State {
     /// The table in force; `None` until the first successful sync (which takes over).
     applied: Option<ServiceTable>,
+    /// The endpoint counts the table has pick chains for (1 to this).
+    picks_upto: usize,
     /// Stale UDP flows whose flush failed, tried again by the next sync.
     pending_flush: Vec<StaleFlows>,
 }
@@ -177,7 +179,12 @@ impl NftablesProxy {
     pub async fn sync(&self, table: &ServiceTable) -> Result<SyncReport, NftError> {
         validate::validate(table)?;
         let mut state = self.state.lock().await;
-        let plan = plan::plan(state.applied.as_ref(), table, self.config.masquerade_mark);
+        let plan = plan::plan(
+            state.applied.as_ref(),
+            state.picks_upto,
+            table,
+            self.config.masquerade_mark,
+        );
         let mut report = SyncReport {
             changed_ports: plan.changed_ports,
             commands: plan.commands.len(),
@@ -192,6 +199,7 @@ impl NftablesProxy {
             debug!(ports = report.changed_ports, commands = report.commands, nft_time = ?report.nft_time, "nftables synced");
         }
         state.applied = Some(table.clone());
+        state.picks_upto = plan.picks_upto;
         let mut flows = std::mem::take(&mut state.pending_flush);
         flows.extend(plan.stale);
         let mut first_error = None;
@@ -219,6 +227,7 @@ impl NftablesProxy {
         let payload = ruleset::script(&commands);
         command::nft(&self.config, &payload, commands.len()).await?;
         state.applied = None;
+        state.picks_upto = 0;
         Ok(())
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Plan {
     pub changed_ports: usize,
     /// UDP flows to removed endpoints, to flush from conntrack once the rules are in force.
     pub stale: Vec<StaleFlows>,
+    /// The endpoint counts that have pick chains once the plan is applied (1 to this).
+    pub picks_upto: usize,
 }
 
 /// Conntrack entries of UDP flows from a service frontend to an endpoint that left it: without
@@ -50,15 +52,33 @@ pub struct StaleFlows {
     pub endpoint: IpAddr,
 }
 
-/// The transaction from `old` (what the kernel runs; `None`: nothing known, so the table is
-/// taken over: deleted if a previous run left one, and created afresh) to `new`.
+/// The transaction from `old` (what the kernel runs, with pick chains for 1 to `picks_upto`
+/// endpoints; `None`: nothing known) to `new`. The table is taken over (deleted if a
+/// previous run left one, and created afresh) when nothing is known, or when `new` has a
+/// service port with more endpoints than there are pick chains (see
+/// [`pick_chains`](ruleset::pick_chains)).
 ///
 /// `new` must have been validated ([`validate`](super::validate::validate)).
-pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) -> Plan {
+pub(crate) fn plan(
+    old: Option<&ServiceTable>,
+    picks_upto: usize,
+    new: &ServiceTable,
+    mark: u32,
+) -> Plan {
     let empty = ServiceTable::new();
-    let takeover = old.is_none();
-    let old = old.unwrap_or(&empty);
-    let mut plan = Plan::default();
+    let most = ruleset::most_endpoints(new);
+    let takeover = old.is_none() || most > picks_upto;
+    let known = old.unwrap_or(&empty);
+    // A takeover builds everything afresh: the diff starts from an empty table.
+    let old = if takeover { &empty } else { known };
+    let mut plan = Plan {
+        picks_upto: if takeover {
+            most.max(ruleset::PRECREATED_PICKS)
+        } else {
+            picks_upto
+        },
+        ..Plan::default()
+    };
     let mut before = Objects::default();
     let mut after = Objects::default();
     for (key, entry) in new.iter() {
@@ -81,6 +101,12 @@ pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) ->
             stale_flows(previous, None, &mut plan.stale);
         }
     }
+    if takeover {
+        // The flows of what the kernel ran still need their flush.
+        for (key, previous) in known.iter() {
+            stale_flows(previous, new.get(key), &mut plan.stale);
+        }
+    }
     let mut commands = Vec::new();
     if takeover {
         // Removes a table left by a previous run (and succeeds when there is none); the
@@ -88,6 +114,7 @@ pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) ->
         commands.extend(ruleset::delete_table());
         commands.push(ruleset::add_table());
         commands.extend(ruleset::skeleton(mark));
+        commands.extend(ruleset::pick_chains(plan.picks_upto));
         before.extend(dispatch(&Default::default()));
         before.chains.values_mut().for_each(Vec::clear);
         after.extend(dispatch(&picks_of(new)));

@@ -12,9 +12,11 @@
 //! re-validate every element of the table's verdict maps at commit (about 4 ms at 30,000).
 //! So a service port without affinity owns no chain and no verdict-map element:
 //! - the sets `pick-N` (`pick6-N` for IPv6, `np-pick-N` for NodePorts) hold the service
-//!   ports with N endpoints; `services` has one rule per N in use that sends members to
-//!   chain `pick-N`, whose single rule DNATs through map `endpoints`, keyed by
-//!   `ClusterIP . proto . port . numgen random mod N` (uniform over the N endpoints);
+//!   ports with N endpoints; `services` has one rule per set in use that sends members to
+//!   chain `pick-N` (`np-pick-N`), which DNATs through map `endpoints` (`endpoints6`),
+//!   keyed by `ClusterIP . proto . port . numgen random mod N` (uniform over the N
+//!   endpoints). The pick chains for 1 to 64 endpoints (or the most a service has) are
+//!   created with the table ([`pick_chains`] says why);
 //! - `endpoints` (`endpoints6`, `nodeport-endpoints[6]`) holds endpoint i of each service
 //!   port under index i;
 //! - set `hairpin` holds `endpoint . ClusterIP . proto . port`: a client that is an endpoint
@@ -216,7 +218,8 @@ pub(crate) enum Pick {
 }
 
 impl Pick {
-    /// The name of its set and of its chain.
+    /// The name of its set (the chain is `pick-N` for both ClusterIP kinds, `np-pick-N` for
+    /// NodePorts).
     pub fn name(self) -> String {
         match self {
             Pick::Cluster(n) => format!("pick-{n}"),
@@ -251,7 +254,7 @@ pub(crate) fn picks_of(table: &ServiceTable) -> BTreeSet<Pick> {
 }
 
 /// The dispatch objects for `picks`: chain `services` with its rules, and each pick's set
-/// and chain.
+/// (the pick chains themselves come with the takeover: [`pick_chains`]).
 pub(crate) fn dispatch(picks: &BTreeSet<Pick>) -> Objects {
     let mut objects = Objects::default();
     let lookup = |f: &str, map: &str| format!("{f} daddr . meta l4proto . th dport vmap @{map}");
@@ -272,51 +275,93 @@ pub(crate) fn dispatch(picks: &BTreeSet<Pick>) -> Objects {
     ];
     for &pick in picks {
         let name = pick.name();
-        let (set_type, rule, chain) = match pick {
+        let (set_type, rule) = match pick {
             Pick::Cluster(n) => (
                 "ipv4_addr . inet_proto . inet_service",
-                format!("ip daddr . meta l4proto . th dport @{name} goto {name}"),
-                vec![format!(
-                    "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @{}",
-                    maps::ENDPOINTS
-                )],
+                format!("ip daddr . meta l4proto . th dport @{name} goto pick-{n}"),
             ),
             Pick::Cluster6(n) => (
                 "ipv6_addr . inet_proto . inet_service",
-                format!("ip6 daddr . meta l4proto . th dport @{name} goto {name}"),
-                vec![format!(
-                    "dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod {n} map @{}",
-                    maps::ENDPOINTS6
-                )],
+                format!("ip6 daddr . meta l4proto . th dport @{name} goto pick-{n}"),
             ),
-            Pick::NodePort(n) => (
+            Pick::NodePort(_) => (
                 "inet_proto . inet_service",
                 format!("fib daddr type local meta l4proto . th dport @{name} goto {name}"),
-                vec![
-                    format!("jump {MARK_CHAIN}"),
-                    format!(
-                        "meta nfproto ipv4 dnat ip to meta l4proto . th dport . numgen random mod {n} map @{}",
-                        maps::NODEPORT_ENDPOINTS
-                    ),
-                    format!(
-                        "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport . numgen random mod {n} map @{}",
-                        maps::NODEPORT_ENDPOINTS6
-                    ),
-                ],
             ),
         };
         services.push(rule);
         objects.sets.insert(
-            name.clone(),
+            name,
             SetSpec {
                 kind: "set",
                 body: format!("{{ type {set_type} ; }}"),
             },
         );
-        objects.chains.insert(name, chain);
     }
     objects.chains.insert(SERVICES.to_owned(), services);
     objects
+}
+
+/// Endpoint counts whose pick chains every takeover creates, whether used or not.
+pub(crate) const PRECREATED_PICKS: usize = 64;
+
+/// The commands that create the pick chains for 1 to `upto` endpoints: `pick-N` (ClusterIP
+/// frontends of either family) and `np-pick-N` (NodePorts).
+///
+/// They are only ever created with the endpoint maps they refer to, in a takeover: nft
+/// 1.0.6 cannot add a rule that refers to a `typeof` map it reads back from the kernel
+/// (it misparses the stored `ip daddr . th dport`: "conflicting protocols specified"), so
+/// a later sync cannot add them. A table needing more than `upto` endpoints is taken over
+/// again ([`plan`](super::plan)).
+pub(crate) fn pick_chains(upto: usize) -> Vec<Command> {
+    let mut chains = Vec::new();
+    let mut rules = Vec::new();
+    for n in 1..=upto {
+        let cluster = format!("pick-{n}");
+        let node = Pick::NodePort(n).name();
+        rules.push(add_rule(
+            &cluster,
+            &format!(
+                "meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @{}",
+                maps::ENDPOINTS
+            ),
+        ));
+        rules.push(add_rule(
+            &cluster,
+            &format!(
+                "meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod {n} map @{}",
+                maps::ENDPOINTS6
+            ),
+        ));
+        rules.push(add_rule(&node, &format!("jump {MARK_CHAIN}")));
+        rules.push(add_rule(
+            &node,
+            &format!(
+                "meta nfproto ipv4 dnat ip to meta l4proto . th dport . numgen random mod {n} map @{}",
+                maps::NODEPORT_ENDPOINTS
+            ),
+        ));
+        rules.push(add_rule(
+            &node,
+            &format!(
+                "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport . numgen random mod {n} map @{}",
+                maps::NODEPORT_ENDPOINTS6
+            ),
+        ));
+        chains.push(add_chain(&cluster));
+        chains.push(add_chain(&node));
+    }
+    chains.extend(rules);
+    chains
+}
+
+/// The most endpoints any service port of `table` has.
+pub(crate) fn most_endpoints(table: &ServiceTable) -> usize {
+    table
+        .iter()
+        .map(|(_, entry)| entry.endpoints.len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The objects one service port needs (see the [module docs](self)).

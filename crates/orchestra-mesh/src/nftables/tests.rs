@@ -80,7 +80,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
     )]
     .into_iter()
     .collect();
-    let plan = plan(None, &table, MARK);
+    let plan = plan(None, 0, &table, MARK);
     let summary = summary(&plan.commands);
     assert_eq!(
         summary[..3],
@@ -121,7 +121,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
     let script = script(&plan.commands);
     for line in [
         "add rule inet orchestra services ip daddr . meta l4proto . th dport @pick-3 goto pick-3\n",
-        "add rule inet orchestra pick-3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints\n",
+        "add rule inet orchestra pick-3 meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints\n",
         "add rule inet orchestra services ip saddr . ip daddr . meta l4proto . th dport @hairpin jump mark-for-masquerade\n",
         "add element inet orchestra pick-3 { 10.96.0.10 . tcp . 80 }\n",
         "add element inet orchestra endpoints { 10.96.0.10 . tcp . 80 . 0 : 10.1.0.1 . 8080, 10.96.0.10 . tcp . 80 . 1 : 10.1.0.2 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.1.0.3 . 8080 }\n",
@@ -134,7 +134,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
 #[test]
 fn applying_the_same_table_again_sends_nothing() {
     let table = many(50);
-    let plan = plan(Some(&table), &table, MARK);
+    let plan = plan(Some(&table), 64, &table, MARK);
     assert!(plan.commands.is_empty());
     assert_eq!(plan.changed_ports, 0);
 }
@@ -150,7 +150,7 @@ fn a_change_to_one_service_among_many_sends_only_its_elements() {
     let mut changed = new.get(&key("s1234")).unwrap().clone();
     changed.endpoints.remove(0);
     new.insert(key("s1234"), changed.clone());
-    let plan = plan(Some(&old), &new, MARK);
+    let plan = plan(Some(&old), 64, &new, MARK);
     // Endpoints move down one index: 0 and 1 get new data, 2 goes.
     assert_eq!(
         summary(&plan.commands),
@@ -177,12 +177,11 @@ fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
     let mut changed = new.get(&key("s3")).unwrap().clone();
     changed.endpoints.pop();
     new.insert(key("s3"), changed);
-    let added = summary(&plan(Some(&old), &new, MARK).commands);
+    let added = summary(&plan(Some(&old), 64, &new, MARK).commands);
     assert_eq!(
         added,
         [
             "add set pick-2",
-            "add chain pick-2",
             "delete element endpoints x1",
             "delete element hairpin x1",
             "delete element pick-3 x1",
@@ -194,15 +193,13 @@ fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
             "add rule services",
             "add rule services",
             "add rule services",
-            "add rule pick-2",
             "add element pick-2 x1",
         ]
     );
-    let removed = summary(&plan(Some(&new), &old, MARK).commands);
+    let removed = summary(&plan(Some(&new), 64, &old, MARK).commands);
     assert_eq!(
         removed,
         [
-            "flush chain pick-2",
             "flush chain services",
             "add rule services",
             "add rule services",
@@ -213,10 +210,39 @@ fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
             "add element endpoints x1",
             "add element hairpin x1",
             "add element pick-3 x1",
-            "delete chain pick-2",
             "delete set pick-2",
         ]
     );
+}
+
+#[test]
+fn more_endpoints_than_pick_chains_takes_the_table_over_again() {
+    let old = many(3);
+    let mut new = old.clone();
+    let mut big = new.get(&key("s1")).unwrap().clone();
+    big.endpoints = (1..=70u32)
+        .map(|i| addr(&format!("10.2.0.{i}:8080")))
+        .collect();
+    new.insert(key("s1"), big);
+    let plan = plan(Some(&old), 64, &new, MARK);
+    assert_eq!(plan.picks_upto, 70);
+    let summary = summary(&plan.commands);
+    assert_eq!(
+        summary[..2],
+        ["add table orchestra", "delete table orchestra"]
+    );
+    assert!(
+        summary.iter().any(|s| s == "add rule pick-70"),
+        "{summary:#?}"
+    );
+    // Within the chains there are, a change stays incremental.
+    let again = super::plan::plan(Some(&new), 70, &old, MARK);
+    assert_eq!(again.picks_upto, 70);
+    assert!(!summary_has_table(&again.commands));
+}
+
+fn summary_has_table(commands: &[String]) -> bool {
+    commands.iter().any(|c| c.contains(" table "))
 }
 
 #[test]
@@ -230,7 +256,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
     let old: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
     dns.endpoints.remove(1);
     let new: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
-    let plan = plan(Some(&old), &new, MARK);
+    let plan = plan(Some(&old), 64, &new, MARK);
     assert_eq!(
         plan.stale,
         [StaleFlows {
@@ -241,7 +267,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
         }]
     );
     // A deleted service flushes every endpoint's flows.
-    let plan = super::plan::plan(Some(&old), &ServiceTable::new(), MARK);
+    let plan = super::plan::plan(Some(&old), 64, &ServiceTable::new(), MARK);
     assert_eq!(plan.stale.len(), 2);
 }
 
@@ -252,7 +278,7 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
     let with: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
     web.endpoints.clear();
     let without: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let plan_empty = plan(Some(&with), &without, MARK);
+    let plan_empty = plan(Some(&with), 64, &without, MARK);
     // Its picks are no longer used: their sets go, with their elements.
     assert_eq!(
         summary(&plan_empty.commands),
@@ -260,8 +286,6 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
             "delete element endpoints x1",
             "delete element hairpin x1",
             "delete element nodeport-endpoints x1",
-            "flush chain np-pick-1",
-            "flush chain pick-1",
             "flush chain services",
             "add rule services",
             "add rule services",
@@ -270,20 +294,16 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
             "add rule services",
             "add element no-endpoint-nodeports x1",
             "add element no-endpoint-services x1",
-            "delete chain np-pick-1",
-            "delete chain pick-1",
             "delete set np-pick-1",
             "delete set pick-1",
         ]
     );
-    let plan_back = plan(Some(&without), &with, MARK);
+    let plan_back = plan(Some(&without), 64, &with, MARK);
     assert_eq!(
         summary(&plan_back.commands),
         [
             "add set np-pick-1",
             "add set pick-1",
-            "add chain np-pick-1",
-            "add chain pick-1",
             "delete element no-endpoint-nodeports x1",
             "delete element no-endpoint-services x1",
             "flush chain services",
@@ -294,10 +314,6 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
             "add rule services",
             "add rule services",
             "add rule services",
-            "add rule np-pick-1",
-            "add rule np-pick-1",
-            "add rule np-pick-1",
-            "add rule pick-1",
             "add element endpoints x1",
             "add element hairpin x1",
             "add element nodeport-endpoints x1",
@@ -324,7 +340,7 @@ fn a_frontend_moving_between_services_is_rewritten_not_recreated() {
     b.endpoints = vec![addr("10.1.0.2:8080")];
     let old: ServiceTable = [(key("a"), a)].into_iter().collect();
     let new: ServiceTable = [(key("b"), b)].into_iter().collect();
-    let summary = summary(&plan(Some(&old), &new, MARK).commands);
+    let summary = summary(&plan(Some(&old), 64, &new, MARK).commands);
     assert!(
         !summary
             .iter()
@@ -351,7 +367,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_secs(3),
     };
     let first: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let created = summary(&plan(Some(&ServiceTable::new()), &first, MARK).commands);
+    let created = summary(&plan(Some(&ServiceTable::new()), 64, &first, MARK).commands);
     assert_eq!(
         created
             .iter()
@@ -364,7 +380,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_millis(10_500),
     };
     let second: ServiceTable = [(key("web"), web)].into_iter().collect();
-    let changed = summary(&plan(Some(&first), &second, MARK).commands);
+    let changed = summary(&plan(Some(&first), 64, &second, MARK).commands);
     assert_eq!(
         changed
             .iter()
@@ -458,10 +474,10 @@ fn ipv6_services_use_the_ipv6_maps_and_dnat() {
     .into_iter()
     .collect();
     validate(&table).unwrap();
-    let plan = plan(Some(&ServiceTable::new()), &table, MARK);
+    let plan = plan(Some(&ServiceTable::new()), 64, &table, MARK);
     let script = script(&plan.commands);
     for line in [
-        "add rule inet orchestra pick6-1 dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 1 map @endpoints6\n",
+        "add rule inet orchestra services ip6 daddr . meta l4proto . th dport @pick6-1 goto pick-1\n",
         "add element inet orchestra endpoints6 { fd00:96::10 . tcp . 80 . 0 : fd00:1::1 . 8080 }\n",
         "add element inet orchestra hairpin6 { fd00:1::1 . fd00:96::10 . tcp . 80 }\n",
         "add element inet orchestra service-ips6 { fd00:96::11 . tcp . 80 : goto svc-fd00_96__11/tcp/80 }\n",
