@@ -39,13 +39,13 @@ pub struct SyncResult {
     /// nft commands of the full sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_commands: Option<usize>,
-    /// A one-service change afterwards, ms (the whole `sync`: diff, JSON, nft).
+    /// A one-service change afterwards, ms (the whole `sync`: diff, script, nft).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_ms: Option<f64>,
     /// nft commands of that change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_commands: Option<usize>,
-    /// Bytes of JSON sent for that change.
+    /// Bytes of nft script sent for that change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_bytes: Option<usize>,
 }

@@ -13,9 +13,8 @@ use super::NftablesProxyConfig;
 use super::error::NftError;
 use super::plan::StaleFlows;
 
-/// Runs one nft transaction: `[PREFIX...] nft -j -f -` with `payload` on stdin. nft applies
-/// the whole batch or nothing. (Run here rather than through the `nftables` crate's helper,
-/// which lets nft's stderr through to ours instead of returning it.)
+/// Runs one nft transaction: `[PREFIX...] nft -f -` with `payload` (commands, one a line) on
+/// stdin. nft applies the whole batch or nothing, and names the line it refused on stderr.
 pub(crate) async fn nft(
     config: &NftablesProxyConfig,
     payload: &str,
@@ -29,7 +28,7 @@ pub(crate) async fn nft(
     };
     let mut child = Command::new(&program)
         .args(&args)
-        .args(["-j", "-f", "-"])
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -42,9 +42,6 @@ pub enum NftError {
         /// Its exit status and what it said on stderr, or why it could not run.
         detail: String,
     },
-    /// The transaction could not be written as JSON (a bug: report it).
-    #[error("the nftables transaction does not serialize to JSON")]
-    Serialize(#[source] serde_json::Error),
     /// `conntrack` could not flush stale UDP flows (the rules were applied; the flush is
     /// tried again by the next sync).
     #[error(

@@ -9,15 +9,21 @@
 //! service ports are flushed and refilled, map elements added or deleted, so the rules of
 //! other services keep their handles and their counters.
 //!
-//! # Why the `nft` binary's JSON, through the `nftables` crate
-//! The `nftables` crate gives typed JSON for `nft -j -f -`: one `nft` run per sync is one
-//! kernel transaction (all or nothing), errors come back as nft's own messages, and the
-//! same binary the operator uses to inspect the rules does the work. Netlink (`rustables`)
-//! would skip a process per sync and nft's userspace cache, but hand-encodes expressions nft
-//! already knows (numgen, concatenated verdict maps, dynamic set updates) and is far less
-//! used. The price is measured by `orchestra bench proxy --mode nftables`: nft 1.0.x reads
-//! the table's chains and sets into its cache on every run, so the time of a one-service
-//! sync grows with the table even though what is sent does not.
+//! # Why the `nft` binary's text input
+//! One `nft -f -` run per sync is one kernel transaction (all or nothing), errors come back
+//! as nft's own messages, and the same binary the operator uses to inspect the rules does
+//! the work. Text rather than nft's JSON: nft 1.0.x's JSON cannot declare a map by `typeof`,
+//! which the endpoint maps need (see [`ruleset`]), and the commands read as what an operator
+//! would type. Netlink (`rustables`) would skip a process per sync and nft's userspace cache,
+//! but hand-encodes expressions nft already knows (numgen, concatenations, dynamic set
+//! updates) and is far less used.
+//!
+//! The cost of a sync is what nft fetches before it sends anything: for every `add rule` or
+//! `add element`, nft 1.0.x lists all chains and sets of the host, and the kernel answers
+//! the chain dump in time quadratic in the number of chains. The layout of [`ruleset`]
+//! keeps the number of chains independent of the number of services (except for services
+//! with ClientIP affinity) so that a one-service change stays cheap at 30,000 services;
+//! `orchestra bench proxy --mode nftables` measures it.
 //!
 //! # Stale UDP flows
 //! A UDP client keeps its conntrack entry (and so its DNAT to one endpoint) as long as it
@@ -110,7 +116,7 @@ pub struct SyncReport {
     pub changed_ports: usize,
     /// nft commands in the transaction (0: nothing to do, nft was not run).
     pub commands: usize,
-    /// Bytes of JSON sent to nft.
+    /// Bytes of nft script sent.
     pub payload_bytes: usize,
     /// How long nft took (process start to exit).
     pub nft_time: Duration,
@@ -143,6 +149,8 @@ pub struct NftablesProxy {
 struct State {
     /// The table in force; `None` until the first successful sync (which takes over).
     applied: Option<ServiceTable>,
+    /// The endpoint counts the table has pick chains for (1 to this).
+    picks_upto: usize,
     /// Stale UDP flows whose flush failed, tried again by the next sync.
     pending_flush: Vec<StaleFlows>,
 }
@@ -171,14 +179,19 @@ impl NftablesProxy {
     pub async fn sync(&self, table: &ServiceTable) -> Result<SyncReport, NftError> {
         validate::validate(table)?;
         let mut state = self.state.lock().await;
-        let plan = plan::plan(state.applied.as_ref(), table, self.config.masquerade_mark);
+        let plan = plan::plan(
+            state.applied.as_ref(),
+            state.picks_upto,
+            table,
+            self.config.masquerade_mark,
+        );
         let mut report = SyncReport {
             changed_ports: plan.changed_ports,
             commands: plan.commands.len(),
             ..SyncReport::default()
         };
         if !plan.commands.is_empty() {
-            let payload = ruleset::to_json(&plan.commands).map_err(NftError::Serialize)?;
+            let payload = ruleset::script(&plan.commands);
             report.payload_bytes = payload.len();
             let started = Instant::now();
             command::nft(&self.config, &payload, report.commands).await?;
@@ -186,6 +199,7 @@ impl NftablesProxy {
             debug!(ports = report.changed_ports, commands = report.commands, nft_time = ?report.nft_time, "nftables synced");
         }
         state.applied = Some(table.clone());
+        state.picks_upto = plan.picks_upto;
         let mut flows = std::mem::take(&mut state.pending_flush);
         flows.extend(plan.stale);
         let mut first_error = None;
@@ -209,20 +223,11 @@ impl NftablesProxy {
     /// next sync takes over again.
     pub async fn delete_table(&self) -> Result<(), NftError> {
         let mut state = self.state.lock().await;
-        let table = || {
-            nftables::schema::NfListObject::Table(nftables::schema::Table {
-                family: nftables::types::NfFamily::INet,
-                name: TABLE.into(),
-                handle: None,
-            })
-        };
-        let commands = [
-            ruleset::Command::add(table()),
-            ruleset::Command::delete(table()),
-        ];
-        let payload = ruleset::to_json(&commands).map_err(NftError::Serialize)?;
+        let commands = ruleset::delete_table();
+        let payload = ruleset::script(&commands);
         command::nft(&self.config, &payload, commands.len()).await?;
         state.applied = None;
+        state.picks_upto = 0;
         Ok(())
     }
 }

@@ -5,11 +5,13 @@
 //! comparison of their rules). For the others, the objects of the old and the new entries
 //! ([`service_objects`]) are compared by name, across all changed ports at once (so that a
 //! frontend moving from one service to another in the same sync is a change of contents, not
-//! a delete and an add of the same name in the wrong order):
+//! a delete and an add of the same name in the wrong order), and so are the dispatch objects
+//! ([`dispatch`]) of both tables when the endpoint counts in use differ:
+//! - set and map elements are added, deleted, or deleted and re-added with new data (for
+//!   most service ports that is all a sync sends);
 //! - a new chain is added and filled; a chain whose rules differ is flushed and refilled; a
 //!   chain no longer needed is flushed and deleted;
-//! - map elements are added, deleted, or deleted and re-added with a new verdict;
-//! - affinity sets are added or deleted (a set's name carries its timeout, so a new timeout
+//! - sets are added or deleted (an affinity set's name carries its timeout, so a new timeout
 //!   is a new set and its chains are rewritten).
 //!
 //! The commands are ordered so that every reference is valid inside the one transaction:
@@ -19,12 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use nftables::schema::{NfListObject, Table};
-use nftables::types::NfFamily;
-
-use super::ruleset::{
-    self, AffinitySet, Command, MapElement, RuleExprs, ServiceObjects, TABLE, service_objects,
-};
+use super::ruleset::{self, Command, Objects, dispatch, picks_of, service_objects};
 use crate::table::{Protocol, ServiceEntry, ServiceTable};
 
 /// One nft transaction and what else the sync must do.
@@ -36,6 +33,8 @@ pub(crate) struct Plan {
     pub changed_ports: usize,
     /// UDP flows to removed endpoints, to flush from conntrack once the rules are in force.
     pub stale: Vec<StaleFlows>,
+    /// The endpoint counts that have pick chains once the plan is applied (1 to this).
+    pub picks_upto: usize,
 }
 
 /// Conntrack entries of UDP flows from a service frontend to an endpoint that left it: without
@@ -53,37 +52,33 @@ pub struct StaleFlows {
     pub endpoint: IpAddr,
 }
 
-/// The objects of several service ports, by name.
-#[derive(Default)]
-struct Objects {
-    chains: BTreeMap<String, Vec<RuleExprs>>,
-    sets: BTreeMap<String, AffinitySet>,
-    elements: BTreeMap<(&'static str, ruleset::ElementKey), MapElement>,
-}
-
-impl Objects {
-    fn extend(&mut self, objects: ServiceObjects) {
-        self.chains.extend(objects.chains);
-        self.sets
-            .extend(objects.sets.into_iter().map(|s| (s.name.clone(), s)));
-        self.elements.extend(
-            objects
-                .elements
-                .into_iter()
-                .map(|e| ((e.map, e.key.clone()), e)),
-        );
-    }
-}
-
-/// The transaction from `old` (what the kernel runs; `None`: nothing known, so the table is
-/// taken over: deleted if a previous run left one, and created afresh) to `new`.
+/// The transaction from `old` (what the kernel runs, with pick chains for 1 to `picks_upto`
+/// endpoints; `None`: nothing known) to `new`. The table is taken over (deleted if a
+/// previous run left one, and created afresh) when nothing is known, or when `new` has a
+/// service port with more endpoints than there are pick chains (see
+/// [`pick_chains`](ruleset::pick_chains)).
 ///
 /// `new` must have been validated ([`validate`](super::validate::validate)).
-pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) -> Plan {
+pub(crate) fn plan(
+    old: Option<&ServiceTable>,
+    picks_upto: usize,
+    new: &ServiceTable,
+    mark: u32,
+) -> Plan {
     let empty = ServiceTable::new();
-    let takeover = old.is_none();
-    let old = old.unwrap_or(&empty);
-    let mut plan = Plan::default();
+    let most = ruleset::most_endpoints(new);
+    let takeover = old.is_none() || most > picks_upto;
+    let known = old.unwrap_or(&empty);
+    // A takeover builds everything afresh: the diff starts from an empty table.
+    let old = if takeover { &empty } else { known };
+    let mut plan = Plan {
+        picks_upto: if takeover {
+            most.max(ruleset::PRECREATED_PICKS)
+        } else {
+            picks_upto
+        },
+        ..Plan::default()
+    };
     let mut before = Objects::default();
     let mut after = Objects::default();
     for (key, entry) in new.iter() {
@@ -106,43 +101,51 @@ pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) ->
             stale_flows(previous, None, &mut plan.stale);
         }
     }
-    let table = || Table {
-        family: NfFamily::INet,
-        name: TABLE.into(),
-        handle: None,
-    };
-    let mut commands = Vec::new();
-    let add = Command::add;
-    let delete = Command::delete;
-    let flush = Command::flush_chain;
     if takeover {
-        // `add` then `delete`: removes a table left by a previous run, and succeeds when there
-        // is none; the whole skeleton is then created in the same transaction.
-        commands.push(add(NfListObject::Table(table())));
-        commands.push(delete(NfListObject::Table(table())));
-        commands.push(add(NfListObject::Table(table())));
+        // The flows of what the kernel ran still need their flush.
+        for (key, previous) in known.iter() {
+            stale_flows(previous, new.get(key), &mut plan.stale);
+        }
+    }
+    let mut commands = Vec::new();
+    if takeover {
+        // Removes a table left by a previous run (and succeeds when there is none); the
+        // whole skeleton is then created in the same transaction, with an empty `services`.
+        commands.extend(ruleset::delete_table());
+        commands.push(ruleset::add_table());
         commands.extend(ruleset::skeleton(mark));
+        commands.extend(ruleset::pick_chains(plan.picks_upto));
+        before.extend(dispatch(&Default::default()));
+        before.chains.values_mut().for_each(Vec::clear);
+        after.extend(dispatch(&picks_of(new)));
+    } else if plan.changed_ports > 0 {
+        // The dispatch depends on which endpoint counts are in use; when that set is the
+        // same, both sides are equal and contribute nothing.
+        before.extend(dispatch(&picks_of(old)));
+        after.extend(dispatch(&picks_of(new)));
     }
     // 1. New sets and chains.
     for (name, spec) in &after.sets {
         if !before.sets.contains_key(name) {
-            commands.push(add(ruleset::set(spec)));
+            commands.push(ruleset::add_set(name, spec));
         }
     }
     for name in after.chains.keys() {
         if !before.chains.contains_key(name) {
-            commands.push(add(NfListObject::Chain(ruleset::chain(name))));
+            commands.push(ruleset::add_chain(name));
         }
     }
-    // 2. Elements that go away or change their verdict.
-    let mut removed: BTreeMap<&'static str, Vec<&MapElement>> = BTreeMap::new();
-    for (id, element) in &before.elements {
-        if after.elements.get(id) != Some(element) {
-            removed.entry(element.map).or_default().push(element);
+    // 2. Elements that go away or change their data.
+    let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for ((set, key), data) in &before.elements {
+        if after.elements.get(&(set.clone(), key.clone())) != Some(data)
+            && !set_replaced(&before, &after, set)
+        {
+            removed.entry(set).or_default().push(key);
         }
     }
-    for (map, elements) in &removed {
-        commands.push(delete(ruleset::elements(map, elements, false)));
+    for (set, keys) in removed {
+        commands.push(ruleset::delete_elements(set, keys));
     }
     // 3. Chains that change or go away are emptied; 4. new and changed chains are filled.
     let mut fills = Vec::new();
@@ -150,43 +153,51 @@ pub(crate) fn plan(old: Option<&ServiceTable>, new: &ServiceTable, mark: u32) ->
         match after.chains.get(name) {
             Some(new_rules) if new_rules == rules => {}
             Some(new_rules) => {
-                commands.push(flush(name));
-                fills.extend(new_rules.iter().map(|r| ruleset::rule(name, r.clone())));
+                commands.push(ruleset::flush_chain(name));
+                fills.extend(new_rules.iter().map(|r| ruleset::add_rule(name, r)));
             }
-            None => commands.push(flush(name)),
+            None => commands.push(ruleset::flush_chain(name)),
         }
     }
     for (name, rules) in &after.chains {
         if !before.chains.contains_key(name) {
-            fills.extend(rules.iter().map(|r| ruleset::rule(name, r.clone())));
+            fills.extend(rules.iter().map(|r| ruleset::add_rule(name, r)));
         }
     }
-    commands.extend(fills.into_iter().map(add));
+    commands.extend(fills);
     // 5. Elements that are new or changed.
-    let mut added: BTreeMap<&'static str, Vec<&MapElement>> = BTreeMap::new();
-    for (id, element) in &after.elements {
-        if before.elements.get(id) != Some(element) {
-            added.entry(element.map).or_default().push(element);
+    let mut added: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for ((set, key), data) in &after.elements {
+        if before.elements.get(&(set.clone(), key.clone())) != Some(data) {
+            added
+                .entry(set)
+                .or_default()
+                .push((key.as_str(), data.as_str()));
         }
     }
-    for (map, elements) in &added {
-        commands.push(add(ruleset::elements(map, elements, true)));
+    for (set, elements) in added {
+        commands.push(ruleset::add_elements(set, elements));
     }
     // 6. Chains and sets nothing refers to any more.
     for name in before.chains.keys() {
         if !after.chains.contains_key(name) {
-            commands.push(delete(NfListObject::Chain(ruleset::chain(name))));
+            commands.push(ruleset::delete_chain(name));
         }
     }
     for (name, spec) in &before.sets {
         if !after.sets.contains_key(name) {
-            commands.push(delete(ruleset::set(spec)));
+            commands.push(ruleset::delete_set(name, spec));
         }
     }
     plan.commands = commands;
     plan.stale.sort();
     plan.stale.dedup();
     plan
+}
+
+/// Whether set `name` goes away in this transaction (its elements go with it).
+fn set_replaced(before: &Objects, after: &Objects, name: &str) -> bool {
+    before.sets.contains_key(name) && !after.sets.contains_key(name)
 }
 
 /// The UDP flows of `old` that `new` (the same service port now, if any) no longer routes.

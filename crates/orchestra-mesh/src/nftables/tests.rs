@@ -4,11 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nftables::schema::{FlushObject, NfCmd, NfListObject, NfObject};
-
 use super::NftError;
 use super::plan::{StaleFlows, plan};
-use super::ruleset::{Command, to_json};
+use super::ruleset::script;
 use super::validate::validate;
 use crate::table::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceTable};
 
@@ -32,40 +30,26 @@ fn key(name: &str) -> ServiceKey {
     ServiceKey::new("default", name, "")
 }
 
-/// `verb kind name` per command (`add rule` names its chain).
-fn summary(commands: &[Command]) -> Vec<String> {
+/// `verb kind name` per command (`add rule` names its chain, `add element` counts its
+/// elements: `add element endpoints x3`).
+fn summary(commands: &[String]) -> Vec<String> {
     commands
         .iter()
         .map(|command| {
-            let command = match command {
-                Command::Nf(command) => command,
-                Command::Raw(raw) => {
-                    return format!("add map {}", raw["add"]["map"]["name"].as_str().unwrap());
+            let words: Vec<&str> = command.split(' ').collect();
+            assert_eq!(words[2..4], ["inet", "orchestra"], "{command}");
+            let (verb, kind) = (words[0], words[1]);
+            match (kind, words.get(4)) {
+                ("table", None) => format!("{verb} table orchestra"),
+                ("element", Some(set)) => {
+                    let inside = command.split_once('{').unwrap().1;
+                    format!("{verb} element {set} x{}", inside.split(", ").count())
                 }
-            };
-            let (verb, object) = match command {
-                NfObject::CmdObject(NfCmd::Add(o)) => ("add", describe(o)),
-                NfObject::CmdObject(NfCmd::Delete(o)) => ("delete", describe(o)),
-                NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(c))) => {
-                    ("flush", format!("chain {}", c.name))
-                }
-                other => panic!("unexpected command {other:?}"),
-            };
-            format!("{verb} {object}")
+                (_, Some(name)) => format!("{verb} {kind} {name}"),
+                _ => panic!("unexpected command {command}"),
+            }
         })
         .collect()
-}
-
-fn describe(object: &NfListObject<'static>) -> String {
-    match object {
-        NfListObject::Table(t) => format!("table {}", t.name),
-        NfListObject::Chain(c) => format!("chain {}", c.name),
-        NfListObject::Rule(r) => format!("rule {}", r.chain),
-        NfListObject::Set(s) => format!("set {}", s.name),
-        NfListObject::Map(m) => format!("map {}", m.name),
-        NfListObject::Element(e) => format!("element {} x{}", e.name, e.elem.len()),
-        other => panic!("unexpected object {other:?}"),
-    }
 }
 
 fn many(n: u32) -> ServiceTable {
@@ -96,7 +80,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
     )]
     .into_iter()
     .collect();
-    let plan = plan(None, &table, MARK);
+    let plan = plan(None, 0, &table, MARK);
     let summary = summary(&plan.commands);
     assert_eq!(
         summary[..3],
@@ -110,64 +94,155 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
         "add map service-ips",
         "add map service-nodeports",
         "add map no-endpoint-services",
+        "add map endpoints",
+        "add set hairpin",
         "add chain nat-prerouting",
-        "add chain svc-10.96.0.10/tcp/80",
-        "add chain ep-10.96.0.10/tcp/80-10.1.0.2/8080",
-        "add rule svc-10.96.0.10/tcp/80",
-        "add element service-ips x1",
+        "add chain services",
+        "add set pick-3",
+        "add chain pick-3",
+        "add rule pick-3",
+        "add rule services",
+        "add element pick-3 x1",
+        "add element endpoints x3",
+        "add element hairpin x3",
     ] {
         assert!(
             summary.iter().any(|s| s == expected),
             "{expected} missing from {summary:#?}"
         );
     }
+    assert!(
+        !summary.iter().any(|s| s.contains("svc-")),
+        "a service without affinity owns no chain: {summary:#?}"
+    );
     assert_eq!(plan.changed_ports, 1);
-    // The service chain picks among the three endpoint chains at random, the endpoint chain
-    // marks hairpin traffic and DNATs.
-    let json = to_json(&plan.commands).unwrap();
-    assert!(
-        json.contains(r#""chain":"svc-10.96.0.10/tcp/80","expr":[{"match":{"left":{"numgen":{"mode":"random","mod":3}},"right":0,"op":"=="}},{"goto":{"target":"ep-10.96.0.10/tcp/80-10.1.0.1/8080"}}]}"#),
-        "{json}"
-    );
-    assert!(
-        json.contains(r#"{"dnat":{"addr":"10.1.0.2","family":"ip","port":8080}}"#),
-        "{json}"
-    );
-    assert!(
-        json.contains(r#""elem":[[{"concat":["10.96.0.10","tcp",80]},{"goto":{"target":"svc-10.96.0.10/tcp/80"}}]]"#),
-        "{json}"
-    );
+    // Members of pick-3 are DNATed to endpoint `numgen random mod 3` of their frontend;
+    // endpoints calling their own service are marked for masquerade.
+    let script = script(&plan.commands);
+    for line in [
+        "add rule inet orchestra services ip daddr . meta l4proto . th dport @pick-3 goto pick-3\n",
+        "add rule inet orchestra pick-3 meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints\n",
+        "add rule inet orchestra services ip saddr . ip daddr . meta l4proto . th dport @hairpin jump mark-for-masquerade\n",
+        "add element inet orchestra pick-3 { 10.96.0.10 . tcp . 80 }\n",
+        "add element inet orchestra endpoints { 10.96.0.10 . tcp . 80 . 0 : 10.1.0.1 . 8080, 10.96.0.10 . tcp . 80 . 1 : 10.1.0.2 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.1.0.3 . 8080 }\n",
+        "add element inet orchestra hairpin { 10.1.0.1 . 10.96.0.10 . tcp . 80, 10.1.0.2 . 10.96.0.10 . tcp . 80, 10.1.0.3 . 10.96.0.10 . tcp . 80 }\n",
+    ] {
+        assert!(script.contains(line), "{line} missing from {script}");
+    }
 }
 
 #[test]
 fn applying_the_same_table_again_sends_nothing() {
     let table = many(50);
-    let plan = plan(Some(&table), &table, MARK);
+    let plan = plan(Some(&table), 64, &table, MARK);
     assert!(plan.commands.is_empty());
     assert_eq!(plan.changed_ports, 0);
 }
 
 #[test]
-fn a_change_to_one_service_among_many_rewrites_only_its_chains() {
-    let old = many(2_000);
+fn a_change_to_one_service_among_many_sends_only_its_elements() {
+    let mut old = many(2_000);
+    // Another service already has two endpoints, so the count is not new to the table.
+    let mut two = old.get(&key("s0")).unwrap().clone();
+    two.endpoints.pop();
+    old.insert(key("s0"), two);
     let mut new = old.clone();
     let mut changed = new.get(&key("s1234")).unwrap().clone();
-    let removed = changed.endpoints.remove(0);
+    changed.endpoints.remove(0);
     new.insert(key("s1234"), changed.clone());
-    let plan = plan(Some(&old), &new, MARK);
-    let frontend = format!("{}/tcp/80", changed.cluster.ip());
+    let plan = plan(Some(&old), 64, &new, MARK);
+    // Endpoints move down one index: 0 and 1 get new data, 2 goes.
     assert_eq!(
         summary(&plan.commands),
         [
-            format!("flush chain ep-{frontend}-{}/8080", removed.ip()),
-            format!("flush chain svc-{frontend}"),
-            format!("add rule svc-{frontend}"),
-            format!("add rule svc-{frontend}"),
-            format!("delete chain ep-{frontend}-{}/8080", removed.ip()),
+            "delete element endpoints x3",
+            "delete element hairpin x1",
+            "delete element pick-3 x1",
+            "add element endpoints x2",
+            "add element pick-2 x1",
         ]
     );
+    let frontend = format!("{} . tcp . 80", changed.cluster.ip());
+    for command in &plan.commands {
+        assert!(command.contains(&frontend), "{command}");
+    }
     assert_eq!(plan.changed_ports, 1);
     assert!(plan.stale.is_empty(), "TCP has no stale flows to flush");
+}
+
+#[test]
+fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
+    let old = many(10);
+    let mut new = old.clone();
+    let mut changed = new.get(&key("s3")).unwrap().clone();
+    changed.endpoints.pop();
+    new.insert(key("s3"), changed);
+    let added = summary(&plan(Some(&old), 64, &new, MARK).commands);
+    assert_eq!(
+        added,
+        [
+            "add set pick-2",
+            "delete element endpoints x1",
+            "delete element hairpin x1",
+            "delete element pick-3 x1",
+            "flush chain services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add element pick-2 x1",
+        ]
+    );
+    let removed = summary(&plan(Some(&new), 64, &old, MARK).commands);
+    assert_eq!(
+        removed,
+        [
+            "flush chain services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add element endpoints x1",
+            "add element hairpin x1",
+            "add element pick-3 x1",
+            "delete set pick-2",
+        ]
+    );
+}
+
+#[test]
+fn more_endpoints_than_pick_chains_takes_the_table_over_again() {
+    let old = many(3);
+    let mut new = old.clone();
+    let mut big = new.get(&key("s1")).unwrap().clone();
+    big.endpoints = (1..=70u32)
+        .map(|i| addr(&format!("10.2.0.{i}:8080")))
+        .collect();
+    new.insert(key("s1"), big);
+    let plan = plan(Some(&old), 64, &new, MARK);
+    assert_eq!(plan.picks_upto, 70);
+    let summary = summary(&plan.commands);
+    assert_eq!(
+        summary[..2],
+        ["add table orchestra", "delete table orchestra"]
+    );
+    assert!(
+        summary.iter().any(|s| s == "add rule pick-70"),
+        "{summary:#?}"
+    );
+    // Within the chains there are, a change stays incremental.
+    let again = super::plan::plan(Some(&new), 70, &old, MARK);
+    assert_eq!(again.picks_upto, 70);
+    assert!(!summary_has_table(&again.commands));
+}
+
+fn summary_has_table(commands: &[String]) -> bool {
+    commands.iter().any(|c| c.contains(" table "))
 }
 
 #[test]
@@ -181,7 +256,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
     let old: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
     dns.endpoints.remove(1);
     let new: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
-    let plan = plan(Some(&old), &new, MARK);
+    let plan = plan(Some(&old), 64, &new, MARK);
     assert_eq!(
         plan.stale,
         [StaleFlows {
@@ -192,7 +267,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
         }]
     );
     // A deleted service flushes every endpoint's flows.
-    let plan = super::plan::plan(Some(&old), &ServiceTable::new(), MARK);
+    let plan = super::plan::plan(Some(&old), 64, &ServiceTable::new(), MARK);
     assert_eq!(plan.stale.len(), 2);
 }
 
@@ -203,54 +278,75 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
     let with: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
     web.endpoints.clear();
     let without: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let plan_empty = plan(Some(&with), &without, MARK);
+    let plan_empty = plan(Some(&with), 64, &without, MARK);
+    // Its picks are no longer used: their sets go, with their elements.
     assert_eq!(
         summary(&plan_empty.commands),
         [
-            "delete element service-ips x1",
-            "delete element service-nodeports x1",
-            "flush chain ep-10.96.0.10/tcp/80-10.1.0.1/8080",
-            "flush chain ext-10.96.0.10/tcp/80",
-            "flush chain svc-10.96.0.10/tcp/80",
+            "delete element endpoints x1",
+            "delete element hairpin x1",
+            "delete element nodeport-endpoints x1",
+            "flush chain services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
             "add element no-endpoint-nodeports x1",
             "add element no-endpoint-services x1",
-            "delete chain ep-10.96.0.10/tcp/80-10.1.0.1/8080",
-            "delete chain ext-10.96.0.10/tcp/80",
-            "delete chain svc-10.96.0.10/tcp/80",
+            "delete set np-pick-1",
+            "delete set pick-1",
         ]
     );
-    let plan_back = plan(Some(&without), &with, MARK);
+    let plan_back = plan(Some(&without), 64, &with, MARK);
     assert_eq!(
         summary(&plan_back.commands),
         [
-            "add chain ep-10.96.0.10/tcp/80-10.1.0.1/8080",
-            "add chain ext-10.96.0.10/tcp/80",
-            "add chain svc-10.96.0.10/tcp/80",
+            "add set np-pick-1",
+            "add set pick-1",
             "delete element no-endpoint-nodeports x1",
             "delete element no-endpoint-services x1",
-            "add rule ep-10.96.0.10/tcp/80-10.1.0.1/8080",
-            "add rule ep-10.96.0.10/tcp/80-10.1.0.1/8080",
-            "add rule ext-10.96.0.10/tcp/80",
-            "add rule ext-10.96.0.10/tcp/80",
-            "add rule svc-10.96.0.10/tcp/80",
-            "add element service-ips x1",
-            "add element service-nodeports x1",
+            "flush chain services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add rule services",
+            "add element endpoints x1",
+            "add element hairpin x1",
+            "add element nodeport-endpoints x1",
+            "add element np-pick-1 x1",
+            "add element pick-1 x1",
         ]
+    );
+    let script = script(&plan_back.commands);
+    assert!(
+        script.contains(
+            "add element inet orchestra nodeport-endpoints { tcp . 30080 . 0 : 10.1.0.1 . 8080 }\n"
+        ),
+        "{script}"
     );
 }
 
 #[test]
 fn a_frontend_moving_between_services_is_rewritten_not_recreated() {
-    let a = entry("10.96.0.10:80", Protocol::Tcp, &["10.1.0.1:8080"]);
-    let b = entry("10.96.0.10:80", Protocol::Tcp, &["10.1.0.2:8080"]);
+    let mut a = entry("10.96.0.10:80", Protocol::Tcp, &["10.1.0.1:8080"]);
+    a.affinity = Affinity::ClientIp {
+        timeout: Duration::from_secs(60),
+    };
+    let mut b = a.clone();
+    b.endpoints = vec![addr("10.1.0.2:8080")];
     let old: ServiceTable = [(key("a"), a)].into_iter().collect();
     let new: ServiceTable = [(key("b"), b)].into_iter().collect();
-    let summary = summary(&plan(Some(&old), &new, MARK).commands);
+    let summary = summary(&plan(Some(&old), 64, &new, MARK).commands);
     assert!(
         !summary
             .iter()
             .any(|s| s == "delete chain svc-10.96.0.10/tcp/80"
-                || s == "add chain svc-10.96.0.10/tcp/80"),
+                || s == "add chain svc-10.96.0.10/tcp/80"
+                || s.starts_with("delete element service-ips")),
         "{summary:#?}"
     );
     assert!(
@@ -271,7 +367,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_secs(3),
     };
     let first: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let created = summary(&plan(Some(&ServiceTable::new()), &first, MARK).commands);
+    let created = summary(&plan(Some(&ServiceTable::new()), 64, &first, MARK).commands);
     assert_eq!(
         created
             .iter()
@@ -284,7 +380,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_millis(10_500),
     };
     let second: ServiceTable = [(key("web"), web)].into_iter().collect();
-    let changed = summary(&plan(Some(&first), &second, MARK).commands);
+    let changed = summary(&plan(Some(&first), 64, &second, MARK).commands);
     assert_eq!(
         changed
             .iter()
@@ -363,23 +459,30 @@ fn invalid_addresses_are_refused_with_the_reason() {
 }
 
 #[test]
-fn ipv6_services_use_the_ipv6_map_and_dnat() {
-    let table: ServiceTable = [(
-        key("v6"),
-        entry("[fd00:96::10]:80", Protocol::Tcp, &["[fd00:1::1]:8080"]),
-    )]
+fn ipv6_services_use_the_ipv6_maps_and_dnat() {
+    let mut sticky = entry("[fd00:96::11]:80", Protocol::Tcp, &["[fd00:1::2]:8080"]);
+    sticky.affinity = Affinity::ClientIp {
+        timeout: Duration::from_secs(60),
+    };
+    let table: ServiceTable = [
+        (
+            key("v6"),
+            entry("[fd00:96::10]:80", Protocol::Tcp, &["[fd00:1::1]:8080"]),
+        ),
+        (key("sticky"), sticky),
+    ]
     .into_iter()
     .collect();
     validate(&table).unwrap();
-    let plan = plan(Some(&ServiceTable::new()), &table, MARK);
-    assert!(
-        summary(&plan.commands)
-            .iter()
-            .any(|s| s == "add element service-ips6 x1")
-    );
-    let json = to_json(&plan.commands).unwrap();
-    assert!(
-        json.contains(r#"{"dnat":{"addr":"fd00:1::1","family":"ip6","port":8080}}"#),
-        "{json}"
-    );
+    let plan = plan(Some(&ServiceTable::new()), 64, &table, MARK);
+    let script = script(&plan.commands);
+    for line in [
+        "add rule inet orchestra services ip6 daddr . meta l4proto . th dport @pick6-1 goto pick-1\n",
+        "add element inet orchestra endpoints6 { fd00:96::10 . tcp . 80 . 0 : fd00:1::1 . 8080 }\n",
+        "add element inet orchestra hairpin6 { fd00:1::1 . fd00:96::10 . tcp . 80 }\n",
+        "add element inet orchestra service-ips6 { fd00:96::11 . tcp . 80 : goto svc-fd00_96__11/tcp/80 }\n",
+        "add rule inet orchestra ep-fd00_96__11/tcp/80-fd00_1__2/8080 meta l4proto tcp dnat ip6 to [fd00:1::2]:8080\n",
+    ] {
+        assert!(script.contains(line), "{line} missing from {script}");
+    }
 }

@@ -294,6 +294,23 @@ impl Topology {
         handles
     }
 
+    /// The elements of map or set `name`, each as its JSON text.
+    pub fn elements(&self, name: &str) -> Vec<String> {
+        let mut elements = Vec::new();
+        for object in self.table() {
+            let Some(set) = object.get("map").or_else(|| object.get("set")) else {
+                continue;
+            };
+            if set["name"].as_str() != Some(name) {
+                continue;
+            }
+            for elem in set["elem"].as_array().into_iter().flatten() {
+                elements.push(elem.to_string());
+            }
+        }
+        elements
+    }
+
     /// The client addresses in any affinity set.
     pub fn affinity_members(&self) -> Vec<String> {
         let mut members = Vec::new();
