@@ -9,8 +9,19 @@
 //! - **in flight**: popped, its cycle not finished; the caller ends it with
 //!   [`SchedulingQueue::done`] (placed) or a requeue.
 //!
-//! The heap and the ordered sets are cleaned lazily: an entry whose pod has since moved,
-//! changed or been deleted carries an old generation and is skipped when it surfaces.
+//! Backoff holds two kinds of pods, as kube-scheduler's backoffQ does since its
+//! `SchedulerPopFromBackoffQ` (beta, on by default, in 1.33):
+//! - pods *moved* there because something may have changed for them (a cluster event while
+//!   they were unschedulable or in flight, their own update, the flush): when the heap is
+//!   empty, [`SchedulingQueue::pop`] takes them before their backoff ends (the earliest-ending
+//!   first), so that an idle scheduler does not sit out a backoff a pod may no longer need
+//!   (e.g. a preemptor whose victims were just deleted);
+//! - pods whose attempt ended in an *error* (a failed binding, Reserve, a plugin error,
+//!   [`SchedulingQueue::requeue_backoff`]): they always wait out their backoff in full.
+//!
+//! The heap is cleaned lazily: an entry whose pod has since moved, changed or been deleted
+//! carries an old generation and is skipped when it surfaces. The ordered sets (backoff,
+//! unschedulable) are kept exact: a pod leaving them is removed at once.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -64,6 +75,8 @@ struct Entry {
     last_attempt: Duration,
     /// A cluster event arrived while it was in flight: a failed cycle may have missed it.
     moved_in_flight: bool,
+    /// Its last attempt ended in an error: its backoff is waited out in full.
+    errored: bool,
 }
 
 struct HeapItem {
@@ -101,7 +114,10 @@ pub struct SchedulingQueue {
     less: LessFn,
     pods: HashMap<String, Entry>,
     active: BinaryHeap<HeapItem>,
+    /// Pods moved to backoff (by when it ends): popped early when the heap is empty.
     backoff: BTreeSet<(Duration, String)>,
+    /// Pods backing off after an error (by when it ends): never popped early.
+    error_backoff: BTreeSet<(Duration, String)>,
     unschedulable: BTreeSet<(Duration, String)>,
     next_sequence: u64,
     next_generation: u64,
@@ -112,6 +128,7 @@ impl std::fmt::Debug for SchedulingQueue {
         f.debug_struct("SchedulingQueue")
             .field("pods", &self.pods.len())
             .field("backoff", &self.backoff.len())
+            .field("error_backoff", &self.error_backoff.len())
             .field("unschedulable", &self.unschedulable.len())
             .finish()
     }
@@ -131,6 +148,7 @@ impl SchedulingQueue {
             pods: HashMap::new(),
             active: BinaryHeap::new(),
             backoff: BTreeSet::new(),
+            error_backoff: BTreeSet::new(),
             unschedulable: BTreeSet::new(),
             next_sequence: 0,
             next_generation: 0,
@@ -182,6 +200,7 @@ impl SchedulingQueue {
                 generation: 0,
                 last_attempt: now,
                 moved_in_flight: false,
+                errored: false,
             },
         );
         self.push_active(&key);
@@ -210,7 +229,9 @@ impl SchedulingQueue {
         };
         match entry.place {
             Place::Backoff(until) => {
-                self.backoff.remove(&(until, key.to_owned()));
+                let item = (until, key.to_owned());
+                self.backoff.remove(&item);
+                self.error_backoff.remove(&item);
             }
             Place::Unschedulable(since) => {
                 self.unschedulable.remove(&(since, key.to_owned()));
@@ -224,12 +245,20 @@ impl SchedulingQueue {
     /// Moves pods whose backoff is over to the heap, and flushes pods unschedulable for
     /// [`UNSCHEDULABLE_FLUSH`].
     pub fn tick(&mut self, now: Duration) {
-        while let Some((until, _)) = self.backoff.first() {
-            if *until > now {
-                break;
+        for errored in [false, true] {
+            loop {
+                let set = if errored {
+                    &mut self.error_backoff
+                } else {
+                    &mut self.backoff
+                };
+                match set.first() {
+                    Some((until, _)) if *until <= now => {}
+                    _ => break,
+                }
+                let (_, key) = set.pop_first().expect("first exists");
+                self.push_active(&key);
             }
-            let (_, key) = self.backoff.pop_first().expect("first exists");
-            self.push_active(&key);
         }
         while let Some((since, _)) = self.unschedulable.first() {
             if *since + UNSCHEDULABLE_FLUSH > now {
@@ -241,9 +270,22 @@ impl SchedulingQueue {
     }
 
     /// The next pod to schedule (after [`SchedulingQueue::tick`]), now in flight; its attempt
-    /// count includes this attempt.
+    /// count includes this attempt. With the heap empty, a pod moved to backoff is taken
+    /// before its backoff ends (see the [module docs](self)).
     pub fn pop(&mut self, now: Duration) -> Option<QueuedPodInfo> {
         self.tick(now);
+        loop {
+            if let Some(info) = self.pop_active(now) {
+                return Some(info);
+            }
+            // The backoff sets are kept exact (never stale), so the key is held.
+            let (_, key) = self.backoff.pop_first()?;
+            self.push_active(&key);
+        }
+    }
+
+    /// The first fresh pod of the heap, now in flight.
+    fn pop_active(&mut self, now: Duration) -> Option<QueuedPodInfo> {
         while let Some(item) = self.active.pop() {
             let key = item.info.pod.key();
             let Some(entry) = self.pods.get_mut(key) else {
@@ -256,6 +298,7 @@ impl SchedulingQueue {
             entry.info.attempts += 1;
             entry.last_attempt = now;
             entry.moved_in_flight = false;
+            entry.errored = false;
             return Some(entry.info.clone());
         }
         None
@@ -274,12 +317,15 @@ impl SchedulingQueue {
             }
             self.active.pop();
         }
-        false
+        !self.backoff.is_empty()
     }
 
     /// When the next backoff ends or the next unschedulable flush is due, if any.
     pub fn next_wakeup(&self) -> Option<Duration> {
-        let backoff = self.backoff.first().map(|(t, _)| *t);
+        let backoff = [&self.backoff, &self.error_backoff]
+            .into_iter()
+            .filter_map(|set| set.first().map(|(t, _)| *t))
+            .min();
         let flush = self
             .unschedulable
             .first()
@@ -319,11 +365,16 @@ impl SchedulingQueue {
         true
     }
 
-    /// Ends a pod's cycle with an error (or a failed binding): it goes to backoff.
+    /// Ends a pod's cycle with an error (or a failed binding): it goes to backoff, and waits
+    /// it out in full.
     pub fn requeue_backoff(&mut self, key: &str, now: Duration) -> bool {
-        if self.place(key) != Some(Place::InFlight) {
+        let Some(entry) = self.pods.get_mut(key) else {
+            return false;
+        };
+        if entry.place != Place::InFlight {
             return false;
         }
+        entry.errored = true;
         self.retry(key, now);
         true
     }
@@ -345,7 +396,7 @@ impl SchedulingQueue {
     }
 
     /// Moves a pod (not in the heap) to backoff if its backoff since its last attempt is not
-    /// over, else to the heap.
+    /// over, else to the heap. It goes to the error backoff if its last attempt errored.
     fn retry(&mut self, key: &str, now: Duration) {
         let Some(entry) = self.pods.get_mut(key) else {
             return;
@@ -355,14 +406,21 @@ impl SchedulingQueue {
                 self.unschedulable.remove(&(since, key.to_owned()));
             }
             Place::Backoff(until) => {
-                self.backoff.remove(&(until, key.to_owned()));
+                let item = (until, key.to_owned());
+                self.backoff.remove(&item);
+                self.error_backoff.remove(&item);
             }
             Place::Active | Place::InFlight => {}
         }
         let until = entry.last_attempt + backoff_duration(entry.info.attempts);
         if entry.info.attempts > 0 && until > now {
             entry.place = Place::Backoff(until);
-            self.backoff.insert((until, key.to_owned()));
+            let set = if entry.errored {
+                &mut self.error_backoff
+            } else {
+                &mut self.backoff
+            };
+            set.insert((until, key.to_owned()));
         } else {
             self.push_active(key);
         }

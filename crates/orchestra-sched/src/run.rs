@@ -31,7 +31,8 @@
 //! - PostFilter (DefaultPreemption) proposes a node and victims: the pod is nominated
 //!   there (`status.nominatedNodeName`, and in the cache so that pods of lower priority leave
 //!   the room alone), the victims are deleted with their grace period and a `Preempted`
-//!   event, and the pod is retried when they are gone.
+//!   event, and the pod is retried when they are gone: their deletion moves it out of the
+//!   unschedulable pods, and an idle loop takes it without waiting out its backoff.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;

@@ -68,6 +68,8 @@ struct Model {
     last_pop: Duration,
     /// Whether it failed an attempt (so its next pop waits out a backoff).
     failed: bool,
+    /// Whether that attempt ended in an error (its backoff is never cut short).
+    errored: bool,
 }
 
 proptest! {
@@ -92,6 +94,7 @@ proptest! {
                     if matches!(op, Op::Add(..)) { q.add(info, now) } else { q.update(info, now) }
                     model.entry(key).and_modify(|m| m.priority = p).or_insert(Model {
                         priority: p, in_flight: false, attempts: 0, last_pop: now, failed: false,
+                        errored: false,
                     });
                 }
                 Op::Delete(i) => {
@@ -111,14 +114,19 @@ proptest! {
                             let m = model.get_mut(&key).expect("popped a pod it holds");
                             prop_assert!(!m.in_flight, "popped {} twice", key);
                             prop_assert_eq!(info.pod.priority, m.priority, "stale object");
-                            if m.failed {
-                                prop_assert!(now >= m.last_pop + backoff_duration(m.attempts),
-                                    "{} popped before its backoff ended", key);
+                            // A backoff is cut short only for a pod moved there (not one that
+                            // errored), and only when no pod waits in the heap.
+                            if m.failed && now < m.last_pop + backoff_duration(m.attempts) {
+                                prop_assert!(!m.errored,
+                                    "{} popped before its error backoff ended", key);
+                                prop_assert!(waiting.is_empty(),
+                                    "{} popped before its backoff ended, pods were active", key);
                             }
                             for (other, p) in waiting {
                                 prop_assert!(p <= m.priority, "{} (priority {}) waits behind {}", other, p, key);
                             }
                             m.in_flight = true;
+                            m.errored = false;
                             m.attempts += 1;
                             m.last_pop = now;
                             prop_assert_eq!(info.attempts, m.attempts);
@@ -140,12 +148,14 @@ proptest! {
                             let m = model.get_mut(key).expect("in flight");
                             m.in_flight = false;
                             m.failed = true;
+                            m.errored = false;
                         }
                         _ => {
                             prop_assert!(q.requeue_backoff(key, now));
                             let m = model.get_mut(key).expect("in flight");
                             m.in_flight = false;
                             m.failed = true;
+                            m.errored = true;
                         }
                     }
                 }
@@ -220,8 +230,9 @@ fn unschedulable_pods_wait_for_an_event_or_the_flush() {
         q.place("default/p1"),
         Some(Place::Backoff(t1 + Duration::from_secs(2)))
     );
-    assert!(q.pop(t1 + Duration::from_millis(1999)).is_none());
-    assert!(q.pop(t1 + Duration::from_secs(2)).is_some());
+    // Nothing else waits: it is taken before its backoff ends.
+    assert!(q.has_ready(t1 + Duration::from_millis(600)));
+    assert!(q.pop(t1 + Duration::from_millis(600)).is_some());
     // An event during the cycle sends a failed pod to backoff rather than waiting.
     q.on_event(
         ClusterEvent::AssignedPodDeleted,
@@ -229,4 +240,59 @@ fn unschedulable_pods_wait_for_an_event_or_the_flush() {
     );
     q.requeue_unschedulable("default/p1", t1 + Duration::from_secs(2));
     assert!(matches!(q.place("default/p1"), Some(Place::Backoff(_))));
+}
+
+#[test]
+fn a_preemptor_is_retried_as_soon_as_its_victim_is_deleted() {
+    let mut q = queue();
+    let t0 = Duration::from_secs(10);
+    q.add(pod(1, 100), t0);
+    q.pop(t0).expect("active");
+    // No node fits: it nominates a node, its victim is deleted, it waits as unschedulable.
+    q.requeue_unschedulable("default/p1", t0);
+    assert!(!q.has_ready(t0 + Duration::from_millis(5)));
+    // The victim's deletion reaches the loop 20 ms later: the preemptor is taken at once,
+    // not after its 1 s backoff.
+    let deleted = t0 + Duration::from_millis(20);
+    q.on_event(ClusterEvent::AssignedPodDeleted, deleted);
+    assert_eq!(
+        q.place("default/p1"),
+        Some(Place::Backoff(t0 + Duration::from_secs(1)))
+    );
+    let again = q.pop(deleted).expect("retried on the deletion");
+    assert_eq!(again.pod.key(), "default/p1");
+    assert_eq!(again.attempts, 2);
+}
+
+#[test]
+fn a_moved_pod_cuts_its_backoff_short_only_when_the_heap_is_empty() {
+    let mut q = queue();
+    let t0 = Duration::from_secs(10);
+    q.add(pod(1, 100), t0);
+    q.pop(t0).expect("active");
+    q.requeue_unschedulable("default/p1", t0);
+    q.on_event(ClusterEvent::NodeAdded, t0);
+    // A pod in the heap goes first, whatever the priorities: p1 is still backing off.
+    q.add(pod(2, 0), t0);
+    let first = q.pop(t0).expect("p2 is active");
+    assert_eq!(first.pod.key(), "default/p2");
+    let second = q.pop(t0).expect("p1, early");
+    assert_eq!(second.pod.key(), "default/p1");
+    assert!(q.pop(t0).is_none());
+}
+
+#[test]
+fn a_pod_whose_attempt_errored_waits_out_its_backoff_in_full() {
+    let mut q = queue();
+    let t0 = Duration::from_secs(10);
+    q.add(pod(1, 0), t0);
+    q.pop(t0).expect("active");
+    q.requeue_backoff("default/p1", t0);
+    // Events do not move it, and an empty heap does not cut its backoff short.
+    q.on_event(ClusterEvent::AssignedPodDeleted, t0);
+    let almost = t0 + Duration::from_millis(999);
+    assert!(!q.has_ready(almost));
+    assert!(q.pop(almost).is_none());
+    assert_eq!(q.next_wakeup(), Some(t0 + Duration::from_secs(1)));
+    assert!(q.pop(t0 + Duration::from_secs(1)).is_some());
 }

@@ -553,3 +553,40 @@ async fn a_high_priority_pod_preempts_a_lower_one_and_takes_its_node() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_preemptor_is_retried_when_its_victim_is_gone_without_waiting_out_its_backoff() {
+    let client = spy();
+    client.create(&node("a", "2")).await.unwrap();
+    let mut batch = pod("batch", "2");
+    batch.spec.priority = Some(1);
+    batch.spec.termination_grace_period_seconds = Some(0);
+    client.create(&batch).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            node_of(&pods(&client).await, "batch") == "a"
+        })
+        .await
+    );
+    let mut vip = pod("vip", "2");
+    vip.spec.priority = Some(100);
+    client.create(&vip).await.unwrap();
+    // Its first attempt fails and deletes the victim; the deletion sends it back at once:
+    // it is bound well before its 1 s backoff would have ended (virtual time).
+    assert!(
+        until(Duration::from_millis(600), || async {
+            node_of(&pods(&client).await, "vip") == "a"
+        })
+        .await,
+        "the preemptor is bound before its backoff ends"
+    );
+    assert!(
+        pods(&client)
+            .await
+            .iter()
+            .all(|p| p.metadata.name != "batch")
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
