@@ -200,7 +200,7 @@ mod tests {
     }
 
     /// End to end, the scheduling loop binds every pod through the API, preemptors included
-    /// (their victims deleted, then placed after their backoff).
+    /// (their victims deleted, then placed as soon as the queue is idle).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn e2e_binds_every_pod_through_the_api() {
         for workload in [SchedWorkload::Basic, SchedWorkload::Preemption] {
