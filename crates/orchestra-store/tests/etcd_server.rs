@@ -12,6 +12,8 @@
 
 mod etcd_harness;
 
+use etcd_harness::json_number;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -205,21 +207,6 @@ async fn etcdctl_for(binary: &Path, url: &str, args: &[&str], run: Duration) -> 
     })
     .await
     .expect("the etcdctl thread")
-}
-
-/// A field `"name":N` of etcdctl's JSON output.
-fn json_number(json: &str, name: &str) -> i64 {
-    let pattern = format!("\"{name}\":");
-    let start = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + pattern.len();
-    json[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '-')
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number in {json}"))
 }
 
 /// The real etcdctl drives the server: a scripted session over every command family.

@@ -294,3 +294,18 @@ impl Drop for Member {
         self.kill();
     }
 }
+
+/// A field `"name":N` of etcdctl's JSON output.
+pub fn json_number(json: &str, name: &str) -> i64 {
+    let pattern = format!("\"{name}\":");
+    let start = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        + pattern.len();
+    json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in {json}"))
+}
