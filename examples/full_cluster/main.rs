@@ -2,16 +2,19 @@
 //!
 //! Composes, through the public API only ([`orchestra::cluster::Cluster`]): the durable
 //! embedded store in a temporary directory, the API server on a loopback port, the scheduler,
-//! the controller manager, three node agents running pods as local processes, and the
-//! userspace service proxy. Then, step by step with a live timeline:
+//! the controller manager, three node agents running pods as local processes, the
+//! userspace service proxy and the mesh's outbound L7 proxy. Then, step by step with a live
+//! timeline:
 //!
 //! 1. deploys an HTTP echo workload (this very executable, started by the agents with
 //!    `--echo`, answering with its pod's name and version) as a Deployment of 3 behind a
 //!    Service, and sends requests to the Service's ClusterIP: different pods answer;
-//! 2. scales it to 5;
-//! 3. rolls out version 2 while a client keeps sending requests, and counts the failed ones
-//!    (the claim is zero);
-//! 4. crashes one node (its agent and its pods' processes) and shows its pods replaced on the
+//! 2. sends requests through the mesh, naming the service (`Host: echo.default`) instead of
+//!    its address: the mesh finds the pods from the API and balances over them;
+//! 3. scales it to 5;
+//! 4. rolls out version 2 while two clients keep sending requests, one to the ClusterIP and
+//!    one through the mesh, and counts the failed ones (the claim is zero for both);
+//! 5. crashes one node (its agent and its pods' processes) and shows its pods replaced on the
 //!    other nodes once the controllers mark it unreachable;
 //!
 //! and prints a summary table. It exits 0 only when every step did what it claims.
@@ -23,6 +26,7 @@
 //! ```
 
 mod echo;
+mod mesh;
 mod traffic;
 
 use std::future::Future;
@@ -38,7 +42,8 @@ use orchestra::cluster::{Cluster, NodeRuntime};
 use serde_json::json;
 use tokio::time::Instant;
 
-use traffic::{Traffic, TrafficStats, burst};
+use mesh::Mesh;
+use traffic::{Target, Traffic, TrafficStats, burst};
 
 /// The echo workload's port inside each pod.
 const ECHO_PORT: u16 = 8080;
@@ -339,6 +344,20 @@ async fn steps(plan: &Plan, cluster: &mut Cluster, timeline: &mut Timeline) -> b
     if !ok {
         return false;
     }
+    // The mesh proxy follows the cluster from here on (with real traffic only).
+    let mut mesh = None;
+    if plan.traffic {
+        let ok = timeline
+            .step(
+                "mesh",
+                "requests naming the service reach its pods through the mesh",
+                mesh_step(plan, &client, &mut mesh),
+            )
+            .await;
+        if !ok {
+            return false;
+        }
+    }
     let ok = timeline
         .step(
             "scale",
@@ -353,11 +372,11 @@ async fn steps(plan: &Plan, cluster: &mut Cluster, timeline: &mut Timeline) -> b
         .step(
             "rollout",
             if plan.traffic {
-                "version 2 replaces version 1 under load with zero failed requests"
+                "version 2 replaces version 1 under load, zero failed requests by IP and by mesh"
             } else {
                 "version 2 replaces version 1"
             },
-            rollout(plan, &client),
+            rollout(plan, &client, mesh.as_ref()),
         )
         .await;
     if !ok {
@@ -450,7 +469,7 @@ fn echo_deployment(plan: &Plan, replicas: i32, version: &str) -> Result<Deployme
 }
 
 /// The Service's address, once it has a ClusterIP.
-async fn service_address(client: &LocalClient) -> Result<SocketAddr, Failure> {
+async fn service_address(client: &LocalClient) -> Result<Target, Failure> {
     let service: Service = client.get(NAMESPACE, "echo").await?;
     let ip: IpAddr = service.spec.cluster_ip.parse().map_err(|_| {
         Failure(format!(
@@ -458,7 +477,18 @@ async fn service_address(client: &LocalClient) -> Result<SocketAddr, Failure> {
             service.spec.cluster_ip
         ))
     })?;
-    Ok(SocketAddr::new(ip, SERVICE_PORT))
+    Ok(Target {
+        address: SocketAddr::new(ip, SERVICE_PORT),
+        host: "echo",
+    })
+}
+
+/// The mesh proxy, asked for the Service by its name.
+fn mesh_target(mesh: &Mesh) -> Target {
+    Target {
+        address: mesh.address(),
+        host: "echo.default",
+    }
 }
 
 /// Ready endpoint addresses of the echo Service: (ip, node).
@@ -521,7 +551,7 @@ async fn live_pods(client: &LocalClient) -> Result<Vec<Pod>, Failure> {
 /// of endpoint changes a moment after the Endpoints object shows them), and returns that burst.
 async fn settled_burst(
     plan: &Plan,
-    target: SocketAddr,
+    target: Target,
     count: usize,
     pods: usize,
 ) -> Result<TrafficStats, Failure> {
@@ -582,6 +612,29 @@ async fn deploy(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
     ))
 }
 
+/// Starts the mesh proxy (into `mesh`, which outlives the step) and sends a burst through it.
+async fn mesh_step(
+    plan: &Plan,
+    client: &LocalClient,
+    mesh: &mut Option<Mesh>,
+) -> Result<Report, Failure> {
+    let started = Mesh::start(client.clone())
+        .await
+        .map_err(|e| Failure(format!("starting the mesh proxy: {e}")))?;
+    let mesh = mesh.insert(started);
+    let target = mesh_target(mesh);
+    let stats = settled_burst(plan, target, plan.burst, 3).await?;
+    let answered = mesh.metrics().requests("echo.default", 200);
+    Ok(Report::with_traffic(
+        &stats,
+        format!(
+            "{} pods answered {} requests to {target}; the mesh counted {answered} answered 200",
+            stats.pods(),
+            stats.sent(),
+        ),
+    ))
+}
+
 /// `node: count` of the live echo pods.
 async fn placement(client: &LocalClient) -> Result<String, Failure> {
     let mut per_node = std::collections::BTreeMap::<String, usize>::new();
@@ -629,12 +682,17 @@ async fn scale(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
     ))
 }
 
-async fn rollout(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
+async fn rollout(
+    plan: &Plan,
+    client: &LocalClient,
+    mesh: Option<&Mesh>,
+) -> Result<Report, Failure> {
     let steady = if plan.traffic {
         Some(Traffic::start(service_address(client).await?, plan.pace))
     } else {
         None
     };
+    let meshed = mesh.map(|mesh| Traffic::start(mesh_target(mesh), plan.pace));
     let template = echo_deployment(plan, 5, "v2")?.spec.template;
     edit_deployment(client, |d| d.spec.template = template.clone()).await?;
     let converged = converge(plan, client, 5).await;
@@ -649,6 +707,10 @@ async fn rollout(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
     let target = service_address(client).await?;
     let after = settled_burst(plan, target, plan.burst, 5).await;
     let stats = steady.stop().await;
+    let meshed = match meshed {
+        Some(meshed) => Some(meshed.stop().await),
+        None => None,
+    };
     converged?;
     let after = after?;
     check(after.answers_of("v2") == after.sent(), || {
@@ -659,22 +721,42 @@ async fn rollout(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
     })?;
     check(stats.failures == 0, || {
         format!(
-            "{} of {} requests failed during the rollout: {:?}",
+            "{} of {} requests to the ClusterIP failed during the rollout: {:?}",
             stats.failures,
             stats.sent(),
             stats.failure_samples
         )
     })?;
-    Ok(Report::with_traffic(
-        &stats,
-        format!(
-            "{} requests during the rollout ({} by v1, {} by v2), {} failed",
-            stats.sent(),
-            stats.answers_of("v1"),
-            stats.answers_of("v2"),
-            stats.failures
-        ),
-    ))
+    let mut detail = format!(
+        "{} requests to the ClusterIP during the rollout ({} by v1, {} by v2), {} failed",
+        stats.sent(),
+        stats.answers_of("v1"),
+        stats.answers_of("v2"),
+        stats.failures
+    );
+    let mut total = stats;
+    if let Some(meshed) = meshed {
+        check(meshed.failures == 0, || {
+            format!(
+                "{} of {} requests through the mesh failed during the rollout: {:?}",
+                meshed.failures,
+                meshed.sent(),
+                meshed.failure_samples
+            )
+        })?;
+        detail.push_str(&format!(
+            "; {} through the mesh ({} by v1, {} by v2), {} failed",
+            meshed.sent(),
+            meshed.answers_of("v1"),
+            meshed.answers_of("v2"),
+            meshed.failures
+        ));
+        total.failures += meshed.failures;
+        for (body, n) in meshed.answers {
+            *total.answers.entry(body).or_default() += n;
+        }
+    }
+    Ok(Report::with_traffic(&total, detail))
 }
 
 async fn node_loss(

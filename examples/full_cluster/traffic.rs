@@ -1,6 +1,6 @@
-//! The demo's client: sends HTTP requests to an address (a Service's ClusterIP) at a steady
-//! pace and counts which pods answered and how many requests failed, so each step of the demo
-//! can say what a user of the service would have seen.
+//! The demo's client: sends HTTP requests to a [`Target`] (a Service's ClusterIP, or the mesh
+//! proxy naming the service) at a steady pace and counts which pods answered and how many
+//! requests failed, so each step of the demo can say what a user of the service would have seen.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +15,21 @@ use tokio::task::JoinHandle;
 
 /// How long one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where requests go: an address, and the `Host` they name there.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// The address dialled.
+    pub address: SocketAddr,
+    /// The request's `Host` header (the mesh routes by it; a ClusterIP ignores it).
+    pub host: &'static str,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (Host: {})", self.address, self.host)
+    }
+}
 
 /// What the client saw.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +89,7 @@ pub struct Traffic {
 
 impl Traffic {
     /// Start sending to `target`.
-    pub fn start(target: SocketAddr, interval: Duration) -> Self {
+    pub fn start(target: Target, interval: Duration) -> Self {
         let stats = Arc::new(Mutex::new(TrafficStats::default()));
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn({
@@ -105,7 +120,7 @@ impl Traffic {
 }
 
 /// Send `count` requests one after the other and return what answered.
-pub async fn burst(target: SocketAddr, count: usize) -> TrafficStats {
+pub async fn burst(target: Target, count: usize) -> TrafficStats {
     let mut stats = TrafficStats::default();
     for _ in 0..count {
         stats.record(request(target).await);
@@ -114,13 +129,17 @@ pub async fn burst(target: SocketAddr, count: usize) -> TrafficStats {
 }
 
 /// One `GET /` on a new connection; the body's first line, or why it failed.
-pub async fn request(target: SocketAddr) -> Result<String, String> {
+pub async fn request(target: Target) -> Result<String, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(target)
+        let mut stream = TcpStream::connect(target.address)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        let head = format!(
+            "GET / HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            target.host
+        );
         stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n")
+            .write_all(head.as_bytes())
             .await
             .map_err(|e| format!("send: {e}"))?;
         let mut response = Vec::new();
