@@ -441,6 +441,10 @@ async fn scale_and_rollout() {
         String::from_utf8_lossy(&missing.stderr).contains("unable to find specified revision 9"),
         "{missing:?}"
     );
+    assert_eq!(
+        stdout(&ctl(&url, &["rollout", "history", "web", "-n", "shop"])),
+        "deployment.apps/web\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+    );
     let out = stdout(&ctl(
         &url,
         &["rollout", "undo", "deployment/web", "-n", "shop"],
@@ -448,5 +452,65 @@ async fn scale_and_rollout() {
     assert_eq!(out, "deployment/web rolled back\n");
     let d: Deployment = client.get("shop", "web").await.unwrap();
     assert_eq!(d.spec.template.spec.containers[0].image, "web:v1");
+
+    // A daemon set keeps its history as ControllerRevisions, which undo and history read.
+    let agent = dir.path().join("agent.yaml");
+    let daemon_set = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent, namespace: shop}}\n\
+             spec:\n  selector: {{matchLabels: {{app: agent}}}}\n  template:\n    \
+             metadata: {{labels: {{app: agent}}}}\n    spec:\n      containers: [{{name: agent, image: \"{image}\"}}]\n"
+        )
+    };
+    let agent = agent.to_str().unwrap();
+    let history = || {
+        stdout(&ctl(
+            &url,
+            &["rollout", "history", "ds/agent", "-n", "shop"],
+        ))
+    };
+    let wait_for_history = |want: &'static str| {
+        let history = &history;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = history();
+                if out.ends_with(want) {
+                    return;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "history: {out}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    std::fs::write(agent, daemon_set("agent:v1")).unwrap();
+    stdout(&ctl(&url, &["apply", "-f", agent]));
+    wait_for_history("REVISION  CHANGE-CAUSE\n1         <none>\n").await;
+    std::fs::write(agent, daemon_set("agent:v2")).unwrap();
+    stdout(&ctl(&url, &["apply", "-f", agent]));
+    wait_for_history("1         <none>\n2         <none>\n").await;
+    assert_eq!(
+        history(),
+        "daemonset.apps/agent\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+    );
+    let listed = stdout(&ctl(&url, &["get", "controllerrevisions", "-n", "shop"]));
+    assert!(
+        listed.starts_with("NAME") && listed.contains("daemonset.apps/agent"),
+        "{listed}"
+    );
+    let out = stdout(&ctl(
+        &url,
+        &["rollout", "undo", "daemonset/agent", "-n", "shop"],
+    ));
+    assert_eq!(out, "daemonset.apps/agent rolled back\n");
+    let ds: orchestra::api::resources::DaemonSet = client.get("shop", "agent").await.unwrap();
+    assert_eq!(ds.spec.template.spec.containers[0].image, "agent:v1");
+    // The controller renumbers revision 1 to the top rather than copying it.
+    wait_for_history("2         <none>\n3         <none>\n").await;
+    let cannot = ctl(&url, &["rollout", "undo", "pod/x", "-n", "shop"]);
+    assert!(
+        String::from_utf8_lossy(&cannot.stderr).contains("deployments and daemonsets, not pods"),
+        "{cannot:?}"
+    );
     drop(server);
 }

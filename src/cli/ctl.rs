@@ -128,7 +128,8 @@ pub enum CtlVerb {
     },
 }
 
-/// `rollout` actions; each names a deployment as `deployment/NAME` or `NAME`.
+/// `rollout` actions; each names a deployment as `deployment/NAME` or `NAME` (`undo` and
+/// `history` also a daemon set, as `daemonset/NAME`).
 #[derive(Debug, Subcommand)]
 pub enum RolloutAction {
     /// Print the rollout's progress until it is done (an error past its progress deadline).
@@ -144,11 +145,18 @@ pub enum RolloutAction {
     },
     /// Roll back to the previous revision, or to `--to-revision N`.
     Undo {
-        /// The deployment.
-        deployment: String,
+        /// The deployment (`NAME` or `deployment/NAME`) or daemon set (`daemonset/NAME`).
+        #[arg(value_name = "KIND/NAME")]
+        target: String,
         /// The revision to go back to (0 or absent: the previous one).
         #[arg(long)]
         to_revision: Option<i64>,
+    },
+    /// List the revisions a rollout can go back to.
+    History {
+        /// The deployment (`NAME` or `deployment/NAME`) or daemon set (`daemonset/NAME`).
+        #[arg(value_name = "KIND/NAME")]
+        target: String,
     },
     /// Pause the rollout: template changes wait until resumed.
     Pause {

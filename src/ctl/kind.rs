@@ -32,6 +32,8 @@ pub enum Kind {
     Job,
     /// `DaemonSet` (`ds`).
     DaemonSet,
+    /// `ControllerRevision` (a daemon set's history).
+    ControllerRevision,
     /// `Role` (`rbac.authorization.k8s.io/v1`).
     Role,
     /// `ClusterRole`.
@@ -44,7 +46,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::Secret,
         Kind::Job,
         Kind::DaemonSet,
+        Kind::ControllerRevision,
         Kind::Role,
         Kind::ClusterRole,
         Kind::RoleBinding,
@@ -80,6 +83,7 @@ impl Kind {
             Kind::Secret => &["secrets", "secret"],
             Kind::Job => &["jobs", "job"],
             Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
+            Kind::ControllerRevision => &["controllerrevisions", "controllerrevision"],
             Kind::Role => &["roles", "role"],
             Kind::ClusterRole => &["clusterroles", "clusterrole"],
             Kind::RoleBinding => &["rolebindings", "rolebinding"],
@@ -114,7 +118,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -176,6 +180,10 @@ macro_rules! with_kind {
                 type $r = res::DaemonSet;
                 $body
             }
+            $crate::ctl::kind::Kind::ControllerRevision => {
+                type $r = res::ControllerRevision;
+                $body
+            }
             $crate::ctl::kind::Kind::Role => {
                 type $r = res::Role;
                 $body
@@ -220,6 +228,7 @@ mod tests {
             ("secrets", Kind::Secret),
             ("job", Kind::Job),
             ("ds", Kind::DaemonSet),
+            ("controllerrevisions", Kind::ControllerRevision),
             ("clusterrolebindings", Kind::ClusterRoleBinding),
             ("Role", Kind::Role),
         ] {

@@ -226,9 +226,12 @@ pub async fn run<C: orchestra::api::Client>(
                     rollout::status(client, deployment, *watch, timeout, &scope, out).await
                 }
                 RolloutAction::Undo {
-                    deployment,
+                    target,
                     to_revision,
-                } => rollout::undo(client, deployment, *to_revision, &scope, out).await,
+                } => rollout::undo(client, target, *to_revision, &scope, out).await,
+                RolloutAction::History { target } => {
+                    rollout::history(client, target, &scope, out).await
+                }
                 RolloutAction::Pause { deployment } => {
                     rollout::set_paused(client, deployment, true, &scope, out).await
                 }

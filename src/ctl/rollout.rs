@@ -1,4 +1,5 @@
-//! `rollout status|undo|pause|resume DEPLOYMENT` and `scale KIND/NAME --replicas N`.
+//! `rollout status|undo|history|pause|resume DEPLOYMENT` (`undo` and `history` also for
+//! `daemonset/NAME`) and `scale KIND/NAME --replicas N`.
 //!
 //! The decisions (what a rollout's status says, which template an undo restores) are
 //! orchestra-controller's pure functions; this module reads, writes and prints.
@@ -7,7 +8,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use orchestra::api::Client;
-use orchestra::api::resources::{Deployment, ReplicaSet};
+use orchestra::api::resources::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use orchestra::controller::controllers::daemon_set::history::{
+    DaemonSetRollback, owned_by, rollback as daemon_set_rollback,
+};
+use orchestra::controller::controllers::deployment::plan::REVISION_ANNOTATION;
 use orchestra::controller::controllers::deployment::progress::{RolloutStatus, rollout_status};
 use orchestra::controller::controllers::deployment::rollback::{Rollback, rollback};
 
@@ -127,21 +132,36 @@ pub async fn set_paused<C: Client>(
     Ok(())
 }
 
-/// `rollout undo DEPLOYMENT [--to-revision N]`.
-pub async fn undo<C: Client>(
+/// The `change-cause` annotation, shown by `rollout history`.
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+
+/// What `undo` and `history` work on.
+enum Rollable {
+    Deployment(String),
+    DaemonSet(String),
+}
+
+fn rollable(text: &str) -> Result<Rollable, CtlError> {
+    match parse_target(text, Some(Kind::Deployment))? {
+        (Kind::Deployment, name) => Ok(Rollable::Deployment(name)),
+        (Kind::DaemonSet, name) => Ok(Rollable::DaemonSet(name)),
+        (kind, _) => Err(CtlError::Usage(format!(
+            "rollout undo and history work on deployments and daemonsets, not {kind}s"
+        ))),
+    }
+}
+
+/// The replica sets `d` controls.
+async fn owned_sets<C: Client>(
     client: &C,
-    target: &str,
-    to_revision: Option<i64>,
     scope: &Scope,
-    out: &mut dyn Write,
-) -> Result<(), CtlError> {
-    let name = deployment_name(target)?;
-    let mut d = get_deployment(client, scope, &name).await?;
+    d: &Deployment,
+) -> Result<Vec<ReplicaSet>, CtlError> {
     let sets = client
         .list::<ReplicaSet>(Some(scope.namespace()), &Default::default())
         .await
         .map_err(|e| CtlError::api("listing replica sets", e))?;
-    let owned: Vec<ReplicaSet> = sets
+    Ok(sets
         .items
         .into_iter()
         .filter(|rs| {
@@ -149,7 +169,91 @@ pub async fn undo<C: Client>(
                 .controller_ref()
                 .is_some_and(|o| o.uid == d.metadata.uid)
         })
-        .collect();
+        .collect())
+}
+
+/// The daemon set `name` and the ControllerRevisions it controls.
+async fn daemon_set_history<C: Client>(
+    client: &C,
+    scope: &Scope,
+    name: &str,
+) -> Result<(DaemonSet, Vec<ControllerRevision>), CtlError> {
+    let ds: DaemonSet = client
+        .get(scope.namespace(), name)
+        .await
+        .map_err(|e| CtlError::api(format!("reading daemon set {name:?}"), e))?;
+    let all = client
+        .list::<ControllerRevision>(Some(scope.namespace()), &Default::default())
+        .await
+        .map_err(|e| CtlError::api("listing controller revisions", e))?;
+    let owned = owned_by(&ds, &all.items).cloned().collect();
+    Ok((ds, owned))
+}
+
+/// `rollout history KIND/NAME`: the revisions, oldest first, with their change causes.
+pub async fn history<C: Client>(
+    client: &C,
+    target: &str,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let (title, mut rows): (String, Vec<(i64, Option<String>)>) = match rollable(target)? {
+        Rollable::Deployment(name) => {
+            let d = get_deployment(client, scope, &name).await?;
+            let rows = owned_sets(client, scope, &d)
+                .await?
+                .into_iter()
+                .filter_map(|rs| {
+                    let annotations = &rs.metadata.annotations;
+                    let revision = annotations.get(REVISION_ANNOTATION)?.parse().ok()?;
+                    Some((revision, annotations.get(CHANGE_CAUSE).cloned()))
+                })
+                .collect();
+            (format!("deployment.apps/{name}"), rows)
+        }
+        Rollable::DaemonSet(name) => {
+            let (_, revisions) = daemon_set_history(client, scope, &name).await?;
+            let rows = revisions
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.revision,
+                        r.metadata.annotations.get(CHANGE_CAUSE).cloned(),
+                    )
+                })
+                .collect();
+            (format!("daemonset.apps/{name}"), rows)
+        }
+    };
+    rows.sort();
+    writeln!(out, "{title}")?;
+    writeln!(out, "REVISION  CHANGE-CAUSE")?;
+    for (revision, cause) in rows {
+        writeln!(
+            out,
+            "{revision:<10}{}",
+            cause.as_deref().unwrap_or("<none>")
+        )?;
+    }
+    Ok(())
+}
+
+/// `rollout undo KIND/NAME [--to-revision N]` (deployments and daemon sets).
+pub async fn undo<C: Client>(
+    client: &C,
+    target: &str,
+    to_revision: Option<i64>,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let name = match rollable(target)? {
+        Rollable::Deployment(name) => name,
+        Rollable::DaemonSet(name) => {
+            return undo_daemon_set(client, &name, to_revision, scope, out).await;
+        }
+    };
+    let mut d = get_deployment(client, scope, &name).await?;
+    let owned = owned_sets(client, scope, &d).await?;
     match rollback(&d, &owned, to_revision).map_err(|e| CtlError::Usage(e.to_string()))? {
         Rollback::AlreadyThere { revision } => writeln!(
             out,
@@ -162,6 +266,35 @@ pub async fn undo<C: Client>(
                 .await
                 .map_err(|e| CtlError::api(format!("rolling back deployment {name:?}"), e))?;
             writeln!(out, "deployment/{name} rolled back")?;
+        }
+    }
+    Ok(())
+}
+
+/// `rollout undo daemonset/NAME [--to-revision N]`: the revision's template goes back into the
+/// daemon set; the controller then renumbers that revision to the top and rolls it out.
+async fn undo_daemon_set<C: Client>(
+    client: &C,
+    name: &str,
+    to_revision: Option<i64>,
+    scope: &Scope,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let (mut ds, revisions) = daemon_set_history(client, scope, name).await?;
+    match daemon_set_rollback(&ds, &revisions, to_revision)
+        .map_err(|e| CtlError::Usage(e.to_string()))?
+    {
+        DaemonSetRollback::AlreadyThere { revision } => writeln!(
+            out,
+            "daemonset.apps/{name} skipped rollback (current template already matches revision {revision})"
+        )?,
+        DaemonSetRollback::To { template, .. } => {
+            ds.spec.template = *template;
+            client
+                .update(&ds)
+                .await
+                .map_err(|e| CtlError::api(format!("rolling back daemon set {name:?}"), e))?;
+            writeln!(out, "daemonset.apps/{name} rolled back")?;
         }
     }
     Ok(())

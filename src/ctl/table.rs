@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef};
 use orchestra::api::resources::{
-    ConditionStatus, ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceType,
+    ConditionStatus, ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job,
+    Lease, Namespace, NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceType,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -475,6 +475,33 @@ impl Tabular for DaemonSet {
             count(status.and_then(|s| s.updated_number_scheduled)).to_string(),
             count(status.and_then(|s| s.number_available)).to_string(),
             or_none(&selector.join(",")),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for ControllerRevision {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "CONTROLLER", "REVISION", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        let controller = self.metadata.controller_ref().map_or_else(
+            || "<none>".to_owned(),
+            |owner| {
+                let group = owner.api_version.split_once('/').map_or("", |(g, _)| g);
+                let kind = owner.kind.to_ascii_lowercase();
+                if group.is_empty() {
+                    format!("{kind}/{}", owner.name)
+                } else {
+                    format!("{kind}.{group}/{}", owner.name)
+                }
+            },
+        );
+        vec![
+            self.metadata.name.clone(),
+            controller,
+            self.revision.to_string(),
             age(&self.metadata, now),
         ]
     }

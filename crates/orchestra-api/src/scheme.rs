@@ -30,8 +30,8 @@ use crate::meta::ObjectMeta;
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
-    ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
-    ReplicaSet, Secret, Service,
+    ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
+    Node, Pod, ReplicaSet, Secret, Service,
 };
 use crate::validation::{ErrorList, names};
 
@@ -341,7 +341,8 @@ pub struct Scheme {
 
 impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
-    /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet (`apps/v1`), Job
+    /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, ControllerRevision
+    /// (`apps/v1`), Job
     /// (`batch/v1`), Lease (`coordination.k8s.io/v1`) and Role, ClusterRole, RoleBinding,
     /// ClusterRoleBinding (`rbac.authorization.k8s.io/v1`).
     pub fn new() -> Self {
@@ -359,6 +360,7 @@ impl Scheme {
             KindCodec::of::<ConfigMap>(),
             KindCodec::of::<Secret>(),
             KindCodec::of::<DaemonSet>(),
+            KindCodec::of::<ControllerRevision>(),
             KindCodec::of::<Job>(),
             KindCodec::of::<Role>(),
             KindCodec::of::<ClusterRole>(),
@@ -512,7 +514,7 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 17);
+        assert_eq!(scheme.kinds().count(), 18);
         assert!(
             scheme
                 .get_by_plural("rbac.authorization.k8s.io/v1", "clusterrolebindings")

@@ -1,7 +1,8 @@
 //! The DaemonSet controller over LocalClient in paused time: pods follow the eligible nodes
 //! (selector, taints, the daemon tolerations), a rolling update never leaves more than
 //! maxUnavailable nodes without an available pod, a surging one (maxSurge) starts new pods
-//! next to old ones and never leaves a node uncovered, and OnDelete replaces only deleted pods.
+//! next to old ones and never leaves a node uncovered, OnDelete replaces only deleted pods, and
+//! every template is kept as a ControllerRevision that a rollback brings back.
 
 mod support;
 
@@ -10,13 +11,14 @@ use std::time::Duration;
 
 use orchestra_api::registry::{DeleteOptions, ListOptions};
 use orchestra_api::resources::{
-    ConditionStatus, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy,
+    ConditionStatus, ControllerRevision, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy,
     DaemonSetUpdateStrategyType, Node, Pod, PodCondition, PodPhase, PodStatus,
     RollingUpdateDaemonSet, Taint, TaintEffect,
 };
 use orchestra_api::{Client, IntOrString, LabelSelector, LocalClient, ObjectMeta, testing};
 use orchestra_controller::SharedInformers;
 use orchestra_controller::controllers::DaemonSetController;
+use orchestra_controller::controllers::daemon_set::history;
 use orchestra_controller::controllers::daemon_set::plan::pod_node;
 use orchestra_controller::controllers::pods::is_ready;
 use orchestra_store::MemStore;
@@ -352,6 +354,89 @@ async fn a_surging_update_never_leaves_a_node_uncovered_nor_surges_beyond_max_su
         (1..=2).contains(&most_doubled),
         "at most maxSurge (2) nodes ran two pods at once, saw {most_doubled}"
     );
+    kubelet.abort();
+    running.stop().await;
+}
+
+/// The daemon set's revisions: (number, image), oldest first.
+async fn history(client: &LocalClient) -> Vec<(i64, String)> {
+    let revisions = client
+        .list::<ControllerRevision>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap();
+    let mut out: Vec<(i64, String)> = revisions
+        .items
+        .iter()
+        .map(|r| {
+            let template = history::revision_template(r).expect("a template");
+            (r.revision, template.spec.containers[0].image.clone())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_template_is_kept_as_a_revision_and_a_rollback_renumbers_it() {
+    let client = LocalClient::new(MemStore::new());
+    for name in ["n1", "n2"] {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    client.create(&daemon_set("v1")).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    let kubelet = kubelet(client.clone());
+    eventually("revision 1 recorded, v1 everywhere", || async {
+        history(&client).await == [(1, "v1".to_owned())]
+            && placement(&client).await == on(&["n1", "n2"], "v1")
+    })
+    .await;
+
+    let mut ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    ds.spec.template.spec.containers[0].image = "v2".into();
+    client.update(&ds).await.unwrap();
+    eventually("revision 2 recorded, v2 everywhere", || async {
+        history(&client).await == [(1, "v1".to_owned()), (2, "v2".to_owned())]
+            && placement(&client).await == on(&["n1", "n2"], "v2")
+    })
+    .await;
+
+    // `rollout undo`: the previous revision's template goes back into the daemon set.
+    let ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    let revisions = client
+        .list::<ControllerRevision>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items;
+    let owned: Vec<ControllerRevision> = history::owned_by(&ds, &revisions).cloned().collect();
+    assert_eq!(owned.len(), 2, "both revisions are the daemon set's");
+    let history::DaemonSetRollback::To { revision, template } =
+        history::rollback(&ds, &owned, None).unwrap()
+    else {
+        panic!("expected a rollback");
+    };
+    assert_eq!(revision, 1);
+    let mut ds = ds;
+    ds.spec.template = *template;
+    client.update(&ds).await.unwrap();
+    eventually("v1 back everywhere as revision 3, not a copy", || async {
+        history(&client).await == [(2, "v2".to_owned()), (3, "v1".to_owned())]
+            && placement(&client).await == on(&["n1", "n2"], "v1")
+    })
+    .await;
+
+    // Deleting the daemon set leaves its revisions to the garbage collector (they are owned).
+    let ds: DaemonSet = client.get("ns", "agent").await.unwrap();
+    let revisions = client
+        .list::<ControllerRevision>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(revisions.iter().all(|r| {
+        r.metadata
+            .controller_ref()
+            .is_some_and(|o| o.uid == ds.metadata.uid)
+    }));
     kubelet.abort();
     running.stop().await;
 }

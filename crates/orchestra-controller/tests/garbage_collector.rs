@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
-use orchestra_api::resources::{Deployment, Namespace, Pod, ReplicaSet, Service, ServicePort};
+use orchestra_api::resources::{
+    ConfigMap, Deployment, Namespace, Pod, ReplicaSet, Role, Secret, Service, ServicePort,
+};
 use orchestra_api::{
     Client, LabelSelector, LocalClient, ObjectMeta, OwnerReference, Resource, testing,
 };
@@ -182,6 +184,22 @@ async fn a_deleted_namespace_is_emptied_then_removed() {
     assert_eq!(ns.spec.unwrap().finalizers, [NAMESPACE_FINALIZER]);
     client.create(&deployment("shop", 2)).await.unwrap();
     client.create(&service("shop", "web")).await.unwrap();
+    // Kinds no controller here owns are emptied too.
+    let config = ConfigMap {
+        metadata: ObjectMeta::namespaced("shop", "settings"),
+        ..ConfigMap::default()
+    };
+    client.create(&config).await.unwrap();
+    let secret = Secret {
+        metadata: ObjectMeta::namespaced("shop", "token"),
+        ..Secret::default()
+    };
+    client.create(&secret).await.unwrap();
+    let role = Role {
+        metadata: ObjectMeta::namespaced("shop", "reader"),
+        ..Role::default()
+    };
+    client.create(&role).await.unwrap();
     // A pod with a finalizer of its own holds the namespace until that is removed.
     let mut held = testing::pod("shop", "held", "held");
     held.metadata.finalizers = vec!["example.com/hold".into()];
@@ -205,6 +223,9 @@ async fn a_deleted_namespace_is_emptied_then_removed() {
             count::<Deployment>(&client, "shop").await == 0
                 && count::<ReplicaSet>(&client, "shop").await == 0
                 && count::<Service>(&client, "shop").await == 0
+                && count::<ConfigMap>(&client, "shop").await == 0
+                && count::<Secret>(&client, "shop").await == 0
+                && count::<Role>(&client, "shop").await == 0
                 && count::<Pod>(&client, "shop").await == 1
         },
     )

@@ -81,6 +81,9 @@ fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
 /// The namespaced workload kinds users manage, by API group.
 const CORE_WORKLOADS: &[&str] = &["pods", "services", "endpoints", "configmaps"];
 const APPS_WORKLOADS: &[&str] = &["deployments", "replicasets", "daemonsets"];
+/// The history the DaemonSet controller keeps: users read it, only controllers write it (as in
+/// Kubernetes' `edit` role).
+const REVISIONS: &[&str] = &["controllerrevisions"];
 
 /// The built-in ClusterRoles (see the [module docs](self)).
 pub fn default_cluster_roles() -> Vec<ClusterRole> {
@@ -106,6 +109,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             ),
             rule(&["batch"], &["jobs/status"], READ),
             rule(&["coordination.k8s.io"], &["leases"], READ),
+            rule(&["apps"], REVISIONS, READ),
         ]
     };
     let mut admin = editing(ALL);
@@ -160,6 +164,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                     READ,
                 ),
                 rule(&["apps"], APPS_WORKLOADS, READ),
+                rule(&["apps"], REVISIONS, READ),
                 rule(&["batch"], &["jobs"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
                 // Workload controllers create and delete what they own, and the garbage
@@ -177,6 +182,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                     WRITE,
                 ),
                 rule(&["apps"], APPS_WORKLOADS, WRITE),
+                rule(&["apps"], REVISIONS, WRITE),
                 rule(&["batch"], &["jobs"], WRITE),
                 rule(&["coordination.k8s.io"], &["leases"], WRITE),
                 rule(
@@ -192,6 +198,13 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 // Node lifecycle: taints, Ready=Unknown, eviction.
                 rule(&[""], &["nodes"], &["update", "patch", "delete"]),
                 rule(&[""], &["nodes/status", "pods/status"], STATUS),
+                // The namespace controller empties a terminating namespace of its RBAC rules
+                // too (every other kind it deletes is written above).
+                rule(
+                    &["rbac.authorization.k8s.io"],
+                    &["roles", "rolebindings"],
+                    &["get", "list", "watch", "delete"],
+                ),
                 // The namespace controller marks and releases terminating namespaces.
                 rule(&[""], &["namespaces"], &["update", "patch", "delete"]),
                 rule(

@@ -19,8 +19,8 @@ use crate::codec::DecodeError;
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
-    ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
-    ReplicaSet, Secret, Service,
+    ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
+    Node, Pod, ReplicaSet, Secret, Service,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
 use crate::selector::{FieldSelector, SelectorError};
@@ -202,6 +202,7 @@ impl DynRegistry {
             .register::<ConfigMap>()
             .register::<Secret>()
             .register::<DaemonSet>()
+            .register::<ControllerRevision>()
             .register::<Job>()
             .register::<Role>()
             .register::<ClusterRole>()

@@ -1,6 +1,6 @@
 //! The built-in kinds, with Kubernetes' shapes and JSON names: [`Namespace`], [`Node`],
 //! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`] (`v1`); [`ReplicaSet`],
-//! [`Deployment`], [`DaemonSet`] (`apps/v1`); [`Job`] (`batch/v1`); [`Lease`]
+//! [`Deployment`], [`DaemonSet`], [`ControllerRevision`] (`apps/v1`); [`Job`] (`batch/v1`); [`Lease`]
 //! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
 //! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`).
 //!
@@ -10,6 +10,7 @@
 
 pub mod common;
 pub mod config;
+pub mod controller_revision;
 pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
@@ -26,6 +27,7 @@ pub mod service;
 
 pub use common::*;
 pub use config::*;
+pub use controller_revision::*;
 pub use daemon_set::*;
 pub use deployment::*;
 pub use endpoints::*;
@@ -149,6 +151,13 @@ mod tests {
         round_trip(json!({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "shop"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Terminating"}
+        }));
+        round_trip(json!({
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "agent-5f7c9d", "namespace": "kube-system", "labels": {"controller-revision-hash": "5f7c9d"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "d1", "controller": true, "blockOwnerDeletion": true}]},
+            "data": {"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"app": "agent"}}}}},
+            "revision": 2
         }));
         round_trip(json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

@@ -18,6 +18,7 @@ pub mod names;
 mod node;
 mod pod;
 mod rbac;
+mod revision;
 mod service;
 mod volume;
 
@@ -42,4 +43,5 @@ pub use rbac::{
     validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
     validate_role_ref_unchanged,
 };
+pub use revision::{validate_controller_revision, validate_controller_revision_update};
 pub use service::{validate_endpoints, validate_service, validate_service_update};

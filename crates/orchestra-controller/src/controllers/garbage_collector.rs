@@ -27,7 +27,8 @@ use async_trait::async_trait;
 use orchestra_api::reflector::{ObjectKey, Store, index};
 use orchestra_api::registry::{DeleteOptions, PropagationPolicy};
 use orchestra_api::resources::{
-    DaemonSet, Deployment, Endpoints, Job, Lease, Namespace, Node, Pod, ReplicaSet, Service,
+    ControllerRevision, DaemonSet, Deployment, Endpoints, Job, Lease, Namespace, Node, Pod,
+    ReplicaSet, Service,
 };
 use orchestra_api::{ApiError, Client, OwnerReference, Resource};
 
@@ -47,6 +48,7 @@ pub const DEPENDENT_KINDS: &[&str] = &[
     "Service",
     "Endpoints",
     "Lease",
+    "ControllerRevision",
 ];
 
 /// The kinds of owners the collector checks.
@@ -134,6 +136,10 @@ macro_rules! for_dependent_kinds {
         }
         {
             type $kind = Lease;
+            $body
+        }
+        {
+            type $kind = ControllerRevision;
             $body
         }
     }};

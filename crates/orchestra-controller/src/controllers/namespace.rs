@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use orchestra_api::reflector::ObjectKey;
 use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
-    Deployment, Endpoints, Event, Lease, Namespace, NamespacePhase, NamespaceStatus, Pod,
-    ReplicaSet, Service,
+    ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
+    NamespacePhase, NamespaceStatus, Pod, ReplicaSet, Role, RoleBinding, Secret, Service,
 };
 use orchestra_api::{ApiError, Client, Resource};
 
@@ -34,11 +34,18 @@ pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// The namespaced kinds a terminating namespace is emptied of.
 pub const NAMESPACED_KINDS: &[&str] = &[
     "Deployment",
+    "DaemonSet",
+    "Job",
     "ReplicaSet",
+    "ControllerRevision",
     "Pod",
     "Service",
     "Endpoints",
+    "ConfigMap",
+    "Secret",
     "Lease",
+    "Role",
+    "RoleBinding",
     "Event",
 ];
 
@@ -142,12 +149,21 @@ async fn delete_all<K: Resource, C: Client>(
 /// Deletes everything in `namespace`; returns how many objects are still there.
 pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<usize, ApiError> {
     // Owners before what they own, so that controllers do not recreate what was just deleted.
+    // Pods, ConfigMaps and Secrets go before the RBAC rules, so that whoever cleans up after
+    // them still may; events last, since every deletion may add one.
     Ok(delete_all::<Deployment, C>(client, namespace).await?
+        + delete_all::<DaemonSet, C>(client, namespace).await?
+        + delete_all::<Job, C>(client, namespace).await?
         + delete_all::<ReplicaSet, C>(client, namespace).await?
+        + delete_all::<ControllerRevision, C>(client, namespace).await?
         + delete_all::<Pod, C>(client, namespace).await?
         + delete_all::<Service, C>(client, namespace).await?
         + delete_all::<Endpoints, C>(client, namespace).await?
+        + delete_all::<ConfigMap, C>(client, namespace).await?
+        + delete_all::<Secret, C>(client, namespace).await?
         + delete_all::<Lease, C>(client, namespace).await?
+        + delete_all::<Role, C>(client, namespace).await?
+        + delete_all::<RoleBinding, C>(client, namespace).await?
         + delete_all::<Event, C>(client, namespace).await?)
 }
 

@@ -9,11 +9,14 @@
 //! Each pod created or deleted, and each failure, is an event on the daemon set
 //! (`SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`).
 //!
-//! Not supported: ControllerRevision history (and so `rollout undo` of a daemon set): it needs
-//! a ControllerRevision kind in orchestra-api's scheme, registry and validation; the
-//! `controller-revision-hash` label on each pod already tells the revisions apart. Nor adoption
-//! of orphan pods.
+//! Each sync first records the template in the daemon set's history of ControllerRevisions
+//! ([`history`]: create the current one, renumber one that came back, trim beyond
+//! `revisionHistoryLimit`), which `orchestra ctl rollout undo daemonset/NAME` rolls back to.
+//!
+//! Not supported: adoption of orphan pods or revisions, and hash collisions between templates
+//! (`status.collisionCount` is read, never raised).
 
+pub mod history;
 pub mod plan;
 
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::resources::{DaemonSet, Node, Pod};
+use orchestra_api::registry::DeleteOptions;
+use orchestra_api::resources::{ControllerRevision, DaemonSet, Node, Pod};
 use orchestra_api::{ApiError, Client};
 
 use crate::controller::Controller;
@@ -67,6 +71,7 @@ pub struct DaemonSetController<C> {
     client: C,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
+    revisions: Informer<ControllerRevision>,
     expectations: Expectations,
     clock: Clock,
     events: EventSink,
@@ -86,23 +91,30 @@ impl<C: Client> DaemonSetController<C> {
         let _ = pods
             .store()
             .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        let revisions = informers.informer::<ControllerRevision>();
+        let _ = revisions.store().add_index(
+            CONTROLLER_INDEX,
+            index::by_controller_uid::<ControllerRevision>,
+        );
         DaemonSetController {
             client: informers.client().clone(),
             pods,
             nodes: informers.informer::<Node>(),
+            revisions,
             expectations: Expectations::default(),
             clock: Clock::new(),
             events: events::sink(informers.client(), DAEMON_SET_CONTROLLER),
         }
     }
 
-    /// The controller: DaemonSets, the pods they own, and nodes (a change of any node
-    /// resyncs every daemon set).
+    /// The controller: DaemonSets, the pods and revisions they own, and nodes (a change of
+    /// any node resyncs every daemon set).
     pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
         let daemon_sets = informers.store::<DaemonSet>();
         Controller::new(Self::new(informers), informers)
             .name("daemonset")
             .owns::<Pod>()
+            .owns::<ControllerRevision>()
             .watches::<Node, _>(move |_node| {
                 daemon_sets
                     .list()
@@ -127,6 +139,9 @@ impl<C: Client> DaemonSetController<C> {
             .store()
             .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
             .unwrap_or_default();
+        self.record_history(ds, &owned)
+            .await
+            .map_err(|(action, err)| api(action)(err))?;
         let nodes = self.nodes.store().list();
         let plan = plan::plan(ds, &nodes, &owned, self.clock.now()).map_err(|source| {
             DaemonSetError::Plan {
@@ -149,6 +164,55 @@ impl<C: Client> DaemonSetController<C> {
             Some(after) => Action::requeue(after),
             None => Action::AwaitChange,
         })
+    }
+
+    /// Brings the daemon set's ControllerRevisions in line with its template (see
+    /// [`history`]); on a failed write, what was being done and why.
+    async fn record_history(
+        &self,
+        ds: &DaemonSet,
+        owned: &[Arc<Pod>],
+    ) -> Result<(), (&'static str, ApiError)> {
+        let revisions = self
+            .revisions
+            .store()
+            .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
+            .unwrap_or_default();
+        let plan = history::plan_history(ds, &revisions, owned);
+        if let Some(revision) = &plan.create {
+            match self.client.create(revision).await {
+                Ok(_) => {}
+                // The cache has not shown our own earlier create yet: the next sync sees it.
+                Err(ApiError::AlreadyExists { .. }) => {}
+                Err(err) => return Err(("create a controller revision", err)),
+            }
+        }
+        if let Some((name, number)) = &plan.renumber
+            && let Some(stored) = revisions.iter().find(|r| &r.metadata.name == name)
+        {
+            let mut raised = ControllerRevision::clone(stored);
+            raised.revision = *number;
+            self.client
+                .update(&raised)
+                .await
+                .map_err(|err| ("renumber a controller revision", err))?;
+        }
+        for name in &plan.delete {
+            match self
+                .client
+                .delete::<ControllerRevision>(
+                    &ds.metadata.namespace,
+                    name,
+                    &DeleteOptions::default(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("delete an old controller revision", err)),
+            }
+        }
+        Ok(())
     }
 
     async fn execute(
