@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::framework::{CycleState, Extensions, PermitDecision, PermitPlugin, Plugin, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, Extensions, PermitDecision, PermitPlugin, Plugin, QueueingHint,
+    Status,
+};
 use crate::snapshot::{ClusterSnapshot, PodInfo};
 
 /// The label naming a pod's group.
@@ -134,6 +137,11 @@ pub fn placed_members(cluster: &ClusterSnapshot, namespace: &str, group: &str) -
 impl Plugin for Coscheduling {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Permit denies only a pod whose group annotation is wrong: the pod's own update helps
+    /// it (the queue retries updated pods), no cluster change does.
+    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        QueueingHint::queue_if(matches!(event, ClusterEvent::Resync))
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().permit(self)
