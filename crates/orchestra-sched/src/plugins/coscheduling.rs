@@ -123,13 +123,8 @@ pub fn min_available(pod: &PodInfo, group: &str) -> Result<u32, String> {
 /// The members of a group placed or bound in the snapshot (not terminating).
 pub fn placed_members(cluster: &ClusterSnapshot, namespace: &str, group: &str) -> u32 {
     cluster
-        .pod_groups()
-        .filter(|g| {
-            let sample = g.sample();
-            sample.namespace() == namespace
-                && sample.pod.metadata.deletion_timestamp.is_none()
-                && pod_group(sample) == Some(group)
-        })
+        .gang_groups(namespace, group)
+        .filter(|g| g.sample().pod.metadata.deletion_timestamp.is_none())
         .map(|g| g.len())
         .sum()
 }
@@ -228,6 +223,15 @@ mod tests {
             PermitDecision::Allow
         );
         assert_eq!(placed_members(&cluster, "other", "g"), 0);
+        // Members with other labels besides (another pod group of the snapshot) count too;
+        // a terminating one does not.
+        let mut odd = member("d", "n", "3");
+        odd.metadata.labels.insert("role".into(), "driver".into());
+        cluster.add_pod(odd).unwrap();
+        let mut leaving = member("e", "n", "3");
+        leaving.metadata.deletion_timestamp = Some(orchestra_api::meta::Time::now());
+        cluster.add_pod(leaving).unwrap();
+        assert_eq!(placed_members(&cluster, "default", "g"), 4);
         assert!(plugin.shares_fate(&c, &PodInfo::new(member("z", "", "3")).unwrap()));
         assert!(!plugin.shares_fate(&c, &loner));
     }
