@@ -86,6 +86,9 @@ pub enum SchedWorkload {
     /// Nodes full of low-priority pods; each high-priority pod preempts one
     /// (PreemptionBasic).
     Preemption,
+    /// Gangs of 10 pods placed all or nothing (Coscheduling at Permit): each member waits,
+    /// assumed on its node, until the tenth is placed.
+    Gang,
 }
 
 impl SchedWorkload {
@@ -98,6 +101,7 @@ impl SchedWorkload {
             SchedWorkload::PodAntiAffinity => "pod-anti-affinity",
             SchedWorkload::TopologySpread => "topology-spread",
             SchedWorkload::Preemption => "preemption",
+            SchedWorkload::Gang => "gang",
         }
     }
 }
@@ -554,7 +558,11 @@ pub(crate) mod tests {
             (vec![SchedMode::Framework, SchedMode::E2e], 9)
         );
         assert!(sched_args(&["--mode", "loop"]).is_err());
-        assert!(sched_args(&["--workload", "gang"]).is_err());
+        assert_eq!(
+            sched_args(&["--workload", "gang"]).unwrap().workload,
+            [SchedWorkload::Gang]
+        );
+        assert!(sched_args(&["--workload", "gangs"]).is_err());
         assert!(sched_args(&["--nodes", "0"]).is_err());
     }
 

@@ -4,8 +4,10 @@
 //! Every pod (by `namespace/name`) is in exactly one place:
 //! - **active**: a heap ordered by the profile's QueueSort (priority, then arrival);
 //! - **backoff**: after a failed attempt, until `1 s * 2^(attempts-1)` (at most 10 s) passed;
-//! - **unschedulable**: no node fitted; it waits for a [`ClusterEvent`] that could help it
-//!   (then goes to backoff or active), or for [`UNSCHEDULABLE_FLUSH`] to pass;
+//! - **unschedulable**: no node fitted; it waits for a cluster event that could help it
+//!   (then goes to backoff or active), or for [`UNSCHEDULABLE_FLUSH`] to pass. Which events
+//!   could help it is the caller's queueing hint ([`SchedulingQueue::on_event`]), asked with
+//!   the plugins that rejected the pod ([`SchedulingQueue::requeue_unschedulable`]);
 //! - **in flight**: popped, its cycle not finished; the caller ends it with
 //!   [`SchedulingQueue::done`] (placed) or a requeue.
 //!
@@ -28,7 +30,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::framework::QueuedPodInfo;
+use crate::framework::{QueuedPodInfo, QueueingHint};
 use crate::snapshot::PodInfo;
 
 /// The first backoff after a failed attempt.
@@ -40,17 +42,6 @@ pub const UNSCHEDULABLE_FLUSH: Duration = Duration::from_secs(5 * 60);
 
 /// The QueueSort order: whether `a` is scheduled before `b`.
 pub type LessFn = Arc<dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync>;
-
-/// A change in the cluster that may make unschedulable pods schedulable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClusterEvent {
-    /// A node was added.
-    NodeAdded,
-    /// A node changed (labels, taints, allocatable, schedulability).
-    NodeUpdated,
-    /// A pod assigned to a node was deleted (or an assumed pod forgotten), freeing room.
-    AssignedPodDeleted,
-}
 
 /// Where a pod is in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +68,8 @@ struct Entry {
     moved_in_flight: bool,
     /// Its last attempt ended in an error: its backoff is waited out in full.
     errored: bool,
+    /// The plugins that rejected it, while unschedulable (for the queueing hints).
+    rejected_by: Vec<&'static str>,
 }
 
 struct HeapItem {
@@ -201,6 +194,7 @@ impl SchedulingQueue {
                 last_attempt: now,
                 moved_in_flight: false,
                 errored: false,
+                rejected_by: Vec::new(),
             },
         );
         self.push_active(&key);
@@ -347,9 +341,16 @@ impl SchedulingQueue {
         }
     }
 
-    /// Ends a pod's cycle: no node fitted. It waits in the unschedulable set, unless a
-    /// cluster event arrived during its cycle (then it goes to backoff).
-    pub fn requeue_unschedulable(&mut self, key: &str, now: Duration) -> bool {
+    /// Ends a pod's cycle: no node fitted, or a plugin rejected it; `rejected_by` names the
+    /// plugins that did ([`crate::Unschedulable::rejected_by`]; empty: any event may help).
+    /// It waits in the unschedulable set, unless a cluster event that may help it arrived
+    /// during its cycle (then it goes to backoff).
+    pub fn requeue_unschedulable(
+        &mut self,
+        key: &str,
+        now: Duration,
+        rejected_by: Vec<&'static str>,
+    ) -> bool {
         let Some(entry) = self.pods.get_mut(key) else {
             return false;
         };
@@ -359,6 +360,7 @@ impl SchedulingQueue {
         if entry.moved_in_flight {
             self.retry(key, now);
         } else {
+            entry.rejected_by = rejected_by;
             entry.place = Place::Unschedulable(now);
             self.unschedulable.insert((now, key.to_owned()));
         }
@@ -379,20 +381,42 @@ impl SchedulingQueue {
         true
     }
 
-    /// A cluster event: every unschedulable pod may fit now, and goes to backoff or active;
-    /// pods in flight remember it.
-    pub fn on_event(&mut self, _event: ClusterEvent, now: Duration) {
-        // Every event kind here can help any pod rejected for resources, affinity, taints or
-        // ports, so all unschedulable pods are moved.
-        let keys: Vec<String> = self.unschedulable.iter().map(|(_, k)| k.clone()).collect();
-        for key in keys {
+    /// A cluster event. `hint` says whether it may help a pod: asked with the plugins that
+    /// rejected an unschedulable pod (`Some`), which then goes to backoff or active if so;
+    /// and with `None` for a pod in flight, which then remembers that its cycle may have
+    /// missed a change (a failure sends it to backoff, not to the unschedulable set).
+    pub fn on_event(
+        &mut self,
+        now: Duration,
+        mut hint: impl FnMut(&PodInfo, Option<&[&'static str]>) -> QueueingHint,
+    ) {
+        let moved: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|(_, key)| {
+                self.pods
+                    .get(key)
+                    .is_none_or(|e| hint(&e.info.pod, Some(&e.rejected_by)) == QueueingHint::Queue)
+            })
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in moved {
             self.retry(&key, now);
         }
         for entry in self.pods.values_mut() {
-            if entry.place == Place::InFlight {
+            if entry.place == Place::InFlight
+                && !entry.moved_in_flight
+                && hint(&entry.info.pod, None) == QueueingHint::Queue
+            {
                 entry.moved_in_flight = true;
             }
         }
+    }
+
+    /// A change that may help every pod (a relist): every unschedulable pod goes to backoff
+    /// or active, and pods in flight remember it.
+    pub fn move_all(&mut self, now: Duration) {
+        self.on_event(now, |_, _| QueueingHint::Queue);
     }
 
     /// Moves a pod (not in the heap) to backoff if its backoff since its last attempt is not
@@ -412,6 +436,7 @@ impl SchedulingQueue {
             }
             Place::Active | Place::InFlight => {}
         }
+        entry.rejected_by.clear();
         let until = entry.last_attempt + backoff_duration(entry.info.attempts);
         if entry.info.attempts > 0 && until > now {
             entry.place = Place::Backoff(until);

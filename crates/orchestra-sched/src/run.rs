@@ -12,7 +12,10 @@
 //!   on the pod.
 //! - No node fits: a `FailedScheduling` Warning event with the summary
 //!   ("0/N nodes are available: ...") is recorded on the pod, which waits as unschedulable
-//!   until a cluster event (node added or changed, assigned pod deleted) or the flush.
+//!   until a cluster event that may help it or the flush. Which events may help is asked of
+//!   the plugins that rejected it ([`crate::framework::hint`]): a pod short of CPU moves
+//!   when a pod leaves or a node's allocatable grows, one rejected for a taint when taints
+//!   change; a node heartbeat moves no pod.
 //! - The binding fails (a conflict, the pod gone): the assumption is forgotten and the pod
 //!   retried after its backoff (or dropped, when the watch shows it bound or deleted).
 //!
@@ -53,8 +56,9 @@ use tokio::time::Instant;
 use crate::cache::{SchedulerCache, pod_key};
 use crate::framework::CycleState;
 use crate::framework::{ApiHandle, DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
-use crate::queue::{ClusterEvent, LessFn, SchedulingQueue};
-use crate::snapshot::PodInfo;
+use crate::framework::{ClusterEvent, NodeChange, QueueingHint};
+use crate::queue::{LessFn, SchedulingQueue};
+use crate::snapshot::{NodeInfo, PodInfo};
 
 /// The reason of the event recorded when a pod fits nowhere.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
@@ -273,7 +277,7 @@ impl<C: Client> SchedulerLoop<C> {
                 for pod in pending {
                     self.enqueue(pod, now);
                 }
-                self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+                self.queue.move_all(now);
             }
             WatchEvent::Applied(pod) => {
                 let key = pod_key(&pod);
@@ -297,7 +301,7 @@ impl<C: Client> SchedulerLoop<C> {
                 self.queue.delete(&key);
                 self.cache.clear_nomination(&key);
                 if self.cache.remove_pod(&key) {
-                    self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+                    self.pod_deleted(now);
                 }
             }
         }
@@ -310,16 +314,41 @@ impl<C: Client> SchedulerLoop<C> {
                 if let Err(e) = self.cache.sync_nodes(nodes) {
                     tracing::warn!("node cache: {e}");
                 }
-                self.queue.on_event(ClusterEvent::NodeAdded, now);
+                self.queue.move_all(now);
             }
-            WatchEvent::Applied(node) => match self.cache.upsert_node(node) {
-                Ok(true) => self.queue.on_event(ClusterEvent::NodeAdded, now),
-                Ok(false) => self.queue.on_event(ClusterEvent::NodeUpdated, now),
-                Err(e) => tracing::warn!("node cache: {e}"),
-            },
+            WatchEvent::Applied(node) => {
+                let name = node.metadata.name.clone();
+                let old = self
+                    .cache
+                    .snapshot()
+                    .get(&name)
+                    .map(|n| n.node_arc().clone());
+                if let Err(e) = self.cache.upsert_node(node) {
+                    return tracing::warn!("node cache: {e}");
+                }
+                let Some(new) = self.cache.snapshot().get(&name) else {
+                    return;
+                };
+                let Some(old) = old else {
+                    let event = ClusterEvent::NodeAdded(new);
+                    return notify(&mut self.queue, &self.profiles, &event, now);
+                };
+                // A status report (conditions, addresses) has an empty change: the default
+                // plugins' hints move no pod for it; a custom plugin may read conditions.
+                let change = NodeChange::between(&old, new.node());
+                let old = NodeInfo::new(old);
+                let event = ClusterEvent::NodeUpdated {
+                    old: &old,
+                    new,
+                    change,
+                };
+                notify(&mut self.queue, &self.profiles, &event, now);
+            }
             WatchEvent::Deleted(node) => {
                 // Already gone from the cache is fine (a relist may have removed it).
                 let _ = self.cache.remove_node(&node.metadata.name);
+                let event = ClusterEvent::NodeDeleted(&node);
+                notify(&mut self.queue, &self.profiles, &event, now);
             }
         }
     }
@@ -350,7 +379,8 @@ impl<C: Client> SchedulerLoop<C> {
                 if unschedulable.error.is_some() {
                     self.queue.requeue_backoff(&key, now);
                 } else {
-                    self.queue.requeue_unschedulable(&key, now);
+                    let rejected_by = unschedulable.rejected_by();
+                    self.queue.requeue_unschedulable(&key, now, rejected_by);
                 }
                 return;
             }
@@ -380,7 +410,8 @@ impl<C: Client> SchedulerLoop<C> {
                 self.release(&key, now);
                 let message = format!("{}: {}", status.plugin(), status.message());
                 self.record_failure(&info.pod, message);
-                self.queue.requeue_unschedulable(&key, now);
+                self.queue
+                    .requeue_unschedulable(&key, now, vec![status.plugin()]);
                 return;
             }
             PermitOutcome::Wait(waits) => {
@@ -406,8 +437,18 @@ impl<C: Client> SchedulerLoop<C> {
     /// Forgets an assumption that will not be bound, and tells the queue room was freed.
     fn release(&mut self, key: &str, now: Duration) {
         if self.cache.forget(key) {
-            self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+            self.pod_deleted(now);
         }
+    }
+
+    /// Tells the queue that an assigned (or assumed) pod left its node.
+    fn pod_deleted(&mut self, now: Duration) {
+        notify(
+            &mut self.queue,
+            &self.profiles,
+            &ClusterEvent::AssignedPodDeleted,
+            now,
+        );
     }
 
     /// Permit again for every waiting pod: those allowed now are bound, those denied are
@@ -549,7 +590,7 @@ impl<C: Client> SchedulerLoop<C> {
             Err(e) => {
                 tracing::warn!("binding {} to {}: {e}", bound.key, bound.node);
                 if self.cache.forget(&bound.key) {
-                    self.queue.on_event(ClusterEvent::AssignedPodDeleted, now);
+                    self.pod_deleted(now);
                 }
                 self.queue.requeue_backoff(&bound.key, now);
             }
@@ -630,6 +671,20 @@ impl<C: Client> SchedulerLoop<C> {
     fn record_failure(&self, pod: &Pod, message: String) {
         record(&self.events, pod, true, FAILED_SCHEDULING, message);
     }
+}
+
+/// Tells the queue of a cluster event: each pod moves if its profile's queueing hints say the
+/// event may help it (a pod no profile serves is moved).
+fn notify(
+    queue: &mut SchedulingQueue,
+    profiles: &Profiles,
+    event: &ClusterEvent<'_>,
+    now: Duration,
+) {
+    queue.on_event(now, |pod, rejected_by| match profiles.for_pod(&pod.pod) {
+        Some(framework) => framework.queueing_hint(pod, rejected_by, event),
+        None => QueueingHint::Queue,
+    });
 }
 
 /// Queues an event on a pod, from the sink of the pod's profile (never waits, never fails:

@@ -92,6 +92,22 @@ impl Unschedulable {
             .count()
     }
 
+    /// The plugins that rejected the pod, each once, sorted: the PreFilter plugin that
+    /// rejected it as a whole, or the first failing Filter of every node. The queue keeps
+    /// them for the queueing hints ([`crate::framework::hint`]).
+    pub fn rejected_by(&self) -> Vec<&'static str> {
+        let mut plugins: Vec<&'static str> = self.pre_filter.iter().map(|(p, _)| *p).collect();
+        for rejection in &self.nodes {
+            // Nodes come in runs rejected by the same plugin: skip repeats cheaply.
+            if plugins.last() != Some(&rejection.plugin) {
+                plugins.push(rejection.plugin);
+            }
+        }
+        plugins.sort_unstable();
+        plugins.dedup();
+        plugins
+    }
+
     /// Whether preempting pods could not help on any node (every rejection is
     /// unresolvable, or the pod was rejected as a whole).
     pub fn is_unresolvable(&self) -> bool {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use orchestra_api::meta::ObjectMeta;
 use orchestra_api::resources::{Pod, PodSpec};
 use orchestra_sched::queue::{
-    ClusterEvent, LessFn, Place, SchedulingQueue, UNSCHEDULABLE_FLUSH, backoff_duration,
+    LessFn, Place, SchedulingQueue, UNSCHEDULABLE_FLUSH, backoff_duration,
 };
 use orchestra_sched::{Framework, PodInfo, plugins};
 use proptest::prelude::*;
@@ -144,7 +144,7 @@ proptest! {
                     match op {
                         Op::Done(_) => { prop_assert!(q.done(key)); model.remove(key); }
                         Op::Unschedulable(_) => {
-                            prop_assert!(q.requeue_unschedulable(key, now));
+                            prop_assert!(q.requeue_unschedulable(key, now, vec![]));
                             let m = model.get_mut(key).expect("in flight");
                             m.in_flight = false;
                             m.failed = true;
@@ -160,7 +160,7 @@ proptest! {
                     }
                 }
                 Op::Event => {
-                    q.on_event(ClusterEvent::NodeAdded, now);
+                    q.move_all(now);
                     prop_assert_eq!(q.count(|p| matches!(p, Place::Unschedulable(_))), 0);
                 }
                 Op::Advance(ms) => now += Duration::from_millis(ms),
@@ -216,7 +216,7 @@ fn unschedulable_pods_wait_for_an_event_or_the_flush() {
     let t0 = Duration::from_secs(100);
     q.add(pod(1, 0), t0);
     q.pop(t0).expect("active");
-    q.requeue_unschedulable("default/p1", t0);
+    q.requeue_unschedulable("default/p1", t0, vec![]);
     // No event: it stays, until the 5-minute flush.
     assert!(q.pop(t0 + Duration::from_secs(60)).is_none());
     assert_eq!(q.next_wakeup(), Some(t0 + UNSCHEDULABLE_FLUSH));
@@ -224,8 +224,8 @@ fn unschedulable_pods_wait_for_an_event_or_the_flush() {
     assert_eq!(again.attempts, 2);
     // A node event moves it, after its backoff (2 s after the second attempt).
     let t1 = t0 + UNSCHEDULABLE_FLUSH;
-    q.requeue_unschedulable("default/p1", t1);
-    q.on_event(ClusterEvent::NodeAdded, t1 + Duration::from_millis(500));
+    q.requeue_unschedulable("default/p1", t1, vec![]);
+    q.move_all(t1 + Duration::from_millis(500));
     assert_eq!(
         q.place("default/p1"),
         Some(Place::Backoff(t1 + Duration::from_secs(2)))
@@ -234,11 +234,8 @@ fn unschedulable_pods_wait_for_an_event_or_the_flush() {
     assert!(q.has_ready(t1 + Duration::from_millis(600)));
     assert!(q.pop(t1 + Duration::from_millis(600)).is_some());
     // An event during the cycle sends a failed pod to backoff rather than waiting.
-    q.on_event(
-        ClusterEvent::AssignedPodDeleted,
-        t1 + Duration::from_secs(2),
-    );
-    q.requeue_unschedulable("default/p1", t1 + Duration::from_secs(2));
+    q.move_all(t1 + Duration::from_secs(2));
+    q.requeue_unschedulable("default/p1", t1 + Duration::from_secs(2), vec![]);
     assert!(matches!(q.place("default/p1"), Some(Place::Backoff(_))));
 }
 
@@ -249,12 +246,12 @@ fn a_preemptor_is_retried_as_soon_as_its_victim_is_deleted() {
     q.add(pod(1, 100), t0);
     q.pop(t0).expect("active");
     // No node fits: it nominates a node, its victim is deleted, it waits as unschedulable.
-    q.requeue_unschedulable("default/p1", t0);
+    q.requeue_unschedulable("default/p1", t0, vec![]);
     assert!(!q.has_ready(t0 + Duration::from_millis(5)));
     // The victim's deletion reaches the loop 20 ms later: the preemptor is taken at once,
     // not after its 1 s backoff.
     let deleted = t0 + Duration::from_millis(20);
-    q.on_event(ClusterEvent::AssignedPodDeleted, deleted);
+    q.move_all(deleted);
     assert_eq!(
         q.place("default/p1"),
         Some(Place::Backoff(t0 + Duration::from_secs(1)))
@@ -270,8 +267,8 @@ fn a_moved_pod_cuts_its_backoff_short_only_when_the_heap_is_empty() {
     let t0 = Duration::from_secs(10);
     q.add(pod(1, 100), t0);
     q.pop(t0).expect("active");
-    q.requeue_unschedulable("default/p1", t0);
-    q.on_event(ClusterEvent::NodeAdded, t0);
+    q.requeue_unschedulable("default/p1", t0, vec![]);
+    q.move_all(t0);
     // A pod in the heap goes first, whatever the priorities: p1 is still backing off.
     q.add(pod(2, 0), t0);
     let first = q.pop(t0).expect("p2 is active");
@@ -289,7 +286,7 @@ fn a_pod_whose_attempt_errored_waits_out_its_backoff_in_full() {
     q.pop(t0).expect("active");
     q.requeue_backoff("default/p1", t0);
     // Events do not move it, and an empty heap does not cut its backoff short.
-    q.on_event(ClusterEvent::AssignedPodDeleted, t0);
+    q.move_all(t0);
     let almost = t0 + Duration::from_millis(999);
     assert!(!q.has_ready(almost));
     assert!(q.pop(almost).is_none());

@@ -590,3 +590,66 @@ async fn a_preemptor_is_retried_when_its_victim_is_gone_without_waiting_out_its_
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// The FailedScheduling events recorded on a pod, counting repeats.
+async fn failures_of(client: &BindSpy, pod: &str) -> i32 {
+    events_for(client, "FailedScheduling")
+        .await
+        .iter()
+        .filter(|e| e.involved_object.name == pod)
+        .map(|e| e.count.unwrap_or(1))
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_status_report_retries_no_pod_and_more_allocatable_places_one_at_once() {
+    let client = spy();
+    client.create(&node("a", "1")).await.unwrap();
+    client.create(&pod("big", "2")).await.unwrap();
+    let (stop, task) = start(&client);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            failures_of(&client, "big").await >= 1
+        })
+        .await,
+        "the pod fits nowhere"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let failures = failures_of(&client, "big").await;
+
+    // The node reports its status: a new condition, nothing a filter reads. Before queueing
+    // hints this moved the pod back (a new attempt, a new failure, within its backoff).
+    let mut a: Node = client.get("", "a").await.unwrap();
+    let status = a.status.get_or_insert_with(Default::default);
+    status
+        .conditions
+        .push(orchestra_api::resources::NodeCondition {
+            type_: "Ready".into(),
+            status: orchestra_api::resources::ConditionStatus::True,
+            ..Default::default()
+        });
+    client.update_status(&a).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        failures_of(&client, "big").await,
+        failures,
+        "no new attempt"
+    );
+
+    // Its allocatable CPU grows to 4: the pod is placed well before the 5-minute flush.
+    let mut a: Node = client.get("", "a").await.unwrap();
+    let status = a.status.get_or_insert_with(Default::default);
+    status
+        .allocatable
+        .insert("cpu".into(), "4".parse().unwrap());
+    client.update_status(&a).await.unwrap();
+    assert!(
+        until(Duration::from_secs(15), || async {
+            node_of(&pods(&client).await, "big") == "a"
+        })
+        .await,
+        "placed once the node grew"
+    );
+    stop.send(()).unwrap();
+    task.await.expect("the loop stops cleanly");
+}

@@ -227,7 +227,7 @@ pub async fn run_one(
             let client = client.clone();
             let tracker = tracker.clone();
             async move {
-                let pod = workload::pod(workload, i);
+                let pod = workload::pod(workload, i, pods as usize);
                 lock(&tracker).created[i] = Some(Instant::now());
                 client.create(&pod).await.map(drop)
             }

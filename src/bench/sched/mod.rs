@@ -6,6 +6,10 @@
 //! timed; building the pod objects and the nodes is not. `--mode e2e` runs the scheduling loop
 //! against an in-process API instead ([`e2e`]).
 //!
+//! The gang workload runs Permit after each placement, as the scheduling loop does: a
+//! member waits, assumed on its node, until its gang's tenth member is placed, which allows
+//! them all; each placement asks the waiting members again.
+//!
 //! The preemption workload fills every node with low-priority pods first; each pod then fits
 //! nowhere, DefaultPreemption (PostFilter) chooses a node and a victim, and the timed loop
 //! carries it out in the snapshot (the victim removed, the pod assumed on its nominated node).
@@ -21,7 +25,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orchestra::sched::{ClusterSnapshot, Framework, PodInfo, plugins};
+use orchestra::sched::{ClusterSnapshot, CycleState, Framework, PermitOutcome, PodInfo, plugins};
 use serde::Serialize;
 
 use crate::bench::BenchError;
@@ -103,13 +107,15 @@ fn run_one(
     let mut cluster = ClusterSnapshot::from_objects((0..nodes as usize).map(workload::node), low)
         .map_err(|e| BenchError::Sched(e.to_string()))?;
     let objects: Vec<_> = (0..pods as usize)
-        .map(|i| workload::pod(workload, i))
+        .map(|i| workload::pod(workload, i, pods as usize))
         .collect();
     let mut profile = plugins::default_profile();
     profile.seed = seed;
     let framework = Framework::new(profile);
     let mut hist = latency_histogram()?;
     let (mut scheduled, mut unschedulable) = (0u64, 0u64);
+    // Gang members placed and waiting at Permit for the rest of their gang.
+    let mut waiting: Vec<(Arc<PodInfo>, CycleState, String)> = Vec::new();
     tracing::info!(workload = workload.as_str(), nodes, pods, "scheduling");
     let started = Instant::now();
     for pod in objects {
@@ -117,10 +123,29 @@ fn run_one(
         let info = Arc::new(PodInfo::new(pod).map_err(|e| BenchError::Sched(e.to_string()))?);
         match framework.schedule_pod(&info, &cluster) {
             Ok(outcome) => {
+                let node = outcome.placement.node.to_string();
                 cluster
-                    .assume(info, &outcome.placement.node)
+                    .assume(info.clone(), &node)
                     .map_err(|e| BenchError::Sched(e.to_string()))?;
-                scheduled += 1;
+                // Permit, as the scheduling loop runs it: a gang's member waits, assumed on
+                // its node, until its gang is complete; every placement asks the waiting
+                // members again.
+                match framework.run_permit(&outcome.state, &info, &node, &cluster) {
+                    PermitOutcome::Allow => scheduled += 1,
+                    PermitOutcome::Wait(_) => waiting.push((info, outcome.state, node)),
+                    PermitOutcome::Deny(status) => {
+                        return Err(BenchError::Sched(format!(
+                            "{}: denied at Permit: {}",
+                            info.key(),
+                            status.message()
+                        )));
+                    }
+                }
+                let before = waiting.len();
+                waiting.retain(|(member, state, node)| {
+                    framework.run_permit(state, member, node, &cluster) != PermitOutcome::Allow
+                });
+                scheduled += (before - waiting.len()) as u64;
             }
             Err(why)
                 if why
@@ -151,6 +176,8 @@ fn run_one(
         record(&mut hist, one.elapsed());
     }
     let seconds = started.elapsed().as_secs_f64();
+    // Members whose gang never completed were not placed.
+    unschedulable += waiting.len() as u64;
     Ok(SchedResult {
         bench: "sched",
         workload,
@@ -180,6 +207,7 @@ mod tests {
             SchedWorkload::PodAntiAffinity,
             SchedWorkload::TopologySpread,
             SchedWorkload::Preemption,
+            SchedWorkload::Gang,
         ] {
             let result = run_one(workload, 120, 300, 7).unwrap();
             assert_eq!(
@@ -199,11 +227,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_gang_cut_short_by_the_pod_count_needs_only_its_members() {
+        // 35 pods: three gangs of 10 and one of 5, whose minimum is 5.
+        let result = run_one(SchedWorkload::Gang, 20, 35, 7).unwrap();
+        assert_eq!((result.scheduled, result.unschedulable), (35, 0));
+        let last = workload::pod(SchedWorkload::Gang, 34, 35);
+        assert_eq!(
+            last.metadata
+                .annotations
+                .get("scheduling.x-k8s.io/min-available"),
+            Some(&"5".to_owned())
+        );
+    }
+
     /// End to end, the scheduling loop binds every pod through the API, preemptors included
     /// (their victims deleted, then placed as soon as the queue is idle).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn e2e_binds_every_pod_through_the_api() {
-        for workload in [SchedWorkload::Basic, SchedWorkload::Preemption] {
+        for workload in [
+            SchedWorkload::Basic,
+            SchedWorkload::Preemption,
+            SchedWorkload::Gang,
+        ] {
             let result = e2e::run_one(workload, 30, 60, 7, Duration::from_secs(120))
                 .await
                 .unwrap();

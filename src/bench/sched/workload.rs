@@ -1,6 +1,7 @@
 //! The clusters and pods of each `orchestra bench sched` workload, modelled on
 //! kube-scheduler's scheduler_perf: 5,000 identical nodes in 10 zones, pods with small
-//! requests and the workload's constraints.
+//! requests and the workload's constraints (the gang workload, which scheduler_perf does not
+//! have, is basic pods in gangs of [`GANG_SIZE`]).
 
 use orchestra::api::Quantity;
 use orchestra::api::meta::{LabelSelector, ObjectMeta};
@@ -10,6 +11,8 @@ use orchestra::api::resources::{
     PodAntiAffinity, PodSpec, ResourceRequirements, TopologySpreadConstraint,
     UnsatisfiableConstraintAction,
 };
+
+use orchestra::sched::plugins::coscheduling::{MIN_AVAILABLE_ANNOTATION, POD_GROUP_LABEL};
 
 use crate::cli::bench::SchedWorkload;
 
@@ -80,9 +83,13 @@ pub fn low_priority_pod(i: usize, j: usize) -> Pod {
     }
 }
 
-/// Pod `i` of a workload: 100m CPU and 256 MiB, label `group: g<i % 100>`, and the
-/// workload's constraint on that group.
-pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
+/// Members of each gang of the gang workload (the last gang of a run takes what is left).
+pub const GANG_SIZE: usize = 10;
+
+/// Pod `i` of `pods` of a workload: 100m CPU and 256 MiB, label `group: g<i % 100>`, and the
+/// workload's constraint on that group. Gang pods are labelled with their gang
+/// (`gang-<i / 10>`) and its minimum, the gang's size.
+pub fn pod(workload: SchedWorkload, i: usize, pods: usize) -> Pod {
     let group = format!("g{}", i % GROUPS);
     let selector = || Some(LabelSelector::match_labels([("group", group.as_str())]));
     let term = |key: &str| PodAffinityTerm {
@@ -107,7 +114,7 @@ pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
         ..PodSpec::default()
     };
     match workload {
-        SchedWorkload::Basic => {}
+        SchedWorkload::Basic | SchedWorkload::Gang => {}
         SchedWorkload::Preemption => {
             // A quarter of a node at priority 100: one low-priority pod must go.
             spec.containers[0]
@@ -162,8 +169,18 @@ pub fn pod(workload: SchedWorkload, i: usize) -> Pod {
             }];
         }
     }
+    let mut metadata =
+        ObjectMeta::namespaced(NAMESPACE, format!("pod-{i}")).with_label("group", &group);
+    if workload == SchedWorkload::Gang {
+        let gang = i / GANG_SIZE;
+        let size = GANG_SIZE.min(pods.saturating_sub(gang * GANG_SIZE)).max(1);
+        metadata = metadata.with_label(POD_GROUP_LABEL, format!("gang-{gang}"));
+        metadata
+            .annotations
+            .insert(MIN_AVAILABLE_ANNOTATION.to_owned(), size.to_string());
+    }
     Pod {
-        metadata: ObjectMeta::namespaced(NAMESPACE, format!("pod-{i}")).with_label("group", &group),
+        metadata,
         spec,
         status: None,
     }

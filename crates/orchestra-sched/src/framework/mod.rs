@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`plugin`]: [`Plugin`] and one trait per extension point.
+//! - [`hint`]: [`QueueingHint`], [`ClusterEvent`]: which changes may help a rejected pod.
 //! - [`status`]: [`Status`], its [`Code`] and [`Reasons`].
 //! - [`cycle_state`]: [`CycleState`] and [`StateData`].
 //! - [`handle`]: [`ApiHandle`], the API as the binding cycle's plugins see it.
@@ -13,6 +14,7 @@
 
 pub mod cycle_state;
 pub mod handle;
+pub mod hint;
 pub mod node_set;
 pub mod plugin;
 pub mod profile;
@@ -21,6 +23,7 @@ pub mod status;
 
 pub use cycle_state::{CycleState, StateData};
 pub use handle::ApiHandle;
+pub use hint::{ClusterEvent, NodeChange, QueueingHint};
 pub use node_set::NodeSet;
 pub use plugin::*;
 pub use profile::{DEFAULT_SCHEDULER_NAME, ExtensionPoint, Profile, ProfileError};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ApiHandle, CycleState, Framework, Status};
+use super::{ApiHandle, ClusterEvent, CycleState, Framework, QueueingHint, Status};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::Unschedulable;
 
@@ -30,6 +30,16 @@ pub trait Plugin: Send + Sync + 'static {
     /// The extension points this plugin serves: typically
     /// `Extensions::new().filter(self.clone()).score(self)`.
     fn extensions(self: Arc<Self>) -> Extensions;
+
+    /// Whether `event` may make `pod` schedulable, for a pod this plugin rejected (at
+    /// PreFilter, Filter or Permit): the queue moves the pod back only when one of the
+    /// plugins that rejected it says [`QueueingHint::Queue`] (see [`super::hint`]). It must
+    /// say Queue whenever the change could turn its rejection into an acceptance. The
+    /// default says Queue for every change.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        let _ = (pod, event);
+        QueueingHint::Queue
+    }
 }
 
 /// The extension points one plugin serves (each an `Arc` of the same plugin).

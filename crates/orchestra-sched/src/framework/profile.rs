@@ -130,6 +130,9 @@ pub struct Profile {
     pub(crate) pre_bind: Vec<Arc<dyn PreBindPlugin>>,
     pub(crate) bind: Vec<Arc<dyn BindPlugin>>,
     pub(crate) post_bind: Vec<Arc<dyn PostBindPlugin>>,
+    /// The plugins that can reject a pod (PreFilter, Filter, Permit), whose queueing hints
+    /// decide when a rejected pod is tried again.
+    pub(crate) rejecters: Vec<Arc<dyn Plugin>>,
 }
 
 impl std::fmt::Debug for Profile {
@@ -172,7 +175,11 @@ impl Profile {
         enabled: impl Fn(ExtensionPoint) -> bool,
     ) -> Result<(), ProfileError> {
         let name = plugin.name();
-        let ext = plugin.extensions();
+        let ext = plugin.clone().extensions();
+        let rejects = (ext.pre_filter.is_some() && enabled(ExtensionPoint::PreFilter))
+            || (ext.filter.is_some() && enabled(ExtensionPoint::Filter))
+            || (ext.permit.is_some() && enabled(ExtensionPoint::Permit));
+
         macro_rules! push {
             ($point:expr, $field:ident) => {
                 if let Some(p) = ext.$field.filter(|_| enabled($point)) {
@@ -219,6 +226,9 @@ impl Profile {
         push!(ExtensionPoint::PreBind, pre_bind);
         push!(ExtensionPoint::Bind, bind);
         push!(ExtensionPoint::PostBind, post_bind);
+        if rejects && !self.rejecters.iter().any(|p| p.name() == name) {
+            self.rejecters.push(plugin);
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use super::plugin::{
     FilterPlugin, MAX_NODE_SCORE, PermitDecision, PostFilterResult, QueuedPodInfo, ScorePlugin,
 };
 use super::profile::{DEFAULT_SCHEDULER_NAME, Profile};
-use super::{ApiHandle, Code, CycleState, Status};
+use super::{ApiHandle, ClusterEvent, Code, CycleState, QueueingHint, Status};
 use crate::scheduler::Scheduler;
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 use crate::unschedulable::{NodeRejection, Placement, Unschedulable};
@@ -508,6 +508,35 @@ impl Framework {
         for plugin in &self.profile.post_bind {
             plugin.post_bind(api, state, pod, node).await;
         }
+    }
+
+    /// Whether `event` may make `pod` schedulable (see [`super::hint`]), given the plugins
+    /// that rejected it (`Some`), or, for a pod whose cycle is not over (`None`), any plugin
+    /// of the profile that could. A pod with no recorded plugin, or one the profile does not
+    /// have, is moved by every event.
+    pub fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        rejected_by: Option<&[&'static str]>,
+        event: &ClusterEvent<'_>,
+    ) -> QueueingHint {
+        if matches!(event, ClusterEvent::Resync) {
+            return QueueingHint::Queue;
+        }
+        let rejecters = &self.profile.rejecters;
+        let may_help = match rejected_by {
+            None => rejecters
+                .iter()
+                .any(|p| p.queueing_hint(pod, event) == QueueingHint::Queue),
+            Some([]) => true,
+            Some(names) => names.iter().any(|name| {
+                rejecters
+                    .iter()
+                    .find(|p| p.name() == *name)
+                    .is_none_or(|p| p.queueing_hint(pod, event) == QueueingHint::Queue)
+            }),
+        };
+        QueueingHint::queue_if(may_help)
     }
 
     /// The next number of the seeded generator (SplitMix64: lock-free and repeatable).

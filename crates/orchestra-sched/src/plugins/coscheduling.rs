@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::framework::{CycleState, Extensions, PermitDecision, PermitPlugin, Plugin, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, Extensions, PermitDecision, PermitPlugin, Plugin, QueueingHint,
+    Status,
+};
 use crate::snapshot::{ClusterSnapshot, PodInfo};
 
 /// The label naming a pod's group.
@@ -120,13 +123,8 @@ pub fn min_available(pod: &PodInfo, group: &str) -> Result<u32, String> {
 /// The members of a group placed or bound in the snapshot (not terminating).
 pub fn placed_members(cluster: &ClusterSnapshot, namespace: &str, group: &str) -> u32 {
     cluster
-        .pod_groups()
-        .filter(|g| {
-            let sample = g.sample();
-            sample.namespace() == namespace
-                && sample.pod.metadata.deletion_timestamp.is_none()
-                && pod_group(sample) == Some(group)
-        })
+        .gang_groups(namespace, group)
+        .filter(|g| g.sample().pod.metadata.deletion_timestamp.is_none())
         .map(|g| g.len())
         .sum()
 }
@@ -134,6 +132,11 @@ pub fn placed_members(cluster: &ClusterSnapshot, namespace: &str, group: &str) -
 impl Plugin for Coscheduling {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Permit denies only a pod whose group annotation is wrong: the pod's own update helps
+    /// it (the queue retries updated pods), no cluster change does.
+    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        QueueingHint::queue_if(matches!(event, ClusterEvent::Resync))
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().permit(self)
@@ -220,6 +223,15 @@ mod tests {
             PermitDecision::Allow
         );
         assert_eq!(placed_members(&cluster, "other", "g"), 0);
+        // Members with other labels besides (another pod group of the snapshot) count too;
+        // a terminating one does not.
+        let mut odd = member("d", "n", "3");
+        odd.metadata.labels.insert("role".into(), "driver".into());
+        cluster.add_pod(odd).unwrap();
+        let mut leaving = member("e", "n", "3");
+        leaving.metadata.deletion_timestamp = Some(orchestra_api::meta::Time::now());
+        cluster.add_pod(leaving).unwrap();
+        assert_eq!(placed_members(&cluster, "default", "g"), 4);
         assert!(plugin.shares_fate(&c, &PodInfo::new(member("z", "", "3")).unwrap()));
         assert!(!plugin.shares_fate(&c, &loner));
     }

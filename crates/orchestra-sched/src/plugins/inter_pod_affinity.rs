@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::topology_counts::TopologyCounts;
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, Status,
+    ClusterEvent, CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin,
+    PreFilterPlugin, PreScorePlugin, QueueingHint, ScorePlugin, Status, hint::topology_hint,
 };
 use crate::snapshot::{AffinityTerm, ClusterSnapshot, NodeInfo, PodInfo};
 
@@ -72,6 +72,11 @@ impl InterPodAffinity {
 impl Plugin for InterPodAffinity {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Affinity is counted over topology domains, which node labels define: any node
+    /// added, deleted or relabelled, or any pod deleted, may change the verdict anywhere.
+    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        topology_hint(event)
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use orchestra_api::resources::{NodeSelector, NodeSelectorOperator, NodeSelectorTerm};
 
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, NodeSet, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status,
+    ClusterEvent, CycleState, Extensions, FilterPlugin, NodeSet, Plugin, PreFilterPlugin,
+    PreScorePlugin, QueueingHint, ScorePlugin, Status, hint::node_object_hint,
 };
 use crate::plugins::helpers::{default_normalize, term_matches};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
@@ -28,6 +28,15 @@ impl NodeAffinity {
 impl Plugin for NodeAffinity {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// A node added that matches the pod's selector and required affinity, or whose labels
+    /// changed so that it now matches.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        node_object_hint(
+            event,
+            |change| change.labels,
+            |node| required_matches(pod, node),
+        )
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

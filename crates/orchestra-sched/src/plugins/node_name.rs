@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::framework::{CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, QueueingHint,
+    Status, hint::node_object_hint,
+};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
 /// The reason for nodes other than the one the pod names.
@@ -20,6 +23,16 @@ impl NodeName {
 impl Plugin for NodeName {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// A pod naming a node waits for that node to be added; no update of a node changes
+    /// its name.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        let wanted = &pod.pod.spec.node_name;
+        node_object_hint(
+            event,
+            |_| false,
+            |node| wanted.is_empty() || wanted.as_str() == &**node.name(),
+        )
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().pre_filter(self.clone()).filter(self)

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::framework::{CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, QueueingHint,
+    Status,
+};
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
 /// The reason for nodes where a port is taken.
@@ -21,6 +24,17 @@ impl NodePorts {
 impl Plugin for NodePorts {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Ports are freed by pods leaving; a node added may have them free. A node update
+    /// frees none.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdded(node) => {
+                self.filter(&CycleState::new(), pod, node).is_success()
+            }
+            ClusterEvent::AssignedPodDeleted | ClusterEvent::Resync => true,
+            ClusterEvent::NodeUpdated { .. } | ClusterEvent::NodeDeleted(_) => false,
+        })
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().pre_filter(self.clone()).filter(self)

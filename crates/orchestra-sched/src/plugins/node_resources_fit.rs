@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, ScorePlugin, Status,
+    ClusterEvent, CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, QueueingHint,
+    ScorePlugin, Status, hint::requested_resource_grew,
 };
 use crate::snapshot::{NodeInfo, PodInfo};
 
@@ -264,6 +265,21 @@ fn piecewise(points: &[(i64, i64)], x: i64) -> i64 {
 impl Plugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Room is freed by pods leaving, or by a node's allocatable growing in a resource the
+    /// pod asks for (so that it fits now); a node added may have room.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        let state = CycleState::new();
+        QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdded(node) => self.passes(&state, pod, node),
+            ClusterEvent::NodeUpdated { old, new, change } => {
+                change.allocatable
+                    && requested_resource_grew(pod, old.allocatable(), new.allocatable())
+                    && self.passes(&state, pod, new)
+            }
+            ClusterEvent::AssignedPodDeleted | ClusterEvent::Resync => true,
+            ClusterEvent::NodeDeleted(_) => false,
+        })
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().filter(self.clone()).score(self)

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use orchestra_api::resources::{Taint, TaintEffect};
 
-use crate::framework::{CycleState, Extensions, FilterPlugin, Plugin, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, Extensions, FilterPlugin, Plugin, QueueingHint, Status,
+    hint::node_object_hint,
+};
 use crate::snapshot::{NodeInfo, PodInfo};
 
 /// The taint key a cordoned node implies.
@@ -25,6 +28,15 @@ impl NodeUnschedulable {
 impl Plugin for NodeUnschedulable {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// A node added schedulable, or uncordoned.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        let state = CycleState::new();
+        node_object_hint(
+            event,
+            |change| change.unschedulable,
+            |node| self.passes(&state, pod, node),
+        )
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new().filter(self)

@@ -14,8 +14,8 @@ use orchestra_api::resources::UnsatisfiableConstraintAction;
 use super::node_affinity::{has_required, required_matches};
 use super::topology_counts::TopologyCounts;
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, Status,
+    ClusterEvent, CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, NodeSet, Plugin,
+    PreFilterPlugin, PreScorePlugin, QueueingHint, ScorePlugin, Status, hint::topology_hint,
 };
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
@@ -37,6 +37,11 @@ impl PodTopologySpread {
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// Skew is counted over topology domains, which node labels define: any node added,
+    /// deleted or relabelled, or any pod deleted, may change the verdict anywhere.
+    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        topology_hint(event)
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

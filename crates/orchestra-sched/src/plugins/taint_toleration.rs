@@ -7,7 +7,8 @@ use std::sync::Arc;
 use orchestra_api::resources::{TaintEffect, Toleration};
 
 use crate::framework::{
-    CycleState, Extensions, FilterPlugin, Plugin, PreScorePlugin, ScorePlugin, Status,
+    ClusterEvent, CycleState, Extensions, FilterPlugin, Plugin, PreScorePlugin, QueueingHint,
+    ScorePlugin, Status, hint::node_object_hint,
 };
 use crate::plugins::helpers::default_normalize;
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
@@ -24,6 +25,16 @@ impl TaintToleration {
 impl Plugin for TaintToleration {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+    /// A node added with taints the pod tolerates, or whose taints changed so that it now
+    /// tolerates them all.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        let state = CycleState::new();
+        node_object_hint(
+            event,
+            |change| change.taints,
+            |node| self.passes(&state, pod, node),
+        )
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

@@ -151,6 +151,12 @@ impl ClusterSnapshot {
         self.groups.iter()
     }
 
+    /// The groups of pods labelled `scheduling.x-k8s.io/pod-group: gang` in `namespace` (a
+    /// gang's members, found without a walk over every group).
+    pub fn gang_groups(&self, namespace: &str, gang: &str) -> impl Iterator<Item = &PodGroup> {
+        self.groups.gang(namespace, gang)
+    }
+
     /// The number of pods with any pod (anti-)affinity term.
     pub fn pods_with_affinity(&self) -> usize {
         self.pods_with_affinity

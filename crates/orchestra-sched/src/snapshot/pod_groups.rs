@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::node_info::NodeInfo;
 use super::pod_info::PodInfo;
+use crate::plugins::coscheduling::POD_GROUP_LABEL;
 use crate::plugins::helpers::{FxHashMap, FxHasher};
 
 /// Pods that look alike to affinity and spreading, and where they are.
@@ -46,6 +47,14 @@ impl PodGroup {
 pub struct PodGroups {
     buckets: FxHashMap<u64, Vec<u32>>,
     groups: Vec<PodGroup>,
+    /// The groups of each gang, by `namespace/gang` (the pods' [`POD_GROUP_LABEL`]), so that
+    /// Coscheduling counts a gang's members without a walk over every group.
+    gangs: FxHashMap<String, Vec<u32>>,
+}
+
+/// The key of a gang in [`PodGroups::gangs`].
+fn gang_key(namespace: &str, gang: &str) -> String {
+    format!("{namespace}/{gang}")
 }
 
 /// The hash of what makes a group (namespace and labels; affinity is compared on collision).
@@ -94,6 +103,10 @@ impl PodGroups {
                     total: 0,
                 });
                 bucket.push(g);
+                if let Some(gang) = pod.pod.metadata.labels.get(POD_GROUP_LABEL) {
+                    let key = gang_key(pod.namespace(), gang);
+                    self.gangs.entry(key).or_default().push(g);
+                }
                 g
             }
         };
@@ -127,5 +140,15 @@ impl PodGroups {
     /// The groups with pods.
     pub fn iter(&self) -> impl Iterator<Item = &PodGroup> {
         self.groups.iter().filter(|g| g.total > 0)
+    }
+
+    /// The groups with pods labelled `scheduling.x-k8s.io/pod-group: gang` in `namespace`.
+    pub fn gang(&self, namespace: &str, gang: &str) -> impl Iterator<Item = &PodGroup> {
+        self.gangs
+            .get(&gang_key(namespace, gang))
+            .into_iter()
+            .flatten()
+            .map(|&g| &self.groups[g as usize])
+            .filter(|g| g.total > 0)
     }
 }
