@@ -66,7 +66,9 @@ pub trait StoreExt: Store {
             lease,
             prev_kv: false,
         };
-        async move { Ok(self.put_one(req).await?.header_revision) }
+        // `put_one`'s boxed future is built here (it does nothing until polled) and mapped, so
+        // the request is moved once, into that box, not first into a wrapping future too.
+        futures::FutureExt::map(self.put_one(req), |resp| Ok(resp?.header_revision))
     }
 
     /// Create a key only if it does not exist.

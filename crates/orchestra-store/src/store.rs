@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::types::{
-    LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
+    KvHash, LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -76,4 +76,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The current and compacted revisions, and the size on disk.
     async fn status(&self) -> Result<StoreStatus, StoreError>;
+
+    /// etcd's `HashKV` of the history up to `revision` (0: the current one): equal for two
+    /// stores (or a store and an etcd member) that went through the same writes. As in etcd,
+    /// a revision at or below the compact revision fails with `Compacted` and one ahead of
+    /// the store with `FutureRevision`. The default says the store cannot compute it.
+    async fn hash_kv(&self, revision: Revision) -> Result<KvHash, StoreError> {
+        Err(StoreError::Other(format!(
+            "this store cannot compute etcd's HashKV (asked at revision {revision})"
+        )))
+    }
 }

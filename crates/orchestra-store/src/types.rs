@@ -569,6 +569,20 @@ pub struct StoreStatus {
     pub db_size: u64,
 }
 
+/// etcd's `HashKV` of a store's history up to a revision: the number etcd 3.4 gives for the
+/// same writes, so that a store can be compared with an etcd member (or another store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvHash {
+    /// The CRC-32C (Castagnoli) of the history up to the hashed revision, computed as etcd
+    /// computes it.
+    pub hash: u32,
+    /// The store's current revision when it was computed (etcd's response header revision).
+    pub revision: Revision,
+    /// The revision of the last compaction, or -1 when the store was never compacted (as
+    /// etcd reports it).
+    pub compact_revision: Revision,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

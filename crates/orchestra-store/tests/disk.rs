@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use orchestra_store::disk::DB_FILE;
 use orchestra_store::{
-    DiskStore, EventKind, RangeRequest, Store, StoreError, StoreExt, WatchRequest,
+    DiskStore, EventKind, KvHash, MemStore, Op, RangeRequest, Store, StoreError, StoreExt, Txn,
+    WatchRequest,
 };
 
 async fn collect_events(
@@ -306,4 +307,56 @@ async fn flipped_bytes_are_reported_not_misread() {
         })
         .await;
     }
+}
+
+/// Writes whose HashKV depends on the changes' positions in their transactions, with a
+/// compaction that folds the first transactions into the store's base; returns the hashes at
+/// every revision after the compact point.
+async fn hash_kv_history(store: &dyn Store) -> Vec<KvHash> {
+    let three = Txn::new().and_then([
+        Op::put("/x/a", "1"),
+        Op::put("/x/b", "2"),
+        Op::put("/x/c", "3"),
+    ]);
+    store.txn(three).await.unwrap();
+    store.put("/x/d", "4").await.unwrap();
+    let two = Txn::new().and_then([Op::delete("/x/d"), Op::put("/x/e", "5")]);
+    let compact_at = store.txn(two).await.unwrap().header_revision;
+    store.put("/x/a", "6").await.unwrap();
+    store.compact(compact_at).await.unwrap();
+    store.put("/x/f", "7").await.unwrap();
+    let mut hashes = Vec::new();
+    for revision in [0, compact_at + 1] {
+        hashes.push(store.hash_kv(revision).await.unwrap());
+    }
+    hashes
+}
+
+/// The sub revisions of the keys folded into the base survive a reopen, so HashKV is the same
+/// before and after it, and the same as a MemStore's after the same writes.
+#[tokio::test]
+async fn hash_kv_survives_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        hash_kv_history(&store).await
+    };
+    assert_ne!(before[0].hash, before[1].hash, "two revisions, two hashes");
+    assert_eq!(before, hash_kv_history(&MemStore::new()).await);
+    let store = DiskStore::open(dir.path()).await.unwrap();
+    let after: Vec<KvHash> = [0, before[1].compact_revision + 1]
+        .into_iter()
+        .map(|revision| {
+            let store = &store;
+            async move { store.hash_kv(revision).await.unwrap() }
+        })
+        .collect::<futures::stream::FuturesOrdered<_>>()
+        .collect()
+        .await;
+    assert_eq!(after, before);
+    let compacted = store.hash_kv(before[0].compact_revision).await.unwrap_err();
+    assert!(
+        matches!(compacted, StoreError::Compacted { .. }),
+        "{compacted:?}"
+    );
 }

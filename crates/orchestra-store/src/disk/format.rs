@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::journal::ReplayOp;
+use crate::mvcc::keyspace::UNKNOWN_SUB;
 use crate::types::{Event, EventKind, KeyValue, LeaseId, Revision};
 
 /// One change of a revision, as stored in the `revs` table.
@@ -46,6 +47,39 @@ pub(crate) struct StoredKv {
     pub mod_revision: Revision,
     pub version: i64,
     pub lease: LeaseId,
+    /// The write's position in its transaction (its sub revision, for etcd's `HashKV`);
+    /// `UNKNOWN_SUB` when it is not known (a key restored from a snapshot).
+    pub sub: u32,
+}
+
+/// [`StoredKv`] as written before it carried `sub`: base records of older data directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredKvWithoutSub {
+    key: Bytes,
+    value: Bytes,
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: i64,
+    lease: LeaseId,
+}
+
+/// Decode a base record, of either layout (a record without `sub` reads as `UNKNOWN_SUB`).
+pub(crate) fn decode_kv(bytes: &[u8]) -> Result<StoredKv, String> {
+    match decode::<StoredKv>(bytes) {
+        Ok(kv) => Ok(kv),
+        Err(err) => match decode::<StoredKvWithoutSub>(bytes) {
+            Ok(old) => Ok(StoredKv {
+                key: old.key,
+                value: old.value,
+                create_revision: old.create_revision,
+                mod_revision: old.mod_revision,
+                version: old.version,
+                lease: old.lease,
+                sub: UNKNOWN_SUB,
+            }),
+            Err(_) => Err(err),
+        },
+    }
 }
 
 impl StoredOp {
@@ -73,16 +107,17 @@ impl StoredOp {
 }
 
 impl StoredKv {
-    /// The key-value.
-    pub(crate) fn into_key_value(self) -> KeyValue {
-        KeyValue {
+    /// The key-value and its sub revision.
+    pub(crate) fn into_key_value(self) -> (KeyValue, u32) {
+        let kv = KeyValue {
             key: self.key,
             value: self.value,
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
             lease: self.lease,
-        }
+        };
+        (kv, self.sub)
     }
 }
 
@@ -153,18 +188,35 @@ mod tests {
             mod_revision: 3,
             version: 2,
             lease: 0,
+            sub: 1,
         });
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let err = decode::<StoredKv>(&bytes).unwrap_err();
+        let err = decode_kv(&bytes).unwrap_err();
         assert!(err.contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn base_records_without_a_sub_revision_still_decode() {
+        let old = StoredKvWithoutSub {
+            key: Bytes::from("key"),
+            value: Bytes::from("value"),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+            lease: 7,
+        };
+        let kv = decode_kv(&encode(&old)).expect("an old record decodes");
+        assert_eq!((kv.mod_revision, kv.lease, kv.sub), (3, 7, UNKNOWN_SUB));
+        let new = StoredKv { sub: 2, ..kv };
+        assert_eq!(decode_kv(&encode(&new)), Ok(new));
     }
 
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode::<Vec<StoredOp>>(&bytes);
-            let _ = decode::<StoredKv>(&bytes);
+            let _ = decode_kv(&bytes);
         }
 
         #[test]

@@ -18,10 +18,13 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::disk::format::{StoredKv, StoredLease, StoredOp, StoredRevision, decode, encode};
+use crate::disk::format::{
+    StoredKv, StoredLease, StoredOp, StoredRevision, decode, decode_kv, encode,
+};
 use crate::disk::lock::DirLock;
 use crate::error::StoreError;
 use crate::mvcc::journal::{Journal, Record, Recovered};
+use crate::mvcc::keyspace::UNKNOWN_SUB;
 use crate::snapshot::Snapshot;
 use crate::types::Revision;
 
@@ -149,7 +152,7 @@ impl RedbJournal {
             let (key, value) = entry.map_err(|e| self.err(e))?;
             let key = key.value();
             let name = || String::from_utf8_lossy(key).into_owned();
-            let stored: StoredKv = decode(value.value())
+            let stored = decode_kv(value.value())
                 .map_err(|detail| self.corrupt(format!("base key {:?}: {detail}", name())))?;
             if stored.key.as_ref() != key {
                 return Err(self.corrupt(format!(
@@ -263,8 +266,9 @@ impl RedbJournal {
                 break;
             }
             for stored in batch {
-                for op in stored.ops {
-                    self.fold(&mut base, stored.revision, op)?;
+                for (index, op) in stored.ops.into_iter().enumerate() {
+                    let sub = u32::try_from(index).unwrap_or(UNKNOWN_SUB);
+                    self.fold(&mut base, stored.revision, sub, op)?;
                 }
             }
             revs.remove(first).map_err(|e| self.err(e))?;
@@ -274,18 +278,19 @@ impl RedbJournal {
         Ok(())
     }
 
-    /// Apply one change at `rev` to the base table.
+    /// Apply change `sub` of revision `rev` to the base table.
     fn fold(
         &self,
         base: &mut redb::Table<&[u8], &[u8]>,
         rev: Revision,
+        sub: u32,
         op: StoredOp,
     ) -> Result<(), StoreError> {
         match op {
             StoredOp::Put { key, value, lease } => {
                 let prev: Option<StoredKv> =
                     match base.get(key.as_ref()).map_err(|e| self.err(e))? {
-                        Some(v) => Some(decode(v.value()).map_err(|d| self.corrupt(d))?),
+                        Some(v) => Some(decode_kv(v.value()).map_err(|d| self.corrupt(d))?),
                         None => None,
                     };
                 let kv = StoredKv {
@@ -295,6 +300,7 @@ impl RedbJournal {
                     mod_revision: rev,
                     version: prev.as_ref().map_or(1, |p| p.version + 1),
                     lease,
+                    sub,
                 };
                 base.insert(key.as_ref(), encode(&kv).as_slice())
                     .map_err(|e| self.err(e))?;
@@ -444,6 +450,8 @@ pub(crate) fn create_from_snapshot(path: &Path, snapshot: &Snapshot) -> Result<(
                 mod_revision: kv.mod_revision,
                 version: kv.version,
                 lease: kv.lease,
+                // A snapshot does not say where in its transaction a key was written.
+                sub: UNKNOWN_SUB,
             };
             base.insert(kv.key.as_ref(), encode(&stored).as_slice())
                 .map_err(|e| err(e.into()))?;

@@ -24,7 +24,7 @@ use crate::etcd::watch;
 use crate::limits::check_range;
 use crate::store::Store;
 use crate::types::{
-    KeyRange, LeaseId, LeaseStatus, Op, OpResponse, RangeRequest, RangeResponse, Revision,
+    KeyRange, KvHash, LeaseId, LeaseStatus, Op, OpResponse, RangeRequest, RangeResponse, Revision,
     StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
@@ -82,6 +82,7 @@ impl MemberStatus {
 enum Context<'a> {
     Range(&'a RangeRequest),
     Txn(&'a Txn),
+    /// A compaction, or a HashKV, at a revision.
     Compact(Revision),
     Lease(LeaseId),
     Grant(LeaseId, Duration),
@@ -687,6 +688,27 @@ impl Store for EtcdStore {
             compact_revision,
             db_size,
         })
+    }
+
+    /// etcd's Maintenance.HashKV, as the server computes it.
+    async fn hash_kv(&self, revision: Revision) -> Result<KvHash, StoreError> {
+        let result = self
+            .inner
+            .conn
+            .call("hash_kv", Retry::Idempotent, |channel| async move {
+                MaintenanceClient::new(channel)
+                    .hash_kv(request(pb::HashKvRequest { revision }))
+                    .await
+            })
+            .await;
+        match result {
+            Ok(resp) => Ok(KvHash {
+                hash: resp.hash,
+                revision: resp.header.map_or(0, |h| h.revision),
+                compact_revision: resp.compact_revision,
+            }),
+            Err(err) => Err(self.error(err, Context::Compact(revision)).await),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::model::{KvInput, KvOutput, Observed, TxnCompare, TxnOp, TxnOpResult, 
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{
-    CompareTarget, KeyValue, LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse,
+    CompareTarget, KeyValue, KvHash, LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
@@ -305,5 +305,8 @@ impl<S: Store> Store for Recorder<S> {
 
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.inner.status().await
+    }
+    async fn hash_kv(&self, revision: Revision) -> Result<KvHash, StoreError> {
+        self.inner.hash_kv(revision).await
     }
 }

@@ -21,13 +21,15 @@ use tokio::time::Instant;
 
 use crate::error::StoreError;
 use crate::limits::{Limits, check_key, check_range};
+use crate::mvcc::hash::{BackendEntry, KvHasher};
 use crate::mvcc::hub::Hub;
 use crate::mvcc::journal::{Journal, Record, Recovered, ReplayOp};
-use crate::mvcc::keyspace::Keyspace;
+use crate::mvcc::keyspace::{Keyspace, UNKNOWN_SUB};
 use crate::mvcc::leases::LeaseTable;
 use crate::types::{
-    Event, KeyRange, LeaseId, LeaseStatus, Op, OpResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, Revision, StoreStatus, Txn, TxnResponse, WatchRequest,
+    Event, EventKind, KeyRange, KvHash, LeaseId, LeaseStatus, Op, OpResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Revision, StoreStatus, Txn, TxnResponse,
+    WatchRequest,
 };
 use crate::watch::WatchStream;
 
@@ -74,6 +76,13 @@ struct JournalState {
     durable: tokio::sync::watch::Sender<u64>,
 }
 
+/// What [`Engine::put`] returns: the response at once without a journal, else a boxed wait
+/// for durability that yields it.
+pub(crate) type PutFuture = futures::future::Either<
+    futures::future::Ready<Result<PutResponse, StoreError>>,
+    futures::future::BoxFuture<'static, Result<PutResponse, StoreError>>,
+>;
+
 /// The engine. Shared through an `Arc`; background tasks hold a `Weak`.
 pub(crate) struct Engine {
     state: RwLock<State>,
@@ -116,18 +125,22 @@ impl Engine {
                 log.push(Arc::from(Vec::new()));
             }
             for (rev, ops) in recovered.revisions {
-                let events: Vec<Event> = ops
-                    .into_iter()
-                    .filter_map(|op| match op {
+                let mut events: Vec<Event> = Vec::with_capacity(ops.len());
+                for op in ops {
+                    // Stored changes are the revision's events, in order: their positions
+                    // are their sub revisions.
+                    let sub = sub_revision(events.len());
+                    match op {
                         ReplayOp::Put { key, value, lease } => {
-                            Some(keys.put(key, value, lease, rev))
+                            events.push(keys.put(key, value, lease, rev, sub));
                         }
-                        ReplayOp::Delete { key } => keys
-                            .latest(&key)
-                            .cloned()
-                            .map(|prev| keys.delete(prev, rev)),
-                    })
-                    .collect();
+                        ReplayOp::Delete { key } => {
+                            if let Some(prev) = keys.latest(&key).cloned() {
+                                events.push(keys.delete(prev, rev, sub));
+                            }
+                        }
+                    }
+                }
                 keys.commit(rev);
                 log.push(Arc::from(events));
             }
@@ -197,13 +210,24 @@ impl Engine {
         Ok((resp, seq))
     }
 
-    /// Write one key; returns once it is durable and visible.
-    pub(crate) async fn put(self: &Arc<Self>, put: PutRequest) -> Result<PutResponse, StoreError> {
-        let (resp, seq) = self.apply_put(put)?;
-        if self.journal.is_some() {
-            self.durable(seq).await?;
+    /// Write one key; returns once it is durable and visible. Not an `async fn`: without a
+    /// journal the write is done when this returns, so the future is a ready value of a few
+    /// words; only a journaled store's wait is boxed. `put_one`'s `async_trait` box moves
+    /// whatever future it awaits, and a nested `async fn` holding the request and the
+    /// response cost a copy of both per put.
+    pub(crate) fn put(self: &Arc<Self>, put: PutRequest) -> PutFuture {
+        use futures::future::{Either, ready};
+        match self.apply_put(put) {
+            Ok((resp, _)) if self.journal.is_none() => Either::Left(ready(Ok(resp))),
+            Ok((resp, seq)) => {
+                let engine = self.clone();
+                Either::Right(Box::pin(async move {
+                    engine.sync(seq).await?;
+                    Ok(resp)
+                }))
+            }
+            Err(err) => Either::Left(ready(Err(err))),
         }
-        Ok(resp)
     }
 
     /// Wait until the journal holds every record up to `seq` (at once without a journal).
@@ -228,20 +252,37 @@ impl Engine {
         check_key(&put.key)?;
         self.limits.check_size(put.key.len() + put.value.len())?;
         let mut st = self.state.write();
-        let (resp, event) = st.apply_put(put)?;
-        let seq = self.record_event(&mut st, resp.header_revision, event);
+        st.check_writable()?;
+        if put.lease != 0 && !st.leases.contains(put.lease) {
+            return Err(StoreError::LeaseNotFound(put.lease));
+        }
+        // Nothing fails from here: the event goes straight into its log entry (one move of
+        // its ~200 bytes, where returning it through `Result`s moved it three times).
+        let revision = st.keys.revision() + 1;
+        let events: Arc<[Event]> =
+            Arc::new([st.keys.put(put.key, put.value, put.lease, revision, 0)]);
+        let event = &events[0];
+        let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
+        if previous_lease != 0 || put.lease != 0 {
+            st.leases.attach(&event.kv.key, previous_lease, put.lease);
+        }
+        st.keys.commit(revision);
+        let resp = PutResponse {
+            header_revision: revision,
+            prev_kv: if put.prev_kv {
+                event.prev_kv.clone()
+            } else {
+                None
+            },
+        };
+        let seq = if self.journal.is_none() {
+            self.hub.publish(revision, events);
+            0
+        } else {
+            st.push(Record::Txn { revision, events })
+        };
         self.auto_compact(&mut st);
         Ok((resp, seq))
-    }
-
-    /// [`Engine::record_events`] for one event.
-    fn record_event(&self, st: &mut State, revision: Revision, event: Event) -> u64 {
-        let events: Arc<[Event]> = Arc::new([event]);
-        if self.journal.is_none() {
-            self.hub.publish(revision, events);
-            return 0;
-        }
-        st.push(Record::Txn { revision, events })
     }
 
     /// Hand a transaction's events to the hub (no journal) or to the pending queue; returns the
@@ -353,7 +394,8 @@ impl Engine {
             let mut events = Vec::with_capacity(keys.len());
             for key in keys {
                 if let Some(prev) = st.keys.latest(&key).cloned() {
-                    events.push(st.keys.delete(prev, revision));
+                    let sub = sub_revision(events.len());
+                    events.push(st.keys.delete(prev, revision, sub));
                 }
             }
             if !events.is_empty() {
@@ -393,6 +435,72 @@ impl Engine {
             compact_revision: st.keys.compact_revision(),
             db_size: self.journal.as_ref().map_or(0, |j| j.journal.size()),
         }
+    }
+
+    /// etcd's `HashKV` at `revision` (0: the newest visible one); see [`crate::mvcc::hash`].
+    pub(crate) fn hash_kv(&self, revision: Revision) -> Result<KvHash, StoreError> {
+        let st = self.state.read();
+        let visible = self.hub.visible();
+        let compacted = st.keys.compact_revision();
+        // etcd reports -1 before the first compaction, and refuses the compact revision itself.
+        let compact_revision = if compacted > 0 { compacted } else { -1 };
+        if revision > 0 && revision <= compact_revision {
+            return Err(StoreError::Compacted {
+                requested: revision,
+                compact_revision,
+            });
+        }
+        if revision > visible {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current: visible,
+            });
+        }
+        let at = if revision <= 0 { visible } else { revision };
+        let mut hasher = KvHasher::new();
+        // Entries at or below the compact revision: what compaction kept (the values alive
+        // at it), of which etcd counts those still alive at `at`, or all of them when no key
+        // is alive at `at`.
+        if compacted > 0 {
+            let alive_at = if st.keys.any_alive_at(at) {
+                at
+            } else {
+                compacted
+            };
+            for (main, sub, kv) in st.keys.values_written_by(alive_at, compacted) {
+                if sub == UNKNOWN_SUB {
+                    return Err(StoreError::Other(format!(
+                        "etcd's HashKV cannot be computed at revision {at}: key {:?} (revision \
+                         {main}) was restored from a snapshot, which does not keep its position \
+                         in its transaction",
+                        String::from_utf8_lossy(&kv.key)
+                    )));
+                }
+                hasher.add(&BackendEntry {
+                    main,
+                    sub,
+                    kind: EventKind::Put,
+                    kv,
+                });
+            }
+        }
+        // Every change after the compact revision, from the event log.
+        self.hub
+            .for_each_revision(compacted + 1, at, |main, events| {
+                for (index, event) in events.iter().enumerate() {
+                    hasher.add(&BackendEntry {
+                        main,
+                        sub: sub_revision(index),
+                        kind: event.kind,
+                        kv: &event.kv,
+                    });
+                }
+            })?;
+        Ok(KvHash {
+            hash: hasher.finish(),
+            revision: visible,
+            compact_revision,
+        })
     }
 
     /// Wait until every record up to `seq` is durable, starting a flush if none is running.
@@ -610,10 +718,22 @@ macro_rules! store_over_engine {
             ) -> Result<$crate::types::StoreStatus, $crate::error::StoreError> {
                 Ok(self.engine.status())
             }
+            async fn hash_kv(
+                &self,
+                revision: $crate::types::Revision,
+            ) -> Result<$crate::types::KvHash, $crate::error::StoreError> {
+                self.engine.hash_kv(revision)
+            }
         }
     };
 }
 pub(crate) use store_over_engine;
+
+/// The sub revision of a transaction's change at `index` (a transaction holds far fewer than
+/// `u32::MAX` changes: the limits cap its ops and its request size).
+fn sub_revision(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(UNKNOWN_SUB)
+}
 
 /// Revoke leases as their deadlines pass, until the engine is gone.
 async fn expire_leases(engine: Weak<Engine>, wake: Arc<Notify>) {
@@ -662,32 +782,6 @@ impl State {
         }
     }
 
-    /// Apply one put (already checked against the limits), as [`State::apply_txn`] applies a
-    /// transaction of that one put; returns the response and the event.
-    fn apply_put(&mut self, put: PutRequest) -> Result<(PutResponse, Event), StoreError> {
-        self.check_writable()?;
-        if put.lease != 0 && !self.leases.contains(put.lease) {
-            return Err(StoreError::LeaseNotFound(put.lease));
-        }
-        let revision = self.keys.revision() + 1;
-        let event = self.keys.put(put.key, put.value, put.lease, revision);
-        let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
-        if previous_lease != 0 || put.lease != 0 {
-            self.leases.attach(&event.kv.key, previous_lease, put.lease);
-        }
-        self.keys.commit(revision);
-        let prev_kv = if put.prev_kv {
-            event.prev_kv.clone()
-        } else {
-            None
-        };
-        let resp = PutResponse {
-            header_revision: revision,
-            prev_kv,
-        };
-        Ok((resp, event))
-    }
-
     /// Evaluate and apply a transaction (already checked against the limits). Everything that
     /// can fail is checked before the first change, so a failed transaction changes nothing.
     fn apply_txn(&mut self, txn: Txn) -> Result<(TxnResponse, Vec<Event>), StoreError> {
@@ -723,7 +817,8 @@ impl State {
                     OpResponse::Range(self.keys.range(&req, at, 0))
                 }
                 Op::Put(put) => {
-                    let event = self.keys.put(put.key, put.value, put.lease, revision);
+                    let sub = sub_revision(events.len());
+                    let event = self.keys.put(put.key, put.value, put.lease, revision, sub);
                     let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
                     self.leases.attach(&event.kv.key, previous_lease, put.lease);
                     let prev_kv = if put.prev_kv {
@@ -743,7 +838,8 @@ impl State {
                         if del.prev_kv {
                             prev_kvs.push(prev.clone());
                         }
-                        events.push(self.keys.delete(prev, revision));
+                        let sub = sub_revision(events.len());
+                        events.push(self.keys.delete(prev, revision, sub));
                     }
                     OpResponse::Delete { deleted, prev_kvs }
                 }

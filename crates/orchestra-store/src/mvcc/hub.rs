@@ -152,6 +152,9 @@ impl Hub {
                 woken.push((key.clone(), std::mem::replace(&mut group.parked, spare)));
             }
         }
+        if woken.is_empty() {
+            return;
+        }
         for (key, mut parked) in woken {
             for (_, waker) in parked.drain() {
                 waker.wake();
@@ -162,6 +165,33 @@ impl Hub {
                 group.spare = parked;
             }
         }
+    }
+
+    /// Call `f` with each revision of `from ..= to` and its events, in order; `Compacted` when
+    /// the log no longer holds `from`.
+    pub(crate) fn for_each_revision(
+        &self,
+        from: Revision,
+        to: Revision,
+        mut f: impl FnMut(Revision, &[Event]),
+    ) -> Result<(), StoreError> {
+        let log = self.log.read();
+        let from = from.max(1);
+        if from < log.first_revision && from <= to {
+            return Err(StoreError::Compacted {
+                requested: from,
+                compact_revision: log.compact_revision.max(log.first_revision),
+            });
+        }
+        for revision in from..=to.min(log.visible) {
+            if let Some(entry) = usize::try_from(revision - log.first_revision)
+                .ok()
+                .and_then(|index| log.entries.get(index))
+            {
+                f(revision, entry);
+            }
+        }
+        Ok(())
     }
 
     /// Drop the log below `revision`.

@@ -54,8 +54,9 @@ pub(crate) enum ReplayOp {
 /// What a journal read back on open.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
-    /// The keys alive at `base_revision` (the history up to it folded in).
-    pub base: Vec<KeyValue>,
+    /// The keys alive at `base_revision` (the history up to it folded in), each with its sub
+    /// revision (`UNKNOWN_SUB` when not stored).
+    pub base: Vec<(KeyValue, u32)>,
     /// The revision `base` reflects (1 when nothing was folded).
     pub base_revision: Revision,
     /// The revision history was compacted at (0: never); at or above `base_revision`.

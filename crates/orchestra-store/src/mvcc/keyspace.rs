@@ -18,8 +18,14 @@ use crate::types::{Event, EventKind, KeyRange, KeyValue, RangeRequest, RangeResp
 #[derive(Clone, Debug)]
 struct Version {
     mod_revision: Revision,
+    /// The change's position in its transaction (etcd's sub revision, which etcd's `HashKV`
+    /// hashes); [`UNKNOWN_SUB`] for a value read back from a store's base without it.
+    sub: u32,
     kv: Option<KeyValue>,
 }
+
+/// The sub revision of a version restored without one.
+pub(crate) const UNKNOWN_SUB: u32 = u32::MAX;
 
 /// A key's versions since the last compaction.
 #[derive(Debug)]
@@ -48,14 +54,19 @@ impl KeyEntry {
 
     /// The value the key had at revision `at`, if it existed then.
     fn value_at(&self, at: Revision) -> Option<&KeyValue> {
+        self.version_at(at)?.kv.as_ref()
+    }
+
+    /// The newest version at or below `at`.
+    fn version_at(&self, at: Revision) -> Option<&Version> {
         if self.newest.mod_revision <= at {
-            return self.newest.kv.as_ref();
+            return Some(&self.newest);
         }
         let idx = self.history.partition_point(|v| v.mod_revision <= at);
         if idx == 0 {
             return None;
         }
-        self.history[idx - 1].kv.as_ref()
+        Some(&self.history[idx - 1])
     }
 
     /// Drop the versions that no read at or above `revision` can see; false when nothing is
@@ -214,10 +225,17 @@ impl Keyspace {
         }
     }
 
-    /// Write a new value of `key` at revision `at` (the next revision); returns the event.
-    /// One hash probe for a key seen before (the common case): its entry is found once and
-    /// updated in place.
-    pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64, at: Revision) -> Event {
+    /// Write a new value of `key` at revision `at` (the next revision), as change `sub` of
+    /// its transaction; returns the event. One hash probe for a key seen before (the common
+    /// case): its entry is found once and updated in place.
+    pub(crate) fn put(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        lease: i64,
+        at: Revision,
+        sub: u32,
+    ) -> Event {
         if let Some(entry) = self.keys.get_mut(key.as_ref()) {
             let prev = entry.newest.kv.clone();
             let kv = KeyValue {
@@ -230,6 +248,7 @@ impl Keyspace {
             };
             entry.push(Version {
                 mod_revision: at,
+                sub,
                 kv: Some(kv.clone()),
             });
             return Event {
@@ -251,6 +270,7 @@ impl Keyspace {
             kv.key.clone(),
             KeyEntry::new(Version {
                 mod_revision: at,
+                sub,
                 kv: Some(kv.clone()),
             }),
         );
@@ -261,8 +281,9 @@ impl Keyspace {
         }
     }
 
-    /// Delete `key` (which must be alive) at revision `at`; returns the event.
-    pub(crate) fn delete(&mut self, prev: KeyValue, at: Revision) -> Event {
+    /// Delete `key` (which must be alive) at revision `at`, as change `sub` of its
+    /// transaction; returns the event.
+    pub(crate) fn delete(&mut self, prev: KeyValue, at: Revision, sub: u32) -> Event {
         let kv = KeyValue {
             key: prev.key.clone(),
             mod_revision: at,
@@ -270,6 +291,7 @@ impl Keyspace {
         };
         let tombstone = Version {
             mod_revision: at,
+            sub,
             kv: None,
         };
         self.push(&prev.key, tombstone);
@@ -286,18 +308,44 @@ impl Keyspace {
         self.revision = revision;
     }
 
-    /// Start from the live keys at `revision`, read back from disk.
-    pub(crate) fn restore(&mut self, live: Vec<KeyValue>, revision: Revision) {
-        for kv in live {
+    /// Start from the live keys at `revision`, read back from disk with their sub revisions
+    /// ([`UNKNOWN_SUB`] when not stored).
+    pub(crate) fn restore(&mut self, live: Vec<(KeyValue, u32)>, revision: Revision) {
+        for (kv, sub) in live {
             let key = kv.key.clone();
             let version = Version {
                 mod_revision: kv.mod_revision,
+                sub,
                 kv: Some(kv),
             };
             self.order.insert(key.clone());
             self.keys.insert(key, KeyEntry::new(version));
         }
         self.revision = revision;
+    }
+
+    /// The values alive at `at` written at or below `up_to`, with their sub revisions, in
+    /// (revision, sub) order: the entries at or below the compact revision that etcd's
+    /// `HashKV` counts.
+    pub(crate) fn values_written_by(
+        &self,
+        at: Revision,
+        up_to: Revision,
+    ) -> Vec<(Revision, u32, &KeyValue)> {
+        let mut values: Vec<(Revision, u32, &KeyValue)> = self
+            .keys
+            .values()
+            .filter_map(|entry| entry.version_at(at))
+            .filter_map(|v| Some((v.mod_revision, v.sub, v.kv.as_ref()?)))
+            .filter(|(revision, _, _)| *revision <= up_to)
+            .collect();
+        values.sort_unstable_by_key(|(revision, sub, _)| (*revision, *sub));
+        values
+    }
+
+    /// True when some key is alive at `at`.
+    pub(crate) fn any_alive_at(&self, at: Revision) -> bool {
+        self.keys.values().any(|entry| entry.value_at(at).is_some())
     }
 
     /// Drop the versions that no read at or above `revision` can see.
@@ -320,7 +368,7 @@ mod tests {
 
     fn put(ks: &mut Keyspace, key: &'static str, value: &'static str) -> Revision {
         let rev = ks.revision() + 1;
-        ks.put(Bytes::from(key), Bytes::from(value), 0, rev);
+        ks.put(Bytes::from(key), Bytes::from(value), 0, rev, 0);
         ks.commit(rev);
         rev
     }
@@ -346,7 +394,7 @@ mod tests {
         let r = put(&mut ks, "b", "1");
         let prev = ks.latest(b"b").unwrap().clone();
         let del = ks.revision() + 1;
-        ks.delete(prev, del);
+        ks.delete(prev, del, 0);
         ks.commit(del);
         ks.compact(del);
         let resp = ks.range(&RangeRequest::prefix(""), del, del);

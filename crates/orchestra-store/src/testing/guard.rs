@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{
-    LeaseId, LeaseStatus, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
+    KvHash, LeaseId, LeaseStatus, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
     StoreStatus, Txn, TxnResponse, WatchRequest,
 };
 use crate::watch::WatchStream;
@@ -84,5 +84,8 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     }
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.store.status().await
+    }
+    async fn hash_kv(&self, revision: Revision) -> Result<KvHash, StoreError> {
+        self.store.hash_kv(revision).await
     }
 }

@@ -10,8 +10,7 @@ use tonic::{Request, Response, Status};
 use super::Shared;
 use super::status::to_status;
 use crate::etcd::proto::etcdserverpb as pb;
-use crate::snapshot::{self, Snapshot};
-use crate::types::{KeyRange, RangeRequest};
+use crate::snapshot;
 
 /// The size of one snapshot chunk (etcd sends 32 KiB chunks too).
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -109,33 +108,18 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        let status = self.shared.store.status().await.map_err(to_status)?;
-        let revision = match request.into_inner().revision {
-            r if r <= 0 => status.revision,
-            r => r,
-        };
-        let kvs = self
+        // The store computes etcd's own HashKV (a CRC-32C over the history as etcd's backend
+        // stores it), so the value equals an etcd member's after the same writes.
+        let hash = self
             .shared
             .store
-            .range(RangeRequest {
-                range: KeyRange::prefix(""),
-                revision,
-                ..Default::default()
-            })
+            .hash_kv(request.into_inner().revision)
             .await
-            .map_err(to_status)?
-            .kvs;
-        // The keys alive at `revision` (history is not hashed): equal for two stores that
-        // hold the same keys with the same revisions at that revision.
-        let keys = Snapshot {
-            revision,
-            kvs,
-            leases: Vec::new(),
-        };
+            .map_err(to_status)?;
         Ok(Response::new(pb::HashKvResponse {
-            header: self.shared.header(status.revision),
-            hash: crc32fast::hash(&keys.encode_body()),
-            compact_revision: status.compact_revision,
+            header: self.shared.header(hash.revision),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
         }))
     }
 
@@ -164,6 +148,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Snapshot;
 
     #[test]
     fn the_blobs_concatenated_are_the_snapshot_file() {

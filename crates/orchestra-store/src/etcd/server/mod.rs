@@ -38,8 +38,9 @@
 //!   Snapshot, a [`Snapshot`](crate::snapshot::Snapshot) of the store at one revision streamed
 //!   as etcd streams its backend (chunks, then the SHA-256), so `etcdctl snapshot save` works;
 //!   restore it with `orchestra etcd snapshot restore` (`DiskStore::restore`), not with etcdctl,
-//!   whose restore reads etcd's own backend format; Hash and HashKV (CRC32 of the keys, equal
-//!   for stores holding the same keys at the same revisions); Defragment (nothing to do).
+//!   whose restore reads etcd's own backend format; Hash (a CRC32 of that snapshot) and
+//!   HashKV (etcd's own value, computed by [`Store::hash_kv`](crate::Store::hash_kv): equal to
+//!   an etcd member's after the same writes); Defragment (nothing to do).
 //! - TLS (feature `etcd-tls`): [`ServerOptions::tls`] serves HTTPS with a certificate and key,
 //!   and with a trusted CA requires clients to present certificates it signed (etcd's
 //!   `--cert-file`, `--key-file`, `--trusted-ca-file` with `--client-cert-auth`).
