@@ -1,7 +1,7 @@
 //! System tests of `NftablesProxy`, only inside network namespaces each test creates: a
 //! client namespace and endpoint namespaces joined by veth pairs to a node namespace whose
-//! nftables the proxy programs (`ip netns exec NODE nft ...`). The host's own ruleset is
-//! never touched.
+//! nftables the proxy programs (`nsenter --net=/run/netns/NODE nft ...`). The host's own
+//! ruleset is never touched.
 //!
 //! They need root, `ip` (iproute2), `nft` (nftables) and `conntrack`; without them each test
 //! prints why and passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure.
@@ -503,4 +503,113 @@ async fn the_first_sync_takes_over_its_own_table_and_leaves_others_alone() {
     // The same table again sends nothing.
     let report = proxy.sync(&ServiceTable::new()).await.unwrap();
     assert_eq!(report.commands, 0);
+}
+
+#[tokio::test]
+async fn a_pod_calling_its_own_service_is_balanced_back_to_itself() {
+    let Some(topo) = Topology::new("hairpin", 2) else {
+        return;
+    };
+    let proxy = proxy(&topo);
+    let (a, b) = (&topo.endpoints[0], &topo.endpoints[1]);
+    let table: ServiceTable = [
+        // Only a behind it: a's call must come back to a.
+        (
+            key("self-tcp"),
+            service("10.96.0.20:80", Protocol::Tcp, None, &[a.tcp]),
+        ),
+        (
+            key("self-udp"),
+            service("10.96.0.20:53", Protocol::Udp, None, &[a.udp]),
+        ),
+        // a and b behind it: a's calls reach both, itself included.
+        (
+            key("both"),
+            service("10.96.0.21:80", Protocol::Tcp, None, &[a.tcp, b.tcp]),
+        ),
+        // ClientIP affinity takes the chain-per-endpoint path, which marks hairpin itself.
+        (
+            key("sticky"),
+            ServiceEntry {
+                affinity: Affinity::ClientIp {
+                    timeout: Duration::from_secs(60),
+                },
+                ..service("10.96.0.22:80", Protocol::Tcp, None, &[a.tcp])
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    proxy.apply(&table).await.unwrap();
+    // Without masquerade the endpoint would see its own address as the source, answer
+    // itself directly, and the caller's connection to the ClusterIP would never complete.
+    let pod = topo.endpoint_client(0);
+    let (own_tcp, own_udp, sticky, spread) = tokio::task::spawn_blocking(move || {
+        let own_tcp = pod.tcp(addr("10.96.0.20:80"));
+        let own_udp = pod.udp(addr("10.96.0.20:53"));
+        let sticky = pod.tcp(addr("10.96.0.22:80"));
+        let mut spread: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..40 {
+            let name = pod
+                .tcp(addr("10.96.0.21:80"))
+                .expect("TCP from an endpoint to its service's ClusterIP");
+            *spread.entry(name).or_default() += 1;
+        }
+        (own_tcp, own_udp, sticky, spread)
+    })
+    .await
+    .unwrap();
+    assert_eq!(own_tcp.expect("hairpin TCP"), a.name);
+    assert_eq!(own_udp.expect("hairpin UDP"), a.name);
+    assert_eq!(sticky.expect("hairpin TCP with affinity"), a.name);
+    // 40 random picks of 2 all landing on one: probability 2^-39.
+    assert_eq!(
+        spread.keys().cloned().collect::<Vec<_>>(),
+        vec![a.name.clone(), b.name.clone()],
+        "{spread:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_refused_by_nft_is_reported_and_the_next_one_restores_the_table() {
+    let Some(topo) = Topology::new("recover", 2) else {
+        return;
+    };
+    let proxy = proxy(&topo);
+    let (a, b) = (&topo.endpoints[0], &topo.endpoints[1]);
+    let first: ServiceTable = [(
+        key("web"),
+        service("10.96.0.30:80", Protocol::Tcp, None, &[a.tcp, b.tcp]),
+    )]
+    .into_iter()
+    .collect();
+    proxy.apply(&first).await.unwrap();
+    // Someone deletes the table behind the proxy's back: the incremental batch (through the
+    // long-lived nft) refers to what is gone, and nft refuses it.
+    topo.nft("delete table inet orchestra");
+    let only_a: ServiceTable = [(
+        key("web"),
+        service("10.96.0.30:80", Protocol::Tcp, None, &[a.tcp]),
+    )]
+    .into_iter()
+    .collect();
+    let err = proxy.sync(&only_a).await.unwrap_err();
+    assert!(
+        matches!(&err, NftError::Nft { detail, .. } if detail.contains("Error")),
+        "{err}"
+    );
+    // The next sync takes the table over and routes again.
+    let report = proxy.sync(&only_a).await.unwrap();
+    assert!(report.commands > 0, "{report:?}");
+    let client = topo.client();
+    let answers = tokio::task::spawn_blocking(move || {
+        (0..5)
+            .map(|_| client.tcp(addr("10.96.0.30:80")))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for answer in answers {
+        assert_eq!(answer.unwrap(), a.name);
+    }
 }

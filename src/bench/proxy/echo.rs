@@ -1,6 +1,6 @@
 //! The in-process echo backend every path ends at.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -10,7 +10,13 @@ use crate::bench::proxy::io_error;
 
 /// Starts an echo server on 127.0.0.1 (it runs until the runtime stops) and returns its address.
 pub async fn start() -> Result<SocketAddr, BenchError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+}
+
+/// Starts an echo server on `ip`, on a free port (it runs until the runtime stops), and
+/// returns its address.
+pub async fn start_on(ip: IpAddr) -> Result<SocketAddr, BenchError> {
+    let listener = TcpListener::bind((ip, 0))
         .await
         .map_err(io_error("binding the echo backend"))?;
     let addr = listener

@@ -13,7 +13,9 @@
 //! - [`echo`]: the echo backend.
 //! - [`load`]: the three measurements.
 //! - [`nginx`]: finding, configuring, starting and stopping nginx.
-//! - [`nftables`]: `--mode nftables`, NftablesProxy's sync time at 1,000 to 30,000 services.
+//! - [`nftables`]: `--mode nftables`, NftablesProxy's sync time at 1,000 to 30,000 services,
+//!   then the same three measurements in network namespaces, directly, through
+//!   NftablesProxy and through TcpProxy.
 
 pub mod echo;
 pub mod load;
@@ -42,7 +44,7 @@ const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(127, 2, 255, 1);
 pub struct ProxyResult {
     /// Always `"proxy"`.
     pub bench: &'static str,
-    /// `direct`, `tcp-proxy` or `nginx`.
+    /// `direct`, `tcp-proxy`, `nginx` or (`--mode nftables`) `nftables`.
     pub path: &'static str,
     /// `bulk`, `latency` or `max`.
     pub test: &'static str,
@@ -126,6 +128,7 @@ pub fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
 }
 
 /// The sizes of one run, after `--smoke`.
+#[derive(Clone)]
 struct Plan {
     bulk_bytes: u64,
     rate: u32,
@@ -136,21 +139,6 @@ struct Plan {
 
 /// Run the proxy benchmark.
 pub async fn run(args: ProxyBenchArgs) -> Result<(), BenchError> {
-    if args.mode == ProxyBenchMode::Nftables {
-        let sizes: Vec<u32> = if args.smoke {
-            args.services.iter().map(|&n| n.min(100)).collect()
-        } else {
-            args.services.clone()
-        };
-        return nftables::run(&sizes, args.endpoints, |line| {
-            let line = serde_json::to_string(line).map_err(|e| BenchError::Output(e.into()))?;
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{line}")
-                .and_then(|()| stdout.flush())
-                .map_err(BenchError::Output)
-        })
-        .await;
-    }
     let plan = if args.smoke {
         Plan {
             bulk_bytes: u64::from(args.bulk_mib.min(16)) << 20,
@@ -168,6 +156,22 @@ pub async fn run(args: ProxyBenchArgs) -> Result<(), BenchError> {
             seconds: args.seconds,
         }
     };
+    if args.mode == ProxyBenchMode::Nftables {
+        let sizes: Vec<u32> = if args.smoke {
+            args.services.iter().map(|&n| n.min(100)).collect()
+        } else {
+            args.services.clone()
+        };
+        nftables::run(&sizes, args.endpoints, |line| {
+            let line = serde_json::to_string(line).map_err(|e| BenchError::Output(e.into()))?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .map_err(BenchError::Output)
+        })
+        .await?;
+        return nftables::data_path(&plan).await;
+    }
     let backend = echo::start().await?;
     let proxy = TcpProxy::new(TcpProxyConfig::default());
     let cluster = std::net::TcpListener::bind((CLUSTER_IP, 0))

@@ -1,6 +1,10 @@
-//! Running `nft` and `conntrack`, optionally behind a command prefix (`ip netns exec NODE`),
-//! so that one process can program the proxy of another network namespace (tests, benchmarks,
-//! a node agent that serves a node namespace).
+//! Running `nft` and `conntrack`, optionally behind a command prefix (`nsenter
+//! --net=/run/netns/NODE`), so that one process can program the proxy of another network
+//! namespace (tests, benchmarks, a node agent that serves a node namespace).
+//!
+//! [`apply`] sends a transaction through the proxy's long-lived [`Session`] when it has one
+//! (or can start one) and the batch is small; a takeover of many services, or a proxy
+//! configured without sessions, runs one `nft -f -` ([`nft`]).
 
 use std::ffi::{OsStr, OsString};
 
@@ -12,6 +16,50 @@ use tokio::process::Command;
 use super::NftablesProxyConfig;
 use super::error::NftError;
 use super::plan::StaleFlows;
+use super::ruleset::{Command as NftCommand, script};
+use super::session::{self, Outcome, Session};
+
+/// Applies `commands` as one transaction: through `session` (started if `None`, and
+/// dropped when it breaks or has done enough work) when the configuration allows and the
+/// batch is at most [`session::MAX_BATCH`] bytes; otherwise with one `nft -f -`.
+pub(crate) async fn apply(
+    config: &NftablesProxyConfig,
+    session: &mut Option<Session>,
+    commands: &[NftCommand],
+) -> Result<(), NftError> {
+    let payload = script(commands);
+    let small = payload.len() <= session::MAX_BATCH;
+    if !config.long_lived_nft || !small {
+        return nft(config, &payload, commands.len()).await;
+    }
+    let program = config
+        .command_prefix
+        .first()
+        .cloned()
+        .unwrap_or_else(|| config.nft.clone().into_os_string());
+    let failed = |detail: String| NftError::Nft {
+        program: program.clone(),
+        commands: commands.len(),
+        detail,
+    };
+    if session.as_ref().is_some_and(Session::retired) {
+        *session = None;
+    }
+    let live = match session {
+        Some(live) => live,
+        None => session
+            .insert(Session::start(config).map_err(|e| failed(format!("starting nft -i: {e}")))?),
+    };
+    match live.apply(commands).await {
+        Ok(Outcome::Applied) => Ok(()),
+        Ok(Outcome::Refused(detail)) => Err(failed(detail)),
+        Err(e) => {
+            // The batch may or may not have been applied; the session cannot be trusted.
+            *session = None;
+            Err(failed(format!("nft -i: {e}")))
+        }
+    }
+}
 
 /// Runs one nft transaction: `[PREFIX...] nft -f -` with `payload` (commands, one a line) on
 /// stdin. nft applies the whole batch or nothing, and names the line it refused on stderr.
@@ -116,7 +164,7 @@ fn deleted_count(stderr: &str) -> Option<u64> {
 }
 
 /// The program and leading arguments for `tool`, after the configured prefix.
-fn invocation(config: &NftablesProxyConfig, tool: &OsStr) -> (OsString, Vec<OsString>) {
+pub(crate) fn invocation(config: &NftablesProxyConfig, tool: &OsStr) -> (OsString, Vec<OsString>) {
     match config.command_prefix.split_first() {
         None => (tool.to_owned(), Vec::new()),
         Some((first, rest)) => {
@@ -146,8 +194,8 @@ mod tests {
     fn a_prefix_puts_the_tool_after_it() {
         let config = NftablesProxyConfig::in_netns("node-1");
         let (program, args) = invocation(&config, OsStr::new("nft"));
-        assert_eq!(program, "ip");
-        assert_eq!(args, ["netns", "exec", "node-1", "nft"]);
+        assert_eq!(program, "nsenter");
+        assert_eq!(args, ["--net=/run/netns/node-1", "nft"]);
         let (program, args) = invocation(&NftablesProxyConfig::default(), OsStr::new("nft"));
         assert_eq!(program, "nft");
         assert!(args.is_empty());

@@ -242,6 +242,13 @@ impl Topology {
         }
     }
 
+    /// Probes from endpoint `i`'s namespace (a pod calling a service).
+    pub fn endpoint_client(&self, i: usize) -> Client {
+        Client {
+            ns: self.endpoints[i].name.clone(),
+        }
+    }
+
     /// The endpoints' names.
     pub fn endpoint_names(&self) -> Vec<String> {
         self.endpoints.iter().map(|e| e.name.clone()).collect()
