@@ -124,6 +124,16 @@ pub struct AgentArgs {
     /// server; with an `--insecure` server it is plain HTTP.
     #[arg(long, default_value = "0.0.0.0:10250")]
     pub agent_listen: SocketAddr,
+    /// How often the files of pods' ConfigMap, Secret, downward API and projected volumes are
+    /// refreshed from the API (kubelet's sync period): a duration such as `30s`, `1m`, `500ms`
+    /// (units ms, s, m, h), more than zero.
+    #[arg(long, default_value = "1m", value_parser = parse_interval)]
+    pub volume_refresh_interval: Duration,
+    /// How often the process runtime looks at running containers' logs for new lines to stamp
+    /// with the time (`ctl logs --timestamps`, `--since-time`): a line's time is at most this
+    /// late. A duration such as `100ms`, `1s` (units ms, s, m, h), more than zero.
+    #[arg(long, default_value = "100ms", value_parser = parse_interval)]
+    pub log_stamp_interval: Duration,
     /// The cluster DNS's domain and upstreams.
     #[command(flatten)]
     pub dns_args: super::dns::DnsArgs,
@@ -192,6 +202,7 @@ pub fn config(args: &AgentArgs) -> Result<AgentConfig, AgentError> {
         // Pods' volumes (Secret files among them) live with the node's state.
         config.volumes_dir = dir.join("volumes");
     }
+    config.volume_refresh_interval = args.volume_refresh_interval;
     config.lease_duration = Duration::from_secs(args.node_lease_duration_seconds);
     config.lease_renew_interval = config.lease_duration / 4;
     if let Some(server) = args.cluster_dns {
@@ -214,6 +225,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             let mut runtime_config =
                 ProcessRuntimeConfig::new(args.state_dir.clone().unwrap_or_default());
             runtime_config.ip_range = args.pod_ip_range;
+            runtime_config.log_stamp_interval = args.log_stamp_interval;
             let runtime = ProcessRuntime::new(runtime_config)
                 .await
                 .map_err(|source| AgentError::Runtime {
@@ -388,6 +400,36 @@ fn start_proxy(
     }
 }
 
+/// A positive interval: an integer and a unit, `ms`, `s`, `m` or `h` (`500ms`, `30s`, `1m`).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 500ms, 30s, 1m or 1h"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{text:?} does not start with a whole number; write e.g. 500ms, 30s, 1m or 1h")
+    })?;
+    let per_unit = match unit {
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    let interval = u32::try_from(n)
+        .ok()
+        .and_then(|n| per_unit.checked_mul(n))
+        .ok_or_else(|| format!("{text:?} is too long"))?;
+    if interval.is_zero() {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(interval)
+}
+
 fn parse_ip_range(text: &str) -> Result<IpRange, String> {
     text.parse()
         .map_err(|e: orchestra_node::RuntimeError| e.to_string())
@@ -487,6 +529,50 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn refresh_and_stamp_intervals_are_positive_durations() {
+        let args = parse(&["--runtime", "fake"]);
+        assert_eq!(args.volume_refresh_interval, Duration::from_secs(60));
+        assert_eq!(args.log_stamp_interval, Duration::from_millis(100));
+        let args = parse(&[
+            "--runtime",
+            "fake",
+            "--volume-refresh-interval",
+            "30s",
+            "--log-stamp-interval",
+            "250ms",
+        ]);
+        assert_eq!(
+            config(&args).unwrap().volume_refresh_interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(args.log_stamp_interval, Duration::from_millis(250));
+        for (flag, value, says) in [
+            ("--volume-refresh-interval", "0s", "must be more than zero"),
+            ("--volume-refresh-interval", "0", "has no unit"),
+            (
+                "--log-stamp-interval",
+                "fast",
+                "does not start with a whole number",
+            ),
+            ("--log-stamp-interval", "5d", "unknown unit \"d\""),
+        ] {
+            let err = Cli::try_parse_from([
+                "orchestra",
+                "agent",
+                "--node-name",
+                "n1",
+                "--runtime",
+                "fake",
+                flag,
+                value,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(flag) && err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -250,14 +250,34 @@ fn validate_container(
     ] {
         let Some(probe) = probe else { continue };
         let p = path.child(field);
-        if init {
+        if init && !c.is_sidecar() {
             errors.push(FieldError::forbidden(
                 &p,
-                "may not be set for init containers",
+                "may not be set for init containers without restartPolicy=Always",
             ));
             continue;
         }
         errors.extend(validate_probe(probe, &p, field));
+    }
+    errors.extend(validate_container_restart_policy(c, path, init));
+    errors
+}
+
+/// A container's `restartPolicy`: only init containers may have one, and only `Always` (which
+/// makes them sidecars).
+fn validate_container_restart_policy(c: &Container, path: &FieldPath, init: bool) -> ErrorList {
+    let mut errors = ErrorList::new();
+    let Some(policy) = c.restart_policy else {
+        return errors;
+    };
+    let p = path.child("restartPolicy");
+    if !init {
+        errors.push(FieldError::forbidden(
+            &p,
+            "may not be set for non-init containers",
+        ));
+    } else if policy != RestartPolicy::Always {
+        errors.push(FieldError::not_supported(&p, policy.as_str(), &["Always"]));
     }
     errors
 }
@@ -1068,6 +1088,66 @@ mod tests {
                 "{msg}\n  does not start with\n{want}"
             );
         }
+    }
+
+    #[test]
+    fn restart_policy_only_always_on_init_containers_which_may_then_have_probes() {
+        let exec = || {
+            Some(Probe {
+                exec: Some(crate::resources::pod::ExecAction {
+                    command: vec!["true".into()],
+                }),
+                ..Probe::default()
+            })
+        };
+        let mut sidecar = container("mesh", "proxy");
+        sidecar.restart_policy = Some(RestartPolicy::Always);
+        sidecar.readiness_probe = exec();
+        sidecar.startup_probe = exec();
+        sidecar.liveness_probe = exec();
+        let mut never = container("setup", "busybox");
+        never.restart_policy = Some(RestartPolicy::Never);
+        let mut plain_init = container("migrate", "busybox");
+        plain_init.readiness_probe = exec();
+        let mut app = container("web", "nginx");
+        app.restart_policy = Some(RestartPolicy::Always);
+        let mut p = pod(vec![app, container("worker", "busybox")]);
+        p.spec.init_containers = vec![sidecar, never, plain_init];
+        p.apply_defaults();
+        assert_eq!(
+            messages(&p.validate()),
+            vec![
+                "spec.initContainers[1].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+                "spec.initContainers[2].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            ]
+        );
+
+        // A sidecar's probes are checked as an app container's are.
+        p.spec.init_containers.truncate(1);
+        p.spec.containers[0].restart_policy = None;
+        p.spec.init_containers[0]
+            .liveness_probe
+            .as_mut()
+            .unwrap()
+            .success_threshold = Some(2);
+        assert_eq!(
+            messages(&p.validate()),
+            vec![
+                "spec.initContainers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1"
+            ]
+        );
+        p.spec.init_containers[0]
+            .liveness_probe
+            .as_mut()
+            .unwrap()
+            .success_threshold = Some(1);
+        assert!(p.validate().is_empty(), "{}", p.validate());
+
+        // The policy is part of the spec a pod update may not change.
+        let mut changed = p.clone();
+        changed.spec.init_containers[0].restart_policy = None;
+        assert_eq!(validate_pod_update(&changed, &p).len(), 1);
     }
 
     #[test]

@@ -355,7 +355,15 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             .collect();
         self.probers
             .retain(|name, prober| running.get(name.as_str()) == Some(&prober.container()));
-        for spec in &pod.spec.containers {
+        // Sidecars (init containers with `restartPolicy: Always`) are probed as app
+        // containers are; other init containers have no probes.
+        let probed = pod
+            .spec
+            .init_containers
+            .iter()
+            .filter(|c| c.is_sidecar())
+            .chain(&pod.spec.containers);
+        for spec in probed {
             let Some(id) = running.get(spec.name.as_str()) else {
                 continue;
             };

@@ -6,10 +6,12 @@
 //!
 //! The rules, in order:
 //! - A pod being deleted starts nothing and stops every running container with its grace
-//!   period; once none runs it is [`Plan::terminated`].
+//!   period, sidecars last; once none runs it is [`Plan::terminated`].
 //! - Without a ready sandbox, one is created (attempt + 1, and the old one removed).
 //! - Init containers run one at a time, in order; one that fails is restarted (policy
-//!   `Always`/`OnFailure`) or fails the pod (`Never`).
+//!   `Always`/`OnFailure`) or fails the pod (`Never`). A [`sidecar`] (`restartPolicy:
+//!   Always`) only has to have started; it runs alongside the app containers, restarts
+//!   whenever it exits, and is stopped (last declared first) once they are done for good.
 //! - Then every app container is started; one that exits is restarted by the restart policy,
 //!   after the [`backoff`] (CrashLoopBackOff); one whose liveness or startup probe failed is
 //!   killed with the probe's (or pod's) grace period and then restarted the same way.
@@ -28,11 +30,13 @@
 //! - `plan`: [`plan`] and its inputs and outputs.
 //! - [`readiness`]: the conditions the agent owns, readiness gates, and merging in the
 //!   conditions others write.
+//! - [`sidecar`]: the rules for sidecars (init containers with `restartPolicy: Always`).
 
 pub mod backoff;
 pub mod clock;
 mod plan;
 pub mod readiness;
+pub mod sidecar;
 
 pub use backoff::{Backoff, RestartDecision};
 pub use plan::{

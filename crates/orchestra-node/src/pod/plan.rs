@@ -11,6 +11,7 @@ use orchestra_api::resources::{
 };
 
 use super::backoff::{self, Backoff, RestartDecision};
+use super::sidecar;
 use crate::runtime::{
     ContainerId, ContainerState, ContainerStatus, SandboxId, SandboxState, SandboxStatus,
 };
@@ -158,12 +159,26 @@ enum Kind {
     Stopped(i32),
 }
 
+/// What part a container plays in its pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// An init container that runs to completion.
+    Init,
+    /// An init container with `restartPolicy: Always` ([`sidecar`]).
+    Sidecar,
+    /// An app (regular) container.
+    App,
+}
+
 struct Planner<'a> {
     input: Input<'a>,
     actions: Vec<Action>,
     wake_at: Option<SystemTime>,
     /// Starting anything is allowed (not deleting, not terminal).
     may_start: bool,
+    /// Starting (and restarting) sidecars is allowed: as `may_start`, and the regular
+    /// containers are not done for good.
+    sidecars_may_start: bool,
 }
 
 /// Decides the actions and status for one pod (see the [module docs](super)).
@@ -179,6 +194,7 @@ pub fn plan(input: Input<'_>) -> Plan {
         actions: Vec::new(),
         wake_at: None,
         may_start: !deleting && !was_terminal,
+        sidecars_may_start: false,
     };
     planner.run(deleting, was_terminal)
 }
@@ -193,9 +209,22 @@ impl<'a> Planner<'a> {
             .as_ref()
             .filter(|s| s.state == SandboxState::Ready);
         let has_sandbox = sandbox.is_some();
+        let is_sidecar = |name: &str| {
+            pod.spec
+                .init_containers
+                .iter()
+                .any(|c| c.name == name && c.is_sidecar())
+        };
+        // Non-sidecar containers that run (sidecars wait for them to stop).
+        let others_running = input
+            .observed
+            .containers
+            .iter()
+            .any(|c| c.state == ContainerState::Running && !is_sidecar(&c.config.name));
         if deleting {
+            // The regular containers first, then the sidecars one by one.
             for c in &input.observed.containers {
-                if c.state == ContainerState::Running {
+                if c.state == ContainerState::Running && !is_sidecar(&c.config.name) {
                     self.actions.push(Action::KillContainer {
                         id: c.id.clone(),
                         name: c.config.name.clone(),
@@ -204,23 +233,68 @@ impl<'a> Planner<'a> {
                     });
                 }
             }
+            if !others_running {
+                self.stop_next_sidecar(
+                    sidecar::remaining_grace(pod, pod_grace(pod), input.now),
+                    "the pod is being deleted",
+                );
+            }
         }
 
-        // Init containers, one at a time.
+        // Init containers, one at a time; a sidecar lets the next one start once it started.
         let mut init_statuses = Vec::new();
         let mut initialized = true;
         let mut init_failed = false;
         let mut incomplete = Vec::new();
+        let mut sidecars_running = 0;
+        let mut unready = Vec::new();
         let app_started = pod
             .spec
             .containers
             .iter()
             .any(|c| !self.attempts(&c.name).is_empty());
-        for container in &pod.spec.init_containers {
+        // Nothing but sidecars will run again: they are stopped, not restarted.
+        let latest = |name: &str| self.attempts(name).last().copied();
+        let wind_down = !deleting
+            && (was_terminal
+                || sidecar::regular_containers_done(pod, self.policy(), latest)
+                || sidecar::init_failed(pod, self.policy(), latest));
+        self.sidecars_may_start = self.may_start && !wind_down;
+        let inits = &pod.spec.init_containers;
+        for (i, container) in inits.iter().enumerate() {
+            if container.is_sidecar() {
+                // A later container ran: this sidecar was started once and, if it exited
+                // since, restarts without holding anything back.
+                let passed = app_started
+                    || inits[i + 1..]
+                        .iter()
+                        .any(|c| !self.attempts(&c.name).is_empty());
+                if !initialized && !passed {
+                    init_statuses.push(waiting_status(container, "PodInitializing", ""));
+                    incomplete.push(container.name.clone());
+                    unready.push(container.name.clone());
+                    continue;
+                }
+                let (status, kind) =
+                    self.container_status(container, Role::Sidecar, true, has_sandbox);
+                if kind == Kind::Running {
+                    sidecars_running += 1;
+                }
+                if status.started != Some(true) && !passed {
+                    initialized = false;
+                    incomplete.push(container.name.clone());
+                }
+                if !status.ready {
+                    unready.push(container.name.clone());
+                }
+                init_statuses.push(status);
+                continue;
+            }
             if !initialized || app_started {
                 // Earlier ones are not done (or the app containers run already: never rerun).
                 let status = if app_started {
-                    self.container_status(container, true, false, has_sandbox).0
+                    self.container_status(container, Role::Init, false, has_sandbox)
+                        .0
                 } else {
                     waiting_status(container, "PodInitializing", "")
                 };
@@ -230,7 +304,7 @@ impl<'a> Planner<'a> {
                 init_statuses.push(status);
                 continue;
             }
-            let (status, kind) = self.container_status(container, true, true, has_sandbox);
+            let (status, kind) = self.container_status(container, Role::Init, true, has_sandbox);
             match kind {
                 Kind::Stopped(0) => {}
                 Kind::Stopped(_) if self.policy() == RestartPolicy::Never => {
@@ -250,10 +324,9 @@ impl<'a> Planner<'a> {
         // App containers.
         let mut statuses = Vec::new();
         let mut kinds = Vec::new();
-        let mut unready = Vec::new();
         for container in &pod.spec.containers {
             let (status, kind) = if initialized {
-                self.container_status(container, false, true, has_sandbox)
+                self.container_status(container, Role::App, true, has_sandbox)
             } else {
                 (
                     waiting_status(container, "PodInitializing", ""),
@@ -267,18 +340,26 @@ impl<'a> Planner<'a> {
             statuses.push(status);
         }
 
-        let running = kinds.iter().filter(|k| **k == Kind::Running).count();
+        // Running sidecars count as running for the phase (kubelet's getPhase); exited ones
+        // do not: a pod whose regular containers are done is Succeeded or Failed by them.
+        let running = kinds.iter().filter(|k| **k == Kind::Running).count() + sidecars_running;
+        let mut phase_kinds = kinds.clone();
+        phase_kinds.extend(std::iter::repeat_n(Kind::Running, sidecars_running));
         let mut phase = if init_failed {
             PodPhase::Failed
         } else if !initialized {
             PodPhase::Pending
         } else {
-            phase_of(&kinds, self.effective_policy(deleting))
+            phase_of(&phase_kinds, self.effective_policy(deleting))
         };
         if was_terminal {
             phase = pod.status.as_ref().and_then(|s| s.phase).unwrap_or(phase);
         }
         let terminal = matches!(phase, PodPhase::Succeeded | PodPhase::Failed);
+        // Nothing but sidecars is left to run: they stop, the last declared first.
+        if wind_down && !others_running {
+            self.stop_next_sidecar(pod_grace(pod), sidecar::FINISHED_REASON);
+        }
         if terminal
             && !deleting
             && running == 0
@@ -416,6 +497,37 @@ impl<'a> Planner<'a> {
         found
     }
 
+    /// Stops the last declared sidecar that still runs, if any (one per plan: the next one
+    /// stops once this one has).
+    fn stop_next_sidecar(&mut self, grace: Duration, reason: &str) {
+        let input = self.input;
+        let running = |name: &str| {
+            input
+                .observed
+                .containers
+                .iter()
+                .find(|c| c.config.name == name && c.state == ContainerState::Running)
+        };
+        if let Some((spec, status)) =
+            sidecar::next_to_stop(&input.pod.spec.init_containers, running)
+        {
+            self.actions.push(Action::KillContainer {
+                id: status.id.clone(),
+                name: spec.name.clone(),
+                grace,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Whether containers of this role may be started (or restarted) now.
+    fn may_start_role(&self, role: Role) -> bool {
+        match role {
+            Role::Sidecar => self.sidecars_may_start,
+            Role::Init | Role::App => self.may_start,
+        }
+    }
+
     fn wake(&mut self, at: SystemTime) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
@@ -424,11 +536,13 @@ impl<'a> Planner<'a> {
     fn container_status(
         &mut self,
         spec: &Container,
-        init: bool,
+        role: Role,
         act: bool,
         has_sandbox: bool,
     ) -> (ApiStatus, Kind) {
         let input = self.input;
+        let init = role != Role::App;
+        let may_start = self.may_start_role(role);
         let attempts = self.attempts(&spec.name);
         // Keep the latest two attempts (the current one and the last state).
         if act && attempts.len() > 2 {
@@ -446,13 +560,13 @@ impl<'a> Planner<'a> {
             .copied();
         let failure = input.failures.get(&spec.name);
         let next_attempt = latest.map_or(0, |c| c.config.attempt + 1);
-        let can_start = act && self.may_start && has_sandbox;
+        let can_start = act && may_start && has_sandbox;
         let mut status = ApiStatus {
             name: spec.name.clone(),
             image: spec.image.clone(),
             restart_count: latest
                 .map_or(0, |c| i32::try_from(c.config.attempt).unwrap_or(i32::MAX)),
-            started: (!init).then_some(false),
+            started: (role != Role::Init).then_some(false),
             ..ApiStatus::default()
         };
         let last_state = |c: Option<&ContainerStatus>| {
@@ -524,13 +638,13 @@ impl<'a> Planner<'a> {
                 } else {
                     started
                 };
-                if !init {
+                if role != Role::Init {
                     status.started = Some(started);
                     status.ready = ready;
                 }
                 if let Some(why) = probes.and_then(|p| p.failed.as_ref())
                     && act
-                    && self.may_start
+                    && may_start
                 {
                     let probe_grace = spec
                         .liveness_probe
@@ -549,7 +663,7 @@ impl<'a> Planner<'a> {
             }
             ContainerState::Created | ContainerState::Unknown => {
                 // Left behind by an interrupted start: replace it.
-                if act && self.may_start {
+                if act && may_start {
                     self.actions
                         .push(Action::RemoveContainer(latest.id.clone()));
                 }
@@ -559,13 +673,15 @@ impl<'a> Planner<'a> {
             }
             ContainerState::Exited => {
                 let code = latest.exit_code.unwrap_or(0);
-                let restart = match self.policy() {
-                    RestartPolicy::Always => !init || code != 0,
-                    RestartPolicy::OnFailure => code != 0,
-                    RestartPolicy::Never => false,
+                let restart = match (role, self.policy()) {
+                    // A sidecar restarts whenever it exits, whatever the pod's policy.
+                    (Role::Sidecar, _) => true,
+                    (_, RestartPolicy::Always) => !init || code != 0,
+                    (_, RestartPolicy::OnFailure) => code != 0,
+                    (_, RestartPolicy::Never) => false,
                 };
                 let finished = latest.finished_at.unwrap_or(latest.created_at);
-                if restart && self.may_start {
+                if restart && may_start {
                     match backoff::decide(
                         input.backoff.get(&spec.name).copied(),
                         latest.started_at,

@@ -777,3 +777,5 @@ fn a_pod_that_just_finished_keeps_its_stopped_sandbox() {
         ]
     );
 }
+
+mod sidecar;

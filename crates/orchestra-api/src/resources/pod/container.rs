@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::meta::IntOrString;
 use crate::quantity::Quantity;
 use crate::resources::common::{Protocol, ResourceList};
+use crate::resources::pod::RestartPolicy;
 use crate::resources::pod::volume::{EnvFromSource, VolumeMount};
 
 /// One container of a pod (Kubernetes' `v1.Container`).
@@ -52,6 +53,20 @@ pub struct Container {
     /// Holds the other probes back until it succeeds once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    /// On an init container only, and only `Always`: the container is a sidecar. It starts in
+    /// init-container order but does not have to finish: the next containers start once it
+    /// has started; it runs for the pod's lifetime, restarted whenever it exits, and is
+    /// stopped after the app containers (Kubernetes' native sidecar containers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+impl Container {
+    /// Whether this is a sidecar: an init container with `restartPolicy: Always` (the field
+    /// means nothing on other containers, where validation refuses it).
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy == Some(RestartPolicy::Always)
+    }
 }
 
 /// A port a container exposes.
