@@ -4,8 +4,8 @@
 //! outbound listener reaches the echo backend through the `echo` sidecar's inbound listener
 //! over mTLS, and the backend sees the caller's identity; the `cart` identity, which the
 //! echo sidecar's policy does not admit, gets 403. `/ready` says 503 and why until the
-//! certificate and then the service table have arrived, 200 after; `POST /shutdown` makes
-//! `run` return.
+//! certificate and then the service table have arrived, 200 after; `POST /shutdown` drains
+//! the sidecar (503 "draining", the request in flight answered) and makes `run` return.
 
 #![cfg(feature = "server")]
 
@@ -98,7 +98,8 @@ fn config(service_account: &str, app: SocketAddr, policy: AuthorizationPolicy) -
     config.admin = any;
     config.app = app;
     config.policy = policy;
-    config.drain_timeout = Duration::from_secs(10);
+    // Long enough never to cut the held request short: the drain waits for it.
+    config.drain_timeout = Duration::from_secs(60);
     config
 }
 
@@ -188,7 +189,7 @@ async fn status_until(
 async fn sidecars_carry_a_request_over_mtls_and_enforce_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = start(dir.path()).await;
-    let (backend, _backend_task) = support::sidecar::echo_backend().await;
+    let (backend, hold, _backend_task) = support::sidecar::echo_backend().await;
 
     // The echo sidecar: only shop/web may call its application.
     let only_web = AuthorizationPolicy {
@@ -314,14 +315,37 @@ async fn sidecars_carry_a_request_over_mtls_and_enforce_the_policy() {
         "one family block for both directions:\n{metrics}"
     );
 
-    // POST /shutdown (from loopback) drains the echo sidecar and ends its run.
+    // POST /shutdown (from loopback) drains the echo sidecar: it is not ready any more, a
+    // request in flight still gets its answer, then its run returns.
+    let web_outbound = *web_outbound;
+    let in_flight =
+        tokio::spawn(async move { http(web_outbound, "GET", "/hold", "echo.shop").await });
+    wait_for("the held request to reach the backend", hold.held(1)).await;
     let (status, body) = http(echo_admin, "POST", "/shutdown", "admin").await;
     assert_eq!((status, body.as_str()), (200, "shutting down\n"));
+    status_until(&mut echo_status, "the echo sidecar to drain", |s| {
+        s.draining
+    })
+    .await;
+    let (status, body) = http(echo_admin, "GET", "/ready", "admin").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: draining: the sidecar is shutting down\n")
+    );
+    assert!(
+        !echo_run.is_finished(),
+        "the drain waits for the request in flight"
+    );
+    hold.release();
+    let (status, body) = wait_for("the held request's answer", in_flight)
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, id("web").to_string()));
     wait_for("the echo sidecar's run to return", echo_run)
         .await
         .unwrap();
     // Its listeners are closed: web's request now fails at the proxy.
-    let (status, _) = http(*web_outbound, "GET", "/hello", "echo.shop").await;
+    let (status, _) = http(web_outbound, "GET", "/hello", "echo.shop").await;
     assert!(status >= 500, "{status}");
 
     for (_, stop, run) in callers {

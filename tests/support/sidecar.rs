@@ -1,5 +1,6 @@
 //! What the sidecar tests share: an echo backend that answers with the caller identity the
-//! inbound sidecar passed on, a plain HTTP/1.1 exchange, and a bounded wait on a future.
+//! inbound sidecar passed on (and can hold requests, to see a drain wait for them), a plain
+//! HTTP/1.1 exchange, and a bounded wait on a future.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,23 +14,66 @@ use hyper_util::rt::TokioIo;
 use orchestra_mesh::l7::PEER_IDENTITY_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Holds the echo backend's requests for `/hold`: [`held`](Self::held) counts those that
+/// arrived, and they are answered once [`release`](Self::release) is called.
+#[derive(Clone, Debug)]
+#[allow(dead_code)] // Not every test file holds requests.
+pub struct Hold {
+    arrived: watch::Sender<usize>,
+    released: watch::Sender<bool>,
+}
+
+#[allow(dead_code)] // Not every test file holds requests.
+impl Hold {
+    /// Waits until `n` requests for `/hold` have arrived.
+    pub async fn held(&self, n: usize) {
+        let _ = self
+            .arrived
+            .subscribe()
+            .wait_for(|arrived| *arrived >= n)
+            .await;
+    }
+
+    /// Answers the held requests, and those to come.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+}
+
 /// An HTTP backend on loopback answering every request with the value of the
-/// `x-orchestra-peer-identity` header (empty without it).
+/// `x-orchestra-peer-identity` header (empty without it); requests for `/hold` wait for
+/// the [`Hold`]'s release.
 #[allow(dead_code)] // Not every test file runs an application.
-pub async fn echo_backend() -> (SocketAddr, JoinHandle<()>) {
+pub async fn echo_backend() -> (SocketAddr, Hold, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let hold = Hold {
+        arrived: watch::Sender::new(0),
+        released: watch::Sender::new(false),
+    };
+    let backend_hold = hold.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|request: Request<Incoming>| {
+            let hold = backend_hold.clone();
+            let service = service_fn(move |request: Request<Incoming>| {
                 let caller = request
                     .headers()
                     .get(PEER_IDENTITY_HEADER)
                     .map(|v| v.as_bytes().to_vec())
                     .unwrap_or_default();
-                async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(caller)))) }
+                let held = request.uri().path() == "/hold";
+                let hold = hold.clone();
+                async move {
+                    if held {
+                        let mut released = hold.released.subscribe();
+                        hold.arrived.send_modify(|n| *n += 1);
+                        let _ = released.wait_for(|released| *released).await;
+                    }
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(caller))))
+                }
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -38,7 +82,7 @@ pub async fn echo_backend() -> (SocketAddr, JoinHandle<()>) {
             });
         }
     });
-    (addr, task)
+    (addr, hold, task)
 }
 
 /// `method path` with `Host: host` to `addr` over a fresh connection: the status and the
