@@ -68,6 +68,10 @@ enum Error {
     #[cfg(feature = "server")]
     #[error(transparent)]
     Cluster(#[from] orchestra::cluster::ClusterError),
+    /// The mesh sidecar failed.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Sidecar(#[from] cli::sidecar::SidecarCommandError),
     /// A `ctl` command failed.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -126,6 +130,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             Command::Agent(args) => cli::agent::run(args).await?,
             #[cfg(feature = "server")]
             Command::Cluster(args) => cli::cluster::run(args).await?,
+            #[cfg(feature = "server")]
+            Command::Sidecar(args) => cli::sidecar::run(args).await?,
         }
         Ok(())
     })

@@ -15,6 +15,7 @@
 //! - [`scheduler`]: `orchestra scheduler ...`, the scheduling loop against an API server.
 //! - [`security`]: how commands reach the API server (credentials, join tokens, plain text).
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
+//! - [`sidecar`]: `orchestra sidecar ...`, the mesh proxy next to an application.
 
 #[cfg(feature = "server")]
 pub mod agent;
@@ -35,6 +36,8 @@ pub mod scheduler;
 pub mod security;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod sidecar;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +54,8 @@ pub use etcd::EtcdArgs;
 pub use scheduler::SchedulerArgs;
 #[cfg(feature = "server")]
 pub use server::ServerArgs;
+#[cfg(feature = "server")]
+pub use sidecar::SidecarArgs;
 
 /// orchestra: a Kubernetes-style orchestration SDK, and the one binary that runs it.
 #[derive(Debug, Parser)]
@@ -90,6 +95,11 @@ pub enum Command {
     /// agents and the service proxy.
     #[cfg(feature = "server")]
     Cluster(ClusterArgs),
+    /// The service mesh's proxy next to an application: mTLS with its service account's
+    /// identity, outbound and inbound listeners, readiness, and a drain on SIGTERM or
+    /// POST /shutdown.
+    #[cfg(feature = "server")]
+    Sidecar(SidecarArgs),
 }
 
 /// The docs' command lines, parsed against [`Cli`].

@@ -166,7 +166,7 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// A duration like [`parse_ttl`]'s, or `0` (off).
-fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     if text.trim_end_matches('s') == "0" {
         return Ok(std::time::Duration::ZERO);
     }

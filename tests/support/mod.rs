@@ -1,9 +1,11 @@
 //! What the binary's integration tests share: a free loopback port, and the `orchestra`
 //! binary started with some arguments (its output discarded); [`secure`]: what the tests of a
-//! secure cluster share.
+//! secure cluster share; [`sidecar`]: what the sidecar tests share.
 
 #[cfg(feature = "server")]
 pub mod secure;
+#[cfg(feature = "server")]
+pub mod sidecar;
 
 use std::process::{Child, Command, Output, Stdio};
 

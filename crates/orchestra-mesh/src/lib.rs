@@ -50,7 +50,7 @@
 //!   nftables mode) in table `inet orchestra`.
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
 //! - `l7` (feature `l7`): `MeshDirectory`, `EndpointDiscover`, `Outbound`, `CircuitBreaker`,
-//!   `HttpProxy`.
+//!   `HttpProxy`, `InboundProxy`, mesh identity, and `Sidecar`, which composes them.
 //! - [`dns`]: the cluster DNS server ([`dns::DnsServer`]) fed by [`dns::DnsFollower`].
 //! - [`testing`]: the conformance suite every [`ServiceProxy`] runs, and its [`testing::Probe`].
 

@@ -275,7 +275,7 @@ async fn http2_bodies_traceparent_errors_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("orchestra_mesh_response_latency_seconds_count 3"),
+        text.contains("orchestra_mesh_response_latency_seconds_count{direction=\"outbound\"} 3"),
         "{text}"
     );
 }

@@ -34,6 +34,7 @@ use super::breaker::{CircuitBreakerLayer, HttpFailures};
 use super::detect::{Detected, PrefixedIo, detect};
 use super::directory::MeshDirectory;
 use super::discover::EndpointDiscover;
+use super::drain::{Drain, serve_draining};
 use super::endpoint::{Endpoint, EndpointError, connect_tls};
 use super::identity::{MeshTls, SpiffeId};
 use super::metrics::MeshMetrics;
@@ -166,11 +167,21 @@ impl HttpProxy {
 
     /// Accepts and serves connections on `listener` until the future is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.serve_until(listener, Drain::new()).await;
+    }
+
+    /// Accepts and serves connections on `listener` until `drain` starts; then returns,
+    /// and the open HTTP connections finish their requests and close (see [`Drain`]).
+    pub async fn serve_until(self: Arc<Self>, listener: TcpListener, drain: Drain) {
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = drain.draining() => return,
+            };
+            match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().connection(stream));
+                    tokio::spawn(self.clone().connection(stream, drain.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -212,7 +223,8 @@ impl HttpProxy {
     }
 
     /// Detects the connection's protocol and serves it.
-    async fn connection(self: Arc<Self>, mut stream: TcpStream) {
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, drain: Drain) {
+        let _guard = drain.track();
         if self.config.opaque {
             return self.opaque(stream, Bytes::new()).await;
         }
@@ -239,17 +251,17 @@ impl HttpProxy {
         });
         let served = match detected {
             Detected::Http2 => {
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    .serve_connection(io, service)
-                    .await
+                    .serve_connection(io, service);
+                serve_draining(connection, &drain, |c| c.graceful_shutdown()).await
             }
             Detected::Http1 => {
-                hyper::server::conn::http1::Builder::new()
+                let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(self.config.header_read_timeout)
-                    .serve_connection(io, service)
-                    .await
+                    .serve_connection(io, service);
+                serve_draining(connection, &drain, |c| c.graceful_shutdown()).await
             }
             Detected::Opaque | Detected::NeedMore => {
                 let (prefix, stream) = io.into_inner().into_parts();

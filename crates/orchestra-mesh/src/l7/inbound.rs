@@ -30,6 +30,7 @@ use tracing::debug;
 
 use super::body::MeshBody;
 use super::detect::{Detected, PrefixedIo, detect};
+use super::drain::{Drain, serve_draining};
 use super::endpoint::Endpoint;
 use super::http_proxy::{ProxyBody, strip_hop_by_hop, text_response};
 use super::identity::{MeshTls, SpiffeId, peer_identity};
@@ -111,11 +112,21 @@ impl InboundProxy {
 
     /// Accepts and serves connections on `listener` until the future is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.serve_until(listener, Drain::new()).await;
+    }
+
+    /// Accepts and serves connections on `listener` until `drain` starts; then returns,
+    /// and the open HTTP connections finish their requests and close (see [`Drain`]).
+    pub async fn serve_until(self: Arc<Self>, listener: TcpListener, drain: Drain) {
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = drain.draining() => return,
+            };
+            match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().connection(stream));
+                    tokio::spawn(self.clone().connection(stream, drain.clone()));
                 }
                 Err(error) => {
                     debug!(%error, "accept failed");
@@ -125,7 +136,8 @@ impl InboundProxy {
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream) {
+    async fn connection(self: Arc<Self>, stream: TcpStream, drain: Drain) {
+        let _guard = drain.track();
         let accept = self.acceptor.accept(stream);
         let mut tls = match tokio::time::timeout(self.config.handshake_timeout, accept).await {
             Ok(Ok(tls)) => tls,
@@ -190,16 +202,16 @@ impl InboundProxy {
             async move { Ok::<_, std::convert::Infallible>(proxy.request(request, &peer).await) }
         });
         let served = if detected == Detected::Http2 {
-            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .serve_connection(io, service)
-                .await
+                .serve_connection(io, service);
+            serve_draining(connection, &drain, |c| c.graceful_shutdown()).await
         } else {
-            hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.config.header_read_timeout)
-                .serve_connection(io, service)
-                .await
+                .serve_connection(io, service);
+            serve_draining(connection, &drain, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = served {
             debug!(%error, "inbound HTTP connection ended with an error");

@@ -14,6 +14,9 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Reads one counter of a [`MeshMetrics`].
+type Reading = fn(&MeshMetrics) -> u64;
+
 /// The proxy's counters; shared (`Arc`) between its connections and its admin endpoint.
 #[derive(Debug, Default)]
 pub struct MeshMetrics {
@@ -124,84 +127,116 @@ impl MeshMetrics {
 
     /// Everything in Prometheus' text exposition format.
     pub fn render(&self) -> String {
+        MeshMetrics::render_all(&[self])
+    }
+
+    fn direction(&self) -> &'static str {
+        if self.inbound { "inbound" } else { "outbound" }
+    }
+
+    /// The counters of several proxies (a sidecar's outbound and inbound sides) in one
+    /// exposition: each metric family once, its samples labelled by `direction`.
+    pub fn render_all(sources: &[&MeshMetrics]) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP orchestra_mesh_requests_total HTTP requests by authority and status.\n",
         );
         out.push_str("# TYPE orchestra_mesh_requests_total counter\n");
-        let direction = if self.inbound { "inbound" } else { "outbound" };
-        for ((authority, status), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let authority = authority.replace(['\\', '"', '\n'], "_");
-            let _ = writeln!(
-                out,
-                "orchestra_mesh_requests_total{{direction=\"{direction}\",authority=\"{authority}\",status=\"{status}\"}} {count}"
-            );
+        for metrics in sources {
+            let direction = metrics.direction();
+            for ((authority, status), count) in metrics
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                let authority = authority.replace(['\\', '"', '\n'], "_");
+                let _ = writeln!(
+                    out,
+                    "orchestra_mesh_requests_total{{direction=\"{direction}\",authority=\"{authority}\",status=\"{status}\"}} {count}"
+                );
+            }
         }
         out.push_str(
             "# HELP orchestra_mesh_response_latency_seconds Time to the response headers.\n",
         );
         out.push_str("# TYPE orchestra_mesh_response_latency_seconds histogram\n");
-        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+        for metrics in sources {
+            let direction = metrics.direction();
+            for (bucket, bound) in metrics.buckets.iter().zip(LATENCY_BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "orchestra_mesh_response_latency_seconds_bucket{{direction=\"{direction}\",le=\"{bound}\"}} {}",
+                    bucket.load(Ordering::Relaxed)
+                );
+            }
+            let count = metrics.latency_count.load(Ordering::Relaxed);
+            let sum = metrics.latency_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(
                 out,
-                "orchestra_mesh_response_latency_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
+                "orchestra_mesh_response_latency_seconds_bucket{{direction=\"{direction}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_response_latency_seconds_sum{{direction=\"{direction}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_response_latency_seconds_count{{direction=\"{direction}\"}} {count}"
             );
         }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let sum = self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "orchestra_mesh_response_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(out, "orchestra_mesh_response_latency_seconds_sum {sum}");
-        let _ = writeln!(out, "orchestra_mesh_response_latency_seconds_count {count}");
-        let counters = [
+        out.push_str("# HELP orchestra_mesh_authz_denied_total Calls refused by the authorization policy.\n# TYPE orchestra_mesh_authz_denied_total counter\n");
+        for metrics in sources {
+            let direction = metrics.direction();
+            let (denied_http, denied_tcp) = metrics.denied();
+            for (protocol, value) in [("http", denied_http), ("tcp", denied_tcp)] {
+                let _ = writeln!(
+                    out,
+                    "orchestra_mesh_authz_denied_total{{direction=\"{direction}\",protocol=\"{protocol}\"}} {value}"
+                );
+            }
+        }
+        out.push_str("# HELP orchestra_mesh_tls_handshake_failures_total Failed mTLS handshakes.\n# TYPE orchestra_mesh_tls_handshake_failures_total counter\n");
+        for metrics in sources {
+            let _ = writeln!(
+                out,
+                "orchestra_mesh_tls_handshake_failures_total{{direction=\"{}\"}} {}",
+                metrics.direction(),
+                metrics.tls_failures()
+            );
+        }
+        let counters: [(&str, &str, Reading); 4] = [
             (
                 "orchestra_mesh_retries_total",
                 "Requests sent again after a retryable failure.",
-                self.retries(),
+                MeshMetrics::retries,
             ),
             (
                 "orchestra_mesh_ejections_total",
                 "Endpoints ejected by their circuit breaker.",
-                self.ejections(),
+                MeshMetrics::ejections,
             ),
             (
                 "orchestra_mesh_tcp_connections_total",
                 "Opaque TCP connections forwarded.",
-                self.opaque_connections(),
+                MeshMetrics::opaque_connections,
             ),
             (
                 "orchestra_mesh_tcp_bytes_total",
                 "Bytes moved by opaque TCP connections.",
-                self.opaque_bytes.load(Ordering::Relaxed),
+                |m| m.opaque_bytes.load(Ordering::Relaxed),
             ),
         ];
-        let (denied_http, denied_tcp) = self.denied();
-        out.push_str("# HELP orchestra_mesh_authz_denied_total Calls refused by the authorization policy.\n# TYPE orchestra_mesh_authz_denied_total counter\n");
-        for (protocol, value) in [("http", denied_http), ("tcp", denied_tcp)] {
-            let _ = writeln!(
-                out,
-                "orchestra_mesh_authz_denied_total{{direction=\"{direction}\",protocol=\"{protocol}\"}} {value}"
-            );
-        }
-        out.push_str("# HELP orchestra_mesh_tls_handshake_failures_total Failed mTLS handshakes.\n# TYPE orchestra_mesh_tls_handshake_failures_total counter\n");
-        let _ = writeln!(
-            out,
-            "orchestra_mesh_tls_handshake_failures_total{{direction=\"{direction}\"}} {}",
-            self.tls_failures()
-        );
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for metrics in sources {
+                let _ = writeln!(
+                    out,
+                    "{name}{{direction=\"{}\"}} {}",
+                    metrics.direction(),
+                    value(metrics)
+                );
+            }
         }
         out
     }
@@ -225,18 +260,21 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"0.005\"} 1\n"),
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{direction=\"outbound\",le=\"0.005\"} 1\n"),
             "{text}"
         );
         assert!(
-            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"0.05\"} 2\n"),
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{direction=\"outbound\",le=\"0.05\"} 2\n"),
             "{text}"
         );
         assert!(
-            text.contains("orchestra_mesh_response_latency_seconds_bucket{le=\"+Inf\"} 3\n"),
+            text.contains("orchestra_mesh_response_latency_seconds_bucket{direction=\"outbound\",le=\"+Inf\"} 3\n"),
             "{text}"
         );
-        assert!(text.contains("orchestra_mesh_retries_total 2\n"), "{text}");
+        assert!(
+            text.contains("orchestra_mesh_retries_total{direction=\"outbound\"} 2\n"),
+            "{text}"
+        );
         assert_eq!(metrics.requests("web.shop", 200), 2);
     }
 }

@@ -53,6 +53,11 @@
 //!   paths and methods, pure.
 //! - `inbound`: [`InboundProxy`], the inbound sidecar: mTLS termination, policy, forward
 //!   to the local application.
+//! - `drain`: [`Drain`], the graceful end of the listeners (stop accepting, let requests
+//!   finish).
+//! - `sidecar`: [`Sidecar`], all of the above composed into the proxy next to an
+//!   application: certificate, service table, outbound, inbound and admin listeners,
+//!   readiness and graceful shutdown.
 //! - [`identity`]: the mesh CA, SPIFFE identities, trust bundles and the rustls
 //!   configurations for mTLS between sidecars.
 
@@ -61,6 +66,7 @@ mod breaker;
 mod detect;
 mod directory;
 mod discover;
+mod drain;
 mod endpoint;
 mod http_proxy;
 pub mod identity;
@@ -69,6 +75,7 @@ mod metrics;
 mod policy;
 mod retry;
 mod route;
+mod sidecar;
 mod split;
 mod stack;
 
@@ -79,6 +86,7 @@ pub use breaker::{
 pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
 pub use directory::{DirectoryConfig, MeshDirectory};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
+pub use drain::{ConnectionGuard, Drain};
 pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, connect_tls};
 pub use http_proxy::{HttpProxy, HttpProxyConfig, OutboundTls, ProxyBody};
 pub use inbound::{InboundConfig, InboundProxy, PEER_IDENTITY_HEADER};
@@ -89,5 +97,6 @@ pub use policy::{
 };
 pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
 pub use route::{Route, RouteTimeouts};
+pub use sidecar::{ShutdownHandle, Sidecar, SidecarConfig, SidecarError, SidecarStatus};
 pub use split::{SplitError, SplitPicker, TrafficSplit, WeightedBackend};
 pub use stack::{Outbound, StackConfig};
