@@ -165,7 +165,7 @@ impl Tracker {
 
     /// After a relist: churn pods older than their lifetime and absent from the list were
     /// deleted while the watch was down, without a Deleted event.
-    fn missing_after_restart(&mut self, pods: &[Pod], now: Instant) {
+    fn missing_after_restart(&mut self, pods: &[Arc<Pod>], now: Instant) {
         let listed: std::collections::HashSet<&str> =
             pods.iter().map(|p| p.metadata.name.as_str()).collect();
         let before = self.started.len();

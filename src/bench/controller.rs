@@ -348,7 +348,7 @@ struct Seen {
 
 impl Seen {
     /// A relist: `pods` are every pod now (one consistent snapshot).
-    fn restart(&mut self, pods: &[Pod]) {
+    fn restart(&mut self, pods: &[Arc<Pod>]) {
         self.restarts += 1;
         self.live.clear();
         self.ready.clear();
@@ -433,7 +433,9 @@ impl Kubelet {
                     // A conflict or a pod already gone is fine: a newer version of the pod
                     // comes through the watch and is marked then (or was deleted).
                     tokio::spawn(async move {
-                        let _ = client.update_status(&running_and_ready(pod)).await;
+                        let _ = client
+                            .update_status(&running_and_ready(Arc::unwrap_or_clone(pod)))
+                            .await;
                     });
                 }
             }

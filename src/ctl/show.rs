@@ -99,7 +99,9 @@ async fn get_kind<C: Client, R: Tabular>(
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| CtlError::api(format!("watching {}", R::PLURAL), e))?;
         let object = match event {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                std::sync::Arc::unwrap_or_clone(o)
+            }
             WatchEvent::Bookmark(_) => continue,
         };
         match request.output {

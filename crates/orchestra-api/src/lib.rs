@@ -145,6 +145,8 @@ pub use registry::{ApiError, Registry, WatchEvent};
 #[cfg(feature = "remote")]
 pub use remote::RemoteClient;
 pub use resource::{NameRule, Resource, TypeInfo};
-pub use scheme::{DecodedObject, DynResource, EncodeError, KindCodec, Scheme, SchemeError, erase};
+pub use scheme::{
+    DecodedObject, DynResource, EncodeError, KindCodec, Scheme, SchemeError, erase, erase_arc,
+};
 pub use selector::{FieldSelector, Selector, SelectorError};
 pub use validation::{ErrorList, ErrorType, FieldError, FieldPath};

@@ -3,6 +3,11 @@
 //! encodes, so that the API server, manifests and clients handle built-in and custom kinds
 //! alike. Objects of any kind travel as `Box<dyn DynResource>`.
 //!
+//! The box holds its object behind an `Arc`, so that a cache can hand the same decoded object
+//! to typed readers without copying it ([`erase_arc`], `downcast_arc`): copying a boxed object
+//! ([`DynResource::clone_boxed`]) shares it, and changing one (`meta_mut`, `downcast_mut`)
+//! copies it first if it is shared.
+//!
 //! ```
 //! use orchestra_api::{Scheme, resources::Service};
 //!
@@ -22,6 +27,7 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -66,16 +72,26 @@ pub trait DynResource: Any + Send + Sync + fmt::Debug {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The typed object as boxed [`Any`], for downcasting by value.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync>;
+    /// The typed object as a shared [`Any`] (the same allocation, not a copy), for
+    /// downcasting into an `Arc`.
+    fn shared_any(&self) -> Arc<dyn Any + Send + Sync>;
 }
 
 /// Boxes a typed object as a [`DynResource`] (what [`Resource::into_dyn`] does).
 pub fn erase<R: Resource>(object: R) -> Box<dyn DynResource> {
+    erase_arc(Arc::new(object))
+}
+
+/// Boxes a shared typed object as a [`DynResource`] without copying it: `downcast_arc`
+/// gives the same `Arc` back.
+pub fn erase_arc<R: Resource>(object: Arc<R>) -> Box<dyn DynResource> {
     Box::new(Erased(object))
 }
 
-/// The wrapper that implements [`DynResource`] for a [`Resource`].
+/// The wrapper that implements [`DynResource`] for a [`Resource`]. The object is shared
+/// (see the [module docs](self)); the mutable accessors copy it first if it is shared.
 #[derive(Clone)]
-struct Erased<R>(R);
+struct Erased<R>(Arc<R>);
 
 impl<R: Resource> fmt::Debug for Erased<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,11 +109,11 @@ impl<R: Resource> DynResource for Erased<R> {
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        self.0.meta_mut()
+        Arc::make_mut(&mut self.0).meta_mut()
     }
 
     fn apply_defaults(&mut self) {
-        self.0.apply_defaults();
+        Arc::make_mut(&mut self.0).apply_defaults();
     }
 
     fn validate(&self) -> ErrorList {
@@ -127,7 +143,7 @@ impl<R: Resource> DynResource for Erased<R> {
     }
 
     fn to_json(&self) -> Result<Value, serde_json::Error> {
-        codec::to_value(&self.0)
+        codec::to_value(self.0.as_ref())
     }
 
     fn clone_boxed(&self) -> Box<dyn DynResource> {
@@ -135,15 +151,20 @@ impl<R: Resource> DynResource for Erased<R> {
     }
 
     fn as_any(&self) -> &dyn Any {
-        &self.0
+        self.0.as_ref()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
-        &mut self.0
+        let object: &mut R = Arc::make_mut(&mut self.0);
+        object
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync> {
-        Box::new(self.0)
+        Box::new(Arc::unwrap_or_clone(self.0))
+    }
+
+    fn shared_any(&self) -> Arc<dyn Any + Send + Sync> {
+        self.0.clone()
     }
 }
 
@@ -158,7 +179,13 @@ impl dyn DynResource {
         self.as_any().downcast_ref()
     }
 
-    /// The object as a mutable `R`, if it is one.
+    /// The object as a shared `R` (the same allocation the box holds, not a copy), if it is
+    /// one.
+    pub fn downcast_arc<R: Resource>(&self) -> Option<Arc<R>> {
+        self.shared_any().downcast().ok()
+    }
+
+    /// The object as a mutable `R`, if it is one (copied first if it is shared).
     pub fn downcast_mut<R: Resource>(&mut self) -> Option<&mut R> {
         self.as_any_mut().downcast_mut()
     }

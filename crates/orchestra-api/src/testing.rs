@@ -5,6 +5,7 @@
 //! Each check uses its own namespace, so they may share one client. [`run_all`] runs them all.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::json;
@@ -392,30 +393,45 @@ pub async fn watch_events<C: Client>(client: &C) {
             .expect("the watch ended early")
             .expect("watch error")
     };
-    assert_eq!(next(&mut all).await, WatchEvent::Added(created.clone()));
     assert_eq!(
         next(&mut all).await,
-        WatchEvent::Modified(relabelled.clone())
+        WatchEvent::Added(Arc::new(created.clone()))
     );
-    assert_eq!(next(&mut all).await, WatchEvent::Modified(back.clone()));
-    assert_eq!(next(&mut all).await, WatchEvent::Modified(bound.clone()));
     assert_eq!(
         next(&mut all).await,
-        WatchEvent::Deleted(deleted.object().clone())
+        WatchEvent::Modified(Arc::new(relabelled.clone()))
+    );
+    assert_eq!(
+        next(&mut all).await,
+        WatchEvent::Modified(Arc::new(back.clone()))
+    );
+    assert_eq!(
+        next(&mut all).await,
+        WatchEvent::Modified(Arc::new(bound.clone()))
+    );
+    assert_eq!(
+        next(&mut all).await,
+        WatchEvent::Deleted(Arc::new(deleted.object().clone()))
     );
 
-    assert_eq!(next(&mut web).await, WatchEvent::Added(created.clone()));
+    assert_eq!(
+        next(&mut web).await,
+        WatchEvent::Added(Arc::new(created.clone()))
+    );
     let mut left = created.clone();
     left.metadata.resource_version = relabelled.metadata.resource_version.clone();
     assert_eq!(
         next(&mut web).await,
-        WatchEvent::Deleted(left),
+        WatchEvent::Deleted(Arc::new(left)),
         "stopped matching"
     );
-    assert_eq!(next(&mut web).await, WatchEvent::Added(back));
-    assert_eq!(next(&mut web).await, WatchEvent::Modified(bound));
+    assert_eq!(next(&mut web).await, WatchEvent::Added(Arc::new(back)));
+    assert_eq!(next(&mut web).await, WatchEvent::Modified(Arc::new(bound)));
     let last = next(&mut web).await;
-    assert_eq!(last, WatchEvent::Deleted(deleted.object().clone()));
+    assert_eq!(
+        last,
+        WatchEvent::Deleted(Arc::new(deleted.object().clone()))
+    );
 }
 
 /// Oversize and invalid objects are refused and nothing is stored.

@@ -2,6 +2,8 @@
 //! trait impl and then decoded, defaulted, validated, encoded, selected and read from
 //! manifests exactly like the built-in kinds.
 
+use std::sync::Arc;
+
 use orchestra_api::manifest::{self, ManifestOptions};
 use orchestra_api::resources::Deployment;
 use orchestra_api::{
@@ -390,7 +392,7 @@ async fn the_registry_and_local_client_serve_the_custom_kind() {
     assert_eq!(ready.metadata.generation, Some(1));
     assert_eq!(
         watch.next().await.unwrap().unwrap(),
-        WatchEvent::Added(ready.clone()),
+        WatchEvent::Added(Arc::new(ready.clone())),
         "it starts matching status.phase=Ready"
     );
     let list = client

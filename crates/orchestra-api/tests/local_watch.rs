@@ -3,6 +3,7 @@
 //! hold through the cache, and its index sends a pod's changes only to the watches of its
 //! old and new node (and the unindexed ones). Against MemStore and DiskStore, in paused time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,6 +46,8 @@ both_stores!(
     watches_of_other_nodes_get_nothing,
     a_watch_that_does_not_read_is_cut_off_and_the_others_go_on,
     watches_share_one_cache,
+    watchers_share_one_decoded_object_per_change,
+    a_reflector_keeps_the_watch_caches_object,
 );
 
 async fn next(stream: &mut WatchEvents<Pod>) -> WatchEvent<Pod> {
@@ -103,7 +106,10 @@ async fn watch_starts_after_the_given_version(client: LocalClient) {
         )
         .await
         .unwrap();
-    assert_eq!(next(&mut watch).await, WatchEvent::Added(b.clone()));
+    assert_eq!(
+        next(&mut watch).await,
+        WatchEvent::Added(Arc::new(b.clone()))
+    );
     let mut from_now = client
         .watch::<Pod>(Some("default"), &WatchOptions::default())
         .await
@@ -111,16 +117,16 @@ async fn watch_starts_after_the_given_version(client: LocalClient) {
     let c = client.create(&pod("default", "c", "web")).await.unwrap();
     assert_eq!(
         next(&mut from_now).await,
-        WatchEvent::Added(a),
+        WatchEvent::Added(Arc::new(a)),
         "the current state first"
     );
-    assert_eq!(next(&mut from_now).await, WatchEvent::Added(b));
+    assert_eq!(next(&mut from_now).await, WatchEvent::Added(Arc::new(b)));
     assert_eq!(
         next(&mut from_now).await,
-        WatchEvent::Added(c.clone()),
+        WatchEvent::Added(Arc::new(c.clone())),
         "then what changed after it"
     );
-    assert_eq!(next(&mut watch).await, WatchEvent::Added(c));
+    assert_eq!(next(&mut watch).await, WatchEvent::Added(Arc::new(c)));
     let bad = client
         .watch::<Pod>(None, &WatchOptions::from_version("yesterday"))
         .await
@@ -167,12 +173,12 @@ async fn watch_field_selector_transitions(client: LocalClient) {
         .unwrap();
     assert_eq!(
         next(&mut on_node).await,
-        WatchEvent::Added(bound),
+        WatchEvent::Added(Arc::new(bound)),
         "the pod starts matching when bound"
     );
     assert_eq!(
         next(&mut on_node).await,
-        WatchEvent::Deleted(deleted.object().clone())
+        WatchEvent::Deleted(Arc::new(deleted.object().clone()))
     );
     let err = client
         .watch::<Pod>(
@@ -202,8 +208,8 @@ async fn watch_all_namespaces(client: LocalClient) {
         })
         .await
         .unwrap();
-    assert_eq!(next(&mut all).await, WatchEvent::Added(a));
-    assert_eq!(next(&mut all).await, WatchEvent::Added(b));
+    assert_eq!(next(&mut all).await, WatchEvent::Added(Arc::new(a)));
+    assert_eq!(next(&mut all).await, WatchEvent::Added(Arc::new(b)));
 }
 
 async fn bookmarks_arrive_on_the_interval(client: LocalClient) {
@@ -247,17 +253,23 @@ async fn a_pod_moving_between_nodes_leaves_one_watch_and_joins_another(client: L
     moved.spec.node_name = "node-b".into();
     let on_b = put_raw(&client, &moved).await;
 
-    assert_eq!(next(&mut a).await, WatchEvent::Added(on_a.clone()));
+    assert_eq!(
+        next(&mut a).await,
+        WatchEvent::Added(Arc::new(on_a.clone()))
+    );
     let mut left = on_a.clone();
     left.metadata.resource_version = on_b.metadata.resource_version.clone();
     assert_eq!(
         next(&mut a).await,
-        WatchEvent::Deleted(left),
+        WatchEvent::Deleted(Arc::new(left)),
         "node-a's watch sees the pod leave, in its last state on node-a"
     );
-    assert_eq!(next(&mut b).await, WatchEvent::Added(on_b.clone()));
-    assert_eq!(next(&mut all).await, WatchEvent::Modified(on_a));
-    assert_eq!(next(&mut all).await, WatchEvent::Modified(on_b));
+    assert_eq!(
+        next(&mut b).await,
+        WatchEvent::Added(Arc::new(on_b.clone()))
+    );
+    assert_eq!(next(&mut all).await, WatchEvent::Modified(Arc::new(on_a)));
+    assert_eq!(next(&mut all).await, WatchEvent::Modified(Arc::new(on_b)));
 }
 
 async fn watches_of_other_nodes_get_nothing(client: LocalClient) {
@@ -358,4 +370,93 @@ async fn watches_share_one_cache(client: LocalClient) {
         1,
         "a dropped watch leaves"
     );
+}
+
+/// Two in-process watches (one indexed by node, one unindexed) receive the same allocation
+/// for the same change: the cache decodes it once and hands out `Arc`s.
+async fn watchers_share_one_decoded_object_per_change(client: LocalClient) {
+    client.watch_cache().start::<Pod>(client.registry()).await;
+    let rv = head(&client).await;
+    let mut all = client
+        .watch::<Pod>(None, &WatchOptions::from_version(&rv))
+        .await
+        .unwrap();
+    let mut on_n1 = client
+        .watch::<Pod>(None, &on_node("n1", &rv))
+        .await
+        .unwrap();
+    let mut placed = pod("default", "a", "web");
+    placed.spec.node_name = "n1".into();
+    let stored = put_raw(&client, &placed).await;
+
+    let (WatchEvent::Added(seen_by_all), WatchEvent::Added(seen_on_n1)) =
+        (next(&mut all).await, next(&mut on_n1).await)
+    else {
+        panic!("both watches see the pod added");
+    };
+    assert_eq!(*seen_by_all, stored);
+    assert!(
+        Arc::ptr_eq(&seen_by_all, &seen_on_n1),
+        "one decoded object per change, shared by every watch"
+    );
+
+    client
+        .delete::<Pod>("default", "a", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let (WatchEvent::Deleted(gone_for_all), WatchEvent::Deleted(gone_on_n1)) =
+        (next(&mut all).await, next(&mut on_n1).await)
+    else {
+        panic!("both watches see the pod deleted");
+    };
+    assert!(
+        Arc::ptr_eq(&gone_for_all, &gone_on_n1),
+        "deletions are shared too"
+    );
+}
+
+/// A reflector fed by a watcher over a `LocalClient` keeps the watch cache's own object: a
+/// raw watch of the same change and the reflector's store hold one allocation.
+async fn a_reflector_keeps_the_watch_caches_object(client: LocalClient) {
+    use orchestra_api::reflector;
+    use orchestra_api::watcher::{self, WatcherConfig};
+
+    client.watch_cache().start::<Pod>(client.registry()).await;
+    let rv = head(&client).await;
+    let (reader, writer) = reflector::store::<Pod>();
+    let config = WatcherConfig {
+        bookmark_interval: None,
+        ..WatcherConfig::default()
+    };
+    let events = watcher::watcher::<Pod, _>(client.clone(), config);
+    let task = tokio::spawn(reflector::reflector(writer, events).for_each(|_| async {}));
+    reader.wait_until_ready().await.expect("listed");
+    let mut raw = client
+        .watch::<Pod>(None, &WatchOptions::from_version(&rv))
+        .await
+        .unwrap();
+
+    let created = client.create(&pod("default", "a", "web")).await.unwrap();
+    let WatchEvent::Added(seen) = next(&mut raw).await else {
+        panic!("the raw watch sees the pod added");
+    };
+    let cached = tokio::time::timeout(Duration::from_secs(3600), async {
+        loop {
+            if let Some(cached) = reader.get("default", "a") {
+                return cached;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the reflector caches the pod");
+    assert_eq!(
+        cached.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    assert!(
+        Arc::ptr_eq(&cached, &seen),
+        "the reflector's store holds the watch cache's object, not a copy"
+    );
+    task.abort();
 }

@@ -2,6 +2,7 @@
 //! pages and their expiry, watch start points, selector transitions, bookmarks, finalizers,
 //! concurrent binds — against MemStore and against DiskStore in a temporary directory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -211,7 +212,10 @@ async fn watch_starts_after_the_given_version(registry: Registry) {
         )
         .await
         .unwrap();
-    assert_eq!(next(&mut watch).await, WatchEvent::Added(b.clone()));
+    assert_eq!(
+        next(&mut watch).await,
+        WatchEvent::Added(Arc::new(b.clone()))
+    );
     let mut from_now = registry
         .watch::<Pod>(Some("default"), &WatchOptions::default())
         .await
@@ -219,13 +223,13 @@ async fn watch_starts_after_the_given_version(registry: Registry) {
     let c = registry.create(pod("default", "c", "web")).await.unwrap();
     assert_eq!(
         next(&mut from_now).await,
-        WatchEvent::Added(a),
+        WatchEvent::Added(Arc::new(a)),
         "the current state first"
     );
-    assert_eq!(next(&mut from_now).await, WatchEvent::Added(b));
+    assert_eq!(next(&mut from_now).await, WatchEvent::Added(Arc::new(b)));
     assert_eq!(
         next(&mut from_now).await,
-        WatchEvent::Added(c),
+        WatchEvent::Added(Arc::new(c)),
         "then what changed after it"
     );
     let bad = registry
@@ -269,12 +273,12 @@ async fn watch_field_selector_transitions(registry: Registry) {
         .unwrap();
     assert_eq!(
         next(&mut on_node).await,
-        WatchEvent::Added(bound),
+        WatchEvent::Added(Arc::new(bound)),
         "the pod starts matching when bound"
     );
     assert_eq!(
         next(&mut on_node).await,
-        WatchEvent::Deleted(deleted.object().clone())
+        WatchEvent::Deleted(Arc::new(deleted.object().clone()))
     );
     let err = registry
         .watch::<Pod>(
@@ -298,8 +302,8 @@ async fn watch_all_namespaces(registry: Registry) {
     let a = registry.create(pod("ns-a", "x", "web")).await.unwrap();
     let b = registry.create(pod("ns-b", "x", "web")).await.unwrap();
     registry.create(node("n1")).await.unwrap();
-    assert_eq!(next(&mut all).await, WatchEvent::Added(a));
-    assert_eq!(next(&mut all).await, WatchEvent::Added(b));
+    assert_eq!(next(&mut all).await, WatchEvent::Added(Arc::new(a)));
+    assert_eq!(next(&mut all).await, WatchEvent::Added(Arc::new(b)));
 }
 
 async fn finalizers_hold_the_object_until_removed(registry: Registry) {
@@ -346,10 +350,13 @@ async fn finalizers_hold_the_object_until_removed(registry: Registry) {
             .unwrap_err()
             .is_not_found()
     );
-    assert_eq!(next(&mut watch).await, WatchEvent::Modified(marked));
     assert_eq!(
         next(&mut watch).await,
-        WatchEvent::Modified(one_left.clone())
+        WatchEvent::Modified(Arc::new(marked))
+    );
+    assert_eq!(
+        next(&mut watch).await,
+        WatchEvent::Modified(Arc::new(one_left.clone()))
     );
     match next(&mut watch).await {
         WatchEvent::Deleted(gone) => {

@@ -217,8 +217,14 @@ async fn watches_carry_bookmarks_and_expire_after_compaction() {
         .watch::<Pod>(Some("w"), &WatchOptions::default())
         .await
         .expect("watch");
-    assert_eq!(next(&mut from_now).await, WatchEvent::Added(first.clone()));
-    assert_eq!(next(&mut from_now).await, WatchEvent::Added(second.clone()));
+    assert_eq!(
+        next(&mut from_now).await,
+        WatchEvent::Added(Arc::new(first.clone()))
+    );
+    assert_eq!(
+        next(&mut from_now).await,
+        WatchEvent::Added(Arc::new(second.clone()))
+    );
 
     // Bookmarks: nothing selected changes, yet the watch learns a newer resourceVersion.
     let options = WatchOptions {
@@ -241,7 +247,10 @@ async fn watches_carry_bookmarks_and_expire_after_compaction() {
             event => panic!("expected only bookmarks, got {event:?}"),
         }
     }
-    assert_eq!(next(&mut from_now).await, WatchEvent::Added(other.clone()));
+    assert_eq!(
+        next(&mut from_now).await,
+        WatchEvent::Added(Arc::new(other.clone()))
+    );
 
     // 410 Expired from a compacted resourceVersion, exactly as over LocalClient.
     let current: i64 = other.metadata.resource_version.parse().expect("rv");

@@ -1,6 +1,7 @@
 //! The watcher against `LocalClient` over `MemStore`, with disconnects, 410s and failures
 //! injected by `FaultyClient`, in paused time (every delay is exact, nothing sleeps for real).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -38,7 +39,7 @@ async fn next(events: &mut WatcherStream<Pod>) -> Result<Event<Pod>, ApiError> {
         .expect("the watcher never ends")
 }
 
-fn names(pods: &[Pod]) -> Vec<&str> {
+fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
     pods.iter().map(|p| p.metadata.name.as_str()).collect()
 }
 

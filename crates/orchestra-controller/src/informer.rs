@@ -4,7 +4,8 @@
 //! [`SharedInformers::informer`] starts, on first use, a task that lists and watches the kind
 //! (the `orchestra_api` watcher with its retries), applies every event to a
 //! [`reflector::Store`] and then broadcasts a [`Notification`] (with the object's previous
-//! state) to the subscribers. Later calls for the same kind return the same [`Informer`].
+//! state) to the subscribers. Cache and notifications share the watcher's `Arc`s (with an
+//! in-process client, the API watch cache's own objects): no object is copied on the way. Later calls for the same kind return the same [`Informer`].
 //! [`Informer::revision`] tells how far the cache has caught up, so that a controller can wait
 //! until it sees its own writes before it decides again.
 
@@ -249,7 +250,8 @@ async fn run_informer<K: Resource>(
             Event::Restarted(objects) => {
                 let before = reader.list();
                 writer.apply(&event);
-                let now: BTreeSet<ObjectKey> = objects.iter().map(ObjectKey::of).collect();
+                let now: BTreeSet<ObjectKey> =
+                    objects.iter().map(|o| ObjectKey::of(o.as_ref())).collect();
                 Notification::Resync {
                     objects: reader.list(),
                     removed: before
@@ -262,17 +264,22 @@ async fn run_informer<K: Resource>(
                 let meta = object.meta();
                 let old = reader.get(&meta.namespace, &meta.name);
                 writer.apply(&event);
-                let new = reader
-                    .get(&meta.namespace, &meta.name)
-                    .unwrap_or_else(|| Arc::new(object.clone()));
-                Notification::Applied { old, new }
+                Notification::Applied {
+                    old,
+                    new: Arc::clone(object),
+                }
             }
             Event::Deleted(object) => {
                 writer.apply(&event);
-                Notification::Deleted(Arc::new(object.clone()))
+                Notification::Deleted(Arc::clone(object))
             }
         };
-        let highest = event.objects().iter().map(revision_of).max().unwrap_or(0);
+        let highest = event
+            .objects()
+            .iter()
+            .map(|o| revision_of(o.as_ref()))
+            .max()
+            .unwrap_or(0);
         revision.send_if_modified(|seen| {
             if highest > *seen {
                 *seen = highest;

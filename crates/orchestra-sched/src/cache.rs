@@ -58,9 +58,10 @@ impl SchedulerCache {
         self.orphans.len()
     }
 
-    /// Adds or replaces a node; assigned pods waiting for it join it. Returns whether the
-    /// node is new.
-    pub fn upsert_node(&mut self, node: Node) -> Result<bool, SnapshotError> {
+    /// Adds or replaces a node (shared as given: a watch's `Arc` is kept, not copied);
+    /// assigned pods waiting for it join it. Returns whether the node is new.
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) -> Result<bool, SnapshotError> {
+        let node: Arc<Node> = node.into();
         let name = node.metadata.name.clone();
         let added = self.snapshot.get(&name).is_none();
         self.snapshot.upsert_node(node)?;
@@ -98,7 +99,8 @@ impl SchedulerCache {
     }
 
     /// Makes the node set exactly `nodes` (after a relist).
-    pub fn sync_nodes(&mut self, nodes: Vec<Node>) -> Result<(), SnapshotError> {
+    pub fn sync_nodes<N: Into<Arc<Node>>>(&mut self, nodes: Vec<N>) -> Result<(), SnapshotError> {
+        let nodes: Vec<Arc<Node>> = nodes.into_iter().map(Into::into).collect();
         let names: HashSet<&str> = nodes.iter().map(|n| n.metadata.name.as_str()).collect();
         let gone: Vec<String> = self
             .snapshot
@@ -149,8 +151,9 @@ impl SchedulerCache {
     }
 
     /// A pod the watch shows assigned to a node (`spec.nodeName` set): confirms an assumption,
-    /// or adds or updates the pod.
-    pub fn add_or_update_pod(&mut self, pod: Pod) -> Result<(), SnapshotError> {
+    /// or adds or updates the pod (shared as given: a watch's `Arc` is kept, not copied).
+    pub fn add_or_update_pod(&mut self, pod: impl Into<Arc<Pod>>) -> Result<(), SnapshotError> {
+        let pod: Arc<Pod> = pod.into();
         if pod.spec.node_name.is_empty() {
             return Err(SnapshotError::Unbound(pod_key(&pod)));
         }
@@ -180,8 +183,9 @@ impl SchedulerCache {
 
     /// Makes the assigned pods exactly `pods` (after a relist), keeping assumptions whose
     /// binding is not shown yet. Pods that fail to parse are returned with their error.
-    pub fn sync_pods(&mut self, pods: Vec<Pod>) -> Vec<SnapshotError> {
-        let keys: HashSet<String> = pods.iter().map(pod_key).collect();
+    pub fn sync_pods<P: Into<Arc<Pod>>>(&mut self, pods: Vec<P>) -> Vec<SnapshotError> {
+        let pods: Vec<Arc<Pod>> = pods.into_iter().map(Into::into).collect();
+        let keys: HashSet<String> = pods.iter().map(|p| pod_key(p)).collect();
         let gone: Vec<String> = self
             .snapshot
             .nodes()

@@ -227,7 +227,7 @@ impl<C: Client> SchedulerLoop<C> {
         self.profiles.for_pod(pod).is_some() && pod.metadata.deletion_timestamp.is_none()
     }
 
-    fn enqueue(&mut self, pod: Pod, now: Duration) {
+    fn enqueue(&mut self, pod: Arc<Pod>, now: Duration) {
         let key = pod_key(&pod);
         let nominated = pod
             .status
@@ -257,13 +257,14 @@ impl<C: Client> SchedulerLoop<C> {
         let now = self.now();
         match event {
             WatchEvent::Restarted(pods) => {
-                let (assigned, pending): (Vec<Pod>, Vec<Pod>) =
+                let (assigned, pending): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) =
                     pods.into_iter().partition(|p| !p.spec.node_name.is_empty());
                 for error in self.cache.sync_pods(assigned) {
                     tracing::warn!("pod cache: {error}");
                 }
-                let pending: Vec<Pod> = pending.into_iter().filter(|p| self.is_ours(p)).collect();
-                let keep: HashSet<String> = pending.iter().map(pod_key).collect();
+                let pending: Vec<Arc<Pod>> =
+                    pending.into_iter().filter(|p| self.is_ours(p)).collect();
+                let keep: HashSet<String> = pending.iter().map(|p| pod_key(p)).collect();
                 let gone: Vec<String> = self
                     .queue
                     .keys()

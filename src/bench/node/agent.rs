@@ -74,10 +74,10 @@ impl Harness {
                         ok
                     }
                     Event::Applied(pod) if pod.is_running_and_ready() => {
-                        tx.send(Seen::Ready(pod.metadata.name)).is_ok()
+                        tx.send(Seen::Ready(pod.metadata.name.clone())).is_ok()
                     }
                     Event::Applied(_) => true,
-                    Event::Deleted(pod) => tx.send(Seen::Gone(pod.metadata.name)).is_ok(),
+                    Event::Deleted(pod) => tx.send(Seen::Gone(pod.metadata.name.clone())).is_ok(),
                 };
                 if !sent {
                     return;

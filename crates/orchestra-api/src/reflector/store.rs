@@ -1,5 +1,6 @@
 //! The cache itself: [`Store`] (the cloneable readers) and [`Writer`] (the one writer) over a
-//! shared map of objects and its secondary indexes.
+//! shared map of objects and its secondary indexes. The map keeps the watcher's `Arc`s as
+//! they come (no copy), so the cache shares its objects with the watch cache they came from.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -79,10 +80,10 @@ struct State<R> {
 }
 
 impl<R: Resource> State<R> {
-    fn upsert(&mut self, object: &R) {
-        let key = ObjectKey::of(object);
+    fn upsert(&mut self, object: &Arc<R>) {
+        let key = ObjectKey::of(object.as_ref());
         self.remove(&key);
-        let object = Arc::new(object.clone());
+        let object = Arc::clone(object);
         for index in self.indexes.values_mut() {
             index.insert(&key, &object);
         }
@@ -97,7 +98,7 @@ impl<R: Resource> State<R> {
         }
     }
 
-    fn replace(&mut self, objects: &[R]) {
+    fn replace(&mut self, objects: &[Arc<R>]) {
         self.objects.clear();
         for index in self.indexes.values_mut() {
             index.entries.clear();
@@ -297,7 +298,7 @@ impl<R: Resource> Writer<R> {
             match event {
                 Event::Restarted(objects) => state.replace(objects),
                 Event::Applied(object) => state.upsert(object),
-                Event::Deleted(object) => state.remove(&ObjectKey::of(object)),
+                Event::Deleted(object) => state.remove(&ObjectKey::of(object.as_ref())),
             }
         }
         if matches!(event, Event::Restarted(_)) {
@@ -312,10 +313,10 @@ mod tests {
     use crate::reflector::index::pods_by_node;
     use crate::testing::pod;
 
-    fn on(node: &str, name: &str) -> crate::resources::Pod {
+    fn on(node: &str, name: &str) -> Arc<crate::resources::Pod> {
         let mut p = pod("ns", name, "web");
         p.spec.node_name = node.into();
-        p
+        Arc::new(p)
     }
 
     fn names(objects: Vec<Arc<crate::resources::Pod>>) -> Vec<String> {
@@ -339,6 +340,28 @@ mod tests {
         writer.apply(&Event::Restarted(vec![on("n3", "c")]));
         assert_eq!(reader.index_values("node").expect("values"), ["n3"]);
         assert_eq!(names(reader.list()), ["c"]);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_events_objects_without_copying() {
+        let (reader, mut writer) = Writer::new();
+        reader.add_index("node", pods_by_node).expect("add");
+        let a = on("n1", "a");
+        writer.apply(&Event::Restarted(vec![a.clone()]));
+        let cached = reader.get("ns", "a").expect("cached");
+        assert!(Arc::ptr_eq(&cached, &a), "the list's object is shared");
+        let changed = on("n2", "a");
+        writer.apply(&Event::Applied(changed.clone()));
+        let cached = reader.get("ns", "a").expect("cached");
+        assert!(
+            Arc::ptr_eq(&cached, &changed),
+            "the change's object is shared"
+        );
+        let indexed = reader.by_index("node", "n2").expect("index");
+        assert!(
+            Arc::ptr_eq(&indexed[0], &changed),
+            "the index finds the same object"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -22,7 +23,7 @@ use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     Node, Pod, ReplicaSet, Secret, Service,
 };
-use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
+use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
 
 /// A boxed future of the type-erased operations.
@@ -148,8 +149,9 @@ impl DynOps {
     }
 }
 
-/// A typed watch event with its object erased.
+/// A typed watch event with its object erased (shared, not copied).
 fn erase_event<R: Resource>(event: WatchEvent<R>) -> WatchEvent<Object> {
+    let erase = |object| Arc::new(erase_arc(object));
     match event {
         WatchEvent::Added(object) => WatchEvent::Added(erase(object)),
         WatchEvent::Modified(object) => WatchEvent::Modified(erase(object)),

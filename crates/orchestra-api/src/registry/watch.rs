@@ -3,9 +3,16 @@
 //! matching is reported `Deleted` (its last matching state), one that starts matching is
 //! `Added`. Bookmarks come from the store's progress notifications, requested on a tokio
 //! interval (so paused time drives them in tests).
+//!
+//! Events carry their objects as `Arc<R>`: a watch served from the in-process watch cache
+//! hands every watcher the cache's own decoded object (one allocation per change, however
+//! many watchers), and caches downstream (reflector stores, the scheduler's cache, node
+//! agents) keep that `Arc` instead of a copy. Read through it as `&R` (`Deref`); take an
+//! owned copy with `Arc::unwrap_or_clone` only where one is changed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -18,16 +25,17 @@ use super::{
 use crate::resource::Resource;
 use crate::selector::{FieldSelector, Selector};
 
-/// One change seen by a watch.
+/// One change seen by a watch. The object is shared (see the [module docs](self)): watchers
+/// of the same in-process cache receive the same allocation for the same change.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent<R> {
     /// The object was created, or now matches the watch's selectors.
-    Added(R),
+    Added(Arc<R>),
     /// The object changed and matches before and after.
-    Modified(R),
+    Modified(Arc<R>),
     /// The object was deleted, or no longer matches; this is its last (matching) state, at the
     /// resourceVersion of the change.
-    Deleted(R),
+    Deleted(Arc<R>),
     /// Nothing selected changed up to this resourceVersion; resume from it.
     Bookmark(String),
 }
@@ -45,6 +53,14 @@ impl<R: Resource> WatchEvent<R> {
 
     /// The object, unless this is a bookmark.
     pub fn object(&self) -> Option<&R> {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o),
+            WatchEvent::Bookmark(_) => None,
+        }
+    }
+
+    /// The shared object, unless this is a bookmark.
+    pub fn into_object(self) -> Option<Arc<R>> {
         match self {
             WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o),
             WatchEvent::Bookmark(_) => None,
@@ -80,7 +96,12 @@ impl Registry {
                     ..ListOptions::default()
                 };
                 let current = self.list::<R>(namespace, &list_options).await?;
-                pending.extend(current.items.into_iter().map(|o| Ok(WatchEvent::Added(o))));
+                pending.extend(
+                    current
+                        .items
+                        .into_iter()
+                        .map(|o| Ok(WatchEvent::Added(Arc::new(o)))),
+                );
                 parse_resource_version(&current.resource_version)? + 1
             }
             Some(rv) => parse_resource_version(rv)? + 1,
@@ -192,7 +213,7 @@ fn convert<R: Resource>(
     };
     let last_state = |mut old: R| {
         old.meta_mut().resource_version.clone_from(&revision);
-        WatchEvent::Deleted(old)
+        WatchEvent::Deleted(Arc::new(old))
     };
     if event.kind == EventKind::Delete {
         return Ok(before.and_then(|(old, matched)| matched.then(|| last_state(old))));
@@ -200,8 +221,8 @@ fn convert<R: Resource>(
     let new: R = decode_kv(&event.kv)?;
     let now = matches(&new, labels, fields)?;
     Ok(match (before, now) {
-        (None | Some((_, false)), true) => Some(WatchEvent::Added(new)),
-        (Some((_, true)), true) => Some(WatchEvent::Modified(new)),
+        (None | Some((_, false)), true) => Some(WatchEvent::Added(Arc::new(new))),
+        (Some((_, true)), true) => Some(WatchEvent::Modified(Arc::new(new))),
         (Some((old, true)), false) => Some(last_state(old)),
         (None | Some((_, false)), false) => None,
     })

@@ -37,6 +37,7 @@ mod json;
 pub mod retry;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -379,9 +380,9 @@ fn object_request<R: Resource>(object: &R) -> Result<proto::ObjectRequest, ApiEr
 /// One watch event from the wire; `Err` ends the stream.
 fn watch_event<R: Resource>(event: proto::WatchEvent) -> Result<WatchEvent<R>, ApiError> {
     match event.r#type.as_str() {
-        "ADDED" => decode(&event.object).map(WatchEvent::Added),
-        "MODIFIED" => decode(&event.object).map(WatchEvent::Modified),
-        "DELETED" => decode(&event.object).map(WatchEvent::Deleted),
+        "ADDED" => decode(&event.object).map(|o| WatchEvent::Added(Arc::new(o))),
+        "MODIFIED" => decode(&event.object).map(|o| WatchEvent::Modified(Arc::new(o))),
+        "DELETED" => decode(&event.object).map(|o| WatchEvent::Deleted(Arc::new(o))),
         "BOOKMARK" => Ok(WatchEvent::Bookmark(event.resource_version)),
         "ERROR" => Err(match serde_json::from_slice::<Status>(&event.object) {
             Ok(status) => status.into_error(R::KIND),

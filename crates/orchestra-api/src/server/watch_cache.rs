@@ -367,7 +367,7 @@ fn from_registry(event: &WatchEvent<Object>) -> Result<CacheEvent, ApiError> {
     };
     Ok(CacheEvent::Object {
         kind,
-        json: encode(object.as_ref())?,
+        json: encode(object.as_ref().as_ref())?,
         resource_version: object.meta().resource_version.clone(),
     })
 }

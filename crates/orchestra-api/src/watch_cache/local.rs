@@ -175,7 +175,11 @@ impl LocalWatchCache {
             fields: options.field_selector.clone(),
             from,
         };
-        let initial = futures::stream::iter(initial.into_iter().map(|o| Ok(WatchEvent::Added(o))));
+        let initial = futures::stream::iter(
+            initial
+                .into_iter()
+                .map(|o| Ok(WatchEvent::Added(Arc::new(o)))),
+        );
         match cache.subscribe(filter, options.bookmark_interval) {
             Some(subscription) => {
                 let changes = futures::stream::unfold(subscription, Subscription::next)
@@ -194,7 +198,8 @@ impl LocalWatchCache {
     }
 }
 
-/// The typed event of a change.
+/// The typed event of a change: the cache's own object, shared (no copy), except for a
+/// change that leaves the watch, whose last state is reported at the change's revision.
 fn typed<R: Resource>(change: Change) -> Result<WatchEvent<R>, ApiError> {
     Ok(match change {
         Change::Added(entry) => WatchEvent::Added(object(&entry.object)?),
@@ -205,20 +210,19 @@ fn typed<R: Resource>(change: Change) -> Result<WatchEvent<R>, ApiError> {
                 .prev
                 .as_ref()
                 .ok_or_else(|| internal("a change that leaves a watch has no previous state"))?;
-            let mut last: R = object(prev)?;
+            let mut last: R = Arc::unwrap_or_clone(object::<R>(prev)?);
             last.meta_mut().resource_version = entry.revision.to_string();
-            WatchEvent::Deleted(last)
+            WatchEvent::Deleted(Arc::new(last))
         }
         Change::Bookmark(revision) => WatchEvent::Bookmark(revision.to_string()),
     })
 }
 
-fn object<R: Resource>(object: &Arc<Object>) -> Result<R, ApiError> {
+fn object<R: Resource>(object: &Arc<Object>) -> Result<Arc<R>, ApiError> {
     object
         .as_ref()
         .as_ref()
-        .downcast_ref::<R>()
-        .cloned()
+        .downcast_arc::<R>()
         .ok_or_else(|| internal("the watch cache holds an object of another kind"))
 }
 

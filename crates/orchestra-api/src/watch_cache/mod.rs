@@ -10,8 +10,10 @@
 //! matching state).
 //!
 //! Two front ends share this core: [`LocalClient`](crate::LocalClient)'s watches (typed
-//! objects, cloned from the shared ones; caches start lazily per kind), and the API server's
-//! `server::watch_cache` (JSON encoded once per change for all remote watches).
+//! `Arc`s: every in-process watcher gets the cache's own decoded object, not a copy, see
+//! [`DynResource::downcast_arc`](crate::DynResource::downcast_arc); caches start lazily per
+//! kind), and the API server's `server::watch_cache` (JSON encoded once per change for all
+//! remote watches).
 //!
 //! Contracts are the registry's: a watch from a resourceVersion inside the window is served
 //! from memory; an older one, or one the store has compacted, goes to the registry (which

@@ -11,6 +11,10 @@
 //! tokio's clock so that tests run it in paused time. Errors are yielded for the caller to see
 //! (log, count) but need no action: the stream retries by itself and never ends.
 //!
+//! Objects come as `Arc<R>`, shared with the watch they came from (with an in-process
+//! client, the watch cache's own decoded object), so that a cache of them costs a pointer
+//! per object, not a copy.
+//!
 //! ```
 //! use futures::StreamExt;
 //! use orchestra_api::resources::Pod;
@@ -42,6 +46,7 @@ pub mod faults;
 mod state;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -53,21 +58,21 @@ use crate::selector::{FieldSelector, Selector};
 
 pub use backoff::Backoff;
 
-/// What a watcher reports.
+/// What a watcher reports. Objects are shared (see the [module docs](self)).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event<R> {
     /// A (re)list completed: this is every selected object now; anything known before and
     /// missing here is gone.
-    Restarted(Vec<R>),
+    Restarted(Vec<Arc<R>>),
     /// The object was created or changed (or started matching the selectors).
-    Applied(R),
+    Applied(Arc<R>),
     /// The object was deleted (or stopped matching); its last state.
-    Deleted(R),
+    Deleted(Arc<R>),
 }
 
 impl<R: Resource> Event<R> {
     /// The objects this event carries.
-    pub fn objects(&self) -> &[R] {
+    pub fn objects(&self) -> &[Arc<R>] {
         match self {
             Event::Restarted(objects) => objects,
             Event::Applied(object) | Event::Deleted(object) => std::slice::from_ref(object),

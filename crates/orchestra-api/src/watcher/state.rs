@@ -1,6 +1,7 @@
 //! The watcher's state machine: list, watch from the list's resourceVersion, resume from the
 //! last seen one, re-list on 410, sleep a backoff after failures.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -134,7 +135,7 @@ impl<R: Resource, C: Client> Machine<R, C> {
 async fn list<R: Resource, C: Client>(
     client: &C,
     config: &WatcherConfig,
-) -> Result<(Vec<R>, String), ApiError> {
+) -> Result<(Vec<Arc<R>>, String), ApiError> {
     let mut options = ListOptions {
         label_selector: config.label_selector.clone(),
         field_selector: config.field_selector.clone(),
@@ -147,7 +148,7 @@ async fn list<R: Resource, C: Client>(
     let mut objects = Vec::new();
     loop {
         let page = client.list::<R>(namespace, &options).await?;
-        objects.extend(page.items);
+        objects.extend(page.items.into_iter().map(Arc::new));
         match page.continue_token {
             Some(token) => options.continue_token = Some(token),
             None => return Ok((objects, page.resource_version)),

@@ -311,7 +311,7 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
 
     fn deliver(
         &self,
-        pod: Pod,
+        pod: Arc<Pod>,
         workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>,
         tasks: &mut JoinSet<()>,
         adopted: &mut HashMap<String, Adopted>,
@@ -320,10 +320,10 @@ impl<C: Client, R: RuntimeDriver> Agent<C, R> {
     ) {
         let uid = pod.metadata.uid.clone();
         if let Some(tx) = workers.get(&uid) {
-            let _ = tx.send(Some(Arc::new(pod)));
+            let _ = tx.send(Some(pod));
             return;
         }
-        let (tx, rx) = watch::channel(Some(Arc::new(pod)));
+        let (tx, rx) = watch::channel(Some(pod));
         workers.insert(uid.clone(), tx);
         let worker = worker::Worker::new(
             self.client.clone(),

@@ -136,8 +136,8 @@ fn a_node_modifies_only_its_own_node_and_lease() {
 fn a_node_modifies_only_pods_bound_to_it() {
     let authz = NodeAuthorizer::new();
     authz.apply(&Event::Restarted(vec![
-        bound("on-a", "a", None),
-        bound("on-b", "b", None),
+        bound("on-a", "a", None).into(),
+        bound("on-b", "b", None).into(),
     ]));
     let a = node_user("a");
     for (verb, resource) in [
@@ -187,7 +187,7 @@ fn a_node_modifies_only_pods_bound_to_it() {
         )
     ));
     // Once the pod moves (deleted and recreated on b), a loses it.
-    authz.apply(&Event::Deleted(bound("on-a", "a", None)));
+    authz.apply(&Event::Deleted(Arc::new(bound("on-a", "a", None))));
     assert!(!allowed(
         &authz,
         &req(
@@ -224,12 +224,14 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
     let authz = NodeAuthorizer::new();
     let a = node_user("a");
     let get = req(&a, Verb::Get, "", "secrets", Some("shop"), Some("db"));
-    authz.apply(&Event::Restarted(vec![bound("on-b", "b", Some("db"))]));
+    authz.apply(&Event::Restarted(vec![
+        bound("on-b", "b", Some("db")).into(),
+    ]));
     assert!(!allowed(&authz, &get), "referenced only by b's pod");
     // An unbound pod referencing it does not count; binding it to a does.
-    authz.apply(&Event::Applied(bound("web", "", Some("db"))));
+    authz.apply(&Event::Applied(Arc::new(bound("web", "", Some("db")))));
     assert!(!allowed(&authz, &get));
-    authz.apply(&Event::Applied(bound("web", "a", Some("db"))));
+    authz.apply(&Event::Applied(Arc::new(bound("web", "a", Some("db")))));
     assert!(allowed(&authz, &get));
     assert!(!allowed(
         &authz,
@@ -244,7 +246,7 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
         &req(&a, Verb::Get, "", "configmaps", Some("shop"), Some("db"))
     ));
     // The reference goes when the pod stops referencing the secret.
-    authz.apply(&Event::Applied(bound("web", "a", None)));
+    authz.apply(&Event::Applied(Arc::new(bound("web", "a", None))));
     assert!(!allowed(&authz, &get));
 }
 
@@ -325,7 +327,7 @@ fn env_from_and_volumes_count_as_references() {
         ])
     );
     let authz = NodeAuthorizer::new();
-    authz.apply(&Event::Restarted(vec![pod]));
+    authz.apply(&Event::Restarted(vec![pod.into()]));
     let a = node_user("a");
     for (resource, name) in [
         ("secrets", "tls"),
