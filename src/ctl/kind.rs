@@ -28,6 +28,8 @@ pub enum Kind {
     ConfigMap,
     /// `Secret`.
     Secret,
+    /// `ServiceAccount` (`sa`).
+    ServiceAccount,
     /// `Job` (`batch/v1`).
     Job,
     /// `DaemonSet` (`ds`).
@@ -44,7 +46,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::Event,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::ServiceAccount,
         Kind::Job,
         Kind::DaemonSet,
         Kind::Role,
@@ -78,6 +81,7 @@ impl Kind {
             Kind::Event => &["events", "event", "ev"],
             Kind::ConfigMap => &["configmaps", "configmap", "cm"],
             Kind::Secret => &["secrets", "secret"],
+            Kind::ServiceAccount => &["serviceaccounts", "serviceaccount", "sa"],
             Kind::Job => &["jobs", "job"],
             Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
             Kind::Role => &["roles", "role"],
@@ -114,7 +118,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, roles, clusterroles, rolebindings, clusterrolebindings)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -168,6 +172,10 @@ macro_rules! with_kind {
                 type $r = res::Secret;
                 $body
             }
+            $crate::ctl::kind::Kind::ServiceAccount => {
+                type $r = res::ServiceAccount;
+                $body
+            }
             $crate::ctl::kind::Kind::Job => {
                 type $r = res::Job;
                 $body
@@ -218,6 +226,7 @@ mod tests {
             ("lease", Kind::Lease),
             ("cm", Kind::ConfigMap),
             ("secrets", Kind::Secret),
+            ("sa", Kind::ServiceAccount),
             ("job", Kind::Job),
             ("ds", Kind::DaemonSet),
             ("clusterrolebindings", Kind::ClusterRoleBinding),

@@ -31,7 +31,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
-    ReplicaSet, Secret, Service,
+    ReplicaSet, Secret, Service, ServiceAccount,
 };
 use crate::validation::{ErrorList, names};
 
@@ -364,6 +364,7 @@ impl Scheme {
             KindCodec::of::<ClusterRole>(),
             KindCodec::of::<RoleBinding>(),
             KindCodec::of::<ClusterRoleBinding>(),
+            KindCodec::of::<ServiceAccount>(),
         ];
         scheme
     }

@@ -20,7 +20,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace, Node, Pod,
-    ReplicaSet, Secret, Service,
+    ReplicaSet, Secret, Service, ServiceAccount,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase};
 use crate::selector::{FieldSelector, SelectorError};
@@ -206,7 +206,8 @@ impl DynRegistry {
             .register::<Role>()
             .register::<ClusterRole>()
             .register::<RoleBinding>()
-            .register::<ClusterRoleBinding>();
+            .register::<ClusterRoleBinding>()
+            .register::<ServiceAccount>();
         this
     }
 
