@@ -342,8 +342,8 @@ pub struct Scheme {
 impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
     /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet (`apps/v1`), Job
-    /// (`batch/v1`), Lease (`coordination.k8s.io/v1`) and Role, ClusterRole, RoleBinding,
-    /// ClusterRoleBinding (`rbac.authorization.k8s.io/v1`).
+    /// (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole, RoleBinding,
+    /// ClusterRoleBinding (`rbac.authorization.k8s.io/v1`) and ServiceAccount (`v1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -513,7 +513,13 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 17);
+        assert_eq!(scheme.kinds().count(), 18);
+        assert!(
+            scheme
+                .get_by_plural("v1", "serviceaccounts")
+                .unwrap()
+                .is::<ServiceAccount>()
+        );
         assert!(
             scheme
                 .get_by_plural("rbac.authorization.k8s.io/v1", "clusterrolebindings")

@@ -53,7 +53,7 @@ fn an_unknown_kind_is_a_clear_error() {
     assert_eq!(
         err.to_string(),
         "document 2 (ConfigMapp \"api-config\"): no kind \"ConfigMapp\" is registered for apiVersion \"v1\"; \
-         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event, ConfigMap, Secret"
+         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event, ConfigMap, Secret, ServiceAccount"
     );
     assert!(matches!(
         err.errors[0].kind,
