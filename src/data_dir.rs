@@ -2,7 +2,7 @@
 //!
 //! Two commands keep a data directory, each with its own [`Layout`]: `orchestra server` (the
 //! store in `orchestra.redb`, `tls/`, `mesh/` (the mesh CA), the credentials, `node-token`,
-//! `encryption.yaml`, `audit.log`) and `orchestra cluster` (the same beside `store/` and the
+//! `encryption.yaml`, `service-account.key`, `audit.log`) and `orchestra cluster` (the same beside `store/` and the
 //! nodes' state in `nodes/`). Later versions may change either layout. The format file names
 //! the layout and its format number, so that a version of orchestra never misreads a directory
 //! laid out by a newer one, and neither command takes over the other's directory:

@@ -30,6 +30,7 @@ use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
 use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
+use orchestra_api::auth::token::{SERVICE_ACCOUNT_KEY_FILE, ServiceAccountTokens, SigningKey};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::limits::LimitsError;
 use orchestra_api::server::{ApiServer, Authentication, Limits, ServerOptions, TokenFile};
@@ -250,6 +251,9 @@ pub enum ServerError {
     /// The token file could not be read.
     #[error(transparent)]
     TokenFile(#[from] orchestra_api::server::authn::TokenFileError),
+    /// The service account token signing key could not be made or read.
+    #[error(transparent)]
+    SigningKey(#[from] orchestra_api::auth::token::KeyError),
     /// The data directory is of another format, or its format file is unusable.
     #[error(transparent)]
     DataDir(#[from] orchestra::data_dir::DataDirError),
@@ -388,6 +392,16 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         options.audit = Some(Arc::new(started.audit.clone()));
         authorization = Some(started);
     }
+    // Service account tokens, signed with a key kept in the data directory (tokens survive a
+    // restart); without a data directory the key lives as long as the process.
+    let key = match &args.data_dir {
+        Some(dir) => SigningKey::load_or_create(&dir.join(SERVICE_ACCOUNT_KEY_FILE))?,
+        None => SigningKey::generate()?,
+    };
+    options.service_account_tokens = Some(Arc::new(ServiceAccountTokens::new(
+        key,
+        control_plane.registry().clone(),
+    )));
     let dyn_registry = DynRegistry::new(control_plane.registry().clone());
     let mut components = tokio::task::JoinSet::new();
     control_plane.spawn(&mut components, shutdown_signal)?;

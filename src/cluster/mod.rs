@@ -51,6 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::LocalClient;
+use orchestra_api::auth::token::{SERVICE_ACCOUNT_KEY_FILE, ServiceAccountTokens, SigningKey};
 use orchestra_api::auth::{GROUP_NODES, NODE_USER_PREFIX, bootstrap};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::authn::TokenFileError;
@@ -110,6 +111,9 @@ pub enum ClusterError {
     /// The bearer token file could not be read.
     #[error(transparent)]
     TokenFile(#[from] TokenFileError),
+    /// The service account token signing key could not be made or read.
+    #[error(transparent)]
+    SigningKey(#[from] orchestra_api::auth::token::KeyError),
     /// The scheduler or the controllers could not start.
     #[error(transparent)]
     ControlPlane(#[from] ControlPlaneError),
@@ -296,7 +300,13 @@ impl ClusterBuilder {
             Some(path) => Some(Arc::new(TokenFile::load(path)?)),
             None => None,
         };
+        // Service account tokens: the signing key is kept in the data directory.
+        let service_accounts = Arc::new(ServiceAccountTokens::new(
+            SigningKey::load_or_create(&data_dir.join(SERVICE_ACCOUNT_KEY_FILE))?,
+            control_plane.registry().clone(),
+        ));
         let options = ServerOptions {
+            service_account_tokens: Some(service_accounts.clone()),
             node_connector: Some(node_connector.clone()),
             tls: Some(orchestra_api::tls::server_config(
                 &pki.server().cert_pem,
@@ -337,7 +347,11 @@ impl ClusterBuilder {
         };
         let mut tasks = JoinSet::new();
         control_plane.spawn(&mut tasks, &shutdown)?;
-        let client = control_plane.client().with_node_connector(node_connector);
+        // The in-process agents have their pods' tokens issued through it.
+        let client = control_plane
+            .client()
+            .with_node_connector(node_connector)
+            .with_token_issuer(service_accounts);
         let dns = match self.dns {
             Some(addr) => Some(
                 ClusterDns::start(

@@ -28,6 +28,8 @@ pub enum Kind {
     ConfigMap,
     /// `Secret`.
     Secret,
+    /// `ServiceAccount` (`sa`).
+    ServiceAccount,
     /// `Job` (`batch/v1`).
     Job,
     /// `DaemonSet` (`ds`).
@@ -46,7 +48,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::Event,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::ServiceAccount,
         Kind::Job,
         Kind::DaemonSet,
         Kind::ControllerRevision,
@@ -81,6 +84,7 @@ impl Kind {
             Kind::Event => &["events", "event", "ev"],
             Kind::ConfigMap => &["configmaps", "configmap", "cm"],
             Kind::Secret => &["secrets", "secret"],
+            Kind::ServiceAccount => &["serviceaccounts", "serviceaccount", "sa"],
             Kind::Job => &["jobs", "job"],
             Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
             Kind::ControllerRevision => &["controllerrevisions", "controllerrevision"],
@@ -118,7 +122,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -170,6 +174,10 @@ macro_rules! with_kind {
             }
             $crate::ctl::kind::Kind::Secret => {
                 type $r = res::Secret;
+                $body
+            }
+            $crate::ctl::kind::Kind::ServiceAccount => {
+                type $r = res::ServiceAccount;
                 $body
             }
             $crate::ctl::kind::Kind::Job => {
@@ -226,6 +234,7 @@ mod tests {
             ("lease", Kind::Lease),
             ("cm", Kind::ConfigMap),
             ("secrets", Kind::Secret),
+            ("sa", Kind::ServiceAccount),
             ("job", Kind::Job),
             ("ds", Kind::DaemonSet),
             ("controllerrevisions", Kind::ControllerRevision),

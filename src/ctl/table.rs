@@ -5,7 +5,8 @@ use jiff::Timestamp;
 use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef};
 use orchestra::api::resources::{
     ConditionStatus, ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job,
-    Lease, Namespace, NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceType,
+    Lease, Namespace, NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
+    ServiceType,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -409,6 +410,16 @@ impl Tabular for Secret {
             self.data.len().to_string(),
             age(&self.metadata, now),
         ]
+    }
+}
+
+impl Tabular for ServiceAccount {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![self.metadata.name.clone(), age(&self.metadata, now)]
     }
 }
 

@@ -37,13 +37,14 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::auth::token::TokenIssuer;
 use crate::logs::{LogStream, NodeConnector, PodLogOptions};
 use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, Registry, WatchEvents,
     WatchOptions,
 };
 use crate::resource::Resource;
-use crate::resources::Pod;
+use crate::resources::{Pod, TokenRequest};
 use crate::watch_cache::LocalWatchCache;
 
 /// Typed access to the cluster's objects, with the registry's contracts (see
@@ -109,6 +110,22 @@ pub trait Client: Clone + Send + Sync + 'static {
             "this client cannot read the logs of pod {namespace}/{name}: it has no way to reach node agents"
         )))
     }
+
+    /// Has a token issued for service account `namespace/name` (the `serviceaccounts/token`
+    /// subresource; see [`crate::auth::token`]), returning `request` with its status (the
+    /// token) filled. Clients that cannot issue tokens answer with an error saying so (the
+    /// default).
+    async fn request_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, ApiError> {
+        let _ = request;
+        Err(ApiError::BadRequest(format!(
+            "this client cannot have tokens issued for service account {namespace}/{name}: it has no token issuer"
+        )))
+    }
 }
 
 /// The in-process [`Client`]: calls the [`Registry`] directly. Cheap to clone.
@@ -117,6 +134,8 @@ pub struct LocalClient {
     registry: Registry,
     /// How [`Client::pod_logs`] reaches node agents (`None`: it cannot).
     nodes: Option<std::sync::Arc<dyn NodeConnector>>,
+    /// Who issues [`Client::request_token`]'s tokens (`None`: nobody).
+    tokens: Option<std::sync::Arc<dyn TokenIssuer>>,
 }
 
 impl LocalClient {
@@ -125,6 +144,7 @@ impl LocalClient {
         LocalClient {
             registry: Registry::new(store),
             nodes: None,
+            tokens: None,
         }
     }
 
@@ -133,6 +153,7 @@ impl LocalClient {
         LocalClient {
             registry,
             nodes: None,
+            tokens: None,
         }
     }
 
@@ -140,6 +161,13 @@ impl LocalClient {
     /// example [`HttpNodeConnector`](crate::logs::HttpNodeConnector), feature `server`).
     pub fn with_node_connector(mut self, connector: std::sync::Arc<dyn NodeConnector>) -> Self {
         self.nodes = Some(connector);
+        self
+    }
+
+    /// This client, issuing service account tokens with `issuer` (for example
+    /// [`ServiceAccountTokens`](crate::auth::token::ServiceAccountTokens), feature `tls`).
+    pub fn with_token_issuer(mut self, issuer: std::sync::Arc<dyn TokenIssuer>) -> Self {
+        self.tokens = Some(issuer);
         self
     }
 
@@ -227,5 +255,19 @@ impl Client for LocalClient {
 
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
         self.registry.bind(namespace, pod, node).await
+    }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, ApiError> {
+        let Some(issuer) = &self.tokens else {
+            return Err(ApiError::BadRequest(format!(
+                "this LocalClient cannot have tokens issued for service account {namespace}/{name}: give it a token issuer (LocalClient::with_token_issuer)"
+            )));
+        };
+        issuer.issue(namespace, name, request).await
     }
 }

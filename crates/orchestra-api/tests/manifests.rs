@@ -53,7 +53,7 @@ fn an_unknown_kind_is_a_clear_error() {
     assert_eq!(
         err.to_string(),
         "document 2 (ConfigMapp \"api-config\"): no kind \"ConfigMapp\" is registered for apiVersion \"v1\"; \
-         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event, ConfigMap, Secret"
+         the kinds of \"v1\" are: Namespace, Node, Pod, Service, Endpoints, Event, ConfigMap, Secret, ServiceAccount"
     );
     assert!(matches!(
         err.errors[0].kind,
@@ -557,13 +557,16 @@ fn projected_volumes_and_sub_path_expr_parse_and_a_token_source_is_refused_by_pa
     let mounts = &pod.spec.containers[0].volume_mounts;
     assert_eq!(mounts[1].sub_path_expr, "$(POD_NAME)");
 
+    // A service account token source: a lifetime of at least 10 minutes.
     let token = PROJECTED_POD.replace(
         "      - secret: {name: db, optional: true}",
-        "      - serviceAccountToken: {path: token, expirationSeconds: 3600}",
+        "      - serviceAccountToken: {path: token, expirationSeconds: 3600, audience: vault}",
     );
-    let err = parse_err(&token);
+    manifest::parse(&Scheme::new(), &token, &ManifestOptions::default()).unwrap();
+    let short = token.replace("expirationSeconds: 3600", "expirationSeconds: 60");
+    let err = parse_err(&short);
     assert!(
-        err.contains("spec.volumes[0].projected.sources[1].serviceAccountToken: Forbidden: service account tokens are not supported"),
+        err.contains("spec.volumes[0].projected.sources[1].serviceAccountToken.expirationSeconds: Invalid value: 60"),
         "{err}"
     );
     let both = PROJECTED_POD.replace(

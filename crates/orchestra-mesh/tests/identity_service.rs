@@ -191,3 +191,119 @@ async fn a_server_without_a_mesh_ca_says_so() {
     );
     control.running.shutdown().await.unwrap();
 }
+
+/// A bound service account token (issued by the API server's TokenRequest, as the node agent
+/// projects it into the sidecar) for the mesh identity's audience buys the certificate of its
+/// service account, and nothing else on the API; once its pod is gone it buys nothing.
+#[tokio::test]
+async fn a_bound_token_for_the_mesh_audience_buys_its_accounts_identity_only() {
+    use orchestra_api::auth::token::{MESH_IDENTITY_AUDIENCE, ServiceAccountTokens, SigningKey};
+    use orchestra_api::registry::DeleteOptions;
+    use orchestra_api::resources::{
+        BoundObjectReference, Pod, ServiceAccount, TokenRequest, TokenRequestSpec,
+    };
+    use orchestra_api::{Client, LocalClient, ObjectMeta};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(ClusterPki::load_or_create(dir.path(), &[]).unwrap());
+    let ca = MeshCa::load_or_create(
+        &dir.path().join("mesh"),
+        CaConfig::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let registry = Registry::new(MemStore::new());
+    let tokens = Arc::new(ServiceAccountTokens::new(
+        SigningKey::generate().unwrap(),
+        registry.clone(),
+    ));
+    let options = ServerOptions {
+        tls: Some(
+            orchestra_api::tls::server_config(
+                &pki.server().cert_pem,
+                &pki.server().key_pem,
+                Some(pki.ca_pem()),
+            )
+            .unwrap(),
+        ),
+        authentication: Some(Authentication::default()),
+        workload_signer: Some(Arc::new(IdentityService::new(ca))),
+        service_account_tokens: Some(tokens.clone()),
+        ..ServerOptions::default()
+    };
+    let running = ApiServer::with_options(DynRegistry::new(registry.clone()), options)
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let control = Control {
+        _dir: dir,
+        pki,
+        running,
+        mesh_root: rustls::pki_types::CertificateDer::from(Vec::new()),
+    };
+    let local = LocalClient::from_registry(registry).with_token_issuer(tokens);
+    local
+        .create(&ServiceAccount {
+            metadata: ObjectMeta::namespaced("shop", "web"),
+            ..ServiceAccount::default()
+        })
+        .await
+        .unwrap();
+    let mut pod = orchestra_api::testing::pod("shop", "web-1", "web");
+    pod.spec.service_account_name = "web".into();
+    let pod = local.create(&pod).await.unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![MESH_IDENTITY_AUDIENCE.into()],
+            expiration_seconds: Some(600),
+            bound_object_ref: Some(BoundObjectReference {
+                kind: "Pod".into(),
+                api_version: "v1".into(),
+                name: "web-1".into(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let token = local
+        .request_token("shop", "web", &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+
+    let web = control.identity_client(&token).await;
+    let (_key, certified) = request_certificate(&web, &id("web")).await.unwrap();
+    assert_eq!(certified.issued.identity, id("web"));
+    // Only its own account's identity.
+    let message = refusal(request_certificate(&web, &id("cart")).await);
+    assert!(
+        message.contains("spiffe://cluster.local/ns/shop/sa/web"),
+        "{message}"
+    );
+    // The mesh audience is not the API's.
+    let credentials = Credentials {
+        server: control.running.url(),
+        certificate_authority: control.pki.ca_pem().to_owned(),
+        client_certificate: None,
+        client_key: None,
+        token: Some(token.clone()),
+    };
+    let api = RemoteClient::connect_with(&credentials).await.unwrap();
+    let err = api.get::<Pod>("shop", "web-1").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("none of which this server accepts"),
+        "{err}"
+    );
+    // The pod goes: the token buys nothing more.
+    let now = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..DeleteOptions::default()
+    };
+    local.delete::<Pod>("shop", "web-1", &now).await.unwrap();
+    let err = request_certificate(&web, &id("web")).await.unwrap_err();
+    assert!(err.to_string().contains("no longer exists"), "{err}");
+    control.running.shutdown().await.unwrap();
+}

@@ -16,7 +16,7 @@ use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
 };
 use crate::resource::Resource;
-use crate::resources::Pod;
+use crate::resources::{Pod, ServiceAccount, TokenRequest};
 
 /// A [`Client`] acting as `user`; see the [module docs](self). Cheap to clone.
 #[derive(Clone, Debug)]
@@ -156,6 +156,17 @@ impl<C: Client> Client for AuthorizedClient<C> {
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
         self.check::<Pod>(Verb::Create, Some("binding"), Some(namespace), Some(pod))?;
         self.inner.bind(namespace, pod, node).await
+    }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, ApiError> {
+        self.check::<ServiceAccount>(Verb::Create, Some("token"), Some(namespace), Some(name))?;
+        super::token::restrict_node(&self.inner, &self.user, namespace, name, request).await?;
+        self.inner.request_token(namespace, name, request).await
     }
 }
 

@@ -35,6 +35,7 @@ pub mod client;
 pub mod enforce;
 pub mod node;
 pub mod rbac;
+pub mod token;
 pub mod workload;
 
 pub use chain::AuthorizerChain;

@@ -11,7 +11,10 @@
 //!   writes pod status and its own finalizer);
 //! - get (or watch by name) a Secret or ConfigMap only while a pod bound to it references
 //!   it (env `valueFrom`, `envFrom`, volumes; see [`referenced_objects`]);
-//! - create, update and patch Events.
+//! - create, update and patch Events;
+//! - have tokens issued (`create` on `serviceaccounts/token`) for the ServiceAccount a pod
+//!   bound to it runs as (that the token is bound to such a pod is checked on the body, by
+//!   [`restrict_node`](super::token::restrict_node)).
 //!
 //! Everything else is denied (not left to RBAC), so that a binding given to `system:nodes`
 //! cannot widen a node's reach.
@@ -53,12 +56,15 @@ pub enum RefKind {
     Secret,
     /// A ConfigMap.
     ConfigMap,
+    /// A ServiceAccount (the one a pod runs as: the node may have its tokens issued).
+    ServiceAccount,
 }
 
 /// The Secrets and ConfigMaps `pod` references, by kind and name (in the pod's namespace):
 /// its containers' and init containers' env `valueFrom` key references and `envFrom`
-/// sources, and its ConfigMap and Secret volumes (projected ones included). Extend this when the pod spec gains other
-/// references (image pull secrets).
+/// sources, its ConfigMap and Secret volumes (projected ones included), and the
+/// ServiceAccount it runs as. Extend this when the pod spec gains other references (image
+/// pull secrets).
 pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
     let containers: Vec<&Container> = pod
         .spec
@@ -67,6 +73,10 @@ pub fn referenced_objects(pod: &Pod) -> BTreeSet<(RefKind, String)> {
         .chain(&pod.spec.init_containers)
         .collect();
     let mut refs = BTreeSet::new();
+    refs.insert((
+        RefKind::ServiceAccount,
+        super::token::pod_service_account(pod).to_owned(),
+    ));
     for env in containers.iter().flat_map(|c| &c.env) {
         let Some(source) = &env.value_from else {
             continue;
@@ -307,6 +317,12 @@ impl NodeAuthorizer {
                     None => Verdict::Deny("a node may only read secrets and configmaps by name"),
                 }
             }
+            ("", "serviceaccounts", Some("token")) if request.verb == Verb::Create => match name {
+                Some(n) if graph.node_references(node, RefKind::ServiceAccount, namespace, n) => {
+                    Verdict::Allow
+                }
+                _ => Verdict::Deny("no pod bound to this node runs as this service account"),
+            },
             ("", "events", None)
                 if matches!(request.verb, Verb::Create | Verb::Update | Verb::Patch) =>
             {

@@ -21,7 +21,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service,
+    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
@@ -209,7 +209,8 @@ impl DynRegistry {
             .register::<Role>()
             .register::<ClusterRole>()
             .register::<RoleBinding>()
-            .register::<ClusterRoleBinding>();
+            .register::<ClusterRoleBinding>()
+            .register::<ServiceAccount>();
         this
     }
 

@@ -562,4 +562,24 @@ impl Client for RemoteClient {
         let response = call!(self, Pod::KIND, bind, request)?;
         decode(&response.object)
     }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &crate::resources::TokenRequest,
+    ) -> Result<crate::resources::TokenRequest, ApiError> {
+        let body = serde_json::to_vec(request).map_err(|err| {
+            ApiError::BadRequest(format!("the TokenRequest does not encode: {err}"))
+        })?;
+        let call = proto::TokenRequestCall {
+            namespace: namespace.to_owned(),
+            service_account: name.to_owned(),
+            token_request: body.into(),
+        };
+        let response = call!(self, "TokenRequest", request_token, call)?;
+        serde_json::from_slice(&response.object).map_err(|err| {
+            ApiError::BadRequest(format!("the server's TokenRequest does not decode: {err}"))
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! The built-in kinds, with Kubernetes' shapes and JSON names: [`Namespace`], [`Node`],
-//! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`] (`v1`); [`ReplicaSet`],
-//! [`Deployment`], [`DaemonSet`], [`ControllerRevision`] (`apps/v1`); [`Job`] (`batch/v1`); [`Lease`]
+//! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`], [`ServiceAccount`] (`v1`);
+//! [`ReplicaSet`], [`Deployment`], [`DaemonSet`], [`ControllerRevision`] (`apps/v1`); [`Job`]
+//! (`batch/v1`); [`Lease`]
 //! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
 //! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`).
 //!
@@ -24,6 +25,7 @@ pub mod pod;
 pub mod rbac;
 pub mod replica_set;
 pub mod service;
+pub mod service_account;
 
 pub use common::*;
 pub use config::*;
@@ -40,6 +42,7 @@ pub use pod::*;
 pub use rbac::*;
 pub use replica_set::*;
 pub use service::*;
+pub use service_account::*;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Authentication: who sends a request. A verified client certificate (the TLS layer checked
 //! it against the cluster CA; CN is the user, O the groups), or a bearer token: one of a token
 //! file's (Kubernetes' static token file, re-read when it changes, so that a token removed
-//! from it stops working at once) or the join token, which only buys a node certificate.
+//! from it stops working at once), a service account token (a JWT the server signed: see
+//! [`crate::auth::token`]), or the join token, which only buys a node certificate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 
+use crate::auth::token::{MESH_IDENTITY_AUDIENCE, ServiceAccountTokens};
 use crate::auth::{GROUP_AUTHENTICATED, UserInfo};
 use crate::tls::{ClusterPki, JoinToken};
 
@@ -33,10 +35,15 @@ pub struct Authentication {
 impl Authentication {
     /// The request's user: the bearer token's if it carries one (an unknown token is refused,
     /// never ignored), else the client certificate's; `Err` says why nobody is known.
-    pub fn authenticate(
+    /// A service account token is checked with `service_accounts` (none: it is an unknown
+    /// token), for the API's audiences, and also the mesh identity's when `mesh_identity`
+    /// (the request is the workload certificate call).
+    pub async fn authenticate(
         &self,
         peer: Option<&UserInfo>,
         headers: &HeaderMap,
+        service_accounts: Option<&ServiceAccountTokens>,
+        mesh_identity: bool,
     ) -> Result<UserInfo, String> {
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let token = value
@@ -51,6 +58,18 @@ impl Authentication {
                     BOOTSTRAP_USER,
                     [GROUP_BOOTSTRAPPERS, GROUP_AUTHENTICATED],
                 ));
+            }
+            if let Some(accounts) = service_accounts
+                && ServiceAccountTokens::looks_like_token(token)
+            {
+                let mut audiences = accounts.api_audiences().to_vec();
+                if mesh_identity {
+                    audiences.push(MESH_IDENTITY_AUDIENCE.to_owned());
+                }
+                return accounts
+                    .authenticate_at(token, &audiences, SystemTime::now())
+                    .await
+                    .map_err(|err| err.to_string());
             }
             return self
                 .tokens

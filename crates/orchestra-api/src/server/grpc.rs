@@ -471,6 +471,37 @@ impl Api for GrpcApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn request_token(
+        &self,
+        request: Request<proto::TokenRequestCall>,
+    ) -> Result<Response<proto::ObjectResponse>, tonic::Status> {
+        let user = user_of(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            let body: crate::resources::TokenRequest = serde_json::from_slice(&r.token_request)
+                .map_err(|err| {
+                    ApiError::BadRequest(format!("the body is not a TokenRequest: {err}"))
+                })?;
+            let issued = super::token::request_token(
+                &self.state,
+                Some("grpc"),
+                &user,
+                &r.namespace,
+                &r.service_account,
+                &body,
+            )
+            .await?;
+            let json = serde_json::to_vec(&issued).map_err(|err| {
+                ApiError::BadRequest(format!("the TokenRequest does not encode: {err}"))
+            })?;
+            Ok(proto::ObjectResponse {
+                object: Bytes::from(json),
+            })
+        }
+        .await;
+        self.finish("request_token", "ServiceAccount", result)
+    }
+
     type PodLogsStream = LogChunkStream;
 
     async fn pod_logs(

@@ -47,6 +47,7 @@
 //! - `grpc`: the `orchestra.api.v1.Api` service.
 //! - `rest`: the HTTP/JSON handlers; `path`: REST paths and query strings, parsed.
 //! - `logs`: the `pods/log` subresource, relayed from the node agents.
+//! - `token`: the `serviceaccounts/token` subresource (bound service account tokens).
 //! - [`metrics`]: request counters and the `/metrics` text.
 //! - [`watch_cache`]: per kind, one store watch serving every client watch from memory.
 //! - [`limits`]: the per-user rate and watch limiters, pure and clock-injected.
@@ -61,6 +62,7 @@ mod logs;
 pub mod metrics;
 mod path;
 mod rest;
+mod token;
 pub mod watch_cache;
 
 use std::convert::Infallible;
@@ -116,6 +118,10 @@ pub struct ServerOptions {
     /// Signs mesh workload certificates (the `IssueWorkloadCertificate` call); `None`: the
     /// server runs no mesh identity service and says so.
     pub workload_signer: Option<Arc<dyn crate::auth::workload::WorkloadSigner>>,
+    /// Issues service account tokens (`serviceaccounts/token`) and, when
+    /// [`ServerOptions::authentication`] is on, authenticates them; `None`: no tokens are
+    /// issued and bearer JWTs are unknown tokens.
+    pub service_account_tokens: Option<Arc<crate::auth::token::ServiceAccountTokens>>,
 }
 
 impl Default for ServerOptions {
@@ -132,6 +138,7 @@ impl Default for ServerOptions {
             node_connector: None,
             limits: Limits::default(),
             workload_signer: None,
+            service_account_tokens: None,
         }
     }
 }
@@ -389,6 +396,9 @@ fn peer_user<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<Arc<UserI
     }
 }
 
+/// The gRPC path of the mesh identity service's call.
+const WORKLOAD_CERTIFICATE_PATH: &str = "/orchestra.api.v1.Api/IssueWorkloadCertificate";
+
 /// Who every request is when the server does not authenticate.
 fn insecure_user() -> UserInfo {
     UserInfo::new("admin", [GROUP_MASTERS, GROUP_AUTHENTICATED])
@@ -415,7 +425,13 @@ async fn dispatch(
         let user = match &state.options.authentication {
             None => insecure_user(),
             Some(authentication) => {
-                match authentication.authenticate(peer.as_deref(), request.headers()) {
+                // A token for the mesh identity's audience only buys a workload certificate.
+                let mesh_identity = is_grpc && request.uri().path() == WORKLOAD_CERTIFICATE_PATH;
+                let tokens = state.options.service_account_tokens.as_deref();
+                match authentication
+                    .authenticate(peer.as_deref(), request.headers(), tokens, mesh_identity)
+                    .await
+                {
                     Ok(user) => user,
                     Err(message) => {
                         state.metrics.unauthenticated();

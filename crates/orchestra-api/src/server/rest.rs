@@ -206,6 +206,18 @@ async fn route(
             let body = read_json(state, request).await?;
             bind(state, target, name, body).await
         }
+        (&Method::POST, Some(name), Some("token")) if info.kind == "ServiceAccount" => {
+            *verb = "token";
+            let user = request.extensions().get::<UserInfo>().cloned();
+            let body = read_json(state, request).await?;
+            let body: crate::resources::TokenRequest = serde_json::from_value(body)
+                .map_err(|err| bad_request(format!("the body is not a TokenRequest: {err}")))?;
+            let user = user.unwrap_or_else(super::insecure_user);
+            let issued =
+                super::token::request_token(state, None, &user, namespace(target), name, &body)
+                    .await?;
+            Ok(json_response(StatusCode::CREATED, &issued))
+        }
         (&Method::GET, Some(name), Some("log")) if info.kind == "Pod" => {
             *verb = "log";
             super::logs::rest(state, namespace(target), name, &query)
@@ -260,7 +272,9 @@ async fn route(
             *verb = "delete";
             delete(state, &info, target, name, &query, request).await
         }
-        (_, _, Some(sub)) if !matches!(sub, "status" | "binding" | "finalize" | "log") => {
+        (_, _, Some(sub))
+            if !matches!(sub, "status" | "binding" | "finalize" | "log" | "token") =>
+        {
             Err(fail(
                 404,
                 "NotFound",
@@ -274,7 +288,7 @@ async fn route(
             405,
             "MethodNotAllowed",
             format!(
-                "{method} is not supported on {}: use GET/POST on a collection, GET/PUT/PATCH/DELETE on an object, PUT on /status, POST on pods' /binding, GET on pods' /log",
+                "{method} is not supported on {}: use GET/POST on a collection, GET/PUT/PATCH/DELETE on an object, PUT on /status, POST on pods' /binding, GET on pods' /log, POST on serviceaccounts' /token",
                 describe(target)
             ),
         )),

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use super::names;
 use super::{ErrorList, FieldError, FieldPath};
+use crate::auth::token::{MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS};
 use crate::resources::pod::{
     DownwardApiVolumeFile, EnvFromSource, KeyToPath, ProjectedVolumeSource, Volume, VolumeMount,
 };
@@ -97,8 +98,8 @@ pub(super) fn validate_volumes<'a>(
 }
 
 /// Checks a projected volume: each source sets exactly one of `configMap`, `secret` and
-/// `downwardAPI` (a `serviceAccountToken` is refused: nothing issues tokens), completely, and
-/// no two files share a path.
+/// `downwardAPI` and `serviceAccountToken` (a path, and a lifetime of 10 minutes to 2^32
+/// seconds), completely, and no two files share a path.
 fn validate_projected(errors: &mut ErrorList, source: &ProjectedVolumeSource, path: &FieldPath) {
     validate_mode(errors, &path.child("defaultMode"), source.default_mode);
     let mut paths = HashSet::new();
@@ -112,7 +113,7 @@ fn validate_projected(errors: &mut ErrorList, source: &ProjectedVolumeSource, pa
         match projection.source_count() {
             0 => errors.push(FieldError::required(
                 &sp,
-                "must specify exactly one of: `configMap`, `secret` or `downwardAPI`",
+                "must specify exactly one of: `configMap`, `secret`, `downwardAPI` or `serviceAccountToken`",
             )),
             1 => {}
             _ => errors.push(FieldError::forbidden(
@@ -155,11 +156,23 @@ fn validate_projected(errors: &mut ErrorList, source: &ProjectedVolumeSource, pa
                 unique(errors, &item.path, &dp.index(j).child("path"));
             }
         }
-        if projection.service_account_token.is_some() {
-            errors.push(FieldError::forbidden(
-                &sp.child("serviceAccountToken"),
-                "service account tokens are not supported: orchestra issues none",
-            ));
+        if let Some(token) = &projection.service_account_token {
+            let tp = sp.child("serviceAccountToken");
+            if token.path.is_empty() {
+                errors.push(FieldError::required(&tp.child("path"), ""));
+            } else {
+                validate_relative_path(errors, &token.path, &tp.child("path"));
+                unique(errors, &token.path, &tp.child("path"));
+            }
+            if let Some(seconds) = token.expiration_seconds
+                && !(MIN_EXPIRATION_SECONDS..=MAX_EXPIRATION_SECONDS).contains(&seconds)
+            {
+                errors.push(FieldError::invalid(
+                    &tp.child("expirationSeconds"),
+                    seconds,
+                    "may not specify a duration less than 10 minutes or larger than 2^32 seconds",
+                ));
+            }
         }
     }
 }
@@ -451,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn projected_sources_set_one_complete_source_with_distinct_paths_and_no_token() {
+    fn projected_sources_set_one_complete_source_with_distinct_paths_and_a_valid_token() {
         use crate::resources::pod::{
             ConfigMapProjection, DownwardApiProjection, ObjectFieldSelector, SecretProjection,
             ServiceAccountTokenProjection, VolumeProjection,
@@ -494,7 +507,8 @@ mod tests {
                             }],
                         }),
                         service_account_token: Some(ServiceAccountTokenProjection {
-                            path: "token".into(),
+                            path: "labels".into(),
+                            expiration_seconds: Some(599),
                             ..ServiceAccountTokenProjection::default()
                         }),
                         ..VolumeProjection::default()
@@ -514,8 +528,9 @@ mod tests {
                 "spec.volumes[0].projected.sources[1].secret.items[1].path: Invalid value: \"/abs\": must be a relative path",
                 "spec.volumes[0].projected.sources[1].secret.items[0].path: Invalid value: \"app/conf\": conflicting duplicate paths",
                 "spec.volumes[0].projected.sources[2]: Forbidden: may not specify more than 1 volume type",
-                "spec.volumes[0].projected.sources[2].serviceAccountToken: Forbidden: service account tokens are not supported: orchestra issues none",
-                "spec.volumes[0].projected.sources[3]: Required value: must specify exactly one of: `configMap`, `secret` or `downwardAPI`",
+                "spec.volumes[0].projected.sources[2].serviceAccountToken.path: Invalid value: \"labels\": conflicting duplicate paths",
+                "spec.volumes[0].projected.sources[2].serviceAccountToken.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes or larger than 2^32 seconds",
+                "spec.volumes[0].projected.sources[3]: Required value: must specify exactly one of: `configMap`, `secret`, `downwardAPI` or `serviceAccountToken`",
             ]
         );
     }

@@ -161,4 +161,13 @@ impl<C: Client> Client for FaultyClient<C> {
     async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
         self.inner.bind(namespace, pod, node).await
     }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &crate::resources::TokenRequest,
+    ) -> Result<crate::resources::TokenRequest, ApiError> {
+        self.inner.request_token(namespace, name, request).await
+    }
 }

@@ -49,6 +49,8 @@
 //! - [`prepare`]: fetches what a container refers to and builds its runtime configuration.
 //! - [`refresh`]: the periodic refresh of running pods' ConfigMap, Secret and downward API
 //!   volumes.
+//! - [`tokens`]: service account tokens for projected volumes, issued by the API server and
+//!   renewed at 80% of their lifetime.
 //! - `worker`: the per-pod worker.
 
 pub mod env;
@@ -59,6 +61,7 @@ pub mod pleg;
 pub mod prepare;
 pub mod refresh;
 pub mod resolve;
+pub mod tokens;
 pub mod volumes;
 mod worker;
 
@@ -119,6 +122,9 @@ pub struct AgentConfig {
     /// How often a running pod's ConfigMap, Secret and downward API volumes are
     /// [refreshed](refresh) from the API, 1 minute (kubelet's sync period).
     pub volume_refresh_interval: Duration,
+    /// The service account tokens of the pods' projected volumes (shared by clones of the
+    /// configuration: one cache per agent).
+    pub service_account_tokens: tokens::TokenCache,
 }
 
 impl AgentConfig {
@@ -146,6 +152,7 @@ impl AgentConfig {
                 .join(&node_name)
                 .join("pods"),
             volume_refresh_interval: Duration::from_secs(60),
+            service_account_tokens: tokens::TokenCache::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Everything a container needs before the runtime can create it: the ConfigMaps and Secrets
 //! it refers to (read through the agent's client, which the node authorizer lets read only
-//! those of its own pods), its [resolved environment](super::resolve), its expanded command,
+//! those of its own pods), the service account tokens of its projected volumes, its [resolved environment](super::resolve), its expanded command,
 //! and its volumes [written to disk](super::volumes) as mounts.
 //!
 //! A failure is a [`PrepareError`] carrying kubelet's waiting reason: a missing env source is
@@ -119,6 +119,7 @@ pub async fn fetch_volume_sources<C: Client>(
     Ok(Sources {
         config_maps: fetch::<ConfigMap, C>(client, "configmap", namespace, maps).await?,
         secrets: fetch::<Secret, C>(client, "secret", namespace, secrets).await?,
+        tokens: BTreeMap::new(),
     })
 }
 
@@ -151,6 +152,7 @@ pub async fn fetch_sources<C: Client>(
     Ok(Sources {
         config_maps: fetch::<ConfigMap, C>(client, "configmap", namespace, maps).await?,
         secrets: fetch::<Secret, C>(client, "secret", namespace, secrets).await?,
+        tokens: BTreeMap::new(),
     })
 }
 
@@ -166,7 +168,11 @@ pub async fn prepare<C: Client>(
     injected: Vec<(String, String)>,
     mut base: ContainerConfig,
 ) -> Result<ContainerConfig, PrepareError> {
-    let sources = fetch_sources(client, pod, container).await?;
+    let mut sources = fetch_sources(client, pod, container).await?;
+    sources.tokens = agent
+        .service_account_tokens
+        .tokens_for(client, pod, &mounted_volumes(pod, container))
+        .await?;
     let ctx = PodContext {
         pod,
         pod_ip,

@@ -1,6 +1,7 @@
-//! Keeping a running pod's ConfigMap, Secret and downward API volumes current, as kubelet
-//! does on each pod sync: every [`volume_refresh_interval`](super::AgentConfig) the pod's
-//! worker reads the objects again and rewrites the volumes whose content changed, through the
+//! Keeping a running pod's ConfigMap, Secret, downward API and projected volumes current, as
+//! kubelet does on each pod sync: every [`volume_refresh_interval`](super::AgentConfig) the
+//! pod's worker reads the objects again (and renews the service account tokens that are due,
+//! see [`tokens`](super::tokens)) and rewrites the volumes whose content changed, through the
 //! atomic `..data` swap of [`volumes::write_projected`] (a reader sees the old set of files or
 //! the new one). Only volumes a started container has set up are refreshed. A read that fails,
 //! or a required object or key that is gone, keeps the old files (kubelet keeps a volume it
@@ -41,7 +42,15 @@ pub async fn refresh_volumes<C: Client>(
     if set_up.is_empty() {
         return Vec::new();
     }
-    let sources = match fetch_volume_sources(client, &pod.metadata.namespace, &set_up).await {
+    let fetched = async {
+        let mut sources = fetch_volume_sources(client, &pod.metadata.namespace, &set_up).await?;
+        sources.tokens = agent
+            .service_account_tokens
+            .tokens_for(client, pod, &set_up)
+            .await?;
+        Ok::<_, super::resolve::ConfigError>(sources)
+    };
+    let sources = match fetched.await {
         Ok(sources) => sources,
         Err(err) => {
             tracing::warn!(pod = %name, %err, "reading the sources of the pod's volumes failed; keeping them as they are");

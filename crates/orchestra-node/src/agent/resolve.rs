@@ -38,6 +38,8 @@ pub struct Sources {
     pub config_maps: BTreeMap<String, Option<ConfigMap>>,
     /// Secrets by name.
     pub secrets: BTreeMap<String, Option<Secret>>,
+    /// The service account tokens of the pod's projected volumes, by what they are for.
+    pub tokens: BTreeMap<super::tokens::TokenSource, String>,
 }
 
 impl Sources {

@@ -17,8 +17,11 @@
 //! the node's other users out. Unchanged content is not rewritten. The pod's directory is
 //! removed with the pod.
 //!
+//! A projected `serviceAccountToken` source is a file holding the pod's bound token
+//! ([`tokens`](super::tokens)).
+//!
 //! These volumes are [refreshed](super::refresh) while the pod runs: a changed ConfigMap or
-//! Secret reaches the files through a new generation. A `subPath` mount of one is not (as in
+//! Secret, or a renewed token, reaches the files through a new generation. A `subPath` mount of one is not (as in
 //! Kubernetes, where it is a bind mount of the file as it was): the container gets a
 //! [snapshot](subpath) of the path taken when it starts, under
 //! `<pod dir>/..subpaths/<container>/<mount index>`, which a restarted container takes anew.
@@ -35,7 +38,9 @@ use orchestra_api::resources::{
 };
 
 use super::resolve::{ConfigError, PodContext, Sources, field_value, resource_value};
+use super::tokens::TokenSource;
 use crate::runtime::Mount;
+use orchestra_api::auth::token::DEFAULT_EXPIRATION_SECONDS;
 
 pub mod subpath;
 
@@ -243,8 +248,24 @@ fn projected_files(
             secret_files(sources, &s.name, &s.items, mode, s.optional == Some(true))?
         } else if let Some(d) = &projection.downward_api {
             downward_files(ctx, &d.items, mode)?
-        } else if projection.service_account_token.is_some() {
-            return Err("service account tokens are not supported".to_owned());
+        } else if let Some(token) = &projection.service_account_token {
+            let source = TokenSource {
+                audience: token.audience.clone(),
+                expiration_seconds: token
+                    .expiration_seconds
+                    .unwrap_or(DEFAULT_EXPIRATION_SECONDS),
+            };
+            let data = sources.tokens.get(&source).ok_or_else(|| {
+                format!(
+                    "no service account token was issued for audience {:?}",
+                    token.audience
+                )
+            })?;
+            vec![ProjectedFile {
+                path: token.path.clone(),
+                data: data.clone().into_bytes(),
+                mode: mode_bits(None, mode),
+            }]
         } else {
             Vec::new()
         };

@@ -251,6 +251,57 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
 }
 
 #[test]
+fn a_node_has_tokens_issued_only_for_the_accounts_its_pods_run_as() {
+    let authz = NodeAuthorizer::new();
+    let a = node_user("a");
+    let token = |account: &str| {
+        req(
+            &a,
+            Verb::Create,
+            "",
+            "serviceaccounts/token",
+            Some("shop"),
+            Some(account),
+        )
+    };
+    let mut builder = bound("build", "b", None);
+    builder.spec.service_account_name = "builder".into();
+    authz.apply(&Event::Restarted(vec![
+        bound("web", "a", None).into(),
+        builder.into(),
+    ]));
+    assert!(allowed(&authz, &token("default")), "web runs as default");
+    assert!(
+        !allowed(&authz, &token("builder")),
+        "only b's pod runs as builder"
+    );
+    assert!(!allowed(
+        &authz,
+        &req(
+            &a,
+            Verb::Get,
+            "",
+            "serviceaccounts",
+            Some("shop"),
+            Some("default")
+        )
+    ));
+    assert!(!allowed(
+        &authz,
+        &req(
+            &a,
+            Verb::Create,
+            "",
+            "serviceaccounts/token",
+            Some("bank"),
+            Some("default")
+        )
+    ));
+    authz.apply(&Event::Deleted(bound("web", "a", None).into()));
+    assert!(!allowed(&authz, &token("default")), "the pod is gone");
+}
+
+#[test]
 fn env_from_and_volumes_count_as_references() {
     use crate::resources::{
         ConfigMapProjection, ConfigMapVolumeSource, EnvFromRef, EnvFromSource,
@@ -324,6 +375,7 @@ fn env_from_and_volumes_count_as_references() {
             (RefKind::ConfigMap, "features".to_owned()),
             (RefKind::ConfigMap, "nginx".to_owned()),
             (RefKind::ConfigMap, "settings".to_owned()),
+            (RefKind::ServiceAccount, "default".to_owned()),
         ])
     );
     let authz = NodeAuthorizer::new();

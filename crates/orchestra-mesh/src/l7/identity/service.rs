@@ -5,6 +5,11 @@
 //! user), and the service signs only when the identity asked for is exactly that service
 //! account's SPIFFE ID and the request's own subject alternative names agree.
 //!
+//! The token is a static one of the server's token file, or a bound service account token
+//! (`orchestra_api::auth::token`) that the node agent projects into the pod: for the API's
+//! audience or the mesh identity's own (`MESH_IDENTITY_AUDIENCE`, accepted on this call
+//! only), refused once its pod or its ServiceAccount is gone.
+//!
 //! `orchestra server` plugs the service into the API server's `IssueWorkloadCertificate`
 //! call through [`WorkloadSigner`]; its client side is
 //! [`IdentityClient`](super::IdentityClient).

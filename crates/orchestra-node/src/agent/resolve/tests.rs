@@ -55,6 +55,7 @@ fn sources() -> Sources {
     Sources {
         config_maps: BTreeMap::from([("settings".into(), Some(config)), ("absent".into(), None)]),
         secrets: BTreeMap::from([("db".into(), Some(secret)), ("gone".into(), None)]),
+        tokens: BTreeMap::new(),
     }
 }
 

@@ -51,6 +51,7 @@ fn sources() -> Sources {
     Sources {
         config_maps: BTreeMap::from([("settings".into(), Some(config))]),
         secrets: BTreeMap::from([("db".into(), Some(secret)), ("gone".into(), None)]),
+        tokens: BTreeMap::new(),
     }
 }
 

@@ -1,0 +1,190 @@
+//! A projected `serviceAccountToken` source: the agent has a token issued for the pod's
+//! service account, bound to the pod, with the source's audience, writes it into the volume,
+//! and replaces it once 80% of its lifetime has passed. FakeRuntime, paused time.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use orchestra_api::auth::token::{ServiceAccountTokens, SigningKey, service_account_user};
+use orchestra_api::resources::{
+    ContainerStateWaiting, Pod, ProjectedVolumeSource, ServiceAccount,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use orchestra_api::{Client, LocalClient, ObjectMeta};
+use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::fake::FakeRuntime;
+use orchestra_node::{ContainerStatus, RuntimeDriver};
+use orchestra_store::MemStore;
+use tokio::time::sleep;
+
+const NODE: &str = "node-1";
+
+fn pod(account: &str) -> Pod {
+    let mut pod = orchestra_api::testing::pod("shop", "web", "web");
+    pod.spec.node_name = NODE.into();
+    pod.spec.service_account_name = account.into();
+    pod.spec.enable_service_links = Some(false);
+    pod.spec.volumes = vec![Volume {
+        name: "identity".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: "vault".into(),
+                    expiration_seconds: Some(600),
+                    path: "token".into(),
+                }),
+                ..VolumeProjection::default()
+            }],
+            default_mode: None,
+        }),
+        ..Volume::default()
+    }];
+    pod.spec.containers[0].volume_mounts = vec![VolumeMount {
+        name: "identity".into(),
+        mount_path: "/var/run/secrets/tokens".into(),
+        ..VolumeMount::default()
+    }];
+    pod
+}
+
+async fn cluster() -> (LocalClient, Arc<ServiceAccountTokens>) {
+    let registry = orchestra_api::Registry::new(MemStore::new());
+    let tokens = Arc::new(ServiceAccountTokens::new(
+        SigningKey::generate().unwrap(),
+        registry.clone(),
+    ));
+    let client = LocalClient::from_registry(registry).with_token_issuer(tokens.clone());
+    client
+        .create(&ServiceAccount {
+            metadata: ObjectMeta::namespaced("shop", "web"),
+            ..ServiceAccount::default()
+        })
+        .await
+        .unwrap();
+    (client, tokens)
+}
+
+fn agent_config(volumes: &Path, refresh: Duration) -> AgentConfig {
+    let mut config = AgentConfig::new(NODE);
+    config.volumes_dir = volumes.to_owned();
+    config.volume_refresh_interval = refresh;
+    config
+}
+
+/// The pod's container once the runtime has it.
+async fn container_of(runtime: &FakeRuntime) -> ContainerStatus {
+    for _ in 0..300 {
+        if let Some(container) = runtime.list().await.unwrap().containers.into_iter().next() {
+            return container;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the pod's container never appeared");
+}
+
+fn token_file(container: &ContainerStatus) -> PathBuf {
+    container
+        .config
+        .mounts
+        .iter()
+        .find(|m| m.container_path == Path::new("/var/run/secrets/tokens"))
+        .expect("the token volume is mounted")
+        .host_path
+        .join("token")
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_file_appears_and_is_renewed_at_80_percent_of_its_life() {
+    let (client, tokens) = cluster().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = FakeRuntime::new();
+    let refresh = Duration::from_secs(30);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(
+        Agent::new(
+            client.clone(),
+            runtime.clone(),
+            agent_config(tmp.path(), refresh),
+        )
+        .run(async {
+            let _ = stopped.await;
+        }),
+    );
+    client.create(&pod("web")).await.unwrap();
+    let container = container_of(&runtime).await;
+    let path = token_file(&container);
+    let first = fs::read_to_string(&path).unwrap();
+    let vault = vec!["vault".to_owned()];
+    let user = tokens
+        .authenticate_at(&first, &vault, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(user, service_account_user("shop", "web"));
+    // Bound to the pod, for the source's audience only.
+    assert!(
+        tokens
+            .authenticate_at(&first, tokens.api_audiences(), SystemTime::now())
+            .await
+            .is_err()
+    );
+
+    // 600 s tokens are renewed after 480 s: well before, the file is unchanged.
+    sleep(Duration::from_secs(400)).await;
+    assert_eq!(fs::read_to_string(&path).unwrap(), first);
+    // Within a refresh period after 480 s it holds a new, valid token.
+    sleep(Duration::from_secs(80) + refresh * 2).await;
+    let second = fs::read_to_string(&path).unwrap();
+    assert_ne!(second, first, "the token was renewed");
+    tokens
+        .authenticate_at(&second, &vault, SystemTime::now())
+        .await
+        .unwrap();
+    // The container kept running through it.
+    assert_eq!(container_of(&runtime).await.id, container.id);
+
+    let _ = stop.send(());
+    agent.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_account_does_not_exist_waits_in_container_creating() {
+    let (client, _) = cluster().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = FakeRuntime::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(
+        Agent::new(
+            client.clone(),
+            runtime.clone(),
+            agent_config(tmp.path(), Duration::from_secs(30)),
+        )
+        .run(async {
+            let _ = stopped.await;
+        }),
+    );
+    client.create(&pod("nobody")).await.unwrap();
+    let mut waiting: Option<ContainerStateWaiting> = None;
+    for _ in 0..100 {
+        let pod: Pod = client.get("shop", "web").await.unwrap();
+        waiting = pod
+            .status
+            .and_then(|s| s.container_statuses.into_iter().next())
+            .and_then(|c| c.state)
+            .and_then(|s| s.waiting);
+        if waiting.as_ref().is_some_and(|w| !w.message.is_empty()) {
+            break;
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+    let waiting = waiting.expect("the container waits");
+    let message = waiting.message;
+    assert!(
+        message.contains("shop/nobody") && message.contains("not found"),
+        "{message}"
+    );
+    assert!(runtime.list().await.unwrap().containers.is_empty());
+    let _ = stop.send(());
+    agent.await.unwrap();
+}
