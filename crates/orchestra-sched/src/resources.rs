@@ -115,8 +115,9 @@ impl Resources {
 /// What one pod asks of its node, computed once per pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodRequests {
-    /// The requests the Filter checks: the sum over containers, raised to the largest init
-    /// container, with `pods: 1`.
+    /// The requests the Filter checks: the sum over containers and sidecars, raised to the
+    /// peak of the init phase (an init container plus the sidecars started before it), with
+    /// `pods: 1`.
     pub requests: Resources,
     /// CPU for scoring: as `requests`, but a container without a CPU request counts
     /// [`DEFAULT_MILLI_CPU_REQUEST`] (so that best-effort pods still spread).
@@ -137,12 +138,40 @@ impl PodRequests {
             memory = memory.saturating_add(non_zero(r.memory, container, RESOURCE_MEMORY));
             requests.add(&r);
         }
+        // Init containers run one at a time, each next to the sidecars started before it
+        // (init containers with `restartPolicy: Always`), which then keep running beside the
+        // app: the pod needs the app's sum plus every sidecar's, and at least the peak of the
+        // init phase. Kubernetes' rule (`resourcehelper.PodRequests`).
+        let mut sidecars = Resources::default();
+        let (mut sidecar_cpu, mut sidecar_memory) = (0i64, 0i64);
+        let mut init_peak = Resources::default();
+        let (mut init_cpu, mut init_memory) = (0i64, 0i64);
         for container in &spec.init_containers {
             let r = container_requests(container);
-            cpu = cpu.max(non_zero(r.milli_cpu, container, RESOURCE_CPU));
-            memory = memory.max(non_zero(r.memory, container, RESOURCE_MEMORY));
-            requests.max_with(&r);
+            let (c, m) = (
+                non_zero(r.milli_cpu, container, RESOURCE_CPU),
+                non_zero(r.memory, container, RESOURCE_MEMORY),
+            );
+            let mut during = sidecars.clone();
+            during.add(&r);
+            let (during_cpu, during_memory) = (
+                sidecar_cpu.saturating_add(c),
+                sidecar_memory.saturating_add(m),
+            );
+            if container.is_sidecar() {
+                requests.add(&r);
+                cpu = cpu.saturating_add(c);
+                memory = memory.saturating_add(m);
+                sidecars = during.clone();
+                (sidecar_cpu, sidecar_memory) = (during_cpu, during_memory);
+            }
+            init_peak.max_with(&during);
+            init_cpu = init_cpu.max(during_cpu);
+            init_memory = init_memory.max(during_memory);
         }
+        requests.max_with(&init_peak);
+        cpu = cpu.max(init_cpu);
+        memory = memory.max(init_memory);
         requests.pods = 1;
         PodRequests {
             requests,
@@ -216,6 +245,39 @@ mod tests {
         // The second container has no memory request: it counts 200Mi for scoring.
         assert_eq!(r.non_zero_memory, 64 * 1024 * 1024 + DEFAULT_MEMORY_REQUEST);
         assert_eq!(r.non_zero_milli_cpu, 2000);
+    }
+
+    #[test]
+    fn sidecars_add_to_the_app_and_to_every_later_init_container() {
+        let mut sidecar = container(&[("cpu", "500m"), ("memory", "100Mi")], &[]);
+        sidecar.restart_policy = Some(orchestra_api::resources::RestartPolicy::Always);
+        let spec = PodSpec {
+            containers: vec![container(&[("cpu", "1"), ("memory", "200Mi")], &[])],
+            init_containers: vec![
+                container(&[("cpu", "1200m")], &[]),
+                sidecar,
+                // Runs next to the sidecar: 1.5 + 0.5 = 2 CPUs at the peak.
+                container(&[("cpu", "1500m"), ("memory", "1Mi")], &[]),
+            ],
+            ..PodSpec::default()
+        };
+        let r = PodRequests::of(&spec);
+        // App 1 + sidecar 0.5 = 1.5 < the init peak of 2.
+        assert_eq!(r.requests.milli_cpu, 2000);
+        // App 200Mi + sidecar 100Mi = 300Mi > any init step (101Mi).
+        assert_eq!(r.requests.memory, 300 * 1024 * 1024);
+        assert_eq!(r.non_zero_milli_cpu, 2000);
+        assert_eq!(r.non_zero_memory, 300 * 1024 * 1024);
+
+        // Without the peak, the sidecar simply adds to the app.
+        let mut spec = spec;
+        spec.init_containers.remove(2);
+        spec.init_containers.remove(0);
+        let r = PodRequests::of(&spec);
+        assert_eq!(
+            (r.requests.milli_cpu, r.requests.memory),
+            (1500, 300 * 1024 * 1024)
+        );
     }
 
     #[test]
