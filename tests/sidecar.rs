@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestra::api::resources::{
-    ClusterRole, ClusterRoleBinding, EndpointAddress, EndpointPort, EndpointSubset, Endpoints,
-    Namespace, PolicyRule, RoleRef, Service, ServicePort, ServiceSpec, Subject,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Namespace, Service, ServicePort,
+    ServiceSpec,
 };
 use orchestra::api::{Client, ObjectMeta, RemoteClient};
-use orchestra::cluster::{Cluster, NodeRuntime};
+use orchestra::cluster::Cluster;
 use orchestra_api::tls::Credentials;
 use orchestra_mesh::l7::identity::{CertificateIssuer, IdentityClient, IssueError, SpiffeId};
 use orchestra_mesh::l7::{
@@ -31,7 +31,7 @@ use orchestra_mesh::l7::{
     SidecarStatus,
 };
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer};
-use support::sidecar::{http, wait_for};
+use support::sidecar::{grant_sidecars_the_service_table, http, mesh_cluster, wait_for};
 use tokio::sync::watch;
 
 const TOKENS: &str = "\
@@ -41,18 +41,7 @@ cart-token-003,system:serviceaccount:shop:cart,3,\"system:serviceaccounts,system
 ";
 
 async fn start(dir: &Path) -> Cluster {
-    let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    Cluster::builder()
-        .nodes(1)
-        .runtime(NodeRuntime::Fake)
-        .proxy(false)
-        .data_dir(dir.join("data"))
-        .mesh_trust_domain("example.org")
-        .token_auth_file(&tokens)
-        .start()
-        .await
-        .unwrap()
+    mesh_cluster(dir, TOKENS).await
 }
 
 fn id(service_account: &str) -> SpiffeId {
@@ -148,30 +137,6 @@ async fn echo_service(cluster: &Cluster, inbound: SocketAddr) {
                     ..EndpointPort::default()
                 }],
             }],
-        })
-        .await
-        .unwrap();
-}
-
-/// What the mesh's install grants sidecars: reading Services and Endpoints cluster-wide.
-async fn grant_sidecars_the_service_table(cluster: &Cluster) {
-    let client = cluster.client();
-    client
-        .create(&ClusterRole {
-            metadata: ObjectMeta::named("mesh-sidecar"),
-            rules: vec![PolicyRule::new(
-                &[""],
-                &["services", "endpoints"],
-                &["list", "watch"],
-            )],
-        })
-        .await
-        .unwrap();
-    client
-        .create(&ClusterRoleBinding {
-            metadata: ObjectMeta::named("mesh-sidecar"),
-            subjects: vec![Subject::group("system:serviceaccounts")],
-            role_ref: RoleRef::cluster_role("mesh-sidecar"),
         })
         .await
         .unwrap();

@@ -11,49 +11,16 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use orchestra::api::{Client, ObjectMeta};
-use orchestra::cluster::{Cluster, NodeRuntime};
+use orchestra::cluster::Cluster;
 use orchestra_api::tls::Credentials;
-use support::sidecar::{http, wait_for};
+use support::sidecar::{grant_sidecars_the_service_table, http, mesh_cluster, wait_for};
 use support::{free_port, spawn_orchestra, stop_with_sigterm};
 
 const TOKENS: &str = "web-token-0001,system:serviceaccount:shop:web,1,\"system:serviceaccounts,system:serviceaccounts:shop\"\n";
 
 async fn start(dir: &Path) -> Cluster {
-    let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    let cluster = Cluster::builder()
-        .nodes(1)
-        .runtime(NodeRuntime::Fake)
-        .proxy(false)
-        .data_dir(dir.join("data"))
-        .mesh_trust_domain("example.org")
-        .token_auth_file(&tokens)
-        .start()
-        .await
-        .unwrap();
-    // What the mesh's install grants sidecars: reading Services and Endpoints.
-    let client = cluster.client();
-    client
-        .create(&ClusterRole {
-            metadata: ObjectMeta::named("mesh-sidecar"),
-            rules: vec![PolicyRule::new(
-                &[""],
-                &["services", "endpoints"],
-                &["list", "watch"],
-            )],
-        })
-        .await
-        .unwrap();
-    client
-        .create(&ClusterRoleBinding {
-            metadata: ObjectMeta::named("mesh-sidecar"),
-            subjects: vec![Subject::group("system:serviceaccounts")],
-            role_ref: RoleRef::cluster_role("mesh-sidecar"),
-        })
-        .await
-        .unwrap();
+    let cluster = mesh_cluster(dir, TOKENS).await;
+    grant_sidecars_the_service_table(&cluster).await;
     cluster
 }
 

@@ -1,9 +1,11 @@
-//! What the sidecar tests share: an echo backend that answers with the caller identity the
-//! inbound sidecar passed on (and can hold requests, to see a drain wait for them), a plain
-//! HTTP/1.1 exchange, and a bounded wait on a future.
+//! What the sidecar tests share: a one-node cluster serving the mesh identity service, the
+//! read access a mesh install grants sidecars, an echo backend that answers with the caller
+//! identity the inbound sidecar passed on (and can hold requests, to see a drain wait for
+//! them), a plain HTTP/1.1 exchange, and a bounded wait on a future.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -11,11 +13,57 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use orchestra::api::{Client, ObjectMeta};
+use orchestra::cluster::{Cluster, NodeRuntime};
 use orchestra_mesh::l7::PEER_IDENTITY_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// A one-node fake cluster in `dir` serving the mesh identity service for trust domain
+/// `example.org`, with `tokens` (a static token file's lines) authenticating service accounts.
+#[allow(dead_code)] // Only the sidecar tests start a cluster.
+pub async fn mesh_cluster(dir: &Path, tokens: &str) -> Cluster {
+    let token_file = dir.join("tokens.csv");
+    std::fs::write(&token_file, tokens).unwrap();
+    Cluster::builder()
+        .nodes(1)
+        .runtime(NodeRuntime::Fake)
+        .proxy(false)
+        .data_dir(dir.join("data"))
+        .mesh_trust_domain("example.org")
+        .token_auth_file(&token_file)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// What the mesh's install grants sidecars: reading Services and Endpoints cluster-wide.
+#[allow(dead_code)] // Only the sidecar tests start a cluster.
+pub async fn grant_sidecars_the_service_table(cluster: &Cluster) {
+    let client = cluster.client();
+    client
+        .create(&ClusterRole {
+            metadata: ObjectMeta::named("mesh-sidecar"),
+            rules: vec![PolicyRule::new(
+                &[""],
+                &["services", "endpoints"],
+                &["list", "watch"],
+            )],
+        })
+        .await
+        .unwrap();
+    client
+        .create(&ClusterRoleBinding {
+            metadata: ObjectMeta::named("mesh-sidecar"),
+            subjects: vec![Subject::group("system:serviceaccounts")],
+            role_ref: RoleRef::cluster_role("mesh-sidecar"),
+        })
+        .await
+        .unwrap();
+}
 
 /// Holds the echo backend's requests for `/hold`: [`held`](Self::held) counts those that
 /// arrived, and they are answered once [`release`](Self::release) is called.
