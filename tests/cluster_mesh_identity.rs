@@ -8,6 +8,8 @@
 
 #![cfg(feature = "server")]
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,28 +17,18 @@ use std::time::SystemTime;
 use orchestra::api::RemoteClient;
 use orchestra::api::auth::UserInfo;
 use orchestra::api::tls::{ClusterPki, Credentials};
-use orchestra::cluster::{Cluster, NodeRuntime};
+use orchestra::cluster::Cluster;
 use orchestra_mesh::l7::identity::{
     IdentityClient, IssueError, LocalIssuer, PeerRole, SpiffeId, TrustBundle, request_certificate,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
+use support::sidecar::mesh_cluster;
 
 const TOKENS: &str = "web-token-0001,system:serviceaccount:shop:web,1,\"system:serviceaccounts,system:serviceaccounts:shop\"\n";
 
 async fn start(dir: &Path) -> Cluster {
-    let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    Cluster::builder()
-        .nodes(1)
-        .runtime(NodeRuntime::Fake)
-        .proxy(false)
-        .data_dir(dir.join("data"))
-        .mesh_trust_domain("example.org")
-        .token_auth_file(&tokens)
-        .start()
-        .await
-        .unwrap()
+    mesh_cluster(dir, TOKENS).await
 }
 
 fn id(service_account: &str) -> SpiffeId {
