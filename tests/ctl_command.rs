@@ -9,7 +9,7 @@ mod support;
 use std::process::{Child, Command};
 
 use std::time::Duration;
-use support::{ctl, free_port, spawn_orchestra, stdout};
+use support::{ctl, spawn_on_free_port, spawn_orchestra, stdout};
 
 use orchestra_api::RemoteClient;
 
@@ -25,30 +25,28 @@ impl Drop for Server {
 }
 
 async fn start() -> (Server, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     // Only the API: controllers would add pods and annotations the checks below do not expect.
-    let child = spawn_orchestra([
-        "server",
-        "--insecure",
-        "--store",
-        "memory",
-        "--listen",
-        &listen,
-        "--no-controllers",
-        "--no-scheduler",
-    ]);
-    let server = Server(child);
+    server(&["--no-controllers", "--no-scheduler"]).await
+}
+
+/// `orchestra server --insecure --store memory` with `extra` flags on a free loopback port,
+/// once it answers.
+async fn server(extra: &[&str]) -> (Server, String) {
+    let (child, port) = spawn_on_free_port(|port| {
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "server",
+            "--insecure",
+            "--store",
+            "memory",
+            "--listen",
+            &listen,
+        ];
+        spawn_orchestra(args.iter().chain(extra))
+    });
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while RemoteClient::connect(&url).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "orchestra server did not come up in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (server, url)
+    support::connect_api(&url).await;
+    (Server(child), url)
 }
 
 const MANIFEST: &str = r#"
@@ -305,18 +303,7 @@ async fn scale_and_rollout() {
     use orchestra::api::Client;
     use orchestra::api::resources::{Deployment, ReplicaSet};
 
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let server = Server(spawn_orchestra([
-        "server",
-        "--insecure",
-        "--store",
-        "memory",
-        "--listen",
-        &listen,
-        "--no-scheduler",
-    ]));
-    let url = format!("http://127.0.0.1:{port}");
+    let (server, url) = server(&["--no-scheduler"]).await;
     let client = support::connect_api(&url).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("web.yaml");

@@ -19,6 +19,67 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Start a server with `spawn(port)` on a free loopback port, and return it once a socket it
+/// owns listens there.
+///
+/// A port found free may be taken by another test's process before the child binds it; the
+/// child then exits, and a client would otherwise reach the other process (and fail later,
+/// when that one stops). So each try checks that the listener is the child's, and a child
+/// that exited is started again on another port.
+#[allow(dead_code)] // Not every test file starts a server this way.
+pub fn spawn_on_free_port(mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+    const TRIES: usize = 5;
+    for _ in 0..TRIES {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // Lost the port (or failed otherwise): try another one.
+            }
+            if listens_on(child.id(), port) {
+                return (child, port);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server started on port {port} did not listen there in 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    panic!("the server exited before listening, {TRIES} times, each on another free port");
+}
+
+/// Whether process `pid` has a TCP socket listening on loopback or any address at `port`:
+/// the inodes of the listening sockets in `/proc/net/tcp{,6}` against the process's open
+/// files.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let port_hex = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1, st field 3 ("0A" = LISTEN), inode field 9.
+            if fields.len() > 9 && fields[1].ends_with(&port_hex) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let Ok(files) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    files.flatten().any(|file| {
+        std::fs::read_link(file.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
+}
+
 /// Start `orchestra ARGS...` with stdout and stderr discarded.
 pub fn spawn_orchestra<I, S>(args: I) -> Child
 where
