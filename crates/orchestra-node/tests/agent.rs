@@ -10,36 +10,16 @@ use orchestra_api::resources::{
     TcpSocketAction,
 };
 use orchestra_api::{Client, IntOrString, LocalClient, ObjectMeta};
-use orchestra_node::agent::{Agent, AgentConfig, FINALIZER};
+use orchestra_node::agent::FINALIZER;
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::{RuntimeDriver, SandboxConfig};
 use orchestra_store::MemStore;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
 use tokio::time::{Instant, sleep};
 
-const NODE: &str = "node-1";
+mod fake_agent;
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-    }
-}
-
-fn start_agent(client: &LocalClient, runtime: &FakeRuntime) -> Running {
-    let (stop, stopped) = oneshot::channel();
-    let agent = Agent::new(client.clone(), runtime.clone(), AgentConfig::new(NODE));
-    let task = tokio::spawn(agent.run(async {
-        let _ = stopped.await;
-    }));
-    Running { stop, task }
-}
+use fake_agent::{NODE, get, start_agent, wait_pod};
 
 fn pod(name: &str, image: &str) -> Pod {
     Pod {
@@ -65,33 +45,6 @@ fn exec_probe(period: i32, failures: i32) -> Probe {
         period_seconds: Some(period),
         failure_threshold: Some(failures),
         ..Probe::default()
-    }
-}
-
-async fn get(client: &LocalClient, name: &str) -> Option<Pod> {
-    client.get::<Pod>("default", name).await.ok()
-}
-
-/// Waits (in paused time) until `check` holds for the pod, at most `limit`.
-async fn wait_pod(
-    client: &LocalClient,
-    name: &str,
-    limit: Duration,
-    check: impl Fn(&Pod) -> bool,
-) -> Pod {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(pod) = get(client, name).await
-            && check(&pod)
-        {
-            return pod;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} did not get there in {limit:?}: {:#?}",
-            get(client, name).await.map(|p| p.status)
-        );
-        sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -8,35 +8,14 @@ use std::time::Duration;
 use orchestra_api::registry::ListOptions;
 use orchestra_api::resources::{Container, Event, ExecAction, Pod, PodSpec, Probe};
 use orchestra_api::{Client, LocalClient, ObjectMeta};
-use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_store::MemStore;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
 use tokio::time::{Instant, sleep};
 
-const NODE: &str = "node-1";
+mod fake_agent;
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-    }
-}
-
-fn start_agent(client: &LocalClient) -> Running {
-    let (stop, stopped) = oneshot::channel();
-    let agent = Agent::new(client.clone(), FakeRuntime::new(), AgentConfig::new(NODE));
-    let task = tokio::spawn(agent.run(async {
-        let _ = stopped.await;
-    }));
-    Running { stop, task }
-}
+use fake_agent::{NODE, start_agent};
 
 fn pod(name: &str, image: &str) -> Pod {
     Pod {
@@ -106,7 +85,7 @@ fn from_the_agent(event: &Event) {
 #[tokio::test(start_paused = true)]
 async fn starting_a_container_and_the_node_are_reported() {
     let client = LocalClient::new(MemStore::new());
-    let agent = start_agent(&client);
+    let agent = start_agent(&client, &FakeRuntime::new());
     let created = client.create(&pod("web", "nginx:1.27")).await.unwrap();
     let limit = Duration::from_secs(5);
     let expected = [
@@ -142,7 +121,7 @@ async fn starting_a_container_and_the_node_are_reported() {
 #[tokio::test(start_paused = true)]
 async fn a_crash_loop_is_reported_as_back_off_counted_on_one_event() {
     let client = LocalClient::new(MemStore::new());
-    let agent = start_agent(&client);
+    let agent = start_agent(&client, &FakeRuntime::new());
     let created = client.create(&pod("crash", "fake/crash")).await.unwrap();
     // Restarts at once, then after 10 and 20 s of backoff: the same event counted again.
     let event = wait_event(
@@ -170,7 +149,7 @@ async fn a_crash_loop_is_reported_as_back_off_counted_on_one_event() {
 #[tokio::test(start_paused = true)]
 async fn a_failing_liveness_probe_is_unhealthy_then_killing() {
     let client = LocalClient::new(MemStore::new());
-    let agent = start_agent(&client);
+    let agent = start_agent(&client, &FakeRuntime::new());
     let mut p = pod("live", "fake/run?healthy-for=25s");
     p.spec.containers[0].liveness_probe = Some(Probe {
         exec: Some(ExecAction {
@@ -220,7 +199,7 @@ async fn a_failing_liveness_probe_is_unhealthy_then_killing() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_pull_is_reported_with_its_reason() {
     let client = LocalClient::new(MemStore::new());
-    let agent = start_agent(&client);
+    let agent = start_agent(&client, &FakeRuntime::new());
     client
         .create(&pod("missing", "fake/missing"))
         .await

@@ -11,36 +11,14 @@ use orchestra_api::resources::{
     Container, ContainerStatus as ApiStatus, Pod, PodPhase, PodSpec, RestartPolicy,
 };
 use orchestra_api::{Client, LocalClient, ObjectMeta};
-use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::{ContainerState, RuntimeDriver};
 use orchestra_store::MemStore;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
-const NODE: &str = "node-1";
+mod fake_agent;
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-    }
-}
-
-fn start_agent(client: &LocalClient, runtime: &FakeRuntime) -> Running {
-    let (stop, stopped) = oneshot::channel();
-    let agent = Agent::new(client.clone(), runtime.clone(), AgentConfig::new(NODE));
-    let task = tokio::spawn(agent.run(async {
-        let _ = stopped.await;
-    }));
-    Running { stop, task }
-}
+use fake_agent::{NODE, get, phase, start_agent, wait_pod};
 
 /// A pod with the sidecar `mesh` (image `sidecar`) and the app `job` (image `app`).
 fn pod(name: &str, sidecar: &str, app: &str, policy: RestartPolicy) -> Pod {
@@ -64,37 +42,6 @@ fn pod(name: &str, sidecar: &str, app: &str, policy: RestartPolicy) -> Pod {
         },
         ..Pod::default()
     }
-}
-
-async fn get(client: &LocalClient, name: &str) -> Option<Pod> {
-    client.get::<Pod>("default", name).await.ok()
-}
-
-/// Waits (in paused time) until `check` holds for the pod, at most `limit`.
-async fn wait_pod(
-    client: &LocalClient,
-    name: &str,
-    limit: Duration,
-    check: impl Fn(&Pod) -> bool,
-) -> Pod {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(pod) = get(client, name).await
-            && check(&pod)
-        {
-            return pod;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} did not get there in {limit:?}: {:#?}",
-            get(client, name).await.map(|p| p.status)
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn phase(pod: &Pod) -> Option<PodPhase> {
-    pod.status.as_ref().and_then(|s| s.phase)
 }
 
 /// The sidecar's status (empty before the agent wrote one).
