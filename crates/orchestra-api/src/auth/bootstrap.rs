@@ -160,6 +160,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                         "events",
                         "configmaps",
                         "secrets",
+                        "serviceaccounts",
                     ],
                     READ,
                 ),
@@ -167,7 +168,8 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&["apps"], REVISIONS, READ),
                 rule(&["batch"], &["jobs"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
-                // Workload controllers create and delete what they own, and the garbage
+                // Workload controllers create and delete what they own, the ServiceAccount
+                // controller makes each namespace's `default` account, and the garbage
                 // collector and namespace controller delete (or orphan) any of it.
                 rule(
                     &[""],
@@ -178,6 +180,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                         "events",
                         "configmaps",
                         "secrets",
+                        "serviceaccounts",
                     ],
                     WRITE,
                 ),

@@ -147,6 +147,7 @@ fn the_controller_manager_may_do_what_it_does() {
         ("", "endpoints"),
         ("", "namespaces"),
         ("", "events"),
+        ("", "serviceaccounts"),
         ("apps", "deployments"),
         ("apps", "replicasets"),
         ("apps", "daemonsets"),
@@ -182,6 +183,8 @@ fn the_controller_manager_may_do_what_it_does() {
         (Verb::Delete, "", "events"),
         (Verb::Delete, "", "services"),
         (Verb::Update, "apps", "deployments"),
+        (Verb::Create, "", "serviceaccounts"),
+        (Verb::Delete, "", "serviceaccounts"),
     ]);
     for (verb, group, resource) in calls {
         assert!(
