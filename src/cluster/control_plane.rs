@@ -104,8 +104,11 @@ impl ComponentAuthorization {
 impl ControlPlane {
     /// A control plane over `store`; nothing runs until [`ControlPlane::spawn`].
     pub fn new(store: Arc<dyn Store>, config: ControlPlaneConfig) -> Self {
+        // Both `orchestra server` and `Cluster` issue service account tokens: pods mount
+        // theirs.
         let admission = Admission::recommended(AdmissionConfig {
             service_ranges: config.service_ranges.clone(),
+            mount_service_account_tokens: true,
         });
         ControlPlane {
             store: store.clone(),
