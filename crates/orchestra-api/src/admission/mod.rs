@@ -67,10 +67,13 @@
 //!   configurable ranges ([`ServiceRanges`], [`Ipv4Cidr`]).
 //! - [`service_account`]: [`ServiceAccountAdmission`]: pods run as `default` unless they name
 //!   an account, which must exist, and mount its token, the CA and their namespace.
+//! - [`sidecar_injection`]: [`SidecarInjection`]: the mesh proxy added to pods that ask for
+//!   it (`mesh.orchestra.dev/inject: enabled`), when configured.
 
 pub mod namespace_lifecycle;
 pub mod service_account;
 pub mod service_ip;
+pub mod sidecar_injection;
 pub mod tolerations;
 
 use std::fmt;
@@ -85,6 +88,7 @@ use crate::scheme::DynResource;
 pub use namespace_lifecycle::NamespaceLifecycle;
 pub use service_account::ServiceAccountAdmission;
 pub use service_ip::{Ipv4Cidr, ServiceAllocation, ServiceRanges};
+pub use sidecar_injection::{SidecarInjection, SidecarInjectionConfig};
 pub use tolerations::DefaultTolerationSeconds;
 
 /// What a write does.
@@ -222,6 +226,8 @@ pub struct AdmissionConfig {
     /// Whether new pods mount their service account's token (true by default; turn it off
     /// where the server issues no tokens).
     pub mount_service_account_tokens: bool,
+    /// Inject the mesh proxy into the pods that ask for it, set up so (`None`: never).
+    pub sidecar_injection: Option<SidecarInjectionConfig>,
 }
 
 impl Default for AdmissionConfig {
@@ -229,6 +235,7 @@ impl Default for AdmissionConfig {
         AdmissionConfig {
             service_ranges: ServiceRanges::default(),
             mount_service_account_tokens: true,
+            sidecar_injection: None,
         }
     }
 }
@@ -254,11 +261,16 @@ impl Admission {
         Admission::default()
     }
 
-    /// What `orchestra server` runs: [`NamespaceLifecycle`], [`ServiceAccountAdmission`],
-    /// [`DefaultTolerationSeconds`] and [`ServiceAllocation`] over `config`'s ranges.
+    /// What `orchestra server` runs: [`NamespaceLifecycle`], [`SidecarInjection`] (when
+    /// configured; before the ServiceAccount plug-in, which then mounts the token in the
+    /// proxy too), [`ServiceAccountAdmission`], [`DefaultTolerationSeconds`] and
+    /// [`ServiceAllocation`] over `config`'s ranges.
     pub fn recommended(config: AdmissionConfig) -> Self {
-        Admission::new()
-            .with(NamespaceLifecycle)
+        let mut admission = Admission::new().with(NamespaceLifecycle);
+        if let Some(injection) = config.sidecar_injection {
+            admission = admission.with(SidecarInjection { config: injection });
+        }
+        admission
             .with(ServiceAccountAdmission {
                 mount_tokens: config.mount_service_account_tokens,
             })
