@@ -50,10 +50,15 @@ async fn server(extra: &[&str]) -> (Server, String) {
 }
 
 const MANIFEST: &str = r#"
-# a namespace, a service and its deployment, and one bare pod
+# a namespace, its default service account (the controller manager, not running here,
+# would make it), a service and its deployment, and one bare pod
 apiVersion: v1
 kind: Namespace
 metadata: {name: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: shop}
 ---
 apiVersion: v1
 kind: Service
@@ -91,12 +96,12 @@ async fn apply_and_get() {
     let out = stdout(&ctl(&url, &["apply", "-f", file]));
     assert_eq!(
         out,
-        "namespace/shop created\nservice/web created\ndeployment/web created\npod/tools created\n"
+        "namespace/shop created\nserviceaccount/default created\nservice/web created\ndeployment/web created\npod/tools created\n"
     );
     let out = stdout(&ctl(&url, &["apply", "-f", file]));
     assert_eq!(
         out,
-        "namespace/shop unchanged\nservice/web unchanged\ndeployment/web unchanged\npod/tools unchanged\n"
+        "namespace/shop unchanged\nserviceaccount/default unchanged\nservice/web unchanged\ndeployment/web unchanged\npod/tools unchanged\n"
     );
     std::fs::write(
         dir.path().join("shop.yaml"),
@@ -106,7 +111,7 @@ async fn apply_and_get() {
     let out = stdout(&ctl(&url, &["apply", "-f", dir.path().to_str().unwrap()]));
     assert_eq!(
         out,
-        "namespace/shop unchanged\nservice/web unchanged\ndeployment/web configured\npod/tools unchanged\n"
+        "namespace/shop unchanged\nserviceaccount/default unchanged\nservice/web unchanged\ndeployment/web configured\npod/tools unchanged\n"
     );
 
     let table = stdout(&ctl(&url, &["get", "pods", "-n", "shop"]));

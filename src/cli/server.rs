@@ -29,7 +29,7 @@ use orchestra::cluster::{Authorization, ControlPlane, ControlPlaneConfig, Contro
 use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
-use orchestra_api::admission::{Ipv4Cidr, ServiceRanges};
+use orchestra_api::admission::{Ipv4Cidr, ServiceRanges, SidecarInjectionConfig};
 use orchestra_api::auth::token::{SERVICE_ACCOUNT_KEY_FILE, ServiceAccountTokens, SigningKey};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::limits::LimitsError;
@@ -110,6 +110,14 @@ pub struct ServerArgs {
     /// that service account's token.
     #[arg(long, default_value = "cluster.local")]
     pub mesh_trust_domain: String,
+    /// Inject the mesh proxy (`orchestra sidecar`, a native sidecar) into the pods that ask
+    /// for it (`mesh.orchestra.dev/inject: enabled` on the pod or its namespace), run from
+    /// this image, which must hold the `orchestra` binary. Without it, nothing is injected.
+    #[arg(long, value_name = "IMAGE")]
+    pub mesh_inject_image: Option<String>,
+    /// The API server's URL as the injected proxies reach it (their `--server`).
+    #[arg(long, value_name = "URL", requires = "mesh_inject_image")]
+    pub mesh_inject_server: Option<String>,
     /// No TLS, no authentication: every request acts as an administrator. For local
     /// experiments only; refused on an address other than loopback.
     #[arg(long)]
@@ -380,6 +388,13 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             event_ttl: args.event_ttl,
             compaction_interval: (!args.compaction_interval.is_zero())
                 .then_some(args.compaction_interval),
+            sidecar_injection: args.mesh_inject_image.as_ref().map(|image| {
+                SidecarInjectionConfig {
+                    image: image.clone(),
+                    server: args.mesh_inject_server.clone(),
+                    trust_domain: args.mesh_trust_domain.clone(),
+                }
+            }),
         },
     );
     let mut authorization = None;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use orchestra_api::admission::{Admission, AdmissionConfig, ServiceRanges};
+use orchestra_api::admission::{Admission, AdmissionConfig, ServiceRanges, SidecarInjectionConfig};
 use orchestra_api::auth::bootstrap::{CONTROLLER_MANAGER_USER, SCHEDULER_USER};
 use orchestra_api::auth::client::AuthorizedClient;
 use orchestra_api::auth::{AuditSink, Authorizer, GROUP_AUTHENTICATED, UserInfo};
@@ -39,6 +39,8 @@ pub struct ControlPlaneConfig {
     /// Compact the store's history this often, keeping one interval of it (kube-apiserver's
     /// `--etcd-compaction-interval`; `None`: never, and the store grows without bound).
     pub compaction_interval: Option<std::time::Duration>,
+    /// Inject the mesh proxy into the pods that ask for it (`None`: never).
+    pub sidecar_injection: Option<SidecarInjectionConfig>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -51,6 +53,7 @@ impl Default for ControlPlaneConfig {
             leader_election: None,
             event_ttl: orchestra_api::registry::DEFAULT_EVENT_TTL,
             compaction_interval: Some(orchestra_store::compactor::DEFAULT_INTERVAL),
+            sidecar_injection: None,
         }
     }
 }
@@ -104,8 +107,12 @@ impl ComponentAuthorization {
 impl ControlPlane {
     /// A control plane over `store`; nothing runs until [`ControlPlane::spawn`].
     pub fn new(store: Arc<dyn Store>, config: ControlPlaneConfig) -> Self {
+        // Both `orchestra server` and `Cluster` issue service account tokens: pods mount
+        // theirs.
         let admission = Admission::recommended(AdmissionConfig {
             service_ranges: config.service_ranges.clone(),
+            mount_service_account_tokens: true,
+            sidecar_injection: config.sidecar_injection.clone(),
         });
         ControlPlane {
             store: store.clone(),

@@ -347,6 +347,11 @@ impl ClusterBuilder {
         };
         let mut tasks = JoinSet::new();
         control_plane.spawn(&mut tasks, &shutdown)?;
+        // Pods run as their namespace's `default` ServiceAccount, which the controllers make
+        // just after the namespace; the ServiceAccount admission refuses a pod whose account
+        // is missing. Return once `default/default` is there, so that a pod created at once is
+        // admitted however slowly this machine starts the controllers.
+        wait_for_default_account(&control_plane.client()).await;
         // The in-process agents have their pods' tokens issued through it.
         let client = control_plane
             .client()
@@ -437,6 +442,26 @@ impl ClusterBuilder {
             mesh_identity,
             _temp_dir: temp_dir,
         })
+    }
+}
+
+/// Waits (a minute at most, then goes on with a warning) until the `default` namespace's
+/// `default` ServiceAccount exists.
+async fn wait_for_default_account(client: &LocalClient) {
+    use orchestra_api::Client;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match client
+            .get::<orchestra_api::resources::ServiceAccount>("default", "default")
+            .await
+        {
+            Ok(_) => return,
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!("no default ServiceAccount after a minute: pods may be refused");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 

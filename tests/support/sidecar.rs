@@ -13,7 +13,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use orchestra::api::auth::bootstrap::MESH_SIDECAR_ROLE;
+use orchestra::api::resources::{ClusterRoleBinding, RoleRef, Subject};
 use orchestra::api::{Client, ObjectMeta};
 use orchestra::cluster::{Cluster, NodeRuntime};
 use orchestra_mesh::l7::PEER_IDENTITY_HEADER;
@@ -40,26 +41,16 @@ pub async fn mesh_cluster(dir: &Path, tokens: &str) -> Cluster {
         .unwrap()
 }
 
-/// What the mesh's install grants sidecars: reading Services and Endpoints cluster-wide.
+/// What the mesh's install grants sidecars: the built-in ClusterRole `system:mesh-sidecar`
+/// (reading Services and Endpoints cluster-wide), bound to every service account.
 #[allow(dead_code)] // Only the sidecar tests start a cluster.
 pub async fn grant_sidecars_the_service_table(cluster: &Cluster) {
-    let client = cluster.client();
-    client
-        .create(&ClusterRole {
-            metadata: ObjectMeta::named("mesh-sidecar"),
-            rules: vec![PolicyRule::new(
-                &[""],
-                &["services", "endpoints"],
-                &["list", "watch"],
-            )],
-        })
-        .await
-        .unwrap();
-    client
+    cluster
+        .client()
         .create(&ClusterRoleBinding {
             metadata: ObjectMeta::named("mesh-sidecar"),
             subjects: vec![Subject::group("system:serviceaccounts")],
-            role_ref: RoleRef::cluster_role("mesh-sidecar"),
+            role_ref: RoleRef::cluster_role(MESH_SIDECAR_ROLE),
         })
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use orchestra_api::admission::{
 };
 use orchestra_api::registry::{ApiError, DeleteOptions};
 use orchestra_api::resources::{
-    FINALIZER_KUBERNETES, Namespace, NamespacePhase, Pod, Service, ServiceType,
+    FINALIZER_KUBERNETES, Namespace, NamespacePhase, Pod, Service, ServiceAccount, ServiceType,
 };
 use orchestra_api::testing::pod;
 use orchestra_api::{ObjectMeta, Registry};
@@ -22,7 +22,19 @@ use orchestra_store::{MemStore, Store, StoreExt};
 fn registry_with(store: Arc<dyn Store>, ranges: ServiceRanges) -> Registry {
     Registry::from_arc(store).with_admission(Admission::recommended(AdmissionConfig {
         service_ranges: ranges,
+        ..AdmissionConfig::default()
     }))
+}
+
+/// What the ServiceAccount controller makes in every namespace: pods refer to it.
+async fn default_account(registry: &Registry, namespace: &str) {
+    registry
+        .create(ServiceAccount {
+            metadata: ObjectMeta::namespaced(namespace, "default"),
+            ..ServiceAccount::default()
+        })
+        .await
+        .expect("default service account");
 }
 
 fn mem(ranges: ServiceRanges) -> Registry {
@@ -86,11 +98,13 @@ async fn creates_need_an_active_namespace() {
         "{err}"
     );
     // The system namespaces exist from the start, even before they are stored.
+    default_account(&registry, "default").await;
     registry
         .create(pod("default", "web", "web"))
         .await
         .expect("default");
     registry.create(namespace("shop")).await.expect("namespace");
+    default_account(&registry, "shop").await;
     registry
         .create(pod("shop", "web", "web"))
         .await
@@ -165,6 +179,7 @@ async fn system_namespaces_are_created_at_start_and_never_deleted() {
 #[tokio::test]
 async fn pods_get_the_default_tolerations() {
     let registry = mem(ServiceRanges::default());
+    default_account(&registry, "default").await;
     let created = registry
         .create(pod("default", "web", "web"))
         .await

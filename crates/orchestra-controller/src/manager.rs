@@ -15,7 +15,8 @@ use crate::controllers::garbage_collector::add_garbage_collectors;
 use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
     DaemonSetController, DeploymentController, EndpointsController, JobController,
-    NamespaceController, NodeLifecycleController, ReplicaSetController, TtlAfterFinishedController,
+    NamespaceController, NodeLifecycleController, ReplicaSetController, ServiceAccountController,
+    TtlAfterFinishedController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -31,11 +32,13 @@ pub const CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "garbagecollector",
     "namespace",
+    "serviceaccount",
     "ttl-after-finished",
 ];
 
 /// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
-/// Endpoints, NodeLifecycle, the garbage collectors, Namespace and TTL-after-finished.
+/// Endpoints, NodeLifecycle, the garbage collectors, Namespace, ServiceAccount and
+/// TTL-after-finished.
 pub fn built_in_controllers<C: Client>(
     informers: &SharedInformers<C>,
     node_lifecycle: NodeLifecycleConfig,
@@ -78,6 +81,9 @@ pub fn selected_controllers<C: Client>(
     }
     if on("namespace") {
         set.add(NamespaceController::controller(informers));
+    }
+    if on("serviceaccount") {
+        set.add(ServiceAccountController::controller(informers));
     }
     if on("ttl-after-finished") {
         set.add(TtlAfterFinishedController::controller(informers));
@@ -270,6 +276,7 @@ mod tests {
                 "endpoints",
                 "garbagecollector",
                 "namespace",
+                "serviceaccount",
                 "ttl-after-finished"
             ]
         );

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use orchestra_api::admission::{Admission, AdmissionConfig, AdmissionPlugin, AdmissionRequest};
-//! use orchestra_api::resources::Pod;
+//! use orchestra_api::resources::{Pod, ServiceAccount};
 //! use orchestra_api::{ApiError, ObjectMeta, Registry};
 //!
 //! /// Refuses pods without an `owner` label.
@@ -40,6 +40,8 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let admission = Admission::recommended(AdmissionConfig::default()).with(RequireOwner);
 //! let registry = Registry::new(orchestra_store::MemStore::new()).with_admission(admission);
+//! // Pods run as the namespace's `default` account (the controller manager makes it).
+//! registry.create(ServiceAccount { metadata: ObjectMeta::namespaced("default", "default"), ..Default::default() }).await?;
 //! let mut pod: Pod = serde_json::from_value(serde_json::json!({
 //!     "metadata": {"name": "web"},
 //!     "spec": {"containers": [{"name": "web", "image": "nginx"}]}
@@ -47,8 +49,11 @@
 //! assert_eq!(registry.create(pod.clone()).await.unwrap_err().code(), 403);
 //! pod.metadata.labels.insert("owner".into(), "shop".into());
 //! let created = registry.create(pod).await?;
-//! // DefaultTolerationSeconds added the not-ready and unreachable tolerations.
+//! // DefaultTolerationSeconds added the not-ready and unreachable tolerations, and
+//! // ServiceAccount the account's token, mounted in every container.
 //! assert_eq!(created.spec.tolerations.len(), 2);
+//! assert_eq!(created.spec.service_account_name, "default");
+//! assert!(created.spec.volumes[0].name.starts_with("kube-api-access-"));
 //! # Ok::<(), ApiError>(())
 //! # }).unwrap();
 //! ```
@@ -60,9 +65,15 @@
 //!   nodes for 300 s.
 //! - [`service_ip`]: [`ServiceAllocation`]: cluster IPs and node ports for Services, from
 //!   configurable ranges ([`ServiceRanges`], [`Ipv4Cidr`]).
+//! - [`service_account`]: [`ServiceAccountAdmission`]: pods run as `default` unless they name
+//!   an account, which must exist, and mount its token, the CA and their namespace.
+//! - [`sidecar_injection`]: [`SidecarInjection`]: the mesh proxy added to pods that ask for
+//!   it (`mesh.orchestra.dev/inject: enabled`), when configured.
 
 pub mod namespace_lifecycle;
+pub mod service_account;
 pub mod service_ip;
+pub mod sidecar_injection;
 pub mod tolerations;
 
 use std::fmt;
@@ -75,7 +86,9 @@ use crate::resource::TypeInfo;
 use crate::scheme::DynResource;
 
 pub use namespace_lifecycle::NamespaceLifecycle;
+pub use service_account::ServiceAccountAdmission;
 pub use service_ip::{Ipv4Cidr, ServiceAllocation, ServiceRanges};
+pub use sidecar_injection::{SidecarInjection, SidecarInjectionConfig};
 pub use tolerations::DefaultTolerationSeconds;
 
 /// What a write does.
@@ -206,10 +219,25 @@ pub trait AdmissionPlugin: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The built-in plug-ins' settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AdmissionConfig {
     /// Where Services' cluster IPs and node ports come from.
     pub service_ranges: ServiceRanges,
+    /// Whether new pods mount their service account's token (true by default; turn it off
+    /// where the server issues no tokens).
+    pub mount_service_account_tokens: bool,
+    /// Inject the mesh proxy into the pods that ask for it, set up so (`None`: never).
+    pub sidecar_injection: Option<SidecarInjectionConfig>,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            service_ranges: ServiceRanges::default(),
+            mount_service_account_tokens: true,
+            sidecar_injection: None,
+        }
+    }
 }
 
 /// An ordered list of [`AdmissionPlugin`]s; cheap to clone (shared). The default is empty:
@@ -233,11 +261,19 @@ impl Admission {
         Admission::default()
     }
 
-    /// What `orchestra server` runs: [`NamespaceLifecycle`], [`DefaultTolerationSeconds`] and
+    /// What `orchestra server` runs: [`NamespaceLifecycle`], [`SidecarInjection`] (when
+    /// configured; before the ServiceAccount plug-in, which then mounts the token in the
+    /// proxy too), [`ServiceAccountAdmission`], [`DefaultTolerationSeconds`] and
     /// [`ServiceAllocation`] over `config`'s ranges.
     pub fn recommended(config: AdmissionConfig) -> Self {
-        Admission::new()
-            .with(NamespaceLifecycle)
+        let mut admission = Admission::new().with(NamespaceLifecycle);
+        if let Some(injection) = config.sidecar_injection {
+            admission = admission.with(SidecarInjection { config: injection });
+        }
+        admission
+            .with(ServiceAccountAdmission {
+                mount_tokens: config.mount_service_account_tokens,
+            })
             .with(DefaultTolerationSeconds::default())
             .with(ServiceAllocation::new(config.service_ranges))
     }

@@ -12,12 +12,13 @@
 //! | `system:node` | group `system:nodes` | what `orchestra agent` reads and writes (narrowed per node by [`NodeAuthorizer`](super::node::NodeAuthorizer)) |
 //! | `system:node-proxier` | user `system:kube-proxy` | what the service proxy reads (Services, Endpoints) |
 //! | `system:coredns` | service account `kube-system/coredns` | what the cluster DNS reads (Services, Endpoints) |
+//! | `system:mesh-sidecar` | nobody (bind it to the service accounts whose pods run the mesh) | what `orchestra sidecar` reads (Services, Endpoints) |
 //!
 //! The component roles list exactly what the components call (read from their code: the
 //! scheduler's pod and node watches, bindings, status and preemption; the controllers'
-//! informers and writes; the agent's node, lease, pod and service calls; the proxy's and the
-//! DNS's two watches, which is less than Kubernetes grants them: neither reads nodes, pods,
-//! namespaces or EndpointSlices here, nor records events). Objects carrying the
+//! informers and writes; the agent's node, lease, pod and service calls; the proxy's, the
+//! DNS's and the sidecar's two watches, which is less than Kubernetes grants them: none reads
+//! nodes, pods, namespaces or EndpointSlices here, nor records events). Objects carrying the
 //! annotation `rbac.authorization.kubernetes.io/autoupdate: "false"` are left as an
 //! administrator changed them, as in Kubernetes.
 
@@ -50,6 +51,12 @@ pub const DNS_NAMESPACE: &str = "kube-system";
 pub const DNS_SERVICE_ACCOUNT: &str = "coredns";
 /// The ClusterRole (and its binding) of the cluster DNS.
 pub const DNS_ROLE: &str = "system:coredns";
+/// The ClusterRole of mesh sidecars (`orchestra sidecar`): what they read to route. Not
+/// bound by default: whoever enables the mesh binds it to the service accounts whose pods
+/// run sidecars (e.g. the group `system:serviceaccounts`, or one namespace's
+/// `system:serviceaccounts:NAMESPACE`). Their certificates need no role: the identity
+/// service signs a token's own identity.
+pub const MESH_SIDECAR_ROLE: &str = "system:mesh-sidecar";
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "update", "patch", "delete"];
@@ -160,6 +167,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                         "events",
                         "configmaps",
                         "secrets",
+                        "serviceaccounts",
                     ],
                     READ,
                 ),
@@ -167,7 +175,8 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&["apps"], REVISIONS, READ),
                 rule(&["batch"], &["jobs"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
-                // Workload controllers create and delete what they own, and the garbage
+                // Workload controllers create and delete what they own, the ServiceAccount
+                // controller makes each namespace's `default` account, and the garbage
                 // collector and namespace controller delete (or orphan) any of it.
                 rule(
                     &[""],
@@ -178,6 +187,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                         "events",
                         "configmaps",
                         "secrets",
+                        "serviceaccounts",
                     ],
                     WRITE,
                 ),
@@ -251,6 +261,11 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
         ),
         cluster_role(
             DNS_ROLE,
+            vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
+        ),
+        // The sidecar's `ProxyFollower`, like the proxy's: the service table, cluster-wide.
+        cluster_role(
+            MESH_SIDECAR_ROLE,
             vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
         ),
     ]

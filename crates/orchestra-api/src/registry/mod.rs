@@ -52,6 +52,8 @@ mod ttl;
 mod watch;
 mod write;
 
+pub(crate) use write::generate_name;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -474,7 +474,7 @@ pub(crate) fn new_uid() -> String {
 }
 
 /// `prefix` (cut to 58 bytes) and five random characters, as Kubernetes' `generateName`.
-fn generate_name(prefix: &str) -> String {
+pub(crate) fn generate_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut cut = prefix.len().min(58);
     while !prefix.is_char_boundary(cut) {

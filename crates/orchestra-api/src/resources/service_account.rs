@@ -20,8 +20,9 @@ pub const TOKEN_REQUEST_API_VERSION: &str = "authentication.k8s.io/v1";
 pub struct ServiceAccount {
     /// Standard object metadata.
     pub metadata: ObjectMeta,
-    /// Whether pods running as this account get its token mounted by default (kept for
-    /// Kubernetes manifests; orchestra mounts tokens only where a pod asks for one).
+    /// Whether pods running as this account get its token mounted by the ServiceAccount
+    /// admission plug-in (`kube-api-access-*`); a pod's own setting wins; yes when neither
+    /// says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub automount_service_account_token: Option<bool>,
 }

@@ -8,6 +8,7 @@
 //! - [`endpoints`]: the ready and not-ready addresses of each selector Service's pods.
 //! - [`garbage_collector`]: deletes objects whose owners are all gone.
 //! - [`namespace`]: empties a deleted namespace, then lets it go.
+//! - [`service_account`]: the `default` ServiceAccount in every namespace.
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
 //! - [`daemon_set`]: one pod per eligible node, rolling or on-delete updates.
 //! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
@@ -34,6 +35,7 @@ pub mod node_lifecycle;
 pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
+pub mod service_account;
 pub(crate) mod status;
 pub mod ttl_after_finished;
 
@@ -45,4 +47,5 @@ pub use job::JobController;
 pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;
+pub use service_account::ServiceAccountController;
 pub use ttl_after_finished::TtlAfterFinishedController;

@@ -20,6 +20,7 @@ use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     NamespacePhase, NamespaceStatus, Pod, ReplicaSet, Role, RoleBinding, Secret, Service,
+    ServiceAccount,
 };
 use orchestra_api::{ApiError, Client, Resource};
 
@@ -44,6 +45,7 @@ pub const NAMESPACED_KINDS: &[&str] = &[
     "ConfigMap",
     "Secret",
     "Lease",
+    "ServiceAccount",
     "Role",
     "RoleBinding",
     "Event",
@@ -149,8 +151,8 @@ async fn delete_all<K: Resource, C: Client>(
 /// Deletes everything in `namespace`; returns how many objects are still there.
 pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<usize, ApiError> {
     // Owners before what they own, so that controllers do not recreate what was just deleted.
-    // Pods, ConfigMaps and Secrets go before the RBAC rules, so that whoever cleans up after
-    // them still may; events last, since every deletion may add one.
+    // Pods, ConfigMaps and Secrets go before the RBAC rules (and the ServiceAccounts), so that
+    // whoever cleans up after them still may; events last, since every deletion may add one.
     Ok(delete_all::<Deployment, C>(client, namespace).await?
         + delete_all::<DaemonSet, C>(client, namespace).await?
         + delete_all::<Job, C>(client, namespace).await?
@@ -162,6 +164,7 @@ pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<u
         + delete_all::<ConfigMap, C>(client, namespace).await?
         + delete_all::<Secret, C>(client, namespace).await?
         + delete_all::<Lease, C>(client, namespace).await?
+        + delete_all::<ServiceAccount, C>(client, namespace).await?
         + delete_all::<Role, C>(client, namespace).await?
         + delete_all::<RoleBinding, C>(client, namespace).await?
         + delete_all::<Event, C>(client, namespace).await?)

@@ -147,6 +147,7 @@ fn the_controller_manager_may_do_what_it_does() {
         ("", "endpoints"),
         ("", "namespaces"),
         ("", "events"),
+        ("", "serviceaccounts"),
         ("apps", "deployments"),
         ("apps", "replicasets"),
         ("apps", "daemonsets"),
@@ -182,6 +183,8 @@ fn the_controller_manager_may_do_what_it_does() {
         (Verb::Delete, "", "events"),
         (Verb::Delete, "", "services"),
         (Verb::Update, "apps", "deployments"),
+        (Verb::Create, "", "serviceaccounts"),
+        (Verb::Delete, "", "serviceaccounts"),
     ]);
     for (verb, group, resource) in calls {
         assert!(
@@ -263,7 +266,7 @@ fn nodes_views_and_masters() {
 async fn ensure_default_roles_creates_then_reconciles() {
     let client = LocalClient::new(MemStore::new());
     let first = ensure_default_roles(&client).await.expect("bootstrap");
-    assert_eq!(first.created.len(), 15, "{first:?}");
+    assert_eq!(first.created.len(), 16, "{first:?}");
     assert!(
         first
             .created
@@ -302,4 +305,51 @@ async fn ensure_default_roles_creates_then_reconciles() {
         masters.subjects,
         [Subject::user("root"), Subject::group(GROUP_MASTERS)]
     );
+}
+
+/// `system:mesh-sidecar` is bound to nobody by default; bound (to every service account, as
+/// a mesh install does), it lets a sidecar list and watch Services and Endpoints, and nothing
+/// else.
+#[test]
+fn the_mesh_sidecar_role_reads_the_service_table_once_bound() {
+    let sidecar = UserInfo::new(
+        crate::auth::rbac::service_account_user("shop", "web"),
+        [
+            "system:serviceaccounts".to_owned(),
+            "system:serviceaccounts:shop".to_owned(),
+            GROUP_AUTHENTICATED.to_owned(),
+        ],
+    );
+    let list = |index: &RbacIndex, resource: &str| {
+        index.allows(&req(&sidecar, Verb::List, "", resource, None))
+    };
+    assert!(!list(&index(), "services"), "not bound by default");
+
+    let roles = default_cluster_roles();
+    let mut bindings = default_cluster_role_bindings();
+    bindings.push(ClusterRoleBinding {
+        metadata: ObjectMeta::named("mesh-sidecars"),
+        subjects: vec![Subject::group("system:serviceaccounts")],
+        role_ref: RoleRef::cluster_role(MESH_SIDECAR_ROLE),
+    });
+    let index = RbacIndex::build([], &roles, std::iter::empty::<&RoleBinding>(), &bindings);
+    for resource in ["services", "endpoints"] {
+        for verb in [Verb::List, Verb::Watch] {
+            assert!(
+                index.allows(&req(&sidecar, verb, "", resource, None)),
+                "{verb} {resource}"
+            );
+        }
+    }
+    for (verb, resource) in [
+        (Verb::Get, "secrets"),
+        (Verb::List, "pods"),
+        (Verb::Update, "services"),
+        (Verb::Create, "endpoints"),
+    ] {
+        assert!(
+            !index.allows(&req(&sidecar, verb, "", resource, Some("shop"))),
+            "{verb} {resource}"
+        );
+    }
 }

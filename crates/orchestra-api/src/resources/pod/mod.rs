@@ -155,9 +155,14 @@ pub struct PodSpec {
     /// Node labels the node must have.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// The service account the pod runs as.
+    /// The service account the pod runs as; `default` when empty (set on creation by the
+    /// ServiceAccount admission plug-in).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub service_account_name: String,
+    /// Whether the API server mounts the account's token (a `kube-api-access-*` volume) in
+    /// every container; wins over the account's own setting; yes when neither says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
     /// The node the pod is bound to; set by the scheduler through the binding subresource.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node_name: String,

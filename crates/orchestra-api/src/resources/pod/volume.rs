@@ -219,8 +219,7 @@ pub struct VolumeProjection {
     /// Fields of the pod and container resources.
     #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
     pub downward_api: Option<DownwardApiProjection>,
-    /// A service account token. Accepted by the schema so that a manifest using it gets a
-    /// clear validation error: orchestra issues no service account tokens.
+    /// A token of the pod's service account, bound to the pod, kept fresh by the node agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account_token: Option<ServiceAccountTokenProjection>,
 }
@@ -272,8 +271,8 @@ pub struct DownwardApiProjection {
     pub items: Vec<DownwardApiVolumeFile>,
 }
 
-/// A service account token in a projected volume (Kubernetes' field, always refused by
-/// validation here: there is no token issuer).
+/// A service account token in a projected volume: the node agent has it issued for the
+/// pod's account, bound to the pod, and renews it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServiceAccountTokenProjection {
