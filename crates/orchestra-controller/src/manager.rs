@@ -15,7 +15,8 @@ use crate::controllers::garbage_collector::add_garbage_collectors;
 use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
     DaemonSetController, DeploymentController, EndpointsController, JobController,
-    NamespaceController, NodeLifecycleController, ReplicaSetController, TtlAfterFinishedController,
+    NamespaceController, NodeLifecycleController, ReplicaSetController, StatefulSetController,
+    TtlAfterFinishedController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -27,6 +28,7 @@ pub const CONTROLLERS: &[&str] = &[
     "deployment",
     "job",
     "daemonset",
+    "statefulset",
     "endpoints",
     "nodelifecycle",
     "garbagecollector",
@@ -35,7 +37,7 @@ pub const CONTROLLERS: &[&str] = &[
 ];
 
 /// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
-/// Endpoints, NodeLifecycle, the garbage collectors, Namespace and TTL-after-finished.
+/// StatefulSet, Endpoints, NodeLifecycle, the garbage collectors, Namespace and TTL-after-finished.
 pub fn built_in_controllers<C: Client>(
     informers: &SharedInformers<C>,
     node_lifecycle: NodeLifecycleConfig,
@@ -63,6 +65,9 @@ pub fn selected_controllers<C: Client>(
     }
     if on("daemonset") {
         set.add(DaemonSetController::controller(informers).concurrency(2));
+    }
+    if on("statefulset") {
+        set.add(StatefulSetController::controller(informers).concurrency(2));
     }
     if on("endpoints") {
         set.add(EndpointsController::controller(informers).concurrency(2));
@@ -267,6 +272,7 @@ mod tests {
                 "replicaset",
                 "deployment",
                 "daemonset",
+                "statefulset",
                 "endpoints",
                 "garbagecollector",
                 "namespace",
