@@ -501,7 +501,8 @@ async fn scale_and_rollout() {
     wait_for_history("2         <none>\n3         <none>\n").await;
     let cannot = ctl(&url, &["rollout", "undo", "pod/x", "-n", "shop"]);
     assert!(
-        String::from_utf8_lossy(&cannot.stderr).contains("deployments and daemonsets, not pods"),
+        String::from_utf8_lossy(&cannot.stderr)
+            .contains("deployments, daemonsets and statefulsets, not pods"),
         "{cannot:?}"
     );
     drop(server);

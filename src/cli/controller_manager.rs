@@ -1,6 +1,6 @@
 //! `orchestra controller-manager --server URL [--controllers LIST] [--leader-elect]
 //! [--lease-namespace NS] [--identity ID] [--metrics-listen ADDR]`: the built-in controllers
-//! (replicaset, deployment, job, daemonset, endpoints, nodelifecycle, garbagecollector,
+//! (replicaset, deployment, job, daemonset, statefulset, endpoints, nodelifecycle, garbagecollector,
 //! namespace; all by default) over `RemoteClient`, behind leader
 //! election on the Lease `controller-manager` by default, with Prometheus metrics on
 //! `/metrics` of the admin address. Stops on SIGTERM or Ctrl-C, releasing the lease.

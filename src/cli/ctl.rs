@@ -129,12 +129,14 @@ pub enum CtlVerb {
 }
 
 /// `rollout` actions; each names a deployment as `deployment/NAME` or `NAME` (`undo` and
-/// `history` also a daemon set, as `daemonset/NAME`).
+/// `history` also a daemon set, as `daemonset/NAME`; `status`, `undo` and `history` a stateful
+/// set, as `statefulset/NAME`).
 #[derive(Debug, Subcommand)]
 pub enum RolloutAction {
     /// Print the rollout's progress until it is done (an error past its progress deadline).
     Status {
-        /// The deployment.
+        /// The deployment (`NAME` or `deployment/NAME`) or stateful set (`statefulset/NAME`).
+        #[arg(value_name = "KIND/NAME")]
         deployment: String,
         /// Keep watching until done (`--watch=false`: print the state once).
         #[arg(short = 'w', long, action = ArgAction::Set, default_value_t = true, num_args = 0..=1, default_missing_value = "true")]
@@ -145,7 +147,8 @@ pub enum RolloutAction {
     },
     /// Roll back to the previous revision, or to `--to-revision N`.
     Undo {
-        /// The deployment (`NAME` or `deployment/NAME`) or daemon set (`daemonset/NAME`).
+        /// The deployment (`NAME` or `deployment/NAME`), daemon set (`daemonset/NAME`) or
+        /// stateful set (`statefulset/NAME`).
         #[arg(value_name = "KIND/NAME")]
         target: String,
         /// The revision to go back to (0 or absent: the previous one).
@@ -154,7 +157,8 @@ pub enum RolloutAction {
     },
     /// List the revisions a rollout can go back to.
     History {
-        /// The deployment (`NAME` or `deployment/NAME`) or daemon set (`daemonset/NAME`).
+        /// The deployment (`NAME` or `deployment/NAME`), daemon set (`daemonset/NAME`) or
+        /// stateful set (`statefulset/NAME`).
         #[arg(value_name = "KIND/NAME")]
         target: String,
     },

@@ -34,7 +34,9 @@ pub enum Kind {
     Job,
     /// `DaemonSet` (`ds`).
     DaemonSet,
-    /// `ControllerRevision` (a daemon set's history).
+    /// `StatefulSet` (`sts`).
+    StatefulSet,
+    /// `ControllerRevision` (a daemon or stateful set's history).
     ControllerRevision,
     /// `Role` (`rbac.authorization.k8s.io/v1`).
     Role,
@@ -48,7 +50,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::ServiceAccount,
         Kind::Job,
         Kind::DaemonSet,
+        Kind::StatefulSet,
         Kind::ControllerRevision,
         Kind::Role,
         Kind::ClusterRole,
@@ -87,6 +90,7 @@ impl Kind {
             Kind::ServiceAccount => &["serviceaccounts", "serviceaccount", "sa"],
             Kind::Job => &["jobs", "job"],
             Kind::DaemonSet => &["daemonsets", "daemonset", "ds"],
+            Kind::StatefulSet => &["statefulsets", "statefulset", "sts"],
             Kind::ControllerRevision => &["controllerrevisions", "controllerrevision"],
             Kind::Role => &["roles", "role"],
             Kind::ClusterRole => &["clusterroles", "clusterrole"],
@@ -122,7 +126,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, statefulsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -188,6 +192,10 @@ macro_rules! with_kind {
                 type $r = res::DaemonSet;
                 $body
             }
+            $crate::ctl::kind::Kind::StatefulSet => {
+                type $r = res::StatefulSet;
+                $body
+            }
             $crate::ctl::kind::Kind::ControllerRevision => {
                 type $r = res::ControllerRevision;
                 $body
@@ -237,6 +245,8 @@ mod tests {
             ("sa", Kind::ServiceAccount),
             ("job", Kind::Job),
             ("ds", Kind::DaemonSet),
+            ("sts", Kind::StatefulSet),
+            ("StatefulSets", Kind::StatefulSet),
             ("controllerrevisions", Kind::ControllerRevision),
             ("clusterrolebindings", Kind::ClusterRoleBinding),
             ("Role", Kind::Role),

@@ -1,5 +1,6 @@
 //! `rollout status|undo|history|pause|resume DEPLOYMENT` (`undo` and `history` also for
-//! `daemonset/NAME`) and `scale KIND/NAME --replicas N`.
+//! `daemonset/NAME` and `statefulset/NAME`, `status` for `statefulset/NAME`) and
+//! `scale KIND/NAME --replicas N`.
 //!
 //! The decisions (what a rollout's status says, which template an undo restores) are
 //! orchestra-controller's pure functions; this module reads, writes and prints.
@@ -8,13 +9,16 @@ use std::io::Write;
 use std::time::Duration;
 
 use orchestra::api::Client;
-use orchestra::api::resources::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
-use orchestra::controller::controllers::daemon_set::history::{
-    DaemonSetRollback, owned_by, rollback as daemon_set_rollback,
+use orchestra::api::resources::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use orchestra::controller::controllers::deployment::plan::REVISION_ANNOTATION;
 use orchestra::controller::controllers::deployment::progress::{RolloutStatus, rollout_status};
 use orchestra::controller::controllers::deployment::rollback::{Rollback, rollback};
+use orchestra::controller::controllers::history::{
+    RevisionRollback, Revisioned, owned_by, rollback as revision_rollback,
+};
+use orchestra::controller::controllers::stateful_set::rollout::rollout_status as stateful_set_status;
 
 use super::{CtlError, Kind, Scope};
 
@@ -57,7 +61,7 @@ async fn get_deployment<C: Client>(
         .map_err(|e| CtlError::api(format!("reading deployment {name:?}"), e))
 }
 
-/// `scale KIND/NAME --replicas N` (deployments and replica sets).
+/// `scale KIND/NAME --replicas N` (deployments, replica sets and stateful sets).
 pub async fn scale<C: Client>(
     client: &C,
     target: &str,
@@ -96,9 +100,20 @@ pub async fn scale<C: Client>(
                 .await
                 .map_err(|e| CtlError::api(context(), e))?;
         }
+        Kind::StatefulSet => {
+            let mut sts: StatefulSet = client
+                .get(ns, &name)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+            sts.spec.replicas = Some(replicas);
+            client
+                .update(&sts)
+                .await
+                .map_err(|e| CtlError::api(context(), e))?;
+        }
         other => {
             return Err(CtlError::Usage(format!(
-                "cannot scale {other}s (deployments and replicasets can be scaled)"
+                "cannot scale {other}s (deployments, replicasets and statefulsets can be scaled)"
             )));
         }
     }
@@ -139,14 +154,16 @@ const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 enum Rollable {
     Deployment(String),
     DaemonSet(String),
+    StatefulSet(String),
 }
 
 fn rollable(text: &str) -> Result<Rollable, CtlError> {
     match parse_target(text, Some(Kind::Deployment))? {
         (Kind::Deployment, name) => Ok(Rollable::Deployment(name)),
         (Kind::DaemonSet, name) => Ok(Rollable::DaemonSet(name)),
+        (Kind::StatefulSet, name) => Ok(Rollable::StatefulSet(name)),
         (kind, _) => Err(CtlError::Usage(format!(
-            "rollout undo and history work on deployments and daemonsets, not {kind}s"
+            "rollout undo and history work on deployments, daemonsets and statefulsets, not {kind}s"
         ))),
     }
 }
@@ -172,22 +189,41 @@ async fn owned_sets<C: Client>(
         .collect())
 }
 
-/// The daemon set `name` and the ControllerRevisions it controls.
-async fn daemon_set_history<C: Client>(
+/// The daemon or stateful set `name` and the ControllerRevisions it controls.
+async fn revision_history<C: Client, K: Revisioned>(
     client: &C,
     scope: &Scope,
     name: &str,
-) -> Result<(DaemonSet, Vec<ControllerRevision>), CtlError> {
-    let ds: DaemonSet = client
+) -> Result<(K, Vec<ControllerRevision>), CtlError> {
+    let owner: K = client
         .get(scope.namespace(), name)
         .await
-        .map_err(|e| CtlError::api(format!("reading daemon set {name:?}"), e))?;
+        .map_err(|e| CtlError::api(format!("reading {} {name:?}", K::KIND.to_lowercase()), e))?;
     let all = client
         .list::<ControllerRevision>(Some(scope.namespace()), &Default::default())
         .await
         .map_err(|e| CtlError::api("listing controller revisions", e))?;
-    let owned = owned_by(&ds, &all.items).cloned().collect();
-    Ok((ds, owned))
+    let owned = owned_by(&owner, &all.items).cloned().collect();
+    Ok((owner, owned))
+}
+
+/// The revisions of a daemon or stateful set, as `rollout history` rows.
+async fn revision_rows<C: Client, K: Revisioned>(
+    client: &C,
+    scope: &Scope,
+    name: &str,
+) -> Result<(String, Vec<(i64, Option<String>)>), CtlError> {
+    let (_, revisions) = revision_history::<C, K>(client, scope, name).await?;
+    let rows = revisions
+        .into_iter()
+        .map(|r| {
+            (
+                r.revision,
+                r.metadata.annotations.get(CHANGE_CAUSE).cloned(),
+            )
+        })
+        .collect();
+    Ok((format!("{}.apps/{name}", K::KIND.to_lowercase()), rows))
 }
 
 /// `rollout history KIND/NAME`: the revisions, oldest first, with their change causes.
@@ -211,18 +247,9 @@ pub async fn history<C: Client>(
                 .collect();
             (format!("deployment.apps/{name}"), rows)
         }
-        Rollable::DaemonSet(name) => {
-            let (_, revisions) = daemon_set_history(client, scope, &name).await?;
-            let rows = revisions
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.revision,
-                        r.metadata.annotations.get(CHANGE_CAUSE).cloned(),
-                    )
-                })
-                .collect();
-            (format!("daemonset.apps/{name}"), rows)
+        Rollable::DaemonSet(name) => revision_rows::<C, DaemonSet>(client, scope, &name).await?,
+        Rollable::StatefulSet(name) => {
+            revision_rows::<C, StatefulSet>(client, scope, &name).await?
         }
     };
     rows.sort();
@@ -238,7 +265,7 @@ pub async fn history<C: Client>(
     Ok(())
 }
 
-/// `rollout undo KIND/NAME [--to-revision N]` (deployments and daemon sets).
+/// `rollout undo KIND/NAME [--to-revision N]` (deployments, daemon sets and stateful sets).
 pub async fn undo<C: Client>(
     client: &C,
     target: &str,
@@ -249,7 +276,26 @@ pub async fn undo<C: Client>(
     let name = match rollable(target)? {
         Rollable::Deployment(name) => name,
         Rollable::DaemonSet(name) => {
-            return undo_daemon_set(client, &name, to_revision, scope, out).await;
+            return undo_revisioned(
+                client,
+                &name,
+                to_revision,
+                scope,
+                out,
+                |ds: &mut DaemonSet| &mut ds.spec.template,
+            )
+            .await;
+        }
+        Rollable::StatefulSet(name) => {
+            return undo_revisioned(
+                client,
+                &name,
+                to_revision,
+                scope,
+                out,
+                |sts: &mut StatefulSet| &mut sts.spec.template,
+            )
+            .await;
         }
     };
     let mut d = get_deployment(client, scope, &name).await?;
@@ -271,38 +317,44 @@ pub async fn undo<C: Client>(
     Ok(())
 }
 
-/// `rollout undo daemonset/NAME [--to-revision N]`: the revision's template goes back into the
-/// daemon set; the controller then renumbers that revision to the top and rolls it out.
-async fn undo_daemon_set<C: Client>(
+/// `rollout undo daemonset/NAME|statefulset/NAME [--to-revision N]`: the revision's template
+/// goes back into the set (through `template`); the controller then renumbers that revision
+/// to the top and rolls it out.
+async fn undo_revisioned<C: Client, K: Revisioned + Clone>(
     client: &C,
     name: &str,
     to_revision: Option<i64>,
     scope: &Scope,
     out: &mut dyn Write,
+    template: impl Fn(&mut K) -> &mut orchestra::api::resources::PodTemplateSpec,
 ) -> Result<(), CtlError> {
-    let (mut ds, revisions) = daemon_set_history(client, scope, name).await?;
-    match daemon_set_rollback(&ds, &revisions, to_revision)
+    let kind = K::KIND.to_lowercase();
+    let (mut owner, revisions) = revision_history::<C, K>(client, scope, name).await?;
+    match revision_rollback(&owner, &revisions, to_revision)
         .map_err(|e| CtlError::Usage(e.to_string()))?
     {
-        DaemonSetRollback::AlreadyThere { revision } => writeln!(
+        RevisionRollback::AlreadyThere { revision } => writeln!(
             out,
-            "daemonset.apps/{name} skipped rollback (current template already matches revision {revision})"
+            "{kind}.apps/{name} skipped rollback (current template already matches revision {revision})"
         )?,
-        DaemonSetRollback::To { template, .. } => {
-            ds.spec.template = *template;
+        RevisionRollback::To {
+            template: chosen, ..
+        } => {
+            *template(&mut owner) = *chosen;
             client
-                .update(&ds)
+                .update(&owner)
                 .await
-                .map_err(|e| CtlError::api(format!("rolling back daemon set {name:?}"), e))?;
-            writeln!(out, "daemonset.apps/{name} rolled back")?;
+                .map_err(|e| CtlError::api(format!("rolling back {kind} {name:?}"), e))?;
+            writeln!(out, "{kind}.apps/{name} rolled back")?;
         }
     }
     Ok(())
 }
 
-/// `rollout status DEPLOYMENT [--watch=false] [--timeout SECONDS]`: prints each new state of
-/// the rollout until it is done (or once, without watching); a rollout past its progress
-/// deadline, or still going at the timeout, is an error.
+/// `rollout status DEPLOYMENT|statefulset/NAME [--watch=false] [--timeout SECONDS]`: prints
+/// each new state of the rollout until it is done (or once, without watching); a rollout past
+/// its progress deadline (or of an `OnDelete` stateful set), or still going at the timeout, is
+/// an error.
 pub async fn status<C: Client>(
     client: &C,
     target: &str,
@@ -311,12 +363,27 @@ pub async fn status<C: Client>(
     scope: &Scope,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let name = deployment_name(target)?;
+    let (kind, name) = match parse_target(target, Some(Kind::Deployment))? {
+        (kind @ (Kind::Deployment | Kind::StatefulSet), name) => (kind, name),
+        (kind, _) => {
+            return Err(CtlError::Usage(format!(
+                "rollout status works on deployments and statefulsets, not {kind}s"
+            )));
+        }
+    };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut last = String::new();
     loop {
-        let d = get_deployment(client, scope, &name).await?;
-        match rollout_status(&d) {
+        let state = if kind == Kind::StatefulSet {
+            let sts: StatefulSet = client
+                .get(scope.namespace(), &name)
+                .await
+                .map_err(|e| CtlError::api(format!("reading statefulset {name:?}"), e))?;
+            stateful_set_status(&sts)
+        } else {
+            rollout_status(&get_deployment(client, scope, &name).await?)
+        };
+        match state {
             RolloutStatus::Done(message) => {
                 writeln!(out, "{message}")?;
                 return Ok(());
@@ -335,7 +402,7 @@ pub async fn status<C: Client>(
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(CtlError::Usage(format!(
-                "timed out waiting for the rollout of deployment {name:?}"
+                "timed out waiting for the rollout of {kind} {name:?}"
             )));
         }
         tokio::time::sleep(POLL).await;

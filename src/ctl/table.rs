@@ -6,7 +6,7 @@ use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBindi
 use orchestra::api::resources::{
     ConditionStatus, ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job,
     Lease, Namespace, NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
-    ServiceType,
+    ServiceType, StatefulSet,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -486,6 +486,21 @@ impl Tabular for DaemonSet {
             count(status.and_then(|s| s.updated_number_scheduled)).to_string(),
             count(status.and_then(|s| s.number_available)).to_string(),
             or_none(&selector.join(",")),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for StatefulSet {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "READY", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        let ready = self.status.as_ref().map_or(0, |s| s.ready_replicas);
+        vec![
+            self.metadata.name.clone(),
+            format!("{ready}/{}", self.spec.replicas.unwrap_or(1)),
             age(&self.metadata, now),
         ]
     }

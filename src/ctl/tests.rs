@@ -402,3 +402,79 @@ roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
         "{out}"
     );
 }
+
+const STATEFUL_SET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "db:1"}]
+"#;
+
+#[tokio::test]
+async fn stateful_sets_get_scale_and_roll_back() {
+    use orchestra::api::Client;
+    use orchestra::api::resources::StatefulSet;
+    use orchestra::controller::controllers::history::plan_history;
+
+    let client = LocalClient::new(MemStore::new());
+    let file = manifest_file(STATEFUL_SET);
+    let (out, _) = ctl(&client, &format!("ctl apply -f {}", file.path().display()))
+        .await
+        .unwrap();
+    assert_eq!(out, "statefulset/db created\n");
+    let (out, _) = ctl(&client, "ctl get sts").await.unwrap();
+    assert!(
+        out.starts_with("NAME   READY   AGE\ndb     0/3     "),
+        "{out}"
+    );
+    let (out, _) = ctl(&client, "ctl scale statefulset/db --replicas 5")
+        .await
+        .unwrap();
+    assert_eq!(out, "statefulset/db scaled\n");
+    let (out, _) = ctl(&client, "ctl rollout status sts/db --watch=false")
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "Waiting for statefulset spec update to be observed...\n"
+    );
+
+    // Two revisions, as the controller records them; the set runs the second.
+    let mut sts: StatefulSet = client.get("default", "db").await.unwrap();
+    assert_eq!(sts.spec.replicas, Some(5));
+    let first = plan_history(&sts, &[], &[]).create.unwrap();
+    client.create(&first).await.unwrap();
+    sts.spec.template.spec.containers[0].image = "db:2".into();
+    let mut second = plan_history(&sts, &[], &[]).create.unwrap();
+    second.revision = 2;
+    client.create(&second).await.unwrap();
+    client.update(&sts).await.unwrap();
+    let (out, _) = ctl(&client, "ctl rollout history statefulset/db")
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "statefulset.apps/db\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+    );
+    let (out, _) = ctl(&client, "ctl rollout undo statefulset/db")
+        .await
+        .unwrap();
+    assert_eq!(out, "statefulset.apps/db rolled back\n");
+    let sts: StatefulSet = client.get("default", "db").await.unwrap();
+    assert_eq!(sts.spec.template.spec.containers[0].image, "db:1");
+    let err = ctl(&client, "ctl rollout status daemonset/db --watch=false")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rollout status works on deployments and statefulsets"),
+        "{err}"
+    );
+}

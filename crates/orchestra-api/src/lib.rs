@@ -55,8 +55,8 @@
 //!   [`Time`] / [`MicroTime`], [`IntOrString`].
 //! - [`quantity`]: [`Quantity`], exact resource amounts (`500m`, `1Gi`) with arithmetic.
 //! - [`resources`]: the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
-//!   ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, ControllerRevision (`apps/v1`), Job
-//!   (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole, RoleBinding,
+//!   ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, StatefulSet, ControllerRevision
+//!   (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole, RoleBinding,
 //!   ClusterRoleBinding (`rbac.authorization.k8s.io/v1`).
 //! - [`resource`]: the [`Resource`] trait (identity, metadata, defaulting and validation
 //!   hooks) that built-in and custom kinds implement.

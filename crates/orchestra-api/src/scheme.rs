@@ -37,7 +37,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
+    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
 };
 use crate::validation::{ErrorList, names};
 
@@ -368,8 +368,8 @@ pub struct Scheme {
 
 impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
-    /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, ControllerRevision
-    /// (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole,
+    /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, StatefulSet,
+    /// ControllerRevision (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole,
     /// RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`) and ServiceAccount (`v1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
@@ -386,6 +386,7 @@ impl Scheme {
             KindCodec::of::<ConfigMap>(),
             KindCodec::of::<Secret>(),
             KindCodec::of::<DaemonSet>(),
+            KindCodec::of::<StatefulSet>(),
             KindCodec::of::<ControllerRevision>(),
             KindCodec::of::<Job>(),
             KindCodec::of::<Role>(),
@@ -541,7 +542,7 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 19);
+        assert_eq!(scheme.kinds().count(), 20);
         assert!(
             scheme
                 .get_by_plural("v1", "serviceaccounts")

@@ -98,6 +98,7 @@ async fn the_new_kinds_are_served_by_plural() {
         ("v1", "secrets"),
         ("batch/v1", "jobs"),
         ("apps/v1", "daemonsets"),
+        ("apps/v1", "statefulsets"),
         ("rbac.authorization.k8s.io/v1", "roles"),
         ("rbac.authorization.k8s.io/v1", "clusterroles"),
         ("rbac.authorization.k8s.io/v1", "rolebindings"),

@@ -640,8 +640,8 @@ fn file_modes_read_as_kubernetes_writes_them_and_bad_ones_are_refused_by_path() 
 #[test]
 fn unknown_kinds_missing_types_and_non_objects() {
     assert_eq!(
-        parse_err("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n"),
-        "document 1 (StatefulSet \"db\"): no kind \"StatefulSet\" is registered for apiVersion \"apps/v1\"; the kinds of \"apps/v1\" are: ReplicaSet, Deployment, DaemonSet, ControllerRevision"
+        parse_err("apiVersion: apps/v1\nkind: ReplicationController\nmetadata: {name: db}\n"),
+        "document 1 (ReplicationController \"db\"): no kind \"ReplicationController\" is registered for apiVersion \"apps/v1\"; the kinds of \"apps/v1\" are: ReplicaSet, Deployment, DaemonSet, StatefulSet, ControllerRevision"
     );
     assert_eq!(
         parse_err("apiVersion: v1\nkind: deployment\nmetadata: {name: db}\n"),

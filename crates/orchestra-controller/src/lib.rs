@@ -62,7 +62,7 @@
 //! - [`controller`]: [`Controller`], the builder and runner.
 //! - [`metrics`]: per-controller counters in Prometheus' text format.
 //! - [`finalizer`]: [`finalizer::finalizer`], cleanup before deletion.
-//! - [`controllers`]: the built-in ReplicaSet, Deployment, Job, DaemonSet, Endpoints,
+//! - [`controllers`]: the built-in ReplicaSet, Deployment, Job, DaemonSet, StatefulSet, Endpoints,
 //!   NodeLifecycle, GarbageCollector and Namespace controllers.
 //! - [`set`]: [`ControllerSet`], several controllers run and stopped together.
 //! - [`manager`]: [`manager::ControllerManager`], every built-in controller, behind leader

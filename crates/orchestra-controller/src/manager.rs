@@ -16,7 +16,7 @@ use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
     DaemonSetController, DeploymentController, EndpointsController, JobController,
     NamespaceController, NodeLifecycleController, ReplicaSetController, ServiceAccountController,
-    TtlAfterFinishedController,
+    StatefulSetController, TtlAfterFinishedController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -28,6 +28,7 @@ pub const CONTROLLERS: &[&str] = &[
     "deployment",
     "job",
     "daemonset",
+    "statefulset",
     "endpoints",
     "nodelifecycle",
     "garbagecollector",
@@ -37,7 +38,7 @@ pub const CONTROLLERS: &[&str] = &[
 ];
 
 /// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
-/// Endpoints, NodeLifecycle, the garbage collectors, Namespace, ServiceAccount and
+/// StatefulSet, Endpoints, NodeLifecycle, the garbage collectors, Namespace, ServiceAccount and
 /// TTL-after-finished.
 pub fn built_in_controllers<C: Client>(
     informers: &SharedInformers<C>,
@@ -66,6 +67,9 @@ pub fn selected_controllers<C: Client>(
     }
     if on("daemonset") {
         set.add(DaemonSetController::controller(informers).concurrency(2));
+    }
+    if on("statefulset") {
+        set.add(StatefulSetController::controller(informers).concurrency(2));
     }
     if on("endpoints") {
         set.add(EndpointsController::controller(informers).concurrency(2));
@@ -273,6 +277,7 @@ mod tests {
                 "replicaset",
                 "deployment",
                 "daemonset",
+                "statefulset",
                 "endpoints",
                 "garbagecollector",
                 "namespace",

@@ -18,8 +18,8 @@ use orchestra_api::resources::{
 use orchestra_api::{Client, IntOrString, LabelSelector, LocalClient, ObjectMeta, testing};
 use orchestra_controller::SharedInformers;
 use orchestra_controller::controllers::DaemonSetController;
-use orchestra_controller::controllers::daemon_set::history;
 use orchestra_controller::controllers::daemon_set::plan::pod_node;
+use orchestra_controller::controllers::history;
 use orchestra_controller::controllers::pods::is_ready;
 use orchestra_store::MemStore;
 use support::{eventually, start};
@@ -411,7 +411,7 @@ async fn every_template_is_kept_as_a_revision_and_a_rollback_renumbers_it() {
     let all = revisions(&client).await;
     let owned: Vec<ControllerRevision> = history::owned_by(&ds, &all).cloned().collect();
     assert_eq!(owned.len(), 2, "both revisions are the daemon set's");
-    let history::DaemonSetRollback::To { revision, template } =
+    let history::RevisionRollback::To { revision, template } =
         history::rollback(&ds, &owned, None).unwrap()
     else {
         panic!("expected a rollback");

@@ -87,8 +87,8 @@ fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
 
 /// The namespaced workload kinds users manage, by API group.
 const CORE_WORKLOADS: &[&str] = &["pods", "services", "endpoints", "configmaps"];
-const APPS_WORKLOADS: &[&str] = &["deployments", "replicasets", "daemonsets"];
-/// The history the DaemonSet controller keeps: users read it, only controllers write it (as in
+const APPS_WORKLOADS: &[&str] = &["deployments", "replicasets", "daemonsets", "statefulsets"];
+/// The history the DaemonSet and StatefulSet controllers keep: users read it, only controllers write it (as in
 /// Kubernetes' `edit` role).
 const REVISIONS: &[&str] = &["controllerrevisions"];
 
@@ -111,6 +111,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                     "deployments/status",
                     "replicasets/status",
                     "daemonsets/status",
+                    "statefulsets/status",
                 ],
                 READ,
             ),
@@ -201,6 +202,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                         "deployments/status",
                         "replicasets/status",
                         "daemonsets/status",
+                        "statefulsets/status",
                     ],
                     STATUS,
                 ),

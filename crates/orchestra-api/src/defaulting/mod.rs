@@ -14,18 +14,21 @@
 //! | Namespace | `status.phase: Active` |
 //! | Job | `parallelism: 1`, `completions: 1` (when neither is given), `backoffLimit: 6`, `completionMode: NonIndexed`, `suspend: false`; on create a generated selector (`batch.kubernetes.io/controller-uid`) |
 //! | DaemonSet | `updateStrategy: RollingUpdate` with `maxUnavailable: 1`, `maxSurge: 0`, `revisionHistoryLimit: 10` |
+//! | StatefulSet | `replicas: 1`, `podManagementPolicy: OrderedReady`, `updateStrategy: RollingUpdate` with `partition: 0`, `maxUnavailable: 1`, `revisionHistoryLimit: 10` |
 //! | Secret | `type: Opaque`; `stringData` merged into `data` |
 
 mod apps;
 mod node;
 mod pod;
 mod service;
+mod stateful_set;
 mod workloads;
 
 pub use apps::{default_deployment, default_replica_set};
 pub use node::default_node;
 pub use pod::{default_container, default_pod_spec, default_volume, image_pull_policy};
 pub use service::default_service_spec;
+pub use stateful_set::default_stateful_set;
 pub use workloads::{default_daemon_set, default_job, default_secret, generate_job_selector};
 
 use crate::meta::ObjectMeta;

@@ -21,7 +21,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
+    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
@@ -204,6 +204,7 @@ impl DynRegistry {
             .register::<ConfigMap>()
             .register::<Secret>()
             .register::<DaemonSet>()
+            .register::<StatefulSet>()
             .register::<ControllerRevision>()
             .register::<Job>()
             .register::<Role>()

@@ -1,6 +1,7 @@
 //! The built-in kinds, with Kubernetes' shapes and JSON names: [`Namespace`], [`Node`],
 //! [`Pod`], [`Service`], [`Endpoints`], [`ConfigMap`], [`Secret`], [`ServiceAccount`] (`v1`);
-//! [`ReplicaSet`], [`Deployment`], [`DaemonSet`], [`ControllerRevision`] (`apps/v1`); [`Job`]
+//! [`ReplicaSet`], [`Deployment`], [`DaemonSet`], [`StatefulSet`], [`ControllerRevision`]
+//! (`apps/v1`); [`Job`]
 //! (`batch/v1`); [`Lease`]
 //! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
 //! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`).
@@ -26,6 +27,7 @@ pub mod rbac;
 pub mod replica_set;
 pub mod service;
 pub mod service_account;
+pub mod stateful_set;
 
 pub use common::*;
 pub use config::*;
@@ -43,6 +45,7 @@ pub use rbac::*;
 pub use replica_set::*;
 pub use service::*;
 pub use service_account::*;
+pub use stateful_set::*;
 
 #[cfg(test)]
 mod tests {
@@ -99,7 +102,7 @@ mod tests {
                 }],
                 "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "activeDeadlineSeconds": 600,
                 "dnsPolicy": "ClusterFirstWithHostNet", "nodeSelector": {"disk": "ssd"},
-                "serviceAccountName": "web", "nodeName": "node-1", "hostNetwork": true, "hostname": "web",
+                "serviceAccountName": "web", "nodeName": "node-1", "hostNetwork": true, "hostname": "web", "subdomain": "web-hl",
                 "affinity": {
                     "nodeAffinity": {
                         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
@@ -236,6 +239,17 @@ mod tests {
             "spec": {"replicas": 3, "minReadySeconds": 5, "selector": {"matchLabels": {"app": "web"}}, "template": template},
             "status": {"replicas": 3, "fullyLabeledReplicas": 3, "readyReplicas": 2, "availableReplicas": 2, "observedGeneration": 4,
                 "conditions": [{"type": "ReplicaFailure", "status": "False", "lastTransitionTime": T, "reason": "r", "message": "m"}]}
+        }));
+        round_trip(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template,
+                "serviceName": "db", "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1, "maxUnavailable": "50%"}},
+                "revisionHistoryLimit": 3, "minReadySeconds": 5},
+            "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "currentReplicas": 1, "updatedReplicas": 2,
+                "availableReplicas": 3, "currentRevision": "db-5f7c9d", "updateRevision": "db-8b6d4f", "collisionCount": 1,
+                "conditions": [{"type": "Healthy", "status": "True", "lastTransitionTime": T, "reason": "r", "message": "m"}]}
         }));
         round_trip(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",

@@ -12,7 +12,7 @@ use crate::resources::{
 };
 use crate::selector::Selector;
 
-fn non_negative(errors: &mut ErrorList, path: &FieldPath, value: Option<i32>) {
+pub(super) fn non_negative(errors: &mut ErrorList, path: &FieldPath, value: Option<i32>) {
     if let Some(v) = value.filter(|v| *v < 0) {
         errors.push(FieldError::invalid(
             path,
@@ -23,7 +23,7 @@ fn non_negative(errors: &mut ErrorList, path: &FieldPath, value: Option<i32>) {
 }
 
 /// The checks ReplicaSet and Deployment share: selector and template.
-fn validate_selector_and_template(
+pub(super) fn validate_selector_and_template(
     selector: &LabelSelector,
     template: &PodTemplateSpec,
     spec: &FieldPath,
@@ -134,7 +134,7 @@ pub fn validate_daemon_set(ds: &DaemonSet) -> ErrorList {
     errors
 }
 
-fn is_zero(value: &IntOrString) -> bool {
+pub(super) fn is_zero(value: &IntOrString) -> bool {
     match value {
         IntOrString::Int(n) => *n == 0,
         IntOrString::String(s) => s.trim_end_matches('%').parse::<i64>() == Ok(0),
@@ -142,7 +142,7 @@ fn is_zero(value: &IntOrString) -> bool {
 }
 
 /// A count or a percentage, not negative (percentages at most 100%).
-fn validate_int_or_percent(value: &IntOrString, path: &FieldPath) -> ErrorList {
+pub(super) fn validate_int_or_percent(value: &IntOrString, path: &FieldPath) -> ErrorList {
     let mut errors = ErrorList::new();
     match value {
         IntOrString::Int(n) if *n < 0 => errors.push(FieldError::invalid(

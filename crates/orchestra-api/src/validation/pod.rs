@@ -131,6 +131,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> ErrorList {
             names::is_dns1123_subdomain,
         ),
         ("hostname", &spec.hostname, names::is_dns1123_label),
+        ("subdomain", &spec.subdomain, names::is_dns1123_label),
     ] {
         if !value.is_empty() {
             push_msgs(&mut errors, &path.child(field), value, check(value));

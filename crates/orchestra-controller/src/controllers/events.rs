@@ -16,6 +16,8 @@ pub const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
 pub const JOB_CONTROLLER: &str = "job-controller";
 /// The DaemonSet controller's event source.
 pub const DAEMON_SET_CONTROLLER: &str = "daemonset-controller";
+/// The StatefulSet controller's event source.
+pub const STATEFUL_SET_CONTROLLER: &str = "statefulset-controller";
 /// The node lifecycle controller's event source (node status changes).
 pub const NODE_CONTROLLER: &str = "node-controller";
 /// The source of pod evictions from nodes with `NoExecute` taints.
@@ -43,7 +45,7 @@ pub(crate) fn sink<C: Client>(client: &C, component: &str) -> EventSink {
     EventSink::for_component(client.clone(), component, "")
 }
 
-/// The pod events of one owner (a ReplicaSet, Job or DaemonSet) during one sync.
+/// The pod events of one owner (a ReplicaSet, Job, DaemonSet or StatefulSet) during one sync.
 pub(crate) struct PodEvents<'a> {
     sink: &'a EventSink,
     owner: ObjectReference,

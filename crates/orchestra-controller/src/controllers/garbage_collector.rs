@@ -28,7 +28,7 @@ use orchestra_api::reflector::{ObjectKey, Store, index};
 use orchestra_api::registry::{DeleteOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ControllerRevision, DaemonSet, Deployment, Endpoints, Job, Lease, Namespace, Node, Pod,
-    ReplicaSet, Service,
+    ReplicaSet, Service, StatefulSet,
 };
 use orchestra_api::{ApiError, Client, OwnerReference, Resource};
 
@@ -49,6 +49,7 @@ pub const DEPENDENT_KINDS: &[&str] = &[
     "Endpoints",
     "Lease",
     "ControllerRevision",
+    "StatefulSet",
 ];
 
 /// The kinds of owners the collector checks.
@@ -63,6 +64,7 @@ pub const OWNER_KINDS: &[&str] = &[
     "Namespace",
     "Job",
     "DaemonSet",
+    "StatefulSet",
 ];
 
 /// Runs `$body` with `$kind` bound to each owner kind.
@@ -108,6 +110,10 @@ macro_rules! for_owner_kinds {
             type $kind = DaemonSet;
             $body
         }
+        {
+            type $kind = StatefulSet;
+            $body
+        }
     }};
 }
 
@@ -140,6 +146,10 @@ macro_rules! for_dependent_kinds {
         }
         {
             type $kind = ControllerRevision;
+            $body
+        }
+        {
+            type $kind = StatefulSet;
             $body
         }
     }};

@@ -11,6 +11,9 @@
 //! - [`service_account`]: the `default` ServiceAccount in every namespace.
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
 //! - [`daemon_set`]: one pod per eligible node, rolling or on-delete updates.
+//! - [`stateful_set`]: pods with stable names and ordinals, created, scaled and updated in
+//!   order.
+//! - [`history`]: the ControllerRevision history of daemon and stateful sets, and rollbacks.
 //! - [`job`]: runs a job's pods to completion, with backoff, limits and a deadline.
 //! - [`ttl_after_finished`]: deletes finished jobs (and their pods) after their TTL.
 //! - [`clock`]: wall-clock time that follows tokio's, for decisions on timestamps.
@@ -19,6 +22,7 @@
 //! - [`expectations`]: waiting for the cache to show a controller's own writes.
 //! - `status`: status writes that survive a cache one event behind (one fresh read on
 //!   `Conflict`).
+//! - `revision_writes`: carrying out a history decision.
 //! - `pod_writes`: the pod creations and deletions of the workload controllers, with their
 //!   expectations.
 
@@ -29,13 +33,16 @@ pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
+pub(crate) mod revision_writes;
 pub mod service_account;
+pub mod stateful_set;
 pub(crate) mod status;
 pub mod ttl_after_finished;
 
@@ -48,4 +55,5 @@ pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;
 pub use service_account::ServiceAccountController;
+pub use stateful_set::StatefulSetController;
 pub use ttl_after_finished::TtlAfterFinishedController;

@@ -20,7 +20,7 @@ use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     NamespacePhase, NamespaceStatus, Pod, ReplicaSet, Role, RoleBinding, Secret, Service,
-    ServiceAccount,
+    ServiceAccount, StatefulSet,
 };
 use orchestra_api::{ApiError, Client, Resource};
 
@@ -36,6 +36,7 @@ pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 pub const NAMESPACED_KINDS: &[&str] = &[
     "Deployment",
     "DaemonSet",
+    "StatefulSet",
     "Job",
     "ReplicaSet",
     "ControllerRevision",
@@ -155,6 +156,7 @@ pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<u
     // whoever cleans up after them still may; events last, since every deletion may add one.
     Ok(delete_all::<Deployment, C>(client, namespace).await?
         + delete_all::<DaemonSet, C>(client, namespace).await?
+        + delete_all::<StatefulSet, C>(client, namespace).await?
         + delete_all::<Job, C>(client, namespace).await?
         + delete_all::<ReplicaSet, C>(client, namespace).await?
         + delete_all::<ControllerRevision, C>(client, namespace).await?

@@ -151,6 +151,7 @@ fn the_controller_manager_may_do_what_it_does() {
         ("apps", "deployments"),
         ("apps", "replicasets"),
         ("apps", "daemonsets"),
+        ("apps", "statefulsets"),
         ("batch", "jobs"),
         ("coordination.k8s.io", "leases"),
     ] {
@@ -168,6 +169,7 @@ fn the_controller_manager_may_do_what_it_does() {
         (Verb::Update, "apps", "deployments"),
         (Verb::Update, "apps", "deployments/status"),
         (Verb::Update, "apps", "daemonsets/status"),
+        (Verb::Update, "apps", "statefulsets/status"),
         (Verb::Update, "batch", "jobs/status"),
         (Verb::Delete, "apps", "replicasets"),
         (Verb::Create, "", "endpoints"),

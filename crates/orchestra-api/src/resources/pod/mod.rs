@@ -172,6 +172,11 @@ pub struct PodSpec {
     /// The pod's hostname; the pod's name when empty.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub hostname: String,
+    /// With `hostname`, the pod's DNS name is `HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN` when
+    /// a headless Service named `SUBDOMAIN` selects it (a stateful set's pods get their
+    /// `serviceName`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subdomain: String,
     /// Affinity and anti-affinity rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,

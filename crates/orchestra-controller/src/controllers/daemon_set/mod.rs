@@ -10,13 +10,12 @@
 //! (`SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`).
 //!
 //! Each sync first records the template in the daemon set's history of ControllerRevisions
-//! ([`history`]: create the current one, renumber one that came back, trim beyond
+//! ([`super::history`]: create the current one, renumber one that came back, trim beyond
 //! `revisionHistoryLimit`), which `orchestra ctl rollout undo daemonset/NAME` rolls back to.
 //!
 //! Not supported: adoption of orphan pods or revisions, and hash collisions between templates
 //! (`status.collisionCount` is read, never raised).
 
-pub mod history;
 pub mod plan;
 
 use std::sync::Arc;
@@ -24,7 +23,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
-use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{ControllerRevision, DaemonSet, Node, Pod};
 use orchestra_api::{ApiError, Client};
 
@@ -35,6 +33,7 @@ use crate::controllers::expectations::Expectations;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, delete_each, expect_own_writes, wait_for_own_writes,
 };
+use crate::controllers::revision_writes;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
@@ -167,52 +166,14 @@ impl<C: Client> DaemonSetController<C> {
     }
 
     /// Brings the daemon set's ControllerRevisions in line with its template (see
-    /// [`history`]); on a failed write, what was being done and why.
-    async fn record_history(
-        &self,
-        ds: &DaemonSet,
-        owned: &[Arc<Pod>],
-    ) -> Result<(), (&'static str, ApiError)> {
+    /// [`super::history`]); on a failed write, what was being done and why.
+    async fn record_history(&self, ds: &DaemonSet, owned: &[Arc<Pod>]) -> Result<(), WriteError> {
         let revisions = self
             .revisions
             .store()
             .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
             .unwrap_or_default();
-        let plan = history::plan_history(ds, &revisions, owned);
-        if let Some(revision) = &plan.create {
-            match self.client.create(revision).await {
-                Ok(_) => {}
-                // The cache has not shown our own earlier create yet: the next sync sees it.
-                Err(ApiError::AlreadyExists { .. }) => {}
-                Err(err) => return Err(("create a controller revision", err)),
-            }
-        }
-        if let Some((name, number)) = &plan.renumber
-            && let Some(stored) = revisions.iter().find(|r| &r.metadata.name == name)
-        {
-            let mut raised = ControllerRevision::clone(stored);
-            raised.revision = *number;
-            self.client
-                .update(&raised)
-                .await
-                .map_err(|err| ("renumber a controller revision", err))?;
-        }
-        for name in &plan.delete {
-            match self
-                .client
-                .delete::<ControllerRevision>(
-                    &ds.metadata.namespace,
-                    name,
-                    &DeleteOptions::default(),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(("delete an old controller revision", err)),
-            }
-        }
-        Ok(())
+        revision_writes::record_history(&self.client, ds, &revisions, owned).await
     }
 
     async fn execute(

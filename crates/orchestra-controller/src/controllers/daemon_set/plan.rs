@@ -19,18 +19,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use orchestra_api::OwnerReference;
 use orchestra_api::resources::{
     DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategyType, Node, NodeAffinity, NodeSelector,
     NodeSelectorOperator, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodPhase, TaintEffect,
     Toleration, TolerationOperator,
 };
-use orchestra_api::{OwnerReference, Resource};
 
-use crate::controllers::deployment::plan::template_hash;
+use crate::controllers::history;
 use crate::controllers::pods::{self, Availability};
 
 /// The label with the hash of the template a daemon pod was made from.
-pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
+pub use crate::controllers::history::REVISION_HASH_LABEL;
 
 /// What went wrong deciding (the daemon set is invalid in a way validation lets through).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,22 +212,12 @@ pub fn fit(ds: &DaemonSet, node: &Node) -> Fit {
 
 /// The controller reference a daemon set puts on its pods.
 pub fn controller_ref(ds: &DaemonSet) -> OwnerReference {
-    OwnerReference {
-        api_version: DaemonSet::API_VERSION.into(),
-        kind: DaemonSet::KIND.into(),
-        name: ds.metadata.name.clone(),
-        uid: ds.metadata.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    history::controller_ref(ds)
 }
 
 /// The hash of the daemon set's current template (the [`REVISION_HASH_LABEL`] of its pods).
 pub fn current_hash(ds: &DaemonSet) -> String {
-    template_hash(
-        &ds.spec.template,
-        ds.status.as_ref().and_then(|s| s.collision_count),
-    )
+    history::current_hash(ds)
 }
 
 /// The daemon pod for `node`: the template with the daemon tolerations, the revision hash

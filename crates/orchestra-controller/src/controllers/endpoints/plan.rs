@@ -52,9 +52,19 @@ pub fn subsets(
         if ports.is_empty() && !service.spec.ports.is_empty() {
             continue;
         }
+        // A pod that names this service as its subdomain (a stateful set's) is reachable by
+        // its hostname under the service: `HOSTNAME.SERVICE.NAMESPACE.svc`.
+        let hostname = if !pod.spec.hostname.is_empty()
+            && pod.spec.subdomain == service.metadata.name
+            && pod.metadata.namespace == service.metadata.namespace
+        {
+            pod.spec.hostname.clone()
+        } else {
+            String::new()
+        };
         let address = EndpointAddress {
             ip: ip.to_owned(),
-            hostname: String::new(),
+            hostname,
             node_name: (!pod.spec.node_name.is_empty()).then(|| pod.spec.node_name.clone()),
             target_ref: Some(ObjectReference {
                 kind: Pod::KIND.into(),
@@ -306,5 +316,25 @@ mod tests {
         );
         svc.spec.selector.clear();
         assert_eq!(subsets(&svc, &pods).unwrap(), None);
+    }
+
+    #[test]
+    fn a_pod_with_this_service_as_subdomain_is_named_by_its_hostname() {
+        let svc = service(vec![port("http", 80, None)]);
+        let mut named = (*pod("web-0", "10.0.0.1", true, None)).clone();
+        named.spec.hostname = "web-0".into();
+        named.spec.subdomain = "web".into();
+        let mut elsewhere = (*pod("web-1", "10.0.0.2", true, None)).clone();
+        elsewhere.spec.hostname = "web-1".into();
+        elsewhere.spec.subdomain = "other".into();
+        let subsets = subsets(&svc, &[Arc::new(named), Arc::new(elsewhere)])
+            .unwrap()
+            .unwrap();
+        let hostnames: Vec<&str> = subsets[0]
+            .addresses
+            .iter()
+            .map(|a| a.hostname.as_str())
+            .collect();
+        assert_eq!(hostnames, ["web-0", ""]);
     }
 }

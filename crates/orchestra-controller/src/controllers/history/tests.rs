@@ -1,8 +1,11 @@
-//! The history decisions: create, renumber, trim; and rollbacks.
+//! The history decisions: create, renumber, trim; and rollbacks (on daemon sets, and where a
+//! stateful set differs).
 
 use std::sync::Arc;
 
-use orchestra_api::resources::{ControllerRevision, DaemonSet, Pod};
+use orchestra_api::resources::{
+    ControllerRevision, DaemonSet, Pod, StatefulSet, StatefulSetStatus,
+};
 use orchestra_api::{LabelSelector, ObjectMeta};
 
 use super::*;
@@ -147,14 +150,14 @@ fn rollback_goes_to_the_previous_revision_or_the_one_named() {
         .map(Arc::unwrap_or_clone)
         .collect();
     match rollback(&v3, &history, None).unwrap() {
-        DaemonSetRollback::To { revision, template } => {
+        RevisionRollback::To { revision, template } => {
             assert_eq!(revision, 2);
             assert_eq!(*template, v2.spec.template);
         }
         other => panic!("expected a rollback to 2, got {other:?}"),
     }
     match rollback(&v3, &history, Some(1)).unwrap() {
-        DaemonSetRollback::To { revision, template } => {
+        RevisionRollback::To { revision, template } => {
             assert_eq!(revision, 1);
             assert_eq!(*template, v1.spec.template);
         }
@@ -162,7 +165,7 @@ fn rollback_goes_to_the_previous_revision_or_the_one_named() {
     }
     assert_eq!(
         rollback(&v3, &history, Some(3)).unwrap(),
-        DaemonSetRollback::AlreadyThere { revision: 3 }
+        RevisionRollback::AlreadyThere { revision: 3 }
     );
     assert_eq!(
         rollback(&v3, &history, Some(9)).unwrap_err().to_string(),
@@ -170,7 +173,8 @@ fn rollback_goes_to_the_previous_revision_or_the_one_named() {
     );
     assert_eq!(
         rollback(&v1, &history[..1], None).unwrap_err(),
-        DaemonSetRollbackError::NoHistory {
+        RevisionRollbackError::NoHistory {
+            kind: "daemonset".into(),
             name: "agent".into()
         }
     );
@@ -185,4 +189,47 @@ fn only_revisions_the_daemon_set_controls_are_its_own() {
     let all = [mine.clone(), other];
     let owned: Vec<&ControllerRevision> = owned_by(&v1, &all).collect();
     assert_eq!(owned, vec![&mine]);
+}
+
+#[test]
+fn a_stateful_set_keeps_its_current_revision_and_those_its_pods_name() {
+    let sts = |image: &str, current: &str| {
+        let mut sts = StatefulSet {
+            metadata: ObjectMeta::namespaced("ns", "db"),
+            ..StatefulSet::default()
+        };
+        sts.metadata.uid = "sts-uid".into();
+        sts.spec.template = ds(image).spec.template;
+        sts.spec.revision_history_limit = Some(0);
+        sts.status = Some(StatefulSetStatus {
+            current_revision: current.into(),
+            ..StatefulSetStatus::default()
+        });
+        sts
+    };
+    let stored = |sts: &StatefulSet, number: i64| {
+        let mut revision = plan_history(sts, &[], &[])
+            .create
+            .expect("a first revision");
+        revision.revision = number;
+        revision.metadata.uid = format!("rev-{number}");
+        Arc::new(revision)
+    };
+    let history = [
+        stored(&sts("db:1", ""), 1),
+        stored(&sts("db:2", ""), 2),
+        stored(&sts("db:3", ""), 3),
+    ];
+    let name = |n: usize| history[n - 1].metadata.name.clone();
+    assert!(name(1).starts_with("db-"));
+    // Revision 1 is the current revision (pods below the partition), a pod runs revision 2
+    // (its label holds the revision's name); the template is revision 4's.
+    let owner = sts("db:4", &name(1));
+    let plan = plan_history(&owner, &history, &[pod_running(&name(2))]);
+    assert_eq!(plan.create.map(|r| r.revision), Some(4));
+    assert_eq!(plan.delete, [name(3)]);
+    assert_eq!(
+        rollback(&owner, &[], None).unwrap_err().to_string(),
+        "no rollout history found for statefulset \"db\""
+    );
 }
