@@ -9,6 +9,14 @@
 //! service ports are flushed and refilled, map elements added or deleted, so the rules of
 //! other services keep their handles and their counters.
 //!
+//! # A sync costs what changed
+//! The proxy keeps what it programmed (`applied`: the table, with its entries shared with
+//! the caller's, the owner of each frontend, the service ports per pick). A sync walks the
+//! new table beside the applied one once (`diff`: an entry still shared is unchanged
+//! without a look inside), then validates, plans and records only the changed service
+//! ports: no whole-table validation, comparison of endpoints, or copy. Only a takeover (the
+//! first sync, one after a failure, or one needing more pick chains) costs the whole table.
+//!
 //! # Why the `nft` binary's text input
 //! Each sync is one batch of nft commands, applied by nft as one kernel transaction (all or
 //! nothing); errors come back as nft's own messages, and the same binary the operator uses
@@ -59,19 +67,25 @@
 //! # Layout
 //! - this file: [`NftablesProxy`], [`NftablesProxyConfig`], [`SyncReport`].
 //! - [`ruleset`]: the table's skeleton and each service port's objects (pure).
-//! - [`plan`]: the incremental transaction between two tables (pure).
-//! - `validate`: refusing a bad table before anything is sent.
+//! - `diff`: the service ports that changed since the table applied last.
+//! - `applied`: what the proxy programmed, updated by each sync's changes.
+//! - [`plan`]: the incremental transaction for those changes (pure).
+//! - `validate`: refusing a bad table (or bad changes) before anything is sent.
 //! - `command`: running `nft` and `conntrack`.
 //! - `session`: the long-lived `nft -i`.
 //! - [`NftError`]: the errors.
 
+mod applied;
 mod command;
+mod diff;
 mod error;
 pub mod plan;
 pub mod ruleset;
 mod session;
 mod validate;
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;
 
@@ -171,10 +185,9 @@ pub struct NftablesProxy {
 /// What the proxy has programmed.
 #[derive(Debug, Default)]
 struct State {
-    /// The table in force; `None` until the first successful sync (which takes over).
-    applied: Option<ServiceTable>,
-    /// The endpoint counts the table has pick chains for (1 to this).
-    picks_upto: usize,
+    /// The table in force and what the next sync needs to know of it; `None` until the
+    /// first successful sync (which takes over), and after a failed one.
+    applied: Option<applied::Applied>,
     /// Stale UDP flows whose flush failed, tried again by the next sync.
     pending_flush: Vec<StaleFlows>,
     /// The long-lived nft, once started.
@@ -203,12 +216,22 @@ impl NftablesProxy {
 
     /// Applies `table` (see [`ServiceProxy::apply`]) and reports what the sync did.
     pub async fn sync(&self, table: &ServiceTable) -> Result<SyncReport, NftError> {
-        validate::validate(table)?;
         let mut state = self.state.lock().await;
+        let changes = match &state.applied {
+            Some(applied) => {
+                let changes = diff::diff(&applied.table, table);
+                applied.frontends.validate_changes(&changes, table)?;
+                changes
+            }
+            None => {
+                validate::validate(table)?;
+                Vec::new()
+            }
+        };
         let plan = plan::plan(
             state.applied.as_ref(),
-            state.picks_upto,
             table,
+            changes,
             self.config.masquerade_mark,
         );
         let mut report = SyncReport {
@@ -226,14 +249,17 @@ impl NftablesProxy {
                 // its session broke mid-batch (outcome unknown): either way the proxy no
                 // longer knows what the kernel runs, and the next sync takes the table over.
                 state.applied = None;
-                state.picks_upto = 0;
                 return Err(error);
             }
             report.nft_time = started.elapsed();
             debug!(ports = report.changed_ports, commands = report.commands, nft_time = ?report.nft_time, "nftables synced");
         }
-        state.applied = Some(table.clone());
-        state.picks_upto = plan.picks_upto;
+        match (plan.then, &mut state.applied) {
+            (plan::Then::Changed(changes), Some(applied)) => applied.apply(&changes),
+            // A takeover (the only plan without an applied table) costs the whole table
+            // anyway; the copy shares the entries.
+            _ => state.applied = Some(applied::Applied::new(table.clone(), plan.picks_upto)),
+        }
         let mut flows = std::mem::take(&mut state.pending_flush);
         flows.extend(plan.stale);
         let mut first_error = None;
@@ -261,7 +287,6 @@ impl NftablesProxy {
         let applied = command::apply(&self.config, &mut state.session, &commands).await;
         // Whatever happened, the next sync takes the table over.
         state.applied = None;
-        state.picks_upto = 0;
         applied
     }
 }

@@ -1,8 +1,10 @@
 //! [`plan`]: the nft transaction that takes the kernel from the table applied last to the
 //! desired one, touching only the service ports that changed. Pure: tables in, commands out.
 //!
-//! Service ports whose entry is equal in both tables contribute nothing (not even a
-//! comparison of their rules). For the others, the objects of the old and the new entries
+//! An incremental plan costs what changed, not the size of the table: it is given the
+//! changed service ports ([`diff`](super::diff)) and what the proxy knows of the applied
+//! table ([`Applied`]: the endpoint counts in use come from its pick counts, not from a walk
+//! of either table). Service ports that did not change contribute nothing. For the others, the objects of the old and the new entries
 //! ([`service_objects`]) are compared by name, across all changed ports at once (so that a
 //! frontend moving from one service to another in the same sync is a change of contents, not
 //! a delete and an add of the same name in the wrong order), and so are the dispatch objects
@@ -18,14 +20,16 @@
 //! sets and chains are created first, elements pointing at chains that go away are deleted
 //! before those chains are flushed and deleted, rules are added once their targets exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::ruleset::{self, Command, Objects, dispatch, picks_of, service_objects};
+use super::applied::Applied;
+use super::diff::Change;
+use super::ruleset::{self, Command, Objects, Pick, dispatch, picks_of, service_objects};
 use crate::table::{Protocol, ServiceEntry, ServiceTable};
 
 /// One nft transaction and what else the sync must do.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// The commands, in order (empty: nothing to do).
     pub commands: Vec<Command>,
@@ -35,6 +39,17 @@ pub(crate) struct Plan {
     pub stale: Vec<StaleFlows>,
     /// The endpoint counts that have pick chains once the plan is applied (1 to this).
     pub picks_upto: usize,
+    /// How the proxy's [`Applied`] follows once the transaction is in force.
+    pub then: Then,
+}
+
+/// How the proxy's record of what the kernel runs follows a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// The table was taken over: the record is rebuilt from the new table.
+    TakenOver,
+    /// These changes were applied to the recorded table (none: nothing to do).
+    Changed(Vec<Change>),
 }
 
 /// Conntrack entries of UDP flows from a service frontend to an endpoint that left it: without
@@ -52,78 +67,132 @@ pub struct StaleFlows {
     pub endpoint: IpAddr,
 }
 
-/// The transaction from `old` (what the kernel runs, with pick chains for 1 to `picks_upto`
-/// endpoints; `None`: nothing known) to `new`. The table is taken over (deleted if a
-/// previous run left one, and created afresh) when nothing is known, or when `new` has a
-/// service port with more endpoints than there are pick chains (see
-/// [`pick_chains`](ruleset::pick_chains)).
+/// The transaction from what `applied` says the kernel runs (`None`: nothing known) to
+/// `new`, which differs from `applied`'s table by `changes` (see [`diff`](super::diff::diff);
+/// ignored when nothing is known). The table is taken over (deleted if a previous run left
+/// one, and created afresh) when nothing is known, or when a changed service port has more
+/// endpoints than there are pick chains (see [`pick_chains`](ruleset::pick_chains)): only
+/// then does the plan cost the size of `new`.
 ///
-/// `new` must have been validated ([`validate`](super::validate::validate)).
+/// `new` must have been validated ([`validate`](super::validate)).
 pub(crate) fn plan(
-    old: Option<&ServiceTable>,
-    picks_upto: usize,
+    applied: Option<&Applied>,
     new: &ServiceTable,
+    changes: Vec<Change>,
     mark: u32,
 ) -> Plan {
-    let empty = ServiceTable::new();
-    let most = ruleset::most_endpoints(new);
-    let takeover = old.is_none() || most > picks_upto;
-    let known = old.unwrap_or(&empty);
-    // A takeover builds everything afresh: the diff starts from an empty table.
-    let old = if takeover { &empty } else { known };
-    let mut plan = Plan {
-        picks_upto: if takeover {
-            most.max(ruleset::PRECREATED_PICKS)
-        } else {
-            picks_upto
-        },
-        ..Plan::default()
+    let Some(applied) = applied else {
+        return takeover(None, new, mark);
     };
-    let mut before = Objects::default();
-    let mut after = Objects::default();
-    for (key, entry) in new.iter() {
-        match old.get(key) {
-            Some(previous) if previous == entry => {}
-            previous => {
-                plan.changed_ports += 1;
-                if let Some(previous) = previous {
-                    before.extend(service_objects(previous));
-                    stale_flows(previous, Some(entry), &mut plan.stale);
-                }
-                after.extend(service_objects(entry));
-            }
-        }
+    // Entries that did not change have at most `picks_upto` endpoints already.
+    let most = changes
+        .iter()
+        .filter_map(|c| c.new.as_ref())
+        .map(|entry| entry.endpoints.len())
+        .max()
+        .unwrap_or(0);
+    if most > applied.picks_upto {
+        return takeover(Some(&applied.table), new, mark);
     }
-    for (key, previous) in old.iter() {
-        if new.get(key).is_none() {
-            plan.changed_ports += 1;
-            before.extend(service_objects(previous));
-            stale_flows(previous, None, &mut plan.stale);
-        }
+    let dispatch = (!changes.is_empty()).then(|| {
+        (
+            applied.picks.in_use(),
+            applied.picks.after(&changes).in_use(),
+        )
+    });
+    let mut plan = incremental(
+        changes.iter().map(|c| (c.old.as_deref(), c.new.as_deref())),
+        dispatch.as_ref().map(|(before, after)| (before, after)),
+        applied.picks_upto,
+    );
+    plan.then = Then::Changed(changes);
+    plan
+}
+
+/// The transaction that deletes whatever table `inet orchestra` there is and creates `new`
+/// afresh; `known` is what the proxy had programmed (its UDP flows that `new` no longer
+/// routes are flushed).
+fn takeover(known: Option<&ServiceTable>, new: &ServiceTable, mark: u32) -> Plan {
+    let picks_upto = ruleset::most_endpoints(new).max(ruleset::PRECREATED_PICKS);
+    let (mut before, mut after, changed_ports, mut stale) =
+        sides(new.iter().map(|(_, entry)| (None, Some(entry))));
+    for (key, previous) in known.into_iter().flat_map(ServiceTable::iter) {
+        stale_flows(previous, new.get(key), &mut stale);
     }
-    if takeover {
-        // The flows of what the kernel ran still need their flush.
-        for (key, previous) in known.iter() {
-            stale_flows(previous, new.get(key), &mut plan.stale);
-        }
-    }
-    let mut commands = Vec::new();
-    if takeover {
-        // Removes a table left by a previous run (and succeeds when there is none); the
-        // whole skeleton is then created in the same transaction, with an empty `services`.
-        commands.extend(ruleset::delete_table());
-        commands.push(ruleset::add_table());
-        commands.extend(ruleset::skeleton(mark));
-        commands.extend(ruleset::pick_chains(plan.picks_upto));
-        before.extend(dispatch(&Default::default()));
-        before.chains.values_mut().for_each(Vec::clear);
-        after.extend(dispatch(&picks_of(new)));
-    } else if plan.changed_ports > 0 {
+    // Removes a table left by a previous run (and succeeds when there is none); the whole
+    // skeleton is then created in the same transaction, with an empty `services`.
+    let mut commands = ruleset::delete_table();
+    commands.push(ruleset::add_table());
+    commands.extend(ruleset::skeleton(mark));
+    commands.extend(ruleset::pick_chains(picks_upto));
+    before.extend(dispatch(&Default::default()));
+    before.chains.values_mut().for_each(Vec::clear);
+    after.extend(dispatch(&picks_of(new)));
+    commands.extend(transaction(&before, &after));
+    finish(Plan {
+        commands,
+        changed_ports,
+        stale,
+        picks_upto,
+        then: Then::TakenOver,
+    })
+}
+
+/// The transaction for `changes` (each an old and a new entry of one service port, `None`
+/// for absent), with the picks in use before and after them when they differ or may
+/// (`None`: no change at all).
+fn incremental<'a>(
+    changes: impl Iterator<Item = (Option<&'a ServiceEntry>, Option<&'a ServiceEntry>)>,
+    picks: Option<(&BTreeSet<Pick>, &BTreeSet<Pick>)>,
+    picks_upto: usize,
+) -> Plan {
+    let (mut before, mut after, changed_ports, stale) = sides(changes);
+    if let Some((picks_before, picks_after)) = picks {
         // The dispatch depends on which endpoint counts are in use; when that set is the
         // same, both sides are equal and contribute nothing.
-        before.extend(dispatch(&picks_of(old)));
-        after.extend(dispatch(&picks_of(new)));
+        before.extend(dispatch(picks_before));
+        after.extend(dispatch(picks_after));
     }
+    finish(Plan {
+        commands: transaction(&before, &after),
+        changed_ports,
+        stale,
+        picks_upto,
+        then: Then::Changed(Vec::new()),
+    })
+}
+
+/// The objects of the changed service ports before and after, how many there are, and the
+/// UDP flows the changes leave stale.
+fn sides<'a>(
+    changes: impl Iterator<Item = (Option<&'a ServiceEntry>, Option<&'a ServiceEntry>)>,
+) -> (Objects, Objects, usize, Vec<StaleFlows>) {
+    let (mut before, mut after) = (Objects::default(), Objects::default());
+    let (mut changed, mut stale) = (0, Vec::new());
+    for (old, new) in changes {
+        changed += 1;
+        if let Some(old) = old {
+            before.extend(service_objects(old));
+            stale_flows(old, new, &mut stale);
+        }
+        if let Some(new) = new {
+            after.extend(service_objects(new));
+        }
+    }
+    (before, after, changed, stale)
+}
+
+/// Sorts and deduplicates the stale flows.
+fn finish(mut plan: Plan) -> Plan {
+    plan.stale.sort();
+    plan.stale.dedup();
+    plan
+}
+
+/// The commands that take the named objects `before` to `after`, ordered so that every
+/// reference is valid inside the one transaction.
+fn transaction(before: &Objects, after: &Objects) -> Vec<Command> {
+    let mut commands = Vec::new();
     // 1. New sets and chains.
     for (name, spec) in &after.sets {
         if !before.sets.contains_key(name) {
@@ -139,7 +208,7 @@ pub(crate) fn plan(
     let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for ((set, key), data) in &before.elements {
         if after.elements.get(&(set.clone(), key.clone())) != Some(data)
-            && !set_replaced(&before, &after, set)
+            && !set_replaced(before, after, set)
         {
             removed.entry(set).or_default().push(key);
         }
@@ -189,10 +258,38 @@ pub(crate) fn plan(
             commands.push(ruleset::delete_set(name, spec));
         }
     }
-    plan.commands = commands;
-    plan.stale.sort();
-    plan.stale.dedup();
-    plan
+    commands
+}
+
+/// The plan computed from the two whole tables, as the proxy did before it kept
+/// [`Applied`]: every entry of both compared by value, the picks in use recomputed from both.
+/// The reference that the tests hold [`plan`] to.
+#[cfg(test)]
+pub(crate) fn from_scratch(
+    old: Option<&ServiceTable>,
+    picks_upto: usize,
+    new: &ServiceTable,
+    mark: u32,
+) -> Plan {
+    let old = match old {
+        Some(old) if ruleset::most_endpoints(new) <= picks_upto => old,
+        known => return takeover(known, new, mark),
+    };
+    let mut changes = Vec::new();
+    for (key, entry) in new.iter() {
+        match old.get(key) {
+            Some(previous) if previous == entry => {}
+            previous => changes.push((previous, Some(entry))),
+        }
+    }
+    for (key, previous) in old.iter() {
+        if new.get(key).is_none() {
+            changes.push((Some(previous), None));
+        }
+    }
+    let picks = (picks_of(old), picks_of(new));
+    let dispatch = (!changes.is_empty()).then_some((&picks.0, &picks.1));
+    incremental(changes.into_iter(), dispatch, picks_upto)
 }
 
 /// Whether set `name` goes away in this transaction (its elements go with it).

@@ -230,7 +230,7 @@ impl Pick {
 }
 
 /// The picks a service port uses (none with affinity or without endpoints).
-fn picks(entry: &ServiceEntry) -> impl Iterator<Item = Pick> {
+pub(crate) fn picks(entry: &ServiceEntry) -> impl Iterator<Item = Pick> {
     let n = entry.endpoints.len();
     let used = n > 0 && entry.affinity == Affinity::None;
     let cluster = if entry.cluster.is_ipv6() {

@@ -5,12 +5,26 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::NftError;
-use super::plan::{StaleFlows, plan};
+use super::applied::Applied;
+use super::diff::diff;
+use super::plan::{Plan, StaleFlows};
 use super::ruleset::script;
 use super::validate::validate;
 use crate::table::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceTable};
 
 const MARK: u32 = 0x4000;
+
+/// The plan the proxy makes when it has applied `old` (with pick chains for 1 to
+/// `picks_upto` endpoints; `None`: nothing known) and is given `new`: the diff of the two
+/// tables, then the incremental plan.
+fn sync_plan(old: Option<&ServiceTable>, picks_upto: usize, new: &ServiceTable, mark: u32) -> Plan {
+    let applied = old.map(|old| Applied::new(old.clone(), picks_upto));
+    let changes = applied
+        .as_ref()
+        .map(|applied| diff(&applied.table, new))
+        .unwrap_or_default();
+    super::plan::plan(applied.as_ref(), new, changes, mark)
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -80,7 +94,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
     )]
     .into_iter()
     .collect();
-    let plan = plan(None, 0, &table, MARK);
+    let plan = sync_plan(None, 0, &table, MARK);
     let summary = summary(&plan.commands);
     assert_eq!(
         summary[..3],
@@ -134,7 +148,7 @@ fn the_first_sync_takes_the_table_over_and_creates_everything() {
 #[test]
 fn applying_the_same_table_again_sends_nothing() {
     let table = many(50);
-    let plan = plan(Some(&table), 64, &table, MARK);
+    let plan = sync_plan(Some(&table), 64, &table, MARK);
     assert!(plan.commands.is_empty());
     assert_eq!(plan.changed_ports, 0);
 }
@@ -150,7 +164,7 @@ fn a_change_to_one_service_among_many_sends_only_its_elements() {
     let mut changed = new.get(&key("s1234")).unwrap().clone();
     changed.endpoints.remove(0);
     new.insert(key("s1234"), changed.clone());
-    let plan = plan(Some(&old), 64, &new, MARK);
+    let plan = sync_plan(Some(&old), 64, &new, MARK);
     // Endpoints move down one index: 0 and 1 get new data, 2 goes.
     assert_eq!(
         summary(&plan.commands),
@@ -177,7 +191,7 @@ fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
     let mut changed = new.get(&key("s3")).unwrap().clone();
     changed.endpoints.pop();
     new.insert(key("s3"), changed);
-    let added = summary(&plan(Some(&old), 64, &new, MARK).commands);
+    let added = summary(&sync_plan(Some(&old), 64, &new, MARK).commands);
     assert_eq!(
         added,
         [
@@ -196,7 +210,7 @@ fn a_new_endpoint_count_adds_its_pick_and_the_last_user_removes_it() {
             "add element pick-2 x1",
         ]
     );
-    let removed = summary(&plan(Some(&new), 64, &old, MARK).commands);
+    let removed = summary(&sync_plan(Some(&new), 64, &old, MARK).commands);
     assert_eq!(
         removed,
         [
@@ -224,7 +238,7 @@ fn more_endpoints_than_pick_chains_takes_the_table_over_again() {
         .map(|i| addr(&format!("10.2.0.{i}:8080")))
         .collect();
     new.insert(key("s1"), big);
-    let plan = plan(Some(&old), 64, &new, MARK);
+    let plan = sync_plan(Some(&old), 64, &new, MARK);
     assert_eq!(plan.picks_upto, 70);
     let summary = summary(&plan.commands);
     assert_eq!(
@@ -236,7 +250,7 @@ fn more_endpoints_than_pick_chains_takes_the_table_over_again() {
         "{summary:#?}"
     );
     // Within the chains there are, a change stays incremental.
-    let again = super::plan::plan(Some(&new), 70, &old, MARK);
+    let again = sync_plan(Some(&new), 70, &old, MARK);
     assert_eq!(again.picks_upto, 70);
     assert!(!summary_has_table(&again.commands));
 }
@@ -256,7 +270,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
     let old: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
     dns.endpoints.remove(1);
     let new: ServiceTable = [(key("dns"), dns.clone())].into_iter().collect();
-    let plan = plan(Some(&old), 64, &new, MARK);
+    let plan = sync_plan(Some(&old), 64, &new, MARK);
     assert_eq!(
         plan.stale,
         [StaleFlows {
@@ -267,7 +281,7 @@ fn a_removed_udp_endpoint_leaves_stale_flows_to_flush() {
         }]
     );
     // A deleted service flushes every endpoint's flows.
-    let plan = super::plan::plan(Some(&old), 64, &ServiceTable::new(), MARK);
+    let plan = sync_plan(Some(&old), 64, &ServiceTable::new(), MARK);
     assert_eq!(plan.stale.len(), 2);
 }
 
@@ -278,7 +292,7 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
     let with: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
     web.endpoints.clear();
     let without: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let plan_empty = plan(Some(&with), 64, &without, MARK);
+    let plan_empty = sync_plan(Some(&with), 64, &without, MARK);
     // Its picks are no longer used: their sets go, with their elements.
     assert_eq!(
         summary(&plan_empty.commands),
@@ -298,7 +312,7 @@ fn a_service_losing_its_endpoints_moves_to_the_reject_map_and_back() {
             "delete set pick-1",
         ]
     );
-    let plan_back = plan(Some(&without), 64, &with, MARK);
+    let plan_back = sync_plan(Some(&without), 64, &with, MARK);
     assert_eq!(
         summary(&plan_back.commands),
         [
@@ -340,7 +354,7 @@ fn a_frontend_moving_between_services_is_rewritten_not_recreated() {
     b.endpoints = vec![addr("10.1.0.2:8080")];
     let old: ServiceTable = [(key("a"), a)].into_iter().collect();
     let new: ServiceTable = [(key("b"), b)].into_iter().collect();
-    let summary = summary(&plan(Some(&old), 64, &new, MARK).commands);
+    let summary = summary(&sync_plan(Some(&old), 64, &new, MARK).commands);
     assert!(
         !summary
             .iter()
@@ -367,7 +381,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_secs(3),
     };
     let first: ServiceTable = [(key("web"), web.clone())].into_iter().collect();
-    let created = summary(&plan(Some(&ServiceTable::new()), 64, &first, MARK).commands);
+    let created = summary(&sync_plan(Some(&ServiceTable::new()), 64, &first, MARK).commands);
     assert_eq!(
         created
             .iter()
@@ -380,7 +394,7 @@ fn affinity_adds_a_set_per_endpoint_and_a_new_timeout_replaces_them() {
         timeout: Duration::from_millis(10_500),
     };
     let second: ServiceTable = [(key("web"), web)].into_iter().collect();
-    let changed = summary(&plan(Some(&first), 64, &second, MARK).commands);
+    let changed = summary(&sync_plan(Some(&first), 64, &second, MARK).commands);
     assert_eq!(
         changed
             .iter()
@@ -474,7 +488,7 @@ fn ipv6_services_use_the_ipv6_maps_and_dnat() {
     .into_iter()
     .collect();
     validate(&table).unwrap();
-    let plan = plan(Some(&ServiceTable::new()), 64, &table, MARK);
+    let plan = sync_plan(Some(&ServiceTable::new()), 64, &table, MARK);
     let script = script(&plan.commands);
     for line in [
         "add rule inet orchestra services ip6 daddr . meta l4proto . th dport @pick6-1 goto pick-1\n",

@@ -16,6 +16,7 @@ mod build;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use build::{BuiltTable, TableWarning, build_table};
@@ -124,9 +125,14 @@ impl ServiceEntry {
 }
 
 /// The desired state of a proxy: every service port and its ready backends.
+///
+/// Entries are shared (`Arc`): a clone of the table shares them, and an entry that was not
+/// replaced since is the same allocation in both, so a proxy comparing the table it applied
+/// last with a new one tells unchanged entries by pointer, without comparing their
+/// endpoints (see [`ServiceTable::shared_iter`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceTable {
-    entries: BTreeMap<ServiceKey, ServiceEntry>,
+    entries: BTreeMap<ServiceKey, Arc<ServiceEntry>>,
 }
 
 impl ServiceTable {
@@ -139,21 +145,35 @@ impl ServiceTable {
     pub fn insert(&mut self, key: ServiceKey, mut entry: ServiceEntry) {
         entry.endpoints.sort_unstable();
         entry.endpoints.dedup();
+        self.entries.insert(key, Arc::new(entry));
+    }
+
+    /// Adds or replaces one service port with an entry shared with another table (whose
+    /// endpoints are already sorted and deduplicated, as every table's are).
+    pub(crate) fn insert_shared(&mut self, key: ServiceKey, entry: Arc<ServiceEntry>) {
         self.entries.insert(key, entry);
     }
 
     /// Removes one service port, returning it.
     pub fn remove(&mut self, key: &ServiceKey) -> Option<ServiceEntry> {
-        self.entries.remove(key)
+        self.entries.remove(key).map(Arc::unwrap_or_clone)
     }
 
     /// One service port.
     pub fn get(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
-        self.entries.get(key)
+        self.entries.get(key).map(Arc::as_ref)
     }
 
     /// The service ports in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&ServiceKey, &ServiceEntry)> {
+        self.entries
+            .iter()
+            .map(|(key, entry)| (key, entry.as_ref()))
+    }
+
+    /// The service ports in key order, as the shared entries: two tables hold the same
+    /// `Arc` for an entry that one was cloned from the other with and neither replaced.
+    pub fn shared_iter(&self) -> impl Iterator<Item = (&ServiceKey, &Arc<ServiceEntry>)> {
         self.entries.iter()
     }
 
