@@ -246,7 +246,7 @@ fn field_error(cause: StatusCause) -> FieldError {
 }
 
 /// The kinds an error may name besides the one a request was about.
-const BUILT_IN_KINDS: [&str; 16] = [
+const BUILT_IN_KINDS: [&str; 17] = [
     "Namespace",
     "Node",
     "Pod",
@@ -261,6 +261,7 @@ const BUILT_IN_KINDS: [&str; 16] = [
     "DaemonSet",
     "ControllerRevision",
     "Job",
+    "PodGroup",
     "Binding",
     "",
 ];
