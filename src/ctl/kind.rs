@@ -46,11 +46,13 @@ pub enum Kind {
     RoleBinding,
     /// `ClusterRoleBinding`.
     ClusterRoleBinding,
+    /// `PodGroup` (`scheduling.x-k8s.io/v1alpha1`, `pg`): a gang.
+    PodGroup,
 }
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -71,6 +73,7 @@ impl Kind {
         Kind::ClusterRole,
         Kind::RoleBinding,
         Kind::ClusterRoleBinding,
+        Kind::PodGroup,
     ];
 
     /// The names a user may type for this kind, the plural first.
@@ -96,6 +99,7 @@ impl Kind {
             Kind::ClusterRole => &["clusterroles", "clusterrole"],
             Kind::RoleBinding => &["rolebindings", "rolebinding"],
             Kind::ClusterRoleBinding => &["clusterrolebindings", "clusterrolebinding"],
+            Kind::PodGroup => &["podgroups", "podgroup", "pg"],
         }
     }
 
@@ -126,7 +130,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, statefulsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, statefulsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings, podgroups)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -216,6 +220,10 @@ macro_rules! with_kind {
                 type $r = res::ClusterRoleBinding;
                 $body
             }
+            $crate::ctl::kind::Kind::PodGroup => {
+                type $r = res::PodGroup;
+                $body
+            }
         }
     }};
 }
@@ -250,6 +258,8 @@ mod tests {
             ("controllerrevisions", Kind::ControllerRevision),
             ("clusterrolebindings", Kind::ClusterRoleBinding),
             ("Role", Kind::Role),
+            ("pg", Kind::PodGroup),
+            ("podgroups", Kind::PodGroup),
         ] {
             assert_eq!(Kind::parse(name), Ok(kind), "{name}");
         }

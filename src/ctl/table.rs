@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef};
 use orchestra::api::resources::{
     ConditionStatus, ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job,
-    Lease, Namespace, NamespacePhase, Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
-    ServiceType, StatefulSet,
+    Lease, Namespace, NamespacePhase, Node, Pod, PodGroup, ReplicaSet, Secret, Service,
+    ServiceAccount, ServiceType, StatefulSet,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -420,6 +420,24 @@ impl Tabular for ServiceAccount {
 
     fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
         vec![self.metadata.name.clone(), age(&self.metadata, now)]
+    }
+}
+
+impl Tabular for PodGroup {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "MIN MEMBER", "PHASE", "SCHEDULED", "RUNNING", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        let status = self.status.clone().unwrap_or_default();
+        vec![
+            self.metadata.name.clone(),
+            self.spec.min_member.to_string(),
+            format!("{:?}", status.phase),
+            status.scheduled.to_string(),
+            status.running.to_string(),
+            age(&self.metadata, now),
+        ]
     }
 }
 

@@ -37,7 +37,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
+    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
 };
 use crate::validation::{ErrorList, names};
 
@@ -369,8 +369,9 @@ pub struct Scheme {
 impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
     /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, StatefulSet,
-    /// ControllerRevision (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole,
-    /// RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`) and ServiceAccount (`v1`).
+    /// ControllerRevision (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role,
+    /// ClusterRole, RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`),
+    /// ServiceAccount (`v1`) and PodGroup (`scheduling.x-k8s.io/v1alpha1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -394,6 +395,7 @@ impl Scheme {
             KindCodec::of::<RoleBinding>(),
             KindCodec::of::<ClusterRoleBinding>(),
             KindCodec::of::<ServiceAccount>(),
+            KindCodec::of::<PodGroup>(),
         ];
         scheme
     }
@@ -542,7 +544,13 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 20);
+        assert_eq!(scheme.kinds().count(), 21);
+        assert!(
+            scheme
+                .get_by_plural("scheduling.x-k8s.io/v1alpha1", "podgroups")
+                .unwrap()
+                .is::<PodGroup>()
+        );
         assert!(
             scheme
                 .get_by_plural("v1", "serviceaccounts")

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use orchestra_api::resources::{Node, Pod};
+use orchestra_api::resources::{Node, Pod, PodGroup};
 
 use crate::snapshot::{ClusterSnapshot, PodInfo, SnapshotError};
 
@@ -139,6 +139,16 @@ impl SchedulerCache {
     /// Drops a pod's nomination, if any.
     pub fn clear_nomination(&mut self, key: &str) {
         self.snapshot.clear_nomination(key);
+    }
+
+    /// Adds or replaces a PodGroup object (see [`ClusterSnapshot::set_gang_spec`]).
+    pub fn set_gang_spec(&mut self, group: impl Into<Arc<PodGroup>>) {
+        self.snapshot.set_gang_spec(group);
+    }
+
+    /// Drops a PodGroup object; returns whether it was known.
+    pub fn remove_gang_spec(&mut self, namespace: &str, name: &str) -> bool {
+        self.snapshot.remove_gang_spec(namespace, name).is_some()
     }
 
     /// Drops an assumption whose binding failed; returns whether the pod was assumed.

@@ -65,10 +65,13 @@
 //! - [`queue`]: [`SchedulingQueue`], the active heap, backoff and unschedulable pods.
 //! - [`run`]: [`run::SchedulerLoop`], the scheduling loop over a `Client`.
 //! - [`cache`]: [`cache::SchedulerCache`], the snapshot kept by watch events and assumed pods.
+//! - [`gang_status`]: [`gang_status::GangTracker`], gangs' members as the loop sees them, and
+//!   the PodGroup status they add up to.
 
 pub mod cache;
 pub mod config;
 pub mod framework;
+pub mod gang_status;
 pub mod plugins;
 pub mod queue;
 pub mod resources;

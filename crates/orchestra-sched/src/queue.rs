@@ -112,6 +112,9 @@ pub struct SchedulingQueue {
     /// Pods backing off after an error (by when it ends): never popped early.
     error_backoff: BTreeSet<(Duration, String)>,
     unschedulable: BTreeSet<(Duration, String)>,
+    /// The pods in flight (popped, cycle not over): a cluster event asks about these and the
+    /// unschedulable ones only, never walking every pod held.
+    in_flight: BTreeSet<String>,
     next_sequence: u64,
     next_generation: u64,
 }
@@ -143,6 +146,7 @@ impl SchedulingQueue {
             backoff: BTreeSet::new(),
             error_backoff: BTreeSet::new(),
             unschedulable: BTreeSet::new(),
+            in_flight: BTreeSet::new(),
             next_sequence: 0,
             next_generation: 0,
         }
@@ -230,8 +234,11 @@ impl SchedulingQueue {
             Place::Unschedulable(since) => {
                 self.unschedulable.remove(&(since, key.to_owned()));
             }
+            Place::InFlight => {
+                self.in_flight.remove(key);
+            }
             // A heap entry is skipped when it surfaces.
-            Place::Active | Place::InFlight => {}
+            Place::Active => {}
         }
         true
     }
@@ -289,6 +296,7 @@ impl SchedulingQueue {
                 continue;
             }
             entry.place = Place::InFlight;
+            self.in_flight.insert(key.to_owned());
             entry.info.attempts += 1;
             entry.last_attempt = now;
             entry.moved_in_flight = false;
@@ -335,6 +343,7 @@ impl SchedulingQueue {
     pub fn done(&mut self, key: &str) -> bool {
         if self.place(key) == Some(Place::InFlight) {
             self.pods.remove(key);
+            self.in_flight.remove(key);
             true
         } else {
             false
@@ -363,6 +372,7 @@ impl SchedulingQueue {
             entry.rejected_by = rejected_by;
             entry.place = Place::Unschedulable(now);
             self.unschedulable.insert((now, key.to_owned()));
+            self.in_flight.remove(key);
         }
         true
     }
@@ -403,7 +413,10 @@ impl SchedulingQueue {
         for key in moved {
             self.retry(&key, now);
         }
-        for entry in self.pods.values_mut() {
+        for key in &self.in_flight {
+            let Some(entry) = self.pods.get_mut(key) else {
+                continue;
+            };
             if entry.place == Place::InFlight
                 && !entry.moved_in_flight
                 && hint(&entry.info.pod, None) == QueueingHint::Queue
@@ -434,7 +447,10 @@ impl SchedulingQueue {
                 self.backoff.remove(&item);
                 self.error_backoff.remove(&item);
             }
-            Place::Active | Place::InFlight => {}
+            Place::InFlight => {
+                self.in_flight.remove(key);
+            }
+            Place::Active => {}
         }
         entry.rejected_by.clear();
         let until = entry.last_attempt + backoff_duration(entry.info.attempts);
@@ -463,6 +479,9 @@ impl SchedulingQueue {
         if entry.place != Place::Active {
             entry.info.sequence = sequence;
             self.next_sequence += 1;
+        }
+        if entry.place == Place::InFlight {
+            self.in_flight.remove(key);
         }
         entry.place = Place::Active;
         entry.generation = generation;

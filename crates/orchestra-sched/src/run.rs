@@ -36,8 +36,17 @@
 //!   the room alone), the victims are deleted with their grace period and a `Preempted`
 //!   event, and the pod is retried when they are gone: their deletion moves it out of the
 //!   unschedulable pods, and an idle loop takes it without waiting out its backoff.
+//! - Gangs: the loop also watches PodGroups (`scheduling.x-k8s.io/v1alpha1`), which
+//!   Coscheduling reads from the cache's snapshot, and tracks every gang's members
+//!   ([`GangTracker`]); when a gang with a PodGroup changes (a member bound, running,
+//!   failed, deleted, waiting at Permit or rejected there), its `status` ([`gang_status`])
+//!   is written through the status subresource by a background task, only when it differs
+//!   from the stored one.
+//! - Cluster events for the queueing hints: nodes added, updated and deleted, assigned pods
+//!   deleted and added (bound by anyone, or placed by this loop), nominations cleared (the
+//!   preemptor placed elsewhere, deleted or nominated elsewhere), PodGroups changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -47,9 +56,10 @@ use futures::{FutureExt, StreamExt};
 use orchestra_api::ApiError;
 use orchestra_api::events::EventSink;
 use orchestra_api::registry::DeleteOptions;
-use orchestra_api::resources::{Node, Pod};
+use orchestra_api::resources::{Node, Pod, PodGroup, PodGroupStatus};
 use orchestra_api::watcher::{self, WatcherConfig};
 use orchestra_api::{Client, watcher::Event as WatchEvent};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -57,8 +67,9 @@ use crate::cache::{SchedulerCache, pod_key};
 use crate::framework::CycleState;
 use crate::framework::{ApiHandle, DEFAULT_SCHEDULER_NAME, Framework, PermitOutcome, Profiles};
 use crate::framework::{ClusterEvent, NodeChange, QueueingHint};
+use crate::gang_status::{GangTracker, gang_key, gang_of, gang_status};
 use crate::queue::{LessFn, SchedulingQueue};
-use crate::snapshot::{NodeInfo, PodInfo};
+use crate::snapshot::{NodeInfo, PodInfo, SnapshotError};
 
 /// The reason of the event recorded when a pod fits nowhere.
 pub const FAILED_SCHEDULING: &str = "FailedScheduling";
@@ -116,6 +127,22 @@ pub struct SchedulerLoop<C: Client> {
     waiting: BTreeMap<String, Waiting>,
     /// One event sink per profile, by scheduler name (the events' source).
     events: Arc<BTreeMap<String, EventSink>>,
+    /// Every gang's members.
+    gangs: GangTracker,
+    /// The status last handed to the writer per gang, until the watch shows it stored.
+    gangs_sent: HashMap<String, PodGroupStatus>,
+    /// The PodGroup status writer's queue (set while [`SchedulerLoop::run`] runs).
+    gang_writes: Option<mpsc::UnboundedSender<GangWrite>>,
+    /// A PodGroup's rule changed: Permit is asked again for the waiting pods.
+    waiting_changed: bool,
+}
+
+/// A PodGroup status to write.
+#[derive(Debug)]
+struct GangWrite {
+    namespace: String,
+    name: String,
+    status: PodGroupStatus,
 }
 
 impl<C: Client> std::fmt::Debug for SchedulerLoop<C> {
@@ -164,6 +191,10 @@ impl<C: Client> SchedulerLoop<C> {
             binds: JoinSet::new(),
             waiting: BTreeMap::new(),
             events: Arc::new(events),
+            gangs: GangTracker::new(),
+            gangs_sent: HashMap::new(),
+            gang_writes: None,
+            waiting_changed: false,
         })
     }
 
@@ -175,6 +206,11 @@ impl<C: Client> SchedulerLoop<C> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         let mut pods = watcher::watcher::<Pod, _>(self.client.clone(), WatcherConfig::default());
         let mut nodes = watcher::watcher::<Node, _>(self.client.clone(), WatcherConfig::default());
+        let mut groups =
+            watcher::watcher::<PodGroup, _>(self.client.clone(), WatcherConfig::default());
+        let (writes, to_write) = mpsc::unbounded_channel();
+        self.gang_writes = Some(writes);
+        let writer = tokio::spawn(write_gang_statuses(self.client.clone(), to_write));
         let (mut pods_listed, mut nodes_listed) = (false, false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -190,6 +226,10 @@ impl<C: Client> SchedulerLoop<C> {
             };
             if permit_deadline.is_some_and(|d| d <= Instant::now()) {
                 self.expire_waiting().await;
+                continue;
+            }
+            if std::mem::take(&mut self.waiting_changed) {
+                self.recheck_waiting().await;
                 continue;
             }
             // Events first, so that every cycle sees the freshest cluster; then bindings;
@@ -211,6 +251,12 @@ impl<C: Client> SchedulerLoop<C> {
                     }
                     Err(e) => tracing::warn!("node watch: {e}"),
                 },
+                // Not waited for before scheduling: a gang member denied for want of its
+                // PodGroup is retried when the PodGroup shows up.
+                Some(event) = groups.next() => match event {
+                    Ok(event) => self.on_gang_event(event),
+                    Err(e) => tracing::warn!("pod group watch: {e}"),
+                },
                 Some(done) = self.binds.join_next(), if !self.binds.is_empty() => {
                     self.on_bound(done);
                 }
@@ -220,6 +266,11 @@ impl<C: Client> SchedulerLoop<C> {
         }
         while let Some(done) = self.binds.join_next().await {
             self.on_bound(done);
+        }
+        // The writer ends once it wrote what it was handed.
+        self.gang_writes = None;
+        if let Err(e) = writer.await {
+            tracing::error!("pod group status writer: {e}");
         }
     }
 
@@ -244,8 +295,8 @@ impl<C: Client> SchedulerLoop<C> {
             }
             Ok(info) => {
                 let info = Arc::new(info);
-                if nominated.is_empty() || self.cache.nominate(info.clone(), &nominated).is_err() {
-                    self.cache.clear_nomination(&key);
+                if nominated.is_empty() || self.nominate(info.clone(), &nominated, now).is_err() {
+                    self.clear_nomination(&key, now);
                 }
                 self.queue.add(info, now);
             }
@@ -257,6 +308,10 @@ impl<C: Client> SchedulerLoop<C> {
         let now = self.now();
         match event {
             WatchEvent::Restarted(pods) => {
+                self.gangs.clear();
+                for pod in &pods {
+                    self.gangs.observe(pod);
+                }
                 let (assigned, pending): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) =
                     pods.into_iter().partition(|p| !p.spec.node_name.is_empty());
                 for error in self.cache.sync_pods(assigned) {
@@ -273,38 +328,209 @@ impl<C: Client> SchedulerLoop<C> {
                     .collect();
                 for key in gone {
                     self.queue.delete(&key);
-                    self.cache.clear_nomination(&key);
+                    self.clear_nomination(&key, now);
                 }
                 for pod in pending {
                     self.enqueue(pod, now);
                 }
                 self.queue.move_all(now);
+                self.refresh_all_gangs();
             }
             WatchEvent::Applied(pod) => {
                 let key = pod_key(&pod);
+                for gang in self.gangs.observe(&pod) {
+                    self.refresh_gang(&gang);
+                }
                 if !pod.spec.node_name.is_empty() {
                     self.queue.delete(&key);
+                    let known = self.cache.snapshot().pod_node(&key).is_some();
                     if let Err(e) = self.cache.add_or_update_pod(pod) {
                         tracing::warn!("pod cache: {e}");
+                    } else if !known {
+                        self.assigned_pod_added(&key, now);
                     }
                 } else if self.is_ours(&pod) {
                     self.enqueue(pod, now);
                 } else {
                     self.queue.delete(&key);
-                    self.cache.clear_nomination(&key);
+                    self.clear_nomination(&key, now);
                 }
             }
             WatchEvent::Deleted(pod) => {
                 let key = pod_key(&pod);
-                if let Some(mut w) = self.waiting.remove(&key) {
+                let waited = self.waiting.remove(&key);
+                if let Some(mut w) = waited {
                     w.framework.run_unreserve(&mut w.state, &w.info, &w.node);
                 }
+                if let Some(gang) = self.gangs.forget(&key) {
+                    self.refresh_gang(&gang);
+                }
                 self.queue.delete(&key);
-                self.cache.clear_nomination(&key);
+                self.clear_nomination(&key, now);
                 if self.cache.remove_pod(&key) {
                     self.pod_deleted(now);
                 }
             }
+        }
+    }
+
+    fn on_gang_event(&mut self, event: WatchEvent<PodGroup>) {
+        let now = self.now();
+        match event {
+            WatchEvent::Restarted(groups) => {
+                let keep: HashSet<String> = groups
+                    .iter()
+                    .map(|g| gang_key(&g.metadata.namespace, &g.metadata.name))
+                    .collect();
+                let gone: Vec<(String, String)> = self
+                    .cache
+                    .snapshot()
+                    .gang_specs()
+                    .filter(|g| !keep.contains(&gang_key(&g.metadata.namespace, &g.metadata.name)))
+                    .map(|g| (g.metadata.namespace.clone(), g.metadata.name.clone()))
+                    .collect();
+                for (namespace, name) in gone {
+                    self.cache.remove_gang_spec(&namespace, &name);
+                    self.gangs_sent.remove(&gang_key(&namespace, &name));
+                }
+                for group in groups {
+                    self.cache.set_gang_spec(group);
+                }
+                // Any gang's rule may have changed.
+                self.queue.move_all(now);
+                self.refresh_all_gangs();
+            }
+            WatchEvent::Applied(group) => {
+                let key = gang_key(&group.metadata.namespace, &group.metadata.name);
+                let spec_changed = self
+                    .cache
+                    .snapshot()
+                    .gang_spec(&group.metadata.namespace, &group.metadata.name)
+                    .is_none_or(|old| old.spec != group.spec);
+                self.cache.set_gang_spec(group.clone());
+                if spec_changed {
+                    let event = ClusterEvent::PodGroupChanged(&group);
+                    notify(&mut self.queue, &self.profiles, &event, now);
+                    // Waiting members may now be enough (a lower minMember).
+                    self.waiting_changed = true;
+                }
+                self.refresh_gang(&key);
+            }
+            WatchEvent::Deleted(group) => {
+                let (namespace, name) = (&group.metadata.namespace, &group.metadata.name);
+                self.cache.remove_gang_spec(namespace, name);
+                self.gangs_sent.remove(&gang_key(namespace, name));
+            }
+        }
+    }
+
+    /// Hands the writer a gang's status if it has a PodGroup whose stored status differs
+    /// (and the same status is not already on its way).
+    fn refresh_gang(&mut self, gang: &str) {
+        let Some((namespace, name)) = gang.split_once('/') else {
+            return;
+        };
+        let Some(group) = self.cache.snapshot().gang_spec(namespace, name) else {
+            return;
+        };
+        let waiting = self
+            .waiting
+            .values()
+            .filter(|w| gang_of(&w.info.pod).as_deref() == Some(gang))
+            .count();
+        let waiting = u32::try_from(waiting).unwrap_or(u32::MAX);
+        let desired = gang_status(group.spec.min_member, self.gangs.counts(gang), waiting);
+        if group.status.as_ref() == Some(&desired) {
+            self.gangs_sent.remove(gang);
+            return;
+        }
+        if self.gangs_sent.get(gang) == Some(&desired) {
+            return;
+        }
+        self.gangs_sent.insert(gang.to_owned(), desired.clone());
+        if let Some(writes) = &self.gang_writes {
+            let _ = writes.send(GangWrite {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                status: desired,
+            });
+        }
+    }
+
+    /// [`SchedulerLoop::refresh_gang`] for every gang with members or a PodGroup.
+    fn refresh_all_gangs(&mut self) {
+        let mut all: Vec<String> = self.gangs.gangs().map(str::to_owned).collect();
+        all.extend(
+            self.cache
+                .snapshot()
+                .gang_specs()
+                .map(|g| gang_key(&g.metadata.namespace, &g.metadata.name)),
+        );
+        all.sort_unstable();
+        all.dedup();
+        for gang in all {
+            self.refresh_gang(&gang);
+        }
+    }
+
+    /// Refreshes the gang of a pod, if it has one.
+    fn refresh_gang_of(&mut self, pod: &Pod) {
+        if let Some(gang) = gang_of(pod) {
+            self.refresh_gang(&gang);
+        }
+    }
+
+    /// Tells the queue that the pod `key`, now in the cache, was assigned to its node.
+    fn assigned_pod_added(&mut self, key: &str, now: Duration) {
+        let snapshot = self.cache.snapshot();
+        let Some(node) = snapshot.pod_node(key).and_then(|n| snapshot.get(n)) else {
+            return;
+        };
+        let Some(pod) = node.pods().iter().find(|p| p.key() == key) else {
+            return;
+        };
+        let event = ClusterEvent::AssignedPodAdded { pod, node };
+        notify(&mut self.queue, &self.profiles, &event, now);
+    }
+
+    /// Nominates a pod to a node (in the cache); a nomination it had to another node is
+    /// cleared, which the queue is told of.
+    fn nominate(
+        &mut self,
+        info: Arc<PodInfo>,
+        node: &str,
+        now: Duration,
+    ) -> Result<(), SnapshotError> {
+        let elsewhere = self
+            .cache
+            .snapshot()
+            .nomination(info.key())
+            .is_some_and(|n| **n != *node);
+        if elsewhere {
+            self.clear_nomination(info.key(), now);
+        }
+        self.cache.nominate(info, node)
+    }
+
+    /// Drops a pod's nomination, if any, and tells the queue: the pods it kept out of its
+    /// node may fit there now.
+    fn clear_nomination(&mut self, key: &str, now: Duration) {
+        let snapshot = self.cache.snapshot();
+        let Some(node) = snapshot.nomination(key).cloned() else {
+            return;
+        };
+        let pod = snapshot
+            .nominated_pods(&node)
+            .iter()
+            .find(|p| p.key() == key)
+            .cloned();
+        self.cache.clear_nomination(key);
+        if let Some(pod) = pod {
+            let event = ClusterEvent::NominationCleared {
+                pod: &pod,
+                node: &node,
+            };
+            notify(&mut self.queue, &self.profiles, &event, now);
         }
     }
 
@@ -388,6 +614,15 @@ impl<C: Client> SchedulerLoop<C> {
         };
         let node = outcome.placement.node.to_string();
         let mut state = outcome.state;
+        // Placed elsewhere than where it was nominated: that room is free again.
+        if self
+            .cache
+            .snapshot()
+            .nomination(&key)
+            .is_some_and(|n| **n != *node)
+        {
+            self.clear_nomination(&key, now);
+        }
         // Assume first, as kube-scheduler does: Reserve and Permit see the pod on its node
         // (a gang's Permit counts its placed members).
         if let Err(e) = self.cache.assume(info.clone(), &node) {
@@ -395,6 +630,7 @@ impl<C: Client> SchedulerLoop<C> {
             self.queue.requeue_backoff(&key, now);
             return;
         }
+        self.assigned_pod_added(&key, now);
         let reserved = framework.run_reserve(&mut state, &info, &node);
         if !reserved.is_success() {
             tracing::warn!("{key}: reserve on {node}: {}", reserved.message());
@@ -408,16 +644,19 @@ impl<C: Client> SchedulerLoop<C> {
             }
             PermitOutcome::Deny(status) => {
                 framework.run_unreserve(&mut state, &info, &node);
-                self.release(&key, now);
                 let message = format!("{}: {}", status.plugin(), status.message());
                 self.record_failure(&info.pod, message);
+                // Out of flight before its room is released: freeing its own room is no
+                // event that may help it (else it would be retried at once, for ever).
                 self.queue
                     .requeue_unschedulable(&key, now, vec![status.plugin()]);
+                self.release(&key, now);
                 return;
             }
             PermitOutcome::Wait(waits) => {
                 let wait = waits.iter().map(|(_, d)| *d).min().unwrap_or_default();
                 let plugins: Vec<&str> = waits.iter().map(|(p, _)| *p).collect();
+                self.refresh_gang_of(&info.pod);
                 self.waiting.insert(
                     key,
                     Waiting {
@@ -469,7 +708,9 @@ impl<C: Client> SchedulerLoop<C> {
             {
                 PermitOutcome::Allow => {
                     if let Some(w) = self.waiting.remove(&key) {
+                        let pod = w.info.pod.clone();
                         self.spawn_binding(w.framework, w.state, w.info, w.node);
+                        self.refresh_gang_of(&pod);
                     }
                 }
                 PermitOutcome::Deny(status) => {
@@ -525,6 +766,7 @@ impl<C: Client> SchedulerLoop<C> {
             self.release(&k, now);
             self.record_failure(&w.info.pod, why);
             self.queue.requeue_backoff(&k, now);
+            self.refresh_gang_of(&w.info.pod);
         }
     }
 
@@ -604,7 +846,7 @@ impl<C: Client> SchedulerLoop<C> {
     /// victim not deleted is chosen again if still in the way.
     async fn preempt(&mut self, info: &Arc<PodInfo>, node: &str, victims: &[String]) {
         let key = info.key().to_owned();
-        if let Err(e) = self.cache.nominate(info.clone(), node) {
+        if let Err(e) = self.nominate(info.clone(), node, self.now()) {
             return tracing::warn!("{key}: nominating {node}: {e}");
         }
         if let Err(e) = self.set_nominated_node(&info.pod, node).await {
@@ -709,5 +951,49 @@ fn record(
         sink.warning(pod, reason, message);
     } else {
         sink.normal(pod, reason, message);
+    }
+}
+
+/// Writes the PodGroup statuses the loop hands over, the latest per group first gathered
+/// from what is queued, until the loop drops its sender. A status already stored is not
+/// written again; a conflict is retried on a fresh read.
+async fn write_gang_statuses<C: Client>(client: C, mut writes: mpsc::UnboundedReceiver<GangWrite>) {
+    while let Some(first) = writes.recv().await {
+        let mut batch = BTreeMap::new();
+        batch.insert((first.namespace, first.name), first.status);
+        while let Ok(more) = writes.try_recv() {
+            batch.insert((more.namespace, more.name), more.status);
+        }
+        for ((namespace, name), status) in batch {
+            if let Err(e) = write_gang_status(&client, &namespace, &name, status).await {
+                tracing::warn!("writing the status of PodGroup {namespace}/{name}: {e}");
+            }
+        }
+    }
+}
+
+/// Writes one PodGroup's status unless it is stored already (or the group is gone).
+async fn write_gang_status<C: Client>(
+    client: &C,
+    namespace: &str,
+    name: &str,
+    status: PodGroupStatus,
+) -> Result<(), ApiError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut current: PodGroup = match client.get(namespace, name).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        if current.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        current.status = Some(status.clone());
+        match client.update_status(&current).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_conflict() && attempts < 3 => continue,
+            result => return result.map(|_| ()),
+        }
     }
 }

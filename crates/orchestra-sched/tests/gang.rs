@@ -1,14 +1,19 @@
 //! Coscheduling through Permit in the scheduling loop (LocalClient over MemStore, paused
 //! time): a gang is bound whole or not at all, and a gang that cannot complete releases the
-//! room its members held when their wait times out.
+//! room its members held when their wait times out. Gangs declared by a PodGroup object: its
+//! minMember and scheduleTimeoutSeconds rule, members wait for a PodGroup that does not
+//! exist yet, and the loop writes the PodGroup's status as its members go.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{node, pod};
+use orchestra_api::meta::ObjectMeta;
 use orchestra_api::registry::ListOptions;
-use orchestra_api::resources::{Event, Pod};
+use orchestra_api::resources::{
+    Event, Pod, PodGroup, PodGroupPhase, PodGroupSpec, PodGroupStatus, PodPhase, PodStatus,
+};
 use orchestra_api::{Client, LocalClient};
 use orchestra_sched::config::SchedulerConfig;
 use orchestra_sched::plugins::coscheduling::{MIN_AVAILABLE_ANNOTATION, POD_GROUP_LABEL};
@@ -28,6 +33,45 @@ fn member(name: &str, group: &str, min: u32) -> Pod {
         .annotations
         .insert(MIN_AVAILABLE_ANNOTATION.into(), min.to_string());
     p
+}
+
+/// A member of `group` without the min-available annotation (its PodGroup rules).
+fn plain_member(name: &str, group: &str) -> Pod {
+    let mut p = pod(name, "1");
+    p.metadata
+        .labels
+        .insert(POD_GROUP_LABEL.into(), group.into());
+    p
+}
+
+fn pod_group(name: &str, min_member: i32, timeout: Option<i32>) -> PodGroup {
+    PodGroup {
+        metadata: ObjectMeta::namespaced("default", name),
+        spec: PodGroupSpec {
+            min_member,
+            schedule_timeout_seconds: timeout,
+        },
+        status: None,
+    }
+}
+
+async fn group_status(client: &LocalClient, name: &str) -> Option<PodGroupStatus> {
+    client
+        .get::<PodGroup>("default", name)
+        .await
+        .expect("the PodGroup")
+        .status
+}
+
+async fn event_messages(client: &LocalClient) -> Vec<String> {
+    client
+        .list::<Event>(Some("default"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
 }
 
 fn start(client: &LocalClient, profiles: Profiles) -> (oneshot::Sender<()>, JoinHandle<()>) {
@@ -172,6 +216,160 @@ async fn a_timed_out_gang_releases_its_room_for_other_pods() {
     );
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(bound(&client).await, ["other"], "no member is bound alone");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_group_sets_the_minimum_and_its_status_follows_the_members() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("a", "4")).await.unwrap();
+    // The annotation on the members says 2; the PodGroup's minMember (3) rules.
+    client.create(&pod_group("train", 3, None)).await.unwrap();
+    let (stop, task) = start(&client, default_profiles());
+    for i in 0..2 {
+        client
+            .create(&member(&format!("t{i}"), "train", 2))
+            .await
+            .unwrap();
+    }
+    // Two placed, waiting at Permit for a third: none bound, the group Scheduling.
+    assert!(
+        until(Duration::from_secs(10), || async {
+            group_status(&client, "train")
+                .await
+                .is_some_and(|s| s.phase == PodGroupPhase::Scheduling)
+        })
+        .await,
+        "the group is Scheduling: {:?}",
+        group_status(&client, "train").await
+    );
+    assert_eq!(bound(&client).await, Vec::<String>::new());
+    // The third member completes the gang: all bound, the group Scheduled with 3.
+    client.create(&plain_member("t2", "train")).await.unwrap();
+    assert!(
+        until(Duration::from_secs(10), || async {
+            group_status(&client, "train").await
+                == Some(PodGroupStatus {
+                    phase: PodGroupPhase::Scheduled,
+                    scheduled: 3,
+                    running: 0,
+                    failed: 0,
+                })
+        })
+        .await,
+        "the group is Scheduled: {:?}",
+        group_status(&client, "train").await
+    );
+    assert_eq!(bound(&client).await, ["t0", "t1", "t2"]);
+    // The members run (as a node agent reports): Running; one fails: Failed.
+    let report = |name: &'static str, phase: PodPhase| {
+        let client = client.clone();
+        async move {
+            let mut p: Pod = client.get("default", name).await.unwrap();
+            p.status = Some(PodStatus {
+                phase: Some(phase),
+                ..PodStatus::default()
+            });
+            client.update_status(&p).await.unwrap();
+        }
+    };
+    for name in ["t0", "t1", "t2"] {
+        report(name, PodPhase::Running).await;
+    }
+    assert!(
+        until(Duration::from_secs(10), || async {
+            group_status(&client, "train")
+                .await
+                .is_some_and(|s| s.phase == PodGroupPhase::Running && s.running == 3)
+        })
+        .await,
+        "the group is Running: {:?}",
+        group_status(&client, "train").await
+    );
+    report("t1", PodPhase::Failed).await;
+    assert!(
+        until(Duration::from_secs(10), || async {
+            group_status(&client, "train").await.is_some_and(|s| {
+                s.phase == PodGroupPhase::Failed && s.failed == 1 && s.running == 2
+            })
+        })
+        .await,
+        "the group is Failed: {:?}",
+        group_status(&client, "train").await
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_without_a_rule_wait_for_their_pod_group() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("a", "4")).await.unwrap();
+    let (stop, task) = start(&client, default_profiles());
+    for i in 0..2 {
+        client
+            .create(&plain_member(&format!("w{i}"), "late"))
+            .await
+            .unwrap();
+    }
+    // No PodGroup and no annotation: refused, saying so.
+    assert!(
+        until(Duration::from_secs(10), || async {
+            event_messages(&client)
+                .await
+                .iter()
+                .any(|m| m.contains("there is no PodGroup \"late\""))
+        })
+        .await,
+        "the missing PodGroup is reported: {:?}",
+        event_messages(&client).await
+    );
+    assert_eq!(bound(&client).await, Vec::<String>::new());
+    // The PodGroup appears: both members are retried and bound together, well before the
+    // 5-minute flush.
+    client.create(&pod_group("late", 2, None)).await.unwrap();
+    assert!(
+        until(Duration::from_secs(30), || async {
+            bound(&client).await.len() == 2
+        })
+        .await,
+        "both are bound: {:?}",
+        bound(&client).await
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_group_timeout_replaces_the_plugins_wait() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("a", "4")).await.unwrap();
+    // The plugin waits 60 s; the PodGroup says 5 s.
+    client
+        .create(&pod_group("short", 3, Some(5)))
+        .await
+        .unwrap();
+    let (stop, task) = start(&client, default_profiles());
+    for i in 0..2 {
+        client
+            .create(&plain_member(&format!("s{i}"), "short"))
+            .await
+            .unwrap();
+    }
+    let timed_out = || async {
+        event_messages(&client)
+            .await
+            .iter()
+            .any(|m| m.contains("timed out waiting at Permit (Coscheduling)"))
+    };
+    // Within 20 s (far less than 60 s) the members time out.
+    assert!(
+        until(Duration::from_secs(20), timed_out).await,
+        "the 5 s timeout applies: {:?}",
+        event_messages(&client).await
+    );
+    assert_eq!(bound(&client).await, Vec::<String>::new());
     stop.send(()).unwrap();
     task.await.unwrap();
 }

@@ -5,8 +5,10 @@
 //! - the framework's combination over the plugins that rejected a pod;
 //! - the queue: a node status report (a heartbeat) moves no pod, a taint removal moves only
 //!   the pod a taint kept out;
-//! - no pod is stranded: over random clusters, pods and changes, whenever a change makes an
-//!   unschedulable pod schedulable, the hint for the plugins that rejected it said Queue.
+//! - no pod is stranded: over random clusters (with a pod nominated somewhere), pods and
+//!   changes (nodes added, updated, deleted; assigned pods deleted and added; the nomination
+//!   cleared), whenever a change makes an unschedulable pod schedulable, the hint for the
+//!   plugins that rejected it said Queue.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -17,8 +19,8 @@ use orchestra_api::Quantity;
 use orchestra_api::meta::{LabelSelector, ObjectMeta, Time};
 use orchestra_api::resources::{
     Affinity, ConditionStatus, Container, ContainerPort, Node, NodeCondition, NodeSpec, NodeStatus,
-    Pod, PodAffinityTerm, PodAntiAffinity, PodSpec, ResourceRequirements, Taint, TaintEffect,
-    Toleration, TopologySpreadConstraint, UnsatisfiableConstraintAction,
+    Pod, PodAffinity, PodAffinityTerm, PodAntiAffinity, PodSpec, ResourceRequirements, Taint,
+    TaintEffect, Toleration, TopologySpreadConstraint, UnsatisfiableConstraintAction,
 };
 use orchestra_sched::framework::{
     ClusterEvent, Extensions, FilterPlugin, NodeChange, Plugin, QueueingHint, Status,
@@ -111,8 +113,11 @@ struct PodParams {
     /// Carries `app: web` (counted by spread and anti-affinity).
     web: bool,
     anti_affinity: bool,
+    /// Requires a pod with `app: web` in its zone.
+    affinity: bool,
     spread: bool,
     node_name: Option<u8>,
+    priority: i32,
 }
 
 fn pod(name: &str, p: &PodParams) -> Pod {
@@ -155,14 +160,22 @@ fn pod(name: &str, p: &PodParams) -> Pod {
                 })
                 .into_iter()
                 .collect(),
-            affinity: p.anti_affinity.then(|| Affinity {
-                pod_anti_affinity: Some(PodAntiAffinity {
+            affinity: (p.anti_affinity || p.affinity).then(|| Affinity {
+                pod_anti_affinity: p.anti_affinity.then(|| PodAntiAffinity {
                     required_during_scheduling_ignored_during_execution: vec![PodAffinityTerm {
                         label_selector: selector.clone(),
                         topology_key: "kubernetes.io/hostname".into(),
                         ..PodAffinityTerm::default()
                     }],
                     ..PodAntiAffinity::default()
+                }),
+                pod_affinity: p.affinity.then(|| PodAffinity {
+                    required_during_scheduling_ignored_during_execution: vec![PodAffinityTerm {
+                        label_selector: selector.clone(),
+                        topology_key: "zone".into(),
+                        ..PodAffinityTerm::default()
+                    }],
+                    ..PodAffinity::default()
                 }),
                 ..Affinity::default()
             }),
@@ -177,6 +190,7 @@ fn pod(name: &str, p: &PodParams) -> Pod {
                 })
                 .into_iter()
                 .collect(),
+            priority: (p.priority != 0).then_some(p.priority),
             ..PodSpec::default()
         },
         status: None,
@@ -491,6 +505,174 @@ fn coscheduling_waits_for_the_pod_itself_to_change() {
     assert_eq!(plugin.queueing_hint(&pod, &ClusterEvent::Resync), Queue);
 }
 
+/// A node `n0` in zone z0 holding `pod` (assigned there), and the pod's info in it.
+fn with_assigned(pod: Pod) -> (ClusterSnapshot, String) {
+    let mut p = pod;
+    p.spec.node_name = "n0".into();
+    let key = format!("{}/{}", p.metadata.namespace, p.metadata.name);
+    let cluster = ClusterSnapshot::from_objects([plain_node("n0", 4)], [p]).unwrap();
+    (cluster, key)
+}
+
+/// The hint of `plugin` for `pending` when the pod `added` is assigned to `n0`.
+fn on_added(plugin: &dyn Plugin, pending: &PodInfo, added: Pod) -> QueueingHint {
+    let (cluster, key) = with_assigned(added);
+    let node = cluster.get("n0").unwrap();
+    let pod = node.pods().iter().find(|p| p.key() == key).unwrap();
+    plugin.queueing_hint(pending, &ClusterEvent::AssignedPodAdded { pod, node })
+}
+
+#[test]
+fn an_assigned_pod_added_helps_only_affinity_and_spread_that_count_it() {
+    let web = pod_with(|p| p.web = true);
+    let other = pod_with(|_| {});
+    // InterPodAffinity: a pod needing a web pod nearby is helped by a web pod, not another;
+    // anti-affinity is never helped by a pod coming.
+    let needs_web = info(pod_with(|p| p.affinity = true));
+    let avoids_web = info(pod_with(|p| p.anti_affinity = true));
+    let affinity = InterPodAffinity::default();
+    assert_eq!(on_added(&affinity, &needs_web, web.clone()), Queue);
+    assert_eq!(on_added(&affinity, &needs_web, other.clone()), Skip);
+    assert_eq!(on_added(&affinity, &avoids_web, web.clone()), Skip);
+    // A web pod in another namespace does not match the term (its own namespace only).
+    let mut foreign = web.clone();
+    foreign.metadata.namespace = "other".into();
+    assert_eq!(on_added(&affinity, &needs_web, foreign.clone()), Skip);
+    // PodTopologySpread: a counted pod (same namespace, matching) on a node with the key.
+    let spread = info(pod_with(|p| {
+        p.spread = true;
+        p.web = true;
+    }));
+    assert_eq!(on_added(&PodTopologySpread, &spread, web.clone()), Queue);
+    assert_eq!(on_added(&PodTopologySpread, &spread, other.clone()), Skip);
+    assert_eq!(on_added(&PodTopologySpread, &spread, foreign), Skip);
+    // Room, ports, taints, labels: a pod coming helps none of them.
+    for plugin in [
+        &NodeResourcesFit::default() as &dyn Plugin,
+        &NodePorts,
+        &TaintToleration,
+        &NodeAffinity,
+        &NodeUnschedulable,
+        &NodeName,
+    ] {
+        assert_eq!(
+            on_added(plugin, &cpu_pod(3000), web.clone()),
+            Skip,
+            "{}",
+            plugin.name()
+        );
+    }
+}
+
+#[test]
+fn a_nomination_cleared_helps_the_pods_it_was_counted_for() {
+    let nominated = |priority: i32| {
+        info(pod(
+            "preemptor",
+            &PodParams {
+                cpu: 2000,
+                host_port: true,
+                priority,
+                ..PodParams::default()
+            },
+        ))
+    };
+    let cleared = |plugin: &dyn Plugin, pending: &PodInfo, priority: i32| {
+        let pod = nominated(priority);
+        plugin.queueing_hint(
+            pending,
+            &ClusterEvent::NominationCleared {
+                pod: &pod,
+                node: "n0",
+            },
+        )
+    };
+    let pending = info(pod(
+        "p",
+        &PodParams {
+            cpu: 3000,
+            host_port: true,
+            priority: 5,
+            ..PodParams::default()
+        },
+    ));
+    // Counted for the pending pod only when of at least its priority.
+    for plugin in [
+        &NodeResourcesFit::default() as &dyn Plugin,
+        &NodePorts,
+        &InterPodAffinity::default(),
+        &PodTopologySpread,
+    ] {
+        assert_eq!(cleared(plugin, &pending, 5), Queue, "{}", plugin.name());
+        assert_eq!(cleared(plugin, &pending, 9), Queue, "{}", plugin.name());
+        assert_eq!(cleared(plugin, &pending, 4), Skip, "{}", plugin.name());
+    }
+    // The node object's plugins never counted it.
+    for plugin in [
+        &TaintToleration as &dyn Plugin,
+        &NodeAffinity,
+        &NodeUnschedulable,
+        &NodeName,
+        &Coscheduling::default(),
+    ] {
+        assert_eq!(cleared(plugin, &pending, 9), Skip, "{}", plugin.name());
+    }
+}
+
+#[test]
+fn a_lower_priority_pod_kept_out_by_a_nomination_moves_when_it_is_cleared() {
+    let framework = Arc::new(Framework::new(plugins::default_profile()));
+    let mut cluster = ClusterSnapshot::from_objects([plain_node("n0", 4)], []).unwrap();
+    let preemptor = Arc::new(info(pod(
+        "preemptor",
+        &PodParams {
+            cpu: 3000,
+            priority: 10,
+            ..PodParams::default()
+        },
+    )));
+    cluster.nominate(preemptor.clone(), "n0").unwrap();
+    let low = Arc::new(info(pod(
+        "low",
+        &PodParams {
+            cpu: 2000,
+            ..PodParams::default()
+        },
+    )));
+    // The nomination keeps the low pod out.
+    let rejected = framework
+        .schedule_pod(&low, &cluster)
+        .expect_err("3 of 4 CPUs are held for the preemptor")
+        .rejected_by();
+    assert_eq!(rejected, vec!["NodeResourcesFit"]);
+    let mut q = queue(&framework);
+    let t0 = Duration::from_secs(1);
+    q.add(low.clone(), t0);
+    q.pop(t0).expect("active");
+    assert!(q.requeue_unschedulable("default/low", t0, rejected));
+    // A pod added elsewhere does not move it; the nomination cleared does, and it fits.
+    let (other_cluster, key) = with_assigned(pod_with(|p| p.web = true));
+    let node = other_cluster.get("n0").unwrap();
+    let added = node.pods().iter().find(|p| p.key() == key).unwrap();
+    let event = ClusterEvent::AssignedPodAdded { pod: added, node };
+    q.on_event(t0, |pod, by| framework.queueing_hint(pod, by, &event));
+    assert!(matches!(
+        q.place("default/low"),
+        Some(Place::Unschedulable(_))
+    ));
+    cluster.clear_nomination(preemptor.key());
+    let event = ClusterEvent::NominationCleared {
+        pod: &preemptor,
+        node: "n0",
+    };
+    q.on_event(t0, |pod, by| framework.queueing_hint(pod, by, &event));
+    assert!(!matches!(
+        q.place("default/low"),
+        Some(Place::Unschedulable(_))
+    ));
+    assert!(framework.schedule_pod(&low, &cluster).is_ok());
+}
+
 // ---- The framework ----------------------------------------------------------------------
 
 /// A custom Filter that keeps its default hint.
@@ -650,6 +832,10 @@ enum Change {
     Add(NodeParams),
     DeleteNode(usize),
     DeletePod(usize),
+    /// A pod assigned to node `.0`.
+    AddPod(usize, PodParams),
+    /// The nomination (if any) is cleared.
+    ClearNomination,
 }
 
 fn node_params() -> impl Strategy<Value = NodeParams> {
@@ -679,9 +865,20 @@ fn pod_params() -> impl Strategy<Value = PodParams> {
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.3),
         proptest::option::weighted(0.1, 0u8..4),
+        (proptest::bool::weighted(0.2), -1i32..2),
     )
         .prop_map(
-            |(cpu, host_port, zone_selector, tolerate, web, anti_affinity, spread, node_name)| {
+            |(
+                cpu,
+                host_port,
+                zone_selector,
+                tolerate,
+                web,
+                anti_affinity,
+                spread,
+                node_name,
+                (affinity, priority),
+            )| {
                 PodParams {
                     cpu,
                     host_port,
@@ -689,8 +886,10 @@ fn pod_params() -> impl Strategy<Value = PodParams> {
                     tolerate,
                     web,
                     anti_affinity,
+                    affinity,
                     spread,
                     node_name,
+                    priority,
                 }
             },
         )
@@ -703,15 +902,30 @@ fn change() -> impl Strategy<Value = Change> {
         2 => node_params().prop_map(Change::Add),
         1 => (0usize..8).prop_map(Change::DeleteNode),
         3 => (0usize..16).prop_map(Change::DeletePod),
+        // Half the pods added carry `app: web`, which affinity and spreading count.
+        4 => (0usize..8, pod_params(), any::<bool>()).prop_map(|(i, mut p, web)| {
+            p.web |= web;
+            Change::AddPod(i, p)
+        }),
+        2 => Just(Change::ClearNomination),
     ]
 }
 
-type Case = (Vec<NodeParams>, Vec<(usize, PodParams)>, PodParams, Change);
+/// Nodes; assigned pods (node index, pod); a pod nominated to a node (node index, pod);
+/// the pending pod; the change.
+type Case = (
+    Vec<NodeParams>,
+    Vec<(usize, PodParams)>,
+    Option<(usize, PodParams)>,
+    PodParams,
+    Change,
+);
 
 fn case() -> impl Strategy<Value = Case> {
     (
         proptest::collection::vec(node_params(), 1..4),
         proptest::collection::vec((0usize..8, pod_params()), 0..6),
+        proptest::option::weighted(0.4, (0usize..8, pod_params())),
         pod_params(),
         change(),
     )
@@ -730,7 +944,7 @@ enum Outcome {
     QueuedInVain,
 }
 
-fn run_case((nodes, running, pending, change): Case) -> Result<Outcome, TestCaseError> {
+fn run_case((nodes, running, nominated, pending, change): Case) -> Result<Outcome, TestCaseError> {
     let framework = Framework::new(plugins::default_profile());
     let mut node_objects: Vec<Node> = nodes
         .iter()
@@ -752,7 +966,24 @@ fn run_case((nodes, running, pending, change): Case) -> Result<Outcome, TestCase
             p
         })
         .collect();
-    let before = ClusterSnapshot::from_objects(node_objects.clone(), pods.clone()).unwrap();
+    let nominated = nominated.map(|(on, p)| {
+        let p = pod(
+            "nominated",
+            &PodParams {
+                node_name: None,
+                ..p
+            },
+        );
+        (format!("n{}", on % node_objects.len()), Arc::new(info(p)))
+    });
+    let nominate = |snapshot: &mut ClusterSnapshot| {
+        if let Some((node, p)) = &nominated {
+            // A node deleted takes its nomination with it.
+            let _ = snapshot.nominate(p.clone(), node);
+        }
+    };
+    let mut before = ClusterSnapshot::from_objects(node_objects.clone(), pods.clone()).unwrap();
+    nominate(&mut before);
     let pending = info(pod("pending", &pending));
     let rejected = match framework.schedule_pod(&pending, &before) {
         Ok(_) => return Ok(Outcome::Irrelevant),
@@ -768,6 +999,8 @@ fn run_case((nodes, running, pending, change): Case) -> Result<Outcome, TestCase
     let mut added: Option<String> = None;
     let mut updated: Option<String> = None;
     let mut pod_deleted = false;
+    let mut pod_added: Option<String> = None;
+    let mut nomination_cleared = false;
     match &change {
         Change::Update(i, _) | Change::Heartbeat(i) if *i < node_objects.len() => {
             let name = node_objects[*i].metadata.name.clone();
@@ -792,9 +1025,25 @@ fn run_case((nodes, running, pending, change): Case) -> Result<Outcome, TestCase
             pods.remove(*i);
             pod_deleted = true;
         }
+        Change::AddPod(on, p) => {
+            let mut p = pod(
+                "added",
+                &PodParams {
+                    node_name: None,
+                    ..p.clone()
+                },
+            );
+            p.spec.node_name = format!("n{}", on % node_objects.len());
+            pod_added = Some(p.spec.node_name.clone());
+            pods.push(p);
+        }
+        Change::ClearNomination if nominated.is_some() => nomination_cleared = true,
         _ => return Ok(Outcome::Irrelevant),
     }
-    let after = ClusterSnapshot::from_objects(node_objects, pods).unwrap();
+    let mut after = ClusterSnapshot::from_objects(node_objects, pods).unwrap();
+    if !nomination_cleared {
+        nominate(&mut after);
+    }
     let old_info = old_node.clone().map(NodeInfo::new);
     let event = if let Some(name) = &updated {
         let old = old_node.as_ref().expect("kept");
@@ -808,6 +1057,17 @@ fn run_case((nodes, running, pending, change): Case) -> Result<Outcome, TestCase
         ClusterEvent::NodeAdded(after.get(name).expect("added node"))
     } else if let Some(gone) = &deleted_node {
         ClusterEvent::NodeDeleted(gone)
+    } else if let Some(on) = &pod_added {
+        let node = after.get(on).expect("its node");
+        let pod = node
+            .pods()
+            .iter()
+            .find(|p| p.key() == "default/added")
+            .expect("the added pod");
+        ClusterEvent::AssignedPodAdded { pod, node }
+    } else if nomination_cleared {
+        let (node, pod) = nominated.as_ref().expect("a nomination");
+        ClusterEvent::NominationCleared { pod, node }
     } else {
         prop_assert!(pod_deleted);
         ClusterEvent::AssignedPodDeleted
@@ -839,9 +1099,18 @@ fn whenever_a_change_makes_the_pod_schedulable_the_hint_said_queue() {
         ..Config::default()
     });
     let counts: [Cell<u32>; 4] = Default::default();
+    let helped_by: [Cell<u32>; 2] = Default::default();
     runner
         .run(&case(), |c| {
+            let kind = match &c.4 {
+                Change::AddPod(..) => Some(0),
+                Change::ClearNomination => Some(1),
+                _ => None,
+            };
             let outcome = run_case(c)?;
+            if let (Outcome::Helped, Some(k)) = (outcome, kind) {
+                helped_by[k].set(helped_by[k].get() + 1);
+            }
             let i = match outcome {
                 Outcome::Irrelevant => 0,
                 Outcome::Helped => 1,
@@ -858,4 +1127,16 @@ fn whenever_a_change_makes_the_pod_schedulable_the_hint_said_queue() {
     assert!(helped >= 50, "only {helped} changes made a pod schedulable");
     assert!(skipped >= 200, "only {skipped} changes were skipped");
     eprintln!("helped {helped}, skipped {skipped}, queued in vain {in_vain}");
+    // The new events were exercised too: a pod added that helped a pod (affinity or
+    // spread), and a nomination cleared that did.
+    let [added_helped, cleared_helped] = helped_by.map(|c| c.get());
+    assert!(
+        added_helped >= 1,
+        "only {added_helped} assigned pods added made a pod schedulable"
+    );
+    assert!(
+        cleared_helped >= 3,
+        "only {cleared_helped} nominations cleared made a pod schedulable"
+    );
+    eprintln!("helped by a pod added {added_helped}, by a nomination cleared {cleared_helped}");
 }

@@ -91,6 +91,9 @@ const APPS_WORKLOADS: &[&str] = &["deployments", "replicasets", "daemonsets", "s
 /// The history the DaemonSet and StatefulSet controllers keep: users read it, only controllers write it (as in
 /// Kubernetes' `edit` role).
 const REVISIONS: &[&str] = &["controllerrevisions"];
+/// Gangs (`scheduling.x-k8s.io`): users write them, the scheduler writes their status.
+const SCHEDULING_GROUP: &[&str] = &["scheduling.x-k8s.io"];
+const POD_GROUPS: &[&str] = &["podgroups"];
 
 /// The built-in ClusterRoles (see the [module docs](self)).
 pub fn default_cluster_roles() -> Vec<ClusterRole> {
@@ -118,6 +121,8 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             rule(&["batch"], &["jobs/status"], READ),
             rule(&["coordination.k8s.io"], &["leases"], READ),
             rule(&["apps"], REVISIONS, READ),
+            rule(SCHEDULING_GROUP, POD_GROUPS, verbs),
+            rule(SCHEDULING_GROUP, &["podgroups/status"], READ),
         ]
     };
     let mut admin = editing(ALL);
@@ -144,6 +149,9 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&[""], &["pods/status"], STATUS),
                 rule(&[""], &["pods"], &["delete"]),
                 rule(&[""], &["events"], RECORD),
+                // Gangs: Coscheduling reads their minimum, the loop writes their status.
+                rule(SCHEDULING_GROUP, POD_GROUPS, READ),
+                rule(SCHEDULING_GROUP, &["podgroups/status"], STATUS),
                 // Leader election, when the scheduler runs it.
                 rule(
                     &["coordination.k8s.io"],
@@ -215,6 +223,11 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["roles", "rolebindings"],
+                    &["get", "list", "watch", "delete"],
+                ),
+                rule(
+                    SCHEDULING_GROUP,
+                    POD_GROUPS,
                     &["get", "list", "watch", "delete"],
                 ),
                 // The namespace controller marks and releases terminating namespaces.

@@ -21,7 +21,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
+    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
@@ -211,7 +211,8 @@ impl DynRegistry {
             .register::<ClusterRole>()
             .register::<RoleBinding>()
             .register::<ClusterRoleBinding>()
-            .register::<ServiceAccount>();
+            .register::<ServiceAccount>()
+            .register::<PodGroup>();
         this
     }
 

@@ -4,7 +4,8 @@
 //! (`apps/v1`); [`Job`]
 //! (`batch/v1`); [`Lease`]
 //! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
-//! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`).
+//! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`); [`PodGroup`]
+//! (`scheduling.x-k8s.io/v1alpha1`).
 //!
 //! Each kind implements [`Resource`](crate::Resource). Serializing one with serde gives its
 //! body (`metadata`, `spec`, `status`); [`crate::to_value`] adds `apiVersion` and `kind`, and
@@ -23,6 +24,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod pod_group;
 pub mod rbac;
 pub mod replica_set;
 pub mod service;
@@ -41,6 +43,7 @@ pub use lease::*;
 pub use namespace::*;
 pub use node::*;
 pub use pod::*;
+pub use pod_group::*;
 pub use rbac::*;
 pub use replica_set::*;
 pub use service::*;
@@ -164,6 +167,12 @@ mod tests {
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "d1", "controller": true, "blockOwnerDeletion": true}]},
             "data": {"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"app": "agent"}}}}},
             "revision": 2
+        }));
+        round_trip(json!({
+            "apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
+            "metadata": {"name": "training", "namespace": "ml"},
+            "spec": {"minMember": 4, "scheduleTimeoutSeconds": 30},
+            "status": {"phase": "Scheduling", "scheduled": 2, "running": 0, "failed": 0}
         }));
         round_trip(json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

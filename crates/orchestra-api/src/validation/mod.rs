@@ -17,6 +17,7 @@ mod meta;
 pub mod names;
 mod node;
 mod pod;
+mod pod_group;
 mod rbac;
 mod revision;
 mod service;
@@ -40,6 +41,7 @@ pub use meta::{
 };
 pub use node::{validate_node, validate_taint};
 pub use pod::{validate_pod_spec, validate_pod_template, validate_pod_update};
+pub use pod_group::validate_pod_group;
 pub use rbac::{
     validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
     validate_role_ref_unchanged,

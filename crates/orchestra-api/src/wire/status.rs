@@ -262,6 +262,7 @@ const BUILT_IN_KINDS: [&str; 17] = [
     "StatefulSet",
     "ControllerRevision",
     "Job",
+    "PodGroup",
     "Binding",
     "",
 ];

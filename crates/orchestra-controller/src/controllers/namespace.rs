@@ -19,7 +19,7 @@ use orchestra_api::reflector::ObjectKey;
 use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    NamespacePhase, NamespaceStatus, Pod, ReplicaSet, Role, RoleBinding, Secret, Service,
+    NamespacePhase, NamespaceStatus, Pod, PodGroup, ReplicaSet, Role, RoleBinding, Secret, Service,
     ServiceAccount, StatefulSet,
 };
 use orchestra_api::{ApiError, Client, Resource};
@@ -41,6 +41,7 @@ pub const NAMESPACED_KINDS: &[&str] = &[
     "ReplicaSet",
     "ControllerRevision",
     "Pod",
+    "PodGroup",
     "Service",
     "Endpoints",
     "ConfigMap",
@@ -161,6 +162,7 @@ pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<u
         + delete_all::<ReplicaSet, C>(client, namespace).await?
         + delete_all::<ControllerRevision, C>(client, namespace).await?
         + delete_all::<Pod, C>(client, namespace).await?
+        + delete_all::<PodGroup, C>(client, namespace).await?
         + delete_all::<Service, C>(client, namespace).await?
         + delete_all::<Endpoints, C>(client, namespace).await?
         + delete_all::<ConfigMap, C>(client, namespace).await?

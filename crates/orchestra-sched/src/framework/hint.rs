@@ -18,6 +18,16 @@
 //! override the hint (custom plugins) says Queue for everything, and a pod with no recorded
 //! plugin, or rejected by a plugin its profile does not know, is moved by every event.
 //!
+//! Pods coming: an assigned pod added ([`ClusterEvent::AssignedPodAdded`]: bound by anyone,
+//! or placed by this scheduler) takes room, so it helps only the plugins that need pods
+//! somewhere: InterPodAffinity (a pod matching a required affinity term) and
+//! PodTopologySpread (a matching pod raising a domain's count). A nomination cleared
+//! ([`ClusterEvent::NominationCleared`]: the preemptor was placed elsewhere, deleted, or
+//! nominated nowhere) frees the room its node held for it from the pods of lower or equal
+//! priority, which the Filter phase counted there ([`nomination_counted`]). A PodGroup
+//! created or changed ([`ClusterEvent::PodGroupChanged`]) helps its members that
+//! Coscheduling rejected.
+//!
 //! A node update that changes nothing the default filters read (a status report: conditions,
 //! heartbeat times, addresses) has an empty [`NodeChange`], and every default plugin says
 //! Skip for it (a custom plugin that does not override its hint still says Queue: it may
@@ -26,7 +36,7 @@
 //! [`Unschedulable::rejected_by`]: crate::Unschedulable::rejected_by
 //! [`Plugin::queueing_hint`]: super::Plugin::queueing_hint
 
-use orchestra_api::resources::Node;
+use orchestra_api::resources::{Node, PodGroup};
 
 use crate::resources::Resources;
 use crate::snapshot::{NodeInfo, PodInfo};
@@ -111,6 +121,25 @@ pub enum ClusterEvent<'a> {
     NodeDeleted(&'a Node),
     /// A pod assigned to a node was deleted, or an assumed pod forgotten: room was freed.
     AssignedPodDeleted,
+    /// A pod was assigned to a node: bound by someone (another scheduler, a manifest with
+    /// `spec.nodeName`), or placed (assumed) by this scheduler. `node` holds it already.
+    AssignedPodAdded {
+        /// The pod.
+        pod: &'a PodInfo,
+        /// Its node, with its pods (the added one included).
+        node: &'a NodeInfo,
+    },
+    /// A pending pod's nomination (preemption cleared room for it on `node`) was dropped:
+    /// it was placed, deleted, nominated elsewhere or nowhere. The pods of lower or equal
+    /// priority no longer count it on `node`.
+    NominationCleared {
+        /// The pod that was nominated.
+        pod: &'a PodInfo,
+        /// The node it was nominated to.
+        node: &'a str,
+    },
+    /// A PodGroup (a gang's minimum and timeout) was created or changed.
+    PodGroupChanged(&'a PodGroup),
     /// The cluster was listed again: anything may have changed, every pod is moved.
     Resync,
 }
@@ -128,20 +157,61 @@ pub fn node_object_hint(
         ClusterEvent::NodeUpdated { old, new, change } => {
             relevant(change) && !accepts(old) && accepts(new)
         }
-        ClusterEvent::NodeDeleted(_) | ClusterEvent::AssignedPodDeleted => false,
+        ClusterEvent::NodeDeleted(_)
+        | ClusterEvent::AssignedPodDeleted
+        | ClusterEvent::AssignedPodAdded { .. }
+        | ClusterEvent::NominationCleared { .. }
+        | ClusterEvent::PodGroupChanged(_) => false,
         ClusterEvent::Resync => true,
     })
 }
 
+/// Whether the Filter phase counted `nominated` on its node for `pod` (see the framework's
+/// nominated pods): only a pod of at least `pod`'s priority, and not `pod` itself.
+pub fn nomination_counted(pod: &PodInfo, nominated: &PodInfo) -> bool {
+    nominated.priority >= pod.priority && nominated.key() != pod.key()
+}
+
+/// The hint of a plugin whose Filter reads the pods on the node it filters (resources,
+/// ports): room is freed by a pod deleted, or by a nomination that counted for `pod`
+/// cleared; a pod added frees none. Node events are `node_events`' to answer.
+pub fn pods_on_node_hint(
+    pod: &PodInfo,
+    event: &ClusterEvent<'_>,
+    node_events: impl FnOnce() -> bool,
+) -> QueueingHint {
+    QueueingHint::queue_if(match event {
+        ClusterEvent::AssignedPodDeleted | ClusterEvent::Resync => true,
+        ClusterEvent::NominationCleared { pod: nominated, .. } => {
+            nomination_counted(pod, nominated)
+        }
+        ClusterEvent::AssignedPodAdded { .. } | ClusterEvent::PodGroupChanged(_) => false,
+        ClusterEvent::NodeAdded(_)
+        | ClusterEvent::NodeUpdated { .. }
+        | ClusterEvent::NodeDeleted(_) => node_events(),
+    })
+}
+
 /// The hint of a plugin that reads node labels beyond the node it filters (topology domains):
-/// any node added or deleted, any label change, any pod deleted.
-pub fn topology_hint(event: &ClusterEvent<'_>) -> QueueingHint {
+/// any node added or deleted, any label change, any pod deleted, a nomination that counted
+/// for `pod` cleared; a pod added when `added_helps` says it may (it matches what the pod
+/// looks for).
+pub fn topology_hint(
+    pod: &PodInfo,
+    event: &ClusterEvent<'_>,
+    added_helps: impl FnOnce(&PodInfo, &NodeInfo) -> bool,
+) -> QueueingHint {
     QueueingHint::queue_if(match event {
         ClusterEvent::NodeUpdated { change, .. } => change.labels,
         ClusterEvent::NodeAdded(_)
         | ClusterEvent::NodeDeleted(_)
         | ClusterEvent::AssignedPodDeleted
         | ClusterEvent::Resync => true,
+        ClusterEvent::AssignedPodAdded { pod: added, node } => added_helps(added, node),
+        ClusterEvent::NominationCleared { pod: nominated, .. } => {
+            nomination_counted(pod, nominated)
+        }
+        ClusterEvent::PodGroupChanged(_) => false,
     })
 }
 

@@ -74,9 +74,18 @@ impl Plugin for InterPodAffinity {
         Self::NAME
     }
     /// Affinity is counted over topology domains, which node labels define: any node
-    /// added, deleted or relabelled, or any pod deleted, may change the verdict anywhere.
-    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
-        topology_hint(event)
+    /// added, deleted or relabelled, or any pod deleted, may change the verdict anywhere. A
+    /// pod added helps only if it may match one of the pod's required affinity terms (one
+    /// with a namespace selector is assumed to match: the namespace's labels are not at
+    /// hand); existing pods' and the pod's anti-affinity only grow with pods added.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        topology_hint(pod, event, |added, _| {
+            pod.required_affinity.iter().any(|term| {
+                let ns = added.namespace();
+                (term.namespace_selector.is_some() || term.namespaces.iter().any(|n| n == ns))
+                    && term.selector.matches(&added.pod.metadata.labels)
+            })
+        })
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::framework::{
     ClusterEvent, CycleState, Extensions, FilterPlugin, Plugin, PreFilterPlugin, QueueingHint,
-    Status,
+    Status, hint::pods_on_node_hint,
 };
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
 
@@ -25,15 +25,15 @@ impl Plugin for NodePorts {
     fn name(&self) -> &'static str {
         Self::NAME
     }
-    /// Ports are freed by pods leaving; a node added may have them free. A node update
-    /// frees none.
+    /// Ports are freed by pods leaving (or a nomination of at least the pod's priority
+    /// cleared); a node added may have them free. A node update frees none, a pod added
+    /// takes some.
     fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
-        QueueingHint::queue_if(match event {
+        pods_on_node_hint(pod, event, || match event {
             ClusterEvent::NodeAdded(node) => {
                 self.filter(&CycleState::new(), pod, node).is_success()
             }
-            ClusterEvent::AssignedPodDeleted | ClusterEvent::Resync => true,
-            ClusterEvent::NodeUpdated { .. } | ClusterEvent::NodeDeleted(_) => false,
+            _ => false,
         })
     }
     fn extensions(self: Arc<Self>) -> Extensions {

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::framework::{
     ClusterEvent, CycleState, Extensions, FilterPlugin, MAX_NODE_SCORE, Plugin, QueueingHint,
-    ScorePlugin, Status, hint::requested_resource_grew,
+    ScorePlugin, Status,
+    hint::{pods_on_node_hint, requested_resource_grew},
 };
 use crate::snapshot::{NodeInfo, PodInfo};
 
@@ -266,19 +267,19 @@ impl Plugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         Self::NAME
     }
-    /// Room is freed by pods leaving, or by a node's allocatable growing in a resource the
-    /// pod asks for (so that it fits now); a node added may have room.
+    /// Room is freed by pods leaving (or a nomination of at least the pod's priority
+    /// cleared), or by a node's allocatable growing in a resource the pod asks for (so that
+    /// it fits now); a node added may have room. A pod added takes room.
     fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
         let state = CycleState::new();
-        QueueingHint::queue_if(match event {
+        pods_on_node_hint(pod, event, || match event {
             ClusterEvent::NodeAdded(node) => self.passes(&state, pod, node),
             ClusterEvent::NodeUpdated { old, new, change } => {
                 change.allocatable
                     && requested_resource_grew(pod, old.allocatable(), new.allocatable())
                     && self.passes(&state, pod, new)
             }
-            ClusterEvent::AssignedPodDeleted | ClusterEvent::Resync => true,
-            ClusterEvent::NodeDeleted(_) => false,
+            _ => false,
         })
     }
     fn extensions(self: Arc<Self>) -> Extensions {

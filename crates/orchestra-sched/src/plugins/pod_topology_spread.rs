@@ -39,9 +39,18 @@ impl Plugin for PodTopologySpread {
         Self::NAME
     }
     /// Skew is counted over topology domains, which node labels define: any node added,
-    /// deleted or relabelled, or any pod deleted, may change the verdict anywhere.
-    fn queueing_hint(&self, _: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
-        topology_hint(event)
+    /// deleted or relabelled, or any pod deleted, may change the verdict anywhere. A pod
+    /// added helps only if a `DoNotSchedule` constraint counts it (same namespace, matching
+    /// selector, on a node with the topology key): it may raise the least-filled domain.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent<'_>) -> QueueingHint {
+        topology_hint(pod, event, |added, node| {
+            added.namespace() == pod.namespace()
+                && pod.spread_constraints.iter().any(|c| {
+                    c.action == UnsatisfiableConstraintAction::DoNotSchedule
+                        && c.selector.matches(&added.pod.metadata.labels)
+                        && node.label(&c.topology_key).is_some()
+                })
+        })
     }
     fn extensions(self: Arc<Self>) -> Extensions {
         Extensions::new()

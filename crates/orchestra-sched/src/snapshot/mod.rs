@@ -21,7 +21,7 @@ pub mod pod_info;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use orchestra_api::resources::{Node, Pod};
+use orchestra_api::resources::{Node, Pod, PodGroup as GangSpec};
 
 use crate::plugins::helpers::FxHashMap;
 pub use label_index::{KeyIndex, LabelIndex};
@@ -75,6 +75,8 @@ pub struct ClusterSnapshot {
     nominated: Arc<HashMap<Arc<str>, Vec<Arc<PodInfo>>>>,
     /// The node each nominated pod is nominated to.
     nominations: Arc<HashMap<String, Arc<str>>>,
+    /// The PodGroup objects (gangs' minimum and timeout), by `namespace/name`.
+    gang_specs: Arc<HashMap<String, Arc<GangSpec>>>,
 }
 
 impl ClusterSnapshot {
@@ -227,6 +229,35 @@ impl ClusterSnapshot {
     /// Whether any pod is nominated anywhere (the Filter phase's fast path).
     pub fn has_nominations(&self) -> bool {
         !self.nominations.is_empty()
+    }
+
+    /// Add or replace a PodGroup object (the API kind `scheduling.x-k8s.io/v1alpha1`
+    /// PodGroup: a gang's `minMember` and timeout, which Coscheduling reads).
+    pub fn set_gang_spec(&mut self, group: impl Into<Arc<GangSpec>>) {
+        let group: Arc<GangSpec> = group.into();
+        let key = format!("{}/{}", group.metadata.namespace, group.metadata.name);
+        Arc::make_mut(&mut self.gang_specs).insert(key, group);
+    }
+
+    /// Drop a PodGroup object; returns it if it was known.
+    pub fn remove_gang_spec(&mut self, namespace: &str, name: &str) -> Option<Arc<GangSpec>> {
+        if self.gang_specs.is_empty() {
+            return None;
+        }
+        Arc::make_mut(&mut self.gang_specs).remove(&format!("{namespace}/{name}"))
+    }
+
+    /// The PodGroup object named `name` in `namespace`, if known.
+    pub fn gang_spec(&self, namespace: &str, name: &str) -> Option<&Arc<GangSpec>> {
+        if self.gang_specs.is_empty() {
+            return None;
+        }
+        self.gang_specs.get(&format!("{namespace}/{name}"))
+    }
+
+    /// Every PodGroup object known.
+    pub fn gang_specs(&self) -> impl Iterator<Item = &Arc<GangSpec>> {
+        self.gang_specs.values()
     }
 
     /// Register a namespace's labels (for affinity terms' namespace selectors).
