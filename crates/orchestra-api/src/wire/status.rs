@@ -246,7 +246,7 @@ fn field_error(cause: StatusCause) -> FieldError {
 }
 
 /// The kinds an error may name besides the one a request was about.
-const BUILT_IN_KINDS: [&str; 17] = [
+const BUILT_IN_KINDS: [&str; 18] = [
     "Namespace",
     "Node",
     "Pod",
