@@ -44,11 +44,13 @@ pub enum Kind {
     RoleBinding,
     /// `ClusterRoleBinding`.
     ClusterRoleBinding,
+    /// `TrafficSplit` (`ts`, `mesh.orchestra.dev/v1alpha1`).
+    TrafficSplit,
 }
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -68,6 +70,7 @@ impl Kind {
         Kind::ClusterRole,
         Kind::RoleBinding,
         Kind::ClusterRoleBinding,
+        Kind::TrafficSplit,
     ];
 
     /// The names a user may type for this kind, the plural first.
@@ -92,6 +95,7 @@ impl Kind {
             Kind::ClusterRole => &["clusterroles", "clusterrole"],
             Kind::RoleBinding => &["rolebindings", "rolebinding"],
             Kind::ClusterRoleBinding => &["clusterrolebindings", "clusterrolebinding"],
+            Kind::TrafficSplit => &["trafficsplits", "trafficsplit", "ts"],
         }
     }
 
@@ -122,7 +126,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings, trafficsplits)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -208,6 +212,10 @@ macro_rules! with_kind {
                 type $r = res::ClusterRoleBinding;
                 $body
             }
+            $crate::ctl::kind::Kind::TrafficSplit => {
+                type $r = res::TrafficSplit;
+                $body
+            }
         }
     }};
 }
@@ -240,6 +248,8 @@ mod tests {
             ("controllerrevisions", Kind::ControllerRevision),
             ("clusterrolebindings", Kind::ClusterRoleBinding),
             ("Role", Kind::Role),
+            ("ts", Kind::TrafficSplit),
+            ("TrafficSplit", Kind::TrafficSplit),
         ] {
             assert_eq!(Kind::parse(name), Ok(kind), "{name}");
         }

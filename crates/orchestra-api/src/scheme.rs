@@ -37,7 +37,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
+    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, TrafficSplit,
 };
 use crate::validation::{ErrorList, names};
 
@@ -370,7 +370,8 @@ impl Scheme {
     /// A scheme with the built-in kinds: Namespace, Node, Pod, Service, Endpoints, Event,
     /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, ControllerRevision
     /// (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole,
-    /// RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`) and ServiceAccount (`v1`).
+    /// RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`), ServiceAccount (`v1`)
+    /// and TrafficSplit (`mesh.orchestra.dev/v1alpha1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -393,6 +394,7 @@ impl Scheme {
             KindCodec::of::<RoleBinding>(),
             KindCodec::of::<ClusterRoleBinding>(),
             KindCodec::of::<ServiceAccount>(),
+            KindCodec::of::<TrafficSplit>(),
         ];
         scheme
     }
@@ -541,7 +543,13 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 19);
+        assert_eq!(scheme.kinds().count(), 20);
+        assert!(
+            scheme
+                .get_by_plural("mesh.orchestra.dev/v1alpha1", "trafficsplits")
+                .unwrap()
+                .is::<TrafficSplit>()
+        );
         assert!(
             scheme
                 .get_by_plural("v1", "serviceaccounts")

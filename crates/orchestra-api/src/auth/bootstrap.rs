@@ -84,6 +84,10 @@ const APPS_WORKLOADS: &[&str] = &["deployments", "replicasets", "daemonsets"];
 /// The history the DaemonSet controller keeps: users read it, only controllers write it (as in
 /// Kubernetes' `edit` role).
 const REVISIONS: &[&str] = &["controllerrevisions"];
+/// The mesh's kinds (`mesh.orchestra.dev`): users manage their traffic splits like their
+/// workloads.
+const MESH_GROUP: &str = "mesh.orchestra.dev";
+const MESH_KINDS: &[&str] = &["trafficsplits"];
 
 /// The built-in ClusterRoles (see the [module docs](self)).
 pub fn default_cluster_roles() -> Vec<ClusterRole> {
@@ -110,6 +114,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             rule(&["batch"], &["jobs/status"], READ),
             rule(&["coordination.k8s.io"], &["leases"], READ),
             rule(&["apps"], REVISIONS, READ),
+            rule(&[MESH_GROUP], MESH_KINDS, verbs),
         ]
     };
     let mut admin = editing(ALL);
@@ -199,12 +204,13 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&[""], &["nodes"], &["update", "patch", "delete"]),
                 rule(&[""], &["nodes/status", "pods/status"], STATUS),
                 // The namespace controller empties a terminating namespace of its RBAC rules
-                // too (every other kind it deletes is written above).
+                // and traffic splits too (every other kind it deletes is written above).
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["roles", "rolebindings"],
                     &["get", "list", "watch", "delete"],
                 ),
+                rule(&[MESH_GROUP], MESH_KINDS, &["get", "list", "watch", "delete"]),
                 // The namespace controller marks and releases terminating namespaces.
                 rule(&[""], &["namespaces"], &["update", "patch", "delete"]),
                 rule(

@@ -21,7 +21,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount,
+    Node, Pod, ReplicaSet, Secret, Service, ServiceAccount, TrafficSplit,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
@@ -210,7 +210,8 @@ impl DynRegistry {
             .register::<ClusterRole>()
             .register::<RoleBinding>()
             .register::<ClusterRoleBinding>()
-            .register::<ServiceAccount>();
+            .register::<ServiceAccount>()
+            .register::<TrafficSplit>();
         this
     }
 

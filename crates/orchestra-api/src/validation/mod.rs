@@ -20,6 +20,7 @@ mod pod;
 mod rbac;
 mod revision;
 mod service;
+mod split;
 mod volume;
 
 pub use apps::{
@@ -45,3 +46,4 @@ pub use rbac::{
 };
 pub use revision::{validate_controller_revision, validate_controller_revision_update};
 pub use service::{validate_endpoints, validate_service, validate_service_update};
+pub use split::validate_traffic_split;

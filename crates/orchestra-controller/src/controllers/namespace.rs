@@ -20,6 +20,7 @@ use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     NamespacePhase, NamespaceStatus, Pod, ReplicaSet, Role, RoleBinding, Secret, Service,
+    TrafficSplit,
 };
 use orchestra_api::{ApiError, Client, Resource};
 
@@ -39,6 +40,7 @@ pub const NAMESPACED_KINDS: &[&str] = &[
     "ReplicaSet",
     "ControllerRevision",
     "Pod",
+    "TrafficSplit",
     "Service",
     "Endpoints",
     "ConfigMap",
@@ -157,6 +159,7 @@ pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<u
         + delete_all::<ReplicaSet, C>(client, namespace).await?
         + delete_all::<ControllerRevision, C>(client, namespace).await?
         + delete_all::<Pod, C>(client, namespace).await?
+        + delete_all::<TrafficSplit, C>(client, namespace).await?
         + delete_all::<Service, C>(client, namespace).await?
         + delete_all::<Endpoints, C>(client, namespace).await?
         + delete_all::<ConfigMap, C>(client, namespace).await?
