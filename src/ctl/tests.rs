@@ -437,7 +437,7 @@ spec:
             .unwrap();
         assert!(
             out.starts_with(
-                "NAME         SERVICE   BACKENDS                AGE\nweb-canary   web       web-v1:0,web-v2:100   "
+                "NAME         SERVICE   BACKENDS              AGE\nweb-canary   web       web-v1:0,web-v2:100   "
             ),
             "{kind}: {out}"
         );

@@ -40,18 +40,22 @@ pub async fn mesh_cluster(dir: &Path, tokens: &str) -> Cluster {
         .unwrap()
 }
 
-/// What the mesh's install grants sidecars: reading Services and Endpoints cluster-wide.
+/// What the mesh's install grants sidecars: reading Services, Endpoints and TrafficSplits
+/// cluster-wide.
 #[allow(dead_code)] // Only the sidecar tests start a cluster.
 pub async fn grant_sidecars_the_service_table(cluster: &Cluster) {
     let client = cluster.client();
     client
         .create(&ClusterRole {
             metadata: ObjectMeta::named("mesh-sidecar"),
-            rules: vec![PolicyRule::new(
-                &[""],
-                &["services", "endpoints"],
-                &["list", "watch"],
-            )],
+            rules: vec![
+                PolicyRule::new(&[""], &["services", "endpoints"], &["list", "watch"]),
+                PolicyRule::new(
+                    &["mesh.orchestra.dev"],
+                    &["trafficsplits"],
+                    &["list", "watch"],
+                ),
+            ],
         })
         .await
         .unwrap();

@@ -210,7 +210,11 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                     &["roles", "rolebindings"],
                     &["get", "list", "watch", "delete"],
                 ),
-                rule(&[MESH_GROUP], MESH_KINDS, &["get", "list", "watch", "delete"]),
+                rule(
+                    &[MESH_GROUP],
+                    MESH_KINDS,
+                    &["get", "list", "watch", "delete"],
+                ),
                 // The namespace controller marks and releases terminating namespaces.
                 rule(&[""], &["namespaces"], &["update", "patch", "delete"]),
                 rule(

@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn the_apex_service_is_required_and_a_dns1035_label() {
-        assert_eq!(fields(&split("", &[("a", 1)])), ["spec.service: Required value"]);
+        assert_eq!(
+            fields(&split("", &[("a", 1)])),
+            ["spec.service: Required value"]
+        );
         let errors = split("1web", &[("a", 1)]).validate();
         assert_eq!(errors.len(), 1, "{errors}");
         let error = errors.to_string();
