@@ -48,11 +48,13 @@ pub enum Kind {
     ClusterRoleBinding,
     /// `PodGroup` (`scheduling.x-k8s.io/v1alpha1`, `pg`): a gang.
     PodGroup,
+    /// `TrafficSplit` (`ts`, `mesh.orchestra.dev/v1alpha1`).
+    TrafficSplit,
 }
 
 impl Kind {
     /// Every kind, in the order `ctl` lists them in messages.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -74,6 +76,7 @@ impl Kind {
         Kind::RoleBinding,
         Kind::ClusterRoleBinding,
         Kind::PodGroup,
+        Kind::TrafficSplit,
     ];
 
     /// The names a user may type for this kind, the plural first.
@@ -100,6 +103,7 @@ impl Kind {
             Kind::RoleBinding => &["rolebindings", "rolebinding"],
             Kind::ClusterRoleBinding => &["clusterrolebindings", "clusterrolebinding"],
             Kind::PodGroup => &["podgroups", "podgroup", "pg"],
+            Kind::TrafficSplit => &["trafficsplits", "trafficsplit", "ts"],
         }
     }
 
@@ -130,7 +134,7 @@ impl fmt::Display for Kind {
 /// A kind name `ctl` does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, statefulsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings, podgroups)"
+    "the server doesn't have a resource type {0:?} (known: namespaces, nodes, pods, services, endpoints, replicasets, deployments, leases, events, configmaps, secrets, serviceaccounts, jobs, daemonsets, statefulsets, controllerrevisions, roles, clusterroles, rolebindings, clusterrolebindings, podgroups, trafficsplits)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -222,6 +226,8 @@ macro_rules! with_kind {
             }
             $crate::ctl::kind::Kind::PodGroup => {
                 type $r = res::PodGroup;
+            $crate::ctl::kind::Kind::TrafficSplit => {
+                type $r = res::TrafficSplit;
                 $body
             }
         }
@@ -260,6 +266,8 @@ mod tests {
             ("Role", Kind::Role),
             ("pg", Kind::PodGroup),
             ("podgroups", Kind::PodGroup),
+            ("ts", Kind::TrafficSplit),
+            ("TrafficSplit", Kind::TrafficSplit),
         ] {
             assert_eq!(Kind::parse(name), Ok(kind), "{name}");
         }

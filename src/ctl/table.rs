@@ -6,7 +6,7 @@ use orchestra::api::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBindi
 use orchestra::api::resources::{
     ConditionStatus, ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job,
     Lease, Namespace, NamespacePhase, Node, Pod, PodGroup, ReplicaSet, Secret, Service,
-    ServiceAccount, ServiceType, StatefulSet,
+    ServiceAccount, ServiceType, StatefulSet, TrafficSplit,
 };
 use orchestra::api::{ObjectMeta, Resource};
 
@@ -436,6 +436,28 @@ impl Tabular for PodGroup {
             format!("{:?}", status.phase),
             status.scheduled.to_string(),
             status.running.to_string(),
+            age(&self.metadata, now),
+        ]
+    }
+}
+
+impl Tabular for TrafficSplit {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "SERVICE", "BACKENDS", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        // `web-v1:90,web-v2:10`: each backend with its weight, as written.
+        let backends: Vec<String> = self
+            .spec
+            .backends
+            .iter()
+            .map(|b| format!("{}:{}", b.service, b.weight))
+            .collect();
+        vec![
+            self.metadata.name.clone(),
+            or_none(&self.spec.service),
+            or_none(&backends.join(",")),
             age(&self.metadata, now),
         ]
     }

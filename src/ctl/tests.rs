@@ -478,3 +478,55 @@ async fn stateful_sets_get_scale_and_roll_back() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn traffic_splits_apply_get_and_refuse_bad_weights() {
+    let client = LocalClient::new(MemStore::new());
+    let manifest = r#"
+apiVersion: mesh.orchestra.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: web-canary, namespace: shop}
+spec:
+  service: web
+  backends:
+  - {service: web-v1, weight: 90}
+  - {service: web-v2, weight: 10}
+"#;
+    let file = manifest_file(manifest);
+    let apply = format!("ctl apply -f {}", file.path().display());
+    let (out, err) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(out, "trafficsplit/web-canary created\n");
+    assert_eq!(err, "");
+    // The canary takes everything: only the weights change.
+    std::fs::write(
+        file.path(),
+        manifest
+            .replace("weight: 90", "weight: 0")
+            .replace("weight: 10", "weight: 100"),
+    )
+    .unwrap();
+    let (out, _) = ctl(&client, &apply).await.unwrap();
+    assert_eq!(out, "trafficsplit/web-canary configured\n");
+    for kind in ["ts", "trafficsplits", "trafficsplit"] {
+        let (out, _) = ctl(&client, &format!("ctl get {kind} -n shop"))
+            .await
+            .unwrap();
+        assert!(
+            out.starts_with(
+                "NAME         SERVICE   BACKENDS              AGE\nweb-canary   web       web-v1:0,web-v2:100   "
+            ),
+            "{kind}: {out}"
+        );
+    }
+
+    // A negative weight is refused by the server, naming the field.
+    let bad = manifest_file(&manifest.replace("weight: 10", "weight: -10"));
+    let error = ctl(&client, &format!("ctl apply -f {}", bad.path().display()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("spec.backends[1].weight: Invalid value: -10"),
+        "{error}"
+    );
+}

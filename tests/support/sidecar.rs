@@ -42,7 +42,8 @@ pub async fn mesh_cluster(dir: &Path, tokens: &str) -> Cluster {
 }
 
 /// What the mesh's install grants sidecars: the built-in ClusterRole `system:mesh-sidecar`
-/// (reading Services and Endpoints cluster-wide), bound to every service account.
+/// (reading Services, Endpoints and TrafficSplits cluster-wide), bound to every service
+/// account.
 #[allow(dead_code)] // Only the sidecar tests start a cluster.
 pub async fn grant_sidecars_the_service_table(cluster: &Cluster) {
     cluster

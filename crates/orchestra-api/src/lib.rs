@@ -58,7 +58,8 @@
 //!   ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, StatefulSet, ControllerRevision
 //!   (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role, ClusterRole, RoleBinding,
 //!   ClusterRoleBinding (`rbac.authorization.k8s.io/v1`), ServiceAccount (`v1`), PodGroup
-//!   (`scheduling.x-k8s.io/v1alpha1`, gangs for the scheduler).
+//!   (`scheduling.x-k8s.io/v1alpha1`, gangs for the scheduler), TrafficSplit
+//!   (`mesh.orchestra.dev/v1alpha1`).
 //! - [`resource`]: the [`Resource`] trait (identity, metadata, defaulting and validation
 //!   hooks) that built-in and custom kinds implement.
 //! - [`scheme`]: the [`Scheme`] registry of kinds and their type-erased [`KindCodec`]s;

@@ -37,7 +37,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
+    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet, TrafficSplit,
 };
 use crate::validation::{ErrorList, names};
 
@@ -371,7 +371,8 @@ impl Scheme {
     /// ConfigMap, Secret (`v1`), ReplicaSet, Deployment, DaemonSet, StatefulSet,
     /// ControllerRevision (`apps/v1`), Job (`batch/v1`), Lease (`coordination.k8s.io/v1`), Role,
     /// ClusterRole, RoleBinding, ClusterRoleBinding (`rbac.authorization.k8s.io/v1`),
-    /// ServiceAccount (`v1`) and PodGroup (`scheduling.x-k8s.io/v1alpha1`).
+    /// ServiceAccount (`v1`), PodGroup (`scheduling.x-k8s.io/v1alpha1`) and TrafficSplit
+    /// (`mesh.orchestra.dev/v1alpha1`).
     pub fn new() -> Self {
         let mut scheme = Scheme::empty();
         scheme.kinds = vec![
@@ -396,6 +397,7 @@ impl Scheme {
             KindCodec::of::<ClusterRoleBinding>(),
             KindCodec::of::<ServiceAccount>(),
             KindCodec::of::<PodGroup>(),
+            KindCodec::of::<TrafficSplit>(),
         ];
         scheme
     }
@@ -544,12 +546,18 @@ mod tests {
     #[test]
     fn builtins_are_registered_by_kind_and_plural() {
         let scheme = Scheme::new();
-        assert_eq!(scheme.kinds().count(), 21);
+        assert_eq!(scheme.kinds().count(), 22);
         assert!(
             scheme
                 .get_by_plural("scheduling.x-k8s.io/v1alpha1", "podgroups")
                 .unwrap()
                 .is::<PodGroup>()
+        );
+        assert!(
+            scheme
+                .get_by_plural("mesh.orchestra.dev/v1alpha1", "trafficsplits")
+                .unwrap()
+                .is::<TrafficSplit>()
         );
         assert!(
             scheme

@@ -12,7 +12,7 @@
 //! | `system:node` | group `system:nodes` | what `orchestra agent` reads and writes (narrowed per node by [`NodeAuthorizer`](super::node::NodeAuthorizer)) |
 //! | `system:node-proxier` | user `system:kube-proxy` | what the service proxy reads (Services, Endpoints) |
 //! | `system:coredns` | service account `kube-system/coredns` | what the cluster DNS reads (Services, Endpoints) |
-//! | `system:mesh-sidecar` | nobody (bind it to the service accounts whose pods run the mesh) | what `orchestra sidecar` reads (Services, Endpoints) |
+//! | `system:mesh-sidecar` | nobody (bind it to the service accounts whose pods run the mesh) | what `orchestra sidecar` reads (Services, Endpoints, TrafficSplits) |
 //!
 //! The component roles list exactly what the components call (read from their code: the
 //! scheduler's pod and node watches, bindings, status and preemption; the controllers'
@@ -94,6 +94,10 @@ const REVISIONS: &[&str] = &["controllerrevisions"];
 /// Gangs (`scheduling.x-k8s.io`): users write them, the scheduler writes their status.
 const SCHEDULING_GROUP: &[&str] = &["scheduling.x-k8s.io"];
 const POD_GROUPS: &[&str] = &["podgroups"];
+/// The mesh's kinds (`mesh.orchestra.dev`): users manage their traffic splits like their
+/// workloads.
+const MESH_GROUP: &str = "mesh.orchestra.dev";
+const MESH_KINDS: &[&str] = &["trafficsplits"];
 
 /// The built-in ClusterRoles (see the [module docs](self)).
 pub fn default_cluster_roles() -> Vec<ClusterRole> {
@@ -123,6 +127,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             rule(&["apps"], REVISIONS, READ),
             rule(SCHEDULING_GROUP, POD_GROUPS, verbs),
             rule(SCHEDULING_GROUP, &["podgroups/status"], READ),
+            rule(&[MESH_GROUP], MESH_KINDS, verbs),
         ]
     };
     let mut admin = editing(ALL);
@@ -219,7 +224,7 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&[""], &["nodes"], &["update", "patch", "delete"]),
                 rule(&[""], &["nodes/status", "pods/status"], STATUS),
                 // The namespace controller empties a terminating namespace of its RBAC rules
-                // too (every other kind it deletes is written above).
+                // and traffic splits too (every other kind it deletes is written above).
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["roles", "rolebindings"],
@@ -228,6 +233,11 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(
                     SCHEDULING_GROUP,
                     POD_GROUPS,
+                    &["get", "list", "watch", "delete"],
+                ),
+                rule(
+                    &[MESH_GROUP],
+                    MESH_KINDS,
                     &["get", "list", "watch", "delete"],
                 ),
                 // The namespace controller marks and releases terminating namespaces.
@@ -281,7 +291,10 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
         // The sidecar's `ProxyFollower`, like the proxy's: the service table, cluster-wide.
         cluster_role(
             MESH_SIDECAR_ROLE,
-            vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
+            vec![
+                rule(&[""], &["services", "endpoints"], &["list", "watch"]),
+                rule(&[MESH_GROUP], MESH_KINDS, &["list", "watch"]),
+            ],
         ),
     ]
 }

@@ -21,7 +21,7 @@ use crate::resource::{Resource, TypeInfo};
 use crate::resources::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
-    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet,
+    Node, Pod, PodGroup, ReplicaSet, Secret, Service, ServiceAccount, StatefulSet, TrafficSplit,
 };
 use crate::scheme::{DecodedObject, DynResource, KindCodec, erase, erase_arc};
 use crate::selector::{FieldSelector, SelectorError};
@@ -212,7 +212,8 @@ impl DynRegistry {
             .register::<RoleBinding>()
             .register::<ClusterRoleBinding>()
             .register::<ServiceAccount>()
-            .register::<PodGroup>();
+            .register::<PodGroup>()
+            .register::<TrafficSplit>();
         this
     }
 

@@ -5,7 +5,8 @@
 //! (`batch/v1`); [`Lease`]
 //! (`coordination.k8s.io/v1`); [`Event`] (`v1`); [`Role`], [`ClusterRole`], [`RoleBinding`],
 //! [`ClusterRoleBinding`] (`rbac.authorization.k8s.io/v1`); [`PodGroup`]
-//! (`scheduling.x-k8s.io/v1alpha1`).
+//! (`scheduling.x-k8s.io/v1alpha1`); [`TrafficSplit`] (`mesh.orchestra.dev/v1alpha1`, the
+//! mesh's weighted backends, after SMI's).
 //!
 //! Each kind implements [`Resource`](crate::Resource). Serializing one with serde gives its
 //! body (`metadata`, `spec`, `status`); [`crate::to_value`] adds `apiVersion` and `kind`, and
@@ -30,6 +31,7 @@ pub mod replica_set;
 pub mod service;
 pub mod service_account;
 pub mod stateful_set;
+pub mod traffic_split;
 
 pub use common::*;
 pub use config::*;
@@ -49,6 +51,7 @@ pub use replica_set::*;
 pub use service::*;
 pub use service_account::*;
 pub use stateful_set::*;
+pub use traffic_split::*;
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +189,18 @@ mod tests {
             "reason": "BackOff", "message": "Back-off restarting failed container", "source": {"component": "kubelet", "host": "node-1"},
             "firstTimestamp": T, "lastTimestamp": T, "count": 7, "type": "Warning", "eventTime": MT,
             "action": "Restarting", "reportingComponent": "orchestra.dev/agent", "reportingInstance": "node-1"
+        }));
+    }
+
+    #[test]
+    fn traffic_split() {
+        round_trip(json!({
+            "apiVersion": "mesh.orchestra.dev/v1alpha1", "kind": "TrafficSplit",
+            "metadata": {"name": "web-canary", "namespace": "shop"},
+            "spec": {"service": "web", "backends": [
+                {"service": "web-v1", "weight": 90},
+                {"service": "web-v2", "weight": 10}
+            ]}
         }));
     }
 

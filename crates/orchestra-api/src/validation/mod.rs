@@ -21,6 +21,7 @@ mod pod_group;
 mod rbac;
 mod revision;
 mod service;
+mod split;
 mod stateful_set;
 mod volume;
 
@@ -48,4 +49,5 @@ pub use rbac::{
 };
 pub use revision::{validate_controller_revision, validate_controller_revision_update};
 pub use service::{validate_endpoints, validate_service, validate_service_update};
+pub use split::validate_traffic_split;
 pub use stateful_set::{validate_stateful_set, validate_stateful_set_update};

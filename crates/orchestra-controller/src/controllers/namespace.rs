@@ -20,7 +20,7 @@ use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConfigMap, ControllerRevision, DaemonSet, Deployment, Endpoints, Event, Job, Lease, Namespace,
     NamespacePhase, NamespaceStatus, Pod, PodGroup, ReplicaSet, Role, RoleBinding, Secret, Service,
-    ServiceAccount, StatefulSet,
+    ServiceAccount, StatefulSet, TrafficSplit,
 };
 use orchestra_api::{ApiError, Client, Resource};
 
@@ -42,6 +42,7 @@ pub const NAMESPACED_KINDS: &[&str] = &[
     "ControllerRevision",
     "Pod",
     "PodGroup",
+    "TrafficSplit",
     "Service",
     "Endpoints",
     "ConfigMap",
@@ -163,6 +164,7 @@ pub async fn empty_namespace<C: Client>(client: &C, namespace: &str) -> Result<u
         + delete_all::<ControllerRevision, C>(client, namespace).await?
         + delete_all::<Pod, C>(client, namespace).await?
         + delete_all::<PodGroup, C>(client, namespace).await?
+        + delete_all::<TrafficSplit, C>(client, namespace).await?
         + delete_all::<Service, C>(client, namespace).await?
         + delete_all::<Endpoints, C>(client, namespace).await?
         + delete_all::<ConfigMap, C>(client, namespace).await?

@@ -5,6 +5,10 @@
 //! [`ServiceTable`]); a test applies a table it wrote by hand. Each service port gets a
 //! `watch` channel of its ready endpoints, which [`EndpointDiscover`](super::EndpointDiscover)
 //! turns into balancer changes, and a set of names by which HTTP requests address it.
+//!
+//! It also holds the services' traffic splits ([`MeshDirectory::apply_splits`], fed by a
+//! [`SplitFollower`](super::SplitFollower) from the API's TrafficSplits): a split names a
+//! service, not a port, so the request's port is matched by name on the backend chosen.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -13,8 +17,34 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::split::{SplitError, SplitPicker, TrafficSplit};
 use crate::proxy::{ProxyError, ServiceProxy};
 use crate::table::{ServiceKey, ServiceTable};
+
+/// A service by namespace and name (all its ports): what a traffic split is declared for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName {
+    /// The namespace.
+    pub namespace: String,
+    /// The service's name.
+    pub name: String,
+}
+
+impl ServiceName {
+    /// A service name from its two parts.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// How HTTP authorities name services.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +77,8 @@ struct State {
     services: BTreeMap<ServiceKey, Known>,
     /// (lower-case host, port) -> service port.
     names: HashMap<(String, u16), ServiceKey>,
+    /// Apex service -> its split, whose backends' keys have an empty port (any port).
+    splits: BTreeMap<ServiceName, SplitPicker>,
 }
 
 /// The mesh's view of services: shared (cheap to clone) between the follower that applies
@@ -94,6 +126,69 @@ impl MeshDirectory {
             .iter()
             .map(|(key, known)| (key.clone(), known.cluster))
             .collect()
+    }
+
+    /// Replaces the services' traffic splits with `splits` (apex service -> split; the
+    /// backends' ports are ignored: a request keeps its port name). A split that did not
+    /// change keeps its place in the weighted round-robin; a changed or new one starts
+    /// over. Requests already on their way are not affected: only the next pick is.
+    /// An invalid split is refused, and none of `splits` applied.
+    pub fn apply_splits(
+        &self,
+        splits: BTreeMap<ServiceName, TrafficSplit>,
+    ) -> Result<(), SplitError> {
+        let mut state = self.state();
+        // Every new or changed split is checked before anything is replaced.
+        let mut next = BTreeMap::new();
+        let mut unchanged = Vec::new();
+        for (apex, split) in splits {
+            match state.splits.get(&apex) {
+                Some(picker) if *picker.split() == split => unchanged.push(apex),
+                _ => {
+                    next.insert(apex, SplitPicker::new(split)?);
+                }
+            }
+        }
+        for apex in unchanged {
+            if let Some(picker) = state.splits.remove(&apex) {
+                next.insert(apex, picker);
+            }
+        }
+        state.splits = next;
+        Ok(())
+    }
+
+    /// The traffic splits in force (apex service -> split).
+    pub fn splits(&self) -> BTreeMap<ServiceName, TrafficSplit> {
+        self.state()
+            .splits
+            .iter()
+            .map(|(apex, picker)| (apex.clone(), picker.split().clone()))
+            .collect()
+    }
+
+    /// Where a request for service port `apex` goes under its service's split: `None`
+    /// when the service has no split; `Some(None)` when no backend with weight has a
+    /// ready endpoint on the port of the same name; else the backend's port.
+    pub fn pick_split(&self, apex: &ServiceKey) -> Option<Option<ServiceKey>> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let name = ServiceName::new(apex.namespace.as_str(), apex.name.as_str());
+        let picker = state.splits.get_mut(&name)?;
+        let on_port = |backend: &ServiceKey| {
+            ServiceKey::new(
+                backend.namespace.as_str(),
+                backend.name.as_str(),
+                apex.port.as_str(),
+            )
+        };
+        let services = &state.services;
+        let ready = |backend: &ServiceKey| {
+            services
+                .get(&on_port(backend))
+                .is_some_and(|known| !known.endpoints.borrow().is_empty())
+        };
+        Some(picker.pick(ready).map(on_port))
     }
 
     /// The names under which `key` (at `cluster`) is reachable.
@@ -196,6 +291,90 @@ mod tests {
             affinity: Affinity::None,
             endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
         }
+    }
+
+    fn weighted(namespace: &str, backends: &[(&str, u32)]) -> TrafficSplit {
+        TrafficSplit {
+            backends: backends
+                .iter()
+                .map(|(name, weight)| super::super::split::WeightedBackend {
+                    service: ServiceKey::new(namespace, *name, ""),
+                    weight: *weight,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_split_keeps_the_port_and_its_place_until_it_changes() {
+        let directory = MeshDirectory::new(DirectoryConfig::default());
+        let port = |name: &str, port: &str| ServiceKey::new("shop", name, port);
+        let table: ServiceTable = [
+            (
+                port("web", "http"),
+                entry("127.2.0.1:80", &["127.0.0.1:9001"]),
+            ),
+            (
+                port("web", "admin"),
+                entry("127.2.0.1:81", &["127.0.0.1:9002"]),
+            ),
+            (
+                port("v1", "http"),
+                entry("127.2.0.2:80", &["127.0.0.1:9003"]),
+            ),
+            (
+                port("v1", "admin"),
+                entry("127.2.0.2:81", &["127.0.0.1:9004"]),
+            ),
+            // v2 has no admin port: admin requests never go there.
+            (
+                port("v2", "http"),
+                entry("127.2.0.3:80", &["127.0.0.1:9005"]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        directory.apply(&table).await.unwrap();
+        assert_eq!(directory.pick_split(&port("web", "http")), None, "no split");
+
+        let apex = ServiceName::new("shop", "web");
+        let canary = weighted("shop", &[("v1", 2), ("v2", 1)]);
+        directory
+            .apply_splits([(apex.clone(), canary.clone())].into())
+            .unwrap();
+        let picks = |n: usize, key: ServiceKey| -> Vec<String> {
+            (0..n)
+                .map(|_| {
+                    let picked = directory.pick_split(&key).unwrap().unwrap();
+                    assert_eq!(picked.port, key.port, "the request's port is kept");
+                    picked.name
+                })
+                .collect()
+        };
+        assert_eq!(picks(2, port("web", "http")), ["v1", "v2"]);
+        // Re-applying the same split keeps its place in the round-robin.
+        directory
+            .apply_splits([(apex.clone(), canary)].into())
+            .unwrap();
+        assert_eq!(picks(1, port("web", "http")), ["v1"]);
+        // A backend without the request's port is skipped.
+        assert_eq!(picks(3, port("web", "admin")), ["v1", "v1", "v1"]);
+        // A weight change starts over with the new weights.
+        directory
+            .apply_splits([(apex.clone(), weighted("shop", &[("v1", 0), ("v2", 1)]))].into())
+            .unwrap();
+        assert_eq!(picks(2, port("web", "http")), ["v2", "v2"]);
+        assert_eq!(directory.pick_split(&port("web", "admin")), Some(None));
+        // An invalid set is refused whole; the splits in force stay.
+        let error = directory
+            .apply_splits([(apex.clone(), weighted("shop", &[("v1", 0)]))].into())
+            .unwrap_err();
+        assert_eq!(error, SplitError::NoWeight);
+        assert_eq!(picks(1, port("web", "http")), ["v2"]);
+        // No split: the apex's own endpoints.
+        directory.apply_splits(BTreeMap::new()).unwrap();
+        assert_eq!(directory.pick_split(&port("web", "http")), None);
+        assert!(directory.splits().is_empty());
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! Each accepted connection is classified from its first bytes ([`detect`](super::detect)):
 //! HTTP/2 (the preface) and HTTP/1 (a request line) are served by hyper and every request is
 //! routed by its authority (`:authority` or `Host`) to that service's [`Outbound`] stack (or,
-//! when the service has a [`TrafficSplit`], to one of its weighted backends' stacks);
+//! when the service has a [`TrafficSplit`], set here or in the directory from the API, to
+//! one of its weighted backends' stacks);
 //! anything else, or a client that stays silent past the detection timeout (a
 //! server-speaks-first protocol), is forwarded opaquely to the listener's opaque service. A
 //! listener configured as opaque skips detection altogether, so that such protocols never
@@ -123,9 +124,10 @@ impl HttpProxy {
         })
     }
 
-    /// Splits the requests for `apex` between `split`'s backends by weight, from the next
-    /// request on (replacing any split `apex` had). A backend without a ready endpoint is
-    /// skipped; when none has one, requests get 503.
+    /// Splits the requests for service port `apex` between `split`'s backends by weight,
+    /// from the next request on (replacing any split `apex` had, and taking precedence over
+    /// the directory's split of the service, see [`MeshDirectory::apply_splits`]). A backend
+    /// without a ready endpoint is skipped; when none has one, requests get 503.
     pub fn set_traffic_split(
         &self,
         apex: ServiceKey,
@@ -148,10 +150,14 @@ impl HttpProxy {
     }
 
     /// The backend a request for `apex` goes to: `None` when `apex` has no split,
-    /// `Some(None)` when no backend of its split has a ready endpoint.
+    /// `Some(None)` when no backend of its split has a ready endpoint. A split set here
+    /// for the port wins over the directory's split of the whole service (the API's).
     fn split_backend(&self, apex: &ServiceKey) -> Option<Option<ServiceKey>> {
         let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
-        let picker = splits.get_mut(apex)?;
+        let Some(picker) = splits.get_mut(apex) else {
+            drop(splits);
+            return self.directory.pick_split(apex);
+        };
         let ready = |key: &ServiceKey| {
             self.directory
                 .endpoints(key)

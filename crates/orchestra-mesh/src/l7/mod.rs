@@ -46,6 +46,8 @@
 //! - `stack`: [`Outbound`], one service's stack from those pieces.
 //! - `split`: [`TrafficSplit`], weighted backends per service (SMI's TrafficSplit, for
 //!   canaries), picked by a smooth weighted round-robin ([`SplitPicker`], pure).
+//! - `split_follower`: [`SplitFollower`], the API's TrafficSplit objects into the directory
+//!   ([`build_splits`], pure).
 //! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
 //! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
@@ -77,6 +79,7 @@ mod retry;
 mod route;
 mod sidecar;
 mod split;
+mod split_follower;
 mod stack;
 
 pub use body::{BodyError, MeshBody};
@@ -84,7 +87,7 @@ pub use breaker::{
     Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
 };
 pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
-pub use directory::{DirectoryConfig, MeshDirectory};
+pub use directory::{DirectoryConfig, MeshDirectory, ServiceName};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
 pub use drain::{ConnectionGuard, Drain};
 pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, connect_tls};
@@ -99,4 +102,5 @@ pub use retry::{RetryConfig, RetryPolicy, is_idempotent, is_retryable};
 pub use route::{Route, RouteTimeouts};
 pub use sidecar::{ShutdownHandle, Sidecar, SidecarConfig, SidecarError, SidecarStatus};
 pub use split::{SplitError, SplitPicker, TrafficSplit, WeightedBackend};
+pub use split_follower::{BuiltSplits, SplitFollower, build_splits};
 pub use stack::{Outbound, StackConfig};

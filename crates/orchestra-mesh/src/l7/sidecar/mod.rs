@@ -4,7 +4,7 @@
 //! A sidecar is one workload identity, the SPIFFE ID of its pod's service account. Run, it:
 //! - serves its admin listener at once (`/live`, `/ready`, `/metrics`, `POST /shutdown`);
 //! - follows the API's Services and Endpoints into a [`MeshDirectory`] (a
-//!   [`ProxyFollower`]);
+//!   [`ProxyFollower`]), and its TrafficSplits (a [`SplitFollower`]);
 //! - obtains its certificate from the identity service (retrying with a doubling backoff
 //!   while the control plane cannot be reached), then keeps it renewed and follows the
 //!   trust bundle ([`spawn_renewal`]);
@@ -46,7 +46,7 @@ use super::identity::{
 };
 use super::{
     AuthorizationPolicy, DirectoryConfig, HttpProxy, HttpProxyConfig, InboundConfig, InboundProxy,
-    MeshDirectory, OutboundTls,
+    MeshDirectory, OutboundTls, SplitFollower,
 };
 use crate::follower::{FollowerConfig, ProxyFollower};
 use crate::table::ServiceKey;
@@ -275,6 +275,10 @@ impl Sidecar {
             cluster_domain: config.cluster_domain.clone(),
             namespace: Some(config.namespace.clone()),
         });
+        // Splits are not waited for: until they arrive, an apex service's requests go to its
+        // own endpoints, which is what a split-unaware client would get.
+        let splits = SplitFollower::new(client.clone(), directory.clone(), config.follower.clone());
+        tasks.spawn(splits.run());
         let follower =
             ProxyFollower::new(client, Arc::new(directory.clone()), config.follower.clone());
         let mut applied = follower.applied();
