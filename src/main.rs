@@ -22,7 +22,9 @@ mod ctl;
 
 /// mimalloc instead of the system allocator: the store allocates and frees a few small objects
 /// per write (events, versions, responses), and glibc's malloc, with its arena locks and
-/// `mprotect` growth, cost about a fifth of an in-memory put.
+/// `mprotect` growth, cost about a fifth of an in-memory put. The `system-allocator` feature
+/// leaves it out, for heap profilers that hook `malloc`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

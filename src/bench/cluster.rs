@@ -271,7 +271,11 @@ pub async fn run(args: ClusterBenchArgs) -> Result<(), BenchError> {
     };
     let wall = Instant::now();
     let cpu_before = cpu_seconds();
-    let cluster = Cluster::builder()
+    let mut builder = Cluster::builder();
+    if args.store_history > 0 {
+        builder = builder.store_history(args.store_history);
+    }
+    let cluster = builder
         .nodes(nodes as usize)
         .runtime(NodeRuntime::Fake)
         .proxy(false)

@@ -801,6 +801,12 @@ pub struct ClusterBenchArgs {
     #[arg(long, default_value_t = 600)]
     pub timeout_seconds: u64,
 
+    /// Revisions of store history kept: older ones are compacted as they accumulate (etcd's
+    /// revision auto-compaction), so that the bulk load's history does not all stay in memory
+    /// until the periodic compactor runs (0: only the periodic compactor).
+    #[arg(long, default_value_t = 100_000)]
+    pub store_history: u64,
+
     /// Cap everything for CI: 20 nodes, 400 pods in sets of 50, 2 s of churn at 50 pods/s.
     #[arg(long)]
     pub smoke: bool,

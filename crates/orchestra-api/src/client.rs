@@ -34,6 +34,8 @@
 //! # }).unwrap();
 //! ```
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -61,6 +63,24 @@ pub trait Client: Clone + Send + Sync + 'static {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ObjectList<R>, ApiError>;
+
+    /// [`list`](Self::list) with each object behind an `Arc`, as watch events carry them:
+    /// an in-process [`LocalClient`] hands out its watch cache's own decoded objects for a
+    /// list of the latest state (no copy per lister; see
+    /// [`LocalWatchCache`](crate::watch_cache::LocalWatchCache)), other clients wrap their
+    /// copies. Informers list through it, so that their caches share the objects.
+    async fn list_shared<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<Arc<R>>, ApiError> {
+        let list = self.list::<R>(namespace, options).await?;
+        Ok(ObjectList {
+            items: list.items.into_iter().map(Arc::new).collect(),
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+        })
+    }
 
     /// Creates an object; returns it as stored.
     async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError>;
@@ -196,6 +216,17 @@ impl Client for LocalClient {
         options: &ListOptions,
     ) -> Result<ObjectList<R>, ApiError> {
         self.registry.list(namespace, options).await
+    }
+
+    async fn list_shared<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<Arc<R>>, ApiError> {
+        self.registry
+            .watch_cache()
+            .list::<R>(&self.registry, namespace, options)
+            .await
     }
 
     async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {

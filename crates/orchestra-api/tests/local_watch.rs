@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use orchestra_api::registry::{ApiError, DeleteOptions, WatchEvent, WatchEvents, WatchOptions};
+use orchestra_api::registry::{
+    ApiError, DeleteOptions, ListOptions, WatchEvent, WatchEvents, WatchOptions,
+};
 use orchestra_api::resources::{Node, Pod};
 use orchestra_api::selector::FieldSelector;
 use orchestra_api::testing::pod;
@@ -48,6 +50,8 @@ both_stores!(
     watches_share_one_cache,
     watchers_share_one_decoded_object_per_change,
     a_reflector_keeps_the_watch_caches_object,
+    lists_and_initial_events_share_the_caches_objects,
+    a_reflectors_list_shares_the_caches_objects,
 );
 
 async fn next(stream: &mut WatchEvents<Pod>) -> WatchEvent<Pod> {
@@ -459,4 +463,133 @@ async fn a_reflector_keeps_the_watch_caches_object(client: LocalClient) {
         "the reflector's store holds the watch cache's object, not a copy"
     );
     task.abort();
+}
+
+fn on_node_list(node: &str) -> ListOptions {
+    ListOptions {
+        field_selector: FieldSelector::equals("spec.nodeName", node),
+        ..ListOptions::default()
+    }
+}
+
+/// A list of the latest state (`list_shared`) and a watch without resourceVersion start from
+/// the cache's own objects, not a decoded copy each, and are consistent: a write made just
+/// before them (not yet seen by any watch) is in them, as in a read from the store.
+async fn lists_and_initial_events_share_the_caches_objects(client: LocalClient) {
+    client.watch_cache().start::<Pod>(client.registry()).await;
+    let rv = head(&client).await;
+    let mut raw = client
+        .watch::<Pod>(None, &WatchOptions::from_version(&rv))
+        .await
+        .unwrap();
+    let mut placed = pod("default", "a", "web");
+    placed.spec.node_name = "n1".into();
+    let stored = put_raw(&client, &placed).await;
+
+    let listed = client
+        .list_shared::<Pod>(None, &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "the write just made is listed");
+    assert_eq!(*listed.items[0], stored);
+    assert_eq!(listed.continue_token, None);
+    let WatchEvent::Added(seen) = next(&mut raw).await else {
+        panic!("the raw watch sees the pod added");
+    };
+    assert!(
+        Arc::ptr_eq(&listed.items[0], &seen),
+        "the list hands out the watch cache's object"
+    );
+
+    let on_n1 = client
+        .list_shared::<Pod>(None, &on_node_list("n1"))
+        .await
+        .unwrap();
+    assert_eq!(on_n1.items.len(), 1);
+    assert!(Arc::ptr_eq(&on_n1.items[0], &seen), "selected, and shared");
+    let on_n2 = client
+        .list_shared::<Pod>(None, &on_node_list("n2"))
+        .await
+        .unwrap();
+    assert!(on_n2.items.is_empty(), "the field selector applies");
+
+    let mut watch = client
+        .watch::<Pod>(
+            None,
+            &WatchOptions {
+                field_selector: FieldSelector::equals("spec.nodeName", "n1"),
+                ..WatchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let WatchEvent::Added(initial) = next(&mut watch).await else {
+        panic!("the watch starts with the pod");
+    };
+    assert!(
+        Arc::ptr_eq(&initial, &seen),
+        "a watch's initial events are the cache's objects too"
+    );
+
+    // Another kind moves the store's revision past the pods' latest change: a list still
+    // waits for the pod cache to have seen that revision, and says so.
+    let node = client
+        .create(&Node {
+            metadata: ObjectMeta::named("n1"),
+            ..Node::default()
+        })
+        .await
+        .unwrap();
+    let after = client
+        .list_shared::<Pod>(None, &ListOptions::default())
+        .await
+        .unwrap();
+    let listed_at: i64 = after.resource_version.parse().unwrap();
+    let node_at: i64 = node.metadata.resource_version.parse().unwrap();
+    assert!(listed_at >= node_at, "{listed_at} < {node_at}");
+    assert!(Arc::ptr_eq(&after.items[0], &seen));
+
+    // Pages are the registry's (read from the store): copies, equal in value.
+    let paged = client
+        .list_shared::<Pod>(
+            None,
+            &ListOptions {
+                limit: 10,
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(paged.items, after.items);
+    assert!(!Arc::ptr_eq(&paged.items[0], &seen));
+}
+
+/// A watcher lists through `list_shared`: the objects of its first `Restarted` (and so the
+/// reflector's store after a list) are the watch cache's own.
+async fn a_reflectors_list_shares_the_caches_objects(client: LocalClient) {
+    use orchestra_api::watcher::{self, Event, WatcherConfig};
+
+    client.watch_cache().start::<Pod>(client.registry()).await;
+    let rv = head(&client).await;
+    let mut raw = client
+        .watch::<Pod>(None, &WatchOptions::from_version(&rv))
+        .await
+        .unwrap();
+    client.create(&pod("default", "a", "web")).await.unwrap();
+    let WatchEvent::Added(seen) = next(&mut raw).await else {
+        panic!("the raw watch sees the pod added");
+    };
+    let config = WatcherConfig {
+        bookmark_interval: None,
+        ..WatcherConfig::default()
+    };
+    let mut events = watcher::watcher::<Pod, _>(client.clone(), config);
+    let Some(Ok(Event::Restarted(listed))) = events.next().await else {
+        panic!("the watcher lists first");
+    };
+    assert_eq!(listed.len(), 1);
+    assert!(
+        Arc::ptr_eq(&listed[0], &seen),
+        "the watcher's list holds the watch cache's object, not a copy"
+    );
 }

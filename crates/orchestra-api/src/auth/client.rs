@@ -99,6 +99,15 @@ impl<C: Client> Client for AuthorizedClient<C> {
         self.inner.list(namespace, options).await
     }
 
+    async fn list_shared<R: Resource>(
+        &self,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<std::sync::Arc<R>>, ApiError> {
+        self.check::<R>(Verb::List, None, namespace, None)?;
+        self.inner.list_shared(namespace, options).await
+    }
+
     async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
         let meta = object.meta();
         // A create names its object: the Node authorizer tells a node's own Node and Lease

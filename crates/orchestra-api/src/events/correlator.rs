@@ -2,12 +2,9 @@
 //! tests assert its exact decisions with a given clock.
 
 use std::collections::HashSet;
-use std::hash::Hash;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use lru::LruCache;
-
+use super::lru::Lru;
 use crate::meta::{ObjectMeta, Time};
 use crate::resource::Resource;
 use crate::resources::{Event, EventSource, ObjectReference};
@@ -107,8 +104,8 @@ pub enum Decision {
 #[derive(Clone, Debug)]
 pub struct EventCorrelator {
     options: CorrelatorOptions,
-    seen: LruCache<EventKey, Seen>,
-    similar: LruCache<SimilarKey, Similar>,
+    seen: Lru<EventKey, Seen>,
+    similar: Lru<SimilarKey, Similar>,
 }
 
 impl Default for EventCorrelator {
@@ -135,8 +132,8 @@ impl EventCorrelator {
     /// A correlator with these limits.
     pub fn new(options: CorrelatorOptions) -> Self {
         EventCorrelator {
-            seen: lru_of(options.max_entries),
-            similar: lru_of(options.max_entries),
+            seen: Lru::new(options.max_entries),
+            similar: Lru::new(options.max_entries),
             options,
         }
     }
@@ -170,7 +167,7 @@ impl EventCorrelator {
             similar,
             message: key_message,
         };
-        if let Some(seen) = self.seen.get(&key) {
+        if let Some(seen) = self.seen.cache().get(&key) {
             return Decision::Bump {
                 namespace: seen.namespace.clone(),
                 name: seen.name.clone(),
@@ -217,12 +214,12 @@ impl EventCorrelator {
             name: event.metadata.name.clone(),
             count: event.count.unwrap_or(1),
         };
-        self.seen.put(key.clone(), seen);
+        self.seen.room_for(key).put(key.clone(), seen);
     }
 
     /// Forgets the event `key` (it is gone from the cluster: expired or deleted).
     pub fn forget(&mut self, key: &EventKey) {
-        self.seen.pop(key);
+        self.seen.cache().pop(key);
     }
 
     /// How many events are remembered.
@@ -239,10 +236,13 @@ impl EventCorrelator {
     /// once its similar events had too many different messages, the combined one.
     fn aggregate(&mut self, similar: &SimilarKey, message: &str, now: i64) -> (String, String) {
         let window = i64::try_from(self.options.similar_window.as_secs()).unwrap_or(i64::MAX);
-        let group = self.similar.get_or_insert_mut_ref(similar, || Similar {
-            messages: HashSet::new(),
-            last: now,
-        });
+        let group = self
+            .similar
+            .room_for(similar)
+            .get_or_insert_mut_ref(similar, || Similar {
+                messages: HashSet::new(),
+                last: now,
+            });
         if now.saturating_sub(group.last) > window {
             group.messages.clear();
         }
@@ -260,11 +260,6 @@ impl EventCorrelator {
             )
         }
     }
-}
-
-/// An LRU cache of at most `max` entries (at least one).
-pub(super) fn lru_of<K: Hash + Eq, V>(max: usize) -> LruCache<K, V> {
-    LruCache::new(NonZeroUsize::new(max).unwrap_or(NonZeroUsize::MIN))
 }
 
 #[cfg(test)]

@@ -29,12 +29,14 @@
 //! # Layout
 //! - [`correlator`]: [`EventCorrelator`], the pure decision (create, or bump which event)
 //!   with its bounded caches.
+//! - `lru`: the bounded LRU caches of both, allocated as they fill.
 //! - [`recorder`]: [`EventRecorder`], the correlator over a [`Client`](crate::Client).
 //! - [`spam`]: [`SpamFilter`], the per-object rate limit (a burst of 25, then one per 5 min).
 //! - [`sink`]: [`EventSink`], what components record through: a bounded queue and a background
 //!   task, so that recording never slows or fails the caller (full queue: dropped, counted).
 
 pub mod correlator;
+mod lru;
 pub mod recorder;
 pub mod sink;
 pub mod spam;

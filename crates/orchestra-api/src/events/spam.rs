@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use lru::LruCache;
-
-use super::correlator::lru_of;
+use super::lru::Lru;
 
 use crate::resources::ObjectReference;
 
@@ -47,7 +45,7 @@ struct Bucket {
 pub struct SpamFilter {
     options: SpamOptions,
     /// Least recently seen first out: an LRU, as Kubernetes keeps these buckets.
-    buckets: LruCache<SpamKey, Bucket>,
+    buckets: Lru<SpamKey, Bucket>,
 }
 
 impl Default for SpamFilter {
@@ -60,7 +58,7 @@ impl SpamFilter {
     /// A filter with these limits.
     pub fn new(options: SpamOptions) -> Self {
         SpamFilter {
-            buckets: lru_of(options.max_entries),
+            buckets: Lru::new(options.max_entries),
             options,
         }
     }
@@ -78,10 +76,13 @@ impl SpamFilter {
         );
         let burst = f64::from(self.options.burst);
         let refill = self.options.refill.as_secs_f64();
-        let bucket = self.buckets.get_or_insert_mut(key, || Bucket {
-            tokens: burst,
-            last: now,
-        });
+        let bucket = self
+            .buckets
+            .room_for(&key)
+            .get_or_insert_mut(key, || Bucket {
+                tokens: burst,
+                last: now,
+            });
         let earned = if refill > 0.0 {
             now.saturating_sub(bucket.last).as_secs_f64() / refill
         } else {

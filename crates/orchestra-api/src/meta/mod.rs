@@ -88,10 +88,16 @@ pub struct ObjectMeta {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// The objects this one depends on; the garbage collector deletes it after its owners.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub owner_references: Vec<OwnerReference>,
     /// Names that must be removed (by their controllers) before a deleted object goes away.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub finalizers: Vec<String>,
     /// When the server created the object.
     #[serde(skip_serializing_if = "Option::is_none")]

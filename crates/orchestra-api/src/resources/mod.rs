@@ -19,6 +19,7 @@ pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
 pub mod event;
+pub(crate) mod exact_vec;
 pub(crate) mod file_mode;
 pub mod job;
 pub mod lease;

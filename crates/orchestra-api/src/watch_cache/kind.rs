@@ -68,6 +68,11 @@ pub(crate) struct State {
 pub(crate) struct KindCache {
     state: Mutex<State>,
     ready: Notify,
+    /// Notified whenever `State::revision` moves (and when the cache becomes ready).
+    advanced: Notify,
+    /// Asks the feeder for a progress notification now, so that an idle kind's revision
+    /// catches up with the store without waiting for the next tick.
+    progress_wanted: Notify,
     options: CacheOptions,
 }
 
@@ -83,6 +88,8 @@ impl KindCache {
         let cache = Arc::new(KindCache {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            advanced: Notify::new(),
+            progress_wanted: Notify::new(),
             options,
         });
         let feeder = feed(cache.clone(), source, start);
@@ -150,16 +157,48 @@ impl KindCache {
         if !state.ready {
             return None;
         }
+        Some(Self::select(&state, filter))
+    }
+
+    /// [`snapshot`](Self::snapshot) once the cache has seen every change up to `revision`
+    /// (the store's revision when a consistent read was asked for), so that it holds what a
+    /// consistent list from the store would: it waits for the cache to be ready and asks the
+    /// store for a progress notification while the cache is behind.
+    pub(crate) async fn snapshot_from(
+        &self,
+        filter: &Filter,
+        revision: i64,
+    ) -> (Vec<Arc<Object>>, i64) {
+        loop {
+            let advanced = self.advanced.notified();
+            tokio::pin!(advanced);
+            // Registered before the check, so that an advance in between is not missed.
+            advanced.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.ready && state.revision >= revision {
+                    return Self::select(&state, filter);
+                }
+                if state.ready {
+                    self.progress_wanted.notify_one();
+                }
+            }
+            advanced.await;
+        }
+    }
+
+    /// The selected objects in the store's key order, and the revision they are at.
+    fn select(state: &State, filter: &Filter) -> (Vec<Arc<Object>>, i64) {
         let mut items: Vec<(&Bytes, &Arc<Object>)> = state
             .objects
             .iter()
             .filter(|(_, object)| filter.matches(object))
             .collect();
         items.sort_by(|a, b| a.0.cmp(b.0));
-        Some((
+        (
             items.into_iter().map(|(_, o)| o.clone()).collect(),
             state.revision,
-        ))
+        )
     }
 
     /// The number of watches it serves now.
@@ -233,6 +272,7 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
         state.ready = true;
     }
     cache.ready.notify_waiters();
+    cache.advanced.notify_waiters();
     let period = cache
         .options
         .progress_interval
@@ -244,12 +284,18 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
                 events.request_progress();
                 continue;
             }
+            () = cache.progress_wanted.notified() => {
+                events.request_progress();
+                continue;
+            }
             response = events.next() => response,
         };
         let response = response.ok_or_else(|| store_error("the store watch ended"))??;
         if response.is_progress_notify() {
             let mut state = cache.lock();
             state.revision = state.revision.max(response.header_revision);
+            drop(state);
+            cache.advanced.notify_waiters();
             continue;
         }
         // Decoding is the expensive part: done once, outside the lock.
@@ -296,5 +342,7 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
             cache.apply(&mut state, entry);
         }
         state.revision = state.revision.max(response.header_revision);
+        drop(state);
+        cache.advanced.notify_waiters();
     }
 }

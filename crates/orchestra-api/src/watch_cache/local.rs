@@ -5,6 +5,7 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::StreamExt;
 use orchestra_store::RangeRequest;
@@ -14,11 +15,15 @@ use super::filter::{Change, Filter};
 use super::kind::{Decode, KindCache, Object, Source};
 use super::subscription::Subscription;
 use crate::registry::{
-    ApiError, ListOptions, Registry, WatchEvent, WatchEvents, WatchOptions, decode_kv,
+    ApiError, ListOptions, ObjectList, Registry, WatchEvent, WatchEvents, WatchOptions, decode_kv,
     parse_resource_version,
 };
 use crate::resource::Resource;
 use crate::scheme::erase;
+
+/// How long a watch without resourceVersion waits for its kind's cache to catch up with the
+/// store before it lists from the store instead (the cache restarting, or far behind).
+const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// The in-process watch caches of one registry. Cheap to clone (shared); the feeders stop
 /// when the last clone is dropped.
@@ -123,6 +128,63 @@ impl LocalWatchCache {
         cache
     }
 
+    /// [`Registry::list`] with the objects shared: a list of the latest state (no
+    /// resourceVersion, or `"0"`) without `limit` or `continue` is served from the kind's
+    /// cache, once it has caught up with the store's revision of now (so it is as fresh as
+    /// a read from the store), and hands out the cache's own decoded objects, not copies;
+    /// any other list, or one the cache cannot serve within a few seconds (restarting, far
+    /// behind), is the registry's.
+    pub(crate) async fn list<R: Resource>(
+        &self,
+        registry: &Registry,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<Arc<R>>, ApiError> {
+        let latest = matches!(options.resource_version.as_deref(), None | Some("" | "0"));
+        if !latest || options.limit > 0 || options.continue_token.is_some() {
+            return shared(registry.list::<R>(namespace, options).await?);
+        }
+        options
+            .field_selector
+            .check::<R>()
+            .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+        let cache = self.kind::<R>(registry, None);
+        self.consistent_list(registry, &cache, namespace, options)
+            .await
+    }
+
+    /// The selected objects from `cache` once it has seen the store's revision of now, else
+    /// (after [`CATCH_UP`]) from the store.
+    async fn consistent_list<R: Resource>(
+        &self,
+        registry: &Registry,
+        cache: &KindCache,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList<Arc<R>>, ApiError> {
+        let filter = Filter {
+            namespace: namespace
+                .filter(|ns| R::NAMESPACED && !ns.is_empty())
+                .map(str::to_owned),
+            labels: options.label_selector.clone(),
+            fields: options.field_selector.clone(),
+            from: 0,
+        };
+        let head = registry.store().status().await?.revision;
+        let snapshot = tokio::time::timeout(CATCH_UP, cache.snapshot_from(&filter, head));
+        match snapshot.await {
+            Ok((objects, revision)) => Ok(ObjectList {
+                items: objects
+                    .iter()
+                    .map(object::<R>)
+                    .collect::<Result<Vec<_>, _>>()?,
+                resource_version: revision.to_string(),
+                continue_token: None,
+            }),
+            Err(_) => shared(registry.list::<R>(namespace, options).await?),
+        }
+    }
+
     /// [`Registry::watch`], served from the cache when it can be (see the
     /// [module docs](super)), from the registry otherwise.
     pub(crate) async fn watch<R: Resource>(
@@ -138,19 +200,27 @@ impl LocalWatchCache {
         let namespace = namespace
             .filter(|ns| R::NAMESPACED && !ns.is_empty())
             .map(str::to_owned);
-        let (initial, from) = match options.resource_version.as_deref() {
+        let mut filter = Filter {
+            namespace: namespace.clone(),
+            labels: options.label_selector.clone(),
+            fields: options.field_selector.clone(),
+            from: 0,
+        };
+        let (initial, cache) = match options.resource_version.as_deref() {
             None | Some("" | "0") => {
-                // One consistent list, then the changes after it, as the registry does.
+                // One consistent list as ADDED events, then the changes after it, as the
+                // registry does; served from the cache's own objects when it can be.
+                let cache = self.kind::<R>(registry, None);
                 let list_options = ListOptions {
                     label_selector: options.label_selector.clone(),
                     field_selector: options.field_selector.clone(),
                     ..ListOptions::default()
                 };
-                let list = registry
-                    .list::<R>(namespace.as_deref(), &list_options)
+                let list = self
+                    .consistent_list::<R>(registry, &cache, namespace.as_deref(), &list_options)
                     .await?;
-                let from = parse_resource_version(&list.resource_version)?;
-                (list.items, from)
+                filter.from = parse_resource_version(&list.resource_version)?;
+                (list.items, cache)
             }
             Some(rv) => {
                 let from = parse_resource_version(rv)?;
@@ -164,22 +234,13 @@ impl LocalWatchCache {
                 {
                     return registry.watch(namespace.as_deref(), options).await;
                 }
-                (Vec::new(), from)
+                filter.from = from;
+                (Vec::new(), self.kind::<R>(registry, Some(from)))
             }
         };
-        let cache = self.kind::<R>(registry, Some(from));
         cache.wait_ready().await;
-        let filter = Filter {
-            namespace: namespace.clone(),
-            labels: options.label_selector.clone(),
-            fields: options.field_selector.clone(),
-            from,
-        };
-        let initial = futures::stream::iter(
-            initial
-                .into_iter()
-                .map(|o| Ok(WatchEvent::Added(Arc::new(o)))),
-        );
+        let from = filter.from;
+        let initial = futures::stream::iter(initial.into_iter().map(|o| Ok(WatchEvent::Added(o))));
         match cache.subscribe(filter, options.bookmark_interval) {
             Some(subscription) => {
                 let changes = futures::stream::unfold(subscription, Subscription::next)
@@ -196,6 +257,15 @@ impl LocalWatchCache {
             }
         }
     }
+}
+
+/// A list of the registry's own copies, as shared objects.
+fn shared<R: Resource>(list: ObjectList<R>) -> Result<ObjectList<Arc<R>>, ApiError> {
+    Ok(ObjectList {
+        items: list.items.into_iter().map(Arc::new).collect(),
+        resource_version: list.resource_version,
+        continue_token: list.continue_token,
+    })
 }
 
 /// The typed event of a change: the cache's own object, shared (no copy), except for a

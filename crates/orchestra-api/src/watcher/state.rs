@@ -147,8 +147,9 @@ async fn list<R: Resource, C: Client>(
     let namespace = config.namespace.as_deref();
     let mut objects = Vec::new();
     loop {
-        let page = client.list::<R>(namespace, &options).await?;
-        objects.extend(page.items.into_iter().map(Arc::new));
+        // Shared: an in-process client's list is its watch cache's own objects.
+        let page = client.list_shared::<R>(namespace, &options).await?;
+        objects.extend(page.items);
         match page.continue_token {
             Some(token) => options.continue_token = Some(token),
             None => return Ok((objects, page.resource_version)),

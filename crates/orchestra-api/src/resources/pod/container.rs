@@ -18,25 +18,43 @@ pub struct Container {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub image: String,
     /// The entrypoint; the image's when empty.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub command: Vec<String>,
     /// The arguments to the entrypoint; the image's when empty.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub args: Vec<String>,
     /// The working directory; the image's when empty.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
     /// The ports the container listens on (informational, and named targets for Services).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub ports: Vec<ContainerPort>,
     /// Environment variables.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub env: Vec<EnvVar>,
     /// Every entry of ConfigMaps and Secrets as variables (before `env`, which wins).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub env_from: Vec<EnvFromSource>,
     /// Where the pod's volumes are mounted in the container.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub volume_mounts: Vec<VolumeMount>,
     /// CPU and memory requests (for scheduling) and limits (enforced).
     #[serde(skip_serializing_if = "ResourceRequirements::is_empty")]

@@ -133,12 +133,19 @@ pub struct PodTemplateSpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct PodSpec {
     /// The containers (at least one).
+    #[serde(deserialize_with = "crate::resources::exact_vec::deserialize")]
     pub containers: Vec<Container>,
     /// Containers run to completion, in order, before `containers` start.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub init_containers: Vec<Container>,
     /// The volumes the containers can mount.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub volumes: Vec<Volume>,
     /// When containers are restarted; `Always` by default.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,10 +188,16 @@ pub struct PodSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     /// Taints the pod tolerates.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub tolerations: Vec<Toleration>,
     /// How the pod spreads with its peers across topology domains.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// The priority; higher is scheduled first and may preempt lower.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +222,10 @@ pub struct PodSpec {
     /// Conditions, beyond its containers being ready, that the pod's `Ready` condition waits
     /// for: each must be `True` in `status.conditions`, where controllers other than the node
     /// agent set them (through the status subresource).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub readiness_gates: Vec<PodReadinessGate>,
 }
 
@@ -312,7 +328,10 @@ pub struct PodStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<PodPhase>,
     /// Conditions: `PodScheduled`, `Initialized`, `ContainersReady`, `Ready`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub conditions: Vec<PodCondition>,
     /// A human-readable message about the pod's state.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -327,22 +346,36 @@ pub struct PodStatus {
     #[serde(rename = "hostIP", skip_serializing_if = "String::is_empty")]
     pub host_ip: String,
     /// The IPs of the pod's node (one per IP family).
-    #[serde(rename = "hostIPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "hostIPs",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub host_ips: Vec<PodIp>,
     /// The pod's IP.
     #[serde(rename = "podIP", skip_serializing_if = "String::is_empty")]
     pub pod_ip: String,
     /// The pod's IPs (one per IP family); the first equals `podIP`.
-    #[serde(rename = "podIPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "podIPs",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub pod_ips: Vec<PodIp>,
     /// When the node agent accepted the pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     /// The init containers' statuses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub init_container_statuses: Vec<ContainerStatus>,
     /// The containers' statuses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::resources::exact_vec::deserialize"
+    )]
     pub container_statuses: Vec<ContainerStatus>,
     /// The QoS class: `Guaranteed`, `Burstable` or `BestEffort`.
     #[serde(rename = "qosClass", skip_serializing_if = "String::is_empty")]
