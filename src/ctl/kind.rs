@@ -226,6 +226,8 @@ macro_rules! with_kind {
             }
             $crate::ctl::kind::Kind::PodGroup => {
                 type $r = res::PodGroup;
+                $body
+            }
             $crate::ctl::kind::Kind::TrafficSplit => {
                 type $r = res::TrafficSplit;
                 $body
