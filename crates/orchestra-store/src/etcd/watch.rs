@@ -338,12 +338,7 @@ impl Follower {
                 // order with the events and only once the watcher is in sync.
                 self.seen = self.seen.max(header);
                 if self.request.progress_notify
-                    && !self
-                        .emit(Ok(WatchResponse {
-                            header_revision: header,
-                            events: Vec::new(),
-                        }))
-                        .await
+                    && !self.emit(Ok(WatchResponse::progress(header))).await
                 {
                     return Some(Next::End);
                 }
@@ -372,10 +367,7 @@ impl Follower {
             }
         }
         if let Some(newest) = selected.last() {
-            let response = WatchResponse {
-                header_revision: newest.kv.mod_revision,
-                events: selected,
-            };
+            let response = WatchResponse::new(newest.kv.mod_revision, selected);
             if !self.emit(Ok(response)).await {
                 return Some(Next::End);
             }
@@ -391,10 +383,7 @@ impl Follower {
                 break;
             }
             self.targets.pop_front();
-            let progress = WatchResponse {
-                header_revision: target,
-                events: Vec::new(),
-            };
+            let progress = WatchResponse::progress(target);
             if !self.emit(Ok(progress)).await {
                 return Some(Next::End);
             }
