@@ -15,7 +15,7 @@
 //! let mut watch = store.watch(WatchRequest::prefix("/pods/")).await?;
 //! let rev = store.put("/pods/web-1", "running").await?;
 //! let batch = watch.next().await.unwrap()?;
-//! assert_eq!(batch.events()[0].kv.mod_revision, rev);
+//! assert_eq!(batch.events[0].kv.mod_revision, rev);
 //! assert_eq!(store.get("/pods/web-1").await?.unwrap().value.as_ref(), b"running");
 //! # Ok::<(), orchestra_store::StoreError>(())
 //! # }).unwrap();

@@ -529,60 +529,16 @@ impl WatchRequest {
 
 /// One message of a watch stream: the events of one or more whole transactions, or a progress
 /// notification (no events).
-///
-/// The events sit behind an `Arc`: a store hands every watcher of a revision the same shared
-/// slice when the watcher takes all of that revision's events, so that fanning a write out to
-/// thousands of watchers costs a reference count each, not a copy of every event. Read them
-/// with [`events`](Self::events); [`shared_events`](Self::shared_events) gives the `Arc` itself
-/// for keeping them without a copy.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct WatchResponse {
     /// For events: the revision of the last event. For a progress notification: every event at
     /// or below this revision has been delivered.
     pub header_revision: Revision,
     /// The events, in revision order; the events of one transaction are never split.
-    events: std::sync::Arc<[Event]>,
+    pub events: Vec<Event>,
 }
 
 impl WatchResponse {
-    /// A response carrying `events` (in revision order, whole transactions), the last of them
-    /// at `header_revision`. Takes a `Vec` or an already shared `Arc<[Event]>`.
-    pub fn new(header_revision: Revision, events: impl Into<std::sync::Arc<[Event]>>) -> Self {
-        WatchResponse {
-            header_revision,
-            events: events.into(),
-        }
-    }
-
-    /// A progress notification: every event at or below `header_revision` has been delivered.
-    pub fn progress(header_revision: Revision) -> Self {
-        WatchResponse {
-            header_revision,
-            events: std::sync::Arc::default(),
-        }
-    }
-
-    /// The events, in revision order.
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
-    /// The events as the shared slice they are kept in (cloning it copies no event).
-    pub fn shared_events(&self) -> &std::sync::Arc<[Event]> {
-        &self.events
-    }
-
-    /// The events, to change in place (for layers that transform values, such as decryption):
-    /// copied first when the slice is shared with other watchers, so they never see the change.
-    pub fn events_mut(&mut self) -> &mut [Event] {
-        std::sync::Arc::make_mut(&mut self.events)
-    }
-
-    /// The events as an owned `Vec` (a copy of each event: prefer [`events`](Self::events)).
-    pub fn into_events(self) -> Vec<Event> {
-        self.events.to_vec()
-    }
-
     /// True for a progress notification.
     pub fn is_progress_notify(&self) -> bool {
         self.events.is_empty()

@@ -108,9 +108,9 @@ async fn mem_store_periodic_progress_notifications() {
     for n in 1..=3u32 {
         let resp = util::next_response(&mut watch, "periodic progress").await;
         assert!(
-            resp.events().is_empty(),
+            resp.events.is_empty(),
             "an idle watch gets only progress notifications, got {:?}",
-            resp.events()
+            resp.events
         );
         assert!(
             resp.header_revision >= rev,
@@ -205,25 +205,21 @@ mod broken_stores {
                 match self.fault {
                     Fault::DropEvent(n) => {
                         let before = self.seen;
-                        self.seen += resp.events().len();
+                        self.seen += resp.events.len();
                         if before < n && n <= self.seen {
-                            let mut events = resp.events().to_vec();
-                            events.remove(n - before - 1);
-                            resp = WatchResponse::new(resp.header_revision, events);
-                            if resp.events().is_empty() {
+                            resp.events.remove(n - before - 1);
+                            if resp.events.is_empty() {
                                 continue;
                             }
                         }
                     }
-                    Fault::StripPrevKv => {
-                        resp.events_mut().iter_mut().for_each(|e| e.prev_kv = None)
-                    }
-                    Fault::SplitTransactions if resp.events().len() > 1 => {
+                    Fault::StripPrevKv => resp.events.iter_mut().for_each(|e| e.prev_kv = None),
+                    Fault::SplitTransactions if resp.events.len() > 1 => {
                         let header = resp.header_revision;
-                        let split = resp
-                            .events()
-                            .iter()
-                            .map(|e| WatchResponse::new(header, vec![e.clone()]));
+                        let split = resp.events.into_iter().map(|e| WatchResponse {
+                            header_revision: header,
+                            events: vec![e],
+                        });
                         self.queue.extend(split);
                         continue;
                     }
@@ -369,10 +365,10 @@ async fn keep_alive_after_the_ttl_fails<S: Store>(store: S) {
     );
     let resp = util::next_events(&mut watch, "the expired lease's key is deleted").await;
     assert_eq!(
-        resp.events().len(),
+        resp.events.len(),
         1,
         "one delete event, got {:?}",
-        resp.events()
+        resp.events
     );
     assert_eq!(
         store.get("/k").await.expect("get"),

@@ -58,7 +58,7 @@ async fn write(store: &EtcdStore, from: usize, count: usize) -> BTreeMap<Revisio
 }
 
 fn events(responses: &[WatchResponse]) -> Vec<Event> {
-    responses.iter().flat_map(|r| r.events().to_vec()).collect()
+    responses.iter().flat_map(|r| r.events.clone()).collect()
 }
 
 /// Every event of `got` is the write of `writes` at its revision, in order, exactly once; and
@@ -241,7 +241,7 @@ async fn periodic_progress_notifications() {
         .expect("watch");
     for n in 0..3 {
         let resp = orchestra_store::testing::util::next_response(&mut watch, "periodic").await;
-        assert!(resp.events().is_empty(), "notification {n} has no events");
+        assert!(resp.events.is_empty(), "notification {n} has no events");
         assert!(
             resp.header_revision >= rev,
             "notification {n} covers the last write"

@@ -181,7 +181,7 @@ async fn writes_and_watch_survive_killing_a_follower_then_the_leader() {
 
     // The watcher saw every revision of the run exactly once, in order, and each
     // acknowledged write at its revision.
-    let events: Vec<_> = responses.iter().flat_map(|r| r.events().iter()).collect();
+    let events: Vec<_> = responses.iter().flat_map(|r| r.events.iter()).collect();
     let revisions: Vec<Revision> = events.iter().map(|e| e.kv.mod_revision).collect();
     let expected: Vec<Revision> = (start + 1..=last).collect();
     assert_eq!(

@@ -118,8 +118,8 @@ async fn etcd_store_with_tls_reads_writes_and_watches() {
         .expect("a watch event within 10 s")
         .expect("the watch is open")
         .expect("no watch error");
-    assert_eq!(batch.events()[0].kv.key.as_ref(), b"/tls/a");
-    assert_eq!(batch.events()[0].kv.mod_revision, rev);
+    assert_eq!(batch.events[0].kv.key.as_ref(), b"/tls/a");
+    assert_eq!(batch.events[0].kv.mod_revision, rev);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,7 @@
 use orchestra_store::testing::{
     ObservedWatch, Violation, WatchChecker, WatchStart, WatchWorkload, run_watch_workload, util,
 };
-use orchestra_store::{
-    Event, KeyRange, MemStore, Op, Store, StoreExt, Txn, WatchRequest, WatchResponse,
-};
+use orchestra_store::{KeyRange, MemStore, Op, Store, StoreExt, Txn, WatchRequest, WatchResponse};
 use std::sync::Arc;
 
 async fn workload<S: Store>(store: S, config: WatchWorkload) {
@@ -109,25 +107,18 @@ async fn history() -> (WatchChecker, ObservedWatch) {
     (checker, observed)
 }
 
-/// `response` with its events changed by `change`.
-fn with_events(response: &WatchResponse, change: impl FnOnce(&mut Vec<Event>)) -> WatchResponse {
-    let mut events = response.events().to_vec();
-    change(&mut events);
-    WatchResponse::new(response.header_revision, events)
-}
-
 /// The watch's responses, one revision per response (so that tests can move revisions).
 fn per_revision(responses: &[WatchResponse]) -> Vec<WatchResponse> {
     let mut out: Vec<WatchResponse> = Vec::new();
-    for event in responses.iter().flat_map(|r| r.events().iter()) {
+    for event in responses.iter().flat_map(|r| r.events.iter()) {
         match out.last_mut() {
             Some(last) if last.header_revision == event.kv.mod_revision => {
-                *last = with_events(last, |events| events.push(event.clone()));
+                last.events.push(event.clone())
             }
-            _ => out.push(WatchResponse::new(
-                event.kv.mod_revision,
-                vec![event.clone()],
-            )),
+            _ => out.push(WatchResponse {
+                header_revision: event.kv.mod_revision,
+                events: vec![event.clone()],
+            }),
         }
     }
     out
@@ -190,11 +181,9 @@ async fn checker_catches_a_gap() {
     let mut responses = per_revision(&observed.responses);
     let big = responses
         .iter()
-        .position(|r| r.events().len() > 1)
+        .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
-    responses[big] = with_events(&responses[big], |events| {
-        events.pop();
-    });
+    responses[big].events.pop();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Mismatch
@@ -207,10 +196,10 @@ async fn checker_catches_a_duplicate() {
     let mut responses = per_revision(&observed.responses);
     let big = responses
         .iter()
-        .position(|r| r.events().len() > 1)
+        .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
-    let again = responses[big].events()[0].clone();
-    responses[big] = with_events(&responses[big], |events| events.push(again));
+    let again = responses[big].events[0].clone();
+    responses[big].events.push(again);
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Duplicate
@@ -237,10 +226,13 @@ async fn checker_catches_disorder() {
     let mut events: Vec<_> = observed
         .responses
         .iter()
-        .flat_map(|r| r.events().to_vec())
+        .flat_map(|r| r.events.clone())
         .collect();
     events.swap(0, 1);
-    let one = WatchResponse::new(checker.last(), events);
+    let one = WatchResponse {
+        header_revision: checker.last(),
+        events,
+    };
     assert_eq!(
         kind(&checker, &broken(&observed, vec![one])),
         Violation::Unordered
@@ -253,12 +245,17 @@ async fn checker_catches_a_split_transaction() {
     let mut responses = per_revision(&observed.responses);
     let big = responses
         .iter()
-        .position(|r| r.events().len() > 1)
+        .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
-    let mut tail = Vec::new();
-    responses[big] = with_events(&responses[big], |events| tail = events.split_off(1));
+    let tail = responses[big].events.split_off(1);
     let header = responses[big].header_revision;
-    responses.insert(big + 1, WatchResponse::new(header, tail));
+    responses.insert(
+        big + 1,
+        WatchResponse {
+            header_revision: header,
+            events: tail,
+        },
+    );
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Split
@@ -269,7 +266,7 @@ async fn checker_catches_a_split_transaction() {
 async fn checker_catches_wrong_events() {
     let (checker, observed) = history().await;
     let mut responses = per_revision(&observed.responses);
-    responses[0].events_mut()[0].kv.value = "tampered".into();
+    responses[0].events[0].kv.value = "tampered".into();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Mismatch
@@ -277,9 +274,9 @@ async fn checker_catches_wrong_events() {
     let mut responses = per_revision(&observed.responses);
     let with_prev = responses
         .iter()
-        .position(|r| r.events().iter().any(|e| e.prev_kv.is_some()))
+        .position(|r| r.events.iter().any(|e| e.prev_kv.is_some()))
         .expect("an update");
-    for event in responses[with_prev].events_mut() {
+    for event in &mut responses[with_prev].events {
         event.prev_kv = None;
     }
     assert_eq!(
@@ -323,7 +320,13 @@ async fn checker_catches_bad_headers_and_lying_progress() {
     );
     let mut responses = per_revision(&observed.responses);
     let claimed = responses[2].header_revision;
-    responses.insert(1, WatchResponse::progress(claimed));
+    responses.insert(
+        1,
+        WatchResponse {
+            header_revision: claimed,
+            events: vec![],
+        },
+    );
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Progress
@@ -365,7 +368,7 @@ async fn checker_catches_a_resumed_watch_that_is_not_the_tail() {
     checker.assert_ok(&resumed);
     WatchChecker::check_resumed(&full, &resumed).expect("the tail is resumable");
     let mut wrong = resumed.clone();
-    wrong.responses[0].events_mut()[0].kv.value = "other".into();
+    wrong.responses[0].events[0].kv.value = "other".into();
     let violation = WatchChecker::check_resumed(&full, &wrong).expect_err("a different tail");
     assert_eq!(violation.kind, Violation::Resume);
     let mut short = resumed;

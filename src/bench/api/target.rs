@@ -342,7 +342,7 @@ impl Target {
                     .flat_map(|response| {
                         let sents: Vec<Result<u64, BenchError>> = match response {
                             Ok(response) => response
-                                .events()
+                                .events
                                 .iter()
                                 .map(|event| {
                                     let pod: Pod = serde_json::from_slice(&event.kv.value)

@@ -239,7 +239,7 @@ impl Store for EncryptedStore {
         let stream = self.inner.watch(req).await?;
         let this = self.clone();
         Ok(stream.map_responses(move |mut resp: WatchResponse| {
-            for event in resp.events_mut() {
+            for event in &mut resp.events {
                 this.open(&mut event.kv);
                 if let Some(prev) = &mut event.prev_kv {
                     this.open(prev);

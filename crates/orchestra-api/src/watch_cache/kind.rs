@@ -253,8 +253,8 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
             continue;
         }
         // Decoding is the expensive part: done once, outside the lock.
-        let mut decoded = Vec::with_capacity(response.events().len());
-        for event in response.events() {
+        let mut decoded = Vec::with_capacity(response.events.len());
+        for event in &response.events {
             let object = match event.kind {
                 EventKind::Put => Some((source.decode)(&event.kv)?),
                 EventKind::Delete => None,

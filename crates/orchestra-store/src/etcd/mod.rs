@@ -17,7 +17,7 @@
 //! let mut pods = store.watch(WatchRequest::prefix("/pods/")).await?;
 //! let rev = store.put("/pods/web-1", "running").await?;
 //! let batch = pods.next().await.expect("the watch is open")?;
-//! assert_eq!(batch.events()[0].kv.mod_revision, rev);
+//! assert_eq!(batch.events[0].kv.mod_revision, rev);
 //! # Ok(()) }
 //! ```
 //!

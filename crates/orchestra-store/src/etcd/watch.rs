@@ -338,7 +338,12 @@ impl Follower {
                 // order with the events and only once the watcher is in sync.
                 self.seen = self.seen.max(header);
                 if self.request.progress_notify
-                    && !self.emit(Ok(WatchResponse::progress(header))).await
+                    && !self
+                        .emit(Ok(WatchResponse {
+                            header_revision: header,
+                            events: Vec::new(),
+                        }))
+                        .await
                 {
                     return Some(Next::End);
                 }
@@ -367,7 +372,10 @@ impl Follower {
             }
         }
         if let Some(newest) = selected.last() {
-            let response = WatchResponse::new(newest.kv.mod_revision, selected);
+            let response = WatchResponse {
+                header_revision: newest.kv.mod_revision,
+                events: selected,
+            };
             if !self.emit(Ok(response)).await {
                 return Some(Next::End);
             }
@@ -383,7 +391,10 @@ impl Follower {
                 break;
             }
             self.targets.pop_front();
-            let progress = WatchResponse::progress(target);
+            let progress = WatchResponse {
+                header_revision: target,
+                events: Vec::new(),
+            };
             if !self.emit(Ok(progress)).await {
                 return Some(Next::End);
             }

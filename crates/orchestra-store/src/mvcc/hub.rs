@@ -5,17 +5,10 @@
 //! event per watcher: publishing a revision appends one entry (the events, shared) and wakes
 //! the parked watchers that some event of that revision concerns. A woken watcher leaves the
 //! parked set until it has read everything visible, so however many revisions are published
-//! meanwhile it is woken once, and reads them all under one lock into a queue of its own: a
-//! watcher that falls behind gets fewer wake-ups, which is what lets a few cores serve
+//! meanwhile it is woken once, and reads them all in one response: a watcher that falls
+//! behind gets bigger responses and fewer wake-ups, which is what lets a few cores serve
 //! thousands of watchers. Only compaction of the revisions a watcher still needs ends its
 //! watch (`Compacted`).
-//!
-//! Nor does a reader copy events in the common case: a watch that takes every event of a
-//! revision gets that revision's shared slice as its response (the slice without `prev_kv`
-//! when it did not ask for them, made once per revision by the first such reader), so one
-//! write reaching 10,000 watchers costs 10,000 reference counts, not 10,000 copies of each
-//! event. Only a watch that takes part of a revision (a transaction spanning its range's
-//! edge, or a filter) gets a copy of its part.
 //!
 //! Parked watchers are grouped by what they match (range and filters), as etcd's watcher
 //! groups are: the writer tests a revision's events once per group, not once per watcher,
@@ -24,8 +17,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -38,51 +31,12 @@ use crate::watch::{WatchControl, WatchStream};
 
 /// The most revisions one read of the log scans, so that the read lock is held briefly.
 const SCAN_REVISIONS: usize = 1024;
-
-/// The most responses one read queues for a watcher.
-const QUEUED_RESPONSES: usize = 1024;
-
-/// One revision's events as watchers receive them.
-struct Entry {
-    /// The events, `prev_kv` included.
-    events: Arc<[Event]>,
-    /// The same events without `prev_kv`, for watches that did not ask for it: made by the
-    /// first such reader (the `events` themselves when no event has a `prev_kv`).
-    bare: OnceLock<Arc<[Event]>>,
-}
-
-impl Entry {
-    fn new(events: Arc<[Event]>) -> Self {
-        Entry {
-            events,
-            bare: OnceLock::new(),
-        }
-    }
-
-    /// The events without `prev_kv`.
-    fn bare(&self) -> &Arc<[Event]> {
-        self.bare.get_or_init(|| {
-            if self.events.iter().all(|e| e.prev_kv.is_none()) {
-                self.events.clone()
-            } else {
-                self.events.iter().map(without_prev_kv).collect()
-            }
-        })
-    }
-}
-
-/// A copy of an event without its `prev_kv`.
-fn without_prev_kv(event: &Event) -> Event {
-    Event {
-        kind: event.kind,
-        kv: event.kv.clone(),
-        prev_kv: None,
-    }
-}
+/// The most events one response carries (whole revisions are never split).
+const RESPONSE_EVENTS: usize = 4096;
 
 /// The events of revisions `first_revision ..= visible`, one entry per revision.
 struct Log {
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Arc<[Event]>>,
     first_revision: Revision,
     compact_revision: Revision,
     visible: Revision,
@@ -138,7 +92,7 @@ impl Hub {
     pub(crate) fn new(progress_interval: Duration) -> Self {
         Hub {
             log: RwLock::new(Log {
-                entries: VecDeque::from([Entry::new(Arc::default())]),
+                entries: VecDeque::from([Arc::from(Vec::new())]),
                 first_revision: 1,
                 compact_revision: 0,
                 visible: 1,
@@ -162,7 +116,7 @@ impl Hub {
     pub(crate) fn restore(&self, first: Revision, entries: Vec<Arc<[Event]>>, visible: Revision) {
         let mut log = self.log.write();
         log.first_revision = first;
-        log.entries = entries.into_iter().map(Entry::new).collect();
+        log.entries = entries.into();
         log.visible = visible;
         self.visible.store(visible, Ordering::Release);
     }
@@ -180,7 +134,7 @@ impl Hub {
             if log.entries.is_empty() {
                 log.first_revision = revision;
             }
-            log.entries.push_back(Entry::new(events.clone()));
+            log.entries.push_back(events.clone());
             log.visible = revision;
             self.visible.store(revision, Ordering::Release);
         }
@@ -234,7 +188,7 @@ impl Hub {
                 .ok()
                 .and_then(|index| log.entries.get(index))
             {
-                f(revision, &entry.events);
+                f(revision, entry);
             }
         }
         Ok(())
@@ -316,7 +270,6 @@ impl Hub {
             key: key.clone(),
             request,
             next: start,
-            queued: VecDeque::new(),
             wants_progress: wants_progress.clone(),
             ticker,
             done: false,
@@ -330,14 +283,8 @@ impl Hub {
         Ok(WatchStream::new(stream, control))
     }
 
-    /// Queue what a watcher at `next` has to receive in `out`, one response per revision
-    /// that concerns it, and say where the watcher is now.
-    fn read(
-        &self,
-        request: &WatchRequest,
-        next: Revision,
-        out: &mut VecDeque<WatchResponse>,
-    ) -> Step {
+    /// Read what a watcher at `next` has to receive.
+    fn read(&self, request: &WatchRequest, next: Revision) -> Step {
         // A caught-up watcher (most polls after a response) needs no lock to learn that there
         // is nothing more: every watcher taking the log's read lock twice per wake-up made
         // its lock word the busiest cache line of a large fan-out.
@@ -359,37 +306,47 @@ impl Hub {
         if next > log.visible {
             return Step::CaughtUp(log.visible);
         }
+        // Most watches take an event or so of each revision they read: size the response for
+        // that, so that a watcher catching up does not regrow (and copy) it several times.
+        let pending = usize::try_from(log.visible - next + 1).unwrap_or(1);
+        let mut response = WatchResponse {
+            header_revision: 0,
+            events: Vec::with_capacity(pending.min(SCAN_REVISIONS)),
+        };
         let mut rev = next;
         let mut scanned = 0;
-        while rev <= log.visible && scanned < SCAN_REVISIONS && out.len() < QUEUED_RESPONSES {
+        while rev <= log.visible
+            && scanned < SCAN_REVISIONS
+            && response.events.len() < RESPONSE_EVENTS
+        {
             let entry = &log.entries[(rev - log.first_revision) as usize];
-            let matching = entry.events.iter().filter(|e| request.matches(e)).count();
-            if matching == entry.events.len() && matching > 0 {
-                let events = if request.prev_kv {
-                    &entry.events
-                } else {
-                    entry.bare()
-                };
-                out.push_back(WatchResponse::new(rev, events.clone()));
-            } else if matching > 0 {
-                let events: Vec<Event> = entry
-                    .events
-                    .iter()
-                    .filter(|e| request.matches(e))
-                    .map(|e| {
-                        if request.prev_kv {
-                            e.clone()
+            let before = response.events.len();
+            response
+                .events
+                .extend(entry.iter().filter(|e| request.matches(e)).map(|e| {
+                    // Every watcher of a revision clones its events from the same log entry,
+                    // so each refcount bump here is contended: skip prev_kv's two unless the
+                    // watch asked for it.
+                    Event {
+                        kind: e.kind,
+                        kv: e.kv.clone(),
+                        prev_kv: if request.prev_kv {
+                            e.prev_kv.clone()
                         } else {
-                            without_prev_kv(e)
-                        }
-                    })
-                    .collect();
-                out.push_back(WatchResponse::new(rev, events));
+                            None
+                        },
+                    }
+                }));
+            if response.events.len() > before {
+                response.header_revision = rev;
             }
             rev += 1;
             scanned += 1;
         }
-        Step::Read { next: rev }
+        Step::Read {
+            response,
+            next: rev,
+        }
     }
 
     /// Park a caught-up watcher until a revision concerns it.
@@ -432,9 +389,10 @@ impl Hub {
 }
 
 enum Step {
-    /// Revisions read (their responses queued, none when they did not concern the watch) up
-    /// to the next revision to read.
+    /// Events (possibly none, when the scanned revisions did not concern the watch) and the
+    /// next revision to read.
     Read {
+        response: WatchResponse,
         next: Revision,
     },
     /// Nothing to read: the watch has everything up to this revision.
@@ -462,10 +420,8 @@ struct HubStream {
     id: u64,
     key: MatchKey,
     request: WatchRequest,
-    /// The next revision this watch must read from the log.
+    /// The next revision this watch must deliver.
     next: Revision,
-    /// Responses read from the log and not yet delivered.
-    queued: VecDeque<WatchResponse>,
     wants_progress: Arc<AtomicBool>,
     ticker: Option<tokio::time::Interval>,
     done: bool,
@@ -485,14 +441,20 @@ impl Stream for HubStream {
             this.wants_progress.store(true, Ordering::Release);
         }
         loop {
-            if let Some(response) = this.queued.pop_front() {
-                return Poll::Ready(Some(Ok(response)));
-            }
-            match this.hub.read(&this.request, this.next, &mut this.queued) {
-                Step::Read { next } => this.next = next,
+            match this.hub.read(&this.request, this.next) {
+                Step::Read { response, next } => {
+                    this.next = next;
+                    if !response.events.is_empty() {
+                        return Poll::Ready(Some(Ok(response)));
+                    }
+                }
                 Step::CaughtUp(visible) => {
                     if this.wants_progress.swap(false, Ordering::AcqRel) {
-                        return Poll::Ready(Some(Ok(WatchResponse::progress(visible))));
+                        let progress = WatchResponse {
+                            header_revision: visible,
+                            events: Vec::new(),
+                        };
+                        return Poll::Ready(Some(Ok(progress)));
                     }
                     this.hub.wait(&this.key, this.id, cx.waker());
                     // A revision published (or the close) between the read and the parking
@@ -544,7 +506,7 @@ mod tests {
     }
 
     fn keys(resp: &WatchResponse) -> Vec<&[u8]> {
-        resp.events().iter().map(|e| e.kv.key.as_ref()).collect()
+        resp.events.iter().map(|e| e.kv.key.as_ref()).collect()
     }
 
     #[tokio::test]
@@ -561,16 +523,11 @@ mod tests {
 
         for stream in [&mut a1, &mut a2] {
             let resp = stream.next().await.expect("an item").expect("events");
-            assert_eq!(keys(&resp), [b"/a/1".as_ref()]);
-            assert_eq!(resp.header_revision, 2);
-            let resp = stream.next().await.expect("an item").expect("events");
-            assert_eq!(keys(&resp), [b"/a/2".as_ref()]);
+            assert_eq!(keys(&resp), [b"/a/1".as_ref(), b"/a/2".as_ref()]);
             assert_eq!(resp.header_revision, 4);
         }
         let resp = b.next().await.expect("an item").expect("events");
-        assert_eq!(keys(&resp), [b"/b/1".as_ref()]);
-        let resp = b.next().await.expect("an item").expect("events");
-        assert_eq!(keys(&resp), [b"/b/2".as_ref()]);
+        assert_eq!(keys(&resp), [b"/b/1".as_ref(), b"/b/2".as_ref()]);
 
         drop(a1);
         assert_eq!(hub.groups.lock().len(), 2, "a2 still watches /a/");
@@ -615,71 +572,5 @@ mod tests {
         let (first, end) = reader.await.expect("the reader");
         assert_eq!(keys(&first), [b"/a/1".as_ref()]);
         assert!(end.is_none(), "the stream ends when the hub closes");
-    }
-
-    fn update(key: &'static str, revision: Revision) -> Event {
-        let mut event = put(key, revision);
-        event.kv.version = 2;
-        event.prev_kv = Some(put(key, revision - 1).kv);
-        event
-    }
-
-    #[tokio::test]
-    async fn watchers_taking_a_whole_revision_share_its_events_and_others_get_their_part() {
-        let hub = Arc::new(Hub::new(Duration::from_secs(600)));
-        let mut bare = [
-            hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/"),
-            hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/"),
-        ];
-        let mut with_prev = [
-            hub.watch(WatchRequest::prefix("/a/").with_prev_kv())
-                .expect("watch /a/ with prev_kv"),
-            hub.watch(WatchRequest::prefix("/a/").with_prev_kv())
-                .expect("watch /a/ with prev_kv"),
-        ];
-        let mut one_key = hub
-            .watch(WatchRequest::key("/a/1").with_prev_kv())
-            .expect("watch /a/1");
-
-        hub.publish(2, Arc::from(vec![update("/a/1", 2), update("/a/2", 2)]));
-
-        let mut bare_responses = Vec::new();
-        for stream in &mut bare {
-            bare_responses.push(stream.next().await.expect("an item").expect("events"));
-        }
-        let mut prev_responses = Vec::new();
-        for stream in &mut with_prev {
-            prev_responses.push(stream.next().await.expect("an item").expect("events"));
-        }
-        for responses in [&bare_responses, &prev_responses] {
-            assert_eq!(keys(&responses[0]), [b"/a/1".as_ref(), b"/a/2".as_ref()]);
-            assert!(
-                Arc::ptr_eq(responses[0].shared_events(), responses[1].shared_events()),
-                "watchers of a whole revision share one slice"
-            );
-        }
-        assert!(
-            bare_responses[0]
-                .events()
-                .iter()
-                .all(|e| e.prev_kv.is_none()),
-            "a watch without prev_kv gets none"
-        );
-        assert!(
-            prev_responses[0]
-                .events()
-                .iter()
-                .all(|e| e.prev_kv.is_some()),
-            "a watch with prev_kv gets them"
-        );
-        assert!(!Arc::ptr_eq(
-            bare_responses[0].shared_events(),
-            prev_responses[0].shared_events()
-        ));
-
-        let part = one_key.next().await.expect("an item").expect("events");
-        assert_eq!(keys(&part), [b"/a/1".as_ref()]);
-        assert_eq!(part.header_revision, 2);
-        assert!(part.events()[0].prev_kv.is_some());
     }
 }

@@ -182,7 +182,7 @@ impl WatchChecker {
     pub fn from_responses(first: Revision, last: Revision, responses: &[WatchResponse]) -> Self {
         let mut history: BTreeMap<Revision, Vec<Event>> =
             (first..=last).map(|r| (r, Vec::new())).collect();
-        for event in responses.iter().flat_map(|r| r.events().iter()) {
+        for event in responses.iter().flat_map(|r| r.events.iter()) {
             if let Some(events) = history.get_mut(&event.kv.mod_revision) {
                 events.push(event.clone());
             }
@@ -254,7 +254,7 @@ impl WatchChecker {
         // revision -> (index of its response, its events)
         let mut delivered: BTreeMap<Revision, (usize, Vec<Event>)> = BTreeMap::new();
         for (index, resp) in watch.responses.iter().enumerate() {
-            if resp.events().is_empty() {
+            if resp.events.is_empty() {
                 stats.progress_notifications += 1;
                 if let Some(last) = last_event
                     && resp.header_revision < last
@@ -272,7 +272,7 @@ impl WatchChecker {
             }
             stats.event_responses += 1;
             let mut previous_in_response: Option<Revision> = None;
-            for event in resp.events() {
+            for event in &resp.events {
                 let revision = event.kv.mod_revision;
                 stats.events += 1;
                 if let Some(previous) = previous_in_response {
@@ -433,7 +433,7 @@ impl WatchChecker {
             let mut events: Vec<Event> = w
                 .responses
                 .iter()
-                .flat_map(|r| r.events().iter())
+                .flat_map(|r| r.events.iter())
                 .filter(|e| e.kv.mod_revision >= from && e.kv.mod_revision <= until)
                 .cloned()
                 .collect();

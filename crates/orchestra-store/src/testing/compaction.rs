@@ -7,7 +7,7 @@ use crate::ext::StoreExt;
 use crate::store::Store;
 use crate::testing::kv::keys;
 use crate::testing::util::{Snapshot, drain_until, err, ok};
-use crate::types::{RangeRequest, Revision, WatchRequest, WatchResponse};
+use crate::types::{RangeRequest, Revision, WatchRequest};
 
 fn values(kvs: &[crate::types::KeyValue]) -> Vec<(String, String, Revision)> {
     kvs.iter()
@@ -102,7 +102,7 @@ pub async fn compaction<S: Store>(store: S) {
     let events: Vec<_> = drain_until(&mut stream, r6, "watch from the compact revision")
         .await
         .into_iter()
-        .flat_map(WatchResponse::into_events)
+        .flat_map(|r| r.events)
         .collect();
     let revisions: Vec<Revision> = events.iter().map(|e| e.kv.mod_revision).collect();
     assert_eq!(

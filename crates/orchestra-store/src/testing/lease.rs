@@ -179,7 +179,7 @@ pub async fn lease_revoke_deletes_keys<S: Store>(store: S) {
 
     let resp = next_events(&mut stream, "revoke events").await;
     let got: Vec<(EventKind, String, i64)> = resp
-        .events()
+        .events
         .iter()
         .map(|e| {
             (
@@ -337,13 +337,8 @@ pub async fn lease_expiry<S: Store>(store: S) {
         elapsed >= ttl,
         "the lease expired {elapsed:?} after its keep-alive, before its TTL {ttl:?}"
     );
-    assert_eq!(
-        resp.events().len(),
-        1,
-        "one delete event: {:?}",
-        resp.events()
-    );
-    let event = &resp.events()[0];
+    assert_eq!(resp.events.len(), 1, "one delete event: {:?}", resp.events);
+    let event = &resp.events[0];
     assert_eq!(
         (event.kind, event.kv.key.as_ref(), event.kv.mod_revision),
         (EventKind::Delete, b"/exp/a".as_ref(), before + 1),

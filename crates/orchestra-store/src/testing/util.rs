@@ -90,7 +90,7 @@ pub async fn next_response(stream: &mut WatchStream, what: &str) -> WatchRespons
 pub async fn next_events(stream: &mut WatchStream, what: &str) -> WatchResponse {
     loop {
         let resp = next_response(stream, what).await;
-        if !resp.events().is_empty() {
+        if !resp.events.is_empty() {
             return resp;
         }
     }
@@ -108,7 +108,7 @@ pub async fn collect_events(
     let mut events = 0;
     while events < count {
         let resp = next_events(stream, what).await;
-        events += resp.events().len();
+        events += resp.events.len();
         responses.push(resp);
     }
     responses
@@ -120,7 +120,7 @@ pub async fn collect_events(
 pub fn atomic_events(responses: &[WatchResponse], what: &str) -> Vec<crate::types::Event> {
     let mut seen: Vec<(Revision, usize)> = Vec::new();
     for (index, resp) in responses.iter().enumerate() {
-        for event in resp.events() {
+        for event in &resp.events {
             let revision = event.kv.mod_revision;
             match seen.last() {
                 Some(&(last, at)) if last == revision && at != index => panic!(
@@ -136,7 +136,7 @@ pub fn atomic_events(responses: &[WatchResponse], what: &str) -> Vec<crate::type
     }
     responses
         .iter()
-        .flat_map(|r| r.events().iter().cloned())
+        .flat_map(|r| r.events.iter().cloned())
         .collect()
 }
 
@@ -147,9 +147,9 @@ pub async fn assert_quiet(stream: &mut WatchStream, revision: Revision, what: &s
     stream.request_progress();
     let resp = next_response(stream, what).await;
     assert!(
-        resp.events().is_empty(),
+        resp.events.is_empty(),
         "{what}: expected no more events up to revision {revision} (a progress notification), got {:?}",
-        resp.events()
+        resp.events
     );
     assert!(
         resp.header_revision >= revision,
@@ -170,8 +170,8 @@ pub async fn drain_until(
     stream.request_progress();
     loop {
         let resp = next_response(stream, what).await;
-        let done = resp.events().is_empty() && resp.header_revision >= revision;
-        let progress = resp.events().is_empty();
+        let done = resp.events.is_empty() && resp.header_revision >= revision;
+        let progress = resp.events.is_empty();
         responses.push(resp);
         if done {
             return responses;

@@ -120,7 +120,7 @@ pub async fn watch_from_past_revision<S: Store>(store: S) {
     let mut responses = drain_until(&mut stream, r5, "replay from a past revision").await;
     let first = responses
         .iter()
-        .flat_map(|r| r.events().first())
+        .flat_map(|r| r.events.first())
         .next()
         .map(|e| e.kv.mod_revision);
     assert_eq!(first, Some(r2), "the start revision is inclusive");
@@ -152,7 +152,7 @@ pub async fn watch_from_now<S: Store>(store: S) {
     let r2 = ok(store.put("/n/b", "after").await, "put after the watch");
     let resp = next_events(&mut stream, "watch from now").await;
     assert_eq!(
-        brief(resp.events()),
+        brief(&resp.events),
         vec![(EventKind::Put, "/n/b".into(), r2)],
         "a watch from now sees only later writes"
     );
@@ -308,7 +308,7 @@ pub async fn watch_progress<S: Store>(store: S) {
     )
     .await;
     assert_eq!(
-        brief(resp.events()),
+        brief(&resp.events),
         vec![(EventKind::Put, "/g/a".into(), ra)],
         "a progress notification must come after the events already pending"
     );
@@ -326,9 +326,9 @@ pub async fn watch_progress<S: Store>(store: S) {
     ahead.request_progress();
     let resp = next_response(&mut ahead, "progress of a watch from a future revision").await;
     assert!(
-        resp.events().is_empty(),
+        resp.events.is_empty(),
         "no events yet, got {:?}",
-        resp.events()
+        resp.events
     );
     let current = ok(store.status().await, "status").revision;
     assert_eq!(
@@ -368,10 +368,7 @@ pub async fn watch_compacted_start<S: Store>(store: S) {
     )
     .await;
     let responses = drain_until(&mut stream, r4, "watch from the compact revision").await;
-    let events: Vec<Event> = responses
-        .into_iter()
-        .flat_map(WatchResponse::into_events)
-        .collect();
+    let events: Vec<Event> = responses.into_iter().flat_map(|r| r.events).collect();
     assert_eq!(
         brief(&events),
         vec![
@@ -439,7 +436,7 @@ pub async fn watch_slow_catches_up<S: Store>(store: S) {
     let responses = drain_until(&mut slow, last, "slow watcher catching up").await;
     let events: Vec<Event> = responses
         .iter()
-        .flat_map(|r| r.events().iter().cloned())
+        .flat_map(|r| r.events.iter().cloned())
         .collect();
     assert_eq!(
         events.len(),
@@ -448,13 +445,13 @@ pub async fn watch_slow_catches_up<S: Store>(store: S) {
     );
     assert_matches_writes(&events, &writes, "slow watcher");
     let mut previous = 0;
-    for resp in responses.iter().filter(|r| !r.events().is_empty()) {
-        let first = resp.events()[0].kv.mod_revision;
+    for resp in responses.iter().filter(|r| !r.events.is_empty()) {
+        let first = resp.events[0].kv.mod_revision;
         assert!(
             first > previous,
             "responses must move forward: {first} after {previous}"
         );
-        previous = resp.events().last().map_or(previous, |e| e.kv.mod_revision);
+        previous = resp.events.last().map_or(previous, |e| e.kv.mod_revision);
     }
 }
 
@@ -479,7 +476,7 @@ pub async fn watch_slow_compacted<S: Store>(store: S) {
                 "slow watcher after compaction: the stream ended without a Compacted error after {} events",
                 events.len()
             ),
-            Ok(Some(Ok(batch))) => events.extend_from_slice(batch.events()),
+            Ok(Some(Ok(WatchResponse { events: batch, .. }))) => events.extend(batch),
             Ok(Some(Err(err))) => break err,
         }
     };

@@ -397,7 +397,7 @@ async fn follow<S: Store>(
                         Some(Err(e)) => panic!("watch {name:?} failed during the workload: {e}"),
                         None => panic!("watch {name:?} ended during the workload"),
                     };
-                    let last_event = resp.events().last().map(|e: &Event| e.kv.mod_revision);
+                    let last_event = resp.events.last().map(|e: &Event| e.kv.mod_revision);
                     responses.push(resp);
                     match pace {
                         Pace::Slow(yields) => {

@@ -286,7 +286,7 @@ impl Watcher {
                 Ok(resp) => pb::WatchResponse {
                     header: self.shared.header(resp.header_revision),
                     watch_id: self.id,
-                    events: resp.events().iter().map(event).collect(),
+                    events: resp.events.into_iter().map(event).collect(),
                     ..Default::default()
                 },
                 Err(err) => {
@@ -321,14 +321,14 @@ impl Watcher {
     }
 }
 
-fn event(event: &Event) -> mvccpb::Event {
+fn event(event: Event) -> mvccpb::Event {
     let kind = match event.kind {
         EventKind::Put => mvccpb::event::EventType::Put,
         EventKind::Delete => mvccpb::event::EventType::Delete,
     };
     mvccpb::Event {
         r#type: kind as i32,
-        kv: Some(key_value(event.kv.clone())),
-        prev_kv: event.prev_kv.clone().map(key_value),
+        kv: Some(key_value(event.kv)),
+        prev_kv: event.prev_kv.map(key_value),
     }
 }
