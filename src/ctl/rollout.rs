@@ -8,10 +8,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use orchestra::api::Client;
 use orchestra::api::resources::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use orchestra::api::{ApiError, Client, Resource};
 use orchestra::controller::controllers::deployment::plan::REVISION_ANNOTATION;
 use orchestra::controller::controllers::deployment::progress::{RolloutStatus, rollout_status};
 use orchestra::controller::controllers::deployment::rollback::{Rollback, rollback};
@@ -77,48 +77,46 @@ pub async fn scale<C: Client>(
     let (kind, name) = parse_target(target, None)?;
     let ns = scope.namespace();
     let context = || format!("scaling {kind} {name:?}");
-    match kind {
+    let result = match kind {
         Kind::Deployment => {
-            let mut d: Deployment = client
-                .get(ns, &name)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
-            d.spec.replicas = Some(replicas);
-            client
-                .update(&d)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
+            set_replicas(client, ns, &name, |d: &mut Deployment| {
+                d.spec.replicas = Some(replicas)
+            })
+            .await
         }
         Kind::ReplicaSet => {
-            let mut rs: ReplicaSet = client
-                .get(ns, &name)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
-            rs.spec.replicas = Some(replicas);
-            client
-                .update(&rs)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
+            set_replicas(client, ns, &name, |rs: &mut ReplicaSet| {
+                rs.spec.replicas = Some(replicas)
+            })
+            .await
         }
         Kind::StatefulSet => {
-            let mut sts: StatefulSet = client
-                .get(ns, &name)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
-            sts.spec.replicas = Some(replicas);
-            client
-                .update(&sts)
-                .await
-                .map_err(|e| CtlError::api(context(), e))?;
+            set_replicas(client, ns, &name, |sts: &mut StatefulSet| {
+                sts.spec.replicas = Some(replicas)
+            })
+            .await
         }
         other => {
             return Err(CtlError::Usage(format!(
                 "cannot scale {other}s (deployments, replicasets and statefulsets can be scaled)"
             )));
         }
-    }
+    };
+    result.map_err(|e| CtlError::api(context(), e))?;
     writeln!(out, "{kind}/{name} scaled")?;
     Ok(())
+}
+
+/// Reads `NS/NAME`, sets its replicas with `set` and writes it back.
+async fn set_replicas<C: Client, R: Resource>(
+    client: &C,
+    ns: &str,
+    name: &str,
+    set: impl FnOnce(&mut R),
+) -> Result<(), ApiError> {
+    let mut object: R = client.get(ns, name).await?;
+    set(&mut object);
+    client.update(&object).await.map(drop)
 }
 
 /// `rollout pause|resume DEPLOYMENT`.

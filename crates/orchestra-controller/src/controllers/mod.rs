@@ -37,6 +37,7 @@ pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
+mod owned;
 pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;

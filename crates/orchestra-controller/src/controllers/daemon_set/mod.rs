@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
-use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ControllerRevision, DaemonSet, Node, Pod};
 use orchestra_api::{ApiError, Client};
 
@@ -30,6 +30,7 @@ use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::events::{self, DAEMON_SET_CONTROLLER, PodEvents};
 use crate::controllers::expectations::Expectations;
+use crate::controllers::owned;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, delete_each, expect_own_writes, wait_for_own_writes,
 };
@@ -37,8 +38,6 @@ use crate::controllers::revision_writes;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
-/// The pod cache's index by controller uid (shared with the other controllers).
-const CONTROLLER_INDEX: &str = "controller-uid";
 /// Why a DaemonSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonSetError {
@@ -86,15 +85,8 @@ impl<C> std::fmt::Debug for DaemonSetController<C> {
 impl<C: Client> DaemonSetController<C> {
     /// The reconciler, reading pods and nodes from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
-        let pods = informers.informer::<Pod>();
-        let _ = pods
-            .store()
-            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
-        let revisions = informers.informer::<ControllerRevision>();
-        let _ = revisions.store().add_index(
-            CONTROLLER_INDEX,
-            index::by_controller_uid::<ControllerRevision>,
-        );
+        let pods = owned::indexed_informer::<Pod, C>(informers);
+        let revisions = owned::indexed_informer::<ControllerRevision, C>(informers);
         DaemonSetController {
             client: informers.client().clone(),
             pods,
@@ -133,11 +125,7 @@ impl<C: Client> DaemonSetController<C> {
                 source,
             }
         };
-        let owned = self
-            .pods
-            .store()
-            .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
-            .unwrap_or_default();
+        let owned = owned::owned_by(&self.pods, &ds.metadata.uid);
         self.record_history(ds, &owned)
             .await
             .map_err(|(action, err)| api(action)(err))?;
@@ -168,11 +156,7 @@ impl<C: Client> DaemonSetController<C> {
     /// Brings the daemon set's ControllerRevisions in line with its template (see
     /// [`super::history`]); on a failed write, what was being done and why.
     async fn record_history(&self, ds: &DaemonSet, owned: &[Arc<Pod>]) -> Result<(), WriteError> {
-        let revisions = self
-            .revisions
-            .store()
-            .by_index(CONTROLLER_INDEX, &ds.metadata.uid)
-            .unwrap_or_default();
+        let revisions = owned::owned_by(&self.revisions, &ds.metadata.uid);
         revision_writes::record_history(&self.client, ds, &revisions, owned).await
     }
 

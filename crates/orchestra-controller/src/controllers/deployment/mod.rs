@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
-use orchestra_api::reflector::index;
 use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Deployment, ReplicaSet};
 use orchestra_api::{ApiError, Client};
@@ -32,11 +31,9 @@ use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::events::{self, DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET};
 use crate::controllers::expectations::Expectations;
+use crate::controllers::owned;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
-
-/// The replica set cache's index by controller uid.
-const CONTROLLER_INDEX: &str = "controller-uid";
 
 /// How long one reconcile waits for the cache to show its own writes.
 const CACHE_WAIT: Duration = Duration::from_secs(5);
@@ -86,11 +83,7 @@ impl<C> std::fmt::Debug for DeploymentController<C> {
 impl<C: Client> DeploymentController<C> {
     /// The reconciler, reading replica sets from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
-        let replica_sets = informers.informer::<ReplicaSet>();
-        // Shared with other controllers: an existing index is the same function.
-        let _ = replica_sets
-            .store()
-            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<ReplicaSet>);
+        let replica_sets = owned::indexed_informer::<ReplicaSet, C>(informers);
         DeploymentController {
             client: informers.client().clone(),
             replica_sets,
@@ -119,11 +112,7 @@ impl<C: Client> DeploymentController<C> {
                 source,
             }
         };
-        let owned = self
-            .replica_sets
-            .store()
-            .by_index(CONTROLLER_INDEX, &deployment.metadata.uid)
-            .unwrap_or_default();
+        let owned = owned::owned_by(&self.replica_sets, &deployment.metadata.uid);
         let plan = plan::plan_at(deployment, &owned, self.clock.now()).map_err(|source| {
             DeploymentError::Plan {
                 name: name.to_owned(),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
-use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ConditionStatus, Job, JobStatus, Pod};
 use orchestra_api::{ApiError, Client};
 
@@ -28,6 +28,7 @@ use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::events::{self, COMPLETED, JOB_CONTROLLER, PodEvents};
 use crate::controllers::expectations::Expectations;
+use crate::controllers::owned;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, create_from_template, delete_each, expect_own_writes,
     wait_for_own_writes,
@@ -35,8 +36,6 @@ use crate::controllers::pod_writes::{
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
-/// The pod cache's index by controller uid (shared with the other controllers).
-const CONTROLLER_INDEX: &str = "controller-uid";
 /// Why a Job sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -80,10 +79,7 @@ impl<C> std::fmt::Debug for JobController<C> {
 impl<C: Client> JobController<C> {
     /// The reconciler, reading pods from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
-        let pods = informers.informer::<Pod>();
-        let _ = pods
-            .store()
-            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        let pods = owned::indexed_informer::<Pod, C>(informers);
         JobController {
             client: informers.client().clone(),
             pods,
@@ -111,11 +107,7 @@ impl<C: Client> JobController<C> {
                 source,
             }
         };
-        let owned = self
-            .pods
-            .store()
-            .by_index(CONTROLLER_INDEX, &job.metadata.uid)
-            .unwrap_or_default();
+        let owned = owned::owned_by(&self.pods, &job.metadata.uid);
         let now = self.clock.now();
         let record = {
             let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);

@@ -23,6 +23,7 @@ use orchestra_api::{ApiError, Client, Selector, SelectorError};
 use crate::controller::Controller;
 use crate::controllers::events::{self, PodEvents, REPLICA_SET_CONTROLLER};
 use crate::controllers::expectations::Expectations;
+use crate::controllers::owned;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_from_template, delete_each, expect_own_writes, wait_for_own_writes,
 };
@@ -31,8 +32,6 @@ use crate::reconciler::{Action, Context, Reconciler};
 
 /// The index of pods by namespace that the controllers share.
 pub(crate) const NAMESPACE_INDEX: &str = "namespace";
-/// The index of pods by the uid of their controller.
-const CONTROLLER_INDEX: &str = "controller-uid";
 /// The index of pods without a controller, by namespace (candidates for adoption).
 const ORPHAN_INDEX: &str = "orphans-by-namespace";
 
@@ -87,11 +86,7 @@ pub(crate) fn pods_by_namespace(pods: &Informer<Pod>) {
 impl<C: Client> ReplicaSetController<C> {
     /// The reconciler, reading pods from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
-        let pods = informers.informer::<Pod>();
-        // Shared with other controllers: an existing index is the same function.
-        let _ = pods
-            .store()
-            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
+        let pods = owned::indexed_informer::<Pod, C>(informers);
         let _ = pods.store().add_index(ORPHAN_INDEX, |pod: &Pod| {
             if pod.metadata.controller_ref().is_some() {
                 Vec::new()
@@ -143,12 +138,10 @@ impl<C: Client> ReplicaSetController<C> {
         };
         // Only the pods it controls and the orphans of its namespace concern a replica set:
         // looking at these, not the whole namespace, keeps a sync cheap in a big namespace.
-        let store = self.pods.store();
-        let mut pods = store
-            .by_index(CONTROLLER_INDEX, &rs.metadata.uid)
-            .unwrap_or_default();
+        let mut pods = owned::owned_by(&self.pods, &rs.metadata.uid);
         pods.extend(
-            store
+            self.pods
+                .store()
                 .by_index(ORPHAN_INDEX, &key.namespace)
                 .unwrap_or_default(),
         );

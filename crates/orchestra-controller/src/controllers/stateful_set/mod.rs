@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orchestra_api::events::EventSink;
-use orchestra_api::reflector::{ObjectKey, index};
+use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ControllerRevision, Pod, PodTemplateSpec, StatefulSet};
 use orchestra_api::{ApiError, Client};
 
@@ -34,15 +34,13 @@ use crate::controllers::clock::Clock;
 use crate::controllers::events::{self, PodEvents, STATEFUL_SET_CONTROLLER};
 use crate::controllers::expectations::Expectations;
 use crate::controllers::history::{self, current_hash, revision_name};
+use crate::controllers::owned;
 use crate::controllers::pod_writes::{
     WriteError, Written, create_each, delete_each, expect_own_writes, wait_for_own_writes,
 };
 use crate::controllers::revision_writes;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
-
-/// The caches' index by controller uid (shared with the other controllers).
-const CONTROLLER_INDEX: &str = "controller-uid";
 
 /// Why a StatefulSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -90,15 +88,8 @@ impl<C> std::fmt::Debug for StatefulSetController<C> {
 impl<C: Client> StatefulSetController<C> {
     /// The reconciler, reading pods and revisions from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
-        let pods = informers.informer::<Pod>();
-        let _ = pods
-            .store()
-            .add_index(CONTROLLER_INDEX, index::by_controller_uid::<Pod>);
-        let revisions = informers.informer::<ControllerRevision>();
-        let _ = revisions.store().add_index(
-            CONTROLLER_INDEX,
-            index::by_controller_uid::<ControllerRevision>,
-        );
+        let pods = owned::indexed_informer::<Pod, C>(informers);
+        let revisions = owned::indexed_informer::<ControllerRevision, C>(informers);
         StatefulSetController {
             client: informers.client().clone(),
             pods,
@@ -124,16 +115,8 @@ impl<C: Client> StatefulSetController<C> {
             action,
             source,
         };
-        let owned = self
-            .pods
-            .store()
-            .by_index(CONTROLLER_INDEX, &sts.metadata.uid)
-            .unwrap_or_default();
-        let revisions = self
-            .revisions
-            .store()
-            .by_index(CONTROLLER_INDEX, &sts.metadata.uid)
-            .unwrap_or_default();
+        let owned = owned::owned_by(&self.pods, &sts.metadata.uid);
+        let revisions = owned::owned_by(&self.revisions, &sts.metadata.uid);
         if sts.metadata.deletion_timestamp.is_none() {
             revision_writes::record_history(&self.client, sts, &revisions, &owned)
                 .await
