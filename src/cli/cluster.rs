@@ -50,6 +50,8 @@ pub struct ClusterArgs {
 
 /// Runs the cluster until SIGTERM or Ctrl-C.
 pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
+    // Before anything starts: the API answers while the nodes are still starting.
+    let shutdown = super::server::shutdown_signal();
     let mut builder = Cluster::builder()
         .nodes(args.nodes)
         .runtime(args.runtime)
@@ -87,7 +89,7 @@ pub async fn run(args: ClusterArgs) -> Result<(), ClusterError> {
     if let Some(dns) = cluster.dns_addr() {
         println!("orchestra cluster: cluster DNS at {dns} (UDP and TCP, domain cluster.local)");
     }
-    super::server::shutdown_signal().await;
+    shutdown.await;
     tracing::info!("stopping the cluster");
     cluster.shutdown().await;
     Ok(())
