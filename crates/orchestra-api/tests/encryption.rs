@@ -1,37 +1,21 @@
 //! Encryption at rest: Secrets are ciphertext in the store (MemStore's values, DiskStore's
 //! files), plaintext through the registry, its watches and LocalClient's watch cache; keys
-//! rotate; a value no key opens fails alone with a clear error; nothing leaks into tracing.
+//! rotate; a value no key opens fails alone with a clear error. That nothing leaks into
+//! tracing is `encryption_logs.rs`'s, alone in its binary.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
-use orchestra_api::encryption::{EncryptionConfig, EncryptionKey, KeySet};
+use orchestra_api::encryption::EncryptionConfig;
 use orchestra_api::registry::{ApiError, DeleteOptions, ListOptions, WatchEvent, WatchOptions};
 use orchestra_api::resources::{ConfigMap, Secret};
 use orchestra_api::{Client, LocalClient, ObjectMeta, Registry};
 use orchestra_store::{MemStore, StoreExt};
 
-const PLAIN: &str = "correct-horse-battery-staple";
+mod encryption_support;
 
-fn config(keys: &[(&str, u8)]) -> EncryptionConfig {
-    let keys = keys
-        .iter()
-        .map(|(name, byte)| EncryptionKey::new(name, &[*byte; 32]).expect("key"))
-        .collect();
-    EncryptionConfig::new(KeySet::new(keys).expect("key set"))
-}
-
-fn secret(name: &str, value: &str) -> Secret {
-    let mut secret = Secret {
-        metadata: ObjectMeta::named(name),
-        ..Default::default()
-    };
-    secret.metadata.namespace = "default".into();
-    secret.data.insert("password".into(), value.into());
-    secret
-}
+use encryption_support::{PLAIN, config, secret};
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -315,85 +299,4 @@ async fn a_value_no_key_opens_fails_alone_with_a_clear_error() {
         assert_eq!(report.failed.len(), 1, "{report:?}");
         assert_eq!(report.failed[0].0, "/registry/secrets/default/orphan");
     }
-}
-
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn tracing_output_never_contains_a_secret_value() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let raw = Arc::new(MemStore::new());
-    let registry = Registry::from_arc(raw.clone()).with_encryption(config(&[("k1", 1)]));
-    let client = LocalClient::from_registry(registry.clone());
-    let mut watch = client
-        .watch::<Secret>(None, &WatchOptions::default())
-        .await
-        .expect("watch");
-    let created = client.create(&secret("db", PLAIN)).await.expect("create");
-    let _ = watch.next().await;
-    let mut invalid = created.clone();
-    invalid.type_ = "kubernetes.io/tls".into();
-    let err = registry
-        .update(invalid)
-        .await
-        .expect_err("type is immutable");
-    // The value is also logged the way code commonly does: an error and the object itself.
-    tracing::warn!(%err, object = ?created, "update refused");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _ = EncryptionConfig::load_or_create(dir.path()).expect("key file");
-    let undecryptable = Registry::from_arc(raw.clone()).with_encryption(config(&[("k2", 2)]));
-    let err = undecryptable
-        .get::<Secret>("default", "db")
-        .await
-        .expect_err("wrong key");
-    tracing::error!(%err, ?err, "read failed");
-    client
-        .delete::<Secret>("default", "db", &DeleteOptions::default())
-        .await
-        .expect("delete");
-    let _ = watch.next().await;
-
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
-    assert!(
-        logs.contains("update refused") && logs.contains("read failed"),
-        "{logs}"
-    );
-    assert!(logs.contains("created the encryption config"), "{logs}");
-    assert!(!logs.contains(PLAIN), "{logs}");
-    assert!(
-        !logs.contains("Y29ycmVjdC1ob3JzZS1iYXR0ZXJ5LXN0YXBsZQ"),
-        "{logs}"
-    );
-    let key_file = std::fs::read_to_string(dir.path().join("encryption.yaml")).expect("key file");
-    let key = key_file
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("secret: "))
-        .expect("a key");
-    assert!(!logs.contains(key), "the key itself is never logged");
 }
