@@ -1,7 +1,8 @@
 //! `orchestra controller-manager --server URL [--controllers LIST] [--leader-elect]
-//! [--lease-namespace NS] [--identity ID] [--metrics-listen ADDR]`: the built-in controllers
-//! (replicaset, deployment, job, daemonset, statefulset, endpoints, nodelifecycle, garbagecollector,
-//! namespace; all by default) over `RemoteClient`, behind leader
+//! [--lease-namespace NS] [--identity ID] [--metrics-listen ADDR] [--root-ca-file FILE]`: the
+//! built-in controllers (replicaset, deployment, job, daemonset, statefulset, endpoints,
+//! nodelifecycle, garbagecollector, namespace, serviceaccount, root-ca-cert-publisher,
+//! ttl-after-finished; all by default) over `RemoteClient`, behind leader
 //! election on the Lease `controller-manager` by default, with Prometheus metrics on
 //! `/metrics` of the admin address. Stops on SIGTERM or Ctrl-C, releasing the lease.
 
@@ -58,6 +59,11 @@ pub struct ControllerManagerArgs {
     /// How long a node may go without a heartbeat before it is Unknown, in seconds.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// The CA bundle (PEM) published in every namespace's `kube-root-ca.crt` ConfigMap, which
+    /// pods see as `ca.crt` next to their token (default: the credentials' CA; with neither,
+    /// as against an `--insecure` server, the root CA publisher does not run).
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// Why the controller manager could not run.
@@ -90,6 +96,36 @@ pub enum ControllerManagerError {
     /// The grace period is zero.
     #[error("--node-monitor-grace-period must be at least 1 second")]
     GracePeriod,
+    /// `--root-ca-file` cannot be read, or holds no certificate.
+    #[error("--root-ca-file {path}: {message}")]
+    RootCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The CA bundle to publish: `--root-ca-file`'s, else the credentials' CA (`None` for a
+/// plain-text server, or when the credentials cannot be read: connecting reports that).
+pub fn root_ca(args: &ControllerManagerArgs) -> Result<Option<String>, ControllerManagerError> {
+    if let Some(path) = &args.root_ca_file {
+        let fail = |message: String| ControllerManagerError::RootCa {
+            path: path.clone(),
+            message,
+        };
+        let pem = std::fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(fail("no PEM certificate in it".to_owned()));
+        }
+        return Ok(Some(pem));
+    }
+    match super::security::resolve(args.server.as_deref(), args.credentials.as_deref()) {
+        Ok(super::security::Endpoint::Secure(credentials)) => {
+            Ok(Some(credentials.certificate_authority))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// This process's default identity: the host name and the process id.
@@ -109,6 +145,7 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
         return Err(ControllerManagerError::GracePeriod);
     }
     let controllers = parse_controllers(&args.controllers)?;
+    let root_ca = root_ca(&args)?;
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .map_err(|source| ControllerManagerError::Metrics {
@@ -127,7 +164,8 @@ pub async fn run(args: ControllerManagerArgs) -> Result<(), ControllerManagerErr
             grace_period: Duration::from_secs(args.node_monitor_grace_period),
             ..NodeLifecycleConfig::default()
         })
-        .controllers(controllers.clone());
+        .controllers(controllers.clone())
+        .root_ca(root_ca);
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     if args.leader_elect {
         manager = manager.leader_election(LeaderElectionConfig::new(

@@ -271,8 +271,9 @@ pub enum ServerError {
 }
 
 /// The server's security options from the flags: TLS, authentication, the admin
-/// credentials and the join token written to the data directory.
-pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
+/// credentials and the join token written to the data directory; and the cluster CA (PEM),
+/// `None` for an `--insecure` server.
+pub fn security(args: &ServerArgs) -> Result<(ServerOptions, Option<String>), ServerError> {
     if args.insecure {
         if !args.listen.ip().is_loopback() {
             return Err(ServerError::InsecureNotLoopback(args.listen));
@@ -283,10 +284,13 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         );
         eprintln!("{warning}");
         tracing::warn!("{warning}");
-        return Ok(ServerOptions {
-            limits: args.limits.limits()?,
-            ..ServerOptions::default()
-        });
+        return Ok((
+            ServerOptions {
+                limits: args.limits.limits()?,
+                ..ServerOptions::default()
+            },
+            None,
+        ));
     }
     let data_dir = args.data_dir.as_deref().ok_or(ServerError::NoDataDir)?;
     let mut sans = args.tls_sans.clone();
@@ -328,7 +332,8 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         &pki.apiserver_client().cert_pem,
         &pki.apiserver_client().key_pem,
     )?;
-    Ok(ServerOptions {
+    let root_ca = Some(pki.ca_pem().to_owned());
+    let options = ServerOptions {
         node_connector: Some(Arc::new(node_connector)),
         tls: Some(orchestra_api::tls::server_config(
             &pki.server().cert_pem,
@@ -345,7 +350,8 @@ pub fn security(args: &ServerArgs) -> Result<ServerOptions, ServerError> {
         )),
         limits: args.limits.limits()?,
         ..ServerOptions::default()
-    })
+    };
+    Ok((options, root_ca))
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -355,7 +361,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     if let Some(dir) = &args.data_dir {
         orchestra::data_dir::open(dir, orchestra::data_dir::Layout::Server)?;
     }
-    let mut options = security(&args)?;
+    let (mut options, root_ca) = security(&args)?;
     let store = open_store(&args).await?;
     let store = encrypt_at_rest(store, &args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -395,6 +401,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                     trust_domain: args.mesh_trust_domain.clone(),
                 }
             }),
+            // Every namespace's `kube-root-ca.crt`; an --insecure server has no CA to publish.
+            root_ca,
         },
     );
     let mut authorization = None;

@@ -1,6 +1,7 @@
 //! `orchestra sidecar`: the mesh proxy next to an application (orchestra-mesh's
 //! `Sidecar`). It authenticates to the API server as the pod's service account (a token
-//! file, or the credentials file's token or client certificate), obtains and renews that
+//! file, read again as the node agent renews it, or the credentials file's token or client
+//! certificate), obtains and renews that
 //! account's mesh certificate, follows Services and Endpoints, and serves the outbound
 //! (plain HTTP from the application, mTLS to peers), inbound (mTLS from peers, policy,
 //! forward to the application) and admin (`/ready`, `/live`, `/metrics`,
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use clap::Args;
 use orchestra::api::RemoteClient;
+use orchestra_api::remote::{BearerToken, TokenError};
 use orchestra_mesh::l7::identity::{IdentityClient, SpiffeId};
 use orchestra_mesh::l7::{
     AuthorizationPolicy, Caller, DefaultAction, NamespacePolicy, Rule, Sidecar, SidecarConfig,
@@ -38,7 +40,9 @@ pub struct SidecarArgs {
     #[arg(long, env = "ORCHESTRA_CREDENTIALS")]
     pub credentials: Option<PathBuf>,
     /// A file holding the service account's token (a pod's mounted token): it replaces the
-    /// credentials file's token or client certificate.
+    /// credentials file's token or client certificate. Read again when the token in hand is a
+    /// minute old and when the API server refuses it, so the node agent's renewals reach
+    /// the sidecar.
     #[arg(long, env = "ORCHESTRA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// The pod's namespace.
@@ -78,21 +82,9 @@ pub struct SidecarArgs {
 /// Why `orchestra sidecar` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarCommandError {
-    /// The token file could not be read.
-    #[error("reading the service account token {path}")]
-    TokenFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token file is empty.
-    #[error("the service account token file {path} is empty")]
-    EmptyToken {
-        /// The file.
-        path: PathBuf,
-    },
+    /// The token file cannot be used (unreadable, empty, not a token).
+    #[error("the service account token file")]
+    TokenFile(#[from] TokenError),
     /// The API server could not be reached.
     #[error("connecting to the API server")]
     Connect(#[from] ApiConnectError),
@@ -155,40 +147,42 @@ pub fn config(args: &SidecarArgs) -> SidecarConfig {
     }
 }
 
-/// How to reach the API server: the flags', with the token file's token in place of the
-/// credentials' own authentication.
-fn endpoint(args: &SidecarArgs) -> Result<Endpoint, SidecarCommandError> {
+/// How to reach the API server: the flags', with the token file in place of the
+/// credentials' own authentication (`None`: the credentials' own).
+fn endpoint(args: &SidecarArgs) -> Result<(Endpoint, Option<BearerToken>), SidecarCommandError> {
     let mut endpoint =
         super::security::resolve(args.server.as_deref(), args.credentials.as_deref())?;
+    let mut token = None;
     if let (Some(path), Endpoint::Secure(credentials)) = (&args.token_file, &mut endpoint) {
-        let token =
-            std::fs::read_to_string(path).map_err(|source| SidecarCommandError::TokenFile {
-                path: path.clone(),
-                source,
-            })?;
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(SidecarCommandError::EmptyToken { path: path.clone() });
-        }
-        credentials.token = Some(token.to_owned());
+        // Read now (a bad file fails the start), and again as the node agent renews it.
+        token = Some(BearerToken::from_file(path)?);
+        credentials.token = None;
         credentials.client_certificate = None;
         credentials.client_key = None;
     }
-    Ok(endpoint)
+    Ok((endpoint, token))
+}
+
+/// The API client of `endpoint` and `token`.
+async fn connect(
+    endpoint: Endpoint,
+    token: Option<BearerToken>,
+) -> Result<RemoteClient, ApiConnectError> {
+    Ok(match (endpoint, token) {
+        (Endpoint::Plain(url), _) => RemoteClient::connect(&url).await?,
+        (Endpoint::Secure(credentials), Some(token)) => {
+            RemoteClient::connect_with_token(&credentials, token).await?
+        }
+        (Endpoint::Secure(credentials), None) => RemoteClient::connect_with(&credentials).await?,
+    })
 }
 
 /// Runs the sidecar until SIGTERM, Ctrl-C or `POST /shutdown`; returns once drained.
 pub async fn run(args: SidecarArgs) -> Result<(), SidecarCommandError> {
     // The listeners first: a taken port is reported before anything connects.
     let sidecar = Sidecar::bind(config(&args)).await?;
-    let client = match endpoint(&args)? {
-        Endpoint::Plain(url) => RemoteClient::connect(&url)
-            .await
-            .map_err(ApiConnectError::from)?,
-        Endpoint::Secure(credentials) => RemoteClient::connect_with(&credentials)
-            .await
-            .map_err(ApiConnectError::from)?,
-    };
+    let (endpoint, token) = endpoint(&args)?;
+    let client = connect(endpoint, token).await?;
     tracing::info!(identity = %sidecar.identity(), admin = %sidecar.admin_addr(), "sidecar starting");
     let issuer = Arc::new(IdentityClient::new(client.clone()));
     sidecar

@@ -41,6 +41,9 @@ pub struct ControlPlaneConfig {
     pub compaction_interval: Option<std::time::Duration>,
     /// Inject the mesh proxy into the pods that ask for it (`None`: never).
     pub sidecar_injection: Option<SidecarInjectionConfig>,
+    /// The API server's CA bundle (PEM), published in every namespace's `kube-root-ca.crt`
+    /// (`None`, as for a server without TLS: the root CA publisher does not run).
+    pub root_ca: Option<String>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -54,6 +57,7 @@ impl Default for ControlPlaneConfig {
             event_ttl: orchestra_api::registry::DEFAULT_EVENT_TTL,
             compaction_interval: Some(orchestra_store::compactor::DEFAULT_INTERVAL),
             sidecar_injection: None,
+            root_ca: None,
         }
     }
 }
@@ -183,7 +187,8 @@ impl ControlPlane {
         }
         if self.config.controllers {
             let mut manager = ControllerManager::new(client_for(CONTROLLER_MANAGER_USER))
-                .node_lifecycle(self.config.node_lifecycle.clone());
+                .node_lifecycle(self.config.node_lifecycle.clone())
+                .root_ca(self.config.root_ca.clone());
             if let Some(election) = self.config.leader_election.clone() {
                 manager = manager
                     .leader_election(election)

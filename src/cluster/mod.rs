@@ -280,6 +280,10 @@ impl ClusterBuilder {
         let store: Arc<dyn Store> = Arc::new(orchestra_api::encryption::EncryptedStore::new(
             store, encryption,
         ));
+        let pki = Arc::new(ClusterPki::load_or_create(
+            &data_dir,
+            &[self.listen.ip().to_string()],
+        )?);
         let mut control_plane = ControlPlane::new(
             store,
             ControlPlaneConfig {
@@ -288,6 +292,8 @@ impl ClusterBuilder {
                     eviction_interval: Duration::ZERO,
                     ..NodeLifecycleConfig::default()
                 },
+                // Published in every namespace's `kube-root-ca.crt`, for pods' `ca.crt`.
+                root_ca: Some(pki.ca_pem().to_owned()),
                 ..ControlPlaneConfig::default()
             },
         );
@@ -297,10 +303,6 @@ impl ClusterBuilder {
         let authorization = Authorization::start(control_plane.client(), &data_dir).await?;
         let components = authorization.for_components();
         control_plane.authorize_components(components.clone());
-        let pki = Arc::new(ClusterPki::load_or_create(
-            &data_dir,
-            &[self.listen.ip().to_string()],
-        )?);
         // The API server reads container logs from the agents over mutual TLS, as
         // `system:apiserver`; each agent's endpoint shows its node's certificate.
         let node_connector: Arc<dyn orchestra_api::logs::NodeConnector> =

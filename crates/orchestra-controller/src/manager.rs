@@ -15,8 +15,8 @@ use crate::controllers::garbage_collector::add_garbage_collectors;
 use crate::controllers::node_lifecycle::NodeLifecycleConfig;
 use crate::controllers::{
     DaemonSetController, DeploymentController, EndpointsController, JobController,
-    NamespaceController, NodeLifecycleController, ReplicaSetController, ServiceAccountController,
-    StatefulSetController, TtlAfterFinishedController,
+    NamespaceController, NodeLifecycleController, ReplicaSetController, RootCaPublisher,
+    ServiceAccountController, StatefulSetController, TtlAfterFinishedController,
 };
 use crate::informer::SharedInformers;
 use crate::leader::{LeaderElectionConfig, LeaderElectionError, LeaderElector};
@@ -34,8 +34,13 @@ pub const CONTROLLERS: &[&str] = &[
     "garbagecollector",
     "namespace",
     "serviceaccount",
+    ROOT_CA_PUBLISHER,
     "ttl-after-finished",
 ];
+
+/// The name of the root CA publisher, which runs only when the manager is given the CA
+/// ([`ControllerManager::root_ca`]).
+pub const ROOT_CA_PUBLISHER: &str = "root-ca-cert-publisher";
 
 /// Every built-in controller over `informers`: ReplicaSet, Deployment, Job, DaemonSet,
 /// StatefulSet, Endpoints, NodeLifecycle, the garbage collectors, Namespace, ServiceAccount and
@@ -48,7 +53,8 @@ pub fn built_in_controllers<C: Client>(
 }
 
 /// The built-in controllers named in `names` (see [`CONTROLLERS`]; other names are ignored,
-/// [`parse_controllers`] refuses them first).
+/// [`parse_controllers`] refuses them first). The root CA publisher needs the CA: this leaves
+/// it out, [`add_root_ca_publisher`] adds it.
 pub fn selected_controllers<C: Client>(
     informers: &SharedInformers<C>,
     node_lifecycle: NodeLifecycleConfig,
@@ -93,6 +99,18 @@ pub fn selected_controllers<C: Client>(
         set.add(TtlAfterFinishedController::controller(informers));
     }
     set
+}
+
+/// Adds the root CA publisher, publishing `ca` (PEM), to `set` when `names` has it.
+pub fn add_root_ca_publisher<C: Client>(
+    set: &mut ControllerSet,
+    informers: &SharedInformers<C>,
+    ca: &str,
+    names: &[&str],
+) {
+    if names.contains(&ROOT_CA_PUBLISHER) {
+        set.add(RootCaPublisher::controller(informers, ca));
+    }
 }
 
 /// A `--controllers` value that names no built-in controller.
@@ -141,6 +159,7 @@ pub struct ControllerManager<C> {
     leader_election: Option<LeaderElectionConfig>,
     node_lifecycle: NodeLifecycleConfig,
     controllers: Vec<&'static str>,
+    root_ca: Option<Arc<str>>,
     metrics: Arc<Mutex<Vec<MetricsHandle>>>,
 }
 
@@ -152,6 +171,7 @@ impl<C: Client> ControllerManager<C> {
             leader_election: None,
             node_lifecycle: NodeLifecycleConfig::default(),
             controllers: CONTROLLERS.to_vec(),
+            root_ca: None,
             metrics: Arc::default(),
         }
     }
@@ -159,6 +179,14 @@ impl<C: Client> ControllerManager<C> {
     /// Runs only these controllers (from [`parse_controllers`]); all by default.
     pub fn controllers(mut self, names: Vec<&'static str>) -> Self {
         self.controllers = names;
+        self
+    }
+
+    /// The API server's CA bundle (PEM), which the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt`. Without it (a server without TLS has no CA) that controller does
+    /// not run.
+    pub fn root_ca(mut self, ca: Option<String>) -> Self {
+        self.root_ca = ca.map(Arc::from);
         self
     }
 
@@ -192,12 +220,21 @@ impl<C: Client> ControllerManager<C> {
             leader_election,
             node_lifecycle,
             controllers,
+            root_ca,
             metrics,
         } = self;
+        if root_ca.is_none() && controllers.contains(&ROOT_CA_PUBLISHER) {
+            tracing::info!(
+                "no CA given: the root CA publisher does not run (pods get no ca.crt from kube-root-ca.crt)"
+            );
+        }
         let elector_client = client.clone();
         let term = move |stop: futures::future::BoxFuture<'static, ()>| {
             let informers = SharedInformers::new(client.clone());
-            let set = selected_controllers(&informers, node_lifecycle.clone(), &controllers);
+            let mut set = selected_controllers(&informers, node_lifecycle.clone(), &controllers);
+            if let Some(ca) = &root_ca {
+                add_root_ca_publisher(&mut set, &informers, ca, &controllers);
+            }
             *metrics.lock().unwrap_or_else(PoisonError::into_inner) = set.metrics();
             let metrics = Arc::clone(&metrics);
             async move {
@@ -282,6 +319,7 @@ mod tests {
                 "garbagecollector",
                 "namespace",
                 "serviceaccount",
+                "root-ca-cert-publisher",
                 "ttl-after-finished"
             ]
         );

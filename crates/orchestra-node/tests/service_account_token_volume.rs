@@ -1,6 +1,9 @@
 //! A projected `serviceAccountToken` source: the agent has a token issued for the pod's
 //! service account, bound to the pod, with the source's audience, writes it into the volume,
-//! and replaces it once 80% of its lifetime has passed. FakeRuntime, paused time.
+//! and replaces it once 80% of its lifetime has passed. The ServiceAccount admission's
+//! `kube-api-access-*` volume gets `ca.crt` from the `kube-root-ca.crt` ConfigMap (which the
+//! root CA publisher keeps) at /var/run/secrets/kubernetes.io/serviceaccount/ca.crt, and
+//! follows it. FakeRuntime, paused time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use orchestra_api::auth::token::{ServiceAccountTokens, SigningKey, service_account_user};
 use orchestra_api::resources::{
-    ContainerStateWaiting, Pod, ProjectedVolumeSource, ServiceAccount,
+    ConfigMap, ContainerStateWaiting, Pod, ProjectedVolumeSource, ServiceAccount,
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use orchestra_api::{Client, LocalClient, ObjectMeta};
@@ -185,6 +188,109 @@ async fn a_pod_whose_account_does_not_exist_waits_in_container_creating() {
         "{message}"
     );
     assert!(runtime.list().await.unwrap().containers.is_empty());
+    let _ = stop.send(());
+    agent.await.unwrap();
+}
+
+/// The pod as the ServiceAccount admission makes it: the `kube-api-access-*` volume (token,
+/// `ca.crt` from `kube-root-ca.crt`, namespace) mounted at the well-known path.
+fn pod_with_api_access() -> Pod {
+    use orchestra_api::admission::service_account::{TOKEN_MOUNT_PATH, api_access_volume};
+    let mut pod = pod("web");
+    pod.spec.volumes = vec![api_access_volume("kube-api-access-x7k2p")];
+    pod.spec.containers[0].volume_mounts = vec![VolumeMount {
+        name: "kube-api-access-x7k2p".into(),
+        mount_path: TOKEN_MOUNT_PATH.into(),
+        read_only: true,
+        ..VolumeMount::default()
+    }];
+    pod
+}
+
+/// Where the API access volume of `container` is on the node.
+fn api_access_dir(container: &ContainerStatus) -> PathBuf {
+    container
+        .config
+        .mounts
+        .iter()
+        .find(|m| m.container_path == Path::new("/var/run/secrets/kubernetes.io/serviceaccount"))
+        .expect("the API access volume is mounted at the well-known path")
+        .host_path
+        .clone()
+}
+
+fn root_ca(pem: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta::namespaced("shop", "kube-root-ca.crt"),
+        data: std::collections::BTreeMap::from([("ca.crt".to_owned(), pem.to_owned())]),
+        ..ConfigMap::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_api_access_volume_holds_the_published_ca_and_follows_it() {
+    let (client, tokens) = cluster().await;
+    let first_ca = "-----BEGIN CERTIFICATE-----\nMIIBfirst\n-----END CERTIFICATE-----\n";
+    client.create(&root_ca(first_ca)).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = FakeRuntime::new();
+    let refresh = Duration::from_secs(30);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(
+        Agent::new(
+            client.clone(),
+            runtime.clone(),
+            agent_config(tmp.path(), refresh),
+        )
+        .run(async {
+            let _ = stopped.await;
+        }),
+    );
+    client.create(&pod_with_api_access()).await.unwrap();
+    let container = container_of(&runtime).await;
+    let dir = api_access_dir(&container);
+    assert_eq!(fs::read_to_string(dir.join("ca.crt")).unwrap(), first_ca);
+    assert_eq!(fs::read_to_string(dir.join("namespace")).unwrap(), "shop");
+    let token = fs::read_to_string(dir.join("token")).unwrap();
+    let user = tokens
+        .authenticate_at(&token, tokens.api_audiences(), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(user, service_account_user("shop", "web"));
+
+    // The published CA changes (a new bundle): the file follows within a refresh period or two.
+    let second_ca = "-----BEGIN CERTIFICATE-----\nMIIBsecond\n-----END CERTIFICATE-----\n";
+    let mut map: ConfigMap = client.get("shop", "kube-root-ca.crt").await.unwrap();
+    map.data.insert("ca.crt".into(), second_ca.into());
+    client.update(&map).await.unwrap();
+    sleep(refresh * 3).await;
+    assert_eq!(fs::read_to_string(dir.join("ca.crt")).unwrap(), second_ca);
+
+    let _ = stop.send(());
+    agent.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_published_ca_the_pod_runs_without_ca_crt() {
+    let (client, _) = cluster().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = FakeRuntime::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(
+        Agent::new(
+            client.clone(),
+            runtime.clone(),
+            agent_config(tmp.path(), Duration::from_secs(30)),
+        )
+        .run(async {
+            let _ = stopped.await;
+        }),
+    );
+    client.create(&pod_with_api_access()).await.unwrap();
+    let container = container_of(&runtime).await;
+    let dir = api_access_dir(&container);
+    assert!(dir.join("token").exists());
+    assert!(!dir.join("ca.crt").exists(), "the CA source is optional");
     let _ = stop.send(());
     agent.await.unwrap();
 }

@@ -14,10 +14,11 @@
 //!   [`ROOT_CA_CONFIG_MAP`] when there is one; see below) and the pod's `namespace`. A
 //!   container that mounts something at that path already is left as it is.
 //!
-//! The CA: Kubernetes' controller manager publishes `kube-root-ca.crt` in every namespace and
-//! the projection requires it. Orchestra publishes no such ConfigMap, so the projection is
-//! marked `optional`: the file appears once an administrator (or a later controller) creates
-//! the ConfigMap, and its absence never holds a pod back.
+//! The CA: the controller manager's root CA publisher (orchestra-controller's
+//! `controllers::root_ca`, as Kubernetes' `root-ca-cert-publisher`) keeps `kube-root-ca.crt` in
+//! every namespace. A server without TLS has no CA and publishes none, so the projection is
+//! marked `optional` (Kubernetes requires it): the file appears once the ConfigMap exists, and
+//! its absence never holds a pod back.
 //!
 //! The decisions are pure functions ([`should_automount`], [`mount_api_access`]); the plug-in
 //! only reads the account.

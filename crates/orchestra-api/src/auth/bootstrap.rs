@@ -190,8 +190,9 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
                 rule(&["batch"], &["jobs"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
                 // Workload controllers create and delete what they own, the ServiceAccount
-                // controller makes each namespace's `default` account, and the garbage
-                // collector and namespace controller delete (or orphan) any of it.
+                // controller makes each namespace's `default` account, the root CA publisher
+                // its `kube-root-ca.crt` ConfigMap, and the garbage collector and namespace
+                // controller delete (or orphan) any of it.
                 rule(
                     &[""],
                     &[

@@ -32,9 +32,12 @@
 //! - this module: [`RemoteClient`] and its typed [`Client`] implementation.
 //! - `json`: the same calls on JSON values, for kinds chosen at run time (`orchestra ctl`).
 //! - [`retry`]: [`RetryPolicy`], which throttled calls are sent again and when.
+//! - [`token`]: [`BearerToken`], the token sent with every call: fixed, or a token file read
+//!   again as it is renewed (a pod's projected token).
 
 mod json;
 pub mod retry;
+pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,8 +47,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use orchestra_store::StoreError;
 use serde_json::Value;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -62,6 +63,7 @@ use crate::wire::proto::{self, api_client::ApiClient};
 use crate::wire::{self, Status};
 
 pub use retry::RetryPolicy;
+pub use token::{BearerToken, TokenError};
 
 /// The largest response a client accepts (a list of many objects).
 const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
@@ -102,24 +104,6 @@ pub enum ConnectError {
     },
 }
 
-/// Adds `authorization: Bearer TOKEN` to every call, when there is a token.
-#[derive(Clone, Debug, Default)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for BearerToken {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", token.clone());
-        }
-        Ok(request)
-    }
-}
-
 /// The API client type: the generated client through the token interceptor.
 type Api = ApiClient<InterceptedService<Channel, BearerToken>>;
 
@@ -128,6 +112,8 @@ type Api = ApiClient<InterceptedService<Channel, BearerToken>>;
 #[derive(Clone, Debug)]
 pub struct RemoteClient {
     api: Api,
+    /// The interceptor's token too: after a 401 a token file is read again.
+    token: BearerToken,
     retry: RetryPolicy,
 }
 
@@ -166,6 +152,21 @@ impl RemoteClient {
         Ok(Self::from_parts(endpoint.connect_lazy(), token))
     }
 
+    /// [`connect_with`](Self::connect_with), authenticating with `token` (for example
+    /// [`BearerToken::from_file`], a pod's mounted token) in place of the credentials' token;
+    /// their client certificate, if any, is presented too.
+    pub async fn connect_with_token(
+        credentials: &Credentials,
+        token: BearerToken,
+    ) -> Result<Self, ConnectError> {
+        let (url, endpoint, _) = secure_endpoint(credentials)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ConnectError::Connect { url, source })?;
+        Ok(Self::from_parts(channel, token))
+    }
+
     /// A client over an existing tonic channel (for TLS or custom timeouts).
     pub fn from_channel(channel: Channel) -> Self {
         Self::from_parts(channel, BearerToken::default())
@@ -174,9 +175,10 @@ impl RemoteClient {
     /// A client over a channel, sending `token` on every call.
     pub fn from_parts(channel: Channel, token: BearerToken) -> Self {
         RemoteClient {
-            api: ApiClient::with_interceptor(channel, token)
+            api: ApiClient::with_interceptor(channel, token.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
+            token,
             retry: RetryPolicy::default(),
         }
     }
@@ -197,9 +199,24 @@ impl RemoteClient {
         T: Send,
     {
         let mut retries = 0;
+        let mut reauthenticated = false;
         loop {
+            let sent = self.token.current();
             let error = match send(self.api.clone()).await {
                 Ok(response) => return Ok(response.into_inner()),
+                // Refused for its token: a token file may hold a newer one (the old one
+                // expired or was revoked); if so, the call goes once more with it.
+                Err(status)
+                    if status.code() == tonic::Code::Unauthenticated
+                        && !reauthenticated
+                        && self.token.refresh_after_refusal(sent.as_ref()) =>
+                {
+                    tracing::debug!(
+                        "the API server refused the token; retrying with the token file's new one"
+                    );
+                    reauthenticated = true;
+                    continue;
+                }
                 Err(status) => wire::from_grpc(&status, kind),
             };
             let sample: f64 = rand::Rng::random(&mut rand::rng());
@@ -304,11 +321,7 @@ fn secure_endpoint(
         tls = tls.identity(Identity::from_pem(cert, key));
     }
     let token = match &credentials.token {
-        Some(token) => {
-            BearerToken(Some(format!("Bearer {token}").parse().map_err(|_| {
-                unusable("the token has characters a header cannot carry".into())
-            })?))
-        }
+        Some(token) => BearerToken::fixed(token).map_err(|err| unusable(err.to_string()))?,
         None => BearerToken::default(),
     };
     let (url, endpoint) = endpoint(&url)?;

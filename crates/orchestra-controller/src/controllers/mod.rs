@@ -9,6 +9,7 @@
 //! - [`garbage_collector`]: deletes objects whose owners are all gone.
 //! - [`namespace`]: empties a deleted namespace, then lets it go.
 //! - [`service_account`]: the `default` ServiceAccount in every namespace.
+//! - [`root_ca`]: the `kube-root-ca.crt` ConfigMap (the API server's CA) in every namespace.
 //! - [`node_lifecycle`]: node health from heartbeats, not-ready/unreachable taints, eviction.
 //! - [`daemon_set`]: one pod per eligible node, rolling or on-delete updates.
 //! - [`stateful_set`]: pods with stable names and ordinals, created, scaled and updated in
@@ -42,6 +43,7 @@ pub(crate) mod pod_writes;
 pub mod pods;
 pub mod replica_set;
 pub(crate) mod revision_writes;
+pub mod root_ca;
 pub mod service_account;
 pub mod stateful_set;
 pub(crate) mod status;
@@ -55,6 +57,7 @@ pub use job::JobController;
 pub use namespace::NamespaceController;
 pub use node_lifecycle::NodeLifecycleController;
 pub use replica_set::ReplicaSetController;
+pub use root_ca::RootCaPublisher;
 pub use service_account::ServiceAccountController;
 pub use stateful_set::StatefulSetController;
 pub use ttl_after_finished::TtlAfterFinishedController;
