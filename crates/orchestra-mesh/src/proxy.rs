@@ -1,5 +1,6 @@
 //! The [`ServiceProxy`] trait and its error, [`ProxyError`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
@@ -19,6 +20,25 @@ pub trait ServiceProxy: Send + Sync + 'static {
     /// are still applied and the error names the first failure; the failed ports are tried
     /// again by the next `apply`.
     async fn apply(&self, table: &ServiceTable) -> Result<(), ProxyError>;
+
+    /// [`apply`](Self::apply), told which service ports changed: `table` differs from the
+    /// table of this proxy's last `apply` or `apply_changed` that succeeded (an empty table
+    /// before the first) in the entries of `changed` alone. Keys of `changed` that did not
+    /// change, or that neither table has, are allowed; a changed key left out is a bug of
+    /// the caller, and the proxy may then route by an outdated entry.
+    ///
+    /// A caller that keeps its table from one apply to the next (the
+    /// [`ProxyFollower`](crate::ProxyFollower)) knows what it edited, so a proxy can look
+    /// at those entries only and make a sync cost what changed rather than the size of the
+    /// table (the `nftables` proxy does). The default applies the whole table.
+    async fn apply_changed(
+        &self,
+        table: &ServiceTable,
+        changed: &BTreeSet<ServiceKey>,
+    ) -> Result<(), ProxyError> {
+        let _ = changed;
+        self.apply(table).await
+    }
 }
 
 /// Why a proxy could not apply a table.

@@ -10,13 +10,20 @@ mod netns;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use netns::Topology;
+use orchestra_api::resources::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+};
+use orchestra_api::{Client, IntOrString, LocalClient, ObjectMeta};
 use orchestra_mesh::nftables::{NftError, NftablesProxy, NftablesProxyConfig};
 use orchestra_mesh::{
-    Affinity, Protocol, ProxyError, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable,
+    Affinity, FollowerConfig, Protocol, ProxyError, ProxyFollower, ServiceEntry, ServiceKey,
+    ServiceProxy, ServiceTable,
 };
+use orchestra_store::MemStore;
 
 fn key(name: &str) -> ServiceKey {
     ServiceKey::new("default", name, "")
@@ -612,4 +619,127 @@ async fn a_sync_refused_by_nft_is_reported_and_the_next_one_restores_the_table()
     for answer in answers {
         assert_eq!(answer.unwrap(), a.name);
     }
+}
+
+/// A Service of one unnamed port (80 to 8080) on ClusterIP `ip`, for the API.
+fn api_service(name: &str, ip: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+            ..ObjectMeta::default()
+        },
+        spec: ServiceSpec {
+            cluster_ip: ip.to_string(),
+            ports: vec![ServicePort {
+                port: 80,
+                target_port: Some(IntOrString::Int(8080)),
+                ..ServicePort::default()
+            }],
+            ..ServiceSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// The Endpoints of service `name`: the TCP addresses of `eps` (all on port 8080).
+fn api_endpoints(name: &str, eps: &[netns::Endpoint]) -> Endpoints {
+    Endpoints {
+        metadata: ObjectMeta {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+            ..ObjectMeta::default()
+        },
+        subsets: vec![EndpointSubset {
+            addresses: eps
+                .iter()
+                .map(|e| EndpointAddress {
+                    ip: e.tcp.ip().to_string(),
+                    ..EndpointAddress::default()
+                })
+                .collect(),
+            not_ready_addresses: vec![],
+            ports: vec![EndpointPort {
+                port: 8080,
+                ..EndpointPort::default()
+            }],
+        }],
+    }
+}
+
+/// The agent's path: Services and Endpoints written through the API, followed by a
+/// `ProxyFollower`, which hands the proxy the changed service alone.
+#[tokio::test]
+async fn an_endpoints_change_through_the_follower_touches_only_its_elements() {
+    let Some(topo) = Topology::new("follow", 2) else {
+        return;
+    };
+    let client = LocalClient::new(MemStore::new());
+    for i in 0..1_000u32 {
+        let name = format!("s{i}");
+        let ip = format!("127.2.{}.{}", 10 + i / 250, i % 250 + 1);
+        client.create(&api_service(&name, &ip)).await.unwrap();
+        // Service 0 has one endpoint, so that the change below uses a count in use.
+        let eps = if i == 0 {
+            &topo.endpoints[..1]
+        } else {
+            &topo.endpoints[..]
+        };
+        client.create(&api_endpoints(&name, eps)).await.unwrap();
+    }
+    let proxy = Arc::new(proxy(&topo));
+    let follower = ProxyFollower::new(
+        client.clone(),
+        Arc::clone(&proxy),
+        FollowerConfig {
+            debounce: Duration::from_millis(10),
+            ..FollowerConfig::default()
+        },
+    );
+    let mut applied = follower.applied();
+    let task = tokio::spawn(follower.run());
+    let patience = Duration::from_secs(120);
+    tokio::time::timeout(patience, applied.wait_for(|t| t.len() == 1_000))
+        .await
+        .expect("the first apply in time")
+        .unwrap();
+    let handles_before = topo.rule_handles();
+    let elements_before = topo.elements("endpoints");
+    assert_eq!(elements_before.len(), 1 + 999 * 2);
+
+    let mut changed: Endpoints = client.get("default", "s500").await.unwrap();
+    changed.subsets = api_endpoints("s500", &topo.endpoints[..1]).subsets;
+    client.update(&changed).await.unwrap();
+    let key = ServiceKey::new("default", "s500", "");
+    tokio::time::timeout(
+        patience,
+        applied.wait_for(|t| t.get(&key).is_some_and(|e| e.endpoints.len() == 1)),
+    )
+    .await
+    .expect("the change applied in time")
+    .unwrap();
+    task.abort();
+    assert_eq!(
+        topo.rule_handles(),
+        handles_before,
+        "a one-endpoint change rewrote rules"
+    );
+    let elements_after = topo.elements("endpoints");
+    let cluster_ip = "\"127.2.12.1\"";
+    let others = |elements: &[String]| -> Vec<String> {
+        let mut others: Vec<String> = elements
+            .iter()
+            .filter(|e| !e.contains(cluster_ip))
+            .cloned()
+            .collect();
+        others.sort();
+        others
+    };
+    assert_eq!(others(&elements_before).len(), 998 * 2 + 1);
+    assert_eq!(
+        others(&elements_before),
+        others(&elements_after),
+        "endpoints of unchanged services were rewritten"
+    );
+    assert_eq!(elements_after.len(), elements_before.len() - 1);
 }

@@ -8,6 +8,7 @@
 //! the walk costs what changed, not the size of the table.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::table::{ServiceEntry, ServiceKey, ServiceTable};
@@ -21,6 +22,28 @@ pub(crate) struct Change {
     pub old: Option<Arc<ServiceEntry>>,
     /// Its entry in the desired table (`None`: removed).
     pub new: Option<Arc<ServiceEntry>>,
+}
+
+/// The service ports among `keys` whose entries differ between `old` and `new`, in key
+/// order: [`diff`] for a caller that knows the entries of every other key to be the same
+/// in both tables (see [`ServiceProxy::apply_changed`](crate::ServiceProxy::apply_changed)).
+/// It costs the keys, not the tables: a lookup in each per key.
+pub(crate) fn diff_keys(
+    old: &ServiceTable,
+    new: &ServiceTable,
+    keys: &BTreeSet<ServiceKey>,
+) -> Vec<Change> {
+    keys.iter()
+        .filter_map(|key| {
+            let (old, new) = (old.get_shared(key), new.get_shared(key));
+            // `Arc`'s `==` compares pointers first, then values.
+            (old != new).then(|| Change {
+                key: key.clone(),
+                old: old.cloned(),
+                new: new.cloned(),
+            })
+        })
+        .collect()
 }
 
 /// The service ports whose entries differ between `old` and `new`, in key order.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::applied::Applied;
-use super::diff::{Change, diff};
+use super::diff::{Change, diff, diff_keys};
 use super::plan::{Then, from_scratch, plan};
 use super::ruleset::{PRECREATED_PICKS, most_endpoints};
 use super::validate::validate;
@@ -128,6 +128,15 @@ fn edited(table: &ServiceTable, edits: &[Edit]) -> ServiceTable {
     table
 }
 
+impl Edit {
+    /// The service port it edits.
+    fn key(&self) -> &ServiceKey {
+        match self {
+            Edit::Insert(key, _) | Edit::Remove(key) | Edit::Rebuild(key) => key,
+        }
+    }
+}
+
 /// The diff by value, key by key over both tables' keys.
 fn diff_by_value(old: &ServiceTable, new: &ServiceTable) -> Vec<Change> {
     let olds: BTreeMap<_, _> = old.shared_iter().collect();
@@ -153,6 +162,7 @@ proptest! {
         first in prop::collection::vec((key(), entry()), 0..8),
         spare_picks in 0..2usize,
         rounds in prop::collection::vec(prop::collection::vec(edit(), 0..5), 1..4),
+        extra in prop::collection::btree_set(key(), 0..4),
     ) {
         let table = valid_table(first);
         // Sometimes exactly the pick chains the table needs, so that a change needing more
@@ -163,6 +173,11 @@ proptest! {
             let new = edited(&applied.table, &edits);
             let changes = diff(&applied.table, &new);
             prop_assert_eq!(&changes, &diff_by_value(&applied.table, &new));
+            // Told the edited keys (and some that were not edited), the diff looks at those
+            // alone and finds the same changes.
+            let mut told: BTreeSet<ServiceKey> = edits.iter().map(|e| e.key().clone()).collect();
+            told.extend(extra.iter().cloned());
+            prop_assert_eq!(&diff_keys(&applied.table, &new, &told), &changes);
 
             let incremental = applied.frontends.validate_changes(&changes, &new);
             let whole = validate(&new);

@@ -17,6 +17,12 @@
 //! ports: no whole-table validation, comparison of endpoints, or copy. Only a takeover (the
 //! first sync, one after a failure, or one needing more pick chains) costs the whole table.
 //!
+//! A caller that knows which service ports it changed says so
+//! ([`ServiceProxy::apply_changed`], [`NftablesProxy::sync_changed`]; the
+//! [`ProxyFollower`](crate::ProxyFollower) does): then not even the walk is done, only a
+//! lookup per changed key in each table (`diff::diff_keys`), and a sync does nothing at
+//! all per unchanged service.
+//!
 //! # Why the `nft` binary's text input
 //! Each sync is one batch of nft commands, applied by nft as one kernel transaction (all or
 //! nothing); errors come back as nft's own messages, and the same binary the operator uses
@@ -89,6 +95,7 @@ mod incremental_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -102,7 +109,7 @@ pub use plan::StaleFlows;
 pub use ruleset::TABLE;
 
 use crate::proxy::{ProxyError, ServiceProxy};
-use crate::table::ServiceTable;
+use crate::table::{ServiceKey, ServiceTable};
 
 /// Settings of an [`NftablesProxy`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,10 +223,33 @@ impl NftablesProxy {
 
     /// Applies `table` (see [`ServiceProxy::apply`]) and reports what the sync did.
     pub async fn sync(&self, table: &ServiceTable) -> Result<SyncReport, NftError> {
+        self.sync_with(table, None).await
+    }
+
+    /// Applies `table`, which differs from the table of the last sync that succeeded in the
+    /// entries of `changed` alone (see [`ServiceProxy::apply_changed`]), and reports what the
+    /// sync did. Only those entries are compared: nothing is done per unchanged service.
+    pub async fn sync_changed(
+        &self,
+        table: &ServiceTable,
+        changed: &BTreeSet<ServiceKey>,
+    ) -> Result<SyncReport, NftError> {
+        self.sync_with(table, Some(changed)).await
+    }
+
+    /// A sync, given the keys that changed (`None`: found by walking both tables).
+    async fn sync_with(
+        &self,
+        table: &ServiceTable,
+        changed: Option<&BTreeSet<ServiceKey>>,
+    ) -> Result<SyncReport, NftError> {
         let mut state = self.state.lock().await;
         let changes = match &state.applied {
             Some(applied) => {
-                let changes = diff::diff(&applied.table, table);
+                let changes = match changed {
+                    Some(keys) => diff::diff_keys(&applied.table, table, keys),
+                    None => diff::diff(&applied.table, table),
+                };
                 applied.frontends.validate_changes(&changes, table)?;
                 changes
             }
@@ -295,6 +325,15 @@ impl NftablesProxy {
 impl ServiceProxy for NftablesProxy {
     async fn apply(&self, table: &ServiceTable) -> Result<(), ProxyError> {
         self.sync(table).await?;
+        Ok(())
+    }
+
+    async fn apply_changed(
+        &self,
+        table: &ServiceTable,
+        changed: &BTreeSet<ServiceKey>,
+    ) -> Result<(), ProxyError> {
+        self.sync_changed(table, changed).await?;
         Ok(())
     }
 }

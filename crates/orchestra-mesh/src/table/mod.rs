@@ -154,6 +154,105 @@ impl ServiceTable {
         self.entries.insert(key, entry);
     }
 
+    /// One service port, as the shared entry.
+    pub(crate) fn get_shared(&self, key: &ServiceKey) -> Option<&Arc<ServiceEntry>> {
+        self.entries.get(key)
+    }
+
+    /// Replaces every port of service `namespace/name` with the ports of `ports` (entries of
+    /// other services in it are ignored), and returns the keys whose entries changed: added,
+    /// removed, or replaced by a different value. A port whose entry is equal keeps the
+    /// entry it had (the same allocation), so a proxy can tell it unchanged by pointer.
+    ///
+    /// ```
+    /// use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceTable};
+    ///
+    /// let entry = |port: u16| ServiceEntry {
+    ///     cluster: ([10, 96, 0, 1], port).into(),
+    ///     node_port: None,
+    ///     protocol: Protocol::Tcp,
+    ///     affinity: Affinity::None,
+    ///     endpoints: vec![([10, 1, 0, 1], 8080).into()],
+    /// };
+    /// let (http, dns) = (ServiceKey::new("default", "web", "http"), ServiceKey::new("default", "web", "dns"));
+    /// let mut table: ServiceTable = [(http.clone(), entry(80)), (dns.clone(), entry(53))].into_iter().collect();
+    /// let rebuilt: ServiceTable = [(http.clone(), entry(80))].into_iter().collect();
+    /// assert_eq!(table.replace_service("default", "web", rebuilt), vec![dns]);
+    /// assert_eq!(table.len(), 1);
+    /// ```
+    pub fn replace_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        ports: ServiceTable,
+    ) -> Vec<ServiceKey> {
+        let first = ServiceKey::new(namespace, name, "");
+        let olds: Vec<ServiceKey> = self
+            .entries
+            .range(&first..)
+            .map(|(key, _)| key)
+            .take_while(|key| key.namespace == namespace && key.name == name)
+            .cloned()
+            .collect();
+        let news = ports
+            .entries
+            .into_iter()
+            .filter(|(key, _)| key.namespace == namespace && key.name == name);
+        self.merge(olds, news)
+    }
+
+    /// Replaces the whole table with `new` as [`replace_service`](Self::replace_service)
+    /// does one service: equal entries keep their allocation, and the keys whose entries
+    /// changed are returned (in key order).
+    pub fn replace_all(&mut self, new: ServiceTable) -> Vec<ServiceKey> {
+        let olds: Vec<ServiceKey> = self.entries.keys().cloned().collect();
+        self.merge(olds, new.entries)
+    }
+
+    /// Removes the keys of `olds` that `news` does not have, and inserts the entries of
+    /// `news` that differ; returns the changed keys, sorted.
+    fn merge(
+        &mut self,
+        olds: Vec<ServiceKey>,
+        news: impl IntoIterator<Item = (ServiceKey, Arc<ServiceEntry>)>,
+    ) -> Vec<ServiceKey> {
+        let news: BTreeMap<ServiceKey, Arc<ServiceEntry>> = news.into_iter().collect();
+        let mut changed = Vec::new();
+        for key in olds {
+            if !news.contains_key(&key) {
+                self.entries.remove(&key);
+                changed.push(key);
+            }
+        }
+        for (key, entry) in news {
+            match self.entries.get(&key) {
+                // `Arc`'s `==` looks at the pointers first, then the values.
+                Some(old) if *old == entry => {}
+                _ => {
+                    self.entries.insert(key.clone(), entry);
+                    changed.push(key);
+                }
+            }
+        }
+        changed.sort_unstable();
+        changed
+    }
+
+    /// Makes the entries of `keys` those of `from` (the same allocations), removing the
+    /// keys `from` does not have.
+    pub(crate) fn copy_entries(&mut self, from: &ServiceTable, keys: &[ServiceKey]) {
+        for key in keys {
+            match from.entries.get(key) {
+                Some(entry) => {
+                    self.entries.insert(key.clone(), Arc::clone(entry));
+                }
+                None => {
+                    self.entries.remove(key);
+                }
+            }
+        }
+    }
+
     /// Removes one service port, returning it.
     pub fn remove(&mut self, key: &ServiceKey) -> Option<ServiceEntry> {
         self.entries.remove(key).map(Arc::unwrap_or_clone)
@@ -195,5 +294,124 @@ impl FromIterator<(ServiceKey, ServiceEntry)> for ServiceTable {
             table.insert(key, entry);
         }
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(cluster: &str, endpoints: &[&str]) -> ServiceEntry {
+        ServiceEntry {
+            cluster: cluster.parse().expect("a literal address"),
+            node_port: None,
+            protocol: Protocol::Tcp,
+            affinity: Affinity::None,
+            endpoints: endpoints
+                .iter()
+                .map(|e| e.parse().expect("a literal address"))
+                .collect(),
+        }
+    }
+
+    fn shared(table: &ServiceTable, key: &ServiceKey) -> Arc<ServiceEntry> {
+        Arc::clone(table.get_shared(key).expect("the key is in the table"))
+    }
+
+    #[test]
+    fn replacing_a_service_reports_its_changed_ports_and_keeps_the_rest_shared() {
+        let key = |name: &str, port: &str| ServiceKey::new("default", name, port);
+        let mut table: ServiceTable = [
+            (key("a", ""), entry("10.96.0.1:80", &["10.1.0.1:8080"])),
+            (key("web", "dns"), entry("10.96.0.2:53", &["10.1.0.2:53"])),
+            (
+                key("web", "http"),
+                entry("10.96.0.2:80", &["10.1.0.2:8080"]),
+            ),
+            (key("web", "old"), entry("10.96.0.2:81", &["10.1.0.2:8081"])),
+            (key("webx", ""), entry("10.96.0.3:80", &[])),
+        ]
+        .into_iter()
+        .collect();
+        let before = table.clone();
+        let ports: ServiceTable = [
+            // Equal to what it was: no change, and the old allocation stays.
+            (key("web", "dns"), entry("10.96.0.2:53", &["10.1.0.2:53"])),
+            (
+                key("web", "http"),
+                entry("10.96.0.2:80", &["10.1.0.3:8080"]),
+            ),
+            (key("web", "new"), entry("10.96.0.2:82", &[])),
+            // Another service's port: ignored.
+            (key("a", ""), entry("10.96.0.9:80", &[])),
+        ]
+        .into_iter()
+        .collect();
+        let changed = table.replace_service("default", "web", ports);
+        assert_eq!(
+            changed,
+            [key("web", "http"), key("web", "new"), key("web", "old")]
+        );
+        let names: Vec<&ServiceKey> = table.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names,
+            [
+                &key("a", ""),
+                &key("web", "dns"),
+                &key("web", "http"),
+                &key("web", "new"),
+                &key("webx", ""),
+            ]
+        );
+        for unchanged in [key("a", ""), key("web", "dns"), key("webx", "")] {
+            assert!(
+                Arc::ptr_eq(&shared(&before, &unchanged), &shared(&table, &unchanged)),
+                "{unchanged} was reallocated"
+            );
+        }
+        // A service that is gone: all its ports are changes.
+        let changed = table.replace_service("default", "web", ServiceTable::new());
+        assert_eq!(
+            changed,
+            [key("web", "dns"), key("web", "http"), key("web", "new")]
+        );
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn replacing_the_whole_table_keeps_equal_entries_shared() {
+        let key = |name: &str| ServiceKey::new("default", name, "");
+        let mut table: ServiceTable = [
+            (key("a"), entry("10.96.0.1:80", &["10.1.0.1:8080"])),
+            (key("b"), entry("10.96.0.2:80", &["10.1.0.2:8080"])),
+            (key("c"), entry("10.96.0.3:80", &[])),
+        ]
+        .into_iter()
+        .collect();
+        let before = table.clone();
+        // Rebuilt from scratch: every entry a new allocation.
+        let rebuilt: ServiceTable = [
+            (key("a"), entry("10.96.0.1:80", &["10.1.0.1:8080"])),
+            (key("b"), entry("10.96.0.2:80", &["10.1.0.9:8080"])),
+            (key("d"), entry("10.96.0.4:80", &[])),
+        ]
+        .into_iter()
+        .collect();
+        let changed = table.replace_all(rebuilt.clone());
+        assert_eq!(changed, [key("b"), key("c"), key("d")]);
+        assert_eq!(table, rebuilt);
+        assert!(Arc::ptr_eq(
+            &shared(&before, &key("a")),
+            &shared(&table, &key("a"))
+        ));
+
+        // Copying the changed entries makes the old table the new one, sharing them.
+        let mut copy = before.clone();
+        copy.copy_entries(&table, &changed);
+        assert_eq!(copy, table);
+        assert!(Arc::ptr_eq(
+            &shared(&copy, &key("b")),
+            &shared(&table, &key("b"))
+        ));
     }
 }
