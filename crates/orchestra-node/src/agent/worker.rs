@@ -142,12 +142,15 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             // resourceVersion, so that the write does not conflict with the worker's own.
             let mut newest = api_pod.clone();
             if !has_finalizer && !deleting {
-                match Box::pin(self.set_finalizer(&api_pod, true)).await {
+                // The pod goes behind an Arc at once: a `Pod` held across the awaits below
+                // would be part of every idle pod's task.
+                let added = Box::pin(self.set_finalizer(&api_pod, true))
+                    .await
+                    .map(|written| written.map(Arc::new));
+                match added {
                     Ok(Some(written)) => {
                         has_finalizer = true;
-                        if written.metadata.resource_version != api_pod.metadata.resource_version {
-                            newest = Arc::new(written);
-                        }
+                        newest = written;
                     }
                     Ok(None) => {
                         // Gone meanwhile: the watch will say so.
@@ -199,11 +202,14 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
                     self.events
                         .status_changed(&pod, self.last_status.as_ref(), &plan.status);
-                    match Box::pin(self.write_status(&newest, &plan.status)).await {
+                    let written = Box::pin(self.write_status(&newest, &plan.status))
+                        .await
+                        .map(|written| written.map(Arc::new));
+                    match written {
                         Ok(written) => {
                             self.last_status = Some(plan.status.clone());
                             if let Some(written) = written {
-                                newest = Arc::new(written);
+                                newest = written;
                             }
                         }
                         Err(err) if err.is_not_found() => {}
@@ -213,7 +219,10 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
                 if plan.terminated {
-                    match Box::pin(self.set_finalizer(&newest, false)).await {
+                    let removed = Box::pin(self.set_finalizer(&newest, false))
+                        .await
+                        .map(|_| ());
+                    match removed {
                         Ok(_) => {
                             Box::pin(self.clean_up()).await;
                             return;
