@@ -487,6 +487,54 @@ async fn signals_give_128_plus_n_and_stop_signal_is_honoured() {
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
 }
 
+/// A program named without a path is looked up in the container's own `PATH` (the runtime
+/// resolves it before spawning, so that the spawn need not fork), and the process still sees
+/// the name it was given as its `argv[0]`.
+#[tokio::test]
+async fn a_program_is_found_in_the_containers_path_and_keeps_its_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let harness = ProcessHarness::new();
+    let rt = harness.runtime().await;
+    let bin = tempfile::tempdir().expect("bin dir");
+    let script = bin.path().join("greet");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho greeted=yes\necho ready\nsleep 100\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sandbox = rt
+        .run_pod_sandbox(&sandbox_config("lookup"))
+        .await
+        .expect("sandbox");
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let by_name = |name: &str, command: Vec<String>| ContainerConfig {
+        name: name.into(),
+        command,
+        env: vec![("PATH".into(), path.clone())],
+        ..ContainerConfig::default()
+    };
+    let greet = by_name("greet", vec!["greet".into()]);
+    let shell = by_name(
+        "shell",
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "echo arg0=$(tr '\\0' '\\n' < /proc/$$/cmdline | head -n 1); echo ready; sleep 100"
+                .into(),
+        ],
+    );
+    let greet = rt.create_container(&sandbox, &greet).await.expect("create");
+    let shell = rt.create_container(&sandbox, &shell).await.expect("create");
+    rt.start_container(&greet).await.expect("start");
+    rt.start_container(&shell).await.expect("start");
+    let log = wait_for_log(&rt, &greet, "ready", LIMIT).await;
+    assert_eq!(field(&log, "greeted"), "yes");
+    let log = wait_for_log(&rt, &shell, "ready", LIMIT).await;
+    assert_eq!(field(&log, "arg0"), "sh");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove");
+}
+
 #[tokio::test]
 async fn a_bad_working_dir_gives_a_clear_error() {
     let harness = ProcessHarness::new();

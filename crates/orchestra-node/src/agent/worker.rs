@@ -137,10 +137,22 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             if !has_finalizer {
                 has_finalizer = api_pod.metadata.finalizers.iter().any(|f| f == FINALIZER);
             }
+            // The newest object this worker knows (a write of its own returns one newer than
+            // the watch's): the base of its next write, which is conditional on its
+            // resourceVersion, so that the write does not conflict with the worker's own.
+            let mut newest = api_pod.clone();
             if !has_finalizer && !deleting {
-                match Box::pin(self.set_finalizer(&api_pod, true)).await {
-                    Ok(true) => has_finalizer = true,
-                    Ok(false) => {
+                // The pod goes behind an Arc at once: a `Pod` held across the awaits below
+                // would be part of every idle pod's task.
+                let added = Box::pin(self.set_finalizer(&api_pod, true))
+                    .await
+                    .map(|written| written.map(Arc::new));
+                match added {
+                    Ok(Some(written)) => {
+                        has_finalizer = true;
+                        newest = written;
+                    }
+                    Ok(None) => {
                         // Gone meanwhile: the watch will say so.
                     }
                     Err(err) => {
@@ -190,8 +202,16 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 if self.last_status.as_ref() != Some(&plan.status) || api_pod.status.is_none() {
                     self.events
                         .status_changed(&pod, self.last_status.as_ref(), &plan.status);
-                    match Box::pin(self.write_status(&api_pod, &plan.status)).await {
-                        Ok(()) => self.last_status = Some(plan.status.clone()),
+                    let written = Box::pin(self.write_status(&newest, &plan.status))
+                        .await
+                        .map(|written| written.map(Arc::new));
+                    match written {
+                        Ok(written) => {
+                            self.last_status = Some(plan.status.clone());
+                            if let Some(written) = written {
+                                newest = written;
+                            }
+                        }
                         Err(err) if err.is_not_found() => {}
                         Err(err) => {
                             tracing::warn!(pod = %pod.metadata.name, %err, "writing the pod status failed; retrying");
@@ -199,7 +219,10 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
                 if plan.terminated {
-                    match Box::pin(self.set_finalizer(&api_pod, false)).await {
+                    let removed = Box::pin(self.set_finalizer(&newest, false))
+                        .await
+                        .map(|_| ());
+                    match removed {
                         Ok(_) => {
                             Box::pin(self.clean_up()).await;
                             return;
@@ -570,7 +593,8 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     /// Writes `status`, keeping the conditions others wrote: conditional on the resourceVersion
     /// the foreign conditions were taken from, re-read on a conflict, so that a condition
     /// written meanwhile (a readiness gate's) is never overwritten.
-    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+    /// Returns the pod as written (none when another pod of the same name replaced it).
+    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<Option<Pod>, ApiError> {
         let mut base = pod.clone();
         let mut attempts = 0;
         loop {
@@ -580,12 +604,12 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 base.status.as_ref(),
             ));
             match self.client.update_status(&base).await {
-                Ok(_) => return Ok(()),
+                Ok(written) => return Ok(Some(written)),
                 Err(err) if err.is_conflict() && attempts < 5 => {
                     let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
                     base = self.client.get::<Pod>(ns, name).await?;
                     if base.metadata.uid != pod.metadata.uid {
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
                 Err(err) => return Err(err),
@@ -593,21 +617,31 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         }
     }
 
-    /// Adds (`true`) or removes the agent's finalizer; `Ok(false)` when the pod is gone.
-    async fn set_finalizer(&self, pod: &Pod, add: bool) -> Result<bool, ApiError> {
+    /// Adds (`true`) or removes the agent's finalizer; returns the pod as it now is (`None`
+    /// when it is gone).
+    ///
+    /// The first write starts from `pod` (the object the watch or the worker's own status
+    /// write returned), conditional on its resourceVersion: usually current, so a pod start
+    /// and a teardown each cost one write instead of a read and a write. Only a conflict
+    /// (someone wrote the pod meanwhile) reads the pod again.
+    async fn set_finalizer(&self, pod: &Pod, add: bool) -> Result<Option<Pod>, ApiError> {
         let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
         let mut attempts = 0;
+        let mut known = Some(pod);
         loop {
             attempts += 1;
-            let mut latest: Pod = match self.client.get::<Pod>(ns, name).await {
-                Ok(p) if p.metadata.uid == pod.metadata.uid => p,
-                Ok(_) => return Ok(false),
-                Err(err) if err.is_not_found() => return Ok(false),
-                Err(err) => return Err(err),
+            let mut latest: Pod = match known.take() {
+                Some(pod) if !pod.metadata.resource_version.is_empty() => pod.clone(),
+                _ => match self.client.get::<Pod>(ns, name).await {
+                    Ok(p) if p.metadata.uid == pod.metadata.uid => p,
+                    Ok(_) => return Ok(None),
+                    Err(err) if err.is_not_found() => return Ok(None),
+                    Err(err) => return Err(err),
+                },
             };
             let has = latest.metadata.finalizers.iter().any(|f| f == FINALIZER);
             if has == add {
-                return Ok(true);
+                return Ok(Some(latest));
             }
             if add {
                 latest.metadata.finalizers.push(FINALIZER.to_owned());
@@ -615,9 +649,10 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                 latest.metadata.finalizers.retain(|f| f != FINALIZER);
             }
             match self.client.update(&latest).await {
-                Ok(_) => return Ok(true),
-                Err(err) if err.is_not_found() => return Ok(false),
-                Err(err) if err.is_conflict() && attempts < 5 => continue,
+                Ok(written) => return Ok(Some(written)),
+                Err(err) if err.is_not_found() => return Ok(None),
+                // One more than the reads: the first try used the known object.
+                Err(err) if err.is_conflict() && attempts < 6 => continue,
                 Err(err) => return Err(err),
             }
         }

@@ -34,6 +34,7 @@
 //! - [`ip`]: [`IpRange`], pod IP allocation;
 //! - [`limits`]: [`LimitsMode`], cgroup v2 and rlimits;
 //! - `logfile`: log files, rotation and reading;
+//! - `lookup`: the program's path from the container's `PATH` (so that spawning avoids a fork);
 //! - [`mounts`]: the root view of a container's mounts;
 //! - `procfs`: `/proc/PID/stat` and exit codes;
 //! - `record`: the JSON state files;
@@ -45,6 +46,7 @@ mod follow;
 pub mod ip;
 pub mod limits;
 mod logfile;
+mod lookup;
 pub mod mounts;
 mod procfs;
 mod reap;

@@ -383,10 +383,25 @@ impl Shared {
                 dir.display()
             ));
         }
-        let mut cmd = Command::new(program);
+        let env = Self::environment(record, sandbox);
+        // The container's PATH (its own value wins over the default, as it is set later).
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("", |(_, v)| v);
+        let mut cmd = match super::lookup::resolve(program, path) {
+            Some(file) => {
+                let mut cmd = Command::new(file);
+                // The program still sees the name it was given, as with execvp.
+                cmd.arg0(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
         cmd.args(args)
             .env_clear()
-            .envs(Self::environment(record, sandbox))
+            .envs(env)
             .current_dir(dir)
             .stdin(std::process::Stdio::null())
             .process_group(0);
