@@ -15,7 +15,10 @@
 //! offers is the resolved settings as variables a program (or a wrapper writing its own
 //! resolv.conf) can use: `ORCHESTRA_DNS_SERVER` (`IP:PORT` of the first name server),
 //! `ORCHESTRA_DNS_SEARCH` (the search list, space-separated) and `ORCHESTRA_DNS_OPTIONS`
-//! (`ndots:5`). A CRI runtime would pass the same [`PodDns`] as the sandbox's DNSConfig.
+//! (`ndots:5`). The agent also gives the [`PodDns`] to the runtime in the sandbox's
+//! configuration: CriRuntime passes it as the CRI DNSConfig, which containerd writes into the
+//! pod's resolv.conf (the cluster DNS must then listen on port 53 of an address the pods
+//! reach).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,16 +34,7 @@ pub struct ClusterDnsSettings {
     pub domain: String,
 }
 
-/// A pod's resolver settings (CRI's DNSConfig shape).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PodDns {
-    /// Name servers (`IP` or `IP:PORT`).
-    pub servers: Vec<String>,
-    /// Search domains.
-    pub searches: Vec<String>,
-    /// Options, as in resolv.conf (`ndots:5`).
-    pub options: Vec<String>,
-}
+pub use crate::runtime::PodDns;
 
 /// The resolver settings of `pod` (Kubernetes' rules): `ClusterFirst` (the default, and
 /// `ClusterFirstWithHostNet`) uses the cluster DNS with the namespace's search list and

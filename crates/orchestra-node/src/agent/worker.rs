@@ -415,10 +415,9 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
         for action in actions {
             match action {
                 Action::CreateSandbox { attempt } => {
-                    let id = self
-                        .runtime
-                        .run_pod_sandbox(&sandbox_config(pod, attempt))
-                        .await?;
+                    let mut config = sandbox_config(pod, attempt);
+                    config.dns = super::env::pod_dns(pod, self.config.cluster_dns.as_ref());
+                    let id = self.runtime.run_pod_sandbox(&config).await?;
                     self.sandbox = Some(id);
                     self.containers.clear();
                 }
@@ -694,6 +693,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
         labels: BTreeMap::from([(LABEL_POD_UID.to_owned(), meta.uid.clone())]),
         annotations: BTreeMap::new(),
         log_directory: None,
+        dns: None,
     }
 }
 

@@ -6,13 +6,14 @@
 //! annotations under [`INTERNAL_PREFIX`], which are removed again before anything is reported.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::proto;
 use crate::runtime::{
     ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    ContainerSummary, RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ContainerSummary, PodDns, RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
     SandboxSummary,
 };
 
@@ -76,6 +77,8 @@ pub fn sandbox_config(
             attempt: config.attempt,
         }),
         hostname: config.hostname.clone(),
+        // Filled in by the runtime from [`dns_config`], which can refuse the settings.
+        dns_config: None,
         log_directory: log_directory.display().to_string(),
         labels: config.labels.clone().into_iter().collect(),
         annotations,
@@ -88,6 +91,41 @@ pub fn sandbox_config(
             }),
         }),
     }
+}
+
+/// The CRI DNSConfig of a pod's resolver settings. resolv.conf names servers by address
+/// alone (port 53): `IP:53` is written as `IP`, any other port is refused with an error
+/// naming the server, since the pod's resolver would silently ignore or misread it.
+pub fn dns_config(dns: &PodDns) -> Result<proto::DnsConfig, RuntimeError> {
+    let servers = dns
+        .servers
+        .iter()
+        .map(|server| {
+            if let Ok(ip) = server.parse::<IpAddr>() {
+                return Ok(ip.to_string());
+            }
+            match server.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() == 53 => Ok(addr.ip().to_string()),
+                Ok(addr) => Err(RuntimeError::InvalidConfig {
+                    what: "DNS name server".to_owned(),
+                    message: format!(
+                        "{server}: a pod's resolv.conf can only name servers on port 53, not {}; \
+                         run the cluster DNS on port 53 of an address the pods reach",
+                        addr.port()
+                    ),
+                }),
+                Err(_) => Err(RuntimeError::InvalidConfig {
+                    what: "DNS name server".to_owned(),
+                    message: format!("{server:?} is not an IP address"),
+                }),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(proto::DnsConfig {
+        servers,
+        searches: dns.searches.clone(),
+        options: dns.options.clone(),
+    })
 }
 
 fn namespaces() -> proto::NamespaceOption {
@@ -118,6 +156,8 @@ pub fn sandbox_config_back(
             .map(PathBuf::from),
         labels: labels.into_iter().collect(),
         annotations: public(annotations),
+        // CRI's sandbox status does not carry the DNSConfig back.
+        dns: None,
     }
 }
 
@@ -363,6 +403,40 @@ mod tests {
                 (format!("{INTERNAL_PREFIX}x"), "dropped".into()),
             ]),
             log_directory: None,
+            dns: None,
+        }
+    }
+
+    #[test]
+    fn dns_settings_become_resolv_conf_addresses_and_other_ports_are_refused() {
+        let dns = PodDns {
+            servers: vec![
+                "10.0.0.10:53".into(),
+                "fd00::a".into(),
+                "[fd00::b]:53".into(),
+            ],
+            searches: vec!["shop.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
+        assert_eq!(
+            dns_config(&dns).unwrap(),
+            proto::DnsConfig {
+                servers: vec!["10.0.0.10".into(), "fd00::a".into(), "fd00::b".into()],
+                searches: dns.searches.clone(),
+                options: dns.options.clone(),
+            }
+        );
+        for (server, says) in [
+            ("127.0.0.1:5353", "not 5353"),
+            ("dns.example", "is not an IP address"),
+        ] {
+            let err = dns_config(&PodDns {
+                servers: vec![server.into()],
+                ..PodDns::default()
+            })
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(server) && text.contains(says), "{text}");
         }
     }
 

@@ -220,14 +220,17 @@ impl RuntimeDriver for CriRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
+        // Refused before anything is made.
+        let dns_config = config.dns.as_ref().map(convert::dns_config).transpose()?;
         let (log_directory, owned) = convert::log_directory(&self.config.log_root, config);
         create_dir(&log_directory)?;
-        let cri = convert::sandbox_config(
+        let mut cri = convert::sandbox_config(
             config,
             &log_directory,
             owned,
             self.config.cgroup_parent.as_deref(),
         );
+        cri.dns_config = dns_config;
         let request = self.request(proto::RunPodSandboxRequest {
             config: Some(cri),
             runtime_handler: self.config.runtime_handler.clone(),

@@ -75,6 +75,8 @@ impl SandboxRecord {
                 labels: self.labels.clone(),
                 annotations: self.annotations.clone(),
                 log_directory: self.log_directory.clone(),
+                // Not kept: a process cannot be given a resolver (see agent::env).
+                dns: None,
             },
             state: if self.ready {
                 SandboxState::Ready

@@ -75,6 +75,23 @@ pub struct SandboxConfig {
     /// Where the sandbox's container logs go (`<dir>/<container>/<attempt>.log`), if the
     /// runtime writes log files.
     pub log_directory: Option<PathBuf>,
+    /// The pod's resolver settings (CRI's DNSConfig); `None` keeps the host's. A container
+    /// runtime writes them into the sandbox's resolv.conf; ProcessRuntime cannot (its
+    /// processes share the host's resolver) and ignores them.
+    pub dns: Option<PodDns>,
+}
+
+/// A pod's resolver settings (CRI's DNSConfig shape), as the agent resolves them from the
+/// pod's `dnsPolicy` and `dnsConfig`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodDns {
+    /// Name servers: `IP`, or `IP:PORT` for a server off port 53 (which resolv.conf cannot
+    /// express: a container runtime refuses it).
+    pub servers: Vec<String>,
+    /// Search domains.
+    pub searches: Vec<String>,
+    /// Options, as in resolv.conf (`ndots:5`).
+    pub options: Vec<String>,
 }
 
 /// Whether a sandbox is up.

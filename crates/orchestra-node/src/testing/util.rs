@@ -29,6 +29,7 @@ pub fn sandbox_config(name: &str) -> SandboxConfig {
         labels: BTreeMap::from([("app".to_owned(), name.to_owned())]),
         annotations: BTreeMap::from([("note".to_owned(), "conformance".to_owned())]),
         log_directory: None,
+        dns: None,
     }
 }
 
