@@ -7,21 +7,27 @@
 //! (names, labels, hostname and subdomain), scale down from the highest ordinal waiting for
 //! each pod to be gone, a rolling update one pod at a time from the top down to the partition,
 //! the rest of it once the partition is lowered, the revisions in status and as
-//! ControllerRevisions, recreation of a deleted pod under its name, and cascading deletion.
+//! ControllerRevisions, recreation of a deleted pod under its name, and cascading deletion;
+//! adoption of orphan pods named `NAME-ORDINAL` that match the selector, release of pods
+//! relabelled out of it, pods of other controllers left alone, no adoption by a set being
+//! deleted, and a set deleted with orphan propagation and created again taking its running
+//! pods and revisions back without restarting them.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orchestra_api::registry::{DeleteOptions, ListOptions};
+use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
-    ConditionStatus, ControllerRevision, Pod, PodCondition, PodPhase, PodStatus,
+    ConditionStatus, ControllerRevision, Pod, PodCondition, PodPhase, PodStatus, ReplicaSet,
     STATEFUL_SET_POD_INDEX_LABEL, STATEFUL_SET_POD_NAME_LABEL, StatefulSet, StatefulSetStatus,
 };
-use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, testing};
+use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, OwnerReference, testing};
 use orchestra_controller::SharedInformers;
-use orchestra_controller::controllers::history::REVISION_HASH_LABEL;
+use orchestra_controller::controllers::history::{
+    REVISION_HASH_LABEL, current_hash, revision_name,
+};
 use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_controller::manager::selected_controllers;
 use orchestra_store::MemStore;
@@ -301,6 +307,238 @@ async fn parallel_sets_create_and_delete_all_at_once() {
     sts.spec.replicas = Some(0);
     client.update(&sts).await.unwrap();
     settles_at(&client, &[]).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+/// The uid of the pod's controller, if the pod exists and has one.
+async fn controller_uid(client: &LocalClient, name: &str) -> Option<String> {
+    let pod: Pod = client.get("ns", name).await.ok()?;
+    pod.metadata.controller_ref().map(|owner| owner.uid.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopts_matching_orphans_releases_relabelled_pods_and_never_steals() {
+    let client = LocalClient::new(MemStore::new());
+    // A running orphan that is one of the set's identities, one that only matches the
+    // selector (not NAME-ORDINAL), and a pod of another controller with a condemned ordinal
+    // (the set would delete it, were it its own).
+    // (It carries the revision of the set's template, as a pod the set made would: an adopted
+    // pod of another revision is replaced by the rolling update, as in Kubernetes. The set is
+    // created first, as stored with its defaults; its controller starts later.)
+    let sts = client.create(&stateful_set(2, "web:1")).await.unwrap();
+    let mut orphan = testing::pod("ns", "web-0", "web");
+    orphan.metadata.labels.insert(
+        REVISION_HASH_LABEL.into(),
+        revision_name(&sts, &current_hash(&sts)),
+    );
+    let orphan = client.create(&orphan).await.unwrap();
+    run_ready(&client, "web-0").await;
+    client
+        .create(&testing::pod("ns", "web-x", "web"))
+        .await
+        .unwrap();
+    // (The ReplicaSet exists, so that the garbage collector keeps its pod; no ReplicaSet
+    // controller runs.)
+    let mut other = ReplicaSet {
+        metadata: ObjectMeta::namespaced("ns", "someone-else"),
+        ..ReplicaSet::default()
+    };
+    other.spec.selector = LabelSelector::match_labels([("app", "web")]);
+    other.spec.template.metadata.labels = BTreeMap::from([("app".to_owned(), "web".to_owned())]);
+    other.spec.template.spec = testing::pod("ns", "x", "web").spec;
+    let other = client.create(&other).await.unwrap();
+    let other_uid = other.metadata.uid.clone();
+    let mut theirs = testing::pod("ns", "web-3", "web");
+    theirs.metadata.owner_references = vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "someone-else".into(),
+        uid: other_uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }];
+    client.create(&theirs).await.unwrap();
+    let (stop, task) = start(&client);
+
+    // web-0 is adopted (the same pod, running: so web-1 follows at once), web-x and web-3
+    // are left alone.
+    settles_at(&client, &["web-0", "web-1", "web-3", "web-x"]).await;
+    let all = pods(&client).await;
+    assert_eq!(
+        all["web-0"].metadata.uid, orphan.metadata.uid,
+        "not recreated"
+    );
+    let reference = all["web-0"].metadata.controller_ref().unwrap().clone();
+    assert_eq!(
+        (reference.kind.as_str(), reference.uid.as_str()),
+        ("StatefulSet", sts.metadata.uid.as_str())
+    );
+    assert_eq!(
+        controller_uid(&client, "web-3").await.as_deref(),
+        Some(other_uid.as_str())
+    );
+    assert!(all["web-x"].metadata.owner_references.is_empty());
+    run_ready(&client, "web-1").await;
+    eventually("2 ready", || async {
+        status(&client).await.ready_replicas == 2
+    })
+    .await;
+
+    // web-0 relabelled out of the selector is released; the set cannot make a new web-0 while
+    // the released pod holds the name (its creation fails, so no status is written meanwhile).
+    let mut relabelled: Pod = client.get("ns", "web-0").await.unwrap();
+    relabelled
+        .metadata
+        .labels
+        .insert("app".into(), "debug".into());
+    client.update(&relabelled).await.unwrap();
+    eventually("web-0 released", || async {
+        let pod: Pod = client.get("ns", "web-0").await.unwrap();
+        pod.metadata.owner_references.is_empty()
+    })
+    .await;
+    settles_at(&client, &["web-0", "web-1", "web-3", "web-x"]).await;
+    assert_eq!(controller_uid(&client, "web-0").await, None);
+
+    // Once the released pod is gone, the set makes its own web-0.
+    client
+        .delete::<Pod>("ns", "web-0", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let_go(&client, "web-0").await;
+    eventually("a new web-0", || async {
+        controller_uid(&client, "web-0").await.as_deref() == Some(sts.metadata.uid.as_str())
+    })
+    .await;
+    assert_ne!(
+        pods(&client).await["web-0"].metadata.uid,
+        orphan.metadata.uid
+    );
+    assert_eq!(
+        controller_uid(&client, "web-3").await.as_deref(),
+        Some(other_uid.as_str())
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_being_deleted_adopts_nothing() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&stateful_set(1, "web:1")).await.unwrap();
+    let (stop, task) = start(&client);
+    settles_at(&client, &["web-0"]).await;
+    run_ready(&client, "web-0").await;
+    // Foreground deletion holds the set (being deleted) until web-0, which the node holds,
+    // is gone; an orphan that would be its web-1 appears meanwhile.
+    let foreground = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete::<StatefulSet>("ns", "web", &foreground)
+        .await
+        .unwrap();
+    settles_at(&client, &["web-0*"]).await;
+    client
+        .create(&testing::pod("ns", "web-1", "web"))
+        .await
+        .unwrap();
+    settles_at(&client, &["web-0*", "web-1"]).await;
+    assert_eq!(controller_uid(&client, "web-1").await, None);
+    let_go(&client, "web-0").await;
+    eventually("the set is gone", || async {
+        client.get::<StatefulSet>("ns", "web").await.is_err()
+    })
+    .await;
+    settles_at(&client, &["web-1"]).await;
+    assert_eq!(controller_uid(&client, "web-1").await, None);
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_deleted_with_orphan_propagation_and_recreated_takes_its_pods_back() {
+    let client = LocalClient::new(MemStore::new());
+    let first = client.create(&stateful_set(3, "web:1")).await.unwrap();
+    let (stop, task) = start(&client);
+    for (name, expected) in [
+        ("web-0", &["web-0"][..]),
+        ("web-1", &["web-0", "web-1"]),
+        ("web-2", &["web-0", "web-1", "web-2"]),
+    ] {
+        settles_at(&client, expected).await;
+        run_ready(&client, name).await;
+    }
+    eventually("3 ready", || async {
+        status(&client).await.ready_replicas == 3
+    })
+    .await;
+    let before = pods(&client).await;
+    let revision = status(&client).await.update_revision;
+
+    // `kubectl delete --cascade=orphan`: the set goes, its pods and revisions stay, ownerless.
+    let orphan = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete::<StatefulSet>("ns", "web", &orphan)
+        .await
+        .unwrap();
+    eventually("the set is gone", || async {
+        client.get::<StatefulSet>("ns", "web").await.is_err()
+    })
+    .await;
+    eventually("everything orphaned", || async {
+        let revisions = client
+            .list::<ControllerRevision>(Some("ns"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items;
+        pods(&client)
+            .await
+            .values()
+            .all(|p| p.metadata.owner_references.is_empty())
+            && revisions.len() == 1
+            && revisions[0].metadata.owner_references.is_empty()
+    })
+    .await;
+
+    // The same set again: it adopts the pods and the revision, and restarts nothing.
+    let second = client.create(&stateful_set(3, "web:1")).await.unwrap();
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    eventually("everything adopted", || async {
+        let revisions = client
+            .list::<ControllerRevision>(Some("ns"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items;
+        let adopted = |meta: &ObjectMeta| {
+            meta.controller_ref().map(|o| o.uid.as_str()) == Some(second.metadata.uid.as_str())
+        };
+        pods(&client).await.values().all(|p| adopted(&p.metadata))
+            && revisions.len() == 1
+            && adopted(&revisions[0].metadata)
+    })
+    .await;
+    settles_at(&client, &["web-0", "web-1", "web-2"]).await;
+    let after = pods(&client).await;
+    for (name, pod) in &before {
+        assert_eq!(
+            after[name].metadata.uid, pod.metadata.uid,
+            "{name} restarted"
+        );
+    }
+    eventually("status of the adopted pods", || async {
+        let s = status(&client).await;
+        s.ready_replicas == 3
+            && s.current_replicas == 3
+            && s.current_revision == revision
+            && s.update_revision == revision
+    })
+    .await;
     let _ = stop.send(());
     task.await.unwrap();
 }

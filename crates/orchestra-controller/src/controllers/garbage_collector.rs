@@ -65,6 +65,7 @@ pub const OWNER_KINDS: &[&str] = &[
     "Job",
     "DaemonSet",
     "StatefulSet",
+    "ControllerRevision",
 ];
 
 /// Runs `$body` with `$kind` bound to each owner kind.
@@ -112,6 +113,12 @@ macro_rules! for_owner_kinds {
         }
         {
             type $kind = StatefulSet;
+            $body
+        }
+        {
+            // It owns nothing, but a foreground deletion of its owner marks it
+            // `foregroundDeletion` too, and only an owner's finalizer controller removes that.
+            type $kind = ControllerRevision;
             $body
         }
     }};

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::{ObjectKey, index};
 use orchestra_api::resources::{Pod, ReplicaSet};
-use orchestra_api::{ApiError, Client, Selector, SelectorError};
+use orchestra_api::{ApiError, Client, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::events::{self, PodEvents, REPLICA_SET_CONTROLLER};
@@ -32,8 +32,6 @@ use crate::reconciler::{Action, Context, Reconciler};
 
 /// The index of pods by namespace that the controllers share.
 pub(crate) const NAMESPACE_INDEX: &str = "namespace";
-/// The index of pods without a controller, by namespace (candidates for adoption).
-const ORPHAN_INDEX: &str = "orphans-by-namespace";
 
 /// Why a ReplicaSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +85,6 @@ impl<C: Client> ReplicaSetController<C> {
     /// The reconciler, reading pods from `informers`.
     pub fn new(informers: &SharedInformers<C>) -> Self {
         let pods = owned::indexed_informer::<Pod, C>(informers);
-        let _ = pods.store().add_index(ORPHAN_INDEX, |pod: &Pod| {
-            if pod.metadata.controller_ref().is_some() {
-                Vec::new()
-            } else {
-                vec![pod.metadata.namespace.clone()]
-            }
-        });
         ReplicaSetController {
             client: informers.client().clone(),
             pods,
@@ -110,19 +101,7 @@ impl<C: Client> ReplicaSetController<C> {
             .name("replicaset")
             .owns::<Pod>()
             .watches::<Pod, _>(move |pod| {
-                if pod.metadata.controller_ref().is_some() {
-                    return Vec::new();
-                }
-                replica_sets
-                    .list()
-                    .iter()
-                    .filter(|rs| rs.metadata.namespace == pod.metadata.namespace)
-                    .filter(|rs| {
-                        Selector::try_from(&rs.spec.selector)
-                            .is_ok_and(|s| s.matches(&pod.metadata.labels))
-                    })
-                    .map(|rs| ObjectKey::of(rs.as_ref()))
-                    .collect()
+                owned::orphan_owners(&replica_sets, pod, |rs| &rs.spec.selector, |_, _| true)
             })
     }
 
@@ -138,13 +117,7 @@ impl<C: Client> ReplicaSetController<C> {
         };
         // Only the pods it controls and the orphans of its namespace concern a replica set:
         // looking at these, not the whole namespace, keeps a sync cheap in a big namespace.
-        let mut pods = owned::owned_by(&self.pods, &rs.metadata.uid);
-        pods.extend(
-            self.pods
-                .store()
-                .by_index(ORPHAN_INDEX, &key.namespace)
-                .unwrap_or_default(),
-        );
+        let pods = owned::owned_and_orphans(&self.pods, rs);
         let plan = plan::plan(rs, &pods, jiff::Timestamp::now()).map_err(|source| {
             ReplicaSetError::Selector {
                 name: name.clone(),
@@ -181,31 +154,33 @@ impl<C: Client> ReplicaSetController<C> {
         written: &mut Written,
     ) -> Result<(), WriteError> {
         let store = self.pods.store();
-        for name in &plan.adopt {
-            let Some(pod) = store.get(namespace, name) else {
-                continue;
-            };
-            let mut pod = (*pod).clone();
-            pod.metadata.owner_references.push(plan::controller_ref(rs));
-            let pod = self
-                .client
-                .update(&pod)
+        if !plan.adopt.is_empty()
+            && owned::can_adopt(&self.client, rs)
                 .await
-                .map_err(|e| ("adopt a pod", e))?;
-            written.note(&pod.metadata.resource_version);
+                .map_err(|e| ("check that it may adopt pods", e))?
+        {
+            for name in &plan.adopt {
+                let Some(pod) = store.get(namespace, name) else {
+                    continue;
+                };
+                if let Some(pod) =
+                    owned::adopt(&self.client, pod.as_ref(), plan::controller_ref(rs))
+                        .await
+                        .map_err(|e| ("adopt a pod", e))?
+                {
+                    written.note(&pod.metadata.resource_version);
+                }
+            }
         }
         for name in &plan.release {
             let Some(pod) = store.get(namespace, name) else {
                 continue;
             };
-            let mut pod = (*pod).clone();
-            pod.metadata
-                .owner_references
-                .retain(|owner| owner.uid != rs.metadata.uid);
-            match self.client.update(&pod).await {
-                Ok(pod) => written.note(&pod.metadata.resource_version),
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(("release a pod", err)),
+            if let Some(pod) = owned::release(&self.client, pod.as_ref(), &rs.metadata.uid)
+                .await
+                .map_err(|e| ("release a pod", e))?
+            {
+                written.note(&pod.metadata.resource_version);
             }
         }
         let template = plan::pod_from_template(rs);

@@ -4,6 +4,13 @@
 //! changes (`RollingUpdate`) or only when deleted (`OnDelete`), with the counts and revisions
 //! in `status`.
 //!
+//! Each sync first claims the set's pods and ControllerRevisions as Kubernetes'
+//! `ControllerRefManager` does (see `owned`): an orphan of its namespace that matches the
+//! selector (a pod also only if it is named `NAME-ORDINAL`) is adopted, unless the set is being
+//! deleted; an owned one that stopped matching is released; one controlled by anything else is
+//! never touched. So a set deleted with `--cascade=orphan` and created again takes its running
+//! pods back without restarting them (their revision label names the same revision).
+//!
 //! Decisions are [`plan::plan`]'s (pure); this module carries them out (deletions first, then
 //! creations, then the status) and waits until the pod cache shows its writes before deciding
 //! again. Each sync first records the template in the set's history of ControllerRevisions
@@ -15,7 +22,7 @@
 //! [`rollout::rollout_status`] is `orchestra ctl rollout status statefulset/NAME`'s verdict.
 //!
 //! Not supported: `volumeClaimTemplates` (orchestra has no PersistentVolumeClaims; validation
-//! refuses them), adoption of orphan pods or revisions, `ordinals.start`, and hash collisions
+//! refuses them), `ordinals.start`, repairing the identity labels of an adopted pod, and hash collisions
 //! between templates (`status.collisionCount` is read, never raised).
 
 pub mod plan;
@@ -27,7 +34,7 @@ use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ControllerRevision, Pod, PodTemplateSpec, StatefulSet};
-use orchestra_api::{ApiError, Client};
+use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
@@ -53,6 +60,15 @@ pub enum StatefulSetError {
         /// What is wrong.
         #[source]
         source: plan::PlanError,
+    },
+    /// The selector does not parse (validation should have refused it).
+    #[error("stateful set {name:?} has an invalid selector: {source}")]
+    Selector {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
     },
     /// A write failed; the next sync starts over from the cache.
     #[error("stateful set {name:?}: could not {action}: {source}")]
@@ -100,12 +116,26 @@ impl<C: Client> StatefulSetController<C> {
         }
     }
 
-    /// The controller: StatefulSets, and the pods and revisions they own.
+    /// The controller: StatefulSets, the pods and revisions they own, and orphan pods and
+    /// revisions (mapped to every set of their namespace that would adopt them).
     pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let sets = informers.store::<StatefulSet>();
+        let sets_too = sets.clone();
         Controller::new(Self::new(informers), informers)
             .name("statefulset")
             .owns::<Pod>()
             .owns::<ControllerRevision>()
+            .watches::<Pod, _>(move |pod| {
+                owned::orphan_owners(
+                    &sets,
+                    pod,
+                    |sts| &sts.spec.selector,
+                    |sts, pod| plan::ordinal_of(sts, pod).is_some(),
+                )
+            })
+            .watches::<ControllerRevision, _>(move |revision| {
+                owned::orphan_owners(&sets_too, revision, |sts| &sts.spec.selector, |_, _| true)
+            })
     }
 
     async fn sync(&self, sts: &StatefulSet, key: &ObjectKey) -> Result<Action, StatefulSetError> {
@@ -115,8 +145,21 @@ impl<C: Client> StatefulSetController<C> {
             action,
             source,
         };
-        let owned = owned::owned_by(&self.pods, &sts.metadata.uid);
-        let revisions = owned::owned_by(&self.revisions, &sts.metadata.uid);
+        let selector = Selector::try_from(&sts.spec.selector).map_err(|source| {
+            StatefulSetError::Selector {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let mut written = Written::default();
+        let claimed = self.claim(sts, &selector, &mut written).await;
+        let (owned, revisions) = match claimed {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                expect_own_writes(&self.expectations, &self.pods, key, written).await;
+                return Err(api(err));
+            }
+        };
         if sts.metadata.deletion_timestamp.is_none() {
             revision_writes::record_history(&self.client, sts, &revisions, &owned)
                 .await
@@ -130,7 +173,6 @@ impl<C: Client> StatefulSetController<C> {
                 source,
             }
         })?;
-        let mut written = Written::default();
         let template_of = |revision: &str| {
             if revision == names.update {
                 &sts.spec.template
@@ -152,6 +194,42 @@ impl<C: Client> StatefulSetController<C> {
             Some(after) => Action::requeue(after),
             None => Action::AwaitChange,
         })
+    }
+
+    /// Adopts and releases the set's pods and revisions (see the module docs); returns the
+    /// ones it owns afterwards. Pod writes are noted in `written`.
+    async fn claim(
+        &self,
+        sts: &StatefulSet,
+        selector: &Selector,
+        written: &mut Written,
+    ) -> Result<(Vec<Arc<Pod>>, Vec<Arc<ControllerRevision>>), WriteError> {
+        let pods = owned::claim_all(
+            &self.client,
+            sts,
+            owned::owned_and_orphans(&self.pods, sts),
+            |pod: &Pod| {
+                selector.matches(&pod.metadata.labels) && plan::ordinal_of(sts, pod).is_some()
+            },
+            ["adopt a pod", "release a pod"],
+            written,
+        )
+        .await?;
+        // Revision writes are not waited for through the pod cache; a sync that reads a
+        // revision cache one write behind fails its conditional write and is retried.
+        let revisions = owned::claim_all(
+            &self.client,
+            sts,
+            owned::owned_and_orphans(&self.revisions, sts),
+            |revision: &ControllerRevision| selector.matches(&revision.metadata.labels),
+            [
+                "adopt a controller revision",
+                "release a controller revision",
+            ],
+            &mut Written::default(),
+        )
+        .await?;
+        Ok((pods, revisions))
     }
 
     async fn execute<'t>(
