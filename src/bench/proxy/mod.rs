@@ -16,10 +16,13 @@
 //! - [`nftables`]: `--mode nftables`, NftablesProxy's sync time at 1,000 to 30,000 services,
 //!   then the same three measurements in network namespaces, directly, through
 //!   NftablesProxy and through TcpProxy.
+//! - [`nftables_follower`]: `--mode nftables`, an Endpoints update through the API and a
+//!   `ProxyFollower` to NftablesProxy's transaction, at the same sizes.
 
 pub mod echo;
 pub mod load;
 pub mod nftables;
+pub mod nftables_follower;
 pub mod nginx;
 
 use std::io::Write;
@@ -137,6 +140,15 @@ struct Plan {
     seconds: Duration,
 }
 
+/// Prints one JSON result line to stdout.
+fn print_line(line: &impl Serialize) -> Result<(), BenchError> {
+    let line = serde_json::to_string(line).map_err(|e| BenchError::Output(e.into()))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(BenchError::Output)
+}
+
 /// Run the proxy benchmark.
 pub async fn run(args: ProxyBenchArgs) -> Result<(), BenchError> {
     let plan = if args.smoke {
@@ -162,14 +174,8 @@ pub async fn run(args: ProxyBenchArgs) -> Result<(), BenchError> {
         } else {
             args.services.clone()
         };
-        nftables::run(&sizes, args.endpoints, |line| {
-            let line = serde_json::to_string(line).map_err(|e| BenchError::Output(e.into()))?;
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{line}")
-                .and_then(|()| stdout.flush())
-                .map_err(BenchError::Output)
-        })
-        .await?;
+        nftables::run(&sizes, args.endpoints, print_line).await?;
+        nftables_follower::run(&sizes, args.endpoints, print_line).await?;
         return nftables::data_path(&plan).await;
     }
     let backend = echo::start().await?;

@@ -84,7 +84,7 @@ impl SyncResult {
 }
 
 /// Why the benchmark cannot run here, if it cannot.
-fn ready() -> Result<(), String> {
+pub(super) fn ready() -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
         return Err("needs root (a network namespace and nftables)".into());
     }
@@ -102,10 +102,10 @@ fn ready() -> Result<(), String> {
 }
 
 /// A network namespace, deleted on drop.
-struct Netns(String);
+pub(super) struct Netns(pub(super) String);
 
 impl Netns {
-    fn new() -> Result<Self, BenchError> {
+    pub(super) fn new() -> Result<Self, BenchError> {
         let name = format!("orchestra-bench-{}", std::process::id());
         let status = Command::new("ip").args(["netns", "add", &name]).status();
         match status {
@@ -226,12 +226,12 @@ pub async fn run(
 const CHANGES: usize = 7;
 
 /// The median of `samples` (zero for none).
-fn median(samples: &mut [Duration]) -> Duration {
+pub(super) fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
