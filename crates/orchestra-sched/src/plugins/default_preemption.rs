@@ -626,4 +626,136 @@ mod tests {
             .unwrap();
         assert_eq!(&*placed.node, "a");
     }
+
+    /// The choice made by evaluating every candidate in full (the general what-if of
+    /// [`victims_on_node`] on each resolvable node, in snapshot order, up to the number of
+    /// candidates wanted), against which the node-only path and its pruning are checked.
+    fn reference_choice(
+        framework: &Framework,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        rejection: &Unschedulable,
+    ) -> Option<(String, Vec<String>)> {
+        let resolvable = resolvable_nodes(cluster, rejection);
+        let wanted = (cluster.len() * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
+            .max(MIN_CANDIDATE_NODES)
+            .min(cluster.len());
+        let mut best: Option<(Rank, Candidate)> = None;
+        let candidates = (0..cluster.len())
+            .filter(|&i| resolvable[i])
+            .filter_map(|i| victims_on_node(framework, pod, cluster, cluster.node(i).name()))
+            .take(wanted);
+        for c in candidates {
+            let rank = Rank::of(&c.victims);
+            if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                best = Some((rank, c));
+            }
+        }
+        best.map(|(_, c)| {
+            let victims = c.victims.iter().map(|v| v.key().to_owned()).collect();
+            (c.node.to_string(), victims)
+        })
+    }
+
+    /// `select_candidate` for a pod that fits nowhere, as `(node, victims)`, checked
+    /// against [`reference_choice`].
+    fn choice_matches_reference(
+        cluster: &ClusterSnapshot,
+        p: Pod,
+    ) -> Option<(String, Vec<String>)> {
+        let framework = Framework::new(default_profile());
+        let info = PodInfo::new(p).unwrap();
+        let rejection = framework
+            .schedule_pod(&info, cluster)
+            .expect_err("the pod must not fit");
+        let chosen = select_candidate(&framework, &info, cluster, &rejection)
+            .ok()
+            .map(|c| {
+                let victims = c.victims.iter().map(|v| v.key().to_owned()).collect();
+                (c.node.to_string(), victims)
+            });
+        assert_eq!(
+            chosen,
+            reference_choice(&framework, &info, cluster, &rejection)
+        );
+        chosen
+    }
+
+    #[test]
+    fn candidates_that_cannot_win_still_count_towards_those_wanted() {
+        // 250 full nodes: 100 candidates are wanted. Every node holds one priority-1 pod
+        // started at hour 1, but node 3 (start hour 2: it wins the start-time tie), node
+        // 150 (a priority-0 victim, better still, but past the first 100 candidates) and
+        // nodes 10..20 (priority-20 pods: not candidates, so not counted).
+        let nodes = (0..250).map(|i| node(&format!("n{i:03}"), "2"));
+        let pods = (0..250).map(|i| {
+            let (priority, start) = match i {
+                3 => (1, 2),
+                150 => (0, 1),
+                10..20 => (20, 1),
+                _ => (1, 1),
+            };
+            pod(
+                &format!("p{i:03}"),
+                "2",
+                priority,
+                &format!("n{i:03}"),
+                Some(start),
+            )
+        });
+        let cluster = ClusterSnapshot::from_objects(nodes, pods).unwrap();
+        assert_eq!(
+            choice_matches_reference(&cluster, pod("p", "2", 10, "", None)),
+            Some(("n003".to_owned(), vec!["default/p003".to_owned()]))
+        );
+        // Were node 150 among the first 100 candidates (nodes 0..110 not candidates), it
+        // would win.
+        let nodes = (0..250).map(|i| node(&format!("n{i:03}"), "2"));
+        let pods = (0..250).map(|i| {
+            let priority = match i {
+                150 => 0,
+                0..110 => 20,
+                _ => 1,
+            };
+            pod(
+                &format!("p{i:03}"),
+                "2",
+                priority,
+                &format!("n{i:03}"),
+                Some(1),
+            )
+        });
+        let cluster = ClusterSnapshot::from_objects(nodes, pods).unwrap();
+        assert_eq!(
+            choice_matches_reference(&cluster, pod("p", "2", 10, "", None)),
+            Some(("n150".to_owned(), vec!["default/p150".to_owned()]))
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// On random clusters (priorities, CPU requests, start times), the node-only path,
+        /// which skips the victims of the candidates that cannot rank first, chooses the
+        /// node and victims that evaluating every candidate in full chooses.
+        #[test]
+        fn the_pruned_search_chooses_what_the_full_one_does(
+            cores in proptest::collection::vec(1u32..4, 1..7),
+            pods in proptest::collection::vec((0usize..7, 1u32..9, 0i32..4, proptest::option::of(0i64..3)), 0..24),
+            (cpu, priority) in (1u32..9, 1i32..6),
+        ) {
+            let nodes = cores.iter().enumerate().map(|(i, c)| node(&format!("n{i}"), &c.to_string()));
+            let bound = pods.iter().enumerate().map(|(i, (n, cpu, priority, start))| {
+                let cpu = format!("{}m", cpu * 250);
+                pod(&format!("e{i}"), &cpu, *priority, &format!("n{}", n % cores.len()), *start)
+            });
+            let cluster = ClusterSnapshot::from_objects(nodes, bound).unwrap();
+            let incoming = pod("p", &format!("{}m", cpu * 500), priority, "", None);
+            let framework = Framework::new(default_profile());
+            if framework.schedule(&incoming, &cluster).is_ok() {
+                return Ok(());
+            }
+            choice_matches_reference(&cluster, incoming);
+        }
+    }
 }
