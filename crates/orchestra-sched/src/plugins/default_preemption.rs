@@ -180,16 +180,21 @@ pub fn select_candidate(
         let node = cluster.node(index);
         match &checker {
             Some(checker) => {
-                if victims_on_node_alone(checker, pod, cluster, node, &mut scratch) {
-                    found += 1;
-                    let rank = Rank::of(&scratch.victims);
-                    if best.as_ref().is_none_or(|(b, _)| rank < *b) {
-                        let victims = scratch.victims.clone();
-                        let candidate = Candidate {
-                            node: node.name().clone(),
-                            victims,
-                        };
-                        best = Some((rank, candidate));
+                let bar = best.as_ref().map(|(b, _)| b);
+                match victims_on_node_alone(checker, pod, cluster, node, bar, &mut scratch) {
+                    Alone::NotCandidate => {}
+                    Alone::CannotWin => found += 1,
+                    Alone::Victims => {
+                        found += 1;
+                        let rank = Rank::of(&scratch.victims);
+                        if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                            let victims = scratch.victims.clone();
+                            let candidate = Candidate {
+                                node: node.name().clone(),
+                                victims,
+                            };
+                            best = Some((rank, candidate));
+                        }
                     }
                 }
             }
@@ -292,19 +297,36 @@ struct WhatIf {
     victims: Vec<Arc<PodInfo>>,
 }
 
+/// What [`victims_on_node_alone`] found on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alone {
+    /// Evicting every lower-priority pod would not make the pod fit: not a candidate.
+    NotCandidate,
+    /// A candidate, but one that cannot rank before the best so far (its victims were not
+    /// computed).
+    CannotWin,
+    /// A candidate; its victims are in `WhatIf::victims`.
+    Victims,
+}
+
 /// [`victims_on_node`] when no plugin looks beyond the node: the what-if is a copy of the
-/// node, checked with PreFilter results computed once. Leaves the victims in
-/// `scratch.victims` and returns true, or returns false if evicting every lower-priority pod
-/// would not make the pod fit.
+/// node, checked with PreFilter results computed once.
+///
+/// With `bar` (the rank of the best candidate so far), a node whose every possible set of
+/// victims ranks at or after `bar` is only checked for being a candidate (it still counts
+/// towards the candidates wanted); its victims, the reprieve of every potential victim one
+/// by one, are not computed. Ties go to the first candidate found, so such a node could
+/// never be chosen: the choice is the one the full evaluation of every node makes.
 fn victims_on_node_alone(
     checker: &NodeChecker<'_>,
     pod: &PodInfo,
     cluster: &ClusterSnapshot,
     info: &NodeInfo,
+    bar: Option<&Rank>,
     scratch: &mut WhatIf,
-) -> bool {
+) -> Alone {
     if info.lowest_priority() >= pod.priority {
-        return false;
+        return Alone::NotCandidate;
     }
     let WhatIf {
         node,
@@ -313,26 +335,32 @@ fn victims_on_node_alone(
     } = scratch;
     potential.clear();
     victims.clear();
-    potential.extend(
-        info.pods()
-            .iter()
-            .filter(|p| p.priority < pod.priority)
-            .cloned(),
-    );
-    if potential.is_empty() {
-        return false;
-    }
-    potential.sort_by(|a, b| more_important(a, b));
-    let what_if = match node {
-        Some(what_if) => {
-            what_if.clone_from(info);
-            what_if
+    let beaten = bar.is_some_and(|bar| {
+        Rank::bound(info.pods().iter().filter(|p| p.priority < pod.priority)) >= *bar
+    });
+    // The bound holds for a non-empty set of victims. The set is empty only if the pod fits
+    // with every pod back in place, that is on the node as it is (a node the Filters
+    // rejected does not, but this function does not rely on how it was picked).
+    let pruned = beaten && !checker.fits(pod, cluster, info);
+    if !pruned {
+        potential.extend(
+            info.pods()
+                .iter()
+                .filter(|p| p.priority < pod.priority)
+                .cloned(),
+        );
+        if potential.is_empty() {
+            return Alone::NotCandidate;
         }
-        None => node.insert(info.clone()),
-    };
-    what_if.remove_pods_where(|p| p.priority < pod.priority);
+        potential.sort_by(|a, b| more_important(a, b));
+    }
+    let what_if = node.get_or_insert_with(|| info.clone());
+    what_if.clone_without(info, |p| p.priority < pod.priority);
     if !checker.fits(pod, cluster, what_if) {
-        return false;
+        return Alone::NotCandidate;
+    }
+    if pruned {
+        return Alone::CannotWin;
     }
     for p in potential.iter() {
         what_if.add_pod(p.clone());
@@ -341,7 +369,7 @@ fn victims_on_node_alone(
             victims.push(p.clone());
         }
     }
-    true
+    Alone::Victims
 }
 
 /// Kubernetes' order among candidates (see the [module docs](self)), as a key: the smaller
@@ -360,6 +388,26 @@ struct Rank {
 }
 
 impl Rank {
+    /// A rank that every non-empty set of victims drawn from `potential` (a node's pods of
+    /// lower priority than the preemptor) ranks at or after: its highest priority and its
+    /// sum are at least the lowest priority's (every term of the sum is positive), it has
+    /// at least one victim, and its highest victims' earliest start is at most the latest
+    /// start of all. (Empty `potential`: a rank after every other.)
+    fn bound<'a>(potential: impl Iterator<Item = &'a Arc<PodInfo>>) -> Rank {
+        let mut lowest = i32::MAX;
+        let mut latest = None;
+        for p in potential {
+            lowest = lowest.min(p.priority);
+            latest = latest.max(Some(start_key(p)));
+        }
+        Rank {
+            highest: Some(lowest),
+            sum: i64::from(lowest) + (1i64 << 31),
+            count: 1,
+            latest_start: std::cmp::Reverse(latest),
+        }
+    }
+
     fn of(victims: &[Arc<PodInfo>]) -> Rank {
         let highest = victims.iter().map(|v| v.priority).max();
         Rank {
@@ -577,5 +625,137 @@ mod tests {
             .schedule(&pod("big", "2", 10, "", None), &cluster)
             .unwrap();
         assert_eq!(&*placed.node, "a");
+    }
+
+    /// The choice made by evaluating every candidate in full (the general what-if of
+    /// [`victims_on_node`] on each resolvable node, in snapshot order, up to the number of
+    /// candidates wanted), against which the node-only path and its pruning are checked.
+    fn reference_choice(
+        framework: &Framework,
+        pod: &PodInfo,
+        cluster: &ClusterSnapshot,
+        rejection: &Unschedulable,
+    ) -> Option<(String, Vec<String>)> {
+        let resolvable = resolvable_nodes(cluster, rejection);
+        let wanted = (cluster.len() * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
+            .max(MIN_CANDIDATE_NODES)
+            .min(cluster.len());
+        let mut best: Option<(Rank, Candidate)> = None;
+        let candidates = (0..cluster.len())
+            .filter(|&i| resolvable[i])
+            .filter_map(|i| victims_on_node(framework, pod, cluster, cluster.node(i).name()))
+            .take(wanted);
+        for c in candidates {
+            let rank = Rank::of(&c.victims);
+            if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                best = Some((rank, c));
+            }
+        }
+        best.map(|(_, c)| {
+            let victims = c.victims.iter().map(|v| v.key().to_owned()).collect();
+            (c.node.to_string(), victims)
+        })
+    }
+
+    /// `select_candidate` for a pod that fits nowhere, as `(node, victims)`, checked
+    /// against [`reference_choice`].
+    fn choice_matches_reference(
+        cluster: &ClusterSnapshot,
+        p: Pod,
+    ) -> Option<(String, Vec<String>)> {
+        let framework = Framework::new(default_profile());
+        let info = PodInfo::new(p).unwrap();
+        let rejection = framework
+            .schedule_pod(&info, cluster)
+            .expect_err("the pod must not fit");
+        let chosen = select_candidate(&framework, &info, cluster, &rejection)
+            .ok()
+            .map(|c| {
+                let victims = c.victims.iter().map(|v| v.key().to_owned()).collect();
+                (c.node.to_string(), victims)
+            });
+        assert_eq!(
+            chosen,
+            reference_choice(&framework, &info, cluster, &rejection)
+        );
+        chosen
+    }
+
+    #[test]
+    fn candidates_that_cannot_win_still_count_towards_those_wanted() {
+        // 250 full nodes: 100 candidates are wanted. Every node holds one priority-1 pod
+        // started at hour 1, but node 3 (start hour 2: it wins the start-time tie), node
+        // 150 (a priority-0 victim, better still, but past the first 100 candidates) and
+        // nodes 10..20 (priority-20 pods: not candidates, so not counted).
+        let nodes = (0..250).map(|i| node(&format!("n{i:03}"), "2"));
+        let pods = (0..250).map(|i| {
+            let (priority, start) = match i {
+                3 => (1, 2),
+                150 => (0, 1),
+                10..20 => (20, 1),
+                _ => (1, 1),
+            };
+            pod(
+                &format!("p{i:03}"),
+                "2",
+                priority,
+                &format!("n{i:03}"),
+                Some(start),
+            )
+        });
+        let cluster = ClusterSnapshot::from_objects(nodes, pods).unwrap();
+        assert_eq!(
+            choice_matches_reference(&cluster, pod("p", "2", 10, "", None)),
+            Some(("n003".to_owned(), vec!["default/p003".to_owned()]))
+        );
+        // Were node 150 among the first 100 candidates (nodes 0..110 not candidates), it
+        // would win.
+        let nodes = (0..250).map(|i| node(&format!("n{i:03}"), "2"));
+        let pods = (0..250).map(|i| {
+            let priority = match i {
+                150 => 0,
+                0..110 => 20,
+                _ => 1,
+            };
+            pod(
+                &format!("p{i:03}"),
+                "2",
+                priority,
+                &format!("n{i:03}"),
+                Some(1),
+            )
+        });
+        let cluster = ClusterSnapshot::from_objects(nodes, pods).unwrap();
+        assert_eq!(
+            choice_matches_reference(&cluster, pod("p", "2", 10, "", None)),
+            Some(("n150".to_owned(), vec!["default/p150".to_owned()]))
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// On random clusters (priorities, CPU requests, start times), the node-only path,
+        /// which skips the victims of the candidates that cannot rank first, chooses the
+        /// node and victims that evaluating every candidate in full chooses.
+        #[test]
+        fn the_pruned_search_chooses_what_the_full_one_does(
+            cores in proptest::collection::vec(1u32..4, 1..7),
+            pods in proptest::collection::vec((0usize..7, 1u32..9, 0i32..4, proptest::option::of(0i64..3)), 0..24),
+            (cpu, priority) in (1u32..9, 1i32..6),
+        ) {
+            let nodes = cores.iter().enumerate().map(|(i, c)| node(&format!("n{i}"), &c.to_string()));
+            let bound = pods.iter().enumerate().map(|(i, (n, cpu, priority, start))| {
+                let cpu = format!("{}m", cpu * 250);
+                pod(&format!("e{i}"), &cpu, *priority, &format!("n{}", n % cores.len()), *start)
+            });
+            let cluster = ClusterSnapshot::from_objects(nodes, bound).unwrap();
+            let incoming = pod("p", &format!("{}m", cpu * 500), priority, "", None);
+            let framework = Framework::new(default_profile());
+            if framework.schedule(&incoming, &cluster).is_ok() {
+                return Ok(());
+            }
+            choice_matches_reference(&cluster, incoming);
+        }
     }
 }
