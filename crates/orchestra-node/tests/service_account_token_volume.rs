@@ -16,13 +16,15 @@ use orchestra_api::resources::{
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use orchestra_api::{Client, LocalClient, ObjectMeta};
-use orchestra_node::agent::{Agent, AgentConfig};
+use orchestra_node::agent::AgentConfig;
 use orchestra_node::fake::FakeRuntime;
 use orchestra_node::{ContainerStatus, RuntimeDriver};
 use orchestra_store::MemStore;
 use tokio::time::sleep;
 
-const NODE: &str = "node-1";
+mod fake_agent;
+
+use fake_agent::{NODE, start_agent_with};
 
 fn pod(account: &str) -> Pod {
     let mut pod = orchestra_api::testing::pod("shop", "web", "web");
@@ -104,17 +106,7 @@ async fn the_token_file_appears_and_is_renewed_at_80_percent_of_its_life() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = FakeRuntime::new();
     let refresh = Duration::from_secs(30);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(
-        Agent::new(
-            client.clone(),
-            runtime.clone(),
-            agent_config(tmp.path(), refresh),
-        )
-        .run(async {
-            let _ = stopped.await;
-        }),
-    );
+    let agent = start_agent_with(&client, &runtime, agent_config(tmp.path(), refresh));
     client.create(&pod("web")).await.unwrap();
     let container = container_of(&runtime).await;
     let path = token_file(&container);
@@ -147,8 +139,7 @@ async fn the_token_file_appears_and_is_renewed_at_80_percent_of_its_life() {
     // The container kept running through it.
     assert_eq!(container_of(&runtime).await.id, container.id);
 
-    let _ = stop.send(());
-    agent.await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -156,16 +147,10 @@ async fn a_pod_whose_account_does_not_exist_waits_in_container_creating() {
     let (client, _) = cluster().await;
     let tmp = tempfile::tempdir().unwrap();
     let runtime = FakeRuntime::new();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(
-        Agent::new(
-            client.clone(),
-            runtime.clone(),
-            agent_config(tmp.path(), Duration::from_secs(30)),
-        )
-        .run(async {
-            let _ = stopped.await;
-        }),
+    let agent = start_agent_with(
+        &client,
+        &runtime,
+        agent_config(tmp.path(), Duration::from_secs(30)),
     );
     client.create(&pod("nobody")).await.unwrap();
     let mut waiting: Option<ContainerStateWaiting> = None;
@@ -188,8 +173,7 @@ async fn a_pod_whose_account_does_not_exist_waits_in_container_creating() {
         "{message}"
     );
     assert!(runtime.list().await.unwrap().containers.is_empty());
-    let _ = stop.send(());
-    agent.await.unwrap();
+    agent.stop().await;
 }
 
 /// The pod as the ServiceAccount admission makes it: the `kube-api-access-*` volume (token,
@@ -235,17 +219,7 @@ async fn the_api_access_volume_holds_the_published_ca_and_follows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = FakeRuntime::new();
     let refresh = Duration::from_secs(30);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(
-        Agent::new(
-            client.clone(),
-            runtime.clone(),
-            agent_config(tmp.path(), refresh),
-        )
-        .run(async {
-            let _ = stopped.await;
-        }),
-    );
+    let agent = start_agent_with(&client, &runtime, agent_config(tmp.path(), refresh));
     client.create(&pod_with_api_access()).await.unwrap();
     let container = container_of(&runtime).await;
     let dir = api_access_dir(&container);
@@ -266,8 +240,7 @@ async fn the_api_access_volume_holds_the_published_ca_and_follows_it() {
     sleep(refresh * 3).await;
     assert_eq!(fs::read_to_string(dir.join("ca.crt")).unwrap(), second_ca);
 
-    let _ = stop.send(());
-    agent.await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -275,22 +248,15 @@ async fn without_a_published_ca_the_pod_runs_without_ca_crt() {
     let (client, _) = cluster().await;
     let tmp = tempfile::tempdir().unwrap();
     let runtime = FakeRuntime::new();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(
-        Agent::new(
-            client.clone(),
-            runtime.clone(),
-            agent_config(tmp.path(), Duration::from_secs(30)),
-        )
-        .run(async {
-            let _ = stopped.await;
-        }),
+    let agent = start_agent_with(
+        &client,
+        &runtime,
+        agent_config(tmp.path(), Duration::from_secs(30)),
     );
     client.create(&pod_with_api_access()).await.unwrap();
     let container = container_of(&runtime).await;
     let dir = api_access_dir(&container);
     assert!(dir.join("token").exists());
     assert!(!dir.join("ca.crt").exists(), "the CA source is optional");
-    let _ = stop.send(());
-    agent.await.unwrap();
+    agent.stop().await;
 }

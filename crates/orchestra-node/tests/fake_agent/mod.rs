@@ -33,8 +33,17 @@ impl Running {
 
 /// Starts an agent for [`NODE`] with `runtime` and the default configuration.
 pub fn start_agent(client: &LocalClient, runtime: &FakeRuntime) -> Running {
+    start_agent_with(client, runtime, AgentConfig::new(NODE))
+}
+
+/// Starts an agent with `runtime` and `config`.
+pub fn start_agent_with(
+    client: &LocalClient,
+    runtime: &FakeRuntime,
+    config: AgentConfig,
+) -> Running {
     let (stop, stopped) = oneshot::channel();
-    let agent = Agent::new(client.clone(), runtime.clone(), AgentConfig::new(NODE));
+    let agent = Agent::new(client.clone(), runtime.clone(), config);
     let task = tokio::spawn(agent.run(async {
         let _ = stopped.await;
     }));
