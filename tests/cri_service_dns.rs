@@ -30,11 +30,9 @@ mod cri_harness;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use orchestra_api::resources::{
@@ -64,27 +62,11 @@ const PAGE: &str = "hello from web";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_reaches_another_through_its_service_name() {
-    let test = "a_pod_reaches_another_through_its_service_name";
-    let Some(tools) = cri_harness::tools_or_skip(test) else {
-        return;
-    };
-    let containerd = Containerd::start(&tools).await;
-    let outcome = AssertUnwindSafe(async {
-        containerd.import_image(&tools).await;
-        service_discovery(&containerd).await;
-    })
-    .catch_unwind()
+    cri_harness::run_with_containerd(
+        "a_pod_reaches_another_through_its_service_name",
+        service_discovery,
+    )
     .await;
-    let log = containerd.log();
-    let leaks = containerd.shutdown().await;
-    if let Err(panic) = outcome {
-        eprintln!("containerd's log:\n{log}");
-        std::panic::resume_unwind(panic);
-    }
-    assert!(
-        leaks.is_empty(),
-        "left behind after every sandbox was removed: {leaks:#?}"
-    );
 }
 
 /// A task that runs until told to stop.

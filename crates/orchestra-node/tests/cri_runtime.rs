@@ -11,11 +11,9 @@
 
 mod cri_harness;
 
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::FutureExt;
 use orchestra_node::cri::CriRuntime;
 use orchestra_node::testing::util::{read_logs, sandbox_config, wait_for_container, wait_for_log};
 use orchestra_node::testing::{Harness, Step, Suite, Workload};
@@ -100,27 +98,7 @@ fn container(name: &str, script: &str) -> ContainerConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cri_runtime_against_containerd() {
-    let test = "cri_runtime_against_containerd";
-    let Some(tools) = cri_harness::tools_or_skip(test) else {
-        return;
-    };
-    let containerd = Containerd::start(&tools).await;
-    let outcome = AssertUnwindSafe(async {
-        containerd.import_image(&tools).await;
-        checks(&containerd).await;
-    })
-    .catch_unwind()
-    .await;
-    let log = containerd.log();
-    let leaks = containerd.shutdown().await;
-    if let Err(panic) = outcome {
-        eprintln!("containerd's log:\n{log}");
-        std::panic::resume_unwind(panic);
-    }
-    assert!(
-        leaks.is_empty(),
-        "left behind after every sandbox was removed: {leaks:#?}"
-    );
+    cri_harness::run_with_containerd("cri_runtime_against_containerd", checks).await;
 }
 
 async fn checks(containerd: &Containerd) {

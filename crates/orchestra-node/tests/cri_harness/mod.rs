@@ -12,10 +12,12 @@
 pub mod image;
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures::FutureExt;
 use orchestra_node::RuntimeDriver;
 use orchestra_node::cri::{CriRuntime, CriRuntimeConfig};
 
@@ -114,6 +116,33 @@ pub fn tools_or_skip(test: &str) -> Option<Tools> {
             None
         }
     }
+}
+
+/// Runs a containerd test: starts a containerd of its own with the test image imported, runs
+/// `body` against it, then shuts it down. When the body panics, containerd's log is printed
+/// before the panic goes on; the test fails when the shutdown had to clean anything up by force
+/// (a leak). Returns at once, skipped, when a tool is missing ([`tools_or_skip`]).
+pub async fn run_with_containerd(test: &str, body: impl AsyncFnOnce(&Containerd)) {
+    let Some(tools) = tools_or_skip(test) else {
+        return;
+    };
+    let containerd = Containerd::start(&tools).await;
+    let outcome = AssertUnwindSafe(async {
+        containerd.import_image(&tools).await;
+        body(&containerd).await;
+    })
+    .catch_unwind()
+    .await;
+    let log = containerd.log();
+    let leaks = containerd.shutdown().await;
+    if let Err(panic) = outcome {
+        eprintln!("containerd's log:\n{log}");
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        leaks.is_empty(),
+        "left behind after every sandbox was removed: {leaks:#?}"
+    );
 }
 
 /// A running containerd of the test's own.
