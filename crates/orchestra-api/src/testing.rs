@@ -3,6 +3,10 @@
 //! `tests/client.rs`; every other client (the gRPC `RemoteClient`) runs them too.
 //!
 //! Each check uses its own namespace, so they may share one client. [`run_all`] runs them all.
+//!
+//! [`intercept`]: a client wrapper for tests that count, refuse or interleave calls.
+
+pub mod intercept;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use orchestra_controller::controllers::{
     DaemonSetController, DeploymentController, ReplicaSetController,
 };
 use orchestra_store::MemStore;
-use support::{FlakyClient, events_about, eventually, start};
+use support::{events_about, eventually, flaky_client, start};
 
 fn labels(app: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("app".to_owned(), app.to_owned())])
@@ -109,10 +109,10 @@ async fn a_replica_set_reports_each_pod_it_creates_and_deletes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_pod_creation_is_a_warning_on_the_replica_set() {
-    let client = FlakyClient::new(LocalClient::new(MemStore::new()));
-    client.inner().create(&replica_set(1)).await.unwrap();
+    let client = flaky_client(LocalClient::new(MemStore::new()));
+    client.inner.create(&replica_set(1)).await.unwrap();
     // The controller's first write, its first pod, fails; its retry succeeds.
-    client.plan_writes([true]);
+    client.hook.plan_writes([true]);
     let informers = SharedInformers::new(client.clone());
     let running = start(ReplicaSetController::controller(&informers));
     eventually("a FailedCreate event", || async {

@@ -12,7 +12,7 @@ use orchestra_api::LocalClient;
 use orchestra_api::resources::Lease;
 use orchestra_controller::leader::{LeaderElectionConfig, LeaderElector};
 use orchestra_store::MemStore;
-use support::FlakyClient;
+use support::flaky_client;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -177,7 +177,7 @@ async fn one_of_two_leads_and_the_other_takes_over_within_the_lease_when_it_is_k
 #[tokio::test(start_paused = true)]
 async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     let store = LocalClient::new(MemStore::new());
-    let a_client = FlakyClient::new(store.clone());
+    let a_client = flaky_client(store.clone());
     let stage = Stage::default();
     let a = candidate(a_client.clone(), "a", &stage);
     wait_for_leader(&stage, "a", Duration::from_secs(1)).await;
@@ -186,7 +186,7 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     assert_eq!(stage.leader(), Some("a"));
 
     // a is cut off from the API: its last successful renewal started before this moment.
-    a_client.set_down(true);
+    a_client.hook.set_down(true);
     let cut = Instant::now();
     let took_over = wait_for_leader(&stage, "b", LEASE + 2 * RETRY).await;
     let terms = stage.terms();
@@ -202,7 +202,7 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     stage.assert_never_both();
 
     // Reachable again, a is a candidate and does not disturb b.
-    a_client.set_down(false);
+    a_client.hook.set_down(false);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(stage.leader(), Some("b"));
     stage.assert_never_both();

@@ -16,7 +16,7 @@ use orchestra_controller::SharedInformers;
 use orchestra_controller::controllers::ReplicaSetController;
 use orchestra_store::MemStore;
 use proptest::prelude::*;
-use support::{FlakyClient, eventually, eventually_within, start};
+use support::{eventually, eventually_within, flaky_client, start};
 
 fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
     let mut rs = ReplicaSet {
@@ -162,16 +162,16 @@ async fn adopts_matching_orphans_and_releases_pods_that_stop_matching() {
 
 #[tokio::test(start_paused = true)]
 async fn creation_slow_starts_and_a_failing_batch_stops_the_rest() {
-    let flaky = FlakyClient::new(LocalClient::new(MemStore::new()));
-    flaky.inner().create(&replica_set("web", 10)).await.unwrap();
-    flaky.creates_succeed(Some(0));
+    let flaky = flaky_client(LocalClient::new(MemStore::new()));
+    flaky.inner.create(&replica_set("web", 10)).await.unwrap();
+    flaky.hook.creates_succeed(Some(0));
     let informers = SharedInformers::new(flaky.clone());
     let running = start(ReplicaSetController::controller(&informers));
     eventually("four syncs tried", || async {
-        flaky.create_attempts().len() >= 4
+        flaky.hook.create_attempts().len() >= 4
     })
     .await;
-    let attempts = flaky.create_attempts();
+    let attempts = flaky.hook.create_attempts();
     let gaps: Vec<Duration> = attempts.windows(2).take(3).map(|w| w[1] - w[0]).collect();
     assert_eq!(
         gaps,
@@ -180,8 +180,8 @@ async fn creation_slow_starts_and_a_failing_batch_stops_the_rest() {
     );
 
     // Once creates work again, the replica set fills up.
-    flaky.creates_succeed(None);
-    eventually("10 pods", || converged(flaky.inner(), "web", 10)).await;
+    flaky.hook.creates_succeed(None);
+    eventually("10 pods", || converged(&flaky.inner, "web", 10)).await;
     running.stop().await;
 }
 
@@ -231,10 +231,10 @@ fn converges(replicas: i32, conflicts: Vec<bool>, disturbances: Vec<Disturbance>
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let flaky = FlakyClient::new(LocalClient::new(MemStore::new()));
-        let client = flaky.inner().clone();
+        let flaky = flaky_client(LocalClient::new(MemStore::new()));
+        let client = flaky.inner.clone();
         client.create(&replica_set("web", replicas)).await.unwrap();
-        flaky.plan_writes(conflicts);
+        flaky.hook.plan_writes(conflicts);
         let informers = SharedInformers::new(flaky.clone());
         let running = start(ReplicaSetController::controller(&informers).concurrency(2));
         let mut desired = replicas;

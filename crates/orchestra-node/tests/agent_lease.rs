@@ -9,43 +9,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestra_api::registry::{
-    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
-};
 use orchestra_api::resources::{Container, Lease, Pod, PodPhase, PodSpec};
-use orchestra_api::{ApiError, Client, LocalClient, ObjectMeta, Resource};
+use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
+use orchestra_api::{ApiError, Client, LocalClient, ObjectMeta};
 use orchestra_node::agent::node::{LEASE_NAMESPACE, lease_loop};
 use orchestra_node::agent::{Agent, AgentConfig};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_store::{MemStore, StoreError};
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
-/// A client whose creates and updates of `kind` fail with `refusal()` while `failing` is above
-/// zero, recording when each of them was tried.
+/// Refuses creates and updates of `kind` with `refusal()` while `failing` is above zero,
+/// recording when each of them was tried.
 #[derive(Clone)]
-struct FlakyWrites {
-    inner: LocalClient,
+struct Refusals {
     kind: &'static str,
     refusal: fn() -> ApiError,
     failing: Arc<Mutex<usize>>,
     attempts: Arc<Mutex<Vec<Instant>>>,
 }
 
-impl FlakyWrites {
-    fn new(kind: &'static str, refusal: fn() -> ApiError, failing: usize) -> Self {
-        FlakyWrites {
-            inner: LocalClient::new(MemStore::new()),
-            kind,
-            refusal,
-            failing: Arc::new(Mutex::new(failing)),
-            attempts: Arc::default(),
-        }
-    }
+/// A LocalClient whose writes of one kind are refused for a while.
+type FlakyWrites = Intercepted<LocalClient, Refusals>;
 
-    fn write<R: Resource>(&self) -> Result<(), ApiError> {
-        if R::KIND != self.kind {
+fn flaky_writes(kind: &'static str, refusal: fn() -> ApiError, failing: usize) -> FlakyWrites {
+    let refusals = Refusals {
+        kind,
+        refusal,
+        failing: Arc::new(Mutex::new(failing)),
+        attempts: Arc::default(),
+    };
+    Intercepted::new(LocalClient::new(MemStore::new()), refusals)
+}
+
+#[async_trait]
+impl Intercept<LocalClient> for Refusals {
+    async fn before(&self, _: &LocalClient, call: Call<'_>) -> Result<(), ApiError> {
+        let write = matches!(call, Call::Create { .. } | Call::Update { .. });
+        if !write || call.kind() != self.kind {
             return Ok(());
         }
         self.attempts.lock().unwrap().push(Instant::now());
@@ -56,7 +57,9 @@ impl FlakyWrites {
         }
         Ok(())
     }
+}
 
+impl Refusals {
     /// The attempts' times, in ms after `start`.
     fn attempts_since(&self, start: Instant) -> Vec<u128> {
         self.attempts
@@ -68,55 +71,9 @@ impl FlakyWrites {
     }
 }
 
-#[async_trait]
-impl Client for FlakyWrites {
-    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
-        self.inner.get(namespace, name).await
-    }
-    async fn list<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &ListOptions,
-    ) -> Result<ObjectList<R>, ApiError> {
-        self.inner.list(namespace, options).await
-    }
-    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.write::<R>()?;
-        self.inner.create(object).await
-    }
-    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.write::<R>()?;
-        self.inner.update(object).await
-    }
-    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.inner.update_status(object).await
-    }
-    async fn patch<R: Resource>(&self, ns: &str, name: &str, patch: &Value) -> Result<R, ApiError> {
-        self.inner.patch(ns, name, patch).await
-    }
-    async fn delete<R: Resource>(
-        &self,
-        ns: &str,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> Result<DeleteOutcome<R>, ApiError> {
-        self.inner.delete(ns, name, options).await
-    }
-    async fn watch<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &WatchOptions,
-    ) -> Result<WatchEvents<R>, ApiError> {
-        self.inner.watch(namespace, options).await
-    }
-    async fn bind(&self, ns: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
-        self.inner.bind(ns, pod, node).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn failed_renewals_back_off_from_200ms_and_never_stop_the_loop() {
-    let client = FlakyWrites::new(
+    let client = flaky_writes(
         "Lease",
         || ApiError::Internal(StoreError::Io("the disk went away".into())),
         7,
@@ -124,7 +81,7 @@ async fn failed_renewals_back_off_from_200ms_and_never_stop_the_loop() {
     let t0 = Instant::now();
     let task = tokio::spawn(lease_loop(client.clone(), Arc::new(AgentConfig::new("n1"))));
     sleep(Duration::from_secs(30)).await;
-    let offsets = client.attempts_since(t0);
+    let offsets = client.hook.attempts_since(t0);
     // 7 failures: retried after 200, 400, 800, 1600, 3200, 6400 and 7000 ms; then the 8th
     // attempt creates the lease and renewals follow every 10 s.
     assert_eq!(
@@ -141,7 +98,7 @@ async fn failed_renewals_back_off_from_200ms_and_never_stop_the_loop() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_finalizer_write_is_retried_within_milliseconds() {
-    let client = FlakyWrites::new(
+    let client = flaky_writes(
         "Pod",
         || ApiError::Forbidden("a node may only modify pods bound to it".into()),
         3,
@@ -181,7 +138,7 @@ async fn a_refused_finalizer_write_is_retried_within_milliseconds() {
         );
         sleep(Duration::from_millis(5)).await;
     }
-    let offsets = client.attempts_since(created);
+    let offsets = client.hook.attempts_since(created);
     // Three refusals: retried after 25, 50 and 100 ms; the fourth write adds the finalizer.
     assert_eq!(offsets.len(), 4, "pod update attempts (ms): {offsets:?}");
     let gaps: Vec<u128> = offsets.windows(2).map(|w| w[1] - w[0]).collect();

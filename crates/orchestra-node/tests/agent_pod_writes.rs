@@ -9,95 +9,51 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestra_api::registry::{
-    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
-};
+use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Pod, PodPhase};
+use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
 use orchestra_api::{ApiError, Client, LocalClient, Resource, testing};
 use orchestra_node::agent::{Agent, AgentConfig, FINALIZER};
 use orchestra_node::fake::FakeRuntime;
 use orchestra_store::MemStore;
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
 const NODE: &str = "node-1";
 
-/// Pod calls by kind of call.
-#[derive(Default)]
+/// Counts the agent's pod gets and writes; when `interfere` is set, the next pod update is
+/// preceded by another writer's label change.
+#[derive(Clone, Default)]
 struct PodCalls {
-    gets: AtomicU64,
-    updates: AtomicU64,
-    status_updates: AtomicU64,
-}
-
-/// A LocalClient counting the agent's pod gets and writes.
-#[derive(Clone)]
-struct Counting {
-    inner: LocalClient,
-    calls: Arc<PodCalls>,
-    /// When set, the next pod update is preceded by another writer's label change.
+    gets: Arc<AtomicU64>,
+    updates: Arc<AtomicU64>,
     interfere: Arc<AtomicBool>,
 }
 
-impl Counting {
-    fn count<R: Resource>(&self, counter: &AtomicU64) {
-        if R::KIND == "Pod" {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
+/// A LocalClient counting the agent's pod calls.
+type Counting = Intercepted<LocalClient, PodCalls>;
 
 #[async_trait]
-impl Client for Counting {
-    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
-        self.count::<R>(&self.calls.gets);
-        self.inner.get(namespace, name).await
-    }
-    async fn list<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &ListOptions,
-    ) -> Result<ObjectList<R>, ApiError> {
-        self.inner.list(namespace, options).await
-    }
-    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.inner.create(object).await
-    }
-    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.count::<R>(&self.calls.updates);
-        if R::KIND == "Pod" && self.interfere.swap(false, Ordering::SeqCst) {
-            let meta = object.meta();
-            let mut other: Pod = self.inner.get(&meta.namespace, &meta.name).await?;
-            other.metadata.labels.insert("tier".into(), "front".into());
-            self.inner.update(&other).await?;
+impl Intercept<LocalClient> for PodCalls {
+    async fn before(&self, inner: &LocalClient, call: Call<'_>) -> Result<(), ApiError> {
+        if call.kind() != Pod::KIND {
+            return Ok(());
         }
-        self.inner.update(object).await
-    }
-    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.count::<R>(&self.calls.status_updates);
-        self.inner.update_status(object).await
-    }
-    async fn patch<R: Resource>(&self, ns: &str, name: &str, patch: &Value) -> Result<R, ApiError> {
-        self.inner.patch(ns, name, patch).await
-    }
-    async fn delete<R: Resource>(
-        &self,
-        ns: &str,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> Result<DeleteOutcome<R>, ApiError> {
-        self.inner.delete(ns, name, options).await
-    }
-    async fn watch<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &WatchOptions,
-    ) -> Result<WatchEvents<R>, ApiError> {
-        self.inner.watch(namespace, options).await
-    }
-    async fn bind(&self, ns: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
-        self.inner.bind(ns, pod, node).await
+        match call {
+            Call::Get { .. } => {
+                self.gets.fetch_add(1, Ordering::SeqCst);
+            }
+            Call::Update { meta, .. } => {
+                self.updates.fetch_add(1, Ordering::SeqCst);
+                if self.interfere.swap(false, Ordering::SeqCst) {
+                    let mut other: Pod = inner.get(&meta.namespace, &meta.name).await?;
+                    other.metadata.labels.insert("tier".into(), "front".into());
+                    inner.update(&other).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -136,23 +92,19 @@ fn running(pod: Option<&Pod>) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn a_pods_start_and_teardown_never_read_the_pod_back() {
-    let client = Counting {
-        inner: LocalClient::new(MemStore::new()),
-        calls: Arc::default(),
-        interfere: Arc::default(),
-    };
+    let client = Counting::new(LocalClient::new(MemStore::new()), PodCalls::default());
     let _stop = start_agent(&client);
     client.inner.create(&bound_pod("web")).await.unwrap();
     wait_for(&client.inner, "web", running).await;
     let pod: Pod = client.inner.get("default", "web").await.unwrap();
     assert!(pod.metadata.finalizers.iter().any(|f| f == FINALIZER));
     assert_eq!(
-        client.calls.gets.load(Ordering::SeqCst),
+        client.hook.gets.load(Ordering::SeqCst),
         0,
         "pod reads on start"
     );
     assert_eq!(
-        client.calls.updates.load(Ordering::SeqCst),
+        client.hook.updates.load(Ordering::SeqCst),
         1,
         "finalizer writes"
     );
@@ -164,12 +116,12 @@ async fn a_pods_start_and_teardown_never_read_the_pod_back() {
         .unwrap();
     wait_for(&client.inner, "web", |p| p.is_none()).await;
     assert_eq!(
-        client.calls.gets.load(Ordering::SeqCst),
+        client.hook.gets.load(Ordering::SeqCst),
         0,
         "pod reads on teardown"
     );
     assert_eq!(
-        client.calls.updates.load(Ordering::SeqCst),
+        client.hook.updates.load(Ordering::SeqCst),
         2,
         "finalizer writes: one added, one removed"
     );
@@ -180,11 +132,11 @@ async fn a_pods_start_and_teardown_never_read_the_pod_back() {
 /// finalizer.
 #[tokio::test(start_paused = true)]
 async fn a_conflicting_finalizer_write_rereads_and_keeps_the_other_change() {
-    let client = Counting {
-        inner: LocalClient::new(MemStore::new()),
-        calls: Arc::default(),
+    let calls = PodCalls {
         interfere: Arc::new(AtomicBool::new(true)),
+        ..PodCalls::default()
     };
+    let client = Counting::new(LocalClient::new(MemStore::new()), calls);
     let _stop = start_agent(&client);
     client.inner.create(&bound_pod("web")).await.unwrap();
     wait_for(&client.inner, "web", running).await;
@@ -195,12 +147,12 @@ async fn a_conflicting_finalizer_write_rereads_and_keeps_the_other_change() {
         Some("front")
     );
     assert_eq!(
-        client.calls.gets.load(Ordering::SeqCst),
+        client.hook.gets.load(Ordering::SeqCst),
         1,
         "one read after the conflict"
     );
     assert_eq!(
-        client.calls.updates.load(Ordering::SeqCst),
+        client.hook.updates.load(Ordering::SeqCst),
         2,
         "the refused write and the retry"
     );

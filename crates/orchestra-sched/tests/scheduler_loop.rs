@@ -12,71 +12,32 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{node, pod};
-use orchestra_api::registry::{
-    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
-};
+use orchestra_api::registry::ListOptions;
 use orchestra_api::resources::{Event, Node, Pod};
-use orchestra_api::{ApiError, Client, LocalClient, Resource};
+use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
+use orchestra_api::{ApiError, Client, LocalClient};
 use orchestra_sched::run::SchedulerLoop;
 use orchestra_sched::{Profiles, plugins};
 use orchestra_store::MemStore;
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Counts bind calls per pod, and fails the first binding of the pods named in `conflict`.
-#[derive(Clone)]
-struct BindSpy {
-    inner: LocalClient,
+#[derive(Clone, Default)]
+struct Binds {
     binds: Arc<Mutex<HashMap<String, usize>>>,
     conflict: Arc<Mutex<Vec<String>>>,
 }
 
+/// A LocalClient whose bindings are counted and can be made to conflict.
+type BindSpy = Intercepted<LocalClient, Binds>;
+
 #[async_trait]
-impl Client for BindSpy {
-    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
-        self.inner.get(namespace, name).await
-    }
-    async fn list<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &ListOptions,
-    ) -> Result<ObjectList<R>, ApiError> {
-        self.inner.list(namespace, options).await
-    }
-    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.inner.create(object).await
-    }
-    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.inner.update(object).await
-    }
-    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.inner.update_status(object).await
-    }
-    async fn patch<R: Resource>(
-        &self,
-        namespace: &str,
-        name: &str,
-        patch: &Value,
-    ) -> Result<R, ApiError> {
-        self.inner.patch(namespace, name, patch).await
-    }
-    async fn delete<R: Resource>(
-        &self,
-        namespace: &str,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> Result<DeleteOutcome<R>, ApiError> {
-        self.inner.delete(namespace, name, options).await
-    }
-    async fn watch<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &WatchOptions,
-    ) -> Result<WatchEvents<R>, ApiError> {
-        self.inner.watch(namespace, options).await
-    }
-    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
+impl Intercept<LocalClient> for Binds {
+    async fn before(&self, _: &LocalClient, call: Call<'_>) -> Result<(), ApiError> {
+        let Call::Bind { pod, .. } = call else {
+            return Ok(());
+        };
         *self
             .binds
             .lock()
@@ -88,19 +49,15 @@ impl Client for BindSpy {
             let at = conflict.iter().position(|p| p == pod);
             at.map(|i| conflict.remove(i))
         };
-        if planned.is_some() {
-            return Err(ApiError::Conflict(format!("pod {pod}: planned conflict")));
+        match planned {
+            Some(_) => Err(ApiError::Conflict(format!("pod {pod}: planned conflict"))),
+            None => Ok(()),
         }
-        self.inner.bind(namespace, pod, node).await
     }
 }
 
 fn spy() -> BindSpy {
-    BindSpy {
-        inner: LocalClient::new(MemStore::new()),
-        binds: Arc::default(),
-        conflict: Arc::default(),
-    }
+    Intercepted::new(LocalClient::new(MemStore::new()), Binds::default())
 }
 
 fn start(client: &BindSpy) -> (oneshot::Sender<()>, JoinHandle<()>) {
@@ -263,7 +220,7 @@ async fn pods_are_bound_to_nodes_that_fit_and_unschedulable_ones_wait_for_a_node
 
     stop.send(()).unwrap();
     task.await.expect("the loop stops cleanly");
-    assert!(client.binds.lock().unwrap().values().all(|&n| n == 1));
+    assert!(client.hook.binds.lock().unwrap().values().all(|&n| n == 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -307,7 +264,7 @@ async fn no_pod_is_bound_twice_and_capacity_is_respected() {
             "{n} is full"
         );
     }
-    let binds = client.binds.lock().unwrap().clone();
+    let binds = client.hook.binds.lock().unwrap().clone();
     assert_eq!(binds.len(), 20);
     assert!(binds.values().all(|&n| n == 1), "{binds:?}");
     // Every unscheduled pod got its event.
@@ -327,7 +284,7 @@ async fn a_failed_binding_is_forgotten_and_retried() {
     // One node with room for exactly one pod: if the failed assumption were kept, the retry
     // would find the node full.
     client.create(&node("only", "1")).await.unwrap();
-    client.conflict.lock().unwrap().push("p".to_owned());
+    client.hook.conflict.lock().unwrap().push("p".to_owned());
     client.create(&pod("p", "1")).await.unwrap();
     let (stop, task) = start(&client);
     assert!(
@@ -337,7 +294,7 @@ async fn a_failed_binding_is_forgotten_and_retried() {
         .await,
         "bound on the retry"
     );
-    assert_eq!(client.binds.lock().unwrap()["p"], 2);
+    assert_eq!(client.hook.binds.lock().unwrap()["p"], 2);
     assert!(
         events_for(&client, "FailedScheduling").await.is_empty(),
         "the node never looked full"

@@ -8,13 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestra_api::registry::{
-    DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
-};
-use orchestra_api::resources::Pod;
+use orchestra_api::registry::ListOptions;
+use orchestra_api::resources::Event;
+use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
 use orchestra_api::{ApiError, Client, Resource};
 use orchestra_controller::{Controller, Reconciler};
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -31,25 +29,21 @@ struct Plan {
     down: bool,
 }
 
-/// A client whose writes fail as planned (reads and watches pass through).
-#[derive(Clone, Debug)]
-pub struct FlakyClient<C> {
-    inner: C,
+/// The faults planned for a [`FlakyClient`]; clones share the plan.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
     plan: Arc<Mutex<Plan>>,
 }
 
-impl<C: Client> FlakyClient<C> {
-    pub fn new(inner: C) -> Self {
-        FlakyClient {
-            inner,
-            plan: Arc::default(),
-        }
-    }
+/// A client whose writes fail as planned (reads and watches pass through).
+pub type FlakyClient<C> = Intercepted<C, Faults>;
 
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
+/// Wraps `inner`, with no faults planned.
+pub fn flaky_client<C: Client>(inner: C) -> FlakyClient<C> {
+    Intercepted::new(inner, Faults::default())
+}
 
+impl Faults {
     /// The coming writes fail (`true`) or pass (`false`) in this order; later ones pass.
     pub fn plan_writes(&self, outcomes: impl IntoIterator<Item = bool>) {
         self.plan.lock().unwrap().writes.extend(outcomes);
@@ -79,8 +73,20 @@ impl<C: Client> FlakyClient<C> {
         Ok(())
     }
 
+    /// A planned failure of the create, when one is due (the attempt is recorded).
+    fn create(&self) -> Result<(), ApiError> {
+        let mut plan = self.plan.lock().unwrap();
+        plan.creates.push(Instant::now());
+        if let Some(left) = plan.creates_left.as_mut() {
+            if *left == 0 {
+                return Err(ApiError::BadRequest("planned create failure".into()));
+            }
+            *left -= 1;
+        }
+        Ok(())
+    }
+
     fn write(&self, what: &str) -> Result<(), ApiError> {
-        self.reachable()?;
         if self.plan.lock().unwrap().writes.pop_front() == Some(true) {
             return Err(ApiError::Conflict(format!("planned conflict on {what}")));
         }
@@ -89,83 +95,26 @@ impl<C: Client> FlakyClient<C> {
 }
 
 #[async_trait]
-impl<C: Client> Client for FlakyClient<C> {
-    async fn get<R: Resource>(&self, namespace: &str, name: &str) -> Result<R, ApiError> {
+impl<C: Client> Intercept<C> for Faults {
+    async fn before(&self, _: &C, call: Call<'_>) -> Result<(), ApiError> {
         self.reachable()?;
-        self.inner.get(namespace, name).await
-    }
-
-    async fn list<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &ListOptions,
-    ) -> Result<ObjectList<R>, ApiError> {
-        self.reachable()?;
-        self.inner.list(namespace, options).await
-    }
-
-    async fn create<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        // Events are the recorder's writes, made in the background: they neither count as
-        // the controller's creates nor take a planned failure meant for them.
-        if R::KIND == orchestra_api::resources::Event::KIND {
-            return self.inner.create(object).await;
-        }
-        {
-            let mut plan = self.plan.lock().unwrap();
-            plan.creates.push(Instant::now());
-            if let Some(left) = plan.creates_left.as_mut() {
-                if *left == 0 {
-                    return Err(ApiError::BadRequest("planned create failure".into()));
-                }
-                *left -= 1;
+        let what = match call {
+            // Events are the recorder's writes, made in the background: they neither count
+            // as the controller's creates nor take a planned failure meant for them.
+            Call::Create { kind, .. } if kind == Event::KIND => return Ok(()),
+            Call::Create { .. } => {
+                self.create()?;
+                "create"
             }
-        }
-        self.write("create")?;
-        self.inner.create(object).await
-    }
-
-    async fn update<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.write("update")?;
-        self.inner.update(object).await
-    }
-
-    async fn update_status<R: Resource>(&self, object: &R) -> Result<R, ApiError> {
-        self.write("update_status")?;
-        self.inner.update_status(object).await
-    }
-
-    async fn patch<R: Resource>(
-        &self,
-        namespace: &str,
-        name: &str,
-        patch: &Value,
-    ) -> Result<R, ApiError> {
-        self.write("patch")?;
-        self.inner.patch(namespace, name, patch).await
-    }
-
-    async fn delete<R: Resource>(
-        &self,
-        namespace: &str,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> Result<DeleteOutcome<R>, ApiError> {
-        self.write("delete")?;
-        self.inner.delete(namespace, name, options).await
-    }
-
-    async fn watch<R: Resource>(
-        &self,
-        namespace: Option<&str>,
-        options: &WatchOptions,
-    ) -> Result<WatchEvents<R>, ApiError> {
-        self.reachable()?;
-        self.inner.watch(namespace, options).await
-    }
-
-    async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<Pod, ApiError> {
-        self.reachable()?;
-        self.inner.bind(namespace, pod, node).await
+            Call::Update { .. } => "update",
+            Call::UpdateStatus { .. } => "update_status",
+            Call::Patch { .. } => "patch",
+            Call::Delete { .. } => "delete",
+            Call::Get { .. } | Call::List { .. } | Call::Watch { .. } | Call::Bind { .. } => {
+                return Ok(());
+            }
+        };
+        self.write(what)
     }
 }
 
@@ -221,7 +170,7 @@ pub async fn events_about<C: Client>(
     reason: &str,
 ) -> Vec<orchestra_api::resources::Event> {
     client
-        .list::<orchestra_api::resources::Event>(Some(namespace), &ListOptions::default())
+        .list::<Event>(Some(namespace), &ListOptions::default())
         .await
         .unwrap()
         .items
