@@ -2,25 +2,38 @@
 //! (selector, taints, the daemon tolerations), a rolling update never leaves more than
 //! maxUnavailable nodes without an available pod, a surging one (maxSurge) starts new pods
 //! next to old ones and never leaves a node uncovered, OnDelete replaces only deleted pods, and
-//! every template is kept as a ControllerRevision that a rollback brings back.
+//! every template is kept as a ControllerRevision that a rollback brings back. Adoption by
+//! Kubernetes' ControllerRefManager rules: matching orphan pods are adopted (also one that
+//! appears later), a pod relabelled out of the selector is released, another controller's
+//! pod is left alone, a daemon set being deleted adopts nothing, one deleted with orphan
+//! propagation and created again takes its pods and revision back, and an invalid selector is
+//! an error that touches no pod.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use orchestra_api::registry::{DeleteOptions, ListOptions};
+use orchestra_api::reflector::ObjectKey;
+use orchestra_api::registry::{DeleteOptions, ListOptions, PropagationPolicy};
 use orchestra_api::resources::{
     ConditionStatus, ControllerRevision, DaemonSet, DaemonSetStatus, DaemonSetUpdateStrategy,
     DaemonSetUpdateStrategyType, Node, Pod, PodCondition, PodPhase, PodStatus,
     RollingUpdateDaemonSet, Taint, TaintEffect,
 };
-use orchestra_api::{Client, IntOrString, LabelSelector, LocalClient, ObjectMeta, testing};
-use orchestra_controller::SharedInformers;
+use orchestra_api::{
+    Client, IntOrString, LabelSelector, LabelSelectorOperator, LabelSelectorRequirement,
+    LocalClient, ObjectMeta, OwnerReference, testing,
+};
 use orchestra_controller::controllers::DaemonSetController;
-use orchestra_controller::controllers::daemon_set::plan::pod_node;
+use orchestra_controller::controllers::daemon_set::DaemonSetError;
+use orchestra_controller::controllers::daemon_set::plan::{current_hash, pod_for_node, pod_node};
 use orchestra_controller::controllers::history;
+use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_controller::controllers::pods::is_ready;
+use orchestra_controller::manager::selected_controllers;
+use orchestra_controller::{Context, Reconciler, SharedInformers};
 use orchestra_store::MemStore;
 use support::{eventually, start};
 
@@ -428,4 +441,334 @@ async fn every_template_is_kept_as_a_revision_and_a_rollback_renumbers_it() {
 
     kubelet.abort();
     running.stop().await;
+}
+
+/// The live pods by name: (node, uid, the uid of their controller), and a `*` after the name
+/// of each one being deleted.
+async fn pods(client: &LocalClient) -> BTreeMap<String, (String, String, Option<String>)> {
+    client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let mark = if p.metadata.deletion_timestamp.is_some() {
+                "*"
+            } else {
+                ""
+            };
+            let node = pod_node(&p).unwrap_or("?").to_owned();
+            let controller = p.metadata.controller_ref().map(|o| o.uid.clone());
+            (
+                format!("{}{mark}", p.metadata.name),
+                (node, p.metadata.uid, controller),
+            )
+        })
+        .collect()
+}
+
+/// Node -> the names of the pods there that `uid` controls.
+async fn owned_by(client: &LocalClient, uid: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, (node, _, controller)) in pods(client).await {
+        if controller.as_deref() == Some(uid) {
+            out.entry(node).or_default().push(name);
+        }
+    }
+    out
+}
+
+/// The pod `ds` would make for `node`, named `name`, with no owner (or `owner`).
+fn daemon_pod(ds: &DaemonSet, node: &str, name: &str, owner: Option<OwnerReference>) -> Pod {
+    let mut pod = pod_for_node(ds, node, &current_hash(ds));
+    pod.metadata.name = name.into();
+    pod.metadata.generate_name.clear();
+    pod.metadata.owner_references = owner.into_iter().collect();
+    pod
+}
+
+/// Lets the controller run on for a while (virtual time) and checks that the pods did not
+/// change: it is waiting.
+async fn settled(client: &LocalClient) -> BTreeMap<String, (String, String, Option<String>)> {
+    let before = pods(client).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(pods(client).await, before, "the controller did not wait");
+    before
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopts_matching_orphans_releases_relabelled_pods_and_never_steals() {
+    let client = LocalClient::new(MemStore::new());
+    for name in ["n1", "n2", "n3"] {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    // The daemon set is stored first (with its defaults), its controller started later: an
+    // orphan on n1 as it would make it, and on n2 a pod of another controller that matches
+    // its selector too.
+    let ds = client.create(&daemon_set("v1")).await.unwrap();
+    let uid = ds.metadata.uid.clone();
+    let orphan = client
+        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .await
+        .unwrap();
+    let other = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "someone-else".into(),
+        uid: "someone-else-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let theirs = client
+        .create(&daemon_pod(&ds, "n2", "theirs", Some(other.clone())))
+        .await
+        .unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+
+    // The orphan serves n1 (adopted, not recreated); n2 and n3 get pods of their own.
+    eventually("one owned pod per node, the orphan's on n1", || async {
+        let owned = owned_by(&client, &uid).await;
+        owned.len() == 3
+            && owned.values().all(|names| names.len() == 1)
+            && owned["n1"] == ["orphan"]
+    })
+    .await;
+    let all = settled(&client).await;
+    assert_eq!(all["orphan"].1, orphan.metadata.uid, "the same pod");
+    assert_eq!(
+        all["theirs"],
+        (
+            "n2".to_owned(),
+            theirs.metadata.uid.clone(),
+            Some(other.uid.clone())
+        ),
+        "another controller's pod is left alone"
+    );
+    assert_eq!(all.len(), 4, "{all:?}");
+
+    // Relabelled out of the selector, the pod is released (not deleted) and replaced.
+    let mut relabelled: Pod = client.get("ns", "orphan").await.unwrap();
+    relabelled
+        .metadata
+        .labels
+        .insert("app".into(), "debug".into());
+    client.update(&relabelled).await.unwrap();
+    eventually("released and replaced", || async {
+        let all = pods(&client).await;
+        let owned = owned_by(&client, &uid).await;
+        all.get("orphan").is_some_and(|p| p.2.is_none())
+            && owned
+                .get("n1")
+                .is_some_and(|names| names.len() == 1 && names[0] != "orphan")
+    })
+    .await;
+    let all = settled(&client).await;
+    assert_eq!(all["orphan"].1, orphan.metadata.uid);
+    assert_eq!(all["theirs"].2.as_deref(), Some(other.uid.as_str()));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orphan_that_appears_later_is_adopted() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("n1", "edge", &[])).await.unwrap();
+    let ds = client.create(&daemon_set("v1")).await.unwrap();
+    let uid = ds.metadata.uid.clone();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    eventually("a pod on n1", || async {
+        owned_by(&client, &uid).await.len() == 1
+    })
+    .await;
+    // Its pod is being deleted, held by a finalizer: the daemon set waits for it to be gone
+    // before making another.
+    let name = owned_by(&client, &uid).await["n1"][0].clone();
+    let mut held: Pod = client.get("ns", &name).await.unwrap();
+    held.metadata.finalizers = vec!["test.orchestra.dev/hold".into()];
+    client.update(&held).await.unwrap();
+    client
+        .delete::<Pod>("ns", &name, &DeleteOptions::default())
+        .await
+        .unwrap();
+    let all = settled(&client).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+
+    // An orphan for n1 appears: nothing of the daemon set's changed, yet it hears of the
+    // orphan (its selector matches) and adopts it.
+    let orphan = client
+        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .await
+        .unwrap();
+    eventually("the orphan adopted", || async {
+        pods(&client).await["orphan"].2.as_deref() == Some(uid.as_str())
+    })
+    .await;
+    let mut held: Pod = client.get("ns", &name).await.unwrap();
+    held.metadata.finalizers.clear();
+    client.update(&held).await.unwrap();
+    eventually("only the orphan", || async {
+        pods(&client).await.keys().eq(["orphan"])
+    })
+    .await;
+    let all = settled(&client).await;
+    assert_eq!(all["orphan"].1, orphan.metadata.uid);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_set_being_deleted_adopts_nothing() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("n1", "edge", &[])).await.unwrap();
+    // A finalizer holds the daemon set while it is being deleted.
+    let mut held = daemon_set("v1");
+    held.metadata.finalizers = vec!["test.orchestra.dev/hold".into()];
+    let ds = client.create(&held).await.unwrap();
+    let uid = ds.metadata.uid.clone();
+    let informers = SharedInformers::new(client.clone());
+    let running = start(DaemonSetController::controller(&informers));
+    eventually("a pod on n1", || async {
+        owned_by(&client, &uid).await.len() == 1
+    })
+    .await;
+    client
+        .delete::<DaemonSet>("ns", "agent", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let deleting: DaemonSet = client.get("ns", "agent").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    client
+        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .await
+        .unwrap();
+    let all = settled(&client).await;
+    assert_eq!(
+        all["orphan"].2, None,
+        "adopted by a daemon set being deleted"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_set_deleted_with_orphan_propagation_and_recreated_takes_its_pods_back() {
+    let client = LocalClient::new(MemStore::new());
+    for name in ["n1", "n2"] {
+        client.create(&node(name, "edge", &[])).await.unwrap();
+    }
+    let first = client.create(&daemon_set("v1")).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let set = selected_controllers(
+        &informers,
+        NodeLifecycleConfig::default(),
+        &["daemonset", "garbagecollector"],
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(set.run(async move {
+        let _ = stopped.await;
+    }));
+    eventually("a pod on each node and a revision", || async {
+        owned_by(&client, &first.metadata.uid).await.len() == 2
+            && revisions(&client).await.len() == 1
+    })
+    .await;
+    let before = settled(&client).await;
+
+    // `kubectl delete --cascade=orphan`: the daemon set goes, its pods and revision stay,
+    // ownerless.
+    let orphan = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete::<DaemonSet>("ns", "agent", &orphan)
+        .await
+        .unwrap();
+    eventually("everything orphaned", || async {
+        let revisions = revisions(&client).await;
+        client.get::<DaemonSet>("ns", "agent").await.is_err()
+            && pods(&client).await.values().all(|p| p.2.is_none())
+            && revisions.len() == 1
+            && revisions[0].metadata.owner_references.is_empty()
+    })
+    .await;
+
+    // The same daemon set again: it adopts the pods and the revision, and starts no pod.
+    let second = client.create(&daemon_set("v1")).await.unwrap();
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    let adopted = |uid: Option<&str>| uid == Some(second.metadata.uid.as_str());
+    eventually("everything adopted", || async {
+        let revisions = revisions(&client).await;
+        pods(&client)
+            .await
+            .values()
+            .all(|p| adopted(p.2.as_deref()))
+            && revisions.len() == 1
+            && adopted(
+                revisions[0]
+                    .metadata
+                    .controller_ref()
+                    .map(|o| o.uid.as_str()),
+            )
+    })
+    .await;
+    let after = settled(&client).await;
+    let uids = |all: &BTreeMap<String, (String, String, Option<String>)>| {
+        all.iter()
+            .map(|(name, (node, uid, _))| (name.clone(), node.clone(), uid.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uids(&after), uids(&before), "the same pods, none restarted");
+    eventually("the status counts the adopted pods", || async {
+        status(&client).await.current_number_scheduled == 2
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_selector_is_an_error_naming_it_and_touches_no_pod() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&node("n1", "edge", &[])).await.unwrap();
+    let ds = client.create(&daemon_set("v1")).await.unwrap();
+    let orphan = client
+        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .await
+        .unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let controller = DaemonSetController::new(&informers);
+    informers
+        .informer::<Pod>()
+        .wait_until_ready()
+        .await
+        .unwrap();
+    // Validation refuses such a selector, so it reaches the reconciler directly.
+    let mut bad = ds.clone();
+    bad.spec.selector.match_expressions = vec![LabelSelectorRequirement {
+        key: "tier".into(),
+        operator: LabelSelectorOperator::In,
+        values: Vec::new(),
+    }];
+    let ctx = Context::new("daemonset", ObjectKey::of(&bad));
+    let err = controller
+        .reconcile(Arc::new(bad), &ctx)
+        .await
+        .expect_err("an invalid selector");
+    assert!(matches!(err, DaemonSetError::Selector { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"ns/agent\" has an invalid selector") && message.contains("tier"),
+        "{message}"
+    );
+    let all = client
+        .list::<Pod>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 1, "no pod created");
+    assert_eq!(
+        all[0].metadata.resource_version, orphan.metadata.resource_version,
+        "the orphan untouched"
+    );
 }

@@ -9,12 +9,19 @@
 //! Each pod created or deleted, and each failure, is an event on the daemon set
 //! (`SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`).
 //!
-//! Each sync first records the template in the daemon set's history of ControllerRevisions
-//! ([`super::history`]: create the current one, renumber one that came back, trim beyond
-//! `revisionHistoryLimit`), which `orchestra ctl rollout undo daemonset/NAME` rolls back to.
+//! Each sync first claims the daemon set's pods and ControllerRevisions as Kubernetes'
+//! `ControllerRefManager` does (see `owned`): an orphan of its namespace that matches the
+//! selector is adopted, unless the daemon set is being deleted; an owned one that stopped
+//! matching is released; one controlled by anything else is never touched. An orphan pod's
+//! events reach every daemon set whose selector matches it, so an orphan appearing later is
+//! adopted too, and a daemon set deleted with `--cascade=orphan` and created again takes its
+//! pods back instead of starting new ones. Then (unless the daemon set is being deleted) it
+//! records the template in its history of ControllerRevisions ([`super::history`]: create the
+//! current one, renumber one that came back, trim beyond `revisionHistoryLimit`), which
+//! `orchestra ctl rollout undo daemonset/NAME` rolls back to.
 //!
-//! Not supported: adoption of orphan pods or revisions, and hash collisions between templates
-//! (`status.collisionCount` is read, never raised).
+//! Not supported: hash collisions between templates (`status.collisionCount` is read, never
+//! raised).
 
 pub mod plan;
 
@@ -24,7 +31,7 @@ use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ControllerRevision, DaemonSet, Node, Pod};
-use orchestra_api::{ApiError, Client};
+use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
@@ -41,6 +48,15 @@ use crate::reconciler::{Action, Context, Reconciler};
 /// Why a DaemonSet sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonSetError {
+    /// The selector does not parse (validation should have refused it).
+    #[error("daemon set {name:?} has an invalid selector: {source}")]
+    Selector {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
+    },
     /// The update settings are invalid.
     #[error("daemon set {name:?}: {source}")]
     Plan {
@@ -98,14 +114,28 @@ impl<C: Client> DaemonSetController<C> {
         }
     }
 
-    /// The controller: DaemonSets, the pods and revisions they own, and nodes (a change of
-    /// any node resyncs every daemon set).
+    /// The controller: DaemonSets, the pods and revisions they own, orphan pods and
+    /// revisions (mapped to every daemon set of their namespace whose selector matches, for
+    /// adoption), and nodes (a change of any node resyncs every daemon set).
     pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
         let daemon_sets = informers.store::<DaemonSet>();
+        let for_pods = daemon_sets.clone();
+        let for_revisions = daemon_sets.clone();
         Controller::new(Self::new(informers), informers)
             .name("daemonset")
             .owns::<Pod>()
             .owns::<ControllerRevision>()
+            .watches::<Pod, _>(move |pod| {
+                owned::orphan_owners(&for_pods, pod, |ds| &ds.spec.selector, |_, _| true)
+            })
+            .watches::<ControllerRevision, _>(move |revision| {
+                owned::orphan_owners(
+                    &for_revisions,
+                    revision,
+                    |ds| &ds.spec.selector,
+                    |_, _| true,
+                )
+            })
             .watches::<Node, _>(move |_node| {
                 daemon_sets
                     .list()
@@ -125,10 +155,26 @@ impl<C: Client> DaemonSetController<C> {
                 source,
             }
         };
-        let owned = owned::owned_by(&self.pods, &ds.metadata.uid);
-        self.record_history(ds, &owned)
-            .await
-            .map_err(|(action, err)| api(action)(err))?;
+        let selector =
+            Selector::try_from(&ds.spec.selector).map_err(|source| DaemonSetError::Selector {
+                name: name.clone(),
+                source,
+            })?;
+        let mut written = Written::default();
+        let (owned, revisions) = match self.claim(ds, &selector, &mut written).await {
+            Ok(claimed) => claimed,
+            Err((action, err)) => {
+                expect_own_writes(&self.expectations, &self.pods, key, written).await;
+                return Err(api(action)(err));
+            }
+        };
+        // A daemon set being deleted may already have lost revisions to the garbage
+        // collector: recording its history now would make them again.
+        if ds.metadata.deletion_timestamp.is_none() {
+            revision_writes::record_history(&self.client, ds, &revisions, &owned)
+                .await
+                .map_err(|(action, err)| api(action)(err))?;
+        }
         let nodes = self.nodes.store().list();
         let plan = plan::plan(ds, &nodes, &owned, self.clock.now()).map_err(|source| {
             DaemonSetError::Plan {
@@ -136,7 +182,6 @@ impl<C: Client> DaemonSetController<C> {
                 source,
             }
         })?;
-        let mut written = Written::default();
         let result = self.execute(ds, &plan, &mut written).await;
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
@@ -153,11 +198,38 @@ impl<C: Client> DaemonSetController<C> {
         })
     }
 
-    /// Brings the daemon set's ControllerRevisions in line with its template (see
-    /// [`super::history`]); on a failed write, what was being done and why.
-    async fn record_history(&self, ds: &DaemonSet, owned: &[Arc<Pod>]) -> Result<(), WriteError> {
-        let revisions = owned::owned_by(&self.revisions, &ds.metadata.uid);
-        revision_writes::record_history(&self.client, ds, &revisions, owned).await
+    /// Adopts and releases the daemon set's pods and revisions (see the module docs);
+    /// returns the ones it owns afterwards. Pod writes are noted in `written`.
+    async fn claim(
+        &self,
+        ds: &DaemonSet,
+        selector: &Selector,
+        written: &mut Written,
+    ) -> Result<(Vec<Arc<Pod>>, Vec<Arc<ControllerRevision>>), WriteError> {
+        let pods = owned::claim_all(
+            &self.client,
+            ds,
+            owned::owned_and_orphans(&self.pods, ds),
+            |pod: &Pod| selector.matches(&pod.metadata.labels),
+            ["adopt a pod", "release a pod"],
+            written,
+        )
+        .await?;
+        // Revision writes are not waited for through the pod cache; a sync that reads a
+        // revision cache one write behind fails its conditional write and is retried.
+        let revisions = owned::claim_all(
+            &self.client,
+            ds,
+            owned::owned_and_orphans(&self.revisions, ds),
+            |revision: &ControllerRevision| selector.matches(&revision.metadata.labels),
+            [
+                "adopt a controller revision",
+                "release a controller revision",
+            ],
+            &mut Written::default(),
+        )
+        .await?;
+        Ok((pods, revisions))
     }
 
     async fn execute(
