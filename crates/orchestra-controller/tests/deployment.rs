@@ -1,7 +1,10 @@
 //! The Deployment controller with the ReplicaSet controller over LocalClient in paused time,
 //! with a stand-in kubelet that makes pods ready: a rolling update never exceeds maxSurge nor
 //! drops below the availability maxUnavailable allows; Recreate never runs old and new pods
-//! together; revisions are recorded.
+//! together; revisions are recorded. Adoption: matching orphan replica sets are adopted (also
+//! one that appears later), one relabelled out of the selector is released, another
+//! controller's is left alone, and a deployment deleted with orphan propagation and created
+//! again takes its replica sets and their pods back.
 
 mod support;
 
@@ -10,19 +13,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt;
 use std::time::Duration;
 
-use orchestra_api::registry::{ListOptions, WatchEvent, WatchOptions};
+use orchestra_api::registry::{
+    DeleteOptions, ListOptions, PropagationPolicy, WatchEvent, WatchOptions,
+};
 use orchestra_api::resources::{
     ConditionStatus, Deployment, DeploymentStrategy, DeploymentStrategyType, Pod, PodCondition,
     PodPhase, PodStatus, ReplicaSet,
 };
-use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, testing};
+use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, OwnerReference, testing};
 use orchestra_controller::SharedInformers;
-use orchestra_controller::controllers::deployment::plan::REVISION_ANNOTATION;
+use orchestra_controller::controllers::deployment::plan::{REVISION_ANNOTATION, new_replica_set};
 use orchestra_controller::controllers::deployment::progress::{
     DEADLINE_EXCEEDED, NEW_RS_AVAILABLE, PAUSED, RolloutStatus, rollout_status,
 };
 use orchestra_controller::controllers::deployment::rollback::{Rollback, rollback};
+use orchestra_controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra_controller::controllers::{DeploymentController, ReplicaSetController};
+use orchestra_controller::manager::selected_controllers;
 use orchestra_store::MemStore;
 use support::{eventually, start};
 
@@ -361,4 +368,187 @@ async fn a_paused_deployment_rolls_out_only_when_resumed() {
     kubelet.abort();
     deployments.stop().await;
     replica_sets.stop().await;
+}
+
+/// The replica sets by name: (uid, the uid of their controller).
+async fn replica_sets(client: &LocalClient) -> BTreeMap<String, (String, Option<String>)> {
+    client
+        .list::<ReplicaSet>(Some("ns"), &ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rs| {
+            let controller = rs.metadata.controller_ref().map(|o| o.uid.clone());
+            (rs.metadata.name, (rs.metadata.uid, controller))
+        })
+        .collect()
+}
+
+/// An orphan replica set as `d` would make it with its current template.
+fn orphan_replica_set(d: &Deployment) -> ReplicaSet {
+    let mut rs = new_replica_set(d, 2, 1);
+    rs.metadata.owner_references.clear();
+    rs
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopts_matching_orphan_replica_sets_releases_relabelled_ones_and_never_steals() {
+    let client = LocalClient::new(MemStore::new());
+    // The deployment is stored first (with its defaults), its controller started later (alone:
+    // no replica set controller, so it only claims and never scales): an orphan replica set
+    // of its current template, and one of another controller that matches its selector too.
+    let d = client.create(&deployment(2, "web:v1")).await.unwrap();
+    let uid = d.metadata.uid.clone();
+    let orphan = client.create(&orphan_replica_set(&d)).await.unwrap();
+    let mut theirs = ReplicaSet {
+        metadata: ObjectMeta::namespaced("ns", "someone-else").with_label("app", "web"),
+        ..ReplicaSet::default()
+    };
+    theirs.spec.selector = LabelSelector::match_labels([("app", "web")]);
+    theirs.spec.template = d.spec.template.clone();
+    theirs.metadata.owner_references = vec![OwnerReference {
+        api_version: "example.com/v1".into(),
+        kind: "Other".into(),
+        name: "other".into(),
+        uid: "other-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }];
+    let theirs = client.create(&theirs).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let deployments = start(DeploymentController::controller(&informers));
+
+    let name = orphan.metadata.name.clone();
+    eventually("the orphan adopted", || async {
+        replica_sets(&client).await[&name].1.as_deref() == Some(uid.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let all = replica_sets(&client).await;
+    assert_eq!(
+        all,
+        BTreeMap::from([
+            (
+                name.clone(),
+                (orphan.metadata.uid.clone(), Some(uid.clone()))
+            ),
+            (
+                "someone-else".to_owned(),
+                (theirs.metadata.uid.clone(), Some("other-uid".to_owned()))
+            ),
+        ]),
+        "adopted as the new replica set (none created), another controller's left alone"
+    );
+
+    // An orphan of an older template that appears later is heard of through the selector
+    // and adopted too.
+    let mut older = deployment(2, "web:v0");
+    older.metadata.uid = uid.clone();
+    let mut old_rs = orphan_replica_set(&older);
+    old_rs.spec.replicas = Some(0);
+    client.create(&old_rs).await.unwrap();
+    let old_name = old_rs.metadata.name.clone();
+    eventually("the older orphan adopted", || async {
+        replica_sets(&client).await[&old_name].1.as_deref() == Some(uid.as_str())
+    })
+    .await;
+
+    // Relabelled out of the selector, it is released (not deleted).
+    let mut relabelled: ReplicaSet = client.get("ns", &old_name).await.unwrap();
+    relabelled
+        .metadata
+        .labels
+        .insert("app".into(), "other".into());
+    client.update(&relabelled).await.unwrap();
+    eventually("released", || async {
+        replica_sets(&client)
+            .await
+            .get(&old_name)
+            .is_some_and(|rs| rs.1.is_none())
+    })
+    .await;
+    assert_eq!(
+        replica_sets(&client).await["someone-else"].1.as_deref(),
+        Some("other-uid")
+    );
+    deployments.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_deleted_with_orphan_propagation_and_recreated_takes_its_replica_sets_back() {
+    let client = LocalClient::new(MemStore::new());
+    let first = client.create(&deployment(3, "web:v1")).await.unwrap();
+    let informers = SharedInformers::new(client.clone());
+    let set = selected_controllers(
+        &informers,
+        NodeLifecycleConfig::default(),
+        &["deployment", "replicaset", "garbagecollector"],
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(set.run(async move {
+        let _ = stopped.await;
+    }));
+    let kubelet = kubelet(client.clone());
+    eventually("v1 rolled out", || rolled_out(&client, "web:v1", 3)).await;
+    let pod_uids = || async {
+        let mut uids: Vec<String> = client
+            .list::<Pod>(Some("ns"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.metadata.uid)
+            .collect();
+        uids.sort();
+        uids
+    };
+    let pods_before = pod_uids().await;
+    let sets_before = replica_sets(&client).await;
+    assert_eq!(sets_before.len(), 1, "{sets_before:?}");
+
+    // `kubectl delete --cascade=orphan`: the deployment goes, its replica set stays, ownerless.
+    let orphan = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete::<Deployment>("ns", "web", &orphan)
+        .await
+        .unwrap();
+    eventually("the replica set orphaned", || async {
+        client.get::<Deployment>("ns", "web").await.is_err()
+            && replica_sets(&client)
+                .await
+                .values()
+                .all(|rs| rs.1.is_none())
+    })
+    .await;
+
+    // The same deployment again: it adopts the replica set, whose pods keep running.
+    let second = client.create(&deployment(3, "web:v1")).await.unwrap();
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    eventually("the replica set adopted and rolled out", || async {
+        replica_sets(&client)
+            .await
+            .values()
+            .all(|rs| rs.1.as_deref() == Some(second.metadata.uid.as_str()))
+            && rolled_out(&client, "web:v1", 3).await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let sets_after = replica_sets(&client).await;
+    assert_eq!(
+        sets_after.keys().collect::<Vec<_>>(),
+        sets_before.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sets_after.values().map(|rs| &rs.0).collect::<Vec<_>>(),
+        sets_before.values().map(|rs| &rs.0).collect::<Vec<_>>(),
+        "the same replica set"
+    );
+    assert_eq!(pod_uids().await, pods_before, "no pod restarted");
+    kubelet.abort();
+    let _ = stop.send(());
+    task.await.unwrap();
 }

@@ -39,6 +39,11 @@ impl Written {
     pub(crate) fn any(&self) -> bool {
         self.0 > 0
     }
+
+    /// The highest resourceVersion written (0 when nothing was).
+    pub(crate) fn highest(&self) -> i64 {
+        self.0
+    }
 }
 
 /// Create `count` pods from `template` in slow-start batches (1, 2, 4, ...): a batch runs only

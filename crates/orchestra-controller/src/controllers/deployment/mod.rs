@@ -8,7 +8,14 @@
 //! deployment rolls nothing out. Rolling back ([`rollback`]) puts an old revision's template
 //! back into the deployment: its replica set becomes the new one again, with the next
 //! revision. Not yet: proportional scaling of several replica sets when `replicas` changes
-//! mid-rollout, scaling while paused, adoption of orphan replica sets.
+//! mid-rollout, scaling while paused.
+//!
+//! Each sync first claims the deployment's replica sets as Kubernetes' `ControllerRefManager`
+//! does (see `owned`): an orphan replica set of its namespace whose labels match the selector
+//! is adopted, unless the deployment is being deleted; an owned one that stopped matching is
+//! released; one controlled by anything else is never touched. An orphan replica set's events
+//! reach every deployment whose selector matches it, so a deployment deleted with
+//! `--cascade=orphan` and created again takes its replica sets (and so their pods) back.
 //!
 //! Every replica set it creates with pods or scales is a `ScalingReplicaSet` event on the
 //! deployment ("Scaled up replica set web-5d8f to 3", "Scaled down replica set web-77aa to 1
@@ -25,13 +32,14 @@ use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{Deployment, ReplicaSet};
-use orchestra_api::{ApiError, Client};
+use orchestra_api::{ApiError, Client, Selector, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
 use crate::controllers::events::{self, DEPLOYMENT_CONTROLLER, SCALING_REPLICA_SET};
 use crate::controllers::expectations::Expectations;
 use crate::controllers::owned;
+use crate::controllers::pod_writes::Written;
 use crate::informer::{Informer, SharedInformers};
 use crate::reconciler::{Action, Context, Reconciler};
 
@@ -41,6 +49,15 @@ const CACHE_WAIT: Duration = Duration::from_secs(5);
 /// Why a Deployment sync failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
+    /// The selector does not parse (validation should have refused it).
+    #[error("deployment {name:?} has an invalid selector: {source}")]
+    Selector {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
+    },
     /// The rollout settings are invalid.
     #[error("deployment {name:?}: {source}")]
     Plan {
@@ -93,11 +110,16 @@ impl<C: Client> DeploymentController<C> {
         }
     }
 
-    /// The controller: Deployments and the replica sets they own.
+    /// The controller: Deployments, the replica sets they own, and orphan replica sets
+    /// (mapped to every deployment of their namespace whose selector matches, for adoption).
     pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let deployments = informers.store::<Deployment>();
         Controller::new(Self::new(informers), informers)
             .name("deployment")
             .owns::<ReplicaSet>()
+            .watches::<ReplicaSet, _>(move |rs| {
+                owned::orphan_owners(&deployments, rs, |d| &d.spec.selector, |_, _| true)
+            })
     }
 
     async fn sync(
@@ -112,15 +134,39 @@ impl<C: Client> DeploymentController<C> {
                 source,
             }
         };
-        let owned = owned::owned_by(&self.replica_sets, &deployment.metadata.uid);
-        let plan = plan::plan_at(deployment, &owned, self.clock.now()).map_err(|source| {
-            DeploymentError::Plan {
+        let selector = Selector::try_from(&deployment.spec.selector).map_err(|source| {
+            DeploymentError::Selector {
                 name: name.to_owned(),
                 source,
             }
         })?;
-        let mut written = 0i64;
-        let result = self.execute(deployment, &plan, &mut written).await;
+        let mut claimed = Written::default();
+        let owned = owned::claim_all(
+            &self.client,
+            deployment,
+            owned::owned_and_orphans(&self.replica_sets, deployment),
+            |rs: &ReplicaSet| selector.matches(&rs.metadata.labels),
+            ["adopt a replica set", "release a replica set"],
+            &mut claimed,
+        )
+        .await;
+        let mut written = claimed.highest();
+        let result = match owned {
+            Ok(owned) => match plan::plan_at(deployment, &owned, self.clock.now()) {
+                Ok(plan) => self
+                    .execute(deployment, &plan, &mut written)
+                    .await
+                    .map(|()| plan)
+                    .map_err(|(action, err)| api(action)(err)),
+                Err(source) => Err(DeploymentError::Plan {
+                    name: name.to_owned(),
+                    source,
+                }),
+            },
+            Err((action, err)) => Err(api(action)(err)),
+        };
+        // Wait for the cache to show this sync's writes (adoptions included), so that the
+        // next sync does not decide on replica sets as they were before them.
         if written > 0 {
             let key = orchestra_api::reflector::ObjectKey::of(deployment);
             self.expectations.expect(&key, written);
@@ -131,7 +177,7 @@ impl<C: Client> DeploymentController<C> {
                 self.expectations.forget(&key);
             }
         }
-        result.map_err(|(action, err)| api(action)(err))?;
+        let plan = result?;
 
         let mut current = deployment.clone();
         if let Some(revision) = &plan.deployment_revision {
