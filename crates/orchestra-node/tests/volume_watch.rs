@@ -2,7 +2,9 @@
 //! (kubelet's `Watch` strategy), through a client that counts the ConfigMap calls: an edit
 //! reaches the volume without waiting for a refresh period, the periods read nothing from the
 //! API, the watch ends with the last pod using the object, and an immutable object is read
-//! once and never watched. FakeRuntime, paused time.
+//! once and never watched. FakeRuntime, paused time. The last test runs the agent as its
+//! node's identity under node restriction: a named list+watch of what its pods reference is
+//! allowed, of anything else Forbidden.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,12 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestra_api::registry::DeleteOptions;
+use orchestra_api::auth::client::AuthorizedClient;
+use orchestra_api::auth::node::NodeAuthorizer;
+use orchestra_api::auth::{GROUP_AUTHENTICATED, GROUP_NODES, UserInfo};
+use orchestra_api::registry::{DeleteOptions, ListOptions, WatchOptions};
 use orchestra_api::resources::{
-    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Secret, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
-use orchestra_api::{ApiError, Client, LocalClient, ObjectMeta, Resource};
+use orchestra_api::{ApiError, Client, FieldSelector, LocalClient, ObjectMeta, Resource};
 use orchestra_node::RuntimeDriver;
 use orchestra_node::agent::objects::{Kind, ObjectCache};
 use orchestra_node::agent::{Agent, AgentConfig};
@@ -285,4 +291,116 @@ async fn an_immutable_object_is_read_once_and_not_watched() {
     assert!(!setup.objects.is_watching(Kind::ConfigMap, "shop", "app"));
     assert_eq!(setup.calls.reads(), reads, "nor read again");
     setup.stop().await;
+}
+
+/// A Secret `name` in `shop`.
+fn secret(name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta::namespaced("shop", name),
+        string_data: BTreeMap::from([("password".into(), "hunter2".into())]),
+        ..Secret::default()
+    }
+}
+
+/// The agent as the node's own identity (`system:node:node-1`, node restriction, as
+/// `orchestra cluster` runs it): its named list+watch of the ConfigMap its pod mounts is
+/// allowed, and so the edit arrives; the same identity's list or watch of another node's
+/// pod's Secret by name, or of all Secrets, is Forbidden.
+#[tokio::test(start_paused = true)]
+async fn a_node_may_list_and_watch_by_name_only_what_its_pods_reference() {
+    let client = LocalClient::new(MemStore::new());
+    let authorizer = NodeAuthorizer::new();
+    let graph = tokio::spawn({
+        let authorizer = authorizer.clone();
+        let client = client.clone();
+        async move { authorizer.run(client).await }
+    });
+    let node = AuthorizedClient::new(
+        client.clone(),
+        UserInfo::new(
+            format!("system:node:{NODE}"),
+            [GROUP_NODES, GROUP_AUTHENTICATED],
+        ),
+        Arc::new(authorizer),
+        None,
+    );
+    client.create(&app_config("v1", false)).await.unwrap();
+    client.create(&secret("theirs")).await.unwrap();
+    let mut theirs = pod("other");
+    theirs.spec.node_name = "node-2".into();
+    theirs.spec.volumes[0].config_map = None;
+    theirs.spec.volumes[0].secret = Some(SecretVolumeSource {
+        secret_name: "theirs".into(),
+        ..SecretVolumeSource::default()
+    });
+    client.create(&theirs).await.unwrap();
+
+    let volumes = tempfile::tempdir().unwrap();
+    let mut config = AgentConfig::new(NODE);
+    config.volumes_dir = volumes.path().to_owned();
+    config.volume_refresh_interval = Duration::from_secs(3600);
+    let runtime = FakeRuntime::new();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let agent = tokio::spawn(
+        Agent::new(node.clone(), runtime.clone(), config).run(async {
+            let _ = stopped.await;
+        }),
+    );
+    client.create(&pod("web")).await.unwrap();
+    let mut conf = None;
+    wait_until("web's volume", Duration::from_secs(30), async || {
+        let containers = runtime.list().await.unwrap().containers;
+        conf = containers.first().and_then(|c| {
+            c.config
+                .mounts
+                .first()
+                .map(|m| m.host_path.join("app.conf"))
+        });
+        conf.is_some()
+    })
+    .await;
+    let conf = conf.unwrap();
+    assert_eq!(read(&conf), "v1");
+    // Through the watch the node was allowed (the refresh period is an hour).
+    sleep(Duration::from_secs(2)).await;
+    edit(&client, "v2").await;
+    wait_until("v2 in the volume", Duration::from_secs(1), async || {
+        fs::read_to_string(&conf).is_ok_and(|c| c == "v2")
+    })
+    .await;
+
+    let by_name = |name: &str| FieldSelector::equals("metadata.name", name);
+    let listed = node
+        .list::<ConfigMap>(Some("shop"), &ListOptions::fields(by_name("app")))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let forbidden = |result: Result<(), ApiError>, what: &str| match result {
+        Err(ApiError::Forbidden(_)) => {}
+        other => panic!("{what}: {other:?}, not Forbidden"),
+    };
+    let list_theirs = node
+        .list::<Secret>(Some("shop"), &ListOptions::fields(by_name("theirs")))
+        .await;
+    forbidden(
+        list_theirs.map(drop),
+        "a list of another node's pod's secret",
+    );
+    let watch_theirs = WatchOptions {
+        field_selector: by_name("theirs"),
+        ..WatchOptions::default()
+    };
+    let watch_theirs = node.watch::<Secret>(Some("shop"), &watch_theirs).await;
+    forbidden(
+        watch_theirs.map(drop),
+        "a watch of another node's pod's secret",
+    );
+    let list_all = node
+        .list::<Secret>(Some("shop"), &ListOptions::default())
+        .await;
+    forbidden(list_all.map(drop), "a list of all secrets");
+
+    let _ = stop.send(());
+    agent.await.unwrap();
+    graph.abort();
 }

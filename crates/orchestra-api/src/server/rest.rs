@@ -24,7 +24,7 @@ use super::limits::WatchPermit;
 use super::path::{Target, parse_query, parse_target};
 use super::watch_cache::CacheEvent;
 use super::{Body, State};
-use crate::auth::UserInfo;
+use crate::auth::{NAME_FIELD, UserInfo, Verb};
 use crate::registry::{ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchOptions};
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::Namespace;
@@ -134,13 +134,26 @@ fn authorize(
             "Unauthorized: the request has no user",
         ));
     };
-    let watch = parse_query(request.uri().query())
-        .ok()
-        .and_then(|query| is_true(&query, "watch").ok())
+    let query = parse_query(request.uri().query()).ok();
+    let watch = query
+        .as_ref()
+        .and_then(|query| is_true(query, "watch").ok())
         .unwrap_or(false);
     let Some(verb) = authz::rest_verb(request.method(), target, watch) else {
         return Ok(());
     };
+    // A list or watch restricted by `metadata.name=NAME` names its object (a selector that
+    // does not parse is refused later, by the operation).
+    let selector = match (&verb, &query) {
+        (Verb::List | Verb::Watch, Some(query)) => query
+            .get("fieldSelector")
+            .and_then(|s| wire::parse_field_selector(s).ok()),
+        _ => None,
+    };
+    let name = target
+        .name
+        .as_deref()
+        .or_else(|| selector.as_ref()?.requires_exact_match(NAME_FIELD));
     authz::check(
         state,
         "http",
@@ -151,7 +164,7 @@ fn authorize(
             resource: info.plural,
             subresource: target.subresource.as_deref(),
             namespace: target.namespace.as_deref(),
-            name: target.name.as_deref(),
+            name,
         },
     )
     .map_err(|err| Box::new(Status::from_error(&err)))
