@@ -24,7 +24,7 @@ use super::limits::WatchPermit;
 use super::path::{Target, parse_query, parse_target};
 use super::watch_cache::CacheEvent;
 use super::{Body, State};
-use crate::auth::{NAME_FIELD, UserInfo, Verb};
+use crate::auth::UserInfo;
 use crate::registry::{ApiError, DeleteOptions, DeleteOutcome, DynOps, ListOptions, WatchOptions};
 use crate::resource::{Resource, TypeInfo};
 use crate::resources::Namespace;
@@ -142,18 +142,9 @@ fn authorize(
     let Some(verb) = authz::rest_verb(request.method(), target, watch) else {
         return Ok(());
     };
-    // A list or watch restricted by `metadata.name=NAME` names its object (a selector that
-    // does not parse is refused later, by the operation).
-    let selector = match (&verb, &query) {
-        (Verb::List | Verb::Watch, Some(query)) => query
-            .get("fieldSelector")
-            .and_then(|s| wire::parse_field_selector(s).ok()),
-        _ => None,
-    };
-    let name = target
-        .name
-        .as_deref()
-        .or_else(|| selector.as_ref()?.requires_exact_match(NAME_FIELD));
+    let selector = query.as_ref().and_then(|q| q.get("fieldSelector"));
+    let selected = authz::selected_name(verb, selector.map(String::as_str));
+    let name = target.name.as_deref().or(selected.as_deref());
     authz::check(
         state,
         "http",
