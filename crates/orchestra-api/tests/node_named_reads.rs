@@ -1,6 +1,6 @@
 //! A node's list and watch of one Secret or ConfigMap by the field selector
-//! `metadata.name=NAME`, over the API server's gRPC API with the node's client certificate
-//! and node restriction: allowed for an object a pod bound to the node references (as a
+//! `metadata.name=NAME`, over the API server's gRPC and REST APIs with the node's client
+//! certificate and node restriction: allowed for an object a pod bound to the node references (as a
 //! `get` of it would be), Forbidden for another node's pod's Secret and for an unnamed list.
 
 use std::sync::Arc;
@@ -35,6 +35,35 @@ fn pod(name: &str, node: &str, config_map: Option<&str>, secret: Option<&str>) -
         ..Volume::default()
     });
     pod
+}
+
+/// The status code of a GET of `path` over HTTPS with the node's certificate.
+async fn rest_get(addr: std::net::SocketAddr, node: &Credentials, path: &str) -> u16 {
+    let identity = node
+        .client_certificate
+        .as_deref()
+        .zip(node.client_key.as_deref());
+    let config = orchestra_api::tls::client_config(&node.certificate_authority, identity).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, ApiError>, what: &str) {
@@ -92,15 +121,14 @@ async fn a_node_lists_and_watches_by_name_only_what_its_pods_reference() {
         .await
         .unwrap();
     let identity = pki.issue_node("n1").unwrap();
-    let node = RemoteClient::connect_with(&Credentials {
+    let credentials = Credentials {
         server: running.url(),
         certificate_authority: pki.ca_pem().to_owned(),
         client_certificate: Some(identity.cert_pem),
         client_key: Some(identity.key_pem),
         token: None,
-    })
-    .await
-    .unwrap();
+    };
+    let node = RemoteClient::connect_with(&credentials).await.unwrap();
 
     let by_name = |name: &str| FieldSelector::equals("metadata.name", name);
     let listed = node
@@ -132,4 +160,20 @@ async fn a_node_lists_and_watches_by_name_only_what_its_pods_reference() {
             .await,
         "an unnamed list",
     );
+
+    // The same over REST: the name comes from the query's fieldSelector.
+    let addr = running.local_addr();
+    let path = |kind: &str, query: &str| format!("/api/v1/namespaces/shop/{kind}?{query}");
+    let get = async |path: String| rest_get(addr, &credentials, &path).await;
+    assert_eq!(
+        get(path("configmaps", "fieldSelector=metadata.name%3Dapp")).await,
+        200
+    );
+    let watch_app = path("configmaps", "watch=true&fieldSelector=metadata.name%3Dapp");
+    assert_eq!(get(watch_app).await, 200);
+    assert_eq!(
+        get(path("secrets", "fieldSelector=metadata.name%3Dtheirs")).await,
+        403
+    );
+    assert_eq!(get(path("configmaps", "")).await, 403);
 }
