@@ -1,5 +1,5 @@
 //! A running pod's ConfigMap, downward API and projected volumes follow their sources: the
-//! agent rewrites them every `volume_refresh_interval` through the atomic `..data` swap,
+//! agent rewrites them when a watched object changes or every `volume_refresh_interval`,
 //! without restarting the container, while a `subPath` mount keeps what it had at the
 //! container's start. Projected volumes gather several sources in one directory; a
 //! `subPathExpr` is expanded from the container's variables. The FakeRuntime tests run in

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::enforce::enforce;
-use super::{AuditSink, Authorizer, RequestAttributes, UserInfo, Verb};
+use super::{AuditSink, Authorizer, NAME_FIELD, RequestAttributes, UserInfo, Verb};
 use crate::client::Client;
 use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, ObjectList, WatchEvents, WatchOptions,
@@ -95,7 +95,8 @@ impl<C: Client> Client for AuthorizedClient<C> {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ObjectList<R>, ApiError> {
-        self.check::<R>(Verb::List, None, namespace, None)?;
+        let name = options.field_selector.requires_exact_match(NAME_FIELD);
+        self.check::<R>(Verb::List, None, namespace, name)?;
         self.inner.list(namespace, options).await
     }
 
@@ -104,7 +105,8 @@ impl<C: Client> Client for AuthorizedClient<C> {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ObjectList<std::sync::Arc<R>>, ApiError> {
-        self.check::<R>(Verb::List, None, namespace, None)?;
+        let name = options.field_selector.requires_exact_match(NAME_FIELD);
+        self.check::<R>(Verb::List, None, namespace, name)?;
         self.inner.list_shared(namespace, options).await
     }
 
@@ -158,7 +160,8 @@ impl<C: Client> Client for AuthorizedClient<C> {
         namespace: Option<&str>,
         options: &WatchOptions,
     ) -> Result<WatchEvents<R>, ApiError> {
-        self.check::<R>(Verb::Watch, None, namespace, None)?;
+        let name = options.field_selector.requires_exact_match(NAME_FIELD);
+        self.check::<R>(Verb::Watch, None, namespace, name)?;
         self.inner.watch(namespace, options).await
     }
 

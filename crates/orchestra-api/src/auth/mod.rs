@@ -144,6 +144,10 @@ impl fmt::Display for Verb {
     }
 }
 
+/// The field whose exact selector (`metadata.name=NAME`) makes a list or watch a request
+/// naming `NAME`.
+pub const NAME_FIELD: &str = "metadata.name";
+
 /// One request, as authorization sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestAttributes {
@@ -160,8 +164,10 @@ pub struct RequestAttributes {
     /// The namespace, for namespaced requests (`None` for cluster-scoped ones and for lists
     /// and watches across all namespaces).
     pub namespace: Option<String>,
-    /// The object's name, when the request names one (`None` for list, watch of a
-    /// collection and create without a name).
+    /// The object's name, when the request names one: in its path, or, for a list or watch,
+    /// by an exact field selector [`metadata.name=NAME`](NAME_FIELD) (which restricts it to
+    /// that object, as Kubernetes' request info does). `None` for other lists and watches and
+    /// for a create without a name.
     pub name: Option<String>,
 }
 

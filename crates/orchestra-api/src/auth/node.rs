@@ -9,8 +9,10 @@
 //! - get, create, update, patch and delete its own Lease in `kube-node-lease`;
 //! - update, patch and delete the pods bound to it, and their `pods/status` (the agent
 //!   writes pod status and its own finalizer);
-//! - get (or watch by name) a Secret or ConfigMap only while a pod bound to it references
-//!   it (env `valueFrom`, `envFrom`, volumes; see [`referenced_objects`]);
+//! - get a Secret or ConfigMap, or list or watch it by name (a field selector
+//!   `metadata.name=NAME`, which names the object in the request's attributes, as in
+//!   Kubernetes), only while a pod bound to it references it (env `valueFrom`, `envFrom`,
+//!   volumes; see [`referenced_objects`]);
 //! - create, update and patch Events;
 //! - have tokens issued (`create` on `serviceaccounts/token`) for the ServiceAccount a pod
 //!   bound to it runs as (that the token is bound to such a pod is checked on the body, by
@@ -24,7 +26,7 @@
 //! - a node cannot create pods (Kubernetes' mirror pods): whether the new pod would be bound
 //!   to that node is in the body;
 //! - a node cannot bind pods (`pods/binding`): the target node is in the body;
-//! - a node cannot list or watch all Secrets or ConfigMaps, only get named ones;
+//! - a node cannot list or watch all Secrets or ConfigMaps, only named ones;
 //! - creating its Node or Lease needs the request's `name` set from the object's
 //!   `metadata.name` (the server knows it once the body is decoded); a create without a name
 //!   is denied;
@@ -304,7 +306,7 @@ impl NodeAuthorizer {
             ),
             ("", "services" | "endpoints", None) if read => Verdict::Allow,
             ("", resource @ ("secrets" | "configmaps"), None)
-                if matches!(request.verb, Verb::Get | Verb::Watch) =>
+                if matches!(request.verb, Verb::Get | Verb::List | Verb::Watch) =>
             {
                 let kind = if resource == "secrets" {
                     RefKind::Secret

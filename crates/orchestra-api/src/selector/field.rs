@@ -74,6 +74,16 @@ impl FieldSelector {
         &self.requirements
     }
 
+    /// The value `field` must equal, if a requirement `field=value` restricts it (as
+    /// Kubernetes' `RequiresExactMatch`): a list or watch with `metadata.name=NAME` can only
+    /// see the object `NAME`, so authorization treats it as a request naming it.
+    pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
+        self.requirements
+            .iter()
+            .find(|r| r.field == field && r.operator == FieldOperator::Equals)
+            .map(|r| r.value.as_str())
+    }
+
     /// Whether it has no requirement.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
@@ -390,5 +400,24 @@ mod tests {
         fn arbitrary_strings_never_panic(s in "\\PC{0,30}") {
             let _ = FieldSelector::parse(&s);
         }
+    }
+
+    #[test]
+    fn an_exact_name_requirement_names_the_object() {
+        let named = |input: &str| {
+            FieldSelector::parse(input)
+                .unwrap()
+                .requires_exact_match("metadata.name")
+                .map(str::to_owned)
+        };
+        assert_eq!(named("metadata.name=app"), Some("app".into()));
+        assert_eq!(named("metadata.name==app"), Some("app".into()));
+        assert_eq!(
+            named("metadata.namespace=shop,metadata.name=app"),
+            Some("app".into())
+        );
+        assert_eq!(named("metadata.name!=app"), None);
+        assert_eq!(named("metadata.namespace=shop"), None);
+        assert_eq!(named(""), None);
     }
 }

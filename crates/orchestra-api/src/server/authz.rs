@@ -9,7 +9,7 @@ use super::State;
 use super::authn::GROUP_BOOTSTRAPPERS;
 use super::path::Target;
 use crate::auth::enforce::enforce;
-use crate::auth::{Decision, RequestAttributes, UserInfo, Verb};
+use crate::auth::{Decision, NAME_FIELD, RequestAttributes, UserInfo, Verb};
 use crate::registry::ApiError;
 
 /// The RBAC verb of a REST request (`None`: no operation matches; the router answers 404/405
@@ -26,6 +26,18 @@ pub(crate) fn rest_verb(method: &Method, target: &Target, watch: bool) -> Option
         (&Method::DELETE, true) => Verb::Delete,
         _ => return None,
     })
+}
+
+/// The name a list or watch gives by its field selector `metadata.name=NAME` (which restricts
+/// it to that object, so it is authorized as a request naming it, as Kubernetes' request info
+/// does); `None` for other verbs and selectors. A selector that does not parse names nothing
+/// (the operation refuses it afterwards).
+pub(crate) fn selected_name(verb: Verb, field_selector: Option<&str>) -> Option<String> {
+    if !matches!(verb, Verb::List | Verb::Watch) {
+        return None;
+    }
+    let selector = crate::wire::parse_field_selector(field_selector?).ok()?;
+    selector.requires_exact_match(NAME_FIELD).map(str::to_owned)
 }
 
 /// The API group of an apiVersion (`""` for `v1`, `apps` for `apps/v1`).
@@ -116,5 +128,18 @@ mod tests {
         assert_eq!(rest_verb(&Method::DELETE, &collection, false), None);
         assert_eq!(api_group("apps/v1"), "apps");
         assert_eq!(api_group("v1"), "");
+    }
+
+    #[test]
+    fn a_list_or_watch_by_exact_name_names_its_object() {
+        let by_name = Some("metadata.name=db");
+        assert_eq!(selected_name(Verb::List, by_name), Some("db".into()));
+        assert_eq!(selected_name(Verb::Watch, by_name), Some("db".into()));
+        assert_eq!(selected_name(Verb::Get, by_name), None);
+        assert_eq!(selected_name(Verb::Delete, by_name), None);
+        assert_eq!(selected_name(Verb::List, Some("metadata.name!=db")), None);
+        assert_eq!(selected_name(Verb::List, Some("spec.nodeName=a")), None);
+        assert_eq!(selected_name(Verb::List, Some("metadata.name")), None);
+        assert_eq!(selected_name(Verb::List, None), None);
     }
 }

@@ -14,7 +14,7 @@ use tonic::{Request, Response};
 use super::State;
 use super::authz;
 use super::watch_cache::CacheEvent;
-use crate::auth::{GROUP_MASTERS, UserInfo, Verb};
+use crate::auth::{GROUP_MASTERS, NAME_FIELD, UserInfo, Verb};
 use crate::codec;
 use crate::registry::{
     ApiError, DeleteOptions, DeleteOutcome, ListOptions, PropagationPolicy, WatchOptions,
@@ -175,13 +175,15 @@ impl<'a> Access<'a> {
         }
     }
 
-    /// `verb` (list or watch) on a kind's objects in `namespace`, or in all of them.
+    /// `verb` (list or watch) on a kind's objects in `namespace`, or in all of them; `name`
+    /// when an exact `metadata.name` field selector restricts it to one object.
     fn collection(
         verb: Verb,
         api_version: &'a str,
         kind: &'a str,
         namespace: &'a str,
         all_namespaces: bool,
+        name: Option<&'a str>,
     ) -> Self {
         Access {
             verb,
@@ -189,7 +191,7 @@ impl<'a> Access<'a> {
             kind,
             subresource: None,
             namespace: (!all_namespaces).then_some(namespace),
-            name: None,
+            name,
         }
     }
 }
@@ -243,6 +245,7 @@ impl Api for GrpcApi {
         let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            let field_selector = wire::parse_field_selector(&r.field_selector)?;
             self.authorize(
                 &user,
                 Access::collection(
@@ -251,11 +254,12 @@ impl Api for GrpcApi {
                     &r.kind,
                     &r.namespace,
                     r.all_namespaces,
+                    field_selector.requires_exact_match(NAME_FIELD),
                 ),
             )?;
             let options = ListOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
-                field_selector: wire::parse_field_selector(&r.field_selector)?,
+                field_selector,
                 limit: self
                     .state
                     .limiters
@@ -420,6 +424,7 @@ impl Api for GrpcApi {
         let user = user_of(&request)?;
         let r = request.into_inner();
         let result = async {
+            let field_selector = wire::parse_field_selector(&r.field_selector)?;
             self.authorize(
                 &user,
                 Access::collection(
@@ -428,11 +433,12 @@ impl Api for GrpcApi {
                     &r.kind,
                     &r.namespace,
                     r.all_namespaces,
+                    field_selector.requires_exact_match(NAME_FIELD),
                 ),
             )?;
             let options = WatchOptions {
                 label_selector: wire::parse_label_selector(&r.label_selector)?,
-                field_selector: wire::parse_field_selector(&r.field_selector)?,
+                field_selector,
                 resource_version: r.resource_version.clone(),
                 bookmark_interval: (r.bookmark_interval_ms > 0)
                     .then(|| Duration::from_millis(r.bookmark_interval_ms)),

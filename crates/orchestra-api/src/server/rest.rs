@@ -134,13 +134,17 @@ fn authorize(
             "Unauthorized: the request has no user",
         ));
     };
-    let watch = parse_query(request.uri().query())
-        .ok()
-        .and_then(|query| is_true(&query, "watch").ok())
+    let query = parse_query(request.uri().query()).ok();
+    let watch = query
+        .as_ref()
+        .and_then(|query| is_true(query, "watch").ok())
         .unwrap_or(false);
     let Some(verb) = authz::rest_verb(request.method(), target, watch) else {
         return Ok(());
     };
+    let selector = query.as_ref().and_then(|q| q.get("fieldSelector"));
+    let selected = authz::selected_name(verb, selector.map(String::as_str));
+    let name = target.name.as_deref().or(selected.as_deref());
     authz::check(
         state,
         "http",
@@ -151,7 +155,7 @@ fn authorize(
             resource: info.plural,
             subresource: target.subresource.as_deref(),
             namespace: target.namespace.as_deref(),
-            name: target.name.as_deref(),
+            name,
         },
     )
     .map_err(|err| Box::new(Status::from_error(&err)))

@@ -45,10 +45,11 @@
 //! - [`resolve`]: a container's environment from the pod, ConfigMaps and Secrets (pure), with
 //!   [`expand`] for `$(VAR)` references.
 //! - [`volumes`]: the pod's volumes on disk and the containers' mounts.
+//! - [`objects`]: the watched ConfigMaps and Secrets of the pods' volumes.
 //! - [`pleg`]: the periodic relist of the runtime that wakes the workers of changed pods.
 //! - [`prepare`]: fetches what a container refers to and builds its runtime configuration.
-//! - [`refresh`]: the periodic refresh of running pods' ConfigMap, Secret and downward API
-//!   volumes.
+//! - [`refresh`]: the refresh of running pods' ConfigMap, Secret and downward API volumes
+//!   (on a watched object's change, and periodically for the downward API and tokens).
 //! - [`tokens`]: service account tokens for projected volumes, issued by the API server and
 //!   renewed at 80% of their lifetime.
 //! - `worker`: the per-pod worker.
@@ -57,6 +58,7 @@ pub mod env;
 pub mod events;
 pub mod expand;
 pub mod node;
+pub mod objects;
 pub mod pleg;
 pub mod prepare;
 pub mod refresh;
@@ -120,8 +122,13 @@ pub struct AgentConfig {
     /// state).
     pub volumes_dir: PathBuf,
     /// How often a running pod's ConfigMap, Secret and downward API volumes are
-    /// [refreshed](refresh) from the API, 1 minute (kubelet's sync period).
+    /// [refreshed](refresh) when nothing changed, 1 minute (kubelet's sync period): a watched
+    /// ConfigMap or Secret that changes is written at once, and this period serves the
+    /// downward API and the tokens; it reads the objects from the cache, not the API.
     pub volume_refresh_interval: Duration,
+    /// The watched ConfigMaps and Secrets of the pods' volumes (shared by clones of the
+    /// configuration: one cache per agent).
+    pub objects: objects::ObjectCache,
     /// The service account tokens of the pods' projected volumes (shared by clones of the
     /// configuration: one cache per agent).
     pub service_account_tokens: tokens::TokenCache,
@@ -153,6 +160,7 @@ impl AgentConfig {
                 .join("pods"),
             volume_refresh_interval: Duration::from_secs(60),
             service_account_tokens: tokens::TokenCache::default(),
+            objects: objects::ObjectCache::default(),
         }
     }
 }

@@ -11,10 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use orchestra_api::Client;
 use orchestra_api::resources::{ConfigMap, Container, Pod, Secret, Volume};
-use orchestra_api::{Client, Resource};
 
 use super::AgentConfig;
+use super::objects::{Cached, Key, Kind, ObjectCache};
 use super::resolve::{self, ConfigError, PodContext, Sources};
 use super::volumes;
 use crate::runtime::ContainerConfig;
@@ -108,29 +109,56 @@ fn add_volume_refs(
     }
 }
 
+/// The ConfigMaps and Secrets the pod's refreshed (atomic) volumes project: the objects the
+/// agent's [cache](super::objects) follows for it.
+pub fn volume_object_keys(pod: &Pod) -> BTreeSet<Key> {
+    let atomic: Vec<&Volume> = pod
+        .spec
+        .volumes
+        .iter()
+        .filter(|v| volumes::is_atomic(v))
+        .collect();
+    let (mut maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    add_volume_refs(&atomic, &mut maps, &mut secrets);
+    let namespace = &pod.metadata.namespace;
+    let key = |kind, name| (kind, namespace.clone(), name);
+    maps.into_iter()
+        .map(|name| key(Kind::ConfigMap, name))
+        .chain(secrets.into_iter().map(|name| key(Kind::Secret, name)))
+        .collect()
+}
+
 /// Reads the ConfigMaps and Secrets `volumes` project (for their [refresh](super::refresh)).
 pub async fn fetch_volume_sources<C: Client>(
     client: &C,
+    cache: &ObjectCache,
     namespace: &str,
     volumes: &[&Volume],
 ) -> Result<Sources, ConfigError> {
     let (mut maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
     add_volume_refs(volumes, &mut maps, &mut secrets);
     Ok(Sources {
-        config_maps: fetch::<ConfigMap, C>(client, "configmap", namespace, maps).await?,
-        secrets: fetch::<Secret, C>(client, "secret", namespace, secrets).await?,
+        config_maps: fetch::<ConfigMap, C>(client, cache, "configmap", namespace, maps).await?,
+        secrets: fetch::<Secret, C>(client, cache, "secret", namespace, secrets).await?,
         tokens: BTreeMap::new(),
     })
 }
 
-async fn fetch<R: Resource, C: Client>(
+/// Reads the objects from `cache` where it has them (their watch has answered), from the
+/// API otherwise.
+async fn fetch<R: Cached, C: Client>(
     client: &C,
+    cache: &ObjectCache,
     kind: &'static str,
     namespace: &str,
     names: BTreeSet<String>,
 ) -> Result<BTreeMap<String, Option<R>>, ConfigError> {
     let mut found = BTreeMap::new();
     for name in names {
+        if let Some(object) = cache.get::<R>(namespace, &name) {
+            found.insert(name, object);
+            continue;
+        }
         let object = match client.get::<R>(namespace, &name).await {
             Ok(object) => Some(object),
             Err(err) if err.is_not_found() => None,
@@ -144,14 +172,15 @@ async fn fetch<R: Resource, C: Client>(
 /// Reads what `container` refers to (see [`container_refs`]).
 pub async fn fetch_sources<C: Client>(
     client: &C,
+    cache: &ObjectCache,
     pod: &Pod,
     container: &Container,
 ) -> Result<Sources, ConfigError> {
     let namespace = &pod.metadata.namespace;
     let (maps, secrets) = container_refs(pod, container);
     Ok(Sources {
-        config_maps: fetch::<ConfigMap, C>(client, "configmap", namespace, maps).await?,
-        secrets: fetch::<Secret, C>(client, "secret", namespace, secrets).await?,
+        config_maps: fetch::<ConfigMap, C>(client, cache, "configmap", namespace, maps).await?,
+        secrets: fetch::<Secret, C>(client, cache, "secret", namespace, secrets).await?,
         tokens: BTreeMap::new(),
     })
 }
@@ -168,7 +197,7 @@ pub async fn prepare<C: Client>(
     injected: Vec<(String, String)>,
     mut base: ContainerConfig,
 ) -> Result<ContainerConfig, PrepareError> {
-    let mut sources = fetch_sources(client, pod, container).await?;
+    let mut sources = fetch_sources(client, &agent.objects, pod, container).await?;
     sources.tokens = agent
         .service_account_tokens
         .tokens_for(client, pod, &mounted_volumes(pod, container))

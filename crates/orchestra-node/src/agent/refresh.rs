@@ -1,12 +1,16 @@
 //! Keeping a running pod's ConfigMap, Secret, downward API and projected volumes current, as
-//! kubelet does on each pod sync: every [`volume_refresh_interval`](super::AgentConfig) the
-//! pod's worker reads the objects again (and renews the service account tokens that are due,
-//! see [`tokens`](super::tokens)) and rewrites the volumes whose content changed, through the
-//! atomic `..data` swap of [`volumes::write_projected`] (a reader sees the old set of files or
-//! the new one). Only volumes a started container has set up are refreshed. A read that fails,
-//! or a required object or key that is gone, keeps the old files (kubelet keeps a volume it
-//! cannot set up as it was); an optional one that is gone empties the volume. `subPath` mounts
-//! are [snapshots](volumes::subpath) and keep what they had.
+//! kubelet does with its `Watch` strategy: the agent's [object cache](super::objects) follows
+//! each ConfigMap and Secret a pod's volumes project with a watch of its own, and a change
+//! wakes the pod's worker, which rewrites the volumes whose content changed at once. Every
+//! [`volume_refresh_interval`](super::AgentConfig) the worker also refreshes them for the
+//! downward API and the service account tokens that are due (see [`tokens`](super::tokens));
+//! the ConfigMaps and Secrets then come from the cache, so the API is not read again. The
+//! volumes are rewritten through the atomic `..data` swap of [`volumes::write_projected`] (a
+//! reader sees the old set of files or the new one). Only volumes a started container has set
+//! up are refreshed. A read that fails, or a required object or key that is gone, keeps the
+//! old files (kubelet keeps a volume it cannot set up as it was); an optional one that is gone
+//! empties the volume. `subPath` mounts are [snapshots](volumes::subpath) and keep what they
+//! had.
 
 use orchestra_api::Client;
 use orchestra_api::resources::{Pod, Volume};
@@ -43,7 +47,8 @@ pub async fn refresh_volumes<C: Client>(
         return Vec::new();
     }
     let fetched = async {
-        let mut sources = fetch_volume_sources(client, &pod.metadata.namespace, &set_up).await?;
+        let mut sources =
+            fetch_volume_sources(client, &agent.objects, &pod.metadata.namespace, &set_up).await?;
         sources.tokens = agent
             .service_account_tokens
             .tokens_for(client, pod, &set_up)

@@ -219,14 +219,14 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
                     }
                 }
                 if plan.terminated {
+                    // The runtime first: once the finalizer is gone the pod may vanish with
+                    // the agent stopping, and nothing would remove its sandbox.
+                    Box::pin(self.clean_up()).await;
                     let removed = Box::pin(self.set_finalizer(&newest, false))
                         .await
                         .map(|_| ());
                     match removed {
-                        Ok(_) => {
-                            Box::pin(self.clean_up()).await;
-                            return;
-                        }
+                        Ok(_) => return,
                         Err(err) => {
                             tracing::warn!(pod = %pod.metadata.name, %err, "removing the agent's finalizer failed; retrying");
                         }
@@ -254,22 +254,33 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
             || pod.metadata.deletion_timestamp.is_some()
             || !super::refresh::has_refreshed_volumes(pod)
         {
+            self.config.objects.forget(&self.uid);
             return None;
         }
+        let objects = &self.config.objects;
+        objects.track(
+            &self.client,
+            &self.uid,
+            &self.notify,
+            super::prepare::volume_object_keys(pod),
+        );
         let now = clock::now();
-        let interval = self.config.volume_refresh_interval;
-        match self.next_volume_refresh {
-            Some(due) if due > now => return Some(due),
-            Some(_) => {
-                let pod_ip = self.pod_ip().unwrap_or_default();
-                super::refresh::refresh_volumes(&self.client, &self.config, pod, &pod_ip).await;
-            }
-            // The volumes were just written by the containers' start.
-            None => {}
+        let changed = objects.take_changed(&self.uid);
+        let due = self.next_volume_refresh.is_some_and(|due| due <= now);
+        if changed || due {
+            let pod_ip = self.pod_ip().unwrap_or_default();
+            super::refresh::refresh_volumes(&self.client, &self.config, pod, &pod_ip).await;
         }
-        let next = now + interval;
-        self.next_volume_refresh = Some(next);
-        Some(next)
+        match self.next_volume_refresh {
+            Some(due) if due > now => Some(due),
+            // First seen (the volumes were just written by the containers' start) or just
+            // refreshed.
+            _ => {
+                let next = now + self.config.volume_refresh_interval;
+                self.next_volume_refresh = Some(next);
+                Some(next)
+            }
+        }
     }
 
     /// The pod to plan for: `api_pod` with the status this worker last wrote (the watch may
@@ -660,6 +671,7 @@ impl<C: Client, R: RuntimeDriver> Worker<C, R> {
     /// Kills and removes everything the pod has in the runtime.
     async fn clean_up(&mut self) {
         self.probers.clear();
+        self.config.objects.forget(&self.uid);
         if let Some(id) = self.sandbox.take() {
             if let Err(err) = self.runtime.stop_pod_sandbox(&id).await {
                 tracing::warn!(sandbox = %id, %err, "stopping the sandbox of a gone pod failed");

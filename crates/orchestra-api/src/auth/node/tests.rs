@@ -233,6 +233,15 @@ fn a_node_reads_a_secret_only_while_a_bound_pod_references_it() {
     assert!(!allowed(&authz, &get));
     authz.apply(&Event::Applied(Arc::new(bound("web", "a", Some("db")))));
     assert!(allowed(&authz, &get));
+    // A list or watch by `metadata.name=db` (the name in the attributes) is a named read.
+    for verb in [Verb::List, Verb::Watch] {
+        let by_name = req(&a, verb, "", "secrets", Some("shop"), Some("db"));
+        assert!(allowed(&authz, &by_name), "{verb} by name");
+        let other = req(&a, verb, "", "secrets", Some("shop"), Some("other"));
+        assert!(!allowed(&authz, &other), "{verb} of another secret");
+        let all = req(&a, verb, "", "secrets", Some("shop"), None);
+        assert!(!allowed(&authz, &all), "{verb} of all secrets");
+    }
     assert!(!allowed(
         &authz,
         &req(&a, Verb::Get, "", "secrets", Some("bank"), Some("db"))

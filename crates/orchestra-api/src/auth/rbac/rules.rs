@@ -8,8 +8,10 @@ use crate::resources::{PolicyRule, RBAC_ALL};
 /// the rule lists `resourceNames`, the object's name all match.
 ///
 /// As in Kubernetes, a rule with `resourceNames` matches only requests that name an object:
-/// `get`, `update`, `patch`, `delete` and a watch of one object, never `list`, a collection's
-/// `watch` or a `create` without a name. `nonResourceURLs` never match a resource request.
+/// `get`, `update`, `patch`, `delete`, and a `list` or `watch` restricted by the field
+/// selector `metadata.name=NAME` (which names the object in the request's
+/// [attributes](RequestAttributes::name)), never an unrestricted `list` or `watch` or a
+/// `create` without a name. `nonResourceURLs` never match a resource request.
 pub fn rule_allows(rule: &PolicyRule, request: &RequestAttributes) -> bool {
     verb_matches(rule, request.verb.as_str())
         && group_matches(rule, &request.api_group)
@@ -167,11 +169,13 @@ mod tests {
     #[test]
     fn resource_names_restrict_to_named_requests() {
         let rule = PolicyRule::new(&[""], &["configmaps"], &["*"]).named(&["settings"]);
+        // A list or watch by an exact `metadata.name` selector carries the name.
         for verb in [
             Verb::Get,
             Verb::Update,
             Verb::Patch,
             Verb::Delete,
+            Verb::List,
             Verb::Watch,
         ] {
             assert!(rule_allows(
