@@ -207,18 +207,24 @@ mod broken_stores {
                         let before = self.seen;
                         self.seen += resp.events.len();
                         if before < n && n <= self.seen {
-                            resp.events.remove(n - before - 1);
+                            let mut events = resp.events.to_vec();
+                            events.remove(n - before - 1);
+                            resp.events = events.into();
                             if resp.events.is_empty() {
                                 continue;
                             }
                         }
                     }
-                    Fault::StripPrevKv => resp.events.iter_mut().for_each(|e| e.prev_kv = None),
+                    Fault::StripPrevKv => {
+                        let mut events = resp.events.to_vec();
+                        events.iter_mut().for_each(|e| e.prev_kv = None);
+                        resp.events = events.into();
+                    }
                     Fault::SplitTransactions if resp.events.len() > 1 => {
                         let header = resp.header_revision;
-                        let split = resp.events.into_iter().map(|e| WatchResponse {
+                        let split = resp.events.iter().map(|e| WatchResponse {
                             header_revision: header,
-                            events: vec![e],
+                            events: Arc::new([e.clone()]),
                         });
                         self.queue.extend(split);
                         continue;

@@ -230,7 +230,7 @@ async fn check_store(dir: &std::path::Path, acked: &BTreeMap<usize, (u64, i64)>,
                 .unwrap()
                 .unwrap()
                 .unwrap();
-            for event in &resp.events {
+            for event in resp.events.iter() {
                 assert!(
                     event.kv.mod_revision > last,
                     "round {round}: events out of order"

@@ -23,7 +23,7 @@ async fn collect_events(
             .expect("watch delivered nothing for 10 s")
             .expect("watch ended")
             .unwrap();
-        events.extend(resp.events);
+        events.extend(resp.events.iter().cloned());
     }
     events
 }

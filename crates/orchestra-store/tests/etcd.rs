@@ -58,7 +58,7 @@ async fn write(store: &EtcdStore, from: usize, count: usize) -> BTreeMap<Revisio
 }
 
 fn events(responses: &[WatchResponse]) -> Vec<Event> {
-    responses.iter().flat_map(|r| r.events.clone()).collect()
+    responses.iter().flat_map(|r| r.events.to_vec()).collect()
 }
 
 /// Every event of `got` is the write of `writes` at its revision, in order, exactly once; and

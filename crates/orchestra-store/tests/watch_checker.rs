@@ -113,11 +113,13 @@ fn per_revision(responses: &[WatchResponse]) -> Vec<WatchResponse> {
     for event in responses.iter().flat_map(|r| r.events.iter()) {
         match out.last_mut() {
             Some(last) if last.header_revision == event.kv.mod_revision => {
-                last.events.push(event.clone())
+                let mut events = last.events.to_vec();
+                events.push(event.clone());
+                last.events = events.into();
             }
             _ => out.push(WatchResponse {
                 header_revision: event.kv.mod_revision,
-                events: vec![event.clone()],
+                events: Arc::new([event.clone()]),
             }),
         }
     }
@@ -183,7 +185,9 @@ async fn checker_catches_a_gap() {
         .iter()
         .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
-    responses[big].events.pop();
+    let mut events = responses[big].events.to_vec();
+    events.pop();
+    responses[big].events = events.into();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Mismatch
@@ -199,7 +203,9 @@ async fn checker_catches_a_duplicate() {
         .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
     let again = responses[big].events[0].clone();
-    responses[big].events.push(again);
+    let mut events = responses[big].events.to_vec();
+    events.push(again);
+    responses[big].events = events.into();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Duplicate
@@ -226,12 +232,12 @@ async fn checker_catches_disorder() {
     let mut events: Vec<_> = observed
         .responses
         .iter()
-        .flat_map(|r| r.events.clone())
+        .flat_map(|r| r.events.to_vec())
         .collect();
     events.swap(0, 1);
     let one = WatchResponse {
         header_revision: checker.last(),
-        events,
+        events: events.into(),
     };
     assert_eq!(
         kind(&checker, &broken(&observed, vec![one])),
@@ -247,13 +253,15 @@ async fn checker_catches_a_split_transaction() {
         .iter()
         .position(|r| r.events.len() > 1)
         .expect("a multi-event revision");
-    let tail = responses[big].events.split_off(1);
+    let mut head = responses[big].events.to_vec();
+    let tail = head.split_off(1);
+    responses[big].events = head.into();
     let header = responses[big].header_revision;
     responses.insert(
         big + 1,
         WatchResponse {
             header_revision: header,
-            events: tail,
+            events: tail.into(),
         },
     );
     assert_eq!(
@@ -266,7 +274,9 @@ async fn checker_catches_a_split_transaction() {
 async fn checker_catches_wrong_events() {
     let (checker, observed) = history().await;
     let mut responses = per_revision(&observed.responses);
-    responses[0].events[0].kv.value = "tampered".into();
+    let mut events = responses[0].events.to_vec();
+    events[0].kv.value = "tampered".into();
+    responses[0].events = events.into();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Mismatch
@@ -276,9 +286,11 @@ async fn checker_catches_wrong_events() {
         .iter()
         .position(|r| r.events.iter().any(|e| e.prev_kv.is_some()))
         .expect("an update");
-    for event in &mut responses[with_prev].events {
+    let mut events = responses[with_prev].events.to_vec();
+    for event in &mut events {
         event.prev_kv = None;
     }
+    responses[with_prev].events = events.into();
     assert_eq!(
         kind(&checker, &broken(&observed, responses)),
         Violation::Mismatch,
@@ -324,7 +336,7 @@ async fn checker_catches_bad_headers_and_lying_progress() {
         1,
         WatchResponse {
             header_revision: claimed,
-            events: vec![],
+            events: Arc::new([]),
         },
     );
     assert_eq!(
@@ -368,7 +380,9 @@ async fn checker_catches_a_resumed_watch_that_is_not_the_tail() {
     checker.assert_ok(&resumed);
     WatchChecker::check_resumed(&full, &resumed).expect("the tail is resumable");
     let mut wrong = resumed.clone();
-    wrong.responses[0].events[0].kv.value = "other".into();
+    let mut events = wrong.responses[0].events.to_vec();
+    events[0].kv.value = "other".into();
+    wrong.responses[0].events = events.into();
     let violation = WatchChecker::check_resumed(&full, &wrong).expect_err("a different tail");
     assert_eq!(violation.kind, Violation::Resume);
     let mut short = resumed;

@@ -275,7 +275,7 @@ async fn watch_loop(id: usize, mut stream: WatchStream, shared: Arc<Shared>) {
             }
         };
         let mut group = shard.lock();
-        for event in &resp.events {
+        for event in resp.events.iter() {
             let Some((sent, seq)) = decode(&event.kv.value) else {
                 shared.fault(format!(
                     "watcher {id} got an event without a timestamp header"

@@ -239,12 +239,15 @@ impl Store for EncryptedStore {
         let stream = self.inner.watch(req).await?;
         let this = self.clone();
         Ok(stream.map_responses(move |mut resp: WatchResponse| {
-            for event in &mut resp.events {
+            // The events are shared with every other watcher of the revision: decrypt a copy.
+            let mut events = resp.events.to_vec();
+            for event in &mut events {
                 this.open(&mut event.kv);
                 if let Some(prev) = &mut event.prev_kv {
                     this.open(prev);
                 }
             }
+            resp.events = events.into();
             resp
         }))
     }

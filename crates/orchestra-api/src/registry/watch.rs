@@ -178,7 +178,7 @@ impl<R: Resource> State<R> {
                         }
                         continue;
                     }
-                    for event in &response.events {
+                    for event in response.events.iter() {
                         match convert(event, &self.labels, &self.fields) {
                             Ok(Some(event)) => self.pending.push_back(Ok(event)),
                             Ok(None) => {}

@@ -300,7 +300,7 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
         }
         // Decoding is the expensive part: done once, outside the lock.
         let mut decoded = Vec::with_capacity(response.events.len());
-        for event in &response.events {
+        for event in response.events.iter() {
             let object = match event.kind {
                 EventKind::Put => Some((source.decode)(&event.kv)?),
                 EventKind::Delete => None,

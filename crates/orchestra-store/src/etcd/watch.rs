@@ -341,7 +341,7 @@ impl Follower {
                     && !self
                         .emit(Ok(WatchResponse {
                             header_revision: header,
-                            events: Vec::new(),
+                            events: Vec::new().into(),
                         }))
                         .await
                 {
@@ -374,7 +374,7 @@ impl Follower {
         if let Some(newest) = selected.last() {
             let response = WatchResponse {
                 header_revision: newest.kv.mod_revision,
-                events: selected,
+                events: selected.into(),
             };
             if !self.emit(Ok(response)).await {
                 return Some(Next::End);
@@ -393,7 +393,7 @@ impl Follower {
             self.targets.pop_front();
             let progress = WatchResponse {
                 header_revision: target,
-                events: Vec::new(),
+                events: Vec::new().into(),
             };
             if !self.emit(Ok(progress)).await {
                 return Some(Next::End);

@@ -306,43 +306,54 @@ impl Hub {
         if next > log.visible {
             return Step::CaughtUp(log.visible);
         }
-        // Most watches take an event or so of each revision they read: size the response for
-        // that, so that a watcher catching up does not regrow (and copy) it several times.
+        // Most watches take an event or so of each revision they read: size the events for
+        // that, so that a watcher catching up does not regrow (and copy) them several times.
         let pending = usize::try_from(log.visible - next + 1).unwrap_or(1);
-        let mut response = WatchResponse {
-            header_revision: 0,
-            events: Vec::with_capacity(pending.min(SCAN_REVISIONS)),
-        };
+        let mut events: Vec<Event> = Vec::new();
+        // The one revision taken whole so far, if that is all the response holds: shared
+        // with the log instead of copied (a caught-up watcher's usual read).
+        let mut whole: Option<&Arc<[Event]>> = None;
+        let mut header_revision = 0;
         let mut rev = next;
         let mut scanned = 0;
         while rev <= log.visible
             && scanned < SCAN_REVISIONS
-            && response.events.len() < RESPONSE_EVENTS
+            && events.len() + whole.map_or(0, |w| w.len()) < RESPONSE_EVENTS
         {
             let entry = &log.entries[(rev - log.first_revision) as usize];
-            let before = response.events.len();
-            response
-                .events
-                .extend(entry.iter().filter(|e| request.matches(e)).map(|e| {
+            let taken = entry.iter().filter(|e| request.matches(e)).count();
+            if taken > 0 {
+                let as_is = taken == entry.len()
+                    && (request.prev_kv || entry.iter().all(|e| e.prev_kv.is_none()));
+                if as_is && events.is_empty() && whole.is_none() {
+                    whole = Some(entry);
+                } else {
+                    if let Some(w) = whole.take() {
+                        events.reserve(pending.min(SCAN_REVISIONS));
+                        events.extend(w.iter().map(|e| strip(e, request.prev_kv)));
+                    }
                     // Every watcher of a revision clones its events from the same log entry,
                     // so each refcount bump here is contended: skip prev_kv's two unless the
                     // watch asked for it.
-                    Event {
-                        kind: e.kind,
-                        kv: e.kv.clone(),
-                        prev_kv: if request.prev_kv {
-                            e.prev_kv.clone()
-                        } else {
-                            None
-                        },
-                    }
-                }));
-            if response.events.len() > before {
-                response.header_revision = rev;
+                    events.extend(
+                        entry
+                            .iter()
+                            .filter(|e| request.matches(e))
+                            .map(|e| strip(e, request.prev_kv)),
+                    );
+                }
+                header_revision = rev;
             }
             rev += 1;
             scanned += 1;
         }
+        let response = WatchResponse {
+            header_revision,
+            events: match whole {
+                Some(w) => w.clone(),
+                None => events.into(),
+            },
+        };
         Step::Read {
             response,
             next: rev,
@@ -385,6 +396,15 @@ impl Hub {
                 groups.remove(key);
             }
         }
+    }
+}
+
+/// A copy of `e` for a watch, without `prev_kv` unless the watch asked for it.
+fn strip(e: &Event, prev_kv: bool) -> Event {
+    Event {
+        kind: e.kind,
+        kv: e.kv.clone(),
+        prev_kv: if prev_kv { e.prev_kv.clone() } else { None },
     }
 }
 
@@ -452,7 +472,7 @@ impl Stream for HubStream {
                     if this.wants_progress.swap(false, Ordering::AcqRel) {
                         let progress = WatchResponse {
                             header_revision: visible,
-                            events: Vec::new(),
+                            events: Arc::new([]),
                         };
                         return Poll::Ready(Some(Ok(progress)));
                     }

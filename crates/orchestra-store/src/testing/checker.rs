@@ -272,7 +272,7 @@ impl WatchChecker {
             }
             stats.event_responses += 1;
             let mut previous_in_response: Option<Revision> = None;
-            for event in &resp.events {
+            for event in resp.events.iter() {
                 let revision = event.kv.mod_revision;
                 stats.events += 1;
                 if let Some(previous) = previous_in_response {

@@ -102,7 +102,7 @@ pub async fn compaction<S: Store>(store: S) {
     let events: Vec<_> = drain_until(&mut stream, r6, "watch from the compact revision")
         .await
         .into_iter()
-        .flat_map(|r| r.events)
+        .flat_map(|r| r.events.to_vec())
         .collect();
     let revisions: Vec<Revision> = events.iter().map(|e| e.kv.mod_revision).collect();
     assert_eq!(

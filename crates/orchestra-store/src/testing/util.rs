@@ -120,7 +120,7 @@ pub async fn collect_events(
 pub fn atomic_events(responses: &[WatchResponse], what: &str) -> Vec<crate::types::Event> {
     let mut seen: Vec<(Revision, usize)> = Vec::new();
     for (index, resp) in responses.iter().enumerate() {
-        for event in &resp.events {
+        for event in resp.events.iter() {
             let revision = event.kv.mod_revision;
             match seen.last() {
                 Some(&(last, at)) if last == revision && at != index => panic!(

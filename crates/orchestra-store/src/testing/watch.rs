@@ -368,7 +368,10 @@ pub async fn watch_compacted_start<S: Store>(store: S) {
     )
     .await;
     let responses = drain_until(&mut stream, r4, "watch from the compact revision").await;
-    let events: Vec<Event> = responses.into_iter().flat_map(|r| r.events).collect();
+    let events: Vec<Event> = responses
+        .into_iter()
+        .flat_map(|r| r.events.to_vec())
+        .collect();
     assert_eq!(
         brief(&events),
         vec![
@@ -476,7 +479,9 @@ pub async fn watch_slow_compacted<S: Store>(store: S) {
                 "slow watcher after compaction: the stream ended without a Compacted error after {} events",
                 events.len()
             ),
-            Ok(Some(Ok(WatchResponse { events: batch, .. }))) => events.extend(batch),
+            Ok(Some(Ok(WatchResponse { events: batch, .. }))) => {
+                events.extend(batch.iter().cloned())
+            }
             Ok(Some(Err(err))) => break err,
         }
     };

@@ -286,7 +286,7 @@ impl Watcher {
                 Ok(resp) => pb::WatchResponse {
                     header: self.shared.header(resp.header_revision),
                     watch_id: self.id,
-                    events: resp.events.into_iter().map(event).collect(),
+                    events: resp.events.iter().cloned().map(event).collect(),
                     ..Default::default()
                 },
                 Err(err) => {
