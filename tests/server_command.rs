@@ -263,3 +263,50 @@ fn a_data_dir_of_a_newer_format_is_refused_untouched() {
         .collect();
     assert_eq!(left, ["FORMAT"], "nothing written next to it");
 }
+
+/// `--insecure` says so loudly: the first thing on stderr names the address and says there is
+/// no TLS and no authentication.
+#[test]
+fn insecure_says_so_loudly_at_start() {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args([
+            "server",
+            "--insecure",
+            "--store",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The reader thread ends with the process; the timeout only bounds a server that never
+    // prints the warning and never exits.
+    let warning = loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) if line.contains("WARNING: --insecure") => break line,
+            Ok(_) => continue,
+            Err(err) => {
+                let _ = server.kill();
+                panic!("no --insecure warning on stderr: {err}");
+            }
+        }
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(warning.contains("NO TLS"), "{warning}");
+    assert!(warning.contains("NO AUTHENTICATION"), "{warning}");
+    assert!(warning.contains("127.0.0.1:"), "{warning}");
+}
