@@ -556,6 +556,32 @@ mod tests {
         assert!(hub.groups.lock().is_empty());
     }
 
+    /// The fan-out's saving: watchers that take one whole revision share the log's copy of its
+    /// events; one that takes part of it gets its own.
+    #[tokio::test]
+    async fn watchers_taking_a_whole_revision_share_its_events() {
+        let hub = Arc::new(Hub::new(Duration::from_secs(600)));
+        let mut a1 = hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/");
+        let mut a2 = hub.watch(WatchRequest::prefix("/a/")).expect("watch /a/");
+        let mut one = hub.watch(WatchRequest::key("/a/1")).expect("watch /a/1");
+        let published: Arc<[Event]> = Arc::from(vec![put("/a/1", 2), put("/a/2", 2)]);
+        hub.publish(2, Arc::clone(&published));
+
+        let r1 = a1.next().await.expect("an item").expect("events");
+        let r2 = a2.next().await.expect("an item").expect("events");
+        assert!(
+            Arc::ptr_eq(&r1.events, &published),
+            "a1 shares the log's events"
+        );
+        assert!(
+            Arc::ptr_eq(&r2.events, &published),
+            "a2 shares the log's events"
+        );
+        let part = one.next().await.expect("an item").expect("events");
+        assert_eq!(keys(&part), [b"/a/1".as_ref()]);
+        assert!(!Arc::ptr_eq(&part.events, &published));
+    }
+
     #[tokio::test]
     async fn a_parked_watcher_wakes_for_its_group_only_and_for_the_close() {
         let hub = Arc::new(Hub::new(Duration::from_secs(600)));
