@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use orchestra_api::reflector::{ObjectKey, Store, index};
+use orchestra_api::resources::ControllerRevision;
 use orchestra_api::{
     ApiError, Client, LabelSelector, ObjectMeta, OwnerReference, Resource, Selector,
 };
@@ -239,6 +240,31 @@ pub(crate) async fn claim_all<C: Client, K: Resource, R: Resource>(
         }
     }
     Ok(owned)
+}
+
+/// Claims for `owner` (a DaemonSet or a StatefulSet, which keep their history as
+/// ControllerRevisions) the revisions `selector` matches, by [`claim_all`].
+///
+/// Revision writes are not waited for through the pod cache; a sync that reads a revision
+/// cache one write behind fails its conditional write and is retried.
+pub(crate) async fn claim_revisions<C: Client, K: Resource>(
+    client: &C,
+    owner: &K,
+    revisions: &Informer<ControllerRevision>,
+    selector: &Selector,
+) -> Result<Vec<Arc<ControllerRevision>>, WriteError> {
+    claim_all(
+        client,
+        owner,
+        owned_and_orphans(revisions, owner),
+        |revision: &ControllerRevision| selector.matches(&revision.metadata.labels),
+        [
+            "adopt a controller revision",
+            "release a controller revision",
+        ],
+        &mut Written::default(),
+    )
+    .await
 }
 
 #[cfg(test)]

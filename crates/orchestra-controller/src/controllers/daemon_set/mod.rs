@@ -215,20 +215,7 @@ impl<C: Client> DaemonSetController<C> {
             written,
         )
         .await?;
-        // Revision writes are not waited for through the pod cache; a sync that reads a
-        // revision cache one write behind fails its conditional write and is retried.
-        let revisions = owned::claim_all(
-            &self.client,
-            ds,
-            owned::owned_and_orphans(&self.revisions, ds),
-            |revision: &ControllerRevision| selector.matches(&revision.metadata.labels),
-            [
-                "adopt a controller revision",
-                "release a controller revision",
-            ],
-            &mut Written::default(),
-        )
-        .await?;
+        let revisions = owned::claim_revisions(&self.client, ds, &self.revisions, selector).await?;
         Ok((pods, revisions))
     }
 

@@ -215,20 +215,8 @@ impl<C: Client> StatefulSetController<C> {
             written,
         )
         .await?;
-        // Revision writes are not waited for through the pod cache; a sync that reads a
-        // revision cache one write behind fails its conditional write and is retried.
-        let revisions = owned::claim_all(
-            &self.client,
-            sts,
-            owned::owned_and_orphans(&self.revisions, sts),
-            |revision: &ControllerRevision| selector.matches(&revision.metadata.labels),
-            [
-                "adopt a controller revision",
-                "release a controller revision",
-            ],
-            &mut Written::default(),
-        )
-        .await?;
+        let revisions =
+            owned::claim_revisions(&self.client, sts, &self.revisions, selector).await?;
         Ok((pods, revisions))
     }
 
