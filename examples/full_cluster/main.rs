@@ -29,6 +29,7 @@ mod echo;
 mod mesh;
 mod traffic;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -505,6 +506,24 @@ async fn endpoints(client: &LocalClient) -> Result<Vec<(String, String)>, Failur
     }
 }
 
+/// The pods the echo Service's ready addresses point at, by name.
+async fn endpoint_pods(client: &LocalClient) -> Result<BTreeSet<String>, Failure> {
+    match client.get::<Endpoints>(NAMESPACE, "echo").await {
+        Ok(endpoints) => Ok(endpoints
+            .subsets
+            .iter()
+            .flat_map(|subset| subset.addresses.iter())
+            .filter_map(|a| a.target_ref.as_ref().map(|pod| pod.name.clone()))
+            .collect()),
+        Err(err) if err.is_not_found() => Ok(BTreeSet::new()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn pod_names(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().map(|pod| pod.metadata.name.clone()).collect()
+}
+
 /// Waits until the Deployment has `replicas` available pods of its newest template, all the
 /// pods of the echo app are those, and (with traffic) the Service routes to exactly them.
 async fn converge(plan: &Plan, client: &LocalClient, replicas: i32) -> Result<(), Failure> {
@@ -524,7 +543,7 @@ async fn converge(plan: &Plan, client: &LocalClient, replicas: i32) -> Result<()
         if live.len() != usize::try_from(replicas).unwrap_or(0) {
             return Ok(None);
         }
-        if plan.traffic && endpoints(client).await?.len() != live.len() {
+        if plan.traffic && endpoint_pods(client).await? != pod_names(&live) {
             return Ok(None);
         }
         Ok(Some(()))
@@ -547,13 +566,16 @@ async fn live_pods(client: &LocalClient) -> Result<Vec<Pod>, Failure> {
         .collect())
 }
 
-/// Sends bursts until `pods` distinct pods answer a burst without failure (the proxy learns
-/// of endpoint changes a moment after the Endpoints object shows them), and returns that burst.
+/// Sends bursts until `pods` distinct pods, all of `version`, answer a burst without failure
+/// (the proxy learns of endpoint changes a moment after the Endpoints object shows them; while
+/// a rollout's last old pod is still routed, a burst can reach `pods` pods with it among them),
+/// and returns that burst.
 async fn settled_burst(
     plan: &Plan,
     target: Target,
     count: usize,
     pods: usize,
+    version: &str,
 ) -> Result<TrafficStats, Failure> {
     let last = parking_lot::Mutex::new(TrafficStats::default());
     let settled = wait_until(
@@ -561,7 +583,9 @@ async fn settled_burst(
         "the service proxy to route to every pod",
         || async {
             let stats = burst(target, count).await;
-            let done = stats.failures == 0 && stats.pods() == pods;
+            let done = stats.failures == 0
+                && stats.pods() == pods
+                && stats.answers_of(version) == stats.sent();
             *last.lock() = stats.clone();
             Ok(done.then_some(stats))
         },
@@ -600,7 +624,7 @@ async fn deploy(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
         });
     }
     let target = service_address(client).await?;
-    let stats = settled_burst(plan, target, plan.burst, 3).await?;
+    let stats = settled_burst(plan, target, plan.burst, 3, "v1").await?;
     Ok(Report::with_traffic(
         &stats,
         format!(
@@ -623,7 +647,7 @@ async fn mesh_step(
         .map_err(|e| Failure(format!("starting the mesh proxy: {e}")))?;
     let mesh = mesh.insert(started);
     let target = mesh_target(mesh);
-    let stats = settled_burst(plan, target, plan.burst, 3).await?;
+    let stats = settled_burst(plan, target, plan.burst, 3, "v1").await?;
     let answered = mesh.metrics().requests("echo.default", 200);
     Ok(Report::with_traffic(
         &stats,
@@ -675,7 +699,7 @@ async fn scale(plan: &Plan, client: &LocalClient) -> Result<Report, Failure> {
         });
     }
     let target = service_address(client).await?;
-    let stats = settled_burst(plan, target, plan.burst, 5).await?;
+    let stats = settled_burst(plan, target, plan.burst, 5, "v1").await?;
     Ok(Report::with_traffic(
         &stats,
         format!("5 pods answered; pods on {placement}"),
@@ -705,7 +729,7 @@ async fn rollout(
     };
     // The client keeps going while the proxy drops the last old endpoints.
     let target = service_address(client).await?;
-    let after = settled_burst(plan, target, plan.burst, 5).await;
+    let after = settled_burst(plan, target, plan.burst, 5, "v2").await;
     let stats = steady.stop().await;
     let meshed = match meshed {
         Some(meshed) => Some(meshed.stop().await),
@@ -813,7 +837,7 @@ async fn node_loss(
         });
     }
     let target = service_address(client).await?;
-    let stats = settled_burst(plan, target, plan.burst, 5).await?;
+    let stats = settled_burst(plan, target, plan.burst, 5, "v2").await?;
     Ok(Report::with_traffic(
         &stats,
         format!(
