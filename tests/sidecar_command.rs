@@ -1,5 +1,6 @@
 //! The `orchestra sidecar` binary against a started `Cluster`: authenticated as a service
-//! account (the credentials file's token, or `--token-file`), it obtains its certificate and
+//! account (the credentials file's token, `--token-file`, or in a pod's way the mounted
+//! token and CA bundle with no credentials file), it obtains its certificate and
 //! the service table and reports ready on its admin listener; it exits 0 after
 //! `POST /shutdown`, and on SIGTERM.
 
@@ -103,6 +104,24 @@ async fn orchestra_sidecar_becomes_ready_and_exits_cleanly() {
         cluster.credentials_path().to_str().unwrap(),
         "--token-file",
         token.to_str().unwrap(),
+    ]);
+    ready(admin).await;
+    tokio::task::spawn_blocking(move || stop_with_sigterm(child, "orchestra sidecar"))
+        .await
+        .unwrap();
+
+    // In a pod: only the mounted service account volume, the token and the CA bundle
+    // beside it, and the server's address; no credentials file at all.
+    let volume = dir.path().join("serviceaccount");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::write(volume.join("token"), "web-token-0001\n").unwrap();
+    let ca = &cluster.credentials().certificate_authority;
+    std::fs::write(volume.join("ca.crt"), ca).unwrap();
+    let (child, admin) = sidecar(&[
+        "--server",
+        &cluster.credentials().server,
+        "--token-file",
+        volume.join("token").to_str().unwrap(),
     ]);
     ready(admin).await;
     tokio::task::spawn_blocking(move || stop_with_sigterm(child, "orchestra sidecar"))

@@ -1,7 +1,9 @@
 //! `orchestra sidecar`: the mesh proxy next to an application (orchestra-mesh's
 //! `Sidecar`). It authenticates to the API server as the pod's service account (a token
 //! file, read again as the node agent renews it, or the credentials file's token or client
-//! certificate), obtains and renews that
+//! certificate). In a pod it needs no credentials file: like Kubernetes' in-cluster
+//! configuration, it trusts the CA bundle mounted beside its token (`ca.crt`, from the
+//! `kube-root-ca.crt` ConfigMap) or named by `--ca-file`. It obtains and renews that
 //! account's mesh certificate, follows Services and Endpoints, and serves the outbound
 //! (plain HTTP from the application, mTLS to peers), inbound (mTLS from peers, policy,
 //! forward to the application) and admin (`/ready`, `/live`, `/metrics`,
@@ -26,7 +28,9 @@ use orchestra_mesh::l7::{
     SidecarError,
 };
 
-use super::security::{ApiConnectError, Endpoint};
+use orchestra_api::tls::{Credentials, TlsError};
+
+use super::security::{ApiConnectError, DEFAULT_SERVER, Endpoint};
 
 /// `orchestra sidecar --namespace NS --service-account SA [--app ADDR] ...`.
 #[derive(Debug, Args)]
@@ -45,6 +49,12 @@ pub struct SidecarArgs {
     /// the sidecar.
     #[arg(long, env = "ORCHESTRA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// The API server's CA bundle (PEM; default: a `ca.crt` beside the token file, as a
+    /// pod's service account volume has it). With `--token-file` and no `--credentials`,
+    /// these two files are all the sidecar needs; with `--credentials`, it replaces the
+    /// file's CA.
+    #[arg(long, env = "ORCHESTRA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The pod's namespace.
     #[arg(long, env = "ORCHESTRA_POD_NAMESPACE")]
     pub namespace: String,
@@ -85,6 +95,9 @@ pub enum SidecarCommandError {
     /// The token file cannot be used (unreadable, empty, not a token).
     #[error("the service account token file")]
     TokenFile(#[from] TokenError),
+    /// The CA bundle cannot be used (unreadable, not PEM).
+    #[error("the API server's CA bundle")]
+    CaFile(#[source] TlsError),
     /// The API server could not be reached.
     #[error("connecting to the API server")]
     Connect(#[from] ApiConnectError),
@@ -147,13 +160,47 @@ pub fn config(args: &SidecarArgs) -> SidecarConfig {
     }
 }
 
-/// How to reach the API server: the flags', with the token file in place of the
-/// credentials' own authentication (`None`: the credentials' own).
+/// The CA bundle to trust: `--ca-file`, else a `ca.crt` beside the token file when there is
+/// one (a pod's service account volume).
+fn ca_file(args: &SidecarArgs) -> Option<PathBuf> {
+    if let Some(path) = &args.ca_file {
+        return Some(path.clone());
+    }
+    let beside_token = args.token_file.as_ref()?.with_file_name("ca.crt");
+    beside_token.is_file().then_some(beside_token)
+}
+
+/// How to reach the API server, and the token file's token that replaces the credentials'
+/// own authentication (`None`: the credentials' own). A token file with a CA bundle and no
+/// `--credentials` is the in-cluster case: the server is `--server`, else the default.
 fn endpoint(args: &SidecarArgs) -> Result<(Endpoint, Option<BearerToken>), SidecarCommandError> {
-    let mut endpoint =
-        super::security::resolve(args.server.as_deref(), args.credentials.as_deref())?;
+    let plain = args
+        .server
+        .as_deref()
+        .is_some_and(|url| url.starts_with("http://"));
+    // The bundle, read and checked once: all the in-cluster case needs besides the token.
+    let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);
+    let trusted = ca_file(args)
+        .filter(|_| !plain)
+        .map(|path| Credentials::in_cluster(server, &path))
+        .transpose()
+        .map_err(SidecarCommandError::CaFile)?;
+    let mut endpoint = match (trusted, &args.credentials, &args.token_file) {
+        (Some(in_cluster), None, Some(_)) => Endpoint::Secure(in_cluster),
+        (trusted, _, _) => {
+            let mut endpoint =
+                super::security::resolve(args.server.as_deref(), args.credentials.as_deref())?;
+            if let (Endpoint::Secure(credentials), Some(trusted)) = (&mut endpoint, trusted) {
+                credentials.certificate_authority = trusted.certificate_authority;
+            }
+            endpoint
+        }
+    };
+    let Endpoint::Secure(credentials) = &mut endpoint else {
+        return Ok((endpoint, None));
+    };
     let mut token = None;
-    if let (Some(path), Endpoint::Secure(credentials)) = (&args.token_file, &mut endpoint) {
+    if let Some(path) = &args.token_file {
         // Read now (a bad file fails the start), and again as the node agent renews it.
         token = Some(BearerToken::from_file(path)?);
         credentials.token = None;
@@ -214,6 +261,116 @@ mod tests {
             "{err}"
         );
         assert!(parse_caller("ns:").is_err());
+    }
+
+    /// The flags of `orchestra sidecar --namespace shop ARGS`.
+    fn args(extra: &[&str]) -> SidecarArgs {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            sidecar: SidecarArgs,
+        }
+        let argv = ["sidecar", "--namespace", "shop"].iter().chain(extra);
+        <Command as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .sidecar
+    }
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+
+    /// A service account volume as the node agent writes it: `token` and `ca.crt`.
+    fn mounted_volume(dir: &std::path::Path, ca: &str) -> String {
+        std::fs::write(dir.join("token"), "web-token-0001\n").unwrap();
+        std::fs::write(dir.join("ca.crt"), ca).unwrap();
+        dir.join("token").to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_mounted_token_and_ca_bundle_are_all_a_pod_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = mounted_volume(dir.path(), PEM);
+        let with_server = args(&["--token-file", &token, "--server", "https://10.0.0.1:7443"]);
+        let (found, bearer) = endpoint(&with_server).unwrap();
+        let Endpoint::Secure(credentials) = found else {
+            panic!("in-cluster is TLS: {found:?}");
+        };
+        assert_eq!(credentials.server, "https://10.0.0.1:7443");
+        assert_eq!(credentials.certificate_authority, PEM);
+        assert_eq!(
+            (credentials.token, credentials.client_certificate),
+            (None, None)
+        );
+        assert!(bearer.is_some(), "the token file authenticates");
+
+        // The bundle named by --ca-file, anywhere; the default server.
+        let elsewhere = dir.path().join("bundle.pem");
+        std::fs::rename(dir.path().join("ca.crt"), &elsewhere).unwrap();
+        let named = args(&[
+            "--token-file",
+            &token,
+            "--ca-file",
+            elsewhere.to_str().unwrap(),
+        ]);
+        let (found, _) = endpoint(&named).unwrap();
+        assert_eq!(found.url(), DEFAULT_SERVER);
+
+        // A plain-text server needs no bundle and sends no token.
+        let plain = args(&["--token-file", &token, "--server", "http://127.0.0.1:7080"]);
+        let (found, bearer) = endpoint(&plain).unwrap();
+        assert_eq!(found, Endpoint::Plain("http://127.0.0.1:7080".into()));
+        assert!(bearer.is_none());
+    }
+
+    #[test]
+    fn a_bad_mounted_ca_bundle_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = mounted_volume(dir.path(), "not a certificate");
+        let err = endpoint(&args(&["--token-file", &token])).unwrap_err();
+        let SidecarCommandError::CaFile(source) = &err else {
+            panic!("expected the CA bundle's error, got {err:?}");
+        };
+        let text = format!("{err}: {source}");
+        assert!(
+            text.contains("CA bundle") && text.contains("ca.crt"),
+            "{text}"
+        );
+        assert!(text.contains("no PEM certificate"), "{text}");
+    }
+
+    #[test]
+    fn a_ca_file_replaces_the_credentials_files_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = mounted_volume(dir.path(), PEM);
+        let file = dir.path().join("web.credentials");
+        Credentials {
+            server: "https://192.0.2.7:7443".into(),
+            certificate_authority: PEM.replace("AA==", "BB=="),
+            client_certificate: None,
+            client_key: None,
+            token: Some("from-the-file".into()),
+        }
+        .save(&file)
+        .unwrap();
+        let both = args(&[
+            "--credentials",
+            file.to_str().unwrap(),
+            "--token-file",
+            &token,
+        ]);
+        let (found, bearer) = endpoint(&both).unwrap();
+        let Endpoint::Secure(credentials) = found else {
+            panic!("credentials are TLS: {found:?}");
+        };
+        assert_eq!(credentials.server, "https://192.0.2.7:7443");
+        assert_eq!(
+            credentials.certificate_authority, PEM,
+            "the mounted bundle wins"
+        );
+        assert_eq!(
+            credentials.token, None,
+            "the token file replaces the file's token"
+        );
+        assert!(bearer.is_some());
     }
 
     #[test]

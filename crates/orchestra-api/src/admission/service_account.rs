@@ -60,6 +60,23 @@ pub fn should_automount(pod: &Pod, account: &ServiceAccount) -> bool {
         .unwrap_or(true)
 }
 
+/// The API server's CA bundle as `ca.crt`, from [`ROOT_CA_CONFIG_MAP`]; left out while
+/// there is none (a server without TLS publishes none).
+pub fn root_ca_projection() -> VolumeProjection {
+    VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: ROOT_CA_CONFIG_MAP.into(),
+            items: vec![KeyToPath {
+                key: "ca.crt".into(),
+                path: "ca.crt".into(),
+                mode: None,
+            }],
+            optional: Some(true),
+        }),
+        ..VolumeProjection::default()
+    }
+}
+
 /// The projected volume `name`: the token, the CA and the namespace (see the
 /// [module docs](self)).
 pub fn api_access_volume(name: &str) -> Volume {
@@ -75,18 +92,7 @@ pub fn api_access_volume(name: &str) -> Volume {
                     }),
                     ..VolumeProjection::default()
                 },
-                VolumeProjection {
-                    config_map: Some(ConfigMapProjection {
-                        name: ROOT_CA_CONFIG_MAP.into(),
-                        items: vec![KeyToPath {
-                            key: "ca.crt".into(),
-                            path: "ca.crt".into(),
-                            mode: None,
-                        }],
-                        optional: Some(true),
-                    }),
-                    ..VolumeProjection::default()
-                },
+                root_ca_projection(),
                 VolumeProjection {
                     downward_api: Some(DownwardApiProjection {
                         items: vec![DownwardApiVolumeFile {

@@ -12,9 +12,10 @@
 //! service account (from the downward API), the trust domain and API server of the
 //! [`SidecarInjectionConfig`], the application's port (the annotation
 //! [`APP_PORT_ANNOTATION`], else the first container's first TCP port, else 8080), and its
-//! own projected service account token ([`PROXY_TOKEN_VOLUME`], mounted at
-//! [`PROXY_TOKEN_DIR`]), so that it authenticates even when the pod opts out of the default
-//! token. It exposes the inbound (4143) and admin (4191) ports; `/ready` and `/live` on the
+//! own projected service account token and the API server's CA bundle `ca.crt`
+//! ([`PROXY_TOKEN_VOLUME`], mounted at [`PROXY_TOKEN_DIR`]), so that it authenticates and
+//! trusts the server even when the pod opts out of the default token, with no credentials
+//! file. It exposes the inbound (4143) and admin (4191) ports; `/ready` and `/live` on the
 //! admin port are its probes.
 //!
 //! The decisions are pure functions ([`injection_requested`], [`inject`]).
@@ -196,14 +197,19 @@ pub fn proxy_token_volume() -> Volume {
     Volume {
         name: PROXY_TOKEN_VOLUME.into(),
         projected: Some(ProjectedVolumeSource {
-            sources: vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    audience: String::new(),
-                    expiration_seconds: Some(PROXY_TOKEN_EXPIRATION_SECONDS),
-                    path: "token".into(),
-                }),
-                ..VolumeProjection::default()
-            }],
+            sources: vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: String::new(),
+                        expiration_seconds: Some(PROXY_TOKEN_EXPIRATION_SECONDS),
+                        path: "token".into(),
+                    }),
+                    ..VolumeProjection::default()
+                },
+                // Beside the token, so that `orchestra sidecar` trusts the API server with no
+                // credentials file (Kubernetes' in-cluster configuration).
+                super::service_account::root_ca_projection(),
+            ],
             default_mode: None,
         }),
         ..Volume::default()
@@ -403,6 +409,13 @@ mod tests {
             ("/ready", &IntOrString::Int(4191))
         );
         assert_eq!(pod.spec.volumes, [proxy_token_volume()]);
+        let sources = &pod.spec.volumes[0].projected.as_ref().unwrap().sources;
+        let ca = sources[1].config_map.as_ref().unwrap();
+        assert_eq!(
+            (ca.name.as_str(), ca.items[0].path.as_str(), ca.optional),
+            ("kube-root-ca.crt", "ca.crt", Some(true)),
+            "the CA bundle beside the token"
+        );
         assert_eq!(proxy.volume_mounts[0].mount_path, PROXY_TOKEN_DIR);
         // The result is a valid pod.
         let errors = pod.validate();

@@ -67,6 +67,27 @@ impl Credentials {
         Ok(credentials)
     }
 
+    /// A pod's credentials, as Kubernetes' in-cluster configuration builds them: the API
+    /// server at `server`, trusted through the CA bundle mounted at `ca_file` (the
+    /// `kube-root-ca.crt` ConfigMap's `ca.crt`), and no authentication of their own: the
+    /// caller adds the service account's token, which it reads from its own file because the
+    /// node agent renews it. An error names the file and what is wrong with it.
+    pub fn in_cluster(server: &str, ca_file: &Path) -> Result<Self, TlsError> {
+        let credentials = Credentials {
+            server: server.to_owned(),
+            certificate_authority: files::read(ca_file)?,
+            client_certificate: None,
+            client_key: None,
+            token: None,
+        };
+        credentials.check().map_err(|_| TlsError::Invalid {
+            path: ca_file.to_owned(),
+            message: "no PEM certificate (a CA bundle starts with -----BEGIN CERTIFICATE-----)"
+                .into(),
+        })?;
+        Ok(credentials)
+    }
+
     /// Writes the file, readable by its owner only (it holds a private key or a token).
     pub fn save(&self, path: &Path) -> Result<(), TlsError> {
         let text = serde_yaml_ng::to_string(self).map_err(|err| TlsError::Invalid {
@@ -122,5 +143,28 @@ mod tests {
         assert!(err.contains("admin.credentials is not valid"), "{err}");
         let err = Credentials::load(&dir.path().join("nope")).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn in_cluster_credentials_trust_the_mounted_bundle_and_name_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let credentials = Credentials::in_cluster("https://10.0.0.1:7443", &ca).unwrap();
+        assert_eq!(credentials.server, "https://10.0.0.1:7443");
+        assert_eq!(credentials.certificate_authority, pem);
+        assert_eq!(credentials.token, None);
+        assert_eq!(credentials.client_certificate, None);
+
+        std::fs::write(&ca, "").unwrap();
+        let err = Credentials::in_cluster("https://10.0.0.1:7443", &ca).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("ca.crt") && matches!(err, TlsError::Invalid { .. }),
+            "{text}"
+        );
+        let err = Credentials::in_cluster("https://x", &dir.path().join("gone")).unwrap_err();
+        assert!(matches!(err, TlsError::Read { .. }), "{err}");
     }
 }
