@@ -175,6 +175,49 @@ pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
 }
 
+/// The fast path for a client's object where unknown fields are refused (the gRPC API):
+/// straight from the bytes into the type, `serde_ignored` watching for unknown fields, with
+/// neither the intermediate `Value` nor the path tracking of [`decode`], which were 7 % of
+/// the CPU of a remote create in `orchestra bench api`.
+///
+/// `None` whenever the full path might answer otherwise: not an object, another
+/// `apiVersion` or `kind`, a field the type does not know, a `null` where the type takes
+/// none, a bad value. The caller then takes [`decode`], whose result or error is the answer.
+pub fn decode_known_fields<R: Resource>(bytes: &[u8]) -> Option<R> {
+    // A struct also deserializes from a JSON array; the full path refuses anything but an
+    // object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct TypeMeta<'a> {
+        #[serde(rename = "apiVersion", borrow, default)]
+        api_version: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let meta: TypeMeta<'_> = serde_json::from_slice(bytes).ok()?;
+    if meta.api_version.is_some_and(|v| v != R::API_VERSION)
+        || meta.kind.is_some_and(|k| k != R::KIND)
+    {
+        return None;
+    }
+    let mut unknown = false;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let object = serde_ignored::deserialize(&mut deserializer, |path| {
+        // The type's identity, checked above, is not one of its fields.
+        let type_meta = matches!(
+            path,
+            serde_ignored::Path::Map { parent: serde_ignored::Path::Root, key }
+                if key == "apiVersion" || key == "kind"
+        );
+        unknown |= !type_meta;
+    })
+    .ok()?;
+    deserializer.end().ok()?;
+    (!unknown).then_some(object)
+}
+
 /// Decodes any deserializable type from JSON, tracking the path of a bad value and the
 /// fields the type ignored. `null` fields count as absent.
 pub fn decode_body<T: DeserializeOwned>(mut value: Value) -> Result<Decoded<T>, DecodeError> {
@@ -309,6 +352,54 @@ mod tests {
             "a"
         );
         assert!(decode_stored::<Pod>(b"{not json").is_none());
+    }
+
+    /// The full path's strict answer for `bytes`, as the gRPC API takes it.
+    fn strict_full<R: Resource>(bytes: &[u8]) -> Result<R, DecodeError> {
+        let value: Value = serde_json::from_slice(bytes).expect("json");
+        decode::<R>(value).and_then(Decoded::strict)
+    }
+
+    #[test]
+    fn the_known_fields_fast_path_reads_what_the_strict_full_path_reads() {
+        let manifest = br#"{"apiVersion":"v1","kind":"Pod",
+            "metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},
+            "spec":{"containers":[{"name":"web","image":"nginx",
+                "ports":[{"containerPort":80}],"resources":{"requests":{"cpu":"250m"}}}]}}"#;
+        let fast = decode_known_fields::<Pod>(manifest).expect("the fast path takes it");
+        assert_eq!(fast, strict_full::<Pod>(manifest).unwrap());
+        // apiVersion and kind may be absent, as for the full path.
+        let bare = br#"{"metadata":{"name":"web"}}"#;
+        assert_eq!(
+            decode_known_fields::<Pod>(bare),
+            Some(strict_full::<Pod>(bare).unwrap())
+        );
+    }
+
+    #[test]
+    fn the_known_fields_fast_path_declines_whatever_the_full_path_must_answer() {
+        let declined: [&[u8]; 7] = [
+            // Unknown fields, at the top and deep down: the full path names them.
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"extra":1}"#,
+            br#"{"kind":"Pod","spec":{"containers":[{"name":"a","image":"b","imagez":"c"}]}}"#,
+            // Another kind or version.
+            br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"}}"#,
+            br#"{"apiVersion":"v2","kind":"Pod","metadata":{"name":"a"}}"#,
+            // Not an object (serde would read a struct from an array).
+            br#"[{"name":"a"}]"#,
+            // A null the type takes as absent only through the full path.
+            br#"{"kind":"Pod","metadata":{"name":"a","labels":null}}"#,
+            // Broken, or trailing bytes.
+            br#"{"kind":"Pod"} {}"#,
+        ];
+        for bytes in declined {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(decode_known_fields::<Pod>(bytes).is_none(), "{text}");
+        }
+        // The full path then answers: an error naming the field, or the object.
+        let err = strict_full::<Pod>(declined[1]).unwrap_err().to_string();
+        assert!(err.contains("spec.containers[0].imagez"), "{err}");
+        assert_eq!(strict_full::<Pod>(declined[5]).unwrap().metadata.name, "a");
     }
 
     #[test]

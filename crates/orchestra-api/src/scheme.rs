@@ -220,6 +220,7 @@ pub struct KindCodec {
     type_name: &'static str,
     decode: fn(Value) -> Result<DecodedObject, DecodeError>,
     decode_stored: fn(&[u8]) -> Option<Box<dyn DynResource>>,
+    decode_known_fields: fn(&[u8]) -> Option<Box<dyn DynResource>>,
 }
 
 impl fmt::Debug for KindCodec {
@@ -243,6 +244,10 @@ fn decode_stored_erased<R: Resource>(bytes: &[u8]) -> Option<Box<dyn DynResource
     codec::decode_stored::<R>(bytes).map(erase)
 }
 
+fn decode_known_fields_erased<R: Resource>(bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+    codec::decode_known_fields::<R>(bytes).map(erase)
+}
+
 impl KindCodec {
     /// The codec of `R`.
     pub fn of<R: Resource>() -> Self {
@@ -252,6 +257,7 @@ impl KindCodec {
             type_name: std::any::type_name::<R>(),
             decode: decode_erased::<R>,
             decode_stored: decode_stored_erased::<R>,
+            decode_known_fields: decode_known_fields_erased::<R>,
         }
     }
 
@@ -280,6 +286,13 @@ impl KindCodec {
     /// the caller must take [`KindCodec::decode`].
     pub fn decode_stored(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {
         (self.decode_stored)(bytes)
+    }
+
+    /// [`codec::decode_known_fields`] for this kind: the fast path for a client's object
+    /// when unknown fields are refused, `None` when the caller must take
+    /// [`KindCodec::decode`].
+    pub fn decode_known_fields(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+        (self.decode_known_fields)(bytes)
     }
 
     /// Fills the object's defaults.

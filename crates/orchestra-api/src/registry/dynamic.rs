@@ -142,6 +142,13 @@ impl DynOps {
         self.codec.decode(value)
     }
 
+    /// The fast path for a client's object when unknown fields are refused (see
+    /// [`crate::codec::decode_known_fields`]); `None` when the caller must take
+    /// [`DynOps::decode`].
+    pub fn decode_known_fields(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {
+        self.codec.decode_known_fields(bytes)
+    }
+
     /// The fast path for bytes the registry stored (see [`crate::codec::decode_stored`]);
     /// `None` when the caller must take [`DynOps::decode`].
     pub fn decode_stored(&self, bytes: &[u8]) -> Option<Box<dyn DynResource>> {

@@ -65,6 +65,9 @@ impl GrpcApi {
             .state
             .registry
             .ops(&request.api_version, &request.kind)?;
+        if let Some(object) = ops.decode_known_fields(&request.object) {
+            return Ok(object);
+        }
         let value = serde_json::from_slice(&request.object)
             .map_err(|err| ApiError::BadRequest(format!("the object is not valid JSON: {err}")))?;
         ops.decode(value)
