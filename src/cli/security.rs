@@ -78,15 +78,18 @@ fn credentials_path(credentials: Option<&Path>) -> Option<PathBuf> {
     })
 }
 
+/// Whether `--server` names an `--insecure` server (`http://...`), reached in plain text.
+pub fn is_plain(server: Option<&str>) -> bool {
+    server.is_some_and(|url| url.starts_with("http://"))
+}
+
 /// Decides how to reach the server from `--server` and `--credentials`: an `http://` URL is
 /// plain text; otherwise the credentials (their server unless `--server` overrides it).
 pub fn resolve(
     server: Option<&str>,
     credentials: Option<&Path>,
 ) -> Result<Endpoint, ApiConnectError> {
-    if let Some(url) = server
-        && url.starts_with("http://")
-    {
+    if let Some(url) = server.filter(|_| is_plain(server)) {
         return Ok(Endpoint::Plain(url.to_owned()));
     }
     match credentials_path(credentials) {

@@ -174,10 +174,7 @@ fn ca_file(args: &SidecarArgs) -> Option<PathBuf> {
 /// own authentication (`None`: the credentials' own). A token file with a CA bundle and no
 /// `--credentials` is the in-cluster case: the server is `--server`, else the default.
 fn endpoint(args: &SidecarArgs) -> Result<(Endpoint, Option<BearerToken>), SidecarCommandError> {
-    let plain = args
-        .server
-        .as_deref()
-        .is_some_and(|url| url.starts_with("http://"));
+    let plain = super::security::is_plain(args.server.as_deref());
     // The bundle, read and checked once: all the in-cluster case needs besides the token.
     let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);
     let trusted = ca_file(args)
