@@ -2,7 +2,10 @@
 //! pod for one tick and then finishes it as the test says: parallelism and completions are
 //! kept, failures back off 10 s then 20 s and past the limit fail the job, and the active
 //! deadline fails a job whose pods never finish; a finished job with ttlSecondsAfterFinished
-//! goes with its pods once the TTL runs out; an Indexed job runs one pod per index.
+//! goes with its pods once the TTL runs out; an Indexed job runs one pod per index. Claiming
+//! (a job with a manual selector): a matching orphan is adopted and counted (one that already
+//! succeeded toward `completions`), a pod of another controller is never touched, an adopted
+//! pod relabelled out of the selector is released, and a job being deleted adopts nothing.
 
 mod support;
 
@@ -10,16 +13,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestra_api::registry::ListOptions;
+use orchestra_api::registry::{DeleteOptions, ListOptions};
 use orchestra_api::resources::{CompletionMode, Job, Pod, PodPhase, PodStatus, RestartPolicy};
-use orchestra_api::{Client, LocalClient, ObjectMeta, testing};
+use orchestra_api::{Client, LabelSelector, LocalClient, ObjectMeta, OwnerReference, testing};
 use orchestra_controller::controllers::garbage_collector::add_garbage_collectors;
 use orchestra_controller::controllers::job::plan::COMPLETION_INDEX_ANNOTATION;
 use orchestra_controller::controllers::pods::is_active;
 use orchestra_controller::controllers::{JobController, TtlAfterFinishedController};
 use orchestra_controller::{ControllerSet, SharedInformers};
 use orchestra_store::MemStore;
-use support::{events_about, eventually_within, start};
+use support::{events_about, eventually, eventually_within, start};
 use tokio::time::Instant;
 
 fn job(completions: i32, parallelism: i32) -> Job {
@@ -342,4 +345,200 @@ async fn an_indexed_job_runs_one_pod_per_index_and_records_completed_indexes() {
     assert!(seen.lock().unwrap().max_active <= 2, "parallelism 2");
     kubelet.abort();
     running.stop().await;
+}
+
+/// `job` with the user's own selector, `app: batch` (the generated one names the job's uid,
+/// which no orphan made beforehand can carry).
+fn with_manual_selector(mut job: Job) -> Job {
+    job.spec.manual_selector = Some(true);
+    job.spec.selector = Some(LabelSelector::match_labels([("app", "batch")]));
+    job.spec
+        .template
+        .metadata
+        .labels
+        .insert("app".into(), "batch".into());
+    job
+}
+
+/// A pod `name` labelled `app: batch`, controlled by `owner` if given, in `phase`.
+async fn batch_pod(
+    client: &LocalClient,
+    name: &str,
+    owner: Option<OwnerReference>,
+    phase: PodPhase,
+) -> Pod {
+    let mut pod = testing::pod("ns", name, "batch");
+    pod.spec.restart_policy = Some(RestartPolicy::Never);
+    pod.metadata.owner_references = owner.into_iter().collect();
+    let mut pod = client.create(&pod).await.unwrap();
+    pod.status = Some(PodStatus {
+        phase: Some(phase),
+        ..PodStatus::default()
+    });
+    client.update_status(&pod).await.unwrap()
+}
+
+async fn pod_named(client: &LocalClient, name: &str) -> Pod {
+    client.get("ns", name).await.unwrap()
+}
+
+/// The uid of the controller of pod `name`.
+async fn controller_uid(client: &LocalClient, name: &str) -> Option<String> {
+    pod_named(client, name)
+        .await
+        .metadata
+        .controller_ref()
+        .map(|owner| owner.uid.clone())
+}
+
+async fn status(client: &LocalClient) -> (Option<i32>, Option<i32>, Option<i32>) {
+    let job: Job = client.get("ns", "batch").await.unwrap();
+    let status = job.status.unwrap_or_default();
+    (status.active, status.succeeded, status.failed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_matching_orphan_that_succeeded_is_adopted_and_counts_toward_completions() {
+    let client = LocalClient::new(MemStore::new());
+    let leftover = batch_pod(&client, "leftover", None, PodPhase::Succeeded).await;
+    let created = client
+        .create(&with_manual_selector(job(2, 1)))
+        .await
+        .unwrap();
+    let running = start(JobController::controller(&informers_of(&client)));
+    let (_seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
+    eventually_within("complete", Duration::from_secs(60), || async {
+        condition(&client).await.is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&client).await,
+        Some(("Complete".into(), String::new()))
+    );
+    assert_eq!(status(&client).await, (Some(0), Some(2), Some(0)));
+    let all = pods(&client).await;
+    assert_eq!(all.len(), 2, "the orphan's success counted: one pod made");
+    let adopted = pod_named(&client, "leftover").await;
+    assert_eq!(adopted.metadata.uid, leftover.metadata.uid);
+    assert_eq!(
+        adopted.metadata.owner_references,
+        [OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "batch".into(),
+            uid: created.metadata.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]
+    );
+    kubelet.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_of_other_controllers_are_left_alone_and_pods_that_stop_matching_are_released() {
+    let client = LocalClient::new(MemStore::new());
+    // (No ReplicaSet controller or garbage collector runs: the owner need not exist.)
+    let theirs_owner = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "someone-else".into(),
+        uid: "someone-else-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let theirs = batch_pod(&client, "theirs", Some(theirs_owner), PodPhase::Running).await;
+    batch_pod(&client, "adoptee", None, PodPhase::Running).await;
+    let created = client
+        .create(&with_manual_selector(job(1, 1)))
+        .await
+        .unwrap();
+    let job_uid = Some(created.metadata.uid.clone());
+    // No kubelet: the job's pods stay pending, active.
+    let running = start(JobController::controller(&informers_of(&client)));
+
+    // The running orphan is adopted and is the job's one active pod: nothing is created.
+    eventually("adoptee adopted", || async {
+        controller_uid(&client, "adoptee").await == job_uid
+    })
+    .await;
+    eventually("counted", || async {
+        status(&client).await == (Some(1), Some(0), Some(0))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(pods(&client).await.len(), 2, "no pod made");
+    assert_eq!(
+        pod_named(&client, "theirs").await,
+        theirs,
+        "theirs untouched"
+    );
+
+    // Relabelled out of the selector, the adoptee is released; the job makes a pod of its own.
+    let mut relabelled = pod_named(&client, "adoptee").await;
+    relabelled
+        .metadata
+        .labels
+        .insert("app".into(), "debug".into());
+    client.update(&relabelled).await.unwrap();
+    eventually("adoptee released", || async {
+        pod_named(&client, "adoptee")
+            .await
+            .metadata
+            .owner_references
+            .is_empty()
+    })
+    .await;
+    eventually("a pod of its own", || async {
+        let all = pods(&client).await;
+        all.len() == 3
+            && all.iter().any(|p| {
+                p.metadata.name.starts_with("batch-")
+                    && p.metadata.controller_ref().map(|o| o.uid.clone()) == job_uid
+            })
+    })
+    .await;
+    eventually("counted", || async {
+        status(&client).await == (Some(1), Some(0), Some(0))
+    })
+    .await;
+    assert_eq!(
+        pod_named(&client, "theirs").await,
+        theirs,
+        "theirs untouched"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_being_deleted_adopts_nothing() {
+    let client = LocalClient::new(MemStore::new());
+    let mut held = with_manual_selector(job(1, 1));
+    held.metadata.finalizers = vec!["test.orchestra.dev/hold".into()];
+    client.create(&held).await.unwrap();
+    let running = start(JobController::controller(&informers_of(&client)));
+    eventually("its pod", || async { pods(&client).await.len() == 1 }).await;
+    // The finalizer holds the job, being deleted; a matching orphan appears meanwhile.
+    client
+        .delete::<Job>("ns", "batch", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let deleting: Job = client.get("ns", "batch").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    batch_pod(&client, "late", None, PodPhase::Running).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        pod_named(&client, "late")
+            .await
+            .metadata
+            .owner_references
+            .is_empty(),
+        "adopted by a job being deleted"
+    );
+    assert_eq!(pods(&client).await.len(), 2);
+    running.stop().await;
+}
+
+fn informers_of(client: &LocalClient) -> SharedInformers<LocalClient> {
+    SharedInformers::new(client.clone())
 }

@@ -7,8 +7,21 @@
 //! failures no longer delay its next pod. Time comes from a [`Clock`] that follows tokio's, so
 //! the backoff and the deadline run in paused time in tests. `Indexed` jobs get one pod per
 //! pending index ([`plan::pod_for_index`]); `ttlSecondsAfterFinished` is the
-//! [`TtlAfterFinishedController`](crate::controllers::TtlAfterFinishedController)'s. Not
-//! supported: pod failure policies, backoff limits per index, adoption of orphan pods.
+//! [`TtlAfterFinishedController`](crate::controllers::TtlAfterFinishedController)'s.
+//!
+//! Each sync of an unfinished job first claims its pods as Kubernetes' `ControllerRefManager`
+//! does (the rules are `owned`'s, shared with the ReplicaSet, DaemonSet and StatefulSet
+//! controllers): an orphan pod of its namespace that matches `spec.selector` is adopted (the
+//! job's controller reference added by a write conditional on the pod's resourceVersion),
+//! unless the job is being deleted; an owned pod that stopped matching is released; a pod
+//! controlled by anything else is never touched. Adopted pods count as the job's own: an
+//! orphan that already succeeded counts toward `completions`, a failed one toward
+//! `backoffLimit`. An orphan's events reach the unfinished jobs that would adopt it. A finished
+//! job claims nothing, as in Kubernetes (whose sync returns before claiming): it would delete
+//! an adopted running pod at once. With the generated selector (the job's uid) only pods made
+//! for this very job match; adoption matters for `manualSelector` jobs.
+//!
+//! Not supported: pod failure policies, backoff limits per index.
 //!
 //! Events on the job: `SuccessfulCreate` ("Created pod: NAME") per pod, `Completed` ("Job
 //! completed"), or a Warning `BackoffLimitExceeded` / `DeadlineExceeded` when it fails.
@@ -22,7 +35,7 @@ use async_trait::async_trait;
 use orchestra_api::events::EventSink;
 use orchestra_api::reflector::ObjectKey;
 use orchestra_api::resources::{ConditionStatus, Job, JobStatus, Pod};
-use orchestra_api::{ApiError, Client};
+use orchestra_api::{ApiError, Client, LabelSelector, Selector, SelectorError};
 
 use crate::controller::Controller;
 use crate::controllers::clock::Clock;
@@ -50,7 +63,24 @@ pub enum JobError {
         #[source]
         source: ApiError,
     },
+    /// The selector does not parse (validation should have refused it).
+    #[error("job {name:?} has an invalid selector: {source}")]
+    Selector {
+        /// `namespace/name`.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
+    },
 }
+
+/// What a job without a selector is mapped by (the registry generates a selector on create,
+/// so only an object stored some other way lacks one): never used to match, see
+/// [`JobController::controller`].
+static NO_SELECTOR: LabelSelector = LabelSelector {
+    match_labels: std::collections::BTreeMap::new(),
+    match_expressions: Vec::new(),
+};
 
 /// What the controller remembers of one job's pods.
 #[derive(Debug, Default)]
@@ -90,11 +120,23 @@ impl<C: Client> JobController<C> {
         }
     }
 
-    /// The controller: Jobs and the pods they own.
+    /// The controller: Jobs, the pods they own, and orphan pods (mapped to every unfinished
+    /// job of their namespace whose selector matches them: the jobs that would adopt them).
     pub fn controller(informers: &SharedInformers<C>) -> Controller<Self, C> {
+        let jobs = informers.store::<Job>();
         Controller::new(Self::new(informers), informers)
             .name("job")
             .owns::<Pod>()
+            .watches::<Pod, _>(move |pod| {
+                owned::orphan_owners(
+                    &jobs,
+                    pod,
+                    |job| job.spec.selector.as_ref().unwrap_or(&NO_SELECTOR),
+                    // A job without a selector matches nothing (the empty one would match
+                    // everything); a finished one claims nothing.
+                    |job, _| job.spec.selector.is_some() && !plan::is_finished(job),
+                )
+            })
     }
 
     async fn sync(&self, job: &Job, key: &ObjectKey) -> Result<Action, JobError> {
@@ -107,7 +149,14 @@ impl<C: Client> JobController<C> {
                 source,
             }
         };
-        let owned = owned::owned_by(&self.pods, &job.metadata.uid);
+        let mut written = Written::default();
+        let owned = match self.claim(job, &name, &mut written).await {
+            Ok(owned) => owned,
+            Err(err) => {
+                expect_own_writes(&self.expectations, &self.pods, key, written).await;
+                return Err(err);
+            }
+        };
         let now = self.clock.now();
         let record = {
             let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
@@ -122,7 +171,6 @@ impl<C: Client> JobController<C> {
             memory.record.clone()
         };
         let plan = plan::plan(job, &owned, &record, now);
-        let mut written = Written::default();
         let result = self.execute(job, &plan, &mut written).await;
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(|(action, err)| api(action)(err))?;
@@ -137,6 +185,39 @@ impl<C: Client> JobController<C> {
         Ok(match plan.recheck_after {
             Some(after) => Action::requeue(after),
             None => Action::AwaitChange,
+        })
+    }
+
+    /// The pods the job controls after adopting and releasing (see the module docs); the
+    /// writes are noted in `written`. A finished job, or one without a selector, claims
+    /// nothing: its pods are the ones it controls.
+    async fn claim(
+        &self,
+        job: &Job,
+        name: &str,
+        written: &mut Written,
+    ) -> Result<Vec<Arc<Pod>>, JobError> {
+        let selector = match job.spec.selector.as_ref() {
+            Some(selector) if !plan::is_finished(job) => selector,
+            _ => return Ok(owned::owned_by(&self.pods, &job.metadata.uid)),
+        };
+        let selector = Selector::try_from(selector).map_err(|source| JobError::Selector {
+            name: name.to_owned(),
+            source,
+        })?;
+        owned::claim_all(
+            &self.client,
+            job,
+            owned::owned_and_orphans(&self.pods, job),
+            |pod: &Pod| selector.matches(&pod.metadata.labels),
+            ["adopt a pod", "release a pod"],
+            written,
+        )
+        .await
+        .map_err(|(action, source)| JobError::Api {
+            name: name.to_owned(),
+            action,
+            source,
         })
     }
 
