@@ -11,7 +11,8 @@
 //! adoption of orphan pods named `NAME-ORDINAL` that match the selector, release of pods
 //! relabelled out of it, pods of other controllers left alone, no adoption by a set being
 //! deleted, and a set deleted with orphan propagation and created again taking its running
-//! pods and revisions back without restarting them.
+//! pods and revisions back without restarting them; an adopted pod lacking its identity
+//! labels, or with wrong ones, repaired in place (the same pod, not restarted).
 
 mod support;
 
@@ -539,6 +540,60 @@ async fn a_set_deleted_with_orphan_propagation_and_recreated_takes_its_pods_back
             && s.update_revision == revision
     })
     .await;
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_pod_gets_its_identity_labels_repaired_in_place() {
+    let client = LocalClient::new(MemStore::new());
+    let sts = client.create(&stateful_set(2, "web:1")).await.unwrap();
+    // A running orphan web-1 of the set's revision, whose pod-name label names another pod
+    // and which lacks the pod-index label.
+    let mut orphan = testing::pod("ns", "web-1", "web");
+    orphan.metadata.labels.insert(
+        REVISION_HASH_LABEL.into(),
+        revision_name(&sts, &current_hash(&sts)),
+    );
+    orphan
+        .metadata
+        .labels
+        .insert(STATEFUL_SET_POD_NAME_LABEL.into(), "web-7".into());
+    let orphan = client.create(&orphan).await.unwrap();
+    run_ready(&client, "web-1").await;
+    let (stop, task) = start(&client);
+
+    eventually("web-1 adopted and repaired", || async {
+        let pod: Pod = client.get("ns", "web-1").await.unwrap();
+        let label = |key: &str| pod.metadata.labels.get(key).cloned();
+        pod.metadata.controller_ref().map(|o| o.uid.clone()) == Some(sts.metadata.uid.clone())
+            && label(STATEFUL_SET_POD_NAME_LABEL).as_deref() == Some("web-1")
+            && label(STATEFUL_SET_POD_INDEX_LABEL).as_deref() == Some("1")
+    })
+    .await;
+    // web-0 is made meanwhile; once it runs, nothing else happens: web-1 is the same pod,
+    // running, never deleted, and keeps the rest of its labels.
+    settles_at(&client, &["web-0", "web-1"]).await;
+    run_ready(&client, "web-0").await;
+    eventually("2 ready", || async {
+        status(&client).await.ready_replicas == 2
+    })
+    .await;
+    settles_at(&client, &["web-0", "web-1"]).await;
+    let repaired = &pods(&client).await["web-1"];
+    assert_eq!(
+        repaired.metadata.uid, orphan.metadata.uid,
+        "web-1 recreated"
+    );
+    assert_eq!(
+        repaired.status.as_ref().and_then(|s| s.phase),
+        Some(PodPhase::Running)
+    );
+    assert_eq!(repaired.metadata.labels["app"], "web");
+    assert_eq!(
+        repaired.metadata.labels[REVISION_HASH_LABEL],
+        revision_name(&sts, &current_hash(&sts))
+    );
     let _ = stop.send(());
     task.await.unwrap();
 }

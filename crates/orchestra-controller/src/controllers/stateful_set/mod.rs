@@ -21,9 +21,15 @@
 //!
 //! [`rollout::rollout_status`] is `orchestra ctl rollout status statefulset/NAME`'s verdict.
 //!
+//! A pod of the set lacking its identity labels (the pod-name and pod-index labels), or with
+//! wrong values, as an adopted orphan may be, has them repaired by an update of its labels
+//! conditional on its resourceVersion (Kubernetes' `updateIdentity`): the pod is neither
+//! deleted nor restarted. Its `hostname` and `subdomain` are immutable fields of a pod and stay
+//! as they are (see [`plan`]).
+//!
 //! Not supported: `volumeClaimTemplates` (orchestra has no PersistentVolumeClaims; validation
-//! refuses them), `ordinals.start`, repairing the identity labels of an adopted pod, and hash collisions
-//! between templates (`status.collisionCount` is read, never raised).
+//! refuses them), `ordinals.start`, and hash collisions between templates
+//! (`status.collisionCount` is read, never raised).
 
 pub mod plan;
 pub mod rollout;
@@ -180,7 +186,9 @@ impl<C: Client> StatefulSetController<C> {
                 &current_template
             }
         };
-        let result = self.execute(sts, &plan, template_of, &mut written).await;
+        let result = self
+            .execute(sts, &owned, &plan, template_of, &mut written)
+            .await;
         expect_own_writes(&self.expectations, &self.pods, key, written).await;
         result.map_err(api)?;
         if sts.status.as_ref() != Some(&plan.status) {
@@ -223,12 +231,14 @@ impl<C: Client> StatefulSetController<C> {
     async fn execute<'t>(
         &self,
         sts: &StatefulSet,
+        owned: &[Arc<Pod>],
         plan: &plan::Plan,
         template_of: impl Fn(&str) -> &'t PodTemplateSpec,
         written: &mut Written,
     ) -> Result<(), WriteError> {
         let events = PodEvents::of(&self.events, sts);
         let namespace = &sts.metadata.namespace;
+        self.relabel(owned, &plan.relabel, written).await?;
         delete_each(&self.client, namespace, &plan.delete, written, &events).await?;
         let pods: Vec<Pod> = plan
             .create
@@ -236,6 +246,31 @@ impl<C: Client> StatefulSetController<C> {
             .map(|c| plan::pod_for_ordinal(sts, c.ordinal, &c.revision, template_of(&c.revision)))
             .collect();
         create_each(&self.client, &pods, written, &events).await
+    }
+
+    /// Repairs the identity labels of the pods in `relabel` (found in `owned`, as this sync
+    /// read or adopted them): each an update conditional on the pod's resourceVersion, so one
+    /// changed since fails with a conflict and the sync is retried on a fresher cache. A pod
+    /// gone meanwhile needs no repair.
+    async fn relabel(
+        &self,
+        owned: &[Arc<Pod>],
+        relabel: &[plan::Relabel],
+        written: &mut Written,
+    ) -> Result<(), WriteError> {
+        for repair in relabel {
+            let Some(pod) = owned.iter().find(|p| p.metadata.name == repair.name) else {
+                continue;
+            };
+            let mut repaired = Pod::clone(pod);
+            repaired.metadata.labels.extend(repair.labels.clone());
+            match self.client.update(&repaired).await {
+                Ok(stored) => written.note(&stored.metadata.resource_version),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(("repair the identity labels of a pod", err)),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -17,7 +17,18 @@
 //! runs it and is ready. `OnDelete` replaces nothing: a pod deleted by someone comes back at
 //! the update revision. A set being deleted is left alone (the garbage collector removes its
 //! pods).
+//!
+//! A pod of the set (ordinal below `replicas`, neither being deleted, finished nor about to be
+//! deleted) whose identity labels ([`identity_labels`]: the pod-name and pod-index labels
+//! the set puts on the pods it creates) are missing or wrong, typically an adopted orphan, has
+//! them repaired ([`Relabel`], Kubernetes' `identityMatches` / `updateIdentity`): an update of
+//! its labels, not a replacement, so the pod keeps running. Unlike Kubernetes, repairs do not
+//! wait their turn in `OrderedReady`: a label update disturbs nothing. Only labels are
+//! repaired: `spec.hostname` and `spec.subdomain`, which Kubernetes sets only when it
+//! creates a pod, are immutable in orchestra's pod update validation, as in Kubernetes, so an
+//! adopted pod keeps the ones it has.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestra_api::resources::{Pod, PodTemplateSpec};
@@ -60,6 +71,16 @@ pub struct Create {
     pub revision: String,
 }
 
+/// A pod whose identity labels must be repaired: set `labels` on it (an update of the pod,
+/// conditional on its resourceVersion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relabel {
+    /// The pod's name.
+    pub name: String,
+    /// The identity labels it lacks or has wrong, with the values they must have.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// What one sync of a stateful set must do.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -67,6 +88,8 @@ pub struct Plan {
     pub create: Vec<Create>,
     /// Pods to delete, by name.
     pub delete: Vec<String>,
+    /// Pods whose identity labels to repair, in ordinal order.
+    pub relabel: Vec<Relabel>,
     /// The status the stateful set should report.
     pub status: StatefulSetStatus,
     /// When a ready pod will become available (minReadySeconds): sync again then.
@@ -88,6 +111,17 @@ pub fn ordinal_of(sts: &StatefulSet, pod: &Pod) -> Option<i32> {
         .strip_prefix('-')?;
     let ordinal: i32 = rest.parse().ok()?;
     (ordinal >= 0 && ordinal.to_string() == rest).then_some(ordinal)
+}
+
+/// The identity labels of the pod with `ordinal` of `sts`: the pod-name label
+/// ([`STATEFUL_SET_POD_NAME_LABEL`], its name) and the pod-index label
+/// ([`STATEFUL_SET_POD_INDEX_LABEL`], its ordinal). Every pod the set creates carries them;
+/// an adopted pod is repaired to carry them.
+pub fn identity_labels(sts: &StatefulSet, ordinal: i32) -> [(&'static str, String); 2] {
+    [
+        (STATEFUL_SET_POD_NAME_LABEL, pod_name(sts, ordinal)),
+        (STATEFUL_SET_POD_INDEX_LABEL, ordinal.to_string()),
+    ]
 }
 
 /// The revision a pod runs (its [`REVISION_HASH_LABEL`], a ControllerRevision's name).
@@ -115,10 +149,9 @@ pub fn pod_for_ordinal(
     meta.name.clone_from(&name);
     meta.namespace.clone_from(&sts.metadata.namespace);
     meta.labels.clone_from(&template.metadata.labels);
-    meta.labels
-        .insert(STATEFUL_SET_POD_NAME_LABEL.into(), name.clone());
-    meta.labels
-        .insert(STATEFUL_SET_POD_INDEX_LABEL.into(), ordinal.to_string());
+    for (key, value) in identity_labels(sts, ordinal) {
+        meta.labels.insert(key.into(), value);
+    }
     meta.labels
         .insert(REVISION_HASH_LABEL.into(), revision.to_owned());
     meta.annotations.clone_from(&template.metadata.annotations);
@@ -213,11 +246,35 @@ pub fn plan(
         return Ok(plan);
     }
     let ordered = sts.spec.pod_management_policy != Some(PodManagementPolicyType::Parallel);
-    if !scale(&view, revisions, ordered, &mut plan) {
-        return Ok(plan);
+    if scale(&view, revisions, ordered, &mut plan) {
+        rolling_update(&view, &mut plan)?;
     }
-    rolling_update(&view, &mut plan)?;
+    plan.relabel = identity_repairs(&view, &plan.delete);
     Ok(plan)
+}
+
+/// The pods of the set's ordinals whose identity labels are missing or wrong, but not those
+/// on their way out (being deleted, finished, or in `deleting`): their replacements get the
+/// labels when created.
+fn identity_repairs(view: &View<'_>, deleting: &[String]) -> Vec<Relabel> {
+    (0..)
+        .zip(&view.slots)
+        .filter_map(|(ordinal, slot)| Some((ordinal, (*slot)?)))
+        .filter(|(_, pod)| {
+            !terminating(pod) && !finished(pod) && !deleting.contains(&pod.metadata.name)
+        })
+        .filter_map(|(ordinal, pod)| {
+            let labels: BTreeMap<String, String> = identity_labels(view.sts, ordinal)
+                .into_iter()
+                .filter(|(key, value)| pod.metadata.labels.get(*key) != Some(value))
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect();
+            (!labels.is_empty()).then(|| Relabel {
+                name: pod.metadata.name.clone(),
+                labels,
+            })
+        })
+        .collect()
 }
 
 /// The revision a new pod of `ordinal` is made from: below the partition the current one,

@@ -406,3 +406,135 @@ fn a_stateful_set_being_deleted_is_left_alone() {
     let plan = decide(&sts, &[]);
     assert!(plan.create.is_empty() && plan.delete.is_empty());
 }
+
+/// `pod` with its identity labels changed: `Some(value)` sets one, `None` removes it.
+fn with_identity(mut pod: Pod, name: Option<&str>, index: Option<&str>) -> Pod {
+    for (key, value) in [
+        (STATEFUL_SET_POD_NAME_LABEL, name),
+        (STATEFUL_SET_POD_INDEX_LABEL, index),
+    ] {
+        match value {
+            Some(value) => pod.metadata.labels.insert(key.into(), value.into()),
+            None => pod.metadata.labels.remove(key),
+        };
+    }
+    pod
+}
+
+fn relabel(name: &str, labels: &[(&str, &str)]) -> Relabel {
+    Relabel {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+#[test]
+fn identity_labels_are_the_ones_created_pods_carry() {
+    let sts = sts(3);
+    let pod = pod_for_ordinal(&sts, 1, "web-new", &sts.spec.template);
+    for (key, value) in identity_labels(&sts, 1) {
+        assert_eq!(pod.metadata.labels.get(key), Some(&value), "{key}");
+    }
+    assert_eq!(
+        identity_labels(&sts, 1).map(|(key, _)| key),
+        [STATEFUL_SET_POD_NAME_LABEL, STATEFUL_SET_POD_INDEX_LABEL]
+    );
+}
+
+#[test]
+fn missing_or_wrong_identity_labels_are_repaired_not_replaced() {
+    let sts = sts(3);
+    let pods = [
+        pod(&sts, 0, "web-new", State::Ready),
+        // An adopted orphan with a wrong name label and no index label.
+        with_identity(pod(&sts, 1, "web-new", State::Ready), Some("web-9"), None),
+        // Only the index is wrong.
+        with_identity(
+            pod(&sts, 2, "web-new", State::Ready),
+            Some("web-2"),
+            Some("7"),
+        ),
+    ];
+    let plan = decide(&sts, &pods);
+    assert_eq!(
+        plan.relabel,
+        [
+            relabel(
+                "web-1",
+                &[
+                    (STATEFUL_SET_POD_INDEX_LABEL, "1"),
+                    (STATEFUL_SET_POD_NAME_LABEL, "web-1")
+                ]
+            ),
+            relabel("web-2", &[(STATEFUL_SET_POD_INDEX_LABEL, "2")]),
+        ]
+    );
+    assert!(plan.create.is_empty() && plan.delete.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn pods_with_their_identity_labels_need_no_repair() {
+    let sts = sts(3);
+    let pods: Vec<Pod> = (0..3)
+        .map(|i| pod(&sts, i, "web-new", State::Ready))
+        .collect();
+    assert!(decide(&sts, &pods).relabel.is_empty());
+    assert!(decide(&parallel(3), &[]).relabel.is_empty());
+}
+
+#[test]
+fn identity_repairs_do_not_wait_for_the_ordered_turn() {
+    // web-0 is not ready yet, so OrderedReady does nothing else; a label update disturbs
+    // nothing, so web-1 is repaired all the same.
+    let sts = sts(2);
+    let pods = [
+        pod(&sts, 0, "web-new", State::Starting),
+        with_identity(pod(&sts, 1, "web-new", State::Ready), None, Some("1")),
+    ];
+    let plan = decide(&sts, &pods);
+    assert!(plan.create.is_empty() && plan.delete.is_empty(), "{plan:?}");
+    assert_eq!(
+        plan.relabel,
+        [relabel("web-1", &[(STATEFUL_SET_POD_NAME_LABEL, "web-1")])]
+    );
+}
+
+#[test]
+fn pods_on_their_way_out_are_not_repaired() {
+    let sts = parallel(2);
+    let unlabelled =
+        |ordinal, state| with_identity(pod(&sts, ordinal, "web-new", state), None, None);
+    let pods = [
+        // Being deleted: its replacement is created with the labels.
+        unlabelled(0, State::Terminating),
+        // Finished: deleted, then recreated.
+        unlabelled(1, State::Failed),
+        // Beyond replicas: deleted.
+        unlabelled(2, State::Ready),
+    ];
+    let plan = decide(&sts, &pods);
+    assert_eq!(plan.delete, names(&["web-1", "web-2"]));
+    assert!(plan.relabel.is_empty(), "{:?}", plan.relabel);
+    // A pod the rolling update deletes is not repaired either.
+    let rolling = with_partition(parallel(1), 0, 1);
+    let outdated = [with_identity(
+        pod(&rolling, 0, "web-old", State::Ready),
+        None,
+        None,
+    )];
+    let plan = decide(&rolling, &outdated);
+    assert_eq!(plan.delete, names(&["web-0"]));
+    assert!(plan.relabel.is_empty(), "{:?}", plan.relabel);
+    // Nor the pods of a set being deleted.
+    let mut deleting = parallel(1);
+    deleting.metadata.deletion_timestamp = Some(Time::new(now()));
+    let pods = [with_identity(
+        pod(&deleting, 0, "web-new", State::Ready),
+        None,
+        None,
+    )];
+    assert!(decide(&deleting, &pods).relabel.is_empty());
+}
