@@ -15,13 +15,25 @@
 //!
 //! A failed apply is retried after a delay, with the changed keys of every apply since the
 //! last one that succeeded.
+//!
+//! # Endpoint identities
+//! A follower made [`with_endpoint_identities`](ProxyFollower::with_endpoint_identities)
+//! (the mesh sidecar's) also follows Pods, keeping only each pod's uid and ServiceAccount
+//! ([`PodAccounts`]), and builds its table with each endpoint's account
+//! ([`build_table_with_identities`]): the identity the mesh's outbound proxy then requires
+//! of that endpoint. It applies no table before the first list of pods, so that no endpoint
+//! is routed to without its identity for want of a pod list. Pods change often (their
+//! status) but their accounts never do, so a pod event costs a rebuild only when it brings
+//! a pod that an endpoint was waiting for (its Endpoints arrived before it, or name a newer
+//! pod than the one known): such endpoints are built without identity, and their services
+//! are rebuilt when the pod arrives.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use orchestra_api::resources::{Endpoints, Service};
+use orchestra_api::resources::{Endpoints, Pod, Service};
 use orchestra_api::watcher::{self, Event, WatcherConfig};
 use orchestra_api::{Client, Resource, reflector};
 use tokio::sync::watch;
@@ -29,7 +41,9 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::proxy::ServiceProxy;
-use crate::table::{ServiceKey, ServiceTable, build_table};
+use crate::table::{
+    PodAccounts, ServiceKey, ServiceTable, TableWarning, build_table, build_table_with_identities,
+};
 
 /// Settings of a [`ProxyFollower`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +88,8 @@ pub struct ProxyFollower<C, P> {
     config: FollowerConfig,
     /// The table applied last (successfully or not).
     applied: watch::Sender<Arc<ServiceTable>>,
+    /// Whether Pods are followed too, for the endpoints' identities.
+    identities: bool,
 }
 
 impl<C: Client + Clone, P: ServiceProxy> ProxyFollower<C, P> {
@@ -84,7 +100,17 @@ impl<C: Client + Clone, P: ServiceProxy> ProxyFollower<C, P> {
             proxy,
             config,
             applied: watch::Sender::new(Arc::new(ServiceTable::new())),
+            identities: false,
         }
+    }
+
+    /// Also follows Pods, and gives the table each endpoint's ServiceAccount (see the
+    /// module docs): what the mesh sidecar's outbound proxy checks servers against. The
+    /// client must be allowed to list and watch pods cluster-wide; until the pods are
+    /// listed, no table is applied.
+    pub fn with_endpoint_identities(mut self) -> Self {
+        self.identities = true;
+        self
     }
 
     /// The table applied last (successfully or not), updated after every apply (for
@@ -107,37 +133,58 @@ impl<C: Client + Clone, P: ServiceProxy> ProxyFollower<C, P> {
             endpoints_writer,
             watcher::watcher::<Endpoints, _>(self.client.clone(), WatcherConfig::default()),
         );
-        let mut changes = futures::stream::select(
-            service_events.map(|event| event.map(|e| Touched::of(&e))),
-            endpoint_events.map(|event| event.map(|e| Touched::of(&e))),
+        let table_events = futures::stream::select(
+            service_events.map(|event| event.map(|e| Watched::Table(Touched::of(&e)))),
+            endpoint_events.map(|event| event.map(|e| Watched::Table(Touched::of(&e)))),
         );
+        let pod_events = if self.identities {
+            watcher::watcher::<Pod, _>(self.client.clone(), WatcherConfig::default())
+                .map(|event| event.map(Watched::Pods))
+                .boxed()
+        } else {
+            futures::stream::pending().boxed()
+        };
+        let mut changes = futures::stream::select(table_events, pod_events);
         // The follower's table, kept from one apply to the next.
         let mut table = ServiceTable::new();
         let mut dirty = Dirty::default();
+        // The pods' accounts (`None`: identities off, or the pods not listed yet).
+        let mut pods = Pods::default();
         // The keys changed since the last apply that succeeded: what the proxy is told.
         let mut changed: BTreeSet<ServiceKey> = BTreeSet::new();
         let mut due: Option<Instant> = None;
         loop {
             tokio::select! {
                 change = changes.next() => match change {
-                    Some(Ok(touched)) => {
-                        dirty.note(touched);
+                    Some(Ok(watched)) => {
+                        let touched = match watched {
+                            Watched::Table(touched) => vec![touched],
+                            Watched::Pods(event) => pods.note(&event),
+                        };
+                        if touched.is_empty() {
+                            continue;
+                        }
+                        for touched in touched {
+                            dirty.note(touched);
+                        }
                         // The window starts at the first change, so a steady stream of
                         // changes still gets applied every `debounce`.
                         due.get_or_insert_with(|| Instant::now() + self.config.debounce);
                     }
-                    Some(Err(error)) => warn!(%error, "watching services or endpoints failed; retrying"),
+                    Some(Err(error)) => warn!(%error, "watching services, endpoints or pods failed; retrying"),
                     // Watchers never end; if they do, nothing more will change.
                     None => return,
                 },
                 () = sleep_until_due(due) => {
-                    if !(services.is_ready() && endpoints.is_ready()) {
+                    let pods_listed = !self.identities || pods.accounts.is_some();
+                    if !(services.is_ready() && endpoints.is_ready() && pods_listed) {
                         // A partial view would close services whose other half is not listed
-                        // yet; what changed waits for the next event (the other kind's list).
+                        // yet, or route to endpoints without their identities; what changed
+                        // waits for the next event (the missing kind's list).
                         due = None;
                         continue;
                     }
-                    let edited = rebuild(&mut table, &services, &endpoints, std::mem::take(&mut dirty));
+                    let edited = rebuild(&mut table, &services, &endpoints, &mut pods, std::mem::take(&mut dirty));
                     changed.extend(edited.iter().cloned());
                     debug!(ports = table.len(), changed = changed.len(), "applying service table");
                     due = match self.proxy.apply_changed(&table, &changed).await {
@@ -156,6 +203,117 @@ impl<C: Client + Clone, P: ServiceProxy> ProxyFollower<C, P> {
                     });
                 }
             }
+        }
+    }
+}
+
+/// One event of the watches, as the loop needs it.
+enum Watched {
+    /// A Service or Endpoints event.
+    Table(Touched),
+    /// A Pod event (only when following identities).
+    Pods(Event<Pod>),
+}
+
+/// A namespace and a name.
+type Name = (String, String);
+
+/// The pods' accounts, and the services whose endpoints wait for a pod.
+#[derive(Debug, Default)]
+struct Pods {
+    /// `None` until the first list of pods (and always, without identities).
+    accounts: Option<PodAccounts>,
+    /// Pod -> the services whose endpoints name it but were built without its account
+    /// (not known then, or known with another uid).
+    awaited: HashMap<Name, BTreeSet<Name>>,
+    /// Service -> the pods it waits for, to forget them when it is rebuilt.
+    waiting: HashMap<Name, Vec<Name>>,
+}
+
+impl Pods {
+    /// Applies a pod event; returns the services to rebuild.
+    fn note(&mut self, event: &Event<Pod>) -> Vec<Touched> {
+        match event {
+            Event::Restarted(pods) => {
+                self.accounts
+                    .get_or_insert_with(PodAccounts::new)
+                    .replace_all(pods.iter().map(AsRef::as_ref));
+                // Any endpoint's identity may have changed: rebuild everything (which
+                // collects the waiting endpoints afresh).
+                vec![Touched::All]
+            }
+            Event::Applied(pod) => {
+                // Before the first list, the list will bring this pod as well.
+                let Some(accounts) = self.accounts.as_mut() else {
+                    return Vec::new();
+                };
+                if !accounts.insert(pod) {
+                    return Vec::new();
+                }
+                let key = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+                self.awaited
+                    .remove(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|(namespace, name)| Touched::One(namespace, name))
+                    .collect()
+            }
+            Event::Deleted(pod) => {
+                // The Endpoints controller drops the pod's address; should a rebuild come
+                // first, the address gets no identity, as one of an unknown pod.
+                if let Some(accounts) = self.accounts.as_mut() {
+                    accounts.remove(&pod.metadata.namespace, &pod.metadata.name);
+                }
+                self.awaited
+                    .remove(&(pod.metadata.namespace.clone(), pod.metadata.name.clone()));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Forgets everything waited for (before a rebuild of every service).
+    fn clear_waiting(&mut self) {
+        self.awaited.clear();
+        self.waiting.clear();
+    }
+
+    /// Records what service `service` (just rebuilt from `endpoints`) waits for: the pods
+    /// its endpoints name whose account is not known.
+    fn rebuilt(&mut self, service: Name, endpoints: Option<&Endpoints>) {
+        for pod in self.waiting.remove(&service).into_iter().flatten() {
+            if let Some(services) = self.awaited.get_mut(&pod) {
+                services.remove(&service);
+                if services.is_empty() {
+                    self.awaited.remove(&pod);
+                }
+            }
+        }
+        let (Some(accounts), Some(endpoints)) = (&self.accounts, endpoints) else {
+            return;
+        };
+        let namespace = &endpoints.metadata.namespace;
+        let mut unknown = Vec::new();
+        let addresses = endpoints.subsets.iter().flat_map(|s| s.addresses.iter());
+        for target in addresses.filter_map(|a| a.target_ref.as_ref()) {
+            let is_pod =
+                (target.kind.is_empty() || target.kind == "Pod") && !target.name.is_empty();
+            if is_pod && accounts.lookup(target, namespace).is_none() {
+                let pod_namespace = if target.namespace.is_empty() {
+                    namespace
+                } else {
+                    &target.namespace
+                };
+                unknown.push((pod_namespace.clone(), target.name.clone()));
+            }
+        }
+        for pod in &unknown {
+            self.awaited
+                .entry(pod.clone())
+                .or_default()
+                .insert(service.clone());
+        }
+        if !unknown.is_empty() {
+            self.waiting.insert(service, unknown);
         }
     }
 }
@@ -204,36 +362,63 @@ impl Dirty {
 }
 
 /// Rebuilds the ports of the `dirty` services in `table` (every service after a relist)
-/// from the caches, and returns the keys whose entries changed.
+/// from the caches (with the pods' accounts when they are followed), and returns the keys
+/// whose entries changed.
 fn rebuild(
     table: &mut ServiceTable,
     services: &reflector::Store<Service>,
     endpoints: &reflector::Store<Endpoints>,
+    pods: &mut Pods,
     dirty: Dirty,
 ) -> Vec<ServiceKey> {
     if dirty.all {
         let services = services.list();
         let endpoints = endpoints.list();
-        let built = build_table(
-            services.iter().map(|s| s.as_ref()),
-            endpoints.iter().map(|e| e.as_ref()),
+        let built = build(
+            pods.accounts.as_ref(),
+            services.iter().map(AsRef::as_ref),
+            endpoints.iter().map(AsRef::as_ref),
         );
-        log_warnings(&built.warnings);
-        return table.replace_all(built.table);
+        pods.clear_waiting();
+        for endpoints in &endpoints {
+            let meta = &endpoints.metadata;
+            let name = (meta.namespace.clone(), meta.name.clone());
+            pods.rebuilt(name, Some(endpoints));
+        }
+        return table.replace_all(built);
     }
     let mut changed = Vec::new();
-    for (namespace, name) in &dirty.services {
-        let service = services.get(namespace, name);
-        let endpoints = endpoints.get(namespace, name);
-        let built = build_table(service.as_deref(), endpoints.as_deref());
-        log_warnings(&built.warnings);
-        changed.extend(table.replace_service(namespace, name, built.table));
+    for (namespace, name) in dirty.services {
+        let service = services.get(&namespace, &name);
+        let endpoints = endpoints.get(&namespace, &name);
+        let built = build(
+            pods.accounts.as_ref(),
+            service.as_deref(),
+            endpoints.as_deref(),
+        );
+        changed.extend(table.replace_service(&namespace, &name, built));
+        pods.rebuilt((namespace, name), endpoints.as_deref());
     }
     changed
 }
 
+/// [`build_table`], or [`build_table_with_identities`] when the pods' accounts are
+/// followed; logs the warnings.
+fn build<'a>(
+    accounts: Option<&PodAccounts>,
+    services: impl IntoIterator<Item = &'a Service>,
+    endpoints: impl IntoIterator<Item = &'a Endpoints>,
+) -> ServiceTable {
+    let built = match accounts {
+        Some(accounts) => build_table_with_identities(services, endpoints, accounts),
+        None => build_table(services, endpoints),
+    };
+    log_warnings(&built.warnings);
+    built.table
+}
+
 /// Logs what [`build_table`] had to leave out of the services it rebuilt.
-fn log_warnings(warnings: &[crate::table::TableWarning]) {
+fn log_warnings(warnings: &[TableWarning]) {
     for warning in warnings {
         warn!(%warning, "service table");
     }

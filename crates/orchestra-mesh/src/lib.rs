@@ -69,6 +69,7 @@ pub use follower::{FollowerConfig, ProxyFollower};
 pub use l4::{Balancer, MemoryProxy, TcpProxy, TcpProxyConfig};
 pub use proxy::{ProxyError, ServiceProxy};
 pub use table::{
-    Affinity, BuiltTable, DEFAULT_AFFINITY_TIMEOUT, Protocol, ServiceEntry, ServiceKey,
-    ServiceTable, TableWarning, build_table,
+    Affinity, BuiltTable, DEFAULT_AFFINITY_TIMEOUT, EndpointIdentities, PodAccounts, Protocol,
+    ServiceAccountRef, ServiceEntry, ServiceKey, ServiceTable, TableWarning, build_table,
+    build_table_with_identities,
 };

@@ -1,5 +1,7 @@
 //! ProxyFollower over LocalClient and MemStore in paused time: Services and Endpoints written
-//! through the API reach the proxy, in one debounced apply per burst of changes.
+//! through the API reach the proxy, in one debounced apply per burst of changes; with
+//! endpoint identities, each endpoint carries its pod's ServiceAccount, also when the pod
+//! arrives after its Endpoints.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -10,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestra_api::registry::DeleteOptions;
 use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+    Container, EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod,
+    PodSpec, Service, ServicePort, ServiceSpec,
 };
 use orchestra_api::{Client, LocalClient, ObjectMeta};
 use orchestra_mesh::{
-    FollowerConfig, MemoryProxy, Protocol, ProxyError, ProxyFollower, ServiceEntry, ServiceKey,
-    ServiceProxy, ServiceTable,
+    FollowerConfig, MemoryProxy, Protocol, ProxyError, ProxyFollower, ServiceAccountRef,
+    ServiceEntry, ServiceKey, ServiceProxy, ServiceTable,
 };
 use orchestra_store::MemStore;
 
@@ -336,4 +339,144 @@ async fn after_a_failed_apply_the_next_one_names_its_changes_too() {
     client.update(&b).await.unwrap();
     applied.changed().await.unwrap();
     assert_eq!(proxy.last_changed(), BTreeSet::from([http("b")]));
+}
+
+fn pod(name: &str, account: &str) -> Pod {
+    Pod {
+        metadata: meta(name),
+        spec: PodSpec {
+            service_account_name: account.to_string(),
+            containers: vec![Container {
+                name: "app".into(),
+                image: "app".into(),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        },
+        ..Pod::default()
+    }
+}
+
+/// An Endpoints address of pod `name` (with `uid`), as the endpoints controller writes it.
+fn pod_address(ip: &str, name: &str, uid: &str) -> EndpointAddress {
+    EndpointAddress {
+        ip: ip.to_string(),
+        target_ref: Some(ObjectReference {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            uid: uid.into(),
+            ..ObjectReference::default()
+        }),
+        ..EndpointAddress::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoint_identities_follow_the_pods_accounts_even_when_a_pod_comes_late() {
+    let client = LocalClient::new(MemStore::new());
+    client.create(&service("web", "127.2.0.80")).await.unwrap();
+    let web_1 = client.create(&pod("web-1", "web")).await.unwrap();
+    // No serviceAccountName (written around the admission plug-in): `default`.
+    let job_1 = client.create(&pod("job-1", "")).await.unwrap();
+    let mut eps = endpoints("web", &[]);
+    eps.subsets[0].addresses = vec![
+        pod_address("10.0.0.1", "web-1", &web_1.metadata.uid),
+        pod_address("10.0.0.2", "job-1", &job_1.metadata.uid),
+        // A pod the follower has not seen (yet), and an address of no pod.
+        pod_address("10.0.0.3", "web-3", "later"),
+        EndpointAddress {
+            ip: "10.0.0.4".into(),
+            ..EndpointAddress::default()
+        },
+    ];
+    client.create(&eps).await.unwrap();
+
+    let proxy = Arc::new(Recording::default());
+    let follower = ProxyFollower::new(
+        client.clone(),
+        proxy.clone(),
+        FollowerConfig {
+            debounce: Duration::from_millis(100),
+            ..FollowerConfig::default()
+        },
+    )
+    .with_endpoint_identities();
+    let mut applied = follower.applied();
+    tokio::spawn(follower.run());
+
+    let key = http("web");
+    let table = applied
+        .wait_for(|t| t.get(&key).is_some())
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        proxy.applies(),
+        1,
+        "the first table waited for the pods' list"
+    );
+    assert_eq!(table.get(&key).unwrap().endpoints.len(), 4);
+    let account = |name: &str| ServiceAccountRef::new("default", name);
+    let identities = table.identities(&key).unwrap().clone();
+    assert_eq!(
+        identities.into_iter().collect::<Vec<_>>(),
+        [
+            (sa("10.0.0.1:8080"), account("web")),
+            (sa("10.0.0.2:8080"), account("default")),
+        ]
+    );
+
+    // A pod status change alters no account: no apply. The late pod arrives with another uid
+    // than the Endpoints name (the Endpoints are behind): still no identity for it.
+    let mut web_1 = web_1;
+    web_1.metadata.labels.insert("touched".into(), "yes".into());
+    client.update(&web_1).await.unwrap();
+    let web_3 = client.create(&pod("web-3", "web")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(proxy.applies(), 2, "the awaited pod's arrival rebuilt web");
+    assert_eq!(
+        applied.borrow().identity(&key, &sa("10.0.0.3:8080")),
+        None,
+        "a pod of another uid is not the one the Endpoints name"
+    );
+    // The Endpoints catch up: 10.0.0.3 is web's pod.
+    let mut current: Endpoints = client.get("default", "web").await.unwrap();
+    current.subsets[0].addresses[2] = pod_address("10.0.0.3", "web-3", &web_3.metadata.uid);
+    client.update(&current).await.unwrap();
+    let table = applied
+        .wait_for(|t| t.identity(&key, &sa("10.0.0.3:8080")).is_some())
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        table.identity(&key, &sa("10.0.0.3:8080")),
+        Some(&account("web"))
+    );
+    assert_eq!(proxy.last_changed(), BTreeSet::from([key.clone()]));
+
+    // Endpoints that arrive before their pod: built without its identity, then rebuilt
+    // when the pod comes.
+    client.create(&service("api", "127.2.0.81")).await.unwrap();
+    let mut eps = endpoints("api", &[]);
+    eps.subsets[0].addresses = vec![pod_address("10.0.1.1", "api-1", "")];
+    client.create(&eps).await.unwrap();
+    let api = http("api");
+    applied.wait_for(|t| t.get(&api).is_some()).await.unwrap();
+    assert_eq!(applied.borrow().identities(&api), None);
+    client.create(&pod("api-1", "api")).await.unwrap();
+    // Bounded (in virtual time): a follower that never rebuilt api would wait forever.
+    let table = tokio::time::timeout(
+        Duration::from_secs(60),
+        applied.wait_for(|t| t.identities(&api).is_some()),
+    )
+    .await
+    .expect("api was not rebuilt when its pod arrived")
+    .unwrap()
+    .clone();
+    assert_eq!(
+        table.identity(&api, &sa("10.0.1.1:8080")),
+        Some(&account("api"))
+    );
+    assert_eq!(proxy.last_changed(), BTreeSet::from([api]));
 }

@@ -3,7 +3,9 @@
 //! backend learns the caller's SPIFFE ID; a client whose certificate comes from a foreign CA
 //! is refused; an identity the policy denies gets 403; a certificate rotation in the middle
 //! of traffic loses no request; a denied opaque connection is closed; a server with the wrong
-//! identity is refused by the client.
+//! identity is refused by the client; the outbound sidecar requires of each endpoint the
+//! identity discovery gives it (its pod's ServiceAccount), so that an endpoint presenting
+//! another ServiceAccount's certificate gets no request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +25,14 @@ use orchestra_mesh::l7::identity::{
     CaConfig, MeshCa, MeshCredentials, MeshTls, SidecarKey, SpiffeId, TrustBundle,
 };
 use orchestra_mesh::l7::{
-    AuthorizationPolicy, Caller, DefaultAction, DirectoryConfig, HttpProxy, HttpProxyConfig,
-    HttpRoute, InboundConfig, InboundProxy, MeshDirectory, NamespacePolicy, OutboundTls,
-    PEER_IDENTITY_HEADER, PathMatch, Rule, connect_tls,
+    AuthorizationPolicy, BreakerConfig, Caller, DefaultAction, DirectoryConfig, HttpProxy,
+    HttpProxyConfig, HttpRoute, InboundConfig, InboundProxy, MeshDirectory, NamespacePolicy,
+    OutboundTls, PEER_IDENTITY_HEADER, PathMatch, RetryConfig, Rule, StackConfig, connect_tls,
 };
-use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
+use orchestra_mesh::{
+    Affinity, EndpointIdentities, Protocol, ServiceAccountRef, ServiceEntry, ServiceKey,
+    ServiceProxy, ServiceTable,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An HTTP backend answering with the caller identity the inbound sidecar passed on.
@@ -100,8 +105,17 @@ async fn server_side_with(
     ca: &MeshCa,
     rules: impl FnOnce(u16) -> Vec<Rule>,
 ) -> (SocketAddr, Arc<InboundProxy>, MeshTls, Arc<AtomicU64>) {
+    server_side_as(ca, &id("echo"), rules).await
+}
+
+/// [`server_side_with`], the server sidecar holding a certificate for `identity`.
+async fn server_side_as(
+    ca: &MeshCa,
+    identity: &SpiffeId,
+    rules: impl FnOnce(u16) -> Vec<Rule>,
+) -> (SocketAddr, Arc<InboundProxy>, MeshTls, Arc<AtomicU64>) {
     let (backend, served) = echo_backend().await;
-    let tls = sidecar(ca, &id("echo"), &[ca]);
+    let tls = sidecar(ca, identity, &[ca]);
     let shop = NamespacePolicy {
         default: DefaultAction::Deny,
         rules: rules(backend.port()),
@@ -461,4 +475,140 @@ async fn http_routes_allow_by_identity_path_and_method_through_the_inbound_proxy
     .expect("the opaque connection was not closed");
     assert!(reply.is_empty(), "{reply:?}");
     eventually(|| inbound.metrics().denied() == (denied.len() as u64, 1)).await;
+}
+
+/// `echo.shop`'s table as discovery gives it: its endpoints, each with the ServiceAccount of
+/// its pod in namespace shop when known.
+fn discovered(endpoints: &[(SocketAddr, Option<&str>)]) -> ServiceTable {
+    let entry = ServiceEntry {
+        cluster: "127.2.0.21:80".parse().unwrap(),
+        node_port: None,
+        protocol: Protocol::Tcp,
+        affinity: Affinity::None,
+        endpoints: endpoints.iter().map(|(addr, _)| *addr).collect(),
+    };
+    let identities: EndpointIdentities = endpoints
+        .iter()
+        .filter_map(|(addr, account)| Some((*addr, ServiceAccountRef::new("shop", (*account)?))))
+        .collect();
+    let mut table = ServiceTable::new();
+    table.insert_with_identities(echo_key(), entry, identities);
+    table
+}
+
+/// A client sidecar (identity shop/web) whose `echo.shop` is `table`, with no identity
+/// pinned: each endpoint must prove what discovery says. No retries, so that every request
+/// is one connection attempt; the circuit breaker ejects after 3 consecutive failures.
+async fn discovering_client_side(
+    tls: MeshTls,
+    table: &ServiceTable,
+) -> (SocketAddr, Arc<HttpProxy>, MeshDirectory) {
+    let directory = MeshDirectory::new(DirectoryConfig::default());
+    directory.apply(table).await.unwrap();
+    let config = HttpProxyConfig {
+        tls: Some(OutboundTls {
+            tls,
+            server_identities: HashMap::new(),
+        }),
+        stack: StackConfig {
+            retry: RetryConfig {
+                ratio: 0.0,
+                min_per_sec: 0,
+                ..RetryConfig::default()
+            },
+            breaker: BreakerConfig {
+                failures: 3,
+                ..BreakerConfig::default()
+            },
+            ..StackConfig::default()
+        },
+        ..HttpProxyConfig::default()
+    };
+    let proxy = HttpProxy::new(directory.clone(), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.clone().serve(listener));
+    (addr, proxy, directory)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbound_sidecar_requires_each_endpoints_own_identity() {
+    let ca = ca();
+    // The real echo server, and an impostor pod (ServiceAccount shop/intruder) whose
+    // inbound sidecar would let web in.
+    let (echo_addr, _, _, served) = server_side(&ca).await;
+    let (impostor_addr, _, _, impostor_served) = server_side_as(&ca, &id("intruder"), |port| {
+        vec![Rule {
+            port: Some(port),
+            from: vec![Caller::Identity(id("web"))],
+            ..Rule::default()
+        }]
+    })
+    .await;
+    let (proxy_addr, proxy, directory) = discovering_client_side(
+        sidecar(&ca, &id("web"), &[&ca]),
+        &discovered(&[(echo_addr, Some("echo"))]),
+    )
+    .await;
+    let client = app_client();
+    let mismatches_line = |n: u64| {
+        format!("orchestra_mesh_identity_mismatches_total{{direction=\"outbound\"}} {n}\n")
+    };
+
+    // The endpoint proves the identity its pod's account gives: served.
+    let (status, body) = get(&client, proxy_addr).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "spiffe://cluster.local/ns/shop/sa/web");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.metrics().identity_mismatches(), 0);
+    assert!(proxy.metrics().render().contains(&mismatches_line(0)));
+
+    // Discovery now says the same endpoint is a pod of shop/payments (it changed hands);
+    // the server still presents shop/echo's certificate. The connection pooled for echo is
+    // not reused: the request fails as a connect failure (503), counted, and the backend
+    // sees nothing. Three such failures eject the endpoint, as any connect error would.
+    directory
+        .apply(&discovered(&[(echo_addr, Some("payments"))]))
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        let (status, body) = get(&client, proxy_addr).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("cannot connect to endpoint"), "{body}");
+        assert_eq!(proxy.metrics().identity_mismatches(), n);
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.metrics().ejections(), 1);
+    assert_eq!(proxy.metrics().requests("echo.shop", 503), 3);
+    assert!(proxy.metrics().render().contains(&mismatches_line(3)));
+
+    // A pod impersonating echo: listed as a pod of shop/echo, it presents shop/intruder.
+    directory
+        .apply(&discovered(&[(impostor_addr, Some("echo"))]))
+        .await
+        .unwrap();
+    let (status, body) = get(&client, proxy_addr).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(proxy.metrics().identity_mismatches(), 4);
+    assert_eq!(impostor_served.load(Ordering::SeqCst), 0);
+
+    // Back to the truth: the endpoint is a new one to the balancer (a fresh breaker).
+    directory
+        .apply(&discovered(&[(echo_addr, Some("echo"))]))
+        .await
+        .unwrap();
+    let (status, body) = get(&client, proxy_addr).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+
+    // An endpoint whose pod is not known keeps the chain check alone: the impostor, a
+    // valid mesh workload, is reached (what the sidecar did before it followed identities).
+    directory
+        .apply(&discovered(&[(impostor_addr, None)]))
+        .await
+        .unwrap();
+    let (status, body) = get(&client, proxy_addr).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(impostor_served.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.metrics().identity_mismatches(), 4);
 }

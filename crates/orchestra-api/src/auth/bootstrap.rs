@@ -289,11 +289,17 @@ pub fn default_cluster_roles() -> Vec<ClusterRole> {
             DNS_ROLE,
             vec![rule(&[""], &["services", "endpoints"], &["list", "watch"])],
         ),
-        // The sidecar's `ProxyFollower`, like the proxy's: the service table, cluster-wide.
+        // The sidecar's `ProxyFollower`, like the proxy's: the service table, cluster-wide;
+        // and the pods, for the ServiceAccount behind each endpoint (the identity the
+        // sidecar requires of that endpoint's server).
         cluster_role(
             MESH_SIDECAR_ROLE,
             vec![
-                rule(&[""], &["services", "endpoints"], &["list", "watch"]),
+                rule(
+                    &[""],
+                    &["services", "endpoints", "pods"],
+                    &["list", "watch"],
+                ),
                 rule(&[MESH_GROUP], MESH_KINDS, &["list", "watch"]),
             ],
         ),

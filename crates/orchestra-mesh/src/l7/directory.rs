@@ -6,6 +6,12 @@
 //! `watch` channel of its ready endpoints, which [`EndpointDiscover`](super::EndpointDiscover)
 //! turns into balancer changes, and a set of names by which HTTP requests address it.
 //!
+//! Each service port also has a channel of [`EndpointTarget`]s: its endpoints with the
+//! ServiceAccount of each one's pod when the table says it
+//! ([`ServiceTable::identities`], filled by a follower
+//! [`with_endpoint_identities`](crate::ProxyFollower::with_endpoint_identities)), which the
+//! outbound proxy connects by, requiring that identity of the server.
+//!
 //! It also holds the services' traffic splits ([`MeshDirectory::apply_splits`], fed by a
 //! [`SplitFollower`](super::SplitFollower) from the API's TrafficSplits): a split names a
 //! service, not a port, so the request's port is matched by name on the backend chosen.
@@ -19,7 +25,34 @@ use tokio::sync::watch;
 
 use super::split::{SplitError, SplitPicker, TrafficSplit};
 use crate::proxy::{ProxyError, ServiceProxy};
-use crate::table::{ServiceKey, ServiceTable};
+use crate::table::{ServiceAccountRef, ServiceEntry, ServiceKey, ServiceTable};
+
+/// One endpoint of a service port as the outbound proxy connects to it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointTarget {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The ServiceAccount its pod runs as, when known: its server must prove that identity.
+    /// `None` (an endpoint of no known pod: not meshed, not seen yet, or a table built
+    /// without identities): any identity of the trust domain is accepted, as before
+    /// identities were followed.
+    pub account: Option<ServiceAccountRef>,
+}
+
+impl EndpointTarget {
+    /// The targets of `key`'s endpoints in `table` (sorted by address, as the entry's
+    /// endpoints are).
+    fn of(table: &ServiceTable, key: &ServiceKey, entry: &ServiceEntry) -> Vec<EndpointTarget> {
+        entry
+            .endpoints
+            .iter()
+            .map(|addr| EndpointTarget {
+                addr: *addr,
+                account: table.identity(key, addr).cloned(),
+            })
+            .collect()
+    }
+}
 
 /// A service by namespace and name (all its ports): what a traffic split is declared for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +102,8 @@ impl Default for DirectoryConfig {
 #[derive(Debug)]
 struct Known {
     endpoints: watch::Sender<Vec<SocketAddr>>,
+    /// The same endpoints, with their identities.
+    targets: watch::Sender<Vec<EndpointTarget>>,
     cluster: SocketAddr,
 }
 
@@ -117,6 +152,15 @@ impl MeshDirectory {
             .services
             .get(key)
             .map(|known| known.endpoints.subscribe())
+    }
+
+    /// The live endpoints of a service port with their pods' accounts, for the outbound
+    /// proxy's connections (see [`EndpointTarget`]).
+    pub fn targets(&self, key: &ServiceKey) -> Option<watch::Receiver<Vec<EndpointTarget>>> {
+        self.state()
+            .services
+            .get(key)
+            .map(|known| known.targets.subscribe())
     }
 
     /// The service ports the directory knows, with their cluster addresses.
@@ -246,14 +290,23 @@ impl ServiceProxy for MeshDirectory {
             let keep = table.get(key).is_some();
             if !keep {
                 // Balancers still holding the channel see the service emptied, then closed.
+                known.targets.send_replace(Vec::new());
                 known.endpoints.send_replace(Vec::new());
             }
             keep
         });
         for (key, entry) in table.iter() {
+            let targets = EndpointTarget::of(table, key, entry);
             match state.services.get_mut(key) {
                 Some(known) => {
                     known.cluster = entry.cluster;
+                    known.targets.send_if_modified(|current| {
+                        let changed = *current != targets;
+                        if changed {
+                            *current = targets;
+                        }
+                        changed
+                    });
                     known.endpoints.send_if_modified(|current| {
                         let changed = *current != entry.endpoints;
                         if changed {
@@ -267,6 +320,7 @@ impl ServiceProxy for MeshDirectory {
                         key.clone(),
                         Known {
                             endpoints: watch::Sender::new(entry.endpoints.clone()),
+                            targets: watch::Sender::new(targets),
                             cluster: entry.cluster,
                         },
                     );

@@ -6,8 +6,13 @@
 //! compared with the previous one and turned into `Change::Insert` for every added address and
 //! `Change::Remove` for every removed one, so that a balancer keeps the connections and load
 //! estimates of the endpoints that stayed.
+//!
+//! [`EndpointDiscover::targets`] follows [`EndpointTarget`]s instead (an address and the
+//! identity its server must prove): an address whose identity changed (the endpoint changed
+//! hands) is inserted again, so the balancer replaces its service, and with it the
+//! connections made to the previous owner.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +22,8 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tower::discover::Change;
+
+use super::directory::EndpointTarget;
 
 /// The difference between two endpoint sets: what to remove, then what to insert (both sorted).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,46 +57,24 @@ pub struct EndpointDiscover<S> {
 impl<S: Send + 'static> EndpointDiscover<S> {
     /// Discovers the endpoints published on `endpoints`, building each one's service with
     /// `make`.
-    pub fn new<F>(endpoints: watch::Receiver<Vec<SocketAddr>>, make: F) -> Self
+    pub fn new<F>(endpoints: watch::Receiver<Vec<SocketAddr>>, mut make: F) -> Self
     where
         F: FnMut(SocketAddr) -> S + Send + 'static,
     {
-        struct State<F> {
-            rx: watch::Receiver<Vec<SocketAddr>>,
-            current: BTreeSet<SocketAddr>,
-            make: F,
-            first: bool,
-        }
-        let state = State {
-            rx: endpoints,
-            current: BTreeSet::new(),
-            make,
-            first: true,
-        };
-        let batches = futures::stream::unfold(state, |mut state| async move {
-            loop {
-                if state.first {
-                    state.first = false;
-                } else if state.rx.changed().await.is_err() {
-                    return None;
-                }
-                let new: BTreeSet<SocketAddr> =
-                    state.rx.borrow_and_update().iter().copied().collect();
-                let diff = diff_endpoints(&state.current, &new);
-                state.current = new;
-                if diff.removed.is_empty() && diff.added.is_empty() {
-                    continue;
-                }
-                let mut batch = Vec::with_capacity(diff.removed.len() + diff.added.len());
-                batch.extend(diff.removed.into_iter().map(Change::Remove));
-                for addr in diff.added {
-                    batch.push(Change::Insert(addr, (state.make)(addr)));
-                }
-                return Some((futures::stream::iter(batch), state));
-            }
-        });
         EndpointDiscover {
-            changes: Box::pin(batches.flatten()),
+            changes: changes(endpoints, |addr| *addr, move |addr| make(*addr)),
+        }
+    }
+
+    /// Discovers the endpoint targets published on `targets` (see the module docs),
+    /// building each one's service with `make`; a target whose account changed is inserted
+    /// again under its address.
+    pub fn targets<F>(targets: watch::Receiver<Vec<EndpointTarget>>, make: F) -> Self
+    where
+        F: FnMut(&EndpointTarget) -> S + Send + 'static,
+    {
+        EndpointDiscover {
+            changes: changes(targets, |target| target.addr, make),
         }
     }
 
@@ -112,6 +97,70 @@ impl<S: Send + 'static> EndpointDiscover<S> {
             changes: Box::pin(changes),
         }
     }
+}
+
+/// The changes of a watched list of `T`s keyed by address: a `Remove` for every address
+/// gone, then an `Insert` for every address new or whose `T` changed, built with `make`.
+fn changes<T, S, F>(
+    rx: watch::Receiver<Vec<T>>,
+    addr_of: fn(&T) -> SocketAddr,
+    make: F,
+) -> Changes<S>
+where
+    T: Clone + PartialEq + Send + Sync + 'static,
+    S: Send + 'static,
+    F: FnMut(&T) -> S + Send + 'static,
+{
+    struct State<T, F> {
+        rx: watch::Receiver<Vec<T>>,
+        current: BTreeMap<SocketAddr, T>,
+        make: F,
+        first: bool,
+    }
+    let state = State {
+        rx,
+        current: BTreeMap::new(),
+        make,
+        first: true,
+    };
+    let batches = futures::stream::unfold(state, move |mut state| async move {
+        loop {
+            if state.first {
+                state.first = false;
+            } else if state.rx.changed().await.is_err() {
+                return None;
+            }
+            let mut new: BTreeMap<SocketAddr, T> = BTreeMap::new();
+            for item in state.rx.borrow_and_update().iter() {
+                // A duplicate address is one endpoint: the first listing stands.
+                new.entry(addr_of(item)).or_insert_with(|| item.clone());
+            }
+            let old: BTreeSet<SocketAddr> = state.current.keys().copied().collect();
+            let diff = diff_endpoints(&old, &new.keys().copied().collect());
+            let changed: Vec<SocketAddr> = new
+                .iter()
+                .filter(|(addr, item)| state.current.get(addr).is_some_and(|old| old != *item))
+                .map(|(addr, _)| *addr)
+                .collect();
+            if diff.removed.is_empty() && diff.added.is_empty() && changed.is_empty() {
+                state.current = new;
+                continue;
+            }
+            let mut inserted = diff.added;
+            inserted.extend(changed);
+            inserted.sort_unstable();
+            let mut batch = Vec::with_capacity(diff.removed.len() + inserted.len());
+            batch.extend(diff.removed.into_iter().map(Change::Remove));
+            for addr in inserted {
+                if let Some(item) = new.get(&addr) {
+                    batch.push(Change::Insert(addr, (state.make)(item)));
+                }
+            }
+            state.current = new;
+            return Some((futures::stream::iter(batch), state));
+        }
+    });
+    Box::pin(batches.flatten())
 }
 
 impl<S> fmt::Debug for EndpointDiscover<S> {
@@ -176,6 +225,34 @@ mod tests {
             discover.next().await.is_none(),
             "the stream ends with its source"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_whose_identity_changes_is_inserted_again() {
+        use crate::table::ServiceAccountRef;
+        let target = |port: u16, account: Option<&str>| EndpointTarget {
+            addr: addr(port),
+            account: account.map(|name| ServiceAccountRef::new("shop", name)),
+        };
+        let (tx, rx) = watch::channel(vec![target(1, Some("web")), target(2, None)]);
+        let mut discover = EndpointDiscover::targets(rx, |t: &EndpointTarget| {
+            let account = t
+                .account
+                .as_ref()
+                .map_or("?".to_owned(), |a| a.name.clone());
+            format!("svc{}:{account}", t.addr.port())
+        });
+        let mut next = async || describe(discover.next().await.unwrap().unwrap());
+        assert_eq!(next().await, "+1 svc1:web");
+        assert_eq!(next().await, "+2 svc2:?");
+        // Unchanged targets yield nothing; 1 changing hands is inserted again (replacing
+        // its service), 2 learning its identity too.
+        tx.send_replace(vec![target(2, None), target(1, Some("web"))]);
+        tx.send_replace(vec![target(1, Some("intruder")), target(2, Some("web"))]);
+        assert_eq!(next().await, "+1 svc1:intruder");
+        assert_eq!(next().await, "+2 svc2:web");
+        tx.send_replace(vec![target(2, Some("web"))]);
+        assert_eq!(next().await, "-1");
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,19 @@
 //! listener configured as opaque skips detection altogether, so that such protocols never
 //! wait. Headers travel unchanged except the hop-by-hop ones, so a W3C `traceparent` passes
 //! through.
+//!
+//! # Server identities
+//! With mTLS ([`OutboundTls`]), every connection to an endpoint requires of the server the
+//! identity expected of that endpoint ([`OutboundTls::expected_identity`]): the identity
+//! pinned for its service in `server_identities` if any, else its pod's ServiceAccount as
+//! discovery tells it ([`EndpointTarget::account`]: `spiffe://TRUST-DOMAIN/ns/NS/sa/SA`,
+//! Linkerd's behaviour). A server presenting another identity (a pod impersonating a
+//! service, an address that changed hands) fails the handshake: a connect error for that
+//! endpoint, so the retry policy and the circuit breaker treat it as any other, the request
+//! gets 503 when no endpoint can be connected to, and it is counted in
+//! `orchestra_mesh_identity_mismatches_total`. An endpoint whose pod is not known keeps the
+//! check of the chain alone (any identity of the trust domain). The rustls configurations
+//! are built once per identity ([`ClientConfigs`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,15 +46,15 @@ use tracing::debug;
 use super::body::MeshBody;
 use super::breaker::{CircuitBreakerLayer, HttpFailures};
 use super::detect::{Detected, PrefixedIo, detect};
-use super::directory::MeshDirectory;
+use super::directory::{EndpointTarget, MeshDirectory};
 use super::discover::EndpointDiscover;
 use super::drain::{Drain, serve_draining};
 use super::endpoint::{Endpoint, EndpointError, connect_tls};
-use super::identity::{MeshTls, SpiffeId};
+use super::identity::{ClientConfigs, MeshTls, SpiffeId};
 use super::metrics::MeshMetrics;
 use super::split::{SplitError, SplitPicker, TrafficSplit};
 use super::stack::{Outbound, StackConfig};
-use crate::table::ServiceKey;
+use crate::table::{ServiceAccountRef, ServiceKey};
 
 /// The body of the proxy's responses: the endpoint's, or the proxy's own error text.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -67,20 +80,70 @@ pub struct HttpProxyConfig {
     pub tls: Option<OutboundTls>,
 }
 
-/// The outbound side's mTLS: the sidecar's TLS settings, and the identity each service's
-/// endpoints must prove (any identity of the trust domain for services not listed).
+/// The outbound side's mTLS: the sidecar's TLS settings, and the identities servers must
+/// prove (see [`OutboundTls::expected_identity`]).
 #[derive(Clone, Debug)]
 pub struct OutboundTls {
     /// The sidecar's credentials and trust bundle.
     pub tls: MeshTls,
-    /// The SPIFFE ID a service's servers must present.
+    /// The SPIFFE ID every server of a service must present, whatever discovery says of its
+    /// endpoints (an operator's pin).
     pub server_identities: HashMap<ServiceKey, SpiffeId>,
 }
 
 impl OutboundTls {
-    fn client_config(&self, key: Option<&ServiceKey>) -> Arc<rustls::ClientConfig> {
-        let expected = key.and_then(|key| self.server_identities.get(key)).cloned();
-        self.tls.client_config(expected)
+    /// The identity the server of an endpoint of `key` must present: the one pinned for
+    /// `key` in `server_identities`; else the SPIFFE ID of the endpoint's ServiceAccount
+    /// (`account`, from discovery) in the sidecar's trust domain; else (no pod known, or an
+    /// account that makes no SPIFFE ID, which no sidecar can hold a certificate for) `None`:
+    /// any identity of the trust domain, the chain alone being checked.
+    pub fn expected_identity(
+        &self,
+        key: &ServiceKey,
+        account: Option<&ServiceAccountRef>,
+    ) -> Option<SpiffeId> {
+        expected_identity(
+            self.server_identities.get(key),
+            account,
+            self.tls.bundle().trust_domain(),
+        )
+    }
+}
+
+/// [`OutboundTls::expected_identity`], pure.
+fn expected_identity(
+    pinned: Option<&SpiffeId>,
+    account: Option<&ServiceAccountRef>,
+    trust_domain: &str,
+) -> Option<SpiffeId> {
+    if let Some(pinned) = pinned {
+        return Some(pinned.clone());
+    }
+    let account = account?;
+    match SpiffeId::new(trust_domain, &account.namespace, &account.name) {
+        Ok(id) => Some(id),
+        Err(error) => {
+            debug!(%error, %account, "the endpoint's account makes no SPIFFE ID: its server's identity is not checked");
+            None
+        }
+    }
+}
+
+/// The outbound side's TLS as the proxy uses it: the settings and the configurations
+/// cached per identity.
+#[derive(Debug)]
+struct Tls {
+    settings: OutboundTls,
+    configs: ClientConfigs,
+}
+
+impl Tls {
+    /// The client configuration for `target`, an endpoint of `key`.
+    fn config_for(&self, key: &ServiceKey, target: &EndpointTarget) -> Arc<rustls::ClientConfig> {
+        let expected = self
+            .settings
+            .expected_identity(key, target.account.as_ref());
+        self.configs.get(expected.as_ref())
     }
 }
 
@@ -104,6 +167,8 @@ impl Default for HttpProxyConfig {
 pub struct HttpProxy {
     directory: MeshDirectory,
     config: HttpProxyConfig,
+    /// `config.tls` with its cached configurations.
+    tls: Option<Arc<Tls>>,
     metrics: Arc<MeshMetrics>,
     stacks: Mutex<HashMap<ServiceKey, Outbound<Incoming>>>,
     splits: Mutex<HashMap<ServiceKey, SplitPicker>>,
@@ -114,10 +179,17 @@ impl HttpProxy {
     /// A proxy routing by `directory` (which a [`ProxyFollower`](crate::ProxyFollower) or a
     /// test keeps up to date).
     pub fn new(directory: MeshDirectory, config: HttpProxyConfig) -> Arc<Self> {
+        let metrics = Arc::new(MeshMetrics::default());
+        let tls = config.tls.clone().map(|settings| {
+            let configs =
+                ClientConfigs::new(settings.tls.clone(), metrics.identity_mismatches.clone());
+            Arc::new(Tls { settings, configs })
+        });
         Arc::new(HttpProxy {
             directory,
             config,
-            metrics: Arc::default(),
+            tls,
+            metrics,
             stacks: Mutex::default(),
             splits: Mutex::default(),
             opaque_next: AtomicUsize::new(0),
@@ -281,24 +353,28 @@ impl HttpProxy {
 
     /// Forwards a connection byte for byte to one endpoint of the opaque service.
     async fn opaque(&self, mut client: TcpStream, prefix: Bytes) {
-        let endpoint = self.config.opaque_service.as_ref().and_then(|key| {
-            let endpoints = self.directory.endpoints(key)?;
-            let endpoints = endpoints.borrow();
-            let n = endpoints.len();
-            (n > 0).then(|| endpoints[self.opaque_next.fetch_add(1, Ordering::Relaxed) % n])
+        let picked = self.config.opaque_service.as_ref().and_then(|key| {
+            let targets = self.directory.targets(key)?;
+            let targets = targets.borrow();
+            let n = targets.len();
+            (n > 0).then(|| {
+                let target = targets[self.opaque_next.fetch_add(1, Ordering::Relaxed) % n].clone();
+                (key, target)
+            })
         });
-        let Some(endpoint) = endpoint else {
+        let Some((key, target)) = picked else {
             debug!("opaque connection with no opaque service endpoint: closed");
             return;
         };
+        let endpoint = target.addr;
         let Ok(server) = TcpStream::connect(endpoint).await else {
             return;
         };
         let _ = server.set_nodelay(true);
-        let moved = match &self.config.tls {
+        let moved = match &self.tls {
             None => copy(&mut client, server, &prefix).await,
             Some(tls) => {
-                let config = tls.client_config(self.config.opaque_service.as_ref());
+                let config = tls.config_for(key, &target);
                 match connect_tls(endpoint, server, config).await {
                     Ok(server) => copy(&mut client, server, &prefix).await,
                     Err(error) => {
@@ -317,20 +393,20 @@ impl HttpProxy {
         if let Some(stack) = stacks.get(key) {
             return Some(stack.clone());
         }
-        let endpoints = self.directory.endpoints(key)?;
+        let targets = self.directory.targets(key)?;
         let breaker = CircuitBreakerLayer::new(
             self.config.stack.breaker,
             HttpFailures,
             self.metrics.ejections.clone(),
         );
         let connect_timeout = self.config.stack.connect_timeout;
-        let tls = self
-            .config
-            .tls
-            .as_ref()
-            .map(|tls| tls.client_config(Some(key)));
-        let discover = EndpointDiscover::new(endpoints, move |addr| {
-            breaker.layer(Endpoint::with_tls(addr, connect_timeout, tls.clone()))
+        let tls = self.tls.clone();
+        let service = key.clone();
+        // Each endpoint's connections require its own identity; an endpoint whose identity
+        // changes is a new endpoint to the balancer (see `EndpointDiscover::targets`).
+        let discover = EndpointDiscover::targets(targets, move |target: &EndpointTarget| {
+            let config = tls.as_ref().map(|tls| tls.config_for(&service, target));
+            breaker.layer(Endpoint::with_tls(target.addr, connect_timeout, config))
         });
         let stack = Outbound::new(discover, &self.config.stack, self.metrics.retries.clone());
         stacks.insert(key.clone(), stack.clone());
@@ -515,5 +591,45 @@ mod tests {
         let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["content-length", "traceparent"]);
+    }
+
+    #[test]
+    fn the_expected_identity_is_the_pin_else_the_endpoints_account_in_the_trust_domain() {
+        let id = |td: &str, ns: &str, sa: &str| SpiffeId::new(td, ns, sa).unwrap();
+        let web = ServiceAccountRef::new("shop", "web");
+        // The pod's account, in the sidecar's trust domain.
+        assert_eq!(
+            expected_identity(None, Some(&web), "example.org"),
+            Some(id("example.org", "shop", "web"))
+        );
+        // Kubernetes' default account is an identity like any other.
+        assert_eq!(
+            expected_identity(
+                None,
+                Some(&ServiceAccountRef::new("jobs", "default")),
+                "cluster.local"
+            ),
+            Some(id("cluster.local", "jobs", "default"))
+        );
+        // A pin for the service wins over discovery.
+        let pinned = id("cluster.local", "shop", "frontend");
+        assert_eq!(
+            expected_identity(Some(&pinned), Some(&web), "cluster.local"),
+            Some(pinned.clone())
+        );
+        assert_eq!(
+            expected_identity(Some(&pinned), None, "cluster.local"),
+            Some(pinned)
+        );
+        // No known pod, or an account no certificate can name: the chain alone.
+        assert_eq!(expected_identity(None, None, "cluster.local"), None);
+        assert_eq!(
+            expected_identity(
+                None,
+                Some(&ServiceAccountRef::new("shop", "Web")),
+                "cluster.local"
+            ),
+            None
+        );
     }
 }

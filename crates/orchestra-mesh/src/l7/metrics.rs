@@ -1,6 +1,7 @@
 //! [`MeshMetrics`]: what the HTTP proxy counts, rendered in Prometheus' text format on its
 //! admin address: requests by authority and status, a latency histogram, retries, ejections
-//! and opaque TCP connections and bytes; on the inbound side also the calls refused by the
+//! and opaque TCP connections and bytes, and the servers refused for presenting another
+//! identity than their endpoint's; on the inbound side also the calls refused by the
 //! authorization policy and the failed mTLS handshakes.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,9 @@ pub struct MeshMetrics {
     pub(crate) retries: Arc<AtomicU64>,
     /// Endpoint ejections by the circuit breakers (shared with them).
     pub(crate) ejections: Arc<AtomicU64>,
+    /// Outbound handshakes refused because the server's identity was not the one expected
+    /// of the endpoint (shared with the proxy's `ClientConfigs`).
+    pub(crate) identity_mismatches: Arc<AtomicU64>,
     opaque_connections: AtomicU64,
     opaque_bytes: AtomicU64,
     /// The inbound side's counters (the `direction` label says which side).
@@ -120,6 +124,12 @@ impl MeshMetrics {
         self.ejections.load(Ordering::Relaxed)
     }
 
+    /// Outbound mTLS handshakes refused because the server presented another identity than
+    /// the one expected of the endpoint (a connection failure for that endpoint).
+    pub fn identity_mismatches(&self) -> u64 {
+        self.identity_mismatches.load(Ordering::Relaxed)
+    }
+
     /// Opaque TCP connections forwarded.
     pub fn opaque_connections(&self) -> u64 {
         self.opaque_connections.load(Ordering::Relaxed)
@@ -205,7 +215,7 @@ impl MeshMetrics {
                 metrics.tls_failures()
             );
         }
-        let counters: [(&str, &str, Reading); 4] = [
+        let counters: [(&str, &str, Reading); 5] = [
             (
                 "orchestra_mesh_retries_total",
                 "Requests sent again after a retryable failure.",
@@ -215,6 +225,11 @@ impl MeshMetrics {
                 "orchestra_mesh_ejections_total",
                 "Endpoints ejected by their circuit breaker.",
                 MeshMetrics::ejections,
+            ),
+            (
+                "orchestra_mesh_identity_mismatches_total",
+                "mTLS handshakes refused because the server was not the identity expected of its endpoint.",
+                MeshMetrics::identity_mismatches,
             ),
             (
                 "orchestra_mesh_tcp_connections_total",
@@ -253,7 +268,12 @@ mod tests {
         metrics.record_request("web.shop", 200, Duration::from_millis(30));
         metrics.record_request("web\"x", 503, Duration::from_secs(20));
         metrics.retries.fetch_add(2, Ordering::Relaxed);
+        metrics.identity_mismatches.fetch_add(1, Ordering::Relaxed);
         let text = metrics.render();
+        assert!(
+            text.contains("orchestra_mesh_identity_mismatches_total{direction=\"outbound\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("orchestra_mesh_requests_total{direction=\"outbound\",authority=\"web.shop\",status=\"200\"} 2\n"), "{text}");
         assert!(
             text.contains("authority=\"web_x\",status=\"503\"} 1\n"),

@@ -36,7 +36,8 @@
 //!
 //! # Layout
 //! - `directory`: [`MeshDirectory`], the services and their names, fed like any
-//!   [`ServiceProxy`](crate::ServiceProxy).
+//!   [`ServiceProxy`](crate::ServiceProxy), and each endpoint's [`EndpointTarget`] (the
+//!   identity its server must prove, when known).
 //! - `discover`: [`EndpointDiscover`], a service's endpoints as a tower `Discover` stream.
 //! - `body`: [`MeshBody`], request bodies that can be replayed when held in memory.
 //! - `endpoint`: [`Endpoint`], hyper's pooled client to one endpoint address.
@@ -49,7 +50,8 @@
 //! - `split_follower`: [`SplitFollower`], the API's TrafficSplit objects into the directory
 //!   ([`build_splits`], pure).
 //! - `detect`: [`detect`], HTTP/1, HTTP/2 or opaque from a connection's first bytes.
-//! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority.
+//! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority, connecting to
+//!   each endpoint over mTLS that requires the endpoint's own identity of the server.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
 //! - `policy`: [`AuthorizationPolicy`], which identities may call which port, and which HTTP
 //!   paths and methods, pure.
@@ -87,7 +89,7 @@ pub use breaker::{
     Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
 };
 pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
-pub use directory::{DirectoryConfig, MeshDirectory, ServiceName};
+pub use directory::{DirectoryConfig, EndpointTarget, MeshDirectory, ServiceName};
 pub use discover::{EndpointDiff, EndpointDiscover, diff_endpoints};
 pub use drain::{ConnectionGuard, Drain};
 pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, connect_tls};

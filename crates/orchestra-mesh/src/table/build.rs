@@ -1,6 +1,6 @@
 //! [`build_table`]: Services and Endpoints in, a [`ServiceTable`] out, with no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -10,7 +10,10 @@ use orchestra_api::resources::{
     SessionAffinity,
 };
 
-use super::{Affinity, DEFAULT_AFFINITY_TIMEOUT, Protocol, ServiceEntry, ServiceKey, ServiceTable};
+use super::{
+    Affinity, DEFAULT_AFFINITY_TIMEOUT, EndpointIdentities, PodAccounts, Protocol,
+    ServiceAccountRef, ServiceEntry, ServiceKey, ServiceTable,
+};
 
 /// Something [`build_table`] skipped, and why (for logs and metrics: the rest of the table is
 /// still built).
@@ -69,6 +72,27 @@ pub fn build_table<'a>(
     services: impl IntoIterator<Item = &'a Service>,
     endpoints: impl IntoIterator<Item = &'a Endpoints>,
 ) -> BuiltTable {
+    build(services, endpoints, None)
+}
+
+/// [`build_table`], and each endpoint's ServiceAccount ([`ServiceTable::identities`]): the
+/// account of the pod its address's `targetRef` names, looked up in `accounts` (see
+/// [`PodAccounts::lookup`]). An endpoint without a known account (no `targetRef`, a pod
+/// not in `accounts`, a pod of another uid) has no identity in the table, and neither has
+/// an address that two subsets of one port give to pods of different accounts.
+pub fn build_table_with_identities<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    endpoints: impl IntoIterator<Item = &'a Endpoints>,
+    accounts: &PodAccounts,
+) -> BuiltTable {
+    build(services, endpoints, Some(accounts))
+}
+
+fn build<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    endpoints: impl IntoIterator<Item = &'a Endpoints>,
+    accounts: Option<&PodAccounts>,
+) -> BuiltTable {
     let endpoints: HashMap<(&str, &str), &Endpoints> = endpoints
         .into_iter()
         .map(|e| ((e.metadata.namespace.as_str(), e.metadata.name.as_str()), e))
@@ -94,6 +118,7 @@ pub fn build_table<'a>(
             .get(&(meta.namespace.as_str(), meta.name.as_str()))
             .map(|e| e.subsets.as_slice())
             .unwrap_or_default();
+        let identify = accounts.map(|accounts| (accounts, meta.namespace.as_str()));
         for port in &service.spec.ports {
             let key = ServiceKey::new(&meta.namespace, &meta.name, &port.name);
             let (protocol, number) = match frontend(port) {
@@ -110,8 +135,9 @@ pub fn build_table<'a>(
             } else {
                 None
             };
-            let endpoints = backends(&key, port, protocol, subsets, &mut built.warnings);
-            built.table.insert(
+            let (endpoints, identities) =
+                backends(&key, port, protocol, subsets, identify, &mut built.warnings);
+            built.table.insert_with_identities(
                 key,
                 ServiceEntry {
                     cluster: SocketAddr::new(ip, number),
@@ -120,6 +146,7 @@ pub fn build_table<'a>(
                     affinity,
                     endpoints,
                 },
+                identities,
             );
         }
     }
@@ -165,15 +192,20 @@ fn protocol_of(protocol: Option<ApiProtocol>) -> Result<Protocol, String> {
     }
 }
 
-/// The ready backends of one service port, over every subset.
+/// The ready backends of one service port, over every subset, and (with `identify`: the
+/// pods' accounts and the Endpoints' namespace) the accounts of those whose pod is known.
 fn backends(
     key: &ServiceKey,
     port: &ServicePort,
     protocol: Protocol,
     subsets: &[EndpointSubset],
+    identify: Option<(&PodAccounts, &str)>,
     warnings: &mut Vec<TableWarning>,
-) -> Vec<SocketAddr> {
+) -> (Vec<SocketAddr>, EndpointIdentities) {
     let mut out = Vec::new();
+    // Each address's account; `None` once two of its listings disagree (two pods of
+    // different accounts, or a known pod and an unknown one): no single identity to expect.
+    let mut accounts_seen: BTreeMap<SocketAddr, Option<ServiceAccountRef>> = BTreeMap::new();
     for subset in subsets {
         if subset.addresses.is_empty() {
             continue;
@@ -191,18 +223,40 @@ fn backends(
             continue;
         };
         for address in &subset.addresses {
-            match address.ip.parse::<IpAddr>() {
-                Ok(ip) => out.push(SocketAddr::new(ip, number)),
-                Err(_) => warnings.push(TableWarning::BadEndpoint {
+            let Ok(ip) = address.ip.parse::<IpAddr>() else {
+                warnings.push(TableWarning::BadEndpoint {
                     key: key.clone(),
                     reason: format!("address {:?} is not an IP address", address.ip),
-                }),
-            }
+                });
+                continue;
+            };
+            let addr = SocketAddr::new(ip, number);
+            out.push(addr);
+            let Some((accounts, namespace)) = identify else {
+                continue;
+            };
+            let account = address
+                .target_ref
+                .as_ref()
+                .and_then(|target| accounts.lookup(target, namespace))
+                .cloned();
+            accounts_seen
+                .entry(addr)
+                .and_modify(|known| {
+                    if *known != account {
+                        *known = None;
+                    }
+                })
+                .or_insert(account);
         }
     }
+    let identities: EndpointIdentities = accounts_seen
+        .into_iter()
+        .filter_map(|(addr, account)| Some((addr, account?)))
+        .collect();
     out.sort_unstable();
     out.dedup();
-    out
+    (out, identities)
 }
 
 /// The backend port of one subset for a service port (see [`build_table`]).
@@ -508,5 +562,97 @@ mod tests {
             .unwrap();
         assert_eq!(entry.endpoints, vec![sa("10.0.0.1:8080")]);
         assert!(built.warnings[0].to_string().contains("\"nope\""));
+    }
+
+    fn pod_address(ip: &str, pod: &str, uid: &str) -> EndpointAddress {
+        EndpointAddress {
+            ip: ip.to_string(),
+            target_ref: Some(orchestra_api::resources::ObjectReference {
+                kind: "Pod".to_string(),
+                namespace: "default".to_string(),
+                name: pod.to_string(),
+                uid: uid.to_string(),
+                ..Default::default()
+            }),
+            ..EndpointAddress::default()
+        }
+    }
+
+    fn pod(name: &str, uid: &str, account: &str) -> orchestra_api::resources::Pod {
+        let mut pod = orchestra_api::resources::Pod {
+            metadata: meta(name),
+            ..Default::default()
+        };
+        pod.metadata.uid = uid.to_string();
+        pod.spec.service_account_name = account.to_string();
+        pod
+    }
+
+    #[test]
+    fn endpoints_get_the_account_of_the_pod_their_target_ref_names() {
+        let web = service(
+            "web",
+            "127.2.0.10",
+            vec![
+                port("http", 80, None),
+                port("admin", 9000, Some(9001.into())),
+            ],
+        );
+        let mut eps = endpoints("web", vec![subset(&[], &[], &[("http", 8080)])]);
+        eps.subsets[0].addresses = vec![
+            pod_address("10.0.0.1", "web-1", "u1"),
+            // A pod with no serviceAccountName: `default`.
+            pod_address("10.0.0.2", "web-2", "u2"),
+            // Replaced under the same name since: its uid is not the known pod's.
+            pod_address("10.0.0.3", "web-3", "old"),
+            // Not a pod (a manual endpoint), and a pod not seen yet.
+            address("10.0.0.4"),
+            pod_address("10.0.0.5", "web-5", "u5"),
+        ];
+        // Another subset listing 10.0.0.1 again for another pod's account: ambiguous.
+        let mut other = subset(&[], &[], &[("http", 8080)]);
+        other.addresses = vec![
+            pod_address("10.0.0.1", "intruder", "u6"),
+            pod_address("10.0.0.2", "web-2", "u2"),
+        ];
+        eps.subsets.push(other);
+        let mut accounts = PodAccounts::new();
+        for (name, uid, account) in [
+            ("web-1", "u1", "web"),
+            ("web-2", "u2", ""),
+            ("web-3", "new", "web"),
+            ("intruder", "u6", "intruder"),
+        ] {
+            accounts.insert(&pod(name, uid, account));
+        }
+
+        let built = build_table_with_identities([&web], [&eps], &accounts);
+        assert!(built.warnings.is_empty(), "{:?}", built.warnings);
+        let http = ServiceKey::new("default", "web", "http");
+        assert_eq!(built.table.get(&http).unwrap().endpoints.len(), 5);
+        let expected: EndpointIdentities = [(
+            sa("10.0.0.2:8080"),
+            ServiceAccountRef::new("default", "default"),
+        )]
+        .into();
+        assert_eq!(built.table.identities(&http), Some(&expected));
+        // The first subset alone: 10.0.0.1 is web's.
+        eps.subsets.pop();
+        let built = build_table_with_identities([&web], [&eps], &accounts);
+        assert_eq!(
+            built.table.identity(&http, &sa("10.0.0.1:8080")),
+            Some(&ServiceAccountRef::new("default", "web"))
+        );
+        // Every port of the service gets them, at its own target port.
+        let admin = ServiceKey::new("default", "web", "admin");
+        assert_eq!(
+            built.table.identity(&admin, &sa("10.0.0.1:9001")),
+            Some(&ServiceAccountRef::new("default", "web"))
+        );
+        assert_eq!(built.table.identities(&admin).unwrap().len(), 2);
+        // Without identities, the same entries and none.
+        let plain = build_table([&web], [&eps]);
+        assert_eq!(plain.table.get(&http), built.table.get(&http));
+        assert_eq!(plain.table.identities(&http), None);
     }
 }

@@ -9,8 +9,12 @@
 //! # Layout
 //! - this file: [`ServiceTable`], [`ServiceKey`], [`ServiceEntry`], [`Protocol`], [`Affinity`].
 //! - `build`: [`build_table`], the pure function from Services and Endpoints to a table, and
-//!   the [`TableWarning`]s for objects it had to skip.
+//!   the [`TableWarning`]s for objects it had to skip; [`build_table_with_identities`], the
+//!   same with each endpoint's ServiceAccount (the identity a mesh sidecar must present).
+//! - `accounts`: [`ServiceAccountRef`] and [`PodAccounts`], the ServiceAccount of each pod
+//!   an endpoint names.
 
+mod accounts;
 mod build;
 
 use std::collections::BTreeMap;
@@ -19,7 +23,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use build::{BuiltTable, TableWarning, build_table};
+pub use accounts::{DEFAULT_SERVICE_ACCOUNT, PodAccounts, ServiceAccountRef};
+pub use build::{BuiltTable, TableWarning, build_table, build_table_with_identities};
 
 /// Kubernetes' default ClientIP affinity timeout: 10800 s (3 hours).
 pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10_800);
@@ -124,15 +129,27 @@ impl ServiceEntry {
     }
 }
 
+/// The ServiceAccounts of a service port's endpoints whose pods are known, by address.
+pub type EndpointIdentities = BTreeMap<SocketAddr, ServiceAccountRef>;
+
 /// The desired state of a proxy: every service port and its ready backends.
 ///
 /// Entries are shared (`Arc`): a clone of the table shares them, and an entry that was not
 /// replaced since is the same allocation in both, so a proxy comparing the table it applied
 /// last with a new one tells unchanged entries by pointer, without comparing their
 /// endpoints (see [`ServiceTable::shared_iter`]).
+///
+/// A table may also say which ServiceAccount the pod behind each endpoint runs as
+/// ([`ServiceTable::identities`], filled by [`build_table_with_identities`]): the mesh's
+/// outbound proxy then requires each endpoint to prove that identity. They are kept beside
+/// the entries, not in them, so that the L4 proxies, which have no use for them, see the
+/// same entries as before.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceTable {
     entries: BTreeMap<ServiceKey, Arc<ServiceEntry>>,
+    /// Per service port, the identities of its endpoints whose pods are known; a port
+    /// absent here has none known.
+    identities: BTreeMap<ServiceKey, Arc<EndpointIdentities>>,
 }
 
 impl ServiceTable {
@@ -141,11 +158,42 @@ impl ServiceTable {
         ServiceTable::default()
     }
 
-    /// Adds or replaces one service port.
+    /// Adds or replaces one service port (with no endpoint identity known).
     pub fn insert(&mut self, key: ServiceKey, mut entry: ServiceEntry) {
         entry.endpoints.sort_unstable();
         entry.endpoints.dedup();
+        self.identities.remove(&key);
         self.entries.insert(key, Arc::new(entry));
+    }
+
+    /// Adds or replaces one service port, with the ServiceAccounts of those of its
+    /// endpoints whose pods are known (identities of addresses that are not endpoints of
+    /// `entry` are dropped).
+    pub fn insert_with_identities(
+        &mut self,
+        key: ServiceKey,
+        entry: ServiceEntry,
+        mut identities: EndpointIdentities,
+    ) {
+        self.insert(key.clone(), entry);
+        let Some(entry) = self.entries.get(&key) else {
+            return;
+        };
+        identities.retain(|addr, _| entry.endpoints.binary_search(addr).is_ok());
+        if !identities.is_empty() {
+            self.identities.insert(key, Arc::new(identities));
+        }
+    }
+
+    /// The ServiceAccounts of the endpoints of `key` whose pods are known (none: the table
+    /// was built without identities, or no endpoint's pod is known).
+    pub fn identities(&self, key: &ServiceKey) -> Option<&EndpointIdentities> {
+        self.identities.get(key).map(Arc::as_ref)
+    }
+
+    /// The ServiceAccount the pod behind endpoint `addr` of `key` runs as, when known.
+    pub fn identity(&self, key: &ServiceKey, addr: &SocketAddr) -> Option<&ServiceAccountRef> {
+        self.identities.get(key)?.get(addr)
     }
 
     /// Adds or replaces one service port with an entry shared with another table (whose
@@ -194,11 +242,14 @@ impl ServiceTable {
             .take_while(|key| key.namespace == namespace && key.name == name)
             .cloned()
             .collect();
-        let news = ports
-            .entries
-            .into_iter()
-            .filter(|(key, _)| key.namespace == namespace && key.name == name);
-        self.merge(olds, news)
+        let ours = |key: &ServiceKey| key.namespace == namespace && key.name == name;
+        let ServiceTable {
+            mut entries,
+            mut identities,
+        } = ports;
+        entries.retain(|key, _| ours(key));
+        identities.retain(|key, _| ours(key));
+        self.merge(olds, entries, identities)
     }
 
     /// Replaces the whole table with `new` as [`replace_service`](Self::replace_service)
@@ -206,32 +257,42 @@ impl ServiceTable {
     /// changed are returned (in key order).
     pub fn replace_all(&mut self, new: ServiceTable) -> Vec<ServiceKey> {
         let olds: Vec<ServiceKey> = self.entries.keys().cloned().collect();
-        self.merge(olds, new.entries)
+        self.merge(olds, new.entries, new.identities)
     }
 
     /// Removes the keys of `olds` that `news` does not have, and inserts the entries of
-    /// `news` that differ; returns the changed keys, sorted.
+    /// `news` that differ (in the entry or in its endpoints' identities, taken from
+    /// `identities`); returns the changed keys, sorted.
     fn merge(
         &mut self,
         olds: Vec<ServiceKey>,
-        news: impl IntoIterator<Item = (ServiceKey, Arc<ServiceEntry>)>,
+        news: BTreeMap<ServiceKey, Arc<ServiceEntry>>,
+        mut identities: BTreeMap<ServiceKey, Arc<EndpointIdentities>>,
     ) -> Vec<ServiceKey> {
-        let news: BTreeMap<ServiceKey, Arc<ServiceEntry>> = news.into_iter().collect();
         let mut changed = Vec::new();
         for key in olds {
             if !news.contains_key(&key) {
                 self.entries.remove(&key);
+                self.identities.remove(&key);
                 changed.push(key);
             }
         }
         for (key, entry) in news {
-            match self.entries.get(&key) {
-                // `Arc`'s `==` looks at the pointers first, then the values.
-                Some(old) if *old == entry => {}
-                _ => {
-                    self.entries.insert(key.clone(), entry);
-                    changed.push(key);
-                }
+            let identity = identities.remove(&key);
+            let same_entry = self.entries.get(&key).is_some_and(|old| *old == entry);
+            // `Arc`'s `==` looks at the pointers first, then the values.
+            let same_identities = self.identities.get(&key) == identity.as_ref();
+            if !same_entry {
+                self.entries.insert(key.clone(), entry);
+            }
+            if !same_identities {
+                match identity {
+                    Some(identity) => self.identities.insert(key.clone(), identity),
+                    None => self.identities.remove(&key),
+                };
+            }
+            if !(same_entry && same_identities) {
+                changed.push(key);
             }
         }
         changed.sort_unstable();
@@ -250,11 +311,20 @@ impl ServiceTable {
                     self.entries.remove(key);
                 }
             }
+            match from.identities.get(key) {
+                Some(identities) => {
+                    self.identities.insert(key.clone(), Arc::clone(identities));
+                }
+                None => {
+                    self.identities.remove(key);
+                }
+            }
         }
     }
 
     /// Removes one service port, returning it.
     pub fn remove(&mut self, key: &ServiceKey) -> Option<ServiceEntry> {
+        self.identities.remove(key);
         self.entries.remove(key).map(Arc::unwrap_or_clone)
     }
 
@@ -413,5 +483,59 @@ mod tests {
             &shared(&copy, &key("b")),
             &shared(&table, &key("b"))
         ));
+    }
+
+    #[test]
+    fn identity_changes_are_changes_and_travel_with_their_entries() {
+        let key = |name: &str| ServiceKey::new("default", name, "");
+        let account = |name: &str| ServiceAccountRef::new("default", name);
+        let addr: SocketAddr = "10.1.0.1:8080".parse().expect("a literal address");
+        let with = |name: &str| {
+            let mut table = ServiceTable::new();
+            table.insert_with_identities(
+                key("a"),
+                entry("10.96.0.1:80", &["10.1.0.1:8080"]),
+                // An address that is no endpoint of the entry is dropped.
+                [
+                    (addr, account(name)),
+                    (
+                        "10.9.9.9:1".parse().expect("a literal address"),
+                        account(name),
+                    ),
+                ]
+                .into(),
+            );
+            table
+        };
+        let mut table: ServiceTable = [(key("a"), entry("10.96.0.1:80", &["10.1.0.1:8080"]))]
+            .into_iter()
+            .collect();
+        assert_eq!(table.identities(&key("a")), None);
+        let before = table.clone();
+        // Same entry, an identity now known: a change, the entry's allocation kept.
+        assert_eq!(table.replace_all(with("web")), [key("a")]);
+        assert_eq!(table.identity(&key("a"), &addr), Some(&account("web")));
+        assert_eq!(table.identities(&key("a")).map(BTreeMap::len), Some(1));
+        assert!(Arc::ptr_eq(
+            &shared(&before, &key("a")),
+            &shared(&table, &key("a"))
+        ));
+        assert_eq!(table.replace_all(with("web")), Vec::<ServiceKey>::new());
+        assert_eq!(
+            table.replace_service("default", "a", with("other")),
+            [key("a")]
+        );
+        assert_eq!(table.identity(&key("a"), &addr), Some(&account("other")));
+        // Copying follows identities too; a plain insert or a removal forgets them.
+        let mut copy = before.clone();
+        copy.copy_entries(&table, &[key("a")]);
+        assert_eq!(copy, table);
+        assert_eq!(table.replace_all(before.clone()), [key("a")]);
+        assert_eq!(table.identities(&key("a")), None);
+        copy.insert(key("a"), entry("10.96.0.1:80", &["10.1.0.1:8080"]));
+        assert_eq!(copy, before);
+        let mut copy = with("web");
+        copy.remove(&key("a"));
+        assert_eq!(copy, ServiceTable::new());
     }
 }

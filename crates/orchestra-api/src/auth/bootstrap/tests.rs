@@ -310,8 +310,8 @@ async fn ensure_default_roles_creates_then_reconciles() {
 }
 
 /// `system:mesh-sidecar` is bound to nobody by default; bound (to every service account, as
-/// a mesh install does), it lets a sidecar list and watch Services and Endpoints, and nothing
-/// else.
+/// a mesh install does), it lets a sidecar list and watch Services, Endpoints and Pods (for
+/// the endpoints' identities), and nothing else.
 #[test]
 fn the_mesh_sidecar_role_reads_the_service_table_once_bound() {
     let sidecar = UserInfo::new(
@@ -335,7 +335,7 @@ fn the_mesh_sidecar_role_reads_the_service_table_once_bound() {
         role_ref: RoleRef::cluster_role(MESH_SIDECAR_ROLE),
     });
     let index = RbacIndex::build([], &roles, std::iter::empty::<&RoleBinding>(), &bindings);
-    for resource in ["services", "endpoints"] {
+    for resource in ["services", "endpoints", "pods"] {
         for verb in [Verb::List, Verb::Watch] {
             assert!(
                 index.allows(&req(&sidecar, verb, "", resource, None)),
@@ -345,7 +345,9 @@ fn the_mesh_sidecar_role_reads_the_service_table_once_bound() {
     }
     for (verb, resource) in [
         (Verb::Get, "secrets"),
-        (Verb::List, "pods"),
+        (Verb::List, "secrets"),
+        (Verb::Update, "pods"),
+        (Verb::Delete, "pods"),
         (Verb::Update, "services"),
         (Verb::Create, "endpoints"),
     ] {

@@ -16,10 +16,13 @@
 //!   connections.
 //! - `tls`: [`MeshCredentials`] (a swappable certificate, for rotation without restarts) and
 //!   [`MeshTls`], the rustls configurations of the inbound and outbound sides.
+//! - `client_configs`: [`ClientConfigs`], the outbound side's configurations cached per
+//!   expected server identity, counting the servers refused for another identity.
 
 mod bundle;
 mod ca;
 mod client;
+mod client_configs;
 mod renew;
 mod rotation;
 mod service;
@@ -34,6 +37,7 @@ pub use ca::{CaConfig, CaError, IssuedCert, MeshCa, SidecarKey};
 #[cfg(feature = "remote")]
 pub use client::IdentityClient;
 pub use client::{CertificateIssuer, Certified, IssueError, LocalIssuer, request_certificate};
+pub use client_configs::ClientConfigs;
 pub use renew::{
     Clock, RenewalConfig, RenewalHandle, RenewalStatus, spawn_renewal, system_clock, tokio_clock,
 };

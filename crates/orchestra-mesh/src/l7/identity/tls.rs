@@ -9,6 +9,7 @@
 //! and then the identity.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::client::ResolvesClientCert;
@@ -172,6 +173,7 @@ impl MeshTls {
         let verifier = Arc::new(Verifier {
             tls: self.clone(),
             expected: None,
+            mismatches: None,
             algorithms: provider().signature_verification_algorithms,
         });
         let config = ServerConfig::builder_with_provider(provider())
@@ -187,9 +189,20 @@ impl MeshTls {
     /// identity of the trust domain when `None`): TLS 1.3, this sidecar's certificate
     /// presented.
     pub fn client_config(&self, expected: Option<SpiffeId>) -> Arc<ClientConfig> {
+        self.client_config_counting(expected, None)
+    }
+
+    /// [`client_config`](Self::client_config), counting in `mismatches` the handshakes
+    /// refused because the server (with a valid chain) was not `expected`.
+    pub(crate) fn client_config_counting(
+        &self,
+        expected: Option<SpiffeId>,
+        mismatches: Option<Arc<AtomicU64>>,
+    ) -> Arc<ClientConfig> {
         let verifier = Arc::new(Verifier {
             tls: self.clone(),
             expected,
+            mismatches,
             algorithms: provider().signature_verification_algorithms,
         });
         let config = ClientConfig::builder_with_provider(provider())
@@ -217,6 +230,9 @@ pub fn peer_identity(certificates: Option<&[CertificateDer<'_>]>) -> Option<Spif
 struct Verifier {
     tls: MeshTls,
     expected: Option<SpiffeId>,
+    /// Counts the servers refused for not being `expected` (rustls calls the verifier once
+    /// per handshake, so each refused handshake counts once).
+    mismatches: Option<Arc<AtomicU64>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -298,6 +314,9 @@ impl ServerCertVerifier for Verifier {
         if let Some(expected) = &self.expected
             && *expected != actual
         {
+            if let Some(mismatches) = &self.mismatches {
+                mismatches.fetch_add(1, Ordering::Relaxed);
+            }
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 OtherError(Arc::new(WrongServer {
                     actual,

@@ -3,8 +3,10 @@
 //!
 //! A sidecar is one workload identity, the SPIFFE ID of its pod's service account. Run, it:
 //! - serves its admin listener at once (`/live`, `/ready`, `/metrics`, `POST /shutdown`);
-//! - follows the API's Services and Endpoints into a [`MeshDirectory`] (a
-//!   [`ProxyFollower`]), and its TrafficSplits (a [`SplitFollower`]);
+//! - follows the API's Services, Endpoints and Pods into a [`MeshDirectory`] (a
+//!   [`ProxyFollower`] [with endpoint identities](ProxyFollower::with_endpoint_identities):
+//!   each endpoint's pod's ServiceAccount, the identity its server must prove), and its
+//!   TrafficSplits (a [`SplitFollower`]);
 //! - obtains its certificate from the identity service (retrying with a doubling backoff
 //!   while the control plane cannot be reached), then keeps it renewed and follows the
 //!   trust bundle ([`spawn_renewal`]);
@@ -78,8 +80,9 @@ pub struct SidecarConfig {
     pub admin: SocketAddr,
     /// Who may call the application (default: any caller with a mesh certificate).
     pub policy: AuthorizationPolicy,
-    /// The identity each service's servers must prove (others: any identity of the trust
-    /// domain).
+    /// Identities pinned per service: every server of the service must prove it, whatever
+    /// discovery says. Other services' endpoints must prove their own pod's ServiceAccount
+    /// (any identity of the trust domain for an endpoint whose pod is not known).
     pub server_identities: HashMap<ServiceKey, SpiffeId>,
     /// The outbound proxy's settings (its `tls` is the sidecar's, whatever is set here).
     pub proxy: HttpProxyConfig,
@@ -280,7 +283,8 @@ impl Sidecar {
         let splits = SplitFollower::new(client.clone(), directory.clone(), config.follower.clone());
         tasks.spawn(splits.run());
         let follower =
-            ProxyFollower::new(client, Arc::new(directory.clone()), config.follower.clone());
+            ProxyFollower::new(client, Arc::new(directory.clone()), config.follower.clone())
+                .with_endpoint_identities();
         let mut applied = follower.applied();
         tasks.spawn(follower.run());
         tasks.spawn({
