@@ -487,4 +487,54 @@ mod tests {
         assert!(rx.changed().await.is_err());
         assert_eq!(directory.resolve("web"), None);
     }
+
+    #[tokio::test]
+    async fn targets_carry_the_endpoints_accounts_and_follow_them_alone() {
+        use crate::table::ServiceAccountRef;
+        let directory = MeshDirectory::new(DirectoryConfig::default());
+        let web = ServiceKey::new("shop", "web", "");
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:9001".parse().unwrap(),
+            "127.0.0.1:9002".parse().unwrap(),
+        );
+        let table = |account: &str| {
+            let mut table = ServiceTable::new();
+            table.insert_with_identities(
+                web.clone(),
+                entry("127.2.0.1:80", &["127.0.0.1:9001", "127.0.0.1:9002"]),
+                [(a, ServiceAccountRef::new("shop", account))].into(),
+            );
+            table
+        };
+        directory.apply(&table("web")).await.unwrap();
+        let mut endpoints = directory.endpoints(&web).unwrap();
+        let mut targets = directory.targets(&web).unwrap();
+        assert_eq!(
+            *targets.borrow_and_update(),
+            [
+                EndpointTarget {
+                    addr: a,
+                    account: Some(ServiceAccountRef::new("shop", "web")),
+                },
+                EndpointTarget {
+                    addr: b,
+                    account: None,
+                },
+            ]
+        );
+        endpoints.borrow_and_update();
+        // Only an account changed: the targets change, the addresses do not.
+        directory.apply(&table("other")).await.unwrap();
+        assert!(targets.has_changed().unwrap());
+        assert_eq!(
+            targets.borrow_and_update()[0].account,
+            Some(ServiceAccountRef::new("shop", "other"))
+        );
+        assert!(!endpoints.has_changed().unwrap());
+        directory.apply(&table("other")).await.unwrap();
+        assert!(!targets.has_changed().unwrap());
+        // A removed service empties its targets too.
+        directory.apply(&ServiceTable::new()).await.unwrap();
+        assert!(targets.borrow_and_update().is_empty());
+    }
 }
