@@ -6,10 +6,12 @@
 //! Today: the L4 proxy ([`TcpProxy`], userspace TCP and UDP on tokio, kube-proxy's job) and
 //! [`MemoryProxy`] (the same decisions, without sockets); with the `nftables` feature,
 //! `nftables::NftablesProxy` programs the kernel's nftables instead (kube-proxy's nftables
-//! mode). With the `l7` feature, the `l7`
-//! module holds the first slice of the L7 mesh: an HTTP proxy routing by authority through a
-//! tower stack per service (p2c over peak-EWMA, retries under a budget, route timeouts, a
-//! per-endpoint circuit breaker); mTLS between sidecars is still to come.
+//! mode). With the `l7` feature, the `l7` module holds the L7 mesh: protocol detection, an
+//! HTTP proxy routing by authority through a tower stack per service (p2c over peak-EWMA,
+//! retries under a budget, route timeouts, a per-endpoint circuit breaker, traffic splits),
+//! mTLS between sidecars with SPIFFE identities from the mesh CA (each endpoint's server
+//! identity checked on outbound, authorization policy on inbound), and the sidecar that runs
+//! them; cluster DNS is in `dns`.
 //!
 //! ```
 //! use std::net::SocketAddr;
