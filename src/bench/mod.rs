@@ -28,6 +28,7 @@ pub mod mesh;
 pub mod node;
 pub mod proxy;
 pub mod report;
+pub mod shards;
 pub mod sched;
 pub mod store;
 

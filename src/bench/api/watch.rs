@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::target::Target;
 use crate::bench::BenchError;
-use crate::bench::report::{latency_histogram, merge, record};
+use crate::bench::report::record;
+use crate::bench::shards::LatencyShards;
 
 /// How long watchers wait for the last events after the last write.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -41,38 +42,43 @@ pub async fn run(
 ) -> Result<(WatchFigures, Histogram<u64>, u64, Duration), BenchError> {
     let base = Instant::now();
     let (total_tx, total_rx) = tokio::sync::watch::channel(None::<u64>);
+    let shards = Arc::new(LatencyShards::new());
     let mut tasks = JoinSet::new();
     for _ in 0..watchers {
         let mut stream = target.watch("watch").await?;
         let mut total_rx = total_rx.clone();
+        let shards = shards.clone();
         tasks.spawn(async move {
-            let mut hist = latency_histogram()?;
             let mut received = 0u64;
-            let mut drain_until = None;
+            // Armed once the writer is done: how long the last events may take. One timer
+            // per watcher, not one per event (a timer per event cost a fifth of the run).
+            let mut drain: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
             loop {
                 if let Some(total) = *total_rx.borrow_and_update() {
                     if received >= total {
                         break;
                     }
-                    let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN);
-                    if Instant::now() >= until {
-                        break;
-                    }
+                    drain.get_or_insert_with(|| Box::pin(tokio::time::sleep(DRAIN)));
                 }
+                let waiting = drain.is_none();
                 tokio::select! {
                     event = stream.next() => match event {
                         Some(sent) => {
                             let sent = Duration::from_nanos(sent?);
-                            record(&mut hist, base.elapsed().saturating_sub(sent));
+                            let latency = base.elapsed().saturating_sub(sent);
+                            let shard = shards.local()?;
+                            let mut shard = shard.lock();
+                            record(&mut shard.latency, latency);
+                            shard.delivered += 1;
                             received += 1;
                         }
                         None => break,
                     },
-                    _ = total_rx.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = total_rx.changed(), if waiting => {}
+                    () = async { drain.as_mut().expect("armed").await }, if !waiting => break,
                 }
             }
-            Ok::<_, BenchError>((received, hist))
+            Ok::<_, BenchError>(received)
         });
     }
     let writer = Arc::new(target.clone());
@@ -88,13 +94,11 @@ pub async fn run(
     }
     let elapsed = start.elapsed();
     let _ = total_tx.send(Some(writes));
-    let mut latency = latency_histogram()?;
     let mut delivered = 0;
     while let Some(joined) = tasks.join_next().await {
-        let (received, hist) = joined.map_err(BenchError::Task)??;
-        delivered += received;
-        merge(&mut latency, &hist)?;
+        delivered += joined.map_err(BenchError::Task)??;
     }
+    let latency = shards.merged()?;
     let figures = WatchFigures {
         watchers,
         rate,

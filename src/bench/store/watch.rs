@@ -3,7 +3,6 @@
 //! run's clock started) and a sequence number, so each watcher measures, per event, the time
 //! from the write's start to its receipt, and checks that it sees every write once, in order.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,16 +18,10 @@ use tokio::time::Instant;
 use super::load::key_space;
 use super::store_error;
 use crate::bench::BenchError;
-use crate::bench::report::{latency_histogram, merge, record};
+use crate::bench::report::{latency_histogram, record};
+use crate::bench::shards::LatencyShards;
 use crate::cli::bench::Backend;
 
-/// Numbers each run, so that a thread's shard of an earlier run is not reused.
-static RUN_IDS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// The shard this thread's watchers record into: (run id, shard).
-    static LOCAL_SHARD: RefCell<Option<(u64, Arc<Mutex<Shard>>)>> = const { RefCell::new(None) };
-}
 /// How often the drain loop checks whether every event has arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The header every value starts with: the write's start time and its sequence number.
@@ -82,22 +75,10 @@ pub struct WatchOutcome {
     pub drain: Duration,
 }
 
-/// What the watchers running on one thread record into: their latencies and how many events
-/// they received (kept together so that a watcher takes one lock per response and shares no
-/// counter). One shard per thread rather than per watcher or per group of watchers: a
-/// histogram is ~230 KB, and recording 10 M events/s into dozens of them missed the cache on
-/// nearly every event (a quarter of the run's CPU); a thread's own shard stays warm and its
-/// lock uncontended.
-struct Shard {
-    latency: Histogram<u64>,
-    delivered: u64,
-}
-
 /// What the watchers share: the clock, the shards, and the first fault seen.
 struct Shared {
     clock: std::time::Instant,
-    run: u64,
-    shards: Mutex<Vec<Arc<Mutex<Shard>>>>,
+    shards: LatencyShards,
     faults: AtomicU64,
     first_fault: Mutex<Option<String>>,
 }
@@ -105,34 +86,6 @@ struct Shared {
 impl Shared {
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Events received so far, over every watcher.
-    fn delivered(&self) -> u64 {
-        self.shards
-            .lock()
-            .iter()
-            .map(|shard| shard.lock().delivered)
-            .sum()
-    }
-
-    /// The calling thread's shard for this run, created on the thread's first use.
-    fn local_shard(&self) -> Result<Arc<Mutex<Shard>>, BenchError> {
-        LOCAL_SHARD.with(|local| {
-            let mut local = local.borrow_mut();
-            if let Some((run, shard)) = local.as_ref()
-                && *run == self.run
-            {
-                return Ok(shard.clone());
-            }
-            let shard = Arc::new(Mutex::new(Shard {
-                latency: latency_histogram()?,
-                delivered: 0,
-            }));
-            self.shards.lock().push(shard.clone());
-            *local = Some((self.run, shard.clone()));
-            Ok(shard)
-        })
     }
 
     fn fault(&self, detail: String) {
@@ -147,8 +100,7 @@ pub async fn run(store: Arc<dyn Store>, config: &WatchConfig) -> Result<WatchOut
     let backend = config.backend;
     let shared = Arc::new(Shared {
         clock: std::time::Instant::now(),
-        run: RUN_IDS.fetch_add(1, Ordering::Relaxed),
-        shards: Mutex::new(Vec::new()),
+        shards: LatencyShards::new(),
         faults: AtomicU64::new(0),
         first_fault: Mutex::new(None),
     });
@@ -173,7 +125,7 @@ pub async fn run(store: Arc<dyn Store>, config: &WatchConfig) -> Result<WatchOut
 
     let last_write = Instant::now();
     let drain_deadline = last_write + config.drain_timeout;
-    while shared.delivered() < expected
+    while shared.shards.delivered() < expected
         && shared.faults.load(Ordering::Acquire) == 0
         && Instant::now() < drain_deadline
     {
@@ -197,7 +149,7 @@ pub async fn run(store: Arc<dyn Store>, config: &WatchConfig) -> Result<WatchOut
             detail: format!("{faults} watch faults; the first: {first}"),
         });
     }
-    let delivered = shared.delivered();
+    let delivered = shared.shards.delivered();
     if delivered < expected {
         tracing::warn!(
             delivered,
@@ -206,10 +158,7 @@ pub async fn run(store: Arc<dyn Store>, config: &WatchConfig) -> Result<WatchOut
             "not every event was delivered before the drain timeout"
         );
     }
-    let mut delivery_latency = latency_histogram()?;
-    for shard in shared.shards.lock().iter() {
-        merge(&mut delivery_latency, &shard.lock().latency)?;
-    }
+    let delivery_latency = shared.shards.merged()?;
     Ok(WatchOutcome {
         writes,
         elapsed,
@@ -267,7 +216,7 @@ async fn watch_loop(id: usize, mut stream: WatchStream, shared: Arc<Shared>) {
             }
         };
         let now = shared.now_nanos();
-        let shard = match shared.local_shard() {
+        let shard = match shared.shards.local() {
             Ok(shard) => shard,
             Err(err) => {
                 shared.fault(format!("watcher {id} could not record: {err}"));

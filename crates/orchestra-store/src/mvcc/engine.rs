@@ -141,8 +141,9 @@ impl Engine {
                         }
                     }
                 }
-                keys.commit(rev);
-                log.push(Arc::from(events));
+                let events: Arc<[Event]> = events.into();
+                keys.commit(rev, &events);
+                log.push(events);
             }
             hub.restore(first, log, keys.revision());
             if recovered.compact_revision > 0 {
@@ -266,7 +267,7 @@ impl Engine {
         if previous_lease != 0 || put.lease != 0 {
             st.leases.attach(&event.kv.key, previous_lease, put.lease);
         }
-        st.keys.commit(revision);
+        st.keys.commit(revision, &events);
         let resp = PutResponse {
             header_revision: revision,
             prev_kv: if put.prev_kv {
@@ -287,11 +288,10 @@ impl Engine {
 
     /// Hand a transaction's events to the hub (no journal) or to the pending queue; returns the
     /// sequence number to wait for.
-    fn record_events(&self, st: &mut State, revision: Revision, events: Vec<Event>) -> u64 {
+    fn record_events(&self, st: &mut State, revision: Revision, events: Arc<[Event]>) -> u64 {
         if events.is_empty() {
             return st.pending_seq;
         }
-        let events: Arc<[Event]> = events.into();
         if self.journal.is_none() {
             self.hub.publish(revision, events);
             return 0;
@@ -398,8 +398,9 @@ impl Engine {
                     events.push(st.keys.delete(prev, revision, sub));
                 }
             }
+            let events: Arc<[Event]> = events.into();
             if !events.is_empty() {
-                st.keys.commit(revision);
+                st.keys.commit(revision, &events);
             }
             let seq = self.record_events(&mut st, revision, events);
             if self.journal.is_some() {
@@ -784,7 +785,7 @@ impl State {
 
     /// Evaluate and apply a transaction (already checked against the limits). Everything that
     /// can fail is checked before the first change, so a failed transaction changes nothing.
-    fn apply_txn(&mut self, txn: Txn) -> Result<(TxnResponse, Vec<Event>), StoreError> {
+    fn apply_txn(&mut self, txn: Txn) -> Result<(TxnResponse, Arc<[Event]>), StoreError> {
         self.check_writable()?;
         let succeeded = txn
             .compares
@@ -847,8 +848,9 @@ impl State {
             responses.push(response);
         }
         let header_revision = if events.is_empty() { current } else { revision };
+        let events: Arc<[Event]> = events.into();
         if !events.is_empty() {
-            self.keys.commit(revision);
+            self.keys.commit(revision, &events);
         }
         for response in &mut responses {
             if let OpResponse::Range(range) = response {

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -83,6 +83,11 @@ pub(crate) struct Hub {
     /// Set with the log's `closed`, so that a caught-up watcher can see it without the lock.
     closed: AtomicBool,
     groups: Mutex<HashMap<MatchKey, Group>>,
+    /// The watch streams in every group (changed under the `groups` lock), so that a publish
+    /// with no watch at all skips that lock. Sequentially consistent with `visible`: a stream
+    /// counted after a publish looked reads `visible` after the publish stored it, so it has
+    /// nothing to be woken for.
+    streams: AtomicUsize,
     next_id: AtomicU64,
     progress_interval: Duration,
 }
@@ -101,6 +106,7 @@ impl Hub {
             visible: AtomicI64::new(1),
             closed: AtomicBool::new(false),
             groups: Mutex::new(HashMap::new()),
+            streams: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             progress_interval,
         }
@@ -108,7 +114,7 @@ impl Hub {
 
     /// The newest revision readers may see.
     pub(crate) fn visible(&self) -> Revision {
-        self.visible.load(Ordering::Acquire)
+        self.visible.load(Ordering::SeqCst)
     }
 
     /// Load history read back from disk: the events of revisions `first ..= visible`, one entry
@@ -136,9 +142,9 @@ impl Hub {
             }
             log.entries.push_back(events.clone());
             log.visible = revision;
-            self.visible.store(revision, Ordering::Release);
+            self.visible.store(revision, Ordering::SeqCst);
         }
-        if events.is_empty() {
+        if events.is_empty() || self.streams.load(Ordering::SeqCst) == 0 {
             return;
         }
         let mut woken: Vec<(MatchKey, IdMap<Waker>)> = Vec::new();
@@ -257,6 +263,7 @@ impl Hub {
                 spare: IdMap::default(),
             })
             .members += 1;
+        self.streams.fetch_add(1, Ordering::SeqCst);
         let wants_progress = Arc::new(AtomicBool::new(false));
         let ticker = request.progress_notify.then(|| {
             let mut interval = tokio::time::interval(self.progress_interval);
@@ -392,6 +399,7 @@ impl Hub {
         if let Some(group) = groups.get_mut(key) {
             group.parked.remove(&id);
             group.members -= 1;
+            self.streams.fetch_sub(1, Ordering::SeqCst);
             if group.members == 0 {
                 groups.remove(key);
             }
