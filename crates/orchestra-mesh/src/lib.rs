@@ -50,6 +50,8 @@
 //! - [`l4`]: [`Balancer`], [`MemoryProxy`], [`TcpProxy`].
 //! - `nftables` (feature `nftables`): `NftablesProxy`, the kernel data path (kube-proxy's
 //!   nftables mode) in table `inet orchestra`.
+//! - `redirect` (feature `nftables`): the rules of table `inet orchestra-mesh` that redirect a
+//!   pod's TCP into its sidecar (Linkerd's proxy-init, on nftables).
 //! - [`follower`]: [`ProxyFollower`], which watches the API and applies the table.
 //! - `l7` (feature `l7`): `MeshDirectory`, `EndpointDiscover`, `Outbound`, `CircuitBreaker`,
 //!   `HttpProxy`, `InboundProxy`, mesh identity, and `Sidecar`, which composes them.
@@ -64,6 +66,8 @@ pub mod l7;
 #[cfg(feature = "nftables")]
 pub mod nftables;
 pub mod proxy;
+#[cfg(feature = "nftables")]
+pub mod redirect;
 pub mod table;
 pub mod testing;
 
