@@ -285,6 +285,61 @@ async fn watches_carry_bookmarks_and_expire_after_compaction() {
     );
 }
 
+/// Regression (issue #4, the watch fan-out benchmark's starved writer): watches share their
+/// client's HTTP/2 connection with its writes, and HTTP/2 flow control has a window per
+/// connection as well as per stream. With hyper's default windows (5 MB per connection,
+/// 2 MB per stream) three watches whose caller has not read 2 MB yet used up the whole
+/// connection's window, and the server could send nothing else on that connection, not even
+/// the answer to a create, until some watcher read: a slow watcher stalled every request of
+/// its process. Unread watch data must fill only its own stream's window.
+#[tokio::test]
+async fn a_create_completes_while_watchers_on_its_connection_do_not_read() {
+    const WATCHERS: usize = 8;
+    const WRITES: usize = 64;
+    let (client, server) = mem().await;
+    // Watches on the writer's own connection (one `RemoteClient` is one connection), none of
+    // them read while the writes go on.
+    let mut watches = Vec::new();
+    for _ in 0..WATCHERS {
+        let events = client
+            .watch::<Pod>(Some("fan"), &WatchOptions::default())
+            .await
+            .expect("watch");
+        watches.push(events);
+    }
+    // 64 KiB per event: 8 watchers x 64 writes is 32 MiB of watch data nobody reads, far more
+    // than a connection's default window, while each watch's own share (4 MiB) is bounded by
+    // its stream's window and the server's per-watch buffer.
+    let padding = "x".repeat(64 * 1024);
+    let mut created = Vec::new();
+    for i in 0..WRITES {
+        let mut pod = testing::pod("fan", &format!("p{i:03}"), "web");
+        pod.metadata
+            .annotations
+            .insert("padding".into(), padding.clone());
+        // A hang detector, not a timing assertion: before the fix this create never
+        // completed (nothing read the watches, so the connection's window never reopened).
+        let pod = tokio::time::timeout(Duration::from_secs(60), client.create(&pod))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("create {i} hung behind {WATCHERS} unread watches on its connection")
+            })
+            .expect("create");
+        created.push(pod.metadata.resource_version);
+    }
+    // Every watcher still gets every event once, in order, once it reads.
+    for events in &mut watches {
+        for want in &created {
+            match next(events).await {
+                WatchEvent::Added(pod) => assert_eq!(&pod.metadata.resource_version, want),
+                other => panic!("expected ADDED at {want}, got {other:?}"),
+            }
+        }
+    }
+    drop(watches);
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn a_server_that_is_not_there_is_a_clear_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -294,8 +294,32 @@ fn endpoint(url: &str) -> Result<(String, Endpoint), ConnectError> {
             url: url.clone(),
             source,
         })?;
-    Ok((url, endpoint.tcp_nodelay(true)))
+    let endpoint = endpoint
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
+    Ok((url, endpoint))
 }
+
+/// HTTP/2 flow control of what the server sends on one stream (one watch, one response):
+/// hyper's default, 2 MiB. This bounds what one watch whose caller does not read holds in
+/// this process; the server cuts such a watch off once its own queue for it is full.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// HTTP/2 flow control of the whole connection: the largest window HTTP/2 allows
+/// (2^31 - 1 bytes), so that it is never the window that binds.
+///
+/// Every watch and request of a `RemoteClient` shares one connection, and h2 gives the
+/// connection's window back only as callers read. With hyper's default (5 MiB), three
+/// watches whose callers were behind by 2 MiB each used it up, and the server could then
+/// send nothing on the connection, not even the answer to a create, until a watcher read:
+/// a few slow watchers stalled every request on their connection (issue #4: the watch
+/// fan-out benchmark's writer shares its connections with 250 watches each). With this
+/// window, unread data fills only its own stream's window; the server's default of 1,000
+/// streams per connection times [`STREAM_WINDOW`] (2,000 MiB) stays below it, so the
+/// connection's window cannot run out while every stream still has room. golang.org/x/net/http2, which Kubernetes' clients
+/// use, makes the same choice (1 GiB per connection, 4 MiB per stream).
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 
 /// A TLS endpoint for the credentials, and their token.
 fn secure_endpoint(
