@@ -1,6 +1,7 @@
 //! The watch cache: one store watch per kind serves many client watches from memory, with the
 //! registry's selector transitions, cuts off a client that does not read instead of waiting
-//! for it, and leaves watches it cannot serve (too old, no resourceVersion) to the registry.
+//! for it, serves watches without resourceVersion after one consistent list, and leaves
+//! watches it cannot serve (too old) to the registry.
 
 use std::time::Duration;
 
@@ -194,6 +195,59 @@ async fn a_client_that_does_not_read_is_cut_off_and_the_others_go_on() {
     assert_eq!(cache.subscribers("v1", "Pod"), 1);
 }
 
+/// Issue #4: remote watches without resourceVersion (what a client that lists nothing first
+/// opens, as the `orchestra bench api` watchers do) went to the registry, one store watch
+/// each, decoding and encoding every change once per watcher. The cache serves them now, with
+/// the registry's contract: the objects of one consistent list as ADDED (writes made just
+/// before the watch included, whether or not the cache has applied them yet), then every
+/// change after that list once.
+#[tokio::test]
+async fn a_watch_without_resource_version_is_served_from_the_cache_after_a_consistent_list() {
+    let (registry, _, cache) = setup(CacheOptions::default()).await;
+    let mut created = Vec::new();
+    for i in 0..10 {
+        let pod = registry
+            .create(testing::pod("ns", &format!("p{i}"), "web"))
+            .await
+            .expect("create");
+        created.push(pod.metadata.resource_version);
+    }
+    registry
+        .create(testing::pod("elsewhere", "q", "web"))
+        .await
+        .expect("create");
+    let before = cache.subscribers("v1", "Pod");
+    let mut events = watch(&cache, &registry, &WatchOptions::default()).await;
+    assert_eq!(
+        cache.subscribers("v1", "Pod"),
+        before + 1,
+        "one cache watch"
+    );
+    for (i, rv) in created.iter().enumerate() {
+        let (kind, object) = next(&mut events).await.expect("event");
+        assert_eq!(kind, "ADDED");
+        assert_eq!(object["metadata"]["name"], format!("p{i}"));
+        assert_eq!(&object["metadata"]["resourceVersion"], rv.as_str());
+    }
+    let later = registry
+        .create(testing::pod("ns", "later", "web"))
+        .await
+        .expect("create");
+    let (kind, object) = next(&mut events).await.expect("event");
+    assert_eq!(kind, "ADDED");
+    assert_eq!(object["metadata"]["name"], "later");
+    assert_eq!(
+        &object["metadata"]["resourceVersion"],
+        later.metadata.resource_version.as_str()
+    );
+    // "0" is the registry's "from now" too.
+    let mut zero = watch(&cache, &registry, &WatchOptions::from_version("0")).await;
+    for _ in 0..11 {
+        let (kind, _) = next(&mut zero).await.expect("event");
+        assert_eq!(kind, "ADDED");
+    }
+}
+
 #[tokio::test]
 async fn watches_it_cannot_serve_go_to_the_registry() {
     let options = CacheOptions {
@@ -233,14 +287,6 @@ async fn watches_it_cannot_serve_go_to_the_registry() {
     assert!(
         stale.is_none(),
         "a version older than the window goes to the registry"
-    );
-    let unversioned = cache
-        .watch(store, "v1", "Pod", Some("ns"), &WatchOptions::default())
-        .await
-        .expect("watch");
-    assert!(
-        unversioned.is_none(),
-        "a watch without resourceVersion needs the registry's snapshot"
     );
     let bad = cache
         .watch(

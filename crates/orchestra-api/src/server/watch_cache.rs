@@ -12,17 +12,26 @@
 //! Lists that accept any recent state (`resourceVersion=0`) are served from the same
 //! objects; a list without resourceVersion is a consistent read from the store.
 //!
-//! A watch the cache cannot serve (not ready yet, a resourceVersion older than the window, a
-//! watch without resourceVersion, which needs a consistent snapshot) goes to the registry as
-//! before, so the contracts (410 for compacted versions, the initial ADDED list) are the
-//! registry's exactly. A client that does not keep up (its buffer of events is full) is cut
-//! off with an [`ApiError::Expired`] that says so, instead of slowing the others; it watches
-//! again from its last resourceVersion.
+//! A watch without resourceVersion starts with one consistent list as ADDED events, as the
+//! registry's: the cache serves it once it has seen the store's revision of now (so its
+//! objects are what a list from the store would return), as
+//! [`LocalClient`](crate::LocalClient)'s watches are. Before, every such remote watch was a
+//! store watch of its own that decoded and encoded every event for itself: 1,000 watchers
+//! decoded and encoded each change 1,000 times (issue #4), where the cache decodes it once
+//! and encodes it once.
+//!
+//! A watch the cache cannot serve (not ready or not caught up within [`CATCH_UP`], a
+//! resourceVersion older than the window) goes to the registry as before, so the contracts
+//! (410 for compacted versions, the initial ADDED list) are the registry's exactly. A client
+//! that does not keep up (its buffer of events is full) is cut off with an
+//! [`ApiError::Expired`] that says so, instead of slowing the others; it watches again from
+//! its last resourceVersion.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -40,6 +49,11 @@ use crate::watch_cache::subscription::Subscription;
 pub use crate::watch_cache::CacheOptions;
 
 type Object = Box<dyn DynResource>;
+
+/// How long a watch without resourceVersion waits for its kind's cache to catch up with the
+/// store before the registry serves it instead (the cache starting, restarting, or far
+/// behind).
+const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// One event as the cache serves it: the type, the object's JSON and its resourceVersion.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,10 +188,12 @@ impl WatchCache {
         }
     }
 
-    /// Serves a watch from the cache, or `None` when the cache cannot (not ready, no
-    /// resourceVersion, one older than the window, or one the store has compacted): the
-    /// caller asks the registry then, which answers exactly as without a cache (410 for a
-    /// compacted resourceVersion).
+    /// Serves a watch from the cache, or `None` when the cache cannot (not caught up within
+    /// [`CATCH_UP`], a resourceVersion older than the window, or one the store has
+    /// compacted): the caller asks the registry then, which answers exactly as without a
+    /// cache (410 for a compacted resourceVersion). A watch without resourceVersion (or
+    /// `"0"`) starts, as the registry's, with an ADDED event for every selected object of one
+    /// consistent list.
     pub async fn watch(
         &self,
         store: &dyn orchestra_store::Store,
@@ -190,7 +206,12 @@ impl WatchCache {
             return Ok(None);
         };
         let from = match options.resource_version.as_deref() {
-            None | Some("" | "0") => return Ok(None),
+            None | Some("" | "0") => {
+                ops.check_field_selector(&options.field_selector)?;
+                return self
+                    .watch_from_now(store, ops, cache, namespace, options)
+                    .await;
+            }
             Some(rv) => match rv.parse::<i64>() {
                 Ok(rev) if rev >= 0 => rev,
                 // The registry words the error.
@@ -220,6 +241,53 @@ impl WatchCache {
         let events = futures::stream::unfold(subscription, Subscription::next)
             .map(|change| change.and_then(|change| to_event(&change)));
         Ok(Some(Box::pin(events)))
+    }
+
+    /// A watch without resourceVersion: the selected objects once the cache has seen the
+    /// store's revision of now, as ADDED events, then the changes after them; `None` when
+    /// the cache does not catch up within [`CATCH_UP`] or its window no longer holds the
+    /// changes after that list (the registry serves the watch then).
+    async fn watch_from_now(
+        &self,
+        store: &dyn orchestra_store::Store,
+        ops: &DynOps,
+        cache: &Arc<KindCache>,
+        namespace: Option<&str>,
+        options: &WatchOptions,
+    ) -> Result<Option<CacheEvents>, ApiError> {
+        let mut filter = Filter {
+            namespace: namespace_of(ops, namespace),
+            labels: options.label_selector.clone(),
+            fields: options.field_selector.clone(),
+            from: 0,
+        };
+        let head = store.status().await?.revision;
+        let Ok((objects, revision)) =
+            tokio::time::timeout(CATCH_UP, cache.snapshot_from(&filter, head)).await
+        else {
+            return Ok(None);
+        };
+        filter.from = revision;
+        let Some(subscription) = cache.subscribe(filter, options.bookmark_interval) else {
+            return Ok(None);
+        };
+        // The list is this watch's own: its objects are encoded here, as the registry's list
+        // would be; the changes after it share one encoding per change.
+        let initial = objects
+            .iter()
+            .map(|object| {
+                Ok(CacheEvent::Object {
+                    kind: "ADDED",
+                    json: encode(object.as_ref().as_ref())?,
+                    resource_version: object.meta().resource_version.clone(),
+                })
+            })
+            .collect::<Vec<Result<CacheEvent, ApiError>>>();
+        let changes = futures::stream::unfold(subscription, Subscription::next)
+            .map(|change| change.and_then(|change| to_event(&change)));
+        Ok(Some(Box::pin(
+            futures::stream::iter(initial).chain(changes),
+        )))
     }
 
     /// Serves a list from the cache when the request accepts any recent state
