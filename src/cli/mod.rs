@@ -16,6 +16,7 @@
 //! - [`security`]: how commands reach the API server (credentials, join tokens, plain text).
 //! - [`server`]: `orchestra server ...`, the API server (gRPC and HTTP/JSON).
 //! - [`sidecar`]: `orchestra sidecar ...`, the mesh proxy next to an application.
+//! - [`sidecar_init`]: `orchestra sidecar init ...`, the pod's redirect into the sidecar.
 
 #[cfg(feature = "server")]
 pub mod agent;
@@ -38,6 +39,8 @@ pub mod security;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod sidecar;
+#[cfg(feature = "server")]
+pub mod sidecar_init;
 
 use clap::{Parser, Subcommand};
 

@@ -12,6 +12,9 @@
 //!
 //! The service account must be allowed to list and watch Services and Endpoints
 //! cluster-wide (bind it a ClusterRole with those two rules, as the mesh's install does).
+//!
+//! `orchestra sidecar init` (see [`super::sidecar_init`]) is what the pod's init container
+//! runs first: the rules that redirect the pod's TCP through the sidecar's listeners.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use orchestra::api::RemoteClient;
 use orchestra_api::remote::{BearerToken, TokenError};
 use orchestra_mesh::l7::identity::{IdentityClient, SpiffeId};
@@ -32,9 +35,14 @@ use orchestra_api::tls::{Credentials, TlsError};
 
 use super::security::{ApiConnectError, DEFAULT_SERVER, Endpoint};
 
-/// `orchestra sidecar --namespace NS --service-account SA [--app ADDR] ...`.
+/// `orchestra sidecar --namespace NS --service-account SA [--app ADDR] ...`, or
+/// `orchestra sidecar init ...`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SidecarArgs {
+    /// Prepare the pod instead of running the proxy.
+    #[command(subcommand)]
+    pub action: Option<SidecarAction>,
     /// The API server (also `ORCHESTRA_SERVER`; default: the credentials' server, else
     /// https://127.0.0.1:7443; `http://...`: an `--insecure` server, in plain text).
     #[arg(long, env = "ORCHESTRA_SERVER")]
@@ -55,9 +63,9 @@ pub struct SidecarArgs {
     /// file's CA.
     #[arg(long, env = "ORCHESTRA_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// The pod's namespace.
-    #[arg(long, env = "ORCHESTRA_POD_NAMESPACE")]
-    pub namespace: String,
+    /// The pod's namespace (required to run the proxy; `None` only with a subcommand).
+    #[arg(long, env = "ORCHESTRA_POD_NAMESPACE", required = true)]
+    pub namespace: Option<String>,
     /// The pod's service account: the sidecar's identity is
     /// spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT.
     #[arg(long, env = "ORCHESTRA_SERVICE_ACCOUNT", default_value = "default")]
@@ -89,9 +97,23 @@ pub struct SidecarArgs {
     pub drain_timeout: Duration,
 }
 
+/// What `orchestra sidecar` does instead of running the proxy.
+#[derive(Debug, Subcommand)]
+pub enum SidecarAction {
+    /// Redirect this network namespace's TCP into the sidecar's listeners (nftables table
+    /// inet orchestra-mesh), as a meshed pod's init container does, and exit.
+    Init(super::sidecar_init::SidecarInitArgs),
+}
+
 /// Why `orchestra sidecar` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarCommandError {
+    /// `orchestra sidecar init` could not apply the redirect.
+    #[error(transparent)]
+    Init(#[from] orchestra_mesh::redirect::RedirectError),
+    /// No `--namespace` (clap requires it; a caller building the arguments by hand may not).
+    #[error("the pod's namespace is missing: pass --namespace or set ORCHESTRA_POD_NAMESPACE")]
+    NoNamespace,
     /// The token file cannot be used (unreadable, empty, not a token).
     #[error("the service account token file")]
     TokenFile(#[from] TokenError),
@@ -145,8 +167,10 @@ fn policy(namespace: &str, port: u16, allow: &[Caller]) -> AuthorizationPolicy {
     }
 }
 
-/// The sidecar's settings from the flags.
+/// The sidecar's settings from the flags (an empty namespace if `--namespace` is missing:
+/// [`run`] refuses that first).
 pub fn config(args: &SidecarArgs) -> SidecarConfig {
+    let namespace = args.namespace.as_deref().unwrap_or_default();
     SidecarConfig {
         trust_domain: args.trust_domain.clone(),
         cluster_domain: args.cluster_domain.clone(),
@@ -154,9 +178,9 @@ pub fn config(args: &SidecarArgs) -> SidecarConfig {
         app: args.app,
         outbound: args.outbound,
         admin: args.admin,
-        policy: policy(&args.namespace, args.app.port(), &args.allow),
+        policy: policy(namespace, args.app.port(), &args.allow),
         drain_timeout: args.drain_timeout,
-        ..SidecarConfig::new(&args.namespace, &args.service_account)
+        ..SidecarConfig::new(namespace, &args.service_account)
     }
 }
 
@@ -221,8 +245,16 @@ async fn connect(
     })
 }
 
-/// Runs the sidecar until SIGTERM, Ctrl-C or `POST /shutdown`; returns once drained.
-pub async fn run(args: SidecarArgs) -> Result<(), SidecarCommandError> {
+/// Runs the sidecar until SIGTERM, Ctrl-C or `POST /shutdown`; returns once drained. With
+/// `init`, applies the redirect and returns.
+pub async fn run(mut args: SidecarArgs) -> Result<(), SidecarCommandError> {
+    if let Some(SidecarAction::Init(init)) = args.action.take() {
+        super::sidecar_init::run(init, &mut std::io::stdout()).await?;
+        return Ok(());
+    }
+    if args.namespace.is_none() {
+        return Err(SidecarCommandError::NoNamespace);
+    }
     // The listeners first: a taken port is reported before anything connects.
     let sidecar = Sidecar::bind(config(&args)).await?;
     let (endpoint, token) = endpoint(&args)?;

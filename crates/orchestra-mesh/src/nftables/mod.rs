@@ -82,7 +82,7 @@
 //! - [`NftError`]: the errors.
 
 mod applied;
-mod command;
+pub(crate) mod command;
 mod diff;
 mod error;
 pub mod plan;

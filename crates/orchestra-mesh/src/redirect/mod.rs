@@ -22,8 +22,13 @@
 //! input, as the service proxy writes its own (see the `nftables` module for why text
 //! rather than JSON or netlink).
 //!
+//! [`apply`] runs `nft -f -` with the script (through the same helper as the service proxy,
+//! so an optional command prefix such as `nsenter --net=/run/netns/POD` programs another
+//! namespace); nft applies it as one transaction, and its own message comes back in the
+//! error when it refuses.
+//!
 //! # Layout
-//! - this file: [`RedirectConfig`], [`RedirectError`].
+//! - this file: [`RedirectConfig`], [`RedirectError`], [`apply`], [`remove`].
 //! - [`ruleset`]: the table as nft commands (pure).
 //! - `ports`: [`PortList`], the skipped ports as the command line writes them.
 
@@ -32,7 +37,7 @@ pub mod ruleset;
 
 pub use ports::{PortList, PortListError, PortRange};
 
-use crate::nftables::NftError;
+use crate::nftables::{NftError, NftablesProxyConfig};
 
 /// What to redirect where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,4 +102,85 @@ pub enum RedirectError {
     /// namespace's rules are unchanged.
     #[error("applying table inet {table} failed", table = ruleset::TABLE)]
     Nft(#[source] NftError),
+}
+
+/// Applies the redirect table for `config` in the network namespace `nft` runs in (this
+/// process's, unless `nft.command_prefix` says otherwise): replaces the table if it is
+/// there, in one transaction, so running it again (a restarted init container) is harmless.
+/// Only `nft.nft` and `nft.command_prefix` are used.
+pub async fn apply(
+    config: &RedirectConfig,
+    nft: &NftablesProxyConfig,
+) -> Result<(), RedirectError> {
+    let commands = ruleset::commands(config)?;
+    crate::nftables::command::nft(nft, &ruleset::script(&commands), commands.len())
+        .await
+        .map_err(RedirectError::Nft)
+}
+
+/// Removes the redirect table, if it is there.
+pub async fn remove(nft: &NftablesProxyConfig) -> Result<(), RedirectError> {
+    let commands = ruleset::delete_commands();
+    crate::nftables::command::nft(nft, &ruleset::script(&commands), commands.len())
+        .await
+        .map_err(RedirectError::Nft)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// An "nft" that reads its input and refuses it as nft does: its message on stderr, exit 1.
+    fn refusing_nft() -> NftablesProxyConfig {
+        NftablesProxyConfig {
+            command_prefix: ["sh", "-c", "cat >/dev/null; echo 'Error: Could not process rule: Operation not permitted' >&2; exit 1", "sh"]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            ..NftablesProxyConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_nfts_message() {
+        let err = apply(&RedirectConfig::new(2102), &refusing_nft())
+            .await
+            .unwrap_err();
+        let RedirectError::Nft(source) = &err else {
+            panic!("expected nft's error, got {err:?}");
+        };
+        let text = format!("{err}: {source}");
+        assert!(text.contains("inet orchestra-mesh"), "{text}");
+        assert!(
+            text.contains("Could not process rule: Operation not permitted"),
+            "{text}"
+        );
+        assert!(text.contains("11 nftables commands"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_nft_is_named_and_a_bad_config_runs_nothing() {
+        let missing = NftablesProxyConfig {
+            nft: PathBuf::from("/nonexistent/nft"),
+            ..NftablesProxyConfig::default()
+        };
+        let err = remove(&missing).await.unwrap_err();
+        let RedirectError::Nft(source) = &err else {
+            panic!("expected nft's error, got {err:?}");
+        };
+        assert!(source.to_string().contains("/nonexistent/nft"), "{source}");
+        let bad = RedirectConfig {
+            outbound_port: 4143,
+            ..RedirectConfig::new(2102)
+        };
+        // The refusal comes before nft would run (this nft would fail differently).
+        let err = apply(&bad, &missing).await.unwrap_err();
+        assert!(
+            matches!(err, RedirectError::InvalidConfig { .. }),
+            "{err:?}"
+        );
+    }
 }
