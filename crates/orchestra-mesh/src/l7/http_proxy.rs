@@ -23,6 +23,15 @@
 //! `orchestra_mesh_identity_mismatches_total`. An endpoint whose pod is not known keeps the
 //! check of the chain alone (any identity of the trust domain). The rustls configurations
 //! are built once per identity ([`ClientConfigs`]).
+//!
+//! # Redirected connections
+//! When the pod's redirect rules (`orchestra sidecar init`) sent a connection here, its
+//! original destination ([`original_dst`](super::original_dst())) decides: a service's
+//! cluster address and port makes the connection that service's ([`Redirected::Service`]:
+//! every request goes through its stack whatever its `Host`, opaque bytes to one of its
+//! endpoints), anything else is forwarded unchanged to where it was headed
+//! ([`Redirected::Passthrough`], counted as opaque). A connection addressed to the
+//! listener itself is served as described above.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,6 +61,7 @@ use super::drain::{Drain, serve_draining};
 use super::endpoint::{Endpoint, EndpointError, connect_tls};
 use super::identity::{ClientConfigs, MeshTls, SpiffeId};
 use super::metrics::MeshMetrics;
+use super::original_dst::{Redirected, original_dst, passthrough};
 use super::split::{SplitError, SplitPicker, TrafficSplit};
 use super::stack::{Outbound, StackConfig};
 use crate::table::{ServiceAccountRef, ServiceKey};
@@ -303,8 +313,21 @@ impl HttpProxy {
     /// Detects the connection's protocol and serves it.
     async fn connection(self: Arc<Self>, mut stream: TcpStream, drain: Drain) {
         let _guard = drain.track();
+        // A redirected connection's service, from its original destination (see the module
+        // docs); `None` for one addressed to this listener, routed by authority.
+        let redirected = original_dst(&stream).map(|dst| Redirected::of(&self.directory, dst));
+        let pinned = match redirected {
+            Some(Redirected::Passthrough(destination)) => {
+                let timeout = self.config.stack.connect_timeout;
+                let moved = passthrough(stream, destination, &[], timeout).await;
+                self.metrics.record_opaque(moved);
+                return;
+            }
+            Some(Redirected::Service(key)) => Some(key),
+            None => None,
+        };
         if self.config.opaque {
-            return self.opaque(stream, Bytes::new()).await;
+            return self.opaque(stream, Bytes::new(), pinned.as_ref()).await;
         }
         let mut prefix = BytesMut::with_capacity(64);
         let deadline = Instant::now() + self.config.detect_timeout;
@@ -323,9 +346,11 @@ impl HttpProxy {
         };
         let io = TokioIo::new(PrefixedIo::new(prefix.freeze(), stream));
         let proxy = self.clone();
+        let pinned_key = pinned.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.route(request).await) }
+            let pinned = pinned_key.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.route(request, pinned).await) }
         });
         let served = match detected {
             Detected::Http2 => {
@@ -343,7 +368,7 @@ impl HttpProxy {
             }
             Detected::Opaque | Detected::NeedMore => {
                 let (prefix, stream) = io.into_inner().into_parts();
-                return self.opaque(stream, prefix).await;
+                return self.opaque(stream, prefix, pinned.as_ref()).await;
             }
         };
         if let Err(error) = served {
@@ -351,9 +376,11 @@ impl HttpProxy {
         }
     }
 
-    /// Forwards a connection byte for byte to one endpoint of the opaque service.
-    async fn opaque(&self, mut client: TcpStream, prefix: Bytes) {
-        let picked = self.config.opaque_service.as_ref().and_then(|key| {
+    /// Forwards a connection byte for byte to one endpoint of `service` (a redirected
+    /// connection's), else of the opaque service.
+    async fn opaque(&self, mut client: TcpStream, prefix: Bytes, service: Option<&ServiceKey>) {
+        let service = service.or(self.config.opaque_service.as_ref());
+        let picked = service.and_then(|key| {
             let targets = self.directory.targets(key)?;
             let targets = targets.borrow();
             let n = targets.len();
@@ -413,8 +440,13 @@ impl HttpProxy {
         Some(stack)
     }
 
-    /// Answers one request: finds its service and sends it through that service's stack.
-    async fn route(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Answers one request: finds its service (`pinned`, a redirected connection's, else by
+    /// its authority) and sends it through that service's stack.
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        pinned: Option<ServiceKey>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         let authority = request
             .uri()
@@ -424,18 +456,24 @@ impl HttpProxy {
                 let host = request.headers().get(header::HOST)?;
                 host.to_str().ok().map(str::to_owned)
             });
-        let Some(authority) = authority else {
-            return text_response(
-                StatusCode::BAD_REQUEST,
-                "the request names no authority (no Host header)\n",
-            );
-        };
-        let Some(key) = self.directory.resolve(&authority) else {
-            self.metrics.record_request("unknown", 404, start.elapsed());
-            return text_response(
-                StatusCode::NOT_FOUND,
-                format!("no service is known as {authority}\n"),
-            );
+        let (authority, key) = match (pinned, authority) {
+            (Some(key), authority) => (authority.unwrap_or_else(|| key.to_string()), key),
+            (None, None) => {
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request names no authority (no Host header)\n",
+                );
+            }
+            (None, Some(authority)) => match self.directory.resolve(&authority) {
+                Some(key) => (authority, key),
+                None => {
+                    self.metrics.record_request("unknown", 404, start.elapsed());
+                    return text_response(
+                        StatusCode::NOT_FOUND,
+                        format!("no service is known as {authority}\n"),
+                    );
+                }
+            },
         };
         let key = match self.split_backend(&key) {
             None => key,

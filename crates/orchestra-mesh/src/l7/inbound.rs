@@ -9,9 +9,17 @@
 //! (with the caller's identity in `x-orchestra-peer-identity`, which callers cannot forge:
 //! any such header they send is replaced); a denied opaque connection is closed at once,
 //! an allowed one is copied byte for byte.
+//!
+//! # Redirected connections
+//! A connection the pod's redirect rules (`orchestra sidecar init`) sent here was headed for
+//! a port of the pod ([`original_dst`](super::original_dst())): it goes to the application
+//! on that port (at the address of [`InboundConfig::app`]), and the policy decides for that
+//! port. A connection addressed to the inbound listener itself goes to
+//! [`InboundConfig::app`], as before.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -35,6 +43,7 @@ use super::endpoint::Endpoint;
 use super::http_proxy::{ProxyBody, strip_hop_by_hop, text_response};
 use super::identity::{MeshTls, SpiffeId, peer_identity};
 use super::metrics::MeshMetrics;
+use super::original_dst::original_dst;
 use super::policy::{AuthorizationPolicy, Decision, HttpRequestInfo};
 
 /// The header carrying the verified caller identity to the application.
@@ -82,6 +91,9 @@ pub struct InboundProxy {
     config: InboundConfig,
     acceptor: TlsAcceptor,
     app: Endpoint,
+    /// The application's other ports that redirected connections were headed for, each
+    /// with its pooled client, made on first use.
+    redirected_apps: Mutex<HashMap<u16, Endpoint>>,
     metrics: Arc<MeshMetrics>,
 }
 
@@ -100,6 +112,7 @@ impl InboundProxy {
         Arc::new(InboundProxy {
             acceptor: TlsAcceptor::from(tls.server_config()),
             app: Endpoint::new(config.app, config.connect_timeout),
+            redirected_apps: Mutex::default(),
             config,
             metrics: Arc::new(MeshMetrics::inbound()),
         })
@@ -136,8 +149,30 @@ impl InboundProxy {
         }
     }
 
+    /// The application port a connection is for, and the client to it: the original
+    /// destination's port for a redirected connection, else the configured application.
+    fn app_for(&self, stream: &TcpStream) -> (u16, Endpoint) {
+        let Some(port) = original_dst(stream).map(|dst| dst.port()) else {
+            return (self.config.port, self.app.clone());
+        };
+        if port == self.config.app.port() {
+            return (self.config.port, self.app.clone());
+        }
+        let mut apps = self
+            .redirected_apps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let app = apps.entry(port).or_insert_with(|| {
+            let addr = SocketAddr::new(self.config.app.ip(), port);
+            Endpoint::new(addr, self.config.connect_timeout)
+        });
+        (port, app.clone())
+    }
+
     async fn connection(self: Arc<Self>, stream: TcpStream, drain: Drain) {
         let _guard = drain.track();
+        // Read before the handshake: the socket is the accepted one, as the kernel knows it.
+        let (port, app) = self.app_for(&stream);
         let accept = self.acceptor.accept(stream);
         let mut tls = match tokio::time::timeout(self.config.handshake_timeout, accept).await {
             Ok(Ok(tls)) => tls,
@@ -171,16 +206,16 @@ impl InboundProxy {
             }
         };
         if detected == Detected::Opaque || detected == Detected::NeedMore {
-            let decision =
-                self.config
-                    .policy
-                    .decide(&self.config.namespace, self.config.port, &peer);
+            let decision = self
+                .config
+                .policy
+                .decide(&self.config.namespace, port, &peer);
             if let Decision::Deny(why) = decision {
                 debug!(%peer, %why, "inbound TCP connection denied");
                 self.metrics.record_denied_tcp();
                 return; // dropping the stream closes it
             }
-            let Ok(mut app) = TcpStream::connect(self.config.app).await else {
+            let Ok(mut app) = TcpStream::connect(app.addr()).await else {
                 return;
             };
             let _ = app.set_nodelay(true);
@@ -199,7 +234,11 @@ impl InboundProxy {
         let service = service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
             let peer = peer.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.request(request, &peer).await) }
+            let app = app.clone();
+            async move {
+                let response = proxy.request(request, &peer, port, app).await;
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let served = if detected == Detected::Http2 {
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -218,16 +257,19 @@ impl InboundProxy {
         }
     }
 
-    /// Answers one request: 403 when denied, else the application's response.
+    /// Answers one request for application port `port` (served by `app`): 403 when
+    /// denied, else the application's response.
     async fn request(
         &self,
         request: Request<Incoming>,
         peer: &SpiffeId,
+        port: u16,
+        app: Endpoint,
     ) -> http::Response<ProxyBody> {
         let start = Instant::now();
         let decision = self.config.policy.decide_request(
             &self.config.namespace,
-            self.config.port,
+            port,
             peer,
             HttpRequestInfo {
                 method: request.method(),
@@ -258,7 +300,7 @@ impl InboundProxy {
                     parts.headers.insert(name, value);
                 }
                 let request = Request::from_parts(parts, MeshBody::Streaming(body));
-                match self.app.clone().oneshot(request).await {
+                match app.oneshot(request).await {
                     Ok(response) => {
                         response.map(|body| body.map_err(BoxError::from).boxed_unsync())
                     }

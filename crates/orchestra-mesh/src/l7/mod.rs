@@ -53,6 +53,8 @@
 //! - `http_proxy`: [`HttpProxy`], the outbound listener routing by authority, connecting to
 //!   each endpoint over mTLS that requires the endpoint's own identity of the server.
 //! - `metrics`: [`MeshMetrics`], Prometheus counters and a latency histogram.
+//! - `original_dst`: [`original_dst()`], where a connection the pod's redirect rules sent to
+//!   a listener was headed, and [`Redirected`], what the outbound listener does with it.
 //! - `policy`: [`AuthorizationPolicy`], which identities may call which port, and which HTTP
 //!   paths and methods, pure.
 //! - `inbound`: [`InboundProxy`], the inbound sidecar: mTLS termination, policy, forward
@@ -76,6 +78,7 @@ mod http_proxy;
 pub mod identity;
 mod inbound;
 mod metrics;
+mod original_dst;
 mod policy;
 mod retry;
 mod route;
@@ -96,6 +99,7 @@ pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, conn
 pub use http_proxy::{HttpProxy, HttpProxyConfig, OutboundTls, ProxyBody};
 pub use inbound::{InboundConfig, InboundProxy, PEER_IDENTITY_HEADER};
 pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
+pub use original_dst::{Redirected, original_dst};
 pub use policy::{
     AuthorizationPolicy, Caller, Decision, DefaultAction, HttpRequestInfo, HttpRoute,
     NamespacePolicy, PathMatch, Rule,

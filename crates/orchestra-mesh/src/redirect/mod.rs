@@ -3,7 +3,7 @@
 //! application's outbound TCP to the sidecar's outbound listener and the pod's inbound TCP
 //! to its inbound listener, so that the application addresses services as if there were no
 //! mesh. The sidecar learns where each connection was headed from the socket
-//! (`SO_ORIGINAL_DST`, see `l7::OriginalDst` with the `l7` feature).
+//! (`SO_ORIGINAL_DST`, read by `l7::original_dst` with the `l7` feature).
 //!
 //! ```
 //! use orchestra_mesh::redirect::{RedirectConfig, ruleset};
