@@ -1,0 +1,442 @@
+//! System test of transparent redirection into the sidecar (issue #8): two pod network
+//! namespaces joined by a veth pair, each with the redirect table (`redirect::apply`, what
+//! `orchestra sidecar init` runs) and a sidecar half running inside it:
+//!
+//! ```text
+//!  client pod 10.77.0.1                                server pod 10.77.0.2
+//!  app (uid 65534) --plain HTTP to 10.96.0.10:80-->    (redirected to :4143)
+//!    (redirected to 127.0.0.1:4140)                    InboundProxy --> app 127.0.0.1:8080|8081
+//!    HttpProxy (uid 0, exempt) --mTLS to 10.77.0.2:8080-->
+//! ```
+//!
+//! The client application addresses a ClusterIP with a `Host` no service has, as an
+//! application unaware of the mesh would; the answer carries the caller's SPIFFE ID, which
+//! only the inbound sidecar sets after an mTLS handshake with the outbound one, and the
+//! outbound sidecar counted no connection coming back to it (its own connection to the
+//! endpoint was not redirected). A connection to an address no service has goes through
+//! the outbound sidecar unchanged. The host's own ruleset is never touched.
+//!
+//! It needs root, `ip` (iproute2) and `nft` (nftables); without them it prints why and
+//! passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use orchestra_mesh::l7::identity::{
+    CaConfig, MeshCa, MeshCredentials, MeshTls, SidecarKey, SpiffeId, TrustBundle,
+};
+use orchestra_mesh::l7::{
+    AuthorizationPolicy, DirectoryConfig, HttpProxy, HttpProxyConfig, InboundConfig, InboundProxy,
+    MeshDirectory, OutboundTls, PEER_IDENTITY_HEADER,
+};
+use orchestra_mesh::nftables::NftablesProxyConfig;
+use orchestra_mesh::redirect::{self, RedirectConfig};
+use orchestra_mesh::{Affinity, Protocol, ServiceEntry, ServiceKey, ServiceProxy, ServiceTable};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long a probe waits (only a broken redirect ever waits this long).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The uid the client application runs as (not the sidecar's, so its connections are
+/// redirected).
+const APP_UID: u32 = 65534;
+
+/// Why this test cannot run here, if it cannot.
+fn system_ready() -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("it needs root (network namespaces, nftables)".into());
+    }
+    for (tool, args, package) in [
+        ("ip", &["-V"][..], "iproute2"),
+        ("nft", &["--version"][..], "nftables"),
+    ] {
+        match Command::new(tool).args(args).output() {
+            Ok(out) if out.status.success() => {}
+            _ => return Err(format!("`{tool}` is missing: apt-get install {package}")),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command, panicking with its stderr if it fails.
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The two pods' namespaces, deleted on drop (so also when the test fails).
+struct Pods {
+    client: String,
+    server: String,
+    created: Vec<String>,
+}
+
+impl Pods {
+    /// Creates the namespaces and their link, or returns `None` (after saying why) when the
+    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead.
+    fn new() -> Option<Pods> {
+        if let Err(reason) = system_ready() {
+            if std::env::var("ORCHESTRA_SYSTEM_TESTS").as_deref() == Ok("1") {
+                panic!(
+                    "ORCHESTRA_SYSTEM_TESTS=1 but the redirect system test cannot run: {reason}"
+                );
+            }
+            eprintln!("skipped: the redirect system test cannot run: {reason}");
+            return None;
+        }
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "orr-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut pods = Pods {
+            client: format!("{id}-a"),
+            server: format!("{id}-b"),
+            created: Vec::new(),
+        };
+        for ns in [pods.client.clone(), pods.server.clone()] {
+            run("ip", &["netns", "add", &ns]);
+            pods.created.push(ns.clone());
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        let (client, server) = (pods.client.clone(), pods.server.clone());
+        run(
+            "ip",
+            &[
+                "-n", &client, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns",
+                &server,
+            ],
+        );
+        run(
+            "ip",
+            &["-n", &client, "addr", "add", "10.77.0.1/24", "dev", "a0"],
+        );
+        run(
+            "ip",
+            &["-n", &server, "addr", "add", "10.77.0.2/24", "dev", "b0"],
+        );
+        run("ip", &["-n", &client, "link", "set", "a0", "up"]);
+        run("ip", &["-n", &server, "link", "set", "b0", "up"]);
+        // A pod has a default route: a ClusterIP must be routable for connect() to send
+        // anything (the output hook then redirects it).
+        run(
+            "ip",
+            &["-n", &client, "route", "add", "default", "via", "10.77.0.2"],
+        );
+        Some(pods)
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a fresh thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        enter(&path);
+        f()
+    })
+    .join()
+    .expect("the thread in the namespace panicked")
+}
+
+fn enter(path: &str) {
+    let file = File::open(path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+}
+
+/// A tokio runtime on its own thread inside a namespace: every socket its tasks make
+/// (listeners, the sidecar's upstream connections) is the namespace's. Stopped on drop.
+struct PodRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodRuntime {
+    fn start(ns: &str) -> PodRuntime {
+        let path = format!("/run/netns/{ns}");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            enter(&path);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            ready_tx
+                .send(runtime.handle().clone())
+                .expect("the test waits for the handle");
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        let handle = ready_rx.recv().expect("the runtime thread started");
+        PodRuntime {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `future` on the pod's runtime and waits for its output.
+    async fn run<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.handle
+            .spawn(future)
+            .await
+            .expect("the task in the pod panicked")
+    }
+}
+
+impl Drop for PodRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn id(sa: &str) -> SpiffeId {
+    SpiffeId::new("cluster.local", "shop", sa).unwrap()
+}
+
+/// A sidecar's TLS settings: a certificate for `identity` from `ca`, trusting `ca`.
+fn sidecar_tls(ca: &MeshCa, identity: &SpiffeId) -> MeshTls {
+    let (key, request) = SidecarKey::generate(identity).unwrap();
+    let issued = ca.issue(&request, identity, SystemTime::now()).unwrap();
+    let bundle = TrustBundle::new("cluster.local", [ca.root().clone()]).unwrap();
+    MeshTls::new(MeshCredentials::new(&key, issued).unwrap(), bundle)
+}
+
+/// The server pod's application on `port`: answers `port PORT: CALLER-IDENTITY`.
+async fn app(port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let caller = request
+                    .headers()
+                    .get(PEER_IDENTITY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("no identity")
+                    .to_owned();
+                let body = format!("port {port}: {caller}");
+                async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(body)))) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// A plain TCP server outside the mesh on `port` of the server pod: writes `plain`.
+async fn plain_server(port: u16) {
+    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream.write_all(b"plain").await;
+        }
+    });
+}
+
+/// One plain HTTP/1.1 request from the client application (a thread of the client pod
+/// running as [`APP_UID`]) to `dest`, with a `Host` no service has; the whole answer.
+fn app_request(ns: &str, dest: SocketAddr) -> std::io::Result<String> {
+    in_netns(ns, move || {
+        become_app()?;
+        let mut stream = TcpStream::connect_timeout(&dest, PROBE_TIMEOUT)?;
+        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        stream.write_all(
+            b"GET /hello HTTP/1.1\r\nHost: unknown.example\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+}
+
+/// What the client application reads from a TCP connection to `dest`.
+fn app_read(ns: &str, dest: SocketAddr) -> std::io::Result<String> {
+    in_netns(ns, move || {
+        become_app()?;
+        let mut stream = TcpStream::connect_timeout(&dest, PROBE_TIMEOUT)?;
+        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+}
+
+/// This thread (only: the raw syscall, not libc's process-wide one) runs as [`APP_UID`]
+/// from now on, so the sockets it makes are the application's, not the sidecar's.
+fn become_app() -> std::io::Result<()> {
+    let uid = rustix::process::Uid::from_raw(APP_UID);
+    rustix::thread::set_thread_uid(uid).map_err(std::io::Error::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirected() {
+    let Some(pods) = Pods::new() else {
+        return;
+    };
+    let ca = MeshCa::generate(CaConfig::default(), SystemTime::now()).unwrap();
+    let server_pod = PodRuntime::start(&pods.server);
+    let client_pod = PodRuntime::start(&pods.client);
+
+    // The rules, as each pod's init container applies them. The sidecars run as this
+    // process (root, uid 0); the client application as APP_UID.
+    let client_rules = RedirectConfig::new(0);
+    let server_rules = RedirectConfig {
+        skip_inbound_ports: "7000".parse().unwrap(),
+        ..RedirectConfig::new(0)
+    };
+    redirect::apply(&client_rules, &NftablesProxyConfig::in_netns(&pods.client))
+        .await
+        .unwrap();
+    redirect::apply(&server_rules, &NftablesProxyConfig::in_netns(&pods.server))
+        .await
+        .unwrap();
+    // Idempotent: applying again replaces the table (one table, same rules).
+    redirect::apply(&client_rules, &NftablesProxyConfig::in_netns(&pods.client))
+        .await
+        .unwrap();
+
+    // The server pod: the application on 8080 and 8081, a plain server on 7000 (skipped
+    // inbound), and the inbound sidecar on 4143 configured with 8080 as the application.
+    let server_tls = sidecar_tls(&ca, &id("echo"));
+    let inbound = server_pod
+        .run(async move {
+            app(8080).await;
+            app(8081).await;
+            plain_server(7000).await;
+            let config = InboundConfig::new(
+                "shop",
+                "127.0.0.1:8080".parse().unwrap(),
+                AuthorizationPolicy::default(),
+            );
+            let inbound = InboundProxy::new(&server_tls, config);
+            let listener = TcpListener::bind("0.0.0.0:4143").await.unwrap();
+            tokio::spawn(inbound.clone().serve(listener));
+            inbound
+        })
+        .await;
+
+    // The client pod: the outbound sidecar on 127.0.0.1:4140 knows two services of the
+    // server pod, one per application port.
+    let client_tls = sidecar_tls(&ca, &id("web"));
+    let outbound = client_pod
+        .run(async move {
+            let directory = MeshDirectory::new(DirectoryConfig::default());
+            let entry = |cluster: &str, endpoint: &str| ServiceEntry {
+                cluster: cluster.parse().unwrap(),
+                node_port: None,
+                protocol: Protocol::Tcp,
+                affinity: Affinity::None,
+                endpoints: vec![endpoint.parse().unwrap()],
+            };
+            let table: ServiceTable = [
+                (
+                    ServiceKey::new("shop", "echo", ""),
+                    entry("10.96.0.10:80", "10.77.0.2:8080"),
+                ),
+                (
+                    ServiceKey::new("shop", "echo-admin", ""),
+                    entry("10.96.0.11:80", "10.77.0.2:8081"),
+                ),
+            ]
+            .into_iter()
+            .collect();
+            directory.apply(&table).await.unwrap();
+            let config = HttpProxyConfig {
+                tls: Some(OutboundTls {
+                    tls: client_tls,
+                    server_identities: HashMap::new(),
+                }),
+                ..HttpProxyConfig::default()
+            };
+            let proxy = HttpProxy::new(directory, config);
+            let listener = TcpListener::bind("127.0.0.1:4140").await.unwrap();
+            tokio::spawn(proxy.clone().serve(listener));
+            proxy
+        })
+        .await;
+
+    let client = pods.client.clone();
+    let (echo, admin, plain) = tokio::task::spawn_blocking(move || {
+        (
+            app_request(&client, "10.96.0.10:80".parse().unwrap()),
+            app_request(&client, "10.96.0.11:80".parse().unwrap()),
+            app_read(&client, "10.77.0.2:7000".parse().unwrap()),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Carried by both sidecars over mTLS: the inbound one names the outbound's identity;
+    // routed by the original destination (the Host names nothing), and each to the
+    // application port its endpoint has.
+    let echo = echo.expect("the request to the ClusterIP");
+    assert!(echo.starts_with("HTTP/1.1 200"), "{echo}");
+    assert!(
+        echo.ends_with("port 8080: spiffe://cluster.local/ns/shop/sa/web"),
+        "{echo}"
+    );
+    let admin = admin.expect("the request to the second ClusterIP");
+    assert!(
+        admin.ends_with("port 8081: spiffe://cluster.local/ns/shop/sa/web"),
+        "{admin}"
+    );
+    assert_eq!(outbound.metrics().requests("unknown.example", 200), 2);
+    assert_eq!(inbound.metrics().requests("unknown.example", 200), 2);
+    // The plain server is no service: its connection went through the outbound sidecar
+    // unchanged (one opaque connection), and was not redirected inbound (port skipped).
+    assert_eq!(plain.expect("the connection to the plain server"), "plain");
+    assert_eq!(
+        outbound.metrics().opaque_connections(),
+        1,
+        "exactly one opaque connection (the plain one): the sidecar's own connections to the endpoints did not come back to it"
+    );
+    drop(client_pod);
+    drop(server_pod);
+}
