@@ -432,6 +432,13 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
     // The plain server is no service: its connection went through the outbound sidecar
     // unchanged (one opaque connection), and was not redirected inbound (port skipped).
     assert_eq!(plain.expect("the connection to the plain server"), "plain");
+    // Counted when the sidecar's copy ends, just after the client has read its answer.
+    for _ in 0..1000 {
+        if outbound.metrics().opaque_connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         outbound.metrics().opaque_connections(),
         1,
