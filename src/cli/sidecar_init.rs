@@ -29,7 +29,8 @@ pub struct SidecarInitArgs {
     /// outbound TCP goes there.
     #[arg(long, default_value_t = 4140)]
     pub outbound_port: u16,
-    /// Inbound ports not redirected, like 9000,9100-9110 (the admin port always is not).
+    /// Inbound ports not redirected, like 9000,9100-9110 (the sidecar's own ports and the
+    /// admin port never are).
     #[arg(long, default_value = "", value_name = "PORTS")]
     pub skip_inbound_ports: PortList,
     /// Outbound destination ports not redirected, like 25,3306 (protocols the mesh must
@@ -178,7 +179,7 @@ mod tests {
             "{script}"
         );
         assert!(
-            script.contains("tcp dport { 4143, 4191 } return"),
+            script.contains("tcp dport { 4140, 4143, 4191 } return"),
             "{script}"
         );
     }

@@ -427,7 +427,9 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         admin.ends_with("port 8081: spiffe://cluster.local/ns/shop/sa/web"),
         "{admin}"
     );
-    assert_eq!(outbound.metrics().requests("unknown.example", 200), 2);
+    // Counted under each service's name (the Host names nothing).
+    assert_eq!(outbound.metrics().requests("shop/echo", 200), 1);
+    assert_eq!(outbound.metrics().requests("shop/echo-admin", 200), 1);
     assert_eq!(inbound.metrics().requests("unknown.example", 200), 2);
     // The plain server is no service: its connection went through the outbound sidecar
     // unchanged (one opaque connection), and was not redirected inbound (port skipped).

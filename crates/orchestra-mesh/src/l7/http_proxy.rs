@@ -457,7 +457,9 @@ impl HttpProxy {
                 host.to_str().ok().map(str::to_owned)
             });
         let (authority, key) = match (pinned, authority) {
-            (Some(key), authority) => (authority.unwrap_or_else(|| key.to_string()), key),
+            // Counted under the service's name, not the Host: a redirected application's
+            // Host headers are anything it likes, and each would be a metrics series.
+            (Some(key), _) => (key.to_string(), key),
             (None, None) => {
                 return text_response(
                     StatusCode::BAD_REQUEST,

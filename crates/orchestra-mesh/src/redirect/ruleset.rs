@@ -4,7 +4,7 @@
 //! ```text
 //! table inet orchestra-mesh
 //!   chain prerouting  (nat, prerouting, priority -110)
-//!     tcp dport { INBOUND, SKIPPED-INBOUND... } return
+//!     tcp dport { INBOUND, OUTBOUND, SKIPPED-INBOUND... } return
 //!     meta l4proto tcp redirect to :INBOUND
 //!   chain output      (nat, output, priority -110)
 //!     meta skuid PROXY-UID return          the sidecar's own connections
@@ -23,8 +23,11 @@
 //!   sidecar's own connections, returned here, are then balanced by the service proxy as
 //!   any other process's.
 //! - Only TCP is redirected (UDP, DNS included, goes its way), as Linkerd's proxy-init does.
-//! - The inbound port itself is never redirected: a connection addressed to the inbound
-//!   listener (the explicit way) arrives as it is, and reads as not redirected.
+//! - The sidecar's ports are never redirected inbound: a connection addressed to the
+//!   inbound listener (the explicit way) arrives as it is, and reads as not redirected; one
+//!   to the outbound port finds nothing listening on the pod's address (the outbound
+//!   listener is on loopback), where a redirect would have let a peer's connection reach
+//!   the outbound listener through the inbound one and leave as this pod.
 //! - Idempotent: the script first makes sure the table exists (`add table`), deletes it,
 //!   and creates it afresh, all in one nft transaction: applying twice leaves one table,
 //!   and a failure leaves what was there before.
@@ -55,9 +58,13 @@ pub fn commands(config: &RedirectConfig) -> Result<Vec<String>, RedirectError> {
             "add chain {T} prerouting {{ type nat hook prerouting priority {PRIORITY} ; policy accept ; }}"
         ),
     ];
-    let skip_in = config
-        .skip_inbound_ports
-        .union(&super::PortList::new(super::PortRange::single(inbound)));
+    // The sidecar's own ports are never redirected inbound: the inbound port needs no
+    // redirect, and the outbound one must stay out of peers' reach (the inbound listener
+    // would forward to it on loopback: a peer's requests sent out as this pod).
+    let own = [inbound, outbound]
+        .into_iter()
+        .filter_map(super::PortRange::single);
+    let skip_in = config.skip_inbound_ports.union(&super::PortList::new(own));
     commands.push(format!(
         "add rule {T} prerouting tcp dport {{ {skip_in} }} return"
     ));
@@ -119,7 +126,7 @@ mod tests {
 delete table inet orchestra-mesh
 add table inet orchestra-mesh
 add chain inet orchestra-mesh prerouting { type nat hook prerouting priority -110 ; policy accept ; }
-add rule inet orchestra-mesh prerouting tcp dport { 4143, 4190-4191 } return
+add rule inet orchestra-mesh prerouting tcp dport { 4140, 4143, 4190-4191 } return
 add rule inet orchestra-mesh prerouting meta l4proto tcp redirect to :4143
 add chain inet orchestra-mesh output { type nat hook output priority -110 ; policy accept ; }
 add rule inet orchestra-mesh output meta skuid 2102 return
@@ -132,7 +139,7 @@ add rule inet orchestra-mesh output meta l4proto tcp redirect to :4140
     }
 
     #[test]
-    fn no_skipped_outbound_ports_no_rule_and_the_inbound_port_is_always_skipped() {
+    fn no_skipped_outbound_ports_no_rule_and_the_sidecars_ports_are_always_skipped_inbound() {
         let config = RedirectConfig {
             skip_inbound_ports: PortList::default(),
             skip_outbound_ports: PortList::default(),
@@ -141,7 +148,8 @@ add rule inet orchestra-mesh output meta l4proto tcp redirect to :4140
         let commands = commands(&config).unwrap();
         assert!(
             commands.contains(
-                &"add rule inet orchestra-mesh prerouting tcp dport { 4143 } return".to_owned()
+                &"add rule inet orchestra-mesh prerouting tcp dport { 4140, 4143 } return"
+                    .to_owned()
             ),
             "{commands:#?}"
         );
