@@ -28,8 +28,8 @@ pub mod mesh;
 pub mod node;
 pub mod proxy;
 pub mod report;
-pub mod shards;
 pub mod sched;
+pub mod shards;
 pub mod store;
 
 pub use error::BenchError;
