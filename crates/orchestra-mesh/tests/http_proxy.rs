@@ -3,8 +3,8 @@
 //! HTTP/1.1 and HTTP/2, with opaque TCP passthrough and the admin metrics.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
@@ -21,13 +21,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 /// An in-process HTTP backend: answers `NAME METHOD PATH` and echoes `traceparent`; 503 while
-/// `failing`; `kill` closes its listener and every connection.
+/// `failing`; [`Backend::kill`] makes it dead.
 struct Backend {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
-    tasks: JoinSet<()>,
+    /// Set by [`Backend::kill`]: every connection is reset as soon as it is accepted.
+    dead: Arc<AtomicBool>,
+    /// The tasks serving the accepted connections (their lock also orders accepting against
+    /// `dead`).
+    connections: Arc<Mutex<JoinSet<()>>>,
+    /// The accept loop, which holds the listener (and so the port) as long as the backend
+    /// exists, dead or alive.
+    _accept: JoinSet<()>,
 }
 
 impl Backend {
@@ -37,11 +44,20 @@ impl Backend {
         let served = Arc::new(AtomicU64::new(0));
         let rejected = Arc::new(AtomicU64::new(0));
         let failing = Arc::new(AtomicBool::new(false));
-        let mut tasks = JoinSet::new();
+        let dead = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(JoinSet::new()));
+        let mut accept = JoinSet::new();
         let (s, f, rj) = (served.clone(), failing.clone(), rejected.clone());
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
+        let (d, cs) = (dead.clone(), connections.clone());
+        accept.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let mut connections = cs.lock().unwrap();
+                if d.load(Ordering::SeqCst) {
+                    // A dead pod's port: the connection fails at once (RST), it never hangs.
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                    continue;
+                }
                 let (served, failing, rejected) = (s.clone(), f.clone(), rj.clone());
                 let service = service_fn(move |request: Request<Incoming>| {
                     let (served, failing, rejected) =
@@ -82,8 +98,24 @@ impl Backend {
             served,
             rejected,
             failing,
-            tasks,
+            dead,
+            connections,
+            _accept: accept,
         }
+    }
+
+    /// Kills the backend without notice: its open connections break (their tasks are
+    /// aborted, which closes them), and every new one is reset once accepted. The listener
+    /// stays, so that its port is not free for another listener (of another test or
+    /// process) that would accept the proxy's connections and never answer, holding the
+    /// requests until their timeout.
+    async fn kill(&self) {
+        let mut connections = {
+            let mut connections = self.connections.lock().unwrap();
+            self.dead.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *connections)
+        };
+        connections.shutdown().await;
     }
 
     fn served(&self) -> u64 {
@@ -157,7 +189,7 @@ async fn start_proxy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_retryable_request_is_lost_through_endpoint_churn() {
     let a = Backend::start("a").await;
-    let mut b = Backend::start("b").await;
+    let b = Backend::start("b").await;
     let directory = MeshDirectory::new(DirectoryConfig::default());
     directory
         .apply(&table(&[a.addr, b.addr], None))
@@ -203,12 +235,11 @@ async fn no_retryable_request_is_lost_through_endpoint_churn() {
     let bodies = get_all(&client, proxy_addr, 60).await;
     assert_eq!(b.served(), b_before, "a removed endpoint got requests");
     assert!(bodies.iter().all(|b| !b.starts_with("b ")));
-    b.tasks.shutdown().await;
+    b.kill().await;
 
-    // a dies without notice (its port refuses, its pooled connections break): every GET is
-    // retried on c.
-    let mut a = a;
-    a.tasks.shutdown().await;
+    // a dies without notice (its pooled connections break, new ones are reset at once):
+    // every GET is retried on c.
+    a.kill().await;
     let bodies = get_all(&client, proxy_addr, 60).await;
     assert!(bodies.iter().all(|b| b.starts_with("c ")), "{bodies:?}");
     assert_eq!(proxy.metrics().requests("web.shop", 200), 240);
