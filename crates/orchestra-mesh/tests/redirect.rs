@@ -19,13 +19,11 @@
 //! It needs root, `ip` (iproute2) and `nft` (nftables); without them it prints why and
 //! passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure.
 
+mod netns;
+
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -34,6 +32,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use netns::{Netns, in_netns, run};
 use orchestra_mesh::l7::identity::{
     CaConfig, MeshCa, MeshCredentials, MeshTls, SidecarKey, SpiffeId, TrustBundle,
 };
@@ -54,126 +53,42 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// redirected).
 const APP_UID: u32 = 65534;
 
-/// Why this test cannot run here, if it cannot.
-fn system_ready() -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("it needs root (network namespaces, nftables)".into());
-    }
-    for (tool, args, package) in [
-        ("ip", &["-V"][..], "iproute2"),
-        ("nft", &["--version"][..], "nftables"),
-    ] {
-        match Command::new(tool).args(args).output() {
-            Ok(out) if out.status.success() => {}
-            _ => return Err(format!("`{tool}` is missing: apt-get install {package}")),
-        }
-    }
-    Ok(())
-}
-
-/// Runs a command, panicking with its stderr if it fails.
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The two pods' namespaces, deleted on drop (so also when the test fails).
 struct Pods {
-    client: String,
-    server: String,
-    created: Vec<String>,
+    client: Netns,
+    server: Netns,
 }
 
 impl Pods {
     /// Creates the namespaces and their link, or returns `None` (after saying why) when the
-    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead.
+    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead (see
+    /// [`netns::require_system`]).
     fn new() -> Option<Pods> {
-        if let Err(reason) = system_ready() {
-            if std::env::var("ORCHESTRA_SYSTEM_TESTS").as_deref() == Ok("1") {
-                panic!(
-                    "ORCHESTRA_SYSTEM_TESTS=1 but the redirect system test cannot run: {reason}"
-                );
-            }
-            eprintln!("skipped: the redirect system test cannot run: {reason}");
+        if !netns::require_system("the redirect system test", &[netns::IP, netns::NFT]) {
             return None;
         }
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "orr-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut pods = Pods {
-            client: format!("{id}-a"),
-            server: format!("{id}-b"),
-            created: Vec::new(),
-        };
-        for ns in [pods.client.clone(), pods.server.clone()] {
-            run("ip", &["netns", "add", &ns]);
-            pods.created.push(ns.clone());
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        let (client, server) = (pods.client.clone(), pods.server.clone());
+        let id = netns::unique_name("orr");
+        let client = Netns::add(&format!("{id}-a"));
+        let server = Netns::add(&format!("{id}-b"));
+        let (a, b) = (client.name(), server.name());
         run(
             "ip",
             &[
-                "-n", &client, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns",
-                &server,
+                "-n", a, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", b,
             ],
         );
-        run(
-            "ip",
-            &["-n", &client, "addr", "add", "10.77.0.1/24", "dev", "a0"],
-        );
-        run(
-            "ip",
-            &["-n", &server, "addr", "add", "10.77.0.2/24", "dev", "b0"],
-        );
-        run("ip", &["-n", &client, "link", "set", "a0", "up"]);
-        run("ip", &["-n", &server, "link", "set", "b0", "up"]);
+        run("ip", &["-n", a, "addr", "add", "10.77.0.1/24", "dev", "a0"]);
+        run("ip", &["-n", b, "addr", "add", "10.77.0.2/24", "dev", "b0"]);
+        run("ip", &["-n", a, "link", "set", "a0", "up"]);
+        run("ip", &["-n", b, "link", "set", "b0", "up"]);
         // A pod has a default route: a ClusterIP must be routable for connect() to send
         // anything (the output hook then redirects it).
         run(
             "ip",
-            &["-n", &client, "route", "add", "default", "via", "10.77.0.2"],
+            &["-n", a, "route", "add", "default", "via", "10.77.0.2"],
         );
-        Some(pods)
+        Some(Pods { client, server })
     }
-}
-
-impl Drop for Pods {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs `f` on a fresh thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        enter(&path);
-        f()
-    })
-    .join()
-    .expect("the thread in the namespace panicked")
-}
-
-fn enter(path: &str) {
-    let file = File::open(path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-    rustix::thread::move_into_link_name_space(
-        file.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .unwrap_or_else(|e| panic!("entering {path}: {e}"));
 }
 
 /// A tokio runtime on its own thread inside a namespace: every socket its tasks make
@@ -186,11 +101,11 @@ struct PodRuntime {
 
 impl PodRuntime {
     fn start(ns: &str) -> PodRuntime {
-        let path = format!("/run/netns/{ns}");
+        let ns = ns.to_owned();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            enter(&path);
+            netns::enter(&ns);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -321,8 +236,8 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         return;
     };
     let ca = MeshCa::generate(CaConfig::default(), SystemTime::now()).unwrap();
-    let server_pod = PodRuntime::start(&pods.server);
-    let client_pod = PodRuntime::start(&pods.client);
+    let server_pod = PodRuntime::start(pods.server.name());
+    let client_pod = PodRuntime::start(pods.client.name());
 
     // The rules, as each pod's init container applies them. The sidecars run as this
     // process (root, uid 0); the client application as APP_UID.
@@ -331,16 +246,25 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         skip_inbound_ports: "7000".parse().unwrap(),
         ..RedirectConfig::new(0)
     };
-    redirect::apply(&client_rules, &NftablesProxyConfig::in_netns(&pods.client))
-        .await
-        .unwrap();
-    redirect::apply(&server_rules, &NftablesProxyConfig::in_netns(&pods.server))
-        .await
-        .unwrap();
+    redirect::apply(
+        &client_rules,
+        &NftablesProxyConfig::in_netns(pods.client.name()),
+    )
+    .await
+    .unwrap();
+    redirect::apply(
+        &server_rules,
+        &NftablesProxyConfig::in_netns(pods.server.name()),
+    )
+    .await
+    .unwrap();
     // Idempotent: applying again replaces the table (one table, same rules).
-    redirect::apply(&client_rules, &NftablesProxyConfig::in_netns(&pods.client))
-        .await
-        .unwrap();
+    redirect::apply(
+        &client_rules,
+        &NftablesProxyConfig::in_netns(pods.client.name()),
+    )
+    .await
+    .unwrap();
 
     // The server pod: the application on 8080 and 8081, a plain server on 7000 (skipped
     // inbound), and the inbound sidecar on 4143 configured with 8080 as the application.
@@ -402,7 +326,7 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         })
         .await;
 
-    let client = pods.client.clone();
+    let client = pods.client.name().to_owned();
     let (echo, admin, plain) = tokio::task::spawn_blocking(move || {
         (
             app_request(&client, "10.96.0.10:80".parse().unwrap()),

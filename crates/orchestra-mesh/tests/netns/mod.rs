@@ -1,5 +1,7 @@
-//! The test topology: network namespaces created (and deleted, even when a test fails) by
-//! [`Topology`], with unique names so that tests run in parallel.
+//! Network namespaces for the system tests: the gate that decides whether they can run
+//! ([`require_system`]), namespaces deleted on drop ([`Netns`]), running code inside one
+//! ([`in_netns`]); and the nftables tests' topology, created (and deleted, even when a test
+//! fails) by [`Topology`], with unique names so that tests run in parallel.
 //!
 //! ```text
 //!  client ns (10.0.0.2) --veth-- node ns (10.0.0.1; 10.1.i.1) --veth-- endpoint ns i (10.1.i.2)
@@ -8,6 +10,8 @@
 //! and runs the proxy's nftables. Each endpoint answers every TCP connection (port 8080) and
 //! every UDP datagram (port 5353) with its name. Sockets are made inside a namespace by a
 //! short-lived thread that enters it (`setns`), so the test process itself stays put.
+
+#![allow(dead_code)] // each test file uses a part
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,16 +25,24 @@ use std::time::Duration;
 /// How long a probe waits for an answer (only a broken proxy ever waits this long).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Why these tests cannot run here, if they cannot.
-pub fn system_ready() -> Result<(), String> {
+/// A program a system test runs: its name, the arguments that make it print its version,
+/// and the package that has it.
+pub type Tool = (&'static str, &'static [&'static str], &'static str);
+
+/// `ip`, from iproute2.
+pub const IP: Tool = ("ip", &["-V"], "iproute2");
+/// `nft`, from nftables.
+pub const NFT: Tool = ("nft", &["--version"], "nftables");
+/// `conntrack`, from conntrack.
+pub const CONNTRACK: Tool = ("conntrack", &["--version"], "conntrack");
+
+/// Why system tests that run `tools` cannot run here, if they cannot: they need root
+/// (network namespaces, nftables) and every tool.
+pub fn system_ready(tools: &[Tool]) -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
-        return Err("they need root (network namespaces, nftables)".into());
+        return Err("root is needed (network namespaces, nftables)".into());
     }
-    for (tool, args, package) in [
-        ("ip", &["-V"][..], "iproute2"),
-        ("nft", &["--version"][..], "nftables"),
-        ("conntrack", &["--version"][..], "conntrack"),
-    ] {
+    for &(tool, args, package) in tools {
         match Command::new(tool).args(args).output() {
             Ok(out) if out.status.success() => {}
             _ => return Err(format!("`{tool}` is missing: apt-get install {package}")),
@@ -39,16 +51,78 @@ pub fn system_ready() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `what` (a test, or a group of tests, that runs `tools`) can run here. When it
+/// cannot, it says why (`skipped: WHAT cannot run: WHY`) and returns `false`, so that the
+/// test returns and passes; under `ORCHESTRA_SYSTEM_TESTS=1` it panics saying the same.
+pub fn require_system(what: &str, tools: &[Tool]) -> bool {
+    let Err(reason) = system_ready(tools) else {
+        return true;
+    };
+    if std::env::var("ORCHESTRA_SYSTEM_TESTS").as_deref() == Ok("1") {
+        panic!("ORCHESTRA_SYSTEM_TESTS=1 but {what} cannot run: {reason}");
+    }
+    eprintln!("skipped: {what} cannot run: {reason}");
+    false
+}
+
+/// A name no other test of any process uses at the same time: `PREFIX-PID-N`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A network namespace with its loopback up, deleted on drop (so also when a test fails;
+/// the veth pairs with an end in it go with it).
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` (`ip netns add`).
+    pub fn add(name: &str) -> Netns {
+        run("ip", &["netns", "add", name]);
+        let netns = Netns {
+            name: name.to_owned(),
+        };
+        run("ip", &["-n", name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Moves the calling thread into network namespace `ns`: every socket it makes from now on
+/// is the namespace's.
+pub fn enter(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+}
+
 /// Runs `f` on a fresh thread inside network namespace `ns`.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
+    let ns = ns.to_owned();
     std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+        enter(&ns);
         f()
     })
     .join()
@@ -56,7 +130,7 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 }
 
 /// Runs a command, panicking with its stderr if it fails; returns its stdout.
-fn run(program: &str, args: &[&str]) -> String {
+pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -91,29 +165,19 @@ pub struct Topology {
     pub client_addr: IpAddr,
     /// The endpoints.
     pub endpoints: Vec<Endpoint>,
-    /// Every namespace created, for the drop.
-    created: Vec<String>,
+    /// Every namespace created, deleted in reverse order on drop.
+    created: Vec<Netns>,
 }
 
 impl Topology {
     /// Builds the topology with `n` endpoints, or returns `None` (after saying why) when the
-    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead.
+    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead (see
+    /// [`require_system`]).
     pub fn new(tag: &str, n: u8) -> Option<Topology> {
-        if let Err(reason) = system_ready() {
-            if std::env::var("ORCHESTRA_SYSTEM_TESTS").as_deref() == Ok("1") {
-                panic!(
-                    "ORCHESTRA_SYSTEM_TESTS=1 but the nftables system tests cannot run: {reason}"
-                );
-            }
-            eprintln!("skipped: the nftables system tests cannot run: {reason}");
+        if !require_system("the nftables system tests", &[IP, NFT, CONNTRACK]) {
             return None;
         }
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "orx-{}-{}-{tag}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = format!("{}-{tag}", unique_name("orx"));
         let mut topo = Topology {
             node: format!("{id}-node"),
             client: format!("{id}-client"),
@@ -230,9 +294,7 @@ impl Topology {
     }
 
     fn add_netns(&mut self, name: &str) {
-        run("ip", &["netns", "add", name]);
-        self.created.push(name.to_owned());
-        run("ip", &["-n", name, "link", "set", "lo", "up"]);
+        self.created.push(Netns::add(name));
     }
 
     /// The client, to probe from.
@@ -361,8 +423,8 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        while let Some(netns) = self.created.pop() {
+            drop(netns);
         }
     }
 }
