@@ -24,7 +24,7 @@ use orchestra_api::resources::{
 };
 use orchestra_api::{
     Client, IntOrString, LabelSelector, LabelSelectorOperator, LabelSelectorRequirement,
-    LocalClient, ObjectMeta, OwnerReference, testing,
+    LocalClient, ObjectMeta, testing,
 };
 use orchestra_controller::controllers::DaemonSetController;
 use orchestra_controller::controllers::daemon_set::DaemonSetError;
@@ -35,7 +35,7 @@ use orchestra_controller::controllers::pods::is_ready;
 use orchestra_controller::manager::selected_controllers;
 use orchestra_controller::{Context, Reconciler, SharedInformers};
 use orchestra_store::MemStore;
-use support::{eventually, start};
+use support::{eventually, orphan, other_controller, others_pod, start};
 
 fn daemon_set(image: &str) -> DaemonSet {
     let mut ds = DaemonSet {
@@ -479,13 +479,9 @@ async fn owned_by(client: &LocalClient, uid: &str) -> BTreeMap<String, Vec<Strin
     out
 }
 
-/// The pod `ds` would make for `node`, named `name`, with no owner (or `owner`).
-fn daemon_pod(ds: &DaemonSet, node: &str, name: &str, owner: Option<OwnerReference>) -> Pod {
-    let mut pod = pod_for_node(ds, node, &current_hash(ds));
-    pod.metadata.name = name.into();
-    pod.metadata.generate_name.clear();
-    pod.metadata.owner_references = owner.into_iter().collect();
-    pod
+/// The pod `ds` would make for `node` (owned by `ds`: see [`orphan`] and [`others_pod`]).
+fn daemon_pod(ds: &DaemonSet, node: &str) -> Pod {
+    pod_for_node(ds, node, &current_hash(ds))
 }
 
 /// Lets the controller run on for a while (virtual time) and checks that the pods did not
@@ -509,19 +505,12 @@ async fn adopts_matching_orphans_releases_relabelled_pods_and_never_steals() {
     let ds = client.create(&daemon_set("v1")).await.unwrap();
     let uid = ds.metadata.uid.clone();
     let orphan = client
-        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .create(&orphan(daemon_pod(&ds, "n1"), "orphan"))
         .await
         .unwrap();
-    let other = OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        name: "someone-else".into(),
-        uid: "someone-else-uid".into(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    };
+    let other = other_controller();
     let theirs = client
-        .create(&daemon_pod(&ds, "n2", "theirs", Some(other.clone())))
+        .create(&others_pod(daemon_pod(&ds, "n2"), "theirs"))
         .await
         .unwrap();
     let informers = SharedInformers::new(client.clone());
@@ -598,7 +587,7 @@ async fn an_orphan_that_appears_later_is_adopted() {
     // An orphan for n1 appears: nothing of the daemon set's changed, yet it hears of the
     // orphan (its selector matches) and adopts it.
     let orphan = client
-        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .create(&orphan(daemon_pod(&ds, "n1"), "orphan"))
         .await
         .unwrap();
     eventually("the orphan adopted", || async {
@@ -639,7 +628,7 @@ async fn a_daemon_set_being_deleted_adopts_nothing() {
     let deleting: DaemonSet = client.get("ns", "agent").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
     client
-        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .create(&orphan(daemon_pod(&ds, "n1"), "orphan"))
         .await
         .unwrap();
     let all = settled(&client).await;
@@ -733,7 +722,7 @@ async fn an_invalid_selector_is_an_error_naming_it_and_touches_no_pod() {
     client.create(&node("n1", "edge", &[])).await.unwrap();
     let ds = client.create(&daemon_set("v1")).await.unwrap();
     let orphan = client
-        .create(&daemon_pod(&ds, "n1", "orphan", None))
+        .create(&orphan(daemon_pod(&ds, "n1"), "orphan"))
         .await
         .unwrap();
     let informers = SharedInformers::new(client.clone());

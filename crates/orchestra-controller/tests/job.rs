@@ -22,8 +22,15 @@ use orchestra_controller::controllers::pods::is_active;
 use orchestra_controller::controllers::{JobController, TtlAfterFinishedController};
 use orchestra_controller::{ControllerSet, SharedInformers};
 use orchestra_store::MemStore;
-use support::{events_about, eventually, eventually_within, start};
+use support::{Running, events_about, eventually, eventually_within, orphan, others_pod, start};
 use tokio::time::Instant;
+
+/// A pod labelled `app: batch` whose spec is the jobs' template's.
+fn batch_pod() -> Pod {
+    let mut pod = testing::pod("ns", "x", "batch");
+    pod.spec.restart_policy = Some(RestartPolicy::Never);
+    pod
+}
 
 fn job(completions: i32, parallelism: i32) -> Job {
     let mut job = Job {
@@ -32,9 +39,14 @@ fn job(completions: i32, parallelism: i32) -> Job {
     };
     job.spec.completions = Some(completions);
     job.spec.parallelism = Some(parallelism);
-    job.spec.template.spec = testing::pod("ns", "x", "batch").spec;
-    job.spec.template.spec.restart_policy = Some(RestartPolicy::Never);
+    job.spec.template.spec = batch_pod().spec;
     job
+}
+
+/// The Job controller, running.
+fn start_jobs(client: &LocalClient) -> Running {
+    let informers = SharedInformers::new(client.clone());
+    start(JobController::controller(&informers))
 }
 
 /// What the stand-in kubelet saw: when each pod first appeared, and the most pods active at once.
@@ -109,8 +121,7 @@ async fn pods(client: &LocalClient) -> Vec<Pod> {
 async fn runs_to_completion_within_parallelism() {
     let client = LocalClient::new(MemStore::new());
     let created = client.create(&job(5, 2)).await.unwrap();
-    let informers = SharedInformers::new(client.clone());
-    let running = start(JobController::controller(&informers));
+    let running = start_jobs(&client);
     let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
     eventually_within("complete", Duration::from_secs(60), || async {
         condition(&client).await.is_some()
@@ -175,8 +186,7 @@ async fn failures_back_off_and_past_the_limit_fail_the_job() {
     let mut spec = job(1, 1);
     spec.spec.backoff_limit = Some(2);
     client.create(&spec).await.unwrap();
-    let informers = SharedInformers::new(client.clone());
-    let running = start(JobController::controller(&informers));
+    let running = start_jobs(&client);
     let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Failed));
     eventually_within("failed", Duration::from_secs(120), || async {
         condition(&client).await.is_some()
@@ -230,9 +240,8 @@ async fn the_active_deadline_fails_a_job_and_deletes_its_pods() {
     let mut spec = job(2, 2);
     spec.spec.active_deadline_seconds = Some(30);
     client.create(&spec).await.unwrap();
-    let informers = SharedInformers::new(client.clone());
     let started = Instant::now();
-    let running = start(JobController::controller(&informers));
+    let running = start_jobs(&client);
     let (_seen, kubelet) = kubelet(client.clone(), None);
     eventually_within("two running", Duration::from_secs(10), || async {
         pods(&client).await.len() == 2
@@ -309,8 +318,7 @@ async fn an_indexed_job_runs_one_pod_per_index_and_records_completed_indexes() {
     let mut indexed = job(4, 2);
     indexed.spec.completion_mode = Some(CompletionMode::Indexed);
     client.create(&indexed).await.unwrap();
-    let informers = SharedInformers::new(client.clone());
-    let running = start(JobController::controller(&informers));
+    let running = start_jobs(&client);
     let (seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
     eventually_within("complete", Duration::from_secs(60), || async {
         condition(&client).await.is_some()
@@ -360,16 +368,8 @@ fn with_manual_selector(mut job: Job) -> Job {
     job
 }
 
-/// A pod `name` labelled `app: batch`, controlled by `owner` if given, in `phase`.
-async fn batch_pod(
-    client: &LocalClient,
-    name: &str,
-    owner: Option<OwnerReference>,
-    phase: PodPhase,
-) -> Pod {
-    let mut pod = testing::pod("ns", name, "batch");
-    pod.spec.restart_policy = Some(RestartPolicy::Never);
-    pod.metadata.owner_references = owner.into_iter().collect();
+/// Creates `pod` (see [`orphan`] and [`others_pod`]) and puts it in `phase`.
+async fn create_in_phase(client: &LocalClient, pod: Pod, phase: PodPhase) -> Pod {
     let mut pod = client.create(&pod).await.unwrap();
     pod.status = Some(PodStatus {
         phase: Some(phase),
@@ -400,12 +400,17 @@ async fn status(client: &LocalClient) -> (Option<i32>, Option<i32>, Option<i32>)
 #[tokio::test(start_paused = true)]
 async fn a_matching_orphan_that_succeeded_is_adopted_and_counts_toward_completions() {
     let client = LocalClient::new(MemStore::new());
-    let leftover = batch_pod(&client, "leftover", None, PodPhase::Succeeded).await;
+    let leftover = create_in_phase(
+        &client,
+        orphan(batch_pod(), "leftover"),
+        PodPhase::Succeeded,
+    )
+    .await;
     let created = client
         .create(&with_manual_selector(job(2, 1)))
         .await
         .unwrap();
-    let running = start(JobController::controller(&informers_of(&client)));
+    let running = start_jobs(&client);
     let (_seen, kubelet) = kubelet(client.clone(), Some(PodPhase::Succeeded));
     eventually_within("complete", Duration::from_secs(60), || async {
         condition(&client).await.is_some()
@@ -439,23 +444,20 @@ async fn a_matching_orphan_that_succeeded_is_adopted_and_counts_toward_completio
 async fn pods_of_other_controllers_are_left_alone_and_pods_that_stop_matching_are_released() {
     let client = LocalClient::new(MemStore::new());
     // (No ReplicaSet controller or garbage collector runs: the owner need not exist.)
-    let theirs_owner = OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        name: "someone-else".into(),
-        uid: "someone-else-uid".into(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    };
-    let theirs = batch_pod(&client, "theirs", Some(theirs_owner), PodPhase::Running).await;
-    batch_pod(&client, "adoptee", None, PodPhase::Running).await;
+    let theirs = create_in_phase(
+        &client,
+        others_pod(batch_pod(), "theirs"),
+        PodPhase::Running,
+    )
+    .await;
+    create_in_phase(&client, orphan(batch_pod(), "adoptee"), PodPhase::Running).await;
     let created = client
         .create(&with_manual_selector(job(1, 1)))
         .await
         .unwrap();
     let job_uid = Some(created.metadata.uid.clone());
     // No kubelet: the job's pods stay pending, active.
-    let running = start(JobController::controller(&informers_of(&client)));
+    let running = start_jobs(&client);
 
     // The running orphan is adopted and is the job's one active pod: nothing is created.
     eventually("adoptee adopted", || async {
@@ -516,7 +518,7 @@ async fn a_job_being_deleted_adopts_nothing() {
     let mut held = with_manual_selector(job(1, 1));
     held.metadata.finalizers = vec!["test.orchestra.dev/hold".into()];
     client.create(&held).await.unwrap();
-    let running = start(JobController::controller(&informers_of(&client)));
+    let running = start_jobs(&client);
     eventually("its pod", || async { pods(&client).await.len() == 1 }).await;
     // The finalizer holds the job, being deleted; a matching orphan appears meanwhile.
     client
@@ -525,7 +527,7 @@ async fn a_job_being_deleted_adopts_nothing() {
         .unwrap();
     let deleting: Job = client.get("ns", "batch").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
-    batch_pod(&client, "late", None, PodPhase::Running).await;
+    create_in_phase(&client, orphan(batch_pod(), "late"), PodPhase::Running).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(
         pod_named(&client, "late")
@@ -537,8 +539,4 @@ async fn a_job_being_deleted_adopts_nothing() {
     );
     assert_eq!(pods(&client).await.len(), 2);
     running.stop().await;
-}
-
-fn informers_of(client: &LocalClient) -> SharedInformers<LocalClient> {
-    SharedInformers::new(client.clone())
 }

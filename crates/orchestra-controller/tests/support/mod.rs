@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a client whose writes fail on demand, waiting for
-//! a condition in paused time, and running a controller until told to stop.
+//! a condition in paused time, running a controller until told to stop, and pods that no
+//! controller under test made (orphans, another controller's).
 
 #![allow(dead_code)] // each test file uses a part
 
@@ -9,9 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestra_api::registry::ListOptions;
-use orchestra_api::resources::Event;
+use orchestra_api::resources::{Event, Pod};
 use orchestra_api::testing::intercept::{Call, Intercept, Intercepted};
-use orchestra_api::{ApiError, Client, Resource};
+use orchestra_api::{ApiError, Client, OwnerReference, Resource};
 use orchestra_controller::{Controller, Reconciler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -178,4 +179,35 @@ pub async fn events_about<C: Client>(
         .filter(|e| e.involved_object.kind == kind && e.involved_object.name == name)
         .filter(|e| e.reason == reason)
         .collect()
+}
+
+/// `pod` (a template's, or one a controller would make) as a pod no controller made: named
+/// `name` rather than generated, and without owner. A controller whose selector it matches
+/// adopts it.
+pub fn orphan(mut pod: Pod, name: &str) -> Pod {
+    pod.metadata.name = name.into();
+    pod.metadata.generate_name.clear();
+    pod.metadata.owner_references.clear();
+    pod
+}
+
+/// [`orphan`], but controlled by [`other_controller`]: a pod no controller under test may
+/// touch, even when its selector matches.
+pub fn others_pod(pod: Pod, name: &str) -> Pod {
+    let mut pod = orphan(pod, name);
+    pod.metadata.owner_references = vec![other_controller()];
+    pod
+}
+
+/// The controller reference of a ReplicaSet `someone-else` (no ReplicaSet controller or
+/// garbage collector runs in these tests: it need not exist).
+pub fn other_controller() -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "someone-else".into(),
+        uid: "someone-else-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
 }
