@@ -7,6 +7,15 @@
 //! the others. When the backoff has passed, the endpoint is ready for exactly one probe
 //! request; its success closes the breaker, its failure ejects the endpoint again for twice as
 //! long. The decisions are in the pure [`BreakerState`]; the service only applies them.
+//!
+//! A cancelled probe (its response future dropped before it completed: the route timeout
+//! fired, the client went away, or the future was never polled) says nothing about the
+//! endpoint's health, so it counts as neither success nor failure, as in Linkerd and Envoy:
+//! the endpoint stays ejected, its backoff is neither doubled nor reset, and the next request
+//! may probe at once. The probe's future owns a guard that does this when it is dropped and
+//! wakes the task waiting in `poll_ready` for the probe's result; without it, a dropped probe
+//! would hold the probe slot forever and keep the endpoint ejected until discovery replaced
+//! it (issue #8).
 
 use std::fmt;
 use std::future::Future;
@@ -51,6 +60,11 @@ pub enum Admit {
     ProbeInFlight,
 }
 
+/// The probe slot taken by one request of a half-open breaker (see [`BreakerState::on_send`]);
+/// each probe has its own, so a stale probe cannot release a later one's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe(u64);
+
 /// The breaker of one endpoint as a pure state machine (time is passed in).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BreakerState {
@@ -58,13 +72,16 @@ pub struct BreakerState {
     phase: Phase,
     /// The next ejection's length.
     backoff: Duration,
+    /// The number of probes sent so far (the next probe's id).
+    probes: u64,
 }
 
+/// `HalfOpen`: ejected, the backoff over; `probe` is the one probe in flight, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Closed { consecutive: u32 },
     Open { until: Instant },
-    HalfOpen { probing: bool },
+    HalfOpen { probe: Option<Probe> },
 }
 
 impl BreakerState {
@@ -74,6 +91,7 @@ impl BreakerState {
             config,
             phase: Phase::Closed { consecutive: 0 },
             backoff: config.base_backoff,
+            probes: 0,
         }
     }
 
@@ -81,20 +99,46 @@ impl BreakerState {
     /// half-open.
     pub fn admit(&mut self, now: Instant) -> Admit {
         match self.phase {
-            Phase::Closed { .. } | Phase::HalfOpen { probing: false } => Admit::Ready,
-            Phase::HalfOpen { probing: true } => Admit::ProbeInFlight,
+            Phase::Closed { .. } | Phase::HalfOpen { probe: None } => Admit::Ready,
+            Phase::HalfOpen { probe: Some(_) } => Admit::ProbeInFlight,
             Phase::Open { until } if now >= until => {
-                self.phase = Phase::HalfOpen { probing: false };
+                self.phase = Phase::HalfOpen { probe: None };
                 Admit::Ready
             }
             Phase::Open { until } => Admit::EjectedUntil(until),
         }
     }
 
-    /// Records that a request was sent (after [`admit`](Self::admit) said ready).
-    pub fn on_send(&mut self) {
-        if let Phase::HalfOpen { probing } = &mut self.phase {
-            *probing = true;
+    /// Records that a request was sent (after [`admit`](Self::admit) said ready); returns its
+    /// probe when it is the probe of a half-open breaker. Until [`on_result`](Self::on_result)
+    /// or [`on_cancel`](Self::on_cancel), no other request is admitted.
+    #[must_use = "a probe that is dropped unfinished must be passed to `on_cancel`"]
+    pub fn on_send(&mut self) -> Option<Probe> {
+        match &mut self.phase {
+            Phase::HalfOpen { probe: slot @ None } => {
+                let probe = Probe(self.probes);
+                self.probes = self.probes.wrapping_add(1);
+                *slot = Some(probe);
+                Some(probe)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that `probe` was cancelled (its request dropped before its outcome was known);
+    /// returns whether this freed the probe slot. A cancelled probe says nothing about the
+    /// endpoint: it is neither a success nor a failure, so the endpoint stays ejected with the
+    /// same backoff and the next request may probe at once. A probe whose slot is no longer
+    /// its own (another request's outcome moved the breaker on) changes nothing.
+    pub fn on_cancel(&mut self, probe: Probe) -> bool {
+        match self.phase {
+            Phase::HalfOpen {
+                probe: Some(current),
+            } if current == probe => {
+                self.phase = Phase::HalfOpen { probe: None };
+                true
+            }
+            _ => false,
         }
     }
 
@@ -161,6 +205,52 @@ struct Shared {
     state: BreakerState,
     /// The task waiting for a probe's result.
     waiter: Option<Waker>,
+}
+
+/// Owned by the future of one `call()`: records the request's outcome once it is known, or,
+/// when the future is dropped first and the request was the probe, cancels the probe (see
+/// the module docs) so that the slot is freed and the task waiting for it woken.
+struct InFlight {
+    shared: Arc<Mutex<Shared>>,
+    /// The probe this request is, until its outcome is recorded.
+    probe: Option<Probe>,
+}
+
+impl InFlight {
+    fn finish(mut self, failed: bool, ejections: &AtomicU64) {
+        // The outcome is known: nothing is left to cancel on drop.
+        self.probe = None;
+        let waiter = {
+            let mut shared = lock(&self.shared);
+            if shared.state.on_result(failed, Instant::now()) {
+                ejections.fetch_add(1, Ordering::Relaxed);
+            }
+            shared.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
+        let waiter = {
+            let mut shared = lock(&self.shared);
+            if shared.state.on_cancel(probe) {
+                shared.waiter.take()
+            } else {
+                // Someone else's outcome settled the slot, and woke the waiter then.
+                None
+            }
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
 }
 
 /// Wraps an endpoint's service with a circuit breaker (see the module docs).
@@ -251,24 +341,19 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        lock(&self.shared).state.on_send();
+        // The guard exists before the inner call and is moved into the future, so the probe
+        // slot is freed however the request ends: a panic in `inner.call`, the future dropped
+        // unpolled (a buffer whose caller left) or mid-flight (a timeout), or its outcome.
+        let in_flight = InFlight {
+            shared: self.shared.clone(),
+            probe: lock(&self.shared).state.on_send(),
+        };
         let response = self.inner.call(request);
-        let shared = self.shared.clone();
         let classify = self.classify.clone();
         let ejections = self.ejections.clone();
         Box::pin(async move {
             let result = response.await;
-            let failed = classify.is_failure(&result);
-            let waiter = {
-                let mut shared = lock(&shared);
-                if shared.state.on_result(failed, Instant::now()) {
-                    ejections.fetch_add(1, Ordering::Relaxed);
-                }
-                shared.waiter.take()
-            };
-            if let Some(waiter) = waiter {
-                waiter.wake();
-            }
+            in_flight.finish(classify.is_failure(&result), &ejections);
             result
         })
     }
@@ -309,6 +394,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use std::sync::atomic::AtomicBool;
     use tower::ServiceExt;
 
@@ -340,14 +426,19 @@ mod tests {
             assert_eq!(state.admit(now), Admit::EjectedUntil(now + secs(expected)));
             now += secs(expected);
             assert_eq!(state.admit(now), Admit::Ready, "half-open: one probe");
-            state.on_send();
+            assert!(state.on_send().is_some(), "the probe");
             assert_eq!(state.admit(now), Admit::ProbeInFlight);
             assert!(state.on_result(true, now));
         }
         now += secs(60);
         assert_eq!(state.admit(now), Admit::Ready);
-        state.on_send();
+        assert!(state.on_send().is_some());
         assert!(!state.on_result(false, now), "a good probe closes");
+        assert_eq!(
+            state.on_send(),
+            None,
+            "requests of a closed breaker are no probes"
+        );
         assert!(!state.is_ejected());
         // ... and resets the backoff.
         for _ in 0..7 {
@@ -356,17 +447,93 @@ mod tests {
         assert_eq!(state.admit(now), Admit::EjectedUntil(now + secs(1)));
     }
 
-    /// A mock endpoint that fails while `failing` is set, counting calls.
+    #[test]
+    fn state_a_cancelled_probe_counts_as_neither_success_nor_failure() {
+        let t0 = Instant::now();
+        let config = BreakerConfig {
+            failures: 1,
+            ..BreakerConfig::default()
+        };
+        let mut state = BreakerState::new(config);
+        assert!(state.on_result(true, t0));
+        let now = t0 + secs(1);
+        assert_eq!(state.admit(now), Admit::Ready);
+        let probe = state.on_send().expect("the probe");
+        assert_eq!(state.admit(now), Admit::ProbeInFlight);
+        assert!(state.on_cancel(probe), "the cancel frees the slot");
+        assert!(state.is_ejected(), "not a success: still ejected");
+        assert_eq!(state.admit(now), Admit::Ready, "the next request may probe");
+        assert!(!state.on_cancel(probe), "a second cancel changes nothing");
+        let next = state.on_send().expect("the next probe");
+        assert_ne!(next, probe);
+        assert!(state.on_result(true, now));
+        assert_eq!(
+            state.admit(now),
+            Admit::EjectedUntil(now + secs(2)),
+            "not a failure: the backoff doubled once (by the failed probe), not twice"
+        );
+        let now = now + secs(2);
+        assert_eq!(state.admit(now), Admit::Ready);
+        let probe = state.on_send().expect("the probe");
+        assert!(state.on_cancel(probe));
+        assert!(state.on_send().is_some());
+        assert!(!state.on_result(false, now), "a good probe still closes");
+        assert!(!state.is_ejected());
+    }
+
+    #[test]
+    fn state_a_stale_probe_cannot_free_a_later_probes_slot() {
+        let t0 = Instant::now();
+        let config = BreakerConfig {
+            failures: 1,
+            ..BreakerConfig::default()
+        };
+        let mut state = BreakerState::new(config);
+        assert!(state.on_result(true, t0));
+        let now = t0 + secs(1);
+        assert_eq!(state.admit(now), Admit::Ready);
+        let first = state.on_send().expect("the probe");
+        // A request sent before the ejection fails late: ejected again, `first` still out.
+        assert!(state.on_result(true, now));
+        let now = now + secs(2);
+        assert_eq!(state.admit(now), Admit::Ready);
+        let second = state.on_send().expect("a new probe");
+        assert!(!state.on_cancel(first), "not its slot any more");
+        assert_eq!(
+            state.admit(now),
+            Admit::ProbeInFlight,
+            "one probe at a time"
+        );
+        assert!(state.on_cancel(second));
+        assert_eq!(state.admit(now), Admit::Ready);
+    }
+
+    /// A mock endpoint that fails while `failing` is set and never answers while `hanging` is
+    /// (both read when a request is sent), counting calls.
     #[derive(Clone)]
     struct Mock {
         failing: Arc<AtomicBool>,
+        hanging: Arc<AtomicBool>,
         calls: Arc<AtomicU64>,
     }
+
+    impl Mock {
+        fn new(failing: bool) -> Self {
+            Mock {
+                failing: Arc::new(AtomicBool::new(failing)),
+                hanging: Arc::default(),
+                calls: Arc::default(),
+            }
+        }
+    }
+
+    type MockFuture =
+        Pin<Box<dyn Future<Output = Result<http::Response<()>, std::io::Error>> + Send>>;
 
     impl Service<()> for Mock {
         type Response = http::Response<()>;
         type Error = std::io::Error;
-        type Future = std::future::Ready<Result<http::Response<()>, std::io::Error>>;
+        type Future = MockFuture;
 
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             Poll::Ready(Ok(()))
@@ -381,16 +548,17 @@ mod tests {
             };
             let mut response = http::Response::new(());
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-            std::future::ready(Ok(response))
+            if self.hanging.load(Ordering::Relaxed) {
+                Box::pin(std::future::pending())
+            } else {
+                Box::pin(std::future::ready(Ok(response)))
+            }
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_service_ejects_then_probes_after_the_backoff() {
-        let mock = Mock {
-            failing: Arc::new(AtomicBool::new(true)),
-            calls: Arc::default(),
-        };
+        let mock = Mock::new(true);
         let ejections = Arc::new(AtomicU64::new(0));
         let mut breaker = CircuitBreaker::new(
             mock.clone(),
@@ -429,10 +597,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_second_request_waits_for_the_probe() {
-        let mock = Mock {
-            failing: Arc::new(AtomicBool::new(true)),
-            calls: Arc::default(),
-        };
+        let mock = Mock::new(true);
         let config = BreakerConfig {
             failures: 1,
             ..BreakerConfig::default()
@@ -446,5 +611,140 @@ mod tests {
         assert!(waited.is_err(), "only one probe at a time");
         probe.await.unwrap();
         breaker.ready().await.unwrap();
+    }
+
+    /// A breaker over `mock` that one failure ejects (for 1 s, then 2 s), ejected once, its
+    /// backoff over: its next request is a probe.
+    async fn half_open(mock: &Mock, ejections: &Arc<AtomicU64>) -> CircuitBreaker<Mock> {
+        let config = BreakerConfig {
+            failures: 1,
+            ..BreakerConfig::default()
+        };
+        let mut breaker =
+            CircuitBreaker::new(mock.clone(), config, HttpFailures, ejections.clone());
+        mock.failing.store(true, Ordering::Relaxed);
+        let response = breaker.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(ejections.load(Ordering::Relaxed), 1);
+        tokio::time::advance(secs(1)).await;
+        breaker
+    }
+
+    /// Whether `breaker` is ready at once (polled once, no time passing).
+    fn ready_now(breaker: &mut CircuitBreaker<Mock>) -> bool {
+        breaker.ready().now_or_never().is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_cut_by_a_timeout_frees_the_slot_for_the_next_request() {
+        let mock = Mock::new(false);
+        let ejections = Arc::new(AtomicU64::new(0));
+        let config = BreakerConfig {
+            failures: 1,
+            ..BreakerConfig::default()
+        };
+        let mut breaker =
+            CircuitBreaker::new(mock.clone(), config, HttpFailures, ejections.clone());
+        // A request of the closed breaker, still in flight when the endpoint is ejected.
+        mock.hanging.store(true, Ordering::Relaxed);
+        let ordinary = breaker.ready().await.unwrap().call(());
+        mock.hanging.store(false, Ordering::Relaxed);
+        mock.failing.store(true, Ordering::Relaxed);
+        breaker.ready().await.unwrap().call(()).await.unwrap();
+        assert!(breaker.is_ejected());
+        tokio::time::advance(secs(1)).await;
+        // The probe hangs until its route timeout drops it.
+        mock.hanging.store(true, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker), "the backoff is over");
+        let probe = breaker.call(());
+        assert!(!ready_now(&mut breaker), "one probe at a time");
+        drop(ordinary);
+        assert!(
+            !ready_now(&mut breaker),
+            "dropping a request that is not the probe frees nothing"
+        );
+        let start = Instant::now();
+        let timed_out = tokio::time::timeout(secs(10), probe).await;
+        assert!(timed_out.is_err());
+        assert_eq!(Instant::now() - start, secs(10));
+        // Neither success nor failure: still ejected, no new ejection, and the next request
+        // probes at once.
+        assert!(breaker.is_ejected(), "a cancelled probe does not close");
+        assert_eq!(ejections.load(Ordering::Relaxed), 1);
+        mock.hanging.store(false, Ordering::Relaxed);
+        mock.failing.store(false, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker), "the slot is free again");
+        let response = breaker.call(()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!breaker.is_ejected(), "a good probe closes the breaker");
+        assert_eq!(mock.calls.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_before_it_is_polled_frees_the_slot() {
+        // As when `tower::buffer` hands a response future to a caller that has left.
+        let mock = Mock::new(true);
+        let ejections = Arc::new(AtomicU64::new(0));
+        let mut breaker = half_open(&mock, &ejections).await;
+        assert!(ready_now(&mut breaker));
+        drop(breaker.call(()));
+        assert!(breaker.is_ejected());
+        mock.failing.store(false, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker), "the slot is free again");
+        breaker.call(()).await.unwrap();
+        assert!(!breaker.is_ejected());
+        assert_eq!(ejections.load(Ordering::Relaxed), 1);
+    }
+
+    /// A waker that records being woken.
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_probe_wakes_the_task_waiting_for_readiness() {
+        let mock = Mock::new(true);
+        let ejections = Arc::new(AtomicU64::new(0));
+        let mut breaker = half_open(&mock, &ejections).await;
+        mock.hanging.store(true, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker));
+        let probe = breaker.call(());
+        // The balancer's task polls the endpoint's readiness and waits for the probe's result.
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(breaker.poll_ready(&mut cx).is_pending());
+        assert!(!woken.0.load(Ordering::Relaxed));
+        drop(probe);
+        assert!(
+            woken.0.load(Ordering::Relaxed),
+            "the waiting task is woken when the probe is dropped"
+        );
+        assert!(breaker.poll_ready(&mut cx).is_ready(), "and may probe");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_neither_doubles_nor_resets_the_backoff() {
+        let mock = Mock::new(true);
+        let ejections = Arc::new(AtomicU64::new(0));
+        let mut breaker = half_open(&mock, &ejections).await;
+        mock.hanging.store(true, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker));
+        drop(breaker.call(()));
+        // The next probe fails: ejected for 2 s, as if the cancelled probe had never been sent
+        // (4 s if it had counted as a failure, 1 s if as a success).
+        mock.hanging.store(false, Ordering::Relaxed);
+        assert!(ready_now(&mut breaker));
+        let response = breaker.call(()).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(ejections.load(Ordering::Relaxed), 2);
+        let start = Instant::now();
+        breaker.ready().await.unwrap();
+        assert_eq!(Instant::now() - start, secs(2));
     }
 }

@@ -89,7 +89,8 @@ mod stack;
 
 pub use body::{BodyError, MeshBody};
 pub use breaker::{
-    Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify, HttpFailures,
+    Admit, BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Classify,
+    HttpFailures, Probe,
 };
 pub use detect::{Detected, H2_PREFACE, PrefixedIo, detect};
 pub use directory::{DirectoryConfig, EndpointTarget, MeshDirectory, ServiceName};

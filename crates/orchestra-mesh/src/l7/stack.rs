@@ -337,4 +337,59 @@ mod tests {
         let error = empty.oneshot(get("/fast")).await.unwrap_err();
         assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_cut_by_the_route_timeout_does_not_eject_the_endpoint_for_good() {
+        // Issue #8: one endpoint, whose probe hangs past the route timeout.
+        let mocks = Mocks::default();
+        mocks.set(addr(1), Mode::Refuse);
+        let (_tx, rx) = watch::channel(vec![addr(1)]);
+        let config = StackConfig {
+            breaker: BreakerConfig {
+                failures: 1,
+                ..BreakerConfig::default()
+            },
+            timeouts: RouteTimeouts {
+                default: Duration::from_secs(10),
+                routes: vec![Route {
+                    path_prefix: "/fast".into(),
+                    timeout: Duration::from_millis(250),
+                }],
+            },
+            ..StackConfig::default()
+        };
+        let ejections = Arc::new(AtomicU64::new(0));
+        let (outbound, _) = stack(&mocks, rx, &config, ejections.clone());
+        // Refused: ejected for 1 s; the retry waits for it past its route's timeout.
+        let error = outbound.clone().oneshot(get("/fast")).await.unwrap_err();
+        assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+        assert_eq!(ejections.load(Ordering::Relaxed), 1);
+        // The next request is the probe once the backoff is over (at 1 s); it hangs until its
+        // route timeout cuts it (at 10.25 s). A request sent meanwhile waits for the probe's
+        // result in the balancer.
+        mocks.set(addr(1), Mode::Hang);
+        let start = tokio::time::Instant::now();
+        let probe = tokio::spawn(outbound.clone().oneshot(get("/")));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        mocks.set(addr(1), Mode::Ok);
+        let waiting = tokio::spawn(outbound.clone().oneshot(get("/")));
+        let error = probe.await.unwrap().unwrap_err();
+        assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        // The cut probe frees the slot and wakes the balancer: the waiting request probes the
+        // endpoint, which has recovered, and is served at once (the mock's latency alone).
+        let response = waiting.await.unwrap().unwrap();
+        assert_eq!(response.body(), "127.0.0.1:1");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(10) + Duration::from_millis(1)
+        );
+        assert_eq!(mocks.served(addr(1)), 1);
+        assert_eq!(
+            ejections.load(Ordering::Relaxed),
+            1,
+            "a cut probe is no failure"
+        );
+        outbound.oneshot(get("/fast")).await.unwrap();
+    }
 }
