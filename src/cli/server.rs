@@ -29,7 +29,7 @@ use orchestra::cluster::{Authorization, ControlPlane, ControlPlaneConfig, Contro
 use orchestra::controller::controllers::node_lifecycle::NodeLifecycleConfig;
 use orchestra::controller::leader::LeaderElectionConfig;
 use orchestra_api::admission::service_ip::RangeError;
-use orchestra_api::admission::{Ipv4Cidr, ServiceRanges, SidecarInjectionConfig};
+use orchestra_api::admission::{Ipv4Cidr, RedirectMode, ServiceRanges, SidecarInjectionConfig};
 use orchestra_api::auth::token::{SERVICE_ACCOUNT_KEY_FILE, ServiceAccountTokens, SigningKey};
 use orchestra_api::registry::DynRegistry;
 use orchestra_api::server::limits::LimitsError;
@@ -46,6 +46,32 @@ pub enum StoreKind {
     Memory,
     /// An etcd cluster at `--etcd-endpoints`.
     Etcd,
+}
+
+/// `--mesh-inject-redirect`: how injected pods' traffic reaches the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MeshRedirect {
+    /// The init container `mesh-init` applies the redirect (the default).
+    Init,
+    /// Something else (a CNI plug-in) redirects: no init container.
+    External,
+    /// No redirect: the application uses the proxy explicitly.
+    None,
+}
+
+/// The injection `args` ask for (`None` without `--mesh-inject-image`).
+pub fn sidecar_injection(args: &ServerArgs) -> Option<SidecarInjectionConfig> {
+    let image = args.mesh_inject_image.as_ref()?;
+    let proxy_uid = args.mesh_inject_proxy_uid;
+    Some(SidecarInjectionConfig {
+        server: args.mesh_inject_server.clone(),
+        redirect: match args.mesh_inject_redirect {
+            MeshRedirect::Init => RedirectMode::InitContainer { proxy_uid },
+            MeshRedirect::External => RedirectMode::External { proxy_uid },
+            MeshRedirect::None => RedirectMode::None,
+        },
+        ..SidecarInjectionConfig::new(image.clone(), args.mesh_trust_domain.clone())
+    })
 }
 
 /// `orchestra server --listen ADDR --data-dir DIR [--store embedded|memory|etcd --etcd-endpoints URLS]
@@ -118,6 +144,22 @@ pub struct ServerArgs {
     /// The API server's URL as the injected proxies reach it (their `--server`).
     #[arg(long, value_name = "URL", requires = "mesh_inject_image")]
     pub mesh_inject_server: Option<String>,
+    /// How injected pods' TCP reaches the proxy: `init`, an init container running
+    /// `orchestra sidecar init` (needs nodes with the CRI runtime: pods with a network
+    /// namespace of their own, and securityContext applied); `external`, a CNI plug-in
+    /// does it (no init container); `none`, no redirect (the application calls the proxy
+    /// itself: what nodes with the process runtime can run).
+    #[arg(long, value_enum, default_value_t = MeshRedirect::Init, requires = "mesh_inject_image")]
+    pub mesh_inject_redirect: MeshRedirect,
+    /// The uid injected proxies run as, the one the redirect leaves alone (Linkerd's).
+    #[arg(
+        long,
+        value_name = "UID",
+        default_value_t = orchestra_api::admission::sidecar_injection::DEFAULT_PROXY_UID,
+        value_parser = clap::value_parser!(u32).range(0..=orchestra_api::validation::MAX_UID),
+        requires = "mesh_inject_image"
+    )]
+    pub mesh_inject_proxy_uid: u32,
     /// No TLS, no authentication: every request acts as an administrator. For local
     /// experiments only; refused on an address other than loopback.
     #[arg(long)]
@@ -394,13 +436,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             event_ttl: args.event_ttl,
             compaction_interval: (!args.compaction_interval.is_zero())
                 .then_some(args.compaction_interval),
-            sidecar_injection: args.mesh_inject_image.as_ref().map(|image| {
-                SidecarInjectionConfig {
-                    image: image.clone(),
-                    server: args.mesh_inject_server.clone(),
-                    trust_domain: args.mesh_trust_domain.clone(),
-                }
-            }),
+            sidecar_injection: sidecar_injection(&args),
             // Every namespace's `kube-root-ca.crt`; an --insecure server has no CA to publish.
             root_ca,
         },
@@ -535,8 +571,123 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_interval, parse_ttl};
+    use super::{parse_interval, parse_ttl, sidecar_injection};
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use orchestra_api::admission::RedirectMode;
     use std::time::Duration;
+
+    fn injection(flags: &[&str]) -> Result<Option<RedirectMode>, clap::Error> {
+        let argv = ["orchestra", "server", "--store", "memory"]
+            .iter()
+            .chain(flags);
+        let cli = Cli::try_parse_from(argv)?;
+        let Command::Server(args) = cli.command else {
+            panic!("not the server command");
+        };
+        Ok(sidecar_injection(&args).map(|config| config.redirect))
+    }
+
+    /// The injected containers' arguments are commands this binary accepts, and the init
+    /// container redirects to the listeners the proxy opens, exempting the uid it runs as.
+    #[test]
+    fn injected_containers_run_commands_this_binary_accepts() {
+        use crate::cli::sidecar::{SidecarAction, config};
+        use crate::cli::sidecar_init::redirect_config;
+        use orchestra_api::admission::SidecarInjectionConfig;
+        use orchestra_api::admission::sidecar_injection::{
+            SKIP_INBOUND_PORTS_ANNOTATION, SKIP_OUTBOUND_PORTS_ANNOTATION, inject,
+        };
+
+        let mut pod = orchestra_api::testing::pod("shop", "web", "web");
+        pod.metadata
+            .annotations
+            .insert(SKIP_INBOUND_PORTS_ANNOTATION.into(), "9000-9010".into());
+        pod.metadata
+            .annotations
+            .insert(SKIP_OUTBOUND_PORTS_ANNOTATION.into(), "25, 3306".into());
+        let injection = SidecarInjectionConfig {
+            redirect: RedirectMode::InitContainer { proxy_uid: 2600 },
+            ..SidecarInjectionConfig::new("orchestra:dev", "example.org")
+        };
+        inject(&mut pod, &injection).expect("inject");
+        let [init, proxy] = &pod.spec.init_containers[..] else {
+            panic!("two init containers: {:?}", pod.spec.init_containers);
+        };
+        let parse = |argv: Vec<&String>| {
+            let cli = Cli::try_parse_from(argv).expect("the binary accepts it");
+            let Command::Sidecar(sidecar) = cli.command else {
+                panic!("not the sidecar command");
+            };
+            sidecar
+        };
+
+        let init = parse(init.command.iter().chain(&init.args).collect());
+        let Some(SidecarAction::Init(init)) = init.action else {
+            panic!("not `sidecar init`");
+        };
+        let redirect = redirect_config(&init);
+
+        // The namespace comes from the downward API in the pod.
+        let namespace = ["--namespace".to_owned(), "shop".to_owned()];
+        let proxy = parse(
+            proxy
+                .command
+                .iter()
+                .chain(&proxy.args)
+                .chain(&namespace)
+                .collect(),
+        );
+        let listeners = config(&proxy);
+
+        assert_eq!(redirect.inbound_port, listeners.inbound.port());
+        assert_eq!(redirect.outbound_port, listeners.outbound.port());
+        assert!(
+            redirect.skip_inbound_ports.contains(listeners.admin.port()),
+            "the admin port is never redirected"
+        );
+        assert_eq!(redirect.proxy_uid, 2600);
+        assert_eq!(redirect.skip_inbound_ports.to_string(), "4191, 9000-9010");
+        assert_eq!(redirect.skip_outbound_ports.to_string(), "25, 3306");
+        assert_eq!(listeners.app.port(), 8080);
+    }
+
+    #[test]
+    fn injection_flags_choose_the_redirect_and_the_proxy_uid() {
+        assert_eq!(injection(&[]).unwrap(), None);
+        let image = ["--mesh-inject-image", "orchestra:dev"];
+        assert_eq!(
+            injection(&image).unwrap(),
+            Some(RedirectMode::InitContainer { proxy_uid: 2102 })
+        );
+        let with = |extra: &[&'static str]| {
+            let mut flags = image.to_vec();
+            flags.extend_from_slice(extra);
+            injection(&flags)
+        };
+        assert_eq!(
+            with(&["--mesh-inject-proxy-uid", "5000"]).unwrap(),
+            Some(RedirectMode::InitContainer { proxy_uid: 5000 })
+        );
+        assert_eq!(
+            with(&["--mesh-inject-redirect", "external"]).unwrap(),
+            Some(RedirectMode::External { proxy_uid: 2102 })
+        );
+        assert_eq!(
+            with(&["--mesh-inject-redirect", "none"]).unwrap(),
+            Some(RedirectMode::None)
+        );
+        // A uid no pod may run as is refused with the flag's name.
+        let err = with(&["--mesh-inject-proxy-uid", "2147483648"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--mesh-inject-proxy-uid"), "{err}");
+        // The knobs mean nothing without injection.
+        let err = injection(&["--mesh-inject-redirect", "none"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--mesh-inject-image"), "{err}");
+    }
 
     #[test]
     fn event_ttls_read_like_kubernetes_durations() {

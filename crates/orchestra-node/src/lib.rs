@@ -36,7 +36,8 @@ pub use fake::{FakeBehaviour, FakeRuntime};
 pub use pod::{Action, Plan, plan};
 pub use process::{IpRange, LimitsMode, ProcessRuntime, ProcessRuntimeConfig};
 pub use runtime::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    ContainerSummary, ExecResult, LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState,
-    RuntimeSummary, SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
+    ContainerConfig, ContainerId, ContainerResources, ContainerSecurity, ContainerState,
+    ContainerStatus, ContainerSummary, ExecResult, LogOptions, LogStream, RuntimeDriver,
+    RuntimeError, RuntimeState, RuntimeSummary, SandboxConfig, SandboxId, SandboxState,
+    SandboxStatus, SandboxSummary,
 };

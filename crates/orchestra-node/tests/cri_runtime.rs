@@ -1,10 +1,10 @@
 //! CriRuntime against a real containerd: the RuntimeDriver conformance suite, then what only a
 //! container runtime shows (a container serving on its pod IP reached from the host, exec,
 //! CRI-format logs, a graceful stop of a PID 1 that handles TERM, images, a ConfigMap volume
-//! refreshed under the agent while its subPath mount keeps the old content), with the latencies
-//! of the CRI calls printed. Everything runs in one test around one containerd, which the
-//! harness starts with its own configuration and removes afterwards, checking that nothing
-//! is left behind.
+//! refreshed under the agent while its subPath mount keeps the old content, a securityContext's
+//! uid and capabilities applied), with the latencies of the CRI calls printed. Everything runs
+//! in one test around one containerd, which the harness starts with its own configuration and
+//! removes afterwards, checking that nothing is left behind.
 //!
 //! Needs root, containerd, runc, the CNI plugins and a static busybox (see `cri_harness`);
 //! skipped with the reason printed when one is missing, unless `ORCHESTRA_SYSTEM_TESTS=1`.
@@ -18,7 +18,8 @@ use orchestra_node::cri::CriRuntime;
 use orchestra_node::testing::util::{read_logs, sandbox_config, wait_for_container, wait_for_log};
 use orchestra_node::testing::{Harness, Step, Suite, Workload};
 use orchestra_node::{
-    ContainerConfig, ContainerState, LogOptions, RuntimeDriver, RuntimeError, SandboxConfig,
+    ContainerConfig, ContainerSecurity, ContainerState, LogOptions, RuntimeDriver, RuntimeError,
+    SandboxConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -115,6 +116,7 @@ async fn checks(containerd: &Containerd) {
     println!("conformance suite: {:?}", started.elapsed());
     served_port_exec_logs_and_graceful_stop(&rt, containerd).await;
     missing_image(&rt).await;
+    security_context_applied(&rt).await;
     agent_over_cri(containerd).await;
     config_map_refresh_over_cri(containerd).await;
 }
@@ -538,6 +540,40 @@ async fn served_port_exec_logs_and_graceful_stop(rt: &CriRuntime, containerd: &C
     );
     let state = rt.list().await.expect("list");
     assert!(state.sandboxes.iter().all(|s| s.id != sandbox));
+}
+
+/// A container's securityContext reaches containerd: the mesh's init container (root,
+/// `drop: [ALL]`, `add: [NET_ADMIN]`) holds exactly NET_ADMIN, and the mesh proxy runs as
+/// its uid.
+async fn security_context_applied(rt: &CriRuntime) {
+    let sandbox = rt
+        .run_pod_sandbox(&sandbox_config("security"))
+        .await
+        .expect("sandbox");
+    let mut init = container("init", "echo uid=$(id -u); grep CapEff /proc/self/status");
+    init.security = ContainerSecurity {
+        run_as_user: Some(0),
+        add_capabilities: vec!["NET_ADMIN".into()],
+        drop_capabilities: vec!["ALL".into()],
+    };
+    let mut proxy = container("proxy", "echo uid=$(id -u) done");
+    proxy.security.run_as_user = Some(2102);
+    for (config, needle, expected) in [
+        (&init, "CapEff", ["uid=0", "CapEff:\t0000000000001000"]),
+        (&proxy, "done", ["uid=2102", "done"]),
+    ] {
+        let id = rt.create_container(&sandbox, config).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let log = wait_for_log(rt, &id, needle, LIMIT).await;
+        for line in expected {
+            assert!(
+                log.contains(line),
+                "{}: {line:?} not in {log:?}",
+                config.name
+            );
+        }
+    }
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove");
 }
 
 /// A container whose image is not present cannot be created: an Image error.

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use orchestra_node::testing::util::{read_logs, sandbox_config, wait_for_container, wait_for_log};
 use orchestra_node::testing::{Harness, Workload};
 use orchestra_node::{
-    ContainerConfig, ContainerResources, ContainerState, LimitsMode, LogOptions, ProcessRuntime,
-    ProcessRuntimeConfig, RuntimeDriver, RuntimeError,
+    ContainerConfig, ContainerResources, ContainerSecurity, ContainerState, LimitsMode, LogOptions,
+    ProcessRuntime, ProcessRuntimeConfig, RuntimeDriver, RuntimeError,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -532,6 +532,56 @@ async fn a_program_is_found_in_the_containers_path_and_keeps_its_name() {
     assert_eq!(field(&log, "greeted"), "yes");
     let log = wait_for_log(&rt, &shell, "ready", LIMIT).await;
     assert_eq!(field(&log, "arg0"), "sh");
+    rt.remove_pod_sandbox(&sandbox).await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_security_context_is_applied_or_refused_never_ignored() {
+    let harness = ProcessHarness::new();
+    let rt = harness.runtime().await;
+    let sandbox = rt
+        .run_pod_sandbox(&sandbox_config("security"))
+        .await
+        .expect("sandbox");
+    // The mesh's init container: NET_ADMIN would be the node's, so it is refused.
+    let mut init = container("mesh-init", "true");
+    init.security = ContainerSecurity {
+        run_as_user: Some(0),
+        add_capabilities: vec!["NET_ADMIN".into()],
+        drop_capabilities: vec!["ALL".into()],
+    };
+    let err = rt
+        .create_container(&sandbox, &init)
+        .await
+        .expect_err("capabilities added");
+    assert!(
+        matches!(&err, RuntimeError::InvalidConfig { what, .. } if what == "securityContext"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("NET_ADMIN"), "{err}");
+
+    // Another uid than the agent's is refused too; the agent's own runs, as that uid.
+    let own = rustix::process::geteuid().as_raw();
+    let mut other = container("other", "true");
+    other.security.run_as_user = Some(i64::from(own) + 1);
+    let err = rt
+        .create_container(&sandbox, &other)
+        .await
+        .expect_err("another uid");
+    assert!(err.to_string().contains("agent's own user"), "{err}");
+
+    let mut mine = container("mine", "echo uid=$(id -u)");
+    mine.security.run_as_user = Some(i64::from(own));
+    let id = rt.create_container(&sandbox, &mine).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let status = wait_for_container(&rt, &id, LIMIT, "exit", |s| {
+        s.state == ContainerState::Exited
+    })
+    .await;
+    assert_eq!(status.exit_code, Some(0));
+    assert_eq!(status.config.security.run_as_user, Some(i64::from(own)));
+    let log = wait_for_log(&rt, &id, "uid=", LIMIT).await;
+    assert_eq!(field(&log, "uid"), own.to_string());
     rt.remove_pod_sandbox(&sandbox).await.expect("remove");
 }
 

@@ -67,8 +67,9 @@
 //!   configurable ranges ([`ServiceRanges`], [`Ipv4Cidr`]).
 //! - [`service_account`]: [`ServiceAccountAdmission`]: pods run as `default` unless they name
 //!   an account, which must exist, and mount its token, the CA and their namespace.
-//! - [`sidecar_injection`]: [`SidecarInjection`]: the mesh proxy added to pods that ask for
-//!   it (`mesh.orchestra.dev/inject: enabled`), when configured.
+//! - [`sidecar_injection`]: [`SidecarInjection`]: the mesh proxy, and the init container that
+//!   redirects the pod's TCP into it, added to pods that ask for them
+//!   (`mesh.orchestra.dev/inject: enabled`), when configured.
 
 pub mod namespace_lifecycle;
 pub mod service_account;
@@ -88,7 +89,7 @@ use crate::scheme::DynResource;
 pub use namespace_lifecycle::NamespaceLifecycle;
 pub use service_account::ServiceAccountAdmission;
 pub use service_ip::{Ipv4Cidr, ServiceAllocation, ServiceRanges};
-pub use sidecar_injection::{SidecarInjection, SidecarInjectionConfig};
+pub use sidecar_injection::{RedirectMode, SidecarInjection, SidecarInjectionConfig};
 pub use tolerations::DefaultTolerationSeconds;
 
 /// What a write does.

@@ -20,6 +20,7 @@ mod pod;
 mod pod_group;
 mod rbac;
 mod revision;
+mod security;
 mod service;
 mod split;
 mod stateful_set;
@@ -48,6 +49,7 @@ pub use rbac::{
     validate_role_ref_unchanged,
 };
 pub use revision::{validate_controller_revision, validate_controller_revision_update};
+pub use security::MAX_UID;
 pub use service::{validate_endpoints, validate_service, validate_service_update};
 pub use split::validate_traffic_split;
 pub use stateful_set::{validate_stateful_set, validate_stateful_set_update};

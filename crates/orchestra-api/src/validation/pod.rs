@@ -261,6 +261,12 @@ fn validate_container(
         errors.extend(validate_probe(probe, &p, field));
     }
     errors.extend(validate_container_restart_policy(c, path, init));
+    if let Some(context) = &c.security_context {
+        errors.extend(super::security::validate_security_context(
+            context,
+            &path.child("securityContext"),
+        ));
+    }
     errors
 }
 
@@ -905,6 +911,44 @@ mod tests {
         let mut p = pod(vec![container("web", "nginx")]);
         p.apply_defaults();
         assert!(p.validate().is_empty(), "{}", p.validate());
+    }
+
+    #[test]
+    fn security_contexts_are_checked_in_every_container_and_immutable() {
+        use crate::resources::pod::{Capabilities, SecurityContext};
+        let mut p = pod(vec![container("web", "nginx")]);
+        p.spec.init_containers = vec![container("init", "busybox")];
+        p.spec.init_containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(0),
+            capabilities: Some(Capabilities {
+                add: vec!["NET_ADMIN".into(), "NET_ADMN".into()],
+                drop: vec!["ALL".into()],
+            }),
+        });
+        p.spec.containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(-5),
+            capabilities: None,
+        });
+        let msgs = messages(&p.validate());
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("spec.initContainers[0].securityContext.capabilities.add[1]: Invalid value: \"NET_ADMN\""),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].starts_with("spec.containers[0].securityContext.runAsUser: Invalid value: -5"),
+            "{msgs:#?}"
+        );
+
+        // Like every container field but the image, it may not change on a pod update.
+        let mut old = pod(vec![container("web", "nginx")]);
+        old.spec.containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(2102),
+            capabilities: None,
+        });
+        let mut new = old.clone();
+        new.spec.containers[0].security_context = None;
+        assert_eq!(validate_pod_update(&new, &old).len(), 1);
     }
 
     #[test]

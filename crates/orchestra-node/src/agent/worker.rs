@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use orchestra_api::resources::{Container, Pod, PodPhase, PodStatus, PullPolicy, Service};
+use orchestra_api::resources::{
+    Capabilities, Container, Pod, PodPhase, PodStatus, PullPolicy, Service,
+};
 use orchestra_api::{ApiError, Client, Quantity, reflector};
 use tokio::sync::{Notify, watch};
 
@@ -18,8 +20,8 @@ use crate::pod::{
 };
 use crate::probe::{ProbeResults, Prober};
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, RuntimeDriver, RuntimeError,
-    SandboxConfig, SandboxId,
+    ContainerConfig, ContainerId, ContainerResources, ContainerSecurity, ContainerState,
+    RuntimeDriver, RuntimeError, SandboxConfig, SandboxId,
 };
 
 /// The finalizer the agent puts on the pods it runs, so that a deletion waits for their
@@ -756,6 +758,31 @@ pub fn container_config(
             (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
         ]),
         annotations: BTreeMap::new(),
+        security: container_security(spec),
+    }
+}
+
+/// The runtime's view of a container's `securityContext`. Capability names go in the one
+/// form runtimes take (`NET_ADMIN`); a name the API's validation would have refused is
+/// handed on as it is, for the runtime to refuse, never dropped.
+pub fn container_security(spec: &Container) -> ContainerSecurity {
+    let Some(context) = &spec.security_context else {
+        return ContainerSecurity::default();
+    };
+    let names = |pick: fn(&Capabilities) -> &Vec<String>| -> Vec<String> {
+        context
+            .capabilities
+            .as_ref()
+            .map(pick)
+            .into_iter()
+            .flatten()
+            .map(|name| Capabilities::canonical(name).map_or_else(|| name.clone(), str::to_owned))
+            .collect()
+    };
+    ContainerSecurity {
+        run_as_user: context.run_as_user,
+        add_capabilities: names(|c| &c.add),
+        drop_capabilities: names(|c| &c.drop),
     }
 }
 
@@ -792,6 +819,32 @@ mod tests {
             ..PodStatus::default()
         });
         pod
+    }
+
+    #[test]
+    fn the_security_context_reaches_the_runtime_in_its_names() {
+        use orchestra_api::resources::SecurityContext;
+        let mut pod = pod_with(None);
+        let plain = container_config(&pod, &pod.spec.containers[0], 0, None);
+        assert_eq!(plain.security, ContainerSecurity::default());
+
+        pod.spec.containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(2102),
+            capabilities: Some(Capabilities {
+                add: vec!["cap_net_admin".into(), "NOT_ONE".into()],
+                drop: vec!["all".into()],
+            }),
+        });
+        let config = container_config(&pod, &pod.spec.containers[0], 0, None);
+        assert_eq!(
+            config.security,
+            ContainerSecurity {
+                run_as_user: Some(2102),
+                // An unknown name is handed on for the runtime to refuse, not dropped.
+                add_capabilities: vec!["NET_ADMIN".into(), "NOT_ONE".into()],
+                drop_capabilities: vec!["ALL".into()],
+            }
+        );
     }
 
     /// The task of every pod lives as long as the pod: its future must not carry the API

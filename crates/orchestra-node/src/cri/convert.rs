@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use super::proto;
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    ContainerSummary, PodDns, RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
-    SandboxSummary,
+    ContainerConfig, ContainerId, ContainerResources, ContainerSecurity, ContainerState,
+    ContainerStatus, ContainerSummary, PodDns, RuntimeError, SandboxConfig, SandboxId,
+    SandboxState, SandboxStatus, SandboxSummary,
 };
 
 /// The prefix of the annotations CriRuntime keeps for itself.
@@ -266,11 +266,27 @@ pub fn container_config(
         log_path: container_log_path(config),
         linux: Some(proto::LinuxContainerConfig {
             resources: Some(resources(&config.resources)),
-            security_context: Some(proto::LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
-            }),
+            security_context: Some(security_context(&config.security)),
         }),
     })
+}
+
+/// The CRI security context of a container: Kubernetes' namespaces, and its uid and
+/// capabilities as given (containerd applies `ALL` first, then the named ones, and refuses
+/// an unknown name when it creates the container).
+pub fn security_context(security: &ContainerSecurity) -> proto::LinuxContainerSecurityContext {
+    let changes_capabilities =
+        !security.add_capabilities.is_empty() || !security.drop_capabilities.is_empty();
+    proto::LinuxContainerSecurityContext {
+        capabilities: changes_capabilities.then(|| proto::Capability {
+            add_capabilities: security.add_capabilities.clone(),
+            drop_capabilities: security.drop_capabilities.clone(),
+        }),
+        namespace_options: Some(namespaces()),
+        run_as_user: security
+            .run_as_user
+            .map(|value| proto::Int64Value { value }),
+    }
 }
 
 /// Limits and requests as cgroup values: a CPU limit as a CFS quota over a 100 ms period, a
@@ -500,8 +516,31 @@ mod tests {
             stop_signal: Some("SIGTERM".into()),
             labels: BTreeMap::from([("l".into(), "v".into())]),
             annotations: BTreeMap::new(),
+            security: ContainerSecurity {
+                run_as_user: Some(0),
+                add_capabilities: vec!["NET_ADMIN".into()],
+                drop_capabilities: vec!["ALL".into()],
+            },
         };
         let cri = container_config(&config, &SandboxId::from("sb")).expect("valid");
+        let security = cri
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .expect("security context");
+        // uid 0 is sent, not taken for "unset" (it is the wrapper's presence that counts).
+        assert_eq!(security.run_as_user, Some(proto::Int64Value { value: 0 }));
+        assert_eq!(
+            security.capabilities,
+            Some(proto::Capability {
+                add_capabilities: vec!["NET_ADMIN".into()],
+                drop_capabilities: vec!["ALL".into()],
+            })
+        );
+        assert!(security.namespace_options.is_some());
+        // Nothing asked, nothing sent: the image's user and the runtime's default set.
+        let plain = security_context(&ContainerSecurity::default());
+        assert_eq!((plain.run_as_user, plain.capabilities), (None, None));
         assert_eq!(cri.log_path, "app/3.log");
         assert_eq!(cri.working_dir, "/tmp");
         assert_eq!(cri.envs[0].key, "A");

@@ -13,8 +13,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ContainerConfig, ContainerId, ContainerResources, ContainerSecurity, ContainerState,
+    ContainerStatus, RuntimeError, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 /// A sandbox on disk.
@@ -135,6 +135,14 @@ pub struct ContainerRecord {
     /// Its root view of the mounts, when it has mounts.
     #[serde(default)]
     pub root: Option<PathBuf>,
+    /// The uid it was asked to run as (absent in records of older versions; the runtime
+    /// accepts only its own).
+    #[serde(default)]
+    pub run_as_user: Option<i64>,
+    /// The capabilities it was asked to drop (the runtime accepts drops only where the
+    /// process holds none).
+    #[serde(default)]
+    pub drop_capabilities: Vec<String>,
 }
 
 impl ContainerRecord {
@@ -174,6 +182,8 @@ impl ContainerRecord {
             cgroup: None,
             mounts: config.mounts.iter().map(Into::into).collect(),
             root: None,
+            run_as_user: config.security.run_as_user,
+            drop_capabilities: config.security.drop_capabilities.clone(),
         }
     }
 
@@ -196,6 +206,12 @@ impl ContainerRecord {
             stop_signal: self.stop_signal.clone(),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
+            // Added capabilities are refused at creation: a record never has any.
+            security: ContainerSecurity {
+                run_as_user: self.run_as_user,
+                add_capabilities: Vec::new(),
+                drop_capabilities: self.drop_capabilities.clone(),
+            },
         }
     }
 

@@ -23,9 +23,9 @@ use super::record::{ContainerRecord, RecordDir, SandboxRecord, StoredState};
 use super::signal::parse_signal;
 use super::stamps;
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ContainerSummary, ExecResult,
-    LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState, RuntimeSummary,
-    SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
+    ContainerConfig, ContainerId, ContainerSecurity, ContainerState, ContainerStatus,
+    ContainerSummary, ExecResult, LogOptions, LogStream, RuntimeDriver, RuntimeError, RuntimeState,
+    RuntimeSummary, SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
 };
 
 /// How long `stop_container` waits for a process to end after SIGKILL before reporting a
@@ -505,7 +505,49 @@ fn validate_container(config: &ContainerConfig) -> Result<(), RuntimeError> {
     if let Some(signal) = &config.stop_signal {
         parse_signal(signal)?;
     }
+    if let Some(refusal) = security_refusal(
+        &config.name,
+        &config.security,
+        rustix::process::geteuid().as_raw(),
+    ) {
+        return Err(invalid("securityContext", refusal));
+    }
     Ok(())
+}
+
+/// Why a container with `security` cannot run here, when the agent runs as `agent_uid`.
+///
+/// A container here is a process of the node: in the node's network namespace, with the
+/// agent's user and privileges. So, rather than pretend:
+/// - added capabilities are refused: they could only be the agent's own, over the whole
+///   node (`NET_ADMIN` would rewrite the node's firewall, not a pod's);
+/// - a uid other than the agent's is refused: every container runs as the agent's user;
+/// - dropped capabilities are accepted from a non-root agent, whose processes hold none to
+///   drop (a process that is not root loses its capabilities when it executes a program),
+///   and refused from a root one, which would pass them all on.
+fn security_refusal(name: &str, security: &ContainerSecurity, agent_uid: u32) -> Option<String> {
+    const ELSEWHERE: &str = "run the pod on a node with the CRI runtime";
+    if !security.add_capabilities.is_empty() {
+        return Some(format!(
+            "container {name:?} adds capabilities ({}): the process runtime cannot grant them to one container, since its containers are processes of the node, in the node's own network namespace; {ELSEWHERE}",
+            security.add_capabilities.join(", ")
+        ));
+    }
+    if let Some(uid) = security
+        .run_as_user
+        .filter(|uid| *uid != i64::from(agent_uid))
+    {
+        return Some(format!(
+            "container {name:?} asks to run as uid {uid}: the process runtime runs every container as the agent's own user (uid {agent_uid}); leave runAsUser unset, or {ELSEWHERE}"
+        ));
+    }
+    if agent_uid == 0 && !security.drop_capabilities.is_empty() {
+        return Some(format!(
+            "container {name:?} drops capabilities ({}): the agent runs as root and the process runtime cannot take capabilities from its processes; {ELSEWHERE}",
+            security.drop_capabilities.join(", ")
+        ));
+    }
+    None
 }
 
 #[async_trait]
@@ -983,5 +1025,58 @@ impl RuntimeDriver for ProcessRuntime {
     /// Images do not apply to local processes: always succeeds, does nothing.
     async fn pull_image(&self, _image: &str) -> Result<(), RuntimeError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn security(uid: Option<i64>, add: &[&str], drop: &[&str]) -> ContainerSecurity {
+        let names = |list: &[&str]| list.iter().map(|c| (*c).to_owned()).collect();
+        ContainerSecurity {
+            run_as_user: uid,
+            add_capabilities: names(add),
+            drop_capabilities: names(drop),
+        }
+    }
+
+    #[test]
+    fn what_a_process_of_the_node_cannot_be_is_refused_with_the_reason() {
+        // Nothing asked, or the agent's own uid: fine, as root or not.
+        for agent in [0, 1000] {
+            assert_eq!(
+                security_refusal("app", &security(None, &[], &[]), agent),
+                None
+            );
+            let own = security(Some(i64::from(agent)), &[], &[]);
+            assert_eq!(security_refusal("app", &own, agent), None);
+        }
+        // The mesh's init container: NET_ADMIN would be the node's.
+        let init = security(Some(0), &["NET_ADMIN"], &["ALL"]);
+        for agent in [0, 1000] {
+            let refusal = security_refusal("mesh-init", &init, agent).unwrap();
+            assert!(
+                refusal.contains("\"mesh-init\" adds capabilities (NET_ADMIN)")
+                    && refusal.contains("node's own network namespace")
+                    && refusal.contains("CRI runtime"),
+                "{refusal}"
+            );
+        }
+        // The mesh proxy's uid, which is not the agent's.
+        let proxy = security(Some(2102), &[], &[]);
+        let refusal = security_refusal("mesh-proxy", &proxy, 1000).unwrap();
+        assert!(
+            refusal.contains("asks to run as uid 2102")
+                && refusal.contains("agent's own user (uid 1000)"),
+            "{refusal}"
+        );
+        assert!(security_refusal("mesh-proxy", &proxy, 0).is_some());
+        // Drops: nothing to drop from a process that is not root; a root agent's
+        // processes would keep them all.
+        let drops = security(None, &[], &["ALL"]);
+        assert_eq!(security_refusal("app", &drops, 1000), None);
+        let refusal = security_refusal("app", &drops, 0).unwrap();
+        assert!(refusal.contains("drops capabilities (ALL)"), "{refusal}");
     }
 }

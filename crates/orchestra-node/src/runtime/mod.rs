@@ -14,9 +14,10 @@ use async_trait::async_trait;
 
 pub use error::RuntimeError;
 pub use types::{
-    ContainerConfig, ContainerId, ContainerResources, ContainerState, ContainerStatus,
-    ContainerSummary, ExecResult, LogOptions, LogStream, Mount, PodDns, RuntimeState,
-    RuntimeSummary, SandboxConfig, SandboxId, SandboxState, SandboxStatus, SandboxSummary,
+    ContainerConfig, ContainerId, ContainerResources, ContainerSecurity, ContainerState,
+    ContainerStatus, ContainerSummary, ExecResult, LogOptions, LogStream, Mount, PodDns,
+    RuntimeState, RuntimeSummary, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    SandboxSummary,
 };
 
 /// A container runtime: pod sandboxes, the containers inside them, exec, logs and images.

@@ -167,6 +167,24 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// Annotations stored likewise.
     pub annotations: BTreeMap<String, String>,
+    /// The user it runs as and its capabilities (the container's `securityContext`). A
+    /// runtime that runs processes applies them or refuses the container, never ignores
+    /// them (the fake runtime, which runs none, records them).
+    pub security: ContainerSecurity,
+}
+
+/// A container's security settings, as the node agent hands them to the runtime.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSecurity {
+    /// The uid the process runs as; `None`: the image's user (the process runtime: the
+    /// agent's own). As the API has it (validated to 0..=2147483647 there); a runtime
+    /// refuses a value it cannot use.
+    pub run_as_user: Option<i64>,
+    /// Capabilities added to the runtime's default set, named without `CAP_` in capitals
+    /// (`NET_ADMIN`), or `ALL`.
+    pub add_capabilities: Vec<String>,
+    /// Capabilities dropped from it, named likewise.
+    pub drop_capabilities: Vec<String>,
 }
 
 /// A container's lifecycle state, as CRI names it.

@@ -1,4 +1,5 @@
-//! A pod's containers: [`Container`] with its ports, environment, resources and probes.
+//! A pod's containers: [`Container`] with its ports, environment, resources, probes and
+//! security settings.
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +78,10 @@ pub struct Container {
     /// stopped after the app containers (Kubernetes' native sidecar containers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    /// The user the process runs as and its capabilities; the runtime's defaults (the
+    /// image's user, the runtime's default capabilities) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
 }
 
 impl Container {
@@ -84,6 +89,99 @@ impl Container {
     /// means nothing on other containers, where validation refuses it).
     pub fn is_sidecar(&self) -> bool {
         self.restart_policy == Some(RestartPolicy::Always)
+    }
+}
+
+/// A container's security settings (the fields of Kubernetes' `v1.SecurityContext` that
+/// orchestra applies; the others are unknown fields). The node agent hands them to its
+/// runtime: containerd applies them, the process runtime refuses a container whose settings
+/// it cannot apply; neither ignores them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecurityContext {
+    /// The uid the container's process runs as (0 to 2147483647); the image's user when
+    /// unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// Capabilities added to and dropped from the runtime's default set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Linux capabilities to add to or drop from a container's default set, named as
+/// `capabilities(7)` names them without the `CAP_` prefix (`NET_ADMIN`; any case, and the
+/// prefix, are accepted: see [`Capabilities::canonical`]), or `ALL`. `ALL` applies before the
+/// named ones (as in containerd): `drop: [ALL]` with `add: [NET_ADMIN]` leaves exactly
+/// `NET_ADMIN`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Capabilities {
+    /// Added capabilities.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    /// Dropped capabilities.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+}
+
+/// The Linux capabilities (`capabilities(7)`, up to Linux 6.x), without the `CAP_` prefix.
+const CAPABILITY_NAMES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+impl Capabilities {
+    /// `name` as the node agent hands it to runtimes (capitals, no `CAP_` prefix:
+    /// `cap_net_admin` is `NET_ADMIN`), or `ALL`; `None` when it names no capability.
+    pub fn canonical(name: &str) -> Option<&'static str> {
+        let upper = name.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        if bare == "ALL" {
+            return Some("ALL");
+        }
+        CAPABILITY_NAMES
+            .iter()
+            .copied()
+            .find(|known| *known == bare)
     }
 }
 

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use container::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HttpGetAction, HttpHeader,
-    KeySelector, ObjectFieldSelector, Probe, PullPolicy, ResourceFieldSelector,
-    ResourceRequirements, TcpSocketAction, UriScheme,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HttpGetAction,
+    HttpHeader, KeySelector, ObjectFieldSelector, Probe, PullPolicy, ResourceFieldSelector,
+    ResourceRequirements, SecurityContext, TcpSocketAction, UriScheme,
 };
 pub use scheduling::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorOperator, NodeSelectorRequirement,
