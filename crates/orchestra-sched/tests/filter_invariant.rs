@@ -310,7 +310,7 @@ proptest! {
                 Err(unschedulable) => {
                     prop_assert_eq!(unschedulable.nodes.len(), cluster.len(), "{}", unschedulable);
                     for rejection in &unschedulable.nodes {
-                        let node = cluster.get(&rejection.node).unwrap();
+                        let node = cluster.get(rejection.node).unwrap();
                         prop_assert!(
                             framework.check_node(&info, &cluster, node).is_some(),
                             "node {} was rejected ({:?}) but passes every filter", node.name(), rejection.reasons

@@ -19,7 +19,7 @@ use super::profile::{DEFAULT_SCHEDULER_NAME, Profile};
 use super::{ApiHandle, ClusterEvent, Code, CycleState, QueueingHint, Status};
 use crate::scheduler::Scheduler;
 use crate::snapshot::{ClusterSnapshot, NodeInfo, PodInfo};
-use crate::unschedulable::{NodeRejection, Placement, Unschedulable};
+use crate::unschedulable::{NodeRejections, Placement, Unschedulable};
 
 /// Below this many nodes, the Filter phase looks at every node.
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -184,7 +184,9 @@ impl Framework {
         // them. A search narrowed by PreFilter keeps none: the failure path filters every
         // node again to explain itself.
         let narrowed = state.candidate_nodes().is_some();
-        let mut rejected: Vec<NodeRejection> = Vec::new();
+        // Named by the snapshot's table, taken at the first rejection (a cycle that rejects
+        // nothing does not touch its reference count).
+        let mut rejected = NodeRejections::default();
         let mut visit = |index: usize| -> Result<bool, Unschedulable> {
             let node = cluster.node(index);
             match run_filters_nominated(&filters, &state, pod, cluster, node) {
@@ -195,18 +197,12 @@ impl Framework {
                 Some((plugin, status)) if status.is_rejected() => {
                     if !narrowed {
                         // Recorded as the final rejections right away (no second pass
-                        // converting them). A search rejecting the first nodes it visits
-                        // often rejects them all (preemption): room for every node at once
-                        // instead of growing the vector through a dozen copies.
-                        if rejected.capacity() == 0 && feasible.is_empty() {
-                            rejected.reserve_exact(num_nodes);
+                        // converting them); a run of nodes rejected alike costs nothing
+                        // per node but the comparison (see `NodeRejections`).
+                        if rejected.is_empty() {
+                            rejected = NodeRejections::new(cluster.node_names());
                         }
-                        rejected.push(NodeRejection {
-                            node: node.name().clone(),
-                            plugin,
-                            code: status.code(),
-                            reasons: status.into_reasons(),
-                        });
+                        rejected.push_index(index, plugin, status.code(), status.into_reasons());
                     }
                     Ok(false)
                 }
@@ -248,20 +244,14 @@ impl Framework {
             .store((start + processed) % num_nodes, Ordering::Relaxed);
 
         if feasible.is_empty() {
-            let rejection = |index: usize, plugin, status: Status| NodeRejection {
-                node: cluster.node(index).name().clone(),
-                plugin,
-                code: status.code(),
-                reasons: status.into_reasons(),
-            };
             let nodes = if narrowed {
-                let mut nodes = Vec::with_capacity(num_nodes);
+                let mut nodes = NodeRejections::new(cluster.node_names());
                 for index in (start..num_nodes).chain(0..start) {
                     let node = cluster.node(index);
                     match run_filters_nominated(&filters, &state, pod, cluster, node) {
                         None => {}
                         Some((plugin, status)) if status.is_rejected() => {
-                            nodes.push(rejection(index, plugin, status));
+                            nodes.push_index(index, plugin, status.code(), status.into_reasons());
                         }
                         Some((plugin, status)) => return Err(error(status.with_plugin(plugin))),
                     }

@@ -62,6 +62,16 @@ impl Reasons {
         self.first.is_none()
     }
 
+    /// Whether both hold the same reasons, checked by pointer before by content: the
+    /// reasons of most rejections are the same static strings (comparing a whole cluster's
+    /// rejections one after the other calls for no string comparison then).
+    pub fn same_as(&self, other: &Reasons) -> bool {
+        fn same(a: &str, b: &str) -> bool {
+            std::ptr::eq(a, b) || a == b
+        }
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| same(a, b))
+    }
+
     /// Whether `reason` is one of them.
     pub fn contains(&self, reason: &str) -> bool {
         self.iter().any(|r| r == reason)
@@ -114,6 +124,15 @@ impl Status {
                 first: Some(reason.into()),
                 rest: Vec::new(),
             },
+            plugin: "",
+        }
+    }
+
+    /// A status with a code and these reasons (built up by the caller).
+    pub fn from_reasons(code: Code, reasons: Reasons) -> Self {
+        Status {
+            code,
+            reasons,
             plugin: "",
         }
     }

@@ -220,14 +220,24 @@ pub fn select_candidate(
 /// pods may help).
 fn resolvable_nodes(cluster: &ClusterSnapshot, rejection: &Unschedulable) -> Vec<bool> {
     let mut resolvable = vec![false; cluster.len()];
-    // The framework lists rejections in its round-robin order: each node is most likely the
-    // one after the previous, which is checked before a lookup by name.
+    if rejection.nodes.named_by(cluster.node_names()) {
+        // Recorded against this snapshot's nodes (none added or removed since): its node
+        // indexes are the snapshot's, in runs.
+        for (range, code) in rejection.nodes.ranges() {
+            if code == Code::Unschedulable {
+                resolvable[range].fill(true);
+            }
+        }
+        return resolvable;
+    }
+    // Otherwise by name. The framework lists rejections in its round-robin order: each node
+    // is most likely the one after the previous, which is checked before a lookup by name.
     let mut next = 0;
     for r in &rejection.nodes {
         let guess = (next < cluster.len()).then(|| cluster.node(next).name());
         let index = match guess {
-            Some(name) if Arc::ptr_eq(name, &r.node) || *name == r.node => Some(next),
-            _ => cluster.position(&r.node),
+            Some(name) if Arc::ptr_eq(name, r.node) || name == r.node => Some(next),
+            _ => cluster.position(r.node),
         };
         let Some(index) = index else { continue };
         next = if index + 1 == cluster.len() {
@@ -394,12 +404,28 @@ impl Rank {
     /// at least one victim, and its highest victims' earliest start is at most the latest
     /// start of all. (Empty `potential`: a rank after every other.)
     fn bound<'a>(potential: impl Iterator<Item = &'a Arc<PodInfo>>) -> Rank {
-        let mut lowest = i32::MAX;
-        let mut latest = None;
+        // The greatest `start_key`, without building one per pod: a pod not started yet
+        // (`(true, None)`) is after every started one, else the latest start time.
+        // (This runs on every candidate node.)
+        let (mut lowest, mut any, mut unstarted) = (i32::MAX, false, false);
+        let mut latest: Option<Time> = None;
         for p in potential {
             lowest = lowest.min(p.priority);
-            latest = latest.max(Some(start_key(p)));
+            any = true;
+            match p.start_time {
+                None => unstarted = true,
+                Some(t) => {
+                    if latest.is_none_or(|l| t > l) {
+                        latest = Some(t);
+                    }
+                }
+            }
         }
+        let latest = any.then_some(if unstarted {
+            (true, None)
+        } else {
+            (false, latest)
+        });
         Rank {
             highest: Some(lowest),
             sum: i64::from(lowest) + (1i64 << 31),
@@ -756,6 +782,34 @@ mod tests {
                 return Ok(());
             }
             choice_matches_reference(&cluster, incoming);
+        }
+
+        /// `Rank::bound` (one pass, no key built per pod) is the bound as first written:
+        /// the lowest priority, and the greatest `start_key` of the pods.
+        #[test]
+        fn rank_bound_is_the_lowest_priority_and_the_latest_start_key(
+            pods in proptest::collection::vec((0i32..4, proptest::option::of(0i64..4)), 0..8),
+        ) {
+            let infos: Vec<Arc<PodInfo>> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, (priority, start))| {
+                    Arc::new(PodInfo::new(pod(&format!("e{i}"), "1", *priority, "n", *start)).unwrap())
+                })
+                .collect();
+            let mut lowest = i32::MAX;
+            let mut latest = None;
+            for p in &infos {
+                lowest = lowest.min(p.priority);
+                latest = latest.max(Some(start_key(p)));
+            }
+            let reference = Rank {
+                highest: Some(lowest),
+                sum: i64::from(lowest) + (1i64 << 31),
+                count: 1,
+                latest_start: std::cmp::Reverse(latest),
+            };
+            proptest::prop_assert_eq!(Rank::bound(infos.iter()), reference);
         }
     }
 }

@@ -29,6 +29,47 @@ pub use node_info::{ImageState, NodeInfo};
 pub use pod_groups::{PodGroup, PodGroups};
 pub use pod_info::{AffinityTerm, HostPort, PodInfo, PodInfoError, SpreadConstraint};
 
+/// The node names of a snapshot in index order, behind one `Arc`: cloned in one reference
+/// count increment (a failed cycle's rejections keep it to name their nodes), copied on
+/// write when a node is added or removed while a clone is alive.
+#[derive(Clone, Debug, Default)]
+pub struct NodeNames(Arc<Vec<Arc<str>>>);
+
+impl NodeNames {
+    /// The name of node `index`.
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    pub fn get(&self, index: usize) -> &Arc<str> {
+        &self.0[index]
+    }
+
+    /// The number of names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether both are the same table (so that the same index names the same node).
+    pub fn same(&self, other: &NodeNames) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Append a name (its index is the previous length).
+    pub(crate) fn push(&mut self, name: Arc<str>) {
+        Arc::make_mut(&mut self.0).push(name);
+    }
+
+    /// Remove the name at `index`; the last takes its place.
+    fn swap_remove(&mut self, index: usize) {
+        Arc::make_mut(&mut self.0).swap_remove(index);
+    }
+}
+
 /// Nodes per chunk.
 pub const CHUNK: usize = 64;
 
@@ -66,6 +107,10 @@ pub struct ClusterSnapshot {
     // Fx-hashed: looked up per node and per pod on hot paths (preemption, assume); the keys
     // are the cluster's own node names and pod keys.
     by_name: Arc<FxHashMap<Arc<str>, usize>>,
+    /// The node names in index order, shared with the rejections of a failed cycle
+    /// ([`NodeNames`]): they record node indexes, and one reference to this table instead
+    /// of a reference count per node.
+    names: NodeNames,
     pod_nodes: Arc<FxHashMap<String, Arc<str>>>,
     image_nodes: Arc<HashMap<Arc<str>, u32>>,
     namespaces: Arc<HashMap<String, BTreeMap<String, String>>>,
@@ -121,6 +166,12 @@ impl ClusterSnapshot {
     /// The node with this name.
     pub fn get(&self, name: &str) -> Option<&NodeInfo> {
         self.by_name.get(name).map(|&i| self.node(i))
+    }
+
+    /// The names of the nodes, in index order: the same table (by pointer, see
+    /// [`NodeNames::same`]) as long as no node is added or removed.
+    pub fn node_names(&self) -> &NodeNames {
+        &self.names
     }
 
     /// The index of the node with this name.
@@ -296,6 +347,7 @@ impl ClusterSnapshot {
         info.set_node_interned(node, &mut intern);
         let index = self.len;
         Arc::make_mut(&mut self.by_name).insert(info.name().clone(), index);
+        self.names.push(info.name().clone());
         Arc::make_mut(&mut self.labels).add(info.labels(), index as u32);
         let chunks = Arc::make_mut(&mut self.chunks);
         if index.is_multiple_of(CHUNK) {
@@ -339,6 +391,7 @@ impl ClusterSnapshot {
         }
         let by_name = Arc::make_mut(&mut self.by_name);
         by_name.remove(name);
+        self.names.swap_remove(index);
         let labels = Arc::make_mut(&mut self.labels);
         labels.remove(removed.labels(), index as u32);
         if index != last {
