@@ -79,15 +79,23 @@ pub struct SidecarArgs {
     /// Where the application listens; the inbound listener forwards there.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub app: SocketAddr,
-    /// The inbound listener: mTLS from other sidecars.
+    /// The inbound listener: mTLS from other sidecars. 0.0.0.0:PORT is also served on
+    /// [::]:PORT (see --no-ipv6).
     #[arg(long, default_value = "0.0.0.0:4143")]
     pub inbound: SocketAddr,
     /// The outbound listener: plain HTTP from the application, routed by Host to services.
+    /// 127.0.0.1:PORT is also served on [::1]:PORT (see --no-ipv6).
     #[arg(long, default_value = "127.0.0.1:4140")]
     pub outbound: SocketAddr,
-    /// The admin listener: /ready, /live, /metrics, POST /shutdown (from loopback).
+    /// The admin listener: /ready, /live, /metrics, POST /shutdown (from loopback). Also on
+    /// its IPv6 twin, as the others.
     #[arg(long, default_value = "0.0.0.0:4191")]
     pub admin: SocketAddr,
+    /// Listen on the IPv4 addresses alone, without their IPv6 twins ([::] for 0.0.0.0, [::1]
+    /// for 127.0.0.1, same port), which a dual-stack pod's redirected IPv6 connections
+    /// need. Without it, a host with no IPv6 is noticed and logged, never an error.
+    #[arg(long)]
+    pub no_ipv6: bool,
     /// Who may call the application (repeatable): a SPIFFE ID, `ns:NAMESPACE` (its service
     /// accounts) or `any` (any mesh identity). Without it, any mesh identity may.
     #[arg(long = "allow", value_name = "CALLER", value_parser = parse_caller)]
@@ -178,6 +186,7 @@ pub fn config(args: &SidecarArgs) -> SidecarConfig {
         app: args.app,
         outbound: args.outbound,
         admin: args.admin,
+        ipv6: !args.no_ipv6,
         policy: policy(namespace, args.app.port(), &args.allow),
         drain_timeout: args.drain_timeout,
         ..SidecarConfig::new(namespace, &args.service_account)
@@ -400,6 +409,30 @@ mod tests {
             "the token file replaces the file's token"
         );
         assert!(bearer.is_some());
+    }
+
+    #[test]
+    fn the_ipv6_twins_are_on_unless_no_ipv6() {
+        let injected = args(&[
+            "--inbound",
+            "0.0.0.0:4143",
+            "--outbound",
+            "127.0.0.1:4140",
+            "--admin",
+            "0.0.0.0:4191",
+        ]);
+        let on = config(&injected);
+        assert!(on.ipv6);
+        assert_eq!(
+            (on.inbound, on.outbound, on.admin),
+            (
+                "0.0.0.0:4143".parse().unwrap(),
+                "127.0.0.1:4140".parse().unwrap(),
+                "0.0.0.0:4191".parse().unwrap()
+            )
+        );
+        assert!(config(&args(&[])).ipv6);
+        assert!(!config(&args(&["--no-ipv6"])).ipv6);
     }
 
     #[test]

@@ -16,8 +16,13 @@
 //! endpoint was not redirected). A connection to an address no service has goes through
 //! the outbound sidecar unchanged. The host's own ruleset is never touched.
 //!
+//! The same over IPv6 (the pods on `fd77::1` and `fd77::2`, a ClusterIP `fd96::10`): the
+//! application's connection is redirected to `[::1]:4140` and the peer's to
+//! `[fd77::2]:4143`, which only the sidecar's IPv6 twins ([`Listeners`]) serve.
+//!
 //! It needs root, `ip` (iproute2) and `nft` (nftables); without them it prints why and
-//! passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure.
+//! passes, unless `ORCHESTRA_SYSTEM_TESTS=1`, where that is a failure. The IPv6 test also
+//! needs a kernel with IPv6 (it says so and passes otherwise).
 
 mod netns;
 
@@ -38,7 +43,7 @@ use orchestra_mesh::l7::identity::{
 };
 use orchestra_mesh::l7::{
     AuthorizationPolicy, DirectoryConfig, HttpProxy, HttpProxyConfig, InboundConfig, InboundProxy,
-    MeshDirectory, OutboundTls, PEER_IDENTITY_HEADER,
+    Listeners, MeshDirectory, OutboundTls, PEER_IDENTITY_HEADER,
 };
 use orchestra_mesh::nftables::NftablesProxyConfig;
 use orchestra_mesh::redirect::{self, RedirectConfig};
@@ -64,6 +69,12 @@ impl Pods {
     /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead (see
     /// [`netns::require_system`]).
     fn new() -> Option<Pods> {
+        Pods::with_ipv6(false)
+    }
+
+    /// [`Pods::new`], with `ipv6`: also `fd77::1` and `fd77::2` on the link, and the client
+    /// pod's IPv6 default route.
+    fn with_ipv6(ipv6: bool) -> Option<Pods> {
         if !netns::require_system("the redirect system test", &[netns::IP, netns::NFT]) {
             return None;
         }
@@ -87,6 +98,41 @@ impl Pods {
             "ip",
             &["-n", a, "route", "add", "default", "via", "10.77.0.2"],
         );
+        if ipv6 {
+            // `nodad`: usable at once (a tentative address is neither bound nor redirected to).
+            run(
+                "ip",
+                &[
+                    "-n",
+                    a,
+                    "-6",
+                    "addr",
+                    "add",
+                    "fd77::1/64",
+                    "dev",
+                    "a0",
+                    "nodad",
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    b,
+                    "-6",
+                    "addr",
+                    "add",
+                    "fd77::2/64",
+                    "dev",
+                    "b0",
+                    "nodad",
+                ],
+            );
+            run(
+                "ip",
+                &["-n", a, "-6", "route", "add", "default", "via", "fd77::2"],
+            );
+        }
         Some(Pods { client, server })
     }
 }
@@ -186,7 +232,12 @@ async fn app(port: u16) {
 
 /// A plain TCP server outside the mesh on `port` of the server pod: writes `plain`.
 async fn plain_server(port: u16) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    plain_server_on(SocketAddr::from(([0, 0, 0, 0], port))).await;
+}
+
+/// A plain TCP server outside the mesh on `addr` of the server pod: writes `plain`.
+async fn plain_server_on(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             use tokio::io::AsyncWriteExt;
@@ -369,6 +420,148 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         outbound.metrics().opaque_connections(),
         1,
         "exactly one opaque connection (the plain one): the sidecar's own connections to the endpoints did not come back to it"
+    );
+    drop(client_pod);
+    drop(server_pod);
+}
+
+/// The sockets of `listeners`, after checking there are two: the IPv4 one and its IPv6
+/// twin.
+fn both_families(listeners: Listeners, what: &str) -> Vec<tokio::net::TcpListener> {
+    assert!(
+        listeners.ipv6_unavailable().is_none(),
+        "{what}: no IPv6 in the pod: {:?}",
+        listeners.ipv6_unavailable()
+    );
+    let sockets = listeners.into_listeners();
+    assert_eq!(sockets.len(), 2, "{what}: an IPv4 socket and its IPv6 twin");
+    sockets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_ipv6_tcp_reaches_the_sidecars_ipv6_listeners() {
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        eprintln!(
+            "skipped: the IPv6 redirect test needs a kernel with IPv6 (no /proc/net/if_inet6)"
+        );
+        return;
+    }
+    let Some(pods) = Pods::with_ipv6(true) else {
+        return;
+    };
+    let ca = MeshCa::generate(CaConfig::default(), SystemTime::now()).unwrap();
+    let server_pod = PodRuntime::start(pods.server.name());
+    let client_pod = PodRuntime::start(pods.client.name());
+    let server_rules = RedirectConfig {
+        skip_inbound_ports: "7000".parse().unwrap(),
+        ..RedirectConfig::new(0)
+    };
+    for (pod, rules) in [
+        (pods.client.name(), RedirectConfig::new(0)),
+        (pods.server.name(), server_rules),
+    ] {
+        redirect::apply(&rules, &NftablesProxyConfig::in_netns(pod))
+            .await
+            .unwrap();
+    }
+
+    // The server pod: the application on 127.0.0.1:8080, a plain IPv6 server on 7000
+    // (skipped inbound), the inbound sidecar as `orchestra sidecar` binds it: 0.0.0.0:4143
+    // and its twin [::]:4143.
+    let server_tls = sidecar_tls(&ca, &id("echo"));
+    let inbound = server_pod
+        .run(async move {
+            app(8080).await;
+            plain_server_on("[::]:7000".parse().unwrap()).await;
+            let config = InboundConfig::new(
+                "shop",
+                "127.0.0.1:8080".parse().unwrap(),
+                AuthorizationPolicy::default(),
+            );
+            let inbound = InboundProxy::new(&server_tls, config);
+            let bound = Listeners::bind("0.0.0.0:4143".parse().unwrap(), true)
+                .await
+                .unwrap();
+            for listener in both_families(bound, "inbound") {
+                tokio::spawn(inbound.clone().serve(listener));
+            }
+            inbound
+        })
+        .await;
+
+    // The client pod: the outbound sidecar on 127.0.0.1:4140 and [::1]:4140 knows an
+    // IPv6 service whose endpoint is the server pod's application port.
+    let client_tls = sidecar_tls(&ca, &id("web"));
+    let outbound = client_pod
+        .run(async move {
+            let directory = MeshDirectory::new(DirectoryConfig::default());
+            let table: ServiceTable = [(
+                ServiceKey::new("shop", "echo6", ""),
+                ServiceEntry {
+                    cluster: "[fd96::10]:80".parse().unwrap(),
+                    node_port: None,
+                    protocol: Protocol::Tcp,
+                    affinity: Affinity::None,
+                    endpoints: vec!["[fd77::2]:8080".parse().unwrap()],
+                },
+            )]
+            .into_iter()
+            .collect();
+            directory.apply(&table).await.unwrap();
+            let config = HttpProxyConfig {
+                tls: Some(OutboundTls {
+                    tls: client_tls,
+                    server_identities: HashMap::new(),
+                }),
+                ..HttpProxyConfig::default()
+            };
+            let proxy = HttpProxy::new(directory, config);
+            let bound = Listeners::bind("127.0.0.1:4140".parse().unwrap(), true)
+                .await
+                .unwrap();
+            for listener in both_families(bound, "outbound") {
+                tokio::spawn(proxy.clone().serve(listener));
+            }
+            proxy
+        })
+        .await;
+
+    let client = pods.client.name().to_owned();
+    let (echo, plain) = tokio::task::spawn_blocking(move || {
+        (
+            app_request(&client, "[fd96::10]:80".parse().unwrap()),
+            app_read(&client, "[fd77::2]:7000".parse().unwrap()),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Redirected to [::1]:4140, routed by its original destination (an IPv6 ClusterIP),
+    // carried over mTLS to [fd77::2]:8080, redirected there to [fd77::2]:4143, and given to
+    // the application port 8080 of the original destination.
+    let echo = echo.expect("the request to the IPv6 ClusterIP");
+    assert!(echo.starts_with("HTTP/1.1 200"), "{echo}");
+    assert!(
+        echo.ends_with("port 8080: spiffe://cluster.local/ns/shop/sa/web"),
+        "{echo}"
+    );
+    assert_eq!(outbound.metrics().requests("shop/echo6", 200), 1);
+    assert_eq!(inbound.metrics().requests("unknown.example", 200), 1);
+    // An IPv6 address no service has: through the outbound sidecar unchanged.
+    assert_eq!(
+        plain.expect("the connection to the plain IPv6 server"),
+        "plain"
+    );
+    for _ in 0..1000 {
+        if outbound.metrics().opaque_connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        outbound.metrics().opaque_connections(),
+        1,
+        "exactly one opaque connection (the plain one): the sidecar's own connections did not come back to it"
     );
     drop(client_pod);
     drop(server_pod);

@@ -59,6 +59,8 @@
 //!   paths and methods, pure.
 //! - `inbound`: [`InboundProxy`], the inbound sidecar: mTLS termination, policy, forward
 //!   to the local application.
+//! - `listen`: [`Listeners`], a listener address and its IPv6 twin (`[::]` for `0.0.0.0`,
+//!   `[::1]` for `127.0.0.1`, IPv6-only sockets), IPv4 alone on a host without IPv6.
 //! - `drain`: [`Drain`], the graceful end of the listeners (stop accepting, let requests
 //!   finish).
 //! - `sidecar`: [`Sidecar`], all of the above composed into the proxy next to an
@@ -77,6 +79,7 @@ mod endpoint;
 mod http_proxy;
 pub mod identity;
 mod inbound;
+mod listen;
 mod metrics;
 mod original_dst;
 mod policy;
@@ -99,6 +102,7 @@ pub use drain::{ConnectionGuard, Drain};
 pub use endpoint::{Endpoint, EndpointError, EndpointStream, FixedConnector, connect_tls};
 pub use http_proxy::{HttpProxy, HttpProxyConfig, OutboundTls, ProxyBody};
 pub use inbound::{InboundConfig, InboundProxy, PEER_IDENTITY_HEADER};
+pub use listen::{ListenError, Listeners, TwinFailure, ipv6_twin, twin_failure};
 pub use metrics::{LATENCY_BUCKETS, MeshMetrics};
 pub use original_dst::{Redirected, original_dst};
 pub use policy::{

@@ -14,6 +14,12 @@
 //!   the inbound listener ([`InboundProxy`]: mTLS termination, the authorization policy,
 //!   the caller's identity passed to the application).
 //!
+//! Each listener also serves its address's IPv6 twin ([`Listeners`]: `[::]:PORT` beside
+//! `0.0.0.0:PORT`, `[::1]:PORT` beside `127.0.0.1:PORT`), where a dual-stack pod's redirect
+//! sends IPv6 connections; both sockets feed the same proxy (its stacks, metrics, drain and
+//! readiness). A host without IPv6 gets one warning and IPv4 alone
+//! ([`SidecarConfig::ipv6`]).
+//!
 //! It is ready (`/ready` answers 200) once it has a certificate and the directory has
 //! received its first service table; an application that waits for that never sends a
 //! request the sidecar cannot route. It stops on the future given to [`Sidecar::run`]
@@ -38,7 +44,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestra_api::Client;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -48,7 +53,7 @@ use super::identity::{
 };
 use super::{
     AuthorizationPolicy, DirectoryConfig, HttpProxy, HttpProxyConfig, InboundConfig, InboundProxy,
-    MeshDirectory, OutboundTls, SplitFollower,
+    ListenError, Listeners, MeshDirectory, OutboundTls, SplitFollower,
 };
 use crate::follower::{FollowerConfig, ProxyFollower};
 use crate::table::ServiceKey;
@@ -78,6 +83,11 @@ pub struct SidecarConfig {
     pub outbound: SocketAddr,
     /// Where the admin listener listens (default `0.0.0.0:4191`).
     pub admin: SocketAddr,
+    /// Whether each of the three listeners also listens on its address's IPv6 twin
+    /// (`[::]:PORT` for `0.0.0.0:PORT`, `[::1]:PORT` for `127.0.0.1:PORT`; IPv6-only
+    /// sockets), where the pod's redirect sends IPv6 connections (default `true`). A host
+    /// without IPv6 is not an error: the sidecar warns once and listens on IPv4 alone.
+    pub ipv6: bool,
     /// Who may call the application (default: any caller with a mesh certificate).
     pub policy: AuthorizationPolicy,
     /// Identities pinned per service: every server of the service must prove it, whatever
@@ -106,6 +116,7 @@ impl SidecarConfig {
             app: SocketAddr::from(([127, 0, 0, 1], 8080)),
             outbound: SocketAddr::from(([127, 0, 0, 1], 4140)),
             admin: SocketAddr::from(([0, 0, 0, 0], 4191)),
+            ipv6: true,
             policy: AuthorizationPolicy::default(),
             server_identities: HashMap::new(),
             proxy: HttpProxyConfig::default(),
@@ -122,7 +133,8 @@ pub enum SidecarError {
     /// The namespace, service account or trust domain do not make a SPIFFE ID.
     #[error("the sidecar's identity")]
     Identity(#[from] SpiffeIdError),
-    /// A listener could not be opened.
+    /// A listener could not be opened (the configured address, or its IPv6 twin: see
+    /// [`SidecarConfig::ipv6`]).
     #[error("cannot listen for the {listener} listener on {addr} (is the port free?)")]
     Bind {
         /// Which listener (`inbound`, `outbound`, `admin`).
@@ -169,25 +181,37 @@ impl ShutdownHandle {
 pub struct Sidecar {
     config: SidecarConfig,
     identity: SpiffeId,
-    inbound: TcpListener,
-    outbound: TcpListener,
-    admin: TcpListener,
+    inbound: Listeners,
+    outbound: Listeners,
+    admin: Listeners,
     status: watch::Sender<SidecarStatus>,
     shutdown: ShutdownHandle,
 }
 
-async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, SidecarError> {
-    TcpListener::bind(addr)
+/// Binds `addr` (and with `*ipv6` its IPv6 twin) for `listener`; the first time the host
+/// turns out to have no IPv6, warns and clears `*ipv6`, so that the warning is said once.
+async fn bind(
+    listener: &'static str,
+    addr: SocketAddr,
+    ipv6: &mut bool,
+) -> Result<Listeners, SidecarError> {
+    let bound = Listeners::bind(addr, *ipv6)
         .await
-        .map_err(|source| SidecarError::Bind {
+        .map_err(|ListenError { addr, source }| SidecarError::Bind {
             listener,
             addr,
             source,
-        })
+        })?;
+    if let Some(error) = bound.ipv6_unavailable() {
+        warn!(%error, %listener, "no IPv6 on this host: listening on IPv4 alone (no IPv6 twin for this listener and those after it); redirected IPv6 connections are refused");
+        *ipv6 = false;
+    }
+    Ok(bound)
 }
 
 impl Sidecar {
-    /// Checks the identity and opens the three listeners (port 0 picks a free port: see
+    /// Checks the identity and opens the three listeners, each with its IPv6 twin when
+    /// [`SidecarConfig::ipv6`] (port 0 picks a free port, the same for both families: see
     /// the `*_addr` methods).
     pub async fn bind(config: SidecarConfig) -> Result<Self, SidecarError> {
         let identity = SpiffeId::new(
@@ -195,10 +219,11 @@ impl Sidecar {
             &config.namespace,
             &config.service_account,
         )?;
+        let mut ipv6 = config.ipv6;
         Ok(Sidecar {
-            inbound: bind("inbound", config.inbound).await?,
-            outbound: bind("outbound", config.outbound).await?,
-            admin: bind("admin", config.admin).await?,
+            inbound: bind("inbound", config.inbound, &mut ipv6).await?,
+            outbound: bind("outbound", config.outbound, &mut ipv6).await?,
+            admin: bind("admin", config.admin, &mut ipv6).await?,
             identity,
             config,
             status: watch::Sender::new(SidecarStatus::default()),
@@ -211,19 +236,40 @@ impl Sidecar {
         &self.identity
     }
 
-    /// The inbound listener's address.
+    /// The inbound listener's address (the configured one; see also
+    /// [`inbound_addrs`](Self::inbound_addrs)).
     pub fn inbound_addr(&self) -> SocketAddr {
         local_addr(&self.inbound, self.config.inbound)
     }
 
-    /// The outbound listener's address.
+    /// The outbound listener's address (the configured one; see also
+    /// [`outbound_addrs`](Self::outbound_addrs)).
     pub fn outbound_addr(&self) -> SocketAddr {
         local_addr(&self.outbound, self.config.outbound)
     }
 
-    /// The admin listener's address.
+    /// The admin listener's address (the configured one; see also
+    /// [`admin_addrs`](Self::admin_addrs)).
     pub fn admin_addr(&self) -> SocketAddr {
         local_addr(&self.admin, self.config.admin)
+    }
+
+    /// Every address the inbound listener listens on: the configured one, then its IPv6
+    /// twin if any.
+    pub fn inbound_addrs(&self) -> Vec<SocketAddr> {
+        self.inbound.local_addrs()
+    }
+
+    /// Every address the outbound listener listens on (see
+    /// [`inbound_addrs`](Self::inbound_addrs)).
+    pub fn outbound_addrs(&self) -> Vec<SocketAddr> {
+        self.outbound.local_addrs()
+    }
+
+    /// Every address the admin listener listens on (see
+    /// [`inbound_addrs`](Self::inbound_addrs)).
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        self.admin.local_addrs()
     }
 
     /// The sidecar's progress (certificate, service table, draining), updated as it runs.
@@ -271,7 +317,9 @@ impl Sidecar {
             proxies: proxies.clone(),
         });
         let admin_drain = Drain::new();
-        tasks.spawn(admin.serve(admin_listener, admin_drain.clone()));
+        for listener in admin_listener.into_listeners() {
+            tasks.spawn(admin.clone().serve(listener, admin_drain.clone()));
+        }
 
         // The service table arrives while the certificate is being obtained.
         let directory = MeshDirectory::new(DirectoryConfig {
@@ -345,9 +393,18 @@ impl Sidecar {
         // Set once, here: the admin endpoint only reads it.
         let _ = proxies.set((outbound.clone(), inbound.clone()));
         let drain = Drain::new();
-        tasks.spawn(outbound.serve_until(outbound_listener, drain.clone()));
-        tasks.spawn(inbound.serve_until(inbound_listener, drain.clone()));
-        info!(%identity, inbound = %config.inbound, outbound = %config.outbound, app = %config.app, "sidecar serving");
+        let (inbound_addrs, outbound_addrs) = (
+            inbound_listener.local_addrs(),
+            outbound_listener.local_addrs(),
+        );
+        // Both families' sockets feed the same proxies: one set of stacks, metrics, drain.
+        for listener in outbound_listener.into_listeners() {
+            tasks.spawn(outbound.clone().serve_until(listener, drain.clone()));
+        }
+        for listener in inbound_listener.into_listeners() {
+            tasks.spawn(inbound.clone().serve_until(listener, drain.clone()));
+        }
+        info!(%identity, inbound = ?inbound_addrs, outbound = ?outbound_addrs, app = %config.app, "sidecar serving");
 
         stop.await;
         info!(%identity, connections = drain.live(), "sidecar draining");
@@ -368,6 +425,6 @@ impl Sidecar {
     }
 }
 
-fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
-    listener.local_addr().unwrap_or(configured)
+fn local_addr(listeners: &Listeners, configured: SocketAddr) -> SocketAddr {
+    listeners.primary().local_addr().unwrap_or(configured)
 }
