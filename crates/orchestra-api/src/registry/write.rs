@@ -5,6 +5,7 @@
 //! transaction that compares the key's mod_revision with the one read, so a concurrent writer
 //! makes this one fail with [`ApiError::Conflict`] instead of being overwritten.
 
+use bytes::Bytes;
 use orchestra_store::{Compare, CompareOp, Op, StoreExt};
 use rand::Rng;
 use serde_json::Value;
@@ -20,6 +21,7 @@ use crate::meta::Time;
 use crate::resource::Resource;
 use crate::resources::{Namespace, NamespaceSpec, Pod};
 use crate::validation::{ErrorList, names};
+use crate::watch_cache::stash::Stashed;
 
 /// How many times a write that carried no resourceVersion of its own is retried on a conflict.
 const RETRIES: usize = 5;
@@ -76,10 +78,16 @@ impl Registry {
             let key = object_key::<R>(&meta.namespace, &meta.name);
             let bytes = encode(&admitted)?;
             let guard = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            // Left for the kind's watch cache, which then need not decode it; withdrawn
+            // when dropped unless written.
+            let stashed = self.stash(&key, &bytes, &admitted);
             let (put, lease) = self.put_op::<R>(key.clone(), bytes).await?;
             let written = self.write_guarded(key, guard, put, &claims, &[]).await?;
             match written {
                 Written::At(revision) => {
+                    if let Some(stashed) = stashed {
+                        stashed.written();
+                    }
                     admitted.meta_mut().resource_version = revision.to_string();
                     return Ok(admitted);
                 }
@@ -275,6 +283,14 @@ impl Registry {
         .await
     }
 
+    /// Leaves `object`, about to be put at `key` as `bytes`, for the feeder of its kind's
+    /// in-process watch cache (see [`crate::watch_cache::stash`]), when the kind has a
+    /// running cache that takes them.
+    fn stash<R: Resource>(&self, key: &str, bytes: &Bytes, object: &R) -> Option<Stashed> {
+        let stash = self.watch_cache.stash::<R>()?;
+        Some(stash.put(key, bytes, object))
+    }
+
     /// Reads the object, checks `precondition`, builds the new object with `mutate`, validates
     /// it, admits it (as an update of `subresource`, unless `None`), and writes it if the key
     /// has not changed since the read. No change, no write.
@@ -342,6 +358,9 @@ impl Registry {
             }
             Some(bytes)
         };
+        let stashed = bytes
+            .as_ref()
+            .and_then(|bytes| self.stash(&key, bytes, &new));
         let mut attempt = 0;
         let written = loop {
             attempt += 1;
@@ -362,6 +381,9 @@ impl Registry {
         };
         match written {
             Written::At(revision) => {
+                if let Some(stashed) = stashed {
+                    stashed.written();
+                }
                 new.meta_mut().resource_version = revision.to_string();
                 Ok(new)
             }

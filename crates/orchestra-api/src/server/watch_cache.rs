@@ -165,6 +165,8 @@ impl WatchCache {
                 store: self.store.clone(),
                 prefix: format!("/registry/{}/", info.plural),
                 decode: decoder(slot.ops),
+                // The registry's writes hand their objects to the in-process caches only.
+                stash: None,
                 kind: info.kind,
             };
             let (cache, feeder) = KindCache::new(source, self.options.clone(), None);

@@ -1,6 +1,8 @@
 //! The cache of one kind: one list and one store watch feed the current objects and a
 //! bounded window of recent changes; every change is decoded once, kept as an `Arc`, and
-//! queued for the watches it may concern (see [`index`](super::index)).
+//! queued for the watches it may concern (see [`index`](super::index)). A change this
+//! process's registry wrote is not decoded at all: the write left its typed object in the
+//! kind's [`Stash`], which the feeder takes when the event's value is the bytes it put.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
@@ -15,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use super::CacheOptions;
 use super::filter::Filter;
 use super::index::{Subscriber, Subscribers};
+use super::stash::Stash;
 use super::subscription::Subscription;
 use crate::registry::ApiError;
 use crate::scheme::DynResource;
@@ -47,6 +50,9 @@ pub(crate) struct Source {
     /// `/registry/{plural}/`.
     pub(crate) prefix: String,
     pub(crate) decode: Decode,
+    /// Where the registry's writes leave the objects they encode, if they do for this kind
+    /// (see [`stash`](super::stash)): taken instead of decoding.
+    pub(crate) stash: Option<Arc<Stash>>,
     /// The kind, for logs.
     pub(crate) kind: &'static str,
 }
@@ -74,6 +80,7 @@ pub(crate) struct KindCache {
     /// catches up with the store without waiting for the next tick.
     progress_wanted: Notify,
     options: CacheOptions,
+    stash: Option<Arc<Stash>>,
 }
 
 impl KindCache {
@@ -91,9 +98,15 @@ impl KindCache {
             advanced: Notify::new(),
             progress_wanted: Notify::new(),
             options,
+            stash: source.stash.clone(),
         });
         let feeder = feed(cache.clone(), source, start);
         (cache, feeder)
+    }
+
+    /// The stash the registry's writes of this kind leave their objects in, if any.
+    pub(crate) fn stash(&self) -> Option<&Arc<Stash>> {
+        self.stash.as_ref()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -230,8 +243,55 @@ async fn feed(cache: Arc<KindCache>, source: Source, mut start: Option<i64>) {
             tracing::warn!(kind = source.kind, error = %err, "watch cache restarts");
         }
         *cache.lock() = State::default();
+        // The next list holds what the entries left were for; an entry is exact for any
+        // event with its bytes, but kept it would only take room.
+        if let Some(stash) = &source.stash {
+            stash.clear();
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The object of a Put event: the one the write stashed when its bytes are the event's
+/// value, with what decoding derives from the event (the resourceVersion, from the
+/// mod_revision, as `registry::decode_at` sets it); else decoded.
+fn object_of(source: &Source, kv: &KeyValue) -> Result<Object, ApiError> {
+    let Some(mut object) = source
+        .stash
+        .as_ref()
+        .and_then(|stash| stash.take(&kv.key, &kv.value))
+    else {
+        return (source.decode)(kv);
+    };
+    object.meta_mut().resource_version = kv.mod_revision.to_string();
+    #[cfg(debug_assertions)]
+    check_handoff(source, kv, object.as_ref());
+    Ok(object)
+}
+
+/// Debug builds: the object handed off is what decoding the event gives, in every field
+/// (their `Debug` forms, which show what JSON may not: a `None` against an empty value both
+/// skipped) and in JSON.
+#[cfg(debug_assertions)]
+fn check_handoff(source: &Source, kv: &KeyValue, object: &dyn DynResource) {
+    let decoded = (source.decode)(kv).unwrap_or_else(|err| {
+        panic!(
+            "a {} handed off by a write does not decode from its bytes: {err}",
+            source.kind
+        )
+    });
+    assert_eq!(
+        format!("{object:?}"),
+        format!("{decoded:?}"),
+        "a {} handed off by a write differs from its decoding",
+        source.kind
+    );
+    assert_eq!(
+        object.to_json().ok(),
+        decoded.to_json().ok(),
+        "a {} handed off by a write differs from its decoding in JSON",
+        source.kind
+    );
 }
 
 fn store_error(message: &str) -> ApiError {
@@ -298,11 +358,12 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
             cache.advanced.notify_waiters();
             continue;
         }
-        // Decoding is the expensive part: done once, outside the lock.
+        // Decoding is the expensive part: done once, outside the lock, and not at all for
+        // the objects this process's registry wrote (taken from the stash).
         let mut decoded = Vec::with_capacity(response.events.len());
         for event in response.events.iter() {
             let object = match event.kind {
-                EventKind::Put => Some((source.decode)(&event.kv)?),
+                EventKind::Put => Some(object_of(source, &event.kv)?),
                 EventKind::Delete => None,
             };
             decoded.push((event, object));
@@ -344,5 +405,66 @@ async fn feed_once(cache: &KindCache, source: &Source, start: Option<i64>) -> Re
         state.revision = state.revision.max(response.header_revision);
         drop(state);
         cache.advanced.notify_waiters();
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use orchestra_store::MemStore;
+
+    use super::*;
+    use crate::registry::{decode_kv, encode};
+    use crate::resources::Pod;
+    use crate::scheme::erase;
+    use crate::testing::pod;
+
+    fn source() -> Source {
+        Source {
+            store: Arc::new(MemStore::new()),
+            prefix: "/registry/pods/".into(),
+            decode: Arc::new(|kv| decode_kv::<Pod>(kv).map(erase)),
+            stash: Some(Arc::new(Stash::new(16))),
+            kind: "Pod",
+        }
+    }
+
+    fn kv(value: Bytes) -> KeyValue {
+        KeyValue {
+            key: Bytes::from_static(b"/registry/pods/default/a"),
+            value,
+            create_revision: 7,
+            mod_revision: 9,
+            version: 2,
+            lease: 0,
+        }
+    }
+
+    #[test]
+    fn a_handed_off_object_gets_the_events_resource_version() {
+        let source = source();
+        let pod = pod("default", "a", "web");
+        let bytes = encode(&pod).unwrap();
+        let stash = source.stash.clone().unwrap();
+        stash
+            .put("/registry/pods/default/a", &bytes, &pod)
+            .written();
+        let object = object_of(&source, &kv(bytes)).unwrap();
+        assert_eq!(object.meta().resource_version, "9");
+        assert_eq!(stash.hits(), 1);
+    }
+
+    /// The debug check catches an object that is not its bytes' decoding.
+    #[test]
+    #[should_panic(expected = "differs from its decoding")]
+    fn a_handoff_unlike_the_decoding_is_caught() {
+        let source = source();
+        let stored = pod("default", "a", "web");
+        let bytes = encode(&stored).unwrap();
+        let other = pod("default", "a", "db");
+        let stash = source.stash.clone().unwrap();
+        stash
+            .put("/registry/pods/default/a", &bytes, &other)
+            .written();
+        let _ = object_of(&source, &kv(bytes));
     }
 }

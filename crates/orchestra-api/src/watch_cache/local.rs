@@ -13,6 +13,7 @@ use orchestra_store::RangeRequest;
 use super::CacheOptions;
 use super::filter::{Change, Filter};
 use super::kind::{Decode, KindCache, Object, Source};
+use super::stash::{self, Stash};
 use super::subscription::Subscription;
 use crate::registry::{
     ApiError, ListOptions, ObjectList, Registry, WatchEvent, WatchEvents, WatchOptions, decode_kv,
@@ -94,6 +95,19 @@ impl LocalWatchCache {
             .map_or(0, |cache| cache.subscriber_count())
     }
 
+    /// Where the registry's writes of `R` leave the objects they encode for the feeder of
+    /// `R`'s cache (see [`stash`](super::stash)): none while the kind has no cache (nothing
+    /// would take them), or for kinds not handed off.
+    pub(crate) fn stash<R: Resource>(&self) -> Option<Arc<Stash>> {
+        self.inner
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<R>())?
+            .stash()
+            .cloned()
+    }
+
     fn kind<R: Resource>(&self, registry: &Registry, start: Option<i64>) -> Arc<KindCache> {
         let mut kinds = self
             .inner
@@ -108,6 +122,7 @@ impl LocalWatchCache {
             store: registry.store().clone(),
             prefix: format!("/registry/{}/", R::PLURAL),
             decode,
+            stash: stash::handed_off::<R>().then(|| Arc::new(Stash::new(stash::CAPACITY))),
             kind: R::KIND,
         };
         let options = self
@@ -298,4 +313,130 @@ fn object<R: Resource>(object: &Arc<Object>) -> Result<Arc<R>, ApiError> {
 
 fn internal(message: &str) -> ApiError {
     ApiError::Internal(orchestra_store::StoreError::Other(message.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestra_store::{MemStore, StoreExt};
+
+    use super::*;
+    use crate::registry::object_key;
+    use crate::resources::{Node, Pod};
+    use crate::testing::pod;
+
+    async fn head(registry: &Registry) -> String {
+        registry
+            .store()
+            .status()
+            .await
+            .expect("status")
+            .revision
+            .to_string()
+    }
+
+    async fn next(events: &mut WatchEvents<Pod>) -> Arc<Pod> {
+        match events
+            .next()
+            .await
+            .expect("the watch ended")
+            .expect("watch")
+        {
+            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_feeder_takes_the_objects_the_registry_wrote() {
+        let registry = Registry::new(MemStore::new());
+        let cache = registry.watch_cache().clone();
+        cache.start::<Pod>(&registry).await;
+        let stash = cache.stash::<Pod>().expect("pods are handed off");
+        let from = head(&registry).await;
+        let mut events = cache
+            .watch::<Pod>(&registry, None, &WatchOptions::from_version(from))
+            .await
+            .expect("watch");
+        let a = registry.create(pod("default", "a", "web")).await.unwrap();
+        let b = registry.create(pod("default", "b", "web")).await.unwrap();
+        let mut status = a.clone();
+        status.status.get_or_insert_with(Default::default).phase =
+            Some(crate::resources::PodPhase::Running);
+        let a2 = registry.update_status(status).await.unwrap();
+        for written in [a, b, a2] {
+            // Exactly what the write returned (and, in debug builds, what decoding gives).
+            let seen = next(&mut events).await;
+            assert_eq!(format!("{seen:?}"), format!("{written:?}"));
+        }
+        assert_eq!(stash.hits(), 3);
+        assert_eq!(stash.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_writes_and_failed_writes_are_decoded() {
+        let registry = Registry::new(MemStore::new());
+        let cache = registry.watch_cache().clone();
+        cache.start::<Pod>(&registry).await;
+        let stash = cache.stash::<Pod>().expect("pods are handed off");
+        let from = head(&registry).await;
+        let mut events = cache
+            .watch::<Pod>(&registry, None, &WatchOptions::from_version(from))
+            .await
+            .expect("watch");
+        // Written around the registry: nothing stashed, decoded.
+        let mut outside = pod("default", "outside", "web");
+        outside.metadata.uid = "u1".into();
+        let json = serde_json::to_vec_pretty(&outside).unwrap();
+        registry
+            .store()
+            .put(object_key::<Pod>("default", "outside"), json)
+            .await
+            .unwrap();
+        let seen = next(&mut events).await;
+        assert_eq!(seen.metadata.uid, "u1");
+        assert_eq!(stash.hits(), 0);
+        // A create of a name taken: its entry is withdrawn.
+        let created = registry.create(pod("default", "a", "web")).await.unwrap();
+        next(&mut events).await;
+        assert_eq!(stash.hits(), 1);
+        let err = registry
+            .create(pod("default", "a", "web"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::AlreadyExists { .. }), "{err:?}");
+        assert_eq!(stash.len(), 0);
+        // An entry whose bytes are not the event's value is left, and the event decoded.
+        let mut other = created.clone();
+        other.metadata.resource_version.clear();
+        other.metadata.labels.insert("stale".into(), "yes".into());
+        let key = object_key::<Pod>("default", "a");
+        let stale = crate::registry::encode(&other).unwrap();
+        stash.put(&key, &stale, &other).written();
+        let mut update = created.clone();
+        update.metadata.labels.insert("tier".into(), "front".into());
+        // (The update stashes its own entry over the stale one, so write around it.)
+        update.metadata.resource_version.clear();
+        let bytes = crate::registry::encode(&update).unwrap();
+        registry.store().put(key.clone(), bytes).await.unwrap();
+        let seen = next(&mut events).await;
+        assert_eq!(
+            seen.metadata.labels.get("tier").map(String::as_str),
+            Some("front")
+        );
+        assert_eq!(stash.hits(), 1);
+        assert_eq!(stash.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn kinds_without_a_cache_stash_nothing() {
+        let registry = Registry::new(MemStore::new());
+        registry
+            .create(Node {
+                metadata: crate::ObjectMeta::named("n1"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(registry.watch_cache().stash::<Node>().is_none());
+    }
 }

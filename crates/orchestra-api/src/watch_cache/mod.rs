@@ -28,11 +28,14 @@
 //! - `filter`: what one watch selects, and the transitions of selector matching.
 //! - `subscription`: one watch's stream of changes and bookmarks.
 //! - `local`: the per-kind caches behind [`LocalClient`](crate::LocalClient).
+//! - `stash`: the objects the registry's writes hand to the feeders, so that a change this
+//!   process wrote is not decoded again (decoding was the feeders' main cost).
 
 pub(crate) mod filter;
 pub(crate) mod index;
 pub(crate) mod kind;
 pub(crate) mod local;
+pub(crate) mod stash;
 pub(crate) mod subscription;
 
 use std::time::Duration;
