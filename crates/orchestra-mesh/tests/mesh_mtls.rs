@@ -7,6 +7,8 @@
 //! identity discovery gives it (its pod's ServiceAccount), so that an endpoint presenting
 //! another ServiceAccount's certificate gets no request.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,54 +16,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use orchestra_mesh::l7::identity::{
     CaConfig, MeshCa, MeshCredentials, MeshTls, SidecarKey, SpiffeId, TrustBundle,
 };
 use orchestra_mesh::l7::{
     AuthorizationPolicy, BreakerConfig, Caller, DefaultAction, DirectoryConfig, HttpProxy,
     HttpProxyConfig, HttpRoute, InboundConfig, InboundProxy, MeshDirectory, NamespacePolicy,
-    OutboundTls, PEER_IDENTITY_HEADER, PathMatch, RetryConfig, Rule, StackConfig, connect_tls,
+    OutboundTls, PathMatch, RetryConfig, Rule, StackConfig, connect_tls,
 };
 use orchestra_mesh::{
     Affinity, EndpointIdentities, Protocol, ServiceAccountRef, ServiceEntry, ServiceKey,
     ServiceProxy, ServiceTable,
 };
 use tokio::net::{TcpListener, TcpStream};
-
-/// An HTTP backend answering with the caller identity the inbound sidecar passed on.
-async fn echo_backend() -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = Arc::new(AtomicU64::new(0));
-    let counter = served.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let served = counter.clone();
-            let service = service_fn(move |request: Request<Incoming>| {
-                served.fetch_add(1, Ordering::SeqCst);
-                let caller = request
-                    .headers()
-                    .get(PEER_IDENTITY_HEADER)
-                    .map(|v| v.as_bytes().to_vec())
-                    .unwrap_or_default();
-                async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(caller)))) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, served)
-}
 
 fn id(sa: &str) -> SpiffeId {
     SpiffeId::new("cluster.local", "shop", sa).unwrap()
@@ -114,7 +86,7 @@ async fn server_side_as(
     identity: &SpiffeId,
     rules: impl FnOnce(u16) -> Vec<Rule>,
 ) -> (SocketAddr, Arc<InboundProxy>, MeshTls, Arc<AtomicU64>) {
-    let (backend, served) = echo_backend().await;
+    let (backend, served) = support::identity_echo().await;
     let tls = sidecar(ca, identity, &[ca]);
     let shop = NamespacePolicy {
         default: DefaultAction::Deny,

@@ -65,16 +65,12 @@ struct Pods {
 }
 
 impl Pods {
-    /// Creates the namespaces and their link, or returns `None` (after saying why) when the
-    /// system cannot; under `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead (see
-    /// [`netns::require_system`]).
-    fn new() -> Option<Pods> {
-        Pods::with_ipv6(false)
-    }
-
-    /// [`Pods::new`], with `ipv6`: also `fd77::1` and `fd77::2` on the link, and the client
-    /// pod's IPv6 default route.
-    fn with_ipv6(ipv6: bool) -> Option<Pods> {
+    /// Creates the namespaces and their link (`10.77.0.1` and `10.77.0.2`, the client pod's
+    /// default route), or returns `None` (after saying why) when the system cannot; under
+    /// `ORCHESTRA_SYSTEM_TESTS=1` that is a failure instead (see [`netns::require_system`]).
+    /// With `ipv6`, also `fd77::1` and `fd77::2` on the link, and the client pod's IPv6
+    /// default route.
+    fn new(ipv6: bool) -> Option<Pods> {
         if !netns::require_system("the redirect system test", &[netns::IP, netns::NFT]) {
             return None;
         }
@@ -100,34 +96,10 @@ impl Pods {
         );
         if ipv6 {
             // `nodad`: usable at once (a tentative address is neither bound nor redirected to).
-            run(
-                "ip",
-                &[
-                    "-n",
-                    a,
-                    "-6",
-                    "addr",
-                    "add",
-                    "fd77::1/64",
-                    "dev",
-                    "a0",
-                    "nodad",
-                ],
-            );
-            run(
-                "ip",
-                &[
-                    "-n",
-                    b,
-                    "-6",
-                    "addr",
-                    "add",
-                    "fd77::2/64",
-                    "dev",
-                    "b0",
-                    "nodad",
-                ],
-            );
+            for (ns, addr, dev) in [(a, "fd77::1/64", "a0"), (b, "fd77::2/64", "b0")] {
+                let add = ["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"];
+                run("ip", &add);
+            }
             run(
                 "ip",
                 &["-n", a, "-6", "route", "add", "default", "via", "fd77::2"],
@@ -230,13 +202,8 @@ async fn app(port: u16) {
     });
 }
 
-/// A plain TCP server outside the mesh on `port` of the server pod: writes `plain`.
-async fn plain_server(port: u16) {
-    plain_server_on(SocketAddr::from(([0, 0, 0, 0], port))).await;
-}
-
 /// A plain TCP server outside the mesh on `addr` of the server pod: writes `plain`.
-async fn plain_server_on(addr: SocketAddr) {
+async fn plain_server(addr: SocketAddr) {
     let listener = TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -281,9 +248,69 @@ fn become_app() -> std::io::Result<()> {
     rustix::thread::set_thread_uid(uid).map_err(std::io::Error::from)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirected() {
-    let Some(pods) = Pods::new() else {
+/// The addresses of one family the redirect scenario ([`carried_by_the_sidecars`]) uses.
+struct Family {
+    /// The pods also have `fd77::1` and `fd77::2`, and each sidecar listener has its IPv6
+    /// twin (`[::]:4143`, `[::1]:4140`), as `orchestra sidecar` binds them.
+    ipv6: bool,
+    /// The services the outbound sidecar knows: name, ClusterIP and port, endpoint (the
+    /// server pod's address and an application port: an application listens on each).
+    services: &'static [(&'static str, &'static str, &'static str)],
+    /// Where the server pod's plain server listens (port 7000, skipped inbound).
+    plain_listen: &'static str,
+    /// The plain server's address the client application connects to (no service's).
+    plain: &'static str,
+    /// Whether the client pod's rules are applied a second time (idempotent: one table,
+    /// the same rules).
+    reapply: bool,
+}
+
+/// The pods' IPv4 addresses, two services (one per application port), the sidecars' IPv4
+/// listeners alone.
+const IPV4: Family = Family {
+    ipv6: false,
+    services: &[
+        ("echo", "10.96.0.10:80", "10.77.0.2:8080"),
+        ("echo-admin", "10.96.0.11:80", "10.77.0.2:8081"),
+    ],
+    plain_listen: "0.0.0.0:7000",
+    plain: "10.77.0.2:7000",
+    reapply: true,
+};
+
+/// The pods' IPv6 addresses, an IPv6 ClusterIP, the sidecars' IPv6 twins: the application's
+/// connection is redirected to `[::1]:4140` and the peer's to `[fd77::2]:4143`.
+const IPV6: Family = Family {
+    ipv6: true,
+    services: &[("echo6", "[fd96::10]:80", "[fd77::2]:8080")],
+    plain_listen: "[::]:7000",
+    plain: "[fd77::2]:7000",
+    reapply: false,
+};
+
+/// The sockets of a sidecar listener on `addr`: the IPv4 one alone, or with `ipv6` also its
+/// IPv6 twin (checked: both there), as `orchestra sidecar` binds them.
+async fn listen(addr: &str, ipv6: bool, what: &str) -> Vec<TcpListener> {
+    if !ipv6 {
+        return vec![TcpListener::bind(addr).await.unwrap()];
+    }
+    let listeners = Listeners::bind(addr.parse().unwrap(), true).await.unwrap();
+    assert!(
+        listeners.ipv6_unavailable().is_none(),
+        "{what}: no IPv6 in the pod: {:?}",
+        listeners.ipv6_unavailable()
+    );
+    let sockets = listeners.into_listeners();
+    assert_eq!(sockets.len(), 2, "{what}: an IPv4 socket and its IPv6 twin");
+    sockets
+}
+
+/// The scenario, over `family`: the client application's requests to the services'
+/// ClusterIPs are carried by both sidecars over mTLS, its connection to the plain server
+/// goes through the outbound sidecar unchanged, and the sidecars' own connections are not
+/// redirected back to them.
+async fn carried_by_the_sidecars(family: &Family) {
+    let Some(pods) = Pods::new(family.ipv6) else {
         return;
     };
     let ca = MeshCa::generate(CaConfig::default(), SystemTime::now()).unwrap();
@@ -297,71 +324,68 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
         skip_inbound_ports: "7000".parse().unwrap(),
         ..RedirectConfig::new(0)
     };
-    redirect::apply(
-        &client_rules,
-        &NftablesProxyConfig::in_netns(pods.client.name()),
-    )
-    .await
-    .unwrap();
-    redirect::apply(
-        &server_rules,
-        &NftablesProxyConfig::in_netns(pods.server.name()),
-    )
-    .await
-    .unwrap();
-    // Idempotent: applying again replaces the table (one table, same rules).
-    redirect::apply(
-        &client_rules,
-        &NftablesProxyConfig::in_netns(pods.client.name()),
-    )
-    .await
-    .unwrap();
+    let client_nft = NftablesProxyConfig::in_netns(pods.client.name());
+    let server_nft = NftablesProxyConfig::in_netns(pods.server.name());
+    redirect::apply(&client_rules, &client_nft).await.unwrap();
+    redirect::apply(&server_rules, &server_nft).await.unwrap();
+    if family.reapply {
+        // Idempotent: applying again replaces the table (one table, same rules).
+        redirect::apply(&client_rules, &client_nft).await.unwrap();
+    }
 
-    // The server pod: the application on 8080 and 8081, a plain server on 7000 (skipped
-    // inbound), and the inbound sidecar on 4143 configured with 8080 as the application.
+    let ipv6 = family.ipv6;
+    let endpoints: Vec<SocketAddr> = family
+        .services
+        .iter()
+        .map(|&(_, _, endpoint)| endpoint.parse().unwrap())
+        .collect();
+
+    // The server pod: the application on each endpoint's port, the plain server (skipped
+    // inbound), and the inbound sidecar on 0.0.0.0:4143 configured with 8080 as the
+    // application.
     let server_tls = sidecar_tls(&ca, &id("echo"));
+    let app_ports: Vec<u16> = endpoints.iter().map(SocketAddr::port).collect();
+    let plain_listen = family.plain_listen.parse().unwrap();
     let inbound = server_pod
         .run(async move {
-            app(8080).await;
-            app(8081).await;
-            plain_server(7000).await;
+            for port in app_ports {
+                app(port).await;
+            }
+            plain_server(plain_listen).await;
             let config = InboundConfig::new(
                 "shop",
                 "127.0.0.1:8080".parse().unwrap(),
                 AuthorizationPolicy::default(),
             );
             let inbound = InboundProxy::new(&server_tls, config);
-            let listener = TcpListener::bind("0.0.0.0:4143").await.unwrap();
-            tokio::spawn(inbound.clone().serve(listener));
+            for listener in listen("0.0.0.0:4143", ipv6, "inbound").await {
+                tokio::spawn(inbound.clone().serve(listener));
+            }
             inbound
         })
         .await;
 
-    // The client pod: the outbound sidecar on 127.0.0.1:4140 knows two services of the
-    // server pod, one per application port.
+    // The client pod: the outbound sidecar on 127.0.0.1:4140 knows the services of the
+    // server pod.
     let client_tls = sidecar_tls(&ca, &id("web"));
-    let outbound = client_pod
-        .run(async move {
-            let directory = MeshDirectory::new(DirectoryConfig::default());
-            let entry = |cluster: &str, endpoint: &str| ServiceEntry {
+    let table: ServiceTable = family
+        .services
+        .iter()
+        .zip(&endpoints)
+        .map(|(&(name, cluster, _), &endpoint)| {
+            let entry = ServiceEntry {
                 cluster: cluster.parse().unwrap(),
                 node_port: None,
                 protocol: Protocol::Tcp,
                 affinity: Affinity::None,
-                endpoints: vec![endpoint.parse().unwrap()],
+                endpoints: vec![endpoint],
             };
-            let table: ServiceTable = [
-                (
-                    ServiceKey::new("shop", "echo", ""),
-                    entry("10.96.0.10:80", "10.77.0.2:8080"),
-                ),
-                (
-                    ServiceKey::new("shop", "echo-admin", ""),
-                    entry("10.96.0.11:80", "10.77.0.2:8081"),
-                ),
-            ]
-            .into_iter()
-            .collect();
+            (ServiceKey::new("shop", name, ""), entry)
+        })
+        .collect();
+    let outbound = client_pod
+        .run(async move {
+            let directory = MeshDirectory::new(DirectoryConfig::default());
             directory.apply(&table).await.unwrap();
             let config = HttpProxyConfig {
                 tls: Some(OutboundTls {
@@ -371,19 +395,26 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
                 ..HttpProxyConfig::default()
             };
             let proxy = HttpProxy::new(directory, config);
-            let listener = TcpListener::bind("127.0.0.1:4140").await.unwrap();
-            tokio::spawn(proxy.clone().serve(listener));
+            for listener in listen("127.0.0.1:4140", ipv6, "outbound").await {
+                tokio::spawn(proxy.clone().serve(listener));
+            }
             proxy
         })
         .await;
 
     let client = pods.client.name().to_owned();
-    let (echo, admin, plain) = tokio::task::spawn_blocking(move || {
-        (
-            app_request(&client, "10.96.0.10:80".parse().unwrap()),
-            app_request(&client, "10.96.0.11:80".parse().unwrap()),
-            app_read(&client, "10.77.0.2:7000".parse().unwrap()),
-        )
+    let clusters: Vec<SocketAddr> = family
+        .services
+        .iter()
+        .map(|&(_, cluster, _)| cluster.parse().unwrap())
+        .collect();
+    let plain = family.plain.parse().unwrap();
+    let (answers, plain) = tokio::task::spawn_blocking(move || {
+        let answers: Vec<_> = clusters
+            .iter()
+            .map(|&cluster| app_request(&client, cluster))
+            .collect();
+        (answers, app_read(&client, plain))
     })
     .await
     .unwrap();
@@ -391,21 +422,27 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
     // Carried by both sidecars over mTLS: the inbound one names the outbound's identity;
     // routed by the original destination (the Host names nothing), and each to the
     // application port its endpoint has.
-    let echo = echo.expect("the request to the ClusterIP");
-    assert!(echo.starts_with("HTTP/1.1 200"), "{echo}");
-    assert!(
-        echo.ends_with("port 8080: spiffe://cluster.local/ns/shop/sa/web"),
-        "{echo}"
-    );
-    let admin = admin.expect("the request to the second ClusterIP");
-    assert!(
-        admin.ends_with("port 8081: spiffe://cluster.local/ns/shop/sa/web"),
-        "{admin}"
-    );
+    for ((_, cluster, _), (answer, endpoint)) in
+        family.services.iter().zip(answers.iter().zip(&endpoints))
+    {
+        let answer = answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the request to the ClusterIP {cluster}: {e:?}"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let port = endpoint.port();
+        assert!(
+            answer.ends_with(&format!(
+                "port {port}: spiffe://cluster.local/ns/shop/sa/web"
+            )),
+            "{answer}"
+        );
+    }
     // Counted under each service's name (the Host names nothing).
-    assert_eq!(outbound.metrics().requests("shop/echo", 200), 1);
-    assert_eq!(outbound.metrics().requests("shop/echo-admin", 200), 1);
-    assert_eq!(inbound.metrics().requests("unknown.example", 200), 2);
+    for (name, _, _) in family.services {
+        assert_eq!(outbound.metrics().requests(&format!("shop/{name}"), 200), 1);
+    }
+    let carried = u64::try_from(family.services.len()).unwrap();
+    assert_eq!(inbound.metrics().requests("unknown.example", 200), carried);
     // The plain server is no service: its connection went through the outbound sidecar
     // unchanged (one opaque connection), and was not redirected inbound (port skipped).
     assert_eq!(plain.expect("the connection to the plain server"), "plain");
@@ -425,17 +462,9 @@ async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirecte
     drop(server_pod);
 }
 
-/// The sockets of `listeners`, after checking there are two: the IPv4 one and its IPv6
-/// twin.
-fn both_families(listeners: Listeners, what: &str) -> Vec<tokio::net::TcpListener> {
-    assert!(
-        listeners.ipv6_unavailable().is_none(),
-        "{what}: no IPv6 in the pod: {:?}",
-        listeners.ipv6_unavailable()
-    );
-    let sockets = listeners.into_listeners();
-    assert_eq!(sockets.len(), 2, "{what}: an IPv4 socket and its IPv6 twin");
-    sockets
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_plain_tcp_is_carried_by_its_sidecars_and_theirs_is_not_redirected() {
+    carried_by_the_sidecars(&IPV4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,123 +475,5 @@ async fn a_pods_ipv6_tcp_reaches_the_sidecars_ipv6_listeners() {
         );
         return;
     }
-    let Some(pods) = Pods::with_ipv6(true) else {
-        return;
-    };
-    let ca = MeshCa::generate(CaConfig::default(), SystemTime::now()).unwrap();
-    let server_pod = PodRuntime::start(pods.server.name());
-    let client_pod = PodRuntime::start(pods.client.name());
-    let server_rules = RedirectConfig {
-        skip_inbound_ports: "7000".parse().unwrap(),
-        ..RedirectConfig::new(0)
-    };
-    for (pod, rules) in [
-        (pods.client.name(), RedirectConfig::new(0)),
-        (pods.server.name(), server_rules),
-    ] {
-        redirect::apply(&rules, &NftablesProxyConfig::in_netns(pod))
-            .await
-            .unwrap();
-    }
-
-    // The server pod: the application on 127.0.0.1:8080, a plain IPv6 server on 7000
-    // (skipped inbound), the inbound sidecar as `orchestra sidecar` binds it: 0.0.0.0:4143
-    // and its twin [::]:4143.
-    let server_tls = sidecar_tls(&ca, &id("echo"));
-    let inbound = server_pod
-        .run(async move {
-            app(8080).await;
-            plain_server_on("[::]:7000".parse().unwrap()).await;
-            let config = InboundConfig::new(
-                "shop",
-                "127.0.0.1:8080".parse().unwrap(),
-                AuthorizationPolicy::default(),
-            );
-            let inbound = InboundProxy::new(&server_tls, config);
-            let bound = Listeners::bind("0.0.0.0:4143".parse().unwrap(), true)
-                .await
-                .unwrap();
-            for listener in both_families(bound, "inbound") {
-                tokio::spawn(inbound.clone().serve(listener));
-            }
-            inbound
-        })
-        .await;
-
-    // The client pod: the outbound sidecar on 127.0.0.1:4140 and [::1]:4140 knows an
-    // IPv6 service whose endpoint is the server pod's application port.
-    let client_tls = sidecar_tls(&ca, &id("web"));
-    let outbound = client_pod
-        .run(async move {
-            let directory = MeshDirectory::new(DirectoryConfig::default());
-            let table: ServiceTable = [(
-                ServiceKey::new("shop", "echo6", ""),
-                ServiceEntry {
-                    cluster: "[fd96::10]:80".parse().unwrap(),
-                    node_port: None,
-                    protocol: Protocol::Tcp,
-                    affinity: Affinity::None,
-                    endpoints: vec!["[fd77::2]:8080".parse().unwrap()],
-                },
-            )]
-            .into_iter()
-            .collect();
-            directory.apply(&table).await.unwrap();
-            let config = HttpProxyConfig {
-                tls: Some(OutboundTls {
-                    tls: client_tls,
-                    server_identities: HashMap::new(),
-                }),
-                ..HttpProxyConfig::default()
-            };
-            let proxy = HttpProxy::new(directory, config);
-            let bound = Listeners::bind("127.0.0.1:4140".parse().unwrap(), true)
-                .await
-                .unwrap();
-            for listener in both_families(bound, "outbound") {
-                tokio::spawn(proxy.clone().serve(listener));
-            }
-            proxy
-        })
-        .await;
-
-    let client = pods.client.name().to_owned();
-    let (echo, plain) = tokio::task::spawn_blocking(move || {
-        (
-            app_request(&client, "[fd96::10]:80".parse().unwrap()),
-            app_read(&client, "[fd77::2]:7000".parse().unwrap()),
-        )
-    })
-    .await
-    .unwrap();
-
-    // Redirected to [::1]:4140, routed by its original destination (an IPv6 ClusterIP),
-    // carried over mTLS to [fd77::2]:8080, redirected there to [fd77::2]:4143, and given to
-    // the application port 8080 of the original destination.
-    let echo = echo.expect("the request to the IPv6 ClusterIP");
-    assert!(echo.starts_with("HTTP/1.1 200"), "{echo}");
-    assert!(
-        echo.ends_with("port 8080: spiffe://cluster.local/ns/shop/sa/web"),
-        "{echo}"
-    );
-    assert_eq!(outbound.metrics().requests("shop/echo6", 200), 1);
-    assert_eq!(inbound.metrics().requests("unknown.example", 200), 1);
-    // An IPv6 address no service has: through the outbound sidecar unchanged.
-    assert_eq!(
-        plain.expect("the connection to the plain IPv6 server"),
-        "plain"
-    );
-    for _ in 0..1000 {
-        if outbound.metrics().opaque_connections() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        outbound.metrics().opaque_connections(),
-        1,
-        "exactly one opaque connection (the plain one): the sidecar's own connections did not come back to it"
-    );
-    drop(client_pod);
-    drop(server_pod);
+    carried_by_the_sidecars(&IPV6).await;
 }

@@ -16,55 +16,24 @@
 
 #![cfg(feature = "l7")]
 
+mod dns_objects;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use orchestra_api::LocalClient;
 use orchestra_api::auth::UserInfo;
-use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-};
-use orchestra_api::{Client, LocalClient, ObjectMeta};
 use orchestra_mesh::FollowerConfig;
 use orchestra_mesh::l7::identity::{CaConfig, IdentityService, LocalIssuer, MeshCa};
-use orchestra_mesh::l7::{PEER_IDENTITY_HEADER, Sidecar, SidecarConfig};
+use orchestra_mesh::l7::{Sidecar, SidecarConfig};
 use orchestra_store::MemStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Generous: waits are for a certificate and a debounced table on a busy machine.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The application: answers every request with the caller identity the inbound sidecar
-/// passed on.
-async fn app() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|request: Request<Incoming>| {
-                let caller = request
-                    .headers()
-                    .get(PEER_IDENTITY_HEADER)
-                    .map(|v| v.as_bytes().to_vec())
-                    .unwrap_or_default();
-                async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(caller)))) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// One HTTP/1.1 request to `addr` with `Host: host`: the status and the body.
 async fn http(addr: SocketAddr, method: &str, path: &str, host: &str) -> (u16, String) {
@@ -91,52 +60,6 @@ async fn http(addr: SocketAddr, method: &str, path: &str, host: &str) -> (u16, S
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        namespace: "shop".into(),
-        ..ObjectMeta::default()
-    }
-}
-
-/// Service `echo` (port `http` 80) with its one endpoint at `endpoint`.
-async fn publish_echo(client: &LocalClient, endpoint: SocketAddr) {
-    client
-        .create(&Service {
-            metadata: meta("echo"),
-            spec: ServiceSpec {
-                cluster_ip: "127.2.0.10".into(),
-                ports: vec![ServicePort {
-                    name: "http".into(),
-                    port: 80,
-                    ..ServicePort::default()
-                }],
-                ..ServiceSpec::default()
-            },
-            status: None,
-        })
-        .await
-        .unwrap();
-    client
-        .create(&Endpoints {
-            metadata: meta("echo"),
-            subsets: vec![EndpointSubset {
-                addresses: vec![EndpointAddress {
-                    ip: endpoint.ip().to_string(),
-                    ..EndpointAddress::default()
-                }],
-                not_ready_addresses: vec![],
-                ports: vec![EndpointPort {
-                    name: "http".into(),
-                    port: i32::from(endpoint.port()),
-                    ..EndpointPort::default()
-                }],
-            }],
-        })
-        .await
-        .unwrap();
 }
 
 fn config(service_account: &str, app: SocketAddr) -> SidecarConfig {
@@ -199,10 +122,14 @@ async fn a_sidecar_serves_ipv4_and_ipv6_with_one_proxy() {
         ))
     };
 
-    let echo = Sidecar::bind(config("echo", app().await)).await.unwrap();
+    let echo = Sidecar::bind(config("echo", support::identity_echo().await.0))
+        .await
+        .unwrap();
     let (_, echo_inbound6) = both(echo.inbound_addrs());
     let (echo_admin4, echo_admin6) = both(echo.admin_addrs());
-    let web = Sidecar::bind(config("web", app().await)).await.unwrap();
+    let web = Sidecar::bind(config("web", support::identity_echo().await.0))
+        .await
+        .unwrap();
     let (web_outbound4, web_outbound6) = both(web.outbound_addrs());
     let (web_admin4, web_admin6) = both(web.admin_addrs());
     assert_eq!(
@@ -212,7 +139,8 @@ async fn a_sidecar_serves_ipv4_and_ipv6_with_one_proxy() {
     );
 
     // The echo service's endpoint is the echo sidecar's IPv6 inbound socket.
-    publish_echo(&client, echo_inbound6).await;
+    let echo_service = dns_objects::service("shop", "echo", "127.2.0.10");
+    support::publish(&client, echo_service, echo_inbound6).await;
     let echo_run = tokio::spawn(echo.run(client.clone(), issuer("echo"), std::future::pending()));
     let web_run = tokio::spawn(web.run(client.clone(), issuer("web"), std::future::pending()));
     for admin in [echo_admin4, echo_admin6, web_admin4, web_admin6] {

@@ -5,6 +5,9 @@
 //! Counts are exact (the split is a smooth weighted round-robin); waits are on observable
 //! state (what the followers applied, what the proxy answers) with generous timeouts.
 
+mod dns_objects;
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +23,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use orchestra_api::registry::DeleteOptions;
-use orchestra_api::resources::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
-    TrafficSplit, TrafficSplitBackend, TrafficSplitSpec,
-};
+use orchestra_api::resources::{TrafficSplit, TrafficSplitBackend, TrafficSplitSpec};
 use orchestra_api::{Client, LocalClient, ObjectMeta};
 use orchestra_mesh::l7::{
     DirectoryConfig, HttpProxy, HttpProxyConfig, MeshDirectory, ServiceName, SplitFollower,
@@ -75,50 +75,15 @@ impl Backend {
 }
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        namespace: "shop".into(),
-        ..ObjectMeta::default()
-    }
+    dns_objects::meta("shop", name)
 }
 
-/// Service `name` (port `http` 80) and its Endpoints: the backend at `addr`.
+/// Service `name` (port `http` 80, its target the backend's port) and its Endpoints: the
+/// backend at `addr`.
 async fn publish(client: &LocalClient, name: &str, cluster_ip: &str, addr: SocketAddr) {
-    client
-        .create(&Service {
-            metadata: meta(name),
-            spec: ServiceSpec {
-                cluster_ip: cluster_ip.into(),
-                ports: vec![ServicePort {
-                    name: "http".into(),
-                    port: 80,
-                    target_port: Some(i32::from(addr.port()).into()),
-                    ..ServicePort::default()
-                }],
-                ..ServiceSpec::default()
-            },
-            status: None,
-        })
-        .await
-        .unwrap();
-    client
-        .create(&Endpoints {
-            metadata: meta(name),
-            subsets: vec![EndpointSubset {
-                addresses: vec![EndpointAddress {
-                    ip: addr.ip().to_string(),
-                    ..EndpointAddress::default()
-                }],
-                not_ready_addresses: vec![],
-                ports: vec![EndpointPort {
-                    name: "http".into(),
-                    port: i32::from(addr.port()),
-                    ..EndpointPort::default()
-                }],
-            }],
-        })
-        .await
-        .unwrap();
+    let mut service = dns_objects::service("shop", name, cluster_ip);
+    service.spec.ports[0].target_port = Some(i32::from(addr.port()).into());
+    support::publish(client, service, addr).await;
 }
 
 fn split(weights: [i32; 2]) -> TrafficSplit {

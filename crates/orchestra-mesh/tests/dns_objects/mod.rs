@@ -1,4 +1,5 @@
-//! The Services the DNS tests serve, shared by `dns.rs`, `dns_bad_input.rs` and `dns_dig.rs`.
+//! The Services the DNS tests serve, shared by `dns.rs`, `dns_bad_input.rs` and `dns_dig.rs`;
+//! the sidecar tests (`sidecar_dual_stack.rs`, `traffic_split.rs`) publish theirs from here too.
 
 use orchestra_api::ObjectMeta;
 use orchestra_api::resources::{Service, ServicePort, ServiceSpec};
