@@ -346,17 +346,23 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_feeder_takes_the_objects_the_registry_wrote() {
+    /// A registry whose pod cache runs, its pod stash, and a watch of pods from now on.
+    async fn watched_pods() -> (Registry, Arc<Stash>, WatchEvents<Pod>) {
         let registry = Registry::new(MemStore::new());
         let cache = registry.watch_cache().clone();
         cache.start::<Pod>(&registry).await;
         let stash = cache.stash::<Pod>().expect("pods are handed off");
         let from = head(&registry).await;
-        let mut events = cache
+        let events = cache
             .watch::<Pod>(&registry, None, &WatchOptions::from_version(from))
             .await
             .expect("watch");
+        (registry, stash, events)
+    }
+
+    #[tokio::test]
+    async fn the_feeder_takes_the_objects_the_registry_wrote() {
+        let (registry, stash, mut events) = watched_pods().await;
         let a = registry.create(pod("default", "a", "web")).await.unwrap();
         let b = registry.create(pod("default", "b", "web")).await.unwrap();
         let mut status = a.clone();
@@ -374,15 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_writes_and_failed_writes_are_decoded() {
-        let registry = Registry::new(MemStore::new());
-        let cache = registry.watch_cache().clone();
-        cache.start::<Pod>(&registry).await;
-        let stash = cache.stash::<Pod>().expect("pods are handed off");
-        let from = head(&registry).await;
-        let mut events = cache
-            .watch::<Pod>(&registry, None, &WatchOptions::from_version(from))
-            .await
-            .expect("watch");
+        let (registry, stash, mut events) = watched_pods().await;
         // Written around the registry: nothing stashed, decoded.
         let mut outside = pod("default", "outside", "web");
         outside.metadata.uid = "u1".into();

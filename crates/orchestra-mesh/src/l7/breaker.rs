@@ -447,8 +447,9 @@ mod tests {
         assert_eq!(state.admit(now), Admit::EjectedUntil(now + secs(1)));
     }
 
-    #[test]
-    fn state_a_cancelled_probe_counts_as_neither_success_nor_failure() {
+    /// A breaker that ejects at the first failure, ejected once, and the moment its first
+    /// backoff (1 s) has passed, so that the next request may probe.
+    fn ejected_once_and_probeable() -> (BreakerState, Instant) {
         let t0 = Instant::now();
         let config = BreakerConfig {
             failures: 1,
@@ -458,6 +459,12 @@ mod tests {
         assert!(state.on_result(true, t0));
         let now = t0 + secs(1);
         assert_eq!(state.admit(now), Admit::Ready);
+        (state, now)
+    }
+
+    #[test]
+    fn state_a_cancelled_probe_counts_as_neither_success_nor_failure() {
+        let (mut state, now) = ejected_once_and_probeable();
         let probe = state.on_send().expect("the probe");
         assert_eq!(state.admit(now), Admit::ProbeInFlight);
         assert!(state.on_cancel(probe), "the cancel frees the slot");
@@ -483,15 +490,7 @@ mod tests {
 
     #[test]
     fn state_a_stale_probe_cannot_free_a_later_probes_slot() {
-        let t0 = Instant::now();
-        let config = BreakerConfig {
-            failures: 1,
-            ..BreakerConfig::default()
-        };
-        let mut state = BreakerState::new(config);
-        assert!(state.on_result(true, t0));
-        let now = t0 + secs(1);
-        assert_eq!(state.admit(now), Admit::Ready);
+        let (mut state, now) = ejected_once_and_probeable();
         let first = state.on_send().expect("the probe");
         // A request sent before the ejection fails late: ejected again, `first` still out.
         assert!(state.on_result(true, now));
